@@ -1,0 +1,108 @@
+"""Performances: a title on a stage at a start time, on one variant of the stage's
+seating plan, with a single-ticket price for every price zone its seats use."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Annotated
+
+from msgspec import Meta
+
+from core.catalog.common import Body, Cents, Id, Name, check_unique
+from core.catalog.resource import Resource, require
+from core.errors import ValidationError
+from core.seating import variant_zone_ids
+
+StartTime = Annotated[dt.datetime, Meta(tz=True, description="with timezone, e.g. 2026-10-03T19:30:00+02:00")]
+
+
+class ZonePriceIn(Body, kw_only=True):
+    zone_id: Id
+    price_cents: Cents
+
+
+class PerformanceIn(Body, kw_only=True):
+    venue_id: Id
+    variant_id: Id
+    season_id: Id | None = None
+    title: Name
+    starts_at: StartTime
+    prices: Annotated[list[ZonePriceIn], Meta(min_length=1, max_length=50)]
+    active: bool = True
+
+
+def check_zone_prices(
+    db: sqlite3.Connection, prices: list, organizer_id: str, needed: set[str], field: str, what: str
+) -> None:
+    """Zones priced must be the organizer's, each once, and cover every zone in *needed*."""
+    check_unique([p.zone_id for p in prices], field, "price zone")
+    for p in prices:
+        zone = require(db, "price_zones", p.zone_id, "price zone", field)
+        if zone["organizer_id"] != organizer_id:
+            raise ValidationError(f"{field}: price zone {zone['code']} belongs to another organizer", field=field)
+    missing = needed - {p.zone_id for p in prices}
+    if missing:
+        codes = sorted(
+            r["code"] for r in db.execute(
+                f"SELECT code FROM price_zones WHERE id IN ({', '.join('?' for _ in missing)})", tuple(missing)
+            )
+        )
+        raise ValidationError(f"{what} has seats in price zone(s) {', '.join(codes)} but no price for them",
+                              field=field)
+
+
+def performance_organizer(db: sqlite3.Connection, performance_id: str, field: str) -> dict:
+    """The performance row joined with its venue's organizer id (used by subscriptions)."""
+    perf = require(db, "performances", performance_id, "performance", field)
+    venue = db.execute("SELECT organizer_id FROM venues WHERE id = ?", (perf["venue_id"],)).fetchone()
+    return {**perf, "organizer_id": venue["organizer_id"]}
+
+
+class Performances(Resource):
+    name = "performance"
+    table = "performances"
+    In = PerformanceIn
+    children = ("prices",)
+    sorts = ("starts_at", "title", "created_at", "updated_at")
+    default_sort = "starts_at"
+    filters = ("venue_id", "season_id", "variant_id")
+    search = ("title",)
+
+    def check(self, db: sqlite3.Connection, data: PerformanceIn, current: dict | None) -> None:
+        venue = require(db, "venues", data.venue_id, "venue", "venue_id")
+        variant = require(db, "plan_variants", data.variant_id, "plan variant", "variant_id")
+        plan = db.execute("SELECT * FROM seating_plans WHERE id = ?", (variant["plan_id"],)).fetchone()
+        if plan["venue_id"] != venue["id"]:
+            raise ValidationError(
+                f"plan variant {variant['name']!r} belongs to a plan of another venue", field="variant_id"
+            )
+        if not variant["active"] and (current is None or current["variant_id"] != data.variant_id):
+            raise ValidationError(f"plan variant {variant['name']!r} is deactivated", field="variant_id")
+        if data.season_id is not None:
+            season = require(db, "seasons", data.season_id, "season", "season_id")
+            if season["organizer_id"] != venue["organizer_id"]:
+                raise ValidationError("the season belongs to another organizer", field="season_id")
+            day = data.starts_at.date().isoformat()
+            if not season["starts_on"] <= day <= season["ends_on"]:
+                raise ValidationError(
+                    f"performance on {day} lies outside season {season['name']} "
+                    f"({season['starts_on']} to {season['ends_on']})",
+                    field="starts_at",
+                )
+        check_zone_prices(db, data.prices, venue["organizer_id"], variant_zone_ids(db, data.variant_id),
+                          "prices", f"plan variant {variant['name']!r}")
+
+    def write_children(self, db: sqlite3.Connection, id_: str, data: PerformanceIn) -> None:
+        db.execute("DELETE FROM performance_prices WHERE performance_id = ?", (id_,))
+        db.executemany(
+            "INSERT INTO performance_prices (performance_id, zone_id, price_cents) VALUES (?, ?, ?)",
+            [(id_, p.zone_id, p.price_cents) for p in data.prices],
+        )
+
+    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
+        out["prices"] = db.execute(
+            "SELECT p.zone_id, p.price_cents FROM performance_prices p JOIN price_zones z ON z.id = p.zone_id "
+            "WHERE p.performance_id = ? ORDER BY z.sort, z.code",
+            (out["id"],),
+        ).fetchall()

@@ -1,0 +1,257 @@
+"""One service for every catalog entity: create, read, list, change, deactivate.
+
+An entity is described by a `Resource` subclass: its table, its input struct, its rules
+(`check`) and its child tables. The functions at the bottom are the only way the hub (and
+later the edge) writes catalog rows, so validation, timestamps, transactions and the
+mapping of constraint errors to clear messages happen in one place. Deactivation is a
+change of `active` to false: catalog rows are referenced by sales and are never deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from core.catalog.common import ADDRESS_FIELDS, Address, Body
+from core.clock import iso, now_iso
+from core.errors import Conflict, NotFound, ValidationError
+from core.ids import is_uuid, uuid7
+from core.storage import transaction
+
+MAX_PAGE = 500
+Audience = typing.Literal["internal", "shop", "agency"]
+
+
+def patch_of(cls: type[Body]) -> type[Body]:
+    """The PATCH body of *cls*: the same fields, each optional (absent = unchanged)."""
+    fields = [(f.name, f.type | UnsetType, UNSET) for f in msgspec.structs.fields(cls)]
+    return msgspec.defstruct(
+        f"{cls.__name__.removesuffix('In')}Patch", fields, bases=(Body,), kw_only=True
+    )
+
+
+def _base_type(tp: Any) -> Any:
+    if typing.get_origin(tp) is typing.Annotated:
+        return typing.get_args(tp)[0]
+    return tp
+
+
+class Resource:
+    name: ClassVar[str]
+    table: ClassVar[str]
+    In: ClassVar[type[Body]]
+    Patch: ClassVar[type[Body]]
+    children: ClassVar[tuple[str, ...]] = ()
+    sorts: ClassVar[tuple[str, ...]] = ("created_at", "updated_at", "name")
+    default_sort: ClassVar[str] = "name"
+    filters: ClassVar[tuple[str, ...]] = ()
+    search: ClassVar[tuple[str, ...]] = ("name",)
+    unique_message: ClassVar[str] = "such a record already exists"
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "In" in cls.__dict__:
+            cls.Patch = patch_of(cls.In)
+            cls._fields = {f.name: _base_type(f.type) for f in msgspec.structs.fields(cls.In)}
+
+    # -- rules and mapping; subclasses override what they need ----------------------
+    def check(self, db: sqlite3.Connection, data: Any, current: dict | None) -> None:
+        """Raise ValidationError/Conflict if *data* breaks a rule. *current*: on update."""
+
+    def before_insert(self, db: sqlite3.Connection, row: dict) -> None:
+        """Fill generated columns (e.g. a customer number) inside the transaction."""
+
+    def write_children(self, db: sqlite3.Connection, id_: str, data: Any) -> None:
+        """Replace child rows (prices, performances, ...) from *data*."""
+
+    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
+        """Add child lists to an output dict."""
+
+    def audience_sql(self, audience: Audience) -> tuple[str, tuple]:
+        """Extra WHERE clause limiting what an audience may see (S16 agencies)."""
+        return "", ()
+
+    def to_row(self, data: Any) -> dict:
+        row: dict[str, Any] = {}
+        for name, tp in self._fields.items():
+            if name in self.children:
+                continue
+            value = getattr(data, name)
+            if tp is Address:
+                row.update({f: getattr(value, f) for f in ADDRESS_FIELDS})
+            elif isinstance(value, bool):
+                row[name] = int(value)
+            elif isinstance(value, dt.datetime):
+                row[name] = iso(value)
+            elif isinstance(value, dt.date):
+                row[name] = value.isoformat()
+            elif isinstance(value, (list, tuple)):
+                row[name] = json.dumps(list(value))
+            else:
+                row[name] = value
+        return row
+
+    def to_out(self, db: sqlite3.Connection, row: dict) -> dict:
+        out: dict[str, Any] = {"id": row["id"]}
+        for name, tp in self._fields.items():
+            if name in self.children:
+                continue
+            if tp is Address:
+                out[name] = {f: row[f] for f in ADDRESS_FIELDS}
+            elif tp is bool:
+                out[name] = bool(row[name])
+            elif typing.get_origin(tp) is list:
+                out[name] = json.loads(row[name])
+            else:
+                out[name] = row[name]
+        for extra in ("created_at", "updated_at"):
+            if extra in row:
+                out[extra] = row[extra]
+        self.load_children(db, out)
+        return out
+
+
+@dataclass
+class ListQuery:
+    limit: int = 50
+    offset: int = 0
+    sort: str | None = None
+    q: str | None = None
+    active: bool | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+
+
+def _integrity(res: Resource, exc: sqlite3.IntegrityError) -> Conflict | ValidationError:
+    text = str(exc)
+    if "UNIQUE" in text:
+        return Conflict(f"{res.unique_message} ({text.split(':', 1)[-1].strip()})")
+    return ValidationError(f"{res.name} refers to something that does not exist ({text})")
+
+
+def _fetch(db: sqlite3.Connection, res: Resource, id_: str, audience: Audience) -> dict:
+    if not is_uuid(id_):
+        raise NotFound(f"no {res.name} with id {id_!r}")
+    extra, params = res.audience_sql(audience)
+    row = db.execute(
+        f"SELECT * FROM {res.table} WHERE id = ?{' AND ' + extra if extra else ''}",
+        (id_, *params),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no {res.name} with id {id_}")
+    return row
+
+
+def get(db: sqlite3.Connection, res: Resource, id_: str, audience: Audience = "internal") -> dict:
+    return res.to_out(db, _fetch(db, res, id_, audience))
+
+
+def create(db: sqlite3.Connection, res: Resource, data: Any) -> dict:
+    row = res.to_row(data)
+    row["id"] = uuid7()
+    row["created_at"] = row["updated_at"] = now_iso()
+    try:
+        with transaction(db):
+            res.check(db, data, None)
+            res.before_insert(db, row)
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            db.execute(f"INSERT INTO {res.table} ({cols}) VALUES ({marks})", tuple(row.values()))
+            res.write_children(db, row["id"], data)
+    except sqlite3.IntegrityError as exc:
+        raise _integrity(res, exc) from None
+    return get(db, res, row["id"])
+
+
+def current_input(db: sqlite3.Connection, res: Resource, id_: str) -> tuple[dict, Any]:
+    """The stored record, and the same record as an input struct (for merging changes)."""
+    current = get(db, res, id_)
+    fields = {name: current[name] for name in res._fields if name in current}
+    return current, msgspec.convert(fields, res.In, strict=False)
+
+
+def update(db: sqlite3.Connection, res: Resource, id_: str, patch: Any) -> dict:
+    changes = {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not UNSET}
+    try:
+        with transaction(db):
+            current, before = current_input(db, res, id_)
+            merged = msgspec.structs.replace(before, **changes)
+            res.check(db, merged, current)
+            row = res.to_row(merged)
+            row["updated_at"] = now_iso()
+            sets = ", ".join(f"{col} = ?" for col in row)
+            db.execute(f"UPDATE {res.table} SET {sets} WHERE id = ?", (*row.values(), id_))
+            if any(name in changes for name in res.children):
+                res.write_children(db, id_, merged)
+    except sqlite3.IntegrityError as exc:
+        raise _integrity(res, exc) from None
+    return get(db, res, id_)
+
+
+def list_(db: sqlite3.Connection, res: Resource, query: ListQuery, audience: Audience = "internal") -> dict:
+    where, params = _where(res, query, audience)
+    order = _order(res, query.sort)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    total = db.execute(f"SELECT count(*) AS n FROM {res.table}{clause}", params).fetchone()["n"]
+    rows = db.execute(
+        f"SELECT * FROM {res.table}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+        (*params, query.limit, query.offset),
+    ).fetchall()
+    return {
+        "items": [res.to_out(db, row) for row in rows],
+        "total": total,
+        "limit": query.limit,
+        "offset": query.offset,
+    }
+
+
+def _where(res: Resource, query: ListQuery, audience: Audience) -> tuple[list[str], list]:
+    where: list[str] = []
+    params: list = []
+    for name, value in query.filters.items():
+        if name not in res.filters:
+            raise ValidationError(
+                f"cannot filter {res.name}s by {name!r}; filters: {', '.join(res.filters) or 'none'}",
+                field=name,
+            )
+        where.append(f"{name} = ?")
+        params.append(value)
+    if query.active is not None:
+        where.append("active = ?")
+        params.append(int(query.active))
+    if query.q:
+        like = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(" + " OR ".join(f"{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")")
+        params.extend([like] * len(res.search))
+    extra, extra_params = res.audience_sql(audience)
+    if extra:
+        where.append(extra)
+        params.extend(extra_params)
+    return where, params
+
+
+def _order(res: Resource, sort: str | None) -> str:
+    key = sort or res.default_sort
+    desc = key.startswith("-")
+    column = key.lstrip("-")
+    if column not in res.sorts:
+        raise ValidationError(
+            f"cannot sort {res.name}s by {column!r}; choose one of: {', '.join(res.sorts)}",
+            field="sort",
+        )
+    collate = " COLLATE NOCASE" if column in res.search else ""
+    return f"{column}{collate} {'DESC' if desc else 'ASC'}, id"
+
+
+def require(db: sqlite3.Connection, table: str, id_: str, what: str, field: str) -> dict:
+    """Load a referenced row or fail with a validation error naming the field."""
+    row = db.execute(f"SELECT * FROM {table} WHERE id = ?", (id_,)).fetchone()
+    if row is None:
+        raise ValidationError(f"{field}: there is no {what} with id {id_}", field=field)
+    return row

@@ -1,0 +1,37 @@
+"""Seasons (Spielzeiten), e.g. 2026/27: the frame for subscriptions and rollover."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+from core.catalog.common import Body, Id, Name
+from core.catalog.resource import Resource, require
+from core.errors import ValidationError
+
+
+class SeasonIn(Body, kw_only=True):
+    organizer_id: Id
+    name: Name
+    starts_on: dt.date
+    ends_on: dt.date
+    active: bool = True
+
+
+class Seasons(Resource):
+    name = "season"
+    table = "seasons"
+    In = SeasonIn
+    sorts = ("starts_on", "name", "created_at")
+    default_sort = "starts_on"
+    filters = ("organizer_id",)
+    unique_message = "this organizer already has a season with that name"
+
+    def check(self, db: sqlite3.Connection, data: SeasonIn, current: dict | None) -> None:
+        require(db, "organizers", data.organizer_id, "organizer", "organizer_id")
+        if data.ends_on <= data.starts_on:
+            raise ValidationError(
+                f"season ends ({data.ends_on}) before it starts ({data.starts_on})", field="ends_on"
+            )
+        if (data.ends_on - data.starts_on).days > 731:
+            raise ValidationError("a season cannot last longer than two years", field="ends_on")

@@ -1,0 +1,48 @@
+"""Row ids: UUIDv7 strings, made wherever a row is born.
+
+Time-ordered ids keep SQLite B-tree inserts append-mostly and let offline nodes create
+rows without asking anyone; 74 random bits make collisions between nodes negligible.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def uuid7() -> str:
+    """A UUIDv7 string; monotonic within this process even within one millisecond."""
+    global _last_ms, _counter
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            _counter += 1
+            if _counter > 0xFFF:  # 12-bit sequence exhausted: borrow the next millisecond
+                ms += 1
+                _counter = 0
+        else:
+            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+        _last_ms = ms
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= counter << 64
+    value |= 0b10 << 62
+    value |= rand
+    return str(uuid.UUID(int=value))
+
+
+def is_uuid(text: str) -> bool:
+    """True if *text* is a canonical UUID string (any version)."""
+    try:
+        return str(uuid.UUID(text)) == text.lower() and len(text) == 36
+    except (ValueError, AttributeError, TypeError):
+        return False

@@ -1,0 +1,32 @@
+"""This node's identity: every database knows which node it belongs to (hub or an edge).
+
+Number series and (later) signatures and sync ops are owned by a node, so the identity is
+written once, when the data folder is initialised, and never changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from core.clock import now_iso
+from core.ids import uuid7
+from core.storage import transaction
+
+
+def this_node(db: sqlite3.Connection) -> dict:
+    row = db.execute("SELECT * FROM node").fetchone()
+    if row is None:
+        raise RuntimeError("this database has no node identity; run `tessera hub init` first")
+    return row
+
+
+def init_node(db: sqlite3.Connection, role: str, name: str) -> dict:
+    """Create the node identity; idempotent for the same role."""
+    with transaction(db):
+        row = db.execute("SELECT * FROM node").fetchone()
+        if row is None:
+            db.execute("INSERT INTO node (id, role, name, created_at) VALUES (?, ?, ?, ?)",
+                       (uuid7(), role, name, now_iso()))
+        elif row["role"] != role:
+            raise RuntimeError(f"this data folder belongs to a {row['role']}, not a {role}")
+    return this_node(db)

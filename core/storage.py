@@ -1,0 +1,113 @@
+"""The one way to open a Tessera database.
+
+Every node (hub, cash desk, counter, gate) keeps its state in one SQLite file. We open it
+the same way everywhere: WAL so readers never wait for the writer, foreign keys on, a busy
+timeout so two processes queue instead of failing, and `synchronous=FULL` on edges because
+a printed receipt must survive a power cut. Schema changes are numbered SQL files in
+`core/migrations/`, applied at open time and tracked with `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 10_000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict:
+    return {col[0]: value for col, value in zip(cursor.description, row, strict=False)}
+
+
+def connect(path: str | Path, *, edge: bool = False, migrate: bool = True) -> sqlite3.Connection:
+    """Open (and create, and migrate) the database at *path*.
+
+    The connection runs in autocommit mode; use `transaction()` for writes so that every
+    state change is one explicit `BEGIN IMMEDIATE ... COMMIT`.
+    """
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.row_factory = _dict_row
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute(f"PRAGMA synchronous = {'FULL' if edge else 'NORMAL'}")
+    if migrate:
+        apply_migrations(db)
+    return db
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """All migrations shipped with this version: (number, file name, SQL), in order."""
+    found = []
+    for entry in resources.files("core.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 0001.. without gaps, found {numbers}")
+    return found
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()["user_version"]
+
+
+def apply_migrations(db: sqlite3.Connection) -> int:
+    """Bring the schema up to date; each migration is its own transaction."""
+    available = migrations()
+    current = schema_version(db)
+    if current > len(available):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this Tessera "
+            f"(knows {len(available)}); upgrade Tessera before opening it"
+        )
+    for number, _name, sql in available[current:]:
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {number};\nCOMMIT;")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return len(available)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction; nested use becomes a savepoint.
+
+    `BEGIN IMMEDIATE` takes the write lock up front, so two writers queue on the busy
+    timeout instead of one failing half-way with SQLITE_BUSY on lock upgrade.
+    """
+    if db.in_transaction:
+        name = f"sp_{id(db)}_{_savepoint_depth(db)}"
+        db.execute(f"SAVEPOINT {name}")
+        try:
+            yield db
+        except BaseException:
+            db.execute(f"ROLLBACK TO {name}")
+            db.execute(f"RELEASE {name}")
+            raise
+        db.execute(f"RELEASE {name}")
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+_depths: dict[int, int] = {}
+
+
+def _savepoint_depth(db: sqlite3.Connection) -> int:
+    _depths[id(db)] = _depths.get(id(db), 0) + 1
+    return _depths[id(db)]

@@ -1,0 +1,1 @@
+"""The central service: office/shop/agency API (aiohttp) over the core catalog."""

@@ -1,0 +1,54 @@
+"""The hub's aiohttp application and its data folder."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from aiohttp import web
+
+from core.node import init_node
+from core.storage import connect
+from hub import auth, routes
+from hub.api import MAX_JSON_BYTES
+from hub.openapi import build_document
+from hub.problems import problem_middleware
+
+DB_NAME = "hub.sqlite"
+
+
+class NotInitialised(Exception):
+    pass
+
+
+def db_path(data_dir: Path) -> Path:
+    return Path(data_dir) / DB_NAME
+
+
+def init_hub(data_dir: Path, name: str = "hub") -> tuple[sqlite3.Connection, str]:
+    """Create a hub data folder: database, node identity, first admin token (returned)."""
+    data_dir = Path(data_dir)
+    if db_path(data_dir).exists():
+        raise FileExistsError(f"{data_dir} already holds a hub; use `tessera hub serve --data {data_dir}`")
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = connect(db_path(data_dir))
+    init_node(db, "hub", name)
+    secret, _ = auth.create_token(db, "first admin (hub init)", "admin")
+    return db, secret
+
+
+def open_hub(data_dir: Path) -> sqlite3.Connection:
+    path = db_path(Path(data_dir))
+    if not path.exists():
+        raise NotInitialised(f"{data_dir} holds no hub; run `tessera hub init --data {data_dir}` first")
+    return connect(path)
+
+
+def make_app(db: sqlite3.Connection) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_JSON_BYTES)
+    api = routes.build()
+    api.install(app)
+    app["db"] = db
+    app["api"] = api
+    app["openapi"] = build_document(api, routes.VERSION)
+    return app
