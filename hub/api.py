@@ -22,6 +22,9 @@ from hub import auth
 from hub.problems import ApiError
 
 PREFIX = "/api/v1"
+DB = web.AppKey("db", Any)
+API = web.AppKey("api", Any)
+OPENAPI = web.AppKey("openapi", dict)
 MAX_JSON_BYTES = 1024 * 1024
 AUDIENCE = {"admin": "internal", "office": "internal", "shop": "shop", "agency": "agency"}
 
@@ -148,7 +151,7 @@ def _authenticate(request: web.Request, op: Operation) -> dict | None:
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthorized", "Authentication required",
                        "send an API token as 'Authorization: Bearer <token>'")
-    token = auth.lookup(request.app["db"], secret.strip())
+    token = auth.lookup(request.app[DB], secret.strip())
     if token is None:
         raise ApiError(401, "unauthorized", "Authentication required", "the API token is unknown or revoked")
     if token["role"] not in op.roles:
@@ -201,7 +204,7 @@ def _endpoint(op: Operation) -> Callable:
         token = _authenticate(request, op)
         query = _parse_query(request, op)
         body = await _read_body(request, op) if op.body is not None else None
-        ctx = Ctx(request.app, request.app["db"], token, dict(request.match_info), query, body)
+        ctx = Ctx(request.app, request.app[DB], token, dict(request.match_info), query, body)
         result = op.handler(ctx)
         status, payload = result if isinstance(result, tuple) else (op.status, result)
         return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")

@@ -10,7 +10,7 @@ from aiohttp import web
 from core.node import init_node
 from core.storage import connect
 from hub import auth, routes
-from hub.api import MAX_JSON_BYTES
+from hub.api import API, DB, MAX_JSON_BYTES, OPENAPI
 from hub.openapi import build_document
 from hub.problems import problem_middleware
 
@@ -48,7 +48,7 @@ def make_app(db: sqlite3.Connection) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_JSON_BYTES)
     api = routes.build()
     api.install(app)
-    app["db"] = db
-    app["api"] = api
-    app["openapi"] = build_document(api, routes.VERSION)
+    app[DB] = db
+    app[API] = api
+    app[OPENAPI] = build_document(api, routes.VERSION)
     return app

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from core.errors import TesseraError
-from hub.api import PREFIX, Ctx
+from hub.api import API, DB, PREFIX, Ctx
 
 
 class ApiFailure(Exception):
@@ -53,7 +53,7 @@ class LocalClient:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.api = app["api"]
+        self.api = app[API]
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         op, _ = self.api.find(method, path)
@@ -69,7 +69,7 @@ class LocalClient:
 
     def _run(self, method: str, path: str, query: dict, body: Any) -> Any:
         op, params = self.api.find(method, path)
-        ctx = Ctx(self.app, self.app["db"], {"id": "local", "name": "local", "role": "admin"}, params, query, body)
+        ctx = Ctx(self.app, self.app[DB], {"id": "local", "name": "local", "role": "admin"}, params, query, body)
         try:
             result = op.handler(ctx)
         except TesseraError as exc:

@@ -15,7 +15,7 @@ from core.errors import NotFound
 from core.node import this_node
 from core.storage import schema_version
 from hub import auth, schemas
-from hub.api import Api, Ctx, Param
+from hub.api import OPENAPI, Api, Ctx, Param
 
 ALL = ("admin", "office", "shop", "agency")
 STAFF = ("admin", "office")
@@ -80,7 +80,7 @@ def health(ctx: Ctx):
 
 
 def openapi_document(ctx: Ctx):
-    return ctx.app["openapi"]
+    return ctx.app[OPENAPI]
 
 
 # -- tokens ---------------------------------------------------------------------------
