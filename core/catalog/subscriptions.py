@@ -220,7 +220,8 @@ class Subscriptions(Resource):
         out["performance_ids"] = [r["performance_id"] for r in db.execute(
             "SELECT performance_id FROM subscription_performances WHERE product_id = ? ORDER BY position", pid)]
         out["zone_prices"] = db.execute(
-            "SELECT zone_id, price_cents FROM subscription_zone_prices WHERE product_id = ? ORDER BY zone_id",
+            "SELECT p.zone_id, p.price_cents FROM subscription_zone_prices p JOIN price_zones z ON z.id = p.zone_id "
+            "WHERE p.product_id = ? ORDER BY z.sort, z.code",
             pid).fetchall()
         out["combi_prices"] = db.execute(
             "SELECT performance_id, zone_id, price_cents FROM combi_prices WHERE product_id = ? "
