@@ -19,13 +19,12 @@ from aiohttp import web
 
 from core.catalog.common import UUID_PATTERN
 from hub import auth
-from hub.problems import ApiError
+from hub.problems import MAX_BODY_BYTES, ApiError
 
 PREFIX = "/api/v1"
 DB = web.AppKey("db", Any)
 API = web.AppKey("api", Any)
 OPENAPI = web.AppKey("openapi", dict)
-MAX_JSON_BYTES = 1024 * 1024
 AUDIENCE = {"admin": "internal", "office": "internal", "shop": "shop", "agency": "agency"}
 
 
@@ -161,9 +160,9 @@ def _authenticate(request: web.Request, op: Operation) -> dict | None:
 
 
 async def _read_body(request: web.Request, op: Operation) -> Any:
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "body-too-large", "Body too large",
-                       f"the request body exceeds the limit of {MAX_JSON_BYTES} bytes")
+                       f"the request body exceeds the limit of {MAX_BODY_BYTES} bytes")
     media = request.content_type
     if media != op.body_media:
         raise ApiError(415, "unsupported-media-type", "Unsupported media type",

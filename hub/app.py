@@ -10,9 +10,9 @@ from aiohttp import web
 from core.node import init_node
 from core.storage import connect
 from hub import auth, routes
-from hub.api import API, DB, MAX_JSON_BYTES, OPENAPI
+from hub.api import API, DB, OPENAPI
 from hub.openapi import build_document
-from hub.problems import problem_middleware
+from hub.problems import MAX_BODY_BYTES, problem_middleware
 
 DB_NAME = "hub.sqlite"
 
@@ -45,7 +45,7 @@ def open_hub(data_dir: Path) -> sqlite3.Connection:
 
 
 def make_app(db: sqlite3.Connection) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_JSON_BYTES)
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     api = routes.build()
     api.install(app)
     app[DB] = db

@@ -16,6 +16,7 @@ from core.errors import TesseraError
 
 log = logging.getLogger("tessera.hub")
 PROBLEM_TYPE = "urn:tessera:problem:"
+MAX_BODY_BYTES = 1024 * 1024
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 
 
@@ -71,9 +72,9 @@ async def problem_middleware(request: web.Request, handler) -> web.StreamRespons
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         err = from_msgspec(exc)
         return problem(err.status, err.slug, err.title, err.detail, field=err.field, instance=request.path)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         return problem(413, "body-too-large", "Body too large",
-                       f"the request body exceeds the limit of {exc.max_size} bytes", instance=request.path)
+                       f"the request body exceeds the limit of {MAX_BODY_BYTES} bytes", instance=request.path)
     except web.HTTPNotFound:
         return problem(404, "not-found", "Not found", f"there is no resource at {request.path}",
                        instance=request.path)
