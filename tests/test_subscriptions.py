@@ -115,7 +115,8 @@ def test_tier_arithmetic():
 
 
 async def tiers(api, pid):
-    return {t["name"]: t["id"] for t in (await call(api, "GET", f"/discount-tiers?product_id={pid}", status=200))["items"]}
+    listed = await call(api, "GET", f"/discount-tiers?product_id={pid}", status=200)
+    return {t["name"]: t["id"] for t in listed["items"]}
 
 
 async def test_ring_price_in_a_zone_with_a_tier(api):
