@@ -197,8 +197,11 @@ def _removed_keys(variant: VariantIn, base: list[Place], base_keys: set) -> set:
 
 # -- storage -----------------------------------------------------------------------
 
-def _zone_codes(db: sqlite3.Connection, venue_id: str) -> dict[str, str]:
-    venue = require(db, "venues", venue_id, "venue", "venue_id")
+def _zone_codes(db: sqlite3.Connection, venue_id: str, *, existing_plan: bool = False) -> dict[str, str]:
+    """Zone code -> id for the venue's organizer. A new plan needs an active venue; an
+    existing plan may still be edited after its venue closed."""
+    venue = require(db, "venues", venue_id, "venue", "venue_id",
+                    {"venue_id": venue_id} if existing_plan else None)
     rows = db.execute(
         "SELECT id, code FROM price_zones WHERE organizer_id = ? AND active = 1",
         (venue["organizer_id"],),
@@ -395,7 +398,7 @@ def add_variant(db: sqlite3.Connection, plan_id: str, variant: VariantIn) -> dic
         removed = _removed_keys(variant, base, {(p.section, p.row, p.label) for p in base})
         kept = [p for p in base if (p.section, p.row, p.label) not in removed]
         check_places(kept + _places(variant.add), plan["seat_size"], f"variant {variant.name!r}")
-        variant_id = _insert_variant(db, plan_id, variant, _zone_codes(db, plan["venue_id"]))
+        variant_id = _insert_variant(db, plan_id, variant, _zone_codes(db, plan["venue_id"], existing_plan=True))
     return get_variant(db, variant_id)
 
 
@@ -449,7 +452,7 @@ def update_seat(db: sqlite3.Connection, plan_id: str, seat_id: str, patch: SeatP
             if value is not msgspec.UNSET:
                 changes[name] = int(value) if isinstance(value, bool) else value
         if patch.zone is not msgspec.UNSET:
-            changes["zone_id"] = _zone_id(_zone_codes(db, plan["venue_id"]), patch.zone, "seat")
+            changes["zone_id"] = _zone_id(_zone_codes(db, plan["venue_id"], existing_plan=True), patch.zone, "seat")
         if changes:
             sets = ", ".join(f"{k} = ?" for k in changes)
             db.execute(f"UPDATE seats SET {sets} WHERE id = ?", (*changes.values(), seat_id))

@@ -138,3 +138,25 @@ async def test_a_new_customer_gets_the_next_number(api):
     assert [c["id"] for c in found["items"]] == [made["id"]]
     await problem(api, "POST", "/customers", {**body, "address": {**ADDRESS, "postcode": "2819"}},
                   status=422, slug="validation-failed")
+
+
+async def test_new_references_to_deactivated_records_are_refused_old_ones_kept(api):
+    ids = api.hub.ids
+    perf = await call(api, "GET", f"/performances/{ids['rings']['A'][0]}", status=200)
+    await call(api, "PATCH", f"/venues/{perf['venue_id']}", {"active": False}, status=200)
+    # the existing performance can still be changed ...
+    await call(api, "PATCH", f"/performances/{perf['id']}", {"title": "Die Zauberflöte (Wiederaufnahme)"},
+               status=200)
+    # ... but no new performance is planned at the closed venue
+    body = {k: perf[k] for k in ("venue_id", "variant_id", "season_id", "title", "starts_at", "prices")}
+    err = await problem(api, "POST", "/performances", body, status=422, slug="validation-failed")
+    assert "is deactivated" in err["detail"] and err["field"] == "venue_id"
+    # a cancelled performance cannot join a new ring, but the rings that hold it stay editable
+    await call(api, "PATCH", f"/venues/{perf['venue_id']}", {"active": True}, status=200)
+    await call(api, "PATCH", f"/performances/{perf['id']}", {"active": False}, status=200)
+    ring_a = await call(api, "GET", f"/subscription-products/{ids['subscriptions']['Abo-Ring A']}", status=200)
+    await call(api, "PATCH", f"/subscription-products/{ring_a['id']}", {"subtitle": "Neu"}, status=200)
+    copy = {k: v for k, v in ring_a.items() if k not in ("id", "created_at", "updated_at")}
+    err = await problem(api, "POST", "/subscription-products", {**copy, "name": "Kopie", "agency_release": False},
+                        status=422, slug="validation-failed")
+    assert "performance" in err["detail"] and "is deactivated" in err["detail"]

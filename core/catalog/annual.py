@@ -62,7 +62,7 @@ class AnnualProducts(Resource):
     filters = ("organizer_id", "validity_mode")
 
     def check(self, db: sqlite3.Connection, data: AnnualProductIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id")
+        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
         if current and current["organizer_id"] != data.organizer_id:
             raise ValidationError("a product cannot move to another organizer", field="organizer_id")
         if data.validity_mode == "fixed":
@@ -85,7 +85,7 @@ class AnnualProducts(Resource):
         check_unique(data.channels, "channels", "sales channel")
         check_unique(data.venue_ids, "venue_ids", "venue")
         for venue_id in data.venue_ids:
-            venue = require(db, "venues", venue_id, "venue", "venue_ids")
+            venue = require(db, "venues", venue_id, "venue", "venue_ids", current)
             if venue["organizer_id"] != data.organizer_id:
                 raise ValidationError(f"venue {venue['name']!r} belongs to another organizer", field="venue_ids")
 

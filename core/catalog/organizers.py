@@ -60,7 +60,7 @@ class Venues(Resource):
     filters = ("organizer_id", "kind")
 
     def check(self, db: sqlite3.Connection, data: VenueIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id")
+        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
         if current and current["organizer_id"] != data.organizer_id:
             raise ValidationError("a venue cannot move to another organizer", field="organizer_id")
         check_address(data.address)
@@ -89,6 +89,6 @@ class PriceZones(Resource):
     unique_message = "this organizer already has a price zone with that code"
 
     def check(self, db: sqlite3.Connection, data: PriceZoneIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id")
+        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
         if current and current["organizer_id"] != data.organizer_id:
             raise ValidationError("a price zone cannot move to another organizer", field="organizer_id")

@@ -52,9 +52,10 @@ def check_zone_prices(
                               field=field)
 
 
-def performance_organizer(db: sqlite3.Connection, performance_id: str, field: str) -> dict:
+def performance_organizer(db: sqlite3.Connection, performance_id: str, field: str,
+                          current: dict | None = None) -> dict:
     """The performance row joined with its venue's organizer id (used by subscriptions)."""
-    perf = require(db, "performances", performance_id, "performance", field)
+    perf = require(db, "performances", performance_id, "performance", field, current)
     venue = db.execute("SELECT organizer_id FROM venues WHERE id = ?", (perf["venue_id"],)).fetchone()
     return {**perf, "organizer_id": venue["organizer_id"]}
 
@@ -70,17 +71,15 @@ class Performances(Resource):
     search = ("title",)
 
     def check(self, db: sqlite3.Connection, data: PerformanceIn, current: dict | None) -> None:
-        venue = require(db, "venues", data.venue_id, "venue", "venue_id")
-        variant = require(db, "plan_variants", data.variant_id, "plan variant", "variant_id")
+        venue = require(db, "venues", data.venue_id, "venue", "venue_id", current)
+        variant = require(db, "plan_variants", data.variant_id, "plan variant", "variant_id", current)
         plan = db.execute("SELECT * FROM seating_plans WHERE id = ?", (variant["plan_id"],)).fetchone()
         if plan["venue_id"] != venue["id"]:
             raise ValidationError(
                 f"plan variant {variant['name']!r} belongs to a plan of another venue", field="variant_id"
             )
-        if not variant["active"] and (current is None or current["variant_id"] != data.variant_id):
-            raise ValidationError(f"plan variant {variant['name']!r} is deactivated", field="variant_id")
         if data.season_id is not None:
-            season = require(db, "seasons", data.season_id, "season", "season_id")
+            season = require(db, "seasons", data.season_id, "season", "season_id", current)
             if season["organizer_id"] != venue["organizer_id"]:
                 raise ValidationError("the season belongs to another organizer", field="season_id")
             day = data.starts_at.date().isoformat()

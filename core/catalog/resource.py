@@ -249,9 +249,25 @@ def _order(res: Resource, sort: str | None) -> str:
     return f"{column}{collate} {'DESC' if desc else 'ASC'}, id"
 
 
-def require(db: sqlite3.Connection, table: str, id_: str, what: str, field: str) -> dict:
-    """Load a referenced row or fail with a validation error naming the field."""
+def require(db: sqlite3.Connection, table: str, id_: str, what: str, field: str,
+            current: dict | None = None) -> dict:
+    """Load a referenced row or fail with a validation error naming the field.
+
+    A *new* reference to a deactivated record is refused (no new performance at a closed
+    venue); a reference the record already had (*current*) stays valid, so deactivating
+    something never makes the records that use it unchangeable.
+    """
     row = db.execute(f"SELECT * FROM {table} WHERE id = ?", (id_,)).fetchone()
     if row is None:
         raise ValidationError(f"{field}: there is no {what} with id {id_}", field=field)
+    if not row.get("active", 1) and not _already_referenced(current, field, id_):
+        label = row.get("name") or row.get("title") or id_
+        raise ValidationError(f"{field}: {what} {label!r} is deactivated", field=field)
     return row
+
+
+def _already_referenced(current: dict | None, field: str, id_: str) -> bool:
+    if current is None:
+        return False
+    value = current.get(field)
+    return id_ in value if isinstance(value, list) else value == id_

@@ -28,7 +28,7 @@ class Seasons(Resource):
     unique_message = "this organizer already has a season with that name"
 
     def check(self, db: sqlite3.Connection, data: SeasonIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id")
+        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
         if data.ends_on <= data.starts_on:
             raise ValidationError(
                 f"season ends ({data.ends_on}) before it starts ({data.starts_on})", field="ends_on"

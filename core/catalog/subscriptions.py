@@ -123,13 +123,13 @@ class Subscriptions(Resource):
     search = ("name", "title")
 
     def check(self, db: sqlite3.Connection, data: SubscriptionIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id")
+        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
         if current and current["organizer_id"] != data.organizer_id:
             raise ValidationError("a product cannot move to another organizer", field="organizer_id")
-        season = require(db, "seasons", data.season_id, "season", "season_id")
+        season = require(db, "seasons", data.season_id, "season", "season_id", current)
         if season["organizer_id"] != data.organizer_id:
             raise ValidationError("the season belongs to another organizer", field="season_id")
-        performances = self._performances(db, data, season)
+        performances = self._performances(db, data, season, current)
         getattr(self, f"_check_{data.kind}")(db, data, performances)
         check_sale_windows(data.sale_windows)
         if data.agency_release and not (current and has_agency_tier(db, current["id"])):
@@ -139,13 +139,14 @@ class Subscriptions(Resource):
                 field="agency_release",
             )
 
-    def _performances(self, db: sqlite3.Connection, data: SubscriptionIn, season: dict) -> list[dict]:
+    def _performances(self, db: sqlite3.Connection, data: SubscriptionIn, season: dict,
+                      current: dict | None) -> list[dict]:
         check_unique(data.performance_ids, "performance_ids", "performance")
         if not data.performance_ids:
             raise ValidationError(f"a {data.kind} subscription needs performances", field="performance_ids")
         found = []
         for perf_id in data.performance_ids:
-            perf = performance_organizer(db, perf_id, "performance_ids")
+            perf = performance_organizer(db, perf_id, "performance_ids", current)
             if perf["organizer_id"] != data.organizer_id:
                 raise ValidationError(f"performance {perf['title']!r} belongs to another organizer",
                                       field="performance_ids")
@@ -261,7 +262,8 @@ class Tiers(Resource):
     unique_message = "this product already has a discount tier with that name"
 
     def check(self, db: sqlite3.Connection, data: TierIn, current: dict | None) -> None:
-        product = require(db, "subscription_products", data.product_id, "subscription product", "product_id")
+        product = require(db, "subscription_products", data.product_id, "subscription product", "product_id",
+                          current)
         if current and current["product_id"] != data.product_id:
             raise ValidationError("a discount tier cannot move to another product", field="product_id")
         if data.kind == "percent" and not 1 <= data.value <= 100:
