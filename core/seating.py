@@ -457,8 +457,19 @@ def update_seat(db: sqlite3.Connection, plan_id: str, seat_id: str, patch: SeatP
             sets = ", ".join(f"{k} = ?" for k in changes)
             db.execute(f"UPDATE seats SET {sets} WHERE id = ?", (*changes.values(), seat_id))
             _check_all_variants(db, plan_id, plan["seat_size"])
+            _check_priced(db, plan_id)
             db.execute("UPDATE seating_plans SET updated_at = ? WHERE id = ?", (now_iso(), plan_id))
     return seat_out(_seat_view(db, seat_id))
+
+
+def _check_priced(db: sqlite3.Connection, plan_id: str) -> None:
+    """A seat moved to another zone must still be priced wherever it is sold."""
+    from core.catalog.performances import check_prices_cover  # performances build on seating
+
+    perfs = db.execute(
+        "SELECT p.id FROM performances p JOIN plan_variants v ON v.id = p.variant_id "
+        "WHERE v.plan_id = ? AND p.active = 1", (plan_id,)).fetchall()
+    check_prices_cover(db, [p["id"] for p in perfs])
 
 
 def _seat_view(db: sqlite3.Connection, seat_id: str) -> dict:

@@ -135,3 +135,14 @@ async def test_a_seat_is_changed_unless_it_would_overlap(api):
     gone = await call(api, "PATCH", f"/seating-plans/{plan_id}/seats/{first['id']}", {"active": False}, status=200)
     assert gone["active"] is False
     assert len((await call(api, "GET", f"/seating-plans/{plan_id}/seats", status=200))["items"]) == 198
+
+
+async def test_a_seat_cannot_move_to_a_zone_its_performances_do_not_price(api):
+    """The studio's performances and the choice subscription price zones 1 and 2 only."""
+    plan_id = api.hub.ids["plans"]["Studio"]
+    first = (await call(api, "GET", f"/seating-plans/{plan_id}/seats", status=200))["items"][0]
+    err = await problem(api, "PATCH", f"/seating-plans/{plan_id}/seats/{first['id']}", {"zone": "4"},
+                        status=422, slug="validation-failed")
+    assert "price zone(s) 4 without a price" in err["detail"]
+    again = (await call(api, "GET", f"/seating-plans/{plan_id}/seats", status=200))["items"][0]
+    assert again["zone"] == first["zone"]

@@ -160,3 +160,22 @@ async def test_the_price_table_lists_every_zone_and_tier(api):
     student = [next(t for t in z["tiers"] if t["name"] == "Schüler/Studierende") for z in table["zones"]]
     assert [t["price_cents"] for t in student] == [18400, 14700, 10800, 7000]
     assert all(len(z["tiers"]) == 4 for z in table["zones"])
+
+
+async def test_a_performance_cannot_switch_to_a_variant_its_ring_does_not_price(api):
+    """Moving a ring performance to a plan variant with zones the ring has no price for
+    would leave seats unsellable in the ring: refused, nothing changed."""
+    ids = api.hub.ids
+    plan_id = ids["plans"]["Großes Haus"]
+    zone5 = await call(api, "POST", "/price-zones", {"organizer_id": ids["theatre_organizer"], "code": "5",
+                                                     "name": "Stehplatz"}, status=201)
+    variant = await call(api, "POST", f"/seating-plans/{plan_id}/variants", {"name": "Mit Stehplätzen", "add": [
+        {"name": "Stehplätze", "rows": [{"label": "S", "seats": [{"label": "1", "x": 0, "y": 50, "zone": "5"}]}]}]},
+        status=201)
+    perf = await call(api, "GET", f"/performances/{ids['rings']['A'][0]}", status=200)
+    prices = perf["prices"] + [{"zone_id": zone5["id"], "price_cents": 900}]
+    err = await problem(api, "PATCH", f"/performances/{perf['id']}", {"variant_id": variant["id"], "prices": prices},
+                        status=422, slug="validation-failed")
+    assert "ring 'Abo-Ring A'" in err["detail"] and "zone(s) 5" in err["detail"]
+    after = await call(api, "GET", f"/performances/{perf['id']}", status=200)
+    assert after["variant_id"] == perf["variant_id"] and len(after["prices"]) == 4

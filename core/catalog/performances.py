@@ -60,6 +60,39 @@ def performance_organizer(db: sqlite3.Connection, performance_id: str, field: st
     return {**perf, "organizer_id": venue["organizer_id"]}
 
 
+def check_prices_cover(db: sqlite3.Connection, performance_ids: list[str]) -> None:
+    """Every seat a performance offers must have a price: in the performance itself and in
+    every active subscription that includes it. Run after a change to seats, variants or
+    performances, inside the same transaction, so a gap undoes the change."""
+    for perf_id in performance_ids:
+        perf = db.execute("SELECT * FROM performances WHERE id = ?", (perf_id,)).fetchone()
+        needed = variant_zone_ids(db, perf["variant_id"])
+        priced = {r["zone_id"] for r in db.execute(
+            "SELECT zone_id FROM performance_prices WHERE performance_id = ?", (perf_id,))}
+        _report_gap(db, needed - priced, f"performance {perf['title']!r} on {perf['starts_at']}")
+        for product in db.execute(
+            "SELECT p.* FROM subscription_products p JOIN subscription_performances s ON s.product_id = p.id "
+            "WHERE s.performance_id = ? AND p.active = 1 AND p.kind IN ('ring', 'choice', 'combi')", (perf_id,)
+        ).fetchall():
+            if product["kind"] == "combi":
+                rows = db.execute("SELECT zone_id FROM combi_prices WHERE product_id = ? AND performance_id = ?",
+                                  (product["id"], perf_id))
+            else:
+                rows = db.execute("SELECT zone_id FROM subscription_zone_prices WHERE product_id = ?",
+                                  (product["id"],))
+            _report_gap(db, needed - {r["zone_id"] for r in rows},
+                        f"{product['kind']} {product['name']!r} (with {perf['title']!r} on {perf['starts_at']})")
+
+
+def _report_gap(db: sqlite3.Connection, missing: set[str], what: str) -> None:
+    if not missing:
+        return
+    codes = sorted(r["code"] for r in db.execute(
+        f"SELECT code FROM price_zones WHERE id IN ({', '.join('?' for _ in missing)})", tuple(missing)))
+    raise ValidationError(f"{what} would have seats in price zone(s) {', '.join(codes)} without a price; "
+                          "add the prices first")
+
+
 class Performances(Resource):
     name = "performance"
     table = "performances"
@@ -98,6 +131,9 @@ class Performances(Resource):
             "INSERT INTO performance_prices (performance_id, zone_id, price_cents) VALUES (?, ?, ?)",
             [(id_, p.zone_id, p.price_cents) for p in data.prices],
         )
+
+    def after_write(self, db: sqlite3.Connection, id_: str) -> None:
+        check_prices_cover(db, [id_])
 
     def load_children(self, db: sqlite3.Connection, out: dict) -> None:
         out["prices"] = db.execute(

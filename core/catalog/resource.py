@@ -74,6 +74,9 @@ class Resource:
     def load_children(self, db: sqlite3.Connection, out: dict) -> None:
         """Add child lists to an output dict."""
 
+    def after_write(self, db: sqlite3.Connection, id_: str) -> None:
+        """Rules about the stored state as a whole (checked before commit; raising undoes)."""
+
     def audience_sql(self, audience: Audience) -> tuple[str, tuple]:
         """Extra WHERE clause limiting what an audience may see (S16 agencies)."""
         return "", ()
@@ -164,6 +167,7 @@ def create(db: sqlite3.Connection, res: Resource, data: Any) -> dict:
             marks = ", ".join("?" for _ in row)
             db.execute(f"INSERT INTO {res.table} ({cols}) VALUES ({marks})", tuple(row.values()))
             res.write_children(db, row["id"], data)
+            res.after_write(db, row["id"])
     except sqlite3.IntegrityError as exc:
         raise _integrity(res, exc) from None
     return get(db, res, row["id"])
@@ -189,6 +193,7 @@ def update(db: sqlite3.Connection, res: Resource, id_: str, patch: Any) -> dict:
             db.execute(f"UPDATE {res.table} SET {sets} WHERE id = ?", (*row.values(), id_))
             if any(name in changes for name in res.children):
                 res.write_children(db, id_, merged)
+            res.after_write(db, id_)
     except sqlite3.IntegrityError as exc:
         raise _integrity(res, exc) from None
     return get(db, res, id_)
