@@ -9,6 +9,13 @@ the load generator (`bench.loadgen`) runs in its own process, and its capacity i
 against an even cheaper raw-asyncio server so the report shows it is not the limit.
 Rounds alternate bare/ours (in ABBA order) and the median of the per-round ratios is kept.
 
+Three reads are measured, each against its own bare baseline:
+- `page`: a page of 20 performances as the shop asks for it again and again, served by the
+  hub as it runs (repeat reads come from the read cache, checked against the database on
+  every request; see hub/cache.py);
+- `page_uncached`: the same page rendered from SQLite on every request (`--no-read-cache`);
+- `record_uncached`: one performance by id, rendered from SQLite on every request.
+
 When other processes compete for the two cores the rate ratio drifts (it flatters us: the
 fast baseline loses more to contention), so the servers' own CPU time per request is
 metered too; its ratio is the steadier cross-check, reported as context without a budget.
@@ -38,12 +45,10 @@ from hub.client import LocalClient
 
 NAME = "api"
 HOST = "127.0.0.1"
-READ_PATH = "/api/v1/performances"
-READ_QUERY = "?limit=20"
 CONNECTIONS = 10
 WARMUP_S = 0.5
-WINDOW_S = 2.5
-ROUNDS = 5
+WINDOW_S = 2.0
+ROUNDS = 3
 VS_BARE_BUDGET = 0.40  # our stack must reach at least 40% of the bare handler's throughput
 RSS_BUDGET_MB = 80.0
 IDLE_S = 2.0
@@ -55,48 +60,76 @@ IDLE_READS = ("/api/v1/health", "/api/v1/performances?limit=20", "/api/v1/subscr
 
 
 @dataclass
+class Scenario:
+    name: str
+    path: str
+    query: str
+    cached: bool
+
+    @property
+    def target(self) -> str:
+        return self.path + self.query
+
+
+@dataclass
 class Response:
     status: int
     content_type: str
     body: bytes
 
 
+def scenarios(first_performance: str) -> list[Scenario]:
+    return [Scenario("page", "/api/v1/performances", "?limit=20", cached=True),
+            Scenario("page_uncached", "/api/v1/performances", "?limit=20", cached=False),
+            Scenario("record_uncached", f"/api/v1/performances/{first_performance}", "", cached=False)]
+
+
 def run() -> None:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-api-") as tmp, Servers() as servers:
         work = Path(tmp)
         data_dir = work / "hub"
-        token = prepare_hub(data_dir)
+        token, first_performance = prepare_hub(data_dir)
         rss_mb = idle_rss_mb(servers, data_dir, token)
-        hub = servers.start(hub_command(data_dir), HUB_READY)
-        expected = fetch(port_of(hub), READ_PATH + READ_QUERY, token)
-        body_file = work / "body.json"
-        body_file.write_bytes(expected.body)
-        bare = servers.start(bare_command("aiohttp", body_file, expected.content_type), BARE_READY)
-        check_same_response(port_of(bare), token, expected)
-        raw = servers.start(bare_command("raw", body_file, expected.content_type), BARE_READY)
-        capacity = load(raw, token)
-        servers.stop(raw)  # it would only compete for the two cores from here on
-        ours_runs, bare_runs = alternate_rounds(hub, bare, token)
-    report_throughput(ours_runs, bare_runs, capacity)
+        capacity = None
+        for scenario in scenarios(first_performance):
+            hub = servers.start(hub_command(data_dir, scenario.cached), HUB_READY)
+            expected = fetch(port_of(hub), scenario.target, token)
+            body_file = work / "body.json"
+            body_file.write_bytes(expected.body)
+            bare = servers.start(bare_command("aiohttp", scenario.path, body_file, expected.content_type),
+                                 BARE_READY)
+            check_same_response(port_of(bare), scenario, token, expected)
+            if capacity is None:
+                raw = servers.start(bare_command("raw", scenario.path, body_file, expected.content_type),
+                                    BARE_READY)
+                capacity = load(raw, scenario, token)
+                servers.stop(raw)  # it would only compete for the two cores from here on
+            ours_runs, bare_runs = alternate_rounds(hub, bare, scenario, token)
+            servers.stop(hub)
+            servers.stop(bare)
+            report_throughput(scenario, ours_runs, bare_runs)
+    figure(NAME, "loadgen_capacity_rps", loadgen_capacity(capacity), "req/s per client core")
     figure(NAME, "hub_idle_rss", rss_mb, "MB", RSS_BUDGET_MB, "cost")
 
 
-def prepare_hub(data_dir: Path) -> str:
-    """A fresh hub with the sample catalog (loaded in-process, the fast way); returns the admin token."""
+def prepare_hub(data_dir: Path) -> tuple[str, str]:
+    """A fresh hub with the sample catalog (loaded in-process, the fast way); returns the admin
+    token and the id of the first performance."""
     db, token = init_hub(data_dir)
     try:
-        sample.build(LocalClient(make_app(db)))
+        ids = sample.build(LocalClient(make_app(db)))
     finally:
         db.close()
-    return token
+    return token, ids["performances"][0]
 
 
-def hub_command(data_dir: Path) -> list[str]:
-    return [str(venv_command("tessera")), "hub", "serve", "--data", str(data_dir), "--host", HOST, "--port", "0"]
+def hub_command(data_dir: Path, cached: bool = True) -> list[str]:
+    command = [str(venv_command("tessera")), "hub", "serve", "--data", str(data_dir), "--host", HOST, "--port", "0"]
+    return command if cached else [*command, "--no-read-cache"]
 
 
-def bare_command(mode: str, body_file: Path, content_type: str) -> list[str]:
-    return [sys.executable, "-m", "bench.bare_server", mode, "--path", READ_PATH, "--body", str(body_file),
+def bare_command(mode: str, path: str, body_file: Path, content_type: str) -> list[str]:
+    return [sys.executable, "-m", "bench.bare_server", mode, "--path", path, "--body", str(body_file),
             "--content-type", content_type]
 
 
@@ -118,20 +151,20 @@ def fetch(port: int, target: str, token: str) -> Response:
     return result
 
 
-def check_same_response(bare_port: int, token: str, expected: Response) -> None:
+def check_same_response(bare_port: int, scenario: Scenario, token: str, expected: Response) -> None:
     """The baseline must send byte-for-byte what the hub sends, or the ratio compares different work."""
-    got = fetch(bare_port, READ_PATH + READ_QUERY, token)
+    got = fetch(bare_port, scenario.target, token)
     if (got.body, got.content_type) != (expected.body, expected.content_type):
         raise BenchError("the bare server's response differs from the hub's")
 
 
-def request_bytes(port: int, token: str) -> bytes:
+def request_bytes(port: int, scenario: Scenario, token: str) -> bytes:
     """The request every load connection repeats: what a shop front end would send."""
-    return (f"GET {READ_PATH}{READ_QUERY} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    return (f"GET {scenario.target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             f"Authorization: Bearer {token}\r\nAccept: application/json\r\n\r\n").encode()
 
 
-def load(server: Server, token: str) -> dict:
+def load(server: Server, scenario: Scenario, token: str) -> dict:
     """Run the load generator in its own process for one window; its JSON result, all responses 200.
 
     Adds `server_cpu_us`: the server's CPU time per response over the whole run. Unlike the
@@ -140,7 +173,7 @@ def load(server: Server, token: str) -> dict:
     port = port_of(server)
     meter = psutil.Process(server.pid)
     cpu_before = cpu_seconds(meter)
-    result = run_loadgen(port, token)
+    result = run_loadgen(port, request_bytes(port, scenario, token))
     result["server_cpu_us"] = (cpu_seconds(meter) - cpu_before) / result["all_requests"] * 1e6
     return result
 
@@ -150,11 +183,11 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def run_loadgen(port: int, token: str) -> dict:
+def run_loadgen(port: int, request: bytes) -> dict:
     args = [sys.executable, "-m", "bench.loadgen", HOST, str(port), "--connections", str(CONNECTIONS),
             "--warmup", str(WARMUP_S), "--duration", str(WINDOW_S)]
     try:
-        done = subprocess.run(args, cwd=ROOT, input=request_bytes(port, token), capture_output=True,
+        done = subprocess.run(args, cwd=ROOT, input=request, capture_output=True,
                               timeout=WARMUP_S + WINDOW_S + 20)
     except subprocess.TimeoutExpired:
         raise BenchError(f"the load generator did not finish within {WARMUP_S + WINDOW_S + 20:.0f} s") from None
@@ -165,41 +198,40 @@ def run_loadgen(port: int, token: str) -> dict:
     return json.loads(lines[-1])
 
 
-def alternate_rounds(hub: Server, bare_server: Server, token: str) -> tuple[list[dict], list[dict]]:
+def alternate_rounds(hub: Server, bare_server: Server, scenario: Scenario, token: str) -> tuple[list[dict], list[dict]]:
     """ABBA order (bare, ours, ours, bare, ...) so slow drift of the machine hits both sides alike."""
     ours: list[dict] = []
     bare: list[dict] = []
     for round_no in range(ROUNDS):
         order = [(bare, bare_server), (ours, hub)]
         for results, server in order if round_no % 2 == 0 else reversed(order):
-            results.append(load(server, token))
+            results.append(load(server, scenario, token))
     return ours, bare
 
 
-def report_throughput(ours: list[dict], bare: list[dict], capacity: dict) -> None:
+def report_throughput(scenario: Scenario, ours: list[dict], bare: list[dict]) -> None:
+    name = f"catalog_{scenario.name}"
     ratios = [o["rps"] / b["rps"] for o, b in zip(ours, bare, strict=True)]
-    figure(NAME, "catalog_read_rps", statistics.median(o["rps"] for o in ours), "req/s")
-    figure(NAME, "bare_read_rps", statistics.median(b["rps"] for b in bare), "req/s")
-    figure(NAME, "catalog_read_vs_bare", statistics.median(ratios), "fraction of bare", VS_BARE_BUDGET,
-           "at_least")
+    figure(NAME, f"{name}_rps", statistics.median(o["rps"] for o in ours), "req/s")
+    figure(NAME, f"{name}_bare_rps", statistics.median(b["rps"] for b in bare), "req/s")
+    figure(NAME, f"{name}_vs_bare", statistics.median(ratios), "fraction of bare", VS_BARE_BUDGET, "at_least")
     # How much the per-round ratios disagreed: a large spread means a busy machine, so read with care.
-    figure(NAME, "catalog_read_vs_bare_spread", (max(ratios) - min(ratios)) / statistics.median(ratios),
+    figure(NAME, f"{name}_vs_bare_spread", (max(ratios) - min(ratios)) / statistics.median(ratios),
            "fraction of median")
     cpu_ratios = [b["server_cpu_us"] / o["server_cpu_us"] for o, b in zip(ours, bare, strict=True)]
-    figure(NAME, "catalog_read_cpu_us", statistics.median(o["server_cpu_us"] for o in ours), "us per request")
-    figure(NAME, "bare_read_cpu_us", statistics.median(b["server_cpu_us"] for b in bare), "us per request")
-    figure(NAME, "catalog_read_vs_bare_by_cpu", statistics.median(cpu_ratios), "fraction of bare")
-    figure(NAME, "loadgen_capacity_rps", loadgen_capacity(capacity), "req/s per client core")
-    figure(NAME, "loadgen_cpu_during_bare", statistics.median(b["cpu"] for b in bare), "cores")
+    figure(NAME, f"{name}_cpu_us", statistics.median(o["server_cpu_us"] for o in ours), "us per request")
+    figure(NAME, f"{name}_bare_cpu_us", statistics.median(b["server_cpu_us"] for b in bare), "us per request")
+    figure(NAME, f"{name}_vs_bare_by_cpu", statistics.median(cpu_ratios), "fraction of bare")
+    figure(NAME, f"{name}_loadgen_cpu_during_bare", statistics.median(b["cpu"] for b in bare), "cores")
 
 
-def loadgen_capacity(raw_run: dict) -> float:
+def loadgen_capacity(raw_run: dict | None) -> float:
     """Responses the load generator handles per second of its own CPU time, measured against the raw server.
 
     The raw server is itself Python and may saturate first, so its plain rate would only be a lower
     bound; the client's CPU cost per response is what says how far it is from being the limit.
     """
-    if raw_run["cpu"] <= 0:
+    if raw_run is None or raw_run["cpu"] <= 0:
         raise BenchError("the load generator reported no CPU time; cannot judge its capacity")
     return raw_run["rps"] / raw_run["cpu"]
 

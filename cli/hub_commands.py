@@ -32,6 +32,8 @@ def register(areas: argparse._SubParsersAction) -> None:
     serve.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--no-read-cache", action="store_true",
+                       help="render every read from SQLite (for diagnosis and benchmarks)")
     serve.set_defaults(run=cmd_serve)
 
     fill = cmds.add_parser("sample", help="load the sample catalog into a hub",
@@ -91,7 +93,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    app = make_app(open_hub(args.data))
+    app = make_app(open_hub(args.data), read_cache=not args.no_read_cache)
     asyncio.run(serve(app, args.host, args.port, lambda url: print(f"hub API on {url}/api/v1", flush=True)))
     return 0
 

@@ -48,6 +48,6 @@ class Customers(Resource):
     def before_insert(self, db: sqlite3.Connection, row: dict) -> None:
         row["number"] = next_number(db, CUSTOMER_SERIES, utcnow().year, this_node(db)["id"])
 
-    def to_out(self, db: sqlite3.Connection, row: dict) -> dict:
-        return {"id": row["id"], "number": row["number"], **{
-            k: v for k, v in super().to_out(db, row).items() if k != "id"}}
+    def to_outs(self, db: sqlite3.Connection, rows: list[dict]) -> list[dict]:
+        return [{"id": out.pop("id"), "number": row["number"], **out}
+                for row, out in zip(rows, super().to_outs(db, rows), strict=True)]

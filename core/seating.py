@@ -19,7 +19,7 @@ import msgspec
 from msgspec import Meta
 
 from core.catalog.common import Body, Id, Name
-from core.catalog.resource import Resource, patch_of, require
+from core.catalog.resource import Resource, children_of, patch_of, require
 from core.clock import now_iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
@@ -346,17 +346,14 @@ class Plans(Resource):
         if data.seat_size != current["seat_size"]:
             _check_all_variants(db, current["id"], data.seat_size)
 
-    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
-        out["sections"] = db.execute(
-            "SELECT id, name, sort FROM plan_sections WHERE plan_id = ? ORDER BY sort", (out["id"],)
-        ).fetchall()
-        out["variants"] = [
-            variant_out(db, v)
-            for v in db.execute(
-                "SELECT * FROM plan_variants WHERE plan_id = ? ORDER BY is_base DESC, created_at",
-                (out["id"],),
-            ).fetchall()
-        ]
+    def load_children(self, db: sqlite3.Connection, outs: list[dict]) -> None:
+        sections = children_of(db, outs, "SELECT plan_id, id, name, sort FROM plan_sections "
+                               "WHERE plan_id IN ({ids}) ORDER BY sort")
+        variants = children_of(db, outs, "SELECT plan_id AS parent, * FROM plan_variants "
+                               "WHERE plan_id IN ({ids}) ORDER BY is_base DESC, created_at")
+        for out in outs:
+            out["sections"] = sections[out["id"]]
+            out["variants"] = [variant_out(db, v) for v in variants[out["id"]]]
 
 
 def variant_out(db: sqlite3.Connection, row: dict) -> dict:
@@ -366,7 +363,11 @@ def variant_out(db: sqlite3.Connection, row: dict) -> dict:
         "name": row["name"],
         "is_base": bool(row["is_base"]),
         "active": bool(row["active"]),
-        "seat_count": len(variant_seats(db, row["id"])),
+        "seat_count": db.execute(
+            "SELECT count(*) AS n FROM seats WHERE plan_id = ? AND active = 1 "
+            "AND (variant_id IS NULL OR variant_id = ?) "
+            "AND id NOT IN (SELECT seat_id FROM variant_removed_seats WHERE variant_id = ?)",
+            (row["plan_id"], row["id"], row["id"])).fetchone()["n"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }

@@ -20,8 +20,38 @@ BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+class _Cursor(sqlite3.Cursor):
+    """A cursor that remembers its column names per statement.
+
+    `cursor.description` is rebuilt on every access, which made turning rows into dicts
+    cost more than reading them; names are now worked out once per `execute`."""
+
+    names: tuple[str, ...] | None = None
+
+    def execute(self, sql: str, parameters: object = ()) -> _Cursor:  # type: ignore[override]
+        self.names = None
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq: object) -> _Cursor:  # type: ignore[override]
+        self.names = None
+        return super().executemany(sql, seq)
+
+
+class _Connection(sqlite3.Connection):
+    def execute(self, sql: str, parameters: object = ()) -> _Cursor:  # type: ignore[override]
+        return self.cursor(_Cursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, seq: object) -> _Cursor:  # type: ignore[override]
+        return self.cursor(_Cursor).executemany(sql, seq)
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict:
-    return {col[0]: value for col, value in zip(cursor.description, row, strict=False)}
+    names = getattr(cursor, "names", None)
+    if names is None:
+        names = tuple(col[0] for col in cursor.description)
+        if isinstance(cursor, _Cursor):
+            cursor.names = names
+    return dict(zip(names, row, strict=True))
 
 
 def connect(path: str | Path, *, edge: bool = False, migrate: bool = True) -> sqlite3.Connection:
@@ -30,7 +60,7 @@ def connect(path: str | Path, *, edge: bool = False, migrate: bool = True) -> sq
     The connection runs in autocommit mode; use `transaction()` for writes so that every
     state change is one explicit `BEGIN IMMEDIATE ... COMMIT`.
     """
-    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, factory=_Connection)
     db.row_factory = _dict_row
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA journal_mode = WAL")

@@ -25,6 +25,7 @@ PREFIX = "/api/v1"
 DB = web.AppKey("db", Any)
 API = web.AppKey("api", Any)
 OPENAPI = web.AppKey("openapi", dict)
+CACHE = web.AppKey("cache", Any)
 AUDIENCE = {"admin": "internal", "office": "internal", "shop": "shop", "agency": "agency"}
 
 
@@ -113,6 +114,7 @@ class Operation:
     status: int = 200
     query: list[Param] = field(default_factory=list)
     description: str = ""
+    cacheable: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -124,6 +126,8 @@ class Api:
         self.operations: list[Operation] = []
 
     def add(self, method: str, path: str, handler: Callable[[Ctx], Any], **kw: Any) -> Operation:
+        """Declare an operation. GETs are served from the read cache unless cacheable=False."""
+        kw.setdefault("cacheable", method == "GET")
         op = Operation(method=method, path=path, handler=handler, **kw)
         self.operations.append(op)
         return op
@@ -200,13 +204,23 @@ def _parse_query(request: web.Request, op: Operation) -> dict[str, Any]:
 
 def _endpoint(op: Operation) -> Callable:
     async def endpoint(request: web.Request) -> web.Response:
+        db = request.app[DB]
         token = _authenticate(request, op)
         query = _parse_query(request, op)
+        cache = request.app.get(CACHE) if op.cacheable else None
+        if cache is not None:
+            key = (op.operation_id, request.path, request.query_string, AUDIENCE[token["role"]] if token else None)
+            cached = cache.get(db, key)
+            if cached is not None:
+                return web.Response(status=op.status, body=cached, content_type="application/json")
         body = await _read_body(request, op) if op.body is not None else None
-        ctx = Ctx(request.app, request.app[DB], token, dict(request.match_info), query, body)
+        ctx = Ctx(request.app, db, token, dict(request.match_info), query, body)
         result = op.handler(ctx)
         status, payload = result if isinstance(result, tuple) else (op.status, result)
-        return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")
+        encoded = msgspec.json.encode(payload)
+        if cache is not None and status == op.status:
+            cache.put(db, key, encoded)
+        return web.Response(status=status, body=encoded, content_type="application/json")
 
     endpoint.__name__ = op.operation_id
     return endpoint

@@ -10,7 +10,8 @@ from aiohttp import web
 from core.node import init_node
 from core.storage import connect
 from hub import auth, routes
-from hub.api import API, DB, OPENAPI
+from hub.api import API, CACHE, DB, OPENAPI
+from hub.cache import ReadCache
 from hub.openapi import build_document
 from hub.problems import MAX_BODY_BYTES, problem_middleware
 
@@ -44,11 +45,13 @@ def open_hub(data_dir: Path) -> sqlite3.Connection:
     return connect(path)
 
 
-def make_app(db: sqlite3.Connection) -> web.Application:
+def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     api = routes.build()
     api.install(app)
     app[DB] = db
     app[API] = api
     app[OPENAPI] = build_document(api, routes.VERSION)
+    if read_cache:
+        app[CACHE] = ReadCache()
     return app

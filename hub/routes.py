@@ -177,7 +177,7 @@ def price_table(ctx: Ctx):
 
 def build() -> Api:
     api = Api()
-    api.add("GET", "/health", health, summary="Check the hub is up", tag="System", roles=None,
+    api.add("GET", "/health", health, summary="Check the hub is up", tag="System", roles=None, cacheable=False,
             response=schemas.Health)
     api.add("GET", "/openapi.json", openapi_document, summary="This API document", tag="System",
             roles=None, response=dict)

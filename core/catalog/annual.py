@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from core.catalog.common import Body, Cents, Channel, Id, Name, VatCode, check_unique
-from core.catalog.resource import Audience, Resource, require
+from core.catalog.resource import Audience, Resource, children_of, require
 from core.errors import ValidationError
 
 ValidityMode = Literal["fixed", "from_purchase", "from_first_entry"]
@@ -96,12 +96,11 @@ class AnnualProducts(Resource):
             [(id_, v) for v in data.venue_ids],
         )
 
-    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
-        out["venue_ids"] = [
-            r["venue_id"] for r in db.execute(
-                "SELECT venue_id FROM annual_product_venues WHERE product_id = ? ORDER BY venue_id", (out["id"],)
-            )
-        ]
+    def load_children(self, db: sqlite3.Connection, outs: list[dict]) -> None:
+        venues = children_of(db, outs, "SELECT product_id, venue_id FROM annual_product_venues "
+                             "WHERE product_id IN ({ids}) ORDER BY venue_id")
+        for out in outs:
+            out["venue_ids"] = [v["venue_id"] for v in venues[out["id"]]]
 
     def audience_sql(self, audience: Audience) -> tuple[str, tuple]:
         """The shop sees what is on sale online; an agency what is released to agencies."""

@@ -10,7 +10,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from core.catalog.common import Body, Cents, Id, Name, check_unique
-from core.catalog.resource import Resource, require
+from core.catalog.resource import Resource, children_of, require
 from core.errors import ValidationError
 from core.seating import variant_zone_ids
 
@@ -135,9 +135,9 @@ class Performances(Resource):
     def after_write(self, db: sqlite3.Connection, id_: str) -> None:
         check_prices_cover(db, [id_])
 
-    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
-        out["prices"] = db.execute(
-            "SELECT p.zone_id, p.price_cents FROM performance_prices p JOIN price_zones z ON z.id = p.zone_id "
-            "WHERE p.performance_id = ? ORDER BY z.sort, z.code",
-            (out["id"],),
-        ).fetchall()
+    def load_children(self, db: sqlite3.Connection, outs: list[dict]) -> None:
+        prices = children_of(db, outs, "SELECT p.performance_id, p.zone_id, p.price_cents FROM performance_prices p "
+                             "JOIN price_zones z ON z.id = p.zone_id WHERE p.performance_id IN ({ids}) "
+                             "ORDER BY z.sort, z.code")
+        for out in outs:
+            out["prices"] = prices[out["id"]]

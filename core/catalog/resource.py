@@ -60,6 +60,7 @@ class Resource:
         if "In" in cls.__dict__:
             cls.Patch = patch_of(cls.In)
             cls._fields = {f.name: _base_type(f.type) for f in msgspec.structs.fields(cls.In)}
+            cls._out_plan = [(name, _out_kind(tp)) for name, tp in cls._fields.items() if name not in cls.children]
 
     # -- rules and mapping; subclasses override what they need ----------------------
     def check(self, db: sqlite3.Connection, data: Any, current: dict | None) -> None:
@@ -71,8 +72,8 @@ class Resource:
     def write_children(self, db: sqlite3.Connection, id_: str, data: Any) -> None:
         """Replace child rows (prices, performances, ...) from *data*."""
 
-    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
-        """Add child lists to an output dict."""
+    def load_children(self, db: sqlite3.Connection, outs: list[dict]) -> None:
+        """Add child lists to output dicts: one query per child table for a whole page."""
 
     def after_write(self, db: sqlite3.Connection, id_: str) -> None:
         """Rules about the stored state as a whole (checked before commit; raising undoes)."""
@@ -102,23 +103,54 @@ class Resource:
         return row
 
     def to_out(self, db: sqlite3.Connection, row: dict) -> dict:
-        out: dict[str, Any] = {"id": row["id"]}
-        for name, tp in self._fields.items():
-            if name in self.children:
-                continue
-            if tp is Address:
-                out[name] = {f: row[f] for f in ADDRESS_FIELDS}
-            elif tp is bool:
-                out[name] = bool(row[name])
-            elif typing.get_origin(tp) is list:
-                out[name] = json.loads(row[name])
-            else:
-                out[name] = row[name]
-        for extra in ("created_at", "updated_at"):
-            if extra in row:
-                out[extra] = row[extra]
-        self.load_children(db, out)
-        return out
+        return self.to_outs(db, [row])[0]
+
+    def to_outs(self, db: sqlite3.Connection, rows: list[dict]) -> list[dict]:
+        """Rows as API records (nested address, booleans, lists), children batch-loaded."""
+        outs = []
+        for row in rows:
+            out: dict[str, Any] = {"id": row["id"]}
+            for name, kind in self._out_plan:
+                if kind == "plain":
+                    out[name] = row[name]
+                elif kind == "bool":
+                    out[name] = bool(row[name])
+                elif kind == "address":
+                    out[name] = {f: row[f] for f in ADDRESS_FIELDS}
+                else:
+                    out[name] = json.loads(row[name])
+            out["created_at"] = row["created_at"]
+            out["updated_at"] = row["updated_at"]
+            outs.append(out)
+        if outs:
+            self.load_children(db, outs)
+        return outs
+
+
+def _out_kind(tp: Any) -> str:
+    if tp is Address:
+        return "address"
+    if tp is bool:
+        return "bool"
+    if typing.get_origin(tp) is list:
+        return "json"
+    return "plain"
+
+
+def children_of(db: sqlite3.Connection, outs: list[dict], sql: str) -> dict[str, list[dict]]:
+    """Run *sql* (with `{ids}` where the parent ids go) once for all *outs*; its first
+    column is the parent id, the other columns become the child dicts, grouped by parent
+    in the order the query returns them. (Plain tuples here: this is the hot path of
+    every list page.)"""
+    ids = [out["id"] for out in outs]
+    grouped: dict[str, list[dict]] = {i: [] for i in ids}
+    cursor = db.cursor()
+    cursor.row_factory = None
+    cursor.execute(sql.format(ids=", ".join("?" for _ in ids)), ids)
+    names = [col[0] for col in cursor.description][1:]
+    for row in cursor:
+        grouped[row[0]].append(dict(zip(names, row[1:], strict=True)))
+    return grouped
 
 
 @dataclass
@@ -209,7 +241,7 @@ def list_(db: sqlite3.Connection, res: Resource, query: ListQuery, audience: Aud
         (*params, query.limit, query.offset),
     ).fetchall()
     return {
-        "items": [res.to_out(db, row) for row in rows],
+        "items": res.to_outs(db, rows),
         "total": total,
         "limit": query.limit,
         "offset": query.offset,

@@ -18,7 +18,7 @@ from msgspec import Meta
 
 from core.catalog.common import Body, Cents, Channel, Id, LongText, Name, ShortText, VatCode, check_unique
 from core.catalog.performances import ZonePriceIn, check_zone_prices, performance_organizer
-from core.catalog.resource import Audience, Resource, require
+from core.catalog.resource import Audience, Resource, children_of, require
 from core.clock import iso
 from core.errors import Conflict, ValidationError
 from core.seating import variant_zone_ids
@@ -216,20 +216,21 @@ class Subscriptions(Resource):
             [(id_, w.channel, w.phase, iso(w.starts_at), iso(w.ends_at)) for w in data.sale_windows],
         )
 
-    def load_children(self, db: sqlite3.Connection, out: dict) -> None:
-        pid = (out["id"],)
-        out["performance_ids"] = [r["performance_id"] for r in db.execute(
-            "SELECT performance_id FROM subscription_performances WHERE product_id = ? ORDER BY position", pid)]
-        out["zone_prices"] = db.execute(
-            "SELECT p.zone_id, p.price_cents FROM subscription_zone_prices p JOIN price_zones z ON z.id = p.zone_id "
-            "WHERE p.product_id = ? ORDER BY z.sort, z.code",
-            pid).fetchall()
-        out["combi_prices"] = db.execute(
-            "SELECT performance_id, zone_id, price_cents FROM combi_prices WHERE product_id = ? "
-            "ORDER BY performance_id, zone_id", pid).fetchall()
-        out["sale_windows"] = db.execute(
-            "SELECT channel, phase, starts_at, ends_at FROM sale_windows WHERE product_id = ? "
-            "ORDER BY channel, starts_at", pid).fetchall()
+    def load_children(self, db: sqlite3.Connection, outs: list[dict]) -> None:
+        perfs = children_of(db, outs, "SELECT product_id, performance_id FROM subscription_performances "
+                            "WHERE product_id IN ({ids}) ORDER BY position")
+        zone_prices = children_of(db, outs, "SELECT p.product_id, p.zone_id, p.price_cents "
+                                  "FROM subscription_zone_prices p JOIN price_zones z ON z.id = p.zone_id "
+                                  "WHERE p.product_id IN ({ids}) ORDER BY z.sort, z.code")
+        combi = children_of(db, outs, "SELECT product_id, performance_id, zone_id, price_cents FROM combi_prices "
+                            "WHERE product_id IN ({ids}) ORDER BY performance_id, zone_id")
+        windows = children_of(db, outs, "SELECT product_id, channel, phase, starts_at, ends_at FROM sale_windows "
+                              "WHERE product_id IN ({ids}) ORDER BY channel, starts_at")
+        for out in outs:
+            out["performance_ids"] = [p["performance_id"] for p in perfs[out["id"]]]
+            out["zone_prices"] = zone_prices[out["id"]]
+            out["combi_prices"] = combi[out["id"]]
+            out["sale_windows"] = windows[out["id"]]
 
     def audience_sql(self, audience: Audience) -> tuple[str, tuple]:
         if audience == "agency":

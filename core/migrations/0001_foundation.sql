@@ -146,7 +146,7 @@ CREATE TABLE performances (
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 );
-CREATE INDEX performances_start ON performances(starts_at);
+CREATE INDEX performances_start ON performances(starts_at, id);
 
 CREATE TABLE performance_prices (
     performance_id  TEXT NOT NULL REFERENCES performances(id),
