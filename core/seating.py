@@ -336,13 +336,12 @@ class Plans(Resource):
     name = "seating plan"
     table = "seating_plans"
     In = PlanHeaderIn
+    parent = ("venue_id", "venues", "venue")
     filters = ("venue_id",)
 
     def check(self, db: sqlite3.Connection, data: PlanHeaderIn, current: dict | None) -> None:
         if current is None:
             raise ValidationError("seating plans are created by importing a whole plan")
-        if data.venue_id != current["venue_id"]:
-            raise ValidationError("a seating plan cannot move to another venue", field="venue_id")
         if data.seat_size != current["seat_size"]:
             _check_all_variants(db, current["id"], data.seat_size)
 

@@ -160,3 +160,12 @@ async def test_new_references_to_deactivated_records_are_refused_old_ones_kept(a
     err = await problem(api, "POST", "/subscription-products", {**copy, "name": "Kopie", "agency_release": False},
                         status=422, slug="validation-failed")
     assert "performance" in err["detail"] and "is deactivated" in err["detail"]
+
+
+@pytest.mark.parametrize("path,key", [("venues", "museum_venues"), ("annual-ticket-products", "annual_products")])
+async def test_a_record_cannot_move_to_another_organizer(api, path, key):
+    ids = api.hub.ids[key]
+    record_id = next(iter(ids.values())) if isinstance(ids, dict) else ids[0]
+    err = await problem(api, "PATCH", f"/{path}/{record_id}", {"organizer_id": api.hub.ids["theatre_organizer"]},
+                        status=422, slug="validation-failed")
+    assert "cannot move to another organizer" in err["detail"] and err["field"] == "organizer_id"

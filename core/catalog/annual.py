@@ -57,14 +57,12 @@ class AnnualProducts(Resource):
     name = "annual-ticket product"
     table = "annual_products"
     In = AnnualProductIn
+    parent = ("organizer_id", "organizers", "organizer")
     children = ("venue_ids",)
     sorts = ("name", "price_cents", "created_at", "updated_at")
     filters = ("organizer_id", "validity_mode")
 
     def check(self, db: sqlite3.Connection, data: AnnualProductIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
-        if current and current["organizer_id"] != data.organizer_id:
-            raise ValidationError("a product cannot move to another organizer", field="organizer_id")
         if data.validity_mode == "fixed":
             if data.valid_from is None or data.valid_until is None:
                 raise ValidationError("fixed validity needs valid_from and valid_until", field="valid_from")

@@ -17,8 +17,7 @@ from core.catalog.common import (
     check_creditor_id,
     check_vat_id,
 )
-from core.catalog.resource import Resource, require
-from core.errors import ValidationError
+from core.catalog.resource import Resource
 
 
 class OrganizerIn(Body, kw_only=True):
@@ -56,13 +55,11 @@ class Venues(Resource):
     name = "venue"
     table = "venues"
     In = VenueIn
+    parent = ("organizer_id", "organizers", "organizer")
     sorts = ("name", "kind", "created_at", "updated_at")
     filters = ("organizer_id", "kind")
 
     def check(self, db: sqlite3.Connection, data: VenueIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
-        if current and current["organizer_id"] != data.organizer_id:
-            raise ValidationError("a venue cannot move to another organizer", field="organizer_id")
         check_address(data.address)
 
 
@@ -82,13 +79,10 @@ class PriceZones(Resource):
     name = "price zone"
     table = "price_zones"
     In = PriceZoneIn
+    parent = ("organizer_id", "organizers", "organizer")
     sorts = ("sort", "code", "name", "created_at")
     default_sort = "sort"
     filters = ("organizer_id",)
     search = ("name", "code")
     unique_message = "this organizer already has a price zone with that code"
 
-    def check(self, db: sqlite3.Connection, data: PriceZoneIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
-        if current and current["organizer_id"] != data.organizer_id:
-            raise ValidationError("a price zone cannot move to another organizer", field="organizer_id")

@@ -54,6 +54,8 @@ class Resource:
     filters: ClassVar[tuple[str, ...]] = ()
     search: ClassVar[tuple[str, ...]] = ("name",)
     unique_message: ClassVar[str] = "such a record already exists"
+    # (field, table, what): the record this one belongs to; it must exist and never changes
+    parent: ClassVar[tuple[str, str, str] | None] = None
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -61,6 +63,17 @@ class Resource:
             cls.Patch = patch_of(cls.In)
             cls._fields = {f.name: _base_type(f.type) for f in msgspec.structs.fields(cls.In)}
             cls._out_plan = [(name, _out_kind(tp)) for name, tp in cls._fields.items() if name not in cls.children]
+
+    def check_parent(self, db: sqlite3.Connection, data: Any, current: dict | None) -> dict | None:
+        """The owning record (organizer, product, ...) must exist and stays the same."""
+        if self.parent is None:
+            return None
+        field, table, what = self.parent
+        value = getattr(data, field)
+        row = require(db, table, value, what, field, current)
+        if current and current[field] != value:
+            raise ValidationError(f"a {self.name} cannot move to another {what}", field=field)
+        return row
 
     # -- rules and mapping; subclasses override what they need ----------------------
     def check(self, db: sqlite3.Connection, data: Any, current: dict | None) -> None:
@@ -193,6 +206,7 @@ def create(db: sqlite3.Connection, res: Resource, data: Any) -> dict:
     row["created_at"] = row["updated_at"] = now_iso()
     try:
         with transaction(db):
+            res.check_parent(db, data, None)
             res.check(db, data, None)
             res.before_insert(db, row)
             cols = ", ".join(row)
@@ -218,6 +232,7 @@ def update(db: sqlite3.Connection, res: Resource, id_: str, patch: Any) -> dict:
         with transaction(db):
             current, before = current_input(db, res, id_)
             merged = msgspec.structs.replace(before, **changes)
+            res.check_parent(db, merged, current)
             res.check(db, merged, current)
             row = res.to_row(merged)
             row["updated_at"] = now_iso()

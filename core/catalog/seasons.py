@@ -6,7 +6,7 @@ import datetime as dt
 import sqlite3
 
 from core.catalog.common import Body, Id, Name
-from core.catalog.resource import Resource, require
+from core.catalog.resource import Resource
 from core.errors import ValidationError
 
 
@@ -22,13 +22,13 @@ class Seasons(Resource):
     name = "season"
     table = "seasons"
     In = SeasonIn
+    parent = ("organizer_id", "organizers", "organizer")
     sorts = ("starts_on", "name", "created_at")
     default_sort = "starts_on"
     filters = ("organizer_id",)
     unique_message = "this organizer already has a season with that name"
 
     def check(self, db: sqlite3.Connection, data: SeasonIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
         if data.ends_on <= data.starts_on:
             raise ValidationError(
                 f"season ends ({data.ends_on}) before it starts ({data.starts_on})", field="ends_on"

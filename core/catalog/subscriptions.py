@@ -117,15 +117,13 @@ class Subscriptions(Resource):
     name = "subscription product"
     table = "subscription_products"
     In = SubscriptionIn
+    parent = ("organizer_id", "organizers", "organizer")
     children = ("performance_ids", "zone_prices", "combi_prices", "sale_windows")
     sorts = ("name", "kind", "created_at", "updated_at")
     filters = ("organizer_id", "season_id", "kind")
     search = ("name", "title")
 
     def check(self, db: sqlite3.Connection, data: SubscriptionIn, current: dict | None) -> None:
-        require(db, "organizers", data.organizer_id, "organizer", "organizer_id", current)
-        if current and current["organizer_id"] != data.organizer_id:
-            raise ValidationError("a product cannot move to another organizer", field="organizer_id")
         season = require(db, "seasons", data.season_id, "season", "season_id", current)
         if season["organizer_id"] != data.organizer_id:
             raise ValidationError("the season belongs to another organizer", field="season_id")
@@ -257,16 +255,14 @@ class Tiers(Resource):
     name = "discount tier"
     table = "discount_tiers"
     In = TierIn
+    parent = ("product_id", "subscription_products", "subscription product")
     sorts = ("sort", "name", "created_at")
     default_sort = "sort"
     filters = ("product_id", "kind")
     unique_message = "this product already has a discount tier with that name"
 
     def check(self, db: sqlite3.Connection, data: TierIn, current: dict | None) -> None:
-        product = require(db, "subscription_products", data.product_id, "subscription product", "product_id",
-                          current)
-        if current and current["product_id"] != data.product_id:
-            raise ValidationError("a discount tier cannot move to another product", field="product_id")
+        product = db.execute("SELECT * FROM subscription_products WHERE id = ?", (data.product_id,)).fetchone()
         if data.kind == "percent" and not 1 <= data.value <= 100:
             raise ValidationError("a percent discount must be between 1 and 100", field="value")
         if data.kind == "fixed" and data.value < 1:
