@@ -68,7 +68,7 @@ class VariantIn(Body, kw_only=True):
 class PlanIn(Body, kw_only=True):
     venue_id: Id
     name: Name
-    seat_size: Annotated[float, Meta(gt=0, le=1000)] = 1.0
+    seat_size: Annotated[float, Meta(ge=0.01, le=1000)] = 1.0
     base_variant: Name = "Standard"
     sections: Annotated[list[SectionIn], Meta(min_length=1, max_length=100)]
     variants: list[VariantIn] = []
@@ -79,7 +79,7 @@ class PlanHeaderIn(Body, kw_only=True):
 
     venue_id: Id
     name: Name
-    seat_size: Annotated[float, Meta(gt=0, le=1000)] = 1.0
+    seat_size: Annotated[float, Meta(ge=0.01, le=1000)] = 1.0
     active: bool = True
 
 
@@ -516,7 +516,15 @@ def plan_from_csv(text: str, *, venue_id: str, name: str, seat_size: float = 1.0
     with `variant` set exists only in that variant; `removed_in` lists (separated by `;`)
     the variants that leave a base seat out.
     """
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        return _plan_from_rows(csv.DictReader(io.StringIO(lines)), venue_id, name, seat_size, base_variant)
+    except csv.Error as exc:
+        raise ValidationError(f"CSV cannot be read: {exc}", field="csv") from None
+
+
+def _plan_from_rows(reader: csv.DictReader, venue_id: str, name: str, seat_size: float,
+                    base_variant: str) -> PlanIn:
     missing = [c for c in CSV_COLUMNS[:6] if c not in (reader.fieldnames or [])]
     if missing:
         raise ValidationError(f"CSV header lacks column(s): {', '.join(missing)}", field="csv")

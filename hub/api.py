@@ -179,7 +179,10 @@ async def _read_body(request: web.Request, op: Operation) -> Any:
             raise ApiError(400, "malformed-body", "Malformed body", "the body is not UTF-8 text") from None
     if not raw.strip():
         raise ApiError(400, "malformed-json", "Malformed JSON", "this request needs a JSON body")
-    return msgspec.json.decode(raw, type=op.body)
+    try:
+        return msgspec.json.decode(raw, type=op.body)
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed-json", "Malformed JSON", "the body is not UTF-8 encoded JSON") from None
 
 
 def _parse_query(request: web.Request, op: Operation) -> dict[str, Any]:

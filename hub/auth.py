@@ -51,7 +51,7 @@ def create_token(db: sqlite3.Connection, name: str, role: str) -> tuple[str, dic
 
 
 def lookup(db: sqlite3.Connection, secret: str) -> dict | None:
-    if not secret.startswith(PREFIX) or len(secret) > 100:
+    if not secret.startswith(PREFIX) or len(secret) > 100 or not secret.isascii():
         return None
     return db.execute(
         "SELECT id, name, role FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",

@@ -142,3 +142,27 @@ async def test_a_wrong_sepa_creditor_id(api):
 async def test_duplicate_zone_code_is_a_conflict(api):
     await problem(api, "POST", "/price-zones", {"organizer_id": api.hub.ids["theatre_organizer"], "code": "1",
                                                 "name": "Doppelt"}, status=409, slug="conflict")
+
+
+@pytest.mark.usefixtures("unchanged")
+async def test_dates_a_box_office_cannot_mean_are_refused(api):
+    """Year 1 in +01:00 is year 0 in UTC, which Python cannot even represent."""
+    perf = api.hub.ids["performances"][0]
+    err = await problem(api, "PATCH", f"/performances/{perf}",
+                        {"season_id": None, "starts_at": "0001-01-01T00:00:00+01:00"},
+                        status=422, slug="validation-failed")
+    assert "out of range" in err["detail"]
+    await problem(api, "POST", "/seasons", {"organizer_id": api.hub.ids["theatre_organizer"], "name": "x",
+                                            "starts_on": "2026-09-01", "ends_on": "9999-12-31"},
+                  status=422, slug="validation-failed")
+
+
+@pytest.mark.usefixtures("unchanged")
+async def test_a_body_that_is_not_utf8(api):
+    await raw(api, "POST", "/organizers", b'{"name": "\xff"}', status=400, slug="malformed-json")
+
+
+@pytest.mark.usefixtures("unchanged")
+async def test_a_token_that_is_not_ascii_is_just_unknown(api):
+    await problem(api, "GET", "/venues", status=401, slug="unauthorized",
+                  headers={"Authorization": "Bearer tsr_äöü"})

@@ -146,3 +146,14 @@ async def test_a_seat_cannot_move_to_a_zone_its_performances_do_not_price(api):
     assert "price zone(s) 4 without a price" in err["detail"]
     again = (await call(api, "GET", f"/seating-plans/{plan_id}/seats", status=200))["items"][0]
     assert again["zone"] == first["zone"]
+
+
+def test_csv_with_old_mac_line_ends_is_read():
+    plan = plan_from_csv("section,row,seat,x,y,zone\rSaal,1,1,1,1,A\rSaal,1,2,2,1,A\r",
+                         venue_id="0" * 8 + "-0000-7000-8000-" + "0" * 12, name="S")
+    assert [s.label for s in plan.sections[0].rows[0].seats] == ["1", "2"]
+
+
+def test_a_csv_field_too_long_to_read_is_a_clear_error():
+    with pytest.raises(ValidationError, match="CSV cannot be read: field larger"):
+        plan_from_csv("section,row,seat,x,y,zone\nSaal,1,1,1,1," + "x" * 200_000 + "\n", venue_id="v", name="S")

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from core.catalog.common import Body, Cents, Channel, Id, Name, VatCode, check_unique
+from core.catalog.common import Body, Cents, Channel, Id, Name, VatCode, check_unique, check_when
 from core.catalog.resource import Audience, Resource, children_of, require
 from core.errors import ValidationError
 
@@ -63,6 +63,9 @@ class AnnualProducts(Resource):
     filters = ("organizer_id", "validity_mode")
 
     def check(self, db: sqlite3.Connection, data: AnnualProductIn, current: dict | None) -> None:
+        for field in ("valid_from", "valid_until"):
+            if getattr(data, field) is not None:
+                check_when(getattr(data, field), field)
         if data.validity_mode == "fixed":
             if data.valid_from is None or data.valid_until is None:
                 raise ValidationError("fixed validity needs valid_from and valid_until", field="valid_from")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Literal
 
@@ -52,6 +53,16 @@ def check_address(address: Address, field: str = "address") -> None:
             f"postcode {address.postcode!r} is not valid for country {address.country}",
             field=f"{field}.postcode",
         )
+
+
+FIRST_YEAR, LAST_YEAR = 1970, 2199
+
+
+def check_when(value: dt.date | dt.datetime, field: str) -> None:
+    """Dates and times must lie in years a box office can mean (and Python can convert)."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValidationError(f"{value.isoformat()} is out of range: use a date between "
+                              f"{FIRST_YEAR} and {LAST_YEAR}", field=field)
 
 
 def check_unique(values: list, field: str, what: str) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from core.catalog.common import Body, Cents, Id, Name, check_unique
+from core.catalog.common import Body, Cents, Id, Name, check_unique, check_when
 from core.catalog.resource import Resource, children_of, require
 from core.errors import ValidationError
 from core.seating import variant_zone_ids
@@ -104,6 +104,7 @@ class Performances(Resource):
     search = ("title",)
 
     def check(self, db: sqlite3.Connection, data: PerformanceIn, current: dict | None) -> None:
+        check_when(data.starts_at, "starts_at")
         venue = require(db, "venues", data.venue_id, "venue", "venue_id", current)
         variant = require(db, "plan_variants", data.variant_id, "plan variant", "variant_id", current)
         plan = db.execute("SELECT * FROM seating_plans WHERE id = ?", (variant["plan_id"],)).fetchone()

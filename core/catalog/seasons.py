@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
-from core.catalog.common import Body, Id, Name
+from core.catalog.common import Body, Id, Name, check_when
 from core.catalog.resource import Resource
 from core.errors import ValidationError
 
@@ -29,6 +29,8 @@ class Seasons(Resource):
     unique_message = "this organizer already has a season with that name"
 
     def check(self, db: sqlite3.Connection, data: SeasonIn, current: dict | None) -> None:
+        check_when(data.starts_on, "starts_on")
+        check_when(data.ends_on, "ends_on")
         if data.ends_on <= data.starts_on:
             raise ValidationError(
                 f"season ends ({data.ends_on}) before it starts ({data.starts_on})", field="ends_on"

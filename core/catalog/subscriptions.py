@@ -16,7 +16,18 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from core.catalog.common import Body, Cents, Channel, Id, LongText, Name, ShortText, VatCode, check_unique
+from core.catalog.common import (
+    Body,
+    Cents,
+    Channel,
+    Id,
+    LongText,
+    Name,
+    ShortText,
+    VatCode,
+    check_unique,
+    check_when,
+)
 from core.catalog.performances import ZonePriceIn, check_zone_prices, performance_organizer
 from core.catalog.resource import Audience, Resource, children_of, require
 from core.clock import iso
@@ -81,6 +92,8 @@ def check_sale_windows(windows: list[SaleWindowIn]) -> None:
     check_unique([(w.channel, w.phase) for w in windows], "sale_windows", "sale window")
     by_channel: dict[str, dict[str, SaleWindowIn]] = {}
     for w in windows:
+        check_when(w.starts_at, "sale_windows")
+        check_when(w.ends_at, "sale_windows")
         if w.ends_at <= w.starts_at:
             raise ValidationError(
                 f"{w.phase} sale window for {w.channel} ends before it starts", field="sale_windows"
