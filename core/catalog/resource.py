@@ -201,22 +201,23 @@ def get(db: sqlite3.Connection, res: Resource, id_: str, audience: Audience = "i
 
 
 def create(db: sqlite3.Connection, res: Resource, data: Any) -> dict:
-    row = res.to_row(data)
-    row["id"] = uuid7()
-    row["created_at"] = row["updated_at"] = now_iso()
+    id_ = uuid7()
     try:
         with transaction(db):
             res.check_parent(db, data, None)
             res.check(db, data, None)
+            row = res.to_row(data)  # only after the rules: they guarantee it can be stored
+            row["id"] = id_
+            row["created_at"] = row["updated_at"] = now_iso()
             res.before_insert(db, row)
             cols = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             db.execute(f"INSERT INTO {res.table} ({cols}) VALUES ({marks})", tuple(row.values()))
-            res.write_children(db, row["id"], data)
-            res.after_write(db, row["id"])
+            res.write_children(db, id_, data)
+            res.after_write(db, id_)
     except sqlite3.IntegrityError as exc:
         raise _integrity(res, exc) from None
-    return get(db, res, row["id"])
+    return get(db, res, id_)
 
 
 def current_input(db: sqlite3.Connection, res: Resource, id_: str) -> tuple[dict, Any]:
