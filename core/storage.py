@@ -10,6 +10,7 @@ a printed receipt must survive a power cut. Schema changes are numbered SQL file
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 10_000
+_savepoints = itertools.count(1)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -116,7 +118,7 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     timeout instead of one failing half-way with SQLITE_BUSY on lock upgrade.
     """
     if db.in_transaction:
-        name = f"sp_{id(db)}_{_savepoint_depth(db)}"
+        name = f"sp_{next(_savepoints)}"
         db.execute(f"SAVEPOINT {name}")
         try:
             yield db
@@ -133,11 +135,3 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-_depths: dict[int, int] = {}
-
-
-def _savepoint_depth(db: sqlite3.Connection) -> int:
-    _depths[id(db)] = _depths.get(id(db), 0) + 1
-    return _depths[id(db)]
