@@ -23,6 +23,3 @@ def iso(moment: dt.datetime) -> str:
 def now_iso() -> str:
     return iso(utcnow())
 
-
-def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -56,19 +56,18 @@ class LocalClient:
         self.api = app[API]
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        op, _ = self.api.find(method, path)
+        op, params = self.api.find(method, path)
         decoded = None
         if op.body is not None:
             decoded = msgspec.json.decode(json.dumps(body).encode(), type=op.body)
-        return self._run(method, path, {}, decoded)
+        return self._run(op, params, {}, decoded)
 
     def post_csv(self, path: str, query: dict, text: str) -> Any:
-        op, _ = self.api.find("POST", path)
+        op, params = self.api.find("POST", path)
         parsed = {p.name: p.parse(str(query[p.name])) for p in op.query if p.name in query}
-        return self._run("POST", path, parsed, text)
+        return self._run(op, params, parsed, text)
 
-    def _run(self, method: str, path: str, query: dict, body: Any) -> Any:
-        op, params = self.api.find(method, path)
+    def _run(self, op: Any, params: dict, query: dict, body: Any) -> Any:
         ctx = Ctx(self.app, self.app[DB], {"id": "local", "name": "local", "role": "admin"}, params, query, body)
         try:
             result = op.handler(ctx)

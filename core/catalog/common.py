@@ -22,13 +22,6 @@ Cents = Annotated[int, Meta(ge=0, le=MAX_CENTS, description="amount in euro cent
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 VatCode = Literal["19", "7", "exempt"]
 Channel = Literal["online", "cashdesk", "phone", "agency"]
-CHANNELS: tuple[str, ...] = ("online", "cashdesk", "phone", "agency")
-
-VAT_TEXT = {
-    "19": "19 % USt.",
-    "7": "7 % USt.",
-    "exempt": "Umsatzsteuerfrei nach § 4 Nr. 20a UStG",
-}
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
