@@ -41,6 +41,7 @@ class Customers(Resource):
     sorts = ("last_name", "first_name", "number", "created_at", "updated_at")
     default_sort = "last_name"
     search = ("number", "last_name", "first_name", "email", "company")
+    search_index = "customers_search"
 
     def check(self, db: sqlite3.Connection, data: CustomerIn, current: dict | None) -> None:
         check_address(data.address)

@@ -169,3 +169,17 @@ async def test_a_record_cannot_move_to_another_organizer(api, path, key):
     err = await problem(api, "PATCH", f"/{path}/{record_id}", {"organizer_id": api.hub.ids["theatre_organizer"]},
                         status=422, slug="validation-failed")
     assert "cannot move to another organizer" in err["detail"] and err["field"] == "organizer_id"
+
+
+async def test_customer_search_follows_changes_and_matches_every_word(api):
+    body = {"first_name": "Zoë", "last_name": "Þórsdóttir", "address": ADDRESS, "email": "zoe@example.is"}
+    made = await call(api, "POST", "/customers", body, status=201)
+    assert [c["id"] for c in (await call(api, "GET", "/customers?q=ÞÓRS", status=200))["items"]] == [made["id"]]
+    assert (await call(api, "GET", "/customers?q=Zoë Þórs", status=200))["total"] == 1
+    assert (await call(api, "GET", "/customers?q=Zoë Müller", status=200))["total"] == 0
+    await call(api, "PATCH", f"/customers/{made['id']}", {"last_name": "Jónsdóttir"}, status=200)
+    assert (await call(api, "GET", "/customers?q=Þórsdóttir", status=200))["total"] == 0
+    assert (await call(api, "GET", "/customers?q=jónsdó", status=200))["total"] == 1
+    assert (await call(api, "GET", f"/customers?q={made['number']}", status=200))["total"] == 1
+    # a search term with FTS syntax is just text
+    assert (await call(api, "GET", '/customers?q="AND" OR NEAR(', status=200))["total"] == 0

@@ -53,6 +53,8 @@ class Resource:
     default_sort: ClassVar[str] = "name"
     filters: ClassVar[tuple[str, ...]] = ()
     search: ClassVar[tuple[str, ...]] = ("name",)
+    # an FTS5 trigram table over `search` (see migrations), for tables too big to scan
+    search_index: ClassVar[str | None] = None
     unique_message: ClassVar[str] = "such a record already exists"
     # (field, table, what): the record this one belongs to; it must exist and never changes
     parent: ClassVar[tuple[str, str, str] | None] = None
@@ -279,14 +281,27 @@ def _where(res: Resource, query: ListQuery, audience: Audience) -> tuple[list[st
         where.append("active = ?")
         params.append(int(query.active))
     if query.q:
-        like = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(" + " OR ".join(f"{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")")
-        params.extend([like] * len(res.search))
+        _search(res, query.q, where, params)
     extra, extra_params = res.audience_sql(audience)
     if extra:
         where.append(extra)
         params.extend(extra_params)
     return where, params
+
+
+def _search(res: Resource, text: str, where: list[str], params: list) -> None:
+    """Every word must occur in one of the searched columns (case-insensitive substring).
+
+    Words of three or more characters go through the trigram index where there is one;
+    shorter words (and tables without an index) fall back to LIKE."""
+    for word in text.split():
+        if res.search_index and len(word) >= 3:
+            where.append(f"rowid IN (SELECT rowid FROM {res.search_index} WHERE {res.search_index} MATCH ?)")
+            params.append('"' + word.replace('"', '""') + '"')
+            continue
+        like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(" + " OR ".join(f"{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")")
+        params.extend([like] * len(res.search))
 
 
 def _order(res: Resource, sort: str | None) -> str:
