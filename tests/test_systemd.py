@@ -41,3 +41,39 @@ def test_unit_commands_exist(path):
 
 def test_there_is_a_hub_unit():
     assert "tessera-hub.service" in [p.name for p in UNITS]
+
+
+def unit_lines(path: Path) -> list[tuple[str, str]]:
+    """(key, value) for every assignment, keeping repeated keys (DeviceAllow=) that configparser drops."""
+    pairs = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def test_notify_units_have_a_watchdog():
+    notify_units = [p for p in UNITS if load(p)["Service"].get("Type") == "notify"]
+    assert notify_units  # at least the gate
+    for path in notify_units:
+        service = load(path)["Service"]
+        assert service.get("WatchdogSec"), f"{path.name}: Type=notify without WatchdogSec="
+        assert service.get("NotifyAccess") in ("main", "exec", "all"), path.name
+
+
+def test_gate_unit_restarts_always_and_reaches_only_its_devices():
+    path = next((p for p in UNITS if p.name == "tessera-gate.service"), None)
+    assert path is not None, "no tessera-gate.service"
+    unit = load(path)
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    assert service["Restart"] == "always"
+    assert unit["Unit"].get("StartLimitIntervalSec") == "0"  # never gives up restarting
+    assert service.get("PrivateDevices", "no") == "no"
+    assert service.get("DevicePolicy") == "closed"
+    allowed = {value for key, value in unit_lines(path) if key == "DeviceAllow"}
+    assert allowed == {"char-input rw", "char-ttyUSB rw", "char-ttyACM rw"}
+    assert set(service["SupplementaryGroups"].split()) == {"input", "dialout"}
+    assert {"AF_INET", "AF_NETLINK", "AF_UNIX"} <= set(service["RestrictAddressFamilies"].split())
