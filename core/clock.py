@@ -7,6 +7,11 @@ equal across hub and edges. Trusted time (B7) will build on `utcnow()`.
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
+
+# Where the venues are: calendar dates (validity of annual tickets, seasons) start and end
+# at local midnight. One organizer time zone for now; a per-organizer zone can replace it.
+LOCAL_TZ = ZoneInfo("Europe/Berlin")
 
 
 def utcnow() -> dt.datetime:
@@ -23,3 +28,17 @@ def iso(moment: dt.datetime) -> str:
 def now_iso() -> str:
     return iso(utcnow())
 
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    """Local midnight at the start of *day*, as an aware UTC datetime."""
+    return dt.datetime.combine(day, dt.time(0, 0), LOCAL_TZ).astimezone(dt.UTC)
+
+
+def day_end(day: dt.date) -> dt.datetime:
+    """The last second of local *day*, as an aware UTC datetime."""
+    return day_start(day + dt.timedelta(days=1)) - dt.timedelta(seconds=1)

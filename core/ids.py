@@ -17,8 +17,14 @@ _last_ms = 0
 _counter = 0
 
 
-def uuid7() -> str:
-    """A UUIDv7 string; monotonic within this process even within one millisecond."""
+def uuid7(at_ms: int | None = None) -> str:
+    """A UUIDv7 string; monotonic within this process even within one millisecond.
+
+    *at_ms* stamps the id with a given time instead of the system clock: a card's id
+    carries its signing time, which must come from trusted time (B7).
+    """
+    if at_ms is not None:
+        return _make(at_ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
     global _last_ms, _counter
     with _lock:
         ms = time.time_ns() // 1_000_000
@@ -32,6 +38,10 @@ def uuid7() -> str:
             _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
         _last_ms = ms
         counter = _counter
+    return _make(ms, counter)
+
+
+def _make(ms: int, counter: int) -> str:
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
@@ -39,6 +49,12 @@ def uuid7() -> str:
     value |= 0b10 << 62
     value |= rand
     return str(uuid.UUID(int=value))
+
+
+
+def uuid7_ms(text: str) -> int:
+    """The millisecond time stamp inside a UUIDv7."""
+    return int(text.replace("-", "")[:12], 16)
 
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

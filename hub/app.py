@@ -9,7 +9,7 @@ from aiohttp import web
 
 from core.node import init_node
 from core.storage import connect
-from hub import auth, routes
+from hub import auth, nodes, routes
 from hub.api import API, CACHE, DB, OPENAPI
 from hub.cache import ReadCache
 from hub.openapi import build_document
@@ -34,6 +34,7 @@ def init_hub(data_dir: Path, name: str = "hub") -> tuple[sqlite3.Connection, str
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = connect(db_path(data_dir))
     init_node(db, "hub", name)
+    nodes.init_trust(data_dir, db)
     secret, _ = auth.create_token(db, "first admin (hub init)", "admin")
     return db, secret
 
@@ -42,7 +43,9 @@ def open_hub(data_dir: Path) -> sqlite3.Connection:
     path = db_path(Path(data_dir))
     if not path.exists():
         raise NotInitialised(f"{data_dir} holds no hub; run `tessera hub init --data {data_dir}` first")
-    return connect(path)
+    db = connect(path)
+    nodes.init_trust(Path(data_dir), db)
+    return db
 
 
 def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Application:

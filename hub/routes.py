@@ -14,7 +14,7 @@ from core.customers import Customers
 from core.errors import NotFound
 from core.node import this_node
 from core.storage import schema_version
-from hub import auth, schemas
+from hub import auth, card_routes, schemas
 from hub.api import OPENAPI, Api, Ctx, Param
 
 ALL = ("admin", "office", "shop", "agency")
@@ -249,4 +249,5 @@ def build() -> Api:
     customers = Customers()
     crud(api, "customers", customers, "Customers", read=STAFF, write=STAFF, create=("admin", "office", "shop"),
          out=schemas.output_of(customers, [("number", str)]))
+    card_routes.register(api)
     return api

@@ -49,8 +49,7 @@ def sample_hub(tmp_path: Path, sample_template: tuple[Path, str, dict]) -> Hub:
     """A private copy of the sample hub: tests may change it freely."""
     src, token, ids = sample_template
     folder = tmp_path / "hub"
-    folder.mkdir()
-    shutil.copy(src / DB_NAME, folder / DB_NAME)
+    shutil.copytree(src, folder)  # database and key files (modes kept)
     db = connect(folder / DB_NAME)
     yield Hub(folder, db, token, ids)
     db.close()

@@ -293,8 +293,7 @@ class LiveHub:
 def _serve_sample_copy(tmp_path_factory: pytest.TempPathFactory, sample_template: tuple[Path, str, dict]):
     src, admin, _ids = sample_template
     folder = tmp_path_factory.mktemp("fuzz") / "hub"
-    folder.mkdir()
-    shutil.copy(src / DB_NAME, folder / DB_NAME)
+    shutil.copytree(src, folder)  # database and key files
     hub = LiveHub(folder, admin)
     hub.start()
     try:

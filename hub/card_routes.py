@@ -1,0 +1,188 @@
+"""Routes for signed cards and node keys: issue, read, re-issue, revoke (E4, B3).
+
+Views only translate HTTP to `core.cards` and `hub.nodes`. The hub signs the cards it
+issues with its own node key, which it reads from its data folder on each call (a key
+rotation therefore takes effect without a restart).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from core import cards
+from core.catalog.common import Body, Id, Name, check_when
+from core.catalog.resource import MAX_PAGE, require
+from core.clock import utcnow
+from core.errors import NotFound, ValidationError
+from hub import nodes
+from hub.api import Api, Ctx, Param
+
+STAFF = ("admin", "office")
+ADMIN = ("admin",)
+Kind = Literal["annual", "subscription", "single", "voucher"]
+PRODUCT_TABLES = {"annual": ("annual_products", "annual-ticket product"),
+                  "voucher": ("annual_products", "annual-ticket product"),
+                  "subscription": ("subscription_products", "subscription product"),
+                  "single": ("performances", "performance")}
+
+
+class CardIn(Body, kw_only=True):
+    product_id: Id
+    kind: Kind = "annual"
+    customer_id: Id | None = None
+    holder_name: Name | None = None
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+
+
+class CardRevokeIn(Body, kw_only=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+
+
+class NodeRevokeIn(Body, kw_only=True):
+    reason: Literal["compromised", "lost", "retired"]
+    revoked_at: dt.datetime | None = None
+
+
+class Card(msgspec.Struct, kw_only=True):
+    id: str
+    number: str
+    product_id: str
+    kind: str
+    customer_id: str | None
+    holder_name: str | None
+    valid_from: str
+    valid_until: str
+    issue: int
+    key_id: int
+    code: str
+    issued_by: str
+    issued_at: str
+    revoked_at: str | None
+    revoke_reason: str | None
+    created_at: str
+    updated_at: str
+
+
+class CardPage(msgspec.Struct, kw_only=True):
+    items: list[Card]
+    total: int
+    limit: int
+    offset: int
+
+
+class NodeCert(msgspec.Struct, kw_only=True):
+    key_id: str
+    node_id: str
+    name: str
+    role: str
+    valid_from: str
+    valid_until: str
+    issued_at: str
+    revoked_at: str | None
+    revoke_reason: str | None
+
+
+def _data_dir(ctx: Ctx) -> Path:
+    """The hub's data folder is where its database file lives."""
+    return Path(ctx.db.execute("PRAGMA database_list").fetchone()["file"]).parent
+
+
+def _aware(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValidationError("give a time zone (e.g. 2026-01-01T00:00:00Z)", field=field)
+    check_when(value, field)
+    return value
+
+
+def issue_card(ctx: Ctx):
+    body: CardIn = ctx.body
+    table, what = PRODUCT_TABLES[body.kind]
+    require(ctx.db, table, body.product_id, what, "product_id")
+    if body.customer_id:
+        require(ctx.db, "customers", body.customer_id, "customer", "customer_id")
+    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    card = cards.issue_card(ctx.db, signer, product_id=body.product_id, kind=body.kind, now=utcnow(),
+                            customer_id=body.customer_id, holder_name=body.holder_name,
+                            valid_from=_aware(body.valid_from, "valid_from"),
+                            valid_until=_aware(body.valid_until, "valid_until"))
+    return 201, card
+
+
+def list_cards(ctx: Ctx):
+    q = ctx.query
+    where, args = [], []
+    for name in ("customer_id", "product_id"):
+        if name in q:
+            where.append(f"{name} = ?")
+            args.append(q[name])
+    sql_where = f"WHERE {' AND '.join(where)}" if where else ""
+    limit, offset = q.get("limit", 50), q.get("offset", 0)
+    total = ctx.db.execute(f"SELECT count(*) AS n FROM cards {sql_where}", args).fetchone()["n"]
+    items = ctx.db.execute(f"SELECT * FROM cards {sql_where} ORDER BY id LIMIT ? OFFSET ?",
+                           [*args, limit, offset]).fetchall()
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def get_card(ctx: Ctx):
+    card = ctx.db.execute("SELECT * FROM cards WHERE id = ?", (ctx.path("id"),)).fetchone()
+    if card is None:
+        raise NotFound(f"card {ctx.path('id')} does not exist")
+    return card
+
+
+def reissue_card(ctx: Ctx):
+    get_card(ctx)
+    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    return cards.reissue_card(ctx.db, signer, ctx.path("id"), utcnow())
+
+
+def revoke_card(ctx: Ctx):
+    get_card(ctx)
+    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    return cards.revoke_card(ctx.db, signer, ctx.path("id"), ctx.body.reason, utcnow())
+
+
+def list_nodes(ctx: Ctx):
+    return nodes.list_nodes(ctx.db)
+
+
+def revoke_node(ctx: Ctx):
+    body: NodeRevokeIn = ctx.body
+    root = nodes.root_key(_data_dir(ctx))
+    nodes.revoke_node(ctx.db, root, ctx.path("id"), reason=body.reason,
+                      revoked_at=_aware(body.revoked_at, "revoked_at"))
+    return [n for n in nodes.list_nodes(ctx.db) if n["node_id"] == ctx.path("id")]
+
+
+def register(api: Api) -> None:
+    api.add("POST", "/cards", issue_card, summary="Issue a signed card", tag="Cards", roles=STAFF, body=CardIn,
+            response=Card, status=201,
+            description="Signed with the hub's node key. The validity window follows the product "
+                        "(fixed dates, months from purchase, or from the first entry) unless given.")
+    api.add("GET", "/cards", list_cards, summary="List cards", tag="Cards", roles=STAFF, response=CardPage,
+            cacheable=False,
+            query=[Param("limit", "int", "page size (default 50)", minimum=1, maximum=MAX_PAGE),
+                   Param("offset", "int", "records to skip", minimum=0, maximum=10_000_000),
+                   Param("customer_id", "uuid", "only cards of this customer"),
+                   Param("product_id", "uuid", "only cards of this product")])
+    api.add("GET", "/cards/{id}", get_card, summary="Read a card (with its code)", tag="Cards", roles=STAFF,
+            response=Card, cacheable=False)
+    api.add("POST", "/cards/{id}/reissue", reissue_card, summary="Re-issue a lost card", tag="Cards",
+            roles=STAFF, response=Card,
+            description="Same card, issue number + 1; the old code is refused as SUPERSEDED once synced.")
+    api.add("POST", "/cards/{id}/revoke", revoke_card, summary="Revoke a card", tag="Cards", roles=STAFF,
+            body=CardRevokeIn, response=Card)
+    api.add("GET", "/nodes", list_nodes, summary="List node certificates", tag="Nodes", roles=ADMIN,
+            response=list[NodeCert], cacheable=False)
+    api.add("POST", "/nodes/{id}/revoke", revoke_node, summary="Revoke a node (stolen or retired device)",
+            tag="Nodes", roles=ADMIN, body=NodeRevokeIn, response=list[NodeCert],
+            description="Cards the node signed before `revoked_at` (default: now) stay valid; later ones "
+                        "are refused at every gate once the revocation has reached it.")
