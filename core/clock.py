@@ -25,6 +25,13 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(moment: dt.datetime) -> str:
+    """Like iso(), with milliseconds: for revocation times, which are compared with the
+    millisecond signing time inside a card id."""
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def now_iso() -> str:
     return iso(utcnow())
 

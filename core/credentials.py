@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from core import keys
-from core.clock import iso
+from core.clock import iso, iso_ms
 from core.errors import Conflict, NotFound, ValidationError
 from core.storage import transaction
 
@@ -153,7 +153,7 @@ def store_cert(db: sqlite3.Connection, record: str) -> dict:
 
 def revocation(root: Ed25519PrivateKey, *, key_id: int, revoked_at: dt.datetime, reason: str,
                now: dt.datetime) -> str:
-    return sign(root, "node-revocation", {"v": 1, "key_id": key_id, "revoked_at": iso(revoked_at),
+    return sign(root, "node-revocation", {"v": 1, "key_id": key_id, "revoked_at": iso_ms(revoked_at),
                                           "reason": reason, "issued_at": iso(now)})
 
 
@@ -194,6 +194,19 @@ class Signer:
         return self.revoked_at_ms is None or signed_ms < self.revoked_at_ms
 
 
+def _verified(db: sqlite3.Connection, sql: str, purpose: str, root: Ed25519PublicKey) -> list[Envelope]:
+    """Records that verify against the root; a tampered or garbled row is simply no record."""
+    out = []
+    for row in db.execute(sql):
+        try:
+            env = open_envelope(row["record"], purpose)
+        except BadRecord:
+            continue
+        if verify(env, root):
+            out.append(env)
+    return out
+
+
 class TrustStore:
     """Verified signers by key id, loaded once and reloaded when the database changes."""
 
@@ -207,15 +220,10 @@ class TrustStore:
         except NotFound:
             return cls({})
         revoked = {}
-        for row in db.execute("SELECT record FROM node_revocations"):
-            env = open_envelope(row["record"], "node-revocation")
-            if verify(env, root):
-                revoked[env.body["key_id"]] = env.body
+        for env in _verified(db, "SELECT record FROM node_revocations", "node-revocation", root):
+            revoked[env.body["key_id"]] = env.body
         signers = {}
-        for row in db.execute("SELECT record FROM node_certs"):
-            env = open_envelope(row["record"], "node-cert")
-            if not verify(env, root):
-                continue  # a tampered row in the database is no certificate
+        for env in _verified(db, "SELECT record FROM node_certs", "node-cert", root):
             b = env.body
             rev = revoked.get(b["key_id"])
             signers[b["key_id"]] = Signer(

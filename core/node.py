@@ -12,6 +12,8 @@ from core.clock import now_iso
 from core.ids import uuid7
 from core.storage import transaction
 
+NODE_DB = "node.sqlite"  # an edge's database; the hub's is hub.sqlite
+
 
 def this_node(db: sqlite3.Connection) -> dict:
     row = db.execute("SELECT * FROM node").fetchone()

@@ -1,0 +1,51 @@
+"""An edge node's data folder: `node.sqlite` (its replica), `node.key` (its signing key,
+mode 0600) and, for a gate, `gate.toml` (its rules). See `hub/provision.py` for how a
+folder is set up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from core.access import GateRules
+from core.node import NODE_DB
+from core.storage import connect
+
+GATE_CONFIG = "gate.toml"
+HUB_DB = "hub.sqlite"
+
+
+class NotANode(Exception):
+    pass
+
+
+def open_data(data_dir: Path) -> sqlite3.Connection:
+    """The database of a hub, cash desk, counter or gate folder (whichever it is)."""
+    data_dir = Path(data_dir)
+    for name in (NODE_DB, HUB_DB):
+        if (data_dir / name).exists():
+            return connect(data_dir / name, edge=name == NODE_DB)
+    raise NotANode(f"{data_dir} is not a Tessera data folder (no {NODE_DB} or {HUB_DB})")
+
+
+def gate_rules(data_dir: Path) -> GateRules:
+    path = Path(data_dir) / GATE_CONFIG
+    if not path.exists():
+        return GateRules()
+    try:
+        return msgspec.convert(tomllib.loads(path.read_text()), GateRules)
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def write_gate_rules(data_dir: Path, rules: GateRules) -> None:
+    lines = ["# Gate rules, read when the gate starts. venue_id: where this gate stands;",
+             "# lockout_minutes: no second entry at this venue within that time (any gate);",
+             "# exit_scans: an exit scan ends the lockout; direction: in (entry) or out (exit).",
+             f'venue_id = "{rules.venue_id}"', f"lockout_minutes = {rules.lockout_minutes}",
+             f"exit_scans = {'true' if rules.exit_scans else 'false'}", f'direction = "{rules.direction}"']
+    (Path(data_dir) / GATE_CONFIG).write_text("\n".join(lines) + "\n")

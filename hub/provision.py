@@ -1,0 +1,55 @@
+"""Setting up a node folder from a hub folder on the same machine (local enrollment).
+
+Until the sync issue brings enrollment over the network (one-time codes, zeroconf), a
+node is set up *locally*: it makes its own key pair, the hub certifies the public key with
+the root key, and the node receives a snapshot of what it needs (trust records, catalog,
+cards, entries). The private key never leaves the node's folder, and the root key never
+leaves the hub's. Used by `tessera gate init --hub-data`, the demo and the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core import credentials, keys
+from core.node import NODE_DB, init_node, this_node
+from core.replica import copy_snapshot
+from core.storage import connect, transaction
+from hub.app import open_hub
+from hub.nodes import certify_node, root_key
+
+
+def provision(node_dir: Path, hub_dir: Path, *, name: str, role: str) -> dict:
+    """Set up a node folder from a hub folder on this machine; returns the node row."""
+    node_dir = Path(node_dir)
+    if (node_dir / NODE_DB).exists():
+        raise FileExistsError(f"{node_dir} already holds a node")
+    node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = connect(node_dir / NODE_DB, edge=True)
+    node = init_node(db, role, name)
+    private = keys.generate()
+    keys.write_private(node_dir / keys.NODE_KEY_FILE, private)
+    public = keys.public_bytes(private)
+    hub = open_hub(hub_dir)
+    try:
+        certify_node(hub, root_key(hub_dir), node_id=node["id"], name=name, role=role, public_raw=public)
+        credentials.pin_root(db, hub.execute("SELECT public_key FROM trust_roots").fetchone()["public_key"])
+        copy_snapshot(hub, db, with_customers=role != "gate")
+    finally:
+        hub.close()
+    with transaction(db):
+        db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
+    row = this_node(db)
+    db.close()
+    return row
+
+
+def refresh(node_dir: Path, hub_dir: Path) -> dict[str, int]:
+    """Copy the hub's current state into an existing node folder again."""
+    db = connect(Path(node_dir) / NODE_DB, edge=True)
+    hub = open_hub(hub_dir)
+    try:
+        return copy_snapshot(hub, db, with_customers=this_node(db)["role"] != "gate")
+    finally:
+        hub.close()
+        db.close()

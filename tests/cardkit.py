@@ -1,0 +1,61 @@
+"""Test kit for cards and gates: a sample hub, a gate folder set up from it, and helpers
+to issue cards and ask the gate. Everything is real: key files, SQLite, signatures."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import cards
+from core.access import Access, GateRules
+from core.cards import NodeSigner
+from core.clock import utcnow
+from core.node import NODE_DB
+from core.storage import connect
+from core.trusted_time import TrustedClock
+from edge.node_data import write_gate_rules
+from hub import provision
+
+STADTMUSEUM, KUNSTHALLE = "Stadtmuseum", "Kunsthalle"
+
+
+@dataclass
+class Kit:
+    hub: object  # tests.conftest.Hub
+    signer: NodeSigner  # the hub's
+    gate_dir: Path
+
+    @property
+    def venues(self) -> dict:
+        return self.hub.ids["museum_venues"]
+
+    def product(self, index: int) -> str:
+        """0 Verbund (12 months from purchase, all venues), 1 Stadtmuseum (12 months from first
+        entry), 2 Verbund ermäßigt (3 venues), 3 Kalenderjahr 2027 (fixed)."""
+        return self.hub.ids["annual_products"][index]
+
+    def issue(self, index: int = 0, *, kind: str = "annual", holder: str = "Erika Mustermann",
+              now: dt.datetime | None = None, **kw) -> dict:
+        return cards.issue_card(self.hub.db, self.signer, product_id=self.product(index), kind=kind,
+                                now=now or utcnow(), holder_name=holder, **kw)
+
+    def sync(self) -> None:
+        """Stand-in for pull sync: the gate receives the hub's current state."""
+        provision.refresh(self.gate_dir, self.hub.dir)
+
+    def access(self, venue: str = STADTMUSEUM, clock: TrustedClock | None = None, **rules) -> Access:
+        db = connect(self.gate_dir / NODE_DB, edge=True)
+        gate_rules = GateRules(venue_id=self.venues[venue], **rules)
+        return Access(db, gate_rules, clock or TrustedClock(db), signer=cards.load_signer(db, self.gate_dir))
+
+
+def make_kit(hub, tmp_path: Path, name: str = "gate-1", venue: str = STADTMUSEUM) -> Kit:
+    signer = cards.load_signer(hub.db, hub.dir)
+    # the gate must know every product's code before it sees cards of it
+    for product_id in hub.ids["annual_products"]:
+        cards.product_code(hub.db, product_id, "annual")
+    gate_dir = tmp_path / name
+    provision.provision(gate_dir, hub.dir, name=name, role="gate")
+    write_gate_rules(gate_dir, GateRules(venue_id=hub.ids["museum_venues"][venue]))
+    return Kit(hub, signer, gate_dir)
