@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import demo, hub_commands
+from cli import demo, gate_commands, hub_commands
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     areas = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=Parser, required=True)
     demo.register(areas)
     hub_commands.register(areas)
+    gate_commands.register(areas)
     return parser
 
 
