@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core import cardcode, keys, outbox
 from core.catalog.annual import add_months, validity_window
-from core.clock import day_end, day_start, iso, parse_iso
+from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
 from core.node import this_node
@@ -83,7 +83,7 @@ def default_validity(db: sqlite3.Connection, product_id: str, kind: str,
         return (day_start(dt.date.fromisoformat(season["starts_on"])),
                 day_end(dt.date.fromisoformat(season["ends_on"])))
     performance = _require(db, "performances", product_id, "performance")
-    day = parse_iso(performance["starts_at"]).astimezone(day_start(sold_at.date()).tzinfo).date()
+    day = parse_iso(performance["starts_at"]).astimezone(LOCAL_TZ).date()
     return day_start(day), day_end(day)
 
 
@@ -117,15 +117,15 @@ def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, k
         raise ValidationError(f"kind must be one of {', '.join(cardcode.KIND_CODES)}", field="kind")
     if signer.role not in ("hub", "cashdesk", "counter"):
         raise Conflict(f"a {signer.role} node does not issue cards")
-    code = product_code(db, product_id, kind)
-    default_from, default_until = default_validity(db, product_id, kind, now)
-    valid_from, valid_until = valid_from or default_from, valid_until or default_until
-    if valid_until < valid_from:
-        raise ValidationError("valid_until is before valid_from", field="valid_until")
-    card_id = uuid7(int(now.timestamp() * 1000))
-    text = sign_card(signer, card_id=card_id, code=code, kind=kind, valid_from=valid_from,
-                     valid_until=valid_until, issue=1)
-    with transaction(db):
+    with transaction(db):  # a refused card leaves nothing behind, not even a product code
+        code = product_code(db, product_id, kind)
+        default_from, default_until = default_validity(db, product_id, kind, now)
+        valid_from, valid_until = valid_from or default_from, valid_until or default_until
+        if valid_until < valid_from:
+            raise ValidationError("valid_until is before valid_from", field="valid_until")
+        card_id = uuid7(int(now.timestamp() * 1000))
+        text = sign_card(signer, card_id=card_id, code=code, kind=kind, valid_from=valid_from,
+                         valid_until=valid_until, issue=1)
         number = next_number(db, CARD_SERIES, now.year, signer.node_id)
         card = db.execute(
             "INSERT INTO cards (id, number, product_id, kind, customer_id, holder_name, valid_from, valid_until, "
