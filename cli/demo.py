@@ -1,35 +1,48 @@
-"""`tessera demo`: a hub with the sample catalog, ready to explore.
+"""`tessera demo`: a hub with the sample catalog and a gate with simulated devices.
 
-(Grows with later issues: cash desk and gate with simulated devices join here.)
+(Grows with later issues: the cash desk and counter join here.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
-from cli.hub_commands import serve
-from hub import auth, sample
+from aiohttp import web
+
+from core import cards
+from core.access import GateRules
+from core.clock import utcnow
+from core.node import NODE_DB
+from edge.gate import Gate, GateOptions
+from edge.node_data import write_gate_rules
+from hub import auth, provision, sample
 from hub.app import db_path, init_hub, make_app, open_hub
 from hub.client import LocalClient
 
+GATE_VENUE = "Stadtmuseum"
+
 
 def register(areas: argparse._SubParsersAction) -> None:
-    demo = areas.add_parser("demo", help="run a hub with sample data and print how to use it",
-                            description="Start a hub with the sample museum and theatre catalog. The first "
-                                        "run creates DIR and loads the data; later runs reuse it. Prints the "
-                                        "API URL and a fresh admin token.")
+    demo = areas.add_parser("demo", help="run a hub and a gate with sample data and print how to use them",
+                            description="Start a hub with the sample museum and theatre catalog and a gate at "
+                                        "the Stadtmuseum with a simulated scanner (stdin or its status page) "
+                                        "and relay. The first run creates DIR and loads the data; later runs "
+                                        "reuse it. Prints the URLs, a fresh admin token and a card to scan.")
     demo.add_argument("--data", type=Path, default=Path("demo-data"), metavar="DIR",
                       help="data folder (default: ./demo-data)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8080, help="hub port (default 8080; 0 picks a free one)")
+    demo.add_argument("--port", type=int, default=8080,
+                      help="hub port (default 8080; the gate's status page uses port+10; 0 picks free ones)")
     demo.set_defaults(run=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    hub_dir = args.data / "hub"
+    hub_dir, gate_dir = args.data / "hub", args.data / "gate"
     if db_path(hub_dir).exists():
         db = open_hub(hub_dir)
     else:
@@ -37,18 +50,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("loading the sample catalog ...", file=sys.stderr, flush=True)
         sample.build(LocalClient(make_app(db)), progress=lambda line: print("  " + line, file=sys.stderr))
     token, _ = auth.create_token(db, "demo session", "admin")
-    app = make_app(db)
+    card = _demo_card(db, hub_dir)
+    _ensure_gate(db, hub_dir, gate_dir)
+    return asyncio.run(_run(args, db, gate_dir, token, card))
 
-    def ready(url: str) -> None:
-        print(f"""
+
+def _demo_card(db, hub_dir: Path) -> dict:
+    """A fresh annual ticket for the museum association, signed by the hub."""
+    product = db.execute("SELECT id FROM annual_products WHERE name = 'Jahreskarte Verbund'").fetchone()
+    return cards.issue_card(db, cards.load_signer(db, hub_dir), product_id=product["id"], kind="annual",
+                            now=utcnow(), holder_name="Erika Mustermann")
+
+
+def _ensure_gate(db, hub_dir: Path, gate_dir: Path) -> None:
+    for row in db.execute("SELECT id FROM annual_products").fetchall():
+        cards.product_code(db, row["id"], "annual")
+    if (gate_dir / NODE_DB).exists():
+        provision.refresh(gate_dir, hub_dir)  # stand-in for pull sync: the demo card reaches the gate
+        return
+    venue = db.execute("SELECT id FROM venues WHERE name = ?", (GATE_VENUE,)).fetchone()
+    provision.provision(gate_dir, hub_dir, name=f"{GATE_VENUE} Eingang", role="gate")
+    write_gate_rules(gate_dir, GateRules(venue_id=venue["id"], lockout_minutes=2))
+
+
+async def _run(args: argparse.Namespace, db, gate_dir: Path, token: str, card: dict) -> int:
+    runner = web.AppRunner(make_app(db), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RuntimeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    url = f"http://{args.host}:{runner.addresses[0][1]}"
+    gate = Gate(GateOptions(gate_dir, scanner="sim-stdin", relay="sim-log", http_host=args.host,
+                            http_port=args.port + 10 if args.port else 0, peer_interfaces=(args.host,)))
+    await gate.start()
+    print(f"""
 Tessera demo is running.
   hub API        {url}/api/v1   (document: {url}/api/v1/openapi.json)
   admin token    {token}
+  gate           {gate.url}   (Stadtmuseum, simulated scanner and relay)
 
-Try:
+A card to scan (Jahreskarte Verbund, Erika Mustermann, {card['number']}):
+  {card['code']}
+Paste it here and press Enter (the simulated scanner reads this terminal), or:
+  curl -s -X POST {gate.url}/api/scan -d '{{"code": "{card['code'][:12]}..."}}'
+A second scan within 2 minutes is refused (PASSBACK). Check any code offline with:
+  tessera card verify CODE --data {gate_dir}
+
+Try the office API:
   curl -s -H 'Authorization: Bearer {token}' '{url}/api/v1/subscription-products?limit=10'
   curl -s -H 'Authorization: Bearer {token}' '{url}/api/v1/customers?q=Müller&limit=3'
 Stop with Ctrl-C. Data is kept in {args.data}.""", flush=True)
-
-    asyncio.run(serve(app, args.host, args.port, ready))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    gate_task = asyncio.create_task(gate.run())
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({gate_task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if gate_task.done() and not stop.is_set():
+        await stop.wait()  # stdin closed (e.g. started from a script): keep serving until stopped
+    gate_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await gate_task
+    await gate.close()
+    await runner.cleanup()
     return 0

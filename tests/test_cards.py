@@ -333,3 +333,26 @@ def test_key_files_are_private(kit):
     root_pem = (kit.hub.dir / keys.ROOT_KEY_FILE).read_bytes()
     for file in kit.gate_dir.iterdir():
         assert root_pem not in file.read_bytes()
+
+
+def test_subscription_passes_and_single_tickets_open_the_theatre_not_the_museum(kit):
+    from core.access import Access, GateRules
+    from core.node import NODE_DB
+    from core.storage import connect
+    ring = kit.hub.ids["subscriptions"][next(iter(kit.hub.ids["subscriptions"]))]
+    performance = kit.hub.db.execute("SELECT p.id, p.venue_id, p.starts_at FROM subscription_performances sp "
+                                     "JOIN performances p ON p.id = sp.performance_id WHERE sp.product_id = ? "
+                                     "ORDER BY p.starts_at LIMIT 1", (ring,)).fetchone()
+    now = utcnow()
+    season_pass = cards.issue_card(kit.hub.db, kit.signer, product_id=ring, kind="subscription", now=now)
+    ticket = cards.issue_card(kit.hub.db, kit.signer, product_id=performance["id"], kind="single", now=now)
+    kit.sync()
+    db = connect(kit.gate_dir / NODE_DB, edge=True)
+    theatre = Access(db, GateRules(venue_id=performance["venue_id"]))
+    starts = dt.datetime.fromisoformat(performance["starts_at"].replace("Z", "+00:00"))
+    assert theatre.decide(season_pass["code"], starts).admitted
+    assert theatre.decide(ticket["code"], starts - dt.timedelta(minutes=30)).admitted
+    assert theatre.decide(ticket["code"], starts - dt.timedelta(days=1)).reason == "NOT_YET_VALID"
+    assert theatre.decide(ticket["code"], starts + dt.timedelta(days=1)).reason == "EXPIRED"
+    museum = kit.access(STADTMUSEUM)
+    assert museum.decide(season_pass["code"], starts).reason == "WRONG_VENUE"

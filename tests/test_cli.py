@@ -49,6 +49,13 @@ class Server:
         return self.proc.wait(20)
 
 
+def scan(gate_url: str, code: str) -> dict:
+    """A simulated scan at the demo gate."""
+    req = urllib.request.Request(gate_url + "/api/scan", data=json.dumps({"code": code}).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
 def get(url: str, token: str | None = None) -> dict:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(req, timeout=10) as resp:
@@ -56,7 +63,8 @@ def get(url: str, token: str | None = None) -> dict:
 
 
 @pytest.mark.parametrize("args", [[], ["hub"], ["hub", "init"], ["hub", "serve"], ["hub", "sample"],
-                                  ["hub", "token"], ["demo"]])
+                                  ["hub", "token"], ["demo"], ["gate"], ["gate", "init"], ["gate", "run"],
+                                  ["gate", "refresh"], ["card"], ["card", "verify"], ["card", "issue"]])
 def test_every_command_has_help(args):
     out = run(*args, "--help").stdout
     assert out.startswith("usage: tessera") and "--help" in out
@@ -139,7 +147,7 @@ def test_sample_scale_makes_larger_data_sets(tmp_path):
     assert again.returncode == 1 and "already holds a catalog" in again.stderr
 
 
-def test_demo_starts_a_hub_with_sample_data_and_prints_how_to_use_it(tmp_path):
+def test_demo_starts_a_hub_and_a_gate_with_sample_data_and_prints_how_to_use_them(tmp_path):
     server = Server("demo", "--data", str(tmp_path / "demo"))
     try:
         while not any("Stop with Ctrl-C" in line for line in server.lines):
@@ -148,6 +156,11 @@ def test_demo_starts_a_hub_with_sample_data_and_prints_how_to_use_it(tmp_path):
         token = re.search(r"admin token\s+(tsr_\S+)", text).group(1)
         products = get(server.url + "/api/v1/subscription-products", token)
         assert products["total"] == 6
+        gate_url = re.search(r"gate\s+(http://\S+)", text).group(1)
+        code = re.search(r"A card to scan .*\n\s+([0-9A-X]{160})\n", text).group(1)
+        assert scan(gate_url, code)["reason"] == "ADMITTED"
+        assert scan(gate_url, code)["reason"] == "PASSBACK"
+        assert scan(gate_url, code[:-1] + "Y")["reason"] == "MALFORMED"
     finally:
         assert server.stop() == 0
     # a second start reuses the data and prints a fresh token
