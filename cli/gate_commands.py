@@ -53,6 +53,13 @@ def register(areas: argparse._SubParsersAction) -> None:
     refresh.add_argument("--hub-data", required=True, type=Path, metavar="DIR", help="the hub's data folder")
     refresh.set_defaults(run=cmd_refresh)
 
+    rotate = cmds.add_parser("rotate-key", help="give a gate (or any node folder) a new signing key",
+                             description="Make a new key pair in the node folder and have the hub certify it; "
+                                         "the old key is retired as of now, so what it signed stays valid.")
+    rotate.add_argument("--data", required=True, type=Path, metavar="DIR", help="node data folder")
+    rotate.add_argument("--hub-data", required=True, type=Path, metavar="DIR", help="the hub's data folder")
+    rotate.set_defaults(run=cmd_rotate)
+
     run = cmds.add_parser("run", help="run the gate: scan, decide, record, open",
                           description="Run the turnstile until stopped. Each scan prints one line; a status "
                                       "page runs on --http-port. Peer gates are found with zeroconf.")
@@ -123,6 +130,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     counts = refresh(args.data, args.hub_data)
     print(f"refreshed {args.data}: {counts.get('cards', 0)} cards, {counts.get('node_certs', 0)} certificates, "
           f"{counts.get('node_revocations', 0)} node revocations")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from hub.provision import rotate_key
+
+    print(f"{args.data}: new signing key {rotate_key(args.data, args.hub_data):08x}; the old key is retired")
     return 0
 
 

@@ -45,8 +45,13 @@ def load_signer(db: sqlite3.Connection, data_dir: Path) -> NodeSigner:
     node = this_node(db)
     if node["key_id"] is None:
         raise Conflict("this node has no signing key yet (enroll it first)")
-    private = keys.read_private(Path(data_dir) / keys.NODE_KEY_FILE)
-    if keys.key_id(keys.public_bytes(private)) != node["key_id"]:
+    for name in (keys.NODE_KEY_FILE, keys.NODE_KEY_FILE + ".new"):  # .new: a key rotation cut short
+        path = Path(data_dir) / name
+        if path.exists():
+            private = keys.read_private(path)
+            if keys.key_id(keys.public_bytes(private)) == node["key_id"]:
+                break
+    else:
         raise Conflict("node.key does not match the key this node is certified for")
     return NodeSigner(node["id"], node["role"], node["key_id"], private)
 

@@ -16,7 +16,7 @@ from core.node import NODE_DB, init_node, this_node
 from core.replica import copy_snapshot
 from core.storage import connect, transaction
 from hub.app import open_hub
-from hub.nodes import certify_node, root_key
+from hub.nodes import certify_node, root_key, rotate_node_key
 
 
 def provision(node_dir: Path, hub_dir: Path, *, name: str, role: str) -> dict:
@@ -50,6 +50,34 @@ def refresh(node_dir: Path, hub_dir: Path) -> dict[str, int]:
     hub = open_hub(hub_dir)
     try:
         return copy_snapshot(hub, db, with_customers=this_node(db)["role"] != "gate")
+    finally:
+        hub.close()
+        db.close()
+
+
+def rotate_key(node_dir: Path, hub_dir: Path) -> int:
+    """Give a node a new signing key: made on the node, certified by the hub; the old key is
+    retired as of now (what it signed stays valid). Returns the new key id.
+
+    Order matters for a crash half-way: the new key is on disk (node.key.new) before the hub
+    certifies it, and `load_signer` falls back to node.key.new until the swap is done."""
+    node_dir = Path(node_dir)
+    db = connect(node_dir / NODE_DB, edge=True)
+    hub = open_hub(hub_dir)
+    try:
+        node = this_node(db)
+        new = keys.generate()
+        pending = node_dir / (keys.NODE_KEY_FILE + ".new")
+        if pending.exists():
+            pending.unlink()
+        keys.write_private(pending, new)
+        public = keys.public_bytes(new)
+        rotate_node_key(hub, root_key(hub_dir), node["id"], public)
+        copy_snapshot(hub, db, with_customers=node["role"] != "gate")
+        with transaction(db):
+            db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
+        pending.replace(node_dir / keys.NODE_KEY_FILE)
+        return keys.key_id(public)
     finally:
         hub.close()
         db.close()

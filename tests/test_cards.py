@@ -356,3 +356,22 @@ def test_subscription_passes_and_single_tickets_open_the_theatre_not_the_museum(
     assert theatre.decide(ticket["code"], starts + dt.timedelta(days=1)).reason == "EXPIRED"
     museum = kit.access(STADTMUSEUM)
     assert museum.decide(season_pass["code"], starts).reason == "WRONG_VENUE"
+
+
+def test_a_rotated_gate_key_keeps_its_old_entry_records_valid(kit, tmp_path):
+    """Entry records signed before a gate's key rotation still count at its peers."""
+    from core.storage import connect
+    other = make_kit(kit.hub, tmp_path, "gate-2")
+    card = kit.issue(0)
+    t0 = utcnow()
+    old_record = kit.access().record_entry(kit.access().decide(card["code"], t0), t0)
+    old_key = cards.load_signer(connect(kit.gate_dir / "node.sqlite", edge=True), kit.gate_dir).key_id
+    new_key = provision.rotate_key(kit.gate_dir, kit.hub.dir)
+    assert new_key != old_key and not (kit.gate_dir / "node.key.new").exists()
+    access = kit.access()
+    assert access.signer.key_id == new_key
+    second = kit.issue(0)
+    new_record = access.record_entry(access.decide(second["code"]), utcnow())
+    other.sync()
+    peer = other.access()
+    assert peer.accept_entry_record(old_record) and peer.accept_entry_record(new_record)
