@@ -92,7 +92,12 @@ class Gate:
         self.runner = web.AppRunner(gate_web.make_app(self), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.options.http_host, self.options.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            raise RuntimeError(f"status page cannot listen on {self.options.http_host}:{self.options.http_port}: "
+                               f"{exc.strerror} (use --http-port)") from None
         port = self.runner.addresses[0][1]
         self.url = f"http://{self.options.http_host}:{port}"
         if self.options.peers:
