@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from bench import api
+from bench import api, gate
 from bench.procs import BenchError
 
-BENCHMARKS: dict[str, ModuleType] = {"api": api}
+BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate}
 USAGE = f"usage: python -m bench [NAME...]   names: {', '.join(BENCHMARKS)}"
 
 

@@ -1,0 +1,70 @@
+"""Smoke test for `python -m bench gate` at a tiny size: the setup builds the gate database it
+claims, the timed scans really record entries, and the figures are well-formed. No timing
+assertions: absolute times on shared machines mean nothing here."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from bench import gate
+from bench.__main__ import BENCHMARKS
+from core.storage import connect
+
+
+def test_gate_benchmark_smoke(tmp_path, capsys):
+    size = gate.Size.tiny(scans=50)
+    prepared = gate.prepare(tmp_path, size)
+
+    db = connect(prepared.gate_db, edge=True)
+    try:
+        counts = db.execute("SELECT (SELECT count(*) FROM cards) AS cards, (SELECT count(*) FROM cards WHERE "
+                            "revoked_at IS NOT NULL) AS revoked, (SELECT count(*) FROM entries) AS entries"
+                            ).fetchone()
+    finally:
+        db.close()
+    assert counts["cards"] == size.cards and counts["revoked"] == size.revoked
+    assert counts["entries"] == size.history
+    assert len(set(prepared.scan_codes)) == len(prepared.scan_codes) == size.admits
+    assert not set(prepared.scan_codes) & set(prepared.revoked_codes)
+
+    results = gate.measure(prepared, size)
+    timed_admits = size.rounds * size.per_block["admit"] + size.sustained
+    assert timed_admits == 50
+    assert len(results.all("admit")) == size.rounds * size.per_block["admit"]
+    for kind in gate.BLOCKS:
+        assert len(results.samples[kind]) == size.rounds
+        assert all(ns > 0 for ns in results.all(kind))
+
+    # every admit (warm-up, timed, sustained) recorded one entry, with its outbox operation
+    db = connect(prepared.gate_db, edge=True)
+    try:
+        recorded = db.execute("SELECT id, card_id FROM entries WHERE record != ?", (gate.HISTORY_RECORD,)).fetchall()
+        outbox = db.execute("SELECT count(*) AS n FROM outbox WHERE kind = 'entry.recorded'").fetchone()["n"]
+    finally:
+        db.close()
+    assert {r["id"] for r in recorded} == set(results.admitted_ids)
+    assert len(recorded) == len({r["card_id"] for r in recorded}) == size.admits == outbox
+
+    capsys.readouterr()
+    figures = gate.report(results)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == figures
+    names = {f["figure"] for f in figures}
+    assert {"scan_vs_verify_plus_commit", "scan_median_ms", "scan_p99_ms", "scans_per_s_one_core",
+            "scans_per_s_sustained", "baseline_verify_us", "baseline_commit_us", "decide_revoked_us",
+            "decide_malformed_us"} <= names
+    for f in figures:
+        assert set(f) == {"bench", "figure", "value", "unit", "budget", "ratio"} and f["bench"] == "gate"
+        assert isinstance(f["value"], int | float) and math.isfinite(f["value"]) and f["value"] >= 0
+        if f["budget"] is None:
+            assert f["ratio"] is None
+        else:
+            assert math.isclose(f["ratio"], f["value"] / f["budget"], rel_tol=0.01)  # costs: value / budget
+    by_name = {f["figure"]: f for f in figures}
+    assert by_name["scan_vs_verify_plus_commit"]["budget"] == gate.SCAN_BUDGET
+    assert by_name["scan_p99_ms"]["value"] >= by_name["scan_median_ms"]["value"]
+
+
+def test_gate_benchmark_is_registered():
+    assert BENCHMARKS["gate"] is gate
