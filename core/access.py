@@ -13,9 +13,11 @@ current issue number, revocation) and the entries seen here or received from pee
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import sqlite3
+import time
 from dataclasses import asdict, dataclass, field
 
 import msgspec
@@ -44,6 +46,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
 REASONS = tuple(code for code in MESSAGES if code != "ADMITTED")
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # a peer's entry further ahead than this is a wrong clock
 ENTRY_SIGNERS = frozenset({"gate", "hub"})
+REFRESH_S = 0.5
+RECENT_KEPT = 20_000  # own entry records kept in memory for peers (a busy day at one gate)
 
 
 class GateRules(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -156,9 +160,18 @@ class Access:
         self.clock = clock or TrustedClock(db)
         self.signer = signer  # a core.cards.NodeSigner; needed only to record entries
         self._version: int | None = None
-        self.refresh()
+        self._checked = float("-inf")
+        self._recent: collections.deque[tuple[str, str]] = collections.deque(maxlen=RECENT_KEPT)
+        self._load_recent()
+        self.refresh(force=True)
 
     def refresh(self, *, force: bool = False) -> None:
+        """Reload caches if another process committed. Asked at most every REFRESH_S, which is
+        how long a revocation pulled by the sync process may take to be seen by a scan."""
+        now = time.monotonic()
+        if not force and now - self._checked < REFRESH_S:
+            return
+        self._checked = now
         version = self.db.execute("PRAGMA data_version").fetchone()["data_version"]
         if force or version != self._version:
             self.trust = TrustStore.load(self.db)
@@ -280,18 +293,19 @@ class Access:
         body = {"v": 1, "id": uuid7(int(now.timestamp() * 1000)), "card_id": result.card_id,
                 "card_issue": result.issue, "venue_id": self.rules.venue_id or "", "node_id": self.signer.node_id,
                 "direction": self.rules.direction, "at": iso(now)}
-        record = sign(self.signer.private, "entry", body)
+        record = sign(self.signer.private, "entry", body, self.signer.key_id)
         with transaction(self.db):
             self._store_entry(body, record, now)
-            outbox.append(self.db, "entry.recorded", {**body, "record": record}, wall_time=iso(now))
-            self.clock.raise_floor(now, "entry")
+            outbox.append(self.db, "entry.recorded", {"record": record}, wall_time=body["at"])
+        self.clock.observe(now, "entry")
         result.entry_id = body["id"]
+        self._recent.append((body["at"], record))
         return record
 
     def _store_entry(self, body: dict, record: str, now: dt.datetime) -> bool:
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # the same record twice: ignored by its key
             (body["id"], body["card_id"], body["card_issue"], body["venue_id"], body["node_id"], body["direction"],
              body["at"], record, iso(now)))
         return cursor.rowcount == 1
@@ -315,9 +329,16 @@ class Access:
         with transaction(self.db):
             return self._store_entry(body, record, self.clock.now())
 
-    def recent_entry_records(self, since: dt.datetime, limit: int = 5000) -> list[str]:
-        rows = self.db.execute("SELECT record FROM entries WHERE at >= ? ORDER BY at LIMIT ?", (iso(since), limit))
-        return [r["record"] for r in rows]
+    def recent_entry_records(self, since: dt.datetime) -> list[str]:
+        """This node's own entry records since *since*, for a peer gate that asks (each gate
+        serves its own; a peer pulls from every gate it finds)."""
+        cutoff = iso(since)
+        return [record for at, record in self._recent if at >= cutoff]
+
+    def _load_recent(self) -> None:
+        rows = self.db.execute("SELECT wall_time, body FROM outbox WHERE kind = 'entry.recorded' "
+                               "ORDER BY node_seq DESC LIMIT ?", (RECENT_KEPT,)).fetchall()
+        self._recent.extend((r["wall_time"], msgspec.json.decode(r["body"])["record"]) for r in reversed(rows))
 
 
 def verdict_json(result: Verdict) -> str:

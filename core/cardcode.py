@@ -24,6 +24,7 @@ alphanumeric mode. Decoding is case-insensitive (a scanner with caps lock still 
 
 from __future__ import annotations
 
+import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ MAX_MINUTES = 2**32 - 1
 _HEAD = struct.Struct(">BI16sIBIIH")
 _VALUES = {symbol: value for value, symbol in enumerate(ALPHABET)}
 _VALUES.update({symbol.lower(): value for symbol, value in list(_VALUES.items())})
+# Fast path: after a whole-string check against the alphabet, translate to Python's own
+# base-32 digits (0-9, a-v) and let int() do the arithmetic in C.
+_SYMBOLS = re.compile("[" + ALPHABET + ALPHABET.lower() + "]*")
+_TO_BASE32 = str.maketrans({symbol: "0123456789abcdefghijklmnopqrstuv"[value] for symbol, value in _VALUES.items()})
 
 
 class Malformed(ValueError):
@@ -91,12 +96,10 @@ def decode_text(text: str) -> bytes:
     text = text.strip()
     if len(text) * 5 % 8:
         raise Malformed(f"{len(text)} symbols do not make whole bytes")
-    number = 0
-    for symbol in text:
-        value = _VALUES.get(symbol)
-        if value is None:
-            raise Malformed(f"symbol {symbol!r} is not part of a card code")
-        number = (number << 5) | value
+    if not _SYMBOLS.fullmatch(text):
+        bad = next(symbol for symbol in text if symbol not in _VALUES)
+        raise Malformed(f"symbol {bad!r} is not part of a card code")
+    number = int(text.translate(_TO_BASE32), 32) if text else 0
     return number.to_bytes(len(text) * 5 // 8, "big")
 
 

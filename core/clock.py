@@ -22,7 +22,11 @@ def iso(moment: dt.datetime) -> str:
     """Normalise an aware datetime to `YYYY-MM-DDTHH:MM:SSZ` (microseconds dropped)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: a timezone is required")
-    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not dt.UTC:
+        moment = moment.astimezone(dt.UTC)
+    # by hand: strftime costs ~15 us here, and the gate formats several times per scan
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 def iso_ms(moment: dt.datetime) -> str:

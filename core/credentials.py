@@ -21,6 +21,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -56,14 +57,18 @@ def _message(purpose: str, body_text: str) -> bytes:
 
 
 def canonical(body: dict) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no spaces. Only the signer needs this to be deterministic: a verifier
+    checks the body text exactly as it was sent."""
+    return msgspec.json.encode(body, order="sorted").decode()
 
 
-def sign(private: Ed25519PrivateKey, purpose: str, body: dict) -> str:
+def sign(private: Ed25519PrivateKey, purpose: str, body: dict, key_id: int | None = None) -> str:
+    """A signed record; pass *key_id* when it is known, to save deriving it on a hot path."""
     body_text = canonical(body)
     signature = private.sign(_message(purpose, body_text))
-    return canonical({"p": purpose, "k": keys.key_id(keys.public_bytes(private)), "b": body_text,
-                      "s": signature.hex()})
+    if key_id is None:
+        key_id = keys.key_id(keys.public_bytes(private))
+    return canonical({"p": purpose, "k": key_id, "b": body_text, "s": signature.hex()})
 
 
 def open_envelope(text: str | bytes, purpose: str) -> Envelope:

@@ -2,16 +2,18 @@
 
 `append()` must run inside the transaction of the change it describes, so the change and
 its operation are committed together or not at all: after a power cut either both exist
-or neither does. The sync client (edge) pushes rows in `node_seq` order.
+or neither does. The sync client (edge) pushes rows in `node_seq` order and marks them
+pushed; whoever prunes pushed rows must keep the newest, because node_seq is max + 1.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from functools import cache
 from pathlib import Path
+
+import msgspec
 
 from core.clock import iso, utcnow
 from core.ids import uuid7
@@ -33,7 +35,7 @@ def append(db: sqlite3.Connection, kind: str, body: dict, *, wall_time: str | No
     row = db.execute(
         "INSERT INTO outbox (id, kind, body, wall_time, mono_ns, boot_id) VALUES (?, ?, ?, ?, ?, ?) "
         "RETURNING node_seq",
-        (uuid7(), kind, json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        (uuid7(), kind, msgspec.json.encode(body).decode(),
          wall_time or iso(utcnow()), time.monotonic_ns(), boot_id())).fetchone()
     return row["node_seq"]
 

@@ -38,6 +38,10 @@ class TrustedClock:
         row = self.db.execute("SELECT floor, source FROM time_floor WHERE id = 1").fetchone()
         self.floor = _parse(row["floor"]) if row else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         self.source = row["source"] if row else "none"
+        own = self.db.execute("SELECT max(wall_time) AS at FROM (SELECT wall_time FROM outbox WHERE kind = "
+                              "'entry.recorded' ORDER BY node_seq DESC LIMIT 100)").fetchone()
+        if own["at"] and _parse(own["at"]) > self.floor:
+            self.floor, self.source = _parse(own["at"]), "entry"
         self.floor_mono = self.monotonic()
 
     def now(self) -> dt.datetime:
@@ -55,8 +59,14 @@ class TrustedClock:
                 "floor_source": self.source, "clock_behind_seconds": round(skew, 3),
                 "using": "floor+monotonic" if skew > 1 else "system"}
 
+    def observe(self, moment: dt.datetime, source: str) -> None:
+        """Note in memory that *moment* has passed, for an event that is itself on disk (an
+        entry: `_load` finds it again after a restart), so the hot path writes nothing extra."""
+        if moment > self.floor:
+            self.floor, self.source, self.floor_mono = moment, source, self.monotonic()
+
     def raise_floor(self, moment: dt.datetime, source: str) -> None:
-        """Remember that *moment* has passed. Call inside the transaction of the event it comes from."""
+        """Remember that *moment* has passed, on disk. Call inside the transaction of the event it comes from."""
         if moment <= self.floor:
             return
         self.db.execute(

@@ -65,7 +65,7 @@ async def test_scan_admit_record_pulse(gate, kit):
     row = gate.db.execute("SELECT * FROM entries WHERE id = ?", (result.entry_id,)).fetchone()
     assert row["card_id"] == card["id"] and row["direction"] == "in"
     op = gate.db.execute("SELECT kind, body FROM outbox").fetchone()
-    assert op["kind"] == "entry.recorded" and json.loads(op["body"])["id"] == result.entry_id
+    assert op["kind"] == "entry.recorded" and result.entry_id in json.loads(op["body"])["record"]
     again = await gate.handle(card["code"])
     assert again.reason == "PASSBACK" and not again.entry_id
     await asyncio.sleep(0.05)

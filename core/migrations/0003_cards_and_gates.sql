@@ -61,25 +61,30 @@ CREATE INDEX cards_customer ON cards(customer_id);
 CREATE INDEX cards_product ON cards(product_id);
 
 -- Entry (and exit) scans from this gate, its peers and the hub; `record` is signed by the gate.
+-- Keyed by card and time, without a rowid and without further indexes: the gate's two
+-- questions (last scan of this card, first entry of this card) read one key range, and
+-- recording an entry writes one B-tree leaf (each page is one more WAL write in the commit
+-- before the door opens). A gate's own recent entries for its peers come from its outbox.
 CREATE TABLE entries (
-    id          TEXT PRIMARY KEY,
     card_id     TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    id          TEXT NOT NULL,
     card_issue  INTEGER NOT NULL,
     venue_id    TEXT NOT NULL,
     node_id     TEXT NOT NULL,
     direction   TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-    at          TEXT NOT NULL,
     record      TEXT NOT NULL,
-    received_at TEXT NOT NULL
-);
-CREATE INDEX entries_card ON entries(card_id, at);
-CREATE INDEX entries_at ON entries(at);
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (card_id, at, id)
+) WITHOUT ROWID;
 
 -- Every local state change on a node, written in the same transaction as the change;
--- the sync client pushes it in node_seq order.
+-- the sync client pushes it in node_seq order. node_seq is max + 1 (no AUTOINCREMENT: its
+-- bookkeeping row would be one more page in every gate commit), so pushed rows are marked,
+-- and the newest row is never deleted: a node_seq is never handed out twice.
 CREATE TABLE outbox (
-    node_seq   INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
+    node_seq   INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL,
     kind       TEXT NOT NULL,
     body       TEXT NOT NULL,
     wall_time  TEXT NOT NULL,
@@ -88,7 +93,8 @@ CREATE TABLE outbox (
     pushed_at  TEXT
 );
 
--- Trusted time (B7): the latest moment this node knows has passed.
+-- Trusted time (B7): the latest moment this node knows has passed (besides its own entries,
+-- which TrustedClock reads at start, so a scan does not have to write this row).
 CREATE TABLE time_floor (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     floor   TEXT NOT NULL,
