@@ -176,7 +176,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             rules = GateRules(venue_id=args.venue, lockout_minutes=rules.lockout_minutes,
                               exit_scans=rules.exit_scans, direction=rules.direction)
         at = _when(args.at)
-        result = Access(db, rules, TrustedClock(db)).decide(code, at)
+        clock = TrustedClock(db)
+        if at is None and clock.skew_seconds() > 1:
+            print(f"tessera: warning: the system clock is {clock.skew_seconds():.0f} s behind the last known time; "
+                  f"deciding on trusted time {clock.status()['trusted']}", file=sys.stderr)
+        result = Access(db, rules, clock).decide(code, at)
     finally:
         db.close()
     print(verdict_json(result))
