@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ipaddress
 import signal
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
+from core.node import this_node
+from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from hub import auth, sample
+from hub.advertise import HubAdvertiser, root_fingerprint
 from hub.app import init_hub, make_app, open_hub
 from hub.client import LocalClient
 
@@ -28,12 +34,25 @@ def register(areas: argparse._SubParsersAction) -> None:
     init.add_argument("--name", default="hub", help="name of this hub node (default: hub)")
     init.set_defaults(run=cmd_init)
 
-    serve = cmds.add_parser("serve", help="run the hub API", description="Serve the hub API until stopped.")
+    serve = cmds.add_parser("serve", help="run the hub API",
+                            description="Serve the hub API until stopped (SIGTERM/SIGINT). The hub announces "
+                                        "itself on the LAN with zeroconf (_tessera-hub._tcp) so edges enrolled "
+                                        "without --hub find it; an announcement is only a hint, edges verify "
+                                        "every answer against their pinned root key. Under systemd "
+                                        "(Type=notify) it reports READY=1 once listening and feeds WatchdogSec=.")
     serve.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--no-read-cache", action="store_true",
                        help="render every read from SQLite (for diagnosis and benchmarks)")
+    serve.add_argument("--no-advertise", action="store_true", help="do not announce the hub with zeroconf")
+    serve.add_argument("--advertise-address", metavar="IP",
+                       help="IPv4 address edges are told to connect to (default: the --host address; for a "
+                            "wildcard --host such as 0.0.0.0, the first --zeroconf-interface, else the address "
+                            "of the default route, else 127.0.0.1). With --host 127.0.0.1 only this machine can "
+                            "use the announcement: listen on the LAN address or set this for edges elsewhere")
+    serve.add_argument("--zeroconf-interface", action="append", metavar="IP",
+                       help="announce only on the interface with this IPv4 address (repeatable; default: all)")
     serve.set_defaults(run=cmd_serve)
 
     fill = cmds.add_parser("sample", help="load the sample catalog into a hub",
@@ -93,13 +112,56 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    app = make_app(open_hub(args.data), read_cache=not args.no_read_cache)
-    asyncio.run(serve(app, args.host, args.port, lambda url: print(f"hub API on {url}/api/v1", flush=True)))
+    db = open_hub(args.data)
+    app = make_app(db, read_cache=not args.no_read_cache)
+    advertise = None
+    if not args.no_advertise:
+        node = this_node(db)
+        root = root_fingerprint(db)
+        address = args.advertise_address or advertise_address(args.host, args.zeroconf_interface)
+
+        def advertise(port: int) -> HubAdvertiser:
+            return HubAdvertiser(port=port, node_id=node["id"], name=node["name"], root_fingerprint=root,
+                                 host_address=address, interfaces=args.zeroconf_interface)
+
+    asyncio.run(serve(app, args.host, args.port, lambda url: print(f"hub API on {url}/api/v1", flush=True),
+                      notify=SdNotify(), advertise=advertise))
     return 0
 
 
-async def serve(app: web.Application, host: str, port: int, ready: Callable[[str], None]) -> None:
-    """Run *app* until SIGTERM/SIGINT; report the bound URL (port 0 picks a free port)."""
+WILDCARDS = ("", "0.0.0.0", "::", "*")
+HEARTBEAT_S = 1.0  # the event loop proves it runs this often
+HEARTBEAT_MAX_AGE_S = 5.0  # older than this: stop feeding systemd's watchdog
+
+
+def advertise_address(host: str, interfaces: Sequence[str] | None) -> str:
+    """The address to announce when --advertise-address is not given (see `serve --help`)."""
+    if host not in WILDCARDS:
+        try:
+            return str(ipaddress.ip_address(host))  # an IPv6 literal is refused by the advertiser, with a warning
+        except ValueError:
+            pass
+        try:  # a host name: its first IPv4 address
+            return socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
+        except OSError:
+            return "127.0.0.1"
+    if interfaces:
+        return interfaces[0]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it only picks the outgoing address
+        return probe.getsockname()[0]
+    return "127.0.0.1"
+
+
+async def serve(app: web.Application, host: str, port: int, ready: Callable[[str], None], *,
+                notify: SdNotify | None = None, advertise: Callable[[int], HubAdvertiser] | None = None) -> None:
+    """Run *app* until SIGTERM/SIGINT; report the bound URL (port 0 picks a free port).
+
+    With *notify*: READY=1 and a STATUS line once listening, WATCHDOG=1 while a heartbeat
+    task shows the event loop runs (if `WatchdogSec=` is set), STOPPING=1 on shutdown.
+    With *advertise* (given the bound port): announce the hub in the background; a failure
+    is one warning line on stderr and the hub serves on.
+    """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -109,10 +171,53 @@ async def serve(app: web.Application, host: str, port: int, ready: Callable[[str
         await runner.cleanup()
         raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound = runner.addresses[0][1]
-    ready(f"http://{host}:{bound}")
+    url = f"http://{host}:{bound}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    ready(url)
+    tasks: list[asyncio.Task] = []
+    status = f"hub API on {url}/api/v1"
+    if notify is not None:
+        notify.ready(status)
+        heartbeat = Heartbeat()
+        tasks.append(asyncio.create_task(_beat(heartbeat)))
+        tasks.append(asyncio.create_task(feed_watchdog(notify, heartbeat, watchdog_interval(), HEARTBEAT_MAX_AGE_S)))
+    advertiser = advertise(bound) if advertise is not None else None
+    if advertiser is not None:
+        tasks.append(asyncio.create_task(_advertise(advertiser, notify, status)))
+    try:
+        await stop.wait()
+    finally:
+        if notify is not None:
+            notify.stopping()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if advertiser is not None:
+            await advertiser.close()
+        await runner.cleanup()
+        if notify is not None:
+            notify.close()
+
+
+async def _beat(heartbeat: Heartbeat) -> None:
+    while True:
+        heartbeat.beat()
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _advertise(advertiser: HubAdvertiser, notify: SdNotify | None, status: str) -> None:
+    try:
+        await advertiser.start()
+    except Exception as exc:  # no multicast, unknown interface, IPv6 address: serve on without it
+        reason = str(exc) or exc.__class__.__name__
+        print(f"tessera: warning: hub not advertised on the LAN ({reason}); edges need --hub URL",
+              file=sys.stderr, flush=True)
+        if notify is not None:
+            notify.status(f"{status}; not advertised on the LAN: {reason}")
+        return
+    if notify is not None:
+        notify.status(f"{status}; advertised as {advertiser.service_name.split('.')[0]!r} "
+                      f"at {advertiser.host_address}:{advertiser.port}")
