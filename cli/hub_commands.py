@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from core.clock import utcnow
 from core.node import this_node
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from hub import auth, sample
@@ -74,6 +75,17 @@ def register(areas: argparse._SubParsersAction) -> None:
     token.add_argument("--role", required=True, choices=auth.ROLES)
     token.set_defaults(run=cmd_token)
 
+    enroll = cmds.add_parser("enroll", help="make a one-time code that enrolls a cash desk, counter or gate",
+                             description="Print a one-time code for `tessera edge enroll --code CODE`. It is "
+                                         "single use, expires after 24 hours, and carries the fingerprint of the "
+                                         "organizer's root key, so the edge can tell the real hub from a rogue one.")
+    enroll.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    enroll.add_argument("--node", required=True, metavar="NAME", help="name of the new node, e.g. 'Kasse 1'")
+    enroll.add_argument("--role", required=True, choices=("cashdesk", "counter", "gate"))
+    enroll.add_argument("--venue", action="append", default=[], metavar="VENUE",
+                        help="venue id or exact name the node serves (repeatable)")
+    enroll.set_defaults(run=cmd_enroll)
+
 
 def _positive(text: str) -> int:
     try:
@@ -101,6 +113,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"sample catalog loaded: {len(ids['performances'])} performances, "
           f"{len(ids['subscriptions'])} subscription products, {ids['customers']} customers")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from hub import enrollment
+
+    db = open_hub(args.data)
+    venue_ids = []
+    for venue in args.venue:
+        rows = db.execute("SELECT id FROM venues WHERE id = ? OR name = ?", (venue, venue)).fetchall()
+        if len(rows) != 1:
+            raise ValueError(f"no venue {venue!r} on this hub" if not rows else f"venue name {venue!r} is ambiguous")
+        venue_ids.append(rows[0]["id"])
+    code = enrollment.create_code(db, name=args.node, role=args.role, venue_ids=venue_ids, now=utcnow())
+    print(f"one-time code for {args.role} {args.node!r} (valid 24 hours, single use):")
+    print(code)
+    print(f"on the node: tessera edge enroll --data DIR --code {code} [--hub URL]", file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import demo, gate_commands, hub_commands
+from cli import demo, edge_commands, gate_commands, hub_commands
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(areas)
     hub_commands.register(areas)
     gate_commands.register(areas)
+    edge_commands.register(areas)
     return parser
 
 

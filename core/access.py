@@ -303,31 +303,13 @@ class Access:
         return record
 
     def _store_entry(self, body: dict, record: str, now: dt.datetime) -> bool:
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # the same record twice: ignored by its key
-            (body["id"], body["card_id"], body["card_issue"], body["venue_id"], body["node_id"], body["direction"],
-             body["at"], record, iso(now)))
-        return cursor.rowcount == 1
+        return store_entry(self.db, body, record, now)
 
     def accept_entry_record(self, record: str) -> bool:
         """Store an entry a peer gate (or the hub) recorded, if its signature checks out.
         Returns True when it was new. Raises BadRecord for anything not from an enrolled gate."""
         self.refresh()
-        env = open_envelope(record, "entry")
-        body = env.body
-        try:
-            signed_ms = uuid7_ms(body["id"])
-            parse_iso(body["at"])
-            if body["direction"] not in ("in", "out") or not isinstance(body["card_issue"], int):
-                raise ValueError("bad field")
-        except (KeyError, ValueError, TypeError, AttributeError):
-            raise BadRecord("entry record with missing or malformed fields") from None
-        signer = self.trust.check_record(env, ENTRY_SIGNERS, signed_ms)
-        if signer.node_id != body["node_id"]:
-            raise BadRecord("entry record names another node than its signer")
-        with transaction(self.db):
-            return self._store_entry(body, record, self.clock.now())
+        return accept_entry(self.db, self.trust, record, self.clock.now())
 
     def recent_entry_records(self, since: dt.datetime) -> list[str]:
         """This node's own entry records since *since*, for a peer gate that asks (each gate
@@ -339,6 +321,35 @@ class Access:
         rows = self.db.execute("SELECT wall_time, body FROM outbox WHERE kind = 'entry.recorded' "
                                "ORDER BY node_seq DESC LIMIT ?", (RECENT_KEPT,)).fetchall()
         self._recent.extend((r["wall_time"], msgspec.json.decode(r["body"])["record"]) for r in reversed(rows))
+
+
+def store_entry(db: sqlite3.Connection, body: dict, record: str, now: dt.datetime) -> bool:
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
+        "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # the same record twice: ignored by its key
+        (body["id"], body["card_id"], body["card_issue"], body["venue_id"], body["node_id"], body["direction"],
+         body["at"], record, iso(now)))
+    return cursor.rowcount == 1
+
+
+def accept_entry(db: sqlite3.Connection, trust: TrustStore, record: str, now: dt.datetime,
+                 node_id: str | None = None) -> bool:
+    """Verify a signed entry record (from a peer gate, or pushed to the hub) and store it.
+    *node_id*: the record must come from this node (the hub checks the pusher)."""
+    env = open_envelope(record, "entry")
+    body = env.body
+    try:
+        signed_ms = uuid7_ms(body["id"])
+        parse_iso(body["at"])
+        if body["direction"] not in ("in", "out") or not isinstance(body["card_issue"], int):
+            raise ValueError("bad field")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise BadRecord("entry record with missing or malformed fields") from None
+    signer = trust.check_record(env, ENTRY_SIGNERS, signed_ms)
+    if signer.node_id != body["node_id"] or (node_id is not None and node_id != signer.node_id):
+        raise BadRecord("entry record names another node than its signer")
+    with transaction(db):
+        return store_entry(db, body, record, now)
 
 
 def verdict_json(result: Verdict) -> str:

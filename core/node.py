@@ -22,13 +22,14 @@ def this_node(db: sqlite3.Connection) -> dict:
     return row
 
 
-def init_node(db: sqlite3.Connection, role: str, name: str) -> dict:
-    """Create the node identity; idempotent for the same role."""
+def init_node(db: sqlite3.Connection, role: str, name: str, node_id: str | None = None) -> dict:
+    """Create the node identity; idempotent for the same role. *node_id* is given when the
+    id was chosen before the folder existed (enrollment)."""
     with transaction(db):
         row = db.execute("SELECT * FROM node").fetchone()
         if row is None:
             db.execute("INSERT INTO node (id, role, name, created_at) VALUES (?, ?, ?, ?)",
-                       (uuid7(), role, name, now_iso()))
+                       (node_id or uuid7(), role, name, now_iso()))
         elif row["role"] != role:
             raise RuntimeError(f"this data folder belongs to a {row['role']}, not a {role}")
     return this_node(db)

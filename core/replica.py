@@ -1,7 +1,8 @@
-"""Replica snapshots: copy what a node needs from one database into another.
+"""Replicas: which tables the hub shares with nodes, and how a node applies them.
 
-The stand-in for pull sync until the sync issue lands: a node set up from a hub folder on
-the same machine receives trust records, catalog, cards and entries in one transaction.
+`REPLICATED` is the one list: the hub's change-feed triggers (migration 0004) cover exactly
+these tables, a pull sends their rows, and `apply_changes` writes them on the node. A node
+set up locally from a hub folder (`copy_snapshot`) receives the same tables at once.
 """
 
 from __future__ import annotations
@@ -9,6 +10,57 @@ from __future__ import annotations
 import sqlite3
 
 from core.storage import transaction
+
+# Replicated tables and their primary keys, in creation order (parents before children).
+# Migration 0004 holds one trigger set per table listed here; tests/test_sync_feed.py checks.
+REPLICATED: dict[str, tuple[str, ...]] = {
+    "organizers": ("id",), "venues": ("id",), "price_zones": ("id",), "seating_plans": ("id",),
+    "plan_sections": ("id",), "plan_variants": ("id",), "seats": ("id",),
+    "variant_removed_seats": ("variant_id", "seat_id"), "seasons": ("id",), "performances": ("id",),
+    "performance_prices": ("performance_id", "zone_id"), "annual_products": ("id",),
+    "annual_product_venues": ("product_id", "venue_id"), "subscription_products": ("id",),
+    "subscription_performances": ("product_id", "performance_id"),
+    "subscription_zone_prices": ("product_id", "zone_id"), "combi_prices": ("product_id", "performance_id", "zone_id"),
+    "sale_windows": ("product_id", "channel", "phase"), "discount_tiers": ("id",), "customers": ("id",),
+    "trust_roots": ("key_id",), "node_certs": ("key_id",), "node_revocations": ("key_id",),
+    "card_products": ("code",), "cards": ("id",), "entries": ("card_id", "at", "id"),
+    "seat_pools": ("performance_id", "seat_id"), "recalls": ("id",),
+}
+
+
+# BLOB columns travel as hex in JSON and are turned back into bytes by the edge.
+BLOB_COLUMNS: dict[str, tuple[str, ...]] = {"trust_roots": ("public_key",), "node_certs": ("public_key",)}
+
+
+def where_key(pk: tuple[str, ...]) -> str:
+    return " AND ".join(f"{c} = ?" for c in pk)
+
+
+def apply_changes(db: sqlite3.Connection, changes: list, cursor_sql: str, cursor_args: tuple) -> int:
+    """Node: apply one page of the hub's changes and move the cursor, in one transaction.
+    References are not checked row by row: a page may carry a child before its parent, and
+    the hub, which is authoritative, only holds consistent data."""
+    db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with transaction(db):
+            for change in changes:
+                pk = REPLICATED.get(change.table)
+                if pk is None:
+                    continue
+                if change.row is None:
+                    db.execute(f"DELETE FROM {change.table} WHERE {where_key(pk)}", change.key)
+                    continue
+                row = dict(change.row)
+                for column in BLOB_COLUMNS.get(change.table, ()):
+                    row[column] = bytes.fromhex(row[column])
+                columns = list(row)
+                db.execute(f"INSERT OR REPLACE INTO {change.table} ({', '.join(columns)}) "
+                           f"VALUES ({', '.join('?' * len(columns))})", tuple(row.values()))
+            db.execute(cursor_sql, cursor_args)
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
+    return len(changes)
+
 
 # Never copied to a node: its own identity, counters, tokens and queue, and search indexes.
 LOCAL_ONLY = {"node", "number_series", "api_tokens", "outbox", "time_floor", "sqlite_sequence"}

@@ -122,7 +122,7 @@ class Peers:
         if self.interfaces:
             kwargs["interfaces"] = list(self.interfaces)
         self._zc = AsyncZeroconf(**kwargs)
-        name = f"{self.node['name']}-{self.node['id'][:8]}"
+        name = f"{self.node['name']}-{self.node['id'][-8:]}"  # the random end: ids start with a time
         self.info = AsyncServiceInfo(
             SERVICE, f"{name}.{SERVICE}", addresses=[socket.inet_aton(self.host_address)], port=self.port,
             properties={"node_id": self.node["id"], "name": self.node["name"], "role": self.node["role"],

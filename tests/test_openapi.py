@@ -6,12 +6,15 @@ from hub.api import PREFIX
 
 
 def router_operations(app) -> set[tuple[str, str]]:
+    """Routes of the office API; the nodes' /sync/v1 protocol is documented in docs/sync.md."""
     ops = set()
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS"):
             continue
         info = route.resource.get_info()
-        ops.add((route.method.lower(), info.get("path") or info.get("formatter")))
+        path = info.get("path") or info.get("formatter")
+        if not path.startswith("/sync/"):
+            ops.add((route.method.lower(), path))
     return ops
 
 

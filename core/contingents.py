@@ -1,0 +1,192 @@
+"""Contingents (E3, S17): which pool may sell each seat of each performance.
+
+A seat of a performance is in exactly one pool: `hub` (online and office sales),
+`node:<id>` (a cash desk, which sells it offline), `agency:<id>` or `blocked`. A seat
+without a row in `seat_pools` is in the hub's pool. Two offline desks can never sell the
+same seat because they never hold the same seat.
+
+Moving seats is a hub operation. Seats in a node's pool cannot simply be taken away, since
+the desk may be offline and selling: the hub *recalls* them. The recall travels to the desk
+with the next pull; the desk answers in its own op stream (`pool.released`: these seats
+given back, those already sold), and only when that answer is applied at the hub do the
+released seats move. Between the request and the answer the seats stay in the desk's pool,
+so there is no moment in which two pools may sell one seat.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+from core import outbox
+from core.clock import iso
+from core.errors import Conflict, NotFound, ValidationError
+from core.ids import uuid7
+from core.seating import variant_seats
+from core.storage import transaction
+
+HUB, BLOCKED = "hub", "blocked"
+
+
+def node_pool(node_id: str) -> str:
+    return f"node:{node_id}"
+
+
+def check_pool_name(db: sqlite3.Connection, pool: str) -> None:
+    if pool in (HUB, BLOCKED):
+        return
+    kind, _, ident = pool.partition(":")
+    if kind == "node":
+        row = db.execute("SELECT role FROM node_scopes WHERE node_id = ?", (ident,)).fetchone()
+        if row is None or row["role"] != "cashdesk":
+            raise ValidationError(f"pool {pool!r}: no enrolled cash desk with that id", field="to")
+        return
+    if kind == "agency" and ident:
+        return
+    raise ValidationError(f"pool {pool!r} must be hub, blocked, node:<id> or agency:<id>", field="to")
+
+
+def performance(db: sqlite3.Connection, performance_id: str) -> dict:
+    row = db.execute("SELECT * FROM performances WHERE id = ?", (performance_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"performance {performance_id} does not exist")
+    return row
+
+
+def seats_of(db: sqlite3.Connection, performance_id: str) -> dict[str, dict]:
+    """The seats a performance offers, by id."""
+    return {s["id"]: s for s in variant_seats(db, performance(db, performance_id)["variant_id"])}
+
+
+def pools(db: sqlite3.Connection, performance_id: str) -> dict[str, str]:
+    """Pool of every seat of the performance (explicit rows; the rest are the hub's)."""
+    explicit = {r["seat_id"]: r["pool"] for r in db.execute(
+        "SELECT seat_id, pool FROM seat_pools WHERE performance_id = ?", (performance_id,))}
+    return {seat_id: explicit.get(seat_id, HUB) for seat_id in seats_of(db, performance_id)}
+
+
+def summary(db: sqlite3.Connection, performance_id: str) -> dict:
+    """Seats per pool, sold seats per pool, and open recalls: every count adds up to the house."""
+    by_seat = pools(db, performance_id)
+    sold = {r["seat_id"] for r in db.execute(
+        "SELECT seat_id FROM tickets WHERE performance_id = ? AND status = 'sold'", (performance_id,))}
+    counts = Counter(by_seat.values())
+    sold_counts = Counter(pool for seat, pool in by_seat.items() if seat in sold)
+    recalls = db.execute("SELECT id, node_id, seat_ids, to_pool, created_at FROM recalls "
+                         "WHERE performance_id = ? AND state = 'requested'", (performance_id,)).fetchall()
+    return {"performance_id": performance_id, "seats": len(by_seat),
+            "pools": [{"pool": p, "seats": n, "sold": sold_counts.get(p, 0)} for p, n in sorted(counts.items())],
+            "open_recalls": [{**r, "seat_ids": json.loads(r["seat_ids"])} for r in recalls]}
+
+
+def pool_of(db: sqlite3.Connection, performance_id: str, seat_id: str) -> str:
+    row = db.execute("SELECT pool FROM seat_pools WHERE performance_id = ? AND seat_id = ?",
+                     (performance_id, seat_id)).fetchone()
+    return row["pool"] if row else HUB
+
+
+def _set_pool(db: sqlite3.Connection, performance_id: str, seat_id: str, pool: str) -> None:
+    if pool == HUB:
+        db.execute("DELETE FROM seat_pools WHERE performance_id = ? AND seat_id = ?", (performance_id, seat_id))
+    else:
+        db.execute("INSERT INTO seat_pools (performance_id, seat_id, pool) VALUES (?, ?, ?) "
+                   "ON CONFLICT (performance_id, seat_id) DO UPDATE SET pool = excluded.pool, recall_id = NULL",
+                   (performance_id, seat_id, pool))
+
+
+def move_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str], to: str, now) -> dict:
+    """Hub: move seats to pool *to*. Seats held by a cash desk are recalled instead (one recall
+    per desk); sold seats and seats already being recalled are refused, naming them."""
+    check_pool_name(db, to)
+    with transaction(db):
+        offered = seats_of(db, performance_id)
+        unknown = [s for s in seat_ids if s not in offered]
+        if unknown:
+            raise ValidationError(f"{len(unknown)} seat(s) are not part of this performance, e.g. {unknown[0]}",
+                                  field="seat_ids")
+        sold = {r["seat_id"] for r in db.execute(
+            "SELECT seat_id FROM tickets WHERE performance_id = ? AND status = 'sold' AND seat_id IN "
+            f"({','.join('?' * len(seat_ids))})", (performance_id, *seat_ids))}
+        if sold:
+            raise Conflict(f"{len(sold)} seat(s) are sold and stay where they are, e.g. {_label(offered, sold)}")
+        moved, recall_seats = [], {}
+        for seat_id in seat_ids:
+            row = db.execute("SELECT pool, recall_id FROM seat_pools WHERE performance_id = ? AND seat_id = ?",
+                             (performance_id, seat_id)).fetchone()
+            current = row["pool"] if row else HUB
+            if row and row["recall_id"]:
+                raise Conflict(f"seat {_label(offered, [seat_id])} is already being recalled")
+            if current == to:
+                continue
+            if current.startswith("node:"):
+                recall_seats.setdefault(current.removeprefix("node:"), []).append(seat_id)
+            else:
+                _set_pool(db, performance_id, seat_id, to)
+                moved.append(seat_id)
+        recalls = [request_recall(db, node_id, performance_id, seats, to, now)
+                   for node_id, seats in recall_seats.items()]
+    return {"moved": moved, "recalls": recalls}
+
+
+def _label(offered: dict[str, dict], seat_ids) -> str:
+    seat = offered[next(iter(seat_ids))]
+    return f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
+
+
+def request_recall(db: sqlite3.Connection, node_id: str, performance_id: str, seat_ids: list[str], to: str,
+                   now) -> dict:
+    recall_id = uuid7()
+    row = db.execute("INSERT INTO recalls (id, node_id, performance_id, seat_ids, to_pool, state, created_at) "
+                     "VALUES (?, ?, ?, ?, ?, 'requested', ?) RETURNING *",
+                     (recall_id, node_id, performance_id, json.dumps(seat_ids), to, iso(now))).fetchone()
+    db.executemany("UPDATE seat_pools SET recall_id = ? WHERE performance_id = ? AND seat_id = ?",
+                   [(recall_id, performance_id, s) for s in seat_ids])
+    return {**row, "seat_ids": seat_ids}
+
+
+# -- on the cash desk ---------------------------------------------------------------------------
+
+def answer_recalls(db: sqlite3.Connection, node_id: str, now) -> list[dict]:
+    """Edge: give back every recalled seat not yet sold here, in the same transaction as the
+    `pool.released` op that tells the hub. Runs after each pull."""
+    answered = []
+    mine = node_pool(node_id)
+    with transaction(db):
+        recalls = db.execute("SELECT * FROM recalls WHERE node_id = ? AND state = 'requested' AND id NOT IN "
+                             "(SELECT json_extract(body, '$.recall_id') FROM outbox WHERE kind = 'pool.released')",
+                             (node_id,)).fetchall()
+        for recall in recalls:
+            seat_ids = json.loads(recall["seat_ids"])
+            sold = {r["seat_id"] for r in db.execute("SELECT seat_id FROM tickets WHERE performance_id = ? "
+                                                     "AND status = 'sold'", (recall["performance_id"],))}
+            released = [s for s in seat_ids if s not in sold]
+            kept = [s for s in seat_ids if s in sold]
+            for seat_id in released:
+                db.execute("UPDATE seat_pools SET pool = ?, recall_id = NULL WHERE performance_id = ? AND seat_id = ? "
+                           "AND pool = ?", (recall["to_pool"], recall["performance_id"], seat_id, mine))
+            body = {"recall_id": recall["id"], "released": released, "kept_sold": kept}
+            outbox.append(db, "pool.released", body, wall_time=iso(now))
+            answered.append(body)
+    return answered
+
+
+# -- at the hub -----------------------------------------------------------------------------------
+
+def apply_release(db: sqlite3.Connection, node_id: str, body: dict, now) -> None:
+    """Hub: a desk answered a recall. Released seats move; sold ones stay sold in its pool."""
+    recall = db.execute("SELECT * FROM recalls WHERE id = ?", (body.get("recall_id"),)).fetchone()
+    if recall is None or recall["node_id"] != node_id:
+        raise Conflict("no such recall for this node")
+    if recall["state"] == "done":
+        raise Conflict("recall already answered")
+    asked = set(json.loads(recall["seat_ids"]))
+    released, kept = list(body.get("released") or []), list(body.get("kept_sold") or [])
+    if not set(released) | set(kept) <= asked:
+        raise Conflict("the answer names seats the recall did not ask for")
+    for seat_id in released:
+        _set_pool(db, recall["performance_id"], seat_id, recall["to_pool"])
+    db.executemany("UPDATE seat_pools SET recall_id = NULL WHERE performance_id = ? AND seat_id = ?",
+                   [(recall["performance_id"], s) for s in kept])
+    db.execute("UPDATE recalls SET state = 'done', released = ?, kept_sold = ?, done_at = ? WHERE id = ?",
+               (json.dumps(released), json.dumps(kept), iso(now), recall["id"]))

@@ -1,0 +1,96 @@
+"""Single-ticket sales with seats: the one path for a cash desk (offline, from its own
+pool) and for the hub (online, from the hub's pool), and the hub's check of a desk's sale
+when it arrives by sync (E3).
+
+A seat may be sold only by the pool that holds it, and only once: the hub's
+`tickets_one_per_seat` index is the last word, and a sale that breaks either rule when it
+reaches the hub becomes a conflict for the office, never a silent double booking.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from core import contingents, outbox, pricing
+from core.catalog.common import Body, Id
+from core.clock import iso
+from core.errors import Conflict, ValidationError
+from core.ids import uuid7
+from core.numbering import next_number
+from core.storage import transaction
+
+Payment = Literal["cash", "card", "transfer", "sepa", "none"]
+
+
+class SaleIn(Body, kw_only=True):
+    performance_id: Id
+    seat_ids: Annotated[list[Id], Meta(min_length=1, max_length=50)]
+    payment_method: Payment
+    payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+    operator: Annotated[str, Meta(max_length=100)] | None = None
+
+
+def series_prefix(node_id: str) -> str:
+    """Sale numbers are owned by the node that sells: `T` + the node id's last 6 hex digits."""
+    return "T" + node_id.replace("-", "")[-6:].upper()
+
+
+def sell(db: sqlite3.Connection, node: dict, sale: SaleIn, *, pool: str, channel: str, now) -> dict:
+    """Sell seats from *pool*. On an edge the sale and its `sale.completed` op are one
+    transaction; on the hub the sale is simply stored (and reaches edges by the feed)."""
+    if len(set(sale.seat_ids)) != len(sale.seat_ids):
+        raise ValidationError("a seat is listed twice", field="seat_ids")
+    with transaction(db):
+        offered = contingents.seats_of(db, sale.performance_id)
+        tickets = []
+        for seat_id in sale.seat_ids:
+            seat = offered.get(seat_id)
+            if seat is None:
+                raise ValidationError(f"seat {seat_id} is not part of this performance", field="seat_ids")
+            where = f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
+            holder = contingents.pool_of(db, sale.performance_id, seat_id)
+            if holder != pool:
+                raise Conflict(f"{where} is not in this desk's contingent ({holder}); it cannot be sold here")
+            if db.execute("SELECT 1 FROM tickets WHERE performance_id = ? AND seat_id = ? AND status = 'sold'",
+                          (sale.performance_id, seat_id)).fetchone():
+                raise Conflict(f"{where} is already sold")
+            tickets.append({"id": uuid7(), "seat_id": seat_id, "zone_id": seat["zone_id"],
+                            "price_cents": pricing.ticket_price(db, sale.performance_id, seat["zone_id"])})
+        record = {"id": uuid7(), "number": next_number(db, series_prefix(node["id"]), now.year, node["id"]),
+                  "node_id": node["id"], "channel": channel, "payment_method": sale.payment_method,
+                  "payment_reference": sale.payment_reference, "operator": sale.operator,
+                  "total_cents": sum(t["price_cents"] for t in tickets), "created_at": iso(now),
+                  "performance_id": sale.performance_id, "tickets": tickets}
+        _store(db, record)
+        if node["role"] != "hub":
+            outbox.append(db, "sale.completed", record, wall_time=record["created_at"])
+    return record
+
+
+def _store(db: sqlite3.Connection, record: dict) -> None:
+    db.execute("INSERT INTO sales (id, number, node_id, channel, payment_method, payment_reference, total_cents, "
+               "operator, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (record["id"], record["number"], record["node_id"], record["channel"], record["payment_method"],
+                record["payment_reference"], record["total_cents"], record["operator"], record["created_at"]))
+    db.executemany("INSERT INTO tickets (id, sale_id, performance_id, seat_id, zone_id, price_cents, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [(t["id"], record["id"], record["performance_id"], t["seat_id"], t["zone_id"], t["price_cents"],
+                     record["created_at"]) for t in record["tickets"]])
+
+
+def apply_sale(db: sqlite3.Connection, node_id: str, record: dict) -> None:
+    """Hub: a desk's sale arrives. Every seat must (still) be in that desk's pool and unsold."""
+    if record.get("node_id") != node_id:
+        raise Conflict("sale recorded by another node than the one that pushed it")
+    pool = contingents.node_pool(node_id)
+    for ticket in record["tickets"]:
+        holder = contingents.pool_of(db, record["performance_id"], ticket["seat_id"])
+        if holder != pool:
+            raise Conflict(f"seat {ticket['seat_id']} was not in this desk's contingent ({holder})")
+        if db.execute("SELECT 1 FROM tickets WHERE performance_id = ? AND seat_id = ? AND status = 'sold'",
+                      (record["performance_id"], ticket["seat_id"])).fetchone():
+            raise Conflict(f"seat {ticket['seat_id']} is already sold")
+    _store(db, record)

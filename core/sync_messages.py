@@ -1,0 +1,100 @@
+"""The sync protocol's messages (DESIGN §4), as strict msgspec structs.
+
+Versioned: every request and response carries `protocol`. A hub answers an edge that is
+one version behind in that version's shape as long as it can, and anything it cannot serve
+with 426 and a clear "upgrade" problem, never with data the edge might misread. Unknown
+fields are refused (`forbid_unknown_fields`), so a message from a newer peer fails loudly
+instead of being half-understood.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+PROTOCOL = 1
+OLDEST_SUPPORTED = 1
+MAX_OPS_PER_PUSH = 5000
+MAX_PAGE = 5000
+
+Kind = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z]+(\.[a-z_]+)+$")]
+
+
+class Message(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Op(Message):
+    """One state change on a node, as it sits in the node's outbox."""
+
+    node_seq: Annotated[int, Meta(ge=1)]
+    id: str
+    kind: Kind
+    body: dict
+    wall_time: str
+    mono_ns: int
+    boot_id: str
+
+
+class PushRequest(Message):
+    protocol: int
+    node_id: str
+    ops: Annotated[list[Op], Meta(max_length=MAX_OPS_PER_PUSH)]
+
+
+class OpResult(Message):
+    node_seq: int
+    status: Literal["applied", "duplicate", "rejected"]
+    reason: str | None = None
+
+
+class PushResponse(Message):
+    protocol: int
+    hub_time: str
+    results: list[OpResult]
+
+
+class Change(Message):
+    """A row as the hub holds it now (`row`), or its deletion (`row` is None)."""
+
+    seq: int
+    table: str
+    key: list
+    row: dict | None
+
+
+class PullResponse(Message):
+    protocol: int
+    hub_time: str
+    changes: list[Change]
+    next_after: int
+    more: bool
+
+
+class EnrollRequest(Message):
+    protocol: int
+    code: Annotated[str, Meta(min_length=1, max_length=40)]
+    node_id: str
+    public_key: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class EnrollResponse(Message):
+    protocol: int
+    hub_time: str
+    node_id: str
+    name: str
+    role: str
+    venue_ids: list[str]
+    root_public_key: str
+    node_certificate: str
+    hub_certificate: str
+
+
+encoder = msgspec.json.Encoder()
+
+
+def decode(data: bytes, kind: type) -> msgspec.Struct:
+    """Decode and validate; raises msgspec.ValidationError / DecodeError."""
+    return msgspec.json.decode(data, type=kind)

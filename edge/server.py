@@ -1,0 +1,158 @@
+"""`tessera edge serve`: a cash desk's (or counter's) local API and its sync loop.
+
+Works with the hub down: sales go to the local database and the outbox in one transaction
+and reach the hub when it is back. The cash-desk screens (a later issue) use this same API.
+
+- `GET  /api/status`                      online/offline, last push and pull, ops waiting, conflicts, skew
+- `POST /api/sales`                       sell seats of a performance from this desk's contingent
+- `GET  /api/performances/{id}/pools`     the contingents as this desk knows them
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from core import contingents, sales
+from core.clock import utcnow
+from core.errors import TesseraError
+from core.node import NODE_DB, this_node
+from core.storage import connect
+from core.trusted_time import TrustedClock
+from edge import sync_client
+from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
+
+log = logging.getLogger("tessera.edge")
+EDGE = web.AppKey("edge", object)
+STATUS = {"ValidationError": 422, "NotFound": 404, "Conflict": 409}
+
+
+class Edge:
+    def __init__(self, data_dir: Path, *, hub_url: str | None = None, sync: bool = True,
+                 sync_period_s: float = 10.0):
+        self.data_dir = Path(data_dir)
+        if not (self.data_dir / NODE_DB).exists():
+            raise FileNotFoundError(f"{data_dir} is not an edge folder; run `tessera edge enroll` first")
+        self.db = connect(self.data_dir / NODE_DB, edge=True)
+        self.node = this_node(self.db)
+        if self.node["role"] == "hub":
+            raise ValueError(f"{data_dir} is a hub folder; use `tessera hub serve`")
+        self.clock = TrustedClock(self.db)
+        self.wake = asyncio.Event()
+        self.client = sync_client.SyncClient(self.db, self.data_dir, hub_url=hub_url, clock=self.clock) if sync \
+            else None
+        self.sync_period_s = sync_period_s
+        self._tasks: list[asyncio.Task] = []
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[problems], client_max_size=256 * 1024)
+        app[EDGE] = self
+        app.router.add_get("/api/status", get_status)
+        app.router.add_post("/api/sales", post_sale)
+        app.router.add_get("/api/performances/{id}/pools", get_pools)
+        return app
+
+    def start_background(self) -> None:
+        if self.client:
+            self._tasks.append(asyncio.create_task(self.client.run(self.wake, period_s=self.sync_period_s)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.client:
+            await self.client.close()
+        self.db.close()
+
+
+@web.middleware
+async def problems(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except TesseraError as exc:
+        status = STATUS.get(type(exc).__name__, 400)
+        return _problem(status, type(exc).__name__, exc.detail, getattr(exc, "field", None))
+    except msgspec.ValidationError as exc:
+        return _problem(422, "ValidationError", str(exc), None)
+    except msgspec.DecodeError as exc:
+        return _problem(400, "bad-request", f"body is not JSON: {exc}", None)
+
+
+def _problem(status: int, slug: str, detail: str, field: str | None) -> web.Response:
+    slug = {"ValidationError": "validation-failed", "NotFound": "not-found", "Conflict": "conflict"}.get(slug, slug)
+    body = {"type": f"urn:tessera:problem:{slug}", "title": slug.replace("-", " "), "status": status,
+            "detail": detail}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+async def get_status(request: web.Request) -> web.Response:
+    edge: Edge = request.app[EDGE]
+    return web.json_response({**sync_client.status(edge.db), "clock": edge.clock.status()})
+
+
+async def post_sale(request: web.Request) -> web.Response:
+    edge: Edge = request.app[EDGE]
+    if edge.node["role"] != "cashdesk":
+        return _problem(403, "forbidden", f"a {edge.node['role']} does not sell seats", None)
+    sale = msgspec.json.decode(await request.read(), type=sales.SaleIn)
+    record = sales.sell(edge.db, edge.node, sale, pool=contingents.node_pool(edge.node["id"]), channel="cashdesk",
+                        now=edge.clock.now())
+    edge.wake.set()  # push soon
+    return web.json_response(record, status=201)
+
+
+async def get_pools(request: web.Request) -> web.Response:
+    edge: Edge = request.app[EDGE]
+    return web.json_response(contingents.summary(edge.db, request.match_info["id"]))
+
+
+async def serve(data_dir: Path, host: str, port: int, *, hub_url: str | None = None, ready=print,
+                sync_period_s: float = 10.0) -> None:
+    """Run until SIGTERM/SIGINT (or cancellation)."""
+    import signal
+
+    edge = Edge(data_dir, hub_url=hub_url, sync_period_s=sync_period_s)
+    runner = web.AppRunner(edge.app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        await edge.close()
+        raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    edge.start_background()
+    notify, heart = SdNotify(), Heartbeat()
+
+    async def beat() -> None:
+        while True:
+            heart.beat()
+            await asyncio.sleep(1.0)
+
+    beats = asyncio.create_task(beat())
+    dog = asyncio.create_task(feed_watchdog(notify, heart, watchdog_interval(), 10.0))
+    url = f"http://{host}:{runner.addresses[0][1]}"
+    notify.ready(f"edge {edge.node['name']} on {url}")
+    ready(f"edge {edge.node['name']} ({edge.node['role']}) on {url}/api/status, "
+          f"syncing with {edge.client.hub_url if edge.client else '-'}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        notify.stopping()
+        beats.cancel()
+        dog.cancel()
+        await runner.cleanup()
+        await edge.close()
+    log.info("edge stopped at %s", utcnow())

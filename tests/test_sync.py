@@ -1,0 +1,270 @@
+"""Edge <-> hub sync over real HTTP on loopback: enrollment, push, pull, contingents, recalls,
+revocation, protocol versions, and a rogue hub. The hub is the real aiohttp app on a sample
+database; the edge is a real data folder driven by the real sync client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from core import cards, contingents, keys
+from core.clock import utcnow
+from core.node import NODE_DB
+from core.sales import SaleIn, sell
+from core.storage import connect
+from edge import enroll as enrolling
+from edge.sync_client import SyncClient, SyncError, status
+from hub import enrollment, nodes
+from hub.app import init_hub, make_app
+
+
+@pytest.fixture
+async def hub(sample_hub, aiohttp_server):
+    server = await aiohttp_server(make_app(sample_hub.db))
+    sample_hub.url = str(server.make_url("")).rstrip("/")
+    sample_hub.server = server
+    return sample_hub
+
+
+def code_for(hub, role: str = "cashdesk", name: str = "Kasse 1", venues: list[str] | None = None) -> str:
+    return enrollment.create_code(hub.db, name=name, role=role, venue_ids=venues or [], now=utcnow())
+
+
+async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1"):
+    folder = tmp_path / name.replace(" ", "-")
+    await enrolling.enroll(folder, code_for(hub, role, name), [hub.url])
+    db = connect(folder / NODE_DB, edge=True)
+    return folder, db, SyncClient(db, folder)
+
+
+def first_performance_seats(hub, n: int) -> tuple[str, list[str]]:
+    performance = hub.ids["performances"][0]
+    return performance, list(contingents.seats_of(hub.db, performance))[:n]
+
+
+async def test_enroll_then_pull_the_catalog_and_certificates(hub, tmp_path):
+    folder, db, client = await enrolled(hub, tmp_path)
+    try:
+        result = await client.round()
+        assert result.pulled > 100
+        for table in ("performances", "annual_products", "seats", "node_certs", "customers"):
+            hub_n = hub.db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]
+            assert db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"] == hub_n, table
+        st = status(db)
+        assert st["online"] and st["ops_waiting"] == 0 and st["conflicts"] == 0 and st["cursor"] > 0
+        # a second round brings nothing new
+        assert (await client.round()).pulled == 0
+        assert keys.read_private(folder / keys.NODE_KEY_FILE)
+    finally:
+        await client.close()
+
+
+async def test_a_gate_gets_no_customers(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path, role="gate", name="Tor 1")
+    try:
+        await client.round()
+        assert db.execute("SELECT count(*) AS n FROM customers").fetchone()["n"] == 0
+        assert db.execute("SELECT count(*) AS n FROM performances").fetchone()["n"] == len(hub.ids["performances"])
+    finally:
+        await client.close()
+
+
+async def test_codes_are_single_use_checked_and_rate_limited(hub, tmp_path):
+    code = code_for(hub)
+    await enrolling.enroll(tmp_path / "a", code, [hub.url])
+    with pytest.raises(enrolling.EnrollError, match="used already"):
+        await enrolling.enroll(tmp_path / "b", code, [hub.url])
+    wrong = "22222-22222-" + code.split("-")[2]
+    for _ in range(4):
+        with pytest.raises(enrolling.EnrollError, match="unknown enrollment code"):
+            await enrolling.enroll(tmp_path / "c", wrong, [hub.url])
+    with pytest.raises(enrolling.EnrollError, match="429"):
+        await enrolling.enroll(tmp_path / "c", code_for(hub), [hub.url])
+    assert not (tmp_path / "c").exists()
+
+
+async def test_an_expired_code_is_refused(hub, tmp_path):
+    code = enrollment.create_code(hub.db, name="alt", role="gate", venue_ids=[],
+                                  now=utcnow() - dt.timedelta(hours=25))
+    with pytest.raises(enrolling.EnrollError, match="expired"):
+        await enrolling.enroll(tmp_path / "x", code, [hub.url])
+
+
+async def test_a_rogue_hub_cannot_enroll_or_feed_an_edge(hub, tmp_path, aiohttp_server):
+    rogue_db, _ = init_hub(tmp_path / "rogue")
+    rogue = await aiohttp_server(make_app(rogue_db))
+    rogue_url = str(rogue.make_url("")).rstrip("/")
+    code = code_for(hub)
+    # the rogue accepts nothing: the code's secret is unknown there, and its root is another
+    with pytest.raises(enrolling.EnrollError):
+        await enrolling.enroll(tmp_path / "e", code, [rogue_url])
+    # the real hub is tried next and wins
+    node = await enrolling.enroll(tmp_path / "e", code, [rogue_url, hub.url])
+    assert node["hub_url"] == hub.url
+    db = connect(tmp_path / "e" / NODE_DB, edge=True)
+    client = SyncClient(db, tmp_path / "e", hub_url=rogue_url)
+    try:
+        with pytest.raises(SyncError):
+            await client.round()
+        assert db.execute("SELECT count(*) AS n FROM performances").fetchone()["n"] == 0
+    finally:
+        await client.close()
+
+
+async def test_offline_sales_reach_the_hub_exactly_once(hub, tmp_path):
+    folder, db, client = await enrolled(hub, tmp_path)
+    node = db.execute("SELECT * FROM node").fetchone()
+    performance, seats = first_performance_seats(hub, 6)
+    contingents.move_seats(hub.db, performance, seats, contingents.node_pool(node["id"]), utcnow())
+    try:
+        await client.round()
+        sale = sell(db, node, SaleIn(performance_id=performance, seat_ids=seats[:2], payment_method="cash"),
+                    pool=contingents.node_pool(node["id"]), channel="cashdesk", now=utcnow())
+        signer = cards.load_signer(db, folder)
+        card = cards.issue_card(db, signer, product_id=hub.ids["annual_products"][0], kind="annual", now=utcnow(),
+                                holder_name="Offline Käuferin")
+        result = await client.round()
+        assert result.pushed == 2 and result.rejected == 0
+        assert hub.db.execute("SELECT count(*) AS n FROM tickets WHERE sale_id = ?", (sale["id"],)).fetchone()["n"] == 2
+        assert hub.db.execute("SELECT holder_name FROM cards WHERE id = ?", (card["id"],)).fetchone()["holder_name"] \
+            == "Offline Käuferin"
+        # the same ops again (a lost answer, a retried request): duplicates, nothing twice
+        db.execute("UPDATE sync_state SET pushed_seq = 0")
+        again = await client.round()
+        assert again.pushed == 2 and again.rejected == 0
+        assert hub.db.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 2
+        assert hub.db.execute("SELECT count(*) AS n FROM sync_ops").fetchone()["n"] == 2
+        assert [r["result"] for r in db.execute("SELECT result FROM outbox ORDER BY node_seq")] == ["duplicate"] * 2
+    finally:
+        await client.close()
+
+
+async def test_a_desk_sells_only_its_own_contingent(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    node = db.execute("SELECT * FROM node").fetchone()
+    performance, seats = first_performance_seats(hub, 3)
+    try:
+        await client.round()
+        with pytest.raises(Exception, match="not in this desk's contingent"):
+            sell(db, node, SaleIn(performance_id=performance, seat_ids=seats[:1], payment_method="cash"),
+                 pool=contingents.node_pool(node["id"]), channel="cashdesk", now=utcnow())
+        assert db.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"] == 0
+    finally:
+        await client.close()
+
+
+async def test_a_sale_the_hub_cannot_accept_becomes_a_conflict(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    node = db.execute("SELECT * FROM node").fetchone()
+    performance, seats = first_performance_seats(hub, 2)
+    contingents.move_seats(hub.db, performance, seats, contingents.node_pool(node["id"]), utcnow())
+    try:
+        await client.round()
+        # behind the desk's back the hub database is changed (as a bug or an operator might):
+        hub.db.execute("DELETE FROM seat_pools WHERE seat_id = ?", (seats[0],))
+        sell(db, node, SaleIn(performance_id=performance, seat_ids=seats[:1], payment_method="card",
+                              payment_reference="TID 4711"), pool=contingents.node_pool(node["id"]),
+             channel="cashdesk", now=utcnow())
+        result = await client.round()
+        assert result.rejected == 1
+        conflict = hub.db.execute("SELECT * FROM conflicts").fetchone()
+        assert conflict["kind"] == "sale.completed" and "contingent" in conflict["reason"]
+        assert status(db)["conflicts"] == 1
+        assert hub.db.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+    finally:
+        await client.close()
+
+
+async def test_recall_is_two_steps_and_sold_seats_stay_sold(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    node = db.execute("SELECT * FROM node").fetchone()
+    pool = contingents.node_pool(node["id"])
+    performance, seats = first_performance_seats(hub, 4)
+    contingents.move_seats(hub.db, performance, seats, pool, utcnow())
+    try:
+        await client.round()
+        sell(db, node, SaleIn(performance_id=performance, seat_ids=seats[:1], payment_method="cash"), pool=pool,
+             channel="cashdesk", now=utcnow())  # offline: the hub does not know yet
+        moved = contingents.move_seats(hub.db, performance, seats, "hub", utcnow())
+        assert moved["moved"] == [] and len(moved["recalls"]) == 1
+        # until the desk answers, the seats are still the desk's
+        assert {contingents.pool_of(hub.db, performance, s) for s in seats} == {pool}
+        result = await client.round()
+        assert result.recalls_answered == 1
+        assert [contingents.pool_of(hub.db, performance, s) for s in seats] == [pool, "hub", "hub", "hub"]
+        recall = hub.db.execute("SELECT * FROM recalls").fetchone()
+        assert recall["state"] == "done" and json.loads(recall["kept_sold"]) == [seats[0]]
+        summary = contingents.summary(hub.db, performance)
+        assert sum(p["seats"] for p in summary["pools"]) == summary["seats"]
+        assert sum(p["sold"] for p in summary["pools"]) == 1
+    finally:
+        await client.close()
+
+
+async def test_a_revoked_node_is_refused(hub, tmp_path, caplog):
+    folder, db, client = await enrolled(hub, tmp_path)
+    node = db.execute("SELECT * FROM node").fetchone()
+    try:
+        await client.round()
+        cards.issue_card(db, cards.load_signer(db, folder), product_id=hub.ids["annual_products"][0], kind="annual",
+                         now=utcnow())
+        nodes.revoke_node(hub.db, nodes.root_key(hub.dir), node["id"], reason="lost")
+        with pytest.raises(SyncError, match="403"):
+            await client.round()
+        assert "revoked node" in caplog.text
+        assert hub.db.execute("SELECT count(*) AS n FROM sync_ops").fetchone()["n"] == 0
+    finally:
+        await client.close()
+
+
+async def test_tampered_requests_are_refused(hub, tmp_path):
+    folder, db, client = await enrolled(hub, tmp_path)
+    try:
+        session = client.session()
+        headers = {"X-Tessera-Node": db.execute("SELECT id FROM node").fetchone()["id"], "X-Tessera-Key": "00000000",
+                   "X-Tessera-Nonce": "n", "X-Tessera-Signature": "00"}
+        async with session.get(f"{hub.url}/sync/v1/pull?after=0", headers=headers) as resp:
+            assert resp.status == 401
+        from core import sync_auth
+        good = sync_auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
+                                      "/sync/v1/pull?after=0", b"")
+        async with session.get(f"{hub.url}/sync/v1/pull?after=5", headers=good) as resp:
+            assert resp.status == 401 and (await resp.json())["type"].endswith("bad-signature")
+    finally:
+        await client.close()
+
+
+async def test_protocol_versions(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    try:
+        from core import sync_auth
+        for version, slug in (("99", "upgrade-hub"), ("0", "upgrade-edge")):
+            headers = sync_auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
+                                             "/sync/v1/pull?after=0", b"")
+            headers["X-Tessera-Protocol"] = version
+            async with client.session().get(f"{hub.url}/sync/v1/pull?after=0", headers=headers) as resp:
+                assert resp.status == 426 and (await resp.json())["type"].endswith(slug)
+    finally:
+        await client.close()
+
+
+async def test_edge_status_while_the_hub_is_away(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    await hub.server.close()
+    try:
+        with pytest.raises(SyncError, match="unreachable"):
+            await client.round()
+        client.note_error(SyncError("hub unreachable"))
+        st = status(db)
+        assert not st["online"] and "unreachable" in st["last_error"]
+    finally:
+        await client.close()
+
+
+def test_every_replicated_table_has_change_triggers(sample_hub):
+    from core.replica import REPLICATED
+    triggers = {r["name"] for r in sample_hub.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    for table in REPLICATED:
+        assert {f"changes_{table}_ins", f"changes_{table}_upd", f"changes_{table}_del"} <= triggers, table
