@@ -268,3 +268,41 @@ def test_every_replicated_table_has_change_triggers(sample_hub):
     triggers = {r["name"] for r in sample_hub.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     for table in REPLICATED:
         assert {f"changes_{table}_ins", f"changes_{table}_upd", f"changes_{table}_del"} <= triggers, table
+
+
+async def test_office_api_for_contingents_conflicts_and_codes(hub, tmp_path, aiohttp_client):
+    from tests.helpers import call, problem
+    api = await aiohttp_client(hub.server.app if hasattr(hub.server, "app") else make_app(hub.db))
+    api.hub = hub
+    created = await call(api, "POST", "/enrollment-codes", {"name": "Kasse 9", "role": "cashdesk"}, status=201)
+    await enrolling.enroll(tmp_path / "k9", created["code"], [hub.url])
+    db = connect(tmp_path / "k9" / NODE_DB, edge=True)
+    node_id = db.execute("SELECT id FROM node").fetchone()["id"]
+    performance, seats = first_performance_seats(hub, 5)
+    moved = await call(api, "POST", f"/performances/{performance}/pools",
+                       {"seat_ids": seats[:3], "to": f"node:{node_id}"}, status=200)
+    assert moved["moved"] == seats[:3] and moved["recalls"] == []
+    summary = await call(api, "GET", f"/performances/{performance}/pools", status=200)
+    assert {p["pool"]: p["seats"] for p in summary["pools"]}[f"node:{node_id}"] == 3
+    sale = await call(api, "POST", "/sales", {"performance_id": performance, "seat_ids": seats[3:5],
+                                              "payment_method": "card"}, status=201)
+    assert len(sale["tickets"]) == 2 and sale["channel"] == "office"
+    await problem(api, "POST", "/sales", {"performance_id": performance, "seat_ids": seats[:1],
+                                          "payment_method": "cash"}, status=409, slug="conflict")
+    await problem(api, "POST", f"/performances/{performance}/pools", {"seat_ids": seats[3:4], "to": "hub"},
+                  status=409, slug="conflict")  # sold seats stay where they are
+    await problem(api, "POST", f"/performances/{performance}/pools", {"seat_ids": seats[:1], "to": "node:nope"},
+                  status=422, slug="validation-failed")
+    back = await call(api, "POST", f"/performances/{performance}/pools", {"seat_ids": seats[:3], "to": "hub"},
+                      status=200)
+    assert back["moved"] == [] and back["recalls"][0]["node_id"] == node_id
+    client = SyncClient(db, tmp_path / "k9")
+    try:
+        await client.round()
+    finally:
+        await client.close()
+    summary = await call(api, "GET", f"/performances/{performance}/pools", status=200)
+    assert summary["open_recalls"] == [] and f"node:{node_id}" not in {p["pool"] for p in summary["pools"]}
+    assert await call(api, "GET", "/conflicts", status=200) == []
+    synced = await call(api, "GET", "/node-sync", status=200)
+    assert synced[0]["name"] == "Kasse 9" and synced[0]["behind"] >= 0 and synced[0]["last_push_at"]
