@@ -15,6 +15,7 @@ import aiohttp
 import msgspec
 
 from core import credentials, enroll_codes, keys, sync_auth
+from core.access import GateRules
 from core.clock import parse_iso
 from core.credentials import open_envelope
 from core.ids import uuid7
@@ -22,6 +23,7 @@ from core.node import NODE_DB, init_node, this_node
 from core.storage import connect, transaction
 from core.sync_messages import PROTOCOL, EnrollRequest, EnrollResponse, encoder
 from core.trusted_time import TrustedClock
+from edge.node_data import write_gate_rules
 
 
 class EnrollError(Exception):
@@ -96,6 +98,8 @@ def _set_up(data_dir: Path, url: str, node_id: str, private, answer: EnrollRespo
             db.execute("INSERT INTO sync_state (id, hub_url, hub_node_id, venue_ids) VALUES (1, ?, ?, ?)",
                        (url, hub_node, msgspec.json.encode(answer.venue_ids).decode()))
         TrustedClock(db).set_from_hub(parse_iso(answer.hub_time))
+        if answer.role == "gate" and answer.venue_ids:
+            write_gate_rules(data_dir, GateRules(venue_id=answer.venue_ids[0]))
         return {**this_node(db), "hub_url": url, "venue_ids": answer.venue_ids}
     finally:
         db.close()

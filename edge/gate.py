@@ -36,6 +36,8 @@ from edge import gate_web
 from edge.node_data import gate_rules
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from edge.peers import Peers, PeerStats
+from edge.sync_client import SyncClient
+from edge.sync_client import status as sync_status
 
 log = logging.getLogger("tessera.gate")
 IDLE_BEAT_S = 1.0
@@ -54,6 +56,8 @@ class GateOptions:
     peers: bool = True
     peer_interfaces: tuple[str, ...] | None = None
     peer_group: str = ""
+    sync: bool = True  # sync with the hub when the gate was enrolled (not set up locally)
+    sync_period_s: float = 10.0
     quiet: bool = False
 
 
@@ -100,6 +104,7 @@ class Gate:
                                f"{exc.strerror} (use --http-port)") from None
         port = self.runner.addresses[0][1]
         self.url = f"http://{self.options.http_host}:{port}"
+        self._start_sync()
         if self.options.peers:
             self.peers = Peers(self.access, node=self.node, port=port, interfaces=self.options.peer_interfaces,
                                host_address=self.options.http_host, group=self.options.peer_group)
@@ -109,6 +114,17 @@ class Gate:
         if skew > 1:
             self.say(f"WARNING system clock is {skew:.0f} s behind the last known time; using trusted time")
         self.say(f"gate {self.node['name']} ready: venue {rules.venue_id}, status page {self.url}")
+
+    def _start_sync(self) -> None:
+        """An enrolled gate syncs with its hub in the background: entries up, cards and
+        revocations down. Its own connection, so the decisions' caches notice pulled changes."""
+        state = self.db.execute("SELECT hub_url FROM sync_state").fetchone()
+        if not (state and state["hub_url"]) or not self.options.sync:
+            self.sync = None
+            return
+        self.sync = SyncClient(connect(self.data_dir / NODE_DB, edge=True), self.data_dir, clock=self.clock)
+        self.sync_wake = asyncio.Event()
+        self._spawn(self.sync.run(self.sync_wake, period_s=self.options.sync_period_s))
 
     async def close(self) -> None:
         self.notify.stopping()
@@ -120,6 +136,9 @@ class Gate:
             self.scanner.close()
         if self.relay:
             self.relay.close()
+        if getattr(self, "sync", None):
+            await self.sync.close()
+            self.sync.db.close()
         await self.runner.cleanup()
         self.db.close()
 
@@ -168,6 +187,8 @@ class Gate:
             self._spawn(self._pulse())
             if record and self.peers:
                 self.peers.broadcast(record)
+            if getattr(self, "sync", None):
+                self.sync_wake.set()
         shown = result.as_dict()
         shown["ms"] = round(elapsed_ms, 2)
         self.recent.append(shown)
@@ -199,7 +220,8 @@ class Gate:
                 "peers": self.peers.status() if self.peers else [],
                 "peer_records": {"sent": self.peers_stats.sent, "received": self.peers_stats.received,
                                  "refused": self.peers_stats.refused},
-                "alive": self.heartbeat.alive(HEARTBEAT_MAX_AGE_S), "recent": list(self.recent)}
+                "alive": self.heartbeat.alive(HEARTBEAT_MAX_AGE_S), "recent": list(self.recent),
+                "sync": sync_status(self.db) if getattr(self, "sync", None) else None}
 
 
 async def run_gate(options: GateOptions) -> int:

@@ -199,10 +199,10 @@ class SyncClient:
     async def run(self, wake: asyncio.Event, *, period_s: float = 10.0, max_backoff_s: float = 60.0) -> None:
         """Forever: a round soon after each local change (*wake*), and every *period_s*; with
         exponential backoff and jitter while the hub is away."""
+        backoff = wait_exponential_jitter(multiplier=0.5, max=max_backoff_s, jitter=0.5)
         while True:
             try:
-                async for attempt in AsyncRetrying(retry=retry_if_exception_type(SyncError),
-                                                   wait=wait_exponential_jitter(initial=0.5, max=max_backoff_s),
+                async for attempt in AsyncRetrying(retry=retry_if_exception_type(SyncError), wait=backoff,
                                                    stop=stop_after_attempt(10**9), reraise=True,
                                                    before_sleep=lambda state: self.note_error(
                                                        state.outcome.exception())):

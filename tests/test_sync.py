@@ -306,3 +306,46 @@ async def test_office_api_for_contingents_conflicts_and_codes(hub, tmp_path, aio
     assert await call(api, "GET", "/conflicts", status=200) == []
     synced = await call(api, "GET", "/node-sync", status=200)
     assert synced[0]["name"] == "Kasse 9" and synced[0]["behind"] >= 0 and synced[0]["last_push_at"]
+
+
+async def test_an_enrolled_gate_syncs_entries_up_and_revocations_down(hub, tmp_path):
+    import asyncio
+
+    from devices.profiles import load_relay
+    from devices.relay import LogRelay
+    from devices.scanner import QueueScanner
+    from edge.gate import Gate, GateOptions
+
+    venue = hub.ids["museum_venues"]["Stadtmuseum"]
+    folder = tmp_path / "tor"
+    await enrolling.enroll(folder, code_for(hub, role="gate", name="Tor 1", venues=[venue]), [hub.url])
+    gate = Gate(GateOptions(folder, http_port=0, peers=False, quiet=True, sync_period_s=0.1),
+                scanner=QueueScanner(), relay=LogRelay(load_relay("sim-log")))
+    await gate.start()
+
+    async def until(predicate, timeout=10.0):
+        for _ in range(int(timeout / 0.05)):
+            if predicate():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("not reached")
+
+    try:
+        signer = cards.load_signer(hub.db, hub.dir)
+        card = cards.issue_card(hub.db, signer, product_id=hub.ids["annual_products"][0], kind="annual",
+                                now=utcnow(), holder_name="Synchron Sabine")
+        await until(lambda: gate.access.decide(card["code"]).admitted)
+        assert gate.access.decide(card["code"]).holder == "Synchron Sabine"
+        admitted = await gate.handle(card["code"])
+        assert admitted.admitted
+        await until(lambda: hub.db.execute("SELECT count(*) AS n FROM entries WHERE id = ?",
+                                           (admitted.entry_id,)).fetchone()["n"] == 1)
+        cards.revoke_card(hub.db, signer, card["id"], "lost and found", utcnow())
+        await until(lambda: gate.access.decide(card["code"]).reason == "REVOKED")
+        other = cards.issue_card(hub.db, signer, product_id=hub.ids["annual_products"][0], kind="annual",
+                                 now=utcnow())
+        cards.reissue_card(hub.db, signer, other["id"], utcnow())
+        await until(lambda: gate.access.decide(other["code"]).reason == "SUPERSEDED")
+        assert gate.status()["sync"]["ops_waiting"] == 0
+    finally:
+        await gate.close()
