@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 NODE, KEY, NONCE, SIGNATURE = "X-Tessera-Node", "X-Tessera-Key", "X-Tessera-Nonce", "X-Tessera-Signature"
+HUB_CERT = "X-Tessera-Hub-Cert"  # the signing hub's root-signed certificate, for edges that lack it
 
 
 def new_nonce() -> str:

@@ -26,10 +26,11 @@ import aiohttp
 import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from core import contingents, sync_auth
+from core import contingents, credentials, sync_auth
 from core.cards import load_signer
 from core.clock import iso, parse_iso, utcnow
 from core.credentials import TrustStore
+from core.errors import TesseraError
 from core.node import this_node
 from core.replica import apply_changes
 from core.sync_messages import PROTOCOL, Op, PullResponse, PushRequest, PushResponse, encoder
@@ -107,12 +108,26 @@ class SyncClient:
     def _check_signature(self, resp: aiohttp.ClientResponse, nonce: str, data: bytes) -> None:
         key_id = sync_auth.parse_key_id(resp.headers.get(sync_auth.KEY))
         signer = self.trust().get(key_id) if key_id is not None else None
+        if signer is None and key_id is not None and resp.headers.get(sync_auth.HUB_CERT):
+            signer = self._learn_hub_cert(resp.headers[sync_auth.HUB_CERT], key_id)
         if signer is None or signer.role != "hub":
             raise SyncError(f"answer not signed by a hub of this organizer (status {resp.status})")
         if resp.headers.get(sync_auth.NONCE) != nonce or not sync_auth.verify(
                 signer.public, resp.headers.get(sync_auth.SIGNATURE), sync_auth.response_message(nonce, resp.status,
                                                                                                  data)):
             raise SyncError("hub answer with a wrong signature (replayed or tampered)")
+
+    def _learn_hub_cert(self, record: str, key_id: int):
+        """A hub that rotated its key sends its new certificate along; it counts only if the
+        pinned root signed it (store_cert checks), so nobody else can introduce a key."""
+        try:
+            body = credentials.store_cert(self.db, record)
+        except (credentials.BadRecord, TesseraError):
+            return None
+        if body.get("key_id") != key_id or body.get("role") != "hub":
+            return None
+        self._trust = None
+        return self.trust().get(key_id)
 
     # -- push --------------------------------------------------------------------------------------
 

@@ -67,6 +67,9 @@ class SyncState:
             self._trust, self._trust_key = TrustStore.load(self.db), key
         return self._trust
 
+    def hub_cert(self, key_id: int) -> str:
+        return self.db.execute("SELECT record FROM node_certs WHERE key_id = ?", (key_id,)).fetchone()["record"]
+
     def signer(self) -> NodeSigner:
         current = self.db.execute("SELECT key_id FROM node").fetchone()["key_id"]
         if self._signer is None or self._signer.key_id != current:
@@ -88,6 +91,7 @@ def signed(request: web.Request, status: int, body: bytes, content_type: str = "
     signer = state.signer()
     nonce = request.headers.get(sync_auth.NONCE, "")[:64]
     headers = sync_auth.sign_response(signer.private, signer.key_id, nonce, status, body)
+    headers[sync_auth.HUB_CERT] = state.hub_cert(signer.key_id)  # lets edges follow a hub key rotation
     return web.Response(status=status, body=body, headers=headers, content_type=content_type)
 
 

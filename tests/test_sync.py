@@ -349,3 +349,29 @@ async def test_an_enrolled_gate_syncs_entries_up_and_revocations_down(hub, tmp_p
         assert gate.status()["sync"]["ops_waiting"] == 0
     finally:
         await gate.close()
+
+
+async def test_edges_follow_a_hub_key_rotation(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    try:
+        await client.round()
+        new_key = nodes.rotate_hub_key(hub.dir, hub.db)
+        assert client.trust().get(new_key) is None
+        await client.round()  # answered with the new key; its certificate comes along, checked against the root
+        assert client.trust().get(new_key).role == "hub"
+    finally:
+        await client.close()
+
+
+async def test_a_certificate_not_from_the_root_is_not_learned(hub, tmp_path):
+    _, db, client = await enrolled(hub, tmp_path)
+    try:
+        forged_root = keys.generate()
+        from core.credentials import certify
+        fake = keys.generate()
+        record = certify(forged_root, node_id="x", name="evil hub", role="hub", public_raw=keys.public_bytes(fake),
+                         now=utcnow())
+        assert client._learn_hub_cert(record, keys.key_id(keys.public_bytes(fake))) is None
+        assert db.execute("SELECT count(*) AS n FROM node_certs WHERE name = 'evil hub'").fetchone()["n"] == 0
+    finally:
+        await client.close()
