@@ -182,4 +182,5 @@ def _card(db: sqlite3.Connection, card_id: str) -> dict:
 def _record(db: sqlite3.Connection, signer: NodeSigner, kind: str, card: dict) -> None:
     """Edges queue the change for the hub; the hub is where the change feed starts."""
     if signer.role != "hub":
-        outbox.append(db, kind, {k: card[k] for k in card if k not in ("created_at", "updated_at")})
+        outbox.append(db, kind, {k: card[k] for k in card if k not in ("created_at", "updated_at")},
+                      wall_time=card["updated_at"])  # the caller's (trusted) time, like every other op

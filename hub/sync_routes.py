@@ -119,10 +119,14 @@ def _protocol(request: web.Request, claimed: int | None) -> web.Response | None:
 async def _read(request: web.Request) -> bytes | web.Response:
     if request.content_length is not None and request.content_length > MAX_PUSH_BYTES:
         return problem(request, 413, "too-large", f"at most {MAX_PUSH_BYTES} bytes per request")
-    body = await request.content.read(MAX_PUSH_BYTES + 1)
-    if len(body) > MAX_PUSH_BYTES:
-        return problem(request, 413, "too-large", f"at most {MAX_PUSH_BYTES} bytes per request")
-    return body
+    chunks, size = [], 0
+    # read(n) returns what has arrived so far, not the whole body: read to the end
+    while chunk := await request.content.read(MAX_PUSH_BYTES + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_PUSH_BYTES:
+            return problem(request, 413, "too-large", f"at most {MAX_PUSH_BYTES} bytes per request")
+    return b"".join(chunks)
 
 
 def _authenticate(request: web.Request, body: bytes) -> str | web.Response:
