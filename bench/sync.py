@@ -1,0 +1,527 @@
+"""Sync benchmark (DESIGN.md sections 4 and 9, issue 4): push, pull and catch-up over loopback.
+
+The hub is a real `tessera hub serve` process (its own core and GIL, as in production); the
+edges are real enrolled gate folders driven by the real `SyncClient`.
+
+1. **Push 100k ops.** An enrolled gate whose outbox holds 100,000 `entry.recorded` ops (node_seq
+   1..100,000): signed entry records exactly as `Access.record_entry` makes them, with the gate's
+   own `entries` row and the outbox row `core.outbox.append` writes, but generated in big
+   transactions with executemany instead of one commit per scan. `SyncClient.push()` is timed
+   from its call until the outbox is drained. The baseline, measured in the same run: insert the
+   rows the hub writes for those ops (its `entries` rows and `sync_ops` rows, in the order the hub
+   writes them) into a fresh copy of the hub database taken just before the push, with
+   executemany in one transaction, on a connection opened like the hub's and with the hub's
+   change-feed triggers in place. The median of `direct_rounds` such inserts: the first before the
+   push (rows predicted from the ops, afterwards checked field by field against what the hub
+   wrote, all but the hub's received_at), the others after it (the rows read back from the hub),
+   so slow drift of the machine hits both sides. The figure that counts is push rate / direct
+   rate (budget: at least 20%). The direct rate of the `sync_ops` rows alone, and the CPU time the
+   hub and the edge spent per op during the push, are context.
+2. **Pull and apply 100k changes.** After the push the hub's feed holds the sample catalog and
+   the 100,000 pushed entries. A second, freshly enrolled gate pulls until its cursor reaches the
+   head of the feed, in a subprocess that imports only what an edge needs, so its peak RSS is
+   the edge's own (VmHWM, 1 MB = 10^6 bytes; not `ru_maxrss`, which on Linux inherits the
+   benchmark process's RSS across fork and exec). Budget: 80 MB (DESIGN section 9).
+3. **Catch-up after an outage.** The hub is stopped; the pulled gate (in sync until then) records
+   10,000 entries; its background sync loop (`SyncClient.run`, tenacity backoff with jitter) is
+   started and fails for a few seconds; then the hub is started again on the same port. Timed:
+   from the hub's ready line until all 10,000 ops are applied at the hub (polled in the hub's
+   database), split into the wait for the client's next attempt (backoff) and the push itself.
+   No budget is given for it (SPEC and DESIGN set none); it is reported as context.
+
+Every phase checks its outcome (each op applied exactly once at the hub, the cursor at the head),
+so a run that measured refusals or nothing fails instead of printing figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from bench.procs import ROOT, BenchError, Server, Servers, venv_command
+from bench.report import figure
+from core import outbox
+from core.cards import load_signer
+from core.clock import iso, utcnow
+from core.credentials import sign
+from core.ids import uuid7
+from core.node import NODE_DB
+from core.storage import connect, transaction
+from edge import enroll as enrolling
+from edge.sync_client import SyncClient, SyncError
+from hub import enrollment, feed, sample
+from hub.app import db_path, init_hub, make_app
+from hub.client import LocalClient
+
+NAME = "sync"
+HOST = "127.0.0.1"
+HUB_READY = re.compile(r"hub API on http://127\.0\.0\.1:(\d+)/api/v1")
+PUSH_BUDGET = 0.20  # the push must reach at least 20% of the direct insert rate
+RSS_BUDGET_MB = 80.0
+MB = 1_000_000
+VENUE = "Stadtmuseum"
+PUSH_GATE, PULL_GATE = "Tor Push", "Tor Pull"
+WRITE_CHUNK = 25_000
+SETUP_CACHE_KB = 256 * 1024  # generated ops per transaction on the gate
+ENTRY_STEP_MS = 250  # one scan every quarter second: a busy entrance
+POLL_S = 0.01
+PULL_TIMEOUT_S = 600.0
+CATCHUP_TIMEOUT_S = 120.0
+
+ENTRY_INSERT = ("INSERT OR IGNORE INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
+                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")  # as core.access.store_entry and hub.apply
+OUTBOX_INSERT = ("INSERT INTO outbox (node_seq, id, kind, body, wall_time, mono_ns, boot_id) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
+SYNC_OPS_INSERT = ("INSERT INTO sync_ops (node_id, node_seq, op_id, kind, wall_time, received_at, status, reason) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")  # as hub.apply.apply_push
+ENTRY_COLUMNS = "id, card_id, card_issue, venue_id, node_id, direction, at, record, received_at"
+
+# The edge side of the pull, run with `python -c`: it imports what `tessera edge serve` imports
+# for sync and nothing of the hub or of this benchmark, so its peak RSS is an edge's.
+EDGE_PULL_SCRIPT = """
+import asyncio, json, resource, sys, time
+from pathlib import Path
+from core.node import NODE_DB
+from core.storage import connect
+from edge.sync_client import SyncClient, SyncError
+
+def rss_kb(field):
+    # VmHWM/VmRSS of this process image. Not ru_maxrss: Linux carries the parent's RSS at fork
+    # over into the child's ru_maxrss, so it would report the benchmark process's size.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+async def main(folder):
+    db = connect(folder / NODE_DB, edge=True)
+    client = SyncClient(db, folder)
+    start_cursor = db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
+    rss_start_kb = rss_kb("VmRSS")
+    cpu = time.process_time()
+    started = time.perf_counter()
+    try:
+        applied = await client.pull()
+    finally:
+        await client.close()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    cursor = db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
+    db.close()
+    print(json.dumps({"applied": applied, "seconds": seconds, "cpu_s": cpu, "start_cursor": start_cursor,
+                      "cursor": cursor, "rss_start_kb": rss_start_kb, "peak_rss_kb": rss_kb("VmHWM")}))
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+@dataclass(frozen=True)
+class Size:
+    push_ops: int = 100_000
+    catchup_ops: int = 10_000
+    cards: int = 20_000  # distinct cards the generated entries scan
+    direct_rounds: int = 3  # the baseline is cheap: median of a few fresh copies, the first before the push
+    outage_s: float = 3.0  # how long the edge's sync loop fails before the hub is back
+
+    @classmethod
+    def tiny(cls) -> Size:
+        """For the smoke test."""
+        return cls(push_ops=2_000, catchup_ops=300, cards=500, direct_rounds=2, outage_s=0.5)
+
+
+@dataclass
+class Gate:
+    folder: Path
+    node_id: str
+
+
+@dataclass
+class Queued:
+    first_seq: int
+    last_seq: int
+    entries: list[tuple]  # the gate's entries rows (ENTRY_COLUMNS), in node_seq order
+    op_ids: list[str]  # the outbox ids, in node_seq order
+
+    @property
+    def entry_ids(self) -> list[str]:
+        return [row[0] for row in self.entries]
+
+    def hub_rows(self, node_id: str, received_at: str) -> tuple[list[tuple], list[tuple]]:
+        """The entries and sync_ops rows the hub writes for these ops (hub.apply.apply_push),
+        in the order it writes them; the hub's own clock sets received_at."""
+        entries = [(*row[:-1], received_at) for row in self.entries]
+        ops = [(node_id, self.first_seq + i, op_id, "entry.recorded", row[6], received_at, "applied", None)
+               for i, (row, op_id) in enumerate(zip(self.entries, self.op_ids, strict=True))]
+        return entries, ops
+
+
+def say(message: str) -> None:
+    print(f"bench {NAME}: {message}", file=sys.stderr, flush=True)
+
+
+def run(size: Size | None = None, work: Path | None = None) -> list[dict]:
+    """Run the three phases and print their figures. With *work*, the folders are kept there
+    (for the smoke test to inspect); otherwise they live in a temporary folder removed at the end."""
+    size = size or Size()
+    if work is not None:
+        return SyncBench(Path(work), size).run()
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-sync-") as tmp:
+        return SyncBench(Path(tmp), size).run()
+
+
+class SyncBench:
+    def __init__(self, work: Path, size: Size) -> None:
+        self.work, self.size = work, size
+        self.hub_dir = work / "hub"
+        self.rng = random.Random(2026)
+        self.figures: list[dict] = []
+
+    def figure(self, *args, **kwargs) -> None:
+        self.figures.append(figure(NAME, *args, **kwargs))
+
+    def run(self) -> list[dict]:
+        started = time.perf_counter()
+        venue_id, codes = self.prepare_hub()
+        with Servers() as servers:
+            hub = servers.start(hub_command(self.hub_dir, 0), HUB_READY)
+            port = int(hub.match.group(1))
+            url = f"http://{HOST}:{port}"
+            push_gate = self.enroll(PUSH_GATE, codes[PUSH_GATE], url)
+            pull_gate = self.enroll(PULL_GATE, codes[PULL_GATE], url)
+            say(f"hub on port {port}, two gates enrolled ({time.perf_counter() - started:.1f} s)")
+            self.push_phase(hub, push_gate, venue_id)
+            self.pull_phase(hub, pull_gate)
+            servers.stop(hub)  # the outage begins
+            self.catchup_phase(servers, port, pull_gate, venue_id)
+        say(f"done in {time.perf_counter() - started:.1f} s")
+        return self.figures
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def prepare_hub(self) -> tuple[str, dict[str, str]]:
+        """A hub with the sample catalog and one-time codes for two gates at one museum."""
+        db, _token = init_hub(self.hub_dir)
+        try:
+            ids = sample.build(LocalClient(make_app(db)))
+            venue_id = ids["museum_venues"][VENUE]
+            codes = {name: enrollment.create_code(db, name=name, role="gate", venue_ids=[venue_id], now=utcnow())
+                     for name in (PUSH_GATE, PULL_GATE)}
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        return venue_id, codes
+
+    def enroll(self, name: str, code: str, url: str) -> Gate:
+        folder = gate_folder(self.work, name)
+        node = asyncio.run(enrolling.enroll(folder, code, [url]))
+        return Gate(folder, node["id"])
+
+    def queue_entries(self, gate: Gate, venue_id: str, count: int) -> Queued:
+        """Record *count* entries on the gate as `Access.record_entry` would (signed record, the
+        gate's entries row, the outbox op), but in big transactions: one scan every
+        ENTRY_STEP_MS up to now, on a pool of season cards."""
+        db = connect(gate.folder / NODE_DB, edge=True)
+        db.execute(f"PRAGMA cache_size = -{SETUP_CACHE_KB}")  # setup speed only: random-key inserts into entries
+        try:
+            signer = load_signer(db, gate.folder)
+            first = db.execute("SELECT coalesce(max(node_seq), 0) + 1 AS n FROM outbox").fetchone()["n"]
+            cards = [uuid7(int(time.time() * 1000) - self.rng.randrange(10**10)) for _ in range(self.size.cards)]
+            end_ms = int(utcnow().timestamp() * 1000)
+            start_ms = end_ms - count * ENTRY_STEP_MS
+            mono0 = time.monotonic_ns() - count * ENTRY_STEP_MS * 1_000_000
+            boot, node_id, key_id, private = outbox.boot_id(), signer.node_id, signer.key_id, signer.private
+            all_entries: list[tuple] = []
+            op_ids: list[str] = []
+            for chunk in range(0, count, WRITE_CHUNK):
+                entries, queued = [], []
+                for i in range(chunk, min(count, chunk + WRITE_CHUNK)):
+                    at_ms = start_ms + i * ENTRY_STEP_MS
+                    at = iso(dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC))
+                    body = {"v": 1, "id": uuid7(at_ms), "card_id": self.rng.choice(cards), "card_issue": 1,
+                            "venue_id": venue_id, "node_id": node_id, "direction": "in", "at": at}
+                    record = sign(private, "entry", body, key_id)
+                    entries.append((body["id"], body["card_id"], 1, venue_id, node_id, "in", at, record, at))
+                    queued.append((first + i, uuid7(), "entry.recorded",
+                                   msgspec.json.encode({"record": record}).decode(), at,
+                                   mono0 + i * ENTRY_STEP_MS * 1_000_000, boot))
+                    op_ids.append(queued[-1][1])
+                with transaction(db):
+                    db.executemany(ENTRY_INSERT, entries)
+                    db.executemany(OUTBOX_INSERT, queued)
+                all_entries.extend(entries)
+        finally:
+            db.close()
+        return Queued(first, first + count - 1, all_entries, op_ids)
+
+    # -- 1. push ----------------------------------------------------------------------------------
+
+    def push_phase(self, hub: Server, gate: Gate, venue_id: str) -> None:
+        n = self.size.push_ops
+        started = time.perf_counter()
+        queued = self.queue_entries(gate, venue_id, n)
+        say(f"{n:,} entry ops queued on the gate ({time.perf_counter() - started:.1f} s); pushing")
+        snapshot = self.work / "hub-before-push.sqlite"
+        backup(db_path(self.hub_dir), snapshot)
+        scratch = self.work / "direct.sqlite"
+        # One baseline round before the push (with the rows the hub will write, as predicted) and
+        # the others after it (with the rows it did write), so slow drift of the machine hits both.
+        entry_rows, op_rows = queued.hub_rows(gate.node_id, iso(utcnow()))
+        direct = [direct_insert(snapshot, scratch, entry_rows, op_rows)]
+        ops_only = [direct_insert(snapshot, scratch, [], op_rows)]
+
+        meter = psutil.Process(hub.pid)
+        hub_cpu = cpu_seconds(meter)
+        pushed, rejected, seconds, edge_cpu = asyncio.run(push_all(gate))
+        hub_cpu = cpu_seconds(meter) - hub_cpu
+        if (pushed, rejected) != (n, 0):
+            raise BenchError(f"pushed {pushed} ops with {rejected} rejected, expected {n} applied")
+        entry_rows, op_rows = self.check_arrived_once(gate, queued)
+        push_rate = n / seconds
+        say(f"pushed in {seconds:.2f} s ({push_rate:,.0f} ops/s); timing the direct inserts")
+
+        for _ in range(self.size.direct_rounds - 1):
+            direct.append(direct_insert(snapshot, scratch, entry_rows, op_rows))
+            ops_only.append(direct_insert(snapshot, scratch, [], op_rows))
+        snapshot.unlink()
+        direct_rate = n / statistics.median(direct)
+        self.figure("push_ops_per_s", push_rate, "ops/s")
+        self.figure("direct_insert_ops_per_s", direct_rate, "ops/s (entries + sync_ops rows)")
+        self.figure("direct_insert_sync_ops_only_per_s", n / statistics.median(ops_only), "ops/s (sync_ops rows)")
+        self.figure("push_vs_direct_insert", push_rate / direct_rate, "fraction of direct", PUSH_BUDGET, "at_least")
+        self.figure("push_hub_cpu_us_per_op", hub_cpu / n * 1e6, "us per op")
+        self.figure("push_edge_cpu_us_per_op", edge_cpu / n * 1e6, "us per op")
+
+    def check_arrived_once(self, gate: Gate, queued: Queued) -> tuple[list[tuple], list[tuple]]:
+        """Each op exactly once at the hub, all applied; returns the rows the hub wrote for them
+        (entries in the order the ops carried them, sync_ops in node_seq order)."""
+        hub = connect(db_path(self.hub_dir))
+        try:
+            ops = hub.execute("SELECT node_id, node_seq, op_id, kind, wall_time, received_at, status, reason "
+                              "FROM sync_ops WHERE node_id = ? AND node_seq BETWEEN ? AND ? ORDER BY node_seq",
+                              (gate.node_id, queued.first_seq, queued.last_seq)).fetchall()
+            entries = {r["id"]: r for r in hub.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE node_id = ?",
+                                                       (gate.node_id,))}
+            conflicts = hub.execute("SELECT count(*) AS n FROM conflicts WHERE node_id = ?",
+                                    (gate.node_id,)).fetchone()["n"]
+        finally:
+            hub.close()
+        expected = list(range(queued.first_seq, queued.last_seq + 1))
+        if [r["node_seq"] for r in ops] != expected or {r["status"] for r in ops} != {"applied"} or conflicts:
+            raise BenchError(f"the hub logged {len(ops)} ops of {len(expected)} (or some not applied, "
+                             f"{conflicts} conflicts)")
+        missing = [i for i in queued.entry_ids if i not in entries]
+        if missing or len(entries) < len(queued.entry_ids):
+            raise BenchError(f"{len(missing)} pushed entries are missing at the hub")
+        db = connect(gate.folder / NODE_DB, edge=True)
+        try:
+            state = db.execute("SELECT pushed_seq FROM sync_state").fetchone()["pushed_seq"]
+            waiting = db.execute("SELECT count(*) AS n FROM outbox WHERE node_seq > ? OR result IS NOT 'applied'",
+                                 (state,)).fetchone()["n"]
+        finally:
+            db.close()
+        if state != queued.last_seq or waiting:
+            raise BenchError(f"the gate's outbox is not drained: pushed_seq {state}, {waiting} ops not applied")
+        keys = ENTRY_COLUMNS.split(", ")
+        entry_rows = [tuple(entries[i][k] for k in keys) for i in queued.entry_ids]
+        op_rows = [tuple(r.values()) for r in ops]
+        predicted = queued.hub_rows(gate.node_id, "")
+        if [r[:-1] for r in entry_rows] != [r[:-1] for r in predicted[0]] or \
+                [r[:5] + r[6:] for r in op_rows] != [r[:5] + r[6:] for r in predicted[1]]:
+            raise BenchError("the hub wrote other rows than the ops carry")
+        return entry_rows, op_rows
+
+    # -- 2. pull ----------------------------------------------------------------------------------
+
+    def pull_phase(self, hub: Server, gate: Gate) -> None:
+        db = connect(db_path(self.hub_dir))
+        try:
+            head = feed.head(db)
+            entries = db.execute("SELECT count(*) AS n FROM entries").fetchone()["n"]
+        finally:
+            db.close()
+        say(f"a fresh gate pulls {head:,} changes ({entries:,} of them entries) in a subprocess")
+        meter = psutil.Process(hub.pid)
+        hub_cpu = cpu_seconds(meter)
+        try:
+            done = subprocess.run([sys.executable, "-c", EDGE_PULL_SCRIPT, str(gate.folder)], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=PULL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"the pulling edge did not finish within {PULL_TIMEOUT_S:.0f} s") from None
+        hub_cpu = cpu_seconds(meter) - hub_cpu
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BenchError(f"the pulling edge failed: {detail}")
+        result = json.loads(lines[-1])
+        if result["cursor"] != head or result["start_cursor"] != 0:
+            raise BenchError(f"the edge's cursor is at {result['cursor']}, the feed's head at {head}")
+        edge = connect(gate.folder / NODE_DB, edge=True)
+        try:
+            pulled_entries = edge.execute("SELECT count(*) AS n FROM entries").fetchone()["n"]
+        finally:
+            edge.close()
+        if pulled_entries != entries:
+            raise BenchError(f"the edge holds {pulled_entries} entries after the pull, the hub {entries}")
+        applied = result["applied"]
+        say(f"pulled {applied:,} changes in {result['seconds']:.2f} s")
+        self.figure("pull_changes", applied, "changes")
+        self.figure("pull_changes_per_s", applied / result["seconds"], "changes/s")
+        self.figure("pull_edge_peak_rss", result["peak_rss_kb"] * 1024 / MB, "MB", RSS_BUDGET_MB, "cost")
+        self.figure("pull_edge_rss_at_start", result["rss_start_kb"] * 1024 / MB, "MB")
+        self.figure("pull_edge_cpu_us_per_change", result["cpu_s"] / applied * 1e6, "us per change")
+        self.figure("pull_hub_cpu_us_per_change", hub_cpu / applied * 1e6, "us per change")
+
+    # -- 3. catch-up ------------------------------------------------------------------------------
+
+    def catchup_phase(self, servers: Servers, port: int, gate: Gate, venue_id: str) -> None:
+        n = self.size.catchup_ops
+        queued = self.queue_entries(gate, venue_id, n)
+        say(f"hub stopped; {n:,} ops queued on the pulled gate; its sync loop fails for {self.size.outage_s:g} s")
+        waited, pushed = asyncio.run(self.outage(servers, port, gate, queued))
+        self.check_arrived_once(gate, queued)
+        say(f"caught up {waited + pushed:.2f} s after the hub was back ({waited:.2f} s until the next attempt)")
+        self.figure("catchup_s", waited + pushed, "s")
+        self.figure("catchup_wait_s", waited, "s")
+        self.figure("catchup_push_s", pushed, "s")
+
+    async def outage(self, servers: Servers, port: int, gate: Gate, queued: Queued) -> tuple[float, float]:
+        """Run the gate's sync loop while the hub is away, start the hub again, and time until the
+        hub has applied the last queued op: (wait until the first op arrived, rest of the push)."""
+        db = connect(gate.folder / NODE_DB, edge=True)
+        client = SyncClient(db, gate.folder)
+        wake = asyncio.Event()
+        wake.set()
+        loop_task = asyncio.create_task(client.run(wake))
+        hub_db: sqlite3.Connection | None = None
+        try:
+            await asyncio.sleep(self.size.outage_s)
+            if loop_task.done():
+                raise BenchError(f"the sync loop ended during the outage: {loop_task.exception()}")
+            # started in a thread: waiting for the ready line must not freeze the client's event loop
+            await asyncio.to_thread(servers.start, hub_command(self.hub_dir, port), HUB_READY)
+            back = time.perf_counter()
+            hub_db = connect(db_path(self.hub_dir), migrate=False)
+            first_at = None
+            while True:
+                latest = hub_db.execute("SELECT max(node_seq) AS s FROM sync_ops WHERE node_id = ?",
+                                        (gate.node_id,)).fetchone()["s"] or 0
+                now = time.perf_counter()
+                if first_at is None and latest >= queued.first_seq:
+                    first_at = now
+                if latest >= queued.last_seq:
+                    break
+                if now - back > CATCHUP_TIMEOUT_S:
+                    raise BenchError(f"the hub applied ops up to {latest} of {queued.last_seq} in "
+                                     f"{CATCHUP_TIMEOUT_S:.0f} s")
+                if loop_task.done():
+                    raise BenchError(f"the sync loop ended: {loop_task.exception()}")
+                await asyncio.sleep(POLL_S)
+            done_at = time.perf_counter()
+            # let the client record the answer before it is stopped (its outbox is checked afterwards)
+            while db.execute("SELECT pushed_seq FROM sync_state").fetchone()["pushed_seq"] < queued.last_seq:
+                if time.perf_counter() - done_at > CATCHUP_TIMEOUT_S:
+                    raise BenchError("the gate never recorded the hub's answer to its last push")
+                await asyncio.sleep(POLL_S)
+        finally:
+            loop_task.cancel()
+            await asyncio.gather(loop_task, return_exceptions=True)
+            await client.close()
+            db.close()
+            if hub_db is not None:
+                hub_db.close()
+        assert first_at is not None
+        return first_at - back, done_at - first_at
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def gate_folder(work: Path, name: str) -> Path:
+    return work / name.replace(" ", "-").lower()
+
+
+def hub_command(data_dir: Path, port: int) -> list[str]:
+    return [str(venv_command("tessera")), "hub", "serve", "--data", str(data_dir), "--host", HOST,
+            "--port", str(port), "--no-advertise"]
+
+
+async def push_all(gate: Gate) -> tuple[int, int, float, float]:
+    """`SyncClient.push()` until the outbox is drained: (pushed, rejected, seconds, edge CPU seconds)."""
+    db = connect(gate.folder / NODE_DB, edge=True)
+    client = SyncClient(db, gate.folder)
+    try:
+        cpu = time.process_time()
+        started = time.perf_counter()
+        try:
+            pushed, rejected = await client.push()
+        except SyncError as exc:
+            raise BenchError(f"push failed: {exc}") from None
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+    finally:
+        await client.close()
+        db.close()
+    return pushed, rejected, seconds, cpu
+
+
+def backup(source: Path, target: Path) -> None:
+    """A consistent copy of a live database (the hub keeps running)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def direct_insert(snapshot: Path, scratch: Path, entry_rows: list[tuple], op_rows: list[tuple]) -> float:
+    """Seconds to insert the rows into a fresh copy of the hub database in one transaction,
+    opened as the hub opens it (WAL, synchronous=NORMAL, foreign keys), triggers firing."""
+    remove_db(scratch)
+    shutil.copyfile(snapshot, scratch)
+    db = connect(scratch)
+    try:
+        changes_before = feed.head(db)
+        started = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        if entry_rows:
+            db.executemany(ENTRY_INSERT, entry_rows)
+        db.executemany(SYNC_OPS_INSERT, op_rows)
+        db.execute("COMMIT")
+        seconds = time.perf_counter() - started
+        counted = db.execute("SELECT count(*) AS n FROM sync_ops").fetchone()["n"]
+        changes = feed.head(db) - changes_before
+    finally:
+        db.close()
+        remove_db(scratch)
+    if counted < len(op_rows) or changes != len(entry_rows):
+        raise BenchError(f"direct insert wrote {counted} sync_ops and {changes} change rows")
+    return seconds
+
+
+def remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
