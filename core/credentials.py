@@ -17,7 +17,6 @@ Certificates and node revocations are signed by the root key, so any node can re
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 from dataclasses import dataclass
 
@@ -74,14 +73,14 @@ def sign(private: Ed25519PrivateKey, purpose: str, body: dict, key_id: int | Non
 def open_envelope(text: str | bytes, purpose: str) -> Envelope:
     """Parse a signed record of *purpose*; structure only, the signature is checked by the caller."""
     try:
-        outer = json.loads(text)
+        outer = msgspec.json.decode(text)
         if not isinstance(outer, dict) or set(outer) != {"p", "k", "b", "s"}:
             raise BadRecord("not a signed record")
         if outer["p"] != purpose:
             raise BadRecord(f"expected a {purpose} record, got {outer['p']!r}")
         key_id, body_text, sig = outer["k"], outer["b"], bytes.fromhex(outer["s"])
-        body = json.loads(body_text)
-    except (ValueError, TypeError, KeyError) as exc:
+        body = msgspec.json.decode(body_text)
+    except (ValueError, TypeError, KeyError, msgspec.DecodeError) as exc:
         raise BadRecord(f"malformed {purpose} record: {exc}") from None
     if not isinstance(key_id, int) or not isinstance(body, dict) or len(sig) != 64:
         raise BadRecord(f"malformed {purpose} record")

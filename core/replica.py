@@ -43,23 +43,40 @@ def apply_changes(db: sqlite3.Connection, changes: list, cursor_sql: str, cursor
     db.execute("PRAGMA foreign_keys = OFF")
     try:
         with transaction(db):
-            for change in changes:
-                pk = REPLICATED.get(change.table)
-                if pk is None:
-                    continue
-                if change.row is None:
-                    db.execute(f"DELETE FROM {change.table} WHERE {where_key(pk)}", change.key)
-                    continue
-                row = dict(change.row)
-                for column in BLOB_COLUMNS.get(change.table, ()):
-                    row[column] = bytes.fromhex(row[column])
-                columns = list(row)
-                db.execute(f"INSERT OR REPLACE INTO {change.table} ({', '.join(columns)}) "
-                           f"VALUES ({', '.join('?' * len(columns))})", tuple(row.values()))
+            for (table, deleted, columns), rows in _runs(changes):
+                pk = REPLICATED[table]
+                if deleted:
+                    db.executemany(f"DELETE FROM {table} WHERE {where_key(pk)}", rows)
+                else:
+                    db.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
+                                   f"VALUES ({', '.join('?' * len(columns))})", rows)
             db.execute(cursor_sql, cursor_args)
     finally:
         db.execute("PRAGMA foreign_keys = ON")
     return len(changes)
+
+
+def _runs(changes: list):
+    """Consecutive changes of one table and one shape, as parameter rows for executemany:
+    the order of the feed is kept, the statements are batched."""
+    run_key, rows = None, []
+    for change in changes:
+        if change.table not in REPLICATED:
+            continue
+        if change.row is None:
+            key, values = (change.table, True, None), tuple(change.key)
+        else:
+            row = dict(change.row)
+            for column in BLOB_COLUMNS.get(change.table, ()):
+                row[column] = bytes.fromhex(row[column])
+            key, values = (change.table, False, tuple(row)), tuple(row.values())
+        if key != run_key and rows:
+            yield run_key, rows
+            rows = []
+        run_key = key
+        rows.append(values)
+    if rows:
+        yield run_key, rows
 
 
 # Never copied to a node: its own identity, counters, tokens and queue, and search indexes.

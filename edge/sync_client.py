@@ -37,8 +37,8 @@ from core.sync_messages import PROTOCOL, Op, PullResponse, PushRequest, PushResp
 from core.trusted_time import TrustedClock
 
 log = logging.getLogger("tessera.sync")
-PUSH_BATCH_OPS = 1000
-PUSH_BATCH_BYTES = 2 * 1024 * 1024
+PUSH_BATCH_OPS = 5000  # one hub transaction each: fewer, bigger commits
+PUSH_BATCH_BYTES = 8 * 1024 * 1024
 PULL_LIMIT = 2000
 PROTOCOL_HEADER, TIME_HEADER = "X-Tessera-Protocol", "X-Tessera-Time"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from core.replica import BLOB_COLUMNS, REPLICATED, where_key
+from core.replica import BLOB_COLUMNS, REPLICATED
 from core.sync_messages import Change
 
 
@@ -39,20 +39,40 @@ def page(db: sqlite3.Connection, scope: dict, after: int, limit: int) -> tuple[l
     latest: dict[tuple[str, str], int] = {}
     for r in rows:
         latest[(r["tbl"], r["key"])] = r["seq"]
+    current = _current_rows(db, latest)
     changes = []
     for (table, key), seq in sorted(latest.items(), key=lambda item: item[1]):
-        pk = REPLICATED.get(table)
-        if pk is None:
+        if table not in REPLICATED:
             continue
-        values = json.loads(key)
-        row = db.execute(f"SELECT * FROM {table} WHERE {where_key(pk)}", values).fetchone()
+        row = current.get((table, key))
         if row is not None:
             row = visible(table, row, scope)
             if row is None:
                 continue
-        changes.append(Change(seq=seq, table=table, key=values, row=row))
+        changes.append(Change(seq=seq, table=table, key=json.loads(key), row=row))
     next_after = rows[-1]["seq"] if rows else after
     return changes, next_after, more
+
+
+def _current_rows(db: sqlite3.Connection, latest: dict[tuple[str, str], int]) -> dict[tuple[str, str], dict]:
+    """The current row of every changed key, one query per table and chunk (not per key)."""
+    by_table: dict[str, list[str]] = {}
+    for table, key in latest:
+        if table in REPLICATED:
+            by_table.setdefault(table, []).append(key)
+    found: dict[tuple[str, str], dict] = {}
+    for table, keys in by_table.items():
+        pk = REPLICATED[table]
+        key_sql = f"json_array({', '.join(pk)})"
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            sql = (f"SELECT {key_sql} AS _key, * FROM {table} "
+                   f"WHERE {key_sql} IN (SELECT value FROM json_each(?))") if len(pk) > 1 else (
+                f"SELECT {key_sql} AS _key, * FROM {table} WHERE {pk[0]} IN (SELECT value ->> 0 FROM json_each(?))")
+            for row in db.execute(sql, (json.dumps([json.loads(k) for k in chunk]) if len(pk) == 1
+                                        else json.dumps(chunk),)):
+                found[(table, row.pop("_key"))] = row
+    return found
 
 
 def head(db: sqlite3.Connection) -> int:

@@ -189,7 +189,9 @@ def assert_desk_data_once(hub, db, node_id: str) -> None:
 
 # -- 10,000 ops through a hostile network ---------------------------------------------------------
 
-async def test_ten_thousand_ops_through_a_hostile_network(hub, tmp_path):
+async def test_ten_thousand_ops_through_a_hostile_network(hub, tmp_path, monkeypatch):
+    # 1000-op pushes (not the default 5000): ten of them, so the faults below hit many requests
+    monkeypatch.setattr(sync_client, "PUSH_BATCH_OPS", 1000)
     issued = hub_cards(hub, 200)
     folder, db, client = await enrolled(hub, tmp_path, role="gate", name="Tor 1")
     node_id = one(db, "SELECT id FROM node")
