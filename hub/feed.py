@@ -63,15 +63,13 @@ def _current_rows(db: sqlite3.Connection, latest: dict[tuple[str, str], int]) ->
     found: dict[tuple[str, str], dict] = {}
     for table, keys in by_table.items():
         pk = REPLICATED[table]
-        key_sql = f"json_array({', '.join(pk)})"
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            sql = (f"SELECT {key_sql} AS _key, * FROM {table} "
-                   f"WHERE {key_sql} IN (SELECT value FROM json_each(?))") if len(pk) > 1 else (
-                f"SELECT {key_sql} AS _key, * FROM {table} WHERE {pk[0]} IN (SELECT value ->> 0 FROM json_each(?))")
-            for row in db.execute(sql, (json.dumps([json.loads(k) for k in chunk]) if len(pk) == 1
-                                        else json.dumps(chunk),)):
-                found[(table, row.pop("_key"))] = row
+        # join on the key's parts, so each lookup uses the primary key index
+        on = " AND ".join(f"t.{c} = j.value ->> {i}" for i, c in enumerate(pk))
+        sql = f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {table} t ON {on}"
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            for row in db.execute(sql, ("[" + ",".join(chunk) + "]",)):
+                found[(table, row.pop("_key"))] = row  # minified JSON, as json_array wrote it
     return found
 
 
