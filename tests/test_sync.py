@@ -375,3 +375,36 @@ async def test_a_certificate_not_from_the_root_is_not_learned(hub, tmp_path):
         assert db.execute("SELECT count(*) AS n FROM node_certs WHERE name = 'evil hub'").fetchone()["n"] == 0
     finally:
         await client.close()
+
+
+async def test_a_rogue_hub_announced_with_the_right_fingerprint_is_skipped(hub, tmp_path, aiohttp_server):
+    """`tessera edge enroll` without --hub: a rogue announces itself on the LAN claiming the
+    organizer's root (TXT is anyone's to write); the edge tries it, rejects its answer, and
+    enrolls with the real hub."""
+    import asyncio
+    import sys
+    from pathlib import Path
+
+    from hub.advertise import HubAdvertiser, root_fingerprint
+
+    rogue_db, _ = init_hub(tmp_path / "rogue")
+    rogue = await aiohttp_server(make_app(rogue_db))
+    fingerprint = root_fingerprint(hub.db)
+    announced = [HubAdvertiser(port=server.port, node_id=node, name=name, root_fingerprint=fingerprint,
+                               interfaces=["127.0.0.1"])
+                 for server, node, name in ((rogue, "rogue-node", "Evil"), (hub.server, "real-node", "Real"))]
+    for advertiser in announced:
+        await advertiser.start()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli.main", "edge", "enroll", "--data", str(tmp_path / "desk"), "--code",
+            code_for(hub), "--zeroconf-interface", "127.0.0.1", "--discover-seconds", "2",
+            cwd=Path(__file__).resolve().parents[1], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert hub.url.split("//")[1].split(":")[1] in out.decode()  # the real hub's port
+    finally:
+        for advertiser in announced:
+            await advertiser.close()
+    db = connect(tmp_path / "desk" / NODE_DB, edge=True)
+    assert db.execute("SELECT hub_url FROM sync_state").fetchone()["hub_url"] == hub.url
