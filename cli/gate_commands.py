@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core import cards
 from core.access import Access, GateRules, verdict_json
+from core.catalog.organizers import venue_id
 from core.clock import parse_iso, utcnow
 from core.node import this_node
 from core.trusted_time import TrustedClock
@@ -105,12 +106,9 @@ def register(areas: argparse._SubParsersAction) -> None:
 def _venue_id(hub_dir: Path, venue: str) -> str:
     db = open_data(hub_dir)
     try:
-        rows = db.execute("SELECT id, name FROM venues WHERE id = ? OR name = ?", (venue, venue)).fetchall()
+        return venue_id(db, venue)
     finally:
         db.close()
-    if len(rows) != 1:
-        raise ValueError(f"no venue {venue!r} on that hub" if not rows else f"venue name {venue!r} is ambiguous")
-    return rows[0]["id"]
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -120,12 +120,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from hub import enrollment
 
     db = open_hub(args.data)
-    venue_ids = []
-    for venue in args.venue:
-        rows = db.execute("SELECT id FROM venues WHERE id = ? OR name = ?", (venue, venue)).fetchall()
-        if len(rows) != 1:
-            raise ValueError(f"no venue {venue!r} on this hub" if not rows else f"venue name {venue!r} is ambiguous")
-        venue_ids.append(rows[0]["id"])
+    from core.catalog.organizers import venue_id
+
+    venue_ids = [venue_id(db, venue) for venue in args.venue]
     code = enrollment.create_code(db, name=args.node, role=args.role, venue_ids=venue_ids, now=utcnow())
     print(f"one-time code for {args.role} {args.node!r} (valid 24 hours, single use):")
     print(code)

@@ -86,3 +86,11 @@ class PriceZones(Resource):
     search = ("name", "code")
     unique_message = "this organizer already has a price zone with that code"
 
+
+
+def venue_id(db: sqlite3.Connection, venue: str) -> str:
+    """A venue given by id or by its exact name (command lines accept both)."""
+    rows = db.execute("SELECT id FROM venues WHERE id = ? OR name = ?", (venue, venue)).fetchall()
+    if len(rows) != 1:
+        raise ValueError(f"no venue {venue!r}" if not rows else f"venue name {venue!r} is ambiguous; give its id")
+    return rows[0]["id"]
