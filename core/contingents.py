@@ -59,6 +59,22 @@ def seats_of(db: sqlite3.Connection, performance_id: str) -> dict[str, dict]:
     return {s["id"]: s for s in variant_seats(db, performance(db, performance_id)["variant_id"])}
 
 
+def some_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str]) -> dict[str, dict]:
+    """Those of *seat_ids* that the performance offers, by id: the same rule as
+    `variant_seats`, asked for a few seats instead of the whole house (a sale at the desk)."""
+    variant = db.execute("SELECT v.id, v.plan_id FROM performances p JOIN plan_variants v ON v.id = p.variant_id "
+                         "WHERE p.id = ?", (performance_id,)).fetchone()
+    if variant is None:
+        raise NotFound(f"performance {performance_id} does not exist")
+    rows = db.execute(
+        "SELECT s.id, c.name AS section, s.row_label, s.label, s.zone_id FROM seats s "
+        "JOIN plan_sections c ON c.id = s.section_id WHERE s.id IN (SELECT value FROM json_each(?)) "
+        "AND s.plan_id = ? AND (s.variant_id IS NULL OR s.variant_id = ?) AND s.active = 1 "
+        "AND s.id NOT IN (SELECT seat_id FROM variant_removed_seats WHERE variant_id = ?)",
+        (json.dumps(seat_ids), variant["plan_id"], variant["id"], variant["id"])).fetchall()
+    return {r["id"]: r for r in rows}
+
+
 def pools(db: sqlite3.Connection, performance_id: str) -> dict[str, str]:
     """Pool of every seat of the performance (explicit rows; the rest are the hub's)."""
     explicit = {r["seat_id"]: r["pool"] for r in db.execute(

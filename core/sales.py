@@ -44,7 +44,7 @@ def sell(db: sqlite3.Connection, node: dict, sale: SaleIn, *, pool: str, channel
     if len(set(sale.seat_ids)) != len(sale.seat_ids):
         raise ValidationError("a seat is listed twice", field="seat_ids")
     with transaction(db):
-        offered = contingents.seats_of(db, sale.performance_id)
+        offered = contingents.some_seats(db, sale.performance_id, sale.seat_ids)
         tickets = []
         for seat_id in sale.seat_ids:
             seat = offered.get(seat_id)

@@ -408,3 +408,20 @@ async def test_a_rogue_hub_announced_with_the_right_fingerprint_is_skipped(hub, 
             await advertiser.close()
     db = connect(tmp_path / "desk" / NODE_DB, edge=True)
     assert db.execute("SELECT hub_url FROM sync_state").fetchone()["hub_url"] == hub.url
+
+
+def test_a_sale_looks_up_seats_by_the_same_rule_as_the_seat_list(sample_hub):
+    """`some_seats` (a few seats, for a sale) and `seats_of` (the whole house) agree for every
+    performance, whatever plan variant it uses (pit covered, stage extension)."""
+    db = sample_hub.db
+    variants_seen = set()
+    for performance in sample_hub.ids["performances"]:
+        variant = db.execute("SELECT variant_id FROM performances WHERE id = ?", (performance,)).fetchone()
+        if variant["variant_id"] in variants_seen:
+            continue
+        variants_seen.add(variant["variant_id"])
+        plan = db.execute("SELECT plan_id FROM plan_variants WHERE id = ?", (variant["variant_id"],)).fetchone()
+        every_seat_of_plan = [r["id"] for r in db.execute("SELECT id FROM seats WHERE plan_id = ?", (plan["plan_id"],))]
+        some = contingents.some_seats(db, performance, every_seat_of_plan)
+        assert set(some) == set(contingents.seats_of(db, performance))
+    assert len(variants_seen) >= 2
