@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from bench import api, gate, sync
+from bench import api, cardpdf, gate, sync
 from bench.procs import BenchError
 
-BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync}
+BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync, "cardpdf": cardpdf}
 USAGE = f"usage: python -m bench [NAME...]   names: {', '.join(BENCHMARKS)}"
 
 
