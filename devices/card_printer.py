@@ -26,10 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
-import msgspec
 from msgspec import Meta, Struct
 
-from devices.profiles import ProfileError, _field_error, _read, _shown, profiles_dir
+from devices.profiles import ProfileError, load_profile, profiles_dir
 
 __all__ = [
     "CardPrinter",
@@ -91,29 +90,17 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
 
 def load_card_printer(name_or_path: str | os.PathLike[str]) -> CardPrinterProfile:
     """Load and validate a card printer profile by name or by path to a .toml file."""
-    path = _resolve(name_or_path)
-    shown = _shown(path)
-    data = _read(path)
-    for reserved in ("name", "path"):
-        if reserved in data:
-            raise ProfileError(f"{shown}: {reserved}: unknown field (set from the file name, not in the file)")
-    if data.get("kind") != "card_printer":
-        found = data.get("kind")
-        what = "missing" if found is None else f"is {found!r}"
-        raise ProfileError(f"{shown}: kind: {what}, expected 'card_printer'")
-    try:
-        profile = msgspec.convert(data, CardPrinterProfile, strict=True)
-    except msgspec.ValidationError as exc:
-        field, msg = _field_error(exc)
-        raise ProfileError(f"{shown}: {field}: {msg}") from None
+    return load_profile(name_or_path, "card_printer", CardPrinterProfile, _check_card_printer,
+                        path=_resolve(name_or_path))
+
+
+def _check_card_printer(profile: CardPrinterProfile) -> tuple[str, str] | None:
     for table in ("folder", "cups"):
         if getattr(profile, table) is not None and profile.driver != table:
-            raise ProfileError(f'{shown}: {table}: only allowed with driver = "{table}" '
-                               f'(this profile has driver = "{profile.driver}")')
+            return table, f'only allowed with driver = "{table}" (this profile has driver = "{profile.driver}")'
     if getattr(profile, profile.driver) is None:
-        raise ProfileError(f'{shown}: {profile.driver}: missing table [{profile.driver}] '
-                           f'(required with driver = "{profile.driver}")')
-    return msgspec.structs.replace(profile, name=path.stem, path=str(path))
+        return profile.driver, f'missing table [{profile.driver}] (required with driver = "{profile.driver}")'
+    return None
 
 
 class CardPrinter(Protocol):

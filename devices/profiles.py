@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "ScannerSerialSettings",
     "SerialPort",
     "list_profiles",
+    "load_profile",
     "load_relay",
     "load_scanner",
     "parse_hex",
@@ -213,8 +215,13 @@ def _read(path: Path) -> dict[str, Any]:
         raise ProfileError(f"{shown}: invalid TOML: {exc}") from None
 
 
-def _load(name_or_path: str | os.PathLike[str], kind: str, cls: type[Any]) -> Any:
-    path = _resolve(name_or_path)
+def load_profile(name_or_path: str | os.PathLike[str], kind: str, cls: type[Any],
+                 check: Callable[[Any], tuple[str, str] | None] | None = None, *, path: Path | None = None) -> Any:
+    """The one way a device profile file is read: TOML, `kind` checked, converted to *cls*
+    strictly, then *check* (field, message) for rules across fields; every mistake is one
+    ProfileError naming the file and the field. Printer modules use it with their own
+    structs (and *path* when they look in a subfolder)."""
+    path = path or _resolve(name_or_path)
     shown = _shown(path)
     data = _read(path)
     for reserved in ("name", "path"):
@@ -229,7 +236,7 @@ def _load(name_or_path: str | os.PathLike[str], kind: str, cls: type[Any]) -> An
     except msgspec.ValidationError as exc:
         field, msg = _field_error(exc)
         raise ProfileError(f"{shown}: {field}: {msg}") from None
-    problem = _check_scanner(profile) if kind == "scanner" else _check_relay(profile)
+    problem = check(profile) if check else None
     if problem:
         raise ProfileError(f"{shown}: {problem[0]}: {problem[1]}")
     return msgspec.structs.replace(profile, name=path.stem, path=str(path))
@@ -283,12 +290,12 @@ def _check_relay(p: RelayProfile) -> tuple[str, str] | None:
 
 def load_scanner(name_or_path: str | os.PathLike[str]) -> ScannerProfile:
     """Load and validate a scanner profile by name (file stem in the profile folder) or .toml path."""
-    return _load(name_or_path, "scanner", ScannerProfile)
+    return load_profile(name_or_path, "scanner", ScannerProfile, _check_scanner)
 
 
 def load_relay(name_or_path: str | os.PathLike[str]) -> RelayProfile:
     """Load and validate a relay profile by name (file stem in the profile folder) or .toml path."""
-    return _load(name_or_path, "relay", RelayProfile)
+    return load_profile(name_or_path, "relay", RelayProfile, _check_relay)
 
 
 def list_profiles() -> dict[str, str]:

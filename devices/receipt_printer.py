@@ -29,13 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 from core.receipts import Receipt, layout, voucher_lines
 
 from .errors import DeviceError
-from .profiles import ProfileError, _field_error, _read, _resolve, _shown
+from .profiles import load_profile
 
 __all__ = [
     "FileConnection",
@@ -140,25 +139,7 @@ def _check_printer(p: PrinterProfile) -> tuple[str, str] | None:
 
 def load_printer(name_or_path: str | os.PathLike[str]) -> PrinterProfile:
     """Load and validate a receipt printer profile by name (file stem) or .toml path. Raises ProfileError."""
-    path = _resolve(name_or_path)
-    shown = _shown(path)
-    data = _read(path)
-    for reserved in ("name", "path"):
-        if reserved in data:
-            raise ProfileError(f"{shown}: {reserved}: unknown field (set from the file name, not in the file)")
-    found = data.get("kind")
-    if found != "printer":
-        what = "missing" if found is None else f"is {found!r}"
-        raise ProfileError(f"{shown}: kind: {what}, expected 'printer'")
-    try:
-        profile = msgspec.convert(data, PrinterProfile, strict=True)
-    except msgspec.ValidationError as exc:
-        field, msg = _field_error(exc)
-        raise ProfileError(f"{shown}: {field}: {msg}") from None
-    problem = _check_printer(profile)
-    if problem:
-        raise ProfileError(f"{shown}: {problem[0]}: {problem[1]}")
-    return msgspec.structs.replace(profile, name=path.stem, path=str(path))
+    return load_profile(name_or_path, "printer", PrinterProfile, _check_printer)
 
 
 # --- rendering -------------------------------------------------------------------------------------------
