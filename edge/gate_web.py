@@ -18,6 +18,7 @@ from aiohttp import web
 
 from core.clock import parse_iso
 from edge.peers import accept_entries, accept_trust, trust_records
+from edge.problems import problem
 
 if TYPE_CHECKING:
     from edge.gate import Gate
@@ -38,19 +39,13 @@ def make_app(gate: Gate) -> web.Application:
     return app
 
 
-def _problem(status: int, detail: str) -> web.Response:
-    title = {400: "Bad request", 403: "Forbidden", 422: "Unprocessable content"}.get(status, "Error")
-    return web.json_response({"type": "about:blank", "title": title, "status": status, "detail": detail},
-                             status=status, content_type="application/problem+json")
-
-
 async def _json_body(request: web.Request) -> dict | web.Response:
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
-        return _problem(400, "body is not JSON")
+        return problem(400, "bad-request", "body is not JSON")
     if not isinstance(body, dict):
-        return _problem(400, "body must be a JSON object")
+        return problem(400, "bad-request", "body must be a JSON object")
     return body
 
 
@@ -61,13 +56,13 @@ async def status_json(request: web.Request) -> web.Response:
 async def simulated_scan(request: web.Request) -> web.Response:
     gate = request.app[GATE]
     if not gate.simulated:
-        return _problem(403, "this gate has a real scanner; scans come from the scanner only")
+        return problem(403, "forbidden", "this gate has a real scanner; scans come from the scanner only")
     body = await _json_body(request)
     if isinstance(body, web.Response):
         return body
     code = body.get("code")
     if not isinstance(code, str) or len(code) > 4096:
-        return _problem(422, "code must be a string of at most 4096 characters")
+        return problem(422, "validation-failed", "code must be a string of at most 4096 characters")
     result = await gate.handle(code)
     return web.json_response(result.as_dict())
 
@@ -82,7 +77,7 @@ async def receive_entries(request: web.Request) -> web.Response:
         accept_trust(gate.access, {"certs": certs})
     records = body.get("records")
     if not isinstance(records, list):
-        return _problem(422, "records must be a list of signed entry records")
+        return problem(422, "validation-failed", "records must be a list of signed entry records")
     new, refused = accept_entries(gate.access, records, gate.peers_stats)
     return web.json_response({"new": new, "refused": refused})
 
@@ -94,7 +89,7 @@ async def send_entries(request: web.Request) -> web.Response:
         if since.tzinfo is None:
             raise ValueError
     except ValueError:
-        return _problem(422, "since must be an ISO time with zone, e.g. 2026-11-22T10:00:00Z")
+        return problem(422, "validation-failed", "since must be an ISO time with zone, e.g. 2026-11-22T10:00:00Z")
     since = max(since, gate.access.clock.now() - dt.timedelta(days=2))
     return web.json_response({"records": gate.access.recent_entry_records(since)})
 

@@ -26,6 +26,7 @@ from core.storage import connect
 from core.trusted_time import TrustedClock
 from edge import sync_client
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
+from edge.problems import problem
 
 log = logging.getLogger("tessera.edge")
 EDGE = web.AppKey("edge", object)
@@ -78,20 +79,11 @@ async def problems(request: web.Request, handler):
         return await handler(request)
     except TesseraError as exc:
         status = STATUS.get(type(exc).__name__, 400)
-        return _problem(status, type(exc).__name__, exc.detail, getattr(exc, "field", None))
+        return problem(status, type(exc).__name__, exc.detail, getattr(exc, "field", None))
     except msgspec.ValidationError as exc:
-        return _problem(422, "ValidationError", str(exc), None)
+        return problem(422, "ValidationError", str(exc), None)
     except msgspec.DecodeError as exc:
-        return _problem(400, "bad-request", f"body is not JSON: {exc}", None)
-
-
-def _problem(status: int, slug: str, detail: str, field: str | None) -> web.Response:
-    slug = {"ValidationError": "validation-failed", "NotFound": "not-found", "Conflict": "conflict"}.get(slug, slug)
-    body = {"type": f"urn:tessera:problem:{slug}", "title": slug.replace("-", " "), "status": status,
-            "detail": detail}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status, content_type="application/problem+json")
+        return problem(400, "bad-request", f"body is not JSON: {exc}", None)
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -102,7 +94,7 @@ async def get_status(request: web.Request) -> web.Response:
 async def post_sale(request: web.Request) -> web.Response:
     edge: Edge = request.app[EDGE]
     if edge.node["role"] != "cashdesk":
-        return _problem(403, "forbidden", f"a {edge.node['role']} does not sell seats", None)
+        return problem(403, "forbidden", f"a {edge.node['role']} does not sell seats", None)
     sale = msgspec.json.decode(await request.read(), type=sales.SaleIn)
     record = sales.sell(edge.db, edge.node, sale, pool=contingents.node_pool(edge.node["id"]), channel="cashdesk",
                         now=edge.clock.now())
