@@ -114,10 +114,23 @@ def sign_card(signer: NodeSigner, *, card_id: str, code: int, kind: str, valid_f
     return cardcode.encode(payload, signature)
 
 
+# Columns of a card a caller may set besides the signed ones (orders, fulfilment: core/orders.py).
+DETAIL_COLUMNS = ("order_item_id", "holder_birth_date", "has_photo", "delivery", "fulfilment", "fulfilment_at")
+
+
+def card_series(signer: NodeSigner) -> str:
+    """Card numbers are owned by the node that issues: `C` at the hub, `C` + the last 6 hex
+    digits of the node id on an edge, so offline desks never hand out the same number."""
+    return CARD_SERIES if signer.role == "hub" else CARD_SERIES + signer.node_id.replace("-", "")[-6:].upper()
+
+
 def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, kind: str, now: dt.datetime,
                customer_id: str | None = None, holder_name: str | None = None,
-               valid_from: dt.datetime | None = None, valid_until: dt.datetime | None = None) -> dict:
-    """Issue a new signed card. *now* is trusted time: the card id carries it as signing time."""
+               valid_from: dt.datetime | None = None, valid_until: dt.datetime | None = None,
+               details: dict | None = None) -> dict:
+    """Issue a new signed card. *now* is trusted time: the card id carries it as signing time.
+    *details* (see DETAIL_COLUMNS) are stored with the card and travel in the same op."""
+    details = _details(details)
     if kind not in cardcode.KIND_CODES:
         raise ValidationError(f"kind must be one of {', '.join(cardcode.KIND_CODES)}", field="kind")
     if signer.role not in ("hub", "cashdesk", "counter"):
@@ -131,19 +144,30 @@ def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, k
         card_id = uuid7(int(now.timestamp() * 1000))
         text = sign_card(signer, card_id=card_id, code=code, kind=kind, valid_from=valid_from,
                          valid_until=valid_until, issue=1)
-        number = next_number(db, CARD_SERIES, now.year, signer.node_id)
+        number = next_number(db, card_series(signer), now.year, signer.node_id)
+        extra = "".join(f", {c}" for c in details)
         card = db.execute(
             "INSERT INTO cards (id, number, product_id, kind, customer_id, holder_name, valid_from, valid_until, "
-            "issue, key_id, code, issued_by, issued_at, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?) RETURNING *",
+            f"issue, key_id, code, issued_by, issued_at, created_at, updated_at{extra}) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?{', ?' * len(details)}) RETURNING *",
             (card_id, number, product_id, kind, customer_id, holder_name, iso(valid_from), iso(valid_until),
-             signer.key_id, text, signer.node_id, iso(now), iso(now), iso(now))).fetchone()
+             signer.key_id, text, signer.node_id, iso(now), iso(now), iso(now), *details.values())).fetchone()
         _record(db, signer, "card.issued", card)
     return card
 
 
-def reissue_card(db: sqlite3.Connection, signer: NodeSigner, card_id: str, now: dt.datetime) -> dict:
+def _details(details: dict | None) -> dict:
+    details = dict(details or {})
+    unknown = set(details) - set(DETAIL_COLUMNS)
+    if unknown:
+        raise ValueError(f"not card detail columns: {sorted(unknown)}")
+    return details
+
+
+def reissue_card(db: sqlite3.Connection, signer: NodeSigner, card_id: str, now: dt.datetime,
+                 details: dict | None = None) -> dict:
     """A new code for a lost card: issue + 1; the old code becomes SUPERSEDED."""
+    details = _details(details)
     with transaction(db):
         card = _card(db, card_id)
         if card["revoked_at"]:
@@ -155,9 +179,11 @@ def reissue_card(db: sqlite3.Connection, signer: NodeSigner, card_id: str, now: 
         text = sign_card(signer, card_id=card_id, code=code, kind=card["kind"],
                          valid_from=parse_iso(card["valid_from"]), valid_until=parse_iso(card["valid_until"]),
                          issue=issue)
-        card = db.execute("UPDATE cards SET issue = ?, key_id = ?, code = ?, issued_by = ?, issued_at = ?, "
+        extra = "".join(f"{c} = ?, " for c in details)
+        card = db.execute(f"UPDATE cards SET issue = ?, key_id = ?, code = ?, issued_by = ?, issued_at = ?, {extra}"
                           "updated_at = ? WHERE id = ? RETURNING *",
-                          (issue, signer.key_id, text, signer.node_id, iso(now), iso(now), card_id)).fetchone()
+                          (issue, signer.key_id, text, signer.node_id, iso(now), *details.values(), iso(now),
+                           card_id)).fetchone()
         _record(db, signer, "card.reissued", card)
     return card
 

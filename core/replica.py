@@ -12,7 +12,7 @@ import sqlite3
 from core.storage import transaction
 
 # Replicated tables and their primary keys, in creation order (parents before children).
-# Migration 0004 holds one trigger set per table listed here; tests/test_sync_feed.py checks.
+# Migrations 0004 and 0006 hold one trigger set per table listed here; tests/test_sync_feed.py checks.
 REPLICATED: dict[str, tuple[str, ...]] = {
     "organizers": ("id",), "venues": ("id",), "price_zones": ("id",), "seating_plans": ("id",),
     "plan_sections": ("id",), "plan_variants": ("id",), "seats": ("id",),
@@ -25,6 +25,7 @@ REPLICATED: dict[str, tuple[str, ...]] = {
     "trust_roots": ("key_id",), "node_certs": ("key_id",), "node_revocations": ("key_id",),
     "card_products": ("code",), "cards": ("id",), "entries": ("card_id", "at", "id"),
     "seat_pools": ("performance_id", "seat_id"), "recalls": ("id",),
+    "voucher_redemptions": ("voucher_id",), "operators": ("id",),
 }
 
 
@@ -80,7 +81,9 @@ def _runs(changes: list):
 
 
 # Never copied to a node: its own identity, counters, tokens and queue, and search indexes.
-LOCAL_ONLY = {"node", "number_series", "api_tokens", "outbox", "time_floor", "sqlite_sequence"}
+LOCAL_ONLY = {"node", "number_series", "api_tokens", "outbox", "time_floor", "sqlite_sequence", "mail_queue",
+              "orders", "order_items", "idempotency_keys", "personalization_links", "card_photos",
+              "login_failures", "print_jobs", "print_batches"}
 
 
 def copy_snapshot(source: sqlite3.Connection, target: sqlite3.Connection, *, with_customers: bool) -> dict[str, int]:
@@ -114,7 +117,7 @@ def replicated_tables(db: sqlite3.Connection) -> list[str]:
 def _copy(source: sqlite3.Connection, target: sqlite3.Connection, tables: list[str], counts: dict[str, int],
           with_customers: bool) -> None:
     for table in tables:
-        if table in LOCAL_ONLY or (table == "customers" and not with_customers):
+        if table in LOCAL_ONLY or (table in ("customers", "operators") and not with_customers):
             continue
         rows = source.execute(f"SELECT * FROM {table}").fetchall()
         if not rows:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from core import cardcode, contingents, sales
+from core import cardcode, contingents, orders, sales
 from core.clock import iso
 from core.credentials import BadRecord, TrustStore, open_envelope
 from core.errors import TesseraError
@@ -69,10 +69,37 @@ def apply_release(db: sqlite3.Connection, node_id: str, body: dict, trust: Trust
     contingents.apply_release(db, node_id, body, now)
 
 
+def apply_order(db: sqlite3.Connection, node_id: str, body: dict, trust: TrustStore, now: dt.datetime) -> None:
+    orders.apply_order(db, node_id, body)
+
+
+def apply_redemption(db: sqlite3.Connection, node_id: str, body: dict, trust: TrustStore, now: dt.datetime) -> None:
+    orders.apply_redemption(db, node_id, body, trust)
+
+
+def apply_fulfilment(db: sqlite3.Connection, node_id: str, body: dict, trust: TrustStore, now: dt.datetime) -> None:
+    orders.apply_fulfilment(db, body, now)
+
+
 HANDLERS: dict[str, Handler] = {
     "card.issued": apply_card, "card.reissued": apply_card, "card.revoked": apply_card,
+    "card.fulfilment": apply_fulfilment,
     "sale.completed": apply_sale,
     "pool.released": apply_release,
+    "order.placed": apply_order,
+    "voucher.redeemed": apply_redemption,
+}
+
+
+def void_exchange(db: sqlite3.Connection, body: dict, reason: str, now: dt.datetime) -> None:
+    """A voucher exchanged twice while offline: the card of the exchange that lost is revoked."""
+    if isinstance(body, dict) and isinstance(body.get("card_id"), str):
+        orders.void_card(db, body["card_id"], reason, now)
+
+
+# What else happens when an op of this kind is rejected (outside its rolled-back savepoint).
+ON_REJECT: dict[str, Callable[[sqlite3.Connection, dict, str, dt.datetime], None]] = {
+    "voucher.redeemed": void_exchange,
 }
 
 
@@ -107,6 +134,8 @@ def apply_push(db: sqlite3.Connection, node_id: str, ops: list[Op], trust: Trust
                 reason = _apply_one(db, node_id, op, trust, now)
             status = "rejected" if reason else "applied"
             logged.append((node_id, op.node_seq, op.id, op.kind, op.wall_time, received, status, reason))
+            if reason and op.kind in ON_REJECT:
+                ON_REJECT[op.kind](db, op.body, reason, now)
             if reason:
                 conflicts.append((uuid7(), node_id, op.node_seq, op.kind, msgspec.json.encode(op.body).decode(),
                                   reason, received))

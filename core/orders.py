@@ -1,0 +1,466 @@
+"""Annual-ticket orders through every channel (A2-A8): shop, phone, cash desk, counter.
+
+One `place_order()` serves all of them; the channel decides what must be known at once:
+
+- `shop` (hub, A2/A3): items are sold unpersonalized; the hub mails a personalization link
+  per item and `personalize_item()` issues the card when the customer fills it in.
+- `phone` (hub, A6): staff give a holder for every card; cards are issued at once and go
+  by mail or wait for pickup.
+- `cashdesk` / `counter` (edge, A4/A5, offline): an annual ticket is personalized on the
+  spot and printed at the desk; a *voucher* is a signed card of kind `voucher` printed on
+  the receipt, exchanged later at the counter with `redeem_voucher()`.
+
+Every fully personalized card gets a print job in the same transaction (A7) and a
+fulfilment state (A8) that `set_fulfilment()` moves forward. On an edge each change also
+goes to the outbox: `order.placed`, `card.*`, `voucher.redeemed`, `card.fulfilment`.
+
+A voucher is exchanged exactly once. On one node a second scan is refused at once. Two
+counters that are both offline cannot know of each other's exchange, so both may print a
+card; the hub then applies the redemption that reaches it first, and the second one is a
+conflict: its card is revoked (gates refuse it after their next sync) and the office sees
+the case in `/api/v1/conflicts`. `voucher_redemptions` replicates, so once a counter has
+synced it refuses the used voucher itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from core import cardcode, cards, outbox, print_queue
+from core.catalog.annual import add_months
+from core.catalog.common import Body, Cents, Id, Name
+from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
+from core.errors import Conflict, NotFound, ValidationError
+from core.ids import uuid7
+from core.numbering import next_number
+from core.sales import Payment
+from core.storage import transaction
+
+Delivery = Literal["mail", "pickup", "counter"]
+ItemKind = Literal["annual", "voucher"]
+Channel = Literal["shop", "phone", "cashdesk", "counter"]
+FulfilmentState = Literal["personalized", "printed", "dispatched", "deposited", "handed_over"]
+# The product's sales channel (catalog) each order channel needs.
+CATALOG_CHANNEL = {"shop": "online", "phone": "phone", "cashdesk": "cashdesk", "counter": "cashdesk"}
+RANK = {"personalized": 0, "printed": 1, "dispatched": 2, "deposited": 2, "handed_over": 3}
+START_AHEAD_DAYS = 92  # how far ahead a buyer may start a from-purchase card
+
+
+class HolderIn(Body, kw_only=True):
+    """Who the card is for. `valid_from` only for products valid N months from purchase."""
+
+    name: Name
+    birth_date: dt.date | None = None
+    valid_from: dt.date | None = None
+
+
+class LineIn(Body, kw_only=True):
+    product_id: Id
+    kind: ItemKind = "annual"
+    quantity: Annotated[int, Meta(ge=1, le=20)] = 1
+    holders: Annotated[list[HolderIn], Meta(max_length=20)] | None = None
+
+
+class OrderIn(Body, kw_only=True):
+    lines: Annotated[list[LineIn], Meta(min_length=1, max_length=20)]
+    customer_id: Id | None = None
+    delivery: Delivery | None = None
+    payment_method: Payment
+    payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+    given_cents: Cents | None = None
+    operator: Annotated[str, Meta(max_length=100)] | None = None
+
+
+class FulfilmentIn(Body, kw_only=True):
+    card_ids: Annotated[list[Id], Meta(min_length=1, max_length=1000)]
+    state: FulfilmentState
+
+
+def order_series(node_id: str) -> str:
+    """Order numbers are owned by the node that sells: `A` + the node id's last 6 hex digits."""
+    return "A" + node_id.replace("-", "")[-6:].upper()
+
+
+# --- placing orders -------------------------------------------------------------------------------------
+
+
+def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | None, order: OrderIn, *,
+                channel: Channel, now: dt.datetime) -> dict:
+    """Store an order and, where holders are given, issue its cards; all in one transaction.
+    Returns the order with its items (each with its card, if issued)."""
+    delivery = _delivery(order, channel)
+    with transaction(db):
+        items = _items(db, order, channel)
+        total = sum(i["price_cents"] for i in items)
+        if order.given_cents is not None and (order.payment_method != "cash" or order.given_cents < total):
+            raise ValidationError("amount given is for cash and must cover the total", field="given_cents")
+        if order.customer_id and not db.execute("SELECT 1 FROM customers WHERE id = ?",
+                                                (order.customer_id,)).fetchone():
+            raise NotFound(f"customer {order.customer_id} does not exist", field="customer_id")
+        record = {"id": uuid7(), "number": next_number(db, order_series(node["id"]), now.year, node["id"]),
+                  "node_id": node["id"], "channel": channel, "customer_id": order.customer_id,
+                  "delivery": delivery, "payment_method": order.payment_method,
+                  "payment_reference": order.payment_reference, "given_cents": order.given_cents,
+                  "operator": order.operator, "total_cents": total, "created_at": iso(now)}
+        _store_order(db, record, items)
+        for item in items:
+            holder = item.pop("holder")
+            if holder is not None or item["kind"] == "voucher":
+                if signer is None:
+                    raise Conflict("this node cannot sign cards")
+                item["card"] = _issue_item(db, signer, record, item, holder, now)
+        if node["role"] != "hub":
+            outbox.append(db, "order.placed", {**record, "items": [_item_row(i) for i in items]},
+                          wall_time=record["created_at"])
+    return {**record, "items": items}
+
+
+def _delivery(order: OrderIn, channel: Channel) -> str:
+    if channel in ("cashdesk", "counter"):
+        if order.delivery not in (None, "counter"):
+            raise ValidationError("cards sold at the desk are handed over at once", field="delivery")
+        return "counter"
+    if order.delivery not in ("mail", "pickup"):
+        raise ValidationError("choose delivery by mail or pickup", field="delivery")
+    if not order.customer_id:
+        raise ValidationError(f"a {channel} order needs a customer", field="customer_id")
+    return order.delivery
+
+
+def _items(db: sqlite3.Connection, order: OrderIn, channel: Channel) -> list[dict]:
+    """One item per card, checked against the catalog and the channel's rules."""
+    items = []
+    for n, line in enumerate(order.lines):
+        field = f"lines[{n}]"
+        product = db.execute("SELECT * FROM annual_products WHERE id = ?", (line.product_id,)).fetchone()
+        if product is None:
+            raise NotFound(f"annual-ticket product {line.product_id} does not exist", field=f"{field}.product_id")
+        if not product["active"] or CATALOG_CHANNEL[channel] not in product["channels"]:
+            raise Conflict(f"{product['name']} is not on sale through this channel ({channel})",
+                           field=f"{field}.product_id")
+        holders = _holders(line, channel, field)
+        for k in range(line.quantity):
+            holder = holders[k] if holders else None
+            if holder and holder.valid_from:
+                _check_start(product, holder.valid_from, f"{field}.holders[{k}].valid_from")
+            items.append({"id": uuid7(), "position": len(items) + 1, "product_id": product["id"],
+                          "product": product["name"], "kind": line.kind, "price_cents": product["price_cents"],
+                          "vat_code": product["vat_code"], "card_id": None, "holder": holder})
+    return items
+
+
+def _holders(line: LineIn, channel: Channel, field: str) -> list[HolderIn] | None:
+    if line.kind == "voucher":
+        if channel not in ("cashdesk", "counter"):
+            raise ValidationError("vouchers are sold at the cash desk", field=f"{field}.kind")
+        if line.holders:
+            raise ValidationError("a voucher has no holder; it is personalized at the counter",
+                                  field=f"{field}.holders")
+        return None
+    if channel == "shop":
+        if line.holders:
+            raise ValidationError("shop cards are personalized by the customer through the link",
+                                  field=f"{field}.holders")
+        return None
+    if not line.holders or len(line.holders) != line.quantity:
+        raise ValidationError(f"give one holder per card ({line.quantity})", field=f"{field}.holders")
+    return line.holders
+
+
+def _check_start(product: dict, start: dt.date, field: str) -> None:
+    if product["validity_mode"] != "from_purchase":
+        raise ValidationError(f"{product['name']} has no choosable start date", field=field)
+
+
+def _store_order(db: sqlite3.Connection, record: dict, items: list[dict]) -> None:
+    columns = list(record)
+    db.execute(f"INSERT INTO orders ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+               tuple(record.values()))
+    db.executemany("INSERT INTO order_items (id, order_id, position, product_id, kind, price_cents, vat_code, card_id) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(i["id"], record["id"], i["position"], i["product_id"], i["kind"], i["price_cents"],
+                     i["vat_code"], i["card_id"]) for i in items])
+
+
+def _item_row(item: dict) -> dict:
+    return {k: item[k] for k in ("id", "position", "product_id", "kind", "price_cents", "vat_code", "card_id")}
+
+
+def _validity(db: sqlite3.Connection, product_id: str, holder: HolderIn | None,
+              now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A chosen start day for a from-purchase product; otherwise the product's own window."""
+    if holder is None or holder.valid_from is None:
+        return None, None
+    today = now.astimezone(LOCAL_TZ).date()
+    if not today <= holder.valid_from <= today + dt.timedelta(days=START_AHEAD_DAYS):
+        raise ValidationError(f"the start day must be between today and {START_AHEAD_DAYS} days ahead",
+                              field="valid_from")
+    months = db.execute("SELECT months FROM annual_products WHERE id = ?", (product_id,)).fetchone()["months"]
+    return day_start(holder.valid_from), day_end(add_months(holder.valid_from, months) - dt.timedelta(days=1))
+
+
+def _issue_item(db: sqlite3.Connection, signer: cards.NodeSigner, order: dict, item: dict,
+                holder: HolderIn | None, now: dt.datetime, *, has_photo: bool = False) -> dict:
+    """Issue the card of one item (annual: personalized, with a print job; voucher: bare)."""
+    valid_from, valid_until = _validity(db, item["product_id"], holder, now)
+    details = {"order_item_id": item["id"]}
+    if item["kind"] == "annual":
+        details.update(holder_birth_date=holder.birth_date.isoformat() if holder and holder.birth_date else None,
+                       has_photo=int(has_photo), delivery=order["delivery"], fulfilment="personalized",
+                       fulfilment_at=iso(now))
+    card = cards.issue_card(db, signer, product_id=item["product_id"], kind=item["kind"], now=now,
+                            customer_id=order["customer_id"], holder_name=holder.name if holder else None,
+                            valid_from=valid_from, valid_until=valid_until, details=details)
+    if item["id"]:
+        db.execute("UPDATE order_items SET card_id = ? WHERE id = ?", (card["id"], item["id"]))
+    item["card_id"] = card["id"]
+    if item["kind"] == "annual":
+        print_queue.enqueue(db, "card", card["id"], card["issue"], now)
+        if order["delivery"] == "mail":
+            print_queue.enqueue(db, "carrier", card["id"], card["issue"], now)
+    return card
+
+
+def personalize_item(db: sqlite3.Connection, signer: cards.NodeSigner, item_id: str, holder: HolderIn,
+                     now: dt.datetime, *, photo: tuple[str, bytes] | None = None) -> dict:
+    """Issue the card of an unpersonalized item (shop link, or staff on the customer's behalf)."""
+    with transaction(db):
+        item = db.execute("SELECT i.*, p.name AS product FROM order_items i JOIN annual_products p "
+                          "ON p.id = i.product_id WHERE i.id = ?", (item_id,)).fetchone()
+        if item is None:
+            raise NotFound(f"order item {item_id} does not exist")
+        if item["card_id"]:
+            raise Conflict("this card has already been personalized")
+        if item["kind"] != "annual":
+            raise Conflict("a voucher is personalized at the counter")
+        order = db.execute("SELECT * FROM orders WHERE id = ?", (item["order_id"],)).fetchone()
+        if holder.valid_from:
+            product = db.execute("SELECT * FROM annual_products WHERE id = ?", (item["product_id"],)).fetchone()
+            _check_start(product, holder.valid_from, "valid_from")
+        card = _issue_item(db, signer, order, item, holder, now, has_photo=photo is not None)
+        if photo is not None:
+            db.execute("INSERT INTO card_photos (card_id, media_type, data, created_at) VALUES (?, ?, ?, ?)",
+                       (card["id"], photo[0], photo[1], iso(now)))
+    return card
+
+
+def order_view(db: sqlite3.Connection, order_id: str) -> dict:
+    """An order with its items and their cards, as the API and the desk show it."""
+    order = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist")
+    items = db.execute("SELECT i.*, p.name AS product FROM order_items i LEFT JOIN annual_products p "
+                       "ON p.id = i.product_id WHERE i.order_id = ? ORDER BY i.position", (order_id,)).fetchall()
+    for item in items:
+        item["card"] = db.execute("SELECT * FROM cards WHERE id = ?", (item["card_id"],)).fetchone() \
+            if item["card_id"] else None
+    return {**order, "items": items}
+
+
+def apply_order(db: sqlite3.Connection, node_id: str, body: dict) -> None:
+    """Hub: an order placed at a desk arrives (its cards arrive as their own card ops)."""
+    if body.get("node_id") != node_id:
+        raise Conflict("order recorded by another node than the one that pushed it")
+    if db.execute("SELECT 1 FROM orders WHERE id = ?", (body["id"],)).fetchone():
+        return
+    items = body["items"]
+    record = {k: body[k] for k in ("id", "number", "node_id", "channel", "customer_id", "delivery", "payment_method",
+                                   "payment_reference", "given_cents", "operator", "total_cents", "created_at")}
+    _store_order(db, record, items)
+
+
+# --- vouchers -------------------------------------------------------------------------------------------
+
+
+def check_voucher(db: sqlite3.Connection, access, code: str) -> dict:
+    """The voucher behind *code*, or a clear refusal. *access* is a `core.access.Access`
+    without venue: the signature, revocation and validity checks are the gate's own."""
+    result = access.decide(code.strip())
+    if result.kind != "voucher":
+        if result.reason in ("MALFORMED", "FORGED", "UNKNOWN_SIGNER"):
+            raise ValidationError(f"{result.message_en}: {result.detail}".rstrip(": "), field="code")
+        raise ValidationError("this is not a voucher (it is a card already)", field="code")
+    if not (result.reason == "WRONG_VENUE"):  # what a sound voucher gets at a venue-less check
+        raise Conflict(f"voucher refused: {result.message_en} {result.detail}".strip())
+    used = db.execute("SELECT r.*, c.number FROM voucher_redemptions r LEFT JOIN cards c ON c.id = r.card_id "
+                      "WHERE r.voucher_id = ?", (result.card_id,)).fetchone()
+    if used:
+        where = used["number"] or used["card_id"]
+        raise Conflict(f"voucher already exchanged on {used['redeemed_at']} (card {where})")
+    payload = cardcode.decode(code.strip()).payload
+    product = db.execute("SELECT p.* FROM card_products c JOIN annual_products p ON p.id = c.product_id "
+                         "WHERE c.code = ?", (payload.product_code,)).fetchone()
+    if product is None:
+        raise Conflict("the voucher's product is not known on this node yet; sync with the hub first")
+    return {"voucher_id": result.card_id, "product_id": product["id"], "product": product["name"],
+            "valid_until": result.valid_until, "signer": result.signer}
+
+
+def redeem_voucher(db: sqlite3.Connection, signer: cards.NodeSigner, access, code: str, holder: HolderIn,
+                   now: dt.datetime, *, operator: str | None = None) -> dict:
+    """Exchange a voucher for a personalized annual card, printed at once (A5)."""
+    with transaction(db):
+        voucher = check_voucher(db, access, code)
+        order = {"customer_id": None, "delivery": "counter"}
+        item = {"id": None, "product_id": voucher["product_id"], "kind": "annual"}
+        card = _issue_item(db, signer, order, item, holder, now)
+        redemption = {"voucher_id": voucher["voucher_id"], "card_id": card["id"], "node_id": signer.node_id,
+                      "operator": operator, "redeemed_at": iso(now)}
+        db.execute("INSERT INTO voucher_redemptions (voucher_id, card_id, node_id, operator, redeemed_at) "
+                   "VALUES (:voucher_id, :card_id, :node_id, :operator, :redeemed_at)", redemption)
+        if signer.role != "hub":
+            outbox.append(db, "voucher.redeemed", {**redemption, "voucher_code": code.strip()},
+                          wall_time=redemption["redeemed_at"])
+    return card
+
+
+def apply_redemption(db: sqlite3.Connection, node_id: str, body: dict, trust) -> None:
+    """Hub: a counter's exchange arrives. The voucher code must be genuine; the first
+    exchange to arrive wins, a later one for another card is refused (see `void_card`)."""
+    voucher = cardcode.decode(body["voucher_code"])
+    signer = trust.get(voucher.payload.key_id)
+    if signer is None or voucher.payload.kind != "voucher" or voucher.payload.card_id != body["voucher_id"]:
+        raise Conflict("voucher code does not match the redemption")
+    try:
+        signer.public.verify(voucher.signature, voucher.message)
+    except Exception:  # cryptography's InvalidSignature
+        raise Conflict("voucher code signature does not verify") from None
+    if body.get("node_id") != node_id:
+        raise Conflict("redemption recorded by another node than the one that pushed it")
+    first = db.execute("SELECT * FROM voucher_redemptions WHERE voucher_id = ?", (body["voucher_id"],)).fetchone()
+    if first is not None:
+        if first["card_id"] == body["card_id"]:
+            return
+        number = db.execute("SELECT number FROM cards WHERE id = ?", (first["card_id"],)).fetchone()
+        raise Conflict(f"voucher already exchanged at {first['redeemed_at']} by node {first['node_id']} "
+                       f"(card {number['number'] if number else first['card_id']}); this exchange's card is revoked")
+    db.execute("INSERT INTO voucher_redemptions (voucher_id, card_id, node_id, operator, redeemed_at) "
+               "VALUES (?, ?, ?, ?, ?)",
+               (body["voucher_id"], body["card_id"], node_id, body.get("operator"), body["redeemed_at"]))
+
+
+def void_card(db: sqlite3.Connection, card_id: str, reason: str, now: dt.datetime) -> None:
+    """Hub: revoke the card of an exchange that lost (gates refuse it after their next sync)."""
+    db.execute("UPDATE cards SET revoked_at = ?, revoke_reason = ?, updated_at = ? "
+               "WHERE id = ? AND revoked_at IS NULL", (iso(now), reason[:200], iso(now), card_id))
+
+
+# --- fulfilment -----------------------------------------------------------------------------------------
+
+
+def set_fulfilment(db: sqlite3.Connection, node: dict, card_ids: list[str], state: str,
+                   now: dt.datetime) -> list[dict]:
+    """Move cards to *state*, all or none. A card already in that state stays as it is."""
+    with transaction(db):
+        moved = []
+        for card_id in dict.fromkeys(card_ids):
+            card = db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchone()
+            if card is None:
+                raise NotFound(f"card {card_id} does not exist", field="card_ids")
+            problem = refusal(card, state)
+            if problem:
+                raise Conflict(f"card {card['number']}: {problem}", field="card_ids")
+            if card["fulfilment"] != state:
+                card = _move(db, card, state, now)
+                if node["role"] != "hub":
+                    outbox.append(db, "card.fulfilment", {"id": card["id"], "issue": card["issue"],
+                                                          "fulfilment": state, "at": iso(now)}, wall_time=iso(now))
+            moved.append(card)
+    return moved
+
+
+def refusal(card: dict, state: str) -> str | None:
+    """Why *card* may not move to *state* (None: it may, or it is there already)."""
+    current = card["fulfilment"]
+    if current == state:
+        return None
+    if current is None:
+        return "is not a personalized card"
+    if card["revoked_at"]:
+        return "is revoked"
+    allowed = {"personalized": {"printed"},
+               "printed": {"dispatched", "deposited", "handed_over"},
+               "deposited": {"handed_over"}}.get(current, set())
+    if state not in allowed:
+        return f"cannot go from {current} to {state}"
+    need = {"dispatched": "mail", "deposited": "pickup"}.get(state)
+    if need and card["delivery"] != need:
+        return f"goes by {card['delivery']}, not {need}"
+    if current == "printed" and state == "handed_over" and card["delivery"] == "mail":
+        return "goes by mail: dispatch it"
+    return None
+
+
+def _move(db: sqlite3.Connection, card: dict, state: str, now: dt.datetime) -> dict:
+    return db.execute("UPDATE cards SET fulfilment = ?, fulfilment_at = ?, updated_at = ? WHERE id = ? RETURNING *",
+                      (state, iso(now), iso(now), card["id"])).fetchone()
+
+
+def apply_fulfilment(db: sqlite3.Connection, body: dict, now: dt.datetime) -> None:
+    """Hub: a desk moved a card. A move that arrives after the card went further (or was
+    re-issued) is stale and changes nothing; an impossible move is a conflict."""
+    card = db.execute("SELECT * FROM cards WHERE id = ?", (body["id"],)).fetchone()
+    if card is None:
+        raise NotFound(f"card {body['id']} does not exist")
+    if card["issue"] != body["issue"] or card["fulfilment"] is None:
+        return
+    if RANK[body["fulfilment"]] <= RANK[card["fulfilment"]]:
+        return
+    problem = refusal(card, body["fulfilment"])
+    if problem:
+        raise Conflict(f"card {card['number']}: {problem}")
+    _move(db, card, body["fulfilment"], parse_iso(body["at"]))
+
+
+def replace_lost_card(db: sqlite3.Connection, signer: cards.NodeSigner, card_id: str, now: dt.datetime) -> dict:
+    """Lost card: a new issue (the old code becomes SUPERSEDED at the gates once synced),
+    back to `personalized`, and a new print job."""
+    with transaction(db):
+        current = db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchone()
+        if current is None:
+            raise NotFound(f"card {card_id} does not exist")
+        if current["kind"] != "annual":
+            raise Conflict(f"card {current['number']} is not an annual card")
+        card = cards.reissue_card(db, signer, card_id, now,
+                                  details={"fulfilment": "personalized", "fulfilment_at": iso(now)})
+        print_queue.enqueue(db, "card", card["id"], card["issue"], now)
+        if card["delivery"] == "mail":
+            print_queue.enqueue(db, "carrier", card["id"], card["issue"], now)
+    return card
+
+
+# --- what the desk shows --------------------------------------------------------------------------------
+
+
+def find_cards(db: sqlite3.Connection, query: str, limit: int = 20) -> list[dict]:
+    """Card lookup by scanned code, card number or holder name (newest first)."""
+    query = query.strip()
+    if not query:
+        return []
+    try:
+        card_id = cardcode.decode(query).payload.card_id
+        return db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchall()
+    except cardcode.Malformed:
+        pass
+    rows = db.execute("SELECT * FROM cards WHERE number = ? COLLATE NOCASE", (query,)).fetchall()
+    if rows:
+        return rows
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return db.execute("SELECT * FROM cards WHERE holder_name LIKE ? ESCAPE '\\' ORDER BY issued_at DESC LIMIT ?",
+                      (pattern, limit)).fetchall()
+
+
+def day_summary(db: sqlite3.Connection, node_id: str, day: dt.date) -> list[dict]:
+    """The day's takings at this node per operator and payment method: orders (annual
+    tickets, vouchers) and single-ticket sales together."""
+    start, end = iso(day_start(day)), iso(day_end(day))
+    return db.execute(
+        "SELECT coalesce(operator, '-') AS operator, payment_method, count(*) AS sales, sum(total_cents) AS total_cents "
+        "FROM (SELECT operator, payment_method, total_cents FROM orders WHERE node_id = ? AND created_at BETWEEN ? AND ? "
+        "      UNION ALL SELECT operator, payment_method, total_cents FROM sales "
+        "      WHERE node_id = ? AND created_at BETWEEN ? AND ?) "
+        "GROUP BY 1, 2 ORDER BY 1, 2", (node_id, start, end, node_id, start, end)).fetchall()
