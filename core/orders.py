@@ -459,8 +459,9 @@ def day_summary(db: sqlite3.Connection, node_id: str, day: dt.date) -> list[dict
     tickets, vouchers) and single-ticket sales together."""
     start, end = iso(day_start(day)), iso(day_end(day))
     return db.execute(
-        "SELECT coalesce(operator, '-') AS operator, payment_method, count(*) AS sales, sum(total_cents) AS total_cents "
-        "FROM (SELECT operator, payment_method, total_cents FROM orders WHERE node_id = ? AND created_at BETWEEN ? AND ? "
+        "SELECT coalesce(operator, '-') AS operator, payment_method, count(*) AS sales, "
+        "sum(total_cents) AS total_cents FROM (SELECT operator, payment_method, total_cents FROM orders "
+        "      WHERE node_id = ? AND created_at BETWEEN ? AND ? "
         "      UNION ALL SELECT operator, payment_method, total_cents FROM sales "
         "      WHERE node_id = ? AND created_at BETWEEN ? AND ?) "
         "GROUP BY 1, 2 ORDER BY 1, 2", (node_id, start, end, node_id, start, end)).fetchall()
