@@ -22,7 +22,7 @@ from core.ids import uuid7
 from core.numbering import next_number
 from core.storage import transaction
 
-Payment = Literal["cash", "card", "transfer", "sepa", "none"]
+Payment = Literal["cash", "card", "online", "transfer", "sepa", "none"]
 
 
 class SaleIn(Body, kw_only=True):

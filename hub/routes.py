@@ -14,7 +14,7 @@ from core.customers import Customers
 from core.errors import NotFound
 from core.node import this_node
 from core.storage import schema_version
-from hub import auth, card_routes, schemas, sync_office_routes
+from hub import auth, card_routes, order_routes, schemas, shop_routes, sync_office_routes
 from hub.api import OPENAPI, Api, Ctx, Param
 
 ALL = ("admin", "office", "shop", "agency")
@@ -250,5 +250,7 @@ def build() -> Api:
     crud(api, "customers", customers, "Customers", read=STAFF, write=STAFF, create=("admin", "office", "shop"),
          out=schemas.output_of(customers, [("number", str)]))
     card_routes.register(api)
+    shop_routes.register(api)
+    order_routes.register(api)
     sync_office_routes.register(api)
     return api
