@@ -427,6 +427,9 @@ def replace_lost_card(db: sqlite3.Connection, signer: cards.NodeSigner, card_id:
             raise Conflict(f"card {current['number']} is not an annual card")
         card = cards.reissue_card(db, signer, card_id, now,
                                   details={"fulfilment": "personalized", "fulfilment_at": iso(now)})
+        # jobs still open for the old issue would print a code the gates now refuse
+        db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed' AND card_issue < ?",
+                   (card_id, card["issue"]))
         print_queue.enqueue(db, "card", card["id"], card["issue"], now)
         if card["delivery"] == "mail":
             print_queue.enqueue(db, "carrier", card["id"], card["issue"], now)

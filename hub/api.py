@@ -9,6 +9,7 @@ are short and synchronous, and one event loop per hub keeps writes naturally ser
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,6 +220,8 @@ def _endpoint(op: Operation) -> Callable:
         body = await _read_body(request, op) if op.body is not None else None
         ctx = Ctx(request.app, db, token, dict(request.match_info), query, body)
         result = op.handler(ctx)
+        if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
+            result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
         encoded = msgspec.json.encode(payload)
         if cache is not None and status == op.status:

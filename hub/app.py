@@ -9,7 +9,7 @@ from aiohttp import web
 
 from core.node import init_node
 from core.storage import connect
-from hub import auth, nodes, routes, sync_routes
+from hub import auth, nodes, print_batches, routes, sync_routes
 from hub.api import API, CACHE, DB, OPENAPI
 from hub.cache import ReadCache
 from hub.openapi import build_document
@@ -58,4 +58,5 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     if read_cache:
         app[CACHE] = ReadCache()
     sync_routes.install(app)
+    print_batches.install(app, db)  # print batches; a PrintWorker if [print] auto_batch_seconds > 0 (A7)
     return app

@@ -14,13 +14,15 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from core import cards
+from core import cards, orders
 from core.catalog.common import Body, Id, Name, check_when
 from core.catalog.resource import MAX_PAGE, require
 from core.clock import utcnow
 from core.errors import NotFound, ValidationError
+from core.node import this_node
 from hub import nodes
 from hub.api import Api, Ctx, Param
+from hub.problems import ApiError
 
 STAFF = ("admin", "office")
 ADMIN = ("admin",)
@@ -65,6 +67,12 @@ class Card(msgspec.Struct, kw_only=True):
     issued_at: str
     revoked_at: str | None
     revoke_reason: str | None
+    order_item_id: str | None = None
+    holder_birth_date: str | None = None
+    has_photo: int = 0
+    delivery: Literal["mail", "pickup", "counter"] | None = None
+    fulfilment: Literal["personalized", "printed", "dispatched", "deposited", "handed_over"] | None = None
+    fulfilment_at: str | None = None
     created_at: str
     updated_at: str
 
@@ -116,10 +124,24 @@ def issue_card(ctx: Ctx):
     return 201, card
 
 
+FULFILMENT_STATES = ("personalized", "printed", "dispatched", "deposited", "handed_over")
+DELIVERIES = ("mail", "pickup", "counter")
+
+
+def _one_of(ctx: Ctx, name: str, allowed: tuple[str, ...]) -> None:
+    """A query filter with a fixed set of values: a typo is a clear 400, not an empty page."""
+    value = ctx.query.get(name)
+    if value is not None and value not in allowed:
+        raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                       f"{name} must be one of {', '.join(allowed)}, not {value!r}", field=name)
+
+
 def list_cards(ctx: Ctx):
     q = ctx.query
+    _one_of(ctx, "fulfilment", FULFILMENT_STATES)
+    _one_of(ctx, "delivery", DELIVERIES)
     where, args = [], []
-    for name in ("customer_id", "product_id"):
+    for name in ("customer_id", "product_id", "fulfilment", "delivery"):
         if name in q:
             where.append(f"{name} = ?")
             args.append(q[name])
@@ -150,6 +172,18 @@ def revoke_card(ctx: Ctx):
     return cards.revoke_card(ctx.db, signer, ctx.path("id"), ctx.body.reason, utcnow())
 
 
+def move_cards(ctx: Ctx):
+    """A8 in bulk (e.g. a morning's mail): all cards move or none; a 409 names the card that cannot."""
+    body: orders.FulfilmentIn = ctx.body
+    return orders.set_fulfilment(ctx.db, this_node(ctx.db), body.card_ids, body.state, utcnow())
+
+
+def replace_card(ctx: Ctx):
+    """A lost annual card: new issue (the old code is SUPERSEDED), back to personalized, printed again."""
+    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    return orders.replace_lost_card(ctx.db, signer, ctx.path("id"), utcnow())
+
+
 def list_nodes(ctx: Ctx):
     return nodes.list_nodes(ctx.db)
 
@@ -172,12 +206,24 @@ def register(api: Api) -> None:
             query=[Param("limit", "int", "page size (default 50)", minimum=1, maximum=MAX_PAGE),
                    Param("offset", "int", "records to skip", minimum=0, maximum=10_000_000),
                    Param("customer_id", "uuid", "only cards of this customer"),
-                   Param("product_id", "uuid", "only cards of this product")])
+                   Param("product_id", "uuid", "only cards of this product"),
+                   Param("fulfilment", "str", "only cards in this fulfilment state: "
+                         + ", ".join(FULFILMENT_STATES), max_length=20),
+                   Param("delivery", "str", "only cards going this way: " + ", ".join(DELIVERIES), max_length=20)])
+    api.add("POST", "/cards/fulfilment", move_cards, summary="Move cards to a fulfilment state", tag="Cards",
+            roles=STAFF, body=orders.FulfilmentIn, response=list[Card],
+            description="personalized -> printed -> dispatched (mail) or deposited (pickup) -> handed_over. "
+                        "All cards move or none does: a card that cannot move is a 409 naming it. A card "
+                        "already in the state stays as it is.")
     api.add("GET", "/cards/{id}", get_card, summary="Read a card (with its code)", tag="Cards", roles=STAFF,
             response=Card, cacheable=False)
     api.add("POST", "/cards/{id}/reissue", reissue_card, summary="Re-issue a lost card", tag="Cards",
             roles=STAFF, response=Card,
             description="Same card, issue number + 1; the old code is refused as SUPERSEDED once synced.")
+    api.add("POST", "/cards/{id}/replace", replace_card, summary="Replace a lost annual card", tag="Cards",
+            roles=STAFF, response=Card,
+            description="A new issue (the old code is refused as SUPERSEDED once synced), back to "
+                        "`personalized`, and a new print job (plus a carrier for cards that go by mail).")
     api.add("POST", "/cards/{id}/revoke", revoke_card, summary="Revoke a card", tag="Cards", roles=STAFF,
             body=CardRevokeIn, response=Card)
     api.add("GET", "/nodes", list_nodes, summary="List node certificates", tag="Nodes", roles=ADMIN,
