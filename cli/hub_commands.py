@@ -12,8 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
+from core import operators
 from core.clock import utcnow
 from core.node import this_node
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
@@ -86,6 +88,26 @@ def register(areas: argparse._SubParsersAction) -> None:
                         help="venue id or exact name the node serves (repeatable)")
     enroll.set_defaults(run=cmd_enroll)
 
+    operator = cmds.add_parser("operator", help="cash-desk operators: add, list",
+                               description="Cash-desk operators log in at any desk or counter with their PIN, "
+                                           "also offline (they reach the desks by sync). The PIN is stored as "
+                                           "an scrypt hash only. Office staff use /api/v1/operators instead.")
+    actions = operator.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add an operator with a PIN",
+                             description="Add an operator. The PIN is 4 to 8 digits; `--pin -` reads it from "
+                                         "standard input, which keeps it out of the shell history and the "
+                                         "process list.")
+    add.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    add.add_argument("--name", required=True, help="name shown at the desk, e.g. 'Anna'")
+    add.add_argument("--pin", required=True, help="4 to 8 digits, or - to read it from standard input")
+    add.add_argument("--inactive", action="store_true", help="add the operator locked out (activate later)")
+    add.set_defaults(run=cmd_operator_add)
+    show = actions.add_parser("list", help="list operators (never their PINs)",
+                              description="One line per operator: name, active or inactive, id.")
+    show.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    show.add_argument("--active", action="store_true", help="only active operators")
+    show.set_defaults(run=cmd_operator_list)
+
 
 def _positive(text: str) -> int:
     try:
@@ -134,6 +156,31 @@ def cmd_token(args: argparse.Namespace) -> int:
     db = open_hub(args.data)
     secret, row = auth.create_token(db, args.name, args.role)
     print(f"{row['role']} token for {row['name']} (shown once): {secret}")
+    return 0
+
+
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    """The same rules as POST /api/v1/operators: `core.operators.OperatorIn` checks name and PIN."""
+    pin = sys.stdin.readline().strip() if args.pin == "-" else args.pin
+    try:
+        data = msgspec.convert({"name": args.name, "pin": pin, "active": not args.inactive}, operators.OperatorIn)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rpartition("$.")[2].rstrip("`") or "input"
+        raise ValueError(f"--{field}: " + ("the PIN must be 4 to 8 digits" if field == "pin" else
+                                           "give a name (1 to 200 characters)")) from None
+    db = open_hub(args.data)
+    row = operators.create(db, data, utcnow())
+    print(f"operator {row['name']!r} added ({'active' if row['active'] else 'inactive'}), id {row['id']}")
+    return 0
+
+
+def cmd_operator_list(args: argparse.Namespace) -> int:
+    db = open_hub(args.data)
+    rows = operators.listed(db, active_only=args.active)
+    for row in rows:
+        print(f"{row['name']}\t{'active' if row['active'] else 'inactive'}\t{row['id']}")
+    if not rows:
+        print("no operators yet: tessera hub operator add --data DIR --name NAME --pin PIN", file=sys.stderr)
     return 0
 
 
