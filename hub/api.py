@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,11 @@ class Ctx:
     params: dict[str, str]
     query: dict[str, Any]
     body: Any
+    # Request headers (case-insensitive when served over HTTP), the URL the request came
+    # in on (scheme://host[:port], for links in mails), and headers to add to the answer.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    base_url: str = ""
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def audience(self) -> str:
@@ -206,6 +211,14 @@ def _parse_query(request: web.Request, op: Operation) -> dict[str, Any]:
     return values
 
 
+def _origin(request: web.Request) -> str:
+    """scheme://host[:port] the request was sent to ("" if its Host header is unusable)."""
+    try:
+        return str(request.url.origin())
+    except ValueError:
+        return ""
+
+
 def _endpoint(op: Operation) -> Callable:
     async def endpoint(request: web.Request) -> web.Response:
         db = request.app[DB]
@@ -218,7 +231,8 @@ def _endpoint(op: Operation) -> Callable:
             if cached is not None:
                 return web.Response(status=op.status, body=cached, content_type="application/json")
         body = await _read_body(request, op) if op.body is not None else None
-        ctx = Ctx(request.app, db, token, dict(request.match_info), query, body)
+        ctx = Ctx(request.app, db, token, dict(request.match_info), query, body, headers=request.headers,
+                  base_url=_origin(request))
         result = op.handler(ctx)
         if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
             result = await result
@@ -226,7 +240,8 @@ def _endpoint(op: Operation) -> Callable:
         encoded = msgspec.json.encode(payload)
         if cache is not None and status == op.status:
             cache.put(db, key, encoded)
-        return web.Response(status=status, body=encoded, content_type="application/json")
+        return web.Response(status=status, body=encoded, content_type="application/json",
+                            headers=ctx.response_headers or None)
 
     endpoint.__name__ = op.operation_id
     return endpoint

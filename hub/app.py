@@ -9,7 +9,7 @@ from aiohttp import web
 
 from core.node import init_node
 from core.storage import connect
-from hub import auth, nodes, print_batches, routes, sync_routes
+from hub import auth, mail, nodes, personalize, print_batches, routes, sync_routes
 from hub.api import API, CACHE, DB, OPENAPI
 from hub.cache import ReadCache
 from hub.openapi import build_document
@@ -59,4 +59,6 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
         app[CACHE] = ReadCache()
     sync_routes.install(app)
     print_batches.install(app, db)  # print batches; a PrintWorker if [print] auto_batch_seconds > 0 (A7)
+    personalize.install(app)  # customer pages at /p/<token> (A3)
+    mail.install_worker(app, db, personalize.data_dir(db))
     return app

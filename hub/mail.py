@@ -47,6 +47,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
+from aiohttp import web
+
 from core.clock import LOCAL_TZ, iso, parse_iso, utcnow
 from core.errors import ValidationError
 from core.ids import uuid7
@@ -392,3 +394,35 @@ class MailWorker:
         if due is None:
             return self.idle_s
         return min(max((due - self.clock()).total_seconds(), 0.05), self.idle_s)
+
+
+# ---------------------------------------------------------------------------------------
+# The hub app runs the worker
+
+WORKER = web.AppKey("mail_worker", MailWorker)
+
+
+def install_worker(app: web.Application, db: sqlite3.Connection, data_dir: Path) -> None:
+    """Run a MailWorker while *app* runs (started on startup, stopped on cleanup), so every
+    way of serving the hub (`tessera hub serve`, the demo, tests) sends its mail. The
+    settings are read at startup: a broken `[mail]` section stops the hub with its message."""
+
+    worker = MailWorker(db, MailSettings(configured=False))
+    app[WORKER] = worker
+
+    async def start(app: web.Application) -> None:
+        worker.settings = load_settings(data_dir)
+        worker.start()
+
+    async def stop(app: web.Application) -> None:
+        await worker.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
+def wake_worker(app: web.Application) -> None:
+    """Send newly committed mail now; a no-op where no worker runs (in-process calls)."""
+    worker = app.get(WORKER)
+    if worker is not None:
+        worker.wake()  # before start() (no event yet) this does nothing
