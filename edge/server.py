@@ -1,9 +1,11 @@
-"""`tessera edge serve`: a cash desk's (or counter's) local API and its sync loop.
+"""`tessera edge serve`: a cash desk's (or counter's) local API, its screens, printing and sync loop.
 
 Works with the hub down: sales go to the local database and the outbox in one transaction
-and reach the hub when it is back. The cash-desk screens (a later issue) use this same API.
+and reach the hub when it is back. The cash-desk screens (`edge/desk_web.py`) use the desk's
+JSON API (`edge/desk_api.py`); printers are configured in `desk.toml` (`edge/printing.py`).
 
-- `GET  /api/status`                      online/offline, last push and pull, ops waiting, conflicts, skew
+- `GET  /api/status`                      online/offline, last push and pull, ops waiting, conflicts, skew,
+                                          print queue counts, printer errors, logged-in operator
 - `POST /api/sales`                       sell seats of a performance from this desk's contingent
 - `GET  /api/performances/{id}/pools`     the contingents as this desk knows them
 """
@@ -24,8 +26,9 @@ from core.errors import TesseraError
 from core.node import NODE_DB, this_node
 from core.storage import connect
 from core.trusted_time import TrustedClock
-from edge import sync_client
+from edge import desk_api, desk_web, sync_client
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
+from edge.printing import DeskPrinting
 from edge.problems import problem
 
 log = logging.getLogger("tessera.edge")
@@ -48,6 +51,9 @@ class Edge:
         self.client = sync_client.SyncClient(self.db, self.data_dir, hub_url=hub_url, clock=self.clock) if sync \
             else None
         self.sync_period_s = sync_period_s
+        self.sessions = desk_api.Sessions()
+        self.printing = DeskPrinting(self.db, self.node, self.data_dir, self.clock)
+        self.desk_access = None  # core.access.Access for voucher checks, made on first use
         self._tasks: list[asyncio.Task] = []
 
     def app(self) -> web.Application:
@@ -56,11 +62,14 @@ class Edge:
         app.router.add_get("/api/status", get_status)
         app.router.add_post("/api/sales", post_sale)
         app.router.add_get("/api/performances/{id}/pools", get_pools)
+        desk_api.install(app, self)
+        desk_web.install(app, self)
         return app
 
     def start_background(self) -> None:
         if self.client:
             self._tasks.append(asyncio.create_task(self.client.run(self.wake, period_s=self.sync_period_s)))
+        self._tasks.append(asyncio.create_task(self.printing.run()))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -70,6 +79,7 @@ class Edge:
                 await task
         if self.client:
             await self.client.close()
+        self.printing.close()
         self.db.close()
 
 
@@ -78,17 +88,31 @@ async def problems(request: web.Request, handler):
     try:
         return await handler(request)
     except TesseraError as exc:
-        status = STATUS.get(type(exc).__name__, 400)
-        return problem(status, type(exc).__name__, exc.detail, getattr(exc, "field", None))
+        return _problem_of(exc)
     except msgspec.ValidationError as exc:
         return problem(422, "ValidationError", str(exc), None)
     except msgspec.DecodeError as exc:
         return problem(400, "bad-request", f"body is not JSON: {exc}", None)
 
 
+def _problem_of(exc: TesseraError) -> web.Response:
+    """The error's own status and stable slug (a LoginRefused is 401), with its extra fields
+    (`tries_left`, `locked_until`) next to `detail`."""
+    status = exc.status if 400 <= exc.status < 600 else STATUS.get(type(exc).__name__, 400)
+    resp = problem(status, exc.slug if exc.slug != "error" else type(exc).__name__, exc.detail,
+                   getattr(exc, "field", None))
+    if getattr(exc, "extra", None):
+        body = {**msgspec.json.decode(resp.body), **exc.extra}
+        resp = web.json_response(body, status=status, content_type="application/problem+json")
+    return resp
+
+
 async def get_status(request: web.Request) -> web.Response:
     edge: Edge = request.app[EDGE]
-    return web.json_response({**sync_client.status(edge.db), "clock": edge.clock.status()})
+    state = sync_client.status(edge.db)
+    last = max((t for t in (state["last_push_at"], state["last_pull_at"]) if t), default=None)
+    return web.json_response({**state, "last_sync_at": last, "clock": edge.clock.status(),
+                              **desk_api.status_extra(request, edge)})
 
 
 async def post_sale(request: web.Request) -> web.Response:

@@ -1,0 +1,470 @@
+/* Tessera cash desk: the few fetch calls behind the server-rendered screens. No framework,
+ * nothing loaded from outside. Element ids are listed in edge/desk_web.py's docstring.
+ * A barcode scanner in keyboard mode types into the focused scan field and ends with Enter,
+ * which submits that field's form. */
+"use strict";
+
+const T = JSON.parse(document.getElementById("i18n").textContent);
+const $ = (id) => document.getElementById(id);
+const STATUS_EVERY_MS = 4000;
+
+function eur(cents) {
+  const sign = cents < 0 ? "-" : "";
+  const abs = Math.abs(cents);
+  const euros = Math.floor(abs / 100).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ".");
+  return `${sign}${euros},${String(abs % 100).padStart(2, "0")} €`;
+}
+
+/** "50", "50,5", "50.50", "1.234,50" -> cents; null if not an amount. */
+function parseCents(text) {
+  let t = (text || "").trim().replace(/\s|€/g, "");
+  if (!t) return null;
+  if (t.includes(",")) t = t.replace(/\./g, "").replace(",", ".");
+  if (!/^\d+(\.\d{1,2})?$/.test(t)) return null;
+  return Math.round(parseFloat(t) * 100);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, opts);
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    if (resp.status === 401 && data.type === "urn:tessera:problem:unauthorized") location.href = "/";
+    const err = new Error(data.detail || `${resp.status}`);
+    err.status = resp.status;
+    err.data = data;
+    throw err;
+  }
+  return data;
+}
+
+function message(text, kind = "error") {
+  const box = $("message");
+  if (!text) { box.hidden = true; return; }
+  box.textContent = text;
+  box.className = `message ${kind}`;
+  box.hidden = false;
+}
+
+function printText(outcome) {
+  if (!outcome) return "";
+  if (outcome.state === "printed") return T.printed;
+  if (outcome.state === "failed") return `${T.failed}: ${outcome.error}`;
+  return T.queued;
+}
+
+/* --- status bar ------------------------------------------------------------------------ */
+
+function localTime(iso) {
+  if (!iso) return T.never;
+  const d = new Date(iso);
+  return d.toLocaleString(document.documentElement.lang === "en" ? "en-GB" : "de-DE",
+    { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+async function refreshStatus() {
+  try {
+    const s = await api("GET", "/api/status");
+    const online = $("status-online");
+    online.textContent = s.online ? T.online : T.offline;
+    online.dataset.online = String(s.online);
+    online.className = `pill ${s.online ? "pill-online" : "pill-offline"}`;
+    online.title = s.last_error || "";
+    $("status-waiting").textContent = `${s.ops_waiting} ${T.waiting}`;
+    $("status-waiting").className = `pill ${s.ops_waiting ? "pill-warn" : ""}`;
+    $("status-last-sync").textContent = `${T.last_sync}: ${localTime(s.last_sync_at)}`;
+    const errors = Object.values(s.printer_errors || {});
+    const printPill = $("status-print");
+    if (errors.length || s.print_queue.failed) {
+      printPill.textContent = `${T.print_failed} (${s.print_queue.failed})`;
+      printPill.title = errors.join("\n");
+      printPill.className = "pill pill-offline";
+    } else {
+      printPill.textContent = s.print_queue.queued ? `${s.print_queue.queued} ${T.queued}` : T.print_ok;
+      printPill.title = "";
+      printPill.className = "pill";
+    }
+  } catch (err) {
+    const online = $("status-online");
+    online.textContent = "?";
+    online.className = "pill pill-offline";
+  }
+}
+
+function initHeader() {
+  refreshStatus();
+  setInterval(refreshStatus, STATUS_EVERY_MS);
+  const logout = $("logout-button");
+  if (logout) logout.addEventListener("click", async () => {
+    await api("POST", "/api/logout").catch(() => {});
+    location.href = "/";
+  });
+}
+
+/* --- login ------------------------------------------------------------------------------ */
+
+function initLogin() {
+  let operatorId = null;
+  const pin = $("pin-input");
+  const tiles = document.querySelectorAll("[data-testid=operator-tile]");
+  const select = (tile) => {
+    tiles.forEach((t) => t.classList.toggle("selected", t === tile));
+    operatorId = tile.dataset.operatorId;
+    $("login-who").textContent = tile.dataset.operatorName;
+    $("login-error").textContent = "";
+    pin.value = "";
+    pin.focus();
+  };
+  tiles.forEach((tile) => tile.addEventListener("click", () => select(tile)));
+  if (tiles.length === 1) select(tiles[0]);
+  document.querySelectorAll(".key[data-key]").forEach((key) => key.addEventListener("click", () => {
+    if (pin.value.length < 8) pin.value += key.dataset.key;
+    pin.focus();
+  }));
+  $("pin-clear").addEventListener("click", () => { pin.value = ""; pin.focus(); });
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!operatorId) { $("login-error").textContent = T.choose_operator; return; }
+    try {
+      await api("POST", "/api/login", { operator_id: operatorId, pin: pin.value });
+      location.href = document.querySelector(".login").dataset.home;
+    } catch (err) {
+      $("login-error").textContent = err.message;
+      pin.value = "";
+      pin.focus();
+    }
+  });
+}
+
+/* --- sell ------------------------------------------------------------------------------- */
+
+function initSell() {
+  const cart = [];  // {kind, productId, name, price, quantity, holders: [names]}
+  let method = "cash";
+
+  const total = () => cart.reduce((sum, l) => sum + l.price * l.quantity, 0);
+
+  function add(tile) {
+    const { kind, productId, name, price } = tile.dataset;
+    let line = cart.find((l) => l.kind === kind && l.productId === productId);
+    if (!line) {
+      line = { kind, productId, name, price: Number(price), quantity: 0, holders: [] };
+      cart.push(line);
+    }
+    setQuantity(line, line.quantity + 1);
+    render();
+    if (kind === "annual") {
+      const inputs = document.querySelectorAll(`[data-testid=cart-line][data-kind=annual][data-product-id="${productId}"] [data-testid=holder-name]`);
+      if (inputs.length) inputs[inputs.length - 1].focus();
+    }
+  }
+
+  function setQuantity(line, n) {
+    line.quantity = Math.max(0, Math.min(20, n));
+    while (line.holders.length < line.quantity) line.holders.push("");
+    line.holders.length = line.quantity;
+    if (line.quantity === 0) cart.splice(cart.indexOf(line), 1);
+  }
+
+  function render() {
+    const box = $("cart");
+    box.replaceChildren();
+    if (!cart.length) box.append(el("p", { class: "hint", text: T.cart_empty }));
+    cart.forEach((line) => {
+      const head = el("div", { class: "cart-head" },
+        el("span", { class: "cart-name", text: (line.kind === "voucher" ? `${T.voucher}: ` : "") + line.name }),
+        el("button", { type: "button", class: "btn", "data-testid": "qty-minus", text: "−",
+          onclick: () => { setQuantity(line, line.quantity - 1); render(); } }),
+        el("span", { class: "qty", "data-testid": "qty", text: String(line.quantity) }),
+        el("button", { type: "button", class: "btn", "data-testid": "qty-plus", text: "+",
+          onclick: () => { setQuantity(line, line.quantity + 1); render(); } }),
+        el("button", { type: "button", class: "btn btn-danger", "data-testid": "remove-line", text: "✕",
+          "aria-label": "remove", onclick: () => { setQuantity(line, 0); render(); } }));
+      const row = el("div", { class: "cart-line", "data-testid": "cart-line", "data-kind": line.kind,
+        "data-product-id": line.productId }, head);
+      if (line.kind === "annual") {
+        line.holders.forEach((name, k) => {
+          row.append(el("input", { class: "field", type: "text", maxlength: "200", value: name,
+            placeholder: `${T.holder_name} ${k + 1}`, "aria-label": `${T.holder_name} ${k + 1}`,
+            "data-testid": "holder-name", oninput: (ev) => { line.holders[k] = ev.target.value; } }));
+        });
+      }
+      box.append(row);
+    });
+    $("total").textContent = eur(total());
+    $("total").dataset.cents = String(total());
+    $("sell-button").disabled = !cart.length;
+    updateChange();
+  }
+
+  function updateChange() {
+    const given = parseCents($("given").value);
+    $("change").textContent = given === null ? "–" : (given >= total() ? eur(given - total()) : `${T.given_too_low}`);
+  }
+
+  function setMethod(m) {
+    method = m;
+    for (const b of [$("pay-cash"), $("pay-card")]) {
+      const on = b.dataset.method === m;
+      b.classList.toggle("toggle-on", on);
+      b.setAttribute("aria-pressed", String(on));
+    }
+    $("cash-fields").hidden = m !== "cash";
+    $("card-fields").hidden = m !== "card";
+  }
+
+  function orderBody() {
+    const body = { lines: cart.map((l) => (l.kind === "annual"
+      ? { product_id: l.productId, kind: "annual", quantity: l.quantity,
+          holders: l.holders.map((name) => ({ name: name.trim() })) }
+      : { product_id: l.productId, kind: "voucher", quantity: l.quantity })), payment_method: method };
+    if (method === "cash") {
+      const given = parseCents($("given").value);
+      if (given !== null) body.given_cents = given;
+    } else {
+      body.payment_reference = $("terminal-ref").value.trim();
+    }
+    return body;
+  }
+
+  function check() {
+    if (cart.some((l) => l.kind === "annual" && l.holders.some((h) => !h.trim()))) return T.holders_missing;
+    if (method === "cash") {
+      const given = parseCents($("given").value);
+      if (given !== null && given < total()) return T.given_too_low;
+    } else if (!$("terminal-ref").value.trim()) return T.ref_missing;
+    return null;
+  }
+
+  function showResult(data) {
+    $("sell-form").hidden = true;
+    document.querySelector(".products").hidden = true;
+    $("sale-result").hidden = false;
+    $("sale-number").textContent = data.order.number;
+    $("sale-change").textContent = eur(data.change_cents);
+    $("sale-receipt").textContent = printText(data.receipt);
+    const list = $("sale-cards");
+    list.replaceChildren();
+    const byJob = {};
+    data.printing.forEach((o) => { byJob[o.job_id] = o; });
+    data.order.items.forEach((item) => {
+      if (!item.card) return;
+      const what = item.kind === "voucher" ? `${T.voucher} ${item.card.number} · ${item.product}`
+        : `${item.card.number} · ${item.card.holder_name} · ${item.product}`;
+      list.append(el("li", { "data-testid": "sale-card", "data-card-number": item.card.number, text: what }));
+    });
+    const failed = data.printing.filter((o) => o.state === "failed");
+    if (failed.length) message(failed.map((o) => o.error).join(" · "));
+    else message(null);
+    $("new-sale").focus();
+  }
+
+  document.querySelectorAll("[data-testid=product-tile], [data-testid=voucher-tile]")
+    .forEach((tile) => tile.addEventListener("click", () => add(tile)));
+  $("pay-cash").addEventListener("click", () => setMethod("cash"));
+  $("pay-card").addEventListener("click", () => { setMethod("card"); $("terminal-ref").focus(); });
+  $("given").addEventListener("input", updateChange);
+  $("given-exact").addEventListener("click", () => { $("given").value = eur(total()).replace(" €", ""); updateChange(); });
+  $("sell-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const problem = check();
+    if (problem) { message(problem); return; }
+    $("sell-button").disabled = true;
+    try {
+      showResult(await api("POST", "/api/orders", orderBody()));
+      refreshStatus();
+    } catch (err) {
+      message(err.message);
+      $("sell-button").disabled = false;
+    }
+  });
+  $("new-sale").addEventListener("click", () => {
+    cart.length = 0;
+    $("given").value = "";
+    $("terminal-ref").value = "";
+    setMethod("cash");
+    render();
+    message(null);
+    $("sale-result").hidden = true;
+    $("sell-form").hidden = false;
+    document.querySelector(".products").hidden = false;
+  });
+  render();
+}
+
+/* --- counter: voucher -> card ------------------------------------------------------------ */
+
+function initCounter() {
+  let code = null;
+  let cardId = null;
+  const scan = $("voucher-scan");
+  const reset = () => {
+    code = cardId = null;
+    scan.value = "";
+    $("holder-name").value = "";
+    $("holder-birth").value = "";
+    $("holder-form").hidden = true;
+    $("redeem-result").hidden = true;
+    $("voucher-form").hidden = false;
+    $("handover-button").disabled = false;
+    message(null);
+    scan.focus();
+  };
+  $("voucher-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const text = scan.value.trim();
+    if (!text) return;
+    try {
+      const v = await api("GET", `/api/vouchers/check?code=${encodeURIComponent(text)}`);
+      code = text;
+      message(null);
+      $("voucher-product").textContent = v.product;
+      $("holder-form").hidden = false;
+      $("holder-name").focus();
+    } catch (err) {
+      message(err.message);
+      $("holder-form").hidden = true;
+      scan.select();
+    }
+  });
+  $("holder-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const holder = { name: $("holder-name").value.trim() };
+    if (!holder.name) { message(T.holders_missing); return; }
+    if ($("holder-birth").value) holder.birth_date = $("holder-birth").value;
+    $("redeem-button").disabled = true;
+    try {
+      const data = await api("POST", "/api/vouchers/redeem", { code, holder });
+      cardId = data.card.id;
+      $("redeem-card-number").textContent = data.card.number;
+      $("redeem-holder").textContent = `${data.card.holder_name} · ${data.card.product}`;
+      $("redeem-print").textContent = printText(data.printing[0]);
+      if (data.printing.some((o) => o.state === "failed")) message(data.printing.map((o) => o.error).join(" · "));
+      else message(null);
+      $("holder-form").hidden = true;
+      $("voucher-form").hidden = true;
+      $("redeem-result").hidden = false;
+      $("handover-button").focus();
+      refreshStatus();
+    } catch (err) {
+      message(err.message);
+    } finally {
+      $("redeem-button").disabled = false;
+    }
+  });
+  $("handover-button").addEventListener("click", async () => {
+    try {
+      await api("POST", `/api/cards/${cardId}/handed-over`);
+      $("redeem-print").textContent = T.handed_over;
+      $("handover-button").disabled = true;
+      message(`${$("redeem-card-number").textContent}: ${T.handed_over}`, "ok");
+      $("counter-reset").focus();
+    } catch (err) {
+      message(err.message);
+    }
+  });
+  $("counter-reset").addEventListener("click", reset);
+  scan.focus();
+}
+
+/* --- cards: lookup, reprint, lost card --------------------------------------------------- */
+
+function initCards() {
+  const input = $("card-search");
+  const fulfilment = (c) => (c.revoked_at ? T.revoked : (T[`fulfilment_${c.fulfilment}`] || c.kind));
+
+  async function search() {
+    const q = input.value.trim();
+    if (!q) return;
+    try {
+      const rows = await api("GET", `/api/cards?q=${encodeURIComponent(q)}`);
+      const body = $("card-results");
+      body.replaceChildren();
+      if (!rows.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "hint", text: T.no_results })));
+      rows.forEach((c) => body.append(row(c)));
+      message(null);
+    } catch (err) {
+      message(err.message);
+    }
+    input.select();
+  }
+
+  function action(label, testid, path, confirmText, cls = "btn") {
+    return el("button", { type: "button", class: cls, "data-testid": testid, text: label, onclick: async () => {
+      if (confirmText && !window.confirm(confirmText)) return;
+      try {
+        const data = await api("POST", path);
+        const printed = (data.printing || []).map(printText).join(", ");
+        message(`${data.card.number}: ${printed || fulfilment(data.card)}`,
+          (data.printing || []).some((o) => o.state === "failed") ? "error" : "ok");
+        await search();
+        refreshStatus();
+      } catch (err) {
+        message(err.message);
+      }
+    } });
+  }
+
+  function row(c) {
+    const until = c.valid_until ? new Date(c.valid_until).toLocaleDateString("de-DE") : "";
+    const buttons = el("td", {});
+    if (c.kind === "annual" && c.fulfilment && !c.revoked_at) {
+      buttons.append(action(T.reprint, "reprint", `/api/cards/${c.id}/reprint`));
+      buttons.append(action(T.replace, "replace", `/api/cards/${c.id}/replace`, T.confirm_replace, "btn btn-danger"));
+      if (c.fulfilment === "printed") buttons.append(action(T.hand_over, "handover", `/api/cards/${c.id}/handed-over`));
+    }
+    return el("tr", { "data-testid": "card-row", "data-card-id": c.id, "data-card-number": c.number },
+      el("td", { text: c.number }), el("td", { text: c.holder_name || (c.kind === "voucher" ? T.voucher : "") }),
+      el("td", { text: c.product || "" }), el("td", { text: until }),
+      el("td", { text: fulfilment(c) + (c.print_state === "failed" ? ` · ${T.failed}` : "") }), buttons);
+  }
+
+  $("card-search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
+  if (input.value) search();
+  input.focus();
+}
+
+/* --- print queue ------------------------------------------------------------------------- */
+
+function initPrintQueue() {
+  const retry = async (jobIds) => {
+    try {
+      const data = await api("POST", "/api/print-jobs/retry", jobIds ? { job_ids: jobIds } : {});
+      const failed = data.printing.filter((o) => o.state === "failed");
+      sessionStorage.setItem("desk-message", JSON.stringify(failed.length
+        ? [failed.map((o) => o.error).join(" · "), "error"] : [`${data.printing.length} ${T.printed}`, "ok"]));
+      location.reload();
+    } catch (err) {
+      message(err.message);
+    }
+  };
+  $("retry-all").addEventListener("click", () => retry(null));
+  $("print-refresh").addEventListener("click", () => location.reload());
+  document.querySelectorAll("[data-testid=retry-job]").forEach((b) =>
+    b.addEventListener("click", () => retry([b.dataset.jobId])));
+  const kept = sessionStorage.getItem("desk-message");
+  if (kept) {
+    sessionStorage.removeItem("desk-message");
+    message(...JSON.parse(kept));
+  }
+}
+
+initHeader();
+({ login: initLogin, sell: initSell, counter: initCounter, cards: initCards, print_queue: initPrintQueue })[
+  document.body.dataset.page]?.();
