@@ -57,7 +57,7 @@ LANGS = ("de", "en")
 
 TEXT: dict[str, dict[str, str]] = {
     "de": {
-        "login": "Anmelden", "choose_operator": "Wer sind Sie?", "pin": "PIN", "ok": "OK", "clear": "Löschen",
+        "login": "Anmelden", "choose_operator": "Wer sind Sie?", "pin": "PIN", "ok": "OK", "clear_pin": "Löschen",
         "no_operators": "Noch keine Bediener auf diesem Gerät. Sie werden in der Zentrale angelegt und "
                         "kommen mit der nächsten Synchronisierung.",
         "sell": "Verkauf", "counter": "Personalisierung", "cards": "Karten", "print_queue": "Druckaufträge",
@@ -91,7 +91,7 @@ TEXT: dict[str, dict[str, str]] = {
         "revoked": "gesperrt", "voucher_for": "Gutschein für", "valid": "gültig",
     },
     "en": {
-        "login": "Log in", "choose_operator": "Who are you?", "pin": "PIN", "ok": "OK", "clear": "Clear",
+        "login": "Log in", "choose_operator": "Who are you?", "pin": "PIN", "ok": "OK", "clear_pin": "Clear",
         "no_operators": "No operators on this device yet. They are created at the office and arrive "
                         "with the next sync.",
         "sell": "Sell", "counter": "Counter", "cards": "Cards", "print_queue": "Print jobs",
