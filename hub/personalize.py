@@ -244,8 +244,10 @@ def prepare_photo(data: bytes) -> bytes:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])
-        except (Image.UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        except Image.UnidentifiedImageError:
             raise PhotoRefused("e_photo_type") from None
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise PhotoRefused("e_photo_pixels") from None
         except (OSError, ValueError, SyntaxError):
             raise PhotoRefused("e_photo_broken") from None
         width, height = image.size

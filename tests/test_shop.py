@@ -6,18 +6,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import json
 import re
 import time
 from dataclasses import dataclass
 
 import pytest
 from aiohttp import FormData
+from hypothesis import event, given, note
+from hypothesis import strategies as st
 from PIL import Image
 
 from core import cardcode, cards
 from core.clock import iso, utcnow
 from hub import auth, mail
 from hub.app import make_app
+from tests import test_fuzz_api as fuzz
 from tests.conftest import Hub
 from tests.test_mail import Smtp, body, free_port
 
@@ -324,3 +328,72 @@ async def test_an_expired_link_shows_as_expired_in_the_order(shop: Shop):
     shop.hub.db.execute("UPDATE personalization_links SET expires_at = ?", (iso(utcnow() - dt.timedelta(minutes=1)),))
     view = await (await shop.client.get(f"{PREFIX}/shop/orders/{order['id']}", headers=shop.headers())).json()
     assert {i["personalization"]["state"] for i in view["items"]} == {"expired"}
+
+
+# --- hostile input with a key (the API fuzzer sends none, so it stops at the missing key) --------------
+
+SHOP_ORDERS = PREFIX + "/shop/orders"
+COUNTED = ("orders", "order_items", "customers", "personalization_links", "mail_queue", "idempotency_keys", "cards")
+KEYS = st.sampled_from(["k1", "k2", "k3"]) | st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF,
+                                                                    blacklist_characters="\x7f"),
+                                                      max_size=120)
+TEXT = st.sampled_from(fuzz.HOSTILE_STRINGS) | st.text(max_size=40)
+
+
+def counts(hub) -> dict[str, int]:
+    return {t: hub.observer.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}
+
+
+def mostly(valid) -> st.SearchStrategy:
+    """The valid value four times in five, else something hostile: so whole orders pass sometimes."""
+    return st.one_of(*[st.just(valid)] * 4, TEXT)
+
+
+@st.composite
+def plausible_orders(draw, products: list[str]) -> dict:
+    """Bodies that decode, aimed at the rules: real and unknown products, odd customers."""
+    line = st.fixed_dictionaries({"product_id": st.sampled_from(products)},
+                                 optional={"quantity": st.integers(-1, 25), "kind": st.sampled_from(["annual", "x"])})
+    person = st.fixed_dictionaries(
+        {"first_name": mostly("Anna"), "last_name": mostly("Müller"), "email": mostly("anna@example.org"),
+         "street": mostly("Am Wall 1"), "postcode": mostly("28195"), "town": mostly("Bremen")},
+        optional={"country": st.sampled_from(["DE", "AT", "NL", "de", "XX"])})
+    order = {"lines": draw(st.lists(line, min_size=0, max_size=3)),
+             "delivery": draw(st.sampled_from(["mail", "pickup", "mail", "pickup", "counter", ""])),
+             "payment_reference": draw(mostly("PSP-1"))}
+    who = draw(st.sampled_from(["inline", "inline", "inline", "id", "both", "none"]))
+    if who in ("inline", "both"):
+        order["customer"] = draw(person)
+    if who in ("id", "both"):
+        order["customer_id"] = draw(st.sampled_from(products) | st.uuids().map(str))
+    return order
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, sample_template):
+    """A hub served from its own thread, as the API fuzzer runs it (with its id pools)."""
+    yield from fuzz._serve_sample_copy(tmp_path_factory, sample_template)
+
+
+@fuzz.FUZZ_SETTINGS
+@given(data=st.data())
+def test_hostile_shop_orders_with_a_key_never_get_5xx_and_refusals_write_nothing(live, data):
+    products = [r[0] for r in live.observer.execute("SELECT id FROM annual_products")]
+    if data.draw(st.booleans()):
+        body_bytes, media = json.dumps(data.draw(plausible_orders(products))).encode(), "application/json"
+    else:
+        body_bytes, media = fuzz.body_for(data, live.pools, fuzz.DOCUMENT["paths"][SHOP_ORDERS]["post"])
+    headers = {**live.auth(data.draw(st.sampled_from(["shop", "admin"]))), "Idempotency-Key": data.draw(KEYS)}
+    if media is not None:
+        headers["Content-Type"] = media
+    before = counts(live)
+    reply = live.send("POST", SHOP_ORDERS, headers, body_bytes)
+    note(f"{headers!r}\n{body_bytes!r}\n-> {reply.status} {reply.body[:500]!r}")
+    event(f"status {reply.status}")
+    assert reply.status < 500
+    if reply.status >= 400:
+        assert reply.headers["Content-Type"].startswith("application/problem+json")
+        assert json.loads(reply.body)["type"].startswith(PROBLEM)
+        assert counts(live) == before
+    else:
+        assert reply.status == 201 and json.loads(reply.body)["channel"] == "shop"
