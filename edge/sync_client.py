@@ -174,12 +174,23 @@ class SyncClient:
 
     # -- pull --------------------------------------------------------------------------------------
 
-    async def pull(self) -> int:
+    def _unpushed(self) -> bool:
+        return self.db.execute("SELECT 1 FROM outbox WHERE node_seq > (SELECT pushed_seq FROM sync_state) "
+                               "LIMIT 1").fetchone() is not None
+
+    async def pull(self) -> int | None:
+        """Apply the hub's changes page by page; None when a local change was made while a
+        page was on its way. That page may hold the hub's older copy of the row just changed
+        here (a card printed during the request), so it is not applied: the caller pushes
+        first and pulls again. (No await between this check and the apply: one loop, one
+        connection, so nothing can slip in.)"""
         applied = 0
         while True:
             cursor = self.db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
             data = await self.request("GET", f"/pull?after={cursor}&limit={PULL_LIMIT}")
             page = msgspec.json.decode(data, type=PullResponse)
+            if self._unpushed():
+                return None
             applied += apply_changes(self.db, page.changes,
                                      "UPDATE sync_state SET cursor = ?, last_pull_at = ?, last_error = NULL",
                                      (page.next_after, iso(utcnow())))
@@ -198,8 +209,13 @@ class SyncClient:
 
     async def round(self) -> RoundResult:
         result = RoundResult()
-        result.pushed, result.rejected = await self.push()
-        result.pulled = await self.pull()
+        for _ in range(10):  # local changes keep arriving while the hub answers: push them first
+            pushed, rejected = await self.push()
+            result.pushed, result.rejected = result.pushed + pushed, result.rejected + rejected
+            pulled = await self.pull()
+            if pulled is not None:
+                result.pulled = pulled
+                break
         if self.node["role"] == "cashdesk":
             answered = contingents.answer_recalls(self.db, self.node["id"], self.clock.now())
             result.recalls_answered = len(answered)
@@ -217,6 +233,7 @@ class SyncClient:
         exponential backoff and jitter while the hub is away."""
         backoff = wait_exponential_jitter(multiplier=0.5, max=max_backoff_s, jitter=0.5)
         while True:
+            wake.clear()  # before the round: a change made during it wakes the next one at once
             try:
                 async for attempt in AsyncRetrying(retry=retry_if_exception_type(SyncError), wait=backoff,
                                                    stop=stop_after_attempt(10**9), reraise=True,
@@ -228,7 +245,6 @@ class SyncClient:
                 self.note_error(exc)
                 log.error("sync stopped: %s", exc)
                 return
-            wake.clear()
             try:
                 await asyncio.wait_for(wake.wait(), period_s * random.uniform(0.8, 1.2))
             except TimeoutError:

@@ -293,3 +293,36 @@ async def test_the_days_summary_per_operator_and_payment(hub, tmp_path):
         assert [c["holder_name"] for c in orders.find_cards(db, "muster")] == ["Erika Mustermann"] * 3
     finally:
         await client.close()
+
+
+async def test_a_local_change_made_while_a_pull_is_on_its_way_is_not_overwritten(hub, tmp_path):
+    """The counter prints a card (personalized -> printed) while the sync client waits for a
+    page that still holds the hub's older row: the page must not undo the local change."""
+    folder, db, client = await enrolled(hub, tmp_path)
+    try:
+        await client.round()
+        node, signer = node_of(db), cards.load_signer(db, folder)
+        card = orders.place_order(db, node, signer, desk_order(hub, vouchers=0), channel="cashdesk",
+                                  now=utcnow())["items"][0]["card"]
+        await client.round()  # the hub now holds the card as personalized
+        hub.db.execute("UPDATE cards SET holder_name = holder_name WHERE id = ?", (card["id"],))  # in the next page
+        real_request = client.request
+
+        async def request(method, path, body=None):
+            answer = await real_request(method, path, body) if body is not None else await real_request(method, path)
+            if path.startswith("/pull") and not request.printed:
+                request.printed = True
+                job = print_queue.open_jobs(db)[0]
+                print_queue.mark_printed(db, node, [job["id"]], utcnow())
+            return answer
+
+        request.printed = False
+        client.request = request
+        await client.round()
+        assert db.execute("SELECT fulfilment FROM cards WHERE id = ?", (card["id"],)).fetchone() == \
+            {"fulfilment": "printed"}
+        assert hub.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (card["id"],)).fetchone() == \
+            {"fulfilment": "printed"}
+        orders.set_fulfilment(db, node, [card["id"]], "handed_over", utcnow())
+    finally:
+        await client.close()
