@@ -1,6 +1,9 @@
-"""`tessera demo`: a hub with the sample catalog and a gate with simulated devices.
+"""`tessera demo`: a hub with the sample catalog, a cash desk, a personalization counter
+and a gate, all with simulated devices (printers write files, the scanner reads stdin).
 
-(Grows with later issues: the cash desk and counter join here.)
+The desk and the counter are enrolled over the network with one-time codes, exactly as
+real ones are, and sync with the hub in the background: stop the demo hub's port with a
+firewall, or just watch the status bar, to see them work offline.
 """
 
 from __future__ import annotations
@@ -14,30 +17,39 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core import cards
+from core import cards, operators
 from core.access import GateRules
 from core.clock import utcnow
 from core.node import NODE_DB
+from edge import enroll as enrolling
 from edge.gate import Gate, GateOptions
 from edge.node_data import write_gate_rules
-from hub import auth, provision, sample
+from edge.server import Edge
+from hub import auth, enrollment, provision, sample
 from hub.app import db_path, init_hub, make_app, open_hub
 from hub.client import LocalClient
 
 GATE_VENUE = "Stadtmuseum"
+OPERATOR, PIN = "Anna Kasse", "1234"
+# The two edges: folder name, node name, role, port offset from the hub's port.
+EDGES = (("desk", "Kasse 1", "cashdesk", 1), ("counter", "Personalisierung", "counter", 2))
 
 
 def register(areas: argparse._SubParsersAction) -> None:
-    demo = areas.add_parser("demo", help="run a hub and a gate with sample data and print how to use them",
-                            description="Start a hub with the sample museum and theatre catalog and a gate at "
-                                        "the Stadtmuseum with a simulated scanner (stdin or its status page) "
-                                        "and relay. The first run creates DIR and loads the data; later runs "
-                                        "reuse it. Prints the URLs, a fresh admin token and a card to scan.")
+    demo = areas.add_parser("demo", help="run a hub, cash desk, counter and gate with sample data",
+                            description="Start a hub with the sample museum and theatre catalog, a cash desk "
+                                        "and a personalization counter (web apps with simulated receipt and "
+                                        "card printers: files in their data folders), and a gate at the "
+                                        "Stadtmuseum with a simulated scanner (stdin or its status page) and "
+                                        "relay. The first run creates DIR and loads the data; later runs "
+                                        "reuse it. Prints the URLs, the cashier's PIN, a fresh admin token "
+                                        "and a card to scan.")
     demo.add_argument("--data", type=Path, default=Path("demo-data"), metavar="DIR",
                       help="data folder (default: ./demo-data)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8080,
-                      help="hub port (default 8080; the gate's status page uses port+10; 0 picks free ones)")
+                      help="hub port (default 8080; desk port+1, counter port+2, gate status page port+10; "
+                           "0 picks free ones)")
     demo.set_defaults(run=cmd_demo)
 
 
@@ -50,6 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("loading the sample catalog ...", file=sys.stderr, flush=True)
         sample.build(LocalClient(make_app(db)), progress=lambda line: print("  " + line, file=sys.stderr))
     token, _ = auth.create_token(db, "demo session", "admin")
+    _ensure_operator(db)
     card = _demo_card(db, hub_dir)
     _ensure_gate(db, hub_dir, gate_dir)
     return asyncio.run(_run(args, db, gate_dir, token, card))
@@ -60,6 +73,35 @@ def _demo_card(db, hub_dir: Path) -> dict:
     product = db.execute("SELECT id FROM annual_products WHERE name = 'Jahreskarte Verbund'").fetchone()
     return cards.issue_card(db, cards.load_signer(db, hub_dir), product_id=product["id"], kind="annual",
                             now=utcnow(), holder_name="Erika Mustermann")
+
+
+def _ensure_operator(db) -> None:
+    if not db.execute("SELECT 1 FROM operators WHERE name = ?", (OPERATOR,)).fetchone():
+        operators.create(db, operators.OperatorIn(name=OPERATOR, pin=PIN), utcnow())
+
+
+async def _start_edges(args: argparse.Namespace, db, url: str) -> list[tuple[Edge, web.AppRunner, str]]:
+    """Enroll the desk and the counter on the first run (one-time codes, over HTTP), then
+    serve each one's web app with its sync loop, as `tessera edge serve` does."""
+    started = []
+    for folder, name, role, offset in EDGES:
+        edge_dir = args.data / folder
+        if not (edge_dir / NODE_DB).exists():
+            code = enrollment.create_code(db, name=name, role=role, venue_ids=[], now=utcnow())
+            await enrolling.enroll(edge_dir, code, [url])
+        edge = Edge(edge_dir, hub_url=url, sync_period_s=5.0)
+        runner = web.AppRunner(edge.app(), access_log=None)
+        await runner.setup()
+        port = args.port + offset if args.port else 0
+        try:
+            await web.TCPSite(runner, args.host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            await edge.close()
+            raise RuntimeError(f"cannot listen on {args.host}:{port}: {exc.strerror}") from None
+        edge.start_background()
+        started.append((edge, runner, f"http://{args.host}:{runner.addresses[0][1]}"))
+    return started
 
 
 def _ensure_gate(db, hub_dir: Path, gate_dir: Path) -> None:
@@ -82,6 +124,12 @@ async def _run(args: argparse.Namespace, db, gate_dir: Path, token: str, card: d
         await runner.cleanup()
         raise RuntimeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     url = f"http://{args.host}:{runner.addresses[0][1]}"
+    try:
+        edges = await _start_edges(args, db, url)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    (desk, _, desk_url), (counter, _, counter_url) = edges
     gate = Gate(GateOptions(gate_dir, scanner="sim-stdin", relay="sim-log", http_host=args.host,
                             http_port=args.port + 10 if args.port else 0, peer_interfaces=(args.host,)))
     await gate.start()
@@ -89,6 +137,8 @@ async def _run(args: argparse.Namespace, db, gate_dir: Path, token: str, card: d
 Tessera demo is running.
   hub API        {url}/api/v1   (document: {url}/api/v1/openapi.json)
   admin token    {token}
+  cash desk      {desk_url}   (log in as {OPERATOR}, PIN {PIN}; receipts: {desk.data_dir}/var/printer-out)
+  counter        {counter_url}/counter   (exchange vouchers; cards: {counter.data_dir}/var/card-out)
   gate           {gate.url}   (Stadtmuseum, simulated scanner and relay)
 
 A card to scan (Jahreskarte Verbund, Erika Mustermann, {card['number']}):
@@ -115,5 +165,8 @@ Stop with Ctrl-C. Data is kept in {args.data}.""", flush=True)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await gate_task
     await gate.close()
+    for edge, edge_runner, _ in edges:
+        await edge_runner.cleanup()
+        await edge.close()
     await runner.cleanup()
     return 0

@@ -161,11 +161,37 @@ def test_demo_starts_a_hub_and_a_gate_with_sample_data_and_prints_how_to_use_the
         assert scan(gate_url, code)["reason"] == "ADMITTED"
         assert scan(gate_url, code)["reason"] == "PASSBACK"
         assert scan(gate_url, code[:-1] + "Y")["reason"] == "MALFORMED"
+        sale = sell_at_demo_desk(text)
+        receipts = list((tmp_path / "demo" / "desk" / "var" / "printer-out").glob("*"))
+        assert sale["receipt"]["state"] == "printed" and receipts
+        assert sale["order"]["number"].encode() in receipts[0].read_bytes()
+        counter_url = re.search(r"counter\s+(http://\S+)/counter", text).group(1)
+        with urllib.request.urlopen(counter_url + "/api/status", timeout=10) as resp:
+            assert json.loads(resp.read())["role"] == "counter"
     finally:
         assert server.stop() == 0
     # a second start reuses the data and prints a fresh token
     server = Server("demo", "--data", str(tmp_path / "demo"))
     server.stop()
+
+
+def sell_at_demo_desk(text: str) -> dict:
+    """Log in as the demo cashier with the printed PIN and sell an annual ticket."""
+    desk_url = re.search(r"cash desk\s+(http://\S+)", text).group(1)
+    name, pin = re.search(r"log in as (.+), PIN (\d+)", text).groups()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+
+    def call(path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(desk_url + path, data=data, headers={"Content-Type": "application/json"})
+        with opener.open(req, timeout=20) as resp:
+            return json.loads(resp.read())
+
+    operator = next(o for o in call("/api/operators") if o["name"] == name)
+    call("/api/login", {"operator_id": operator["id"], "pin": pin})
+    product = call("/api/products")[0]
+    return call("/api/orders", {"lines": [{"product_id": product["id"], "holders": [{"name": "Demo Gast"}]}],
+                                "payment_method": "cash", "given_cents": 100_00})
 
 
 def test_the_console_script_is_installed():
