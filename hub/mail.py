@@ -26,7 +26,7 @@ Settings: an optional `[mail]` section in `hub.toml` in the hub's data folder::
     timeout = 10                    # seconds per SMTP operation, default 10
 
 Without the file or the section the hub sends to 127.0.0.1:25 (a local MTA) and
-`MailSettings.notice` says so; the worker logs that notice when it starts.
+`MailSettings.notice` says so; the worker logs that notice once, when it first has mail to send.
 """
 
 from __future__ import annotations
@@ -374,11 +374,15 @@ class MailWorker:
 
     async def _run(self) -> None:
         assert self._wakeup is not None
-        if self.settings.notice:
-            log.warning("%s", self.settings.notice)
+        noticed = False
         while not self._stopping:
             self._wakeup.clear()
             try:
+                if self.settings.notice and not noticed and pending(self.db):
+                    # said once, when there is mail to send: a hub that sells nothing online
+                    # (and `tessera hub serve` on it) stays quiet
+                    log.warning("%s", self.settings.notice)
+                    noticed = True
                 await send_due(self.db, self.settings, self.clock())
                 delay = self._delay()
             except Exception:

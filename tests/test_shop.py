@@ -8,8 +8,13 @@ import datetime as dt
 import io
 import json
 import re
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import FormData
@@ -26,6 +31,7 @@ from tests.conftest import Hub
 from tests.test_mail import Smtp, body, free_port
 
 PREFIX = "/api/v1"
+ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"https?://[^\s/]+/p/[A-Za-z0-9_-]{43}")
 PROBLEM = "urn:tessera:problem:"
 
@@ -397,3 +403,31 @@ def test_hostile_shop_orders_with_a_key_never_get_5xx_and_refusals_write_nothing
         assert counts(live) == before
     else:
         assert reply.status == 201 and json.loads(reply.body)["channel"] == "shop"
+
+
+def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
+    """The worker is part of the app, so the real `tessera hub serve` sends shop mail."""
+    smtp = Smtp(free_port())
+    smtp.start()
+    write_settings(sample_hub, smtp.port)
+    secret, _ = auth.create_token(sample_hub.db, "Webshop", "shop")
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "hub", "serve", "--data", str(sample_hub.dir),
+                             "--host", "127.0.0.1", "--port", "0", "--no-advertise"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        url = re.fullmatch(r"hub API on (\S+)/api/v1\n", proc.stdout.readline()).group(1)
+        order = {"customer": customer(), "lines": [{"product_id": sample_hub.ids["annual_products"][0]}],
+                 "delivery": "pickup", "payment_reference": "PSP-9"}
+        request = urllib.request.Request(url + SHOP_ORDERS, data=json.dumps(order).encode(), method="POST", headers={
+            "Authorization": f"Bearer {secret}", "Idempotency-Key": "serve-1", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+        deadline = time.monotonic() + 5
+        while not smtp.inbox.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(smtp.inbox.received) == 1
+        assert LINK.findall(body(smtp.inbox.parsed(), "plain"))[0].startswith(url + "/p/")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0, proc.stderr.read()
+        smtp.stop()
