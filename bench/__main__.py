@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from bench import api, cardpdf, gate, sync
+from bench import api, cardpdf, cashdesk, gate, sync
 from bench.procs import BenchError
 
-BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync, "cardpdf": cardpdf}
+BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync, "cardpdf": cardpdf,
+                                   "cashdesk": cashdesk}
 USAGE = f"usage: python -m bench [NAME...]   names: {', '.join(BENCHMARKS)}"
 
 

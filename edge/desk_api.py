@@ -41,7 +41,7 @@ from core.catalog.common import Body, Id
 from core.clock import LOCAL_TZ
 from core.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.storage import transaction
-from edge.printing import job_ids_for
+from edge.printing import Outcome, job_ids_for
 
 if TYPE_CHECKING:
     from edge.server import Edge
@@ -203,7 +203,10 @@ async def post_order(request: web.Request) -> web.Response:
         receipt_job = print_queue.enqueue(edge.db, "receipt", placed["id"], None, now)
     edge.wake.set()  # push soon
     card_ids = [i["card_id"] for i in placed["items"] if i["card_id"] and i["kind"] == "annual"]
-    outcomes = await edge.printing.print_jobs([receipt_job, *job_ids_for(edge.db, card_ids)])
+    # The receipt is printed before the answer (the customer waits for it); cards go to the
+    # print worker at once, so the next customer is not kept waiting for a card printer.
+    outcomes = [await edge.printing.print_job(receipt_job),
+                *(Outcome(job_id, "card", "queued") for job_id in job_ids_for(edge.db, card_ids))]
     edge.printing.kick()
     view = orders.order_view(edge.db, placed["id"])
     change = view["given_cents"] - view["total_cents"] if view["given_cents"] is not None else 0

@@ -215,8 +215,8 @@ class Outcome:
 
 
 class DeskPrinting:
-    """Prints the node's queued receipt and card jobs, one at a time (one lock: a job is
-    never sent twice concurrently), and remembers each printer's last error for the status."""
+    """Prints the node's queued receipt and card jobs, one at a time per printer, and
+    remembers each printer's last error for the status."""
 
     def __init__(self, db: sqlite3.Connection, node: dict, data_dir: Path, clock: TrustedClock,
                  config: DeskConfig | None = None) -> None:
@@ -228,7 +228,9 @@ class DeskPrinting:
         self.cards: CardPrinter | None = None  # opened on first use (may create its folder)
         self.layout: Layout = load_layout(self.config.printers.layout)
         self.errors: dict[str, str] = {"receipt": "", "card": ""}
-        self._lock = asyncio.Lock()
+        # one lock per printer: a job is never sent twice concurrently, and a slow card
+        # printer never holds up the next customer's receipt
+        self._locks = {"receipt": asyncio.Lock(), "card": asyncio.Lock()}
         self._wake = asyncio.Event()
 
     def status(self) -> dict:
@@ -259,7 +261,8 @@ class DeskPrinting:
 
     async def print_job(self, job_id: str) -> Outcome:
         """Print one job now (unless it printed meanwhile); never raises for a printer fault."""
-        async with self._lock:
+        first = self.db.execute("SELECT kind FROM print_jobs WHERE id = ?", (job_id,)).fetchone()
+        async with self._locks.get(first["kind"] if first else "receipt", self._locks["receipt"]):
             job = self.db.execute("SELECT * FROM print_jobs WHERE id = ?", (job_id,)).fetchone()
             if job is None or job["state"] == "printed" or job["kind"] not in PRINTED_KINDS:
                 return Outcome(job_id, job["kind"] if job else "?", job["state"] if job else "missing")

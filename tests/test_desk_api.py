@@ -149,9 +149,13 @@ async def test_sell_personalized_card_and_voucher_cash(desk, hub):
     order = data["order"]
     assert order["operator"] == "Anna" and order["channel"] == "cashdesk" and order["total_cents"] == 13000
     assert data["change_cents"] == 2000
-    assert data["receipt"]["state"] == "printed" and [o["state"] for o in data["printing"]] == ["printed"] * 2
+    # the receipt is printed before the answer; the card goes to the print worker
+    assert data["receipt"]["state"] == "printed" and [o["state"] for o in data["printing"]] == ["printed", "queued"]
     annual, voucher = order["items"]
-    assert annual["card"]["holder_name"] == "Jürgen Müller-Weiß" and annual["card"]["fulfilment"] == "printed"
+    assert annual["card"]["holder_name"] == "Jürgen Müller-Weiß" and annual["card"]["fulfilment"] == "personalized"
+    assert [o.state for o in await edge.printing.print_queued()] == ["printed"]  # the worker's next round
+    assert edge.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (annual["card"]["id"],)).fetchone() == \
+        {"fulfilment": "printed"}
     assert voucher["kind"] == "voucher" and voucher["card"]["kind"] == "voucher"
 
     stored = edge.db.execute("SELECT * FROM orders WHERE id = ?", (order["id"],)).fetchone()
@@ -272,6 +276,7 @@ async def test_lookup_reprint_and_replace_a_lost_card(desk, hub):
     await login(desk)
     sold = await expect(await desk.post("/api/orders", json=sale_body(hub, holder="Zoë Ölbaum", vouchers=0)), 201)
     card = sold["order"]["items"][0]["card"]
+    await edge.printing.print_queued()  # the worker prints the card
     by_scan = await expect(await desk.get("/api/cards", params={"q": card["code"]}), 200)
     by_number = await expect(await desk.get("/api/cards", params={"q": card["number"]}), 200)
     by_name = await expect(await desk.get("/api/cards", params={"q": "zoë"}), 200)

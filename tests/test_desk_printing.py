@@ -90,7 +90,7 @@ async def test_offline_receipt_printer_keeps_the_sale_and_retries(offline_desk, 
     assert data["receipt"]["state"] == "failed" and "printer offline" in data["receipt"]["error"]
     assert edge.db.execute("SELECT count(*) AS n FROM orders WHERE id = ?", (order["id"],)).fetchone()["n"] == 1
     assert edge.db.execute("SELECT count(*) AS n FROM outbox WHERE kind = 'order.placed'").fetchone()["n"] == 1
-    assert order["items"][0]["card"]["fulfilment"] == "printed"  # the card printer is fine
+    assert [o.state for o in await edge.printing.print_queued()] == ["printed"]  # the card printer is fine
 
     jobs = (await expect(await desk.get("/api/print-jobs"), 200))
     failed = [j for j in jobs["jobs"] if j["state"] == "failed"]
@@ -152,7 +152,9 @@ async def test_missing_card_printer_folder_then_retry(hub, tmp_path, aiohttp_cli
         card = data["order"]["items"][0]["card"]
         assert data["receipt"]["state"] == "printed"
         [card_job] = [o for o in data["printing"] if o["kind"] == "card"]
-        assert card_job["state"] == "failed" and "does not exist" in card_job["error"]
+        assert card_job["state"] == "queued"  # for the print worker, which finds no folder
+        [outcome] = await edge.printing.print_queued()
+        assert outcome.state == "failed" and "does not exist" in outcome.error
         assert card["fulfilment"] == "personalized"
         hot.mkdir(parents=True)
         retried = await expect(await desk.post("/api/print-jobs/retry", json={}), 200)
