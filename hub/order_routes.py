@@ -20,6 +20,7 @@ from core.catalog.resource import MAX_PAGE
 from core.clock import utcnow
 from core.errors import Conflict, NotFound
 from core.node import this_node
+from hub import print_batches
 from hub.api import Api, Ctx, Param
 from hub.card_routes import Card, _data_dir, _one_of
 from hub.print_batches import MAX_BATCH, PRINTING, BatchKind
@@ -195,10 +196,7 @@ def personalize_order_item(ctx: Ctx):
 
 
 def _wake_printer(ctx: Ctx) -> None:
-    """New print jobs: let a running PrintWorker make its batch now instead of at its next round."""
-    desk = ctx.app.get(PRINTING)
-    if desk is not None and desk.worker is not None:
-        desk.worker.wake()
+    print_batches.wake_worker(ctx.app)
 
 
 async def create_print_batch(ctx: Ctx):

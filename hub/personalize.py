@@ -39,6 +39,7 @@ from core import cards, orders
 from core.clock import LOCAL_TZ, iso, parse_iso, utcnow
 from core.errors import TesseraError
 from core.storage import transaction
+from hub import print_batches
 from hub.api import DB
 
 LINK_DAYS = 60
@@ -508,6 +509,7 @@ def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, 
         key = "e_start" if exc.field == "valid_from" else "e_other"
         return _form_page(request, lang, link, today, values=form.values, errors={exc.field or "form": key},
                           status=exc.status, detail=exc.detail)
+    print_batches.wake_worker(request.app)  # the card's print data is due
     qr = segno.make(card["code"], error="m").svg_inline(scale=4, border=2, title=card["number"])
     return render("personalize_done.html", 201, lang, request, link=link, card=card, qr=qr,
                   valid_from=_day(card["valid_from"]), valid_until=_day(card["valid_until"]))

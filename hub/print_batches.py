@@ -380,6 +380,13 @@ class PrintWorker:
 PRINTING = web.AppKey("printing", PrintDesk)
 
 
+def wake_worker(app: web.Application) -> None:
+    """New print jobs: a running PrintWorker makes its batch now instead of at its next round."""
+    desk = app.get(PRINTING)
+    if desk is not None and desk.worker is not None:
+        desk.worker.wake()
+
+
 def install(app: web.Application, db: sqlite3.Connection) -> PrintDesk:
     """Put the hub's PrintDesk into *app*; with `[print] auto_batch_seconds` > 0 the worker runs
     while the app does. A broken `[print]` section is logged; the office sees it on the next batch."""
