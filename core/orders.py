@@ -452,9 +452,9 @@ def find_cards(db: sqlite3.Connection, query: str, limit: int = 20) -> list[dict
     rows = db.execute("SELECT * FROM cards WHERE number = ? COLLATE NOCASE", (query,)).fetchall()
     if rows:
         return rows
-    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return db.execute("SELECT * FROM cards WHERE holder_name LIKE ? ESCAPE '\\' ORDER BY issued_at DESC LIMIT ?",
-                      (pattern, limit)).fetchall()
+    folded = query.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return db.execute("SELECT * FROM cards WHERE casefold(holder_name) LIKE ? ESCAPE '\\' "
+                      "ORDER BY issued_at DESC LIMIT ?", ("%" + folded + "%", limit)).fetchall()
 
 
 def day_summary(db: sqlite3.Connection, node_id: str, day: dt.date) -> list[dict]:

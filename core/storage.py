@@ -68,9 +68,15 @@ def connect(path: str | Path, *, edge: bool = False, migrate: bool = True) -> sq
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA foreign_keys = ON")
     db.execute(f"PRAGMA synchronous = {'FULL' if edge else 'NORMAL'}")
+    # SQLite's LIKE and lower() fold ASCII only: "ölbaum" must find "Ölbaum" at the desk
+    db.create_function("casefold", 1, _casefold, deterministic=True)
     if migrate:
         apply_migrations(db)
     return db
+
+
+def _casefold(text: object) -> object:
+    return text.casefold() if isinstance(text, str) else text
 
 
 def migrations() -> list[tuple[int, str, str]]:

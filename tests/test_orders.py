@@ -291,6 +291,11 @@ async def test_the_days_summary_per_operator_and_payment(hub, tmp_path):
         assert summary == [{"operator": "Anna", "payment_method": "cash", "sales": 2, "total_cents": 2 * price},
                            {"operator": "Ben", "payment_method": "card", "sales": 1, "total_cents": price}]
         assert [c["holder_name"] for c in orders.find_cards(db, "muster")] == ["Erika Mustermann"] * 3
+        orders.place_order(db, node, signer, desk_order(hub, holders=("Özlem Ölbaum",), vouchers=0, given=None),
+                           channel="cashdesk", now=now)
+        for query in ("ölbaum", "ÖLBAUM", "özlem öl"):  # not only ASCII folds
+            assert [c["holder_name"] for c in orders.find_cards(db, query)] == ["Özlem Ölbaum"]
+        assert orders.find_cards(db, "%") == [] and orders.find_cards(db, "_") == []
     finally:
         await client.close()
 
