@@ -19,7 +19,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from core.catalog.common import Body, Name
-from core.clock import iso, parse_iso
+from core.clock import LOCAL_TZ, iso, parse_iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
 from core.storage import transaction
@@ -95,11 +95,12 @@ def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime) 
         raise ValidationError("the PIN is digits only", field="pin")
     row = db.execute("SELECT * FROM operators WHERE id = ?", (operator_id,)).fetchone()
     if row is None or not row["active"]:
-        raise LoginRefused("unknown or inactive operator")
+        raise LoginRefused("unknown or inactive operator", detail_de="Unbekannte oder deaktivierte Bedienung")
     failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ?", (operator_id,)).fetchone()
     if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
         raise LoginRefused(f"too many wrong PINs: locked until {failures['locked_until']}",
-                           locked_until=failures["locked_until"])
+                           locked_until=failures["locked_until"],
+                           detail_de=f"Zu oft falsche PIN: gesperrt bis {_local(failures['locked_until'])} Uhr")
     if pin_matches(pin, row["pin_hash"]):
         with transaction(db):
             db.execute("DELETE FROM login_failures WHERE operator_id = ?", (operator_id,))
@@ -111,5 +112,12 @@ def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime) 
                    "ON CONFLICT (operator_id) DO UPDATE SET failures = excluded.failures, "
                    "locked_until = excluded.locked_until", (operator_id, 0 if locked else count, locked))
     if locked:
-        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {LOCK_MINUTES} minutes", locked_until=locked)
-    raise LoginRefused(f"wrong PIN ({MAX_FAILURES - count} tries left)", tries_left=MAX_FAILURES - count)
+        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {LOCK_MINUTES} minutes", locked_until=locked,
+                           detail_de=f"{MAX_FAILURES}-mal falsche PIN: für {LOCK_MINUTES} Minuten gesperrt")
+    left = MAX_FAILURES - count
+    raise LoginRefused(f"wrong PIN ({left} tries left)", tries_left=left,
+                       detail_de=f"Falsche PIN (noch {left} {'Versuch' if left == 1 else 'Versuche'})")
+
+
+def _local(moment: str) -> str:
+    return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%H:%M")

@@ -282,20 +282,26 @@ def check_voucher(db: sqlite3.Connection, access, code: str) -> dict:
     result = access.decide(code.strip())
     if result.kind != "voucher":
         if result.reason in ("MALFORMED", "FORGED", "UNKNOWN_SIGNER"):
-            raise ValidationError(f"{result.message_en}: {result.detail}".rstrip(": "), field="code")
-        raise ValidationError("this is not a voucher (it is a card already)", field="code")
+            raise ValidationError(f"{result.message_en}: {result.detail}".rstrip(": "), field="code",
+                                  detail_de=result.message_de)
+        raise ValidationError("this is not a voucher (it is a card already)", field="code",
+                              detail_de="Das ist kein Gutschein, sondern schon eine Karte")
     if not (result.reason == "WRONG_VENUE"):  # what a sound voucher gets at a venue-less check
-        raise Conflict(f"voucher refused: {result.message_en} {result.detail}".strip())
+        raise Conflict(f"voucher refused: {result.message_en} {result.detail}".strip(),
+                       detail_de=f"Gutschein abgelehnt: {result.message_de}")
     used = db.execute("SELECT r.*, c.number FROM voucher_redemptions r LEFT JOIN cards c ON c.id = r.card_id "
                       "WHERE r.voucher_id = ?", (result.card_id,)).fetchone()
     if used:
         where = used["number"] or used["card_id"]
-        raise Conflict(f"voucher already exchanged on {used['redeemed_at']} (card {where})")
+        when = parse_iso(used["redeemed_at"]).astimezone(LOCAL_TZ)
+        raise Conflict(f"voucher already exchanged on {used['redeemed_at']} (card {where})",
+                       detail_de=f"Gutschein wurde schon am {when:%d.%m.%Y um %H:%M} eingelöst (Karte {where})")
     payload = cardcode.decode(code.strip()).payload
     product = db.execute("SELECT p.* FROM card_products c JOIN annual_products p ON p.id = c.product_id "
                          "WHERE c.code = ?", (payload.product_code,)).fetchone()
     if product is None:
-        raise Conflict("the voucher's product is not known on this node yet; sync with the hub first")
+        raise Conflict("the voucher's product is not known on this node yet; sync with the hub first",
+                       detail_de="Das Produkt des Gutscheins ist hier noch unbekannt; bitte mit dem Hub abgleichen")
     return {"voucher_id": result.card_id, "product_id": product["id"], "product": product["name"],
             "valid_until": result.valid_until, "signer": result.signer}
 

@@ -117,10 +117,11 @@ async def test_login_wrong_pin_lockout_and_unauthenticated(desk):
     for tries_left in (4, 3, 2, 1):
         problem = await expect(await desk.post("/api/login", json={"operator_id": anna, "pin": "0000"}), 401)
         assert problem["tries_left"] == tries_left and "wrong PIN" in problem["detail"]
+        assert problem["detail_de"].startswith(f"Falsche PIN (noch {tries_left} Versuch")  # the cashier's language
     problem = await expect(await desk.post("/api/login", json={"operator_id": anna, "pin": "0000"}), 401)
-    assert "locked" in problem["detail"] and problem["locked_until"]
+    assert "locked" in problem["detail"] and problem["locked_until"] and "gesperrt" in problem["detail_de"]
     problem = await expect(await desk.post("/api/login", json={"operator_id": anna, "pin": PIN}), 401)
-    assert "locked until" in problem["detail"]
+    assert "locked until" in problem["detail"] and "gesperrt bis" in problem["detail_de"]
     await expect(await desk.get("/api/session"), 401)
 
     resp = await desk.post("/api/login", json={"operator_id": operator_id(desk.edge, "Ben"), "pin": PIN})
@@ -249,6 +250,7 @@ async def test_counter_exchanges_a_voucher_once(desk, hub, tmp_path, aiohttp_cli
 
         again = await expect(await counter.post("/api/vouchers/redeem", json=body), 409)
         assert "already exchanged" in again["detail"] and card["number"] in again["detail"]
+        assert again["detail_de"].startswith("Gutschein wurde schon am") and card["number"] in again["detail_de"]
         await expect(await counter.get(f"/api/vouchers/check?code={voucher['code']}"), 409)
         truncated = await expect(await counter.post("/api/vouchers/redeem",
                                                     json={**body, "code": voucher["code"][:-7]}), 422)

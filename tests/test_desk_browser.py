@@ -167,7 +167,7 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
                 # at the counter: a wrong PIN first, then the right one
                 log_in(at_counter, counter.url, "Ben", "0000")
                 at_counter.locator("#pin-ok").click()
-                expect(at_counter.locator("#login-error")).to_contain_text("wrong PIN (4 tries left)")
+                expect(at_counter.locator("#login-error")).to_contain_text("Falsche PIN (noch 4 Versuche)")
                 expect(at_counter.locator("#pin-input")).to_have_value("")
                 shots(at_counter, "counter-wrong-pin")
                 for digit in PIN_BEN:

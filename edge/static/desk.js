@@ -46,7 +46,9 @@ async function api(method, path, body) {
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
     if (resp.status === 401 && data.type === "urn:tessera:problem:unauthorized") location.href = "/";
-    const err = new Error(data.detail || `${resp.status}`);
+    // the desk's own language when the server said it (PIN and voucher refusals carry detail_de)
+    const text = (document.documentElement.lang === "de" && data.detail_de) || data.detail;
+    const err = new Error(text || `${resp.status}`);
     err.status = resp.status;
     err.data = data;
     throw err;
