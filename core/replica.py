@@ -42,6 +42,9 @@ def apply_changes(db: sqlite3.Connection, changes: list, cursor_sql: str, cursor
     References are not checked row by row: a page may carry a child before its parent, and
     the hub, which is authoritative, only holds consistent data."""
     db.execute("PRAGMA foreign_keys = OFF")
+    # REPLACE deletes the old row; only with recursive triggers does that delete reach the
+    # node's own triggers (the customer search index), which would otherwise keep old names
+    db.execute("PRAGMA recursive_triggers = ON")
     try:
         with transaction(db):
             for (table, deleted, columns), rows in _runs(changes):
@@ -53,6 +56,7 @@ def apply_changes(db: sqlite3.Connection, changes: list, cursor_sql: str, cursor
                                    f"VALUES ({', '.join('?' * len(columns))})", rows)
             db.execute(cursor_sql, cursor_args)
     finally:
+        db.execute("PRAGMA recursive_triggers = OFF")
         db.execute("PRAGMA foreign_keys = ON")
     return len(changes)
 

@@ -38,7 +38,9 @@ from msgspec import Meta
 from core import cards, operators, orders, print_queue
 from core.access import Access, GateRules
 from core.catalog.common import Body, Id
+from core.catalog.resource import ListQuery, list_
 from core.clock import LOCAL_TZ
+from core.customers import Customers
 from core.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.storage import transaction
 from edge.printing import Outcome, job_ids_for
@@ -384,6 +386,18 @@ async def get_summary(request: web.Request) -> web.Response:
     return _json(summary(edge, parse_day(request.query.get("day"), edge)))
 
 
+async def get_customers(request: web.Request) -> web.Response:
+    """The optional customer of a sale: search by name, number, e-mail or company, with the
+    hub's own search rule (the replica has the same trigram index)."""
+    require_operator(request)
+    q = request.query.get("q", "").strip()
+    if len(q) < 2 or len(q) > 100:
+        return _json([])
+    found = list_(_edge(request).db, Customers(), ListQuery(limit=8, q=q, active=True))
+    return _json([{**{k: c.get(k) for k in ("id", "number", "first_name", "last_name", "company", "email")},
+                   "town": (c.get("address") or {}).get("town")} for c in found["items"]])
+
+
 def install(app: web.Application, edge: Edge) -> None:
     app[DESK] = edge
     r = app.router
@@ -402,6 +416,7 @@ def install(app: web.Application, edge: Edge) -> None:
     r.add_get("/api/print-jobs", get_print_jobs)
     r.add_post("/api/print-jobs/retry", post_print_retry)
     r.add_get("/api/summary", get_summary)
+    r.add_get("/api/customers", get_customers)
 
 
 def status_extra(request: web.Request, edge: Edge) -> dict:

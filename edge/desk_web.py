@@ -19,6 +19,7 @@ elements):
 - login: `[data-testid=operator-tile]` (data-operator-id, data-operator-name), `pin-input`,
   `pin-key-0` ... `pin-key-9`, `pin-clear`, `pin-ok`, `login-error`
 - sell: `[data-testid=product-tile]` / `[data-testid=voucher-tile]` (data-product-id), `cart`,
+  `customer-search`, `[data-testid=customer-result]` (data-customer-id), `customer-chosen`, `customer-clear`,
   `[data-testid=cart-line]` (data-kind, data-product-id) with `[data-testid=qty-plus]`,
   `[data-testid=qty-minus]`, `[data-testid=remove-line]`, `[data-testid=holder-name]`;
   `total`, `pay-cash`, `pay-card`, `given`, `given-exact`, `change`, `terminal-ref`,
@@ -66,6 +67,8 @@ TEXT: dict[str, dict[str, str]] = {
         "print_ok": "Drucker ok", "print_failed": "Druck fehlgeschlagen", "queued": "in Warteschlange",
         "annual_tickets": "Jahreskarten", "vouchers": "Gutscheine", "voucher": "Gutschein",
         "cart": "Warenkorb", "cart_empty": "Noch nichts ausgewählt: Produkt antippen.",
+        "customer": "Kunde (optional)", "customer_search": "Name, Kundennummer oder E-Mail",
+        "customer_none": "Kein Kunde gefunden.", "customer_clear": "Entfernen",
         "holder_name": "Name Karteninhaber/in", "total": "Summe", "payment": "Zahlung", "cash": "Bar",
         "card_payment": "Karte (EC/Kredit)", "given": "Gegeben (€)", "exact": "Passend", "change": "Rückgeld",
         "terminal_ref": "Terminal-Beleg-Nr.", "sell_button": "Verkaufen", "sale_done": "Verkauft",
@@ -100,6 +103,8 @@ TEXT: dict[str, dict[str, str]] = {
         "print_ok": "printers ok", "print_failed": "printing failed", "queued": "queued",
         "annual_tickets": "Annual tickets", "vouchers": "Vouchers", "voucher": "Voucher",
         "cart": "Cart", "cart_empty": "Nothing selected yet: tap a product.",
+        "customer": "Customer (optional)", "customer_search": "Name, customer number or e-mail",
+        "customer_none": "No customer found.", "customer_clear": "Remove",
         "holder_name": "Card holder's name", "total": "Total", "payment": "Payment", "cash": "Cash",
         "card_payment": "Card (debit/credit)", "given": "Given (€)", "exact": "Exact", "change": "Change",
         "terminal_ref": "Terminal receipt no.", "sell_button": "Sell", "sale_done": "Sold",

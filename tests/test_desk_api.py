@@ -382,3 +382,32 @@ async def test_a_second_edge_database_sees_the_sale(desk, hub):
             == {"operator": "Anna"}
     finally:
         other.close()
+
+
+async def test_a_sale_can_name_its_customer_found_at_the_desk(desk, hub):
+    """The optional customer: searched in the desk's replica with the hub's search rule, also
+    after the hub renamed the customer (the replica's search index follows)."""
+    edge = desk.edge
+    await expect(await desk.get("/api/customers", params={"q": "Müller"}), 401)
+    await login(desk)
+    found = await expect(await desk.get("/api/customers", params={"q": "Müller"}), 200)
+    assert found and all("Müller" in c["last_name"] for c in found) and "iban" not in found[0]
+    assert await expect(await desk.get("/api/customers", params={"q": "M"}), 200) == []  # too short to search
+    chosen = found[0]
+    data = await expect(await desk.post("/api/orders", json={**sale_body(hub, vouchers=0),
+                                                             "customer_id": chosen["id"]}), 201)
+    assert data["order"]["customer_id"] == chosen["id"]
+    assert data["order"]["items"][0]["card"]["id"] in \
+        [r["id"] for r in edge.db.execute("SELECT id FROM cards WHERE customer_id = ?", (chosen["id"],))]
+    unknown = {**sale_body(hub, vouchers=0), "customer_id": "01900000-0000-7000-8000-000000000000"}
+    await expect(await desk.post("/api/orders", json=unknown), 404)
+
+    # the office renames the customer at the hub; after a sync the desk finds the new name only
+    hub.db.execute("UPDATE customers SET last_name = 'Quastenflosser', updated_at = updated_at WHERE id = ?",
+                   (chosen["id"],))
+    await edge.client.round()
+    renamed = await expect(await desk.get("/api/customers", params={"q": "Quastenflosser"}), 200)
+    assert [c["id"] for c in renamed] == [chosen["id"]]
+    assert chosen["id"] not in [c["id"] for c in await expect(await desk.get("/api/customers",
+                                                                             params={"q": chosen["last_name"]}), 200)]
+    assert edge.db.execute("INSERT INTO customers_search(customers_search, rank) VALUES ('integrity-check', 1)")

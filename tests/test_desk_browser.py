@@ -203,6 +203,13 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
                 expect(at_desk.locator("[data-testid=cart-line]")).to_have_count(2)
                 expect(holder).to_have_value("Jürgen Müller-Weiß")  # re-rendering the cart keeps the name
                 expect(at_desk.locator("#total")).to_have_text("130,00 €")
+                # the optional customer, found in the desk's own replica while the hub is down
+                at_desk.locator("#customer-search").fill("Müller")
+                first_customer = at_desk.locator("[data-testid=customer-result]").first
+                expect(first_customer).to_be_visible()
+                customer_id = first_customer.get_attribute("data-customer-id")
+                first_customer.click()
+                expect(at_desk.locator("#customer-chosen")).to_contain_text("Müller")
                 at_desk.locator("#given").fill("150")
                 expect(at_desk.locator("#change")).to_have_text("20,00 €")
                 shots(at_desk, "desk-cart-cash")
@@ -314,12 +321,12 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
         try:
             redemption = office.execute("SELECT card_id, operator FROM voucher_redemptions WHERE voucher_id = ?",
                                         (voucher["id"],)).fetchone()
-            order = office.execute("SELECT operator, channel, total_cents, given_cents FROM orders WHERE number = ?",
-                                   (sale_number,)).fetchone()
+            order = office.execute("SELECT operator, channel, total_cents, given_cents, customer_id FROM orders "
+                                   "WHERE number = ?", (sale_number,)).fetchone()
         finally:
             office.close()
         assert redemption == (counter_card_row["id"], "Ben")
-        assert order == ("Anna", "cashdesk", 13000, 15000)
+        assert order == ("Anna", "cashdesk", 13000, 15000, customer_id)
         for process in reversed(processes):
             assert process.stop() == 0
     finally:

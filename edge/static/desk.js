@@ -236,6 +236,7 @@ function initSell() {
       ? { product_id: l.productId, kind: "annual", quantity: l.quantity,
           holders: l.holders.map((name) => ({ name: name.trim() })) }
       : { product_id: l.productId, kind: "voucher", quantity: l.quantity })), payment_method: method };
+    if (customer) body.customer_id = customer.id;
     if (method === "cash") {
       const given = parseCents($("given").value);
       if (given !== null) body.given_cents = given;
@@ -296,7 +297,43 @@ function initSell() {
       $("sell-button").disabled = false;
     }
   });
+  /* optional customer: search as the cashier types, tap a result */
+  let customer = null;
+  let searchTimer = null;
+  function chooseCustomer(c) {
+    customer = c;
+    $("customer-results").replaceChildren();
+    $("customer-search").value = "";
+    $("customer-search").hidden = !!c;
+    $("customer-chosen-row").hidden = !c;
+    $("customer-chosen").textContent = c ? customerText(c) : "";
+  }
+  function customerText(c) {
+    return `${c.last_name}, ${c.first_name} · ${c.number}` + (c.town ? ` · ${c.town}` : "");
+  }
+  async function searchCustomers() {
+    const q = $("customer-search").value.trim();
+    const box = $("customer-results");
+    if (q.length < 2) { box.replaceChildren(); return; }
+    try {
+      const found = await api("GET", `/api/customers?q=${encodeURIComponent(q)}`);
+      if (q !== $("customer-search").value.trim()) return;  // a newer search is on its way
+      box.replaceChildren(...(found.length ? found.map((c) => el("button", {
+        type: "button", class: "btn customer-result", "data-testid": "customer-result", "data-customer-id": c.id,
+        text: customerText(c), onclick: () => chooseCustomer(c) })) : [el("p", { class: "hint", text: T.customer_none })]));
+    } catch (err) {
+      message(err.message);
+    }
+  }
+  $("customer-search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(searchCustomers, 250);
+  });
+  $("customer-search").addEventListener("keydown", (ev) => { if (ev.key === "Enter") ev.preventDefault(); });
+  $("customer-clear").addEventListener("click", () => chooseCustomer(null));
+
   $("new-sale").addEventListener("click", () => {
+    chooseCustomer(null);
     cart.length = 0;
     $("given").value = "";
     $("terminal-ref").value = "";
