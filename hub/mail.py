@@ -32,7 +32,6 @@ Without the file or the section the hub sends to 127.0.0.1:25 (a local MTA) and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -53,6 +52,7 @@ from core.clock import LOCAL_TZ, iso, parse_iso, utcnow
 from core.errors import ValidationError
 from core.ids import uuid7
 from core.storage import transaction
+from hub.worker import Worker
 
 log = logging.getLogger("tessera.mail")
 
@@ -328,70 +328,36 @@ def next_due(db: sqlite3.Connection) -> dt.datetime | None:
     return parse_iso(row["t"]) if row["t"] else None
 
 
-class MailWorker:
+class MailWorker(Worker):
     """Sends queued mail in the background: `start()` on the running loop, `wake()` after
     queuing mail (from the loop's thread), `await stop()` at shutdown (lets a send in
     progress finish, so nothing is half-recorded)."""
 
+    name = "tessera-mail"
+
     def __init__(self, db: sqlite3.Connection, settings: MailSettings, *,
                  clock: Callable[[], dt.datetime] = utcnow, idle_s: float = 60.0) -> None:
+        super().__init__()
         self.db = db
         self.settings = settings
         self.clock = clock
         self.idle_s = idle_s
-        self._task: asyncio.Task | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._stopping = False
+        self._noticed = False
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+    def after_failure_s(self) -> float:
+        return self.idle_s
 
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stopping = False
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tessera-mail")
+    def stop_wait_s(self) -> float:
+        return self.settings.timeout + 5
 
-    def wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    async def stop(self) -> None:
-        task = self._task
-        if task is None:
-            return
-        self._stopping = True
-        self.wake()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.settings.timeout + 5)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._task = None
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        noticed = False
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                if self.settings.notice and not noticed and pending(self.db):
-                    # said once, when there is mail to send: a hub that sells nothing online
-                    # (and `tessera hub serve` on it) stays quiet
-                    log.warning("%s", self.settings.notice)
-                    noticed = True
-                await send_due(self.db, self.settings, self.clock())
-                delay = self._delay()
-            except Exception:
-                log.exception("mail: sending round failed")
-                delay = self.idle_s
-            if self._stopping:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), delay)
+    async def round(self) -> float:
+        if self.settings.notice and not self._noticed and pending(self.db):
+            # said once, when there is mail to send: a hub that sells nothing online
+            # (and `tessera hub serve` on it) stays quiet
+            log.warning("%s", self.settings.notice)
+            self._noticed = True
+        await send_due(self.db, self.settings, self.clock())
+        return self._delay()
 
     def _delay(self) -> float:
         due = next_due(self.db)

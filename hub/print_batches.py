@@ -31,7 +31,6 @@ switching the worker on or off does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import tomllib
@@ -59,6 +58,7 @@ from core.node import this_node
 from core.storage import transaction
 from devices.card_printer import CardPrinter, FolderPrinter, PrintError, load_card_printer, open_card_printer
 from devices.profiles import ProfileError
+from hub.worker import Worker
 
 log = logging.getLogger("tessera.print")
 
@@ -310,46 +310,27 @@ def _error(r: Refused) -> dict:
 # --- the worker ------------------------------------------------------------------------------------------
 
 
-class PrintWorker:
+class PrintWorker(Worker):
     """Makes batches every `auto_batch_seconds`, cards first, then carriers; a full batch is followed at
     once by the next. `wake()` starts a round early; `await stop()` lets a batch in progress finish."""
 
+    name = "tessera-print"
+
     def __init__(self, desk: PrintDesk, interval_s: float, batch_size: int = DEFAULT_BATCH) -> None:
+        super().__init__()
         self.desk = desk
         self.interval_s = interval_s
         self.batch_size = batch_size
-        self._task: asyncio.Task | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._stopping = False
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+    def after_failure_s(self) -> float:
+        return self.interval_s
 
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stopping = False
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tessera-print")
+    def stop_wait_s(self) -> float:
+        return STOP_WAIT_S
 
-    def wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    async def stop(self) -> None:
-        task = self._task
-        if task is None:
-            return
-        self._stopping = True
-        self.wake()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._task = None
+    async def round(self) -> float:
+        await self.run_once()
+        return self.interval_s
 
     async def run_once(self) -> list[dict]:
         """One round: batches of each kind until fewer jobs than a full batch are left."""
@@ -362,19 +343,6 @@ class PrintWorker:
                 if summary["jobs"] < self.batch_size:
                     break
         return summaries
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("print worker: round failed")
-            if self._stopping:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.interval_s)
 
 
 PRINTING = web.AppKey("printing", PrintDesk)
