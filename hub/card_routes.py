@@ -20,7 +20,7 @@ from core.catalog.resource import MAX_PAGE, require
 from core.clock import utcnow
 from core.errors import NotFound, ValidationError
 from core.node import this_node
-from hub import nodes
+from hub import nodes, schemas
 from hub.api import Api, Ctx, Param
 from hub.problems import ApiError
 
@@ -76,12 +76,6 @@ class Card(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
 
-
-class CardPage(msgspec.Struct, kw_only=True):
-    items: list[Card]
-    total: int
-    limit: int
-    offset: int
 
 
 class NodeCert(msgspec.Struct, kw_only=True):
@@ -201,7 +195,7 @@ def register(api: Api) -> None:
             response=Card, status=201,
             description="Signed with the hub's node key. The validity window follows the product "
                         "(fixed dates, months from purchase, or from the first entry) unless given.")
-    api.add("GET", "/cards", list_cards, summary="List cards", tag="Cards", roles=STAFF, response=CardPage,
+    api.add("GET", "/cards", list_cards, summary="List cards", tag="Cards", roles=STAFF, response=schemas.page_of(Card),
             cacheable=False,
             query=[Param("limit", "int", "page size (default 50)", minimum=1, maximum=MAX_PAGE),
                    Param("offset", "int", "records to skip", minimum=0, maximum=10_000_000),

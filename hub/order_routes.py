@@ -20,7 +20,7 @@ from core.catalog.resource import MAX_PAGE
 from core.clock import utcnow
 from core.errors import Conflict, NotFound
 from core.node import this_node
-from hub import print_batches
+from hub import print_batches, schemas
 from hub.api import Api, Ctx, Param
 from hub.card_routes import Card, _data_dir, _one_of
 from hub.print_batches import MAX_BATCH, PRINTING, BatchKind
@@ -65,12 +65,6 @@ class Order(msgspec.Struct, kw_only=True):
     items: list[OrderItem]
 
 
-class OrderPage(msgspec.Struct, kw_only=True):
-    items: list[Order]
-    total: int
-    limit: int
-    offset: int
-
 
 class Operator(msgspec.Struct, kw_only=True):
     id: str
@@ -111,12 +105,6 @@ class PrintBatch(msgspec.Struct, kw_only=True):
     target: str | None
     created_at: str
 
-
-class PrintBatchPage(msgspec.Struct, kw_only=True):
-    items: list[PrintBatch]
-    total: int
-    limit: int
-    offset: int
 
 
 class PrintJob(msgspec.Struct, kw_only=True):
@@ -282,7 +270,7 @@ def register(api: Api) -> None:
             description="A6: every card needs its holder; delivery `mail` or `pickup`; a customer is required. "
                         "The cards are issued and signed by the hub at once and queued for printing (a carrier "
                         "sheet too for mail). Products must be on sale through the `phone` channel (else 409).")
-    api.add("GET", "/orders", list_orders, summary="List orders", tag=tag, roles=STAFF, response=OrderPage,
+    api.add("GET", "/orders", list_orders, summary="List orders", tag=tag, roles=STAFF, response=schemas.page_of(Order),
             cacheable=False,
             query=PAGE + [Param("channel", "str", "only orders of this channel: " + ", ".join(CHANNELS),
                                 max_length=20),
@@ -304,7 +292,7 @@ def register(api: Api) -> None:
                         "printer took it and the cards are `printed`. 200: nothing was printed - no queued jobs, "
                         "or the printer failed; `errors` give the reason and the jobs wait for a retry.")
     api.add("GET", "/print-batches", list_print_batches, summary="List print batches", tag=tag, roles=STAFF,
-            response=PrintBatchPage, query=PAGE, cacheable=False)
+            response=schemas.page_of(PrintBatch), query=PAGE, cacheable=False)
     api.add("GET", "/print-jobs", list_print_jobs, summary="List print jobs not printed yet", tag=tag,
             roles=STAFF, response=PrintJobPage, cacheable=False,
             query=PAGE + [Param("state", "str", "queued or failed", max_length=20),
