@@ -119,6 +119,7 @@ class Operation:
     response: Any = None
     status: int = 200
     query: list[Param] = field(default_factory=list)
+    headers: list[Param] = field(default_factory=list)  # documented request headers (checked by the handler)
     description: str = ""
     cacheable: bool = False
 

@@ -44,6 +44,8 @@ def build_document(api: Api, version: str) -> dict:
                   for n in re.findall(r"{(\w+)}", op.path)]
         params += [{"name": p.name, "in": "query", "required": p.required, "schema": p.schema(),
                     "description": p.description} for p in op.query]
+        params += [{"name": p.name, "in": "header", "required": p.required, "schema": p.schema(),
+                    "description": p.description} for p in op.headers]
         entry: dict = {
             "operationId": op.operation_id,
             "summary": op.summary,

@@ -37,7 +37,7 @@ from core.errors import NotFound, ValidationError
 from core.node import this_node
 from core.storage import transaction
 from hub import idempotency, mail, personalize
-from hub.api import Api, Ctx
+from hub.api import Api, Ctx, Param
 from hub.problems import ApiError
 
 SHOP = ("shop", "admin")
@@ -289,6 +289,8 @@ def register(api: Api) -> None:
     """Installs the shop's operations."""
     api.add("POST", "/shop/orders", create_shop_order, summary="Place a paid shop order", tag="Shop",
             roles=SHOP, body=ShopOrderIn, response=ShopOrder, status=201,
+            headers=[Param(idempotency.HEADER, "str", "unique per order; a retry sends the same key",
+                           max_length=idempotency.MAX_KEY, required=True)],
             description="Annual tickets of products on sale online. Requires the header `Idempotency-Key` "
                         "(1-100 visible characters, unique per order): a retry with the same key and body "
                         "returns the first answer with `Idempotent-Replayed: true` and places nothing; the "

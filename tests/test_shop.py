@@ -431,3 +431,12 @@ def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0, proc.stderr.read()
         smtp.stop()
+
+
+def test_the_api_document_names_the_idempotency_header():
+    from hub import routes
+    from hub.openapi import build_document
+
+    doc = build_document(routes.build(), routes.VERSION)
+    params = doc["paths"]["/api/v1/shop/orders"]["post"]["parameters"]
+    assert [(p["name"], p["in"], p["required"]) for p in params] == [("Idempotency-Key", "header", True)]
