@@ -263,6 +263,7 @@ def create_shop_order(ctx: Ctx):
             customer_id=customer["id"], delivery=body.delivery, payment_method="online",
             payment_reference=body.payment_reference.strip())
         order = orders.place_order(db, this_node(db), None, order_in, channel="shop", now=now)
+        db.execute("UPDATE orders SET created_by_token = ? WHERE id = ?", (ctx.token["id"], order["id"]))
         _queue_mail(db, ctx, settings, customer, order, now)
         answer = msgspec.json.encode(shop_order(db, order["id"], now))
         idempotency.remember(db, ctx.token["id"], key, digest, 201, answer, now)
@@ -279,8 +280,9 @@ def _settings(ctx: Ctx) -> ShopSettings:
 
 def get_shop_order(ctx: Ctx):
     order_id = ctx.path("id")
-    row = ctx.db.execute("SELECT channel FROM orders WHERE id = ?", (order_id,)).fetchone()
-    if row is None or row["channel"] != "shop":
+    row = ctx.db.execute("SELECT channel, created_by_token FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if row is None or row["channel"] != "shop" or (
+            ctx.token["role"] == "shop" and row["created_by_token"] != ctx.token["id"]):  # a shop sees its own
         raise NotFound(f"there is no shop order {order_id}")
     return shop_order(ctx.db, order_id, utcnow())
 

@@ -325,6 +325,8 @@ async def test_roles_and_reading_an_order(shop: Shop):
         response = await shop.client.get(url, headers=shop.headers(token=token))
         assert response.status == 200 and (await response.json())["number"] == order["number"]
     assert (await shop.client.get(url, headers=shop.headers(token=agency))).status == 403
+    other_shop, _ = auth.create_token(shop.hub.db, "Another shop", "shop")  # sees only its own orders
+    await assert_problem(await shop.client.get(url, headers=shop.headers(token=other_shop)), 404, "not-found")
     await assert_problem(await shop.client.get(f"{PREFIX}/shop/orders/nope", headers=shop.headers()), 404,
                          "not-found")
 

@@ -28,7 +28,8 @@ CREATE TABLE orders (
     given_cents        INTEGER,
     operator           TEXT,
     total_cents        INTEGER NOT NULL CHECK (total_cents >= 0),
-    created_at         TEXT NOT NULL
+    created_at         TEXT NOT NULL,
+    created_by_token   TEXT            -- hub: the API token that placed it (a shop sees only its own)
 );
 CREATE INDEX orders_customer ON orders(customer_id);
 CREATE INDEX orders_created ON orders(created_at);
