@@ -14,7 +14,9 @@ Every fully personalized card gets a print job in the same transaction (A7) and 
 fulfilment state (A8) that `set_fulfilment()` moves forward. On an edge each change also
 goes to the outbox: `order.placed`, `card.*`, `voucher.redeemed`, `card.fulfilment`.
 
-A voucher is exchanged exactly once. On one node a second scan is refused at once. Two
+A voucher is exchanged exactly once. On one node a second scan is refused at once. A
+counter that reaches the hub asks it before printing (`exchange_verdict`; the desk pushes
+the exchange at once), so with the network up two counters cannot both print. Two
 counters that are both offline cannot know of each other's exchange, so both may print a
 card; the hub then applies the redemption that reaches it first, and the second one is a
 conflict: its card is revoked (gates refuse it after their next sync) and the office sees
@@ -324,6 +326,25 @@ def redeem_voucher(db: sqlite3.Connection, signer: cards.NodeSigner, access, cod
     return card
 
 
+def exchange_verdict(db: sqlite3.Connection, card_id: str) -> str | None:
+    """What the hub answered to the exchange that issued *card_id*: None while not pushed or
+    when applied, else the hub's reason for refusing it (another counter was first)."""
+    row = db.execute("SELECT result FROM outbox WHERE kind = 'voucher.redeemed' AND body ->> '$.card_id' = ? "
+                     "ORDER BY node_seq DESC LIMIT 1", (card_id,)).fetchone()
+    if row and (row["result"] or "").startswith("rejected"):
+        return row["result"].removeprefix("rejected:").strip()
+    return None
+
+
+def withdraw_exchange(db: sqlite3.Connection, card_id: str, reason: str, now: dt.datetime) -> None:
+    """The hub refused this counter's exchange (and revoked its card) before the card was
+    printed: the card is revoked here too and its print jobs are dropped, so it never exists
+    on plastic. The hub's own records arrive with the next pull."""
+    with transaction(db):
+        void_card(db, card_id, reason, now)
+        db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed'", (card_id,))
+
+
 def apply_redemption(db: sqlite3.Connection, node_id: str, body: dict, trust) -> None:
     """Hub: a counter's exchange arrives. The voucher code must be genuine; the first
     exchange to arrive wins, a later one for another card is refused (see `void_card`)."""
@@ -350,7 +371,7 @@ def apply_redemption(db: sqlite3.Connection, node_id: str, body: dict, trust) ->
 
 
 def void_card(db: sqlite3.Connection, card_id: str, reason: str, now: dt.datetime) -> None:
-    """Hub: revoke the card of an exchange that lost (gates refuse it after their next sync)."""
+    """Revoke the card of an exchange that lost (gates refuse it after their next sync)."""
     db.execute("UPDATE cards SET revoked_at = ?, revoke_reason = ?, updated_at = ? "
                "WHERE id = ? AND revoked_at IS NULL", (iso(now), reason[:200], iso(now), card_id))
 

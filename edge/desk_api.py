@@ -43,6 +43,7 @@ from core.clock import LOCAL_TZ
 from core.customers import Customers
 from core.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.storage import transaction
+from edge import sync_client
 from edge.printing import Outcome, job_ids_for
 
 if TYPE_CHECKING:
@@ -260,9 +261,28 @@ async def post_voucher_redeem(request: web.Request) -> web.Response:
     card = orders.redeem_voucher(edge.db, cards.load_signer(edge.db, edge.data_dir), _access(edge), data.code,
                                  data.holder, edge.clock.now(), operator=operator["name"])
     edge.wake.set()
+    refused = await _ask_hub_first(edge, card["id"])
+    if refused:
+        raise Conflict(f"voucher already exchanged elsewhere: {refused}",
+                       detail_de="Gutschein wurde bereits an einer anderen Theke eingelöst; "
+                                 "die Karte wurde nicht gedruckt")
     outcomes = await edge.printing.print_jobs(job_ids_for(edge.db, [card["id"]]))
     return _json({"card": _card_with_product(edge, card["id"]), "printing": [o.as_dict() for o in outcomes]},
                  status=201)
+
+
+async def _ask_hub_first(edge: Edge, card_id: str) -> str | None:
+    """With the hub reachable, the exchange goes to it before the card is printed, so two
+    counters cannot both print a card for one voucher; the hub's reason if it refused.
+    Offline (or no answer within 2 s) the counter prints, and the hub settles it later."""
+    if edge.client is None or not sync_client.status(edge.db)["online"]:
+        return None
+    if not await edge.client.push_now():
+        return None
+    reason = orders.exchange_verdict(edge.db, card_id)
+    if reason:
+        orders.withdraw_exchange(edge.db, card_id, reason, edge.clock.now())
+    return reason
 
 
 # --- cards ----------------------------------------------------------------------------------------------------

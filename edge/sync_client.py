@@ -70,6 +70,7 @@ class SyncClient:
         self.clock = clock or TrustedClock(db)
         self._session: aiohttp.ClientSession | None = None
         self._trust: TrustStore | None = None  # reloaded after every pulled page
+        self._push_lock = asyncio.Lock()  # the loop and an urgent push_now() never send the same ops at once
 
     def trust(self) -> TrustStore:
         if self._trust is None:
@@ -147,6 +148,21 @@ class SyncClient:
 
     async def push(self) -> tuple[int, int]:
         """Push until the outbox is empty: (ops pushed, ops rejected by the hub)."""
+        async with self._push_lock:
+            return await self._push()
+
+    async def push_now(self, timeout_s: float = 2.0) -> bool:
+        """Push what is waiting at once, for a decision the hub should make before the cashier
+        goes on (a voucher exchange). False when the hub could not be asked in time: the
+        caller goes on offline, and the next round pushes as usual."""
+        try:
+            await asyncio.wait_for(self.push(), timeout_s)
+        except (SyncError, TimeoutError) as exc:
+            log.info("urgent push did not reach the hub: %s", exc)
+            return False
+        return True
+
+    async def _push(self) -> tuple[int, int]:
         pushed = rejected = 0
         while ops := self._pending():
             body = encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops))

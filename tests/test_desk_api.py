@@ -411,3 +411,45 @@ async def test_a_sale_can_name_its_customer_found_at_the_desk(desk, hub):
     assert chosen["id"] not in [c["id"] for c in await expect(await desk.get("/api/customers",
                                                                              params={"q": chosen["last_name"]}), 200)]
     assert edge.db.execute("INSERT INTO customers_search(customers_search, rank) VALUES ('integrity-check', 1)")
+
+
+async def test_with_the_hub_up_a_second_counter_is_refused_before_it_prints(desk, hub, tmp_path, aiohttp_client):
+    """Two counters, both online, one voucher (a copy of the receipt at each counter, at the same
+    moment): the second counter has not pulled the first one's exchange yet, but it asks the hub
+    before printing, so only one card is ever printed."""
+    await login(desk)
+    sold = await expect(await desk.post("/api/orders", json=sale_body(hub, vouchers=1)), 201)
+    voucher = sold["order"]["items"][1]["card"]
+    await desk.edge.client.round()
+    first_edge = await enrolled_edge(hub, tmp_path, role="counter", name="Theke A")
+    second_edge = await enrolled_edge(hub, tmp_path, role="counter", name="Theke B")  # pulled before A exchanges
+    try:
+        first, second = (await aiohttp_client(first_edge.app()), await aiohttp_client(second_edge.app()))
+        first.edge, second.edge = first_edge, second_edge
+        await login(first, "Ben")
+        await login(second, "Anna")
+        body = {"code": voucher["code"], "holder": {"name": "Erika Mustermann"}}
+        made = await expect(await first.post("/api/vouchers/redeem", json=body), 201)
+        assert first_edge.db.execute("SELECT result FROM outbox WHERE kind = 'voucher.redeemed'").fetchone() == \
+            {"result": "applied"}  # asked the hub before printing
+
+        refused = await expect(await second.post("/api/vouchers/redeem", json={**body,
+                                                                                "holder": {"name": "Eve Copy"}}), 409)
+        assert "already exchanged" in refused["detail"] and made["card"]["number"] in refused["detail"]
+        assert refused["detail_de"].startswith("Gutschein wurde bereits an einer anderen Theke")
+        assert files(second_edge.data_dir / "var" / "card-out", "*.pdf") == []  # nothing printed
+        assert second_edge.db.execute("SELECT count(*) AS n FROM print_jobs WHERE kind = 'card'").fetchone()["n"] == 0
+        lost = second_edge.db.execute("SELECT * FROM cards WHERE holder_name = 'Eve Copy'").fetchone()
+        assert lost["revoked_at"] and hub.db.execute("SELECT revoked_at FROM cards WHERE id = ?",
+                                                     (lost["id"],)).fetchone()["revoked_at"]
+        assert [r["card_id"] for r in hub.db.execute("SELECT card_id FROM voucher_redemptions")] == \
+            [made["card"]["id"]]
+        # after its next round the second counter knows the voucher is used and refuses it itself
+        await second_edge.client.round()
+        again = await expect(await second.post("/api/vouchers/redeem", json=body), 409)
+        assert again["detail_de"].startswith("Gutschein wurde schon am")
+        assert second_edge.db.execute("SELECT count(*) AS n FROM outbox WHERE kind = 'voucher.redeemed'"
+                                      ).fetchone()["n"] == 1
+    finally:
+        await first_edge.close()
+        await second_edge.close()
