@@ -34,6 +34,7 @@ from edge.problems import problem
 log = logging.getLogger("tessera.edge")
 EDGE = web.AppKey("edge", object)
 STATUS = {"ValidationError": 422, "NotFound": 404, "Conflict": 409}
+RESTART_S = 2.0
 
 
 class Edge:
@@ -68,8 +69,22 @@ class Edge:
 
     def start_background(self) -> None:
         if self.client:
-            self._tasks.append(asyncio.create_task(self.client.run(self.wake, period_s=self.sync_period_s)))
-        self._tasks.append(asyncio.create_task(self.printing.run()))
+            self._tasks.append(asyncio.create_task(self._supervised("sync", lambda: self.client.run(
+                self.wake, period_s=self.sync_period_s))))
+        self._tasks.append(asyncio.create_task(self._supervised("printing", self.printing.run)))
+
+    async def _supervised(self, name: str, start) -> None:
+        """Keep a background loop alive: a bug that escapes it is logged (a dead sync loop
+        would otherwise leave sales waiting silently) and the loop starts again."""
+        while True:
+            try:
+                await start()
+                return  # ended on purpose (an edge that must be upgraded stops syncing)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop failed; restarting it in %s s", name, RESTART_S)
+                await asyncio.sleep(RESTART_S)
 
     async def close(self) -> None:
         for task in self._tasks:
