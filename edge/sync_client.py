@@ -15,6 +15,7 @@ are idempotent at the hub (node_seq) and pulls only move the cursor after a page
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -244,15 +245,24 @@ class SyncClient:
     def note_error(self, error: Exception) -> None:
         self.db.execute("UPDATE sync_state SET last_error = ?", (str(error)[:500],))
 
-    async def run(self, wake: asyncio.Event, *, period_s: float = 10.0, max_backoff_s: float = 60.0) -> None:
+    async def run(self, wake: asyncio.Event, *, period_s: float = 10.0, max_backoff_s: float = 30.0) -> None:
         """Forever: a round soon after each local change (*wake*), and every *period_s*; with
-        exponential backoff and jitter while the hub is away."""
+        exponential backoff and jitter while the hub is away. A local change cuts a backoff
+        wait short: a sale made offline is pushed as soon as the hub answers again, not
+        after the longest wait."""
         backoff = wait_exponential_jitter(multiplier=0.5, max=max_backoff_s, jitter=0.5)
+
+        async def sleep_or_wake(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), seconds)
+            wake.clear()  # one wake, one early retry: then the backoff goes on growing
+
         while True:
             wake.clear()  # before the round: a change made during it wakes the next one at once
             try:
                 async for attempt in AsyncRetrying(retry=retry_if_exception_type(SyncError), wait=backoff,
                                                    stop=stop_after_attempt(10**9), reraise=True,
+                                                   sleep=sleep_or_wake,
                                                    before_sleep=lambda state: self.note_error(
                                                        state.outcome.exception())):
                     with attempt:

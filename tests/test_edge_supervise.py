@@ -37,3 +37,33 @@ async def test_a_loop_that_fails_is_logged_and_started_again(hub, tmp_path, monk
         assert all(not t.done() for t in edge._tasks)
     finally:
         await edge.close()
+
+
+async def test_a_local_change_cuts_the_backoff_short_while_the_hub_is_away(hub, tmp_path):
+    """The hub is away: rounds back off (0.5 s, 1 s, 2 s, ... with jitter). A sale made now
+    wakes the loop at once, so it reaches the hub as soon as the hub answers, not after the
+    longest wait; without a change the backoff goes on."""
+    edge = await test_desk_api.enrolled_edge(hub, tmp_path)
+    attempts: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def away():
+        attempts.append(loop.time())
+        raise server.sync_client.SyncError("hub unreachable: test")
+
+    edge.client.round = away
+    task = asyncio.create_task(edge.client.run(edge.wake, period_s=60, max_backoff_s=60))
+    try:
+        while len(attempts) < 5:  # waits of about 0.5, 1, 2, 4 s: about 7.5 s
+            await asyncio.sleep(0.05)
+        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+        assert gaps[-1] > 2.0  # backing off
+        edge.wake.set()  # a sale
+        await asyncio.sleep(0.3)
+        assert len(attempts) == 6 and attempts[-1] - attempts[-2] < 0.3
+        await asyncio.sleep(0.5)
+        assert len(attempts) == 6  # one wake, one early retry: then the backoff goes on
+        assert "unreachable" in edge.db.execute("SELECT last_error FROM sync_state").fetchone()["last_error"]
+    finally:
+        task.cancel()
+        await edge.close()
