@@ -23,9 +23,9 @@ edges are real enrolled gate folders driven by the real `SyncClient`.
    the edge's own (VmHWM, 1 MB = 10^6 bytes; not `ru_maxrss`, which on Linux inherits the
    benchmark process's RSS across fork and exec). Budget: 80 MB (DESIGN section 9).
 3. **Catch-up after an outage.** The hub is stopped; the pulled gate (in sync until then) records
-   10,000 entries; its background sync loop (`SyncClient.run`, tenacity backoff with jitter, cut short by a local change) is
-   started and fails for a few seconds; then the hub is started again on the same port. Timed:
-   from the hub's ready line until all 10,000 ops are applied at the hub (polled in the hub's
+   10,000 entries; its background sync loop (`SyncClient.run`, tenacity backoff with jitter, cut
+   short by a local change) is started and fails for a few seconds; then the hub is started again
+   on the same port. Timed: from the hub's ready line until all 10,000 ops are applied at the hub (polled in the hub's
    database), split into the wait for the client's next attempt (backoff) and the push itself.
    No budget is given for it (SPEC and DESIGN set none); it is reported as context.
 
