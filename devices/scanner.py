@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -32,6 +33,14 @@ class Scanner(Protocol):
         ...
 
 
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can watch *fd*: a pipe, a socket or a terminal. Asking
+    `connect_read_pipe` is not enough: it accepts /dev/null, and epoll's refusal comes later,
+    as a traceback from a callback."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
 class StdinScanner:
     """Demo scanner: each non-empty line typed on stdin (or written to `stream`) is a scanned code.
 
@@ -52,6 +61,8 @@ class StdinScanner:
         fd = self._stream.fileno()
         reader = asyncio.StreamReader()
         try:
+            if not _pollable(fd):  # /dev/null is a character device that epoll refuses, late
+                raise ValueError("not a pipe, socket or terminal")
             # a dup, so closing our transport does not close the process's stdin
             pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
             try:

@@ -507,6 +507,18 @@ async def test_stdin_scanner_falls_back_to_a_thread_for_regular_files(tmp_path):
         assert await asyncio.wait_for(collect(StdinScanner(stream=stream), 99), 2) == ["X1", "X2"]
 
 
+async def test_stdin_scanner_on_dev_null_ends_quietly(caplog):
+    """A demo started with stdin from /dev/null (a service, `nohup`, a background job): the
+    loop would accept it and epoll refuse it later, as a traceback; it is read by the thread."""
+    loop = asyncio.get_running_loop()
+    errors = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    with open(os.devnull, "rb") as stream:
+        assert await asyncio.wait_for(collect(StdinScanner(stream=stream), 99), 2) == []
+    await asyncio.sleep(0.05)
+    assert errors == []
+
+
 def test_open_scanner_sim_stdin_gives_a_stdin_scanner():
     scanner = open_scanner("sim-stdin")
     assert isinstance(scanner, StdinScanner)
