@@ -24,13 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 import segno
@@ -41,6 +39,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
+from core import tomlfiles
 from core.clock import LOCAL_TZ, parse_iso
 
 __all__ = [
@@ -58,7 +57,6 @@ __all__ = [
 LAYOUTS_ENV = "TESSERA_CARD_LAYOUTS"
 STANDARD_FONTS = frozenset(pdfmetrics.standardFonts)
 A4 = (210.0, 297.0)  # mm
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Colour = Annotated[str, Meta(pattern=r"^#[0-9A-Fa-f]{6}$")]
 Mm = Annotated[float, Meta(ge=0, le=1000)]
@@ -162,34 +160,7 @@ def layouts_dir() -> Path:
 
 
 def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    text = os.fspath(name_or_path)
-    if "/" in text or os.sep in text or text.endswith(".toml"):
-        return Path(text)
-    if not _NAME_RE.fullmatch(text):
-        raise LayoutError(f"{text!r}: not a layout name (letters, digits, '.', '_', '-') or a .toml path")
-    return layouts_dir() / f"{text}.toml"
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-_AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_FIELD_MSG_RE = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]+)`$")
-
-
-def _field_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    m = _AT_RE.match(str(exc))
-    assert m is not None
-    msg, path = m["msg"], (m["path"] or "").lstrip(".")
-    fm = _FIELD_MSG_RE.match(msg)
-    if fm:
-        field = f"{path}.{fm['field']}" if path else fm["field"]
-        return field, "unknown field" if fm["what"].startswith("contains") else "missing required field"
-    return path or "(top level)", msg.replace("`", "")
+    return tomlfiles.resolve(name_or_path, layouts_dir(), "layout", LayoutError)
 
 
 def _check(layout: Layout) -> tuple[str, str] | None:
@@ -226,25 +197,12 @@ def _check(layout: Layout) -> tuple[str, str] | None:
 def load_layout(name_or_path: str | os.PathLike[str]) -> Layout:
     """Load and check a layout by name (file stem in `card_layouts/`) or by path to a .toml file."""
     path = _resolve(name_or_path)
-    shown = _shown(path)
-    try:
-        data: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise LayoutError(f"{shown}: no such layout file") from None
-    except OSError as exc:
-        raise LayoutError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise LayoutError(f"{shown}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LayoutError(f"{shown}: invalid TOML: {exc}") from None
+    shown = tomlfiles.shown(path)
+    data = tomlfiles.read(path, "layout", LayoutError)
     for reserved in ("path", "background_image"):
         if reserved in data:
             raise LayoutError(f"{shown}: {reserved}: unknown field")
-    try:
-        layout = msgspec.convert(data, Layout, strict=True)
-    except msgspec.ValidationError as exc:
-        field, msg = _field_error(exc)
-        raise LayoutError(f"{shown}: {field}: {msg}") from None
+    layout = tomlfiles.convert(data, Layout, path, LayoutError)
     problem = _check(layout)
     if problem:
         raise LayoutError(f"{shown}: {problem[0]}: {problem[1]}")

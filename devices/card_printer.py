@@ -28,6 +28,7 @@ from typing import Annotated, Literal, Protocol
 
 from msgspec import Meta, Struct
 
+from core import tomlfiles
 from devices.profiles import ProfileError, load_profile, profiles_dir
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 SUBFOLDER = "card-printers"
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _JOB_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _REQUEST_RE = re.compile(r"request id is (\S+)")
 
@@ -78,13 +78,11 @@ class CardPrinterProfile(Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    text = os.fspath(name_or_path)
-    if "/" in text or os.sep in text or text.endswith(".toml"):
-        return Path(text)
-    if not _NAME_RE.fullmatch(text):
-        raise ProfileError(f"{text!r}: not a profile name (letters, digits, '.', '_', '-') or a .toml path")
-    top = profiles_dir() / f"{text}.toml"
-    sub = profiles_dir() / SUBFOLDER / f"{text}.toml"
+    """A bare name is looked up in the profile folder, then in its card-printers/ subfolder."""
+    top = tomlfiles.resolve(name_or_path, profiles_dir(), "profile", ProfileError)
+    if tomlfiles.is_path(name_or_path):
+        return top
+    sub = profiles_dir() / SUBFOLDER / top.name
     return sub if not top.exists() and sub.exists() else top
 
 

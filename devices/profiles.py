@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+
+from core import tomlfiles
 
 __all__ = [
     "DtrRtsSettings",
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 PROFILES_ENV = "TESSERA_PROFILES"
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _USB_ID_RE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})(?:[ :]?[0-9a-fA-F]{2})*")
 
@@ -154,38 +154,7 @@ def profiles_dir() -> Path:
 
 
 def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    text = os.fspath(name_or_path)
-    if "/" in text or os.sep in text or text.endswith(".toml"):
-        return Path(text)
-    if not _NAME_RE.fullmatch(text):
-        raise ProfileError(f"{text!r}: not a profile name (letters, digits, '.', '_', '-') or a .toml path")
-    return profiles_dir() / f"{text}.toml"
-
-
-def _shown(path: Path) -> str:
-    """The path as an operator would type it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-# --- errors ----------------------------------------------------------------------------------------------
-
-_AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_FIELD_MSG_RE = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]+)`$")
-
-
-def _field_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    """Turn msgspec's `Expected int, got str - at $.relay.pulse_ms` into (`relay.pulse_ms`, message)."""
-    m = _AT_RE.match(str(exc))
-    assert m is not None  # the pattern matches any string
-    msg, path = m["msg"], (m["path"] or "").lstrip(".")
-    fm = _FIELD_MSG_RE.match(msg)
-    if fm:
-        field = f"{path}.{fm['field']}" if path else fm["field"]
-        return field, "unknown field" if fm["what"].startswith("contains") else "missing required field"
-    return path or "(top level)", msg.replace("`", "")
+    return tomlfiles.resolve(name_or_path, profiles_dir(), "profile", ProfileError)
 
 
 def parse_hex(text: str) -> bytes:
@@ -199,22 +168,6 @@ def parse_hex(text: str) -> bytes:
 # --- loading ---------------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> dict[str, Any]:
-    shown = _shown(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ProfileError(f"{shown}: no such profile file") from None
-    except OSError as exc:
-        raise ProfileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ProfileError(f"{shown}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{shown}: invalid TOML: {exc}") from None
-
-
 def load_profile(name_or_path: str | os.PathLike[str], kind: str, cls: type[Any],
                  check: Callable[[Any], tuple[str, str] | None] | None = None, *, path: Path | None = None) -> Any:
     """The one way a device profile file is read: TOML, `kind` checked, converted to *cls*
@@ -222,8 +175,8 @@ def load_profile(name_or_path: str | os.PathLike[str], kind: str, cls: type[Any]
     ProfileError naming the file and the field. Printer modules use it with their own
     structs (and *path* when they look in a subfolder)."""
     path = path or _resolve(name_or_path)
-    shown = _shown(path)
-    data = _read(path)
+    shown = tomlfiles.shown(path)
+    data = tomlfiles.read(path, "profile", ProfileError)
     for reserved in ("name", "path"):
         if reserved in data:
             raise ProfileError(f"{shown}: {reserved}: unknown field (set from the file name, not in the file)")
@@ -231,11 +184,7 @@ def load_profile(name_or_path: str | os.PathLike[str], kind: str, cls: type[Any]
     if found != kind:
         what = "missing" if found is None else f"is {found!r}"
         raise ProfileError(f"{shown}: kind: {what}, expected {kind!r}")
-    try:
-        profile = msgspec.convert(data, cls, strict=True)
-    except msgspec.ValidationError as exc:
-        field, msg = _field_error(exc)
-        raise ProfileError(f"{shown}: {field}: {msg}") from None
+    profile = tomlfiles.convert(data, cls, path, ProfileError)
     problem = check(profile) if check else None
     if problem:
         raise ProfileError(f"{shown}: {problem[0]}: {problem[1]}")
@@ -308,13 +257,13 @@ def list_profiles() -> dict[str, str]:
         return found
     for path in sorted(folder.glob("*.toml")):
         try:
-            kind = _read(path).get("kind")
+            kind = tomlfiles.read(path, "profile", ProfileError).get("kind")
             if kind == "scanner":
                 load_scanner(path)
             elif kind == "relay":
                 load_relay(path)
             elif not isinstance(kind, str):
-                raise ProfileError(f"{_shown(path)}: kind: missing")
+                raise ProfileError(f"{tomlfiles.shown(path)}: kind: missing")
             found[path.stem] = kind  # other kinds (printers) are validated by their own loader
         except ProfileError as exc:
             found[path.stem] = f"invalid: {exc}"
