@@ -20,7 +20,7 @@ from core.catalog.resource import MAX_PAGE, require
 from core.clock import utcnow
 from core.errors import NotFound, ValidationError
 from core.node import this_node
-from hub import nodes, schemas
+from hub import nodes, pages, schemas
 from hub.api import Api, Ctx, Param
 from hub.problems import ApiError
 
@@ -131,20 +131,9 @@ def _one_of(ctx: Ctx, name: str, allowed: tuple[str, ...]) -> None:
 
 
 def list_cards(ctx: Ctx):
-    q = ctx.query
     _one_of(ctx, "fulfilment", FULFILMENT_STATES)
     _one_of(ctx, "delivery", DELIVERIES)
-    where, args = [], []
-    for name in ("customer_id", "product_id", "fulfilment", "delivery"):
-        if name in q:
-            where.append(f"{name} = ?")
-            args.append(q[name])
-    sql_where = f"WHERE {' AND '.join(where)}" if where else ""
-    limit, offset = q.get("limit", 50), q.get("offset", 0)
-    total = ctx.db.execute(f"SELECT count(*) AS n FROM cards {sql_where}", args).fetchone()["n"]
-    items = ctx.db.execute(f"SELECT * FROM cards {sql_where} ORDER BY id LIMIT ? OFFSET ?",
-                           [*args, limit, offset]).fetchall()
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return pages.page(ctx, "cards", "id", ("customer_id", "product_id", "fulfilment", "delivery"))
 
 
 def get_card(ctx: Ctx):

@@ -20,7 +20,7 @@ from core.catalog.resource import MAX_PAGE
 from core.clock import utcnow
 from core.errors import Conflict, NotFound
 from core.node import this_node
-from hub import print_batches, schemas
+from hub import pages, print_batches, schemas
 from hub.api import Api, Ctx, Param
 from hub.card_routes import Card, _data_dir, _one_of
 from hub.print_batches import MAX_BATCH, PRINTING, BatchKind
@@ -152,20 +152,9 @@ def create_order(ctx: Ctx):
 
 
 def list_orders(ctx: Ctx):
-    q = ctx.query
     _one_of(ctx, "channel", CHANNELS)
-    where, args = [], []
-    for name in ("channel", "customer_id"):
-        if name in q:
-            where.append(f"{name} = ?")
-            args.append(q[name])
-    sql_where = f"WHERE {' AND '.join(where)}" if where else ""
-    limit, offset = q.get("limit", 50), q.get("offset", 0)
-    total = ctx.db.execute(f"SELECT count(*) AS n FROM orders {sql_where}", args).fetchone()["n"]
-    ids = ctx.db.execute(f"SELECT id FROM orders {sql_where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                         [*args, limit, offset]).fetchall()
-    return {"items": [orders.order_view(ctx.db, r["id"]) for r in ids], "total": total, "limit": limit,
-            "offset": offset}
+    found = pages.page(ctx, "orders", "created_at DESC, id DESC", ("channel", "customer_id"), select="id")
+    return {**found, "items": [orders.order_view(ctx.db, r["id"]) for r in found["items"]]}
 
 
 def get_order(ctx: Ctx):
@@ -196,31 +185,15 @@ async def create_print_batch(ctx: Ctx):
 
 
 def list_print_batches(ctx: Ctx):
-    q = ctx.query
-    limit, offset = q.get("limit", 50), q.get("offset", 0)
-    total = ctx.db.execute("SELECT count(*) AS n FROM print_batches").fetchone()["n"]
-    items = ctx.db.execute("SELECT * FROM print_batches ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                           (limit, offset)).fetchall()
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return pages.page(ctx, "print_batches", "created_at DESC, id DESC")
 
 
 def list_print_jobs(ctx: Ctx):
     """Jobs not printed yet (queued or failed, with the printer's error), oldest first."""
-    q = ctx.query
     _one_of(ctx, "state", JOB_STATES)
     _one_of(ctx, "kind", JOB_KINDS)
-    where, args = ["j.state <> 'printed'"], []
-    for name in ("state", "kind"):
-        if name in q:
-            where.append(f"j.{name} = ?")
-            args.append(q[name])
-    sql_where = " AND ".join(where)
-    limit, offset = q.get("limit", 50), q.get("offset", 0)
-    total = ctx.db.execute(f"SELECT count(*) AS n FROM print_jobs j WHERE {sql_where}", args).fetchone()["n"]
-    items = ctx.db.execute(f"SELECT j.*, c.number AS card_number FROM print_jobs j LEFT JOIN cards c "
-                           f"ON c.id = j.ref_id WHERE {sql_where} ORDER BY j.created_at, j.id LIMIT ? OFFSET ?",
-                           [*args, limit, offset]).fetchall()
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return pages.page(ctx, "print_jobs j LEFT JOIN cards c ON c.id = j.ref_id", "j.created_at, j.id", ("state", "kind"),
+                      select="j.*, c.number AS card_number", where=("j.state <> 'printed'",), column_prefix="j.")
 
 
 def retry_print_jobs(ctx: Ctx):
