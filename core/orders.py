@@ -95,6 +95,7 @@ def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | N
     """Store an order and, where holders are given, issue its cards; all in one transaction.
     Returns the order with its items (each with its card, if issued)."""
     delivery = _delivery(order, channel)
+    _check_payment(order, channel)
     with transaction(db):
         items = _items(db, order, channel)
         total = sum(i["price_cents"] for i in items)
@@ -119,6 +120,17 @@ def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | N
             outbox.append(db, "order.placed", {**record, "items": [_item_row(i) for i in items]},
                           wall_time=record["created_at"])
     return {**record, "items": items}
+
+
+def _check_payment(order: OrderIn, channel: Channel) -> None:
+    """A desk takes cash or card; a card payment is made on the external terminal, whose
+    receipt number is recorded so the day's card takings can be matched to it."""
+    if channel not in ("cashdesk", "counter"):
+        return
+    if order.payment_method not in ("cash", "card"):
+        raise ValidationError("the desk takes cash or card", field="payment_method")
+    if order.payment_method == "card" and not (order.payment_reference or "").strip():
+        raise ValidationError("enter the card terminal's reference", field="payment_reference")
 
 
 def _delivery(order: OrderIn, channel: Channel) -> str:

@@ -133,6 +133,10 @@ async def test_a_failed_receipt_prints_with_the_next_job(offline_desk, hub):  # 
         jobs = await printer.wait_jobs(2)
         numbers = [n for n in (first["order"]["number"], second["order"]["number"]) for j in jobs if n.encode() in j]
         assert sorted(numbers) == sorted([first["order"]["number"], second["order"]["number"]])
+        for _ in range(100):  # the worker prints the two cards after the answers
+            if print_queue.counts(edge.db) == {"queued": 0, "failed": 0}:
+                break
+            await asyncio.sleep(0.05)
         assert print_queue.counts(edge.db) == {"queued": 0, "failed": 0}
     finally:
         worker.cancel()

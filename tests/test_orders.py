@@ -87,10 +87,14 @@ async def test_bad_orders_change_nothing(hub, tmp_path):
             (OrderIn(lines=[LineIn(product_id=product, kind="voucher", holders=[HolderIn(name="X")])],
                      payment_method="cash"), ValidationError, "no holder"),
             (OrderIn(lines=[LineIn(product_id=product, holders=[HolderIn(name="X", valid_from=dt.date(2020, 1, 1))])],
-                     payment_method="card"), ValidationError, "start day"),
+                     payment_method="card", payment_reference="T-1"), ValidationError, "start day"),
             (OrderIn(lines=[LineIn(product_id=hub.ids["annual_products"][STADTMUSEUM_CARD],
                                    holders=[HolderIn(name="X", valid_from=dt.date.today())])],
-                     payment_method="card"), ValidationError, "no choosable start"),
+                     payment_method="card", payment_reference="T-1"), ValidationError, "no choosable start"),
+            (OrderIn(lines=[LineIn(product_id=product, holders=[HolderIn(name="X")])], payment_method="transfer"),
+             ValidationError, "cash or card"),
+            (OrderIn(lines=[LineIn(product_id=product, holders=[HolderIn(name="X")])], payment_method="card",
+                     payment_reference="  "), ValidationError, "terminal's reference"),
         ]
         for order, error, words in bad:
             with pytest.raises(error, match=words):
@@ -284,6 +288,7 @@ async def test_the_days_summary_per_operator_and_payment(hub, tmp_path):
         for operator, method in (("Anna", "cash"), ("Anna", "cash"), ("Ben", "card")):
             order = desk_order(hub, vouchers=0, given=None)
             order.operator, order.payment_method = operator, method
+            order.payment_reference = "T-4711" if method == "card" else None
             orders.place_order(db, node, signer, order, channel="cashdesk", now=now)
         summary = orders.day_summary(db, node["id"], now.astimezone(LOCAL_TZ).date())
         price = hub.db.execute("SELECT price_cents FROM annual_products WHERE id = ?",
