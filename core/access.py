@@ -19,8 +19,10 @@ import json
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from core import cardcode, outbox
 from core.catalog.annual import add_months
@@ -296,7 +298,7 @@ class Access:
         record = sign(self.signer.private, "entry", body, self.signer.key_id)
         with transaction(self.db):
             self._store_entry(body, record, now)
-            outbox.append(self.db, "entry.recorded", {"record": record}, wall_time=body["at"])
+            outbox.record(self.db, "entry.recorded", EntryOp(record=record), wall_time=body["at"])
         self.clock.observe(now, "entry")
         result.entry_id = body["id"]
         self._recent.append((body["at"], record))
@@ -350,6 +352,48 @@ def accept_entry(db: sqlite3.Connection, trust: TrustStore, record: str, now: dt
         raise BadRecord("entry record names another node than its signer")
     with transaction(db):
         return store_entry(db, body, record, now)
+
+
+class EntryOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`entry.recorded`: an entry a gate recorded, as its signed record."""
+
+    record: Annotated[str, Meta(max_length=2000)]
+
+
+ENTRY_ROW = ("id", "card_id", "card_issue", "venue_id", "node_id", "direction", "at")
+
+
+def verify_pushed_entry(db: sqlite3.Connection, trust: TrustStore, node_id: str, venue_ids: list[str],
+                        record: str, received: dt.datetime) -> tuple:
+    """Hub: an entry a gate pushed, checked as a peer gate would and more: signed by a gate
+    key of the pushing node, valid when it signed; at a venue in that gate's scope; its time
+    the one inside its id, not ahead of the push, not before the card's validity nor the
+    signer's certificate. Returns the `entries` row (ENTRY_ROW + record + received_at);
+    raises BadRecord."""
+    env = open_envelope(record, "entry")
+    body = env.body
+    try:
+        at_ms, id_ms = int(parse_iso(body["at"]).timestamp() * 1000), uuid7_ms(body["id"])
+        if body["direction"] not in ("in", "out") or type(body["card_issue"]) is not int \
+                or not all(isinstance(body[k], str) for k in ("card_id", "venue_id", "node_id")):
+            raise ValueError("bad field")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise BadRecord("entry record with missing or malformed fields") from None
+    signer = trust.check_record(env, frozenset({"gate"}), id_ms)
+    if signer.node_id != node_id or body["node_id"] != node_id:
+        raise BadRecord("entry record not signed by a gate key of this node")
+    if body["venue_id"] not in venue_ids:
+        raise BadRecord(f"entry at venue {body['venue_id'] or '(none)'}, outside this gate's venues")
+    if abs(at_ms - id_ms) >= 1000:
+        raise BadRecord("entry record's time does not agree with its id")
+    if at_ms > (received + FUTURE_TOLERANCE).timestamp() * 1000:
+        raise BadRecord(f"entry at {body['at']} lies ahead of its push")
+    if at_ms < signer.valid_from_ms:
+        raise BadRecord("entry before the gate's certificate")
+    card = db.execute("SELECT valid_from FROM cards WHERE id = ?", (body["card_id"],)).fetchone()
+    if card is not None and body["at"] < card["valid_from"]:
+        raise BadRecord(f"entry at {body['at']}, before the card is valid ({card['valid_from']})")
+    return (*(body[c] for c in ENTRY_ROW), record, iso(received))
 
 
 def verdict_json(result: Verdict) -> str:

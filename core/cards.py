@@ -12,14 +12,18 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from msgspec import Meta
 
 from core import cardcode, keys, outbox
 from core.catalog.annual import add_months, validity_window
+from core.catalog.common import Id
 from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
 from core.errors import Conflict, NotFound, ValidationError
-from core.ids import uuid7
+from core.ids import uuid7, uuid7_ms
 from core.node import this_node
 from core.numbering import next_number
 from core.storage import transaction
@@ -28,6 +32,7 @@ from core.storage import transaction
 # sale; its code carries sale .. sale + ACTIVATION + months as the outer validity window.
 ACTIVATION_MONTHS = 12
 VOUCHER_YEARS = 3
+START_AHEAD_DAYS = 92  # how far ahead a buyer may start a from-purchase card
 CARD_SERIES = "C"
 
 
@@ -121,7 +126,11 @@ DETAIL_COLUMNS = ("order_item_id", "holder_birth_date", "has_photo", "delivery",
 def card_series(signer: NodeSigner) -> str:
     """Card numbers are owned by the node that issues: `C` at the hub, `C` + the last 6 hex
     digits of the node id on an edge, so offline desks never hand out the same number."""
-    return CARD_SERIES if signer.role == "hub" else CARD_SERIES + signer.node_id.replace("-", "")[-6:].upper()
+    return CARD_SERIES if signer.role == "hub" else edge_card_series(signer.node_id)
+
+
+def edge_card_series(node_id: str) -> str:
+    return CARD_SERIES + node_id.replace("-", "")[-6:].upper()
 
 
 def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, kind: str, now: dt.datetime,
@@ -206,7 +215,201 @@ def _card(db: sqlite3.Connection, card_id: str) -> dict:
 
 
 def _record(db: sqlite3.Connection, signer: NodeSigner, kind: str, card: dict) -> None:
-    """Edges queue the change for the hub; the hub is where the change feed starts."""
-    if signer.role != "hub":
-        outbox.append(db, kind, {k: card[k] for k in card if k not in ("created_at", "updated_at")},
-                      wall_time=card["updated_at"])  # the caller's (trusted) time, like every other op
+    """Edges queue the change for the hub (outbox.record does nothing on the hub)."""
+    outbox.record(db, kind, card_op(card), wall_time=card["updated_at"])  # the caller's (trusted) time
+
+
+# --- the card operations a desk sends, and how the hub takes them (core/sync/ops.py) ----------------------
+
+Stamp = Annotated[str, Meta(min_length=20, max_length=24, pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")]
+Short = Annotated[str, Meta(max_length=200)]
+
+
+class CardOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`card.issued`, `card.reissued`, `card.revoked`: the card as the desk holds it after the
+    change. The hub believes none of it that it can work out itself: what the signed code
+    says (id, product, kind, validity, issue, key), who issued it (the pushing node), when
+    (the card id's time), and what the product allows."""
+
+    id: Id
+    number: Annotated[str, Meta(min_length=1, max_length=40)]
+    product_id: Id
+    kind: Literal["annual", "subscription", "single", "voucher"]
+    customer_id: Id | None = None
+    holder_name: Short | None = None
+    valid_from: Stamp
+    valid_until: Stamp
+    issue: Annotated[int, Meta(ge=1, le=0xFFFF)]
+    key_id: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
+    code: Annotated[str, Meta(max_length=200)]
+    issued_by: Id
+    issued_at: Stamp
+    revoked_at: Stamp | None = None
+    revoke_reason: Short | None = None
+    order_item_id: Id | None = None
+    holder_birth_date: Annotated[str, Meta(max_length=10)] | None = None
+    has_photo: Annotated[int, Meta(ge=0, le=1)] = 0
+    delivery: Literal["mail", "pickup", "counter"] | None = None
+    fulfilment: Literal["personalized", "printed", "dispatched", "deposited", "handed_over"] | None = None
+    fulfilment_at: Stamp | None = None
+
+
+CARD_OP_FIELDS = tuple(CardOp.__struct_fields__)
+DESK_CARD_KINDS = ("annual", "voucher")  # what a desk may issue today (subscriptions: a later issue)
+
+
+def card_op(card: dict) -> CardOp:
+    return msgspec.convert({k: card[k] for k in CARD_OP_FIELDS}, CardOp)
+
+
+class Refused(Conflict):
+    """A pushed operation the hub will not apply as sent: it becomes a conflict."""
+
+
+def signed_by_pusher(db: sqlite3.Connection, trust, node_id: str, op: CardOp) -> cardcode.SignedCard:
+    """The card's code, if a card-issuing key of the pushing node signed exactly this card."""
+    try:
+        card = cardcode.decode(op.code)
+    except cardcode.Malformed as exc:
+        raise Refused(f"card code is malformed: {exc}") from None
+    p = card.payload
+    signer = trust.get(p.key_id)
+    if signer is None or signer.node_id != node_id:
+        raise Refused("card code not signed by a key of this node")
+    if signer.role not in ("cashdesk", "counter"):
+        raise Refused(f"a {signer.role} node does not issue cards")
+    try:
+        signer.public.verify(card.signature, card.message)
+    except Exception:  # cryptography's InvalidSignature
+        raise Refused("card code signature does not verify") from None
+    if (p.card_id, p.issue, p.key_id, p.kind) != (op.id, op.issue, op.key_id, op.kind):
+        raise Refused("card code does not match the card record (id, issue, key or kind)")
+    if (_minutes(parse_iso(op.valid_from)), _minutes(parse_iso(op.valid_until))) != (p.valid_from, p.valid_until):
+        raise Refused("card record's validity is not the one its code is signed for")
+    product = db.execute("SELECT product_id FROM card_products WHERE code = ?", (p.product_code,)).fetchone()
+    if product is None or product["product_id"] != op.product_id:
+        raise Refused("card code names another product than the card record")
+    return card
+
+
+def _minute(minutes: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(minutes * 60, dt.UTC)
+
+
+def expected_validity(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
+                      valid_from: dt.datetime, valid_until: dt.datetime) -> str | None:
+    """Why a card sold at *sold_at* may not carry this validity (None: the product allows it):
+    the product's own window, or for from-purchase products a start day the buyer chose."""
+    default_from, default_until = default_validity(db, product_id, kind, sold_at)
+    if (_minutes(default_from), _minutes(default_until)) == (_minutes(valid_from), _minutes(valid_until)):
+        return None
+    if kind == "annual":
+        product = db.execute("SELECT validity_mode, months FROM annual_products WHERE id = ?",
+                             (product_id,)).fetchone()
+        if product["validity_mode"] == "from_purchase":
+            start = valid_from.astimezone(LOCAL_TZ).date()
+            today = sold_at.astimezone(LOCAL_TZ).date()
+            end = day_end(add_months(start, product["months"]) - dt.timedelta(days=1))
+            if (valid_from == day_start(start) and _minutes(valid_until) == _minutes(end)
+                    and today <= start <= today + dt.timedelta(days=START_AHEAD_DAYS)):
+                return None
+    return f"validity {iso(valid_from)}..{iso(valid_until)} is not what the product gives a card sold at {iso(sold_at)}"
+
+
+
+def check_birth_date(value: str | dt.date | None, today: dt.date, field: str = "birth_date") -> None:
+    """A holder's birth date: a real day in the past, at most 130 years ago (every channel)."""
+    if value is None:
+        return
+    try:
+        day = value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{value!r} is not a date", field=field) from None
+    if not today.replace(year=today.year - 130) <= day <= today:
+        raise ValidationError(f"birth date {day.isoformat()} must lie in the past (at most 130 years ago)",
+                              field=field, detail_de="Das Geburtsdatum muss in der Vergangenheit liegen")
+
+
+def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> None:
+    """Hub: a card a desk issued. Stored from what the hub derives, never as sent."""
+    card = signed_by_pusher(db, trust, node_id, op)
+    p = card.payload
+    if p.issue != 1:
+        raise Refused("a new card starts at issue 1")
+    if op.kind not in DESK_CARD_KINDS:
+        raise Refused(f"a desk does not issue {op.kind} cards")
+    sold_at = dt.datetime.fromtimestamp(uuid7_ms(op.id) / 1000, dt.UTC)
+    if not trust.get(p.key_id).valid_at(uuid7_ms(op.id)):
+        raise Refused("the node's key was not valid when it signed this card")
+    if db.execute("SELECT 1 FROM cards WHERE id = ?", (op.id,)).fetchone():
+        raise Refused(f"card {op.id} exists already")
+    if op.kind == "annual" and db.execute("SELECT 1 FROM annual_products WHERE id = ?",
+                                          (op.product_id,)).fetchone() is None:
+        raise Refused(f"annual-ticket product {op.product_id} does not exist")
+    problem = expected_validity(db, op.product_id, op.kind, sold_at, parse_iso(op.valid_from),
+                                parse_iso(op.valid_until))
+    if problem:
+        raise Refused(problem)
+    prefix = edge_card_series(node_id)
+    if not op.number.startswith(prefix + "-"):
+        raise Refused(f"card number {op.number} is not from this node's series {prefix}")
+    if op.customer_id and not db.execute("SELECT 1 FROM customers WHERE id = ?", (op.customer_id,)).fetchone():
+        raise Refused(f"customer {op.customer_id} does not exist")
+    check_birth_date(op.holder_birth_date, sold_at.date(), "holder_birth_date")
+    annual = op.kind == "annual"
+    stamp = iso(sold_at)
+    db.execute(
+        "INSERT INTO cards (id, number, product_id, kind, customer_id, holder_name, valid_from, valid_until, issue, "
+        "key_id, code, issued_by, issued_at, order_item_id, holder_birth_date, has_photo, delivery, fulfilment, "
+        "fulfilment_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+        (op.id, op.number, op.product_id, op.kind, op.customer_id, op.holder_name if annual else None,
+         op.valid_from, op.valid_until, p.key_id, op.code, node_id, stamp,
+         op.order_item_id, op.holder_birth_date if annual else None, "counter" if annual else None,
+         "personalized" if annual else None, stamp if annual else None, iso(now), iso(now)))
+
+
+def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> None:
+    """Hub: a desk replaced a lost card. A revocation made at the hub is sticky: the re-issue
+    of a revoked card is refused (a conflict), and the hub's revoked row goes back out."""
+    card = signed_by_pusher(db, trust, node_id, op)
+    current = db.execute("SELECT * FROM cards WHERE id = ?", (op.id,)).fetchone()
+    if current is None:
+        raise Refused(f"card {op.id} is not known at the hub")
+    if current["revoked_at"]:
+        raise Refused(f"card {current['number']} was revoked at the hub on {current['revoked_at']} "
+                      f"({current['revoke_reason'] or 'no reason given'}); the re-issue stays void")
+    if current["kind"] != "annual":
+        raise Refused(f"card {current['number']} is not an annual card")
+    if (current["product_id"], current["valid_from"], current["valid_until"]) != (
+            op.product_id, op.valid_from, op.valid_until):
+        raise Refused("a re-issue keeps the card's product and validity")
+    if op.issue < current["issue"]:
+        return  # an older re-issue arriving late: the newer one stays
+    if op.issue == current["issue"]:
+        if op.code != current["code"]:
+            raise Refused(f"card {current['number']} issue {op.issue} was made elsewhere already")
+        return
+    signer_key = trust.get(card.payload.key_id)
+    if signer_key.revoked_at_ms is not None:
+        raise Refused("the key that signed this re-issue is revoked")
+    stamp = iso(now)
+    db.execute("UPDATE cards SET issue = ?, key_id = ?, code = ?, issued_by = ?, issued_at = ?, "
+               "fulfilment = 'personalized', fulfilment_at = ?, updated_at = ? WHERE id = ?",
+               (op.issue, card.payload.key_id, op.code, node_id, stamp, stamp, stamp, op.id))
+    # jobs still open at the hub for the older issue would print a code the gates now refuse
+    db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed' AND card_issue < ?",
+               (op.id, op.issue))
+
+
+def apply_revoked(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> None:
+    """Hub: a desk revoked a card it issued itself. A revocation only ever makes a card
+    stricter, so it is kept; the desk's time is capped at the hub's."""
+    current = db.execute("SELECT issued_by, revoked_at FROM cards WHERE id = ?", (op.id,)).fetchone()
+    if current is None:
+        raise Refused(f"card {op.id} is not known at the hub")
+    if current["issued_by"] != node_id:
+        raise Refused("a desk revokes only cards it issued itself")
+    if current["revoked_at"] is None:
+        at = min(parse_iso(op.revoked_at), now) if op.revoked_at else now
+        db.execute("UPDATE cards SET revoked_at = ?, revoke_reason = ?, updated_at = ? WHERE id = ?",
+                   (iso(at), (op.revoke_reason or "revoked at a desk")[:200], iso(now), op.id))

@@ -18,8 +18,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
 
 from core import outbox
+from core.catalog.common import Id
 from core.clock import iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
@@ -181,28 +186,69 @@ def answer_recalls(db: sqlite3.Connection, node_id: str, now) -> list[dict]:
             for seat_id in released:
                 db.execute("UPDATE seat_pools SET pool = ?, recall_id = NULL WHERE performance_id = ? AND seat_id = ? "
                            "AND pool = ?", (recall["to_pool"], recall["performance_id"], seat_id, mine))
-            body = {"recall_id": recall["id"], "released": released, "kept_sold": kept}
-            outbox.append(db, "pool.released", body, wall_time=iso(now))
-            answered.append(body)
+            body = ReleaseOp(recall_id=recall["id"], released=released, kept_sold=kept)
+            outbox.record(db, "pool.released", body, wall_time=iso(now))
+            answered.append(msgspec.structs.asdict(body))
     return answered
 
 
 # -- at the hub -----------------------------------------------------------------------------------
 
-def apply_release(db: sqlite3.Connection, node_id: str, body: dict, now) -> None:
-    """Hub: a desk answered a recall. Released seats move; sold ones stay sold in its pool."""
-    recall = db.execute("SELECT * FROM recalls WHERE id = ?", (body.get("recall_id"),)).fetchone()
+class ReleaseOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`pool.released`: a desk's answer to a recall: these seats given back, those sold here."""
+
+    recall_id: Id
+    released: Annotated[list[Id], Meta(max_length=5000)]
+    kept_sold: Annotated[list[Id], Meta(max_length=5000)]
+
+
+def apply_release(db: sqlite3.Connection, node_id: str, op: ReleaseOp, now) -> None:
+    """Hub: a desk answered a recall. Released seats move; a seat it keeps must be one the
+    hub knows this desk sold (its sale arrived before the answer, in the desk's op order)."""
+    recall = _open_recall(db, node_id, op.recall_id)
+    asked = json.loads(recall["seat_ids"])
+    released, kept = list(op.released), list(op.kept_sold)
+    if sorted(released + kept) != sorted(asked):
+        raise Conflict("the answer must name each recalled seat once, released or kept sold")
+    unsold = [s for s in kept if not sold_by(db, node_id, recall["performance_id"], s)]
+    if unsold:
+        raise Conflict(f"{len(unsold)} seat(s) kept as sold were not sold by this desk, e.g. {unsold[0]}; "
+                       "they are taken back")
+    _finish_recall(db, recall, released, kept, now)
+
+
+def _open_recall(db: sqlite3.Connection, node_id: str, recall_id: str) -> dict:
+    recall = db.execute("SELECT * FROM recalls WHERE id = ?", (recall_id,)).fetchone()
     if recall is None or recall["node_id"] != node_id:
         raise Conflict("no such recall for this node")
     if recall["state"] == "done":
         raise Conflict("recall already answered")
-    asked = set(json.loads(recall["seat_ids"]))
-    released, kept = list(body.get("released") or []), list(body.get("kept_sold") or [])
-    if not set(released) | set(kept) <= asked:
-        raise Conflict("the answer names seats the recall did not ask for")
+    return recall
+
+
+def sold_by(db: sqlite3.Connection, node_id: str, performance_id: str, seat_id: str) -> bool:
+    return db.execute("SELECT 1 FROM tickets t JOIN sales s ON s.id = t.sale_id WHERE t.performance_id = ? "
+                      "AND t.seat_id = ? AND t.status = 'sold' AND s.node_id = ?",
+                      (performance_id, seat_id, node_id)).fetchone() is not None
+
+
+def _finish_recall(db: sqlite3.Connection, recall: dict, released: list[str], kept: list[str], now) -> None:
     for seat_id in released:
         _set_pool(db, recall["performance_id"], seat_id, recall["to_pool"])
     db.executemany("UPDATE seat_pools SET recall_id = NULL WHERE performance_id = ? AND seat_id = ?",
                    [(recall["performance_id"], s) for s in kept])
     db.execute("UPDATE recalls SET state = 'done', released = ?, kept_sold = ?, done_at = ? WHERE id = ?",
                (json.dumps(released), json.dumps(kept), iso(now), recall["id"]))
+
+
+def settle_refused_release(db: sqlite3.Connection, node_id: str, op: ReleaseOp, now) -> None:
+    """A refused answer must not leave the recall open for ever (the desk has released its
+    seats and will not answer again): the hub finishes it its own way. Seats the hub knows
+    this desk sold stay with it; every other recalled seat goes where the recall sends it."""
+    try:
+        recall = _open_recall(db, node_id, op.recall_id)
+    except Conflict:
+        return
+    asked = json.loads(recall["seat_ids"])
+    kept = [s for s in asked if sold_by(db, node_id, recall["performance_id"], s)]
+    _finish_recall(db, recall, [s for s in asked if s not in kept], kept, now)

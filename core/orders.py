@@ -30,16 +30,18 @@ import datetime as dt
 import sqlite3
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
 from core import cardcode, cards, outbox, print_queue
+from core.cards import START_AHEAD_DAYS, Refused, Stamp, check_birth_date
 from core.catalog.annual import add_months
-from core.catalog.common import Body, Cents, Id, Name
+from core.catalog.common import Body, Cents, Id, Name, VatCode
 from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
 from core.numbering import next_number
-from core.sales import Payment
+from core.sales import Payment, check_payment, desk_channel
 from core.storage import transaction
 
 Delivery = Literal["mail", "pickup", "counter"]
@@ -49,7 +51,6 @@ FulfilmentState = Literal["personalized", "printed", "dispatched", "deposited", 
 # The product's sales channel (catalog) each order channel needs.
 CATALOG_CHANNEL = {"shop": "online", "phone": "phone", "cashdesk": "cashdesk", "counter": "cashdesk"}
 RANK = {"personalized": 0, "printed": 1, "dispatched": 2, "deposited": 2, "handed_over": 3}
-START_AHEAD_DAYS = 92  # how far ahead a buyer may start a from-purchase card
 
 
 class HolderIn(Body, kw_only=True):
@@ -97,7 +98,7 @@ def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | N
     delivery = _delivery(order, channel)
     _check_payment(order, channel)
     with transaction(db):
-        items = _items(db, order, channel)
+        items = _items(db, order, channel, now)
         total = sum(i["price_cents"] for i in items)
         if order.given_cents is not None and (order.payment_method != "cash" or order.given_cents < total):
             raise ValidationError("amount given is for cash and must cover the total", field="given_cents")
@@ -116,21 +117,13 @@ def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | N
                 if signer is None:
                     raise Conflict("this node cannot sign cards")
                 item["card"] = _issue_item(db, signer, record, item, holder, now)
-        if node["role"] != "hub":
-            outbox.append(db, "order.placed", {**record, "items": [_item_row(i) for i in items]},
-                          wall_time=record["created_at"])
+        outbox.record(db, "order.placed", msgspec.convert({**record, "items": [_item_row(i) for i in items]},
+                                                          OrderOp), wall_time=record["created_at"])
     return {**record, "items": items}
 
 
 def _check_payment(order: OrderIn, channel: Channel) -> None:
-    """A desk takes cash or card; a card payment is made on the external terminal, whose
-    receipt number is recorded so the day's card takings can be matched to it."""
-    if channel not in ("cashdesk", "counter"):
-        return
-    if order.payment_method not in ("cash", "card"):
-        raise ValidationError("the desk takes cash or card", field="payment_method")
-    if order.payment_method == "card" and not (order.payment_reference or "").strip():
-        raise ValidationError("enter the card terminal's reference", field="payment_reference")
+    check_payment(channel, order.payment_method, order.payment_reference)
 
 
 def _delivery(order: OrderIn, channel: Channel) -> str:
@@ -145,7 +138,7 @@ def _delivery(order: OrderIn, channel: Channel) -> str:
     return order.delivery
 
 
-def _items(db: sqlite3.Connection, order: OrderIn, channel: Channel) -> list[dict]:
+def _items(db: sqlite3.Connection, order: OrderIn, channel: Channel, now: dt.datetime) -> list[dict]:
     """One item per card, checked against the catalog and the channel's rules."""
     items = []
     for n, line in enumerate(order.lines):
@@ -159,6 +152,9 @@ def _items(db: sqlite3.Connection, order: OrderIn, channel: Channel) -> list[dic
         holders = _holders(line, channel, field)
         for k in range(line.quantity):
             holder = holders[k] if holders else None
+            if holder:
+                check_birth_date(holder.birth_date, now.astimezone(LOCAL_TZ).date(),
+                                 f"{field}.holders[{k}].birth_date")
             if holder and holder.valid_from:
                 _check_start(product, holder.valid_from, f"{field}.holders[{k}].valid_from")
             items.append({"id": uuid7(), "position": len(items) + 1, "product_id": product["id"],
@@ -252,6 +248,7 @@ def personalize_item(db: sqlite3.Connection, signer: cards.NodeSigner, item_id: 
         if item["kind"] != "annual":
             raise Conflict("a voucher is personalized at the counter")
         order = db.execute("SELECT * FROM orders WHERE id = ?", (item["order_id"],)).fetchone()
+        check_birth_date(holder.birth_date, now.astimezone(LOCAL_TZ).date())
         if holder.valid_from:
             product = db.execute("SELECT * FROM annual_products WHERE id = ?", (item["product_id"],)).fetchone()
             _check_start(product, holder.valid_from, "valid_from")
@@ -275,16 +272,94 @@ def order_view(db: sqlite3.Connection, order_id: str) -> dict:
     return {**order, "items": items}
 
 
-def apply_order(db: sqlite3.Connection, node_id: str, body: dict) -> None:
-    """Hub: an order placed at a desk arrives (its cards arrive as their own card ops)."""
-    if body.get("node_id") != node_id:
-        raise Conflict("order recorded by another node than the one that pushed it")
-    if db.execute("SELECT 1 FROM orders WHERE id = ?", (body["id"],)).fetchone():
-        return
-    items = body["items"]
-    record = {k: body[k] for k in ("id", "number", "node_id", "channel", "customer_id", "delivery", "payment_method",
-                                   "payment_reference", "given_cents", "operator", "total_cents", "created_at")}
-    _store_order(db, record, items)
+class OrderItemOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: Id
+    position: Annotated[int, Meta(ge=1, le=400)]
+    product_id: Id
+    kind: ItemKind
+    price_cents: Cents
+    vat_code: VatCode
+    card_id: Id | None = None
+
+
+class OrderOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`order.placed`: an order a desk took. The cards arrive before it, as their own ops."""
+
+    id: Id
+    number: Annotated[str, Meta(min_length=1, max_length=40)]
+    node_id: Id
+    channel: Channel
+    customer_id: Id | None = None
+    delivery: Delivery
+    payment_method: Annotated[str, Meta(max_length=20)]
+    payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+    given_cents: Cents | None = None
+    operator: Annotated[str, Meta(max_length=100)] | None = None
+    total_cents: Cents
+    created_at: Stamp
+    items: Annotated[list[OrderItemOp], Meta(min_length=1, max_length=400)]
+
+
+def apply_order(db: sqlite3.Connection, node_id: str, role: str, op: OrderOp, now: dt.datetime) -> None:
+    """Hub: an order placed at a desk arrives. Channel, delivery, payment rule, prices, VAT
+    and total are worked out again from the hub's catalog and the node's role; the cards
+    must be the ones this node issued for these items. Any difference is refused (a
+    conflict the office sees), never stored as sent."""
+    if op.node_id != node_id:
+        raise Refused("order recorded by another node than the one that pushed it")
+    channel = desk_channel(role)
+    if op.channel != channel:
+        raise Refused(f"a {role} sells through the {channel} channel, not {op.channel}")
+    if op.delivery != "counter":
+        raise Refused("cards sold at a desk are handed over at once (delivery counter)")
+    check_payment(channel, op.payment_method, op.payment_reference)
+    if not op.number.startswith(order_series(node_id) + "-"):
+        raise Refused(f"order number {op.number} is not from this node's series {order_series(node_id)}")
+    if db.execute("SELECT 1 FROM orders WHERE id = ?", (op.id,)).fetchone():
+        raise Refused(f"order {op.id} exists already")
+    if op.customer_id and not db.execute("SELECT 1 FROM customers WHERE id = ?", (op.customer_id,)).fetchone():
+        raise Refused(f"customer {op.customer_id} does not exist")
+    if [i.position for i in op.items] != list(range(1, len(op.items) + 1)):
+        raise Refused("order lines must be numbered 1..n")
+    total = sum(_derived_line(db, node_id, channel, op, item) for item in op.items)
+    if total != op.total_cents:
+        raise Refused(f"order total {op.total_cents} is not the sum of its lines at the hub's prices ({total})")
+    if op.given_cents is not None and (op.payment_method != "cash" or op.given_cents < total):
+        raise Refused("amount given is for cash and must cover the total")
+    record = {k: getattr(op, k) for k in ("id", "number", "node_id", "channel", "customer_id", "delivery",
+                                          "payment_method", "payment_reference", "given_cents", "operator",
+                                          "total_cents", "created_at")}
+    _store_order(db, record, [msgspec.structs.asdict(i) for i in op.items])
+
+
+def _derived_line(db: sqlite3.Connection, node_id: str, channel: str, op: OrderOp, item: OrderItemOp) -> int:
+    """The hub's price of one line (as of the order's time), after checking it as sent."""
+    product = db.execute("SELECT * FROM annual_products WHERE id = ?", (item.product_id,)).fetchone()
+    if product is None:
+        raise Refused(f"annual-ticket product {item.product_id} does not exist")
+    if CATALOG_CHANNEL[channel] not in product["channels"]:
+        raise Refused(f"{product['name']} is not on sale through this channel ({channel})")
+    price, vat = price_at(db, product, op.created_at)
+    if (item.price_cents, item.vat_code) != (price, vat):
+        raise Refused(f"{product['name']} costs {price} cents (VAT {vat}) at the hub, "
+                      f"not {item.price_cents} cents (VAT {item.vat_code})")
+    card = db.execute("SELECT * FROM cards WHERE id = ?", (item.card_id,)).fetchone() if item.card_id else None
+    if card is None:
+        raise Refused(f"line {item.position}: its card is not known at the hub (issued by this node first)")
+    if (card["issued_by"], card["order_item_id"], card["product_id"], card["kind"]) != (
+            node_id, item.id, item.product_id, item.kind):
+        raise Refused(f"line {item.position}: card {card['number']} is not this line's card")
+    return price
+
+
+def price_at(db: sqlite3.Connection, product: dict, when: str) -> tuple[int, str]:
+    """Price and VAT code of an annual-ticket product as they were at *when*: a desk that
+    sold offline before the office changed a price sold at the old one."""
+    row = db.execute("SELECT price_cents, vat_code FROM annual_price_history WHERE product_id = ? AND until > ? "
+                     "ORDER BY until LIMIT 1", (product["id"], when)).fetchone()
+    if row:
+        return row["price_cents"], row["vat_code"]
+    return product["price_cents"], product["vat_code"]
 
 
 # --- vouchers -------------------------------------------------------------------------------------------
@@ -332,9 +407,8 @@ def redeem_voucher(db: sqlite3.Connection, signer: cards.NodeSigner, access, cod
                       "operator": operator, "redeemed_at": iso(now)}
         db.execute("INSERT INTO voucher_redemptions (voucher_id, card_id, node_id, operator, redeemed_at) "
                    "VALUES (:voucher_id, :card_id, :node_id, :operator, :redeemed_at)", redemption)
-        if signer.role != "hub":
-            outbox.append(db, "voucher.redeemed", {**redemption, "voucher_code": code.strip()},
-                          wall_time=redemption["redeemed_at"])
+        outbox.record(db, "voucher.redeemed", RedemptionOp(**redemption, voucher_code=code.strip()),
+                      wall_time=redemption["redeemed_at"])
     return card
 
 
@@ -357,29 +431,60 @@ def withdraw_exchange(db: sqlite3.Connection, card_id: str, reason: str, now: dt
         db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed'", (card_id,))
 
 
-def apply_redemption(db: sqlite3.Connection, node_id: str, body: dict, trust) -> None:
-    """Hub: a counter's exchange arrives. The voucher code must be genuine; the first
-    exchange to arrive wins, a later one for another card is refused (see `void_card`)."""
-    voucher = cardcode.decode(body["voucher_code"])
+class RedemptionOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`voucher.redeemed`: a voucher exchanged for the card the counter issued."""
+
+    voucher_id: Id
+    card_id: Id
+    node_id: Id
+    operator: Annotated[str, Meta(max_length=100)] | None = None
+    redeemed_at: Stamp
+    voucher_code: Annotated[str, Meta(max_length=200)]
+
+
+def apply_redemption(db: sqlite3.Connection, node_id: str, trust, op: RedemptionOp, now: dt.datetime) -> None:
+    """Hub: a counter's exchange arrives. The voucher code must be genuine and the new card
+    one this node issued for the voucher's product; the first exchange to arrive wins, a
+    later one for another card is refused (and its card revoked: `void_lost_exchange`)."""
+    try:
+        voucher = cardcode.decode(op.voucher_code)
+    except cardcode.Malformed as exc:
+        raise Refused(f"voucher code is malformed: {exc}") from None
     signer = trust.get(voucher.payload.key_id)
-    if signer is None or voucher.payload.kind != "voucher" or voucher.payload.card_id != body["voucher_id"]:
-        raise Conflict("voucher code does not match the redemption")
+    if signer is None or voucher.payload.kind != "voucher" or voucher.payload.card_id != op.voucher_id:
+        raise Refused("voucher code does not match the redemption")
     try:
         signer.public.verify(voucher.signature, voucher.message)
     except Exception:  # cryptography's InvalidSignature
-        raise Conflict("voucher code signature does not verify") from None
-    if body.get("node_id") != node_id:
-        raise Conflict("redemption recorded by another node than the one that pushed it")
-    first = db.execute("SELECT * FROM voucher_redemptions WHERE voucher_id = ?", (body["voucher_id"],)).fetchone()
+        raise Refused("voucher code signature does not verify") from None
+    if op.node_id != node_id:
+        raise Refused("redemption recorded by another node than the one that pushed it")
+    card = db.execute("SELECT * FROM cards WHERE id = ?", (op.card_id,)).fetchone()
+    product = db.execute("SELECT product_id FROM card_products WHERE code = ?",
+                         (voucher.payload.product_code,)).fetchone()
+    if card is None or card["issued_by"] != node_id or card["kind"] != "annual" or card["order_item_id"]:
+        raise Refused("the exchange's card is not an annual card this node issued for it")
+    if product is None or product["product_id"] != card["product_id"]:
+        raise Refused("the exchange's card is not of the voucher's product")
+    first = db.execute("SELECT * FROM voucher_redemptions WHERE voucher_id = ?", (op.voucher_id,)).fetchone()
     if first is not None:
-        if first["card_id"] == body["card_id"]:
+        if first["card_id"] == op.card_id:
             return
         number = db.execute("SELECT number FROM cards WHERE id = ?", (first["card_id"],)).fetchone()
-        raise Conflict(f"voucher already exchanged at {first['redeemed_at']} by node {first['node_id']} "
-                       f"(card {number['number'] if number else first['card_id']}); this exchange's card is revoked")
+        raise Refused(f"voucher already exchanged at {first['redeemed_at']} by node {first['node_id']} "
+                      f"(card {number['number'] if number else first['card_id']}); this exchange's card is revoked")
+    redeemed_at = min(op.redeemed_at, iso(now))
     db.execute("INSERT INTO voucher_redemptions (voucher_id, card_id, node_id, operator, redeemed_at) "
-               "VALUES (?, ?, ?, ?, ?)",
-               (body["voucher_id"], body["card_id"], node_id, body.get("operator"), body["redeemed_at"]))
+               "VALUES (?, ?, ?, ?, ?)", (op.voucher_id, op.card_id, node_id, op.operator, redeemed_at))
+
+
+def void_lost_exchange(db: sqlite3.Connection, node_id: str, op: RedemptionOp, reason: str, now: dt.datetime) -> None:
+    """A refused exchange: the card this node issued for it is revoked, so exactly one card
+    stays valid per voucher. Only a card of the pushing node: a refused op never touches
+    another node's card."""
+    db.execute("UPDATE cards SET revoked_at = ?, revoke_reason = ?, updated_at = ? "
+               "WHERE id = ? AND issued_by = ? AND revoked_at IS NULL",
+               (iso(now), reason[:200], iso(now), op.card_id, node_id))
 
 
 def void_card(db: sqlite3.Connection, card_id: str, reason: str, now: dt.datetime) -> None:
@@ -405,9 +510,8 @@ def set_fulfilment(db: sqlite3.Connection, node: dict, card_ids: list[str], stat
                 raise Conflict(f"card {card['number']}: {problem}", field="card_ids")
             if card["fulfilment"] != state:
                 card = _move(db, card, state, now)
-                if node["role"] != "hub":
-                    outbox.append(db, "card.fulfilment", {"id": card["id"], "issue": card["issue"],
-                                                          "fulfilment": state, "at": iso(now)}, wall_time=iso(now))
+                outbox.record(db, "card.fulfilment", FulfilmentOp(id=card["id"], issue=card["issue"],
+                                                                  fulfilment=state, at=iso(now)), wall_time=iso(now))
             moved.append(card)
     return moved
 
@@ -439,20 +543,30 @@ def _move(db: sqlite3.Connection, card: dict, state: str, now: dt.datetime) -> d
                       (state, iso(now), iso(now), card["id"])).fetchone()
 
 
-def apply_fulfilment(db: sqlite3.Connection, body: dict, now: dt.datetime) -> None:
+class FulfilmentOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`card.fulfilment`: a desk moved a card (printed, handed over)."""
+
+    id: Id
+    issue: Annotated[int, Meta(ge=1, le=0xFFFF)]
+    fulfilment: FulfilmentState
+    at: Stamp
+
+
+def apply_fulfilment(db: sqlite3.Connection, op: FulfilmentOp, now: dt.datetime) -> None:
     """Hub: a desk moved a card. A move that arrives after the card went further (or was
-    re-issued) is stale and changes nothing; an impossible move is a conflict."""
-    card = db.execute("SELECT * FROM cards WHERE id = ?", (body["id"],)).fetchone()
+    re-issued) is stale and changes nothing; an impossible move is a conflict. The desk's
+    time is capped at the hub's."""
+    card = db.execute("SELECT * FROM cards WHERE id = ?", (op.id,)).fetchone()
     if card is None:
-        raise NotFound(f"card {body['id']} does not exist")
-    if card["issue"] != body["issue"] or card["fulfilment"] is None:
+        raise Refused(f"card {op.id} does not exist")
+    if card["issue"] != op.issue or card["fulfilment"] is None:
         return
-    if RANK[body["fulfilment"]] <= RANK[card["fulfilment"]]:
+    if RANK[op.fulfilment] <= RANK[card["fulfilment"]]:
         return
-    problem = refusal(card, body["fulfilment"])
+    problem = refusal(card, op.fulfilment)
     if problem:
-        raise Conflict(f"card {card['number']}: {problem}")
-    _move(db, card, body["fulfilment"], parse_iso(body["at"]))
+        raise Refused(f"card {card['number']}: {problem}")
+    _move(db, card, op.fulfilment, min(parse_iso(op.at), now))
 
 
 def replace_lost_card(db: sqlite3.Connection, signer: cards.NodeSigner, card_id: str, now: dt.datetime) -> dict:

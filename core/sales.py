@@ -12,10 +12,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
 from core import contingents, outbox, pricing
-from core.catalog.common import Body, Id
+from core.catalog.common import Body, Cents, Id
 from core.clock import iso
 from core.errors import Conflict, ValidationError
 from core.ids import uuid7
@@ -23,6 +24,29 @@ from core.numbering import next_number
 from core.storage import transaction
 
 Payment = Literal["cash", "card", "online", "transfer", "sepa", "none"]
+DESK_CHANNELS = ("cashdesk", "counter")
+DESK_PAYMENTS = ("cash", "card")
+
+
+def desk_channel(role: str) -> str:
+    """The sales channel of a desk node: what it sells through is its role, never its word."""
+    if role not in DESK_CHANNELS:
+        raise Conflict(f"a {role} node does not sell")
+    return role
+
+
+def check_payment(channel: str, method: str, reference: str | None) -> None:
+    """A desk takes cash or card; a card payment is made on the external terminal, whose
+    receipt number is recorded so the day's card takings can be matched to it. The same
+    rule for a sale made at the desk and for its operation arriving at the hub."""
+    if channel not in DESK_CHANNELS:
+        return
+    if method not in DESK_PAYMENTS:
+        raise ValidationError("the desk takes cash or card", field="payment_method",
+                              detail_de="Die Kasse nimmt Bargeld oder Karte")
+    if method == "card" and not (reference or "").strip():
+        raise ValidationError("enter the card terminal's reference", field="payment_reference",
+                              detail_de="Bitte die Belegnummer des Kartenterminals eingeben")
 
 
 class SaleIn(Body, kw_only=True):
@@ -43,6 +67,7 @@ def sell(db: sqlite3.Connection, node: dict, sale: SaleIn, *, pool: str, channel
     transaction; on the hub the sale is simply stored (and reaches edges by the feed)."""
     if len(set(sale.seat_ids)) != len(sale.seat_ids):
         raise ValidationError("a seat is listed twice", field="seat_ids")
+    check_payment(channel, sale.payment_method, sale.payment_reference)
     with transaction(db):
         offered = contingents.some_seats(db, sale.performance_id, sale.seat_ids)
         tickets = []
@@ -65,8 +90,7 @@ def sell(db: sqlite3.Connection, node: dict, sale: SaleIn, *, pool: str, channel
                   "total_cents": sum(t["price_cents"] for t in tickets), "created_at": iso(now),
                   "performance_id": sale.performance_id, "tickets": tickets}
         _store(db, record)
-        if node["role"] != "hub":
-            outbox.append(db, "sale.completed", record, wall_time=record["created_at"])
+        outbox.record(db, "sale.completed", msgspec.convert(record, SaleOp), wall_time=record["created_at"])
     return record
 
 
@@ -81,16 +105,60 @@ def _store(db: sqlite3.Connection, record: dict) -> None:
                      record["created_at"]) for t in record["tickets"]])
 
 
-def apply_sale(db: sqlite3.Connection, node_id: str, record: dict) -> None:
-    """Hub: a desk's sale arrives. Every seat must (still) be in that desk's pool and unsold."""
-    if record.get("node_id") != node_id:
+class TicketOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: Id
+    seat_id: Id
+    zone_id: Id
+    price_cents: Cents
+
+
+class SaleOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`sale.completed`: seats a desk sold from its own pool."""
+
+    id: Id
+    number: Annotated[str, Meta(min_length=1, max_length=40)]
+    node_id: Id
+    channel: Annotated[str, Meta(max_length=20)]
+    payment_method: Annotated[str, Meta(max_length=20)]
+    payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+    operator: Annotated[str, Meta(max_length=100)] | None = None
+    total_cents: Cents
+    created_at: Annotated[str, Meta(max_length=24)]
+    performance_id: Id
+    tickets: Annotated[list[TicketOp], Meta(min_length=1, max_length=50)]
+
+
+def apply_sale(db: sqlite3.Connection, node_id: str, role: str, op: SaleOp) -> None:
+    """Hub: a desk's sale arrives. Channel and payment rule come from the node's role, each
+    seat's zone and price from the hub's plan and price list; every seat must (still) be in
+    that desk's pool and unsold. A difference is refused, never stored as sent."""
+    if op.node_id != node_id:
         raise Conflict("sale recorded by another node than the one that pushed it")
+    channel = desk_channel(role)
+    if op.channel != channel:
+        raise Conflict(f"a {role} sells through the {channel} channel, not {op.channel}")
+    check_payment(channel, op.payment_method, op.payment_reference)
+    if not op.number.startswith(series_prefix(node_id) + "-"):
+        raise Conflict(f"sale number {op.number} is not from this node's series {series_prefix(node_id)}")
+    seat_ids = [t.seat_id for t in op.tickets]
+    if len(set(seat_ids)) != len(seat_ids):
+        raise Conflict("a seat is listed twice")
+    offered = contingents.some_seats(db, op.performance_id, seat_ids)
     pool = contingents.node_pool(node_id)
-    for ticket in record["tickets"]:
-        holder = contingents.pool_of(db, record["performance_id"], ticket["seat_id"])
+    for ticket in op.tickets:
+        seat = offered.get(ticket.seat_id)
+        if seat is None:
+            raise Conflict(f"seat {ticket.seat_id} is not part of this performance")
+        holder = contingents.pool_of(db, op.performance_id, ticket.seat_id)
         if holder != pool:
-            raise Conflict(f"seat {ticket['seat_id']} was not in this desk's contingent ({holder})")
+            raise Conflict(f"seat {ticket.seat_id} was not in this desk's contingent ({holder})")
+        price = pricing.ticket_price(db, op.performance_id, seat["zone_id"])
+        if (ticket.zone_id, ticket.price_cents) != (seat["zone_id"], price):
+            raise Conflict(f"seat {ticket.seat_id} costs {price} cents in its zone at the hub, "
+                           f"not {ticket.price_cents} cents")
         if db.execute("SELECT 1 FROM tickets WHERE performance_id = ? AND seat_id = ? AND status = 'sold'",
-                      (record["performance_id"], ticket["seat_id"])).fetchone():
-            raise Conflict(f"seat {ticket['seat_id']} is already sold")
-    _store(db, record)
+                      (op.performance_id, ticket.seat_id)).fetchone():
+            raise Conflict(f"seat {ticket.seat_id} is already sold")
+    if op.total_cents != sum(t.price_cents for t in op.tickets):
+        raise Conflict("sale total is not the sum of its tickets")
+    _store(db, msgspec.structs.asdict(op) | {"tickets": [msgspec.structs.asdict(t) for t in op.tickets]})

@@ -24,6 +24,7 @@ from core.cards import NodeSigner, load_signer
 from core.clock import iso, iso_ms, parse_iso, utcnow
 from core.credentials import TrustStore
 from core.errors import Conflict, NotFound, ValidationError
+from core.sync.ops import Pushed
 from core.sync_messages import (
     MAX_PAGE,
     OLDEST_SUPPORTED,
@@ -223,7 +224,12 @@ async def push(request: web.Request) -> web.Response:
     if req.node_id != node_id:
         return problem(request, 403, "wrong-node", "ops of another node")
     db, now = request.app[DB], utcnow()
-    results = apply.apply_push(db, node_id, req.ops, request.app[STATE].trust(), now)
+    trust = request.app[STATE].trust()
+    signer = trust.get(sync_auth.parse_key_id(request.headers.get(sync_auth.KEY)))
+    scope = _scope(request, node_id)
+    pushed = Pushed(db=db, node_id=node_id, role=signer.role, venue_ids=tuple(scope["venue_ids"]), trust=trust,
+                    now=now)
+    results = apply.apply_push(pushed, req.ops)
     db.execute("UPDATE node_scopes SET last_push_at = ? WHERE node_id = ?", (iso(now), node_id))
     return signed(request, 200, encoder.encode(PushResponse(protocol=PROTOCOL, hub_time=iso_ms(now), results=results)))
 

@@ -150,7 +150,9 @@ def desk_sells(rng: random.Random, desk: Desk, performance: str, active: list[st
     foreign = [s for s in seats if local[s] != desk.pool]
     taken = [s for s in seats if s in sold]
     outbox_before = desk.db.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"]
-    sale = SaleIn(performance_id=performance, seat_ids=seats, payment_method=rng.choice(("cash", "card")))
+    method = rng.choice(("cash", "card"))
+    sale = SaleIn(performance_id=performance, seat_ids=seats, payment_method=method,
+                  payment_reference=f"T-{rng.randint(1, 9999)}" if method == "card" else None)
     if foreign or taken:
         with pytest.raises(Conflict) as refused:
             sell(desk.db, desk.node, sale, pool=desk.pool, channel="cashdesk", now=utcnow())

@@ -244,8 +244,8 @@ def test_fulfilment_moves_only_forward_along_the_delivery(sample_hub):
     orders.set_fulfilment(sample_hub.db, node, [pickup["id"]], "handed_over", utcnow())
     orders.set_fulfilment(sample_hub.db, node, [mail["id"]], "dispatched", utcnow())
     # a late, stale move from a desk changes nothing
-    orders.apply_fulfilment(sample_hub.db, {"id": mail["id"], "issue": 1, "fulfilment": "printed",
-                                            "at": "2026-01-01T00:00:00Z"}, utcnow())
+    orders.apply_fulfilment(sample_hub.db, orders.FulfilmentOp(id=mail["id"], issue=1, fulfilment="printed",
+                                                               at="2026-01-01T00:00:00Z"), utcnow())
     assert sample_hub.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (mail["id"],)).fetchone() == \
         {"fulfilment": "dispatched"}
 

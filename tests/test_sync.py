@@ -32,9 +32,9 @@ def code_for(hub, role: str = "cashdesk", name: str = "Kasse 1", venues: list[st
     return enrollment.create_code(hub.db, name=name, role=role, venue_ids=venues or [], now=utcnow())
 
 
-async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1"):
+async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1", venues: list[str] | None = None):
     folder = tmp_path / name.replace(" ", "-")
-    await enrolling.enroll(folder, code_for(hub, role, name), [hub.url])
+    await enrolling.enroll(folder, code_for(hub, role, name, venues), [hub.url])
     db = connect(folder / NODE_DB, edge=True)
     return folder, db, SyncClient(db, folder)
 
@@ -126,7 +126,7 @@ async def test_offline_sales_reach_the_hub_exactly_once(hub, tmp_path):
         card = cards.issue_card(db, signer, product_id=hub.ids["annual_products"][0], kind="annual", now=utcnow(),
                                 holder_name="Offline Käuferin")
         result = await client.round()
-        assert result.pushed == 2 and result.rejected == 0
+        assert result.pushed == 2 and result.rejected == 0, hub.db.execute("SELECT reason FROM conflicts").fetchall()
         assert hub.db.execute("SELECT count(*) AS n FROM tickets WHERE sale_id = ?", (sale["id"],)).fetchone()["n"] == 2
         assert hub.db.execute("SELECT holder_name FROM cards WHERE id = ?", (card["id"],)).fetchone()["holder_name"] \
             == "Offline Käuferin"

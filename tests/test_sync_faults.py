@@ -193,9 +193,9 @@ async def test_ten_thousand_ops_through_a_hostile_network(hub, tmp_path, monkeyp
     # 1000-op pushes (not the default 5000): ten of them, so the faults below hit many requests
     monkeypatch.setattr(sync_client, "PUSH_BATCH_OPS", 1000)
     issued = hub_cards(hub, 200)
-    folder, db, client = await enrolled(hub, tmp_path, role="gate", name="Tor 1")
-    node_id = one(db, "SELECT id FROM node")
     venue = hub.ids["museum_venues"]["Stadtmuseum"]
+    folder, db, client = await enrolled(hub, tmp_path, role="gate", name="Tor 1", venues=[venue])
+    node_id = one(db, "SELECT id FROM node")
     try:
         await client.round()  # the catalog, the cards and the certificates, before the network turns bad
         entry_ids = record_entries(db, folder, venue, issued, OPS, per_transaction=2500)
@@ -265,7 +265,7 @@ async def test_a_push_body_arriving_in_pieces_is_read_whole(hub, tmp_path):
         reader, writer = await asyncio.open_connection(hub.server.host, hub.server.port)
         writer.write("\r\n".join(head).encode() + body[:1000])
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the behaviour under test: the body arrives in two pieces, apart in time
         writer.write(body[1000:])
         await writer.drain()
         answer = await reader.read()
@@ -378,7 +378,7 @@ async def test_hub_killed_at_random_moments_of_a_push(hub, tmp_path, monkeypatch
                 pushing = asyncio.create_task(client.push())
                 await until(lambda t=target, p=pushing: applied_at_hub(hub, node_id) >= t or p.done())
                 assert not pushing.done(), "the push ended before the kill"
-                await asyncio.sleep(rng.uniform(0, 0.03))
+                await asyncio.sleep(rng.uniform(0, 0.03))  # a random moment for the kill: the behaviour under test
                 await process.kill()
                 kills.append(applied_at_hub(hub, node_id))
                 with pytest.raises(SyncError, match="unreachable"):

@@ -160,8 +160,10 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
             """One sale of 1-3 fresh seats: its seats on 201, else None. A desk whose catalog or pool has
             not arrived yet (pull still to come) refuses, and the seats go back."""
             seats = [fresh.pop() for _ in range(picks.randint(1, 3))]
+            method = picks.choice(["cash", "card"])
             status, body = call(url, "POST", "/api/sales", {"performance_id": performance, "seat_ids": seats,
-                                                             "payment_method": picks.choice(["cash", "card"])})
+                                                             "payment_method": method,
+                                                             "payment_reference": "T-7" if method == "card" else None})
             if status == 201:
                 assert sorted(t["seat_id"] for t in body["tickets"]) == sorted(seats)
                 acked[body["id"]] = body
@@ -169,7 +171,7 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
             assert (status, body["detail"].split(" ")[-1]) == (404, "exist") or \
                 (status == 409 and "not in this desk's contingent" in body["detail"]), (status, body)
             fresh.extend(seats)
-            time.sleep(0.05)
+            time.sleep(0.05)  # a cashier's pause before the next try (up to 40 tries: a poll, nothing asserted on it)
             return None
 
         for round_no in range(ROUNDS):
@@ -191,7 +193,7 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
                                                   utcnow())["recalls"]
                     recalled.extend(back)
             if mode == "startup":
-                time.sleep(rng.uniform(0.0, 0.3))
+                time.sleep(rng.uniform(0.0, 0.3))  # random kill moments are the behaviour under test (here and below)
             else:
                 wanted, sold = rng.randint(1, 4), 0
                 for _ in range(40):

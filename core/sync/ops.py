@@ -1,0 +1,132 @@
+"""The typed operation registry (DESIGN §4): what a node may ask the hub to do.
+
+An operation from an edge is a *request*, not a row. For every op kind this one table says
+the strict body type (msgspec, unknown fields refused), the node roles that may send it,
+the hub's apply function, and what a rejection does besides becoming a conflict. The hub
+(`hub/apply.py`) applies ops generically through it: an op kind not listed here, sent by a
+role not listed for it, or with a body that does not decode, is a conflict; so is an op
+whose apply function refuses it. Apply functions re-derive everything the hub can work out
+itself (prices, totals, VAT, channel, payment rule, card validity, who signed what) from its
+own catalog and the node's certificate, and compare: a difference is refused, never stored
+as sent. No SQL identifier anywhere comes from a body.
+
+The registry sits on top of the domains it dispatches to (cards, access, orders, sales,
+contingents); nothing in those imports it. Edges record ops with `core.outbox.record()`
+and the body types named here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from core import cards, contingents, orders, sales
+from core.access import EntryOp, verify_pushed_entry
+from core.cards import CardOp
+from core.contingents import ReleaseOp
+from core.credentials import TrustStore
+from core.orders import FulfilmentOp, OrderOp, RedemptionOp
+from core.sales import SaleOp
+
+DESKS = frozenset({"cashdesk", "counter"})
+CASHDESK = frozenset({"cashdesk"})
+GATES = frozenset({"gate"})
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """Who pushed, as the hub knows it: the node id its key is certified for, the role in
+    that certificate, the venues it was enrolled for; the hub's trust store and time."""
+
+    db: sqlite3.Connection
+    node_id: str
+    role: str
+    venue_ids: tuple[str, ...]
+    trust: TrustStore
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class OpKind:
+    kind: str
+    body: type[msgspec.Struct]
+    roles: frozenset[str]
+    apply: Callable[[Pushed, Any], None] | None
+    rederives: str  # what the hub works out itself instead of believing the body (docs, note)
+    on_reject: Callable[[Pushed, Any, str], None] | None = None
+    # Ops a gate sends by the thousand take a batched path: `row` checks one and returns the
+    # row to insert, `flush` writes a batch (one executemany, in the push's transaction).
+    row: Callable[[Pushed, Any], tuple] | None = None
+    flush: Callable[[sqlite3.Connection, list[tuple]], None] | None = None
+
+
+def _flush_entries(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    db.executemany("INSERT INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
+                   "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+
+
+REGISTRY: dict[str, OpKind] = {k.kind: k for k in (
+    OpKind("card.issued", CardOp, DESKS,
+           lambda p, b: cards.apply_issued(p.db, p.node_id, p.trust, b, p.now),
+           "product, kind, validity, issue and key from the signed code (signed by a card key of the pushing "
+           "node, valid at the card id's time); validity checked against the product at the time of sale; "
+           "issued_by = the pushing node; issued_at = the card id's time; number in the node's series; "
+           "delivery, fulfilment and photo flag set by the hub; holder birth date in the past"),
+    OpKind("card.reissued", CardOp, DESKS,
+           lambda p, b: cards.apply_reissued(p.db, p.node_id, p.trust, b, p.now),
+           "the code must be signed by the pushing node for the same card, product and validity with a higher "
+           "issue; a card the hub has revoked stays revoked (the re-issue is a conflict)"),
+    OpKind("card.revoked", CardOp, DESKS,
+           lambda p, b: cards.apply_revoked(p.db, p.node_id, p.trust, b, p.now),
+           "only a card the pushing node issued; only ever sets a revocation, at the latest at the hub's time"),
+    OpKind("card.fulfilment", FulfilmentOp, DESKS,
+           lambda p, b: orders.apply_fulfilment(p.db, b, p.now),
+           "only forward moves allowed by the card's delivery; stale moves ignored; time capped at the hub's"),
+    OpKind("order.placed", OrderOp, DESKS,
+           lambda p, b: orders.apply_order(p.db, p.node_id, p.role, b, p.now),
+           "channel from the node's role; delivery counter; payment rule of a desk (cash, or card with the "
+           "terminal's reference); each line's price and VAT from the product as of the order's time; total; "
+           "each line's card issued by this node for that line; number in the node's series"),
+    OpKind("voucher.redeemed", RedemptionOp, DESKS,
+           lambda p, b: orders.apply_redemption(p.db, p.node_id, p.trust, b, p.now),
+           "voucher code genuine; the new card an annual card of the voucher's product issued by this node; "
+           "first exchange wins",
+           on_reject=lambda p, b, reason: orders.void_lost_exchange(p.db, p.node_id, b, reason, p.now)),
+    OpKind("sale.completed", SaleOp, CASHDESK,
+           lambda p, b: sales.apply_sale(p.db, p.node_id, p.role, b),
+           "channel from the node's role; payment rule of a desk; each seat's zone and price from the hub's "
+           "plan and price list; seats in this desk's pool and unsold; total; number in the node's series"),
+    OpKind("pool.released", ReleaseOp, CASHDESK,
+           lambda p, b: contingents.apply_release(p.db, p.node_id, b, p.now),
+           "the recall must be this desk's and open; every recalled seat named once; a seat kept as sold must "
+           "be sold by this desk at the hub",
+           on_reject=lambda p, b, reason: contingents.settle_refused_release(p.db, p.node_id, b, p.now)),
+    OpKind("entry.recorded", EntryOp, GATES, None,
+           "the record's signature by a gate key of the pushing node, valid at the entry's time; venue in the "
+           "gate's scope; time equal to the one in its id, not ahead of the push, not before the card's "
+           "validity or the gate's certificate",
+           row=lambda p, b: verify_pushed_entry(p.db, p.trust, p.node_id, list(p.venue_ids), b.record, p.now),
+           flush=_flush_entries),
+)}
+
+
+class BadOp(Exception):
+    """An op the registry refuses before any rule runs: unknown kind, wrong role, bad body."""
+
+
+def decode(kind: str, role: str, body: object) -> tuple[OpKind, msgspec.Struct]:
+    """The registered kind and the strictly decoded body, or BadOp saying why not."""
+    entry = REGISTRY.get(kind)
+    if entry is None:
+        raise BadOp(f"unknown operation {kind}")
+    if role not in entry.roles:
+        raise BadOp(f"a {role} node may not send {kind}")
+    try:
+        return entry, msgspec.convert(body, entry.body, strict=True)
+    except msgspec.ValidationError as exc:
+        raise BadOp(f"malformed {kind}: {exc}") from None
