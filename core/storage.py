@@ -4,7 +4,9 @@ Every node (hub, cash desk, counter, gate) keeps its state in one SQLite file. W
 the same way everywhere: WAL so readers never wait for the writer, foreign keys on, a busy
 timeout so two processes queue instead of failing, and `synchronous=FULL` on edges because
 a printed receipt must survive a power cut. Schema changes are numbered SQL files in
-`core/migrations/`, applied at open time and tracked with `PRAGMA user_version`.
+`core/migrations/`, applied at open time and tracked with `PRAGMA user_version`. After them
+the hub's change-feed triggers are brought in line with `core.sync.feed_triggers.REPLICATED`
+(generated, not written by hand; nothing is written when they already match).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sqlite3
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+
+from core.sync import feed_triggers  # imports nothing from Tessera: no cycle
 
 BUSY_TIMEOUT_MS = 10_000
 _savepoints = itertools.count(1)
@@ -98,7 +102,8 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 
 def apply_migrations(db: sqlite3.Connection) -> int:
-    """Bring the schema up to date; each migration is its own transaction."""
+    """Bring the schema up to date; each migration is its own transaction. Then make the
+    change-feed triggers the ones generated from REPLICATED (`refresh_feed_triggers`)."""
     available = migrations()
     current = schema_version(db)
     if current > len(available):
@@ -113,7 +118,18 @@ def apply_migrations(db: sqlite3.Connection) -> int:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+    refresh_feed_triggers(db)
     return len(available)
+
+
+def refresh_feed_triggers(db: sqlite3.Connection) -> feed_triggers.Plan:
+    """Create, replace or drop `changes_*` triggers so that they are exactly the generated
+    ones (see core/sync/feed_triggers.py). Reads only when they match already, so opening a
+    database takes no write lock; otherwise one transaction, planned again under the lock."""
+    if not feed_triggers.plan(db):
+        return feed_triggers.Plan()
+    with transaction(db):
+        return feed_triggers.refresh(db)
 
 
 @contextlib.contextmanager

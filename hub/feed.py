@@ -1,10 +1,11 @@
 """The change feed (DESIGN §4, pull): what changed at the hub, after an edge's cursor.
 
-Triggers (migration 0004) append `(seq, table, key)` to `changes` for every write to a
-replicated table. A pull reads a page of those and sends each key's *current* row (or its
-deletion), so a key written ten times while an edge was away travels once. What a node may
-see is its scope: a gate gets no customer records and no customer ids on cards; recalls go
-only to the desk they are addressed to.
+Triggers (generated from `REPLICATED`, core/sync/feed_triggers.py) append `(seq, table,
+key)` to `changes` for every write to a replicated table. A pull reads a page of those and
+sends each key's *current* row (or its deletion), so a key written ten times while an edge
+was away travels once. What a node may see is `core.sync.scope`, the same rule the snapshot
+copy follows: e.g. a gate gets no customer records, no operators and no customer ids on
+cards; recalls go only to the desk they are addressed to.
 """
 
 from __future__ import annotations
@@ -13,37 +14,36 @@ import json
 import sqlite3
 
 from core.replica import BLOB_COLUMNS, REPLICATED
+from core.sync import scope as node_scope
 from core.sync_messages import Change
 
 
-def visible(table: str, row: dict, scope: dict) -> dict | None:
-    """The row as this node may see it, or None when it is outside its scope."""
-    role = scope["role"]
-    for column in BLOB_COLUMNS.get(table, ()):
-        row = {**row, column: row[column].hex()}
-    if table in ("customers", "operators") and role == "gate":
-        return None
-    if table == "cards" and role == "gate" and row.get("customer_id"):
-        return {**row, "customer_id": None}
-    if table == "recalls" and row["node_id"] != scope["node_id"]:
-        return None
+def visible(table: str, row: dict, scope: node_scope.NodeScope | dict) -> dict | None:
+    """The row as this node may see it (`core.sync.scope`), ready for JSON (BLOBs as hex),
+    or None when it is outside its scope."""
+    row = node_scope.view(scope, table, row)
+    if row is not None:
+        for column in BLOB_COLUMNS.get(table, ()):
+            row[column] = row[column].hex()
     return row
 
 
-def page(db: sqlite3.Connection, scope: dict, after: int, limit: int) -> tuple[list[Change], int, bool]:
-    """Changes after *after*: (changes, the cursor to continue from, more to come?)."""
+def page(db: sqlite3.Connection, scope: node_scope.NodeScope | dict, after: int,
+         limit: int) -> tuple[list[Change], int, bool]:
+    """Changes after *after*: (changes, the cursor to continue from, more to come?). Keys of
+    tables the node may not see at all are left out, deletions included."""
+    scope = node_scope.NodeScope.of(scope)
     rows = db.execute("SELECT seq, tbl, key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
                       (after, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     latest: dict[tuple[str, str], int] = {}
     for r in rows:
-        latest[(r["tbl"], r["key"])] = r["seq"]
+        if node_scope.sees_table(scope, r["tbl"]):
+            latest[(r["tbl"], r["key"])] = r["seq"]
     current = _current_rows(db, latest)
     changes = []
     for (table, key), seq in sorted(latest.items(), key=lambda item: item[1]):
-        if table not in REPLICATED:
-            continue
         row = current.get((table, key))
         if row is not None:
             row = visible(table, row, scope)

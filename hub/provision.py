@@ -2,9 +2,10 @@
 
 Until the sync issue brings enrollment over the network (one-time codes, zeroconf), a
 node is set up *locally*: it makes its own key pair, the hub certifies the public key with
-the root key, and the node receives a snapshot of what it needs (trust records, catalog,
-cards, entries). The private key never leaves the node's folder, and the root key never
-leaves the hub's. Used by `tessera gate init --hub-data`, the demo and the tests.
+the root key, and the node receives a snapshot of what it may see (trust records, catalog,
+cards, entries: the replicated tables as the change feed would send them, `core.sync.scope`).
+The private key never leaves the node's folder, and the root key never leaves the hub's.
+Used by `tessera gate init --hub-data`, the demo and the tests.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from core import credentials, keys
 from core.node import NODE_DB, init_node, this_node
 from core.replica import copy_snapshot
 from core.storage import connect, transaction
+from core.sync.scope import NodeScope
 from hub.app import open_hub
 from hub.nodes import certify_node, root_key, rotate_node_key
 
@@ -34,7 +36,7 @@ def provision(node_dir: Path, hub_dir: Path, *, name: str, role: str) -> dict:
     try:
         certify_node(hub, root_key(hub_dir), node_id=node["id"], name=name, role=role, public_raw=public)
         credentials.pin_root(db, hub.execute("SELECT public_key FROM trust_roots").fetchone()["public_key"])
-        copy_snapshot(hub, db, with_customers=role != "gate")
+        copy_snapshot(hub, db, NodeScope(role=role, node_id=node["id"]))
     finally:
         hub.close()
     with transaction(db):
@@ -49,7 +51,8 @@ def refresh(node_dir: Path, hub_dir: Path) -> dict[str, int]:
     db = connect(Path(node_dir) / NODE_DB, edge=True)
     hub = open_hub(hub_dir)
     try:
-        return copy_snapshot(hub, db, with_customers=this_node(db)["role"] != "gate")
+        node = this_node(db)
+        return copy_snapshot(hub, db, NodeScope(role=node["role"], node_id=node["id"]))
     finally:
         hub.close()
         db.close()
@@ -73,7 +76,7 @@ def rotate_key(node_dir: Path, hub_dir: Path) -> int:
         keys.write_private(pending, new)
         public = keys.public_bytes(new)
         rotate_node_key(hub, root_key(hub_dir), node["id"], public)
-        copy_snapshot(hub, db, with_customers=node["role"] != "gate")
+        copy_snapshot(hub, db, NodeScope(role=node["role"], node_id=node["id"]))
         with transaction(db):
             db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
         pending.replace(node_dir / keys.NODE_KEY_FILE)

@@ -1,0 +1,118 @@
+"""What a node may see of the hub's data, in one place (DESIGN §4 pull, §12).
+
+A node gets hub data two ways: the change feed (`hub/feed.py`, each changed row as it is
+pulled) and the snapshot copy that sets up a node folder from a hub folder on the same
+machine (`core/replica.copy_snapshot`). Both ask `view()` for every row, so they cannot
+disagree. Only tables in `REPLICATED` ever leave the hub; everything else (orders, sales,
+the op log, conflicts, enrollment codes, tokens, mail, photos) stays where it is.
+
+Per replicated table, `RULES` says which roles get it at all, which columns a role gets
+as NULL, and whether a row is addressed to one node. Today:
+
+- gates get no customer records and no operators (`operators` rows hold PIN hashes; desks
+  and counters need them, cashiers log in there by PIN, also offline);
+- on cards a gate gets neither the customer id nor the holder's birth date (it shows the
+  holder name; it decides entry from the signed code);
+- a recall goes only to the desk it is addressed to;
+- everything else (catalog, seats and pools, trust records, cards, entries, voucher
+  redemptions) goes to every role.
+
+A table without a rule is seen by nobody (and a test fails until it has one): a new
+replicated table is kept from nodes until someone decides who may see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from core.sync.feed_triggers import REPLICATED
+
+ROLES: frozenset[str] = frozenset({"cashdesk", "counter", "gate"})
+DESKS: frozenset[str] = frozenset({"cashdesk", "counter"})
+
+
+@dataclass(frozen=True)
+class NodeScope:
+    """Who is asking: the node's role and id (and, for a later venue filter, its venues)."""
+
+    role: str
+    node_id: str
+    venue_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"no replica scope for role {self.role!r} (known: {', '.join(sorted(ROLES))})")
+        if not isinstance(self.node_id, str) or not self.node_id:
+            raise ValueError("a node scope needs the node's id")
+
+    @classmethod
+    def of(cls, scope: NodeScope | Mapping) -> NodeScope:
+        """From a NodeScope or a mapping with role, node_id (and venue_ids), as the sync
+        routes build it."""
+        if isinstance(scope, NodeScope):
+            return scope
+        return cls(role=scope["role"], node_id=scope["node_id"], venue_ids=tuple(scope.get("venue_ids") or ()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What nodes may see of one table."""
+
+    roles: frozenset[str] = ROLES  # roles that get the table at all
+    nulled: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> columns sent as NULL
+    addressed_by: str | None = None  # column naming the one node a row is for
+
+
+EVERYONE = Rule()
+
+RULES: dict[str, Rule] = {
+    # catalog and seating: every node sells, shows or checks against it
+    "organizers": EVERYONE, "venues": EVERYONE, "price_zones": EVERYONE, "seating_plans": EVERYONE,
+    "plan_sections": EVERYONE, "plan_variants": EVERYONE, "seats": EVERYONE, "variant_removed_seats": EVERYONE,
+    "seasons": EVERYONE, "performances": EVERYONE, "performance_prices": EVERYONE, "annual_products": EVERYONE,
+    "annual_product_venues": EVERYONE, "subscription_products": EVERYONE, "subscription_performances": EVERYONE,
+    "subscription_zone_prices": EVERYONE, "combi_prices": EVERYONE, "sale_windows": EVERYONE,
+    "discount_tiers": EVERYONE, "card_products": EVERYONE,
+    # trust: every node verifies cards and peers
+    "trust_roots": EVERYONE, "node_certs": EVERYONE, "node_revocations": EVERYONE,
+    # personal data and PIN material: desks only
+    "customers": Rule(roles=DESKS),
+    "operators": Rule(roles=DESKS),
+    "cards": Rule(nulled={"gate": ("customer_id", "holder_birth_date")}),
+    "entries": EVERYONE, "voucher_redemptions": EVERYONE,
+    # contingents: pools are public; a recall is a request to one desk
+    "seat_pools": EVERYONE,
+    "recalls": Rule(addressed_by="node_id"),
+}
+
+
+def sees_table(scope: NodeScope | Mapping, table: str) -> bool:
+    """May this node get rows of *table* at all (also: hear of their deletion)?"""
+    rule = RULES.get(table)
+    return table in REPLICATED and rule is not None and NodeScope.of(scope).role in rule.roles
+
+
+def tables(scope: NodeScope | Mapping) -> list[str]:
+    """The replicated tables this node gets, parents before children."""
+    return [t for t in REPLICATED if sees_table(scope, t)]
+
+
+def view(scope: NodeScope | Mapping, table: str, row: Mapping) -> dict | None:
+    """*row* of *table* as this node may see it, or None when it may not see it at all."""
+    scope = NodeScope.of(scope)
+    if not sees_table(scope, table):
+        return None
+    rule = RULES[table]
+    if rule.addressed_by is not None and row[rule.addressed_by] != scope.node_id:
+        return None
+    nulled = rule.nulled.get(scope.role, ())
+    return {c: (None if c in nulled else v) for c, v in row.items()}
+
+
+def visible_rows(scope: NodeScope | Mapping, table: str, rows: Iterable[Mapping]) -> list[dict]:
+    """The rows of *table* this node may see, each as it may see it."""
+    scope = NodeScope.of(scope)
+    if not sees_table(scope, table):
+        return []
+    return [seen for row in rows if (seen := view(scope, table, row)) is not None]

@@ -1,0 +1,205 @@
+"""What a node may see (core/sync/scope.py): per role and replicated table, and the change
+feed (hub/feed.py) and the snapshot copy (core/replica.copy_snapshot) agree row for row."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from core import cards, contingents, operators
+from core.clock import utcnow
+from core.ids import uuid7
+from core.node import init_node
+from core.replica import REPLICATED, apply_changes, copy_snapshot
+from core.storage import connect, transaction
+from core.sync import scope
+from core.sync.scope import NodeScope
+from core.sync_messages import Change
+from hub import feed
+
+DESKS = ("cashdesk", "counter")
+ROLES = (*DESKS, "gate")
+ME, OTHER = uuid7(), uuid7()
+
+# The rule, written out: what each role gets of each replicated table.
+ALL, NONE, ADDRESSED = "all", "none", "addressed"
+SPECIAL = {
+    "customers": {"cashdesk": ALL, "counter": ALL, "gate": NONE},
+    "operators": {"cashdesk": ALL, "counter": ALL, "gate": NONE},  # pin_hash: desks log cashiers in
+    "cards": {"cashdesk": ALL, "counter": ALL, "gate": ("customer_id", "holder_birth_date")},
+    "recalls": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": ADDRESSED},
+}
+EXPECTED = {role: {table: SPECIAL.get(table, {}).get(role, ALL) for table in REPLICATED} for role in ROLES}
+
+
+def test_every_replicated_table_has_a_rule_and_nothing_else_does():
+    assert set(scope.RULES) == set(REPLICATED)
+    assert set(ROLES) == scope.ROLES
+
+
+def test_a_table_without_a_rule_is_seen_by_nobody(monkeypatch):
+    monkeypatch.setitem(REPLICATED, "scratch_items", ("id",))
+    for role in ROLES:
+        assert not scope.sees_table(NodeScope(role, ME), "scratch_items")
+        assert scope.view(NodeScope(role, ME), "scratch_items", {"id": "1"}) is None
+    assert not scope.sees_table(NodeScope("cashdesk", ME), "orders")  # not replicated at all
+
+
+@pytest.mark.parametrize("bad", [{"role": "hub", "node_id": ME}, {"role": "admin", "node_id": ME},
+                                 {"role": "", "node_id": ME}, {"role": None, "node_id": ME},
+                                 {"role": "gate", "node_id": ""}, {"role": "Gate", "node_id": ME}])
+def test_only_node_roles_have_a_scope(bad):
+    with pytest.raises(ValueError):
+        NodeScope.of(bad)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("table", list(REPLICATED))
+def test_what_each_role_sees_of_each_table(sample_hub, role, table):
+    columns = [r["name"] for r in sample_hub.db.execute(f"SELECT name FROM pragma_table_info('{table}')")]
+    mine = {c: f"{c}-value" for c in columns} | ({"node_id": ME} if "node_id" in columns else {})
+    others = {**mine, "node_id": OTHER} if "node_id" in columns else mine
+    me = NodeScope(role, ME)
+    expected = EXPECTED[role][table]
+    if expected == NONE:
+        assert not scope.sees_table(me, table) and table not in scope.tables(me)
+        assert scope.view(me, table, mine) is None
+        return
+    assert scope.sees_table(me, table) and table in scope.tables(me)
+    if expected == ALL:
+        assert scope.view(me, table, mine) == mine and scope.view(me, table, others) == others
+    elif expected == ADDRESSED:
+        assert scope.view(me, table, mine) == mine and scope.view(me, table, others) is None
+    else:
+        assert scope.view(me, table, mine) == {c: (None if c in expected else v) for c, v in mine.items()}
+
+
+def test_tables_come_parents_first():
+    for role in ROLES:
+        seen = scope.tables(NodeScope(role, ME))
+        assert seen == [t for t in REPLICATED if t in seen]
+
+
+# -- the feed and the snapshot agree ---------------------------------------------------------
+
+@pytest.fixture
+def hub(sample_hub):
+    """The sample hub with what scope is about: a customer's card with a birth date, an
+    operator with a PIN, recalls to two desks, a voucher redemption."""
+    db, now = sample_hub.db, utcnow()
+    signer = cards.load_signer(db, sample_hub.dir)
+    customer = db.execute("SELECT id FROM customers ORDER BY id LIMIT 1").fetchone()["id"]
+    card = cards.issue_card(db, signer, product_id=sample_hub.ids["annual_products"][0], kind="annual", now=now,
+                            customer_id=customer, holder_name="Erika Mustermann",
+                            details={"holder_birth_date": "1990-04-01"})
+    operator = operators.create(db, operators.OperatorIn(name="Anna", pin="2468"), now)
+    performance = db.execute("SELECT id FROM performances ORDER BY id LIMIT 1").fetchone()["id"]
+    seats = sorted(contingents.seats_of(db, performance))[:2]
+    with transaction(db):
+        contingents.request_recall(db, ME, performance, seats[:1], "hub", now)
+        contingents.request_recall(db, OTHER, performance, seats[1:], "hub", now)
+        db.execute("INSERT INTO voucher_redemptions (voucher_id, card_id, node_id, operator, redeemed_at) "
+                   "VALUES (?, ?, ?, 'Anna', ?)", (uuid7(), card["id"], OTHER, now.isoformat()))
+    sample_hub.card, sample_hub.operator = card, operator
+    return sample_hub
+
+
+def node_db(path, role):
+    db = connect(path, edge=True)
+    init_node(db, role, f"{role} node", node_id=ME)
+    return db
+
+
+def pull_all(hub_db, node, role) -> int:
+    """Pull the whole feed as the sync does: pages, over JSON, applied one page at a time."""
+    after, more, pulled = 0, True, 0
+    while more:
+        changes, after, more = feed.page(hub_db, {"node_id": ME, "role": role, "venue_ids": []}, after, 500)
+        wire = msgspec.json.decode(msgspec.json.encode(changes), type=list[Change])
+        pulled += apply_changes(node, wire, "SELECT ?", (after,))
+    return pulled
+
+
+def replicated_contents(db) -> dict[str, list]:
+    return {t: sorted((tuple(r.values()) for r in db.execute(f"SELECT * FROM {t}")), key=repr) for t in REPLICATED}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_feed_and_the_snapshot_give_a_node_the_same_rows(hub, tmp_path, role):
+    fed, copied = node_db(tmp_path / "fed.sqlite", role), node_db(tmp_path / "copied.sqlite", role)
+    assert pull_all(hub.db, fed, role) > 0
+    counts = copy_snapshot(hub.db, copied, NodeScope(role, ME))
+    assert replicated_contents(fed) == replicated_contents(copied)
+    seen = replicated_contents(copied)
+    assert {t for t, rows in seen.items() if rows} == set(counts)
+    hub_rows = replicated_contents(hub.db)
+    for table, expected in EXPECTED[role].items():
+        if expected == NONE:
+            assert seen[table] == [], table
+        elif expected == ALL:
+            assert seen[table] == hub_rows[table], table
+        elif expected == ADDRESSED:
+            assert len(hub_rows[table]) == 2 and [r[1] for r in seen[table]] == [ME], table
+        else:
+            assert len(seen[table]) == len(hub_rows[table]), table
+    # nothing outside REPLICATED reaches a node: the hub's tokens, op log, codes, mail stay
+    for table in ("api_tokens", "sync_ops", "conflicts", "enrollment_codes", "node_scopes", "changes", "sales",
+                  "tickets", "orders", "mail_queue"):
+        assert copied.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"] == 0, table
+
+
+def test_a_gate_gets_no_customer_data_and_no_pin_material(hub, tmp_path):
+    for name, fill in (("fed", lambda db: pull_all(hub.db, db, "gate")),
+                       ("copied", lambda db: copy_snapshot(hub.db, db, NodeScope("gate", ME)))):
+        gate = node_db(tmp_path / f"{name}.sqlite", "gate")
+        fill(gate)
+        assert gate.execute("SELECT count(*) AS n FROM customers").fetchone()["n"] == 0
+        assert gate.execute("SELECT count(*) AS n FROM customers_search").fetchone()["n"] == 0
+        assert gate.execute("SELECT count(*) AS n FROM operators").fetchone()["n"] == 0
+        card = gate.execute("SELECT * FROM cards WHERE id = ?", (hub.card["id"],)).fetchone()
+        assert card["customer_id"] is None and card["holder_birth_date"] is None
+        assert card["holder_name"] == "Erika Mustermann" and card["code"] == hub.card["code"]  # it can still check
+        assert gate.execute("SELECT count(*) AS n FROM cards WHERE customer_id IS NOT NULL "
+                            "OR holder_birth_date IS NOT NULL").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize("role", DESKS)
+def test_a_desk_gets_its_operators_and_logs_a_cashier_in_by_pin(hub, tmp_path, role):
+    for name, fill in (("fed", lambda db: pull_all(hub.db, db, role)),
+                       ("copied", lambda db: copy_snapshot(hub.db, db, NodeScope(role, ME)))):
+        desk = node_db(tmp_path / f"{name}.sqlite", role)
+        fill(desk)
+        assert operators.login(desk, hub.operator["id"], "2468", utcnow())["name"] == "Anna"
+        with pytest.raises(operators.LoginRefused):
+            operators.login(desk, hub.operator["id"], "1357", utcnow())
+        card = desk.execute("SELECT * FROM cards WHERE id = ?", (hub.card["id"],)).fetchone()
+        assert card["customer_id"] == hub.card["customer_id"] and card["holder_birth_date"] == "1990-04-01"
+        assert desk.execute("SELECT count(*) AS n FROM customers").fetchone()["n"] > 0
+
+
+def test_a_gate_does_not_hear_of_deleted_rows_it_may_not_see(hub):
+    after = feed.head(hub.db)
+    with transaction(hub.db):
+        hub.db.execute("DELETE FROM operators WHERE id = ?", (hub.operator["id"],))
+    gate, _, _ = feed.page(hub.db, {"node_id": ME, "role": "gate", "venue_ids": []}, after, 100)
+    desk, _, _ = feed.page(hub.db, {"node_id": ME, "role": "cashdesk", "venue_ids": []}, after, 100)
+    assert gate == []
+    assert [(c.table, c.key, c.row) for c in desk] == [("operators", [hub.operator["id"]], None)]
+
+
+def test_copying_again_keeps_a_desks_customer_search_true(hub, tmp_path):
+    desk = node_db(tmp_path / "desk.sqlite", "cashdesk")
+    copy_snapshot(hub.db, desk, NodeScope("cashdesk", ME))
+    customer = hub.card["customer_id"]
+    old_name = hub.db.execute("SELECT last_name FROM customers WHERE id = ?", (customer,)).fetchone()["last_name"]
+    with transaction(hub.db):
+        hub.db.execute("UPDATE customers SET last_name = 'Zwiebelhuber' WHERE id = ?", (customer,))
+    copy_snapshot(hub.db, desk, NodeScope("cashdesk", ME))  # REPLACE: the old index entries go too
+
+    def search(text: str) -> list:
+        return [r["id"] for r in desk.execute(
+            "SELECT c.id FROM customers_search s LEFT JOIN customers c ON c.rowid = s.rowid "
+            "WHERE customers_search MATCH ?", (f'"{text}"',))]
+
+    assert search("Zwiebelhuber") == [customer]
+    assert customer not in search(old_name) and None not in search(old_name)
