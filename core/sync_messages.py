@@ -29,13 +29,14 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Op(Message):
     """One state change on a node, as it sits in the node's outbox."""
 
-    node_seq: Annotated[int, Meta(ge=1)]
-    id: str
+    node_seq: Annotated[int, Meta(ge=1, le=2**63 - 1)]  # a SQLite integer
+    id: Annotated[str, Meta(max_length=40)]
     kind: Kind
-    body: dict
-    wall_time: str
-    mono_ns: int
-    boot_id: str
+    body: object  # checked per op against its kind (core/sync/ops.py): one bad body is one conflict,
+    #               not a refused push that would hold back every op behind it
+    wall_time: Annotated[str, Meta(max_length=40)]
+    mono_ns: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+    boot_id: Annotated[str, Meta(max_length=64)]
 
 
 class PushRequest(Message):

@@ -243,10 +243,10 @@ async def pull(request: web.Request) -> web.Response:
     try:
         after = int(request.query.get("after", "0"))
         limit = int(request.query.get("limit", str(MAX_PAGE)))
-        if after < 0 or not 1 <= limit <= MAX_PAGE:
+        if not 0 <= after < 2**63 or not 1 <= limit <= MAX_PAGE:  # SQLite integers are 64-bit
             raise ValueError
     except ValueError:
-        return problem(request, 400, "bad-request", f"after >= 0 and 1 <= limit <= {MAX_PAGE}")
+        return problem(request, 400, "bad-request", f"0 <= after < 2^63 and 1 <= limit <= {MAX_PAGE}")
     db, now = request.app[DB], utcnow()
     changes, next_after, more = feed.page(db, _scope(request, node_id), after, limit)
     db.execute("UPDATE node_scopes SET last_pull_at = ?, pulled_seq = ? WHERE node_id = ?",
