@@ -147,7 +147,7 @@ async def test_random_ops_from_every_role_are_conflicts_and_change_nothing(hub, 
     rng = random.Random(seed)
     known = real_ids(hub)
     try:
-        for _, db, client in nodes:
+        for _, _, client in nodes:
             await client.round()
         before = digest(hub.db)
         conflicts_before = hub.db.execute("SELECT count(*) AS n FROM conflicts").fetchone()["n"]
