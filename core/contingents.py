@@ -227,8 +227,8 @@ def _open_recall(db: sqlite3.Connection, node_id: str, recall_id: str) -> dict:
 
 
 def sold_by(db: sqlite3.Connection, node_id: str, performance_id: str, seat_id: str) -> bool:
-    return db.execute("SELECT 1 FROM tickets t JOIN sales s ON s.id = t.sale_id WHERE t.performance_id = ? "
-                      "AND t.seat_id = ? AND t.status = 'sold' AND s.node_id = ?",
+    return db.execute("SELECT 1 FROM tickets t JOIN orders o ON o.id = t.order_id WHERE t.performance_id = ? "
+                      "AND t.seat_id = ? AND t.status = 'sold' AND o.node_id = ?",
                       (performance_id, seat_id, node_id)).fetchone() is not None
 
 

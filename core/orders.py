@@ -33,15 +33,17 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from core import cardcode, cards, outbox, print_queue
+from core import cardcode, cards, outbox, payments, print_queue
 from core.cards import START_AHEAD_DAYS, Refused, Stamp, check_birth_date
 from core.catalog.annual import add_months
 from core.catalog.common import Body, Cents, Id, Name, VatCode
 from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
+from core.lines import of_order as lines_of
+from core.lines import store as lines_store
 from core.numbering import next_number
-from core.sales import Payment, check_payment, desk_channel
+from core.payments import Payment, check_payment, desk_channel
 from core.storage import transaction
 
 Delivery = Literal["mail", "pickup", "counter"]
@@ -110,7 +112,7 @@ def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | N
                   "delivery": delivery, "payment_method": order.payment_method,
                   "payment_reference": order.payment_reference, "given_cents": order.given_cents,
                   "operator": order.operator, "total_cents": total, "created_at": iso(now)}
-        _store_order(db, record, items)
+        store_order(db, record, items)
         for item in items:
             holder = item.pop("holder")
             if holder is not None or item["kind"] == "voucher":
@@ -186,14 +188,21 @@ def _check_start(product: dict, start: dt.date, field: str) -> None:
         raise ValidationError(f"{product['name']} has no choosable start date", field=field)
 
 
-def _store_order(db: sqlite3.Connection, record: dict, items: list[dict]) -> None:
-    columns = list(record)
-    db.execute(f"INSERT INTO orders ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-               tuple(record.values()))
-    db.executemany("INSERT INTO order_items (id, order_id, position, product_id, kind, price_cents, vat_code, card_id) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(i["id"], record["id"], i["position"], i["product_id"], i["kind"], i["price_cents"],
-                     i["vat_code"], i["card_id"]) for i in items])
+ORDER_COLUMNS = ("id", "number", "node_id", "channel", "customer_id", "delivery", "operator", "total_cents",
+                 "created_at")
+
+
+def store_order(db: sqlite3.Connection, record: dict, lines: list[dict]) -> None:
+    """The ledger's one write of a new order: the order, its lines, its payment (the record's
+    payment_method, payment_reference, given_cents), in the caller's transaction. Every
+    channel stores through here: annual tickets and vouchers (this module), seats
+    (core/sales.py), and the hub applying a desk's operation."""
+    db.execute(f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) VALUES ({', '.join('?' * len(ORDER_COLUMNS))})",
+               tuple(record.get(c) for c in ORDER_COLUMNS))
+    lines_store(db, record["id"], lines)
+    payments.record(db, record["id"], method=record["payment_method"], amount_cents=record["total_cents"],
+                    node_id=record["node_id"], now=record["created_at"], reference=record.get("payment_reference"),
+                    given_cents=record.get("given_cents"), operator=record.get("operator"))
 
 
 def _item_row(item: dict) -> dict:
@@ -226,7 +235,7 @@ def _issue_item(db: sqlite3.Connection, signer: cards.NodeSigner, order: dict, i
                             customer_id=order["customer_id"], holder_name=holder.name if holder else None,
                             valid_from=valid_from, valid_until=valid_until, details=details)
     if item["id"]:
-        db.execute("UPDATE order_items SET card_id = ? WHERE id = ?", (card["id"], item["id"]))
+        db.execute("UPDATE order_lines SET card_id = ? WHERE id = ?", (card["id"], item["id"]))
     item["card_id"] = card["id"]
     if item["kind"] == "annual":
         print_queue.enqueue(db, "card", card["id"], card["issue"], now)
@@ -239,7 +248,7 @@ def personalize_item(db: sqlite3.Connection, signer: cards.NodeSigner, item_id: 
                      now: dt.datetime, *, photo: tuple[str, bytes] | None = None) -> dict:
     """Issue the card of an unpersonalized item (shop link, or staff on the customer's behalf)."""
     with transaction(db):
-        item = db.execute("SELECT i.*, p.name AS product FROM order_items i JOIN annual_products p "
+        item = db.execute("SELECT i.*, p.name AS product FROM order_lines i JOIN annual_products p "
                           "ON p.id = i.product_id WHERE i.id = ?", (item_id,)).fetchone()
         if item is None:
             raise NotFound(f"order item {item_id} does not exist")
@@ -260,16 +269,22 @@ def personalize_item(db: sqlite3.Connection, signer: cards.NodeSigner, item_id: 
 
 
 def order_view(db: sqlite3.Connection, order_id: str) -> dict:
-    """An order with its items and their cards, as the API and the desk show it."""
+    """An order with its lines (`items`, each with its card or seat ticket) and payments, as
+    the API and the desk show it. `payment_method`, `payment_reference` and `given_cents`
+    are the first payment's, as before payments were rows."""
     order = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
-    items = db.execute("SELECT i.*, p.name AS product FROM order_items i LEFT JOIN annual_products p "
-                       "ON p.id = i.product_id WHERE i.order_id = ? ORDER BY i.position", (order_id,)).fetchall()
+    items = lines_of(db, order_id)
     for item in items:
         item["card"] = db.execute("SELECT * FROM cards WHERE id = ?", (item["card_id"],)).fetchone() \
             if item["card_id"] else None
-    return {**order, "items": items}
+        item["ticket"] = db.execute("SELECT id, performance_id, seat_id, zone_id, status FROM tickets "
+                                    "WHERE line_id = ?", (item["id"],)).fetchone() if item["kind"] == "ticket" else None
+    paid = payments.of_order(db, order_id)
+    first = paid[0] if paid else {}
+    return {**order, "payment_method": first.get("method"), "payment_reference": first.get("reference"),
+            "given_cents": first.get("given_cents"), "items": items, "payments": paid}
 
 
 class OrderItemOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -329,7 +344,7 @@ def apply_order(db: sqlite3.Connection, node_id: str, role: str, op: OrderOp, no
     record = {k: getattr(op, k) for k in ("id", "number", "node_id", "channel", "customer_id", "delivery",
                                           "payment_method", "payment_reference", "given_cents", "operator",
                                           "total_cents", "created_at")}
-    _store_order(db, record, [msgspec.structs.asdict(i) for i in op.items])
+    store_order(db, record, [msgspec.structs.asdict(i) for i in op.items])
 
 
 def _derived_line(db: sqlite3.Connection, node_id: str, channel: str, op: OrderOp, item: OrderItemOp) -> int:
@@ -611,13 +626,10 @@ def find_cards(db: sqlite3.Connection, query: str, limit: int = 20) -> list[dict
 
 
 def day_summary(db: sqlite3.Connection, node_id: str, day: dt.date) -> list[dict]:
-    """The day's takings at this node per operator and payment method: orders (annual
-    tickets, vouchers) and single-ticket sales together."""
+    """The day's takings at this node per operator and payment method, from the ledger's
+    payment rows: annual tickets, vouchers and seats together."""
     start, end = iso(day_start(day)), iso(day_end(day))
     return db.execute(
-        "SELECT coalesce(operator, '-') AS operator, payment_method, count(*) AS sales, "
-        "sum(total_cents) AS total_cents FROM (SELECT operator, payment_method, total_cents FROM orders "
-        "      WHERE node_id = ? AND created_at BETWEEN ? AND ? "
-        "      UNION ALL SELECT operator, payment_method, total_cents FROM sales "
-        "      WHERE node_id = ? AND created_at BETWEEN ? AND ?) "
-        "GROUP BY 1, 2 ORDER BY 1, 2", (node_id, start, end, node_id, start, end)).fetchall()
+        "SELECT coalesce(operator, '-') AS operator, method AS payment_method, count(DISTINCT order_id) AS sales, "
+        "sum(amount_cents) AS total_cents FROM payments WHERE node_id = ? AND created_at BETWEEN ? AND ? "
+        "GROUP BY 1, 2 ORDER BY 1, 2", (node_id, start, end)).fetchall()

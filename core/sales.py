@@ -10,7 +10,7 @@ reaches the hub becomes a conflict for the office, never a silent double booking
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
@@ -21,32 +21,9 @@ from core.clock import iso
 from core.errors import Conflict, ValidationError
 from core.ids import uuid7
 from core.numbering import next_number
+from core.orders import store_order
+from core.payments import DESK_CHANNELS, Payment, check_payment, desk_channel
 from core.storage import transaction
-
-Payment = Literal["cash", "card", "online", "transfer", "sepa", "none"]
-DESK_CHANNELS = ("cashdesk", "counter")
-DESK_PAYMENTS = ("cash", "card")
-
-
-def desk_channel(role: str) -> str:
-    """The sales channel of a desk node: what it sells through is its role, never its word."""
-    if role not in DESK_CHANNELS:
-        raise Conflict(f"a {role} node does not sell")
-    return role
-
-
-def check_payment(channel: str, method: str, reference: str | None) -> None:
-    """A desk takes cash or card; a card payment is made on the external terminal, whose
-    receipt number is recorded so the day's card takings can be matched to it. The same
-    rule for a sale made at the desk and for its operation arriving at the hub."""
-    if channel not in DESK_CHANNELS:
-        return
-    if method not in DESK_PAYMENTS:
-        raise ValidationError("the desk takes cash or card", field="payment_method",
-                              detail_de="Die Kasse nimmt Bargeld oder Karte")
-    if method == "card" and not (reference or "").strip():
-        raise ValidationError("enter the card terminal's reference", field="payment_reference",
-                              detail_de="Bitte die Belegnummer des Kartenterminals eingeben")
 
 
 class SaleIn(Body, kw_only=True):
@@ -95,14 +72,18 @@ def sell(db: sqlite3.Connection, node: dict, sale: SaleIn, *, pool: str, channel
 
 
 def _store(db: sqlite3.Connection, record: dict) -> None:
-    db.execute("INSERT INTO sales (id, number, node_id, channel, payment_method, payment_reference, total_cents, "
-               "operator, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (record["id"], record["number"], record["node_id"], record["channel"], record["payment_method"],
-                record["payment_reference"], record["total_cents"], record["operator"], record["created_at"]))
-    db.executemany("INSERT INTO tickets (id, sale_id, performance_id, seat_id, zone_id, price_cents, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   [(t["id"], record["id"], record["performance_id"], t["seat_id"], t["zone_id"], t["price_cents"],
-                     record["created_at"]) for t in record["tickets"]])
+    """A seat sale in the ledger: an order with one `ticket` line per seat (the line has its
+    ticket's id) and the seat tickets those lines deliver."""
+    order = {**record, "customer_id": None,
+             "delivery": "counter" if record["channel"] in DESK_CHANNELS else None}
+    lines = [{"id": t["id"], "position": n, "kind": "ticket", "product_id": record["performance_id"],
+              "price_cents": t["price_cents"], "vat_code": None, "card_id": None}
+             for n, t in enumerate(record["tickets"], start=1)]
+    store_order(db, order, lines)
+    db.executemany("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(t["id"], record["id"], t["id"], record["performance_id"], t["seat_id"], t["zone_id"],
+                     t["price_cents"], record["created_at"]) for t in record["tickets"]])
 
 
 class TicketOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

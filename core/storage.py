@@ -111,15 +111,30 @@ def apply_migrations(db: sqlite3.Connection) -> int:
             f"database schema version {current} is newer than this Tessera "
             f"(knows {len(available)}); upgrade Tessera before opening it"
         )
-    for number, _name, sql in available[current:]:
-        try:
-            db.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {number};\nCOMMIT;")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+    for number, name, sql in available[current:]:
+        _migrate(db, number, name, sql)
     refresh_feed_triggers(db)
     return len(available)
+
+
+def _migrate(db: sqlite3.Connection, number: int, name: str, sql: str) -> None:
+    """One migration, one transaction, with foreign keys off so that a table can be rebuilt
+    (create the new shape, copy, drop, rename: SQLite's way to change a constraint); every
+    reference is checked before the commit instead, and a migration that breaks one is
+    rolled back whole."""
+    db.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: set before BEGIN
+    try:
+        db.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {number};")
+        broken = db.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration {name} breaks {len(broken)} references, first: {broken[0]}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
 
 
 def refresh_feed_triggers(db: sqlite3.Connection) -> feed_triggers.Plan:

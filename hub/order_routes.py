@@ -36,17 +36,41 @@ PAGE = [Param("limit", "int", "page size (default 50)", minimum=1, maximum=MAX_P
 # --- shapes for the API document -----------------------------------------------------------------------
 
 
+class SeatTicket(msgspec.Struct, kw_only=True):
+    id: str
+    performance_id: str
+    seat_id: str
+    zone_id: str
+    status: Literal["sold", "cancelled"]
+
+
 class OrderItem(msgspec.Struct, kw_only=True):
+    """One line of the order ledger: an annual card, a voucher or a seat ticket."""
+
     id: str
     order_id: str
     position: int
     product_id: str
     product: str | None
-    kind: Literal["annual", "voucher"]
+    kind: Literal["annual", "voucher", "ticket"]
     price_cents: int
-    vat_code: str
+    vat_code: str | None
     card_id: str | None
     card: Card | None
+    ticket: SeatTicket | None
+
+
+class Payment(msgspec.Struct, kw_only=True):
+    id: str
+    order_id: str
+    method: Literal["cash", "card", "online", "transfer", "sepa", "none"]
+    amount_cents: int
+    state: Literal["pending", "paid", "failed", "refunded"]
+    reference: str | None
+    given_cents: int | None
+    operator: str | None
+    node_id: str
+    created_at: str
 
 
 class Order(msgspec.Struct, kw_only=True):
@@ -55,15 +79,15 @@ class Order(msgspec.Struct, kw_only=True):
     node_id: str
     channel: Literal["shop", "phone", "cashdesk", "counter"]
     customer_id: str | None
-    delivery: Literal["mail", "pickup", "counter"]
-    payment_method: str
+    delivery: Literal["mail", "pickup", "counter"] | None
+    payment_method: str | None
     payment_reference: str | None
     given_cents: int | None
     operator: str | None
     total_cents: int
     created_at: str
     items: list[OrderItem]
-
+    payments: list[Payment]
 
 
 class Operator(msgspec.Struct, kw_only=True):

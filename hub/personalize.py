@@ -96,7 +96,7 @@ def link_state(link: dict, now: dt.datetime) -> str:
 def links_of_order(db: sqlite3.Connection, order_id: str) -> dict[str, dict]:
     """item id -> its link row (without the hash: nobody needs it outside this module)."""
     rows = db.execute("SELECT l.item_id, l.expires_at, l.used_at FROM personalization_links l "
-                      "JOIN order_items i ON i.id = l.item_id WHERE i.order_id = ?", (order_id,)).fetchall()
+                      "JOIN order_lines i ON i.id = l.item_id WHERE i.order_id = ?", (order_id,)).fetchall()
     return {row["item_id"]: row for row in rows}
 
 
@@ -106,7 +106,7 @@ def _find_link(db: sqlite3.Connection, token: str) -> dict | None:
     return db.execute(
         "SELECT l.*, i.product_id, i.card_id, i.kind, p.name AS product, p.validity_mode, p.months, "
         "p.valid_from AS product_from, p.valid_until AS product_until, o.number AS order_number "
-        "FROM personalization_links l JOIN order_items i ON i.id = l.item_id "
+        "FROM personalization_links l JOIN order_lines i ON i.id = l.item_id "
         "JOIN orders o ON o.id = i.order_id JOIN annual_products p ON p.id = i.product_id "
         "WHERE l.token_hash = ?", (token_hash(token),)).fetchone()
 

@@ -133,7 +133,7 @@ def move(ctx: Ctx):
 
 
 def sell(ctx: Ctx):
-    channel = "online" if ctx.token and ctx.token["role"] == "shop" else "office"
+    channel = "shop" if ctx.token and ctx.token["role"] == "shop" else "phone"  # the ledger's channels
     return 201, sales.sell(ctx.db, this_node(ctx.db), ctx.body, pool=contingents.HUB, channel=channel, now=utcnow())
 
 

@@ -173,9 +173,9 @@ def hub_sells(rng: random.Random, house: House, performance: str, active: list[s
     sale = SaleIn(performance_id=performance, seat_ids=seats, payment_method="card")
     if any(pools[s] != contingents.HUB or s in sold for s in seats):
         with pytest.raises(Conflict):
-            sell(house.db, house.node, sale, pool=contingents.HUB, channel="online", now=utcnow())
+            sell(house.db, house.node, sale, pool=contingents.HUB, channel="shop", now=utcnow())
         return
-    house.hub_sales.append(sell(house.db, house.node, sale, pool=contingents.HUB, channel="online", now=utcnow()))
+    house.hub_sales.append(sell(house.db, house.node, sale, pool=contingents.HUB, channel="shop", now=utcnow()))
 
 
 def office_moves(rng: random.Random, house: House, performance: str, active: list[str]) -> None:
@@ -245,7 +245,8 @@ def check(house: House, performance: str) -> None:
     assert doubles == []
     sellers: dict[str, set[str]] = {}
     for db in (hub, *(d.db for d in house.desks.values())):
-        for r in db.execute("SELECT seat_id, sale_id FROM tickets WHERE performance_id = ? AND status = 'sold'",
+        for r in db.execute("SELECT seat_id, order_id AS sale_id FROM tickets "
+                            "WHERE performance_id = ? AND status = 'sold'",
                             (performance,)):
             sellers.setdefault(r["seat_id"], set()).add(r["sale_id"])
     assert {seat: ids for seat, ids in sellers.items() if len(ids) > 1} == {}
@@ -254,10 +255,10 @@ def check(house: House, performance: str) -> None:
     conflicts = {json.loads(r["body"]).get("id"): r["reason"] for r in hub.execute(
         "SELECT body, reason FROM conflicts WHERE kind = 'sale.completed'")}
     for desk in house.desks.values():
-        local = [r["id"] for r in desk.db.execute("SELECT id FROM sales")]
+        local = [r["id"] for r in desk.db.execute("SELECT DISTINCT order_id AS id FROM tickets")]
         assert sorted(local) == sorted(s["id"] for s in desk.sales)
         for sale in desk.sales:
-            at_hub = hub.execute("SELECT count(*) AS n FROM tickets WHERE sale_id = ?", (sale["id"],)).fetchone()["n"]
+            at_hub = hub.execute("SELECT count(*) AS n FROM tickets WHERE order_id = ?", (sale["id"],)).fetchone()["n"]
             assert at_hub == len(sale["tickets"]) or sale["id"] in conflicts, (desk.name, sale["number"])
         st = status(desk.db)
         assert st["ops_waiting"] == 0 and st["conflicts"] == 0, (desk.name, st)
@@ -271,7 +272,7 @@ def check(house: House, performance: str) -> None:
     assert conflicts == {}
 
     # a sold seat stays in the pool that sold it; blocked seats are never sold
-    for r in hub.execute("SELECT t.seat_id, s.node_id, s.channel FROM tickets t JOIN sales s ON s.id = t.sale_id "
+    for r in hub.execute("SELECT t.seat_id, s.node_id, s.channel FROM tickets t JOIN orders s ON s.id = t.order_id "
                          "WHERE t.performance_id = ? AND t.status = 'sold'", (performance,)):
         expected = contingents.HUB if r["node_id"] == house.node["id"] else contingents.node_pool(r["node_id"])
         assert hub_pools[r["seat_id"]] == expected, r

@@ -160,7 +160,9 @@ async def test_sell_personalized_card_and_voucher_cash(desk, hub):
     assert voucher["kind"] == "voucher" and voucher["card"]["kind"] == "voucher"
 
     stored = edge.db.execute("SELECT * FROM orders WHERE id = ?", (order["id"],)).fetchone()
-    assert stored["operator"] == "Anna" and stored["given_cents"] == 15000
+    paid = edge.db.execute("SELECT * FROM payments WHERE order_id = ?", (order["id"],)).fetchall()
+    assert stored["operator"] == "Anna" and [(p["method"], p["given_cents"], p["state"]) for p in paid] == \
+        [("cash", 15000, "paid")]
     kinds = [r["kind"] for r in edge.db.execute("SELECT kind FROM outbox WHERE node_seq > ? ORDER BY node_seq",
                                                 (seq_before,))]
     assert kinds.count("order.placed") == 1 and kinds.count("card.issued") == 2

@@ -178,8 +178,8 @@ def assert_exactly_once(hub, db, node_id: str, total: int) -> None:
 
 def assert_desk_data_once(hub, db, node_id: str) -> None:
     """Each sale, ticket and card the desk made is at the hub once."""
-    for sql in ("SELECT id FROM sales WHERE node_id = ?",
-                "SELECT t.id FROM tickets t JOIN sales s ON s.id = t.sale_id WHERE s.node_id = ?"):
+    for sql in ("SELECT id FROM orders WHERE node_id = ? AND id IN (SELECT order_id FROM tickets)",
+                "SELECT t.id FROM tickets t JOIN orders s ON s.id = t.order_id WHERE s.node_id = ?"):
         at_hub = [r["id"] for r in hub.db.execute(sql, (node_id,))]
         assert sorted(at_hub) == sorted(r["id"] for r in db.execute(sql, (node_id,)))
     edge_cards = [r["id"] for r in db.execute("SELECT id FROM cards")]
@@ -392,7 +392,7 @@ async def test_hub_killed_at_random_moments_of_a_push(hub, tmp_path, monkeypatch
         assert_exactly_once(hub, db, node_id, total)
         assert_desk_data_once(hub, db, node_id)
         assert one(hub.db, "PRAGMA integrity_check") == "ok"
-        assert one(hub.db, "SELECT count(*) FROM tickets t JOIN sales s ON s.id = t.sale_id WHERE s.node_id = ?",
+        assert one(hub.db, "SELECT count(*) FROM tickets t JOIN orders s ON s.id = t.order_id WHERE s.node_id = ?",
                    node_id) == 200
     finally:
         await process.kill()
@@ -427,7 +427,7 @@ async def test_an_edge_whose_clock_is_a_year_wrong(hub, tmp_path, monkeypatch, o
             "SELECT node_seq, wall_time FROM sync_ops WHERE node_id = ?", (node_id,))} \
             == {r["node_seq"]: r["wall_time"] for r in db.execute("SELECT node_seq, wall_time FROM outbox")}
         sales = [parse_iso(r["created_at"]) for r in hub.db.execute(
-            "SELECT created_at FROM sales WHERE node_id = ?", (node_id,))]
+            "SELECT created_at FROM orders WHERE node_id = ?", (node_id,))]
         hub_skew = one(hub.db, "SELECT clock_skew_s FROM node_scopes WHERE node_id = ?", node_id)
         edge_skew = status(db)["clock_skew_s"]
         # the edge's own view: its system clock against the hub's time in every answer

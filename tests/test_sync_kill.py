@@ -113,7 +113,7 @@ def check_edge_db(path: Path, acked: dict[str, dict]) -> dict:
     try:
         assert [r[0] for r in db.execute("PRAGMA integrity_check")] == ["ok"]
         assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-        sales = {r["id"] for r in db.execute("SELECT id FROM sales")}
+        sales = {r["id"] for r in db.execute("SELECT DISTINCT order_id AS id FROM tickets")}
         assert set(acked) <= sales, f"acknowledged sales lost: {set(acked) - sales}"
         ops = {json.loads(r["body"])["id"] for r in db.execute("SELECT body FROM outbox WHERE kind = 'sale.completed'")}
         assert ops == sales, "a sale without its op, or an op without its sale"
@@ -258,18 +258,19 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
     db = connect(desk_dir / NODE_DB, edge=True)
     hub_db = connect(hub_dir / DB_NAME)
     try:
-        committed = {r["id"] for r in db.execute("SELECT id FROM sales")}
+        committed = {r["id"] for r in db.execute("SELECT DISTINCT order_id AS id FROM tickets")}
         # every sale committed on the edge (acknowledged or cut off before its answer) is at the
         # hub exactly once, with its tickets, applied and never rejected
-        at_hub = [r["id"] for r in hub_db.execute("SELECT id FROM sales WHERE node_id = ?", (node_id,))]
+        at_hub = [r["id"] for r in hub_db.execute(
+            "SELECT id FROM orders WHERE node_id = ? AND id IN (SELECT order_id FROM tickets)", (node_id,))]
         assert sorted(at_hub) == sorted(committed)
         assert set(acked) <= committed
         for sale_id, sale in acked.items():
-            tickets = hub_db.execute("SELECT seat_id FROM tickets WHERE sale_id = ? AND status = 'sold'",
+            tickets = hub_db.execute("SELECT seat_id FROM tickets WHERE order_id = ? AND status = 'sold'",
                                      (sale_id,)).fetchall()
             assert sorted(t["seat_id"] for t in tickets) == sorted(t["seat_id"] for t in sale["tickets"])
         edge_tickets = db.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"]
-        hub_tickets = hub_db.execute("SELECT count(*) AS n FROM tickets t JOIN sales s ON s.id = t.sale_id "
+        hub_tickets = hub_db.execute("SELECT count(*) AS n FROM tickets t JOIN orders s ON s.id = t.order_id "
                                      "WHERE s.node_id = ?", (node_id,)).fetchone()["n"]
         assert hub_tickets == edge_tickets
         ops = hub_db.execute("SELECT node_seq, op_id, status FROM sync_ops WHERE node_id = ? ORDER BY node_seq",

@@ -267,7 +267,7 @@ async def test_a_seat_sale_is_stored_at_the_hubs_prices(hub, tmp_path, change, r
         tamper(db, "sale.completed", change)
         await client.push()
         assert results(db)[-1].startswith("rejected:") and reason in results(db)[-1], results(db)[-1]
-        assert hub.db.execute("SELECT 1 FROM sales WHERE id = ?", (sale["id"],)).fetchone() is None
+        assert hub.db.execute("SELECT 1 FROM orders WHERE id = ?", (sale["id"],)).fetchone() is None
     finally:
         await client.close()
 
