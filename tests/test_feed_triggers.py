@@ -187,8 +187,10 @@ def test_a_database_from_before_upgrades_keeping_its_data_and_change_rows(tmp_pa
 
     db = connect(path)
     assert schema_version(db) == len(migrations())
+    # the replicated tables and the feed keep every row (later migrations may reshape others)
     after_data = contents(db)
-    assert {t: after_data[t] for t in before_data} == before_data
+    kept = [*REPLICATED, "changes"]
+    assert {t: after_data[t] for t in kept} == {t: before_data[t] for t in kept}
     assert change_rows(db)[:3] == [("organizers", '["org-1"]'), ("organizers", '["org-1"]'),
                                    ("operators", '["op-1"]')]
     assert feed_trigger_sql(db) == {name: sql for name, (_, sql) in triggers().items()}
