@@ -321,8 +321,9 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
         try:
             redemption = office.execute("SELECT card_id, operator FROM voucher_redemptions WHERE voucher_id = ?",
                                         (voucher["id"],)).fetchone()
-            order = office.execute("SELECT operator, channel, total_cents, given_cents, customer_id FROM orders "
-                                   "WHERE number = ?", (sale_number,)).fetchone()
+            order = office.execute("SELECT o.operator, o.channel, o.total_cents, p.given_cents, o.customer_id "
+                                   "FROM orders o JOIN payments p ON p.order_id = o.id WHERE o.number = ?",
+                                   (sale_number,)).fetchone()
         finally:
             office.close()
         assert redemption == (counter_card_row["id"], "Ben")

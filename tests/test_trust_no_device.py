@@ -448,3 +448,12 @@ def test_every_recorded_op_kind_is_registered_with_a_strict_body():
         assert (kind.apply is None) != (kind.row is None), kind.kind
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"record": "x", "extra": 1}, REGISTRY["entry.recorded"].body)
+
+
+def test_the_sync_docs_list_every_op_kind_with_its_roles_and_rederivation():
+    import pathlib
+
+    from core.sync.ops import REGISTRY
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "sync.md").read_text()
+    for kind in REGISTRY.values():
+        assert f"| `{kind.kind}` | {', '.join(sorted(kind.roles))} | {kind.rederives} |" in text, kind.kind
