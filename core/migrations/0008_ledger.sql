@@ -52,13 +52,10 @@ INSERT INTO payments (id, order_id, method, amount_cents, state, reference, give
 SELECT substr(id, 1, 24) || lower(hex(randomblob(6))), id, payment_method, total_cents,
        CASE WHEN payment_method IN ('transfer', 'sepa') THEN 'pending' ELSE 'paid' END,
        payment_reference, given_cents, operator, node_id, created_at
-FROM orders;
-INSERT INTO payments (id, order_id, method, amount_cents, state, reference, given_cents, operator, node_id,
-                      created_at)
-SELECT substr(id, 1, 24) || lower(hex(randomblob(6))), id, payment_method, total_cents,
-       CASE WHEN payment_method IN ('transfer', 'sepa') THEN 'pending' ELSE 'paid' END,
-       payment_reference, NULL, operator, node_id, created_at
-FROM sales;
+FROM (SELECT id, payment_method, total_cents, payment_reference, given_cents, operator, node_id, created_at
+      FROM orders
+      UNION ALL
+      SELECT id, payment_method, total_cents, payment_reference, NULL, operator, node_id, created_at FROM sales);
 
 -- Lines: one per card, voucher or seat ticket. `product_id` is the annual-ticket product,
 -- or the performance of a ticket; `vat_code` NULL where the catalog has none yet (tickets).
