@@ -29,6 +29,7 @@ from core.catalog.annual import add_months
 from core.clock import LOCAL_TZ, day_end, iso, parse_iso
 from core.credentials import CARD_SIGNERS, BadRecord, TrustStore, open_envelope, sign
 from core.ids import uuid7, uuid7_ms
+from core.sql import others_version
 from core.storage import transaction
 from core.trusted_time import TrustedClock
 
@@ -174,7 +175,7 @@ class Access:
         if not force and now - self._checked < REFRESH_S:
             return
         self._checked = now
-        version = self.db.execute("PRAGMA data_version").fetchone()["data_version"]
+        version = others_version(self.db)
         if force or version != self._version:
             self.trust = TrustStore.load(self.db)
             self.products = load_products(self.db)
@@ -326,9 +327,9 @@ class Access:
 
 
 def store_entry(db: sqlite3.Connection, body: dict, record: str, now: dt.datetime) -> bool:
-    cursor = db.execute(
-        "INSERT OR IGNORE INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
-        "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # the same record twice: ignored by its key
+    cursor = db.execute(  # the same record twice: ignored by its key
+        "INSERT INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
+        "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (body["id"], body["card_id"], body["card_issue"], body["venue_id"], body["node_id"], body["direction"],
          body["at"], record, iso(now)))
     return cursor.rowcount == 1

@@ -29,6 +29,7 @@ from core.clock import iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
 from core.seating import variant_seats
+from core.sql import json_field, json_values
 from core.storage import transaction
 
 HUB, BLOCKED = "hub", "blocked"
@@ -73,7 +74,7 @@ def some_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str])
         raise NotFound(f"performance {performance_id} does not exist")
     rows = db.execute(
         "SELECT s.id, c.name AS section, s.row_label, s.label, s.zone_id FROM seats s "
-        "JOIN plan_sections c ON c.id = s.section_id WHERE s.id IN (SELECT value FROM json_each(?)) "
+        "JOIN plan_sections c ON c.id = s.section_id WHERE s.id IN (" + json_values() + ") "
         "AND s.plan_id = ? AND (s.variant_id IS NULL OR s.variant_id = ?) AND s.active = 1 "
         "AND s.id NOT IN (SELECT seat_id FROM variant_removed_seats WHERE variant_id = ?)",
         (json.dumps(seat_ids), variant["plan_id"], variant["id"], variant["id"])).fetchall()
@@ -175,7 +176,7 @@ def answer_recalls(db: sqlite3.Connection, node_id: str, now) -> list[dict]:
     mine = node_pool(node_id)
     with transaction(db):
         recalls = db.execute("SELECT * FROM recalls WHERE node_id = ? AND state = 'requested' AND id NOT IN "
-                             "(SELECT json_extract(body, '$.recall_id') FROM outbox WHERE kind = 'pool.released')",
+                             f"(SELECT {json_field('body', 'recall_id')} FROM outbox WHERE kind = 'pool.released')",
                              (node_id,)).fetchall()
         for recall in recalls:
             seat_ids = json.loads(recall["seat_ids"])

@@ -112,7 +112,8 @@ def pin_root(db: sqlite3.Connection, public_raw: bytes) -> int:
         pinned = db.execute("SELECT key_id FROM trust_roots").fetchall()
         if pinned and kid not in {r["key_id"] for r in pinned}:
             raise Conflict("this data folder already trusts another organizer root key")
-        db.execute("INSERT OR IGNORE INTO trust_roots (key_id, public_key) VALUES (?, ?)", (kid, public_raw))
+        db.execute("INSERT INTO trust_roots (key_id, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                   (kid, public_raw))
     return kid
 
 
@@ -148,8 +149,8 @@ def store_cert(db: sqlite3.Connection, record: str) -> dict:
         raise Conflict(f"key id {b['key_id']:08x} already belongs to another node")
     with transaction(db):
         db.execute(
-            "INSERT OR IGNORE INTO node_certs (key_id, node_id, name, role, public_key, valid_from, valid_until, "
-            "issued_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO node_certs (key_id, node_id, name, role, public_key, valid_from, valid_until, "
+            "issued_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (b["key_id"], b["node_id"], b["name"], b["role"], bytes.fromhex(b["public_key"]), b["valid_from"],
              b["valid_until"], b["issued_at"], record))
     return b

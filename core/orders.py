@@ -44,6 +44,7 @@ from core.lines import of_order as lines_of
 from core.lines import store as lines_store
 from core.numbering import next_number
 from core.payments import Payment, check_payment, desk_channel
+from core.sql import json_field
 from core.storage import transaction
 
 Delivery = Literal["mail", "pickup", "counter"]
@@ -430,8 +431,8 @@ def redeem_voucher(db: sqlite3.Connection, signer: cards.NodeSigner, access, cod
 def exchange_verdict(db: sqlite3.Connection, card_id: str) -> str | None:
     """What the hub answered to the exchange that issued *card_id*: None while not pushed or
     when applied, else the hub's reason for refusing it (another counter was first)."""
-    row = db.execute("SELECT result FROM outbox WHERE kind = 'voucher.redeemed' AND body ->> '$.card_id' = ? "
-                     "ORDER BY node_seq DESC LIMIT 1", (card_id,)).fetchone()
+    row = db.execute("SELECT result FROM outbox WHERE kind = 'voucher.redeemed' AND "
+                     f"{json_field('body', 'card_id')} = ? ORDER BY node_seq DESC LIMIT 1", (card_id,)).fetchone()
     if row and (row["result"] or "").startswith("rejected"):
         return row["result"].removeprefix("rejected:").strip()
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
+from core.sql import replace_rows
 from core.storage import transaction
 from core.sync import scope as node_scope
 from core.sync.feed_triggers import REPLICATED
@@ -42,8 +43,7 @@ def apply_changes(db: sqlite3.Connection, changes: list, cursor_sql: str, cursor
                 if deleted:
                     db.executemany(f"DELETE FROM {table} WHERE {where_key(pk)}", rows)
                 else:
-                    db.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
-                                   f"VALUES ({', '.join('?' * len(columns))})", rows)
+                    db.executemany(replace_rows(table, columns), rows)
             db.execute(cursor_sql, cursor_args)
     finally:
         db.execute("PRAGMA recursive_triggers = OFF")
@@ -93,9 +93,7 @@ def copy_snapshot(source: sqlite3.Connection, target: sqlite3.Connection,
                 if not rows:
                     continue
                 columns = list(rows[0])
-                target.executemany(
-                    f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                    [tuple(r.values()) for r in rows])
+                target.executemany(replace_rows(table, columns), [tuple(r.values()) for r in rows])
                 counts[table] = len(rows)
             broken = target.execute("PRAGMA foreign_key_check").fetchall()
             if broken:

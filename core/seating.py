@@ -267,9 +267,10 @@ def _insert_variant(
             only = f" AND s.label IN ({', '.join('?' for _ in item.seats)})"
             params.extend(item.seats)
         db.execute(
-            "INSERT OR IGNORE INTO variant_removed_seats (variant_id, seat_id) "
+            "INSERT INTO variant_removed_seats (variant_id, seat_id) "
             f"SELECT ?, s.id FROM seats s JOIN plan_sections c ON c.id = s.section_id "
-            f"WHERE s.plan_id = ? AND s.variant_id IS NULL AND c.name = ? AND s.row_label = ?{only}",
+            f"WHERE s.plan_id = ? AND s.variant_id IS NULL AND c.name = ? AND s.row_label = ?{only} "
+            "ON CONFLICT DO NOTHING",
             (variant_id, *params),
         )
     return variant_id

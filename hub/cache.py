@@ -2,9 +2,9 @@
 
 When presale opens, the shop asks for the same catalog pages thousands of times a
 minute; rendering each from SQLite costs far more than sending bytes. Every cached body
-is tagged with the database *generation*: `PRAGMA data_version` (changes when any other
-connection or process commits) and this connection's `total_changes` (changes with our
-own writes). A request first checks the generation, so a read never sees data older than
+is tagged with the database *generation* (`core.sql.generation`): a version that changes
+when any other connection or process commits, and this connection's `total_changes`
+(changes with our own writes). A request first checks the generation, so a read never sees data older than
 the last commit. Authentication and query validation still run on every request; only
 the rendering is skipped.
 """
@@ -14,10 +14,11 @@ from __future__ import annotations
 import sqlite3
 from collections import OrderedDict
 
+from core import sql
+
 
 def generation(db: sqlite3.Connection) -> tuple[int, int]:
-    version = db.execute("PRAGMA data_version").fetchone()
-    return (version["data_version"] if isinstance(version, dict) else version[0], db.total_changes)
+    return sql.generation(db)
 
 
 class ReadCache:

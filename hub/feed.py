@@ -14,6 +14,7 @@ import json
 import sqlite3
 
 from core.replica import BLOB_COLUMNS, REPLICATED
+from core.sql import rows_by_json_keys
 from core.sync import scope as node_scope
 from core.sync_messages import Change
 
@@ -64,8 +65,7 @@ def _current_rows(db: sqlite3.Connection, latest: dict[tuple[str, str], int]) ->
     for table, keys in by_table.items():
         pk = REPLICATED[table]
         # join on the key's parts, so each lookup uses the primary key index
-        on = " AND ".join(f"t.{c} = j.value ->> {i}" for i, c in enumerate(pk))
-        sql = f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {table} t ON {on}"
+        sql = rows_by_json_keys(table, pk)
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
             for row in db.execute(sql, ("[" + ",".join(chunk) + "]",)):

@@ -16,6 +16,7 @@ from msgspec import Meta
 from core.catalog.common import Body, Cents, Channel, Id, Name, VatCode, check_unique, check_when
 from core.catalog.resource import Audience, Resource, children_of, require
 from core.errors import ValidationError
+from core.sql import json_values
 
 ValidityMode = Literal["fixed", "from_purchase", "from_first_entry"]
 
@@ -108,4 +109,4 @@ class AnnualProducts(Resource):
         if audience == "internal":
             return "", ()
         channel = "online" if audience == "shop" else "agency"
-        return "active = 1 AND EXISTS (SELECT 1 FROM json_each(channels) WHERE value = ?)", (channel,)
+        return f"active = 1 AND ? IN ({json_values('channels')})", (channel,)

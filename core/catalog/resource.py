@@ -23,6 +23,7 @@ from core.catalog.common import ADDRESS_FIELDS, Address, Body
 from core.clock import iso, now_iso
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
+from core.sql import integrity_problem, search_clause
 from core.storage import transaction
 
 MAX_PAGE = 500
@@ -179,10 +180,10 @@ class ListQuery:
 
 
 def _integrity(res: Resource, exc: sqlite3.IntegrityError) -> Conflict | ValidationError:
-    text = str(exc)
-    if "UNIQUE" in text:
-        return Conflict(f"{res.unique_message} ({text.split(':', 1)[-1].strip()})")
-    return ValidationError(f"{res.name} refers to something that does not exist ({text})")
+    problem = integrity_problem(exc)
+    if problem.kind == "unique":
+        return Conflict(f"{res.unique_message} ({problem.detail})")
+    return ValidationError(f"{res.name} refers to something that does not exist ({problem.kind}: {problem.detail})")
 
 
 def _fetch(db: sqlite3.Connection, res: Resource, id_: str, audience: Audience) -> dict:
@@ -296,7 +297,7 @@ def _search(res: Resource, text: str, where: list[str], params: list) -> None:
     shorter words (and tables without an index) fall back to LIKE."""
     for word in text.split():
         if res.search_index and len(word) >= 3:
-            where.append(f"rowid IN (SELECT rowid FROM {res.search_index} WHERE {res.search_index} MATCH ?)")
+            where.append(search_clause(res.search_index))
             params.append('"' + word.replace('"', '""') + '"')
             continue
         like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -1,0 +1,84 @@
+"""The SQLite dialect in one place (DESIGN §11, the storage seam).
+
+Rules are written in standard SQL (`INSERT ... ON CONFLICT ... DO UPDATE/NOTHING`, no rowid
+tricks). What only SQLite has sits here, behind small functions, so that a PostgreSQL
+adapter for the hub can give its own answer without touching a rule:
+
+- `generation` / `others_version`: has anyone written since I last looked? (`PRAGMA
+  data_version`, plus this connection's own `total_changes`)
+- `integrity_problem`: what a constraint violation was about, from SQLite's message text
+- `replace_rows`: the edge replica's delete-and-insert of a pulled row (edges stay on SQLite)
+- `search_clause`: full-text search through an FTS5 index
+- `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`)
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def others_version(db: sqlite3.Connection) -> int:
+    """Changes whenever *another* connection commits (a second process, the sync loop)."""
+    row = db.execute("PRAGMA data_version").fetchone()
+    return row["data_version"] if isinstance(row, dict) else row[0]
+
+
+def generation(db: sqlite3.Connection) -> tuple[int, int]:
+    """Changes whenever anyone commits, this connection included."""
+    return others_version(db), db.total_changes
+
+
+@dataclass(frozen=True)
+class IntegrityProblem:
+    kind: str  # "unique", "foreign_key", "not_null", "check" or "other"
+    detail: str  # e.g. the columns of a unique constraint: "cards.number"
+
+
+def integrity_problem(exc: sqlite3.IntegrityError) -> IntegrityProblem:
+    text = str(exc)
+    for marker, kind in (("UNIQUE constraint failed", "unique"), ("FOREIGN KEY constraint failed", "foreign_key"),
+                         ("NOT NULL constraint failed", "not_null"), ("CHECK constraint failed", "check")):
+        if text.startswith(marker):
+            return IntegrityProblem(kind, text.removeprefix(marker).lstrip(": ").strip())
+    return IntegrityProblem("other", text)
+
+
+def _name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"not a plain SQL name: {name!r}")
+    return name
+
+
+def replace_rows(table: str, columns: list[str] | tuple[str, ...]) -> str:
+    """Insert, or replace the row with the same key (a pulled row on an edge replica)."""
+    names = [_name(c) for c in columns]
+    return f"INSERT OR REPLACE INTO {_name(table)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def search_clause(index: str) -> str:
+    """`rowid IN (...)` of the rows whose full-text index matches the next parameter."""
+    return f"rowid IN (SELECT rowid FROM {_name(index)} WHERE {_name(index)} MATCH ?)"
+
+
+def json_values(expression: str = "?") -> str:
+    """A sub-select of the elements of a JSON array (a parameter or a column) as `value`."""
+    if expression != "?":
+        _name(expression)
+    return f"SELECT value FROM json_each({expression})"
+
+
+def json_field(column: str, field: str) -> str:
+    """The text of one field of a JSON object stored in *column*."""
+    return f"{_name(column)} ->> '$.{_name(field)}'"
+
+
+def rows_by_json_keys(table: str, key_columns: tuple[str, ...]) -> str:
+    """The rows of *table* whose key is one of the JSON arrays in the next parameter (a JSON
+    array of keys, each a JSON array of the key's columns), with the key as `_key`: one
+    lookup by primary key per row, in one statement."""
+    on = " AND ".join(f"t.{_name(c)} = j.value ->> {i}" for i, c in enumerate(key_columns))
+    return f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {_name(table)} t ON {on}"
