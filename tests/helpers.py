@@ -1,8 +1,13 @@
-"""Small helpers for API tests: call, expect a status, get JSON."""
+"""Small helpers for tests: API calls (call, expect a status, get JSON) and waits with a deadline."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ADDRESS = {"street": "Theaterstraße 1", "postcode": "28195", "town": "Bremen", "country": "DE"}
 
@@ -32,3 +37,41 @@ async def problem(client, method: str, path: str, body: Any = None, *, status: i
 def table_counts(db) -> dict[str, int]:
     tables = [r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     return {t: db.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"] for t in tables}
+
+
+# --- waiting: poll a condition until a deadline, instead of sleeping a fixed time -------------------------
+#
+# A fixed sleep followed by an assertion fails whenever a loaded machine is slower than the sleep, and
+# slows every run where it is faster. These poll often and give up only at a generous deadline; the
+# deadline is a bound for a broken test, not a latency figure (measure latency separately, loosely).
+
+
+def _reason(what: str | Callable[[], str], timeout: float) -> str:
+    return f"{what() if callable(what) else what} (not reached within {timeout} s)"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.01,
+               what: str | Callable[[], str] = "condition") -> T:
+    """Call *predicate* until it returns something true (which is returned); AssertionError after
+    *timeout* seconds. *what* (a string or a function giving one) says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(_reason(what, timeout))
+        time.sleep(interval)
+
+
+async def async_wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.01,
+                           what: str | Callable[[], str] = "condition") -> T:
+    """`wait_until` for the event loop: sleeps between polls, so the code under test runs meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(_reason(what, timeout))
+        await asyncio.sleep(interval)

@@ -21,6 +21,7 @@ from devices.hid import GARBLED, HidDecoder, HidScanner, find_hid_device, keystr
 from devices.keymaps import KEYMAPS
 from devices.profiles import load_scanner
 from devices.scanner import open_scanner
+from tests.helpers import async_wait_until
 
 E = ecodes
 
@@ -421,8 +422,7 @@ async def test_close_ends_a_running_read_and_unplugging_is_reported():
     device = Idle("/dev/input/event4", 0x0C2E, 0x0B61)
     scanner = HidScanner(load_scanner("honeywell-1250g-us"), "/dev/input/event4", lambda path: device)
     task = asyncio.create_task(anext(scanner.codes(), "ended"))
-    await asyncio.sleep(0.01)
-    assert device.grabbed
+    await async_wait_until(lambda: device.grabbed, what="the scanner grabbing the device")
     scanner.close()
     assert await asyncio.wait_for(task, 1) == "ended"
     assert device.closed and not device.grabbed

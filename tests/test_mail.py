@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import email
 import email.policy
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from hub.mail import (
     pending,
     send_due,
 )
+from tests.helpers import async_wait_until
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 SUBJECT = "Ihr Jahresausweis – bitte personalisieren (Müller)"
@@ -181,20 +180,28 @@ async def test_a_mail_queued_in_a_rolled_back_transaction_is_never_sent(db, smtp
 
 async def test_the_worker_sends_mail_queued_while_it_runs_when_woken(db, smtp):
     worker = MailWorker(db, settings_for(smtp.port), idle_s=30)  # without wake() it would sleep 30 s
+    rounds: list[float] = []  # what each finished round asked to wait
+    one_round = worker.round
+
+    async def counted() -> float:
+        delay = await one_round()
+        rounds.append(delay)
+        return delay
+
+    worker.round = counted
     worker.start()
     try:
-        await asyncio.sleep(0.1)  # the worker has found nothing and sleeps
+        await async_wait_until(lambda: rounds, what="the worker's first round")
+        assert rounds == [30]  # the worker has found nothing and sleeps
         enqueue(db, to="anna@example.org", subject=SUBJECT, text=TEXT, now=utcnow())
         worker.wake()
-        deadline = time.monotonic() + 5
-        while not smtp.inbox.received and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await async_wait_until(lambda: smtp.inbox.received, what="the mail at the SMTP server")
         assert len(smtp.inbox.received) == 1
         assert smtp.inbox.parsed()["Subject"] == SUBJECT
     finally:
-        await worker.stop()
+        await worker.stop()  # lets the round in progress finish (and record the send)
     assert not worker.running
-    await asyncio.sleep(0.1)
+    assert rounds == [30, 30]  # the woken round sent it, and nothing more ran
     assert pending(db) == 0 and len(smtp.inbox.received) == 1
 
 

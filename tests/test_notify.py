@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
+from tests.helpers import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,25 +167,34 @@ async def test_feed_watchdog_feeds_while_beating_and_stops_when_stale(listener):
     notify = SdNotify(env={"NOTIFY_SOCKET": path})
     heart = Heartbeat()
 
-    async def scanner_loop(until: float) -> None:
-        while time.monotonic() < until:
+    def feeds() -> list[float]:
+        return [t for t, m in received if m == b"WATCHDOG=1\n"]
+
+    def statuses() -> list[bytes]:
+        return [m for _, m in received if m.startswith(b"STATUS=")]
+
+    async def scanner_loop(until, timeout: float = 10.0) -> None:
+        """The scanner loop at work: beat until `until()` holds (AssertionError at the deadline)."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, "not reached while the loop beats"
             heart.beat()
             await asyncio.sleep(0.01)
 
     feeder = asyncio.create_task(feed_watchdog(notify, heart, interval, max_age))
     try:
-        await scanner_loop(time.monotonic() + 0.5)
+        await scanner_loop(lambda: len(feeds()) >= 5)  # fed periodically while alive
         last_beat = time.monotonic()
-        await asyncio.sleep(max_age + 0.4)  # the scanner loop "hangs"
-        feeds = [t for t, m in received if m == b"WATCHDOG=1\n"]
-        statuses = [m for _, m in received if m.startswith(b"STATUS=")]
-        assert len([t for t in feeds if t <= last_beat]) >= 5  # fed periodically while alive
-        assert max(feeds) <= last_beat + max_age + interval  # stopped within the max age (+ one tick)
-        assert len(statuses) == 1 and b"silent" in statuses[0]  # said why, once
+        # the scanner loop "hangs" (no beats) until the feeder has said why it stopped feeding...
+        await async_wait_until(statuses, what="the STATUS line about the silent loop")
+        await asyncio.sleep(4 * interval)  # ...and a few ticks more, in which nothing may be fed (no event for that)
+        assert len([t for t in feeds() if t <= last_beat]) >= 5
+        assert max(feeds()) <= last_beat + max_age + interval  # stopped within the max age (+ one tick)
+        assert len(statuses()) == 1 and b"silent" in statuses()[0]  # said why, once
 
         # The loop recovers before systemd acted: feeding resumes.
-        await scanner_loop(time.monotonic() + 0.2)
-        assert [t for t, m in received if m == b"WATCHDOG=1\n"][-1] > last_beat + max_age + 0.4
+        recovered = time.monotonic()
+        await scanner_loop(lambda: feeds()[-1] > recovered)
         assert received[-1][1] == b"WATCHDOG=1\n"
         assert any(m == b"STATUS=gate loop alive again\n" for _, m in received)
     finally:

@@ -1,12 +1,12 @@
 """Number series: gapless, never duplicated, owned by one node."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
@@ -81,17 +81,32 @@ WORKER = textwrap.dedent("""
     from core.storage import connect, transaction
     db = connect(sys.argv[1])
     db.execute("CREATE TABLE IF NOT EXISTS receipts (number TEXT PRIMARY KEY)")
-    for _ in range(int(sys.argv[2])):
+    hold_after = int(sys.argv[4]) if len(sys.argv) > 4 else -1
+    for i in range(int(sys.argv[2])):
         with transaction(db):
             n = next_number(db, "K03", 2026, "node-1")
             db.execute("INSERT INTO receipts VALUES (?)", (n,))
+            if i == hold_after:  # after that many commits: say which number is held, and hold it
+                print(n, flush=True)
+                time.sleep(3600)  # until the test kills this process, mid-transaction
             time.sleep(float(sys.argv[3]))
 """)
 
 
-def run_workers(path, count, per_worker, pause):
-    return [subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(per_worker), str(pause)],
-                             cwd=os.getcwd()) for _ in range(count)]
+def run_workers(path, count, per_worker, pause, hold_after=None):
+    extra = [] if hold_after is None else [str(hold_after)]
+    stdout = None if hold_after is None else subprocess.PIPE  # a holding worker says what it holds
+    return [subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(per_worker), str(pause), *extra],
+                             cwd=os.getcwd(), stdout=stdout, text=True) for _ in range(count)]
+
+
+def read_line(proc, timeout):
+    """The child's next line of output, waiting at most *timeout* seconds for it."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"the worker said nothing within {timeout} s"
+    line = proc.stdout.readline()
+    assert line, f"the worker ended (exit code {proc.wait()}) before holding a number"
+    return line.strip()
 
 
 def test_processes_racing_for_numbers_get_each_exactly_once(tmp_path):
@@ -107,17 +122,24 @@ def test_processes_racing_for_numbers_get_each_exactly_once(tmp_path):
 
 def test_kill_9_mid_transaction_leaves_no_gap(tmp_path):
     """A process killed while holding a number never committed it: the series continues
-    exactly after the last committed receipt."""
+    exactly after the last committed receipt. Each worker commits some receipts, then takes
+    one more number inside a transaction, says so and waits: the kill comes provably then."""
     path = tmp_path / "n.sqlite"
     connect(path).execute("CREATE TABLE receipts (number TEXT PRIMARY KEY)")
-    for _ in range(3):
-        (proc,) = run_workers(path, 1, 1000, 0.01)
-        time.sleep(0.4)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    committed = 0
+    for hold_after in (5, 23, 11):
+        (proc,) = run_workers(path, 1, 1000, 0, hold_after=hold_after)
+        try:
+            held = read_line(proc, timeout=60)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+        committed += hold_after
+        assert held == format_number("K03", 2026, committed + 1)  # the next number, taken but not committed
     db = connect(path)
     numbers = [r["number"] for r in db.execute("SELECT number FROM receipts ORDER BY number")]
-    assert numbers, "the workers should have committed some receipts before being killed"
-    assert numbers == [format_number("K03", 2026, i) for i in range(1, len(numbers) + 1)]
-    assert values(db) == len(numbers)
+    assert numbers == [format_number("K03", 2026, i) for i in range(1, committed + 1)]
+    assert values(db) == committed
     assert db.execute("PRAGMA integrity_check").fetchone()["integrity_check"] == "ok"
+    assert take(db) == format_number("K03", 2026, committed + 1)  # the killed ones' number goes to the next sale

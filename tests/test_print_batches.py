@@ -212,7 +212,7 @@ async def test_the_loop_serves_requests_while_a_batch_renders(api, monkeypatch):
     assert (await call(api, "GET", "/print-jobs?state=queued", status=200))["total"] == 60  # not yet printed
     # an office batch at the same time waits for the first instead of taking the same jobs
     second = asyncio.create_task(call(api, "POST", "/print-batches", {"kind": "card"}))
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # a window in which the second batch must NOT finish: no event to wait on
     assert not second.done()
     go.set()
     result = await batch

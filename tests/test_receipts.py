@@ -229,7 +229,7 @@ class FakePrinter:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         if not self.read:  # blackhole: accept, never read, never answer
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # the simulated device under test: it hangs
             writer.close()
             return
         replies = {1: 0x12, 2: 0x12, 4: self.paper}

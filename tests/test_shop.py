@@ -28,6 +28,7 @@ from hub import auth, mail
 from hub.app import make_app
 from tests import test_fuzz_api as fuzz
 from tests.conftest import Hub
+from tests.helpers import async_wait_until, wait_until
 from tests.test_mail import Smtp, body, free_port
 
 PREFIX = "/api/v1"
@@ -247,7 +248,9 @@ async def test_smtp_down_at_order_time_keeps_the_mail_until_the_server_is_back(s
     worker.wake()
     (msg,) = await shop.mails()
     assert len(LINK.findall(body(msg, "plain"))) == 6  # 3 cards, German and English
-    assert shop.hub.db.execute("SELECT sent_at FROM mail_queue").fetchone()["sent_at"] is not None
+    # the SMTP server has the mail before the worker records it as sent: wait for that commit
+    await async_wait_until(lambda: shop.hub.db.execute("SELECT sent_at FROM mail_queue").fetchone()["sent_at"],
+                           what="the mail worker recording the mail as sent")
 
 
 async def test_link_lifetime_and_base_url_come_from_hub_toml(shop_factory):
@@ -424,9 +427,7 @@ def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
             "Authorization": f"Bearer {secret}", "Idempotency-Key": "serve-1", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
-        deadline = time.monotonic() + 5
-        while not smtp.inbox.received and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: smtp.inbox.received, what="the shop mail at the SMTP server")
         assert len(smtp.inbox.received) == 1
         assert LINK.findall(body(smtp.inbox.parsed(), "plain"))[0].startswith(url + "/p/")
     finally:
