@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from bench import sync
 from bench.__main__ import BENCHMARKS
 from core.node import NODE_DB
@@ -20,6 +22,7 @@ FIGURES = {"push_ops_per_s", "direct_insert_ops_per_s", "direct_insert_sync_ops_
            "pull_hub_cpu_us_per_change", "catchup_s", "catchup_wait_s", "catchup_push_s"}
 
 
+@pytest.mark.slow  # the sync benchmark with a subprocess, about 3 s
 def test_sync_benchmark_smoke(tmp_path, capsys):
     size = sync.Size.tiny()
     figures = sync.run(size, work=tmp_path)

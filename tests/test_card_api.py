@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core import cardcode
 from hub import provision
 from tests.helpers import call, problem, table_counts
@@ -19,6 +21,7 @@ def verify(code: str, folder: Path) -> tuple[int, str]:
     return proc.returncode, proc.stdout
 
 
+@pytest.mark.slow  # a real tessera card verify process
 async def test_issue_a_card_and_check_it_offline(api):
     ids = api.hub.ids
     customer = (await call(api, "GET", "/customers?limit=1", status=200))["items"][0]
@@ -33,6 +36,7 @@ async def test_issue_a_card_and_check_it_offline(api):
     assert rc == 0 and "Erika Mustermann" in out
 
 
+@pytest.mark.slow  # real tessera card verify processes (about 6 s)
 async def test_reissue_and_revoke(api, tmp_path):
     ids = api.hub.ids
     card = await call(api, "POST", "/cards", {"product_id": ids["annual_products"][0]}, status=201)

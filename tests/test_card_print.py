@@ -60,6 +60,7 @@ def photo_bytes() -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow  # a real tessera card verify process
 @pytest.mark.parametrize("layout_name", LAYOUTS)
 def test_a_printed_card_scans_and_is_admitted(kit, tmp_path, layout_name):
     card = kit.issue(0, holder="Jürgen Müller-Weiß")

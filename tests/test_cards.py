@@ -318,6 +318,7 @@ def test_entry_records_from_enrolled_gates_only(kit, tmp_path):
 
 # -- never an exception ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # property-based, about 6 s
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(st.text(max_size=300), st.text(alphabet=cardcode.ALPHABET + "iozy", min_size=150,
                                                      max_size=170)))

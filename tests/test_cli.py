@@ -16,6 +16,8 @@ import pytest
 from hub import sample
 from hub.client import ApiFailure, HttpClient
 
+pytestmark = pytest.mark.slow  # every test runs real tessera subprocesses
+
 TESSERA = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -301,6 +301,7 @@ def check(house: House, performance: str) -> None:
         assert kept <= _sold(desk.db, performance)  # (a released seat may come back and be sold later)
 
 
+@pytest.mark.slow  # about 10 s
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_offline_desks_and_the_online_hub_never_sell_a_seat_twice(house, seed):
     rng = random.Random(seed)

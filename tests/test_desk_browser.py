@@ -30,11 +30,14 @@ import urllib.request
 from pathlib import Path
 
 import pypdfium2 as pdfium
+import pytest
 import zxingcpp
 from playwright.sync_api import Page, expect, sync_playwright
 
 from hub.app import DB_NAME
 from tests.test_sync_kill import Process, run
+
+pytestmark = pytest.mark.slow  # Chromium and real tessera hub/edge processes, about 40 s
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -32,6 +32,8 @@ from edge.discovery import HubCandidate, discover_hubs
 from hub.advertise import SERVICE, HubAdvertiser, instance_name, root_fingerprint
 from hub.app import db_path
 
+pytestmark = pytest.mark.slow  # real zeroconf browsing (seconds each) and real tessera hub processes
+
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = ["127.0.0.1"]
 TESSERA = [sys.executable, "-m", "cli.main"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
+
 from edge import server
 from tests import test_desk_api
 from tests.helpers import async_wait_until
@@ -37,6 +39,7 @@ async def test_a_loop_that_fails_is_logged_and_started_again(hub, tmp_path, monk
         await edge.close()
 
 
+@pytest.mark.slow  # waits out a real backoff (about 8 s)
 async def test_a_local_change_cuts_the_backoff_short_while_the_hub_is_away(hub, tmp_path):
     """The hub is away: rounds back off (0.5 s, 1 s, 2 s, ... with jitter). A sale made now
     wakes the loop at once, so it reaches the hub as soon as the hub answers, not after the

@@ -54,6 +54,8 @@ from hub.app import DB_NAME, make_app
 from hub.openapi import build_document
 from hub.problems import MAX_BODY_BYTES
 
+pytestmark = pytest.mark.slow  # property-based fuzzing of every route: over a minute in all
+
 PREFIX = "/api/v1"
 PROBLEM_PREFIX = "urn:tessera:problem:"
 EXAMPLES = int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "30"))

@@ -132,6 +132,7 @@ def real_ids(hub) -> list[str]:
     return ids
 
 
+@pytest.mark.slow  # property-based fuzzing, about 8 s
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_ops_from_every_role_are_conflicts_and_change_nothing(hub, tmp_path, seed):
     from core import cards

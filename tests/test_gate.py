@@ -196,6 +196,7 @@ def wait_for_line(stream, needle: str, timeout: float = 20) -> str:
     raise AssertionError(f"no line with {needle!r}")
 
 
+@pytest.mark.slow  # kill -9 rounds of a real tessera gate
 def test_kill_9_right_after_the_relay_pulse_keeps_the_entry(kit):
     for round_ in range(3):
         card = kit.issue(0)
@@ -220,6 +221,7 @@ def test_kill_9_right_after_the_relay_pulse_keeps_the_entry(kit):
         assert verdict.returncode == 3 and json.loads(verdict.stdout)["reason"] == "PASSBACK"
 
 
+@pytest.mark.slow  # a real tessera gate process
 def test_the_gate_tells_systemd_it_is_ready_and_feeds_the_watchdog(kit, tmp_path):
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -256,6 +258,7 @@ def test_a_clock_behind_the_floor_is_detected_and_trusted_time_is_used(kit):
     assert later > now  # monotonic time carries trusted time forward
 
 
+@pytest.mark.slow  # real tessera card verify processes (about 7 s)
 def test_card_verify_never_records_and_works_on_every_kind_of_folder(kit, tmp_path):
     card = kit.issue(0)
     kit.sync()

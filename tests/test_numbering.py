@@ -109,6 +109,7 @@ def read_line(proc, timeout):
     return line.strip()
 
 
+@pytest.mark.slow  # Python subprocesses racing
 def test_processes_racing_for_numbers_get_each_exactly_once(tmp_path):
     path = tmp_path / "n.sqlite"
     connect(path).execute("CREATE TABLE receipts (number TEXT PRIMARY KEY)")
@@ -120,6 +121,7 @@ def test_processes_racing_for_numbers_get_each_exactly_once(tmp_path):
     assert values(db) == 160
 
 
+@pytest.mark.slow  # kill -9 rounds of subprocesses
 def test_kill_9_mid_transaction_leaves_no_gap(tmp_path):
     """A process killed while holding a number never committed it: the series continues
     exactly after the last committed receipt. Each worker commits some receipts, then takes

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from core import orders
 from core.access import Access, GateRules
 from core.clock import utcnow
@@ -210,6 +212,7 @@ def tessera(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     return subprocess.run([str(TESSERA), *args], cwd=ROOT, capture_output=True, text=True, timeout=60, input=stdin)
 
 
+@pytest.mark.slow  # runs the real tessera command many times (about 15 s)
 def test_operator_cli(sample_hub):
     folder = str(sample_hub.dir)
     added = tessera("hub", "operator", "add", "--data", folder, "--name", "Jörg", "--pin", "1234")

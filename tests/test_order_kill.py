@@ -18,9 +18,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from core.node import NODE_DB
 from hub.app import DB_NAME
 from tests.test_sync_kill import Process, run
+
+pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 
 ROUNDS = 6
 SEED = 5

@@ -28,6 +28,8 @@ from edge.gate import Gate, GateOptions
 from edge.peers import SERVICE
 from tests.cardkit import make_kit
 
+pytestmark = pytest.mark.slow  # two real gates finding each other over zeroconf: about 3 s each
+
 LOOPBACK = ("127.0.0.1",)
 
 

@@ -410,6 +410,7 @@ def test_hostile_shop_orders_with_a_key_never_get_5xx_and_refusals_write_nothing
         assert reply.status == 201 and json.loads(reply.body)["channel"] == "shop"
 
 
+@pytest.mark.slow  # a real tessera hub process
 def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
     """The worker is part of the app, so the real `tessera hub serve` sends shop mail."""
     smtp = Smtp(free_port())

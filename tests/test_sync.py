@@ -378,6 +378,7 @@ async def test_a_certificate_not_from_the_root_is_not_learned(hub, tmp_path):
         await client.close()
 
 
+@pytest.mark.slow  # zeroconf browsing, about 7 s
 async def test_a_rogue_hub_announced_with_the_right_fingerprint_is_skipped(hub, tmp_path, aiohttp_server):
     """`tessera edge enroll` without --hub: a rogue announces itself on the LAN claiming the
     organizer's root (TXT is anyone's to write); the edge tries it, rejects its answer, and

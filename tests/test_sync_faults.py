@@ -189,6 +189,7 @@ def assert_desk_data_once(hub, db, node_id: str) -> None:
 
 # -- 10,000 ops through a hostile network ---------------------------------------------------------
 
+@pytest.mark.slow  # 10,000 ops through a hostile network, about 8 s
 async def test_ten_thousand_ops_through_a_hostile_network(hub, tmp_path, monkeypatch):
     # 1000-op pushes (not the default 5000): ten of them, so the faults below hit many requests
     monkeypatch.setattr(sync_client, "PUSH_BATCH_OPS", 1000)
@@ -356,6 +357,7 @@ class HubProcess:
         await self.proc.wait()
 
 
+@pytest.mark.slow  # kill -9 rounds of a real tessera hub
 async def test_hub_killed_at_random_moments_of_a_push(hub, tmp_path, monkeypatch):
     """SIGKILL of a real hub process three times while a desk pushes (mid-request, mid-apply
     transaction, mid-answer: wherever it lands), restarted each time on the same folder behind

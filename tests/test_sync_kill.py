@@ -27,11 +27,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from core import contingents
 from core.clock import parse_iso, utcnow
 from core.node import NODE_DB
 from core.storage import connect
 from hub.app import DB_NAME
+
+pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 
 TESSERA = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parents[1]

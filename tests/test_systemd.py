@@ -28,6 +28,7 @@ def test_units_are_hardened_and_restart(path):
     assert service.get("User") and service.get("User") != "root"
 
 
+@pytest.mark.slow  # runs the real tessera command
 @pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
 def test_unit_commands_exist(path):
     argv = shlex.split(load(path)["Service"]["ExecStart"])
