@@ -18,7 +18,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta
 
-from core import cardcode, keys, outbox
+from core import cardcode, keys, outbox, print_queue
 from core.catalog.annual import add_months, validity_window
 from core.catalog.common import Id
 from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
@@ -397,8 +397,7 @@ def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now:
                "fulfilment = 'personalized', fulfilment_at = ?, updated_at = ? WHERE id = ?",
                (op.issue, card.payload.key_id, op.code, node_id, stamp, stamp, stamp, op.id))
     # jobs still open at the hub for the older issue would print a code the gates now refuse
-    db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed' AND card_issue < ?",
-               (op.id, op.issue))
+    print_queue.drop_open_jobs(db, op.id, below_issue=op.issue)
 
 
 def apply_revoked(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> None:

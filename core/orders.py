@@ -444,7 +444,7 @@ def withdraw_exchange(db: sqlite3.Connection, card_id: str, reason: str, now: dt
     on plastic. The hub's own records arrive with the next pull."""
     with transaction(db):
         void_card(db, card_id, reason, now)
-        db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed'", (card_id,))
+        print_queue.drop_open_jobs(db, card_id)
 
 
 class RedemptionOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -597,8 +597,7 @@ def replace_lost_card(db: sqlite3.Connection, signer: cards.NodeSigner, card_id:
         card = cards.reissue_card(db, signer, card_id, now,
                                   details={"fulfilment": "personalized", "fulfilment_at": iso(now)})
         # jobs still open for the old issue would print a code the gates now refuse
-        db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed' AND card_issue < ?",
-                   (card_id, card["issue"]))
+        print_queue.drop_open_jobs(db, card_id, below_issue=card["issue"])
         print_queue.enqueue(db, "card", card["id"], card["issue"], now)
         if card["delivery"] == "mail":
             print_queue.enqueue(db, "carrier", card["id"], card["issue"], now)

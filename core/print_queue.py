@@ -8,13 +8,17 @@ worker that renders and sends jobs lives with the devices (`edge/printing.py` at
 
 A card job that printed moves its card to `printed` (A8), unless the card was re-issued
 in the meantime (then the job printed an outdated code and a newer job is waiting).
+
+`unprintable()` is the one rule of whether a card may be printed, for the hub's batches and a
+desk's reprint alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from core.clock import iso
 from core.ids import uuid7
@@ -31,6 +35,31 @@ def enqueue(db: sqlite3.Connection, kind: JobKind, ref_id: str, card_issue: int 
     db.execute("INSERT INTO print_jobs (id, kind, ref_id, card_issue, created_at) VALUES (?, ?, ?, ?, ?)",
                (job_id, kind, ref_id, card_issue, iso(now)))
     return job_id
+
+
+def unprintable(card: Mapping[str, Any] | None, job: Mapping[str, Any] | None = None) -> str | None:
+    """Why *card* (a cards row) must not be printed, or None if it may: it must exist, not be
+    revoked and be a personalized annual card; for a queued *job* it must still be the issue the
+    job was queued for (a re-issued card has a newer job, and the old code is refused at the gates)."""
+    if card is None:
+        return "the card does not exist"
+    if card["revoked_at"]:
+        return f"card {card['number']} is revoked"
+    if card["kind"] != "annual" or card["fulfilment"] is None:
+        return f"card {card['number']} is not a personalized annual card"
+    if job is not None and job["card_issue"] is not None and card["issue"] != job["card_issue"]:
+        return f"card {card['number']} was re-issued (issue {card['issue']}) after this job was queued"
+    return None
+
+
+def drop_open_jobs(db: sqlite3.Connection, card_id: str, below_issue: int | None = None) -> int:
+    """Forget the jobs of *card_id* not printed yet - only those queued for an issue below
+    *below_issue*, when given (they would print a code the gates refuse). Runs inside the
+    caller's transaction; returns how many were dropped."""
+    if below_issue is None:
+        return db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed'", (card_id,)).rowcount
+    return db.execute("DELETE FROM print_jobs WHERE ref_id = ? AND state <> 'printed' AND card_issue < ?",
+                      (card_id, below_issue)).rowcount
 
 
 def open_jobs(db: sqlite3.Connection, kind: JobKind | None = None, limit: int = 1000) -> list[dict]:

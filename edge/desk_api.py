@@ -313,10 +313,8 @@ def _printable_card(edge: Edge, card_id: str) -> dict:
     card = edge.db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchone()
     if card is None:
         raise NotFound(f"card {card_id} does not exist")
-    if card["kind"] != "annual" or card["fulfilment"] is None:
-        raise Conflict(f"card {card['number']} is not a personalized annual card")
-    if card["revoked_at"]:
-        raise Conflict(f"card {card['number']} is revoked")
+    if (problem := print_queue.unprintable(card)) is not None:
+        raise Conflict(problem)
     return card
 
 

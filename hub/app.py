@@ -1,4 +1,9 @@
-"""The hub's aiohttp application and its data folder."""
+"""The hub's aiohttp application and its data folder.
+
+`make_app` finds the hub's context once (`hub/settings.py`: database, data folder, and
+hub.toml read strictly with the sections of `SECTIONS`) and puts it on the app; handlers and
+workers take it from there.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ from aiohttp import web
 
 from core.node import init_node
 from core.storage import connect
-from hub import auth, mail, nodes, personalize, print_batches, routes, sync_routes
+from hub import auth, mail, nodes, personalize, print_batches, routes, settings, shop_routes, sync_routes
 from hub.api import API, CACHE, DB, OPENAPI
 from hub.cache import ReadCache
 from hub.openapi import build_document
 from hub.problems import MAX_BODY_BYTES, problem_middleware
 
 DB_NAME = "hub.sqlite"
+# the tables of hub.toml; each area owns its section (type and rules)
+SECTIONS = (mail.SECTION, print_batches.SECTION, shop_routes.SECTION)
 
 
 class NotInitialised(Exception):
@@ -48,17 +55,26 @@ def open_hub(data_dir: Path) -> sqlite3.Connection:
     return db
 
 
+def read_settings(data_dir: Path) -> settings.HubSettings:
+    """hub.toml in *data_dir* with every section the hub knows (what make_app reads)."""
+    return settings.read(data_dir, SECTIONS)
+
+
 def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Application:
+    """The hub's app; reads hub.toml now (a file the hub does not understand: SettingsError)."""
+    data_dir = settings.data_dir_of(db)
+    hub = settings.HubContext(db, data_dir, read_settings(data_dir))
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     api = routes.build()
     api.install(app)
+    app[settings.CONTEXT] = hub
     app[DB] = db
     app[API] = api
     app[OPENAPI] = build_document(api, routes.VERSION)
     if read_cache:
         app[CACHE] = ReadCache()
     sync_routes.install(app)
-    print_batches.install(app, db)  # print batches; a PrintWorker if [print] auto_batch_seconds > 0 (A7)
+    print_batches.install(app, hub)  # print batches; a PrintWorker if [print] auto_batch_seconds > 0 (A7)
     personalize.install(app)  # customer pages at /p/<token> (A3)
-    mail.install_worker(app, db, personalize.data_dir(db))
+    mail.install_worker(app, hub)
     return app

@@ -8,7 +8,6 @@ rotation therefore takes effect without a restart).
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -23,6 +22,7 @@ from core.node import this_node
 from hub import nodes, pages, schemas
 from hub.api import Api, Ctx, Param
 from hub.problems import ApiError
+from hub.settings import context
 
 STAFF = ("admin", "office")
 ADMIN = ("admin",)
@@ -90,11 +90,6 @@ class NodeCert(msgspec.Struct, kw_only=True):
     revoke_reason: str | None
 
 
-def _data_dir(ctx: Ctx) -> Path:
-    """The hub's data folder is where its database file lives."""
-    return Path(ctx.db.execute("PRAGMA database_list").fetchone()["file"]).parent
-
-
 def _aware(value: dt.datetime | None, field: str) -> dt.datetime | None:
     if value is None:
         return None
@@ -110,7 +105,7 @@ def issue_card(ctx: Ctx):
     require(ctx.db, table, body.product_id, what, "product_id")
     if body.customer_id:
         require(ctx.db, "customers", body.customer_id, "customer", "customer_id")
-    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     card = cards.issue_card(ctx.db, signer, product_id=body.product_id, kind=body.kind, now=utcnow(),
                             customer_id=body.customer_id, holder_name=body.holder_name,
                             valid_from=_aware(body.valid_from, "valid_from"),
@@ -145,13 +140,13 @@ def get_card(ctx: Ctx):
 
 def reissue_card(ctx: Ctx):
     get_card(ctx)
-    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     return cards.reissue_card(ctx.db, signer, ctx.path("id"), utcnow())
 
 
 def revoke_card(ctx: Ctx):
     get_card(ctx)
-    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     return cards.revoke_card(ctx.db, signer, ctx.path("id"), ctx.body.reason, utcnow())
 
 
@@ -163,7 +158,7 @@ def move_cards(ctx: Ctx):
 
 def replace_card(ctx: Ctx):
     """A lost annual card: new issue (the old code is SUPERSEDED), back to personalized, printed again."""
-    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     return orders.replace_lost_card(ctx.db, signer, ctx.path("id"), utcnow())
 
 
@@ -173,7 +168,7 @@ def list_nodes(ctx: Ctx):
 
 def revoke_node(ctx: Ctx):
     body: NodeRevokeIn = ctx.body
-    root = nodes.root_key(_data_dir(ctx))
+    root = nodes.root_key(context(ctx.app).data_dir)
     nodes.revoke_node(ctx.db, root, ctx.path("id"), reason=body.reason,
                       revoked_at=_aware(body.revoked_at, "revoked_at"))
     return [n for n in nodes.list_nodes(ctx.db) if n["node_id"] == ctx.path("id")]

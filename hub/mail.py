@@ -27,6 +27,7 @@ Settings: an optional `[mail]` section in `hub.toml` in the hub's data folder::
 
 Without the file or the section the hub sends to 127.0.0.1:25 (a local MTA) and
 `MailSettings.notice` says so; the worker logs that notice once, when it first has mail to send.
+The file is read once, when the app is made (`hub/settings.py`); `SECTION` declares `[mail]` there.
 """
 
 from __future__ import annotations
@@ -39,12 +40,10 @@ import smtplib
 import socket
 import sqlite3
 import ssl
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from pathlib import Path
 
 from aiohttp import web
 
@@ -52,11 +51,11 @@ from core.clock import LOCAL_TZ, iso, parse_iso, utcnow
 from core.errors import ValidationError
 from core.ids import uuid7
 from core.storage import transaction
+from hub.settings import SETTINGS_FILE, HubContext, Section
 from hub.worker import Worker
 
 log = logging.getLogger("tessera.mail")
 
-SETTINGS_FILE = "hub.toml"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 25
 DEFAULT_SENDER = "Tessera <tessera@localhost>"
@@ -99,22 +98,10 @@ class MailSettings:
         return address.rpartition("@")[2] or "localhost"
 
 
-def load_settings(data_dir: Path) -> MailSettings:
-    """Read `[mail]` from `hub.toml` in *data_dir*; defaults (configured=False) if absent."""
-    path = Path(data_dir) / SETTINGS_FILE
-    if not path.exists():
-        return MailSettings(configured=False, source=str(path))
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise MailConfigError(f"{path}: cannot read: {exc}") from exc
-    section = document.get("mail")
+def settings_from_dict(section: object | None, source: str = SETTINGS_FILE) -> MailSettings:
+    """`[mail]` of hub.toml; defaults (configured=False) when the file or the section is absent."""
     if section is None:
-        return MailSettings(configured=False, source=str(path))
-    return settings_from_dict(section, source=str(path))
-
-
-def settings_from_dict(section: object, *, source: str = SETTINGS_FILE) -> MailSettings:
+        return MailSettings(configured=False, source=source)
     if not isinstance(section, dict):
         raise MailConfigError(f"{source}: [mail] must be a table")
     known = {"host", "port", "from", "starttls", "username", "password", "timeout"}
@@ -151,6 +138,9 @@ def settings_from_dict(section: object, *, source: str = SETTINGS_FILE) -> MailS
         raise MailConfigError(f"{source}: [mail] from must be an address like 'Museum <tickets@example.org>'")
     return MailSettings(host=host, port=port, sender=sender, starttls=starttls, username=username,
                         password=password, timeout=float(timeout), configured=True, source=source)
+
+
+SECTION = Section("mail", settings_from_dict, MailConfigError)
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,16 +362,16 @@ class MailWorker(Worker):
 WORKER = web.AppKey("mail_worker", MailWorker)
 
 
-def install_worker(app: web.Application, db: sqlite3.Connection, data_dir: Path) -> None:
+def install_worker(app: web.Application, hub: HubContext) -> None:
     """Run a MailWorker while *app* runs (started on startup, stopped on cleanup), so every
-    way of serving the hub (`tessera hub serve`, the demo, tests) sends its mail. The
-    settings are read at startup: a broken `[mail]` section stops the hub with its message."""
+    way of serving the hub (`tessera hub serve`, the demo, tests) sends its mail. A broken
+    `[mail]` section stops the hub at startup with its message."""
 
-    worker = MailWorker(db, MailSettings(configured=False))
+    worker = MailWorker(hub.db, MailSettings(configured=False))
     app[WORKER] = worker
 
     async def start(app: web.Application) -> None:
-        worker.settings = load_settings(data_dir)
+        worker.settings = hub.section(SECTION)
         worker.start()
 
     async def stop(app: web.Application) -> None:

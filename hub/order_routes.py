@@ -22,8 +22,9 @@ from core.errors import Conflict, NotFound
 from core.node import this_node
 from hub import pages, print_batches, schemas
 from hub.api import Api, Ctx, Param
-from hub.card_routes import Card, _data_dir, _one_of
+from hub.card_routes import Card, _one_of
 from hub.print_batches import MAX_BATCH, PRINTING, BatchKind
+from hub.settings import context
 
 STAFF = ("admin", "office")
 CHANNELS = ("shop", "phone", "cashdesk", "counter")
@@ -169,7 +170,7 @@ def create_order(ctx: Ctx):
     body: orders.OrderIn = ctx.body
     if body.operator is None:
         body = msgspec.structs.replace(body, operator=ctx.token["name"][:100])
-    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     placed = orders.place_order(ctx.db, this_node(ctx.db), signer, body, channel="phone", now=utcnow())
     _wake_printer(ctx)
     return 201, orders.order_view(ctx.db, placed["id"])
@@ -187,7 +188,7 @@ def get_order(ctx: Ctx):
 
 def personalize_order_item(ctx: Ctx):
     """Staff fill in the holder for the customer (e.g. a shop order, the customer on the phone)."""
-    signer = cards.load_signer(ctx.db, _data_dir(ctx))
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     card = orders.personalize_item(ctx.db, signer, ctx.path("id"), ctx.body, utcnow())
     _wake_printer(ctx)
     return 201, card

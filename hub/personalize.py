@@ -41,6 +41,7 @@ from core.errors import TesseraError
 from core.storage import transaction
 from hub import print_batches
 from hub.api import DB
+from hub.settings import context
 
 LINK_DAYS = 60
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
@@ -58,11 +59,6 @@ LIMITER = web.AppKey("personalize_limiter", "RateLimiter")
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
-def data_dir(db: sqlite3.Connection) -> Path:
-    """The hub's data folder is where its database file lives (keys, hub.toml)."""
-    return Path(db.execute("PRAGMA database_list").fetchone()["file"]).parent
 
 
 # --- links ----------------------------------------------------------------------------------------------
@@ -496,7 +492,7 @@ def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, 
     today = now.astimezone(LOCAL_TZ).date()
     try:
         holder = msgspec.convert(clean, orders.HolderIn)
-        signer = cards.load_signer(db, data_dir(db))
+        signer = cards.load_signer(db, context(request.app).data_dir)
         with transaction(db):
             closed = db.execute("UPDATE personalization_links SET used_at = ? WHERE token_hash = ? "
                                 "AND used_at IS NULL", (iso(now), link["token_hash"])).rowcount

@@ -24,8 +24,10 @@ Settings: an optional `[print]` section in `hub.toml` in the hub's data folder::
     auto_batch_seconds = 60          # > 0: the PrintWorker makes a batch this often; 0 (default): off
     batch_size = 200                 # jobs per batch the worker takes (1..1000)
 
-The settings are read for every batch, so a changed layout or printer needs no restart (only
-switching the worker on or off does).
+hub.toml is read once, when the app is made (`hub/settings.py`; `SECTION` declares `[print]` there):
+a changed layout or printer takes effect when the hub is restarted. A broken `[print]` section
+does not stop the hub: every batch answers 409 with its message and prints nothing, and the worker
+does not start.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,11 @@ from core.node import this_node
 from core.storage import transaction
 from devices.card_printer import CardPrinter, FolderPrinter, PrintError, load_card_printer, open_card_printer
 from devices.profiles import ProfileError
+from hub.settings import SETTINGS_FILE, HubContext, Section
 from hub.worker import Worker
 
 log = logging.getLogger("tessera.print")
 
-SETTINGS_FILE = "hub.toml"
 DEFAULT_LAYOUT = "museum-standard"
 OUTPUT_FOLDER = "print-out"
 MAX_BATCH = 1000
@@ -85,20 +86,11 @@ class PrintSettings:
     batch_size: int = DEFAULT_BATCH
 
 
-def load_settings(data_dir: Path) -> PrintSettings:
-    """Read `[print]` from `hub.toml`; defaults if the file or the section is absent."""
-    path = Path(data_dir) / SETTINGS_FILE
-    if not path.exists():
+def settings_from_dict(section: Any, source: str = SETTINGS_FILE) -> PrintSettings:
+    """`[print]` of hub.toml, strictly: an unknown key or a wrong type is one error naming the file
+    and the key. Defaults when the file or the section is absent (None)."""
+    if section is None:
         return PrintSettings()
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PrintConfigError(f"{path}: cannot read: {exc}") from None
-    return settings_from_dict(document.get("print", {}), source=str(path))
-
-
-def settings_from_dict(section: Any, *, source: str = SETTINGS_FILE) -> PrintSettings:
-    """Strict: an unknown key or a wrong type is one error naming the file and the key."""
     if not isinstance(section, dict):
         raise PrintConfigError(f"{source}: [print] must be a table")
     known = {"layout", "card_printer", "auto_batch_seconds", "batch_size"}
@@ -119,9 +111,7 @@ def settings_from_dict(section: Any, *, source: str = SETTINGS_FILE) -> PrintSet
                          auto_batch_seconds=float(seconds), batch_size=size)
 
 
-def data_dir_of(db: sqlite3.Connection) -> Path:
-    """The hub's data folder is where its database file lives."""
-    return Path(db.execute("PRAGMA database_list").fetchone()["file"]).parent
+SECTION = Section("print", settings_from_dict, PrintConfigError)
 
 
 # --- what a batch prints ---------------------------------------------------------------------------------
@@ -196,7 +186,7 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout)
                           "LEFT JOIN annual_products p ON p.id = c.product_id "
                           "LEFT JOIN organizers o ON o.id = p.organizer_id WHERE c.id = ?",
                           (job["ref_id"],)).fetchone()
-        problem = _unprintable(card, job)
+        problem = print_queue.unprintable(card, job)
         address: tuple[str, ...] = ()
         if problem is None and kind == "carrier":
             customer = db.execute("SELECT * FROM customers WHERE id = ?", (card["customer_id"],)).fetchone() \
@@ -210,16 +200,6 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout)
         face = face_from_card(card, product=card["product"] or "", organizer=card["organizer"] or "", photo=photo)
         pieces.append(Piece(job["id"], card["id"], face, address))
     return pieces, refused
-
-
-def _unprintable(card: dict | None, job: dict) -> str | None:
-    if card is None:
-        return "the card does not exist"
-    if card["revoked_at"]:
-        return f"card {card['number']} is revoked"
-    if job["card_issue"] is not None and card["issue"] != job["card_issue"]:
-        return f"card {card['number']} was re-issued (issue {card['issue']}) after this job was queued"
-    return None
 
 
 def _photo(db: sqlite3.Connection, card_id: str) -> bytes | None:
@@ -246,9 +226,9 @@ def render_and_send(kind: BatchKind, pieces: Sequence[Piece], layout: Layout, pr
 class PrintDesk:
     """The hub's printing: one lock, so batches never overlap, and the optional worker."""
 
-    def __init__(self, db: sqlite3.Connection, data_dir: Path | None = None) -> None:
-        self.db = db
-        self.data_dir = Path(data_dir) if data_dir is not None else data_dir_of(db)
+    def __init__(self, hub: HubContext) -> None:
+        self.hub = hub
+        self.db = hub.db
         self.lock = asyncio.Lock()
         self.worker: PrintWorker | None = None
 
@@ -258,9 +238,9 @@ class PrintDesk:
             return await self._batch(kind, limit)
 
     async def _batch(self, kind: BatchKind, limit: int) -> dict:
-        settings = load_settings(self.data_dir)
+        settings = self.hub.section(SECTION)  # a broken [print]: PrintConfigError (409), nothing written
         layout = _layout(settings)
-        printer = open_printer(settings, self.data_dir, kind)
+        printer = open_printer(settings, self.hub.data_dir, kind)
         pieces, refused = collect(self.db, kind, limit, layout)
         if refused:
             _fail_each(self.db, refused)
@@ -355,15 +335,15 @@ def wake_worker(app: web.Application) -> None:
         desk.worker.wake()
 
 
-def install(app: web.Application, db: sqlite3.Connection) -> PrintDesk:
+def install(app: web.Application, hub: HubContext) -> PrintDesk:
     """Put the hub's PrintDesk into *app*; with `[print] auto_batch_seconds` > 0 the worker runs
     while the app does. A broken `[print]` section is logged; the office sees it on the next batch."""
-    desk = PrintDesk(db)
+    desk = PrintDesk(hub)
     app[PRINTING] = desk
 
     async def start_worker(_app: web.Application) -> None:
         try:
-            settings = load_settings(desk.data_dir)
+            settings = hub.section(SECTION)
         except PrintConfigError as exc:
             log.error("print worker not started: %s", exc.detail)
             return

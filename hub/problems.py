@@ -16,6 +16,7 @@ from core.errors import TesseraError
 
 log = logging.getLogger("tessera.hub")
 PROBLEM_TYPE = "urn:tessera:problem:"
+PROBLEM_MEDIA = "application/problem+json"
 MAX_BODY_BYTES = 1024 * 1024
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 
@@ -28,15 +29,21 @@ class ApiError(TesseraError):
         self.status, self.slug, self.title = status, slug, title
 
 
-def problem(status: int, slug: str, title: str, detail: str, *, field: str | None = None,
-            instance: str | None = None) -> web.Response:
+def problem_body(status: int, slug: str, title: str, detail: str, *, field: str | None = None,
+                 instance: str | None = None) -> bytes:
+    """The encoded problem+json document: the one shape of every hub error (the sync routes sign it)."""
     body: dict = {"type": PROBLEM_TYPE + slug, "title": title, "status": status, "detail": detail}
     if field:
         body["field"] = field
     if instance:
         body["instance"] = instance
-    return web.Response(status=status, body=msgspec.json.encode(body),
-                        content_type="application/problem+json")
+    return msgspec.json.encode(body)
+
+
+def problem(status: int, slug: str, title: str, detail: str, *, field: str | None = None,
+            instance: str | None = None) -> web.Response:
+    return web.Response(status=status, body=problem_body(status, slug, title, detail, field=field, instance=instance),
+                        content_type=PROBLEM_MEDIA)
 
 
 def from_msgspec(exc: Exception) -> ApiError:

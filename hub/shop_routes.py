@@ -14,15 +14,16 @@ Settings: an optional `[shop]` section in `hub.toml` in the hub's data folder::
     link_days = 60                                  # how long a personalization link works
     public_url = "https://tickets.example.org"      # base of the links; default: the URL
                                                     # the shop's request came in on
+
+hub.toml is read once, when the app is made (`hub/settings.py`; `SECTION` declares `[shop]` there).
+A broken `[shop]` section refuses shop orders (409 shop-not-configured) with its message.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -39,10 +40,10 @@ from core.storage import transaction
 from hub import idempotency, mail, personalize
 from hub.api import Api, Ctx, Param
 from hub.problems import ApiError
+from hub.settings import SETTINGS_FILE, Section, context
 
 SHOP = ("shop", "admin")
 READERS = ("shop", "admin", "office")
-SETTINGS_FILE = "hub.toml"
 MAX_LINK_DAYS = 730
 _ADDRESS = typing.get_type_hints(Address, include_extras=True)
 Street, Postcode = _ADDRESS["street"], _ADDRESS["postcode"]
@@ -62,24 +63,22 @@ class ShopSettings:
     public_url: str | None = None
 
 
-def load_settings(data_dir: Path) -> ShopSettings:
-    """`[shop]` from hub.toml (read per order, so a change needs no restart)."""
-    path = Path(data_dir) / SETTINGS_FILE
-    if not path.exists():
+def settings_from_dict(section: object | None, source: str = SETTINGS_FILE) -> ShopSettings:
+    """`[shop]` of hub.toml; defaults when the file or the section is absent (None)."""
+    if section is None:
         return ShopSettings()
-    try:
-        section = tomllib.loads(path.read_text(encoding="utf-8")).get("shop", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ShopConfigError(f"{path}: cannot read: {exc}") from exc
     if not isinstance(section, dict) or set(section) - {"link_days", "public_url"}:
-        raise ShopConfigError(f"{path}: [shop] knows only link_days and public_url")
+        raise ShopConfigError(f"{source}: [shop] knows only link_days and public_url")
     days = section.get("link_days", personalize.LINK_DAYS)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_LINK_DAYS:
-        raise ShopConfigError(f"{path}: [shop] link_days must be a whole number 1..{MAX_LINK_DAYS}")
+        raise ShopConfigError(f"{source}: [shop] link_days must be a whole number 1..{MAX_LINK_DAYS}")
     url = section.get("public_url")
     if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        raise ShopConfigError(f"{path}: [shop] public_url must start with http:// or https://")
+        raise ShopConfigError(f"{source}: [shop] public_url must start with http:// or https://")
     return ShopSettings(days, url.rstrip("/") if url else None)
+
+
+SECTION = Section("shop", settings_from_dict, ShopConfigError)
 
 
 # --- input and output -----------------------------------------------------------------------------------
@@ -273,7 +272,7 @@ def create_shop_order(ctx: Ctx):
 
 def _settings(ctx: Ctx) -> ShopSettings:
     try:
-        return load_settings(personalize.data_dir(ctx.db))
+        return context(ctx.app).section(SECTION)
     except ShopConfigError as exc:
         raise ApiError(409, "shop-not-configured", "Shop settings unusable", str(exc)) from None
 

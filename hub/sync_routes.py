@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import msgspec
 from aiohttp import web
@@ -36,9 +35,10 @@ from core.sync_messages import (
     PushResponse,
     encoder,
 )
-from hub import apply, enrollment, feed
+from hub import apply, enrollment, feed, problems
 from hub.api import DB
 from hub.nodes import root_key
+from hub.settings import HubContext, context
 
 log = logging.getLogger("tessera.sync")
 PREFIX = "/sync/v1"
@@ -52,9 +52,9 @@ class SyncState:
     """Per-app caches: the hub's signing key and the trust store (reloaded when certificates
     or revocations change), and the enrollment rate limit."""
 
-    def __init__(self, db) -> None:
-        self.db = db
-        self.data_dir = Path(db.execute("PRAGMA database_list").fetchone()["file"]).parent
+    def __init__(self, hub: HubContext) -> None:
+        self.db = hub.db
+        self.data_dir = hub.data_dir
         self.rate = enrollment.RateLimit()
         self._trust_key: tuple | None = None
         self._trust: TrustStore | None = None
@@ -79,7 +79,7 @@ class SyncState:
 
 
 def install(app: web.Application) -> None:
-    app[STATE] = SyncState(app[DB])
+    app[STATE] = SyncState(context(app))
     app.router.add_post(f"{PREFIX}/enroll", enroll)
     app.router.add_post(f"{PREFIX}/push", push)
     app.router.add_get(f"{PREFIX}/pull", pull)
@@ -97,9 +97,8 @@ def signed(request: web.Request, status: int, body: bytes, content_type: str = "
 
 
 def problem(request: web.Request, status: int, slug: str, detail: str) -> web.Response:
-    body = {"type": f"urn:tessera:problem:{slug}", "title": slug.replace("-", " "), "status": status,
-            "detail": detail, "instance": request.path}
-    return signed(request, status, msgspec.json.encode(body), "application/problem+json")
+    body = problems.problem_body(status, slug, slug.replace("-", " "), detail, instance=request.path)
+    return signed(request, status, body, problems.PROBLEM_MEDIA)
 
 
 def _protocol(request: web.Request, claimed: int | None) -> web.Response | None:

@@ -14,13 +14,14 @@ from aiosmtpd.controller import Controller
 from core.clock import iso, utcnow
 from core.errors import ValidationError
 from core.storage import connect, transaction
+from hub.app import read_settings
 from hub.mail import (
+    SECTION,
     MailConfigError,
     MailSettings,
     MailWorker,
     backoff_s,
     enqueue,
-    load_settings,
     pending,
     send_due,
 )
@@ -225,15 +226,20 @@ def test_address_is_normalised_and_headers_cannot_be_injected(db):
         enqueue(db, to="anna@example.org", subject="Hallo", text="", now=NOW)
 
 
+def mail_settings(folder: Path) -> MailSettings:
+    """`[mail]` as the hub reads it from hub.toml in *folder*."""
+    return read_settings(folder).get(SECTION)
+
+
 def test_settings_from_hub_toml(tmp_path: Path):
-    missing = load_settings(tmp_path)
+    missing = mail_settings(tmp_path)
     assert (missing.host, missing.port, missing.configured) == ("127.0.0.1", 25, False)
     assert "no [mail] section" in missing.notice and "hub.toml" in missing.notice
 
     (tmp_path / "hub.toml").write_text(
-        '[other]\nx = 1\n\n[mail]\nhost = "smtp.example.org"\nport = 587\nfrom = "Museum <t@example.org>"\n'
+        '[print]\nbatch_size = 5\n\n[mail]\nhost = "smtp.example.org"\nport = 587\nfrom = "Museum <t@example.org>"\n'
         'starttls = true\nusername = "t"\npassword = "geheim"\ntimeout = 5\n', encoding="utf-8")
-    settings = load_settings(tmp_path)
+    settings = mail_settings(tmp_path)
     assert (settings.host, settings.port, settings.sender, settings.starttls) == (
         "smtp.example.org", 587, "Museum <t@example.org>", True)
     assert (settings.username, settings.password, settings.timeout) == ("t", "geheim", 5.0)
@@ -242,7 +248,7 @@ def test_settings_from_hub_toml(tmp_path: Path):
 
     (tmp_path / "hub.toml").write_text('[mail]\nport = "25"\n', encoding="utf-8")
     with pytest.raises(MailConfigError, match="port"):
-        load_settings(tmp_path)
+        mail_settings(tmp_path)
     (tmp_path / "hub.toml").write_text('[mail]\nhots = "x"\n', encoding="utf-8")
     with pytest.raises(MailConfigError, match="unknown key.*hots"):
-        load_settings(tmp_path)
+        mail_settings(tmp_path)

@@ -59,6 +59,14 @@ def write_settings(hub_dir: Path, text: str) -> None:
     (hub_dir / "hub.toml").write_text("[print]\n" + text, encoding="utf-8")
 
 
+async def api_with(aiohttp_client, hub, text: str):
+    """hub.toml is read when the app is made: write `[print]`, then make the app."""
+    write_settings(hub.dir, text)
+    client = await aiohttp_client(make_app(hub.db))
+    client.hub = hub
+    return client
+
+
 async def test_a_batch_prints_every_card_and_every_printed_code_is_admitted(api):
     hub = api.hub
     mail = await phone_order(api, ["Erika Müller", "Jürgen Weiß", "Ada Lovelace"], "mail")
@@ -109,15 +117,16 @@ async def test_a_batch_prints_every_card_and_every_printed_code_is_admitted(api)
     assert (nothing["batch_id"], nothing["jobs"], nothing["target"]) == (None, 0, None)
 
 
-async def test_a_failing_printer_keeps_the_jobs_until_it_is_fixed_and_they_are_retried(api, tmp_path):
-    hub = api.hub
+async def test_a_failing_printer_keeps_the_jobs_until_it_is_fixed_and_they_are_retried(aiohttp_client, sample_hub,
+                                                                                       tmp_path):
+    hub = sample_hub
     blocker = tmp_path / "share"
     blocker.write_text("not a folder")  # nobody, root included, can create share/out below a regular file
     out = blocker / "out"
     profile = tmp_path / "hotfolder.toml"
     profile.write_text(f'kind = "card_printer"\nmodel = "Test hot folder"\ndriver = "folder"\n\n'
                        f'[folder]\npath = "{out}"\nprefix = "test-"\n', encoding="utf-8")
-    write_settings(hub.dir, f'card_printer = "{profile}"\n')
+    api = await api_with(aiohttp_client, hub, f'card_printer = "{profile}"\n')
     issued = await phone_order(api, ["Eins", "Zwei"], "pickup")
 
     failed = await call(api, "POST", "/print-batches", {"kind": "card"}, status=200)
@@ -156,16 +165,16 @@ async def test_jobs_that_cannot_print_fail_alone(api):
     assert (fulfilment(hub.db, keep["id"]), fulfilment(hub.db, revoke["id"])) == ("printed", "personalized")
 
 
-async def test_a_broken_print_setup_is_a_clear_409_and_changes_nothing(api):
+async def test_a_broken_print_setup_is_a_clear_409_and_changes_nothing(api, aiohttp_client):
     hub = api.hub
     await phone_order(api, ["Wartet"], "pickup")
     for settings, words in (('layout = "does-not-exist"\n', "no such layout file"),
                             ('layot = "museum-photo"\n', "unknown key(s) layot"),
                             ('card_printer = "no-such-printer"\n', "no-such-printer"),
                             ("auto_batch_seconds = -1\n", "auto_batch_seconds")):
-        write_settings(hub.dir, settings)
+        broken = await api_with(aiohttp_client, hub, settings)  # the hub starts; only printing is refused
         version = hub.db.execute("PRAGMA data_version").fetchone()
-        refused = await problem(api, "POST", "/print-batches", {"kind": "card"}, status=409, slug="conflict")
+        refused = await problem(broken, "POST", "/print-batches", {"kind": "card"}, status=409, slug="conflict")
         assert words in refused["detail"], refused
         assert hub.db.execute("PRAGMA data_version").fetchone() == version
     assert (await call(api, "GET", "/print-jobs?state=queued", status=200))["total"] == 1
@@ -174,9 +183,9 @@ async def test_a_broken_print_setup_is_a_clear_409_and_changes_nothing(api):
     await problem(api, "GET", "/print-jobs?state=printed", status=400, slug="invalid-parameter")
 
 
-async def test_the_photo_layout_prints_the_holders_photo(api):
-    hub = api.hub
-    write_settings(hub.dir, 'layout = "museum-photo"\n')
+async def test_the_photo_layout_prints_the_holders_photo(aiohttp_client, sample_hub):
+    hub = sample_hub
+    api = await api_with(aiohttp_client, hub, 'layout = "museum-photo"\n')
     customer = (await call(api, "GET", "/customers?limit=1", status=200))["items"][0]["id"]
     shop = orders.OrderIn(lines=[orders.LineIn(product_id=hub.ids["annual_products"][0])], customer_id=customer,
                           delivery="pickup", payment_method="online")
@@ -222,9 +231,7 @@ async def test_the_loop_serves_requests_while_a_batch_renders(api, monkeypatch):
 
 
 async def test_the_print_worker_prints_new_cards_by_itself(aiohttp_client, sample_hub):
-    write_settings(sample_hub.dir, "auto_batch_seconds = 0.2\nbatch_size = 2\n")
-    client = await aiohttp_client(make_app(sample_hub.db))
-    client.hub = sample_hub
+    client = await api_with(aiohttp_client, sample_hub, "auto_batch_seconds = 0.2\nbatch_size = 2\n")
     issued = await phone_order(client, ["Auto Eins", "Auto Zwei", "Auto Drei"], "mail")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (await call(client, "GET", "/print-jobs", status=200))["total"]:

@@ -1,0 +1,117 @@
+"""The hub's context: its database, its data folder and its settings (`hub.toml`), found once.
+
+The data folder is where the hub's database file lives (keys, `hub.toml`, print output);
+`data_dir_of()` is the one way to find it from a connection, and the `HubContext` on the app
+(`context(app)`) carries it for every handler.
+
+`hub.toml` in the data folder is read once, when the app is made (`hub.app.make_app`), so a
+change takes effect when the hub is restarted. It holds one table per area, and each area
+owns its table: the settings type and the rules that check it stay with the area (`[mail]`
+in hub/mail.py, `[print]` in hub/print_batches.py, `[shop]` in hub/shop_routes.py), declared
+as a `Section`. `read()` is strict:
+
+- what is wrong with the file as a whole (unreadable, not UTF-8, not TOML, a section no area
+  declares, a key outside any section) is a `SettingsError` at once, naming the file and the
+  key, so the hub does not start on a file it does not understand;
+- what is wrong inside a section is the area's own error with the area's own message, kept
+  and raised when the area asks for its settings: a broken `[print]` answers 409 on print
+  batches while the rest of the hub serves, a broken `[shop]` refuses shop orders, a broken
+  `[mail]` stops the hub at startup (its mail worker asks then).
+
+Without the file every area gets its defaults.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+
+from core import tomlfiles
+
+SETTINGS_FILE = "hub.toml"
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """hub.toml as a whole is unusable; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Section(Generic[T]):
+    """The `[name]` table of hub.toml and the area that owns it. *parse* gets the table (None
+    when the file or the section is absent) and the file's name for messages, and returns the
+    area's settings or raises *error*, the area's own error class."""
+
+    name: str
+    parse: Callable[[Any, str], T]
+    error: type[Exception]
+
+
+class HubSettings:
+    """hub.toml as read: the settings of each declared section, or the error it gave."""
+
+    def __init__(self, source: str, values: dict[str, Any], errors: dict[str, Exception]) -> None:
+        self.source = source
+        self._values = values
+        self._errors = errors
+
+    def get(self, section: Section[T]) -> T:
+        """The section's settings; its error (naming file and key) if the section is unusable."""
+        error = self._errors.get(section.name)
+        if error is not None:
+            raise error.with_traceback(None)
+        if section.name not in self._values:
+            raise LookupError(f"[{section.name}] was not declared when {self.source} was read")
+        return self._values[section.name]
+
+
+def read(data_dir: Path, sections: Iterable[Section[Any]]) -> HubSettings:
+    """Read `hub.toml` in *data_dir* once and hand each declared section its table."""
+    path = Path(data_dir) / SETTINGS_FILE
+    source = tomlfiles.shown(path)
+    declared = {section.name: section for section in sections}
+    document = tomlfiles.read(path, "settings", SettingsError) if path.exists() else {}
+    known = ", ".join(f"[{name}]" for name in sorted(declared))
+    for key, value in document.items():
+        if key not in declared:
+            what = f"section [{key}]" if isinstance(value, dict) else f"key {key} outside any section"
+            raise SettingsError(f"{source}: unknown {what}; known sections: {known}")
+    values: dict[str, Any] = {}
+    errors: dict[str, Exception] = {}
+    for name, section in declared.items():
+        try:
+            values[name] = section.parse(document.get(name), source)
+        except section.error as exc:
+            errors[name] = exc
+    return HubSettings(source, values, errors)
+
+
+def data_dir_of(db: sqlite3.Connection) -> Path:
+    """The hub's data folder: where its database file lives."""
+    return Path(db.execute("PRAGMA database_list").fetchone()["file"]).parent
+
+
+@dataclass(frozen=True, slots=True)
+class HubContext:
+    """What the hub's handlers and workers share: the database, the data folder and the
+    settings read from its hub.toml when the app was made."""
+
+    db: sqlite3.Connection
+    data_dir: Path
+    settings: HubSettings
+
+    def section(self, section: Section[T]) -> T:
+        return self.settings.get(section)
+
+
+CONTEXT = web.AppKey("hub_context", HubContext)
+
+
+def context(app: web.Application) -> HubContext:
+    """The hub's context, set on the app by make_app (handlers reach it via ctx.app / request.app)."""
+    return app[CONTEXT]
