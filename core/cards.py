@@ -18,7 +18,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec import Meta
 
-from core import cardcode, keys, outbox, print_queue
+from core import cardcode, keys, outbox
 from core.catalog.annual import add_months, validity_window
 from core.catalog.common import Id
 from core.clock import LOCAL_TZ, day_end, day_start, iso, parse_iso
@@ -368,9 +368,10 @@ def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: d
          "personalized" if annual else None, stamp if annual else None, iso(now), iso(now)))
 
 
-def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> None:
+def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> bool:
     """Hub: a desk replaced a lost card. A revocation made at the hub is sticky: the re-issue
-    of a revoked card is refused (a conflict), and the hub's revoked row goes back out."""
+    of a revoked card is refused (a conflict), and the hub's revoked row goes back out.
+    True when the card took the new issue (the caller drops print jobs of older issues)."""
     card = signed_by_pusher(db, trust, node_id, op)
     current = db.execute("SELECT * FROM cards WHERE id = ?", (op.id,)).fetchone()
     if current is None:
@@ -384,11 +385,11 @@ def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now:
             op.product_id, op.valid_from, op.valid_until):
         raise Refused("a re-issue keeps the card's product and validity")
     if op.issue < current["issue"]:
-        return  # an older re-issue arriving late: the newer one stays
+        return False  # an older re-issue arriving late: the newer one stays
     if op.issue == current["issue"]:
         if op.code != current["code"]:
             raise Refused(f"card {current['number']} issue {op.issue} was made elsewhere already")
-        return
+        return False
     signer_key = trust.get(card.payload.key_id)
     if signer_key.revoked_at_ms is not None:
         raise Refused("the key that signed this re-issue is revoked")
@@ -396,8 +397,7 @@ def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now:
     db.execute("UPDATE cards SET issue = ?, key_id = ?, code = ?, issued_by = ?, issued_at = ?, "
                "fulfilment = 'personalized', fulfilment_at = ?, updated_at = ? WHERE id = ?",
                (op.issue, card.payload.key_id, op.code, node_id, stamp, stamp, stamp, op.id))
-    # jobs still open at the hub for the older issue would print a code the gates now refuse
-    print_queue.drop_open_jobs(db, op.id, below_issue=op.issue)
+    return True
 
 
 def apply_revoked(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> None:

@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from core import fulfilment
 from core.clock import iso
 from core.ids import uuid7
 from core.storage import transaction
@@ -74,8 +75,6 @@ def open_jobs(db: sqlite3.Connection, kind: JobKind | None = None, limit: int = 
 def mark_printed(db: sqlite3.Connection, node: dict, job_ids: list[str], now: dt.datetime,
                  batch_id: str | None = None) -> None:
     """The printer took these jobs: card jobs move their (current-issue) card to `printed`."""
-    from core import orders  # orders queues jobs; printing moves cards: one import has to wait
-
     with transaction(db):
         printed_cards = []
         for job_id in job_ids:
@@ -87,7 +86,7 @@ def mark_printed(db: sqlite3.Connection, node: dict, job_ids: list[str], now: dt
                 if card and card["issue"] == job["card_issue"] and card["fulfilment"] == "personalized":
                     printed_cards.append(job["ref_id"])
         if printed_cards:
-            orders.set_fulfilment(db, node, printed_cards, "printed", now)
+            fulfilment.set_fulfilment(db, node, printed_cards, "printed", now)
 
 
 def mark_failed(db: sqlite3.Connection, job_ids: list[str], error: str) -> None:

@@ -35,7 +35,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from core import cards, operators, orders, print_queue
+from core import cards, fulfilment, operators, orders, print_queue
 from core.access import Access, GateRules
 from core.catalog.common import Body, Id
 from core.catalog.resource import ListQuery, list_
@@ -304,7 +304,7 @@ async def post_handed_over(request: web.Request) -> web.Response:
     require_operator(request)
     edge = _edge(request)
     card_id = request.match_info["id"]
-    orders.set_fulfilment(edge.db, edge.node, [card_id], "handed_over", edge.clock.now())
+    fulfilment.set_fulfilment(edge.db, edge.node, [card_id], "handed_over", edge.clock.now())
     edge.wake.set()
     return _json({"card": _card_with_product(edge, card_id)})
 

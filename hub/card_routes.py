@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from core import cards, orders
+from core import cards, fulfilment, orders
 from core.catalog.common import Body, Id, Name, check_when
 from core.catalog.resource import MAX_PAGE, require
 from core.clock import utcnow
@@ -152,8 +152,8 @@ def revoke_card(ctx: Ctx):
 
 def move_cards(ctx: Ctx):
     """A8 in bulk (e.g. a morning's mail): all cards move or none; a 409 names the card that cannot."""
-    body: orders.FulfilmentIn = ctx.body
-    return orders.set_fulfilment(ctx.db, this_node(ctx.db), body.card_ids, body.state, utcnow())
+    body: fulfilment.FulfilmentIn = ctx.body
+    return fulfilment.set_fulfilment(ctx.db, this_node(ctx.db), body.card_ids, body.state, utcnow())
 
 
 def replace_card(ctx: Ctx):
@@ -189,7 +189,7 @@ def register(api: Api) -> None:
                          + ", ".join(FULFILMENT_STATES), max_length=20),
                    Param("delivery", "str", "only cards going this way: " + ", ".join(DELIVERIES), max_length=20)])
     api.add("POST", "/cards/fulfilment", move_cards, summary="Move cards to a fulfilment state", tag="Cards",
-            roles=STAFF, body=orders.FulfilmentIn, response=list[Card],
+            roles=STAFF, body=fulfilment.FulfilmentIn, response=list[Card],
             description="personalized -> printed -> dispatched (mail) or deposited (pickup) -> handed_over. "
                         "All cards move or none does: a card that cannot move is a 409 naming it. A card "
                         "already in the state stays as it is.")

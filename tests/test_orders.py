@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from core import cardcode, cards, operators, orders, print_queue
+from core import cardcode, cards, fulfilment, operators, orders, print_queue
 from core.access import Access, GateRules
 from core.clock import LOCAL_TZ, utcnow
 from core.errors import Conflict, ValidationError
@@ -210,7 +210,7 @@ async def test_printing_and_fulfilment_reach_the_hub(hub, tmp_path):
             == "personalized"
         print_queue.retry(db)
         print_queue.mark_printed(db, node, [job["id"]], utcnow())
-        orders.set_fulfilment(db, node, [card["id"]], "handed_over", utcnow())
+        fulfilment.set_fulfilment(db, node, [card["id"]], "handed_over", utcnow())
         await client.round()
         assert hub.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (card["id"],)).fetchone()["fulfilment"] \
             == "handed_over"
@@ -234,17 +234,17 @@ def test_fulfilment_moves_only_forward_along_the_delivery(sample_hub):
     kinds = sorted(j["kind"] for j in print_queue.open_jobs(sample_hub.db) if j["ref_id"] == mail["id"])
     assert kinds == ["card", "carrier"]  # a mailed card also gets its address carrier
     with pytest.raises(Conflict, match="from personalized to dispatched"):
-        orders.set_fulfilment(sample_hub.db, node, [mail["id"]], "dispatched", utcnow())
-    orders.set_fulfilment(sample_hub.db, node, [mail["id"], pickup["id"]], "printed", utcnow())
+        fulfilment.set_fulfilment(sample_hub.db, node, [mail["id"]], "dispatched", utcnow())
+    fulfilment.set_fulfilment(sample_hub.db, node, [mail["id"], pickup["id"]], "printed", utcnow())
     with pytest.raises(Conflict, match="goes by mail"):  # all or nothing
-        orders.set_fulfilment(sample_hub.db, node, [pickup["id"], mail["id"]], "deposited", utcnow())
+        fulfilment.set_fulfilment(sample_hub.db, node, [pickup["id"], mail["id"]], "deposited", utcnow())
     assert sample_hub.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (pickup["id"],)).fetchone() == \
         {"fulfilment": "printed"}
-    orders.set_fulfilment(sample_hub.db, node, [pickup["id"]], "deposited", utcnow())
-    orders.set_fulfilment(sample_hub.db, node, [pickup["id"]], "handed_over", utcnow())
-    orders.set_fulfilment(sample_hub.db, node, [mail["id"]], "dispatched", utcnow())
+    fulfilment.set_fulfilment(sample_hub.db, node, [pickup["id"]], "deposited", utcnow())
+    fulfilment.set_fulfilment(sample_hub.db, node, [pickup["id"]], "handed_over", utcnow())
+    fulfilment.set_fulfilment(sample_hub.db, node, [mail["id"]], "dispatched", utcnow())
     # a late, stale move from a desk changes nothing
-    orders.apply_fulfilment(sample_hub.db, orders.FulfilmentOp(id=mail["id"], issue=1, fulfilment="printed",
+    fulfilment.apply_fulfilment(sample_hub.db, fulfilment.FulfilmentOp(id=mail["id"], issue=1, fulfilment="printed",
                                                                at="2026-01-01T00:00:00Z"), utcnow())
     assert sample_hub.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (mail["id"],)).fetchone() == \
         {"fulfilment": "dispatched"}
@@ -333,6 +333,6 @@ async def test_a_local_change_made_while_a_pull_is_on_its_way_is_not_overwritten
             {"fulfilment": "printed"}
         assert hub.db.execute("SELECT fulfilment FROM cards WHERE id = ?", (card["id"],)).fetchone() == \
             {"fulfilment": "printed"}
-        orders.set_fulfilment(db, node, [card["id"]], "handed_over", utcnow())
+        fulfilment.set_fulfilment(db, node, [card["id"]], "handed_over", utcnow())
     finally:
         await client.close()

@@ -199,6 +199,31 @@ async def test_a_revocation_at_the_hub_is_sticky(hub, tmp_path):
         await client.close()
 
 
+async def test_a_desk_replacing_a_lost_hub_card_is_applied_and_old_print_jobs_go(hub, tmp_path):
+    """The sound case: a desk re-issues a card the hub sold by phone; the hub takes the new
+    issue (signed by the desk) and drops its own unprinted jobs of the old issue."""
+    from core import print_queue
+    from core.node import this_node
+    signer = cards.load_signer(hub.db, hub.dir)
+    order = orders.place_order(hub.db, this_node(hub.db), signer, OrderIn(
+        lines=[LineIn(product_id=hub.ids["annual_products"][PRODUCT], holders=[HolderIn(name="Verloren")])],
+        customer_id=hub.ids["first_customer"], delivery="mail", payment_method="transfer"), channel="phone",
+        now=utcnow())
+    card = order["items"][0]["card"]
+    assert {j["card_issue"] for j in print_queue.open_jobs(hub.db) if j["ref_id"] == card["id"]} == {1}
+    folder, db, client = await enrolled(hub, tmp_path)
+    try:
+        await client.round()
+        replaced = orders.replace_lost_card(db, cards.load_signer(db, folder), card["id"], utcnow())
+        await client.push()
+        assert results(db)[-1] == "applied"
+        at_hub = hub.db.execute("SELECT issue, code, issued_by FROM cards WHERE id = ?", (card["id"],)).fetchone()
+        assert at_hub == {"issue": 2, "code": replaced["code"], "issued_by": replaced["issued_by"]}
+        assert [j for j in print_queue.open_jobs(hub.db) if j["ref_id"] == card["id"]] == []
+    finally:
+        await client.close()
+
+
 # --- orders and sales -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, reason", [

@@ -25,12 +25,13 @@ from typing import Any
 
 import msgspec
 
-from core import cards, contingents, orders, sales
+from core import cards, contingents, fulfilment, orders, print_queue, sales
 from core.access import EntryOp, verify_pushed_entry
 from core.cards import CardOp
 from core.contingents import ReleaseOp
 from core.credentials import TrustStore
-from core.orders import FulfilmentOp, OrderOp, RedemptionOp
+from core.fulfilment import FulfilmentOp
+from core.orders import OrderOp, RedemptionOp
 from core.sales import SaleOp
 
 DESKS = frozenset({"cashdesk", "counter"})
@@ -70,6 +71,12 @@ def _flush_entries(db: sqlite3.Connection, rows: list[tuple]) -> None:
                    "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
 
+def _reissued(p: Pushed, body: CardOp) -> None:
+    if cards.apply_reissued(p.db, p.node_id, p.trust, body, p.now):
+        # jobs still open at the hub for an older issue would print a code the gates refuse
+        print_queue.drop_open_jobs(p.db, body.id, below_issue=body.issue)
+
+
 REGISTRY: dict[str, OpKind] = {k.kind: k for k in (
     OpKind("card.issued", CardOp, DESKS,
            lambda p, b: cards.apply_issued(p.db, p.node_id, p.trust, b, p.now),
@@ -77,15 +84,14 @@ REGISTRY: dict[str, OpKind] = {k.kind: k for k in (
            "node, valid at the card id's time); validity checked against the product at the time of sale; "
            "issued_by = the pushing node; issued_at = the card id's time; number in the node's series; "
            "delivery, fulfilment and photo flag set by the hub; holder birth date in the past"),
-    OpKind("card.reissued", CardOp, DESKS,
-           lambda p, b: cards.apply_reissued(p.db, p.node_id, p.trust, b, p.now),
+    OpKind("card.reissued", CardOp, DESKS, _reissued,
            "the code must be signed by the pushing node for the same card, product and validity with a higher "
            "issue; a card the hub has revoked stays revoked (the re-issue is a conflict)"),
     OpKind("card.revoked", CardOp, DESKS,
            lambda p, b: cards.apply_revoked(p.db, p.node_id, p.trust, b, p.now),
            "only a card the pushing node issued; only ever sets a revocation, at the latest at the hub's time"),
     OpKind("card.fulfilment", FulfilmentOp, DESKS,
-           lambda p, b: orders.apply_fulfilment(p.db, b, p.now),
+           lambda p, b: fulfilment.apply_fulfilment(p.db, b, p.now),
            "only forward moves allowed by the card's delivery; stale moves ignored; time capped at the hub's"),
     OpKind("order.placed", OrderOp, DESKS,
            lambda p, b: orders.apply_order(p.db, p.node_id, p.role, b, p.now),
