@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 import smtplib
@@ -42,6 +43,8 @@ import sqlite3
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -223,9 +226,22 @@ def backoff_s(attempts: int) -> int:
 _HELO = socket.gethostname() or "localhost"  # not getfqdn(): that may wait for DNS
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, but each header class is made once: the standard library
+    makes a new class for every header of every message, cyclic garbage that only a full
+    collection frees (measured: 1-3 MB of a hub's RSS after thousands of shop mails)."""
+
+    @functools.cache  # noqa: B019 - one module-level instance, kept for the process's life
+    def __getitem__(self, name: str) -> type:
+        return super().__getitem__(name)
+
+
+POLICY = email_policy.default.clone(header_factory=_HeaderClasses())
+
+
 def build_message(row: dict, settings: MailSettings, now: dt.datetime) -> EmailMessage:
     """The RFC 5322 message for a queued row: UTF-8, quoted-printable, text (+ HTML)."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.sender
     msg["To"] = row["to_address"]
     msg["Subject"] = row["subject"]
