@@ -12,7 +12,7 @@ Rounds alternate bare/ours (in ABBA order) and the median of the per-round ratio
 Three reads are measured, each against its own bare baseline:
 - `page`: a page of 20 performances as the shop asks for it again and again, served by the
   hub as it runs (repeat reads come from the read cache, checked against the database on
-  every request; see hub/cache.py);
+  every request; see hub/web/cache.py);
 - `page_uncached`: the same page rendered from SQLite on every request (`--no-read-cache`);
 - `record_uncached`: one performance by id, rendered from SQLite on every request.
 
@@ -55,9 +55,10 @@ import psutil
 
 from bench.procs import ROOT, BenchError, Server, Servers, venv_command
 from bench.report import figure
-from hub import auth, sample
+from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
+from hub.web import auth
 
 NAME = "api"
 HOST = "127.0.0.1"

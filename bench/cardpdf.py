@@ -1,7 +1,7 @@
 """Card PDF benchmark: 1,000 cards in one batch, time per card (budget <= 20 ms, issue 5 "Benchmarks").
 
 One batch is **one PDF of 1,000 pages** (one card per page, as the card printer gets it), rendered with
-`core.card_layout.render_cards` in the shipped `museum-standard` layout, from the layout already loaded
+`core.printing.card_layout.render_cards` in the shipped `museum-standard` layout, from the layout already loaded
 to the finished PDF bytes: text fitting, QR encoding (segno, alphanumeric mode) and drawing, and
 reportlab's serialisation. The codes are 160-symbol texts in the card alphabet (same length and QR
 version as signed cards; signing is not what is measured). Each of the 1,000 cards has a different
@@ -23,8 +23,8 @@ import time
 import msgspec
 
 from bench.report import figure
-from core.card_layout import CardFace, load_layout, render_cards
-from core.cardcode import ALPHABET, TEXT_LENGTH
+from core.cards.cardcode import ALPHABET, TEXT_LENGTH
+from core.printing.card_layout import CardFace, load_layout, render_cards
 
 NAME = "cardpdf"
 CARDS = 1000

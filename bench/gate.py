@@ -2,7 +2,7 @@
 
 DESIGN.md section 9: a scan at the turnstile may cost at most 3x one bare Ed25519 verify plus
 one SQLite commit, both measured in the same run on the same machine and disk. The scan is
-`Access.admit()` exactly as `edge/gate.py` calls it: decode the code, verify its signature
+`Access.admit()` exactly as `edge/gate/loop.py` calls it: decode the code, verify its signature
 against the trust store, look the card up (revocation, re-issue), check validity, venue and
 passback, then sign the entry record and commit it with its outbox row and the time floor in
 one transaction on a gate database opened like a real gate's (WAL, synchronous=FULL).
@@ -37,16 +37,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bench.procs import BenchError
 from bench.report import figure
-from core import cardcode, cards
-from core.access import Access, GateRules
-from core.clock import iso, utcnow
-from core.ids import uuid7
-from core.node import NODE_DB, this_node
-from core.storage import connect, transaction
+from core.base.clock import iso, utcnow
+from core.base.ids import uuid7
+from core.base.node import NODE_DB, this_node
+from core.base.storage import connect, transaction
+from core.cards import cardcode, cards
+from core.cards.access import Access, GateRules
 from edge.node_data import gate_rules, write_gate_rules
-from hub import provision, sample
+from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
+from hub.services import provisioning
 
 NAME = "gate"
 VENUE = "Stadtmuseum"
@@ -152,7 +153,7 @@ def prepare(work: Path, size: Size, seed: int = 2026) -> Prepared:
     finally:
         hub.close()
     venues = ids["museum_venues"]
-    provision.provision(gate_dir, hub_dir, name="gate-bench", role="gate")
+    provisioning.provision(gate_dir, hub_dir, name="gate-bench", role="gate")
     write_gate_rules(gate_dir, GateRules(venue_id=venues[VENUE]))
     say(f"hub and gate folder ready ({time.perf_counter() - started:.1f} s); signing {size.cards:,} cards")
 

@@ -5,7 +5,7 @@ edges are real enrolled gate folders driven by the real `SyncClient`.
 
 1. **Push 100k ops.** An enrolled gate whose outbox holds 100,000 `entry.recorded` ops (node_seq
    1..100,000): signed entry records exactly as `Access.record_entry` makes them, with the gate's
-   own `entries` row and the outbox row `core.outbox.append` writes, but generated in big
+   own `entries` row and the outbox row `core.base.outbox.append` writes, but generated in big
    transactions with executemany instead of one commit per scan. `SyncClient.push()` is timed
    from its call until the outbox is drained. The baseline, measured in the same run: insert the
    rows the hub writes for those ops (its `entries` rows and `sync_ops` rows, in the order the hub
@@ -55,18 +55,19 @@ import psutil
 
 from bench.procs import ROOT, BenchError, Server, Servers, venv_command
 from bench.report import figure
-from core import outbox
-from core.cards import load_signer
-from core.clock import iso, utcnow
-from core.credentials import sign
-from core.ids import uuid7
-from core.node import NODE_DB
-from core.storage import connect, transaction
-from edge import enroll as enrolling
-from edge.sync_client import SyncClient, SyncError
-from hub import enrollment, feed, sample
+from core.base import outbox
+from core.base.clock import iso, utcnow
+from core.base.ids import uuid7
+from core.base.node import NODE_DB
+from core.base.storage import connect, transaction
+from core.cards.cards import load_signer
+from core.cards.trust import sign
+from edge.sync import enroll as enrolling
+from edge.sync.client import SyncClient, SyncError
+from hub import sample
 from hub.app import db_path, init_hub, make_app
 from hub.client import LocalClient
+from hub.sync import enrollment, feed
 
 NAME = "sync"
 HOST = "127.0.0.1"
@@ -84,11 +85,12 @@ PULL_TIMEOUT_S = 600.0
 CATCHUP_TIMEOUT_S = 120.0
 
 ENTRY_INSERT = ("INSERT OR IGNORE INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
-                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")  # as core.access.store_entry and hub.apply
+                # as core.cards.access.store_entry and hub.sync.apply
+                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 OUTBOX_INSERT = ("INSERT INTO outbox (node_seq, id, kind, body, wall_time, mono_ns, boot_id) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)")
 SYNC_OPS_INSERT = ("INSERT INTO sync_ops (node_id, node_seq, op_id, kind, wall_time, received_at, status, reason) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")  # as hub.apply.apply_push
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")  # as hub.sync.apply.apply_push
 ENTRY_COLUMNS = "id, card_id, card_issue, venue_id, node_id, direction, at, record, received_at"
 
 # The edge side of the pull, run with `python -c`: it imports what `tessera edge serve` imports
@@ -96,9 +98,9 @@ ENTRY_COLUMNS = "id, card_id, card_issue, venue_id, node_id, direction, at, reco
 EDGE_PULL_SCRIPT = """
 import asyncio, json, resource, sys, time
 from pathlib import Path
-from core.node import NODE_DB
-from core.storage import connect
-from edge.sync_client import SyncClient, SyncError
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from edge.sync.client import SyncClient, SyncError
 
 def rss_kb(field):
     # VmHWM/VmRSS of this process image. Not ru_maxrss: Linux carries the parent's RSS at fork
@@ -166,7 +168,7 @@ class Queued:
         return [row[0] for row in self.entries]
 
     def hub_rows(self, node_id: str, received_at: str) -> tuple[list[tuple], list[tuple]]:
-        """The entries and sync_ops rows the hub writes for these ops (hub.apply.apply_push),
+        """The entries and sync_ops rows the hub writes for these ops (hub.sync.apply.apply_push),
         in the order it writes them; the hub's own clock sets received_at."""
         entries = [(*row[:-1], received_at) for row in self.entries]
         ops = [(node_id, self.first_seq + i, op_id, "entry.recorded", row[6], received_at, "applied", None)

@@ -17,17 +17,21 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core import cards, operators
-from core.access import GateRules
-from core.clock import utcnow
-from core.node import NODE_DB
-from edge import enroll as enrolling
-from edge.gate import Gate, GateOptions
+from core.base.clock import utcnow
+from core.base.node import NODE_DB
+from core.cards import cards
+from core.cards.access import GateRules
+from core.catalog import operators
+from edge.desk.server import Edge
+from edge.gate.loop import Gate, GateOptions
 from edge.node_data import write_gate_rules
-from edge.server import Edge
-from hub import auth, enrollment, provision, sample
+from edge.sync import enroll as enrolling
+from hub import sample
 from hub.app import db_path, init_hub, make_app, open_hub
 from hub.client import LocalClient
+from hub.services import provisioning
+from hub.sync import enrollment
+from hub.web import auth
 
 GATE_VENUE = "Stadtmuseum"
 OPERATOR, PIN = "Anna Kasse", "1234"
@@ -108,10 +112,10 @@ def _ensure_gate(db, hub_dir: Path, gate_dir: Path) -> None:
     for row in db.execute("SELECT id FROM annual_products").fetchall():
         cards.product_code(db, row["id"], "annual")
     if (gate_dir / NODE_DB).exists():
-        provision.refresh(gate_dir, hub_dir)  # stand-in for pull sync: the demo card reaches the gate
+        provisioning.refresh(gate_dir, hub_dir)  # stand-in for pull sync: the demo card reaches the gate
         return
     venue = db.execute("SELECT id FROM venues WHERE name = ?", (GATE_VENUE,)).fetchone()
-    provision.provision(gate_dir, hub_dir, name=f"{GATE_VENUE} Eingang", role="gate")
+    provisioning.provision(gate_dir, hub_dir, name=f"{GATE_VENUE} Eingang", role="gate")
     write_gate_rules(gate_dir, GateRules(venue_id=venue["id"], lockout_minutes=2))
 
 

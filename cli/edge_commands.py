@@ -9,11 +9,12 @@ import logging
 import sys
 from pathlib import Path
 
-from core import enroll_codes
-from core.node import NODE_DB
-from core.storage import connect
-from edge import enroll as enrolling
-from edge import server, sync_client
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from core.sync import enroll as enroll_codes
+from edge.desk import server
+from edge.sync import client
+from edge.sync import enroll as enrolling
 
 
 def register(areas: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 async def _discover(args: argparse.Namespace, root_id: str) -> list[str]:
-    from edge.discovery import discover_hubs
+    from edge.sync.discovery import discover_hubs
 
     found = await discover_hubs(timeout_s=args.discover_seconds, interfaces=args.zeroconf_interface,
                                 root_fingerprint=root_id)
@@ -79,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.data} is not an edge folder")
     db = connect(args.data / NODE_DB, edge=True)
     try:
-        print(json.dumps(sync_client.status(db), indent=2))
+        print(json.dumps(client.status(db), indent=2))
     finally:
         db.close()
     return 0

@@ -11,14 +11,14 @@ import signal
 import sys
 from pathlib import Path
 
-from core import cards
-from core.access import Access, GateRules, verdict_json
+from core.base.clock import parse_iso, utcnow
+from core.base.node import this_node
+from core.cards import cards
+from core.cards.access import Access, GateRules, verdict_json
+from core.cards.trusted_time import TrustedClock
 from core.catalog.organizers import venue_id
-from core.clock import parse_iso, utcnow
-from core.node import this_node
-from core.trusted_time import TrustedClock
 from devices.profiles import list_profiles
-from edge.gate import Gate, GateOptions
+from edge.gate.loop import Gate, GateOptions
 from edge.node_data import gate_rules, open_data, write_gate_rules
 
 DENIED_EXIT = 3
@@ -112,7 +112,7 @@ def _venue_id(hub_dir: Path, venue: str) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from hub.provision import provision  # the local stand-in for enrollment
+    from hub.services.provisioning import provision  # the local stand-in for enrollment
 
     rules = GateRules(venue_id=_venue_id(args.hub_data, args.venue), lockout_minutes=args.lockout_minutes,
                       exit_scans=args.exit_scans, direction=args.direction)
@@ -123,7 +123,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from hub.provision import refresh
+    from hub.services.provisioning import refresh
 
     counts = refresh(args.data, args.hub_data)
     print(f"refreshed {args.data}: {counts.get('cards', 0)} cards, {counts.get('node_certs', 0)} certificates, "
@@ -132,7 +132,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from hub.provision import rotate_key
+    from hub.services.provisioning import rotate_key
 
     print(f"{args.data}: new signing key {rotate_key(args.data, args.hub_data):08x}; the old key is retired")
     return 0

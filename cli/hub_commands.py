@@ -15,14 +15,15 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from core import operators
-from core.clock import utcnow
-from core.node import this_node
+from core.base.clock import utcnow
+from core.base.node import this_node
+from core.catalog import operators
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
-from hub import auth, sample
-from hub.advertise import HubAdvertiser, root_fingerprint
+from hub import sample
 from hub.app import init_hub, make_app, open_hub
 from hub.client import LocalClient
+from hub.sync.advertise import HubAdvertiser, root_fingerprint
+from hub.web import auth
 
 
 def register(areas: argparse._SubParsersAction) -> None:
@@ -139,7 +140,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from hub import enrollment
+    from hub.sync import enrollment
 
     db = open_hub(args.data)
     from core.catalog.organizers import venue_id
@@ -160,7 +161,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_operator_add(args: argparse.Namespace) -> int:
-    """The same rules as POST /api/v1/operators: `core.operators.OperatorIn` checks name and PIN."""
+    """The same rules as POST /api/v1/operators: `core.catalog.operators.OperatorIn` checks name and PIN."""
     pin = sys.stdin.readline().strip() if args.pin == "-" else args.pin
     try:
         data = msgspec.convert({"name": args.name, "pin": pin, "active": not args.inactive}, operators.OperatorIn)

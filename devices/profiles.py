@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from core import tomlfiles
+from core.base import tomlfiles
 
 __all__ = [
     "DtrRtsSettings",

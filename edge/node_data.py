@@ -1,5 +1,5 @@
 """An edge node's data folder: `node.sqlite` (its replica), `node.key` (its signing key,
-mode 0600) and, for a gate, `gate.toml` (its rules). See `hub/provision.py` for how a
+mode 0600) and, for a gate, `gate.toml` (its rules). See `hub/services/provisioning.py` for how a
 folder is set up.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import msgspec
 
-from core.access import GateRules
-from core.node import NODE_DB
-from core.storage import connect
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from core.cards.access import GateRules
 
 GATE_CONFIG = "gate.toml"
 HUB_DB = "hub.sqlite"

@@ -12,17 +12,21 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core.node import init_node
-from core.storage import connect
-from hub import auth, mail, nodes, personalize, print_batches, routes, settings, shop_routes, sync_routes
-from hub.api import API, CACHE, DB, OPENAPI
-from hub.cache import ReadCache
-from hub.openapi import build_document
-from hub.problems import MAX_BODY_BYTES, problem_middleware
+from core.base.node import init_node
+from core.base.storage import connect
+from hub import settings
+from hub.services import mail, nodes, print_batches
+from hub.sync import routes as sync_routes
+from hub.web import auth, personalize, routes
+from hub.web.api import API, CACHE, DB, OPENAPI
+from hub.web.areas import shop
+from hub.web.cache import ReadCache
+from hub.web.openapi import build_document
+from hub.web.problems import MAX_BODY_BYTES, problem_middleware
 
 DB_NAME = "hub.sqlite"
 # the tables of hub.toml; each area owns its section (type and rules)
-SECTIONS = (mail.SECTION, print_batches.SECTION, shop_routes.SECTION)
+SECTIONS = (mail.SECTION, print_batches.SECTION, shop.SECTION)
 
 
 class NotInitialised(Exception):

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from core.errors import TesseraError
-from hub.api import API, DB, PREFIX, Ctx
+from core.base.errors import TesseraError
+from hub.web.api import API, DB, PREFIX, Ctx
 
 
 class ApiFailure(Exception):

@@ -7,7 +7,7 @@ The data folder is where the hub's database file lives (keys, `hub.toml`, print 
 `hub.toml` in the data folder is read once, when the app is made (`hub.app.make_app`), so a
 change takes effect when the hub is restarted. It holds one table per area, and each area
 owns its table: the settings type and the rules that check it stay with the area (`[mail]`
-in hub/mail.py, `[print]` in hub/print_batches.py, `[shop]` in hub/shop_routes.py), declared
+in hub/services/mail.py, `[print]` in hub/services/print_batches.py, `[shop]` in hub/web/areas/shop.py), declared
 as a `Section`. `read()` is strict:
 
 - what is wrong with the file as a whole (unreadable, not UTF-8, not TOML, a section no area
@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
-from core import tomlfiles
+from core.base import tomlfiles
 
 SETTINGS_FILE = "hub.toml"
 T = TypeVar("T")

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from core import cardcode, keys  # noqa: E402
-from core.credentials import certify  # noqa: E402
+from core.cards import cardcode, keys  # noqa: E402
+from core.cards.trust import certify  # noqa: E402
 
 ROOT_SEED = bytes(range(32))
 NODE_SEED = bytes(range(32, 64))

@@ -7,15 +7,15 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import cards
-from core.access import Access, GateRules
-from core.cards import NodeSigner
-from core.clock import utcnow
-from core.node import NODE_DB
-from core.storage import connect
-from core.trusted_time import TrustedClock
+from core.base.clock import utcnow
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from core.cards import cards
+from core.cards.access import Access, GateRules
+from core.cards.cards import NodeSigner
+from core.cards.trusted_time import TrustedClock
 from edge.node_data import write_gate_rules
-from hub import provision
+from hub.services import provisioning
 
 STADTMUSEUM, KUNSTHALLE = "Stadtmuseum", "Kunsthalle"
 
@@ -42,7 +42,7 @@ class Kit:
 
     def sync(self) -> None:
         """Stand-in for pull sync: the gate receives the hub's current state."""
-        provision.refresh(self.gate_dir, self.hub.dir)
+        provisioning.refresh(self.gate_dir, self.hub.dir)
 
     def access(self, venue: str = STADTMUSEUM, clock: TrustedClock | None = None, **rules) -> Access:
         db = connect(self.gate_dir / NODE_DB, edge=True)
@@ -56,6 +56,6 @@ def make_kit(hub, tmp_path: Path, name: str = "gate-1", venue: str = STADTMUSEUM
     for product_id in hub.ids["annual_products"]:
         cards.product_code(hub.db, product_id, "annual")
     gate_dir = tmp_path / name
-    provision.provision(gate_dir, hub.dir, name=name, role="gate")
+    provisioning.provision(gate_dir, hub.dir, name=name, role="gate")
     write_gate_rules(gate_dir, GateRules(venue_id=hub.ids["museum_venues"][venue]))
     return Kit(hub, signer, gate_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import connect
+from core.base.storage import connect
 from hub import sample
 from hub.app import DB_NAME, init_hub, make_app
 from hub.client import LocalClient

@@ -9,7 +9,7 @@ import math
 
 from bench import gate
 from bench.__main__ import BENCHMARKS
-from core.storage import connect
+from core.base.storage import connect
 
 
 def test_gate_benchmark_smoke(tmp_path, capsys):

@@ -12,8 +12,8 @@ import pytest
 
 from bench import sync
 from bench.__main__ import BENCHMARKS
-from core.node import NODE_DB
-from core.storage import connect
+from core.base.node import NODE_DB
+from core.base.storage import connect
 from hub.app import db_path
 
 FIGURES = {"push_ops_per_s", "direct_insert_ops_per_s", "direct_insert_sync_ops_only_per_s", "push_vs_direct_insert",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core import cardcode
-from hub import provision
+from core.cards import cardcode
+from hub.services import provisioning
 from tests.helpers import call, problem, table_counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +43,12 @@ async def test_reissue_and_revoke(api, tmp_path):
     new = await call(api, "POST", f"/cards/{card['id']}/reissue", status=200)
     assert new["issue"] == 2 and new["code"] != card["code"]
     gate = tmp_path / "gate"
-    provision.provision(gate, api.hub.dir, name="g", role="gate")
+    provisioning.provision(gate, api.hub.dir, name="g", role="gate")
     assert verify(card["code"], gate)[0] == 3 and '"SUPERSEDED"' in verify(card["code"], gate)[1]
     assert verify(new["code"], gate)[0] == 0
     revoked = await call(api, "POST", f"/cards/{card['id']}/revoke", {"reason": "Rückbuchung"}, status=200)
     assert revoked["revoked_at"] and revoked["revoke_reason"] == "Rückbuchung"
-    provision.refresh(gate, api.hub.dir)
+    provisioning.refresh(gate, api.hub.dir)
     assert '"REVOKED"' in verify(new["code"], gate)[1]
     await problem(api, "POST", f"/cards/{card['id']}/reissue", status=409, slug="conflict")
 
@@ -84,7 +84,7 @@ async def test_office_issues_cards_but_only_admins_revoke_devices(api):
 
 async def test_revoking_a_stolen_desk_keeps_its_earlier_cards(api, tmp_path):
     desk = tmp_path / "desk"
-    node = provision.provision(desk, api.hub.dir, name="Kasse 2", role="cashdesk")
+    node = provisioning.provision(desk, api.hub.dir, name="Kasse 2", role="cashdesk")
     nodes = await call(api, "GET", "/nodes", status=200)
     assert {n["role"] for n in nodes} == {"hub", "cashdesk"} and all(n["revoked_at"] is None for n in nodes)
     await problem(api, "POST", f"/nodes/{node['id']}/revoke", {"reason": "stolen"}, status=422,

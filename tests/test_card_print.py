@@ -16,14 +16,15 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageChops
 
-from core.card_layout import CardFace, LayoutError, face_from_card, load_layout, render_cards, render_carrier_sheet
-from devices.card_printer import (
-    CupsPrinter,
-    FolderPrinter,
-    PrintError,
-    load_card_printer,
-    open_card_printer,
+from core.printing.card_layout import (
+    CardFace,
+    LayoutError,
+    face_from_card,
+    load_layout,
+    render_cards,
+    render_carrier_sheet,
 )
+from devices.printers.card import CupsPrinter, FolderPrinter, PrintError, load_card_printer, open_card_printer
 from devices.profiles import ProfileError
 from tests.cardkit import make_kit
 

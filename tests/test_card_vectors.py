@@ -10,12 +10,12 @@ import json
 import runpy
 from pathlib import Path
 
-from core import cardcode, credentials
-from core.access import Access, GateRules
-from core.clock import parse_iso
-from core.node import init_node
-from core.storage import connect
-from core.trusted_time import TrustedClock
+from core.base.clock import parse_iso
+from core.base.node import init_node
+from core.base.storage import connect
+from core.cards import cardcode, trust
+from core.cards.access import Access, GateRules
+from core.cards.trusted_time import TrustedClock
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = json.loads((ROOT / "docs" / "card-vectors.json").read_text())
@@ -29,8 +29,8 @@ def test_the_committed_vectors_are_what_the_generator_makes():
 def test_each_vector_gets_its_verdict_from_a_real_gate_database(tmp_path):
     db = connect(tmp_path / "node.sqlite", edge=True)
     init_node(db, "gate", "vector gate")
-    credentials.pin_root(db, bytes.fromhex(COMMITTED["root_public_hex"]))
-    credentials.store_cert(db, COMMITTED["node_certificate"])
+    trust.pin_root(db, bytes.fromhex(COMMITTED["root_public_hex"]))
+    trust.store_cert(db, COMMITTED["node_certificate"])
     access = Access(db, GateRules(), TrustedClock(db))
     for vector in COMMITTED["vectors"]:
         result = access.decide(vector["code"], parse_iso(vector["checked_at"]))

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import cardcode, cards, keys
-from core.access import MESSAGES, REASONS
+from core.base.clock import LOCAL_TZ, day_end, iso, utcnow
+from core.cards import cardcode, cards, keys
+from core.cards.access import MESSAGES, REASONS
+from core.cards.trust import BadRecord, sign
 from core.catalog.annual import add_months
-from core.clock import LOCAL_TZ, day_end, iso, utcnow
-from core.credentials import BadRecord, sign
-from hub import nodes, provision
+from hub.services import nodes, provisioning
 from tests.cardkit import KUNSTHALLE, STADTMUSEUM, make_kit
 
 
@@ -161,9 +161,9 @@ def test_a_reissued_card_supersedes_the_old_code(kit):
 
 def test_a_revoked_signer_keeps_its_earlier_cards_but_not_later_ones(kit, tmp_path):
     desk_dir = tmp_path / "desk"
-    provision.provision(desk_dir, kit.hub.dir, name="Kasse 1", role="cashdesk")
-    from core.node import NODE_DB
-    from core.storage import connect
+    provisioning.provision(desk_dir, kit.hub.dir, name="Kasse 1", role="cashdesk")
+    from core.base.node import NODE_DB
+    from core.base.storage import connect
     desk_db = connect(desk_dir / NODE_DB, edge=True)
     desk = cards.load_signer(desk_db, desk_dir)
     before = utcnow() - dt.timedelta(hours=2)
@@ -337,9 +337,9 @@ def test_key_files_are_private(kit):
 
 
 def test_subscription_passes_and_single_tickets_open_the_theatre_not_the_museum(kit):
-    from core.access import Access, GateRules
-    from core.node import NODE_DB
-    from core.storage import connect
+    from core.base.node import NODE_DB
+    from core.base.storage import connect
+    from core.cards.access import Access, GateRules
     ring = kit.hub.ids["subscriptions"][next(iter(kit.hub.ids["subscriptions"]))]
     performance = kit.hub.db.execute("SELECT p.id, p.venue_id, p.starts_at FROM subscription_performances sp "
                                      "JOIN performances p ON p.id = sp.performance_id WHERE sp.product_id = ? "
@@ -361,13 +361,13 @@ def test_subscription_passes_and_single_tickets_open_the_theatre_not_the_museum(
 
 def test_a_rotated_gate_key_keeps_its_old_entry_records_valid(kit, tmp_path):
     """Entry records signed before a gate's key rotation still count at its peers."""
-    from core.storage import connect
+    from core.base.storage import connect
     other = make_kit(kit.hub, tmp_path, "gate-2")
     card = kit.issue(0)
     t0 = utcnow()
     old_record = kit.access().record_entry(kit.access().decide(card["code"], t0), t0)
     old_key = cards.load_signer(connect(kit.gate_dir / "node.sqlite", edge=True), kit.gate_dir).key_id
-    new_key = provision.rotate_key(kit.gate_dir, kit.hub.dir)
+    new_key = provisioning.rotate_key(kit.gate_dir, kit.hub.dir)
     assert new_key != old_key and not (kit.gate_dir / "node.key.new").exists()
     access = kit.access()
     assert access.signer.key_id == new_key

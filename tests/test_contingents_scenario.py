@@ -21,16 +21,16 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from core import contingents
-from core.clock import utcnow
-from core.errors import Conflict
-from core.node import NODE_DB, this_node
-from core.sales import SaleIn, sell
-from core.storage import connect
-from edge import enroll as enrolling
-from edge.sync_client import SyncClient, status
-from hub import enrollment
+from core.base.clock import utcnow
+from core.base.errors import Conflict
+from core.base.node import NODE_DB, this_node
+from core.base.storage import connect
+from core.sales import contingents
+from core.sales.tickets import SaleIn, sell
+from edge.sync import enroll as enrolling
+from edge.sync.client import SyncClient, status
 from hub.app import DB_NAME, make_app
+from hub.sync import enrollment
 
 SEEDS = range(30)
 DESKS = ("A", "B")

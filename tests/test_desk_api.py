@@ -13,14 +13,14 @@ import pypdfium2 as pdfium
 import pytest
 import zxingcpp
 
-from core import operators
-from core.access import Access, GateRules
-from core.clock import utcnow
-from core.storage import connect
-from edge import enroll as enrolling
-from edge.server import Edge
-from hub import enrollment
+from core.base.clock import utcnow
+from core.base.storage import connect
+from core.cards.access import Access, GateRules
+from core.catalog import operators
+from edge.desk.server import Edge
+from edge.sync import enroll as enrolling
 from hub.app import make_app
+from hub.sync import enrollment
 
 PIN = "4711"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core import print_queue
-from edge.printing import ReceiptJob, build_receipt, load_desk_config, render_receipt
-from edge.server import Edge
+from core.printing import print_queue
+from edge.desk.printing import ReceiptJob, build_receipt, load_desk_config, render_receipt
+from edge.desk.server import Edge
 from tests.test_desk_api import enrolled_edge, expect, files, hub, login, pdf_codes, sale_body  # noqa: F401
 
 ESC_POS_INIT = b"\x1b@"
@@ -174,7 +174,8 @@ async def test_missing_card_printer_folder_then_retry(hub, tmp_path, aiohttp_cli
 async def test_one_voucher_slip_per_voucher(hub, tmp_path):  # noqa: F811
     edge = await enrolled_edge(hub, tmp_path)
     try:
-        from core import cards, orders
+        from core.cards import cards
+        from core.sales import orders
 
         order = orders.place_order(edge.db, edge.node, cards.load_signer(edge.db, edge.data_dir), orders.OrderIn(
             lines=[orders.LineIn(product_id=hub.ids["annual_products"][0], kind="voucher", quantity=3)],

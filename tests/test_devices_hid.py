@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.errors import DeviceError, DeviceNotFound
-from devices.hid import GARBLED, HidDecoder, HidScanner, find_hid_device, keystrokes, open_hid_device
-from devices.keymaps import KEYMAPS
 from devices.profiles import load_scanner
-from devices.scanner import open_scanner
+from devices.scanners.base import open_scanner
+from devices.scanners.hid import GARBLED, HidDecoder, HidScanner, find_hid_device, keystrokes, open_hid_device
+from devices.scanners.keymaps import KEYMAPS
 from tests.helpers import async_wait_until
 
 E = ecodes

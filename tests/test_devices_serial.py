@@ -21,9 +21,12 @@ from hypothesis import strategies as st
 
 from devices.errors import DeviceError, DeviceNotFound
 from devices.profiles import LcusSettings, RelayProfile, RelaySettings, load_relay, load_scanner
-from devices.relay import DtrRtsRelay, LcusRelay, LogRelay, lcus_frame, open_relay, relay_frames
-from devices.scanner import QueueScanner, StdinScanner, open_scanner
-from devices.serial_scanner import GARBLED, LineDecoder, SerialScanner
+from devices.relays.dtr import DtrRtsRelay
+from devices.relays.factory import open_relay
+from devices.relays.lcus import LcusRelay, lcus_frame, relay_frames
+from devices.relays.simulated import LogRelay
+from devices.scanners.base import QueueScanner, StdinScanner, open_scanner
+from devices.scanners.usb_cdc import GARBLED, LineDecoder, SerialScanner
 from tests.helpers import async_wait_until
 
 ON = bytes.fromhex("A0 01 01 A2")

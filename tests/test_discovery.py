@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 
 from cli.hub_commands import advertise_address
-from core import keys
-from core.credentials import root_public
-from core.ids import uuid7
-from core.node import this_node
-from core.storage import connect
-from edge.discovery import HubCandidate, discover_hubs
-from hub.advertise import SERVICE, HubAdvertiser, instance_name, root_fingerprint
+from core.base.ids import uuid7
+from core.base.node import this_node
+from core.base.storage import connect
+from core.cards import keys
+from core.cards.trust import root_public
+from edge.sync.discovery import HubCandidate, discover_hubs
 from hub.app import db_path
+from hub.sync.advertise import SERVICE, HubAdvertiser, instance_name, root_fingerprint
 
 pytestmark = pytest.mark.slow  # real zeroconf browsing (seconds each) and real tessera hub processes
 

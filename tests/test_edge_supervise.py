@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from edge import server
+from edge.desk import server
 from tests import test_desk_api
 from tests.helpers import async_wait_until
 

@@ -1,5 +1,5 @@
-"""Change-feed triggers generated from REPLICATED (core/sync/feed_triggers.py), installed and
-refreshed by `core.storage.apply_migrations`; databases made before them upgrade cleanly."""
+"""Change-feed triggers generated from REPLICATED (core/migrations/feed_triggers.py), installed and
+refreshed by `core.base.storage.apply_migrations`; databases made before them upgrade cleanly."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import apply_migrations, connect, migrations, refresh_feed_triggers, schema_version
-from core.sync import feed_triggers
-from core.sync.feed_triggers import REPLICATED, table_triggers, triggers
+from core.base.storage import apply_migrations, connect, migrations, refresh_feed_triggers, schema_version
+from core.migrations import feed_triggers
+from core.migrations.feed_triggers import REPLICATED, table_triggers, triggers
 
 HAND_WRITTEN = 6  # the last migration of the main branch whose feed triggers were hand-written
 
@@ -310,8 +310,8 @@ def test_no_change_rows_on_a_node_that_is_not_the_hub(tmp_path):
 
 def test_storage_can_use_the_generator_without_an_import_cycle():
     """storage imports feed_triggers, so feed_triggers (and the package) import nothing of Tessera."""
-    code = ("import sys, core.sync.feed_triggers; "
+    code = ("import sys, core.migrations.feed_triggers; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('core', 'hub', 'edge', 'devices', 'cli')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parent.parent).stdout
-    assert loaded.strip() == "['core', 'core.sync', 'core.sync.feed_triggers']"
+    assert loaded.strip() == "['core', 'core.migrations', 'core.migrations.feed_triggers']"

@@ -46,13 +46,13 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from hypothesis_jsonschema import from_schema
 
+from core.base.storage import connect
 from core.catalog.common import UUID_PATTERN
-from core.seating import CSV_COLUMNS
-from core.storage import connect
-from hub import routes
+from core.catalog.seating.csv_import import CSV_COLUMNS
 from hub.app import DB_NAME, make_app
-from hub.openapi import build_document
-from hub.problems import MAX_BODY_BYTES
+from hub.web import routes
+from hub.web.openapi import build_document
+from hub.web.problems import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.slow  # property-based fuzzing of every route: over a minute in all
 

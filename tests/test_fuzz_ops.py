@@ -21,9 +21,9 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from core import sync_auth
+from core.sync import auth
+from core.sync.messages import PROTOCOL
 from core.sync.ops import REGISTRY
-from core.sync_messages import PROTOCOL
 from tests import test_sync
 from tests.test_sync import enrolled
 from tests.test_trust_no_device import digest, inject, results
@@ -135,8 +135,8 @@ def real_ids(hub) -> list[str]:
 @pytest.mark.slow  # property-based fuzzing, about 8 s
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_ops_from_every_role_are_conflicts_and_change_nothing(hub, tmp_path, seed):
-    from core import cards
-    from core.clock import utcnow
+    from core.base.clock import utcnow
+    from core.cards import cards
     signer = cards.load_signer(hub.db, hub.dir)
     for i in range(5):  # some real cards, so card ids in bodies may hit existing rows
         cards.issue_card(hub.db, signer, product_id=hub.ids["annual_products"][0], kind="annual", now=utcnow(),
@@ -191,14 +191,14 @@ async def test_signed_pushes_that_are_not_push_requests_get_4xx(hub, tmp_path):
     try:
         session = client.session()
         for payload in payloads:
-            headers = sync_auth.sign_request(client.signer.private, client.signer.key_id, node_id, "POST",
+            headers = auth.sign_request(client.signer.private, client.signer.key_id, node_id, "POST",
                                              "/sync/v1/push", payload)
             headers.update({"Content-Type": "application/json", "X-Tessera-Protocol": str(PROTOCOL)})
             async with session.post(f"{hub.url}/sync/v1/push", data=payload, headers=headers) as resp:
                 assert 400 <= resp.status < 500, (payload[:80], resp.status, await resp.text())
         for query in ("after=-1", "after=x", "limit=0", "limit=999999", "after=99999999999999999999999"):
             path = f"/sync/v1/pull?{query}"
-            headers = sync_auth.sign_request(client.signer.private, client.signer.key_id, node_id, "GET", path, b"")
+            headers = auth.sign_request(client.signer.private, client.signer.key_id, node_id, "GET", path, b"")
             async with session.get(f"{hub.url}{path}", headers=headers) as resp:
                 assert 400 <= resp.status < 500 or resp.status == 200, (query, resp.status)
         assert digest(hub.db) == before

@@ -18,16 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import cardcode
-from core.clock import utcnow
-from core.node import NODE_DB
-from core.storage import connect
-from core.trusted_time import TrustedClock
-from devices.hid import HidDecoder, keystrokes
+from core.base.clock import utcnow
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from core.cards import cardcode
+from core.cards.trusted_time import TrustedClock
 from devices.profiles import load_relay
-from devices.relay import LogRelay
-from devices.scanner import QueueScanner
-from edge.gate import Gate, GateOptions
+from devices.relays.simulated import LogRelay
+from devices.scanners.base import QueueScanner
+from devices.scanners.hid import HidDecoder, keystrokes
+from edge.gate.loop import Gate, GateOptions
 from tests.cardkit import make_kit
 from tests.helpers import async_wait_until
 

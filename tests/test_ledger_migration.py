@@ -13,9 +13,9 @@ import sqlite3
 
 import pytest
 
-from core import orders
-from core.clock import iso
-from core.storage import _migrate, connect, migrations, schema_version
+from core.base.clock import iso
+from core.base.storage import _migrate, connect, migrations, schema_version
+from core.sales import orders
 
 NOW = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)
 HUB, DESK = "01a20000-0000-7000-8000-00000000aaaa", "01a20000-0000-7000-8000-00000000bbbb"
@@ -49,7 +49,7 @@ def old_database(path) -> sqlite3.Connection:
             VALUES ('a1', 'o1', 'Jahreskarte', 'from_purchase', 12, 4500, 'exempt', '["cashdesk","online"]',
                     '{ts}', '{ts}');
     """)
-    # the previous main's core/orders.py _store_order, verbatim in its columns
+    # the previous main's core/sales/orders.py _store_order, verbatim in its columns
     record = {"id": "ord-cash", "number": "ABBBBBB-2026-000001", "node_id": DESK, "channel": "cashdesk",
               "customer_id": None, "delivery": "counter", "payment_method": "cash", "payment_reference": None,
               "given_cents": 5000, "operator": "Anna", "total_cents": 4500, "created_at": ts}
@@ -66,7 +66,7 @@ def old_database(path) -> sqlite3.Connection:
                     ("it-2", "ord-shop", 1, "a1", "annual", 4500, "exempt", None)])
     db.execute("INSERT INTO personalization_links (token_hash, item_id, expires_at, created_at) "
                "VALUES ('h1', 'it-2', '2027-01-30T10:00:00Z', ?)", (ts,))
-    # the previous main's core/sales.py _store
+    # the previous main's core/sales/tickets.py _store
     db.execute("INSERT INTO sales (id, number, node_id, channel, payment_method, payment_reference, total_cents, "
                "operator, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                ("sale-1", "TBBBBBB-2026-000001", DESK, "cashdesk", "card", "T-42", 6000, "Anna", ts))

@@ -1,4 +1,4 @@
-"""Outgoing mail (hub/mail.py) against a real SMTP server: aiosmtpd on loopback."""
+"""Outgoing mail (hub/services/mail.py) against a real SMTP server: aiosmtpd on loopback."""
 
 from __future__ import annotations
 
@@ -11,20 +11,11 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from core.clock import iso, utcnow
-from core.errors import ValidationError
-from core.storage import connect, transaction
+from core.base.clock import iso, utcnow
+from core.base.errors import ValidationError
+from core.base.storage import connect, transaction
 from hub.app import read_settings
-from hub.mail import (
-    SECTION,
-    MailConfigError,
-    MailSettings,
-    MailWorker,
-    backoff_s,
-    enqueue,
-    pending,
-    send_due,
-)
+from hub.services.mail import SECTION, MailConfigError, MailSettings, MailWorker, backoff_s, enqueue, pending, send_due
 from tests.helpers import async_wait_until
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)

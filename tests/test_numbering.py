@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from core.errors import Conflict
-from core.numbering import format_number, next_number
-from core.storage import connect, transaction
+from core.base.errors import Conflict
+from core.base.numbering import format_number, next_number
+from core.base.storage import connect, transaction
 
 
 def take(db, prefix="K03", year=2026, node="node-1"):
@@ -77,8 +77,8 @@ def test_threads_with_their_own_connections_never_share_a_number(tmp_path):
 
 WORKER = textwrap.dedent("""
     import sys, time
-    from core.numbering import next_number
-    from core.storage import connect, transaction
+    from core.base.numbering import next_number
+    from core.base.storage import connect, transaction
     db = connect(sys.argv[1])
     db.execute("CREATE TABLE IF NOT EXISTS receipts (number TEXT PRIMARY KEY)")
     hold_after = int(sys.argv[4]) if len(sys.argv) > 4 else -1

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core import orders
-from core.access import Access, GateRules
-from core.clock import utcnow
-from core.node import this_node
-from core.orders import LineIn, OrderIn
-from core.trusted_time import TrustedClock
+from core.base.clock import utcnow
+from core.base.node import this_node
+from core.cards.access import Access, GateRules
+from core.cards.trusted_time import TrustedClock
+from core.sales import orders
+from core.sales.orders import LineIn, OrderIn
 from tests.helpers import call, problem, table_counts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 import re
 
-from hub.api import PREFIX
+from hub.web.api import PREFIX
 
 
 def router_operations(app) -> set[tuple[str, str]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from core.node import NODE_DB
+from core.base.node import NODE_DB
 from hub.app import DB_NAME
 from tests.test_sync_kill import Process, run
 

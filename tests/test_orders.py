@@ -10,12 +10,15 @@ import datetime as dt
 
 import pytest
 
-from core import cardcode, cards, fulfilment, operators, orders, print_queue
-from core.access import Access, GateRules
-from core.clock import LOCAL_TZ, utcnow
-from core.errors import Conflict, ValidationError
-from core.orders import HolderIn, LineIn, OrderIn
-from core.trusted_time import TrustedClock
+from core.base.clock import LOCAL_TZ, utcnow
+from core.base.errors import Conflict, ValidationError
+from core.cards import cardcode, cards, fulfilment
+from core.cards.access import Access, GateRules
+from core.cards.trusted_time import TrustedClock
+from core.catalog import operators
+from core.printing import print_queue
+from core.sales import orders
+from core.sales.orders import HolderIn, LineIn, OrderIn
 from tests import test_sync
 from tests.test_sync import enrolled
 

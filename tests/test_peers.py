@@ -18,14 +18,14 @@ from aiohttp import web
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from core import cards, keys
-from core.clock import iso
-from core.credentials import sign
+from core.base.clock import iso
+from core.cards import cards, keys
+from core.cards.trust import sign
 from devices.profiles import load_relay
-from devices.relay import LogRelay
-from devices.scanner import QueueScanner
-from edge.gate import Gate, GateOptions
-from edge.peers import SERVICE
+from devices.relays.simulated import LogRelay
+from devices.scanners.base import QueueScanner
+from edge.gate.loop import Gate, GateOptions
+from edge.gate.peers import SERVICE
 from tests.cardkit import make_kit
 
 pytestmark = pytest.mark.slow  # two real gates finding each other over zeroconf: about 3 s each

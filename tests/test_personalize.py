@@ -11,13 +11,13 @@ import pytest
 from aiohttp import FormData
 from PIL import Image
 
-from core import orders
-from core.clock import LOCAL_TZ, iso, utcnow
-from core.node import this_node
-from core.storage import transaction
-from hub import personalize
+from core.base.clock import LOCAL_TZ, iso, utcnow
+from core.base.node import this_node
+from core.base.storage import transaction
+from core.sales import orders
 from hub.app import make_app
-from hub.personalize import PhotoRefused, RateLimiter, prepare_photo
+from hub.web import personalize
+from hub.web.personalize import PhotoRefused, RateLimiter, prepare_photo
 from tests.conftest import Hub
 from tests.test_shop import png_bytes
 

@@ -16,12 +16,13 @@ import pypdfium2.raw as pdfium_c
 import zxingcpp
 from PIL import Image
 
-from core import cards, orders
-from core.access import Access, GateRules
-from core.clock import utcnow
-from core.trusted_time import TrustedClock
-from hub import print_batches
+from core.base.clock import utcnow
+from core.cards import cards
+from core.cards.access import Access, GateRules
+from core.cards.trusted_time import TrustedClock
+from core.sales import orders
 from hub.app import make_app
+from hub.services import print_batches
 from tests.helpers import call, problem
 
 PT_PER_MM = 72 / 25.4

@@ -82,8 +82,8 @@ def error(loader, name_or_path) -> str:
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_profile_loads(path):
     kind = tomllib.loads(path.read_text())["kind"]
-    if kind == "printer":  # receipt printers have their own loader (devices/receipt_printer.py)
-        from devices.receipt_printer import load_printer
+    if kind == "printer":  # receipt printers have their own loader (devices/printers/receipt.py)
+        from devices.printers.receipt import load_printer
         assert load_printer(path).model
         return
     profile = load_scanner(path) if kind == "scanner" else load_relay(path)

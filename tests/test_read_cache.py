@@ -2,8 +2,8 @@
 
 import sqlite3
 
-from hub.api import CACHE
 from hub.app import db_path
+from hub.web.api import CACHE
 from tests.helpers import call
 
 

@@ -15,9 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.receipts import EXEMPT_NOTE, Payment, Receipt, ReceiptLine, Voucher, receipt_lines, vat_share
-from devices.profiles import ProfileError
-from devices.receipt_printer import (
+from core.printing.receipts import EXEMPT_NOTE, Payment, Receipt, ReceiptLine, Voucher, receipt_lines, vat_share
+from devices.printers.receipt import (
     FileConnection,
     FolderConnection,
     NetworkConnection,
@@ -27,6 +26,7 @@ from devices.receipt_printer import (
     parse_status,
     render,
 )
+from devices.profiles import ProfileError
 
 CODE = ("0123456789ABCDEFGHJKLMNPQRSTUVWX" * 5)[:160]  # a card code's alphabet and length
 WHEN = dt.datetime(2026, 7, 1, 12, 30, tzinfo=dt.UTC)  # 14:30 in Berlin (CEST)
@@ -362,7 +362,7 @@ async def test_device_file_printer(tmp_path):
 
 def test_image_qr_decodes_to_the_voucher_code():
     zxingcpp = pytest.importorskip("zxingcpp")
-    from devices.receipt_printer import _qr_image
+    from devices.printers.receipt import _qr_image
 
     img = _qr_image(CODE, 4)
     assert img.width <= 384  # fits 58 mm paper (384 dots)

@@ -4,10 +4,10 @@ import datetime as dt
 
 import pytest
 
+from core.base.money import format_eur, percent_off
 from core.catalog.annual import add_months, validity_window
+from core.catalog.pricing import ticket_price
 from core.catalog.subscriptions import sale_phase
-from core.money import format_eur, percent_off
-from core.pricing import ticket_price
 
 D = dt.date
 

@@ -1,21 +1,23 @@
 """What a node may see (core/sync/scope.py): per role and replicated table, and the change
-feed (hub/feed.py) and the snapshot copy (core/replica.copy_snapshot) agree row for row."""
+feed (hub/sync/feed.py) and the snapshot copy (core/replica.copy_snapshot) agree row for row."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from core import cards, contingents, operators
-from core.clock import utcnow
-from core.ids import uuid7
-from core.node import init_node
-from core.replica import REPLICATED, apply_changes, copy_snapshot
-from core.storage import connect, transaction
+from core.base.clock import utcnow
+from core.base.ids import uuid7
+from core.base.node import init_node
+from core.base.storage import connect, transaction
+from core.cards import cards
+from core.catalog import operators
+from core.sales import contingents
 from core.sync import scope
+from core.sync.messages import Change
+from core.sync.replica import REPLICATED, apply_changes, copy_snapshot
 from core.sync.scope import NodeScope
-from core.sync_messages import Change
-from hub import feed
+from hub.sync import feed
 
 DESKS = ("cashdesk", "counter")
 ROLES = (*DESKS, "gate")

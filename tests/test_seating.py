@@ -2,8 +2,10 @@
 
 import pytest
 
-from core.errors import ValidationError
-from core.seating import Place, check_places, plan_from_csv, variant_seats
+from core.base.errors import ValidationError
+from core.catalog.seating.csv_import import plan_from_csv
+from core.catalog.seating.geometry import Place, check_places
+from core.catalog.seating.variants import variant_seats
 from tests.helpers import call, problem, table_counts
 
 

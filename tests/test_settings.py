@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from hub import mail, print_batches, settings, shop_routes
+from hub import settings
 from hub.app import make_app, read_settings
-from hub.mail import MailConfigError
-from hub.print_batches import PrintConfigError
-from hub.shop_routes import ShopConfigError
+from hub.services import mail, print_batches
+from hub.services.mail import MailConfigError
+from hub.services.print_batches import PrintConfigError
+from hub.web.areas import shop
+from hub.web.areas.shop import ShopConfigError
 from tests.conftest import Hub
 
 
@@ -27,7 +29,7 @@ def test_without_the_file_every_section_has_its_defaults(tmp_path: Path):
     read = read_settings(tmp_path)
     assert read.get(mail.SECTION) == mail.MailSettings(configured=False, source=str(tmp_path / "hub.toml"))
     assert read.get(print_batches.SECTION) == print_batches.PrintSettings()
-    assert read.get(shop_routes.SECTION) == shop_routes.ShopSettings()
+    assert read.get(shop.SECTION) == shop.ShopSettings()
 
 
 def test_each_section_reaches_its_area(tmp_path: Path):
@@ -36,7 +38,7 @@ def test_each_section_reaches_its_area(tmp_path: Path):
     read = read_settings(tmp_path)
     assert (read.get(mail.SECTION).host, read.get(mail.SECTION).configured) == ("smtp.example.org", True)
     assert (read.get(print_batches.SECTION).layout, read.get(print_batches.SECTION).batch_size) == ("museum-photo", 7)
-    assert read.get(shop_routes.SECTION) == shop_routes.ShopSettings(link_days=9)
+    assert read.get(shop.SECTION) == shop.ShopSettings(link_days=9)
     assert read.get(mail.SECTION) is read.get(mail.SECTION)  # parsed once, not per question
 
 
@@ -63,8 +65,8 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path):
     ('[mail]\nport = "25"\n', mail.SECTION, MailConfigError, "[mail] port must be a whole number"),
     ('[print]\nlayot = "x"\n', print_batches.SECTION, PrintConfigError, "[print] has unknown key(s) layot"),
     ('[print]\nbatch_size = "many"\n', print_batches.SECTION, PrintConfigError, "[print] batch_size must be"),
-    ('[shop]\nlink_dayz = 9\n', shop_routes.SECTION, ShopConfigError, "[shop] knows only link_days and public_url"),
-    ('[shop]\nlink_days = "9"\n', shop_routes.SECTION, ShopConfigError, "[shop] link_days must be a whole number"),
+    ('[shop]\nlink_dayz = 9\n', shop.SECTION, ShopConfigError, "[shop] knows only link_days and public_url"),
+    ('[shop]\nlink_days = "9"\n', shop.SECTION, ShopConfigError, "[shop] link_days must be a whole number"),
     ("print = 3\n", print_batches.SECTION, PrintConfigError, "[print] must be a table"),
 ])
 def test_a_broken_section_is_its_areas_error_and_leaves_the_others_usable(tmp_path: Path, text, section, error,
@@ -75,7 +77,7 @@ def test_a_broken_section_is_its_areas_error_and_leaves_the_others_usable(tmp_pa
         read.get(section)
     message = getattr(refused.value, "detail", None) or str(refused.value)
     assert message.startswith(f"{path}: ") and words in message, message
-    for other in {mail.SECTION, print_batches.SECTION, shop_routes.SECTION} - {section}:
+    for other in {mail.SECTION, print_batches.SECTION, shop.SECTION} - {section}:
         read.get(other)
 
 

@@ -22,10 +22,11 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 from PIL import Image
 
-from core import cardcode, cards
-from core.clock import iso, utcnow
-from hub import auth, mail
+from core.base.clock import iso, utcnow
+from core.cards import cardcode, cards
 from hub.app import make_app
+from hub.services import mail
+from hub.web import auth
 from tests import test_fuzz_api as fuzz
 from tests.conftest import Hub
 from tests.helpers import async_wait_until, wait_until
@@ -438,8 +439,8 @@ def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
 
 
 def test_the_api_document_names_the_idempotency_header():
-    from hub import routes
-    from hub.openapi import build_document
+    from hub.web import routes
+    from hub.web.openapi import build_document
 
     doc = build_document(routes.build(), routes.VERSION)
     params = doc["paths"]["/api/v1/shop/orders"]["post"]["parameters"]

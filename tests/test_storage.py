@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from core.ids import is_uuid, uuid7
-from core.storage import apply_migrations, connect, migrations, schema_version, transaction
+from core.base.ids import is_uuid, uuid7
+from core.base.storage import apply_migrations, connect, migrations, schema_version, transaction
 
 
 def test_a_new_database_is_migrated_to_the_latest_schema(tmp_path):

@@ -1,5 +1,5 @@
-"""The storage seam (DESIGN §11): SQLite-only SQL lives in core/sql.py (and the migration
-machinery in core/storage.py, the generated feed triggers in core/sync/feed_triggers.py);
+"""The storage seam (DESIGN §11): SQLite-only SQL lives in core/base/sql.py (and the migration
+machinery in core/base/storage.py, the generated feed triggers in core/migrations/feed_triggers.py);
 rules in core and hub are standard SQL, so a PostgreSQL adapter for the hub can be added
 without touching a rule. Edge-only code in edge/ is not held to this (edges stay on SQLite)."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core import sql
+from core.base import sql
 
 ROOT = Path(__file__).resolve().parents[1]
-DIALECT_HOMES = {"core/sql.py", "core/storage.py", "core/sync/feed_triggers.py"}
+DIALECT_HOMES = {"core/base/sql.py", "core/base/storage.py", "core/migrations/feed_triggers.py"}
 SQLITE_ONLY = {
     "INSERT OR …": re.compile(r"INSERT\s+OR\s+(IGNORE|REPLACE|ABORT|FAIL|ROLLBACK)", re.I),
     "PRAGMA data_version": re.compile(r"PRAGMA\s+data_version", re.I),
@@ -37,7 +37,7 @@ def test_sqlite_only_sql_stays_behind_core_sql(construct):
     pattern = SQLITE_ONLY[construct]
     found = [f"{rel}:{text[:m.start()].count(chr(10)) + 1}" for rel, text in rule_files()
              for m in pattern.finditer(text)]
-    assert found == [], f"{construct} outside core/sql.py: {found}"
+    assert found == [], f"{construct} outside core/base/sql.py: {found}"
 
 
 def test_integrity_problems_are_classified_by_kind():

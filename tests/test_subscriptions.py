@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.pricing import apply_tier
+from core.catalog.pricing import apply_tier
 from tests.helpers import call, problem, table_counts
 
 

@@ -9,15 +9,17 @@ import json
 
 import pytest
 
-from core import cards, contingents, keys
-from core.clock import utcnow
-from core.node import NODE_DB
-from core.sales import SaleIn, sell
-from core.storage import connect
-from edge import enroll as enrolling
-from edge.sync_client import SyncClient, SyncError, status
-from hub import enrollment, nodes
+from core.base.clock import utcnow
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from core.cards import cards, keys
+from core.sales import contingents
+from core.sales.tickets import SaleIn, sell
+from edge.sync import enroll as enrolling
+from edge.sync.client import SyncClient, SyncError, status
 from hub.app import init_hub, make_app
+from hub.services import nodes
+from hub.sync import enrollment
 
 
 @pytest.fixture
@@ -228,8 +230,8 @@ async def test_tampered_requests_are_refused(hub, tmp_path):
                    "X-Tessera-Nonce": "n", "X-Tessera-Signature": "00"}
         async with session.get(f"{hub.url}/sync/v1/pull?after=0", headers=headers) as resp:
             assert resp.status == 401
-        from core import sync_auth
-        good = sync_auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
+        from core.sync import auth
+        good = auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
                                       "/sync/v1/pull?after=0", b"")
         async with session.get(f"{hub.url}/sync/v1/pull?after=5", headers=good) as resp:
             assert resp.status == 401 and (await resp.json())["type"].endswith("bad-signature")
@@ -240,9 +242,9 @@ async def test_tampered_requests_are_refused(hub, tmp_path):
 async def test_protocol_versions(hub, tmp_path):
     _, db, client = await enrolled(hub, tmp_path)
     try:
-        from core import sync_auth
+        from core.sync import auth
         for version, slug in (("99", "upgrade-hub"), ("0", "upgrade-edge")):
-            headers = sync_auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
+            headers = auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
                                              "/sync/v1/pull?after=0", b"")
             headers["X-Tessera-Protocol"] = version
             async with client.session().get(f"{hub.url}/sync/v1/pull?after=0", headers=headers) as resp:
@@ -265,7 +267,7 @@ async def test_edge_status_while_the_hub_is_away(hub, tmp_path):
 
 
 def test_every_replicated_table_has_change_triggers(sample_hub):
-    from core.replica import REPLICATED
+    from core.sync.replica import REPLICATED
     triggers = {r["name"] for r in sample_hub.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     for table in REPLICATED:
         assert {f"changes_{table}_ins", f"changes_{table}_upd", f"changes_{table}_del"} <= triggers, table
@@ -313,9 +315,9 @@ async def test_an_enrolled_gate_syncs_entries_up_and_revocations_down(hub, tmp_p
     import asyncio
 
     from devices.profiles import load_relay
-    from devices.relay import LogRelay
-    from devices.scanner import QueueScanner
-    from edge.gate import Gate, GateOptions
+    from devices.relays.simulated import LogRelay
+    from devices.scanners.base import QueueScanner
+    from edge.gate.loop import Gate, GateOptions
 
     venue = hub.ids["museum_venues"]["Stadtmuseum"]
     folder = tmp_path / "tor"
@@ -368,7 +370,7 @@ async def test_a_certificate_not_from_the_root_is_not_learned(hub, tmp_path):
     _, db, client = await enrolled(hub, tmp_path)
     try:
         forged_root = keys.generate()
-        from core.credentials import certify
+        from core.cards.trust import certify
         fake = keys.generate()
         record = certify(forged_root, node_id="x", name="evil hub", role="hub", public_raw=keys.public_bytes(fake),
                          now=utcnow())
@@ -387,7 +389,7 @@ async def test_a_rogue_hub_announced_with_the_right_fingerprint_is_skipped(hub, 
     import sys
     from pathlib import Path
 
-    from hub.advertise import HubAdvertiser, root_fingerprint
+    from hub.sync.advertise import HubAdvertiser, root_fingerprint
 
     rogue_db, _ = init_hub(tmp_path / "rogue")
     rogue = await aiohttp_server(make_app(rogue_db))

@@ -30,18 +30,20 @@ import msgspec
 import pytest
 from aiohttp import web
 
-import core.outbox
-from core import cards, contingents
-from core.access import Access, GateRules
-from core.clock import parse_iso, utcnow
-from core.sales import SaleIn, sell
-from core.storage import connect, transaction
-from core.sync_messages import PushResponse
-from core.trusted_time import TrustedClock
-from edge import sync_client
-from edge.sync_client import SyncClient, SyncError, status
-from hub import feed, nodes
+import core.base.outbox
+from core.base.clock import parse_iso, utcnow
+from core.base.storage import connect, transaction
+from core.cards import cards
+from core.cards.access import Access, GateRules
+from core.cards.trusted_time import TrustedClock
+from core.sales import contingents
+from core.sales.tickets import SaleIn, sell
+from core.sync.messages import PushResponse
+from edge.sync import client as sync_client
+from edge.sync.client import SyncClient, SyncError, status
 from hub.app import DB_NAME, make_app
+from hub.services import nodes
+from hub.sync import feed
 from tests.faultproxy import FaultProxy
 from tests.test_sync import enrolled
 
@@ -91,7 +93,7 @@ async def keep_trying(step, done, *, attempts: int = 300) -> list[str]:
             errors.append(str(exc))
             assert str(exc).startswith("hub unreachable"), (
                 f"a network fault made the hub refuse a valid request: {exc!r} (after {len(errors)} errors). "
-                "See test_a_push_body_arriving_in_pieces_is_read_whole: hub/sync_routes.py _read() takes "
+                "See test_a_push_body_arriving_in_pieces_is_read_whole: hub/sync/routes.py _read() takes "
                 "request.content.read(n), which returns only what has arrived so far")
         if done():
             return errors
@@ -274,7 +276,7 @@ async def test_a_push_body_arriving_in_pieces_is_read_whole(hub, tmp_path):
         status_line, _, rest = answer.partition(b"\r\n")
         detail = rest.partition(b"\r\n\r\n")[2][:200]
         assert status_line == b"HTTP/1.1 200 OK", (
-            f"hub/sync_routes.py _read(): {status_line.decode()} {detail!r} - "
+            f"hub/sync/routes.py _read(): {status_line.decode()} {detail!r} - "
             "request.content.read(MAX_PUSH_BYTES + 1) returns what has arrived so far, not the whole body")
         assert applied_at_hub(hub, node_id) == 20
     finally:
@@ -413,7 +415,7 @@ async def test_an_edge_whose_clock_is_a_year_wrong(hub, tmp_path, monkeypatch, o
         return utcnow() + off
 
     # the edge's system clock, wherever edge code reads it (the hub in this process keeps the right one)
-    monkeypatch.setattr(core.outbox, "utcnow", wrong)
+    monkeypatch.setattr(core.base.outbox, "utcnow", wrong)
     monkeypatch.setattr(sync_client, "utcnow", wrong)
     clock = TrustedClock(db, system=wrong)
     client = SyncClient(db, folder, clock=clock)

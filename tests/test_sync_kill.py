@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from core import contingents
-from core.clock import parse_iso, utcnow
-from core.node import NODE_DB
-from core.storage import connect
+from core.base.clock import parse_iso, utcnow
+from core.base.node import NODE_DB
+from core.base.storage import connect
+from core.sales import contingents
 from hub.app import DB_NAME
 
 pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge

@@ -12,14 +12,15 @@ import json
 import msgspec
 import pytest
 
-from core import cardcode, cards, contingents, orders
-from core.access import Access, GateRules
-from core.clock import iso, parse_iso, utcnow
-from core.credentials import sign
-from core.ids import uuid7
-from core.orders import HolderIn, LineIn, OrderIn
-from core.sales import SaleIn, sell
-from core.storage import transaction
+from core.base.clock import iso, parse_iso, utcnow
+from core.base.ids import uuid7
+from core.base.storage import transaction
+from core.cards import cardcode, cards
+from core.cards.access import Access, GateRules
+from core.cards.trust import sign
+from core.sales import contingents, orders
+from core.sales.orders import HolderIn, LineIn, OrderIn
+from core.sales.tickets import SaleIn, sell
 from tests import test_sync
 from tests.test_sync import enrolled
 
@@ -202,8 +203,8 @@ async def test_a_revocation_at_the_hub_is_sticky(hub, tmp_path):
 async def test_a_desk_replacing_a_lost_hub_card_is_applied_and_old_print_jobs_go(hub, tmp_path):
     """The sound case: a desk re-issues a card the hub sold by phone; the hub takes the new
     issue (signed by the desk) and drops its own unprinted jobs of the old issue."""
-    from core import print_queue
-    from core.node import this_node
+    from core.base.node import this_node
+    from core.printing import print_queue
     signer = cards.load_signer(hub.db, hub.dir)
     order = orders.place_order(hub.db, this_node(hub.db), signer, OrderIn(
         lines=[LineIn(product_id=hub.ids["annual_products"][PRODUCT], holders=[HolderIn(name="Verloren")])],

@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+from core.base.errors import ValidationError
+from core.base.sql import json_values
 from core.catalog.common import Body, Cents, Channel, Id, Name, VatCode, check_unique, check_when
 from core.catalog.resource import Audience, Resource, children_of, require
-from core.errors import ValidationError
-from core.sql import json_values
 
 ValidityMode = Literal["fixed", "from_purchase", "from_first_entry"]
 

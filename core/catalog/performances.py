@@ -9,10 +9,10 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from core.base.errors import ValidationError
 from core.catalog.common import Body, Cents, Id, Name, check_unique, check_when
 from core.catalog.resource import Resource, children_of, require
-from core.errors import ValidationError
-from core.seating import variant_zone_ids
+from core.catalog.seating.variants import variant_zone_ids
 
 StartTime = Annotated[dt.datetime, Meta(tz=True, description="with timezone, e.g. 2026-10-03T19:30:00+02:00")]
 

@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from core.base.clock import iso, now_iso
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.ids import is_uuid, uuid7
+from core.base.sql import integrity_problem, search_clause
+from core.base.storage import transaction
 from core.catalog.common import ADDRESS_FIELDS, Address, Body
-from core.clock import iso, now_iso
-from core.errors import Conflict, NotFound, ValidationError
-from core.ids import is_uuid, uuid7
-from core.sql import integrity_problem, search_clause
-from core.storage import transaction
 
 MAX_PAGE = 500
 Audience = typing.Literal["internal", "shop", "agency"]

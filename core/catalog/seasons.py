@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
+from core.base.errors import ValidationError
 from core.catalog.common import Body, Id, Name, check_when
 from core.catalog.resource import Resource
-from core.errors import ValidationError
 
 
 class SeasonIn(Body, kw_only=True):

@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+from core.base.clock import iso
+from core.base.errors import Conflict, ValidationError
 from core.catalog.common import (
     Body,
     Cents,
@@ -30,9 +32,7 @@ from core.catalog.common import (
 )
 from core.catalog.performances import ZonePriceIn, check_zone_prices, performance_organizer
 from core.catalog.resource import Audience, Resource, children_of, require
-from core.clock import iso
-from core.errors import Conflict, ValidationError
-from core.seating import variant_zone_ids
+from core.catalog.seating.variants import variant_zone_ids
 
 Kind = Literal["ring", "choice", "voucher", "combi"]
 Moment = Annotated[dt.datetime, Meta(tz=True)]

@@ -3,7 +3,7 @@
 An operation from an edge is a *request*, not a row. For every op kind this one table says
 the strict body type (msgspec, unknown fields refused), the node roles that may send it,
 the hub's apply function, and what a rejection does besides becoming a conflict. The hub
-(`hub/apply.py`) applies ops generically through it: an op kind not listed here, sent by a
+(`hub/sync/apply.py`) applies ops generically through it: an op kind not listed here, sent by a
 role not listed for it, or with a body that does not decode, is a conflict; so is an op
 whose apply function refuses it. Apply functions re-derive everything the hub can work out
 itself (prices, totals, VAT, channel, payment rule, card validity, who signed what) from its
@@ -11,7 +11,7 @@ own catalog and the node's certificate, and compare: a difference is refused, ne
 as sent. No SQL identifier anywhere comes from a body.
 
 The registry sits on top of the domains it dispatches to (cards, access, orders, sales,
-contingents); nothing in those imports it. Edges record ops with `core.outbox.record()`
+contingents); nothing in those imports it. Edges record ops with `core.base.outbox.record()`
 and the body types named here.
 """
 
@@ -25,14 +25,16 @@ from typing import Any
 
 import msgspec
 
-from core import cards, contingents, fulfilment, orders, print_queue, sales
-from core.access import EntryOp, verify_pushed_entry
-from core.cards import CardOp
-from core.contingents import ReleaseOp
-from core.credentials import TrustStore
-from core.fulfilment import FulfilmentOp
-from core.orders import OrderOp, RedemptionOp
-from core.sales import SaleOp
+from core.cards import cards, fulfilment
+from core.cards.access import EntryOp, verify_pushed_entry
+from core.cards.cards import CardOp
+from core.cards.fulfilment import FulfilmentOp
+from core.cards.trust import TrustStore
+from core.printing import print_queue
+from core.sales import contingents, orders, tickets
+from core.sales.contingents import ReleaseOp
+from core.sales.orders import OrderOp, RedemptionOp
+from core.sales.tickets import SaleOp
 
 DESKS = frozenset({"cashdesk", "counter"})
 CASHDESK = frozenset({"cashdesk"})
@@ -104,7 +106,7 @@ REGISTRY: dict[str, OpKind] = {k.kind: k for k in (
            "first exchange wins",
            on_reject=lambda p, b, reason: orders.void_lost_exchange(p.db, p.node_id, b, reason, p.now)),
     OpKind("sale.completed", SaleOp, CASHDESK,
-           lambda p, b: sales.apply_sale(p.db, p.node_id, p.role, b),
+           lambda p, b: tickets.apply_sale(p.db, p.node_id, p.role, b),
            "channel from the node's role; payment rule of a desk; each seat's zone and price from the hub's "
            "plan and price list; seats in this desk's pool and unsold; total; number in the node's series"),
     OpKind("pool.released", ReleaseOp, CASHDESK,

@@ -1,6 +1,6 @@
 """What a node may see of the hub's data, in one place (DESIGN §4 pull, §12).
 
-A node gets hub data two ways: the change feed (`hub/feed.py`, each changed row as it is
+A node gets hub data two ways: the change feed (`hub/sync/feed.py`, each changed row as it is
 pulled) and the snapshot copy that sets up a node folder from a hub folder on the same
 machine (`core/replica.copy_snapshot`). Both ask `view()` for every row, so they cannot
 disagree. Only tables in `REPLICATED` ever leave the hub; everything else (orders, sales,
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from core.sync.feed_triggers import REPLICATED
+from core.migrations.feed_triggers import REPLICATED
 
 ROLES: frozenset[str] = frozenset({"cashdesk", "counter", "gate"})
 DESKS: frozenset[str] = frozenset({"cashdesk", "counter"})

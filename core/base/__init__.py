@@ -1,0 +1,1 @@
+"""Foundations every room builds on: storage, ids, clock, money, numbering, errors, TOML files, node, outbox."""

@@ -1,0 +1,35 @@
+"""This node's identity: every database knows which node it belongs to (hub or an edge).
+
+Number series and (later) signatures and sync ops are owned by a node, so the identity is
+written once, when the data folder is initialised, and never changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from core.base.clock import now_iso
+from core.base.ids import uuid7
+from core.base.storage import transaction
+
+NODE_DB = "node.sqlite"  # an edge's database; the hub's is hub.sqlite
+
+
+def this_node(db: sqlite3.Connection) -> dict:
+    row = db.execute("SELECT * FROM node").fetchone()
+    if row is None:
+        raise RuntimeError("this database has no node identity; run `tessera hub init` first")
+    return row
+
+
+def init_node(db: sqlite3.Connection, role: str, name: str, node_id: str | None = None) -> dict:
+    """Create the node identity; idempotent for the same role. *node_id* is given when the
+    id was chosen before the folder existed (enrollment)."""
+    with transaction(db):
+        row = db.execute("SELECT * FROM node").fetchone()
+        if row is None:
+            db.execute("INSERT INTO node (id, role, name, created_at) VALUES (?, ?, ?, ?)",
+                       (node_id or uuid7(), role, name, now_iso()))
+        elif row["role"] != role:
+            raise RuntimeError(f"this data folder belongs to a {row['role']}, not a {role}")
+    return this_node(db)

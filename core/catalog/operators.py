@@ -1,0 +1,123 @@
+"""Cash-desk operators: who is at the till (A4). Every sale records its operator.
+
+Operators are managed at the hub and replicate to desks and counters (never to gates), so
+a cashier logs in at any desk, also offline. The PIN is stored as an scrypt hash with its
+own salt. A PIN has few digits, so the lockout is what protects it: after MAX_FAILURES
+wrong PINs in a row the operator is locked on this node for LOCK_MINUTES (failures are
+counted per node, in the node-local `login_failures` table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import sqlite3
+from typing import Annotated
+
+from msgspec import Meta
+
+from core.base.clock import LOCAL_TZ, iso, parse_iso
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.ids import uuid7
+from core.base.storage import transaction
+from core.catalog.common import Body, Name
+
+MAX_FAILURES = 5
+LOCK_MINUTES = 15
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+Pin = Annotated[str, Meta(pattern=r"^\d{4,8}$", description="4 to 8 digits")]
+
+
+class OperatorIn(Body, kw_only=True):
+    name: Name
+    pin: Pin
+    active: bool = True
+
+
+class LoginRefused(Conflict):
+    """Wrong PIN, unknown or inactive operator, or locked out."""
+
+    slug = "login-refused"
+    status = 401
+    title = "Login refused"
+
+
+def hash_pin(pin: str, salt: bytes | None = None) -> str:
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, dklen=32, **SCRYPT)
+    return f"scrypt${SCRYPT['n']}${salt.hex()}${digest.hex()}"
+
+
+def pin_matches(pin: str, stored: str) -> bool:
+    try:
+        scheme, n, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        again = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=8, p=1)
+    except ValueError:
+        return False
+    return hmac.compare_digest(again.hex(), digest)
+
+
+def create(db: sqlite3.Connection, data: OperatorIn, now: dt.datetime) -> dict:
+    with transaction(db):
+        if db.execute("SELECT 1 FROM operators WHERE name = ?", (data.name,)).fetchone():
+            raise Conflict(f"an operator named {data.name!r} exists already", field="name")
+        return public(db.execute(
+            "INSERT INTO operators (id, name, pin_hash, active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "RETURNING *", (uuid7(), data.name, hash_pin(data.pin), int(data.active), iso(now), iso(now))).fetchone())
+
+
+def update(db: sqlite3.Connection, operator_id: str, data: OperatorIn, now: dt.datetime) -> dict:
+    with transaction(db):
+        row = db.execute("UPDATE operators SET name = ?, pin_hash = ?, active = ?, updated_at = ? WHERE id = ? "
+                         "RETURNING *", (data.name, hash_pin(data.pin), int(data.active), iso(now),
+                                         operator_id)).fetchone()
+        if row is None:
+            raise NotFound(f"operator {operator_id} does not exist")
+        return public(row)
+
+
+def public(row: dict) -> dict:
+    return {k: row[k] for k in ("id", "name", "active", "created_at", "updated_at")}
+
+
+def listed(db: sqlite3.Connection, *, active_only: bool = False) -> list[dict]:
+    where = "WHERE active = 1" if active_only else ""
+    return [public(r) for r in db.execute(f"SELECT * FROM operators {where} ORDER BY name COLLATE NOCASE")]
+
+
+def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime) -> dict:
+    """The operator, if *pin* is right and they are not locked out; counts failures."""
+    if not isinstance(pin, str) or not pin.isdigit() or len(pin) > 32:
+        raise ValidationError("the PIN is digits only", field="pin")
+    row = db.execute("SELECT * FROM operators WHERE id = ?", (operator_id,)).fetchone()
+    if row is None or not row["active"]:
+        raise LoginRefused("unknown or inactive operator", detail_de="Unbekannte oder deaktivierte Bedienung")
+    failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ?", (operator_id,)).fetchone()
+    if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
+        raise LoginRefused(f"too many wrong PINs: locked until {failures['locked_until']}",
+                           locked_until=failures["locked_until"],
+                           detail_de=f"Zu oft falsche PIN: gesperrt bis {_local(failures['locked_until'])} Uhr")
+    if pin_matches(pin, row["pin_hash"]):
+        with transaction(db):
+            db.execute("DELETE FROM login_failures WHERE operator_id = ?", (operator_id,))
+        return public(row)
+    count = (failures["failures"] if failures and not failures["locked_until"] else 0) + 1
+    locked = iso(now + dt.timedelta(minutes=LOCK_MINUTES)) if count >= MAX_FAILURES else None
+    with transaction(db):
+        db.execute("INSERT INTO login_failures (operator_id, failures, locked_until) VALUES (?, ?, ?) "
+                   "ON CONFLICT (operator_id) DO UPDATE SET failures = excluded.failures, "
+                   "locked_until = excluded.locked_until", (operator_id, 0 if locked else count, locked))
+    if locked:
+        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {LOCK_MINUTES} minutes", locked_until=locked,
+                           detail_de=f"{MAX_FAILURES}-mal falsche PIN: für {LOCK_MINUTES} Minuten gesperrt")
+    left = MAX_FAILURES - count
+    raise LoginRefused(f"wrong PIN ({left} tries left)", tries_left=left,
+                       detail_de=f"Falsche PIN (noch {left} {'Versuch' if left == 1 else 'Versuche'})")
+
+
+def _local(moment: str) -> str:
+    return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%H:%M")

@@ -1,0 +1,1 @@
+"""Printing: the print queue of a node, card layouts and till receipts."""

@@ -1,0 +1,1 @@
+"""Sales: orders, tickets (sales and payments) and contingents."""

@@ -1,0 +1,1 @@
+"""Printers: card printers and receipt (ESC/POS) printers."""

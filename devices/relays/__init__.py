@@ -1,0 +1,1 @@
+"""Relays that open a door or release a turnstile: the base, LCUS, DTR/RTS and simulated drivers."""

@@ -1,0 +1,1 @@
+"""Barcode scanners: the interface, HID keyboard wedges and keymaps, USB-CDC scanners."""

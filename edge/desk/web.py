@@ -1,0 +1,222 @@
+"""The cash desk's screens (A4, A5, A8), served by the edge itself so they work offline.
+
+Server-rendered Jinja2 pages (`edge/desk/templates/`) plus one small vanilla script
+(`edge/desk/static/desk.js`) that talks to the JSON API in `edge/desk/api.py`. Nothing is loaded
+from outside the box. German by default; `?lang=en` / `?lang=de` switches and is kept in a
+cookie. Every page carries the status bar, refreshed from `/api/status` every few seconds.
+Pages other than the login need a logged-in operator (else: redirect to `/`).
+
+Screens: `/` login (operator tiles, PIN pad), `/sell`, `/counter` (voucher -> card),
+`/cards` (lookup, reprint, lost card), `/print-queue`, `/summary`.
+
+Stable element ids for browser tests (ids unless noted; `[data-testid=...]` marks repeated
+elements):
+
+- every page: `status-bar`, `status-node`, `status-operator`, `status-online`
+  (data-online="true|false"), `status-waiting`, `status-last-sync`, `status-print`,
+  `lang-de`, `lang-en`, `logout-button`, nav links `nav-sell`, `nav-counter`, `nav-cards`,
+  `nav-print-queue`, `nav-summary`, message line `message`
+- login: `[data-testid=operator-tile]` (data-operator-id, data-operator-name), `pin-input`,
+  `pin-key-0` ... `pin-key-9`, `pin-clear`, `pin-ok`, `login-error`
+- sell: `[data-testid=product-tile]` / `[data-testid=voucher-tile]` (data-product-id), `cart`,
+  `customer-search`, `[data-testid=customer-result]` (data-customer-id), `customer-chosen`, `customer-clear`,
+  `[data-testid=cart-line]` (data-kind, data-product-id) with `[data-testid=qty-plus]`,
+  `[data-testid=qty-minus]`, `[data-testid=remove-line]`, `[data-testid=holder-name]`;
+  `total`, `pay-cash`, `pay-card`, `given`, `given-exact`, `change`, `terminal-ref`,
+  `sell-button`, `sale-result`, `sale-number`, `[data-testid=sale-card]`, `sale-receipt`,
+  `new-sale`
+- counter: `voucher-scan`, `voucher-check`, `voucher-info`, `voucher-product`, `holder-name`,
+  `holder-birth`, `redeem-button`, `redeem-result`, `redeem-card-number`, `redeem-print`,
+  `handover-button`, `counter-reset`
+- cards: `card-search`, `card-search-button`, `card-results`, `[data-testid=card-row]`
+  (data-card-id) with `[data-testid=reprint]`, `[data-testid=replace]`,
+  `[data-testid=handover]`
+- print queue: `print-jobs`, `[data-testid=print-job]` (data-job-id, data-state) with
+  `[data-testid=retry-job]`, `retry-all`, `print-refresh`
+- summary: `summary-day`, `summary-table`, `[data-testid=summary-row]`, `summary-total`
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jinja2
+from aiohttp import web
+
+from core.base.money import format_eur
+from core.catalog import operators
+from edge.desk import api
+from edge.desk.api import current_operator, desk_products, local_today, open_jobs_view, summary
+
+if TYPE_CHECKING:
+    from edge.desk.server import Edge
+
+HERE = Path(__file__).resolve().parent
+LANG_COOKIE = "tessera_lang"
+LANGS = ("de", "en")
+
+TEXT: dict[str, dict[str, str]] = {
+    "de": {
+        "login": "Anmelden", "choose_operator": "Wer sind Sie?", "pin": "PIN", "ok": "OK", "clear_pin": "Löschen",
+        "no_operators": "Noch keine Bediener auf diesem Gerät. Sie werden in der Zentrale angelegt und "
+                        "kommen mit der nächsten Synchronisierung.",
+        "sell": "Verkauf", "counter": "Personalisierung", "cards": "Karten", "print_queue": "Druckaufträge",
+        "summary": "Tagesabschluss", "logout": "Abmelden", "online": "online", "offline": "offline",
+        "waiting": "warten auf Sync", "last_sync": "letzte Sync", "never": "nie", "operator": "Bediener",
+        "print_ok": "Drucker ok", "print_failed": "Druck fehlgeschlagen", "queued": "in Warteschlange",
+        "annual_tickets": "Jahreskarten", "vouchers": "Gutscheine", "voucher": "Gutschein",
+        "cart": "Warenkorb", "cart_empty": "Noch nichts ausgewählt: Produkt antippen.",
+        "customer": "Kunde (optional)", "customer_search": "Name, Kundennummer oder E-Mail",
+        "customer_none": "Kein Kunde gefunden.", "customer_clear": "Entfernen",
+        "holder_name": "Name Karteninhaber/in", "total": "Summe", "payment": "Zahlung", "cash": "Bar",
+        "card_payment": "Karte (EC/Kredit)", "given": "Gegeben (€)", "exact": "Passend", "change": "Rückgeld",
+        "terminal_ref": "Terminal-Beleg-Nr.", "sell_button": "Verkaufen", "sale_done": "Verkauft",
+        "sale_number": "Beleg-Nr.", "receipt": "Beleg", "printed": "gedruckt", "failed": "fehlgeschlagen",
+        "new_sale": "Neuer Verkauf", "card_numbers": "Karten", "scan_voucher": "Gutschein scannen",
+        "check": "Prüfen", "birth_date": "Geburtsdatum (optional)", "create_card": "Karte erstellen",
+        "hand_over": "Übergeben", "handed_over": "übergeben", "next_voucher": "Nächster Gutschein",
+        "card_created": "Karte erstellt", "search_card": "Karte scannen, Nummer oder Name",
+        "search": "Suchen", "reprint": "Nachdrucken", "replace": "Verloren: ersetzen",
+        "confirm_replace": "Karte als verloren ersetzen? Die alte Karte wird ungültig.",
+        "no_results": "Keine Karte gefunden.", "number": "Nummer", "holder": "Inhaber/in",
+        "product": "Produkt", "valid_until": "gültig bis", "state": "Status", "retry": "Erneut drucken",
+        "retry_all": "Alle fehlgeschlagenen erneut drucken", "refresh": "Aktualisieren",
+        "no_jobs": "Alles gedruckt.", "kind": "Art", "error": "Fehler", "attempts": "Versuche",
+        "created": "erstellt", "day": "Tag", "payment_method": "Zahlart", "sales": "Verkäufe",
+        "amount": "Betrag", "no_sales": "Keine Verkäufe an diesem Tag.", "show": "Anzeigen",
+        "fulfilment_personalized": "personalisiert", "fulfilment_printed": "gedruckt",
+        "fulfilment_handed_over": "übergeben", "fulfilment_dispatched": "versandt",
+        "fulfilment_deposited": "hinterlegt", "kind_card": "Karte", "kind_receipt": "Beleg",
+        "kind_carrier": "Versandbogen (Büro)", "method_cash": "Bar", "method_card": "Karte",
+        "holders_missing": "Bitte für jede Jahreskarte einen Namen eingeben.",
+        "given_too_low": "Der gegebene Betrag reicht nicht.", "ref_missing": "Terminal-Beleg-Nr. eingeben.",
+        "revoked": "gesperrt", "voucher_for": "Gutschein für", "valid": "gültig",
+    },
+    "en": {
+        "login": "Log in", "choose_operator": "Who are you?", "pin": "PIN", "ok": "OK", "clear_pin": "Clear",
+        "no_operators": "No operators on this device yet. They are created at the office and arrive "
+                        "with the next sync.",
+        "sell": "Sell", "counter": "Counter", "cards": "Cards", "print_queue": "Print jobs",
+        "summary": "Day summary", "logout": "Log out", "online": "online", "offline": "offline",
+        "waiting": "waiting to sync", "last_sync": "last sync", "never": "never", "operator": "Operator",
+        "print_ok": "printers ok", "print_failed": "printing failed", "queued": "queued",
+        "annual_tickets": "Annual tickets", "vouchers": "Vouchers", "voucher": "Voucher",
+        "cart": "Cart", "cart_empty": "Nothing selected yet: tap a product.",
+        "customer": "Customer (optional)", "customer_search": "Name, customer number or e-mail",
+        "customer_none": "No customer found.", "customer_clear": "Remove",
+        "holder_name": "Card holder's name", "total": "Total", "payment": "Payment", "cash": "Cash",
+        "card_payment": "Card (debit/credit)", "given": "Given (€)", "exact": "Exact", "change": "Change",
+        "terminal_ref": "Terminal receipt no.", "sell_button": "Sell", "sale_done": "Sold",
+        "sale_number": "Receipt no.", "receipt": "Receipt", "printed": "printed", "failed": "failed",
+        "new_sale": "New sale", "card_numbers": "Cards", "scan_voucher": "Scan voucher",
+        "check": "Check", "birth_date": "Date of birth (optional)", "create_card": "Create card",
+        "hand_over": "Hand over", "handed_over": "handed over", "next_voucher": "Next voucher",
+        "card_created": "Card created", "search_card": "Scan card, number or name",
+        "search": "Search", "reprint": "Reprint", "replace": "Lost: replace",
+        "confirm_replace": "Replace this card as lost? The old card stops working.",
+        "no_results": "No card found.", "number": "Number", "holder": "Holder",
+        "product": "Product", "valid_until": "valid until", "state": "State", "retry": "Print again",
+        "retry_all": "Print all failed jobs again", "refresh": "Refresh",
+        "no_jobs": "Everything printed.", "kind": "Kind", "error": "Error", "attempts": "Attempts",
+        "created": "created", "day": "Day", "payment_method": "Payment", "sales": "Sales",
+        "amount": "Amount", "no_sales": "No sales on this day.", "show": "Show",
+        "fulfilment_personalized": "personalized", "fulfilment_printed": "printed",
+        "fulfilment_handed_over": "handed over", "fulfilment_dispatched": "dispatched",
+        "fulfilment_deposited": "deposited", "kind_card": "Card", "kind_receipt": "Receipt",
+        "kind_carrier": "Carrier sheet (office)", "method_cash": "Cash", "method_card": "Card",
+        "holders_missing": "Please enter a name for every annual card.",
+        "given_too_low": "The amount given is not enough.", "ref_missing": "Enter the terminal receipt no.",
+        "revoked": "revoked", "voucher_for": "Voucher for", "valid": "valid",
+    },
+}
+NAV = (("sell", "/sell"), ("counter", "/counter"), ("cards", "/cards"), ("print_queue", "/print-queue"),
+       ("summary", "/summary"))
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_env.filters["eur"] = format_eur
+
+
+def language(request: web.Request) -> str:
+    wanted = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
+    return wanted if wanted in LANGS else "de"
+
+
+def _edge(request: web.Request) -> Edge:
+    return request.app[api.DESK]
+
+
+def page(request: web.Request, template: str, active: str, **context) -> web.Response:
+    """Render a page with the layout's context (status bar, nav, language) and keep the language."""
+    edge, lang = _edge(request), language(request)
+    operator = current_operator(request)
+    html = _env.get_template(template).render(
+        t=TEXT[lang], lang=lang, texts=TEXT[lang], node=edge.node, operator=operator, nav=NAV, active=active,
+        path=request.path, **context)
+    resp = web.Response(text=html, content_type="text/html")
+    if request.query.get("lang") in LANGS:
+        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="Strict", path="/")
+    return resp
+
+
+def logged_in(handler):
+    """Pages behind the login: without a session, back to the login screen."""
+    async def wrapped(request: web.Request) -> web.Response:
+        if current_operator(request) is None:
+            raise web.HTTPSeeOther("/")
+        return await handler(request)
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+def home_of(edge: Edge) -> str:
+    return "/counter" if edge.node["role"] == "counter" else "/sell"
+
+
+async def login_page(request: web.Request) -> web.Response:
+    edge = _edge(request)
+    return page(request, "login.html", "login", operators=operators.listed(edge.db, active_only=True),
+                home=home_of(edge))
+
+
+@logged_in
+async def sell_page(request: web.Request) -> web.Response:
+    return page(request, "sell.html", "sell", products=desk_products(_edge(request).db))
+
+
+@logged_in
+async def counter_page(request: web.Request) -> web.Response:
+    return page(request, "counter.html", "counter")
+
+
+@logged_in
+async def cards_page(request: web.Request) -> web.Response:
+    return page(request, "cards.html", "cards", query=request.query.get("q", "")[:200])
+
+
+@logged_in
+async def print_queue_page(request: web.Request) -> web.Response:
+    edge = _edge(request)
+    return page(request, "print_queue.html", "print_queue", jobs=open_jobs_view(edge))
+
+
+@logged_in
+async def summary_page(request: web.Request) -> web.Response:
+    edge = _edge(request)
+    try:
+        day = api.parse_day(request.query.get("day"), edge)
+    except api.ValidationError:
+        day = local_today(edge)
+    return page(request, "summary.html", "summary", summary=summary(edge, day))
+
+
+def install(app: web.Application, edge: Edge) -> None:
+    r = app.router
+    r.add_get("/", login_page)
+    r.add_get("/sell", sell_page)
+    r.add_get("/counter", counter_page)
+    r.add_get("/cards", cards_page)
+    r.add_get("/print-queue", print_queue_page)
+    r.add_get("/summary", summary_page)
+    r.add_static("/static/", HERE / "static", append_version=False)

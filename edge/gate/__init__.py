@@ -1,0 +1,1 @@
+"""The gate: the scan loop, its small web app, LAN peers."""

@@ -1,0 +1,124 @@
+"""The gate's small HTTP side: a status page for staff, and the peer endpoints.
+
+- `GET /` a status page (refreshes itself): last scans, peers, clock, queue.
+- `GET /api/status` the same as JSON.
+- `POST /api/scan` a simulated scan, only when the gate runs a simulated scanner (demo).
+- `POST /peer/v1/entries`, `GET /peer/v1/entries?since=`, `GET /peer/v1/trust` for peer
+  gates; everything received is verified before it is stored (see edge/gate/peers.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from core.base.clock import parse_iso
+from edge.gate.peers import accept_entries, accept_trust, trust_records
+from edge.problems import problem
+
+if TYPE_CHECKING:
+    from edge.gate.loop import Gate
+
+GATE = web.AppKey("gate", object)
+MAX_BODY = 1024 * 1024
+
+
+def make_app(gate: Gate) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[GATE] = gate
+    app.router.add_get("/", status_page)
+    app.router.add_get("/api/status", status_json)
+    app.router.add_post("/api/scan", simulated_scan)
+    app.router.add_post("/peer/v1/entries", receive_entries)
+    app.router.add_get("/peer/v1/entries", send_entries)
+    app.router.add_get("/peer/v1/trust", send_trust)
+    return app
+
+
+async def _json_body(request: web.Request) -> dict | web.Response:
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return problem(400, "bad-request", "body is not JSON")
+    if not isinstance(body, dict):
+        return problem(400, "bad-request", "body must be a JSON object")
+    return body
+
+
+async def status_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GATE].status())
+
+
+async def simulated_scan(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    if not gate.simulated:
+        return problem(403, "forbidden", "this gate has a real scanner; scans come from the scanner only")
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    code = body.get("code")
+    if not isinstance(code, str) or len(code) > 4096:
+        return problem(422, "validation-failed", "code must be a string of at most 4096 characters")
+    result = await gate.handle(code)
+    return web.json_response(result.as_dict())
+
+
+async def receive_entries(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    certs = body.get("certs")
+    if isinstance(certs, list):
+        accept_trust(gate.access, {"certs": certs})
+    records = body.get("records")
+    if not isinstance(records, list):
+        return problem(422, "validation-failed", "records must be a list of signed entry records")
+    new, refused = accept_entries(gate.access, records, gate.peers_stats)
+    return web.json_response({"new": new, "refused": refused})
+
+
+async def send_entries(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    try:
+        since = parse_iso(request.query.get("since", ""))
+        if since.tzinfo is None:
+            raise ValueError
+    except ValueError:
+        return problem(422, "validation-failed", "since must be an ISO time with zone, e.g. 2026-11-22T10:00:00Z")
+    since = max(since, gate.access.clock.now() - dt.timedelta(days=2))
+    return web.json_response({"records": gate.access.recent_entry_records(since)})
+
+
+async def send_trust(request: web.Request) -> web.Response:
+    return web.json_response(trust_records(request.app[GATE].access))
+
+
+async def status_page(request: web.Request) -> web.Response:
+    s = request.app[GATE].status()
+    rows = "".join(
+        f"<tr class={'ok' if v['admitted'] else 'stop'}><td>{html.escape(v.get('checked_at', ''))}</td>"
+        f"<td>{html.escape(v['reason'])}</td><td>{html.escape(v['message_de'])} / {html.escape(v['message_en'])}</td>"
+        f"<td>{html.escape(v.get('product', ''))}</td><td>{html.escape(v.get('holder', '') or '')}</td></tr>"
+        for v in reversed(s["recent"]))
+    peers = "".join(f"<li>{html.escape(p['name'])} – {html.escape(p['url'])}</li>" for p in s["peers"]) or "<li>–</li>"
+    clock = s["clock"]
+    warning = (f"<p class=warn>Systemuhr geht {clock['clock_behind_seconds']:.0f} s nach – es gilt die gesicherte "
+               f"Zeit / system clock is behind, using trusted time</p>" if clock["using"] != "system" else "")
+    page = f"""<!doctype html><html lang=de><head><meta charset=utf-8>
+<meta name=viewport content="width=device-width,initial-scale=1"><meta http-equiv=refresh content=2>
+<title>Tessera – {html.escape(s['name'])}</title>
+<style>body{{font:18px system-ui,sans-serif;margin:1em}} table{{border-collapse:collapse;width:100%}}
+td{{padding:.4em;border-bottom:1px solid #ddd}} .ok td:nth-child(2){{color:#060;font-weight:bold}}
+.stop td:nth-child(2){{color:#b00;font-weight:bold}} .warn{{background:#fec;padding:.5em}}</style></head>
+<body><h1>{html.escape(s['name'])} · {html.escape(s['venue'] or '')}</h1>{warning}
+<p>Richtung / direction: {html.escape(s['direction'])} · Sperrzeit / lockout: {s['lockout_minutes']} min ·
+Relais / relay: {'Störung / fault' if s['relay_faulty'] else 'OK'} · Warteschlange / queued for hub: {s['outbox']}</p>
+<h2>Letzte Scans / last scans</h2><table>{rows or '<tr><td>–</td></tr>'}</table>
+<h2>Andere Eingänge / peer gates</h2><ul>{peers}</ul>
+<p>Zeit / time: {html.escape(clock['trusted'])}</p></body></html>"""
+    return web.Response(text=page, content_type="text/html")

@@ -1,0 +1,1 @@
+"""The edge side of sync: the sync client, hub discovery, enrollment."""

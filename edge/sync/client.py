@@ -1,0 +1,302 @@
+"""The edge's side of sync (DESIGN §4): push the outbox, pull the change feed.
+
+One round: push every waiting op (in node_seq order, in batches), then, only when the
+outbox is empty, pull pages of changes after the cursor, each applied with the cursor in
+one transaction; then answer any seat recall the pull brought (which queues new ops for the
+next round). Pulling only after everything local has reached the hub means the hub's state
+already contains our last sales and releases when we take it over.
+
+Every request is signed with this node's key; every response must carry the hub's
+signature over our nonce, by a key with a hub certificate under our pinned root, or it is
+treated like a network error. A request interrupted at any byte is simply repeated: pushes
+are idempotent at the hub (node_seq) and pulls only move the cursor after a page is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import msgspec
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from core.base.clock import iso, parse_iso, utcnow
+from core.base.errors import TesseraError
+from core.base.node import this_node
+from core.cards import trust as credentials
+from core.cards.cards import load_signer
+from core.cards.trust import TrustStore
+from core.cards.trusted_time import TrustedClock
+from core.sales import contingents
+from core.sync import auth
+from core.sync.messages import PROTOCOL, Op, PullResponse, PushRequest, PushResponse, encoder
+from core.sync.replica import apply_changes
+
+log = logging.getLogger("tessera.sync")
+PUSH_BATCH_OPS = 5000  # one hub transaction each: fewer, bigger commits
+PUSH_BATCH_BYTES = 8 * 1024 * 1024
+PULL_LIMIT = 2000
+PROTOCOL_HEADER, TIME_HEADER = "X-Tessera-Protocol", "X-Tessera-Time"
+
+
+class SyncError(Exception):
+    """The hub could not be reached, or did not answer as the real hub."""
+
+
+class UpgradeNeeded(SyncError):
+    pass
+
+
+@dataclass
+class RoundResult:
+    pushed: int = 0
+    rejected: int = 0
+    pulled: int = 0
+    recalls_answered: int = 0
+
+
+class SyncClient:
+    def __init__(self, db: sqlite3.Connection, data_dir: Path, *, hub_url: str | None = None,
+                 timeout_s: float = 15.0, clock: TrustedClock | None = None):
+        self.db, self.data_dir = db, Path(data_dir)
+        self.node = this_node(db)
+        self.signer = load_signer(db, data_dir)
+        self.hub_url = (hub_url or db.execute("SELECT hub_url FROM sync_state").fetchone()["hub_url"]).rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.clock = clock or TrustedClock(db)
+        self._session: aiohttp.ClientSession | None = None
+        self._trust: TrustStore | None = None  # reloaded after every pulled page
+        self._push_lock = asyncio.Lock()  # the loop and an urgent push_now() never send the same ops at once
+
+    def trust(self) -> TrustStore:
+        if self._trust is None:
+            self._trust = TrustStore.load(self.db)
+        return self._trust
+
+    async def close(self) -> None:
+        if self._session:
+            await self._session.close()
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    # -- one signed request -----------------------------------------------------------------------
+
+    async def request(self, method: str, path_qs: str, body: bytes = b"") -> bytes:
+        headers = auth.sign_request(self.signer.private, self.signer.key_id, self.node["id"], method,
+                                         f"/sync/v1{path_qs}", body)
+        # the system clock, not trusted time: the office should see the device's real clock error
+        headers.update({PROTOCOL_HEADER: str(PROTOCOL), TIME_HEADER: iso(utcnow()),
+                        "Content-Type": "application/json"})
+        try:
+            async with self.session().request(method, f"{self.hub_url}/sync/v1{path_qs}", data=body,
+                                              headers=headers) as resp:
+                data = await resp.read()
+                self._check_signature(resp, headers[auth.NONCE], data)
+                if resp.status == 426:
+                    raise UpgradeNeeded(_detail(data))
+                if resp.status >= 400:
+                    raise SyncError(f"hub refused {path_qs.split('?')[0]}: {resp.status} {_detail(data)}")
+                return data
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SyncError(f"hub unreachable: {type(exc).__name__}: {exc}") from None
+
+    def _check_signature(self, resp: aiohttp.ClientResponse, nonce: str, data: bytes) -> None:
+        key_id = auth.parse_key_id(resp.headers.get(auth.KEY))
+        signer = self.trust().get(key_id) if key_id is not None else None
+        if signer is None and key_id is not None and resp.headers.get(auth.HUB_CERT):
+            signer = self._learn_hub_cert(resp.headers[auth.HUB_CERT], key_id)
+        if signer is None or signer.role != "hub":
+            raise SyncError(f"answer not signed by a hub of this organizer (status {resp.status})")
+        if resp.headers.get(auth.NONCE) != nonce or not auth.verify(
+                signer.public, resp.headers.get(auth.SIGNATURE), auth.response_message(nonce, resp.status,
+                                                                                                 data)):
+            raise SyncError("hub answer with a wrong signature (replayed or tampered)")
+
+    def _learn_hub_cert(self, record: str, key_id: int):
+        """A hub that rotated its key sends its new certificate along; it counts only if the
+        pinned root signed it (store_cert checks), so nobody else can introduce a key."""
+        try:
+            body = credentials.store_cert(self.db, record)
+        except (credentials.BadRecord, TesseraError):
+            return None
+        if body.get("key_id") != key_id or body.get("role") != "hub":
+            return None
+        self._trust = None
+        return self.trust().get(key_id)
+
+    # -- push --------------------------------------------------------------------------------------
+
+    def _pending(self) -> list[Op]:
+        pushed = self.db.execute("SELECT pushed_seq FROM sync_state").fetchone()["pushed_seq"]
+        rows = self.db.execute("SELECT node_seq, id, kind, body, wall_time, mono_ns, boot_id FROM outbox "
+                               "WHERE node_seq > ? ORDER BY node_seq LIMIT ?", (pushed, PUSH_BATCH_OPS)).fetchall()
+        ops, size = [], 0
+        for r in rows:
+            size += len(r["body"]) + 200
+            if ops and size > PUSH_BATCH_BYTES:
+                break
+            ops.append(Op(node_seq=r["node_seq"], id=r["id"], kind=r["kind"], body=msgspec.json.decode(r["body"]),
+                          wall_time=r["wall_time"], mono_ns=r["mono_ns"], boot_id=r["boot_id"]))
+        return ops
+
+    async def push(self) -> tuple[int, int]:
+        """Push until the outbox is empty: (ops pushed, ops rejected by the hub)."""
+        async with self._push_lock:
+            return await self._push()
+
+    async def push_now(self, timeout_s: float = 2.0) -> bool:
+        """Push what is waiting at once, for a decision the hub should make before the cashier
+        goes on (a voucher exchange). False when the hub could not be asked in time: the
+        caller goes on offline, and the next round pushes as usual."""
+        try:
+            await asyncio.wait_for(self.push(), timeout_s)
+        except (SyncError, TimeoutError) as exc:
+            log.info("urgent push did not reach the hub: %s", exc)
+            return False
+        return True
+
+    async def _push(self) -> tuple[int, int]:
+        pushed = rejected = 0
+        while ops := self._pending():
+            body = encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops))
+            answer = msgspec.json.decode(await self.request("POST", "/push", body), type=PushResponse)
+            by_seq = {r.node_seq: r for r in answer.results}
+            missing = [op.node_seq for op in ops if op.node_seq not in by_seq]
+            if missing:
+                raise SyncError(f"hub answered {len(by_seq)} of {len(ops)} ops")
+            now = iso(utcnow())
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany("UPDATE outbox SET pushed_at = ?, result = ? WHERE node_seq = ?",
+                                    [(now, f"{r.status}: {r.reason}" if r.reason else r.status, r.node_seq)
+                                     for r in answer.results])
+                self.db.execute("UPDATE sync_state SET pushed_seq = ?, last_push_at = ?, last_error = NULL",
+                                (ops[-1].node_seq, now))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self._hub_time(answer.hub_time)
+            pushed += len(ops)
+            rejected += sum(1 for r in answer.results if r.status == "rejected")
+        return pushed, rejected
+
+    # -- pull --------------------------------------------------------------------------------------
+
+    def _unpushed(self) -> bool:
+        return self.db.execute("SELECT 1 FROM outbox WHERE node_seq > (SELECT pushed_seq FROM sync_state) "
+                               "LIMIT 1").fetchone() is not None
+
+    async def pull(self) -> int | None:
+        """Apply the hub's changes page by page; None when a local change was made while a
+        page was on its way. That page may hold the hub's older copy of the row just changed
+        here (a card printed during the request), so it is not applied: the caller pushes
+        first and pulls again. (No await between this check and the apply: one loop, one
+        connection, so nothing can slip in.)"""
+        applied = 0
+        while True:
+            cursor = self.db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
+            data = await self.request("GET", f"/pull?after={cursor}&limit={PULL_LIMIT}")
+            page = msgspec.json.decode(data, type=PullResponse)
+            if self._unpushed():
+                return None
+            applied += apply_changes(self.db, page.changes,
+                                     "UPDATE sync_state SET cursor = ?, last_pull_at = ?, last_error = NULL",
+                                     (page.next_after, iso(utcnow())))
+            self._trust = None
+            self._hub_time(page.hub_time)
+            if not page.more:
+                return applied
+
+    def _hub_time(self, text: str) -> None:
+        hub_now = parse_iso(text)
+        skew = (utcnow() - hub_now).total_seconds()
+        self.db.execute("UPDATE sync_state SET clock_skew_s = ?", (round(skew, 3),))
+        self.clock.set_from_hub(hub_now)
+
+    # -- rounds ------------------------------------------------------------------------------------
+
+    async def round(self) -> RoundResult:
+        result = RoundResult()
+        for _ in range(10):  # local changes keep arriving while the hub answers: push them first
+            pushed, rejected = await self.push()
+            result.pushed, result.rejected = result.pushed + pushed, result.rejected + rejected
+            pulled = await self.pull()
+            if pulled is not None:
+                result.pulled = pulled
+                break
+        if self.node["role"] == "cashdesk":
+            answered = contingents.answer_recalls(self.db, self.node["id"], self.clock.now())
+            result.recalls_answered = len(answered)
+            if answered:
+                more, rejected = await self.push()
+                result.pushed += more
+                result.rejected += rejected
+        return result
+
+    def note_error(self, error: Exception) -> None:
+        self.db.execute("UPDATE sync_state SET last_error = ?", (str(error)[:500],))
+
+    async def run(self, wake: asyncio.Event, *, period_s: float = 10.0, max_backoff_s: float = 30.0) -> None:
+        """Forever: a round soon after each local change (*wake*), and every *period_s*; with
+        exponential backoff and jitter while the hub is away. A local change cuts a backoff
+        wait short: a sale made offline is pushed as soon as the hub answers again, not
+        after the longest wait."""
+        backoff = wait_exponential_jitter(multiplier=0.5, max=max_backoff_s, jitter=0.5)
+
+        async def sleep_or_wake(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), seconds)
+            wake.clear()  # one wake, one early retry: then the backoff goes on growing
+
+        while True:
+            wake.clear()  # before the round: a change made during it wakes the next one at once
+            try:
+                async for attempt in AsyncRetrying(retry=retry_if_exception_type(SyncError), wait=backoff,
+                                                   stop=stop_after_attempt(10**9), reraise=True,
+                                                   sleep=sleep_or_wake,
+                                                   before_sleep=lambda state: self.note_error(
+                                                       state.outcome.exception())):
+                    with attempt:
+                        await self.round()
+            except UpgradeNeeded as exc:
+                self.note_error(exc)
+                log.error("sync stopped: %s", exc)
+                return
+            try:
+                await asyncio.wait_for(wake.wait(), period_s * random.uniform(0.8, 1.2))
+            except TimeoutError:
+                pass
+
+
+def status(db: sqlite3.Connection, *, online_within_s: float = 60.0) -> dict:
+    """What `tessera edge status` and the edge's /api/status show."""
+    state = db.execute("SELECT * FROM sync_state").fetchone() or {}
+    pushed_seq = state.get("pushed_seq", 0)
+    waiting = db.execute("SELECT count(*) AS n FROM outbox WHERE node_seq > ?", (pushed_seq,)).fetchone()["n"]
+    conflicts = db.execute("SELECT count(*) AS n FROM outbox WHERE result LIKE 'rejected%'").fetchone()["n"]
+    last = max((t for t in (state.get("last_push_at"), state.get("last_pull_at")) if t), default=None)
+    online = bool(last) and not state.get("last_error") and (
+        utcnow() - parse_iso(last) < dt.timedelta(seconds=online_within_s))
+    node = this_node(db)
+    return {"node_id": node["id"], "name": node["name"], "role": node["role"], "hub_url": state.get("hub_url"),
+            "online": online, "last_push_at": state.get("last_push_at"), "last_pull_at": state.get("last_pull_at"),
+            "ops_waiting": waiting, "conflicts": conflicts, "cursor": state.get("cursor", 0),
+            "clock_skew_s": state.get("clock_skew_s"), "last_error": state.get("last_error")}
+
+
+def _detail(data: bytes) -> str:
+    try:
+        return msgspec.json.decode(data).get("detail", "")
+    except (msgspec.DecodeError, AttributeError):
+        return data[:200].decode(errors="replace")

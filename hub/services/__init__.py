@@ -1,0 +1,1 @@
+"""Hub services behind the web layer: mail, print batches, nodes, provisioning, idempotency, the background worker."""

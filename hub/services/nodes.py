@@ -1,0 +1,130 @@
+"""The organizer's root of trust, on the hub: root key, node certificates, revocations (B3).
+
+The root private key (`root.key`, mode 0600) is made by `tessera hub init` and never leaves
+the hub's data folder; nothing here sends it anywhere. The hub itself is a node like any
+other: it has its own node key and certificate, and signs the cards it issues with that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from core.base.clock import utcnow
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.node import this_node
+from core.base.storage import transaction
+from core.cards import keys, trust
+
+REASONS = ("compromised", "lost", "retired", "rotated")
+
+
+def root_key(data_dir: Path) -> Ed25519PrivateKey:
+    return keys.read_private(Path(data_dir) / keys.ROOT_KEY_FILE)
+
+
+def init_trust(data_dir: Path, db: sqlite3.Connection) -> None:
+    """Root key, pinned root, and the hub's own node key and certificate. Idempotent, so a
+    hub made before credentials existed gets them the next time it starts."""
+    data_dir = Path(data_dir)
+    root_file = data_dir / keys.ROOT_KEY_FILE
+    if not root_file.exists():
+        if db.execute("SELECT 1 FROM trust_roots").fetchone():
+            raise Conflict(f"{root_file} is missing but this hub already trusts a root key; restore it from backup")
+        keys.write_private(root_file, keys.generate())
+    root = root_key(data_dir)
+    trust.pin_root(db, keys.public_bytes(root))
+    node = this_node(db)
+    node_file = data_dir / keys.NODE_KEY_FILE
+    if node["key_id"] is None:
+        if not node_file.exists():
+            keys.write_private(node_file, keys.generate())
+        public = keys.public_bytes(keys.read_private(node_file))
+        certify_node(db, root, node_id=node["id"], name=node["name"], role="hub", public_raw=public)
+        with transaction(db):
+            db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
+
+
+def certify_node(db: sqlite3.Connection, root: Ed25519PrivateKey, *, node_id: str, name: str, role: str,
+                 public_raw: bytes, now: dt.datetime | None = None) -> str:
+    """Sign and keep a certificate for a node's public key. A key id that is already taken
+    (by another key) is refused: the node makes a new key and asks again."""
+    kid = keys.key_id(public_raw)
+    taken = db.execute("SELECT node_id, public_key FROM node_certs WHERE key_id = ?", (kid,)).fetchone()
+    if taken and taken["public_key"] != public_raw:
+        raise Conflict(f"key id {kid:08x} is taken; generate a new key")
+    if db.execute("SELECT 1 FROM node_revocations WHERE key_id = ?", (kid,)).fetchone():
+        raise Conflict(f"key {kid:08x} was revoked and cannot be certified again")
+    record = trust.certify(root, node_id=node_id, name=name, role=role, public_raw=public_raw,
+                                 now=now or utcnow())
+    if taken:
+        return db.execute("SELECT record FROM node_certs WHERE key_id = ?", (kid,)).fetchone()["record"]
+    trust.store_cert(db, record)
+    return record
+
+
+def revoke_key(db: sqlite3.Connection, root: Ed25519PrivateKey, key_id: int, *, reason: str,
+               revoked_at: dt.datetime | None = None) -> str:
+    if reason not in REASONS:
+        raise ValidationError(f"reason must be one of {', '.join(REASONS)}", field="reason")
+    if db.execute("SELECT 1 FROM node_certs WHERE key_id = ?", (key_id,)).fetchone() is None:
+        raise NotFound(f"no certificate for key {key_id:08x}")
+    now = utcnow()
+    record = trust.revocation(root, key_id=key_id, revoked_at=revoked_at or now, reason=reason, now=now)
+    trust.store_revocation(db, record)
+    return record
+
+
+def revoke_node(db: sqlite3.Connection, root: Ed25519PrivateKey, node_id: str, *, reason: str,
+                revoked_at: dt.datetime | None = None) -> list[str]:
+    """Revoke every key of a node (a stolen cash desk). Cards it signed before *revoked_at*
+    stay valid; set *revoked_at* to the last moment the device was known to be in good hands."""
+    rows = db.execute("SELECT key_id FROM node_certs WHERE node_id = ?", (node_id,)).fetchall()
+    if not rows:
+        raise NotFound(f"node {node_id} has no certificate")
+    if node_id == this_node(db)["id"]:
+        raise Conflict("the hub cannot revoke itself; rotate its key instead")
+    return [revoke_key(db, root, r["key_id"], reason=reason, revoked_at=revoked_at) for r in rows]
+
+
+def rotate_node_key(db: sqlite3.Connection, root: Ed25519PrivateKey, node_id: str, new_public: bytes) -> str:
+    """Certify a node's new key and retire its current ones as of now: cards under an old
+    key stay valid until they expire, new cards are signed with the new key."""
+    current = db.execute("SELECT key_id, name, role FROM node_certs WHERE node_id = ? AND key_id NOT IN "
+                         "(SELECT key_id FROM node_revocations)", (node_id,)).fetchall()
+    if not current:
+        raise NotFound(f"node {node_id} has no valid certificate to rotate")
+    record = certify_node(db, root, node_id=node_id, name=current[0]["name"], role=current[0]["role"],
+                          public_raw=new_public)
+    new_id = keys.key_id(new_public)
+    for row in current:
+        if row["key_id"] != new_id:
+            revoke_key(db, root, row["key_id"], reason="rotated")
+    return record
+
+
+def rotate_hub_key(data_dir: Path, db: sqlite3.Connection) -> int:
+    """Give the hub itself a new signing key."""
+    data_dir = Path(data_dir)
+    new = keys.generate()
+    node = this_node(db)
+    rotate_node_key(db, root_key(data_dir), node["id"], keys.public_bytes(new))
+    keys.write_private(data_dir / keys.NODE_KEY_FILE, new, replace=True)
+    kid = keys.key_id(keys.public_bytes(new))
+    with transaction(db):
+        db.execute("UPDATE node SET key_id = ?", (kid,))
+    return kid
+
+
+def list_nodes(db: sqlite3.Connection) -> list[dict]:
+    rows = db.execute("SELECT c.key_id, c.node_id, c.name, c.role, c.valid_from, c.valid_until, c.issued_at, "
+                      "r.revoked_at, r.reason FROM node_certs c LEFT JOIN node_revocations r USING (key_id) "
+                      "ORDER BY c.issued_at, c.key_id").fetchall()
+    out = []
+    for row in rows:
+        reason = row.pop("reason")
+        out.append({**row, "key_id": f"{row['key_id']:08x}", "revoke_reason": reason})
+    return out

@@ -1,0 +1,122 @@
+"""Applying pushed ops at the hub: each exactly once, each answered (DESIGN §4, push).
+
+`sync_ops` is keyed by `(node_id, node_seq)`: an op seen before is answered `duplicate`
+with its first outcome and never applied again, whatever the network did to the request.
+Every op goes through the registry in `core/sync/ops.py`: its kind must be known and
+allowed for the pushing node's role, its body must decode strictly, and its apply function
+re-derives what it may store. Each op runs in its own savepoint inside one transaction per
+push; an op that is refused leaves nothing behind and becomes a *conflict* record for the
+office (`/api/v1/conflicts`), never a silent drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import msgspec
+
+from core.base.clock import iso
+from core.base.errors import TesseraError
+from core.base.ids import uuid7
+from core.base.storage import transaction
+from core.cards.cardcode import Malformed
+from core.cards.trust import BadRecord
+from core.sync.messages import Op, OpResult
+from core.sync.ops import BadOp, OpKind, Pushed, decode
+
+log = logging.getLogger("tessera.sync")
+# What an apply function may raise for a request it refuses (ValueError and OverflowError:
+# a date in a body that its pattern let through but the calendar does not know); anything
+# else is a bug and fails the push (a 500 the edge retries), not the device's fault.
+REFUSALS = (TesseraError, BadRecord, Malformed, sqlite3.IntegrityError, ValueError, OverflowError)
+
+
+def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
+    """Apply a batch of ops from one node, in node_seq order, in one transaction."""
+    db, node_id = pushed.db, pushed.node_id
+    results: list[OpResult] = []
+    received = iso(pushed.now)
+    ops = sorted(ops, key=lambda o: o.node_seq)
+    if not ops:
+        return results
+    with transaction(db):
+        seen = {r["node_seq"]: r for r in db.execute(
+            "SELECT node_seq, op_id, status, reason FROM sync_ops WHERE node_id = ? AND node_seq BETWEEN ? AND ?",
+            (node_id, ops[0].node_seq, ops[-1].node_seq))}
+        logged, conflicts = [], []
+        batch = _Batch(db)
+        for op in ops:
+            first = seen.get(op.node_seq)
+            if first is not None:
+                results.append(_duplicate(node_id, op, first))
+                continue
+            seen[op.node_seq] = {"op_id": op.id, "status": "applied", "reason": None}  # twice in one batch
+            reason = _apply_one(pushed, op, batch)
+            status = "rejected" if reason else "applied"
+            logged.append((node_id, op.node_seq, op.id, op.kind, op.wall_time, received, status, reason))
+            if reason:
+                conflicts.append((uuid7(), node_id, op.node_seq, op.kind, msgspec.json.encode(op.body).decode(),
+                                  reason, received))
+            results.append(OpResult(node_seq=op.node_seq, status=status, reason=reason))
+        batch.flush()
+        db.executemany("INSERT INTO sync_ops (node_id, node_seq, op_id, kind, wall_time, received_at, status, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", logged)
+        db.executemany("INSERT INTO conflicts (id, node_id, node_seq, kind, body, reason, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", conflicts)
+    return results
+
+
+class _Batch:
+    """Rows of batched kinds (entries) waiting for one executemany; flushed before any other
+    op, so the push's order holds."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.kind, self.rows = db, None, []
+
+    def add(self, kind: OpKind, row: tuple) -> None:
+        if self.kind is not kind:
+            self.flush()
+            self.kind = kind
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.kind.flush(self.db, self.rows)
+        self.kind, self.rows = None, []
+
+
+def _duplicate(node_id: str, op: Op, first: dict) -> OpResult:
+    if first["op_id"] != op.id:
+        log.warning("node %s reused node_seq %s for another op", node_id, op.node_seq)
+        return OpResult(node_seq=op.node_seq, status="rejected", reason="node_seq already used by another op")
+    return OpResult(node_seq=op.node_seq, status="duplicate", reason=first["reason"])
+
+
+def _apply_one(pushed: Pushed, op: Op, batch: _Batch) -> str | None:
+    """None when applied, else the reason it was refused (its changes rolled back)."""
+    try:
+        kind, body = decode(op.kind, pushed.role, op.body)
+    except BadOp as exc:
+        return str(exc)
+    if kind.row is not None:
+        try:
+            batch.add(kind, kind.row(pushed, body))
+        except REFUSALS as exc:
+            return _reason(exc)
+        return None
+    batch.flush()
+    try:
+        with transaction(pushed.db):  # a savepoint: a refused op leaves nothing behind
+            kind.apply(pushed, body)
+    except REFUSALS as exc:
+        reason = _reason(exc)
+        if kind.on_reject is not None:
+            with transaction(pushed.db):
+                kind.on_reject(pushed, body, reason)
+        return reason
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    return (getattr(exc, "detail", None) or str(exc))[:500]

@@ -1,0 +1,248 @@
+"""A small route registry: each API operation is declared once, with its roles, body type,
+query parameters and response type. The same declaration installs the aiohttp route and
+writes the operation into the OpenAPI document, so the document cannot drift from the
+routes (and `tests/test_openapi.py` checks the router against it).
+
+Handlers are plain functions `handler(ctx) -> payload` or `(status, payload)`: SQLite calls
+are short and synchronous, and one event loop per hub keeps writes naturally serialised.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from core.catalog.common import UUID_PATTERN
+from hub.web import auth
+from hub.web.problems import MAX_BODY_BYTES, ApiError
+
+PREFIX = "/api/v1"
+DB = web.AppKey("db", Any)
+API = web.AppKey("api", Any)
+OPENAPI = web.AppKey("openapi", dict)
+CACHE = web.AppKey("cache", Any)
+AUDIENCE = {"admin": "internal", "office": "internal", "shop": "shop", "agency": "agency"}
+
+
+@dataclass
+class Param:
+    """A query parameter: kind is int, bool, str or uuid."""
+
+    name: str
+    kind: str = "str"
+    description: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int = 200
+    required: bool = False
+
+    def schema(self) -> dict:
+        if self.kind == "int":
+            s: dict = {"type": "integer"}
+            if self.minimum is not None:
+                s["minimum"] = self.minimum
+            if self.maximum is not None:
+                s["maximum"] = self.maximum
+            return s
+        if self.kind == "bool":
+            return {"type": "boolean"}
+        if self.kind == "uuid":
+            return {"type": "string", "pattern": UUID_PATTERN}
+        return {"type": "string", "maxLength": self.max_length}
+
+    def parse(self, raw: str) -> Any:
+        if self.kind == "int":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                               f"{self.name} must be a whole number, not {raw!r}", field=self.name) from None
+            if (self.minimum is not None and value < self.minimum) or (
+                    self.maximum is not None and value > self.maximum):
+                raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                               f"{self.name} must be between {self.minimum} and {self.maximum}", field=self.name)
+            return value
+        if self.kind == "bool":
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                               f"{self.name} must be true or false, not {raw!r}", field=self.name)
+            return raw.lower() in ("true", "1")
+        if self.kind == "uuid" and not re.match(UUID_PATTERN, raw):
+            raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                           f"{self.name} must be an id (UUID), not {raw!r}", field=self.name)
+        if len(raw) > self.max_length:
+            raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                           f"{self.name} is longer than {self.max_length} characters", field=self.name)
+        return raw
+
+
+@dataclass
+class Ctx:
+    """What a handler sees: no aiohttp request, so operations also run in-process."""
+
+    app: Any
+    db: Any
+    token: dict | None
+    params: dict[str, str]
+    query: dict[str, Any]
+    body: Any
+    # Request headers (case-insensitive when served over HTTP), the URL the request came
+    # in on (scheme://host[:port], for links in mails), and headers to add to the answer.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    base_url: str = ""
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def audience(self) -> str:
+        return AUDIENCE[self.token["role"]] if self.token else "internal"
+
+    def path(self, name: str) -> str:
+        return self.params[name]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Callable[[Ctx], Any]
+    summary: str
+    tag: str
+    roles: tuple[str, ...] | None
+    body: type | None = None
+    body_media: str = "application/json"
+    response: Any = None
+    status: int = 200
+    query: list[Param] = field(default_factory=list)
+    headers: list[Param] = field(default_factory=list)  # documented request headers (checked by the handler)
+    description: str = ""
+    cacheable: bool = False
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+class Api:
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def add(self, method: str, path: str, handler: Callable[[Ctx], Any], **kw: Any) -> Operation:
+        """Declare an operation. GETs are served from the read cache unless cacheable=False."""
+        kw.setdefault("cacheable", method == "GET")
+        op = Operation(method=method, path=path, handler=handler, **kw)
+        self.operations.append(op)
+        return op
+
+    def find(self, method: str, path: str) -> tuple[Operation, dict[str, str]]:
+        """The operation serving *method* *path* (relative to the prefix), with path params."""
+        for op in self.operations:
+            pattern = "^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", op.path) + "$"
+            match = re.match(pattern, path)
+            if op.method == method and match:
+                return op, match.groupdict()
+        raise LookupError(f"no operation {method} {path}")
+
+    def install(self, app: web.Application) -> None:
+        for op in self.operations:
+            app.router.add_route(op.method, PREFIX + op.path, _endpoint(op), name=op.operation_id)
+
+
+def _authenticate(request: web.Request, op: Operation) -> dict | None:
+    if op.roles is None:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise ApiError(401, "unauthorized", "Authentication required",
+                       "send an API token as 'Authorization: Bearer <token>'")
+    token = auth.lookup(request.app[DB], secret.strip())
+    if token is None:
+        raise ApiError(401, "unauthorized", "Authentication required", "the API token is unknown or revoked")
+    if token["role"] not in op.roles:
+        raise ApiError(403, "forbidden", "Not allowed",
+                       f"a token with role {token['role']} may not {op.summary.lower()}")
+    return token
+
+
+async def _read_body(request: web.Request, op: Operation) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "body-too-large", "Body too large",
+                       f"the request body exceeds the limit of {MAX_BODY_BYTES} bytes")
+    media = request.content_type
+    if media != op.body_media:
+        raise ApiError(415, "unsupported-media-type", "Unsupported media type",
+                       f"send the body as {op.body_media}, not {media or 'nothing'}")
+    raw = await request.read()
+    if op.body_media != "application/json":
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "malformed-body", "Malformed body", "the body is not UTF-8 text") from None
+    if not raw.strip():
+        raise ApiError(400, "malformed-json", "Malformed JSON", "this request needs a JSON body")
+    try:
+        return msgspec.json.decode(raw, type=op.body)
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed-json", "Malformed JSON", "the body is not UTF-8 encoded JSON") from None
+
+
+def _parse_query(request: web.Request, op: Operation) -> dict[str, Any]:
+    known = {p.name: p for p in op.query}
+    values: dict[str, Any] = {}
+    for name, raw in request.query.items():
+        param = known.get(name)
+        if param is None:
+            allowed = ", ".join(known) or "none"
+            raise ApiError(400, "unknown-parameter", "Unknown query parameter",
+                           f"unknown query parameter {name!r}; allowed: {allowed}", field=name)
+        if name in values:
+            raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                           f"query parameter {name!r} is given twice", field=name)
+        values[name] = param.parse(raw)
+    for param in op.query:
+        if param.required and param.name not in values:
+            raise ApiError(400, "missing-parameter", "Missing query parameter",
+                           f"query parameter {param.name!r} is required", field=param.name)
+    return values
+
+
+def _origin(request: web.Request) -> str:
+    """scheme://host[:port] the request was sent to ("" if its Host header is unusable)."""
+    try:
+        return str(request.url.origin())
+    except ValueError:
+        return ""
+
+
+def _endpoint(op: Operation) -> Callable:
+    async def endpoint(request: web.Request) -> web.Response:
+        db = request.app[DB]
+        token = _authenticate(request, op)
+        query = _parse_query(request, op)
+        cache = request.app.get(CACHE) if op.cacheable else None
+        if cache is not None:
+            key = (op.operation_id, request.path, request.query_string, AUDIENCE[token["role"]] if token else None)
+            cached = cache.get(db, key)
+            if cached is not None:
+                return web.Response(status=op.status, body=cached, content_type="application/json")
+        body = await _read_body(request, op) if op.body is not None else None
+        ctx = Ctx(request.app, db, token, dict(request.match_info), query, body, headers=request.headers,
+                  base_url=_origin(request))
+        result = op.handler(ctx)
+        if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
+            result = await result
+        status, payload = result if isinstance(result, tuple) else (op.status, result)
+        encoded = msgspec.json.encode(payload)
+        if cache is not None and status == op.status:
+            cache.put(db, key, encoded)
+        return web.Response(status=status, body=encoded, content_type="application/json",
+                            headers=ctx.response_headers or None)
+
+    endpoint.__name__ = op.operation_id
+    return endpoint

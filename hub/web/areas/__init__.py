@@ -1,0 +1,1 @@
+"""Route areas of the hub API: cards, orders, shop, sync office."""

@@ -1,0 +1,519 @@
+"""Personalization links and the customer's page at `/p/<token>` (A3).
+
+A shop order's items are sold without a holder; the order mail carries one link per card.
+The token in the link is 256 random bits and only its SHA-256 is stored, so a leaked
+database does not hand out cards. The page asks for the holder's name, optionally a date of
+birth and a photo (and a start day for cards valid N months from purchase), and issues the
+card through `core.sales.orders.personalize_item` with the hub's own signing key. The link is
+marked used in the same transaction as the card is issued: a link issues at most one card.
+
+These are HTML pages for people, not API operations: errors are pages (404 unknown link,
+410 used or expired, 429 too many requests) in German or English, never problem+json.
+The token is the only secret, so there is no CSRF token; instead bodies are capped (6 MB)
+and each client address may make at most 30 requests a minute to /p/*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import math
+import re
+import secrets
+import sqlite3
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import msgspec
+import segno
+from aiohttp import BodyPartReader, web
+from PIL import Image, ImageOps
+
+from core.base.clock import LOCAL_TZ, iso, parse_iso, utcnow
+from core.base.errors import TesseraError
+from core.base.storage import transaction
+from core.cards import cards
+from core.sales import orders
+from hub.services import print_batches
+from hub.settings import context
+from hub.web.api import DB
+
+LINK_DAYS = 60
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
+MAX_BODY = 6 * 1024 * 1024
+MAX_PHOTO = 5 * 1024 * 1024
+MAX_FIELD = 2000  # bytes of one text field
+MAX_PIXELS = 50_000_000  # more than any phone photo that fits in 5 MB; bigger is a bomb
+PHOTO_SIDE = 600
+OLDEST_YEARS = 120
+LANGS = ("de", "en")
+RATE_LIMIT = 30
+RATE_WINDOW_S = 60.0
+
+LIMITER = web.AppKey("personalize_limiter", "RateLimiter")
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+# --- links ----------------------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def create_links(db: sqlite3.Connection, item_ids: list[str], now: dt.datetime,
+                 days: int = LINK_DAYS) -> dict[str, str]:
+    """One new link per item (inside the caller's transaction); returns item id -> token.
+    The token is returned once, for the mail, and never stored."""
+    tokens = {}
+    expires = iso(now + dt.timedelta(days=days))
+    for item_id in item_ids:
+        token = secrets.token_urlsafe(32)
+        db.execute("INSERT INTO personalization_links (token_hash, item_id, expires_at, created_at) "
+                   "VALUES (?, ?, ?, ?)", (token_hash(token), item_id, expires, iso(now)))
+        tokens[item_id] = token
+    return tokens
+
+
+def link_state(link: dict, now: dt.datetime) -> str:
+    """open, used or expired (a used link stays `used` after its expiry)."""
+    if link["used_at"]:
+        return "used"
+    return "expired" if parse_iso(link["expires_at"]) <= now else "open"
+
+
+def links_of_order(db: sqlite3.Connection, order_id: str) -> dict[str, dict]:
+    """item id -> its link row (without the hash: nobody needs it outside this module)."""
+    rows = db.execute("SELECT l.item_id, l.expires_at, l.used_at FROM personalization_links l "
+                      "JOIN order_lines i ON i.id = l.item_id WHERE i.order_id = ?", (order_id,)).fetchall()
+    return {row["item_id"]: row for row in rows}
+
+
+def _find_link(db: sqlite3.Connection, token: str) -> dict | None:
+    if not TOKEN_RE.fullmatch(token):
+        return None
+    return db.execute(
+        "SELECT l.*, i.product_id, i.card_id, i.kind, p.name AS product, p.validity_mode, p.months, "
+        "p.valid_from AS product_from, p.valid_until AS product_until, o.number AS order_number "
+        "FROM personalization_links l JOIN order_lines i ON i.id = l.item_id "
+        "JOIN orders o ON o.id = i.order_id JOIN annual_products p ON p.id = i.product_id "
+        "WHERE l.token_hash = ?", (token_hash(token),)).fetchone()
+
+
+# --- rate limit -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RateLimiter:
+    """At most *limit* requests per *window_s* per client address (sliding window, in
+    memory: a restart forgets, which is fine for slowing down guessing). *clock* is
+    injectable so tests need not sleep."""
+
+    limit: int = RATE_LIMIT
+    window_s: float = RATE_WINDOW_S
+    clock: Callable[[], float] = time.monotonic
+    max_clients: int = 10_000
+    _hits: dict[str, deque] = field(default_factory=dict)
+
+    def check(self, client: str) -> int | None:
+        """Record a request; None if allowed, else the seconds to wait (Retry-After)."""
+        now = self.clock()
+        hits = self._hits.setdefault(client, deque())
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return max(1, math.ceil(hits[0] + self.window_s - now))
+        hits.append(now)
+        if len(self._hits) > self.max_clients:
+            self._forget(now)
+        return None
+
+    def _forget(self, now: float) -> None:
+        """Drop clients whose last request is older than the window (bounded memory)."""
+        for client in [c for c, h in self._hits.items() if not h or h[-1] <= now - self.window_s]:
+            del self._hits[client]
+
+
+# --- language -------------------------------------------------------------------------------------------
+
+TEXT = {
+    "de": {
+        "title": "Jahreskarte personalisieren", "intro": "Bitte geben Sie an, für wen diese Jahreskarte ist.",
+        "order": "Bestellung", "product": "Karte", "name": "Name der Karteninhaberin / des Karteninhabers",
+        "birth_date": "Geburtsdatum (freiwillig)", "photo": "Foto (freiwillig, JPEG oder PNG, höchstens 5 MB)",
+        "valid_from": "Gültig ab (freiwillig; ohne Angabe ab heute)", "submit": "Karte ausstellen",
+        "done_title": "Ihre Jahreskarte ist ausgestellt", "card_number": "Kartennummer", "holder": "Inhaber/in",
+        "valid": "Gültig", "until": "bis", "show_qr": "Zeigen Sie diesen Code am Eingang vor. Die gedruckte "
+        "Karte erhalten Sie wie bestellt.", "fix": "Bitte korrigieren Sie die markierten Angaben.",
+        "unknown_title": "Link unbekannt", "unknown": "Diesen Personalisierungs-Link gibt es nicht. Bitte prüfen "
+        "Sie, ob er vollständig aus der E-Mail übernommen wurde.",
+        "used_title": "Bereits personalisiert", "used": "Diese Karte wurde bereits personalisiert.",
+        "expired_title": "Link abgelaufen", "expired": "Dieser Link ist abgelaufen. Bitte wenden Sie sich an "
+        "den Besucherservice; Ihre Karte ist nicht verloren.",
+        "busy_title": "Zu viele Anfragen", "busy": "Bitte warten Sie {s} Sekunden und versuchen Sie es erneut.",
+        "big_title": "Zu groß", "big": "Die gesendeten Daten sind zu groß (höchstens 6 MB).",
+        "e_name": "Bitte geben Sie einen Namen an (höchstens 200 Zeichen).",
+        "e_date": "Bitte ein Datum im Format JJJJ-MM-TT angeben.",
+        "e_birth_future": "Das Geburtsdatum muss in der Vergangenheit liegen.",
+        "e_birth_old": "Bitte prüfen Sie das Geburtsdatum (mehr als 120 Jahre).",
+        "e_start": "Der Beginn muss zwischen heute und {days} Tagen im Voraus liegen.",
+        "e_photo_type": "Das Foto muss ein JPEG- oder PNG-Bild sein.",
+        "e_photo_big": "Das Foto ist größer als 5 MB.",
+        "e_photo_pixels": "Das Bild hat zu viele Bildpunkte.",
+        "e_photo_broken": "Das Bild ist beschädigt und lässt sich nicht öffnen.",
+        "e_other": "Die Karte konnte nicht ausgestellt werden: {detail}",
+        "mode_fixed": "gültig vom {a} bis {b}", "mode_from_purchase": "{m} Monate ab Ausstellung oder gewähltem "
+        "Beginn", "mode_from_first_entry": "{m} Monate ab dem ersten Besuch",
+    },
+    "en": {
+        "title": "Personalize your annual ticket", "intro": "Please tell us who this annual ticket is for.",
+        "order": "Order", "product": "Ticket", "name": "Card holder's name",
+        "birth_date": "Date of birth (optional)", "photo": "Photo (optional, JPEG or PNG, at most 5 MB)",
+        "valid_from": "Valid from (optional; default today)", "submit": "Issue card",
+        "done_title": "Your annual ticket is issued", "card_number": "Card number", "holder": "Holder",
+        "valid": "Valid", "until": "until", "show_qr": "Show this code at the entrance. You will receive the "
+        "printed card as ordered.", "fix": "Please correct the marked fields.",
+        "unknown_title": "Unknown link", "unknown": "This personalization link does not exist. Please check "
+        "that it was copied completely from the e-mail.",
+        "used_title": "Already personalized", "used": "This card has already been personalized.",
+        "expired_title": "Link expired", "expired": "This link has expired. Please contact visitor services; "
+        "your ticket is not lost.",
+        "busy_title": "Too many requests", "busy": "Please wait {s} seconds and try again.",
+        "big_title": "Too large", "big": "The data sent is too large (at most 6 MB).",
+        "e_name": "Please enter a name (at most 200 characters).",
+        "e_date": "Please give a date as YYYY-MM-DD.",
+        "e_birth_future": "The date of birth must be in the past.",
+        "e_birth_old": "Please check the date of birth (more than 120 years ago).",
+        "e_start": "The start day must be between today and {days} days ahead.",
+        "e_photo_type": "The photo must be a JPEG or PNG image.",
+        "e_photo_big": "The photo is larger than 5 MB.",
+        "e_photo_pixels": "The image has too many pixels.",
+        "e_photo_broken": "The image is damaged and cannot be opened.",
+        "e_other": "The card could not be issued: {detail}",
+        "mode_fixed": "valid from {a} to {b}", "mode_from_purchase": "{m} months from issue or the chosen start day",
+        "mode_from_first_entry": "{m} months from the first visit",
+    },
+}
+
+
+def choose_lang(request: web.Request) -> str:
+    """?lang= first (the switch link), then the browser's Accept-Language, else German."""
+    asked = request.query.get("lang", "")
+    if asked in LANGS:
+        return asked
+    best, best_q = "de", -1.0
+    for part in request.headers.get("Accept-Language", "")[:500].split(","):
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().lower()[:2]
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if lang in LANGS and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+# --- photos ---------------------------------------------------------------------------------------------
+
+
+class PhotoRefused(ValueError):
+    """The upload is no usable photo; args[0] is the message key in TEXT."""
+
+
+def prepare_photo(data: bytes) -> bytes:
+    """Open the upload with Pillow (its bytes decide, not its name or media type), refuse
+    anything but JPEG/PNG, oversized or damaged images and decompression bombs, and
+    return a JPEG at most PHOTO_SIDE pixels on its long side (card printing needs no more,
+    and re-encoding drops whatever else the file carried, e.g. GPS metadata)."""
+    if len(data) > MAX_PHOTO:
+        raise PhotoRefused("e_photo_big")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])
+        except Image.UnidentifiedImageError:
+            raise PhotoRefused("e_photo_type") from None
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise PhotoRefused("e_photo_pixels") from None
+        except (OSError, ValueError, SyntaxError):
+            raise PhotoRefused("e_photo_broken") from None
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise PhotoRefused("e_photo_pixels")
+        try:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
+            image = _flatten(image)
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=85, optimize=True)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise PhotoRefused("e_photo_pixels") from None
+        except (OSError, ValueError, SyntaxError, EOFError):
+            raise PhotoRefused("e_photo_broken") from None
+    return out.getvalue()
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB for JPEG: transparency goes onto white, palettes and greyscale+alpha too."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, "white")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+# --- the form -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    """What the customer sent: the text fields as typed (to show them again) and the photo."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    photo: bytes | None = None
+    photo_too_big: bool = False
+    too_big: bool = False
+
+
+async def read_form(request: web.Request) -> Form:
+    """Read a multipart (or urlencoded) form within MAX_BODY; the photo within MAX_PHOTO."""
+    form = Form()
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        form.too_big = True
+        return form
+    if request.content_type == "multipart/form-data":
+        await _read_multipart(request, form)
+    else:
+        try:
+            data = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            form.too_big = True
+            return form
+        for name in ("name", "birth_date", "valid_from"):
+            value = data.get(name)
+            if isinstance(value, str):
+                form.values[name] = value[:MAX_FIELD]
+    return form
+
+
+async def _read_multipart(request: web.Request, form: Form) -> None:
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError):
+        return  # no or broken boundary: an empty form, whose errors the page shows
+    total = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, KeyError):
+            return
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            continue  # a nested multipart: nothing our form sends
+        limit = MAX_PHOTO if part.name == "photo" else MAX_FIELD
+        data, size = await _read_part(part, limit, MAX_BODY - total)
+        total += size
+        if total > MAX_BODY:
+            form.too_big = True
+            return
+        if part.name == "photo":
+            form.photo_too_big = size > MAX_PHOTO
+            form.photo = data if part.filename or data else None
+        elif part.name in ("name", "birth_date", "valid_from") and data is not None:
+            form.values[part.name] = data.decode("utf-8", "replace")
+
+
+async def _read_part(part: BodyPartReader, keep: int, budget: int) -> tuple[bytes | None, int]:
+    """Read one part: keep at most *keep* bytes, count (and drain) up to *budget* + 1."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size <= keep:
+            chunks.append(chunk)
+        if size > budget:
+            break
+    return (b"".join(chunks) if size <= keep else None), size
+
+
+def _parse_date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text.strip())
+
+
+def check_form(form: Form, link: dict, today: dt.date) -> tuple[dict[str, str], dict]:
+    """Field -> message key for every mistake, and the clean holder fields."""
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    name = " ".join(form.values.get("name", "").split())
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        errors["name"] = "e_name"
+    clean["name"] = name
+    birth = form.values.get("birth_date", "").strip()
+    if birth:
+        try:
+            born = _parse_date(birth)
+        except ValueError:
+            errors["birth_date"] = "e_date"
+        else:
+            if born >= today:
+                errors["birth_date"] = "e_birth_future"
+            elif born.year < today.year - OLDEST_YEARS:
+                errors["birth_date"] = "e_birth_old"
+            clean["birth_date"] = born.isoformat()
+    start = form.values.get("valid_from", "").strip()
+    if start and link["validity_mode"] == "from_purchase":
+        try:
+            clean["valid_from"] = _parse_date(start).isoformat()
+        except ValueError:
+            errors["valid_from"] = "e_date"
+    if form.photo_too_big:
+        errors["photo"] = "e_photo_big"
+    return errors, clean
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+
+def _headers() -> dict[str, str]:
+    """The token is in the URL: never cache the page, never send it on as a Referer."""
+    return {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"}
+
+
+def render(template: str, status: int, lang: str, request: web.Request, **context) -> web.Response:
+    html = TEMPLATES.get_template(template).render(
+        lang=lang, t=TEXT[lang], other=[x for x in LANGS if x != lang][0], path=request.path, **context)
+    headers = _headers()
+    if "retry_after" in context:
+        headers["Retry-After"] = str(context["retry_after"])
+    return web.Response(status=status, text=html, content_type="text/html", charset="utf-8", headers=headers)
+
+
+def message(request: web.Request, lang: str, status: int, key: str, **context) -> web.Response:
+    t = TEXT[lang]
+    text = t[key].format(s=context.get("retry_after", ""))
+    return render("personalize_message.html", status, lang, request, heading=t[key + "_title"], text=text,
+                  **context)
+
+
+def _validity_text(link: dict, lang: str) -> str:
+    mode = link["validity_mode"]
+    t = TEXT[lang]
+    if mode == "fixed":
+        return t["mode_fixed"].format(a=_day(link["product_from"]), b=_day(link["product_until"]))
+    return t["mode_" + mode].format(m=link["months"])
+
+
+def _day(text: str | None) -> str:
+    return dt.date.fromisoformat(text[:10]).strftime("%d.%m.%Y") if text else ""
+
+
+def _form_page(request: web.Request, lang: str, link: dict, today: dt.date, *, values: dict | None = None,
+               errors: dict | None = None, status: int = 200, detail: str = "") -> web.Response:
+    t = TEXT[lang]
+    messages = {f: t[k].format(days=orders.START_AHEAD_DAYS, detail=detail) for f, k in (errors or {}).items()}
+    return render("personalize_form.html", status, lang, request, link=link, values=values or {},
+                  errors=messages, validity=_validity_text(link, lang),
+                  choose_start=link["validity_mode"] == "from_purchase", today=today.isoformat(),
+                  last_start=(today + dt.timedelta(days=orders.START_AHEAD_DAYS)).isoformat())
+
+
+def _closed(request: web.Request, lang: str, db: sqlite3.Connection, link: dict | None,
+            now: dt.datetime) -> web.Response | None:
+    """The page for an unknown, used or expired link; None if the link is open."""
+    if link is None:
+        return message(request, lang, 404, "unknown")
+    state = link_state(link, now)
+    if state == "used":
+        card = db.execute("SELECT number FROM cards WHERE id = ?", (link["card_id"],)).fetchone()
+        return message(request, lang, 410, "used", card_number=card["number"] if card else None)
+    if state == "expired":
+        return message(request, lang, 410, "expired")
+    return None
+
+
+def _limited(request: web.Request, lang: str) -> web.Response | None:
+    wait = request.app[LIMITER].check(request.remote or "?")
+    return None if wait is None else message(request, lang, 429, "busy", retry_after=wait)
+
+
+async def show_form(request: web.Request) -> web.Response:
+    lang = choose_lang(request)
+    if (refusal := _limited(request, lang)) is not None:
+        return refusal
+    db = request.app[DB]
+    now = utcnow()
+    link = _find_link(db, request.match_info["token"])
+    closed = _closed(request, lang, db, link, now)
+    return closed or _form_page(request, lang, link, now.astimezone(LOCAL_TZ).date())
+
+
+async def submit_form(request: web.Request) -> web.Response:
+    lang = choose_lang(request)
+    if (refusal := _limited(request, lang)) is not None:
+        return refusal
+    form = await read_form(request)
+    if form.too_big:
+        return message(request, lang, 413, "big")
+    db = request.app[DB]
+    now = utcnow()
+    link = _find_link(db, request.match_info["token"])
+    if (closed := _closed(request, lang, db, link, now)) is not None:
+        return closed
+    today = now.astimezone(LOCAL_TZ).date()
+    errors, clean = check_form(form, link, today)
+    photo = None
+    if form.photo and "photo" not in errors:
+        try:
+            photo = ("image/jpeg", prepare_photo(form.photo))
+        except PhotoRefused as refused:
+            errors["photo"] = refused.args[0]
+    if errors:
+        return _form_page(request, lang, link, today, values=form.values, errors=errors, status=422)
+    return _issue(request, lang, db, link, clean, photo, now, form)
+
+
+def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, clean: dict,
+           photo: tuple[str, bytes] | None, now: dt.datetime, form: Form) -> web.Response:
+    """Issue the card and close the link, together or not at all."""
+    today = now.astimezone(LOCAL_TZ).date()
+    try:
+        holder = msgspec.convert(clean, orders.HolderIn)
+        signer = cards.load_signer(db, context(request.app).data_dir)
+        with transaction(db):
+            closed = db.execute("UPDATE personalization_links SET used_at = ? WHERE token_hash = ? "
+                                "AND used_at IS NULL", (iso(now), link["token_hash"])).rowcount
+            if not closed:  # taken by a request that got here first
+                return _closed(request, lang, db, _find_link(db, request.match_info["token"]), now)
+            card = orders.personalize_item(db, signer, link["item_id"], holder, now, photo=photo)
+    except msgspec.ValidationError:
+        return _form_page(request, lang, link, today, values=form.values, errors={"name": "e_name"}, status=422)
+    except TesseraError as exc:
+        key = "e_start" if exc.field == "valid_from" else "e_other"
+        return _form_page(request, lang, link, today, values=form.values, errors={exc.field or "form": key},
+                          status=exc.status, detail=exc.detail)
+    print_batches.wake_worker(request.app)  # the card's print data is due
+    qr = segno.make(card["code"], error="m").svg_inline(scale=4, border=2, title=card["number"])
+    return render("personalize_done.html", 201, lang, request, link=link, card=card, qr=qr,
+                  valid_from=_day(card["valid_from"]), valid_until=_day(card["valid_until"]))
+
+
+def install(app: web.Application, limiter: RateLimiter | None = None) -> None:
+    """Add the page routes; the database is the app's (set by make_app before serving)."""
+    app[LIMITER] = limiter or RateLimiter()
+    app.router.add_get("/p/{token}", show_form, name="personalize_form")
+    app.router.add_post("/p/{token}", submit_form, name="personalize_submit")
