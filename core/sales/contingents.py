@@ -31,6 +31,7 @@ from core.base.sql import json_field, json_values
 from core.base.storage import transaction
 from core.catalog.common import Id
 from core.catalog.seating.variants import variant_seats
+from core.sync.ops import CASHDESK, OpKind, register
 
 HUB, BLOCKED = "hub", "blocked"
 
@@ -253,3 +254,11 @@ def settle_refused_release(db: sqlite3.Connection, node_id: str, op: ReleaseOp, 
     asked = json.loads(recall["seat_ids"])
     kept = [s for s in asked if sold_by(db, node_id, recall["performance_id"], s)]
     _finish_recall(db, recall, [s for s in asked if s not in kept], kept, now)
+
+
+register(OpKind(
+    "pool.released", ReleaseOp, CASHDESK, lambda p, b: apply_release(p.db, p.node_id, b, p.now),
+    "the recall must be this desk's and open; every recalled seat named once; a seat kept as sold must "
+    "be sold by this desk at the hub",
+    on_reject=lambda p, b, reason: settle_refused_release(p.db, p.node_id, b, p.now)))
+

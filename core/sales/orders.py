@@ -49,6 +49,7 @@ from core.sales import payments
 from core.sales.lines import of_order as lines_of
 from core.sales.lines import store as lines_store
 from core.sales.payments import Payment, check_payment, desk_channel
+from core.sync.ops import DESKS, OpKind, Pushed, register
 
 Delivery = Literal["mail", "pickup", "counter"]
 ItemKind = Literal["annual", "voucher"]
@@ -553,3 +554,29 @@ def day_summary(db: sqlite3.Connection, node_id: str, day: dt.date) -> list[dict
         "SELECT coalesce(operator, '-') AS operator, method AS payment_method, count(DISTINCT order_id) AS sales, "
         "sum(amount_cents) AS total_cents FROM payments WHERE node_id = ? AND created_at BETWEEN ? AND ? "
         "GROUP BY 1, 2 ORDER BY 1, 2", (node_id, start, end)).fetchall()
+
+
+# --- what the hub does with a desk's operations (core/sync/ops.py) ---------------------------------------
+
+
+def _reissued(p: Pushed, body: cards.CardOp) -> None:
+    if cards.apply_reissued(p.db, p.node_id, p.trust, body, p.now):
+        # jobs still open at the hub for an older issue would print a code the gates refuse
+        print_queue.drop_open_jobs(p.db, body.id, below_issue=body.issue)
+
+
+register(OpKind(
+    "card.reissued", cards.CardOp, DESKS, _reissued,
+    "the code must be signed by the pushing node for the same card, product and validity with a higher "
+    "issue; a card the hub has revoked stays revoked (the re-issue is a conflict)"))
+register(OpKind(
+    "order.placed", OrderOp, DESKS, lambda p, b: apply_order(p.db, p.node_id, p.role, b, p.now),
+    "channel from the node's role; delivery counter; payment rule of a desk (cash, or card with the "
+    "terminal's reference); each line's price and VAT from the product as of the order's time; total; "
+    "each line's card issued by this node for that line; number in the node's series"))
+register(OpKind(
+    "voucher.redeemed", RedemptionOp, DESKS, lambda p, b: apply_redemption(p.db, p.node_id, p.trust, b, p.now),
+    "voucher code genuine; the new card an annual card of the voucher's product issued by this node; "
+    "first exchange wins",
+    on_reject=lambda p, b, reason: void_lost_exchange(p.db, p.node_id, b, reason, p.now)))
+

@@ -26,6 +26,7 @@ from core.catalog.common import Body, Cents, Id
 from core.sales import contingents
 from core.sales.orders import store_order
 from core.sales.payments import DESK_CHANNELS, Payment, check_payment, desk_channel
+from core.sync.ops import CASHDESK, OpKind, register
 
 
 class SaleIn(Body, kw_only=True):
@@ -145,3 +146,10 @@ def apply_sale(db: sqlite3.Connection, node_id: str, role: str, op: SaleOp) -> N
     if op.total_cents != sum(t.price_cents for t in op.tickets):
         raise Conflict("sale total is not the sum of its tickets")
     _store(db, msgspec.structs.asdict(op) | {"tickets": [msgspec.structs.asdict(t) for t in op.tickets]})
+
+
+register(OpKind(
+    "sale.completed", SaleOp, CASHDESK, lambda p, b: apply_sale(p.db, p.node_id, p.role, b),
+    "channel from the node's role; payment rule of a desk; each seat's zone and price from the hub's "
+    "plan and price list; seats in this desk's pool and unsold; total; number in the node's series"))
+

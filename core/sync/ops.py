@@ -30,12 +30,8 @@ from core.cards.access import EntryOp, verify_pushed_entry
 from core.cards.cards import CardOp
 from core.cards.fulfilment import FulfilmentOp
 from core.cards.trust import TrustStore
-from core.printing import print_queue
-from core.sales import contingents, orders, tickets
-from core.sales.contingents import ReleaseOp
-from core.sales.orders import OrderOp, RedemptionOp
-from core.sales.tickets import SaleOp
 
+# What the card rooms' hub functions do with a pushed op (cards.apply_* raise Refused).
 DESKS = frozenset({"cashdesk", "counter"})
 CASHDESK = frozenset({"cashdesk"})
 GATES = frozenset({"gate"})
@@ -73,54 +69,38 @@ def _flush_entries(db: sqlite3.Connection, rows: list[tuple]) -> None:
                    "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
 
-def _reissued(p: Pushed, body: CardOp) -> None:
-    if cards.apply_reissued(p.db, p.node_id, p.trust, body, p.now):
-        # jobs still open at the hub for an older issue would print a code the gates refuse
-        print_queue.drop_open_jobs(p.db, body.id, below_issue=body.issue)
+REGISTRY: dict[str, OpKind] = {}
 
 
-REGISTRY: dict[str, OpKind] = {k.kind: k for k in (
-    OpKind("card.issued", CardOp, DESKS,
-           lambda p, b: cards.apply_issued(p.db, p.node_id, p.trust, b, p.now),
-           "product, kind, validity, issue and key from the signed code (signed by a card key of the pushing "
-           "node, valid at the card id's time); validity checked against the product at the time of sale; "
-           "issued_by = the pushing node; issued_at = the card id's time; number in the node's series; "
-           "delivery, fulfilment and photo flag set by the hub; holder birth date in the past"),
-    OpKind("card.reissued", CardOp, DESKS, _reissued,
-           "the code must be signed by the pushing node for the same card, product and validity with a higher "
-           "issue; a card the hub has revoked stays revoked (the re-issue is a conflict)"),
-    OpKind("card.revoked", CardOp, DESKS,
-           lambda p, b: cards.apply_revoked(p.db, p.node_id, p.trust, b, p.now),
-           "only a card the pushing node issued; only ever sets a revocation, at the latest at the hub's time"),
-    OpKind("card.fulfilment", FulfilmentOp, DESKS,
-           lambda p, b: fulfilment.apply_fulfilment(p.db, b, p.now),
-           "only forward moves allowed by the card's delivery; stale moves ignored; time capped at the hub's"),
-    OpKind("order.placed", OrderOp, DESKS,
-           lambda p, b: orders.apply_order(p.db, p.node_id, p.role, b, p.now),
-           "channel from the node's role; delivery counter; payment rule of a desk (cash, or card with the "
-           "terminal's reference); each line's price and VAT from the product as of the order's time; total; "
-           "each line's card issued by this node for that line; number in the node's series"),
-    OpKind("voucher.redeemed", RedemptionOp, DESKS,
-           lambda p, b: orders.apply_redemption(p.db, p.node_id, p.trust, b, p.now),
-           "voucher code genuine; the new card an annual card of the voucher's product issued by this node; "
-           "first exchange wins",
-           on_reject=lambda p, b, reason: orders.void_lost_exchange(p.db, p.node_id, b, reason, p.now)),
-    OpKind("sale.completed", SaleOp, CASHDESK,
-           lambda p, b: tickets.apply_sale(p.db, p.node_id, p.role, b),
-           "channel from the node's role; payment rule of a desk; each seat's zone and price from the hub's "
-           "plan and price list; seats in this desk's pool and unsold; total; number in the node's series"),
-    OpKind("pool.released", ReleaseOp, CASHDESK,
-           lambda p, b: contingents.apply_release(p.db, p.node_id, b, p.now),
-           "the recall must be this desk's and open; every recalled seat named once; a seat kept as sold must "
-           "be sold by this desk at the hub",
-           on_reject=lambda p, b, reason: contingents.settle_refused_release(p.db, p.node_id, b, p.now)),
-    OpKind("entry.recorded", EntryOp, GATES, None,
-           "the record's signature by a gate key of the pushing node, valid at the entry's time; venue in the "
-           "gate's scope; time equal to the one in its id, not ahead of the push, not before the card's "
-           "validity or the gate's certificate",
-           row=lambda p, b: verify_pushed_entry(p.db, p.trust, p.node_id, list(p.venue_ids), b.record, p.now),
-           flush=_flush_entries),
-)}
+def register(kind: OpKind) -> OpKind:
+    """Add an op kind; a kind is registered once (a second registration is a programming error)."""
+    if kind.kind in REGISTRY and REGISTRY[kind.kind] is not kind:
+        raise RuntimeError(f"op kind {kind.kind} is registered twice")
+    if (kind.apply is None) == (kind.row is None):
+        raise RuntimeError(f"op kind {kind.kind} needs either an apply function or a batched row")
+    REGISTRY[kind.kind] = kind
+    return kind
+
+
+register(OpKind(
+    "card.issued", CardOp, DESKS, lambda p, b: cards.apply_issued(p.db, p.node_id, p.trust, b, p.now),
+    "product, kind, validity, issue and key from the signed code (signed by a card key of the pushing "
+    "node, valid at the card id's time); validity checked against the product at the time of sale; "
+    "issued_by = the pushing node; issued_at = the card id's time; number in the node's series; "
+    "delivery, fulfilment and photo flag set by the hub; holder birth date in the past"))
+register(OpKind(
+    "card.revoked", CardOp, DESKS, lambda p, b: cards.apply_revoked(p.db, p.node_id, p.trust, b, p.now),
+    "only a card the pushing node issued; only ever sets a revocation, at the latest at the hub's time"))
+register(OpKind(
+    "card.fulfilment", FulfilmentOp, DESKS, lambda p, b: fulfilment.apply_fulfilment(p.db, b, p.now),
+    "only forward moves allowed by the card's delivery; stale moves ignored; time capped at the hub's"))
+register(OpKind(
+    "entry.recorded", EntryOp, GATES, None,
+    "the record's signature by a gate key of the pushing node, valid at the entry's time; venue in the "
+    "gate's scope; time equal to the one in its id, not ahead of the push, not before the card's "
+    "validity or the gate's certificate",
+    row=lambda p, b: verify_pushed_entry(p.db, p.trust, p.node_id, list(p.venue_ids), b.record, p.now),
+    flush=_flush_entries))
 
 
 class BadOp(Exception):

@@ -22,6 +22,7 @@ from core.base.ids import uuid7
 from core.base.storage import transaction
 from core.cards.cardcode import Malformed
 from core.cards.trust import BadRecord
+from core.sales import contingents, orders, tickets  # noqa: F401 - importing them registers their op kinds
 from core.sync.messages import Op, OpResult
 from core.sync.ops import BadOp, OpKind, Pushed, decode
 
