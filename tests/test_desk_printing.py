@@ -5,15 +5,19 @@ folder that is missing and then appears, voucher slips with their QR codes, desk
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 from pathlib import Path
 
 import pytest
 
 from core.printing import print_queue
+from core.printing.receipts import Voucher
+from devices.printers.receipt import load_printer
 from edge.desk.printing import ReceiptJob, build_receipt, load_desk_config, render_receipt
 from edge.desk.server import Edge
 from tests.test_desk_api import enrolled_edge, expect, files, hub, login, pdf_codes, sale_body  # noqa: F401
+from tests.test_receipts import CAPTURED, CODE, receipt
 
 ESC_POS_INIT = b"\x1b@"
 
@@ -191,6 +195,17 @@ async def test_one_voucher_slip_per_voucher(hub, tmp_path):  # noqa: F811
         assert job.receipt.tax_id == "USt-IdNr. DE123456789"
     finally:
         await edge.close()
+
+
+@pytest.mark.parametrize("printer", ["epson", "zjiang"])
+def test_desk_receipt_job_bytes_as_before(printer):
+    # the desk lays the job out for the printer's width (core) and the driver encodes it: the same bytes
+    # as when the desk cut each voucher slip off a one-voucher render of the driver's own layout
+    profile = load_printer({"epson": "receipt-epson-tm-t20iii", "zjiang": "receipt-zjiang-pos5890-usb"}[printer])
+    three = tuple(Voucher(f"Jahreskarte {kind}", f"G-2026-00{i}", CODE[i:] + CODE[:i])
+                  for i, kind in enumerate(["Erwachsene", "Kind", "Familie"]))  # fmt: skip
+    data = render_receipt(ReceiptJob(receipt(), three), profile)
+    assert (len(data), hashlib.sha256(data).hexdigest()) == CAPTURED[f"{printer}-three-vouchers"]
 
 
 def test_desk_toml_defaults_and_mistakes(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import socket
 import time
 from fractions import Fraction
@@ -15,13 +16,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.printing.receipts import EXEMPT_NOTE, Payment, Receipt, ReceiptLine, Voucher, receipt_lines, vat_share
+from core.base.documents import Line, PrintDocument, Qr
+from core.printing.receipts import (
+    EXEMPT_NOTE,
+    Payment,
+    Receipt,
+    ReceiptLine,
+    Voucher,
+    receipt_document,
+    receipt_lines,
+    vat_share,
+)
 from devices.printers.receipt import (
     FileConnection,
     FolderConnection,
     NetworkConnection,
     PrinterError,
     ReceiptPrinter,
+    columns,
     load_printer,
     parse_status,
     render,
@@ -123,11 +135,123 @@ def test_card_payment_text_and_no_exempt_note_without_exempt_lines():
         receipt_lines(r, 10)
 
 
+# --- print document ----------------------------------------------------------------------------------
+
+
+def escpos(r: Receipt, profile, vouchers=()) -> bytes:
+    """What the desk does: lay the receipt out for the printer's width, then encode the document."""
+    return render(receipt_document(r, columns(profile), vouchers), profile)
+
+
+def test_receipt_document_slips():
+    v1, v2 = Voucher("Jahreskarte Erwachsene", "G-1", CODE), Voucher("Jahreskarte Kind", "G-2", CODE[::-1])
+    doc = receipt_document(receipt(voucher=v1), 32, (v2,))
+    assert doc.width == 32 and len(doc.slips) == 3  # the receipt, then one slip per voucher
+    receipt_slip, *slips = doc.slips
+    assert receipt_slip[:4] == (Line("title", "Städtisches Museum Köln"), Line("center", "Domplatz 1"),
+                                Line("center", "50667 Köln"), Line("center", "USt-IdNr. DE123456789"))  # fmt: skip
+    assert all(isinstance(p, Line) and len(p.text) <= 32 for p in receipt_slip)
+    assert len(receipt_slip) == len(receipt_lines(receipt(), 32))  # the same rows as the plain-text layout
+    assert Line("bold", "Summe" + " " * 19 + "132,39 €") in receipt_slip
+    for slip, v in zip(slips, (v1, v2), strict=True):
+        assert slip[0] == Line("title", "GUTSCHEIN") and Line("center", f"Gutschein-Nr. {v.number}") in slip
+        assert [p for p in slip if isinstance(p, Qr)] == [Qr(v.code)]
+    assert len(receipt_document(receipt(), 48).slips) == 1
+    with pytest.raises(ValueError, match="line style"):
+        Line("huge", "x")  # type: ignore[arg-type]
+
+
+def test_driver_prints_a_hand_made_document():
+    # the driver knows nothing of receipts: any neutral document prints
+    profile = load_printer("receipt-epson-tm-t20iii")
+    doc = PrintDocument(48, ((Line("title", "Hallo"), Line("normal", "Grüße")), (Qr("ABC123"), Line("center", "€"))))
+    data = render(doc, profile)
+    assert data.startswith(b"\x1b@\x1bt\x13") and b"Gr\x81\xe1e\n" in data and b"\xd5\n" in data
+    assert data.count(b"\x1dV\x01") == 2 and data.endswith(b"\x1dV\x01")
+    assert b"\x1d(k\x09\x001P0ABC123" in data
+    assert columns(profile) == 48 and columns(load_printer("receipt-zjiang-pos5890-usb")) == 32
+    with pytest.raises(ValueError, match="laid out for 48 characters"):
+        render(doc, load_printer("receipt-zjiang-pos5890-usb"))
+
+
+# ESC/POS bytes of receipt(voucher=Voucher("Jahreskarte Erwachsene", "G-2026-0007", CODE)) on the Epson
+# TM-T20III profile, captured from the driver before it took print documents (when it imported
+# core.printing.receipts and laid the receipt out itself): the document path must give the same bytes.
+EPSON_RECEIPT_WITH_VOUCHER = (
+    b"\x1b@\x1bt\x13\x1bE\x01\x1ba\x01St\x84dtisches Museum K\x94ln\n"
+    b"\x1b!\x00\x1b!\x00\x1b!\x00\x1bE\x00\x1bE\x00\x1ba\x01Domplatz 1\n"
+    b"50667 K\x94ln\n"
+    b"USt-IdNr. DE123456789\n"
+    b"\x1bE\x00\x1ba\x00------------------------------------------------\n"
+    b"\x1bE\x00\x1ba\x00Beleg-Nr. K1-000042             01.07.2026 14:30\n"
+    b"Kasse: kasse-foyer\n"
+    b"Bediener: J\x81rgen\n"
+    b"\x1bE\x00\x1ba\x00------------------------------------------------\n"
+    b"\x1bE\x00\x1ba\x00Jahreskarte Erwachsene\n"
+    b"  2 x 45,00 \xd5                          90,00 \xd5 C\n"
+    b"Ausstellungskatalog                    29,90 \xd5 B\n"
+    b"Kaffee\n"
+    b"  3 x 3,50 \xd5                           10,50 \xd5 A\n"
+    b"Postkarte                               1,99 \xd5 A\n"
+    b"\x1bE\x00\x1ba\x00------------------------------------------------\n"
+    b"\x1b!\x00\x1b!\x00\x1b!\x10\x1bE\x01\x1ba\x00Summe                                   132,39 \xd5\n"
+    b"\x1b!\x00\x1b!\x00\x1b!\x00\x1bE\x00\x1bE\x00\x1ba\x00Bar                                     132,39 "
+    b"\xd5\n"
+    b"Gegeben                                 200,00 \xd5\n"
+    b"R\x81ckgeld                                 67,61 \xd5\n"
+    b"\x1bE\x00\x1ba\x00------------------------------------------------\n"
+    b"\x1bE\x00\x1ba\x00MwSt.       Netto     MwSt.               Brutto\n"
+    b"A 19 %    10,50 \xd5    1,99 \xd5              12,49 \xd5\n"
+    b"B  7 %    27,94 \xd5    1,96 \xd5              29,90 \xd5\n"
+    b"C frei    90,00 \xd5    0,00 \xd5              90,00 \xd5\n"
+    b"C: Steuerfrei nach \xf5 4 Nr. 20a UStG\n"
+    b"\x1bE\x00\x1ba\x00------------------------------------------------\n"
+    b"\x1bE\x00\x1ba\x01Vielen Dank f\x81r Ihren Besuch!\n"
+    b"\x1bE\x00\x1ba\x00\x1bd\x06\x1dV\x01\x1bE\x01\x1ba\x01GUTSCHEIN\n"
+    b"\x1b!\x00\x1b!\x00\x1b!\x00\x1bE\x00\x1bE\x00\x1ba\x01Jahreskarte Erwachsene\n"
+    b"Gutschein-Nr. G-2026-0007\n"
+    b"St\x84dtisches Museum K\x94ln\n"
+    b"\x1bE\x00\x1ba\x00\n"
+    b"\x1ba\x01\x1d(k\x04\x001A2\x00\x1d(k\x03\x001C\x04\x1d(k\x03\x001E1\x1d(k\xa3\x001P0"
+    + CODE.encode("ascii")
+    + b"\x1d(k\x03\x001Q0\x1ba\x00\n"
+    b"\x1bE\x00\x1ba\x01Einl\x94sbar an der Kasse gegen eine pers\x94nliche\n"
+    b"Jahreskarte.\n"
+    b"Beleg-Nr. K1-000042, 01.07.2026\n"
+    b"\x1bE\x00\x1ba\x00\x1bd\x06\x1dV\x01"
+)
+# Length and sha256 of more jobs, captured the same way; the three-voucher jobs came from the desk's
+# render_receipt, which then cut each voucher slip off a whole one-voucher render.
+CAPTURED = {
+    "zjiang-image-qr-no-cut": (10677, "d6d742609a29248cc4458c814402a46993242562aefc4d9e5b63640d38860057"),
+    "epson-card-full-cut": (850, "f7bf4ce0dd554281dc1f33c8b5b194ed803b07626e2e769633cb9ab530d6848b"),
+    "epson-three-vouchers": (2491, "64ea7755aa95a2ff613d583ed05474276a11f247938ec6623a92ca554c58929e"),
+    "zjiang-three-vouchers": (29947, "e9f62b33a342edecdc75d598af802dd3e6a27060da27595196eb036b98a70c1c"),
+}
+
+
+def test_escpos_bytes_unchanged_since_the_driver_took_documents():
+    epson, zjiang = load_printer("receipt-epson-tm-t20iii"), load_printer("receipt-zjiang-pos5890-usb")
+    full_cut = msgspec.structs.replace(epson, paper=msgspec.structs.replace(epson.paper, cut="full"))
+    voucher = Voucher("Jahreskarte Erwachsene", "G-2026-0007", CODE)
+    three = tuple(Voucher(f"Jahreskarte {kind}", f"G-2026-00{i}", CODE[i:] + CODE[:i])
+                  for i, kind in enumerate(["Erwachsene", "Kind", "Familie"]))  # fmt: skip
+    card = receipt(lines=(ReceiptLine("Kaffee", 1, 350, "19"),), payment=Payment("card", terminal_ref="TA-991"))
+    assert escpos(receipt(voucher=voucher), epson) == EPSON_RECEIPT_WITH_VOUCHER
+    made = {
+        "zjiang-image-qr-no-cut": escpos(receipt(voucher=voucher), zjiang),
+        "epson-card-full-cut": escpos(card, full_cut),
+        "epson-three-vouchers": escpos(receipt(), epson, three),
+        "zjiang-three-vouchers": escpos(receipt(), zjiang, three),
+    }
+    assert {k: (len(b), hashlib.sha256(b).hexdigest()) for k, b in made.items()} == CAPTURED
+
+
 # --- ESC/POS bytes ---------------------------------------------------------------------------------------
 
 
 def test_escpos_bytes_epson_80mm_native_qr():
-    data = render(receipt(voucher=Voucher("Jahreskarte Erwachsene", "G-2026-0007", CODE)),
+    data = escpos(receipt(voucher=Voucher("Jahreskarte Erwachsene", "G-2026-0007", CODE)),
                   load_printer("receipt-epson-tm-t20iii"))  # fmt: skip
     assert data.startswith(b"\x1b@")  # ESC @ init
     assert b"\x1bt\x13" in data[:10]  # ESC t 19: CP858
@@ -149,11 +273,11 @@ def test_escpos_bytes_epson_80mm_native_qr():
 
 def test_escpos_bytes_58mm_image_qr_no_cutter():
     profile = load_printer("receipt-zjiang-pos5890-usb")
-    data = render(receipt(voucher=Voucher("Jahreskarte Kind", "G-1", CODE)), profile)
+    data = escpos(receipt(voucher=Voucher("Jahreskarte Kind", "G-1", CODE)), profile)
     assert data.startswith(b"\x1b@") and b"R\x81ckgeld" in data
     assert b"\x1d(k" not in data and b"\x1dV" not in data  # no native QR, no cut
     assert b"\x1dv0" in data or b"\x1b*" in data or b"\x1d(L" in data  # a raster image instead
-    plain = render(receipt(), profile)
+    plain = escpos(receipt(), profile)
     assert len(data) > len(plain) + 1000
 
 
@@ -266,7 +390,7 @@ async def wait_for(predicate, timeout=2.0):
 
 @pytest.mark.parametrize("status", [False, True])
 async def test_network_printer_receives_exactly_the_bytes(status):
-    data = render(receipt(voucher=Voucher("Jahreskarte", "G-1", CODE)), load_printer("receipt-epson-tm-t20iii"))
+    data = escpos(receipt(voucher=Voucher("Jahreskarte", "G-1", CODE)), load_printer("receipt-epson-tm-t20iii"))
     fake = FakePrinter()
     async with fake as port:
         printer = ReceiptPrinter(net_profile(port, status=status))
@@ -336,7 +460,7 @@ async def test_folder_printer_writes_a_file(tmp_path):
     base = load_printer("receipt-sim-folder")
     out = tmp_path / "out"
     printer = ReceiptPrinter(msgspec.structs.replace(base, connection=FolderConnection(folder=str(out))))
-    data = render(receipt(), base)
+    data = escpos(receipt(), base)
     first = await printer.print(data, job="sale K1/42")
     second = await printer.print(data, job="sale K1/42")
     printer.close()

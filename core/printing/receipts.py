@@ -5,8 +5,10 @@ not per line, as `round(gross * rate / (100 + rate))` (half away from zero, like
 net is gross minus VAT, so net + VAT always equals the printed total to the cent.
 
 Museum admission (annual tickets, vouchers for them) is exempt under § 4 Nr. 20a UStG; such lines carry
-VAT code "exempt" and the receipt prints the exemption note. The byte encoding for a printer (ESC/POS)
-lives in `devices.printers.receipt`; this module only decides what the receipt says and where.
+VAT code "exempt" and the receipt prints the exemption note. `receipt_document` lays the receipt and its
+voucher slips out as a neutral `core.base.documents.PrintDocument` for a printer's width; the byte encoding
+for a printer (ESC/POS) lives in `devices.printers.receipt`. This module only decides what the receipt says
+and where.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.base.clock import LOCAL_TZ
+from core.base.documents import Line, PrintDocument, Qr, Slip, Style
 from core.base.money import MAX_CENTS, format_eur
 
 __all__ = [
@@ -29,9 +32,9 @@ __all__ = [
     "VatTotal",
     "Voucher",
     "layout",
+    "receipt_document",
     "receipt_lines",
     "vat_share",
-    "voucher_lines",
 ]
 
 VatCode = Literal["19", "7", "exempt"]
@@ -159,8 +162,6 @@ class Receipt:
 
 # --- layout ----------------------------------------------------------------------------------------------
 
-Style = Literal["normal", "center", "bold", "rule", "title"]
-
 
 def _pair(left: str, right: str, width: int) -> list[str]:
     """`left ...... right` on one line; a long left side wraps, the right side ends the last line."""
@@ -240,21 +241,25 @@ def layout(receipt: Receipt, width: int) -> list[tuple[Style, str]]:
     return rows
 
 
-def voucher_lines(receipt: Receipt, width: int) -> tuple[list[tuple[Style, str]], list[tuple[Style, str]]]:
-    """The voucher slip as (rows above the QR code, rows below it); empty lists when there is no voucher."""
-    v = receipt.voucher
-    if v is None:
-        return [], []
-    above: list[tuple[Style, str]] = [("title", "GUTSCHEIN")]
-    above += [("center", t) for t in _wrap(v.product, width)]
-    above += [("center", t) for t in _wrap(f"Gutschein-Nr. {v.number}", width)]
-    above += [("center", t) for t in _wrap(receipt.organizer, width)]
-    below: list[tuple[Style, str]] = [("center", t) for t in _wrap(v.note, width)]
-    below += [
-        ("center", t)
-        for t in _wrap(f"Beleg-Nr. {receipt.sale_number}, {receipt.local_time.strftime('%d.%m.%Y')}", width)
-    ]
-    return above, below
+def _voucher_slip(receipt: Receipt, voucher: Voucher, width: int) -> Slip:
+    """A voucher slip: title, product, number and organizer, the QR code of the voucher's card code, the note."""
+    above = [voucher.product, f"Gutschein-Nr. {voucher.number}", receipt.organizer]
+    below = [voucher.note, f"Beleg-Nr. {receipt.sale_number}, {receipt.local_time.strftime('%d.%m.%Y')}"]
+    return (
+        Line("title", "GUTSCHEIN"),
+        *(Line("center", t) for text in above for t in _wrap(text, width)),
+        Qr(voucher.code),
+        *(Line("center", t) for text in below for t in _wrap(text, width)),
+    )
+
+
+def receipt_document(receipt: Receipt, width: int, vouchers: tuple[Voucher, ...] = ()) -> PrintDocument:
+    """The receipt laid out for `width` characters, then one voucher slip per voucher (`receipt.voucher`
+    first, if set, then `vouchers`), each slip separated from the next by the printer (a cut)."""
+    slips: list[Slip] = [tuple(Line(style, text) for style, text in layout(receipt, width))]
+    for voucher in (receipt.voucher, *vouchers) if receipt.voucher else vouchers:
+        slips.append(_voucher_slip(receipt, voucher, width))
+    return PrintDocument(width, tuple(slips))
 
 
 def receipt_lines(receipt: Receipt, width_chars: int) -> list[str]:

@@ -1,11 +1,13 @@
-"""Receipt printers (ESC/POS): receipt -> bytes with python-escpos, bytes -> printer without blocking.
+"""Receipt printers (ESC/POS): print document -> bytes with python-escpos, bytes -> printer without blocking.
 
 Two halves, as for the other devices (DESIGN 6):
 
-* `render(receipt, profile) -> bytes` is pure: python-escpos' `Dummy` printer with the profile's escpos
-  capability profile collects the bytes (ESC @, fixed code page such as CP858 for umlauts and the euro
-  sign, bold total, cut; a voucher slip with its QR code, native `GS ( k` when the model has it, else a
-  raster image made with segno in alphanumeric mode).
+* `render(document, profile) -> bytes` is pure: python-escpos' `Dummy` printer with the profile's escpos
+  capability profile collects the bytes of a neutral `core.base.documents.PrintDocument` (ESC @, fixed
+  code page such as CP858 for umlauts and the euro sign; styles as centre, bold, double height; a cut
+  after each slip, or a paper feed without a cutter; QR codes native `GS ( k` when the model has it, else
+  a raster image made with segno in alphanumeric mode). What a receipt says and where is decided by
+  `core.printing.receipts.receipt_document`, laid out for the width `columns(profile)` of this printer.
 * `ReceiptPrinter(profile).print(data)` sends bytes over the profile's connection (network socket port
   9100, USB via python-escpos, serial, a device file, or a folder for the demo). The blocking write runs
   in the printer's own worker thread and is bounded by `timeout_ms`; any failure is one `PrinterError`
@@ -31,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-from core.printing.receipts import Receipt, layout, voucher_lines
+from core.base.documents import Line, PrintDocument
 from devices.errors import DeviceError
 from devices.profiles import load_profile
 
@@ -46,6 +48,7 @@ __all__ = [
     "ReceiptPrinter",
     "SerialConnection",
     "UsbConnection",
+    "columns",
     "load_printer",
     "parse_status",
     "render",
@@ -157,12 +160,21 @@ def _qr_image(code: str, module: int) -> Any:
     return img
 
 
-def render(receipt: Receipt, profile: PrinterProfile) -> bytes:
-    """ESC/POS bytes of the receipt (and its voucher slip) for this printer model. Pure."""
+def columns(profile: PrinterProfile) -> int:
+    """Characters per line of this printer (font A): the width to lay a document out for."""
+    return profile.paper.columns
+
+
+def render(document: PrintDocument, profile: PrinterProfile) -> bytes:
+    """ESC/POS bytes of the document for this printer model, a cut (or paper feed) after each slip. Pure.
+    Raises ValueError for a document laid out wider than the paper."""
     from escpos import printer
     from escpos.constants import QR_ECLEVEL_M
 
     paper = profile.paper
+    if document.width > paper.columns:
+        raise ValueError(f"document laid out for {document.width} characters, {profile.model} prints "
+                         f"{paper.columns}")  # fmt: skip
     p = printer.Dummy(profile=profile.escpos_profile)
     p.hw("INIT")
     p.charcode(paper.codepage)
@@ -180,33 +192,26 @@ def render(receipt: Receipt, profile: PrinterProfile) -> bytes:
             p.set(align="center" if wanted in ("center", "title") else "left", bold=wanted == "title")
         current[0] = wanted
 
-    def rows(items: list[tuple[str, str]]) -> None:
-        for kind, text in items:
-            style(kind)
-            p.textln(text)
+    for slip in document.slips:
+        for part in slip:
+            if isinstance(part, Line):
+                style(part.style)
+                p.textln(part.text)
+                continue
+            style("normal")  # a QR code: centred, a blank line above and below
+            p.ln()
+            if paper.native_qr:
+                p.set(align="center")
+                p.qr(part.payload, ec=QR_ECLEVEL_M, size=paper.qr_module_dots, native=True)
+            else:
+                p.image(_qr_image(part.payload, paper.qr_module_dots), center=True)
+            p.set(align="left")
+            p.ln()
         style("normal")
-
-    def cut() -> None:
         if paper.cut == "none":
             p.ln(4)
         else:
             p.cut(mode="PART" if paper.cut == "partial" else "FULL")
-
-    rows(layout(receipt, paper.columns))
-    cut()
-    above, below = voucher_lines(receipt, paper.columns)
-    if receipt.voucher is not None:
-        rows(above)
-        p.ln()
-        if paper.native_qr:
-            p.set(align="center")
-            p.qr(receipt.voucher.code, ec=QR_ECLEVEL_M, size=paper.qr_module_dots, native=True)
-        else:
-            p.image(_qr_image(receipt.voucher.code, paper.qr_module_dots), center=True)
-        p.set(align="left")
-        p.ln()
-        rows(below)
-        cut()
     return p.output
 
 

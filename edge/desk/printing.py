@@ -50,7 +50,7 @@ from core.base.clock import parse_iso
 from core.cards.trusted_time import TrustedClock
 from core.printing import print_queue
 from core.printing.card_layout import Layout, face_from_card, load_layout, render_cards
-from core.printing.receipts import Payment, Receipt, ReceiptLine, Voucher
+from core.printing.receipts import Payment, Receipt, ReceiptLine, Voucher, receipt_document
 from core.sales import orders
 from devices.printers.card import CardPrinter, CardPrinterProfile, PrintError, load_card_printer, open_card_printer
 from devices.printers.receipt import (
@@ -58,6 +58,7 @@ from devices.printers.receipt import (
     PrinterError,
     PrinterProfile,
     ReceiptPrinter,
+    columns,
     load_printer,
     render,
 )
@@ -185,19 +186,9 @@ def build_receipt(db: sqlite3.Connection, node: dict, settings: ReceiptSettings,
 
 
 def render_receipt(job: ReceiptJob, profile: PrinterProfile) -> bytes:
-    """The receipt, then one voucher slip (with its QR code) per voucher, as one ESC/POS job.
-
-    `devices.printers.receipt.render` prints a receipt with at most one voucher slip after
-    it; rendering is deterministic, so each slip is the tail that `render(receipt with
-    voucher k)` adds to `render(receipt)`. Pure, runs in a worker thread."""
-    base = render(job.receipt, profile)
-    out = [base]
-    for voucher in job.vouchers:
-        full = render(dataclasses.replace(job.receipt, voucher=voucher), profile)
-        if not full.startswith(base):
-            raise RuntimeError("receipt rendering is not deterministic; cannot split off the voucher slip")
-        out.append(full[len(base):])
-    return b"".join(out)
+    """The receipt, then one voucher slip (with its QR code) per voucher, as one ESC/POS job: core lays
+    it out for the printer's width, the driver encodes it. Pure, runs in a worker thread."""
+    return render(receipt_document(job.receipt, columns(profile), job.vouchers), profile)
 
 
 # --- the worker ---------------------------------------------------------------------------------------------
