@@ -16,6 +16,7 @@ from core.base.node import this_node
 from core.base.storage import transaction
 from core.sales import orders
 from hub.app import make_app
+from hub.services import personalization
 from hub.web import personalize
 from hub.web.personalize import PhotoRefused, RateLimiter, prepare_photo
 from tests.conftest import Hub
@@ -55,7 +56,7 @@ def shop_order(hub: Hub, product: int = VERBUND, quantity: int = 1) -> list[str]
                               payment_reference="PSP-1")
     with transaction(db):
         order = orders.place_order(db, this_node(db), None, order_in, channel="shop", now=utcnow())
-        tokens = personalize.create_links(db, [i["id"] for i in order["items"]], utcnow())
+        tokens = personalization.create_links(db, [i["id"] for i in order["items"]], utcnow())
     return [tokens[i["id"]] for i in order["items"]]
 
 

@@ -208,6 +208,11 @@ def revoke_card(db: sqlite3.Connection, signer: NodeSigner, card_id: str, reason
     return card
 
 
+def get_card(db: sqlite3.Connection, card_id: str) -> dict:
+    """The stored card (its code included); NotFound if there is none with *card_id*."""
+    return _card(db, card_id)
+
+
 def _card(db: sqlite3.Connection, card_id: str) -> dict:
     card = db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchone()
     if card is None:

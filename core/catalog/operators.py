@@ -21,6 +21,7 @@ from msgspec import Meta
 from core.base.clock import LOCAL_TZ, iso, parse_iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
+from core.base.sql import integrity_problem
 from core.base.storage import transaction
 from core.catalog.common import Body, Name
 
@@ -64,20 +65,34 @@ def pin_matches(pin: str, stored: str) -> bool:
 def create(db: sqlite3.Connection, data: OperatorIn, now: dt.datetime) -> dict:
     with transaction(db):
         if db.execute("SELECT 1 FROM operators WHERE name = ?", (data.name,)).fetchone():
-            raise Conflict(f"an operator named {data.name!r} exists already", field="name")
+            raise _name_taken(data.name)
         return public(db.execute(
             "INSERT INTO operators (id, name, pin_hash, active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
             "RETURNING *", (uuid7(), data.name, hash_pin(data.pin), int(data.active), iso(now), iso(now))).fetchone())
 
 
 def update(db: sqlite3.Connection, operator_id: str, data: OperatorIn, now: dt.datetime) -> dict:
-    with transaction(db):
-        row = db.execute("UPDATE operators SET name = ?, pin_hash = ?, active = ?, updated_at = ? WHERE id = ? "
-                         "RETURNING *", (data.name, hash_pin(data.pin), int(data.active), iso(now),
-                                         operator_id)).fetchone()
-        if row is None:
-            raise NotFound(f"operator {operator_id} does not exist")
-        return public(row)
+    """A new name, PIN or active flag. An unknown operator is NotFound; a name another
+    operator has is a Conflict, also when another writer took it since the check (the
+    database's unique constraint)."""
+    pin_hash = hash_pin(data.pin)  # scrypt is slow: not while holding the write lock
+    try:
+        with transaction(db):
+            if not db.execute("SELECT 1 FROM operators WHERE id = ?", (operator_id,)).fetchone():
+                raise NotFound(f"operator {operator_id} does not exist")
+            if db.execute("SELECT 1 FROM operators WHERE name = ? AND id <> ?", (data.name, operator_id)).fetchone():
+                raise _name_taken(data.name)
+            row = db.execute("UPDATE operators SET name = ?, pin_hash = ?, active = ?, updated_at = ? WHERE id = ? "
+                             "RETURNING *", (data.name, pin_hash, int(data.active), iso(now), operator_id)).fetchone()
+    except sqlite3.IntegrityError as exc:
+        if integrity_problem(exc).kind == "unique":
+            raise _name_taken(data.name) from None
+        raise
+    return public(row)
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"an operator named {name!r} exists already", field="name")
 
 
 def public(row: dict) -> dict:

@@ -8,12 +8,13 @@ other: it has its own node key and certificate, and signs the cards it issues wi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from core.base.clock import utcnow
+from core.base.clock import iso, utcnow
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.node import this_node
 from core.base.storage import transaction
@@ -128,3 +129,47 @@ def list_nodes(db: sqlite3.Connection) -> list[dict]:
         reason = row.pop("reason")
         out.append({**row, "key_id": f"{row['key_id']:08x}", "revoke_reason": reason})
     return out
+
+
+# --- what the sync endpoints need (hub/sync/routes.py) -------------------------------------------------
+
+
+def trust_version(db: sqlite3.Connection) -> tuple:
+    """Changes whenever a node certificate or a revocation is added or changed: the sync's
+    cached trust store is reloaded then."""
+    return tuple(db.execute(
+        "SELECT (SELECT count(*) FROM node_certs) AS c, (SELECT count(*) FROM node_revocations) AS r, "
+        "(SELECT group_concat(revoked_at) FROM node_revocations) AS t").fetchone().values())
+
+
+def certificate(db: sqlite3.Connection, key_id: int) -> str:
+    """The signed certificate record of a key (the hub's own, sent with every sync answer)."""
+    return db.execute("SELECT record FROM node_certs WHERE key_id = ?", (key_id,)).fetchone()["record"]
+
+
+def root_public_raw(db: sqlite3.Connection) -> bytes:
+    """The pinned root public key, as raw bytes (sent to a node at enrollment)."""
+    return db.execute("SELECT public_key FROM trust_roots ORDER BY key_id LIMIT 1").fetchone()["public_key"]
+
+
+def sync_scope(db: sqlite3.Connection, node_id: str) -> dict:
+    """What a node syncs as: its role and venues. A node set up locally (provisioned, not
+    enrolled) has no scope row: its role comes from its certificate, with no venues."""
+    row = db.execute("SELECT role, venue_ids FROM node_scopes WHERE node_id = ?", (node_id,)).fetchone()
+    if row is None:
+        cert = db.execute("SELECT role FROM node_certs WHERE node_id = ? LIMIT 1", (node_id,)).fetchone()
+        row = {"role": cert["role"], "venue_ids": "[]"}
+    return {"node_id": node_id, "role": row["role"], "venue_ids": json.loads(row["venue_ids"])}
+
+
+def note_clock_skew(db: sqlite3.Connection, node_id: str, skew_s: float) -> None:
+    db.execute("UPDATE node_scopes SET clock_skew_s = ? WHERE node_id = ?", (round(skew_s, 3), node_id))
+
+
+def note_push(db: sqlite3.Connection, node_id: str, now: dt.datetime) -> None:
+    db.execute("UPDATE node_scopes SET last_push_at = ? WHERE node_id = ?", (iso(now), node_id))
+
+
+def note_pull(db: sqlite3.Connection, node_id: str, now: dt.datetime, pulled_seq: int) -> None:
+    db.execute("UPDATE node_scopes SET last_pull_at = ?, pulled_seq = ? WHERE node_id = ?",
+               (iso(now), pulled_seq, node_id))

@@ -12,14 +12,14 @@ nonce, so an edge can tell the real hub from anything else on the LAN.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import msgspec
 from aiohttp import web
 
-from core.base.clock import iso, iso_ms, parse_iso, utcnow
+from core.base.clock import iso_ms, parse_iso, utcnow
 from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.node import this_node
 from core.cards.cards import NodeSigner, load_signer
 from core.cards.trust import TrustStore
 from core.sync import auth
@@ -35,7 +35,7 @@ from core.sync.messages import (
     encoder,
 )
 from core.sync.ops import Pushed
-from hub.services.nodes import root_key
+from hub.services import nodes
 from hub.settings import HubContext, context
 from hub.sync import apply, enrollment, feed
 from hub.web import problems
@@ -62,18 +62,16 @@ class SyncState:
         self._signer: NodeSigner | None = None
 
     def trust(self) -> TrustStore:
-        key = tuple(self.db.execute(
-            "SELECT (SELECT count(*) FROM node_certs) AS c, (SELECT count(*) FROM node_revocations) AS r, "
-            "(SELECT group_concat(revoked_at) FROM node_revocations) AS t").fetchone().values())
+        key = nodes.trust_version(self.db)
         if key != self._trust_key:
             self._trust, self._trust_key = TrustStore.load(self.db), key
         return self._trust
 
     def hub_cert(self, key_id: int) -> str:
-        return self.db.execute("SELECT record FROM node_certs WHERE key_id = ?", (key_id,)).fetchone()["record"]
+        return nodes.certificate(self.db, key_id)
 
     def signer(self) -> NodeSigner:
-        current = self.db.execute("SELECT key_id FROM node").fetchone()["key_id"]
+        current = this_node(self.db)["key_id"]
         if self._signer is None or self._signer.key_id != current:
             self._signer = load_signer(self.db, self.data_dir)
         return self._signer
@@ -160,16 +158,7 @@ def _note_clock(request: web.Request, node_id: str) -> None:
         skew = (parse_iso(sent) - utcnow()).total_seconds()
     except ValueError:
         return
-    request.app[DB].execute("UPDATE node_scopes SET clock_skew_s = ? WHERE node_id = ?", (round(skew, 3), node_id))
-
-
-def _scope(request: web.Request, node_id: str) -> dict:
-    db = request.app[DB]
-    row = db.execute("SELECT role, venue_ids FROM node_scopes WHERE node_id = ?", (node_id,)).fetchone()
-    if row is None:  # set up locally (provision), not enrolled: role from its certificate
-        cert = db.execute("SELECT role FROM node_certs WHERE node_id = ? LIMIT 1", (node_id,)).fetchone()
-        row = {"role": cert["role"], "venue_ids": "[]"}
-    return {"node_id": node_id, "role": row["role"], "venue_ids": json.loads(row["venue_ids"])}
+    nodes.note_clock_skew(request.app[DB], node_id, skew)
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -191,7 +180,7 @@ async def enroll(request: web.Request) -> web.Response:
     db = request.app[DB]
     now = utcnow()
     try:
-        result = enrollment.redeem(db, root_key(state.data_dir), code=req.code, node_id=req.node_id,
+        result = enrollment.redeem(db, nodes.root_key(state.data_dir), code=req.code, node_id=req.node_id,
                                    public_raw=bytes.fromhex(req.public_key), now=now)
     except (NotFound, Conflict, ValidationError) as exc:
         state.rate.failed(address)
@@ -199,8 +188,8 @@ async def enroll(request: web.Request) -> web.Response:
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 422
         return problem(request, status, "enrollment-refused", exc.detail)
     signer = state.signer()
-    hub_cert = db.execute("SELECT record FROM node_certs WHERE key_id = ?", (signer.key_id,)).fetchone()["record"]
-    root_public = db.execute("SELECT public_key FROM trust_roots LIMIT 1").fetchone()["public_key"]
+    hub_cert = state.hub_cert(signer.key_id)
+    root_public = nodes.root_public_raw(db)
     log.info("sync: enrolled %s %s (%s) from %s", result["role"], result["name"], req.node_id, address)
     response = EnrollResponse(protocol=PROTOCOL, hub_time=iso_ms(now), node_id=req.node_id, name=result["name"],
                               role=result["role"], venue_ids=result["venue_ids"], root_public_key=root_public.hex(),
@@ -226,11 +215,11 @@ async def push(request: web.Request) -> web.Response:
     db, now = request.app[DB], utcnow()
     trust = request.app[STATE].trust()
     signer = trust.get(auth.parse_key_id(request.headers.get(auth.KEY)))
-    scope = _scope(request, node_id)
+    scope = nodes.sync_scope(db, node_id)
     pushed = Pushed(db=db, node_id=node_id, role=signer.role, venue_ids=tuple(scope["venue_ids"]), trust=trust,
                     now=now)
     results = apply.apply_push(pushed, req.ops)
-    db.execute("UPDATE node_scopes SET last_push_at = ? WHERE node_id = ?", (iso(now), node_id))
+    nodes.note_push(db, node_id, now)
     return signed(request, 200, encoder.encode(PushResponse(protocol=PROTOCOL, hub_time=iso_ms(now), results=results)))
 
 
@@ -248,8 +237,7 @@ async def pull(request: web.Request) -> web.Response:
     except ValueError:
         return problem(request, 400, "bad-request", f"0 <= after < 2^63 and 1 <= limit <= {MAX_PAGE}")
     db, now = request.app[DB], utcnow()
-    changes, next_after, more = feed.page(db, _scope(request, node_id), after, limit)
-    db.execute("UPDATE node_scopes SET last_pull_at = ?, pulled_seq = ? WHERE node_id = ?",
-               (iso(now), next_after, node_id))
+    changes, next_after, more = feed.page(db, nodes.sync_scope(db, node_id), after, limit)
+    nodes.note_pull(db, node_id, now, next_after)
     return signed(request, 200, encoder.encode(PullResponse(protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes,
                                                             next_after=next_after, more=more)))

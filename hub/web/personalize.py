@@ -1,11 +1,10 @@
-"""Personalization links and the customer's page at `/p/<token>` (A3).
+"""The customer's page for a personalization link, at `/p/<token>` (A3).
 
-A shop order's items are sold without a holder; the order mail carries one link per card.
-The token in the link is 256 random bits and only its SHA-256 is stored, so a leaked
-database does not hand out cards. The page asks for the holder's name, optionally a date of
-birth and a photo (and a start day for cards valid N months from purchase), and issues the
-card through `core.sales.orders.personalize_item` with the hub's own signing key. The link is
-marked used in the same transaction as the card is issued: a link issues at most one card.
+A shop order's items are sold without a holder; the order mail carries one link per card
+(the links themselves: `hub/services/personalization.py`). The page asks for the holder's
+name, optionally a date of birth and a photo (and a start day for cards valid N months from
+purchase), and issues the card through `personalization.personalize` with the hub's own
+signing key, which marks the link used in the same transaction: a link issues at most one card.
 
 These are HTML pages for people, not API operations: errors are pages (404 unknown link,
 410 used or expired, 429 too many requests) in German or English, never problem+json.
@@ -16,11 +15,8 @@ and each client address may make at most 30 requests a minute to /p/*.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import math
-import re
-import secrets
 import sqlite3
 import time
 import warnings
@@ -35,17 +31,14 @@ import segno
 from aiohttp import BodyPartReader, web
 from PIL import Image, ImageOps
 
-from core.base.clock import LOCAL_TZ, iso, parse_iso, utcnow
+from core.base.clock import LOCAL_TZ, utcnow
 from core.base.errors import TesseraError
-from core.base.storage import transaction
 from core.cards import cards
 from core.sales import orders
-from hub.services import print_batches
+from hub.services import personalization, print_batches
 from hub.settings import context
 from hub.web.api import DB
 
-LINK_DAYS = 60
-TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 MAX_BODY = 6 * 1024 * 1024
 MAX_PHOTO = 5 * 1024 * 1024
 MAX_FIELD = 2000  # bytes of one text field
@@ -60,52 +53,6 @@ LIMITER = web.AppKey("personalize_limiter", "RateLimiter")
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
-# --- links ----------------------------------------------------------------------------------------------
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def create_links(db: sqlite3.Connection, item_ids: list[str], now: dt.datetime,
-                 days: int = LINK_DAYS) -> dict[str, str]:
-    """One new link per item (inside the caller's transaction); returns item id -> token.
-    The token is returned once, for the mail, and never stored."""
-    tokens = {}
-    expires = iso(now + dt.timedelta(days=days))
-    for item_id in item_ids:
-        token = secrets.token_urlsafe(32)
-        db.execute("INSERT INTO personalization_links (token_hash, item_id, expires_at, created_at) "
-                   "VALUES (?, ?, ?, ?)", (token_hash(token), item_id, expires, iso(now)))
-        tokens[item_id] = token
-    return tokens
-
-
-def link_state(link: dict, now: dt.datetime) -> str:
-    """open, used or expired (a used link stays `used` after its expiry)."""
-    if link["used_at"]:
-        return "used"
-    return "expired" if parse_iso(link["expires_at"]) <= now else "open"
-
-
-def links_of_order(db: sqlite3.Connection, order_id: str) -> dict[str, dict]:
-    """item id -> its link row (without the hash: nobody needs it outside this module)."""
-    rows = db.execute("SELECT l.item_id, l.expires_at, l.used_at FROM personalization_links l "
-                      "JOIN order_lines i ON i.id = l.item_id WHERE i.order_id = ?", (order_id,)).fetchall()
-    return {row["item_id"]: row for row in rows}
-
-
-def _find_link(db: sqlite3.Connection, token: str) -> dict | None:
-    if not TOKEN_RE.fullmatch(token):
-        return None
-    return db.execute(
-        "SELECT l.*, i.product_id, i.card_id, i.kind, p.name AS product, p.validity_mode, p.months, "
-        "p.valid_from AS product_from, p.valid_until AS product_until, o.number AS order_number "
-        "FROM personalization_links l JOIN order_lines i ON i.id = l.item_id "
-        "JOIN orders o ON o.id = i.order_id JOIN annual_products p ON p.id = i.product_id "
-        "WHERE l.token_hash = ?", (token_hash(token),)).fetchone()
 
 
 # --- rate limit -----------------------------------------------------------------------------------------
@@ -437,10 +384,9 @@ def _closed(request: web.Request, lang: str, db: sqlite3.Connection, link: dict 
     """The page for an unknown, used or expired link; None if the link is open."""
     if link is None:
         return message(request, lang, 404, "unknown")
-    state = link_state(link, now)
+    state = personalization.link_state(link, now)
     if state == "used":
-        card = db.execute("SELECT number FROM cards WHERE id = ?", (link["card_id"],)).fetchone()
-        return message(request, lang, 410, "used", card_number=card["number"] if card else None)
+        return message(request, lang, 410, "used", card_number=personalization.card_number(db, link))
     if state == "expired":
         return message(request, lang, 410, "expired")
     return None
@@ -457,7 +403,7 @@ async def show_form(request: web.Request) -> web.Response:
         return refusal
     db = request.app[DB]
     now = utcnow()
-    link = _find_link(db, request.match_info["token"])
+    link = personalization.find_link(db, request.match_info["token"])
     closed = _closed(request, lang, db, link, now)
     return closed or _form_page(request, lang, link, now.astimezone(LOCAL_TZ).date())
 
@@ -471,7 +417,7 @@ async def submit_form(request: web.Request) -> web.Response:
         return message(request, lang, 413, "big")
     db = request.app[DB]
     now = utcnow()
-    link = _find_link(db, request.match_info["token"])
+    link = personalization.find_link(db, request.match_info["token"])
     if (closed := _closed(request, lang, db, link, now)) is not None:
         return closed
     today = now.astimezone(LOCAL_TZ).date()
@@ -494,18 +440,15 @@ def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, 
     try:
         holder = msgspec.convert(clean, orders.HolderIn)
         signer = cards.load_signer(db, context(request.app).data_dir)
-        with transaction(db):
-            closed = db.execute("UPDATE personalization_links SET used_at = ? WHERE token_hash = ? "
-                                "AND used_at IS NULL", (iso(now), link["token_hash"])).rowcount
-            if not closed:  # taken by a request that got here first
-                return _closed(request, lang, db, _find_link(db, request.match_info["token"]), now)
-            card = orders.personalize_item(db, signer, link["item_id"], holder, now, photo=photo)
+        card = personalization.personalize(db, signer, link, holder, now, photo=photo)
     except msgspec.ValidationError:
         return _form_page(request, lang, link, today, values=form.values, errors={"name": "e_name"}, status=422)
     except TesseraError as exc:
         key = "e_start" if exc.field == "valid_from" else "e_other"
         return _form_page(request, lang, link, today, values=form.values, errors={exc.field or "form": key},
                           status=exc.status, detail=exc.detail)
+    if card is None:  # the link was taken by a request that got here first
+        return _closed(request, lang, db, personalization.find_link(db, request.match_info["token"]), now)
     print_batches.wake_worker(request.app)  # the card's print data is due
     qr = segno.make(card["code"], error="m").svg_inline(scale=4, border=2, title=card["number"])
     return render("personalize_done.html", 201, lang, request, link=link, card=card, qr=qr,

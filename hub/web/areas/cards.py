@@ -14,15 +14,15 @@ import msgspec
 from msgspec import Meta
 
 from core.base.clock import utcnow
-from core.base.errors import NotFound, ValidationError
+from core.base.errors import ValidationError
 from core.base.node import this_node
 from core.cards import cards, fulfilment
 from core.catalog.common import Body, Id, Name, check_when
 from core.catalog.resource import MAX_PAGE, require
 from core.sales import orders
-from hub.services import nodes
+from hub.services import lists, nodes
 from hub.settings import context
-from hub.web import pages, schemas
+from hub.web import schemas
 from hub.web.api import Api, Ctx, Param
 from hub.web.problems import ApiError
 
@@ -130,14 +130,11 @@ def _one_of(ctx: Ctx, name: str, allowed: tuple[str, ...]) -> None:
 def list_cards(ctx: Ctx):
     _one_of(ctx, "fulfilment", FULFILMENT_STATES)
     _one_of(ctx, "delivery", DELIVERIES)
-    return pages.page(ctx, "cards", "id", ("customer_id", "product_id", "fulfilment", "delivery"))
+    return lists.page(ctx, "cards", "id", ("customer_id", "product_id", "fulfilment", "delivery"))
 
 
 def get_card(ctx: Ctx):
-    card = ctx.db.execute("SELECT * FROM cards WHERE id = ?", (ctx.path("id"),)).fetchone()
-    if card is None:
-        raise NotFound(f"card {ctx.path('id')} does not exist")
-    return card
+    return cards.get_card(ctx.db, ctx.path("id"))
 
 
 def reissue_card(ctx: Ctx):

@@ -8,14 +8,12 @@ signs the cards it issues with its own node key, read from the data folder on ea
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from core.base.clock import utcnow
-from core.base.errors import Conflict, NotFound
 from core.base.node import this_node
 from core.cards import cards
 from core.catalog import operators
@@ -23,10 +21,10 @@ from core.catalog.common import Body, Id
 from core.catalog.resource import MAX_PAGE
 from core.printing import print_queue
 from core.sales import orders
-from hub.services import print_batches
+from hub.services import lists, print_batches
 from hub.services.print_batches import MAX_BATCH, PRINTING, BatchKind
 from hub.settings import context
-from hub.web import pages, schemas
+from hub.web import schemas
 from hub.web.api import Api, Ctx, Param
 from hub.web.areas.cards import Card, _one_of
 
@@ -182,7 +180,7 @@ def create_order(ctx: Ctx):
 
 def list_orders(ctx: Ctx):
     _one_of(ctx, "channel", CHANNELS)
-    found = pages.page(ctx, "orders", "created_at DESC, id DESC", ("channel", "customer_id"), select="id")
+    found = lists.page(ctx, "orders", "created_at DESC, id DESC", ("channel", "customer_id"), select="id")
     return {**found, "items": [orders.order_view(ctx.db, r["id"]) for r in found["items"]]}
 
 
@@ -214,14 +212,14 @@ async def create_print_batch(ctx: Ctx):
 
 
 def list_print_batches(ctx: Ctx):
-    return pages.page(ctx, "print_batches", "created_at DESC, id DESC")
+    return lists.page(ctx, "print_batches", "created_at DESC, id DESC")
 
 
 def list_print_jobs(ctx: Ctx):
     """Jobs not printed yet (queued or failed, with the printer's error), oldest first."""
     _one_of(ctx, "state", JOB_STATES)
     _one_of(ctx, "kind", JOB_KINDS)
-    return pages.page(ctx, "print_jobs j LEFT JOIN cards c ON c.id = j.ref_id", "j.created_at, j.id", ("state", "kind"),
+    return lists.page(ctx, "print_jobs j LEFT JOIN cards c ON c.id = j.ref_id", "j.created_at, j.id", ("state", "kind"),
                       select="j.*, c.number AS card_number", where=("j.state <> 'printed'",), column_prefix="j.")
 
 
@@ -251,17 +249,8 @@ def create_operator(ctx: Ctx):
 
 
 def change_operator(ctx: Ctx):
-    """A new name, PIN or active flag. A name another operator has is a 409, not a database error."""
-    body: operators.OperatorIn = ctx.body
-    operator_id = ctx.path("id")
-    if not ctx.db.execute("SELECT 1 FROM operators WHERE id = ?", (operator_id,)).fetchone():
-        raise NotFound(f"operator {operator_id} does not exist")
-    if ctx.db.execute("SELECT 1 FROM operators WHERE name = ? AND id <> ?", (body.name, operator_id)).fetchone():
-        raise Conflict(f"an operator named {body.name!r} exists already", field="name")
-    try:
-        return _operator(operators.update(ctx.db, operator_id, body, utcnow()))
-    except sqlite3.IntegrityError:  # the same name, set by another process since the check above
-        raise Conflict(f"an operator named {body.name!r} exists already", field="name") from None
+    """A new name, PIN or active flag. A name another operator has is a 409 (`operators.update`)."""
+    return _operator(operators.update(ctx.db, ctx.path("id"), ctx.body, utcnow()))
 
 
 def register(api: Api) -> None:

@@ -30,16 +30,15 @@ import msgspec
 from msgspec import Meta
 
 from core.base.clock import LOCAL_TZ, utcnow
-from core.base.errors import NotFound, ValidationError
+from core.base.errors import ValidationError
 from core.base.node import this_node
 from core.base.storage import transaction
 from core.catalog import resource
 from core.catalog.common import Address, Body, Country, Id, Name, ShortText
 from core.catalog.customers import CustomerIn, Customers, Email, Phone
 from core.sales import orders
-from hub.services import idempotency, mail
+from hub.services import checkout, idempotency, mail, personalization
 from hub.settings import SETTINGS_FILE, Section, context
-from hub.web import personalize
 from hub.web.api import Api, Ctx, Param
 from hub.web.problems import ApiError
 
@@ -60,7 +59,7 @@ class ShopConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ShopSettings:
-    link_days: int = personalize.LINK_DAYS
+    link_days: int = personalization.LINK_DAYS
     public_url: str | None = None
 
 
@@ -70,7 +69,7 @@ def settings_from_dict(section: object | None, source: str = SETTINGS_FILE) -> S
         return ShopSettings()
     if not isinstance(section, dict) or set(section) - {"link_days", "public_url"}:
         raise ShopConfigError(f"{source}: [shop] knows only link_days and public_url")
-    days = section.get("link_days", personalize.LINK_DAYS)
+    days = section.get("link_days", personalization.LINK_DAYS)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_LINK_DAYS:
         raise ShopConfigError(f"{source}: [shop] link_days must be a whole number 1..{MAX_LINK_DAYS}")
     url = section.get("public_url")
@@ -164,10 +163,10 @@ class ShopOrder(msgspec.Struct, kw_only=True):
 def shop_order(db, order_id: str, now: dt.datetime) -> ShopOrder:
     """`core.sales.orders.order_view` plus each item's link state (never the token or its hash)."""
     view = orders.order_view(db, order_id)
-    links = personalize.links_of_order(db, order_id)
+    links = personalization.links_of_order(db, order_id)
     for item in view["items"]:
         link = links.get(item["id"])
-        item["personalization"] = {**link, "state": personalize.link_state(link, now)} if link else None
+        item["personalization"] = {**link, "state": personalization.link_state(link, now)} if link else None
         if item["card"] is not None:
             item["card"] = {**item["card"], "has_photo": bool(item["card"]["has_photo"])}
     return msgspec.convert(view, ShopOrder)
@@ -194,7 +193,7 @@ def _customer(db, body: ShopOrderIn) -> dict:
     except ValidationError as exc:  # address rules name address.*; the shop sent them flat
         field = "customer." + (exc.field or "").removeprefix("address.") if exc.field else "customer"
         raise ValidationError(exc.detail, field=field) from None
-    return db.execute("SELECT * FROM customers WHERE id = ?", (created["id"],)).fetchone()
+    return checkout.customer(db, created["id"])
 
 
 def _check_address(email: str) -> None:
@@ -233,7 +232,7 @@ def _mail_text(customer: dict, order: dict, links: list[tuple[str, str]], expire
 
 def _queue_mail(db, ctx: Ctx, settings: ShopSettings, customer: dict, order: dict, now: dt.datetime) -> None:
     """One link per item and one mail with all of them, in the caller's transaction."""
-    tokens = personalize.create_links(db, [i["id"] for i in order["items"]], now, settings.link_days)
+    tokens = personalization.create_links(db, [i["id"] for i in order["items"]], now, settings.link_days)
     base = _link_base(ctx, settings)
     links = [(item["product"], f"{base}/p/{tokens[item['id']]}") for item in order["items"]]
     expires = (now + dt.timedelta(days=settings.link_days)).astimezone(LOCAL_TZ).date()
@@ -263,7 +262,7 @@ def create_shop_order(ctx: Ctx):
             customer_id=customer["id"], delivery=body.delivery, payment_method="online",
             payment_reference=body.payment_reference.strip())
         order = orders.place_order(db, this_node(db), None, order_in, channel="shop", now=now)
-        db.execute("UPDATE orders SET created_by_token = ? WHERE id = ?", (ctx.token["id"], order["id"]))
+        checkout.mark_placed_by(db, order["id"], ctx.token["id"])
         _queue_mail(db, ctx, settings, customer, order, now)
         answer = msgspec.json.encode(shop_order(db, order["id"], now))
         idempotency.remember(db, ctx.token["id"], key, digest, 201, answer, now)
@@ -280,10 +279,7 @@ def _settings(ctx: Ctx) -> ShopSettings:
 
 def get_shop_order(ctx: Ctx):
     order_id = ctx.path("id")
-    row = ctx.db.execute("SELECT channel, created_by_token FROM orders WHERE id = ?", (order_id,)).fetchone()
-    if row is None or row["channel"] != "shop" or (
-            ctx.token["role"] == "shop" and row["created_by_token"] != ctx.token["id"]):  # a shop sees its own
-        raise NotFound(f"there is no shop order {order_id}")
+    checkout.require_shop_order(ctx.db, order_id, ctx.token)  # a shop sees its own
     return shop_order(ctx.db, order_id, utcnow())
 
 

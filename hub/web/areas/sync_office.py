@@ -3,19 +3,17 @@ enrollment codes and what each node last did. Views only translate HTTP to core/
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from core.base.clock import iso, utcnow
-from core.base.errors import Conflict, NotFound
 from core.base.node import this_node
-from core.base.storage import transaction
 from core.catalog.common import Body, Id, Name
 from core.sales import contingents
 from core.sales import tickets as sales
+from core.sync import conflicts
 from hub.sync import enrollment
 from hub.web.api import Api, Ctx, Param
 
@@ -139,21 +137,11 @@ def sell(ctx: Ctx):
 
 
 def list_conflicts(ctx: Ctx):
-    where = "" if ctx.query.get("all") else "WHERE resolved_at IS NULL"
-    rows = ctx.db.execute(f"SELECT * FROM conflicts {where} ORDER BY created_at LIMIT 1000").fetchall()
-    return [{**r, "body": json.loads(r["body"])} for r in rows]
+    return conflicts.listed(ctx.db, include_resolved=bool(ctx.query.get("all")))
 
 
 def resolve_conflict(ctx: Ctx):
-    with transaction(ctx.db):
-        row = ctx.db.execute("SELECT * FROM conflicts WHERE id = ?", (ctx.path("id"),)).fetchone()
-        if row is None:
-            raise NotFound(f"conflict {ctx.path('id')} does not exist")
-        if row["resolved_at"]:
-            raise Conflict("this conflict is resolved already")
-        row = ctx.db.execute("UPDATE conflicts SET resolved_at = ?, resolution = ? WHERE id = ? RETURNING *",
-                             (iso(utcnow()), ctx.body.resolution, row["id"])).fetchone()
-    return {**row, "body": json.loads(row["body"])}
+    return conflicts.resolve(ctx.db, ctx.path("id"), ctx.body.resolution, utcnow())
 
 
 def create_code(ctx: Ctx):
@@ -165,10 +153,7 @@ def create_code(ctx: Ctx):
 
 
 def node_sync(ctx: Ctx):
-    head = ctx.db.execute("SELECT coalesce(max(seq), 0) AS seq FROM changes").fetchone()["seq"]
-    rows = ctx.db.execute("SELECT s.*, (SELECT count(*) FROM conflicts c WHERE c.node_id = s.node_id AND "
-                          "c.resolved_at IS NULL) AS open_conflicts FROM node_scopes s ORDER BY enrolled_at").fetchall()
-    return [{**r, "venue_ids": json.loads(r["venue_ids"]), "behind": head - r["pulled_seq"]} for r in rows]
+    return conflicts.node_status(ctx.db)
 
 
 def register(api: Api) -> None:
