@@ -58,7 +58,7 @@ from bench.report import figure
 from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
-from hub.web import auth
+from hub.services import tokens
 
 NAME = "api"
 HOST = "127.0.0.1"
@@ -367,7 +367,7 @@ def prepare_shop_hub(data_dir: Path, smtp_port: int) -> tuple[str, list[str]]:
     db, _ = init_hub(data_dir)
     try:
         ids = sample.build(LocalClient(make_app(db)))
-        shop_token, _ = auth.create_token(db, "bench shop", "shop")
+        shop_token, _ = tokens.create_token(db, "bench shop", "shop")
         online = [row["id"] for row in db.execute(
             "SELECT id FROM annual_products WHERE active AND channels LIKE '%online%' ORDER BY created_at, id")]
     finally:

@@ -29,9 +29,8 @@ from edge.sync import enroll as enrolling
 from hub import sample
 from hub.app import db_path, init_hub, make_app, open_hub
 from hub.client import LocalClient
-from hub.services import provisioning
+from hub.services import provisioning, tokens
 from hub.sync import enrollment
-from hub.web import auth
 
 GATE_VENUE = "Stadtmuseum"
 OPERATOR, PIN = "Anna Kasse", "1234"
@@ -65,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db, _ = init_hub(hub_dir, "demo-hub")
         print("loading the sample catalog ...", file=sys.stderr, flush=True)
         sample.build(LocalClient(make_app(db)), progress=lambda line: print("  " + line, file=sys.stderr))
-    token, _ = auth.create_token(db, "demo session", "admin")
+    token, _ = tokens.create_token(db, "demo session", "admin")
     _ensure_operator(db)
     card = _demo_card(db, hub_dir)
     _ensure_gate(db, hub_dir, gate_dir)

@@ -22,8 +22,8 @@ from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from hub import sample
 from hub.app import init_hub, make_app, open_hub
 from hub.client import LocalClient
+from hub.services import tokens
 from hub.sync.advertise import HubAdvertiser, root_fingerprint
-from hub.web import auth
 
 
 def register(areas: argparse._SubParsersAction) -> None:
@@ -75,7 +75,7 @@ def register(areas: argparse._SubParsersAction) -> None:
                                         "normally admins create tokens through POST /api/v1/tokens).")
     token.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
     token.add_argument("--name", required=True, help="who uses the token")
-    token.add_argument("--role", required=True, choices=auth.ROLES)
+    token.add_argument("--role", required=True, choices=tokens.ROLES)
     token.set_defaults(run=cmd_token)
 
     enroll = cmds.add_parser("enroll", help="make a one-time code that enrolls a cash desk, counter or gate",
@@ -155,7 +155,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     db = open_hub(args.data)
-    secret, row = auth.create_token(db, args.name, args.role)
+    secret, row = tokens.create_token(db, args.name, args.role)
     print(f"{row['role']} token for {row['name']} (shown once): {secret}")
     return 0
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from core.base.node import init_node
 from core.base.storage import connect
 from hub import settings
-from hub.services import mail, nodes, print_batches
+from hub.services import mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
-from hub.web import auth, personalize, routes
+from hub.web import personalize, routes
 from hub.web.api import API, CACHE, DB, OPENAPI
 from hub.web.areas import shop
 from hub.web.cache import ReadCache
@@ -46,7 +46,7 @@ def init_hub(data_dir: Path, name: str = "hub") -> tuple[sqlite3.Connection, str
     db = connect(db_path(data_dir))
     init_node(db, "hub", name)
     nodes.init_trust(data_dir, db)
-    secret, _ = auth.create_token(db, "first admin (hub init)", "admin")
+    secret, _ = tokens.create_token(db, "first admin (hub init)", "admin")
     return db, secret
 
 

@@ -1,6 +1,6 @@
 """Bearer tokens and roles; agencies see only what is released to them (S16)."""
 
-from hub.web.auth import hash_token
+from hub.services.tokens import hash_token
 from tests.helpers import ADDRESS, call, problem
 
 

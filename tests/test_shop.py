@@ -25,8 +25,7 @@ from PIL import Image
 from core.base.clock import iso, utcnow
 from core.cards import cardcode, cards
 from hub.app import make_app
-from hub.services import mail
-from hub.web import auth
+from hub.services import mail, tokens
 from tests import test_fuzz_api as fuzz
 from tests.conftest import Hub
 from tests.helpers import async_wait_until, wait_until
@@ -88,7 +87,7 @@ async def shop_factory(aiohttp_client, sample_hub: Hub):
         if smtp_up:
             smtp.start()
         write_settings(sample_hub, smtp.port, shop_settings)
-        secret, _ = auth.create_token(sample_hub.db, "Webshop", "shop")
+        secret, _ = tokens.create_token(sample_hub.db, "Webshop", "shop")
         client = await aiohttp_client(make_app(sample_hub.db))
         clients.append(client)
         return Shop(client, sample_hub, smtp, secret)
@@ -208,7 +207,7 @@ async def test_a_retry_with_the_same_key_returns_the_first_answer_and_places_one
     assert stored["key"] == "basket-77" and stored["status"] == 201 and len(stored["request_hash"]) == 64
 
     # the key belongs to the token: another shop may use the same key for its own order
-    other, _ = auth.create_token(shop.hub.db, "Second shop", "shop")
+    other, _ = tokens.create_token(shop.hub.db, "Second shop", "shop")
     assert (await shop.post(order_body(shop), key="basket-77", token=other)).status == 201
     assert shop.count("orders") == 2
 
@@ -320,8 +319,8 @@ async def test_an_existing_customer_is_used_and_needs_an_e_mail_address(shop: Sh
 
 async def test_roles_and_reading_an_order(shop: Shop):
     order = await (await shop.post(order_body(shop))).json()
-    office, _ = auth.create_token(shop.hub.db, "Office", "office")
-    agency, _ = auth.create_token(shop.hub.db, "Agency", "agency")
+    office, _ = tokens.create_token(shop.hub.db, "Office", "office")
+    agency, _ = tokens.create_token(shop.hub.db, "Agency", "agency")
     assert (await shop.post(order_body(shop), key="o", token=office)).status == 403
     assert (await shop.post(order_body(shop), key="x", token=agency)).status == 403
     url = f"{PREFIX}/shop/orders/{order['id']}"
@@ -329,7 +328,7 @@ async def test_roles_and_reading_an_order(shop: Shop):
         response = await shop.client.get(url, headers=shop.headers(token=token))
         assert response.status == 200 and (await response.json())["number"] == order["number"]
     assert (await shop.client.get(url, headers=shop.headers(token=agency))).status == 403
-    other_shop, _ = auth.create_token(shop.hub.db, "Another shop", "shop")  # sees only its own orders
+    other_shop, _ = tokens.create_token(shop.hub.db, "Another shop", "shop")  # sees only its own orders
     await assert_problem(await shop.client.get(url, headers=shop.headers(token=other_shop)), 404, "not-found")
     await assert_problem(await shop.client.get(f"{PREFIX}/shop/orders/nope", headers=shop.headers()), 404,
                          "not-found")
@@ -417,7 +416,7 @@ def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
     smtp = Smtp(free_port())
     smtp.start()
     write_settings(sample_hub, smtp.port)
-    secret, _ = auth.create_token(sample_hub.db, "Webshop", "shop")
+    secret, _ = tokens.create_token(sample_hub.db, "Webshop", "shop")
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "hub", "serve", "--data", str(sample_hub.dir),
                              "--host", "127.0.0.1", "--port", "0", "--no-advertise"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

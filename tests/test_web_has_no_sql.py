@@ -18,11 +18,7 @@ WEB = ROOT / "hub" / "web"
 SQL_CALLS = {"execute", "executemany", "executescript"}
 
 # path (relative to the repository) -> why it still runs SQL itself
-KNOWN_EXCEPTIONS = {
-    # The API tokens' store (create, look up, revoke, list) predates the services folder; it
-    # moves to a service of its own.
-    "hub/web/auth.py": "API token store, not yet moved to a service",
-}
+KNOWN_EXCEPTIONS: dict[str, str] = {}
 
 
 def sql_calls(path: Path) -> list[tuple[int, str]]:

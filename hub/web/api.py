@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from core.catalog.common import UUID_PATTERN
-from hub.web import auth
+from hub.services import tokens
 from hub.web.problems import MAX_BODY_BYTES, ApiError
 
 PREFIX = "/api/v1"
@@ -161,7 +161,7 @@ def _authenticate(request: web.Request, op: Operation) -> dict | None:
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthorized", "Authentication required",
                        "send an API token as 'Authorization: Bearer <token>'")
-    token = auth.lookup(request.app[DB], secret.strip())
+    token = tokens.lookup(request.app[DB], secret.strip())
     if token is None:
         raise ApiError(401, "unauthorized", "Authentication required", "the API token is unknown or revoked")
     if token["role"] not in op.roles:

@@ -14,7 +14,8 @@ from core.catalog.resource import ListQuery, Resource
 from core.catalog.seasons import Seasons
 from core.catalog.seating import csv_import, inputs, plans, variants
 from core.catalog.subscriptions import Subscriptions, Tiers
-from hub.web import auth, schemas
+from hub.services import tokens
+from hub.web import schemas
 from hub.web.api import OPENAPI, Api, Ctx, Param
 from hub.web.areas import cards, orders, shop, sync_office
 
@@ -87,16 +88,16 @@ def openapi_document(ctx: Ctx):
 # -- tokens ---------------------------------------------------------------------------
 
 def list_tokens(ctx: Ctx):
-    return auth.list_tokens(ctx.db)
+    return tokens.list_tokens(ctx.db)
 
 
 def create_token(ctx: Ctx):
-    secret, row = auth.create_token(ctx.db, ctx.body.name, ctx.body.role)
+    secret, row = tokens.create_token(ctx.db, ctx.body.name, ctx.body.role)
     return 201, {**row, "token": secret}
 
 
 def revoke_token(ctx: Ctx):
-    return auth.revoke(ctx.db, ctx.path("id"))
+    return tokens.revoke(ctx.db, ctx.path("id"))
 
 
 # -- seating plans -----------------------------------------------------------------------
@@ -186,7 +187,7 @@ def build() -> Api:
     api.add("GET", "/tokens", list_tokens, summary="List API tokens", tag="Tokens", roles=ADMIN,
             response=list[schemas.Token])
     api.add("POST", "/tokens", create_token, summary="Create an API token", tag="Tokens", roles=ADMIN,
-            body=auth.TokenIn, response=schemas.NewToken, status=201,
+            body=tokens.TokenIn, response=schemas.NewToken, status=201,
             description="The secret is shown once, in this response; only its hash is stored.")
     api.add("DELETE", "/tokens/{id}", revoke_token, summary="Revoke an API token", tag="Tokens",
             roles=ADMIN, response=schemas.Token)
