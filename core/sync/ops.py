@@ -20,13 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from core.cards import cards, fulfilment
-from core.cards.access import EntryOp, verify_pushed_entry
+from core.cards.access import EntryOp, check_entry_signatures, verify_pushed_entry
 from core.cards.cards import CardOp
 from core.cards.fulfilment import FulfilmentOp
 from core.cards.trust import TrustStore
@@ -48,6 +48,7 @@ class Pushed:
     venue_ids: tuple[str, ...]
     trust: TrustStore
     now: dt.datetime
+    prechecked: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class OpKind:
     # row to insert, `flush` writes a batch (one executemany, in the push's transaction).
     row: Callable[[Pushed, Any], tuple] | None = None
     flush: Callable[[sqlite3.Connection, list[tuple]], None] | None = None
+    # Work on all undecoded bodies of this kind in a push before any is applied (verifying many
+    # signatures at once); its result is handed to `row`/`apply` as `pushed.prechecked[kind]`.
+    precheck: Callable[[Pushed, list[object]], Any] | None = None
 
 
 def _flush_entries(db: sqlite3.Connection, rows: list[tuple]) -> None:
@@ -99,8 +103,11 @@ register(OpKind(
     "the record's signature by a gate key of the pushing node, valid at the entry's time; venue in the "
     "gate's scope; time equal to the one in its id, not ahead of the push, not before the card's "
     "validity or the gate's certificate",
-    row=lambda p, b: verify_pushed_entry(p.db, p.trust, p.node_id, list(p.venue_ids), b.record, p.now),
-    flush=_flush_entries))
+    row=lambda p, b: verify_pushed_entry(p.db, p.trust, p.node_id, list(p.venue_ids), b.record, p.now,
+                                         p.prechecked.get("entry.recorded")),
+    flush=_flush_entries,
+    precheck=lambda p, bodies: check_entry_signatures(
+        p.trust, [b.get("record") for b in bodies if isinstance(b, dict)])))
 
 
 class BadOp(Exception):

@@ -24,7 +24,7 @@ from core.cards.cardcode import Malformed
 from core.cards.trust import BadRecord
 from core.sales import contingents, orders, tickets  # noqa: F401 - importing them registers their op kinds
 from core.sync.messages import Op, OpResult
-from core.sync.ops import BadOp, OpKind, Pushed, decode
+from core.sync.ops import REGISTRY, BadOp, OpKind, Pushed, decode
 
 log = logging.getLogger("tessera.sync")
 # What an apply function may raise for a request it refuses (ValueError and OverflowError:
@@ -41,6 +41,7 @@ def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
     ops = sorted(ops, key=lambda o: o.node_seq)
     if not ops:
         return results
+    _precheck(pushed, ops)
     with transaction(db):
         seen = {r["node_seq"]: r for r in db.execute(
             "SELECT node_seq, op_id, status, reason FROM sync_ops WHERE node_id = ? AND node_seq BETWEEN ? AND ?",
@@ -85,6 +86,19 @@ class _Batch:
         if self.rows:
             self.kind.flush(self.db, self.rows)
         self.kind, self.rows = None, []
+
+
+def _precheck(pushed: Pushed, ops: list[Op]) -> None:
+    """Batch work of the kinds that have it (the signatures of a gate's entries), before the
+    transaction: over every op of the kind this node may send, applied before or not (a
+    duplicate is answered from the log without looking at its result)."""
+    by_kind: dict[str, list[object]] = {}
+    for op in ops:
+        kind = REGISTRY.get(op.kind)
+        if kind is not None and kind.precheck is not None and pushed.role in kind.roles:
+            by_kind.setdefault(op.kind, []).append(op.body)
+    for name, bodies in by_kind.items():
+        pushed.prechecked[name] = REGISTRY[name].precheck(pushed, bodies)
 
 
 def _duplicate(node_id: str, op: Op, first: dict) -> OpResult:
