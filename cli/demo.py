@@ -147,7 +147,7 @@ Tessera demo is running.
 A card to scan (Jahreskarte Verbund, Erika Mustermann, {card['number']}):
   {card['code']}
 Paste it here and press Enter (the simulated scanner reads this terminal), or:
-  curl -s -X POST {gate.url}/api/scan -d '{{"code": "{card['code'][:12]}..."}}'
+  curl -s -X POST {gate.url}/api/scan -H 'Content-Type: application/json' -d '{{"code": "{card['code'][:12]}..."}}'
 A second scan within 2 minutes is refused (PASSBACK). Check any code offline with:
   tessera card verify CODE --data {gate_dir}
 

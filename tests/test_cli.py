@@ -53,7 +53,8 @@ class Server:
 
 def scan(gate_url: str, code: str) -> dict:
     """A simulated scan at the demo gate."""
-    req = urllib.request.Request(gate_url + "/api/scan", data=json.dumps({"code": code}).encode(), method="POST")
+    req = urllib.request.Request(gate_url + "/api/scan", data=json.dumps({"code": code}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 

@@ -129,7 +129,7 @@ async def test_login_wrong_pin_lockout_and_unauthenticated(desk):
     cookie = resp.cookies["tessera_desk"]
     assert cookie["httponly"] and cookie.value and len(cookie.value) >= 40
     assert (await expect(await desk.get("/api/session"), 200))["operator"]["name"] == "Ben"
-    await expect(await desk.post("/api/logout"), 200)
+    await expect(await desk.post("/api/logout", json={}), 200)
     await expect(await desk.get("/api/session"), 401)
     await expect(await desk.post("/api/login", json={"operator_id": "nobody", "pin": PIN}), 422)
 
@@ -213,7 +213,7 @@ async def test_card_payment_and_refusals(desk, hub):
     missing = sale_body(hub, vouchers=0)
     del missing["lines"][0]["holders"]
     await expect(await desk.post("/api/orders", json=missing), 422)
-    await expect(await desk.post("/api/orders", data=b"{not json"), 400)
+    await expect(await desk.post("/api/orders", data=b"{not json", headers={"Content-Type": "application/json"}), 400)
     assert desk.edge.db.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 1
 
 
@@ -247,7 +247,7 @@ async def test_counter_exchanges_a_voucher_once(desk, hub, tmp_path, aiohttp_cli
         gate = Access(counter_edge.db, GateRules(venue_id=venue_of(counter_edge, product(hub))), counter_edge.clock)
         assert gate.decide(card["code"]).admitted
 
-        handed = await expect(await counter.post(f"/api/cards/{card['id']}/handed-over"), 200)
+        handed = await expect(await counter.post(f"/api/cards/{card['id']}/handed-over", json={}), 200)
         assert handed["card"]["fulfilment"] == "handed_over"
 
         again = await expect(await counter.post("/api/vouchers/redeem", json=body), 409)
@@ -288,11 +288,11 @@ async def test_lookup_reprint_and_replace_a_lost_card(desk, hub):
     assert card["id"] in [c["id"] for c in by_name] and by_scan[0]["print_state"] == "printed"
     assert await expect(await desk.get("/api/cards", params={"q": "nobody-here"}), 200) == []
 
-    again = await expect(await desk.post(f"/api/cards/{card['id']}/reprint"), 201)
+    again = await expect(await desk.post(f"/api/cards/{card['id']}/reprint", json={}), 201)
     assert [o["state"] for o in again["printing"]] == ["printed"] and again["card"]["issue"] == 1
     assert len(files(edge.data_dir / "var" / "card-out", "*.pdf")) == 2
 
-    new = await expect(await desk.post(f"/api/cards/{card['id']}/replace"), 201)
+    new = await expect(await desk.post(f"/api/cards/{card['id']}/replace", json={}), 201)
     assert new["card"]["issue"] == 2 and new["card"]["code"] != card["code"]
     assert new["card"]["fulfilment"] == "printed"
     newest = files(edge.data_dir / "var" / "card-out", "*.pdf")
@@ -300,9 +300,9 @@ async def test_lookup_reprint_and_replace_a_lost_card(desk, hub):
     gate = Access(edge.db, GateRules(venue_id=venue_of(edge, product(hub))), edge.clock)
     assert gate.decide(card["code"]).reason == "SUPERSEDED"
     assert gate.decide(new["card"]["code"]).admitted
-    await expect(await desk.post("/api/cards/0190a0a0-0000-7000-8000-000000000000/replace"), 404)
+    await expect(await desk.post("/api/cards/0190a0a0-0000-7000-8000-000000000000/replace", json={}), 404)
     voucher = (await expect(await desk.post("/api/orders", json=sale_body(hub)), 201))["order"]["items"][1]["card"]
-    await expect(await desk.post(f"/api/cards/{voucher['id']}/reprint"), 409)
+    await expect(await desk.post(f"/api/cards/{voucher['id']}/reprint", json={}), 409)
 
 
 # --- summary and status ---------------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ async def test_day_summary_per_operator_and_payment(desk, hub):
     await login(desk, "Anna")
     await expect(await desk.post("/api/orders", json=sale_body(hub, vouchers=0)), 201)
     await expect(await desk.post("/api/orders", json=sale_body(hub, vouchers=2, given=None)), 201)
-    await desk.post("/api/logout")
+    await desk.post("/api/logout", json={})
     await login(desk, "Ben")
     card_sale = {**sale_body(hub, given=None, vouchers=0), "payment_method": "card", "payment_reference": "T-1"}
     await expect(await desk.post("/api/orders", json=card_sale), 201)

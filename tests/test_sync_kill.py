@@ -98,16 +98,37 @@ class Process:
             self.proc.wait(10)
 
 
-def call(url: str, method: str, path: str, body: dict | None = None, timeout: float = 10) -> tuple[int, dict]:
+def call(url: str, method: str, path: str, body: dict | None = None, timeout: float = 10,
+         cookie: str = "") -> tuple[int, dict]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json", "Cookie": cookie})
         resp = conn.getresponse()
+        if method == "POST" and path == "/api/login":
+            return resp.status, {"cookie": (resp.getheader("Set-Cookie") or "").split(";")[0]}
         return resp.status, json.loads(resp.read())
     finally:
         conn.close()
+
+
+PIN = "8642"
+
+
+def log_in(url: str) -> str:
+    """The cashier logs in at this life of the desk (sessions die with the process): the
+    session cookie. Waits for the operators of the first pull."""
+    deadline = time.monotonic() + 30
+    while True:
+        status, operators = call(url, "GET", "/api/operators")
+        if status == 200 and operators:
+            break
+        assert time.monotonic() < deadline, "the desk never received its operators"
+        time.sleep(0.05)
+    status, answer = call(url, "POST", "/api/login", {"operator_id": operators[0]["id"], "pin": PIN})
+    assert status == 200 and answer["cookie"], (status, answer)
+    return answer["cookie"]
 
 
 def check_edge_db(path: Path, acked: dict[str, dict]) -> dict:
@@ -142,6 +163,13 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
         code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse K", "--role", "cashdesk").split()[-1]
         out = run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         node_id = re.search(r"\(([0-9a-f-]{36})\)", out).group(1)
+        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
+        sessions: dict[str, str] = {}  # desk URL (one per life) -> the cashier's session cookie
+
+        def session(url: str) -> str:
+            if url not in sessions:
+                sessions[url] = log_in(url)
+            return sessions[url]
         # the office gives the desk its contingent, at the hub, while the hub runs
         office = connect(hub_dir / DB_NAME)
         performance = sample_template[2]["performances"][0]
@@ -167,7 +195,8 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
             method = picks.choice(["cash", "card"])
             status, body = call(url, "POST", "/api/sales", {"performance_id": performance, "seat_ids": seats,
                                                              "payment_method": method,
-                                                             "payment_reference": "T-7" if method == "card" else None})
+                                                             "payment_reference": "T-7" if method == "card" else None},
+                                cookie=session(url))
             if status == 201:
                 assert sorted(t["seat_id"] for t in body["tickets"]) == sorted(seats)
                 acked[body["id"]] = body
@@ -208,10 +237,11 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
                     time.sleep(rng.uniform(0.0, 0.4))
                 elif mode == "mid_request":
                     seats = [fresh.pop() for _ in range(picks.randint(1, 3))]
+                    cookie = session(edge.url)
                     with concurrent.futures.ThreadPoolExecutor(1) as worker:
                         answer = worker.submit(call, edge.url, "POST", "/api/sales",
                                               {"performance_id": performance, "seat_ids": seats,
-                                               "payment_method": "cash"})
+                                               "payment_method": "cash"}, cookie=cookie)
                         time.sleep(rng.uniform(0.0, 0.05))
                         edge.kill9()
                         try:
@@ -244,7 +274,7 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
             assert time.monotonic() < deadline, st
             time.sleep(0.1)
         status, body = call(edge.url, "POST", "/api/sales", {"performance_id": performance, "seat_ids": [outside],
-                                                             "payment_method": "cash"})
+                                                             "payment_method": "cash"}, cookie=session(edge.url))
         assert status == 409 and "not in this desk's contingent (hub)" in body["detail"]
         cli_status = json.loads(run("edge", "status", "--data", str(desk_dir)))
         assert cli_status["ops_waiting"] == 0 and cli_status["conflicts"] == 0

@@ -84,9 +84,16 @@ class ReceiptSettings(Struct, forbid_unknown_fields=True, frozen=True):
     footer: list[str] = msgspec.field(default_factory=lambda: ["Vielen Dank für Ihren Besuch!"])
 
 
+class WebSettings(Struct, forbid_unknown_fields=True, frozen=True):
+    # host names the desk's screens are opened by, besides loopback and the machine's name
+    # (a tablet that opens http://kasse-2.example:8081 needs "kasse-2.example" here)
+    hosts: list[str] = msgspec.field(default_factory=list)
+
+
 class DeskConfig(Struct, forbid_unknown_fields=True, frozen=True):
     printers: PrinterSettings = PrinterSettings()
     receipt: ReceiptSettings = ReceiptSettings()
+    web: WebSettings = WebSettings()
 
 
 def load_desk_config(data_dir: Path) -> DeskConfig:

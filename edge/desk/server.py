@@ -6,7 +6,8 @@ JSON API (`edge/desk/api.py`); printers are configured in `desk.toml` (`edge/des
 
 - `GET  /api/status`                      online/offline, last push and pull, ops waiting, conflicts, skew,
                                           print queue counts, printer errors, logged-in operator
-- `POST /api/sales`                       sell seats of a performance from this desk's contingent
+- `POST /api/sales`                       sell seats of a performance from this desk's contingent (the
+                                          logged-in operator sells; JSON, from the desk's own origin)
 - `GET  /api/performances/{id}/pools`     the contingents as this desk knows them
 """
 
@@ -16,19 +17,25 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
+from msgspec import Meta
 
 from core.base.clock import utcnow
 from core.base.errors import TesseraError
 from core.base.node import NODE_DB, this_node
 from core.base.storage import connect
 from core.cards.trusted_time import TrustedClock
+from core.catalog.common import Body, Id
 from core.sales import contingents, tickets
+from core.sales.payments import Payment
+from edge import browser_door
+from edge.browser_door import own_hosts
 from edge.desk import api
 from edge.desk import web as desk_web
-from edge.desk.printing import DeskPrinting
+from edge.desk.printing import DeskPrinting, load_desk_config
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from edge.problems import problem
 from edge.sync import client as sync_client
@@ -60,7 +67,8 @@ class Edge:
         self._tasks: list[asyncio.Task] = []
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[problems], client_max_size=256 * 1024)
+        hosts = own_hosts(load_desk_config(self.data_dir).web.hosts)
+        app = web.Application(middlewares=[browser_door.middleware(hosts), problems], client_max_size=256 * 1024)
         app[EDGE] = self
         app.router.add_get("/api/status", get_status)
         app.router.add_post("/api/sales", post_sale)
@@ -132,13 +140,24 @@ async def get_status(request: web.Request) -> web.Response:
                               **api.status_extra(request, edge)})
 
 
+class DeskSaleIn(Body, kw_only=True):
+    """A seat sale at the desk: the operator is the session's, so the body names none."""
+
+    performance_id: Id
+    seat_ids: Annotated[list[Id], Meta(min_length=1, max_length=50)]
+    payment_method: Payment
+    payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+
+
 async def post_sale(request: web.Request) -> web.Response:
     edge: Edge = request.app[EDGE]
     if edge.node["role"] != "cashdesk":
         return problem(403, "forbidden", f"a {edge.node['role']} does not sell seats", None)
-    sale = msgspec.json.decode(await request.read(), type=tickets.SaleIn)
+    operator = api.require_operator(request)  # who sells is the one logged in, never the body's word
+    body = msgspec.json.decode(await request.read(), type=DeskSaleIn)
+    sale = tickets.SaleIn(**msgspec.structs.asdict(body), operator=operator["name"])
     record = tickets.sell(edge.db, edge.node, sale, pool=contingents.node_pool(edge.node["id"]), channel="cashdesk",
-                        now=edge.clock.now())
+                          now=edge.clock.now())
     edge.wake.set()  # push soon
     return web.json_response(record, status=201)
 

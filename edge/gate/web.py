@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from core.base.clock import parse_iso
+from edge import browser_door
+from edge.browser_door import own_hosts
 from edge.gate.peers import accept_entries, accept_trust, trust_records
 from edge.problems import problem
 
@@ -28,7 +30,8 @@ MAX_BODY = 1024 * 1024
 
 
 def make_app(gate: Gate) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    # the simulated scan is a browser's to send only from the gate's own page; peers sign their records
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[browser_door.middleware(own_hosts(), ("/peer/",))])
     app[GATE] = gate
     app.router.add_get("/", status_page)
     app.router.add_get("/api/status", status_json)

@@ -38,6 +38,8 @@ function el(tag, attrs = {}, ...children) {
 
 async function api(method, path, body) {
   const opts = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  // every state change is a JSON request: the desk refuses anything else (edge/browser_door.py)
+  if (body === undefined && method !== "GET") body = {};
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
