@@ -85,7 +85,8 @@ async def test_scan_admit_record_pulse(gate, kit):
 
 
 async def test_scans_through_the_loop_and_the_status_page(gate, kit, aiohttp_client):
-    card = kit.issue(0)
+    card = kit.issue(0, holder="Max Muster")
+    kit.sync()  # the gate knows the card, and so its holder
     runner = asyncio.create_task(gate.run())
     gate.scanner.scan(card["code"])
     gate.scanner.scan("not a card")
@@ -99,6 +100,9 @@ async def test_scans_through_the_loop_and_the_status_page(gate, kit, aiohttp_cli
             page = await resp.text()
     assert status["alive"] and status["outbox"] == 1 and status["recent"][0]["reason"] == "ADMITTED"
     assert "Bereits eingelassen" not in page and "ADMITTED" in page and "MALFORMED" in page
+    # the status page and JSON answer anyone on the LAN: they name no holder (the console does)
+    assert "Max Muster" not in page and "Max Muster" not in json.dumps(status)
+    assert gate.recent[0]["holder"] == "Max Muster"
     gate.scanner.close()
     await asyncio.wait_for(runner, 3)
 

@@ -63,6 +63,9 @@ class GateOptions:
     quiet: bool = False
 
 
+PRIVATE = ("holder",)  # verdict fields the LAN-facing status leaves out (the console shows them)
+
+
 class Gate:
     def __init__(self, options: GateOptions, *, scanner: Scanner | None = None, relay: Relay | None = None):
         self.options = options
@@ -222,7 +225,9 @@ class Gate:
                 "peers": self.peers.status() if self.peers else [],
                 "peer_records": {"sent": self.peers_stats.sent, "received": self.peers_stats.received,
                                  "refused": self.peers_stats.refused},
-                "alive": self.heartbeat.alive(HEARTBEAT_MAX_AGE_S), "recent": list(self.recent),
+                "alive": self.heartbeat.alive(HEARTBEAT_MAX_AGE_S),
+                # the status page and JSON answer anyone on the LAN: no holder names there
+                "recent": [{k: v for k, v in shown.items() if k not in PRIVATE} for shown in self.recent],
                 "sync": sync_status(self.db) if getattr(self, "sync", None) else None}
 
 

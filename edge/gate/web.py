@@ -106,7 +106,7 @@ async def status_page(request: web.Request) -> web.Response:
     rows = "".join(
         f"<tr class={'ok' if v['admitted'] else 'stop'}><td>{html.escape(v.get('checked_at', ''))}</td>"
         f"<td>{html.escape(v['reason'])}</td><td>{html.escape(v['message_de'])} / {html.escape(v['message_en'])}</td>"
-        f"<td>{html.escape(v.get('product', ''))}</td><td>{html.escape(v.get('holder', '') or '')}</td></tr>"
+        f"<td>{html.escape(v.get('product', ''))}</td></tr>"
         for v in reversed(s["recent"]))
     peers = "".join(f"<li>{html.escape(p['name'])} – {html.escape(p['url'])}</li>" for p in s["peers"]) or "<li>–</li>"
     clock = s["clock"]
