@@ -69,10 +69,20 @@ class Shop:
         return [self.smtp.inbox.parsed(i) for i in range(n)]
 
 
+PUBLIC_URL = "https://shop.museum.example"  # where customers reach the hub (mailed links)
+
+
 def write_settings(hub: Hub, smtp_port: int, shop: str = "") -> None:
+    shop = shop or f'[shop]\npublic_url = "{PUBLIC_URL}"\n'
     (hub.dir / "hub.toml").write_text(
         f'[mail]\nhost = "127.0.0.1"\nport = {smtp_port}\nfrom = "Museumsverbund <tickets@museum.example>"\n'
         f"timeout = 3\n{shop}", encoding="utf-8")
+
+
+def local(shop, link: str):
+    """A mailed link, opened on the test server (the public URL is a name the test has not got)."""
+    assert link.startswith(PUBLIC_URL + "/p/"), link
+    return shop.client.make_url(link.removeprefix(PUBLIC_URL))
 
 
 @pytest.fixture
@@ -149,12 +159,12 @@ async def test_order_mails_a_link_per_card_and_each_link_issues_a_signed_card_wi
     text = body(msg, "plain")
     assert "Guten Tag Anna Müller" in text and "Hello Anna Müller" in text and order["number"] in text
     links = list(dict.fromkeys(LINK.findall(text)))
-    assert len(links) == 3 and all(link.startswith(str(shop.client.make_url("/"))[:-1]) for link in links)
+    assert len(links) == 3 and all(link.startswith(PUBLIC_URL + "/p/") for link in links)
     assert text.count("Kalenderjahreskarte 2027") == 2  # German and English part
     stored = shop.hub.db.execute("SELECT token_hash, expires_at FROM personalization_links").fetchall()
     assert len(stored) == 3 and not any(link.rsplit("/", 1)[1] in str(stored) for link in links)
 
-    page = await shop.client.session.get(links[0], headers={"Accept-Language": "de-DE,de;q=0.9"})
+    page = await shop.client.session.get(local(shop, links[0]), headers={"Accept-Language": "de-DE,de;q=0.9"})
     assert page.status == 200
     assert "Jahreskarte Verbund" in await page.text()
 
@@ -162,7 +172,7 @@ async def test_order_mails_a_link_per_card_and_each_link_issues_a_signed_card_wi
     form.add_field("name", "Anna Müller")
     form.add_field("birth_date", "1980-05-17")
     form.add_field("photo", png_bytes(), filename="anna.png", content_type="image/png")
-    done = await shop.client.session.post(links[0], data=form)
+    done = await shop.client.session.post(local(shop, links[0]), data=form)
     html = await done.text()
     assert done.status == 201, html
     assert "Anna Müller" in html and "<svg" in html
@@ -251,6 +261,25 @@ async def test_smtp_down_at_order_time_keeps_the_mail_until_the_server_is_back(s
     # the SMTP server has the mail before the worker records it as sent: wait for that commit
     await async_wait_until(lambda: shop.hub.db.execute("SELECT sent_at FROM mail_queue").fetchone()["sent_at"],
                            what="the mail worker recording the mail as sent")
+
+
+async def test_mailed_links_never_take_the_request_host(shop_factory):
+    """Issue 11: the link base was the request's Host when [shop] public_url was unset, so whoever
+    sent the request (or a proxy forwarding it) chose where customers' tokens go."""
+    shop = await shop_factory(shop_settings="[shop]\nlink_days = 9\n")  # no public_url
+    counts = {t: shop.count(t) for t in COUNTED}
+    resp = await shop.client.post(SHOP_ORDERS, json=order_body(shop),
+                                  headers={**shop.headers(), "Idempotency-Key": "h-1", "Host": "evil.example"})
+    assert resp.status == 409 and (await resp.json())["type"].endswith("no-public-url")
+    assert {t: shop.count(t) for t in COUNTED} == counts
+    configured = await shop_factory()
+    resp = await configured.client.post(SHOP_ORDERS, json=order_body(configured),
+                                        headers={**configured.headers(), "Idempotency-Key": "h-2",
+                                                 "Host": "evil.example"})
+    assert resp.status == 201
+    (msg,) = await configured.mails()
+    assert "evil.example" not in body(msg, "plain")
+    assert all(link.startswith(PUBLIC_URL + "/p/") for link in LINK.findall(body(msg, "plain")))
 
 
 async def test_link_lifetime_and_base_url_come_from_hub_toml(shop_factory):
@@ -430,7 +459,7 @@ def test_tessera_hub_serve_runs_the_mail_worker(sample_hub: Hub):
             assert response.status == 201
         wait_until(lambda: smtp.inbox.received, what="the shop mail at the SMTP server")
         assert len(smtp.inbox.received) == 1
-        assert LINK.findall(body(smtp.inbox.parsed(), "plain"))[0].startswith(url + "/p/")
+        assert LINK.findall(body(smtp.inbox.parsed(), "plain"))[0].startswith(PUBLIC_URL + "/p/")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0, proc.stderr.read()

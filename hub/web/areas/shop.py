@@ -12,8 +12,8 @@ Settings: an optional `[shop]` section in `hub.toml` in the hub's data folder::
 
     [shop]
     link_days = 60                                  # how long a personalization link works
-    public_url = "https://tickets.example.org"      # base of the links; default: the URL
-                                                    # the shop's request came in on
+    public_url = "https://tickets.example.org"      # base of the mailed links: required, never
+                                                    # taken from a request's Host header
 
 hub.toml is read once, when the app is made (`hub/settings.py`; `SECTION` declares `[shop]` there).
 A broken `[shop]` section refuses shop orders (409 shop-not-configured) with its message.
@@ -204,11 +204,13 @@ def _check_address(email: str) -> None:
 
 
 def _link_base(ctx: Ctx, settings: ShopSettings) -> str:
-    base = settings.public_url or ctx.base_url
-    if not base:
+    """Where customers reach the hub: the configured public URL. Never the request's Host
+    header, which whoever sends the request (or a proxy that forwards it) chooses: a link
+    to another host would hand the customer's personalization token to that host."""
+    if not settings.public_url:
         raise ApiError(409, "no-public-url", "No public URL",
-                       "set [shop] public_url in hub.toml: the hub cannot tell where customers reach it")
-    return base.rstrip("/")
+                       "set [shop] public_url in hub.toml: mailed links never take the request's host name")
+    return settings.public_url.rstrip("/")
 
 
 def _mail_text(customer: dict, order: dict, links: list[tuple[str, str]], expires: dt.date) -> str:
