@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from core.base.clock import LOCAL_TZ, utcnow
+from core.base.clock import LOCAL_TZ, iso, utcnow
 from core.base.errors import Conflict, ValidationError
 from core.cards import cardcode, cards, fulfilment
 from core.cards.access import Access, GateRules
@@ -271,11 +271,35 @@ def test_operators_log_in_with_a_pin_and_are_locked_out(sample_hub):
     for left in (4, 3, 2, 1):
         with pytest.raises(operators.LoginRefused, match=f"{left} tries left"):
             operators.login(db, anna["id"], "0000", now)
-    with pytest.raises(operators.LoginRefused, match="locked"):
+    with pytest.raises(operators.LoginRefused, match="locked for 30 seconds"):
         operators.login(db, anna["id"], "0000", now)
     with pytest.raises(operators.LoginRefused, match="locked until"):  # even the right PIN, for a while
-        operators.login(db, anna["id"], "4711", now + dt.timedelta(minutes=5))
-    assert operators.login(db, anna["id"], "4711", now + dt.timedelta(minutes=16))["name"] == "Anna"
+        operators.login(db, anna["id"], "4711", now + dt.timedelta(seconds=10))
+    # another screen (the till, while someone on the LAN guesses) is not locked out
+    assert operators.login(db, anna["id"], "4711", now, screen="192.0.2.9")["name"] == "Anna"
+    # five more wrong PINs after the lock: locked twice as long, and so on up to MAX_LOCK
+    later = now + dt.timedelta(seconds=31)
+    for _ in range(4):
+        with pytest.raises(operators.LoginRefused, match="tries left"):
+            operators.login(db, anna["id"], "0000", later)
+    with pytest.raises(operators.LoginRefused, match="locked for 1 minutes"):
+        operators.login(db, anna["id"], "0000", later)
+    for lockouts in range(2, 10):  # a persistent guesser: 2, 4, 8, ... minutes, never more than 15
+        later += operators.MAX_LOCK + dt.timedelta(seconds=1)
+        for _ in range(4):
+            with pytest.raises(operators.LoginRefused):
+                operators.login(db, anna["id"], "0000", later)
+        with pytest.raises(operators.LoginRefused) as refused:
+            operators.login(db, anna["id"], "0000", later)
+        expected = min(operators.FIRST_LOCK * 2 ** lockouts, operators.MAX_LOCK)
+        assert refused.value.extra["locked_until"] == iso(later + expected)
+    assert operators.login(db, anna["id"], "4711", later + operators.MAX_LOCK)["name"] == "Anna"
+    # the right PIN starts afresh: the next lockout is short again
+    for _ in range(4):
+        with pytest.raises(operators.LoginRefused):
+            operators.login(db, anna["id"], "0000", later + operators.MAX_LOCK)
+    with pytest.raises(operators.LoginRefused, match="30 seconds"):
+        operators.login(db, anna["id"], "0000", later + operators.MAX_LOCK)
     with pytest.raises(ValidationError):
         operators.login(db, anna["id"], "12ab", now)
     with pytest.raises(Conflict, match="exists already"):

@@ -3,8 +3,10 @@
 Operators are managed at the hub and replicate to desks and counters (never to gates), so
 a cashier logs in at any desk, also offline. The PIN is stored as an scrypt hash with its
 own salt. A PIN has few digits, so the lockout is what protects it: after MAX_FAILURES
-wrong PINs in a row the operator is locked on this node for LOCK_MINUTES (failures are
-counted per node, in the node-local `login_failures` table).
+wrong PINs in a row the operator is locked, per node (the node-local `login_failures`
+table) and per *screen* (the address the attempts came from), for a short time that
+doubles with every further lockout, up to MAX_LOCK. So whoever can reach a desk can lock
+only their own screen out, not the cashier at the till, and guessing slows down fast.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from core.base.storage import transaction
 from core.catalog.common import Body, Name
 
 MAX_FAILURES = 5
-LOCK_MINUTES = 15
+FIRST_LOCK = dt.timedelta(seconds=30)
+MAX_LOCK = dt.timedelta(minutes=15)
+LOCAL_SCREEN = "local"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 Pin = Annotated[str, Meta(pattern=r"^\d{4,8}$", description="4 to 8 digits")]
 
@@ -104,34 +108,48 @@ def listed(db: sqlite3.Connection, *, active_only: bool = False) -> list[dict]:
     return [public(r) for r in db.execute(f"SELECT * FROM operators {where} ORDER BY name COLLATE NOCASE")]
 
 
-def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime) -> dict:
-    """The operator, if *pin* is right and they are not locked out; counts failures."""
+def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime, screen: str = LOCAL_SCREEN) -> dict:
+    """The operator, if *pin* is right and they are not locked out at *screen*; counts failures."""
     if not isinstance(pin, str) or not pin.isdigit() or len(pin) > 32:
         raise ValidationError("the PIN is digits only", field="pin")
     row = db.execute("SELECT * FROM operators WHERE id = ?", (operator_id,)).fetchone()
     if row is None or not row["active"]:
         raise LoginRefused("unknown or inactive operator", detail_de="Unbekannte oder deaktivierte Bedienung")
-    failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ?", (operator_id,)).fetchone()
+    screen = screen[:64]
+    failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ? AND screen = ?",
+                          (operator_id, screen)).fetchone()
     if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
         raise LoginRefused(f"too many wrong PINs: locked until {failures['locked_until']}",
                            locked_until=failures["locked_until"],
                            detail_de=f"Zu oft falsche PIN: gesperrt bis {_local(failures['locked_until'])} Uhr")
     if pin_matches(pin, row["pin_hash"]):
         with transaction(db):
-            db.execute("DELETE FROM login_failures WHERE operator_id = ?", (operator_id,))
+            db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (operator_id, screen))
         return public(row)
-    count = (failures["failures"] if failures and not failures["locked_until"] else 0) + 1
-    locked = iso(now + dt.timedelta(minutes=LOCK_MINUTES)) if count >= MAX_FAILURES else None
+    count = (failures["failures"] if failures else 0) + 1
+    lockouts = failures["lockouts"] if failures else 0
+    lock = min(FIRST_LOCK * 2 ** lockouts, MAX_LOCK) if count >= MAX_FAILURES else None
+    locked = iso(now + lock) if lock else None
     with transaction(db):
-        db.execute("INSERT INTO login_failures (operator_id, failures, locked_until) VALUES (?, ?, ?) "
-                   "ON CONFLICT (operator_id) DO UPDATE SET failures = excluded.failures, "
-                   "locked_until = excluded.locked_until", (operator_id, 0 if locked else count, locked))
-    if locked:
-        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {LOCK_MINUTES} minutes", locked_until=locked,
-                           detail_de=f"{MAX_FAILURES}-mal falsche PIN: für {LOCK_MINUTES} Minuten gesperrt")
+        db.execute("INSERT INTO login_failures (operator_id, screen, failures, lockouts, locked_until) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (operator_id, screen) DO UPDATE SET "
+                   "failures = excluded.failures, lockouts = excluded.lockouts, locked_until = excluded.locked_until",
+                   (operator_id, screen, 0 if lock else count, lockouts + 1 if lock else lockouts, locked))
+    if lock:
+        wait = _duration(lock)
+        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {wait[1]}", locked_until=locked,
+                           detail_de=f"{MAX_FAILURES}-mal falsche PIN: für {wait[0]} gesperrt")
     left = MAX_FAILURES - count
     raise LoginRefused(f"wrong PIN ({left} tries left)", tries_left=left,
                        detail_de=f"Falsche PIN (noch {left} {'Versuch' if left == 1 else 'Versuche'})")
+
+
+def _duration(span: dt.timedelta) -> tuple[str, str]:
+    """(German, English) words for a lockout."""
+    seconds = int(span.total_seconds())
+    if seconds < 60:
+        return f"{seconds} Sekunden", f"{seconds} seconds"
+    return f"{seconds // 60} Minuten", f"{seconds // 60} minutes"
 
 
 def _local(moment: str) -> str:

@@ -150,10 +150,17 @@ async def get_operators(request: web.Request) -> web.Response:
     return _json([{"id": r["id"], "name": r["name"]} for r in rows])
 
 
+def _screen(request: web.Request) -> str:
+    """Which screen tries a PIN: the desk's own (loopback) or another address on the LAN. Wrong
+    PINs lock out only the screen they came from (core/catalog/operators.py)."""
+    remote = request.remote or "?"
+    return operators.LOCAL_SCREEN if remote in ("127.0.0.1", "::1") else remote
+
+
 async def post_login(request: web.Request) -> web.Response:
     edge = _edge(request)
     data = await _body(request, LoginIn)
-    operator = operators.login(edge.db, data.operator_id, data.pin, edge.clock.now())
+    operator = operators.login(edge.db, data.operator_id, data.pin, edge.clock.now(), screen=_screen(request))
     sid = edge.sessions.create(operator)
     resp = _json({"operator": {"id": operator["id"], "name": operator["name"]}})
     resp.set_cookie(SESSION_COOKIE, sid, max_age=SESSION_S, httponly=True, samesite="Strict", path="/")
