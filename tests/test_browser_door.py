@@ -104,3 +104,23 @@ async def test_configured_host_names_are_answered(hub, tmp_path, aiohttp_client)
         assert resp.status == 403
     finally:
         await edge.close()
+
+
+def test_a_desk_session_ends_when_the_till_is_left_alone(monkeypatch):
+    """Issue 11: an idle timeout on desk sessions (each use moves it on), and a shift's end."""
+    from edge.desk import api
+    clock = [1000.0]
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    sessions = api.Sessions(lifetime_s=3600, idle_s=600)
+    sid = sessions.create({"id": "o1", "name": "Anna"})
+    clock[0] += 599
+    assert sessions.get(sid)["name"] == "Anna"  # in use: the idle time starts again
+    clock[0] += 599
+    assert sessions.get(sid)["name"] == "Anna"
+    clock[0] += 601
+    assert sessions.get(sid) is None and sessions.get(sid) is None  # left alone: gone for good
+    start = clock[0]
+    busy = sessions.create({"id": "o1", "name": "Anna"})
+    while sessions.get(busy) is not None:  # used every 9 minutes: still one shift at most
+        clock[0] += 540
+    assert 3600 <= clock[0] - start < 3600 + 540

@@ -215,6 +215,20 @@ def test_photos_are_re_encoded_as_upright_jpeg_of_at_most_600_px():
 # --- links that no longer work -------------------------------------------------------------------------
 
 
+async def test_a_form_posted_from_another_site_issues_nothing(page):
+    """Issue 11 (DESIGN §12): the hub's browser-facing pages take a form only from themselves:
+    a hostile page that learnt a customer's link cannot personalize the card in their name."""
+    token = shop_order(page.hub)[0]
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        response = await page.post(f"/p/{token}?lang=en", data=form("Mallory"), headers=headers)
+        assert response.status == 403 and "did not come from this page" in await response.text()
+    assert cards_issued(page.hub) == 0
+    own = f"http://{page.server.host}:{page.server.port}"
+    done = await page.post(f"/p/{token}?lang=en", data=form("Jonas Weber"),
+                           headers={"Origin": own, "Sec-Fetch-Site": "same-origin"})
+    assert done.status == 201 and cards_issued(page.hub) == 1
+
+
 async def test_a_link_issues_one_card_only(page):
     token = shop_order(page.hub)[0]
     first = await page.post(f"/p/{token}?lang=en", data=form("Jonas <script>alert(1)</script>"))

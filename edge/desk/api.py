@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 DESK = web.AppKey("desk", object)
 SESSION_COOKIE = "tessera_desk"
-SESSION_S = 12 * 3600
+SESSION_S = 12 * 3600  # a shift at most
+IDLE_S = 15 * 60  # a till left alone this long asks for the PIN again
 Code = Annotated[str, Meta(max_length=1000)]
 
 
@@ -86,19 +87,27 @@ class Sessions:
     """Logged-in operators by random session id, in memory only."""
 
     lifetime_s: float = SESSION_S
-    _by_id: dict[str, tuple[dict, float]] = field(default_factory=dict)
+    idle_s: float = IDLE_S
+    # session id -> (operator, end of the shift, end of the idle time)
+    _by_id: dict[str, tuple[dict, float, float]] = field(default_factory=dict)
 
     def create(self, operator: dict) -> str:
         self._expire()
         sid = secrets.token_urlsafe(32)
-        self._by_id[sid] = ({"id": operator["id"], "name": operator["name"]}, time.monotonic() + self.lifetime_s)
+        now = time.monotonic()
+        self._by_id[sid] = ({"id": operator["id"], "name": operator["name"]}, now + self.lifetime_s,
+                            now + self.idle_s)
         return sid
 
     def get(self, sid: str | None) -> dict | None:
+        """The session's operator; each use moves its idle end on. An idle or too old session
+        is gone: a till left alone cannot be used by whoever walks up to it."""
         entry = self._by_id.get(sid or "")
-        if entry is None or entry[1] < time.monotonic():
+        now = time.monotonic()
+        if entry is None or entry[1] < now or entry[2] < now:
             self._by_id.pop(sid or "", None)
             return None
+        self._by_id[sid] = (entry[0], entry[1], now + self.idle_s)
         return entry[0]
 
     def drop(self, sid: str | None) -> None:
@@ -106,7 +115,7 @@ class Sessions:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for sid in [s for s, (_, until) in self._by_id.items() if until < now]:
+        for sid in [s for s, (_, until, idle) in self._by_id.items() if min(until, idle) < now]:
             del self._by_id[sid]
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import jinja2
 import msgspec
 import segno
+import yarl
 from aiohttp import BodyPartReader, web
 from PIL import Image, ImageOps
 
@@ -38,6 +39,7 @@ from core.sales import orders
 from hub.services import personalization, print_batches
 from hub.settings import context
 from hub.web.api import DB
+from hub.web.areas import shop
 
 MAX_BODY = 6 * 1024 * 1024
 MAX_PHOTO = 5 * 1024 * 1024
@@ -107,6 +109,8 @@ TEXT = {
         "den Besucherservice; Ihre Karte ist nicht verloren.",
         "busy_title": "Zu viele Anfragen", "busy": "Bitte warten Sie {s} Sekunden und versuchen Sie es erneut.",
         "big_title": "Zu groß", "big": "Die gesendeten Daten sind zu groß (höchstens 6 MB).",
+        "foreign_title": "Nicht von dieser Seite", "foreign": "Das Formular kam nicht von dieser Seite. Bitte öffnen "
+                                                              "Sie den Link aus Ihrer E-Mail.",
         "e_name": "Bitte geben Sie einen Namen an (höchstens 200 Zeichen).",
         "e_date": "Bitte ein Datum im Format JJJJ-MM-TT angeben.",
         "e_birth_future": "Das Geburtsdatum muss in der Vergangenheit liegen.",
@@ -135,6 +139,8 @@ TEXT = {
         "your ticket is not lost.",
         "busy_title": "Too many requests", "busy": "Please wait {s} seconds and try again.",
         "big_title": "Too large", "big": "The data sent is too large (at most 6 MB).",
+        "foreign_title": "Not from this page", "foreign": "The form did not come from this page. Please open the "
+                                                          "link in your e-mail.",
         "e_name": "Please enter a name (at most 200 characters).",
         "e_date": "Please give a date as YYYY-MM-DD.",
         "e_birth_future": "The date of birth must be in the past.",
@@ -408,10 +414,31 @@ async def show_form(request: web.Request) -> web.Response:
     return closed or _form_page(request, lang, link, now.astimezone(LOCAL_TZ).date())
 
 
+def from_elsewhere(request: web.Request) -> bool:
+    """A form post that a browser says comes from another site (DESIGN §12): the page's own
+    form is same-origin; a hostile page could post for a customer whose link it learnt."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin not in (f"{request.scheme}://{request.host}", _public_origin(request))
+    return request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+
+
+def _public_origin(request: web.Request) -> str:
+    """scheme://host[:port] of [shop] public_url (the address in the mails, behind a proxy)."""
+    try:
+        public = context(request.app).section(shop.SECTION).public_url or ""
+    except shop.ShopConfigError:
+        return ""
+    url = yarl.URL(public)
+    return str(url.origin()) if url.scheme and url.host else ""
+
+
 async def submit_form(request: web.Request) -> web.Response:
     lang = choose_lang(request)
     if (refusal := _limited(request, lang)) is not None:
         return refusal
+    if from_elsewhere(request):
+        return message(request, lang, 403, "foreign")
     form = await read_form(request)
     if form.too_big:
         return message(request, lang, 413, "big")
