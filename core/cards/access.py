@@ -30,7 +30,7 @@ from core.base.ids import uuid7, uuid7_ms
 from core.base.sql import others_version
 from core.base.storage import transaction
 from core.cards import cardcode
-from core.cards.trust import CARD_SIGNERS, BadRecord, TrustStore, open_envelope, sign, verify_many
+from core.cards.trust import CARD_SIGNERS, BadRecord, Envelope, TrustStore, open_envelope, sign, verify_many
 from core.cards.trusted_time import TrustedClock
 from core.catalog.annual import add_months
 
@@ -201,9 +201,7 @@ class Access:
         signer = self.trust.get(p.key_id)
         if signer is None:
             return verdict("UNKNOWN_SIGNER", f"key {p.key_id:08x} is not certified by this organizer")
-        try:
-            signer.public.verify(card.signature, card.message)
-        except Exception:  # cryptography's InvalidSignature
+        if not signer.verifies(card.signature, card.message):
             return verdict("FORGED", "signature does not match the card's contents")
         if signer.role not in CARD_SIGNERS:
             return verdict("UNKNOWN_SIGNER", f"a {signer.role} ({signer.name}) does not issue cards")
@@ -365,11 +363,12 @@ class EntryOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 ENTRY_ROW = ("id", "card_id", "card_issue", "venue_id", "node_id", "direction", "at")
 
 
-def check_entry_signatures(trust: TrustStore, records: list[object]) -> dict[str, bool]:
+def check_entry_signatures(trust: TrustStore, records: list[object]) -> dict[str, tuple[Envelope, bool]]:
     """The signatures of many pushed entry records, checked at once on every core
-    (`verify_many`): record text -> whether its signer's key signed it. Records that are not
-    well-formed or name an unknown key are left out; `verify_pushed_entry` refuses them."""
-    items, texts = [], []
+    (`verify_many`): record text -> (its parsed envelope, whether its signer's key signed it).
+    Records that are not well-formed or name an unknown key are left out;
+    `verify_pushed_entry` refuses them."""
+    items, envelopes = [], {}
     for record in records:
         if not isinstance(record, str):
             continue
@@ -380,18 +379,19 @@ def check_entry_signatures(trust: TrustStore, records: list[object]) -> dict[str
         signer = trust.get(env.key_id)
         if signer is not None and signer.public_raw:
             items.append((signer.public_raw, env.message, env.signature))
-            texts.append(record)
-    return dict(zip(texts, verify_many(items), strict=True))
+            envelopes[record] = env
+    return {record: (env, ok) for (record, env), ok in zip(envelopes.items(), verify_many(items), strict=True)}
 
 
 def verify_pushed_entry(db: sqlite3.Connection, trust: TrustStore, node_id: str, venue_ids: list[str],
-                        record: str, received: dt.datetime, checked: dict[str, bool] | None = None) -> tuple:
+                        record: str, received: dt.datetime,
+                        checked: dict[str, tuple[Envelope, bool]] | None = None) -> tuple:
     """Hub: an entry a gate pushed, checked as a peer gate would and more: signed by a gate
     key of the pushing node, valid when it signed; at a venue in that gate's scope; its time
     the one inside its id, not ahead of the push, not before the card's validity nor the
     signer's certificate. Returns the `entries` row (ENTRY_ROW + record + received_at);
-    raises BadRecord."""
-    env = open_envelope(record, "entry")
+    raises BadRecord. *checked*: `check_entry_signatures` of the push (parsed and verified once)."""
+    env, verified = (checked or {}).get(record) or (open_envelope(record, "entry"), None)
     body = env.body
     try:
         at_ms, id_ms = int(parse_iso(body["at"]).timestamp() * 1000), uuid7_ms(body["id"])
@@ -400,7 +400,7 @@ def verify_pushed_entry(db: sqlite3.Connection, trust: TrustStore, node_id: str,
             raise ValueError("bad field")
     except (KeyError, ValueError, TypeError, AttributeError):
         raise BadRecord("entry record with missing or malformed fields") from None
-    signer = trust.check_record(env, frozenset({"gate"}), id_ms, (checked or {}).get(record))
+    signer = trust.check_record(env, frozenset({"gate"}), id_ms, verified)
     if signer.node_id != node_id or body["node_id"] != node_id:
         raise BadRecord("entry record not signed by a gate key of this node")
     if body["venue_id"] not in venue_ids:

@@ -198,6 +198,14 @@ class Signer:
     revoke_reason: str | None
     public_raw: bytes = b""  # the 32 key bytes, for verify_many
 
+    def verifies(self, signature: bytes, message: bytes) -> bool:
+        """Did this key sign *message*? (A card code, a voucher: the signer's own check.)"""
+        try:
+            self.public.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
     def valid_at(self, signed_ms: int) -> bool:
         """Was this key allowed to sign at *signed_ms*? (Cards signed before a revocation stay good.)"""
         if not self.valid_from_ms <= signed_ms <= self.valid_until_ms:
