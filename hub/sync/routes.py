@@ -40,6 +40,7 @@ from hub.settings import HubContext, context
 from hub.sync import apply, enrollment, feed
 from hub.web import problems
 from hub.web.api import DB
+from hub.web.client_address import client_address
 
 log = logging.getLogger("tessera.sync")
 PREFIX = "/sync/v1"
@@ -165,7 +166,7 @@ def _note_clock(request: web.Request, node_id: str) -> None:
 
 async def enroll(request: web.Request) -> web.Response:
     state: SyncState = request.app[STATE]
-    address = request.remote or "?"
+    address = client_address(request)  # behind a trusted proxy: the client, not the proxy
     if not state.rate.allowed(address):
         return problem(request, 429, "too-many-attempts", "too many wrong enrollment codes; wait a minute")
     body = await _read(request)

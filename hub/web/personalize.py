@@ -40,6 +40,7 @@ from hub.services import personalization, print_batches
 from hub.settings import context
 from hub.web.api import DB
 from hub.web.areas import shop
+from hub.web.client_address import client_address
 
 MAX_BODY = 6 * 1024 * 1024
 MAX_PHOTO = 5 * 1024 * 1024
@@ -399,7 +400,7 @@ def _closed(request: web.Request, lang: str, db: sqlite3.Connection, link: dict 
 
 
 def _limited(request: web.Request, lang: str) -> web.Response | None:
-    wait = request.app[LIMITER].check(request.remote or "?")
+    wait = request.app[LIMITER].check(client_address(request))
     return None if wait is None else message(request, lang, 429, "busy", retry_after=wait)
 
 
