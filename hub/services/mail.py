@@ -6,8 +6,10 @@ Customers get their personalization links by e-mail (A2, A3). A mail is *queued*
 rolled-back order never mails anyone. `send_due()` then sends every due mail with smtplib
 in a worker thread. While the mail server is down a mail stays queued: each failed attempt
 counts up `attempts`, keeps `last_error` and pushes `next_attempt_at` back (30 s, 1 min,
-2 min, ... at most 1 h). Nothing is ever dropped; `sent_at` marks delivery. `MailWorker`
-runs `send_due()` in a loop on the hub's event loop; call `wake()` after committing a
+2 min, ... at most 1 h). Nothing is ever dropped; `sent_at` marks delivery. A sent mail's
+row keeps no working personalization link: the token after `/p/` is replaced when the mail is
+marked sent (`redact_links`), so the queue is a record of what was sent, not a key to cards.
+`MailWorker` runs `send_due()` in a loop on the hub's event loop; call `wake()` after committing a
 change that queued mail, so it goes out at once instead of at the next poll.
 
 Delivery is at-least-once: if the server accepts a mail but the connection breaks before
@@ -33,6 +35,7 @@ The file is read once, when the app is made (`hub/settings.py`); `SECTION` decla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -41,7 +44,7 @@ import smtplib
 import socket
 import sqlite3
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import policy as email_policy
 from email.headerregistry import HeaderRegistry
@@ -67,6 +70,9 @@ BACKOFF_MAX_S = 3600
 BATCH = 50  # mails per send_due() call (one SMTP connection)
 MAX_SUBJECT = 500
 MAX_ERROR = 500
+# a personalization link's token (hub/services/personalization.py TOKEN_RE) after its path
+_LINK_TOKEN = re.compile(r"(?<=/p/)[A-Za-z0-9_-]{20,100}")
+REDACTED = "[sent-link-not-kept]"
 
 
 class MailConfigError(ValueError):
@@ -310,23 +316,59 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
     if messages:
         results.update(await asyncio.to_thread(_deliver, settings, messages))
     sent = failed = 0
-    with transaction(db):
+    with _secure_delete(db), transaction(db):
         for row in rows:
             error = results.get(row["id"], "not attempted")
             attempts = row["attempts"] + 1
             if error is None:
                 sent += 1
-                db.execute("UPDATE mail_queue SET sent_at = ?, attempts = ?, last_error = NULL WHERE id = ?",
-                           (stamp, attempts, row["id"]))
+                db.execute("UPDATE mail_queue SET sent_at = ?, attempts = ?, last_error = NULL, body_text = ?, "
+                           "body_html = ? WHERE id = ?", (stamp, attempts, redact_links(row["body_text"]),
+                                                         redact_links(row["body_html"]), row["id"]))
             else:
                 failed += 1
                 retry = iso(now + dt.timedelta(seconds=backoff_s(attempts)))
                 db.execute("UPDATE mail_queue SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                            (attempts, retry, error, row["id"]))
+    if sent:
+        _drop_old_copies(db)
     if failed:
         log.warning("mail: %d sent, %d failed (will retry): %s", sent, failed,
                     next(e for e in results.values() if e is not None))
     return sent, failed
+
+
+def redact_links(body: str | None) -> str | None:
+    """*body* without the tokens of its personalization links (`/p/<token>`): once a mail is
+    sent, its copy in the queue must not open the customer's card for whoever reads the
+    database (a backup, a support copy). The customer's mail keeps the link."""
+    return None if body is None else _LINK_TOKEN.sub(REDACTED, body)
+
+
+@contextlib.contextmanager
+def _secure_delete(db: sqlite3.Connection) -> Iterator[None]:
+    """SQLite's secure_delete for the writes inside: the old text of a rewritten row is
+    overwritten with zeros instead of lingering in the page's free space."""
+    before = db.execute("PRAGMA secure_delete").fetchone()["secure_delete"]
+    db.execute("PRAGMA secure_delete = 1")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
+def _drop_old_copies(db: sqlite3.Connection) -> None:
+    """Copy the write-ahead log into the database file and empty it: the log still holds the
+    pages as they were before the links were redacted. Never waits: with another connection
+    reading, the log stays as it is until the next sent mail (or SQLite's own checkpoint)."""
+    timeout = db.execute("PRAGMA busy_timeout").fetchone()["timeout"]
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.OperationalError:  # busy or locked: a later send tries again
+        pass
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
 
 def next_due(db: sqlite3.Connection) -> dt.datetime | None:

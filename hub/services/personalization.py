@@ -4,15 +4,24 @@ The token in a link is 256 random bits and only its SHA-256 is stored, so a leak
 does not hand out cards. A link is open until it expires or is used; it is closed in the
 same transaction as its card is issued, so a link issues at most one card. The customer's
 pages for a link (`/p/<token>`) are in hub/web/personalize.py.
+
+The customer's photo is decoded here (`prepare_photo`), and only here: the page calls it in a
+worker thread, after the token, the origin and every field have passed, so a form that is
+refused anyway never costs a decode, and a decode never holds up the hub's event loop. An
+image of more than MAX_PIXELS pixels is refused from its header, before its pixels are read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import re
 import secrets
 import sqlite3
+import threading
+
+from PIL import Image, ImageOps
 
 from core.base.clock import iso, parse_iso
 from core.base.storage import transaction
@@ -21,6 +30,9 @@ from core.sales import orders
 
 LINK_DAYS = 60
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
+MAX_PHOTO = 5 * 1024 * 1024  # bytes of an upload
+MAX_PIXELS = 40_000_000  # more than any phone photo that fits in 5 MB; bigger is a bomb
+PHOTO_SIDE = 600  # card printing needs no more
 
 
 def token_hash(token: str) -> str:
@@ -84,3 +96,73 @@ def personalize(db: sqlite3.Connection, signer: NodeSigner, link: dict, holder: 
         if not closed:
             return None
         return orders.personalize_item(db, signer, link["item_id"], holder, now, photo=photo)
+
+
+# --- the customer's photo ---------------------------------------------------------------------
+
+
+class PhotoRefused(ValueError):
+    """The upload is no usable photo; args[0] is the page's message key (e_photo_*)."""
+
+
+class DecodeCount:
+    """How many uploads `prepare_photo` has opened, and in which threads: a plain counter the
+    page's tests read to show that a refused form decodes nothing and that decoding runs
+    off the event loop's thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.threads: set[int] = set()
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+            self.threads.add(threading.get_ident())
+
+
+DECODES = DecodeCount()
+
+
+def prepare_photo(data: bytes) -> bytes:
+    """Open the upload with Pillow (its bytes decide, not its name or media type), refuse
+    anything but JPEG/PNG, oversized or damaged images and decompression bombs (judged by
+    the size in the header, before any pixel is decoded), and return a JPEG at most
+    PHOTO_SIDE pixels on its long side (re-encoding drops whatever else the file carried,
+    e.g. GPS metadata). Blocking: callers on the event loop run it in a thread."""
+    if len(data) > MAX_PHOTO:
+        raise PhotoRefused("e_photo_big")
+    DECODES.add()
+    try:
+        image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])  # reads the header only
+    except Image.UnidentifiedImageError:
+        raise PhotoRefused("e_photo_type") from None
+    except Image.DecompressionBombError:  # beyond twice Pillow's own limit
+        raise PhotoRefused("e_photo_pixels") from None
+    except (OSError, ValueError, SyntaxError):
+        raise PhotoRefused("e_photo_broken") from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise PhotoRefused("e_photo_pixels")
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            upright.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
+            out = io.BytesIO()
+            _flatten(upright).save(out, "JPEG", quality=85, optimize=True)
+        except Image.DecompressionBombError:
+            raise PhotoRefused("e_photo_pixels") from None
+        except (OSError, ValueError, SyntaxError, EOFError):
+            raise PhotoRefused("e_photo_broken") from None
+    return out.getvalue()
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB for JPEG: transparency goes onto white, palettes and greyscale+alpha too."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, "white")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

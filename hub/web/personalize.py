@@ -9,17 +9,18 @@ signing key, which marks the link used in the same transaction: a link issues at
 These are HTML pages for people, not API operations: errors are pages (404 unknown link,
 410 used or expired, 429 too many requests) in German or English, never problem+json.
 The token is the only secret, so there is no CSRF token; instead bodies are capped (6 MB)
-and each client address may make at most 30 requests a minute to /p/*.
+and each client address may make at most 30 requests a minute to /p/* (behind a trusted proxy:
+the forwarded client, hub/web/client_address.py). A photo is decoded last, in a worker thread,
+only when everything else about the form is right (`hub/services/personalization.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import io
 import math
 import sqlite3
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,29 +31,28 @@ import msgspec
 import segno
 import yarl
 from aiohttp import BodyPartReader, web
-from PIL import Image, ImageOps
 
 from core.base.clock import LOCAL_TZ, utcnow
 from core.base.errors import TesseraError
 from core.cards import cards
 from core.sales import orders
 from hub.services import personalization, print_batches
+from hub.services.personalization import MAX_PHOTO, PhotoRefused, prepare_photo
 from hub.settings import context
 from hub.web.api import DB
 from hub.web.areas import shop
 from hub.web.client_address import client_address
 
 MAX_BODY = 6 * 1024 * 1024
-MAX_PHOTO = 5 * 1024 * 1024
 MAX_FIELD = 2000  # bytes of one text field
-MAX_PIXELS = 50_000_000  # more than any phone photo that fits in 5 MB; bigger is a bomb
-PHOTO_SIDE = 600
+DECODING_AT_ONCE = 2  # photos decoded at the same time (each may take ~160 MB at MAX_PIXELS)
 OLDEST_YEARS = 120
 LANGS = ("de", "en")
 RATE_LIMIT = 30
 RATE_WINDOW_S = 60.0
 
 LIMITER = web.AppKey("personalize_limiter", "RateLimiter")
+DECODING = web.AppKey("personalize_decoding", asyncio.Semaphore)
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -176,57 +176,6 @@ def choose_lang(request: web.Request) -> str:
         if lang in LANGS and q > best_q:
             best, best_q = lang, q
     return best
-
-
-# --- photos ---------------------------------------------------------------------------------------------
-
-
-class PhotoRefused(ValueError):
-    """The upload is no usable photo; args[0] is the message key in TEXT."""
-
-
-def prepare_photo(data: bytes) -> bytes:
-    """Open the upload with Pillow (its bytes decide, not its name or media type), refuse
-    anything but JPEG/PNG, oversized or damaged images and decompression bombs, and
-    return a JPEG at most PHOTO_SIDE pixels on its long side (card printing needs no more,
-    and re-encoding drops whatever else the file carried, e.g. GPS metadata)."""
-    if len(data) > MAX_PHOTO:
-        raise PhotoRefused("e_photo_big")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])
-        except Image.UnidentifiedImageError:
-            raise PhotoRefused("e_photo_type") from None
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            raise PhotoRefused("e_photo_pixels") from None
-        except (OSError, ValueError, SyntaxError):
-            raise PhotoRefused("e_photo_broken") from None
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise PhotoRefused("e_photo_pixels")
-        try:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            image.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
-            image = _flatten(image)
-            out = io.BytesIO()
-            image.save(out, "JPEG", quality=85, optimize=True)
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            raise PhotoRefused("e_photo_pixels") from None
-        except (OSError, ValueError, SyntaxError, EOFError):
-            raise PhotoRefused("e_photo_broken") from None
-    return out.getvalue()
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    """RGB for JPEG: transparency goes onto white, palettes and greyscale+alpha too."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, "white")
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 # --- the form -------------------------------------------------------------------------------------------
@@ -450,15 +399,24 @@ async def submit_form(request: web.Request) -> web.Response:
         return closed
     today = now.astimezone(LOCAL_TZ).date()
     errors, clean = check_form(form, link, today)
-    photo = None
-    if form.photo and "photo" not in errors:
-        try:
-            photo = ("image/jpeg", prepare_photo(form.photo))
-        except PhotoRefused as refused:
-            errors["photo"] = refused.args[0]
-    if errors:
+    if errors:  # the photo is not even opened: a refused form costs no decode
         return _form_page(request, lang, link, today, values=form.values, errors=errors, status=422)
+    photo = None
+    if form.photo:
+        try:
+            photo = ("image/jpeg", await _decode(request, form.photo))
+        except PhotoRefused as refused:
+            return _form_page(request, lang, link, today, values=form.values, errors={"photo": refused.args[0]},
+                              status=422)
     return _issue(request, lang, db, link, clean, photo, now, form)
+
+
+async def _decode(request: web.Request, data: bytes) -> bytes:
+    """`personalization.prepare_photo` in a worker thread, at most DECODING_AT_ONCE at a time:
+    the event loop keeps serving while Pillow works, and a burst of uploads cannot hold
+    many decoded images in memory at once."""
+    async with request.app[DECODING]:
+        return await asyncio.to_thread(prepare_photo, data)
 
 
 def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, clean: dict,
@@ -486,5 +444,6 @@ def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, 
 def install(app: web.Application, limiter: RateLimiter | None = None) -> None:
     """Add the page routes; the database is the app's (set by make_app before serving)."""
     app[LIMITER] = limiter or RateLimiter()
+    app[DECODING] = asyncio.Semaphore(DECODING_AT_ONCE)
     app.router.add_get("/p/{token}", show_form, name="personalize_form")
     app.router.add_post("/p/{token}", submit_form, name="personalize_submit")
