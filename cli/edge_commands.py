@@ -25,9 +25,13 @@ def register(areas: argparse._SubParsersAction) -> None:
     enroll = cmds.add_parser("enroll", help="enroll this node with a one-time code from `tessera hub enroll`",
                              description="Create DIR: a new key pair, the node certificate from the hub, the "
                                          "organizer's root key (checked against the code), and the node's scope. "
-                                         "Without --hub the hub is found on the LAN with zeroconf.")
+                                         "Without --hub the hub is found on the LAN with zeroconf. The code's "
+                                         "secret is never sent: each candidate hub must first prove it knows the "
+                                         "code (SPAKE2), and one that cannot is skipped.")
     enroll.add_argument("--data", required=True, type=Path, metavar="DIR", help="data folder to create")
-    enroll.add_argument("--code", required=True, help="the one-time code, e.g. 7KQ2M-X9D4A-3GH8PW0T")
+    enroll.add_argument("--code", required=True,
+                        help="the one-time code from `tessera hub enroll` (39 symbols; dashes, spaces and case "
+                             "do not matter)")
     enroll.add_argument("--hub", metavar="URL", help="hub address, e.g. http://10.0.0.2:8080 (default: zeroconf)")
     enroll.add_argument("--discover-seconds", type=float, default=3.0, help="how long to look for hubs (default 3)")
     enroll.add_argument("--zeroconf-interface", action="append", metavar="IP", help="look only on this interface")
@@ -51,8 +55,8 @@ def register(areas: argparse._SubParsersAction) -> None:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    _, fingerprint = enroll_codes.split(args.code)
-    urls = [args.hub] if args.hub else asyncio.run(_discover(args, enroll_codes.root_key_id(fingerprint)))
+    code = enroll_codes.parse(args.code)  # a typo is caught here, before any hub is contacted
+    urls = [args.hub] if args.hub else asyncio.run(_discover(args, enroll_codes.root_key_id(code.fingerprint)))
     if not urls:
         raise RuntimeError("no hub found on the LAN; give its address with --hub URL")
     node = asyncio.run(enrolling.enroll(args.data, args.code, urls))

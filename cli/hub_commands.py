@@ -79,15 +79,25 @@ def register(areas: argparse._SubParsersAction) -> None:
     token.set_defaults(run=cmd_token)
 
     enroll = cmds.add_parser("enroll", help="make a one-time code that enrolls a cash desk, counter or gate",
-                             description="Print a one-time code for `tessera edge enroll --code CODE`. It is "
-                                         "single use, expires after 24 hours, and carries the fingerprint of the "
-                                         "organizer's root key, so the edge can tell the real hub from a rogue one.")
+                             description="Print a one-time code for `tessera edge enroll --code CODE`, and the "
+                                         "same code as a QR code (on stderr) for a device's camera. It is single "
+                                         "use, expires after 24 hours, dies after 3 failed attempts, and carries "
+                                         "130 bits of the organizer root key's fingerprint, so the edge can tell "
+                                         "the real hub from a rogue one. Its secret is never sent over the network.")
     enroll.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
     enroll.add_argument("--node", required=True, metavar="NAME", help="name of the new node, e.g. 'Kasse 1'")
     enroll.add_argument("--role", required=True, choices=("cashdesk", "counter", "gate"))
     enroll.add_argument("--venue", action="append", default=[], metavar="VENUE",
                         help="venue id or exact name the node serves (repeatable)")
     enroll.set_defaults(run=cmd_enroll)
+
+    listing = cmds.add_parser("enrollments", help="list enrollment codes: open, used, expired, void (never secrets)",
+                              description="One line per enrollment code, newest first: code id, state, role, name, "
+                                          "created, expires, used at, node id, attempts left. The secret part of a "
+                                          "code is shown only once, by `tessera hub enroll`.")
+    listing.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    listing.set_defaults(run=cmd_enrollments)
 
     operator = cmds.add_parser("operator", help="cash-desk operators: add, list",
                                description="Cash-desk operators log in at any desk or counter with their PIN, "
@@ -147,9 +157,34 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
     venue_ids = [venue_id(db, venue) for venue in args.venue]
     code = enrollment.create_code(db, name=args.node, role=args.role, venue_ids=venue_ids, now=utcnow())
-    print(f"one-time code for {args.role} {args.node!r} (valid 24 hours, single use):")
+    print(f"one-time code for {args.role} {args.node!r} (valid 24 hours, single use, {enrollment.ATTEMPTS} attempts):")
     print(code)
+    _print_qr(code)
     print(f"on the node: tessera edge enroll --data DIR --code {code} [--hub URL]", file=sys.stderr)
+    return 0
+
+
+def _print_qr(code: str) -> None:
+    """The code as a QR code in the terminal (stderr, so stdout stays the code alone)."""
+    import segno
+
+    print("the same code for a device's camera:", file=sys.stderr)
+    segno.make(code, error="m", micro=False).terminal(out=sys.stderr, compact=True)
+
+
+def cmd_enrollments(args: argparse.Namespace) -> int:
+    from hub.sync import enrollment
+
+    rows = enrollment.list_codes(open_hub(args.data), utcnow())
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(rows), indent=2).decode())
+        return 0
+    for row in rows:
+        print("\t".join((row["code_id"] or "-", row["state"], row["role"], row["name"], row["created_at"],
+                         row["expires_at"], row["used_at"] or "-", row["node_id"] or "-",
+                         f"{row['attempts_left']} attempts left")))
+    if not rows:
+        print("no enrollment codes yet: tessera hub enroll --data DIR --node NAME --role ROLE", file=sys.stderr)
     return 0
 
 

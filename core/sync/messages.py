@@ -74,11 +74,35 @@ class PullResponse(Message):
     more: bool
 
 
-class EnrollRequest(Message):
+class EnrollStart(Message):
+    """Enrollment step 1 (core/sync/enroll.py): nothing in it lets anyone check a guess of
+    the code's secret offline."""
+
     protocol: int
-    code: Annotated[str, Meta(min_length=1, max_length=40)]
-    node_id: str
+    code_id: Annotated[str, Meta(pattern=r"^[0-9A-HJ-NP-X]{2}$")]
+    node_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     public_key: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    spake: Annotated[str, Meta(pattern=r"^[0-9a-f]{66}$")]
+
+
+class EnrollChallenge(Message):
+    """The hub's answer to step 1: its SPAKE2 message and its proof that it knows the code."""
+
+    protocol: int
+    handshake_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+    spake: Annotated[str, Meta(pattern=r"^[0-9a-f]{66}$")]
+    hub_confirm: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    root_public_key: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    hub_certificate: Annotated[str, Meta(max_length=4000)]
+    attempts_left: int
+
+
+class EnrollFinish(Message):
+    """Enrollment step 2: the device's proof. The answer is an EnrollResponse."""
+
+    protocol: int
+    handshake_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+    edge_confirm: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
 class EnrollResponse(Message):

@@ -1,6 +1,6 @@
 """The hub's sync endpoints for edge nodes, under `/sync/v1` (DESIGN §4, §7).
 
-- `POST /sync/v1/enroll`: a one-time code and a new public key -> node certificate.
+- `POST /sync/v1/enroll/start` and `/finish`: the enrollment handshake (hub/sync/enroll_routes.py).
 - `POST /sync/v1/push`: a batch of outbox ops -> one result per op.
 - `GET /sync/v1/pull?after=N&limit=M`: the change feed after the node's cursor, in its scope.
 
@@ -18,7 +18,6 @@ import msgspec
 from aiohttp import web
 
 from core.base.clock import iso_ms, parse_iso, utcnow
-from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.node import this_node
 from core.cards.cards import NodeSigner, load_signer
 from core.cards.trust import TrustStore
@@ -27,8 +26,6 @@ from core.sync.messages import (
     MAX_PAGE,
     OLDEST_SUPPORTED,
     PROTOCOL,
-    EnrollRequest,
-    EnrollResponse,
     PullResponse,
     PushRequest,
     PushResponse,
@@ -37,10 +34,9 @@ from core.sync.messages import (
 from core.sync.ops import Pushed
 from hub.services import nodes
 from hub.settings import HubContext, context
-from hub.sync import apply, enrollment, feed
+from hub.sync import apply, enroll_routes, enrollment, feed
 from hub.web import problems
 from hub.web.api import DB
-from hub.web.client_address import client_address
 
 log = logging.getLogger("tessera.sync")
 PREFIX = "/sync/v1"
@@ -80,7 +76,7 @@ class SyncState:
 
 def install(app: web.Application) -> None:
     app[STATE] = SyncState(context(app))
-    app.router.add_post(f"{PREFIX}/enroll", enroll)
+    enroll_routes.install(app)
     app.router.add_post(f"{PREFIX}/push", push)
     app.router.add_get(f"{PREFIX}/pull", pull)
 
@@ -163,40 +159,6 @@ def _note_clock(request: web.Request, node_id: str) -> None:
 
 
 # -- handlers ----------------------------------------------------------------------------------
-
-async def enroll(request: web.Request) -> web.Response:
-    state: SyncState = request.app[STATE]
-    address = client_address(request)  # behind a trusted proxy: the client, not the proxy
-    if not state.rate.allowed(address):
-        return problem(request, 429, "too-many-attempts", "too many wrong enrollment codes; wait a minute")
-    body = await _read(request)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        req = msgspec.json.decode(body, type=EnrollRequest)
-    except msgspec.MsgspecError as exc:
-        return problem(request, 400, "bad-request", f"not an enrollment request: {exc}")
-    if (refused := _protocol(request, req.protocol)) is not None:
-        return refused
-    db = request.app[DB]
-    now = utcnow()
-    try:
-        result = enrollment.redeem(db, nodes.root_key(state.data_dir), code=req.code, node_id=req.node_id,
-                                   public_raw=bytes.fromhex(req.public_key), now=now)
-    except (NotFound, Conflict, ValidationError) as exc:
-        state.rate.failed(address)
-        log.warning("sync: enrollment refused for %s: %s", address, exc.detail)
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 422
-        return problem(request, status, "enrollment-refused", exc.detail)
-    signer = state.signer()
-    hub_cert = state.hub_cert(signer.key_id)
-    root_public = nodes.root_public_raw(db)
-    log.info("sync: enrolled %s %s (%s) from %s", result["role"], result["name"], req.node_id, address)
-    response = EnrollResponse(protocol=PROTOCOL, hub_time=iso_ms(now), node_id=req.node_id, name=result["name"],
-                              role=result["role"], venue_ids=result["venue_ids"], root_public_key=root_public.hex(),
-                              node_certificate=result["certificate"], hub_certificate=hub_cert)
-    return signed(request, 200, encoder.encode(response))
-
 
 async def push(request: web.Request) -> web.Response:
     body = await _read(request)

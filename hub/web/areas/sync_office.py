@@ -107,6 +107,22 @@ class CodeOut(msgspec.Struct, kw_only=True):
     expires_at: str
 
 
+class EnrollmentOut(msgspec.Struct, kw_only=True):
+    """An enrollment code as the office sees it: never its secret."""
+
+    id: int
+    code_id: str | None
+    state: Literal["open", "used", "expired", "dead"]
+    name: str
+    role: str
+    venue_ids: list[str]
+    created_at: str
+    expires_at: str
+    used_at: str | None
+    node_id: str | None
+    attempts_left: int
+
+
 class NodeSync(msgspec.Struct, kw_only=True):
     node_id: str
     name: str
@@ -152,6 +168,10 @@ def create_code(ctx: Ctx):
                  "expires_at": iso(now + enrollment.TTL)}
 
 
+def list_codes(ctx: Ctx):
+    return enrollment.list_codes(ctx.db, utcnow())
+
+
 def node_sync(ctx: Ctx):
     return conflicts.node_status(ctx.db)
 
@@ -173,5 +193,9 @@ def register(api: Api) -> None:
             roles=STAFF, body=ResolveIn, response=ConflictOut)
     api.add("POST", "/enrollment-codes", create_code, summary="Make a one-time enrollment code", tag="Nodes",
             roles=ADMIN, body=CodeIn, response=CodeOut, status=201)
+    api.add("GET", "/enrollment-codes", list_codes, summary="Enrollment codes and the nodes they enrolled",
+            tag="Nodes", roles=STAFF, response=list[EnrollmentOut], cacheable=False,
+            description="Newest first: open, used (with the node id), expired, or dead (no attempts left). "
+                        "The secret part of a code is shown only once, when it is made.")
     api.add("GET", "/node-sync", node_sync, summary="What each enrolled node last synced", tag="Nodes", roles=ADMIN,
             response=list[NodeSync], cacheable=False)

@@ -1,0 +1,157 @@
+"""The hub's enrollment endpoints: the two round trips of the handshake in core/sync/enroll.py.
+
+- `POST /sync/v1/enroll/start`: code id, node id, public key, SPAKE2 message -> the hub's
+  SPAKE2 message, its proof of the code, its certificate and the root key (EnrollChallenge).
+- `POST /sync/v1/enroll/finish`: handshake id and the device's proof -> node certificate
+  (EnrollResponse).
+
+The handshake state lives in the database (hub/sync/enrollment.py), so any hub process can
+answer either step. Every answer, errors included, is signed by the hub's node key over the
+request's nonce, as the other sync answers are. Refused attempts count against the address
+and overall rate limit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from aiohttp import web
+
+from core.base.clock import iso_ms, utcnow
+from core.base.errors import TesseraError
+from core.base.node import this_node
+from core.cards.cards import NodeSigner, load_signer
+from core.sync import auth
+from core.sync.messages import (
+    OLDEST_SUPPORTED,
+    PROTOCOL,
+    EnrollChallenge,
+    EnrollFinish,
+    EnrollResponse,
+    EnrollStart,
+    encoder,
+)
+from hub.services import nodes
+from hub.settings import context
+from hub.sync import enrollment
+from hub.web import problems
+from hub.web.api import DB
+from hub.web.client_address import client_address
+
+log = logging.getLogger("tessera.sync")
+PREFIX = "/sync/v1/enroll"
+MAX_BODY_BYTES = 16 * 1024  # a start or finish message is well under 8 KiB
+STATE = web.AppKey("enroll_state", object)
+
+
+class EnrollState:
+    """Per-app: the hub's signing key (reloaded after a rotation) and the rate limit."""
+
+    def __init__(self, app: web.Application) -> None:
+        hub = context(app)
+        self.db, self.data_dir = hub.db, hub.data_dir
+        self.rate = enrollment.RateLimit()
+        self._signer: NodeSigner | None = None
+
+    def signer(self) -> NodeSigner:
+        current = this_node(self.db)["key_id"]
+        if self._signer is None or self._signer.key_id != current:
+            self._signer = load_signer(self.db, self.data_dir)
+        return self._signer
+
+
+def install(app: web.Application) -> None:
+    app[STATE] = EnrollState(app)
+    app.router.add_post(f"{PREFIX}/start", start)
+    app.router.add_post(f"{PREFIX}/finish", finish)
+
+
+def _signed(request: web.Request, status: int, body: bytes, content_type: str = "application/json") -> web.Response:
+    state: EnrollState = request.app[STATE]
+    signer = state.signer()
+    nonce = request.headers.get(auth.NONCE, "")[:auth.MAX_NONCE]
+    headers = auth.sign_response(signer.private, signer.key_id, nonce, status, body, hub_time=iso_ms(utcnow()),
+                                 protocols=f"{OLDEST_SUPPORTED}-{PROTOCOL}")
+    return web.Response(status=status, body=body, headers=headers, content_type=content_type)
+
+
+def _problem(request: web.Request, status: int, slug: str, detail: str) -> web.Response:
+    body = problems.problem_body(status, slug, slug.replace("-", " "), detail, instance=request.path)
+    return _signed(request, status, body, problems.PROBLEM_MEDIA)
+
+
+async def _message(request: web.Request, kind: type) -> msgspec.Struct | web.Response:
+    """The request's message, or a signed problem (too many failures, too large, malformed,
+    a protocol this hub does not speak)."""
+    if not request.app[STATE].rate.allowed(client_address(request)):
+        return _problem(request, 429, "too-many-attempts", "too many failed enrollment attempts; wait a minute")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _problem(request, 413, "too-large", f"at most {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    # read(n) returns what has arrived so far, not the whole body: read to the end
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY_BYTES:
+        return _problem(request, 413, "too-large", f"at most {MAX_BODY_BYTES} bytes")
+    body = b"".join(chunks)
+    try:
+        message = msgspec.json.decode(body, type=kind)
+    except msgspec.MsgspecError as exc:
+        return _problem(request, 400, "bad-request", f"not an enrollment message: {exc}")
+    if not OLDEST_SUPPORTED <= message.protocol <= PROTOCOL:
+        side = "hub" if message.protocol > PROTOCOL else "edge"
+        return _problem(request, 426, f"upgrade-{side}", f"this edge speaks sync protocol {message.protocol}, this "
+                                                         f"hub {OLDEST_SUPPORTED}..{PROTOCOL}: upgrade the {side}")
+    return message
+
+
+def _refused(request: web.Request, exc: TesseraError) -> web.Response:
+    address = client_address(request)
+    request.app[STATE].rate.failed(address)
+    log.warning("sync: enrollment refused for %s: %s", address, exc.detail)
+    return _problem(request, exc.status, "enrollment-refused", exc.detail)
+
+
+async def start(request: web.Request) -> web.Response:
+    message = await _message(request, EnrollStart)
+    if isinstance(message, web.Response):
+        return message
+    db, signer = request.app[DB], request.app[STATE].signer()
+    hub_cert = nodes.certificate(db, signer.key_id)
+    try:
+        challenge = enrollment.start(db, hub_certificate=hub_cert, code_id=message.code_id, node_id=message.node_id,
+                                     public_raw=bytes.fromhex(message.public_key),
+                                     edge_message=bytes.fromhex(message.spake), now=utcnow())
+    except TesseraError as exc:
+        return _refused(request, exc)
+    log.info("sync: enrollment handshake for code %s from %s (%d attempts left)", message.code_id,
+             client_address(request),
+             challenge["attempts_left"])
+    answer = EnrollChallenge(protocol=PROTOCOL, handshake_id=challenge["handshake_id"],
+                             spake=challenge["hub_message"].hex(), hub_confirm=challenge["hub_confirm"].hex(),
+                             root_public_key=nodes.root_public_raw(db).hex(), hub_certificate=hub_cert,
+                             attempts_left=challenge["attempts_left"])
+    return _signed(request, 200, encoder.encode(answer))
+
+
+async def finish(request: web.Request) -> web.Response:
+    message = await _message(request, EnrollFinish)
+    if isinstance(message, web.Response):
+        return message
+    db, state = request.app[DB], request.app[STATE]
+    now = utcnow()
+    try:
+        result = enrollment.finish(db, nodes.root_key(state.data_dir), handshake_id=message.handshake_id,
+                                   edge_confirm=bytes.fromhex(message.edge_confirm), now=now)
+    except TesseraError as exc:
+        return _refused(request, exc)
+    log.info("sync: enrolled %s %s (%s) from %s", result["role"], result["name"], result["node_id"],
+             client_address(request))
+    signer = state.signer()
+    response = EnrollResponse(protocol=PROTOCOL, hub_time=iso_ms(now), node_id=result["node_id"], name=result["name"],
+                              role=result["role"], venue_ids=result["venue_ids"],
+                              root_public_key=nodes.root_public_raw(db).hex(), node_certificate=result["certificate"],
+                              hub_certificate=nodes.certificate(db, signer.key_id))
+    return _signed(request, 200, encoder.encode(response))
