@@ -20,7 +20,7 @@ from cli.main import main as tessera
 from core.base.clock import utcnow
 from core.base.errors import ValidationError
 from core.base.node import NODE_DB, this_node
-from core.base.storage import connect
+from core.base.storage import _migrate, connect, migrations, schema_version
 from core.cards import cardcode, keys
 from core.sync import auth
 from core.sync import enroll as codes
@@ -350,6 +350,27 @@ async def test_any_hub_process_finishes_what_another_started(hub, tmp_path, aioh
     node = await enrolling.enroll(tmp_path / "d", new_code(hub), [split])
     assert node["role"] == "cashdesk"
     second_db.close()
+
+
+def test_codes_made_before_the_handshake_stay_listed_but_void(tmp_path):
+    """Migration 0011 on a database as 0010 left it: an old (hashed, id-less) code cannot
+    run the handshake; a used one still tells which node it enrolled."""
+    db = connect(tmp_path / "old.sqlite", migrate=False)
+    for number, name, sql in migrations()[:10]:
+        _migrate(db, number, name, sql)
+    later = (utcnow() + dt.timedelta(hours=20)).isoformat()
+    db.executescript(f"""
+        INSERT INTO enrollment_codes (code_hash, name, role, created_at, expires_at)
+            VALUES ('aa', 'Kasse alt', 'cashdesk', '2026-11-30T10:00:00Z', '{later}');
+        INSERT INTO enrollment_codes (code_hash, name, role, created_at, expires_at, used_at, node_id)
+            VALUES ('bb', 'Tor alt', 'gate', '2026-11-30T09:00:00Z', '{later}', '2026-11-30T09:05:00Z', 'n-1');
+    """)
+    _migrate(db, 11, "0011", dict((n, sql) for n, _, sql in migrations())[11])
+    assert schema_version(db) == 11
+    rows = {row["name"]: row for row in enrollment.list_codes(db, utcnow())}
+    assert rows["Kasse alt"]["state"] == "dead" and rows["Kasse alt"]["code_id"] is None
+    assert rows["Tor alt"]["state"] == "used" and rows["Tor alt"]["node_id"] == "n-1"
+    db.close()
 
 
 # -- the office's list ---------------------------------------------------------------------------------------
