@@ -26,9 +26,11 @@ from core.sync import auth
 from core.sync import enroll as codes
 from core.sync.messages import PROTOCOL, EnrollChallenge, EnrollFinish, EnrollStart, encoder
 from edge.sync import enroll as enrolling
+from edge.sync.discovery import discover_hubs
 from hub.app import DB_NAME, init_hub, make_app
 from hub.services import nodes, tokens
 from hub.sync import enrollment
+from hub.sync.advertise import HubAdvertiser, root_fingerprint
 from tests.helpers import call, problem
 
 START, FINISH = enrolling.START, enrolling.FINISH
@@ -216,6 +218,44 @@ async def test_a_fake_hub_sorted_first_learns_nothing_and_cannot_finish(hub, tmp
     assert fake.paths() == [START, START]
     assert parsed.secret.encode() not in fake.wire_bytes().upper().replace(b"-", b"")
     assert listed(hub)[parsed.code_id]["state"] == "used"
+
+
+@pytest.mark.slow  # real zeroconf browsing on loopback (seconds)
+async def test_a_fake_hub_announced_to_sort_first_on_zeroconf_is_skipped(hub, tmp_path, aiohttp_server):
+    """The attack of the issue as it happens on a LAN: the fake announces the same root key
+    id under a name that sorts first; the device tries it first, learns it cannot prove the
+    code, and enrolls at the real hub."""
+    fake = Recorder()
+
+    async def knows_nothing(request: web.Request, body: bytes) -> web.Response:
+        return web.json_response({"detail": "send me the code"}, status=400)
+
+    fake_url = await serve(aiohttp_server, fake, knows_nothing)
+    root_id = root_fingerprint(hub.db)
+    real_port, fake_port = int(hub.url.rsplit(":", 1)[1]), int(fake_url.rsplit(":", 1)[1])
+    announced = [HubAdvertiser(port=fake_port, node_id="01900000-0000-7000-8000-00000000000f", name="AAA Kasse-Hub",
+                               root_fingerprint=root_id, interfaces=["127.0.0.1"]),
+                 HubAdvertiser(port=real_port, node_id=this_node(hub.db)["id"], name="zz Hub", root_fingerprint=root_id,
+                               interfaces=["127.0.0.1"])]
+    code = new_code(hub)
+    for advertiser in announced:
+        await advertiser.start()
+    try:
+        candidates = []
+        for _ in range(5):  # zeroconf on a loaded machine: browse again until both answered
+            found = await discover_hubs(timeout_s=1.5, interfaces=["127.0.0.1"],
+                                        root_fingerprint=codes.root_key_id(codes.parse(code).fingerprint))
+            candidates = [c.url for c in found if c.url.rstrip("/") in (fake_url, hub.url)]
+            if len(candidates) == 2:
+                break
+        assert [c.rstrip("/") for c in candidates] == [fake_url, hub.url]
+        node = await enrolling.enroll(tmp_path / "d", code, candidates)
+    finally:
+        for advertiser in announced:
+            await advertiser.close()
+    assert node["hub_url"] == hub.url
+    assert fake.paths() == [START]
+    assert codes.parse(code).secret.encode() not in fake.wire_bytes().upper().replace(b"-", b"")
 
 
 async def test_a_machine_in_the_middle_gets_no_certificate_for_its_own_key(hub, tmp_path, aiohttp_server):
