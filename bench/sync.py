@@ -29,6 +29,14 @@ edges are real enrolled gate folders driven by the real `SyncClient`.
    database), split into the wait for the client's next attempt (backoff) and the push itself.
    No budget is given for it (SPEC and DESIGN set none); it is reported as context.
 
+4. **The cost of synchronous=FULL.** The hub commits with `synchronous=FULL` (an answered push
+   survives a power cut) unless hub.toml says `[storage] synchronous = "normal"`. A third gate
+   queues `sync_ops` entries; consistent copies of the hub folder (SQLite backup API) are served
+   in turn with FULL and with NORMAL, alternating, and the same ops are pushed to each: first
+   `single_ops` of them one op per request (one hub commit each, as a desk pushes a sale), then
+   the rest in the usual batches. Figures: both push rates per setting and FULL / NORMAL (no
+   budget; 1.0 means FULL costs nothing).
+
 Every phase checks its outcome (each op applied exactly once at the hub, the cursor at the head),
 so a run that measured refusals or nothing fails instead of printing figures.
 """
@@ -62,6 +70,7 @@ from core.base.node import NODE_DB
 from core.base.storage import connect, transaction
 from core.cards.cards import load_signer
 from core.cards.trust import sign
+from edge.sync import client as sync_client
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient, SyncError
 from hub import sample
@@ -77,6 +86,8 @@ RSS_BUDGET_MB = 80.0
 MB = 1_000_000
 VENUE = "Stadtmuseum"
 PUSH_GATE, PULL_GATE = "Tor Push", "Tor Pull"
+SYNC_GATES = ("Tor Sync 1", "Tor Sync n")  # one op per push, batched pushes
+SYNCHRONOUS = ("FULL", "NORMAL")
 WRITE_CHUNK = 25_000
 SETUP_CACHE_KB = 256 * 1024  # generated ops per transaction on the gate
 ENTRY_STEP_MS = 250  # one scan every quarter second: a busy entrance
@@ -143,11 +154,15 @@ class Size:
     cards: int = 20_000  # distinct cards the generated entries scan
     direct_rounds: int = 3  # the baseline is cheap: median of a few fresh copies, the first before the push
     outage_s: float = 3.0  # how long the edge's sync loop fails before the hub is back
+    sync_ops: int = 20_000  # ops pushed in batches to each hub copy in the synchronous FULL/NORMAL phase
+    single_ops: int = 300  # ops pushed one per request to each copy
+    sync_rounds: int = 2  # hub copies per setting, FULL and NORMAL alternating
 
     @classmethod
     def tiny(cls) -> Size:
         """For the smoke test."""
-        return cls(push_ops=2_000, catchup_ops=300, cards=500, direct_rounds=2, outage_s=0.5)
+        return cls(push_ops=2_000, catchup_ops=300, cards=500, direct_rounds=2, outage_s=0.5, sync_ops=200,
+                   single_ops=20, sync_rounds=1)
 
 
 @dataclass
@@ -209,11 +224,13 @@ class SyncBench:
             url = f"http://{HOST}:{port}"
             push_gate = self.enroll(PUSH_GATE, codes[PUSH_GATE], url)
             pull_gate = self.enroll(PULL_GATE, codes[PULL_GATE], url)
+            sync_gates = tuple(self.enroll(name, codes[name], url) for name in SYNC_GATES)
             say(f"hub on port {port}, two gates enrolled ({time.perf_counter() - started:.1f} s)")
             self.push_phase(hub, push_gate, venue_id)
             self.pull_phase(hub, pull_gate)
             servers.stop(hub)  # the outage begins
             self.catchup_phase(servers, port, pull_gate, venue_id)
+            self.synchronous_phase(servers, sync_gates, venue_id)
         say(f"done in {time.perf_counter() - started:.1f} s")
         return self.figures
 
@@ -226,7 +243,7 @@ class SyncBench:
             ids = sample.build(LocalClient(make_app(db)))
             venue_id = ids["museum_venues"][VENUE]
             codes = {name: enrollment.create_code(db, name=name, role="gate", venue_ids=[venue_id], now=utcnow())
-                     for name in (PUSH_GATE, PULL_GATE)}
+                     for name in (PUSH_GATE, PULL_GATE, *SYNC_GATES)}
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()
@@ -454,6 +471,71 @@ class SyncBench:
         return first_at - back, done_at - first_at
 
 
+    # -- 4. synchronous=FULL vs NORMAL --------------------------------------------------------------
+
+    def synchronous_phase(self, servers: Servers, gates: tuple[Gate, Gate], venue_id: str) -> None:
+        """Push the same ops to copies of the hub served with FULL and with NORMAL, alternating:
+        the first gate's one op per request, the second gate's in the usual batches."""
+        size = self.size
+        single_gate, batch_gate = gates
+        self.queue_entries(single_gate, venue_id, size.single_ops)
+        self.queue_entries(batch_gate, venue_id, size.sync_ops)
+        template = self.work / "hub-sync-copy"
+        copy_hub(self.hub_dir, template)
+        say(f"{size.single_ops:,} single and {size.sync_ops:,} batched ops pushed to hub copies with "
+            f"synchronous FULL and NORMAL, {size.sync_rounds} of each")
+        rates: dict[str, dict[str, list[float]]] = {level: {"single": [], "batch": []} for level in SYNCHRONOUS}
+        try:
+            for turn in range(size.sync_rounds):
+                for level in SYNCHRONOUS if turn % 2 == 0 else tuple(reversed(SYNCHRONOUS)):
+                    single, batch = self.push_to_copy(servers, template, gates, level)
+                    rates[level]["single"].append(single)
+                    rates[level]["batch"].append(batch)
+        finally:
+            shutil.rmtree(template, ignore_errors=True)
+        full, normal = ({k: statistics.median(v) for k, v in rates[level].items()} for level in SYNCHRONOUS)
+        say(f"FULL {full['batch']:,.0f} / NORMAL {normal['batch']:,.0f} ops/s batched, "
+            f"{full['single']:,.0f} / {normal['single']:,.0f} ops/s one op per push")
+        self.figure("push_ops_per_s_synchronous_full", full["batch"], "ops/s")
+        self.figure("push_ops_per_s_synchronous_normal", normal["batch"], "ops/s")
+        self.figure("push_synchronous_full_vs_normal", full["batch"] / normal["batch"], "fraction of NORMAL")
+        self.figure("push_single_ops_per_s_synchronous_full", full["single"], "ops/s (one op per push)")
+        self.figure("push_single_ops_per_s_synchronous_normal", normal["single"], "ops/s (one op per push)")
+        self.figure("push_single_synchronous_full_vs_normal", full["single"] / normal["single"],
+                    "fraction of NORMAL")
+
+    def push_to_copy(self, servers: Servers, template: Path, gates: tuple[Gate, Gate],
+                     level: str) -> tuple[float, float]:
+        """Serve a fresh copy of *template* with `[storage] synchronous = level`, push both gates'
+        whole outboxes to it (the first gate one op per request: one hub commit per op, as a desk
+        pushes each sale), check that each op was applied once, and stop it: (single-op push
+        rate, batched push rate)."""
+        folder = self.work / f"hub-{level.lower()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(template, folder)
+        (folder / "hub.toml").write_text(f'[storage]\nsynchronous = "{level.lower()}"\n')
+        hub = servers.start(hub_command(folder, 0), HUB_READY)
+        rates = []
+        try:
+            url = f"http://{HOST}:{hub.match.group(1)}"
+            for gate, batch_ops in zip(gates, (1, sync_client.PUSH_BATCH_OPS), strict=True):
+                total = unpush(gate)  # everything again, to a hub that has none of it
+                usual = sync_client.PUSH_BATCH_OPS
+                sync_client.PUSH_BATCH_OPS = batch_ops  # the client's batch size, read per push
+                try:
+                    pushed, rejected, seconds, _cpu = asyncio.run(push_all(gate, url))
+                finally:
+                    sync_client.PUSH_BATCH_OPS = usual
+                if (pushed, rejected) != (total, 0):
+                    raise BenchError(f"{level}: pushed {pushed} of {total} ops, {rejected} rejected")
+                check_logged_once(folder, gate.node_id, total)
+                rates.append(pushed / seconds)
+        finally:
+            servers.stop(hub)
+            shutil.rmtree(folder, ignore_errors=True)
+        return rates[0], rates[1]
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 def gate_folder(work: Path, name: str) -> Path:
@@ -465,10 +547,10 @@ def hub_command(data_dir: Path, port: int) -> list[str]:
             "--port", str(port), "--no-advertise"]
 
 
-async def push_all(gate: Gate) -> tuple[int, int, float, float]:
+async def push_all(gate: Gate, hub_url: str | None = None) -> tuple[int, int, float, float]:
     """`SyncClient.push()` until the outbox is drained: (pushed, rejected, seconds, edge CPU seconds)."""
     db = connect(gate.folder / NODE_DB, edge=True)
-    client = SyncClient(db, gate.folder)
+    client = SyncClient(db, gate.folder, hub_url=hub_url)
     try:
         cpu = time.process_time()
         started = time.perf_counter()
@@ -484,6 +566,40 @@ async def push_all(gate: Gate) -> tuple[int, int, float, float]:
     return pushed, rejected, seconds, cpu
 
 
+def unpush(gate: Gate) -> int:
+    """Mark the gate's whole outbox as never pushed; returns how many ops it holds."""
+    db = connect(gate.folder / NODE_DB, edge=True)
+    try:
+        with transaction(db):
+            db.execute("UPDATE sync_state SET pushed_seq = 0")
+            db.execute("UPDATE outbox SET pushed_at = NULL, result = NULL")
+        return db.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"]
+    finally:
+        db.close()
+
+
+def check_logged_once(hub_dir: Path, node_id: str, count: int) -> None:
+    """The hub in *hub_dir* logged ops 1..count of *node_id*, each once and applied."""
+    hub = connect(db_path(hub_dir), migrate=False)
+    try:
+        rows = hub.execute("SELECT node_seq, status FROM sync_ops WHERE node_id = ? ORDER BY node_seq",
+                           (node_id,)).fetchall()
+    finally:
+        hub.close()
+    if [r["node_seq"] for r in rows] != list(range(1, count + 1)) or {r["status"] for r in rows} - {"applied"}:
+        raise BenchError(f"the hub copy logged {len(rows)} ops of {count} (or some not applied)")
+
+
+def copy_hub(source: Path, target: Path) -> None:
+    """A hub folder that serves like *source*: a consistent copy of the live database (backup API)
+    and its key files."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(mode=0o700)
+    backup(db_path(source), db_path(target))
+    for key in source.glob("*.key"):
+        shutil.copy2(key, target / key.name)
+
+
 def backup(source: Path, target: Path) -> None:
     """A consistent copy of a live database (the hub keeps running)."""
     src, dst = sqlite3.connect(source), sqlite3.connect(target)
@@ -496,7 +612,7 @@ def backup(source: Path, target: Path) -> None:
 
 def direct_insert(snapshot: Path, scratch: Path, entry_rows: list[tuple], op_rows: list[tuple]) -> float:
     """Seconds to insert the rows into a fresh copy of the hub database in one transaction,
-    opened as the hub opens it (WAL, synchronous=NORMAL, foreign keys), triggers firing."""
+    opened as the hub opens it (WAL, synchronous=FULL, foreign keys), triggers firing."""
     remove_db(scratch)
     shutil.copyfile(snapshot, scratch)
     db = connect(scratch)

@@ -26,7 +26,7 @@ from hub.web.problems import MAX_BODY_BYTES, problem_middleware
 
 DB_NAME = "hub.sqlite"
 # the tables of hub.toml; each area owns its section (type and rules)
-SECTIONS = (mail.SECTION, print_batches.SECTION, shop.SECTION, client_address.SECTION)
+SECTIONS = (mail.SECTION, print_batches.SECTION, shop.SECTION, client_address.SECTION, settings.STORAGE)
 
 
 class NotInitialised(Exception):
@@ -68,6 +68,7 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     """The hub's app; reads hub.toml now (a file the hub does not understand: SettingsError)."""
     data_dir = settings.data_dir_of(db)
     hub = settings.HubContext(db, data_dir, read_settings(data_dir))
+    settings.apply_storage(db, hub.section(settings.STORAGE))  # [storage] synchronous (default FULL)
     hub.section(client_address.SECTION)  # a broken [web] (trusted proxies) stops the hub here
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     api = routes.build()

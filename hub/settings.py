@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
-from core.base import tomlfiles
+from core.base import storage, tomlfiles
 
 SETTINGS_FILE = "hub.toml"
 T = TypeVar("T")
@@ -89,6 +89,39 @@ def read(data_dir: Path, sections: Iterable[Section[Any]]) -> HubSettings:
         except section.error as exc:
             errors[name] = exc
     return HubSettings(source, values, errors)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """`[storage]`: how the hub's database commits. `synchronous = "full"` (the default) syncs
+    the write-ahead log at every commit, so a push the hub has answered survives a power cut;
+    `"normal"` commits faster but may lose the last commits on power loss (edges then push
+    them again only if they still hold them: see docs/sync.md, "Backups and restore")."""
+
+    synchronous: str = "FULL"
+
+
+def _storage(table: Any, source: str) -> StorageSettings:
+    if table is None:
+        return StorageSettings()
+    if not isinstance(table, dict):
+        raise SettingsError(f"{source}: [storage] must be a table")
+    for key in table:
+        if key != "synchronous":
+            raise SettingsError(f"{source}: unknown key storage.{key}; known: synchronous")
+    value = table.get("synchronous", "full")
+    if not isinstance(value, str) or value.upper() not in storage.SYNCHRONOUS:
+        choices = ", ".join(f'"{level.lower()}"' for level in storage.SYNCHRONOUS)
+        raise SettingsError(f"{source}: storage.synchronous must be one of {choices}, not {value!r}")
+    return StorageSettings(value.upper())
+
+
+STORAGE = Section("storage", _storage, SettingsError)
+
+
+def apply_storage(db: sqlite3.Connection, chosen: StorageSettings) -> None:
+    """Set the hub connection's commit durability as hub.toml chose (connect() opens with FULL)."""
+    db.execute(f"PRAGMA synchronous = {chosen.synchronous}")  # one of storage.SYNCHRONOUS, checked above
 
 
 def data_dir_of(db: sqlite3.Connection) -> Path:

@@ -19,7 +19,10 @@ from hub.app import db_path
 FIGURES = {"push_ops_per_s", "direct_insert_ops_per_s", "direct_insert_sync_ops_only_per_s", "push_vs_direct_insert",
            "push_hub_cpu_us_per_op", "push_edge_cpu_us_per_op", "pull_changes", "pull_changes_per_s",
            "pull_edge_peak_rss", "pull_edge_rss_at_start", "pull_edge_cpu_us_per_change",
-           "pull_hub_cpu_us_per_change", "catchup_s", "catchup_wait_s", "catchup_push_s"}
+           "pull_hub_cpu_us_per_change", "catchup_s", "catchup_wait_s", "catchup_push_s",
+           "push_ops_per_s_synchronous_full", "push_ops_per_s_synchronous_normal", "push_synchronous_full_vs_normal",
+           "push_single_ops_per_s_synchronous_full", "push_single_ops_per_s_synchronous_normal",
+           "push_single_synchronous_full_vs_normal"}
 
 
 @pytest.mark.slow  # the sync benchmark with a subprocess, about 3 s
@@ -80,8 +83,9 @@ def test_sync_benchmark_smoke(tmp_path, capsys):
     finally:
         hub.close()
 
-    # the temporary database copies of the direct-insert baseline are gone
-    assert not list(tmp_path.glob("*.sqlite*"))
+    # the temporary database copies of the direct-insert baseline and the hub copies of the
+    # synchronous FULL/NORMAL phase are gone
+    assert not list(tmp_path.glob("*.sqlite*")) and not list(tmp_path.glob("hub-*"))
 
 
 def test_sync_benchmark_is_registered():

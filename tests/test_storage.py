@@ -18,11 +18,16 @@ def test_a_new_database_is_migrated_to_the_latest_schema(tmp_path):
 
 
 def test_edges_write_through_to_disk(tmp_path):
-    """synchronous=FULL (2) on edges: a printed receipt must survive a power cut."""
+    """synchronous=FULL (2) on edges: a printed receipt must survive a power cut; on the hub too
+    (an answered push must), unless the hub chooses NORMAL (1; hub.toml [storage])."""
     edge = connect(tmp_path / "edge.sqlite", edge=True)
     hub = connect(tmp_path / "hub.sqlite")
     assert edge.execute("PRAGMA synchronous").fetchone()["synchronous"] == 2
-    assert hub.execute("PRAGMA synchronous").fetchone()["synchronous"] == 1
+    assert hub.execute("PRAGMA synchronous").fetchone()["synchronous"] == 2
+    normal = connect(tmp_path / "hub.sqlite", synchronous="normal")
+    assert normal.execute("PRAGMA synchronous").fetchone()["synchronous"] == 1
+    with pytest.raises(ValueError, match="synchronous"):
+        connect(tmp_path / "hub.sqlite", synchronous="off")
 
 
 def test_migrating_twice_changes_nothing(tmp_path):

@@ -2,11 +2,13 @@
 
 Every node (hub, cash desk, counter, gate) keeps its state in one SQLite file. We open it
 the same way everywhere: WAL so readers never wait for the writer, foreign keys on, a busy
-timeout so two processes queue instead of failing, and `synchronous=FULL` on edges because
-a printed receipt must survive a power cut. Schema changes are numbered SQL files in
-`core/migrations/`, applied at open time and tracked with `PRAGMA user_version`. After them
-the hub's change-feed triggers are brought in line with `core.migrations.feed_triggers.REPLICATED`
-(generated, not written by hand; nothing is written when they already match).
+timeout so two processes queue instead of failing, and `synchronous=FULL`: on edges because
+a printed receipt must survive a power cut, on the hub because an acknowledged push must (an
+operator may choose `normal` for the hub in hub.toml `[storage]`, see hub/settings.py).
+Schema changes are numbered SQL files in `core/migrations/`, applied at open time and
+tracked with `PRAGMA user_version`. After them the hub's change-feed triggers are brought in
+line with `core.migrations.feed_triggers.REPLICATED` (generated, not written by hand; nothing
+is written when they already match).
 """
 
 from __future__ import annotations
@@ -60,18 +62,28 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict:
     return dict(zip(names, row, strict=True))
 
 
-def connect(path: str | Path, *, edge: bool = False, migrate: bool = True) -> sqlite3.Connection:
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")  # what a hub may choose; OFF is never offered
+
+
+def connect(path: str | Path, *, edge: bool = False, migrate: bool = True,
+            synchronous: str = "FULL") -> sqlite3.Connection:
     """Open (and create, and migrate) the database at *path*.
 
     The connection runs in autocommit mode; use `transaction()` for writes so that every
-    state change is one explicit `BEGIN IMMEDIATE ... COMMIT`.
+    state change is one explicit `BEGIN IMMEDIATE ... COMMIT`. *synchronous* is FULL unless
+    the caller chooses NORMAL or EXTRA (the hub, from hub.toml): in WAL mode FULL syncs the WAL at
+    every commit, so a commit that was answered survives a power cut; NORMAL may lose the last
+    commits (never corrupts). An edge is always FULL.
     """
+    level = "FULL" if edge else synchronous.upper()
+    if level not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}")
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, factory=_Connection)
     db.row_factory = _dict_row
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA foreign_keys = ON")
-    db.execute(f"PRAGMA synchronous = {'FULL' if edge else 'NORMAL'}")
+    db.execute(f"PRAGMA synchronous = {level}")
     # SQLite's LIKE and lower() fold ASCII only: "ölbaum" must find "Ölbaum" at the desk
     db.create_function("casefold", 1, _casefold, deterministic=True)
     if migrate:
