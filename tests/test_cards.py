@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.base.clock import LOCAL_TZ, day_end, iso, utcnow
+from core.base.storage import transaction
 from core.cards import cardcode, cards, keys
 from core.cards.access import MESSAGES, REASONS
-from core.cards.trust import BadRecord, sign
+from core.cards.trust import BadRecord, TrustStore, sign
 from core.catalog.annual import add_months
 from hub.services import nodes, provisioning
 from tests.cardkit import KUNSTHALLE, STADTMUSEUM, make_kit
@@ -169,16 +170,22 @@ def test_a_revoked_signer_keeps_its_earlier_cards_but_not_later_ones(kit, tmp_pa
     before = utcnow() - dt.timedelta(hours=2)
     after = utcnow() + dt.timedelta(minutes=1)
     early = cards.issue_card(desk_db, desk, product_id=kit.product(0), kind="annual", now=before)
+    unsynced = cards.issue_card(desk_db, desk, product_id=kit.product(0), kind="annual", now=before)
+    # the desk's sync brought the early card to the hub before the revocation (a push does this)
+    with transaction(kit.hub.db):
+        cards.apply_issued(kit.hub.db, desk.node_id, TrustStore.load(kit.hub.db), cards.card_op(early), before)
     nodes.revoke_node(kit.hub.db, nodes.root_key(kit.hub.dir), desk.node_id, reason="compromised",
                       revoked_at=utcnow() - dt.timedelta(hours=1))
     late = cards.issue_card(desk_db, desk, product_id=kit.product(0), kind="annual", now=after)
     kit.sync()
     access = kit.access()
     assert access.decide(early["code"]).admitted
+    # signed before the revocation by its id, but never on record: the thief's back-dating
+    assert access.decide(unsynced["code"]).reason == "SIGNER_REVOKED"
     result = access.decide(late["code"])
     assert result.reason == "SIGNER_REVOKED" and "compromised" in result.detail
     # the desk's entry in the outbox: both sales are queued for the hub
-    assert [r["kind"] for r in desk_db.execute("SELECT kind FROM outbox ORDER BY node_seq")] == ["card.issued"] * 2
+    assert [r["kind"] for r in desk_db.execute("SELECT kind FROM outbox ORDER BY node_seq")] == ["card.issued"] * 3
 
 
 def test_key_rotation_keeps_cards_under_the_old_key_valid(kit):

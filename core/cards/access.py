@@ -9,6 +9,15 @@ FORGED before any database row is trusted, and so on.
 Everything a decision needs is local: the trust store (certificates, revocations), the
 product catalog (admitted venues, validity modes), the cards this node knows (holder name,
 current issue number, revocation) and the entries seen here or received from peer gates.
+
+A stolen key outlives its revocation by nothing (DESIGN §5): a card signed by a key revoked
+for cause is admitted only when this node knows that very card from sync (the hub had it
+before the revocation), whatever time its id claims; a card this node does not know must
+be one its signer's certificate lets it issue (`may_issue` venues) with no longer validity
+than its product gives (`core.cards.cards.validity_beyond_product`). An entry record counts
+only if its time agrees with its id, lies inside its signer's valid time and not before the
+card was issued or valid, so no record can start an "N months from the first entry" card
+before its sale.
 """
 
 from __future__ import annotations
@@ -26,11 +35,13 @@ from msgspec import Meta
 
 from core.base import outbox
 from core.base.clock import LOCAL_TZ, day_end, iso, parse_iso
+from core.base.errors import NotFound, ValidationError
 from core.base.ids import uuid7, uuid7_ms
 from core.base.sql import others_version
 from core.base.storage import transaction
 from core.cards import cardcode
-from core.cards.trust import CARD_SIGNERS, BadRecord, Envelope, TrustStore, open_envelope, sign, verify_many
+from core.cards.cards import validity_beyond_product
+from core.cards.trust import CARD_SIGNERS, BadRecord, Envelope, Signer, TrustStore, open_envelope, sign, verify_many
 from core.cards.trusted_time import TrustedClock
 from core.catalog.annual import add_months
 
@@ -40,6 +51,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "UNKNOWN_SIGNER": ("Aussteller unbekannt", "Issued by an unknown device"),
     "FORGED": ("Ausweis gefälscht oder beschädigt", "Card forged or damaged"),
     "SIGNER_REVOKED": ("Ausstellendes Gerät gesperrt", "Issuing device has been revoked"),
+    "SIGNER_SCOPE": ("Gerät darf diesen Ausweis nicht ausstellen", "Issuing device may not issue this card"),
+    "VALIDITY_TOO_LONG": ("Gültigkeit länger als das Produkt erlaubt", "Valid longer than the product allows"),
     "REVOKED": ("Ausweis gesperrt", "Card revoked"),
     "SUPERSEDED": ("Ausweis ersetzt – neuere Karte verwenden", "Card replaced – use the newer card"),
     "NOT_YET_VALID": ("Noch nicht gültig", "Not valid yet"),
@@ -49,6 +62,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 REASONS = tuple(code for code in MESSAGES if code != "ADMITTED")
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # a peer's entry further ahead than this is a wrong clock
+ENTRY_ID_SKEW_MS = 2000  # an entry's `at` and its id's time come from one clock reading
+ISSUE_SKEW_MS = 5 * 60 * 1000  # a gate's clock may be this far behind the desk that sold the card
 ENTRY_SIGNERS = frozenset({"gate", "hub"})
 REFRESH_S = 0.5
 RECENT_KEPT = 20_000  # own entry records kept in memory for peers (a busy day at one gate)
@@ -154,6 +169,16 @@ def _minute(minutes: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(minutes * 60, dt.UTC)
 
 
+def _same_card(stored_code: str | None, card: cardcode.SignedCard) -> bool:
+    """Is the scanned card exactly the one on record (same signed bytes), not merely one
+    with its id? A thief's card re-using a known id with another validity is not known."""
+    try:
+        return stored_code is not None and cardcode.decode(stored_code).raw[:cardcode.SIGNED_LENGTH] == \
+            card.raw[:cardcode.SIGNED_LENGTH]
+    except cardcode.Malformed:
+        return False
+
+
 class Access:
     """Decisions and entry records for one node. Caches the trust store and the product
     catalog, and reloads both when another process (the sync client) changed the database."""
@@ -211,8 +236,14 @@ class Access:
         if not signer.valid_at(uuid7_ms(p.card_id)):
             why = f"revoked ({signer.revoke_reason})" if signer.revoked_at_ms else "outside its certificate"
             return verdict("SIGNER_REVOKED", f"{signer.name}: signed after the key was {why}", **info)
-        local = self.db.execute("SELECT number, holder_name, issue, revoked_at, revoke_reason FROM cards "
+        local = self.db.execute("SELECT number, holder_name, issue, code, revoked_at, revoke_reason FROM cards "
                                 "WHERE id = ?", (p.card_id,)).fetchone()
+        known = local is not None and _same_card(local["code"], card)
+        if signer.compromised and not known:
+            return verdict("SIGNER_REVOKED", f"{signer.name}: key revoked ({signer.revoke_reason}) and this card "
+                                             "was not on record before the revocation", **info)
+        if not known and (refused := self._beyond_issuer(card, signer, info)) is not None:
+            return refused
         if local:
             info.update(card_number=local["number"], holder=local["holder_name"])
             if local["revoked_at"]:
@@ -222,6 +253,31 @@ class Access:
         if self.rules.direction == "out":
             return verdict("ADMITTED", "exit", **info)
         return self._validity_venue_passback(card, info, now)
+
+    def _beyond_issuer(self, card: cardcode.SignedCard, signer: Signer, info: dict) -> Verdict | None:
+        """A card this node has no record of is judged on what its signer may issue: a
+        product of one of the venues in its certificate, valid no longer than the product
+        gives a card sold at the card's signing time. (A card on record passed the hub's
+        own checks when it was pushed.)"""
+        p = card.payload
+        product = self.products.get(p.product_code)
+        if product is None:
+            if signer.venues is None:
+                return None  # nothing to check it against; a gate with a venue refuses it as WRONG_VENUE
+            return verdict("SIGNER_SCOPE", f"product #{p.product_code} is unknown here; {signer.name} may issue "
+                                           "only products of its venues", **info)
+        if not signer.may_issue_for(product.venue_ids):
+            return verdict("SIGNER_SCOPE", f"{signer.name} may not issue {product.name} (not sold at its venues)",
+                           **info)
+        sold_at = dt.datetime.fromtimestamp(uuid7_ms(p.card_id) / 1000, dt.UTC)
+        try:
+            problem = validity_beyond_product(self.db, product.id, p.kind, sold_at, _minute(p.valid_from),
+                                              _minute(p.valid_until))
+        except NotFound:
+            problem = f"{product.name} has no {p.kind} cards"
+        except ValidationError as exc:
+            problem = exc.detail
+        return verdict("VALIDITY_TOO_LONG", problem, **info) if problem else None
 
     def _info(self, card: cardcode.SignedCard, signer_name: str) -> dict:
         p = card.payload
@@ -266,16 +322,29 @@ class Access:
         if self.rules.lockout_minutes == 0:
             return None
         since = iso(now - dt.timedelta(minutes=self.rules.lockout_minutes))
-        return self.db.execute(
-            "SELECT direction, at FROM entries WHERE card_id = ? AND at >= ? AND at <= ? AND venue_id = ? "
-            "ORDER BY at DESC, direction LIMIT 1", (card_id, since, iso(now + FUTURE_TOLERANCE), venue_id)).fetchone()
+        rows = self.db.execute(
+            "SELECT direction, at, json_extract(record, '$.k') AS k FROM entries WHERE card_id = ? AND at >= ? "
+            "AND at <= ? AND venue_id = ? ORDER BY at DESC, direction", (card_id, since, iso(now + FUTURE_TOLERANCE),
+                                                                        venue_id))
+        return next((row for row in rows if self._counts(row)), None)
 
     def first_entry(self, card_id: str) -> dt.datetime | None:
-        """The earliest entry anywhere we know of. Two gates offline may each see a 'first'
-        entry; once they exchange records the earliest one wins everywhere."""
-        row = self.db.execute("SELECT min(at) AS at FROM entries WHERE card_id = ? AND direction = 'in'",
-                              (card_id,)).fetchone()
-        return parse_iso(row["at"]) if row["at"] else None
+        """The earliest entry anywhere we know of, never before the card was issued (its id's
+        time): a record cannot start the N months before the sale. Two gates offline may each
+        see a 'first' entry; once they exchange records the earliest one wins everywhere."""
+        rows = self.db.execute("SELECT at, json_extract(record, '$.k') AS k FROM entries WHERE card_id = ? "
+                               "AND direction = 'in' ORDER BY at", (card_id,))
+        first = next((row for row in rows if self._counts(row)), None)
+        if first is None:
+            return None
+        return max(parse_iso(first["at"]), dt.datetime.fromtimestamp(uuid7_ms(card_id) / 1000, dt.UTC))
+
+    def _counts(self, entry: dict) -> bool:
+        """Does a stored entry count? Not when its key was revoked before its time: records a
+        revoked key signed after the revocation have no effect, also those that arrived
+        before this node heard of the revocation."""
+        signer = self.trust.get(entry["k"]) if isinstance(entry["k"], int) else None
+        return signer is None or signer.valid_at(int(parse_iso(entry["at"]).timestamp() * 1000))
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -340,18 +409,46 @@ def accept_entry(db: sqlite3.Connection, trust: TrustStore, record: str, now: dt
     *node_id*: the record must come from this node (the hub checks the pusher)."""
     env = open_envelope(record, "entry")
     body = env.body
+    at_ms, id_ms = _entry_times(body)
+    signer = trust.check_record(env, ENTRY_SIGNERS, id_ms)
+    if signer.node_id != body["node_id"] or (node_id is not None and node_id != signer.node_id):
+        raise BadRecord("entry record names another node than its signer")
+    check_entry_times(db, signer, body, at_ms, id_ms)
+    with transaction(db):
+        return store_entry(db, body, record, now)
+
+
+def _entry_times(body: dict) -> tuple[int, int]:
+    """(`at`, id time) of an entry record body in ms, after a check of its fields' types."""
     try:
-        signed_ms = uuid7_ms(body["id"])
-        parse_iso(body["at"])
-        if body["direction"] not in ("in", "out") or not isinstance(body["card_issue"], int):
+        at = parse_iso(body["at"])
+        at_ms, id_ms = int(at.timestamp() * 1000), uuid7_ms(body["id"])
+        uuid7_ms(body["card_id"])
+        if at.tzinfo is None or body["direction"] not in ("in", "out") or type(body["card_issue"]) is not int \
+                or not all(isinstance(body[k], str) for k in ("card_id", "venue_id", "node_id")):
             raise ValueError("bad field")
     except (KeyError, ValueError, TypeError, AttributeError):
         raise BadRecord("entry record with missing or malformed fields") from None
-    signer = trust.check_record(env, ENTRY_SIGNERS, signed_ms)
-    if signer.node_id != body["node_id"] or (node_id is not None and node_id != signer.node_id):
-        raise BadRecord("entry record names another node than its signer")
-    with transaction(db):
-        return store_entry(db, body, record, now)
+    return at_ms, id_ms
+
+
+def check_entry_times(db: sqlite3.Connection, signer: Signer, body: dict, at_ms: int, id_ms: int) -> None:
+    """When an entry record may say it happened, at a peer gate and at the hub alike: at the
+    time inside its id (a signer cannot pick one and claim the other), inside its signer's
+    valid time (a key revoked at T signs no entry after T), not before the card was issued
+    (the card id's time, with ISSUE_SKEW_MS for the gate's clock) and not before the card's
+    validity when the card is on record here. Raises BadRecord."""
+    if abs(at_ms - id_ms) > ENTRY_ID_SKEW_MS:
+        raise BadRecord(f"entry at {body['at']} does not agree with the time inside its id")
+    if at_ms < signer.valid_from_ms:
+        raise BadRecord(f"entry at {body['at']}, before the gate's certificate")
+    if not signer.valid_at(at_ms):
+        raise BadRecord(f"entry at {body['at']}, after its key was revoked ({signer.revoke_reason})")
+    if at_ms < uuid7_ms(body["card_id"]) - ISSUE_SKEW_MS:
+        raise BadRecord(f"entry at {body['at']}, before the card was issued")
+    card = db.execute("SELECT valid_from FROM cards WHERE id = ?", (body["card_id"],)).fetchone()
+    if card is not None and at_ms < int(parse_iso(card["valid_from"]).timestamp() * 1000):
+        raise BadRecord(f"entry at {body['at']}, before the card is valid ({card['valid_from']})")
 
 
 class EntryOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -386,34 +483,21 @@ def check_entry_signatures(trust: TrustStore, records: list[object]) -> dict[str
 def verify_pushed_entry(db: sqlite3.Connection, trust: TrustStore, node_id: str, venue_ids: list[str],
                         record: str, received: dt.datetime,
                         checked: dict[str, tuple[Envelope, bool]] | None = None) -> tuple:
-    """Hub: an entry a gate pushed, checked as a peer gate would and more: signed by a gate
-    key of the pushing node, valid when it signed; at a venue in that gate's scope; its time
-    the one inside its id, not ahead of the push, not before the card's validity nor the
-    signer's certificate. Returns the `entries` row (ENTRY_ROW + record + received_at);
-    raises BadRecord. *checked*: `check_entry_signatures` of the push (parsed and verified once)."""
+    """Hub: an entry a gate pushed, checked as a peer gate would (`check_entry_times`) and
+    more: signed by a gate key of the pushing node, at a venue in that gate's scope, not
+    ahead of the push. Returns the `entries` row (ENTRY_ROW + record + received_at); raises
+    BadRecord. *checked*: `check_entry_signatures` of the push (parsed and verified once)."""
     env, verified = (checked or {}).get(record) or (open_envelope(record, "entry"), None)
     body = env.body
-    try:
-        at_ms, id_ms = int(parse_iso(body["at"]).timestamp() * 1000), uuid7_ms(body["id"])
-        if body["direction"] not in ("in", "out") or type(body["card_issue"]) is not int \
-                or not all(isinstance(body[k], str) for k in ("card_id", "venue_id", "node_id")):
-            raise ValueError("bad field")
-    except (KeyError, ValueError, TypeError, AttributeError):
-        raise BadRecord("entry record with missing or malformed fields") from None
+    at_ms, id_ms = _entry_times(body)
     signer = trust.check_record(env, frozenset({"gate"}), id_ms, verified)
     if signer.node_id != node_id or body["node_id"] != node_id:
         raise BadRecord("entry record not signed by a gate key of this node")
     if body["venue_id"] not in venue_ids:
         raise BadRecord(f"entry at venue {body['venue_id'] or '(none)'}, outside this gate's venues")
-    if abs(at_ms - id_ms) >= 1000:
-        raise BadRecord("entry record's time does not agree with its id")
     if at_ms > (received + FUTURE_TOLERANCE).timestamp() * 1000:
         raise BadRecord(f"entry at {body['at']} lies ahead of its push")
-    if at_ms < signer.valid_from_ms:
-        raise BadRecord("entry before the gate's certificate")
-    card = db.execute("SELECT valid_from FROM cards WHERE id = ?", (body["card_id"],)).fetchone()
-    if card is not None and body["at"] < card["valid_from"]:
-        raise BadRecord(f"entry at {body['at']}, before the card is valid ({card['valid_from']})")
+    check_entry_times(db, signer, body, at_ms, id_ms)
     return (*(body[c] for c in ENTRY_ROW), record, iso(received))
 
 

@@ -139,7 +139,9 @@ def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, k
                valid_from: dt.datetime | None = None, valid_until: dt.datetime | None = None,
                details: dict | None = None) -> dict:
     """Issue a new signed card. *now* is trusted time: the card id carries it as signing time.
-    *details* (see DETAIL_COLUMNS) are stored with the card and travel in the same op."""
+    *details* (see DETAIL_COLUMNS) are stored with the card and travel in the same op. At the
+    hub a chosen window longer than the product gives is refused (gates would refuse the
+    card); an edge's windows come from its catalog, and the hub checks what it pushes."""
     details = _details(details)
     if kind not in cardcode.KIND_CODES:
         raise ValidationError(f"kind must be one of {', '.join(cardcode.KIND_CODES)}", field="kind")
@@ -151,6 +153,9 @@ def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, k
         valid_from, valid_until = valid_from or default_from, valid_until or default_until
         if valid_until < valid_from:
             raise ValidationError("valid_until is before valid_from", field="valid_until")
+        if signer.role == "hub" and (problem := validity_beyond_product(db, product_id, kind, now, valid_from,
+                                                                        valid_until)):
+            raise ValidationError(problem, field="valid_until")  # staff typed it; every gate would refuse the card
         card_id = uuid7(int(now.timestamp() * 1000))
         text = sign_card(signer, card_id=card_id, code=code, kind=kind, valid_from=valid_from,
                          valid_until=valid_until, issue=1)
@@ -296,25 +301,47 @@ def signed_by_pusher(db: sqlite3.Connection, trust, node_id: str, op: CardOp) ->
     return card
 
 
-def expected_validity(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
-                      valid_from: dt.datetime, valid_until: dt.datetime) -> str | None:
-    """Why a card sold at *sold_at* may not carry this validity (None: the product allows it):
-    the product's own window, or for from-purchase products a start day the buyer chose."""
-    default_from, default_until = default_validity(db, product_id, kind, sold_at)
-    if (_minutes(default_from), _minutes(default_until)) == (_minutes(valid_from), _minutes(valid_until)):
-        return None
+def product_windows(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
+                    valid_from: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The validity windows a card of *product_id* sold at *sold_at* may carry: the product's
+    own window, and for an N-months-from-purchase product also the N months from a start day
+    the buyer chose (the day of *valid_from*, today .. START_AHEAD_DAYS ahead). The one rule
+    for what a product allows: the hub checks pushed cards against it exactly, issuing and
+    the gates check that a card stays inside it."""
+    windows = [default_validity(db, product_id, kind, sold_at)]
     if kind == "annual":
         product = db.execute("SELECT validity_mode, months FROM annual_products WHERE id = ?",
                              (product_id,)).fetchone()
         if product["validity_mode"] == "from_purchase":
             start = valid_from.astimezone(LOCAL_TZ).date()
             today = sold_at.astimezone(LOCAL_TZ).date()
-            end = day_end(add_months(start, product["months"]) - dt.timedelta(days=1))
-            if (valid_from == day_start(start) and _minutes(valid_until) == _minutes(end)
-                    and today <= start <= today + dt.timedelta(days=START_AHEAD_DAYS)):
-                return None
+            if today <= start <= today + dt.timedelta(days=START_AHEAD_DAYS):
+                windows.append((day_start(start), day_end(add_months(start, product["months"]) - dt.timedelta(days=1))))
+    return windows
+
+
+def expected_validity(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
+                      valid_from: dt.datetime, valid_until: dt.datetime) -> str | None:
+    """Why a card sold at *sold_at* may not carry this validity (None: the product allows it):
+    the product's own window, or for from-purchase products a start day the buyer chose."""
+    wanted = (_minutes(valid_from), _minutes(valid_until))
+    if any(wanted == (_minutes(a), _minutes(b)) for a, b in product_windows(db, product_id, kind, sold_at,
+                                                                             valid_from)):
+        return None
     return f"validity {iso(valid_from)}..{iso(valid_until)} is not what the product gives a card sold at {iso(sold_at)}"
 
+
+def validity_beyond_product(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
+                            valid_from: dt.datetime, valid_until: dt.datetime) -> str | None:
+    """Why a card sold at *sold_at* with this validity is valid longer (or earlier) than its
+    product allows, or None. A shorter window is the issuer's choice; a longer one is what
+    a stolen key would sign. NotFound when this database does not know the product."""
+    start, end = _minutes(valid_from), _minutes(valid_until)
+    if any(_minutes(a) <= start and end <= _minutes(b) for a, b in product_windows(db, product_id, kind, sold_at,
+                                                                                    valid_from)):
+        return None
+    return (f"validity {iso(valid_from)}..{iso(valid_until)} is longer than the product allows a card "
+            f"sold at {iso(sold_at)}")
 
 
 def check_birth_date(value: str | dt.date | None, today: dt.date, field: str = "birth_date") -> None:
@@ -339,8 +366,17 @@ def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: d
     if op.kind not in DESK_CARD_KINDS:
         raise Refused(f"a desk does not issue {op.kind} cards")
     sold_at = dt.datetime.fromtimestamp(uuid7_ms(op.id) / 1000, dt.UTC)
-    if not trust.get(p.key_id).valid_at(uuid7_ms(op.id)):
+    key = trust.get(p.key_id)
+    if not key.valid_at(uuid7_ms(op.id)):
         raise Refused("the node's key was not valid when it signed this card")
+    if key.compromised:
+        seen = last_op_seen_before(db, node_id, key.revoked_at_ms)
+        if seen is None or uuid7_ms(op.id) > seen:
+            raise Refused(f"the key that signed this card is revoked ({key.revoke_reason}); the card claims a time "
+                          "after the last operation the hub saw from this node before the revocation")
+    if not key.may_issue_for(product_venues(db, op.product_id)):
+        raise Refused(f"this node's certificate does not let it issue product {op.product_id} "
+                      "(not valid at any of the node's venues)")
     if db.execute("SELECT 1 FROM cards WHERE id = ?", (op.id,)).fetchone():
         raise Refused(f"card {op.id} exists already")
     if op.kind == "annual" and db.execute("SELECT 1 FROM annual_products WHERE id = ?",
@@ -366,6 +402,56 @@ def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: d
          op.valid_from, op.valid_until, p.key_id, op.code, node_id, stamp,
          op.order_item_id, op.holder_birth_date if annual else None, "counter" if annual else None,
          "personalized" if annual else None, stamp if annual else None, iso(now), iso(now)))
+
+
+def product_venues(db: sqlite3.Connection, product_id: str) -> frozenset[str]:
+    """The venues where cards of *product_id* are valid (annual product, subscription,
+    performance): what a node certified for some venues may issue (`Signer.may_issue_for`)."""
+    rows = db.execute(
+        "SELECT venue_id FROM annual_product_venues WHERE product_id = ? UNION "
+        "SELECT p.venue_id FROM subscription_performances sp JOIN performances p ON p.id = sp.performance_id "
+        "WHERE sp.product_id = ? UNION SELECT venue_id FROM performances WHERE id = ?",
+        (product_id, product_id, product_id)).fetchall()
+    return frozenset(r["venue_id"] for r in rows)
+
+
+def last_op_seen_before(db: sqlite3.Connection, node_id: str, before_ms: int) -> int | None:
+    """Hub: the latest op time (ms) the hub saw from *node_id* in pushes it received before
+    *before_ms* (a revocation time), or None. The node's mark (`node_op_marks`) answers when
+    it was last moved before that time; else the op log does. An op time ahead of its
+    arrival counts as its arrival."""
+    mark = db.execute("SELECT last_op_at, last_received_at FROM node_op_marks WHERE node_id = ?",
+                      (node_id,)).fetchone()
+    if mark is not None and _ms(mark["last_received_at"]) < before_ms:
+        return _ms(mark["last_op_at"])
+    rows = db.execute("SELECT wall_time, received_at FROM sync_ops WHERE node_id = ? AND status = 'applied' "
+                      "AND received_at <= ?", (node_id, iso(_at(before_ms + 1000)))).fetchall()  # exact below
+    times = [min(_ms(r["wall_time"]), _ms(r["received_at"])) for r in rows if _ms(r["received_at"]) < before_ms]
+    return max(times, default=None)
+
+
+def void_cards_after_revocation(db: sqlite3.Connection, key_id: int, revoked_at_ms: int,
+                                now: dt.datetime) -> int:
+    """Hub: revoke the cards signed by *key_id* that reached the hub at or after its
+    revocation time (a revocation named after the fact: the last moment the device was in
+    good hands). Whatever times they claim, the hub did not see them before the
+    revocation, so no gate may treat them as known. Returns how many."""
+    since = iso(_at(revoked_at_ms))
+    with transaction(db):
+        cursor = db.execute(
+            "UPDATE cards SET revoked_at = ?, revoke_reason = ?, updated_at = ? WHERE key_id = ? "
+            "AND revoked_at IS NULL AND (created_at >= ? OR (issue > 1 AND issued_at >= ?))",
+            (iso(now), "signed by a revoked device; reached the hub after its revocation time", iso(now), key_id,
+             since, since))
+    return cursor.rowcount
+
+
+def _ms(text: str) -> int:
+    return int(parse_iso(text).timestamp() * 1000)
+
+
+def _at(ms_: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms_ / 1000, dt.UTC)
 
 
 def apply_reissued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: dt.datetime) -> bool:

@@ -5,11 +5,15 @@ Everything here that travels between nodes is a *signed record*: a small JSON en
 Certificates and node revocations are signed by the root key, so any node can relay them
 (a gate passes a revocation on to its peer) and the receiver still trusts only the root.
 
-- A **node certificate** binds a node id, name, role and public key to a validity period.
+- A **node certificate** binds a node id, name, role and public key to a validity period,
+  and names what the node may issue (`may_issue`: the venues whose products its cards may
+  be for; a certificate without the field, made before it existed, may issue for all).
 - A **node revocation** names a key id and a revocation time: what that key signed before
-  the time stays valid, what it signed later is refused. Key rotation is a revocation with
-  reason `rotated` plus a certificate for the node's new key, so cards under the old key
-  stay valid until they expire.
+  the time stays valid, what it signed later is refused. The signing time inside a record
+  is the signer's word, so a thief holding the key can back-date it: for a key revoked for
+  cause (`Signer.compromised`) a gate believes only the cards it already knows from sync.
+  Key rotation is a revocation with reason `rotated` plus a certificate for the node's new
+  key, so cards under the old key stay valid until they expire.
 - The **trust store** is the in-memory view a gate verifies against: certificates checked
   against the root once when loaded, not on every scan.
 """
@@ -37,6 +41,8 @@ from core.cards import keys
 CARD_SIGNERS = frozenset({"hub", "cashdesk", "counter"})
 ROLES = ("hub", "cashdesk", "counter", "gate")
 CERT_YEARS = 10
+ALL = "all"  # `may_issue` venues of a node not bound to any (the hub, a desk enrolled without venues)
+ROTATED = "rotated"  # the one revocation reason that is no suspicion of the key
 
 
 class BadRecord(ValueError):
@@ -133,14 +139,31 @@ def root_public(db: sqlite3.Connection) -> Ed25519PublicKey:
 
 
 def certify(root: Ed25519PrivateKey, *, node_id: str, name: str, role: str, public_raw: bytes,
-            now: dt.datetime, years: int = CERT_YEARS) -> str:
+            now: dt.datetime, years: int = CERT_YEARS, venue_ids: Sequence[str] | None = None) -> str:
+    """A node certificate. *venue_ids*: the venues whose products the node may issue cards
+    for (`may_issue`); None or empty: every venue."""
     if role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
     body = {"v": 1, "key_id": keys.key_id(public_raw), "node_id": node_id, "name": name, "role": role,
             "public_key": public_raw.hex(), "issued_at": iso(now),
             "valid_from": iso(now - dt.timedelta(days=1)),
-            "valid_until": iso(now.replace(year=now.year + years))}
+            "valid_until": iso(now.replace(year=now.year + years)),
+            "may_issue": {"venues": sorted(set(venue_ids)) if venue_ids else ALL}}
     return sign(root, "node-cert", body)
+
+
+def issuing_venues(body: dict) -> frozenset[str] | None:
+    """The venues a certificate body lets its node issue for; None: all (also a certificate
+    from before the field). A field the root signed but nobody can read allows nothing."""
+    scope = body.get("may_issue")
+    if scope is None:
+        return None
+    venues = scope.get("venues") if isinstance(scope, dict) else None
+    if venues == ALL:
+        return None
+    if isinstance(venues, list) and all(isinstance(v, str) for v in venues):
+        return frozenset(venues)
+    return frozenset()
 
 
 def store_cert(db: sqlite3.Connection, record: str) -> dict:
@@ -168,7 +191,8 @@ def revocation(root: Ed25519PrivateKey, *, key_id: int, revoked_at: dt.datetime,
 
 
 def store_revocation(db: sqlite3.Connection, record: str) -> dict:
-    """Verify a node revocation against the root and keep it; an earlier revocation time wins."""
+    """Verify a node revocation against the root and keep it; an earlier revocation time wins,
+    and a revocation for cause replaces a rotation at the same time (a rotated key found stolen)."""
     env = open_envelope(record, "node-revocation")
     if not verify(env, root_public(db)):
         raise BadRecord("node revocation is not signed by this organizer's root key")
@@ -177,8 +201,10 @@ def store_revocation(db: sqlite3.Connection, record: str) -> dict:
         db.execute(
             "INSERT INTO node_revocations (key_id, revoked_at, reason, record) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key_id) DO UPDATE SET revoked_at = excluded.revoked_at, reason = excluded.reason, "
-            "record = excluded.record WHERE excluded.revoked_at < node_revocations.revoked_at",
-            (b["key_id"], b["revoked_at"], b["reason"], record))
+            "record = excluded.record WHERE excluded.revoked_at < node_revocations.revoked_at "
+            "OR (excluded.revoked_at <= node_revocations.revoked_at AND node_revocations.reason = ? "
+            "AND excluded.reason <> ?)",
+            (b["key_id"], b["revoked_at"], b["reason"], record, ROTATED, ROTATED))
     return b
 
 
@@ -197,6 +223,7 @@ class Signer:
     revoked_at_ms: int | None
     revoke_reason: str | None
     public_raw: bytes = b""  # the 32 key bytes, for verify_many
+    venues: frozenset[str] | None = None  # may issue cards for products of these venues; None: all
 
     def verifies(self, signature: bytes, message: bytes) -> bool:
         """Did this key sign *message*? (A card code, a voucher: the signer's own check.)"""
@@ -211,6 +238,17 @@ class Signer:
         if not self.valid_from_ms <= signed_ms <= self.valid_until_ms:
             return False
         return self.revoked_at_ms is None or signed_ms < self.revoked_at_ms
+
+    @property
+    def compromised(self) -> bool:
+        """Revoked for cause (stolen, lost, retired), not rotated: its own signing times are
+        no longer believed, only what others saw it sign before the revocation."""
+        return self.revoked_at_ms is not None and self.revoke_reason != ROTATED
+
+    def may_issue_for(self, product_venues: frozenset[str]) -> bool:
+        """May this node issue a card of a product valid at *product_venues*? (Its
+        certificate's venues; a product valid at one of them is one the node sells.)"""
+        return self.venues is None or not self.venues.isdisjoint(product_venues)
 
 
 def _verified(db: sqlite3.Connection, sql: str, purpose: str, root: Ed25519PublicKey) -> list[Envelope]:
@@ -249,7 +287,8 @@ class TrustStore:
                 key_id=b["key_id"], node_id=b["node_id"], name=b["name"], role=b["role"],
                 public=keys.load_public(bytes.fromhex(b["public_key"])), valid_from_ms=ms(b["valid_from"]),
                 valid_until_ms=ms(b["valid_until"]), revoked_at_ms=ms(rev["revoked_at"]) if rev else None,
-                revoke_reason=rev["reason"] if rev else None, public_raw=bytes.fromhex(b["public_key"]))
+                revoke_reason=rev["reason"] if rev else None, public_raw=bytes.fromhex(b["public_key"]),
+                venues=issuing_venues(b))
         return cls(signers)
 
     def get(self, key_id: int) -> Signer | None:

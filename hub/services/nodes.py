@@ -14,11 +14,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from core.base.clock import iso, utcnow
+from core.base.clock import iso, iso_ms, parse_iso, utcnow
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.node import this_node
 from core.base.storage import transaction
-from core.cards import keys, trust
+from core.cards import cards, keys, trust
 
 REASONS = ("compromised", "lost", "retired", "rotated")
 
@@ -50,17 +50,22 @@ def init_trust(data_dir: Path, db: sqlite3.Connection) -> None:
 
 
 def certify_node(db: sqlite3.Connection, root: Ed25519PrivateKey, *, node_id: str, name: str, role: str,
-                 public_raw: bytes, now: dt.datetime | None = None) -> str:
+                 public_raw: bytes, now: dt.datetime | None = None, venue_ids: list[str] | None = None) -> str:
     """Sign and keep a certificate for a node's public key. A key id that is already taken
-    (by another key) is refused: the node makes a new key and asks again."""
+    (by another key) is refused: the node makes a new key and asks again. The certificate
+    names the venues whose products the node may issue cards for: *venue_ids*, else the
+    venues it was enrolled for (`node_scopes`); none (the hub, a node set up locally): all."""
     kid = keys.key_id(public_raw)
     taken = db.execute("SELECT node_id, public_key FROM node_certs WHERE key_id = ?", (kid,)).fetchone()
     if taken and taken["public_key"] != public_raw:
         raise Conflict(f"key id {kid:08x} is taken; generate a new key")
     if db.execute("SELECT 1 FROM node_revocations WHERE key_id = ?", (kid,)).fetchone():
         raise Conflict(f"key {kid:08x} was revoked and cannot be certified again")
+    if venue_ids is None:
+        scope = db.execute("SELECT venue_ids FROM node_scopes WHERE node_id = ?", (node_id,)).fetchone()
+        venue_ids = json.loads(scope["venue_ids"]) if scope else []
     record = trust.certify(root, node_id=node_id, name=name, role=role, public_raw=public_raw,
-                                 now=now or utcnow())
+                           now=now or utcnow(), venue_ids=[] if role == "hub" else venue_ids)
     if taken:
         return db.execute("SELECT record FROM node_certs WHERE key_id = ?", (kid,)).fetchone()["record"]
     trust.store_cert(db, record)
@@ -74,8 +79,14 @@ def revoke_key(db: sqlite3.Connection, root: Ed25519PrivateKey, key_id: int, *, 
     if db.execute("SELECT 1 FROM node_certs WHERE key_id = ?", (key_id,)).fetchone() is None:
         raise NotFound(f"no certificate for key {key_id:08x}")
     now = utcnow()
-    record = trust.revocation(root, key_id=key_id, revoked_at=revoked_at or now, reason=reason, now=now)
+    revoked_at = revoked_at or now
+    earlier = db.execute("SELECT revoked_at FROM node_revocations WHERE key_id = ?", (key_id,)).fetchone()
+    if earlier is not None and reason != trust.ROTATED:  # a rotated key found stolen: the earlier time stays
+        revoked_at = min(revoked_at, parse_iso(earlier["revoked_at"]))
+    record = trust.revocation(root, key_id=key_id, revoked_at=revoked_at, reason=reason, now=now)
     trust.store_revocation(db, record)
+    if reason != trust.ROTATED:
+        cards.void_cards_after_revocation(db, key_id, trust.ms(revoked_at), now)
     return record
 
 
@@ -164,6 +175,28 @@ def sync_scope(db: sqlite3.Connection, node_id: str) -> dict:
 
 def note_clock_skew(db: sqlite3.Connection, node_id: str, skew_s: float) -> None:
     db.execute("UPDATE node_scopes SET clock_skew_s = ? WHERE node_id = ?", (round(skew_s, 3), node_id))
+
+
+def note_ops(db: sqlite3.Connection, node_id: str, op_times: list[str], received: dt.datetime) -> None:
+    """Remember the latest op time the hub has seen from a node (`node_op_marks`), in the
+    push's transaction. An op stamped ahead of its arrival counts as arriving: a clock
+    running ahead does not move the mark into the future. What it is for:
+    `core.cards.cards.last_op_seen_before`."""
+    times = [min(t, received) for t in map(_aware_or_none, op_times) if t is not None]
+    if not times:
+        return
+    db.execute("INSERT INTO node_op_marks (node_id, last_op_at, last_received_at) VALUES (?, ?, ?) "
+               "ON CONFLICT (node_id) DO UPDATE SET last_op_at = max(last_op_at, excluded.last_op_at), "
+               "last_received_at = excluded.last_received_at", (node_id, iso_ms(max(times)), iso_ms(received)))
+
+
+def _aware_or_none(text: str) -> dt.datetime | None:
+    """An op's wall time as sent; None for one that is no time with a zone (nothing to note)."""
+    try:
+        moment = parse_iso(text)
+    except (ValueError, TypeError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def note_push(db: sqlite3.Connection, node_id: str, now: dt.datetime) -> None:

@@ -25,6 +25,7 @@ from core.cards.trust import BadRecord
 from core.sales import contingents, orders, tickets  # noqa: F401 - importing them registers their op kinds
 from core.sync.messages import Op, OpResult
 from core.sync.ops import REGISTRY, BadOp, OpKind, Pushed, decode
+from hub.services import nodes
 
 log = logging.getLogger("tessera.sync")
 # What an apply function may raise for a request it refuses (ValueError and OverflowError:
@@ -62,6 +63,7 @@ def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
                                   reason, received))
             results.append(OpResult(node_seq=op.node_seq, status=status, reason=reason))
         batch.flush()
+        nodes.note_ops(db, node_id, [row[4] for row in logged if row[6] == "applied"], pushed.now)
         db.executemany("INSERT INTO sync_ops (node_id, node_seq, op_id, kind, wall_time, received_at, status, reason) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", logged)
         db.executemany("INSERT INTO conflicts (id, node_id, node_seq, kind, body, reason, created_at) "
