@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from cli import hub_backup
 from core.base.clock import utcnow
 from core.base.node import this_node
 from core.catalog import operators
@@ -118,6 +119,8 @@ def register(areas: argparse._SubParsersAction) -> None:
     show.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
     show.add_argument("--active", action="store_true", help="only active operators")
     show.set_defaults(run=cmd_operator_list)
+
+    hub_backup.register(cmds)  # backup, restore (cli/hub_backup.py)
 
 
 def _positive(text: str) -> int:

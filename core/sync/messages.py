@@ -43,6 +43,9 @@ class PushRequest(Message):
     protocol: int
     node_id: str
     ops: Annotated[list[Op], Meta(max_length=MAX_OPS_PER_PUSH)]
+    # the hub epoch the edge last saw (docs/sync.md "Backups and restore"): a hub restored since
+    # applies nothing and answers with its new epoch, so the edge first pushes what it kept
+    hub_epoch: Annotated[str, Meta(max_length=64)] | None = None
 
 
 class OpResult(Message):
@@ -55,6 +58,8 @@ class PushResponse(Message):
     protocol: int
     hub_time: str
     results: list[OpResult]
+    hub_epoch: str | None = None  # new at every restore of the hub
+    durable_through: int = 0  # the node's ops up to this node_seq are in the hub's latest backup
 
 
 class Change(Message):
@@ -72,6 +77,8 @@ class PullResponse(Message):
     changes: list[Change]
     next_after: int
     more: bool
+    hub_epoch: str | None = None  # as in PushResponse
+    durable_through: int = 0
 
 
 class EnrollStart(Message):
