@@ -26,8 +26,11 @@ from core.cards.trust import BadRecord, TrustStore, sign
 from core.catalog.annual import add_months
 from core.sync.messages import Op
 from core.sync.ops import Pushed
+from edge.sync import enroll as enrolling
+from edge.sync.client import SyncClient
+from hub.app import make_app
 from hub.services import nodes, provisioning
-from hub.sync import apply
+from hub.sync import apply, enrollment
 from tests.cardkit import KUNSTHALLE, STADTMUSEUM, Kit, make_kit
 
 VERBUND, STADTMUSEUM_FIRST_ENTRY = 0, 1  # sample products: all venues / Stadtmuseum only (12 months from first entry)
@@ -202,6 +205,34 @@ def test_a_desk_for_venue_a_cannot_issue_a_product_of_venue_b(kit, tmp_path):
     assert access.decide(own["code"]).admitted
     reasons = desk.push(now + dt.timedelta(seconds=1))
     assert "does not let it issue" in reasons[foreign["id"]] and reasons[own["id"]] is None
+
+
+async def test_a_desk_enrolled_for_one_venue_pushes_only_its_products(kit, tmp_path, aiohttp_server):
+    """Over the network: a desk enrolled for the Kunsthalle gets a certificate that says so,
+    and the hub refuses its push of a Stadtmuseum-only card (real HTTP, the real sync client)."""
+    server = await aiohttp_server(make_app(kit.hub.db))
+    code = enrollment.create_code(kit.hub.db, name="Kasse Kunsthalle", role="cashdesk",
+                                  venue_ids=[kit.venues[KUNSTHALLE]], now=utcnow())
+    folder = tmp_path / "desk-kunsthalle"
+    await enrolling.enroll(folder, code, [str(server.make_url("")).rstrip("/")])
+    db = connect(folder / NODE_DB, edge=True)
+    client = SyncClient(db, folder)
+    try:
+        await client.round()
+        signer = cards.load_signer(db, folder)
+        body = json.loads(json.loads(nodes.certificate(kit.hub.db, signer.key_id))["b"])
+        assert body["may_issue"] == {"venues": [kit.venues[KUNSTHALLE]]}
+        now = utcnow()
+        foreign = cards.issue_card(db, signer, product_id=kit.product(STADTMUSEUM_FIRST_ENTRY), kind="annual",
+                                   now=now)
+        own = cards.issue_card(db, signer, product_id=kit.product(VERBUND), kind="annual", now=now)
+        await client.push()
+        assert hub_card(kit, own["id"]) is not None and hub_card(kit, foreign["id"]) is None
+        conflict = kit.hub.db.execute("SELECT reason FROM conflicts WHERE node_id = ?", (signer.node_id,)).fetchone()
+        assert "does not let it issue" in conflict["reason"]
+    finally:
+        await client.close()
+        db.close()
 
 
 def test_a_certificate_from_before_the_field_may_issue_everything(kit, tmp_path):

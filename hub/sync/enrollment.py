@@ -174,7 +174,7 @@ def _certify(db: sqlite3.Connection, root: Ed25519PrivateKey, code: dict, node_i
         if db.execute("SELECT 1 FROM node_certs WHERE node_id = ?", (node_id,)).fetchone():
             raise Conflict("this node id is enrolled already")
         record = certify_node(db, root, node_id=node_id, name=code["name"], role=code["role"], public_raw=public_raw,
-                              now=now)
+                              now=now, venue_ids=json.loads(code["venue_ids"]))  # what the node may issue for
         db.execute("INSERT INTO node_scopes (node_id, name, role, venue_ids, enrolled_at) VALUES (?, ?, ?, ?, ?)",
                    (node_id, code["name"], code["role"], code["venue_ids"], iso(now)))
     return {"node_id": node_id, "name": code["name"], "role": code["role"],
