@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.base.node import NODE_DB
 from core.base.storage import connect
+from core.cards.trusted_time import TrustedClock
 from core.sync import enroll as enroll_codes
 from edge.desk import server
 from edge.sync import client
@@ -84,7 +85,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.data} is not an edge folder")
     db = connect(args.data / NODE_DB, edge=True)
     try:
-        print(json.dumps(client.status(db), indent=2))
+        # the clock as this node judges cards: its error either way against the hub's time
+        print(json.dumps({**client.status(db), "clock": TrustedClock(db).status()}, indent=2))
     finally:
         db.close()
     return 0

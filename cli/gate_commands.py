@@ -176,7 +176,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         at = _when(args.at)
         clock = TrustedClock(db)
         if at is None and clock.skew_seconds() > 1:
-            print(f"tessera: warning: the system clock is {clock.skew_seconds():.0f} s behind the last known time; "
+            print(f"tessera: warning: the {clock.describe()}; "
                   f"deciding on trusted time {clock.status()['trusted']}", file=sys.stderr)
         result = Access(db, rules, clock).decide(code, at)
     finally:

@@ -79,6 +79,13 @@ def register(areas: argparse._SubParsersAction) -> None:
     token.add_argument("--role", required=True, choices=tokens.ROLES)
     token.set_defaults(run=cmd_token)
 
+    rotate = cmds.add_parser("rotate-key", help="give the hub a new signing key (the old one is retired)",
+                             description="Make a new hub signing key, certify it with the root and retire the "
+                                         "old one. Crash-safe: a rotation cut short is finished or undone at "
+                                         "the hub's next start. Edges learn the new key from the next answer.")
+    rotate.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    rotate.set_defaults(run=cmd_rotate_key)
+
     enroll = cmds.add_parser("enroll", help="make a one-time code that enrolls a cash desk, counter or gate",
                              description="Print a one-time code for `tessera edge enroll --code CODE`, and the "
                                          "same code as a QR code (on stderr) for a device's camera. It is single "
@@ -195,6 +202,17 @@ def cmd_token(args: argparse.Namespace) -> int:
     db = open_hub(args.data)
     secret, row = tokens.create_token(db, args.name, args.role)
     print(f"{row['role']} token for {row['name']} (shown once): {secret}")
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from hub.services.nodes import rotate_hub_key
+
+    db = open_hub(args.data)
+    try:
+        print(f"{args.data}: new hub signing key {rotate_hub_key(args.data, db):08x}; the old key is retired")
+    finally:
+        db.close()
     return 0
 
 

@@ -194,8 +194,10 @@ def test_a_database_from_before_upgrades_keeping_its_data_and_change_rows(tmp_pa
     assert change_rows(db)[:3] == [("organizers", '["org-1"]'), ("organizers", '["org-1"]'),
                                    ("operators", '["op-1"]')]
     assert feed_trigger_sql(db) == {name: sql for name, (_, sql) in triggers().items()}
-    # the hand-written triggers were already what the generator writes: nothing was replaced
-    assert before_triggers == feed_trigger_sql(db)
+    # the hand-written triggers were already what the generator writes: nothing was replaced; only
+    # the pinned root's are gone (trust_roots is never replicated)
+    assert {n: sql for n, sql in before_triggers.items() if not n.startswith("changes_trust_roots_")}.items() \
+        <= feed_trigger_sql(db).items()  # (and tables of later migrations have theirs)
     mark = head(db)
     db.execute("UPDATE operators SET name = 'Anne' WHERE id = 'op-1'")
     assert change_rows(db, mark) == [("operators", '["op-1"]')]  # one row per write, no duplicates

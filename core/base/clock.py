@@ -1,12 +1,14 @@
 """Wall-clock helpers. All stored timestamps are ISO 8601 UTC strings ending in `Z`.
 
 Keeping one textual form makes timestamps sort correctly as SQLite TEXT and compare
-equal across hub and edges. Trusted time (B7) will build on `utcnow()`.
+equal across hub and edges. Trusted time (B7, core/cards/trusted_time.py) builds on
+`system_now()`: the machine's clock as a node sees it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from zoneinfo import ZoneInfo
 
 # Where the venues are: calendar dates (validity of annual tickets, seasons) start and end
@@ -14,8 +16,22 @@ from zoneinfo import ZoneInfo
 LOCAL_TZ = ZoneInfo("Europe/Berlin")
 
 
+# Shifts the clock a node judges cards by (`system_now`), in seconds: for drills and tests of
+# a device whose clock runs ahead or behind, in its own process, without touching the machine's
+# clock (which needs root and moves every other process too). Unset in production.
+CLOCK_OFFSET_ENV = "TESSERA_CLOCK_OFFSET_S"
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def system_now() -> dt.datetime:
+    """The system clock as a node's trusted time reads it, shifted by TESSERA_CLOCK_OFFSET_S
+    when that is set (read at each call, so a test can set it for one node's objects)."""
+    offset = os.environ.get(CLOCK_OFFSET_ENV)
+    now = dt.datetime.now(dt.UTC)
+    return now + dt.timedelta(seconds=float(offset)) if offset else now
 
 
 def iso(moment: dt.datetime) -> str:

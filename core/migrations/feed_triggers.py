@@ -29,6 +29,10 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# Never replicated, whatever is added below: the pinned root (`trust_roots`) is set once, at
+# hub init or enrollment, and nothing that arrives through the feed may replace it.
+NEVER_REPLICATED = frozenset({"trust_roots"})
+
 # Replicated tables and their primary keys, in creation order (parents before children).
 REPLICATED: dict[str, tuple[str, ...]] = {
     "organizers": ("id",), "venues": ("id",), "price_zones": ("id",), "seating_plans": ("id",),
@@ -39,10 +43,11 @@ REPLICATED: dict[str, tuple[str, ...]] = {
     "subscription_performances": ("product_id", "performance_id"),
     "subscription_zone_prices": ("product_id", "zone_id"), "combi_prices": ("product_id", "performance_id", "zone_id"),
     "sale_windows": ("product_id", "channel", "phase"), "discount_tiers": ("id",), "customers": ("id",),
-    "trust_roots": ("key_id",), "node_certs": ("key_id",), "node_revocations": ("key_id",),
+    "node_certs": ("key_id",), "node_revocations": ("key_id",),
     "card_products": ("code",), "cards": ("id",), "entries": ("card_id", "at", "id"),
     "seat_pools": ("performance_id", "seat_id"), "recalls": ("id",),
     "voucher_redemptions": ("voucher_id",), "operators": ("id",),
+    "node_pin_keys": ("key_id",), "pin_verifiers": ("operator_id", "key_id"),
 }
 
 # Plain lower-case names only: nothing that needs quoting, nothing that could end a literal.
@@ -60,6 +65,8 @@ def identifier(name: object) -> str:
 
 def _checked(table: object, key: object) -> tuple[str, tuple[str, ...]]:
     table = identifier(table)
+    if table in NEVER_REPLICATED:
+        raise ValueError(f"{table} is never replicated: the pinned root cannot come through the feed")
     if not isinstance(key, tuple) or not key:
         raise ValueError(f"the key of {table} must be a non-empty tuple of column names, not {key!r}")
     columns = tuple(identifier(c) for c in key)

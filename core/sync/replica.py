@@ -9,19 +9,21 @@ the feed and in the snapshot alike, is `core.sync.scope`.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping
 
 from core.base.sql import replace_rows
 from core.base.storage import transaction
-from core.migrations.feed_triggers import REPLICATED
+from core.migrations.feed_triggers import NEVER_REPLICATED, REPLICATED
 from core.sync import scope as node_scope
 
 __all__ = ["BLOB_COLUMNS", "REPLICATED", "apply_changes", "copy_snapshot", "where_key"]
+log = logging.getLogger("tessera.sync")
 
 
 # BLOB columns travel as hex in JSON and are turned back into bytes by the edge.
-BLOB_COLUMNS: dict[str, tuple[str, ...]] = {"trust_roots": ("public_key",), "node_certs": ("public_key",)}
+BLOB_COLUMNS: dict[str, tuple[str, ...]] = {"node_certs": ("public_key",)}
 
 
 def where_key(pk: tuple[str, ...]) -> str:
@@ -31,7 +33,8 @@ def where_key(pk: tuple[str, ...]) -> str:
 def apply_changes(db: sqlite3.Connection, changes: list, cursor_sql: str, cursor_args: tuple) -> int:
     """Node: apply one page of the hub's changes and move the cursor, in one transaction.
     References are not checked row by row: a page may carry a child before its parent, and
-    the hub, which is authoritative, only holds consistent data."""
+    the hub, which is authoritative, only holds consistent data. A change of a table that is
+    not replicated is ignored; so is one of `trust_roots` (the pinned root), whatever sent it."""
     db.execute("PRAGMA foreign_keys = OFF")
     # REPLACE deletes the old row; only with recursive triggers does that delete reach the
     # node's own triggers (the customer search index), which would otherwise keep old names
@@ -56,7 +59,10 @@ def _runs(changes: list):
     the order of the feed is kept, the statements are batched."""
     run_key, rows = None, []
     for change in changes:
-        if change.table not in REPLICATED:
+        if change.table not in REPLICATED or change.table in NEVER_REPLICATED:
+            if change.table in NEVER_REPLICATED:  # the pinned root is set at enrollment, never by a page
+                log.warning("ignored a change of %s in a pulled page: the pinned root never comes through "
+                            "the feed", change.table)
             continue
         if change.row is None:
             key, values = (change.table, True, None), tuple(change.key)

@@ -75,7 +75,7 @@ RULES: dict[str, Rule] = {
     "subscription_zone_prices": EVERYONE, "combi_prices": EVERYONE, "sale_windows": EVERYONE,
     "discount_tiers": EVERYONE, "card_products": EVERYONE,
     # trust: every node verifies cards and peers
-    "trust_roots": EVERYONE, "node_certs": EVERYONE, "node_revocations": EVERYONE,
+    "node_certs": EVERYONE, "node_revocations": EVERYONE,  # never trust_roots: the root is pinned
     # personal data and PIN material: desks only
     "customers": Rule(roles=DESKS),
     "operators": Rule(roles=DESKS),

@@ -14,6 +14,7 @@ elements):
 
 - every page: `status-bar`, `status-node`, `status-operator`, `status-online`
   (data-online="true|false"), `status-waiting`, `status-last-sync`, `status-print`,
+  `status-clock` (hidden unless the system clock is off trusted time; data-offset in seconds),
   `lang-de`, `lang-en`, `logout-button`, nav links `nav-sell`, `nav-counter`, `nav-cards`,
   `nav-print-queue`, `nav-summary`, message line `message`
 - login: `[data-testid=operator-tile]` (data-operator-id, data-operator-name), `pin-input`,
@@ -64,6 +65,7 @@ TEXT: dict[str, dict[str, str]] = {
         "sell": "Verkauf", "counter": "Personalisierung", "cards": "Karten", "print_queue": "Druckaufträge",
         "summary": "Tagesabschluss", "logout": "Abmelden", "online": "online", "offline": "offline",
         "waiting": "warten auf Sync", "last_sync": "letzte Sync", "never": "nie", "operator": "Bediener",
+        "clock_ahead": "Uhr geht vor", "clock_behind": "Uhr geht nach", "clock_uses": "es gilt die Zeit des Hubs",
         "print_ok": "Drucker ok", "print_failed": "Druck fehlgeschlagen", "queued": "in Warteschlange",
         "annual_tickets": "Jahreskarten", "vouchers": "Gutscheine", "voucher": "Gutschein",
         "cart": "Warenkorb", "cart_empty": "Noch nichts ausgewählt: Produkt antippen.",
@@ -100,6 +102,7 @@ TEXT: dict[str, dict[str, str]] = {
         "sell": "Sell", "counter": "Counter", "cards": "Cards", "print_queue": "Print jobs",
         "summary": "Day summary", "logout": "Log out", "online": "online", "offline": "offline",
         "waiting": "waiting to sync", "last_sync": "last sync", "never": "never", "operator": "Operator",
+        "clock_ahead": "clock ahead", "clock_behind": "clock behind", "clock_uses": "using the hub's time",
         "print_ok": "printers ok", "print_failed": "printing failed", "queued": "queued",
         "annual_tickets": "Annual tickets", "vouchers": "Vouchers", "voucher": "Voucher",
         "cart": "Cart", "cart_empty": "Nothing selected yet: tap a product.",

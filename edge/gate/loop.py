@@ -115,9 +115,8 @@ class Gate:
                                host_address=self.options.http_host, group=self.options.peer_group)
             self.peers.stats = self.peers_stats
             await self.peers.start()
-        skew = self.clock.skew_seconds()
-        if skew > 1:
-            self.say(f"WARNING system clock is {skew:.0f} s behind the last known time; using trusted time")
+        if self.clock.skew_seconds() > 1:  # either way: a clock ahead is caught like one behind
+            self.say(f"WARNING {self.clock.describe()}; using trusted time")
         self.say(f"gate {self.node['name']} ready: venue {rules.venue_id}, status page {self.url}")
 
     def _start_sync(self) -> None:

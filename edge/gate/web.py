@@ -110,8 +110,7 @@ async def status_page(request: web.Request) -> web.Response:
         for v in reversed(s["recent"]))
     peers = "".join(f"<li>{html.escape(p['name'])} – {html.escape(p['url'])}</li>" for p in s["peers"]) or "<li>–</li>"
     clock = s["clock"]
-    warning = (f"<p class=warn>Systemuhr geht {clock['clock_behind_seconds']:.0f} s nach – es gilt die gesicherte "
-               f"Zeit / system clock is behind, using trusted time</p>" if clock["using"] != "system" else "")
+    warning = _clock_warning(clock)
     page = f"""<!doctype html><html lang=de><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1"><meta http-equiv=refresh content=2>
 <title>Tessera – {html.escape(s['name'])}</title>
@@ -125,3 +124,15 @@ Relais / relay: {'Störung / fault' if s['relay_faulty'] else 'OK'} · Warteschl
 <h2>Andere Eingänge / peer gates</h2><ul>{peers}</ul>
 <p>Zeit / time: {html.escape(clock['trusted'])}</p></body></html>"""
     return web.Response(text=page, content_type="text/html")
+
+
+def _clock_warning(clock: dict) -> str:
+    """The system clock's error either way (trusted time, core/cards/trusted_time.py), or nothing."""
+    if clock["using"] == "system":
+        return ""
+    ahead = clock["clock_offset_seconds"] > 0
+    off = abs(clock["clock_offset_seconds"])
+    de, en = ("vor", "ahead") if ahead else ("nach", "behind")
+    basis = ("Zeit des Hubs / hub time" if clock["using"] == "hub+monotonic" else "gesicherte Zeit / trusted time")
+    return (f"<p class=warn>Systemuhr geht {off:.0f} s {de} – es gilt die {basis} / "
+            f"system clock is {off:.0f} s {en}</p>")

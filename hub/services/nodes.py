@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -38,6 +40,7 @@ def init_trust(data_dir: Path, db: sqlite3.Connection) -> None:
         keys.write_private(root_file, keys.generate())
     root = root_key(data_dir)
     trust.pin_root(db, keys.public_bytes(root))
+    finish_hub_rotation(data_dir, db)
     node = this_node(db)
     node_file = data_dir / keys.NODE_KEY_FILE
     if node["key_id"] is None:
@@ -118,17 +121,76 @@ def rotate_node_key(db: sqlite3.Connection, root: Ed25519PrivateKey, node_id: st
     return record
 
 
+# A hub key rotation in three steps, each durable before the next (`rotate_hub_key`); a crash
+# between any two leaves a hub that starts and signs (`finish_hub_rotation`, at every start).
+ROTATION_STEPS = ("key-written", "committed", "swapped")
+CRASH_ENV = "TESSERA_CRASH_AT"  # tests: "rotate:<step>" kills the process right after that step
+
+
 def rotate_hub_key(data_dir: Path, db: sqlite3.Connection) -> int:
     """Give the hub itself a new signing key."""
     data_dir = Path(data_dir)
-    new = keys.generate()
+    finish_hub_rotation(data_dir, db)
     node = this_node(db)
-    rotate_node_key(db, root_key(data_dir), node["id"], keys.public_bytes(new))
-    keys.write_private(data_dir / keys.NODE_KEY_FILE, new, replace=True)
-    kid = keys.key_id(keys.public_bytes(new))
+    new = keys.generate()
+    public = keys.public_bytes(new)
+    _write_key_durably(data_dir, new)
+    _crash_point("key-written")
     with transaction(db):
-        db.execute("UPDATE node SET key_id = ?", (kid,))
-    return kid
+        rotate_node_key(db, root_key(data_dir), node["id"], public)
+        db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
+    _crash_point("committed")
+    _swap_pending_key(data_dir)
+    _crash_point("swapped")
+    return keys.key_id(public)
+
+
+def finish_hub_rotation(data_dir: Path, db: sqlite3.Connection) -> str | None:
+    """At start: finish or undo a hub key rotation that was cut short. Returns what it did
+    ("finished", "undone") or None when there was nothing to do."""
+    data_dir = Path(data_dir)
+    tmp, pending = data_dir / (keys.NODE_KEY_FILE + ".tmp"), data_dir / (keys.NODE_KEY_FILE + ".new")
+    tmp.unlink(missing_ok=True)  # cut short before step 1 ended: nothing refers to it
+    if not pending.exists():
+        return None
+    current = this_node(db)["key_id"]
+    try:
+        pending_id = keys.key_id(keys.public_bytes(keys.read_private(pending)))
+    except (ValueError, PermissionError):
+        pending_id = None
+    if current is not None and pending_id == current:
+        _swap_pending_key(data_dir)  # step 2 committed: the new key is the hub's
+        return "finished"
+    pending.unlink()  # step 2 never committed: the old key is still the hub's, and valid
+    _fsync_dir(data_dir)
+    return "undone"
+
+
+def _write_key_durably(data_dir: Path, key: Ed25519PrivateKey) -> None:
+    tmp, pending = data_dir / (keys.NODE_KEY_FILE + ".tmp"), data_dir / (keys.NODE_KEY_FILE + ".new")
+    tmp.unlink(missing_ok=True)
+    keys.write_private(tmp, key)  # exclusive create, mode 0600, fsync
+    os.replace(tmp, pending)
+    _fsync_dir(data_dir)
+
+
+def _swap_pending_key(data_dir: Path) -> None:
+    os.replace(data_dir / (keys.NODE_KEY_FILE + ".new"), data_dir / keys.NODE_KEY_FILE)
+    _fsync_dir(data_dir)
+
+
+def _fsync_dir(path: Path) -> None:
+    """A rename is durable only once its folder is synced."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == f"rotate:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def list_nodes(db: sqlite3.Connection) -> list[dict]:

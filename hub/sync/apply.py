@@ -6,22 +6,26 @@ Every op goes through the registry in `core/sync/ops.py`: its kind must be known
 allowed for the pushing node's role, its body must decode strictly, and its apply function
 re-derives what it may store. Each op runs in its own savepoint inside one transaction per
 push; an op that is refused leaves nothing behind and becomes a *conflict* record for the
-office (`/api/v1/conflicts`), never a silent drop.
+office (`/api/v1/conflicts`), never a silent drop. An op stamped more than the allowed skew
+(5 min) after it arrived is applied at the hub's time and also noted there (`stamped_ahead`):
+a future sale time is never stored silently.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
 
 import msgspec
 
-from core.base.clock import iso
+from core.base.clock import iso, parse_iso
 from core.base.errors import TesseraError
 from core.base.ids import uuid7
 from core.base.storage import transaction
 from core.cards.cardcode import Malformed
 from core.cards.trust import BadRecord
+from core.cards.trusted_time import MAX_SKEW
 from core.sales import contingents, orders, tickets  # noqa: F401 - importing them registers their op kinds
 from core.sync.messages import Op, OpResult
 from core.sync.ops import REGISTRY, BadOp, OpKind, Pushed, decode
@@ -32,6 +36,9 @@ log = logging.getLogger("tessera.sync")
 # a date in a body that its pattern let through but the calendar does not know); anything
 # else is a bug and fails the push (a 500 the edge retries), not the device's fault.
 REFUSALS = (TesseraError, BadRecord, Malformed, sqlite3.IntegrityError, ValueError, OverflowError)
+# Unsigned times in op bodies that the hub stores as sent: restamped with the hub's time when
+# the op came from a clock ahead (`stamped_ahead`).
+TIME_FIELDS = frozenset({"created_at", "redeemed_at"})
 
 
 def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
@@ -55,12 +62,13 @@ def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
                 results.append(_duplicate(node_id, op, first))
                 continue
             seen[op.node_seq] = {"op_id": op.id, "status": "applied", "reason": None}  # twice in one batch
+            sent, (op, ahead) = op, stamped_ahead(op, pushed.now)
             reason = _apply_one(pushed, op, batch)
             status = "rejected" if reason else "applied"
             logged.append((node_id, op.node_seq, op.id, op.kind, op.wall_time, received, status, reason))
-            if reason:
-                conflicts.append((uuid7(), node_id, op.node_seq, op.kind, msgspec.json.encode(op.body).decode(),
-                                  reason, received))
+            if reason or ahead:  # a clock ahead is the office's to see even when the op applied
+                conflicts.append((uuid7(), node_id, op.node_seq, op.kind, msgspec.json.encode(sent.body).decode(),
+                                  _noted(reason, ahead), received))
             results.append(OpResult(node_seq=op.node_seq, status=status, reason=reason))
         batch.flush()
         nodes.note_ops(db, node_id, [row[4] for row in logged if row[6] == "applied"], pushed.now)
@@ -133,6 +141,37 @@ def _apply_one(pushed: Pushed, op: Op, batch: _Batch) -> str | None:
                 kind.on_reject(pushed, body, reason)
         return reason
     return None
+
+
+def stamped_ahead(op: Op, now: dt.datetime) -> tuple[Op, str | None]:
+    """An op whose node time is more than MAX_SKEW after its arrival came from a clock running
+    ahead: it is kept at the hub's time (the op log's wall time and the unsigned time fields of
+    its body, TIME_FIELDS), with a note saying so; an op on time is returned as it is. Signed
+    times (a card id's, an entry's `at`) cannot be restamped: their own checks judge them."""
+    try:
+        stamped = parse_iso(op.wall_time)
+    except ValueError:
+        return op, None
+    if stamped.tzinfo is None or stamped - now <= MAX_SKEW:
+        return op, None
+    received = iso(now)
+    note = (f"clock ahead: stamped {op.wall_time}, {(stamped - now).total_seconds():.0f} s after it arrived; "
+            f"kept at the hub's time {received}")
+    body = op.body
+    if isinstance(body, dict):
+        body = {k: received if k in TIME_FIELDS and _later(v, now) else v for k, v in body.items()}
+    return msgspec.structs.replace(op, wall_time=received, body=body), note
+
+
+def _later(value: object, now: dt.datetime) -> bool:
+    try:
+        return isinstance(value, str) and parse_iso(value) - now > MAX_SKEW
+    except (ValueError, TypeError):
+        return False
+
+
+def _noted(reason: str | None, ahead: str | None) -> str:
+    return "; ".join(r for r in (reason, ahead) if r)[:500]
 
 
 def _reason(exc: Exception) -> str:

@@ -93,6 +93,7 @@ async function refreshStatus() {
     $("status-waiting").textContent = `${s.ops_waiting} ${T.waiting}`;
     $("status-waiting").className = `pill ${s.ops_waiting ? "pill-warn" : ""}`;
     $("status-last-sync").textContent = `${T.last_sync}: ${localTime(s.last_sync_at)}`;
+    showClock(s.clock);
     const errors = Object.values(s.printer_errors || {});
     const printPill = $("status-print");
     if (errors.length || s.print_queue.failed) {
@@ -109,6 +110,19 @@ async function refreshStatus() {
     online.textContent = "?";
     online.className = "pill pill-offline";
   }
+}
+
+function showClock(clock) {
+  /* The system clock's error either way (trusted time): a desk whose clock runs ahead sells on the hub's time */
+  const pill = $("status-clock");
+  if (!clock || clock.using === "system") { pill.hidden = true; return; }
+  const off = clock.clock_offset_seconds;
+  const mins = Math.round(Math.abs(off) / 60);
+  const amount = mins >= 2880 ? `${Math.round(mins / 1440)} d` : mins >= 120 ? `${Math.round(mins / 60)} h` : `${mins} min`;
+  pill.textContent = `${off > 0 ? T.clock_ahead : T.clock_behind} ${amount}`;
+  pill.title = clock.using === "hub+monotonic" ? T.clock_uses : "";
+  pill.dataset.offset = String(off);
+  pill.hidden = false;
 }
 
 function initHeader() {
