@@ -128,7 +128,16 @@ CRASH_ENV = "TESSERA_CRASH_AT"  # tests: "rotate:<step>" kills the process right
 
 
 def rotate_hub_key(data_dir: Path, db: sqlite3.Connection) -> int:
-    """Give the hub itself a new signing key."""
+    """Give the hub itself a new signing key, crash-safe:
+
+    1. the new key goes to node.key.new (temporary file, fsync, rename, fsync of the folder);
+    2. one transaction certifies it, retires the old key ("rotated") and makes it the hub's key;
+    3. node.key.new replaces node.key (rename, fsync of the folder).
+
+    Before 2 commits, the old key is the hub's and still valid (the new file is dropped at the
+    next start); after it, `load_signer` finds the new key in node.key.new until 3 is done, and
+    the next start finishes 3. The hub never signs with a retired key or a key it has no
+    certificate for."""
     data_dir = Path(data_dir)
     finish_hub_rotation(data_dir, db)
     node = this_node(db)
