@@ -94,7 +94,7 @@ def test_beyond_the_threshold_hub_time_wins_either_way_within_it_the_system_cloc
         else:  # behind is never believed (the floor); far ahead is not either (the hub's time)
             assert close_to(clock.now(), real, 5), off
             assert close_to(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=clock.offset_seconds()), real + off, 5)
-    assert MAX_SKEW == dt.timedelta(minutes=5)
+    assert dt.timedelta(minutes=5) == MAX_SKEW
     strict = TrustedClock(db, system=lambda: utcnow() + dt.timedelta(minutes=2), boot=lambda: "boot-1",
                           max_skew=dt.timedelta(minutes=1))
     assert close_to(strict.now(), real, 5) and strict.status()["max_skew_seconds"] == 60
@@ -165,6 +165,25 @@ async def test_a_desk_a_year_ahead_sells_cards_valid_now_after_one_sync(hub, tmp
         await gate_client.close()
 
 
+async def test_the_desk_status_bar_data_shows_a_clock_a_year_ahead(hub, tmp_path, monkeypatch, aiohttp_client):
+    """/api/status, which the desk's status bar polls (its `status-clock` pill), says how far off."""
+    from edge.desk.server import Edge
+
+    folder, db = await enrolled(hub, tmp_path)
+    db.close()
+    monkeypatch.setenv(CLOCK_OFFSET_ENV, str(YEAR.total_seconds()))
+    edge = Edge(folder, sync=False)
+    try:
+        client = await aiohttp_client(edge.app())
+        resp = await client.get("/api/status")
+        assert resp.status == 200
+        clock = (await resp.json())["clock"]
+        assert clock["using"] == "hub+monotonic" and clock["clock_offset_seconds"] > 364 * 86400
+        assert close_to(parse_iso(clock["trusted"]), utcnow())
+    finally:
+        await edge.close()
+
+
 @pytest.mark.slow  # a real `tessera edge status` process (about 2 s)
 async def test_edge_status_shows_a_clock_a_year_ahead(hub, tmp_path):
     folder, db = await enrolled(hub, tmp_path)
@@ -229,6 +248,11 @@ async def test_a_gate_ahead_corrected_by_sync_stays_corrected_after_a_restart(hu
         at = gate.db.execute("SELECT wall_time FROM outbox WHERE kind = 'entry.recorded' "
                              "ORDER BY node_seq DESC LIMIT 1").fetchone()["wall_time"]
         assert close_to(parse_iso(at), utcnow())
+        if clock == "still-ahead":  # the status page says so, either way of wrong
+            import aiohttp
+            async with aiohttp.ClientSession() as session, session.get(gate.url + "/") as resp:
+                page = await resp.text()
+            assert "Systemuhr geht" in page and "s vor" in page and "system clock is" in page and "ahead" in page
     finally:
         await gate.close()
 
