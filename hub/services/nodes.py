@@ -7,11 +7,14 @@ other: it has its own node key and certificate, and signs the cards it issues wi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import signal
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -139,25 +142,43 @@ def rotate_hub_key(data_dir: Path, db: sqlite3.Connection) -> int:
     the next start finishes 3. The hub never signs with a retired key or a key it has no
     certificate for."""
     data_dir = Path(data_dir)
-    finish_hub_rotation(data_dir, db)
-    node = this_node(db)
-    new = keys.generate()
-    public = keys.public_bytes(new)
-    _write_key_durably(data_dir, new)
-    _crash_point("key-written")
-    with transaction(db):
-        rotate_node_key(db, root_key(data_dir), node["id"], public)
-        db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
-    _crash_point("committed")
-    _swap_pending_key(data_dir)
-    _crash_point("swapped")
+    with _rotation_lock(data_dir):
+        _finish_rotation(data_dir, db)
+        node = this_node(db)
+        new = keys.generate()
+        public = keys.public_bytes(new)
+        _write_key_durably(data_dir, new)
+        _crash_point("key-written")
+        with transaction(db):
+            rotate_node_key(db, root_key(data_dir), node["id"], public)
+            db.execute("UPDATE node SET key_id = ?", (keys.key_id(public),))
+        _crash_point("committed")
+        _swap_pending_key(data_dir)
+        _crash_point("swapped")
     return keys.key_id(public)
 
 
 def finish_hub_rotation(data_dir: Path, db: sqlite3.Connection) -> str | None:
     """At start: finish or undo a hub key rotation that was cut short. Returns what it did
-    ("finished", "undone") or None when there was nothing to do."""
-    data_dir = Path(data_dir)
+    ("finished", "undone") or None when there was nothing to do. Waits for a rotation that is
+    under way in another process (a hub started while `tessera hub rotate-key` runs)."""
+    with _rotation_lock(Path(data_dir)):
+        return _finish_rotation(Path(data_dir), db)
+
+
+@contextlib.contextmanager
+def _rotation_lock(data_dir: Path) -> Iterator[None]:
+    """One rotation or recovery at a time per hub folder; the kernel drops the lock when its
+    process dies, so a killed rotation never leaves it held."""
+    fd = os.open(data_dir / (keys.NODE_KEY_FILE + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _finish_rotation(data_dir: Path, db: sqlite3.Connection) -> str | None:
     tmp, pending = data_dir / (keys.NODE_KEY_FILE + ".tmp"), data_dir / (keys.NODE_KEY_FILE + ".new")
     tmp.unlink(missing_ok=True)  # cut short before step 1 ended: nothing refers to it
     if not pending.exists():
