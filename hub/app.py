@@ -14,6 +14,7 @@ from aiohttp import web
 
 from core.base.node import init_node
 from core.base.storage import connect
+from core.catalog import pins
 from hub import settings
 from hub.services import mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
@@ -56,6 +57,7 @@ def open_hub(data_dir: Path) -> sqlite3.Connection:
         raise NotInitialised(f"{data_dir} holds no hub; run `tessera hub init --data {data_dir}` first")
     db = connect(path)
     nodes.init_trust(Path(data_dir), db)
+    pins.issue(db)  # PIN verifiers missing for a desk key (e.g. hashes moved by migration 0015)
     return db
 
 

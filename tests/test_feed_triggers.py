@@ -189,8 +189,13 @@ def test_a_database_from_before_upgrades_keeping_its_data_and_change_rows(tmp_pa
     assert schema_version(db) == len(migrations())
     # the replicated tables and the feed keep every row (later migrations may reshape others)
     after_data = contents(db)
-    kept = [*REPLICATED, "changes"]
-    assert {t: after_data[t] for t in kept} == {t: before_data[t] for t in kept}
+    kept = [t for t in (*REPLICATED, "changes") if t in before_data]
+    older = {t: before_data[t] for t in kept}
+    # the PIN hash moved off operators into the hub-only operator_pins (core/catalog/pins.py)
+    older["operators"] = [(id_, name, active, created, updated)
+                          for id_, name, _hash, active, created, updated in older["operators"]]
+    assert {t: after_data[t] for t in kept} == older
+    assert after_data["operator_pins"] == [("op-1", "scrypt$x", "now")]
     assert change_rows(db)[:3] == [("organizers", '["org-1"]'), ("organizers", '["org-1"]'),
                                    ("operators", '["op-1"]')]
     assert feed_trigger_sql(db) == {name: sql for name, (_, sql) in triggers().items()}
@@ -252,7 +257,11 @@ def _workload(db: sqlite3.Connection) -> dict[str, list[str]]:
     db.execute("PRAGMA foreign_keys = OFF")
     db.execute("PRAGMA ignore_check_constraints = ON")  # dummy values, real triggers
     recorded: dict[str, list[str]] = {}
+    present = {tuple(r.values())[0] if isinstance(r, dict) else r[0]
+               for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table, key in REPLICATED.items():
+        if table not in present:  # made by a later migration than the database has
+            continue
         mark = head(db)
         row, moved = _dummy_row(db, table, 1), _dummy_row(db, table, 2)
         where = " AND ".join(f"{c} = ?" for c in key)
@@ -294,8 +303,9 @@ def test_generated_triggers_record_what_the_hand_written_ones_did_on_every_table
             assert not feed_triggers.plan(db)
         results[path.name] = _workload(db)
         db.close()
-    assert results["hand.sqlite"] == results["upgraded.sqlite"] == results["regenerated.sqlite"]
-    probe = plain(hand)
+    assert results["upgraded.sqlite"] == results["regenerated.sqlite"]
+    assert results["hand.sqlite"] == {t: results["upgraded.sqlite"][t] for t in results["hand.sqlite"]}
+    probe = plain(regenerated)
     for table, key in REPLICATED.items():
         first, second = _dummy_row(probe, table, 1), _dummy_row(probe, table, 2)
         moved = {**first, key[-1]: second[key[-1]]}

@@ -18,6 +18,7 @@ from core.sync.messages import Change
 from core.sync.replica import REPLICATED, apply_changes, copy_snapshot
 from core.sync.scope import NodeScope
 from hub.sync import feed
+from tests.test_pins import desk_key
 
 DESKS = ("cashdesk", "counter")
 ROLES = (*DESKS, "gate")
@@ -27,7 +28,10 @@ ME, OTHER = uuid7(), uuid7()
 ALL, NONE, ADDRESSED = "all", "none", "addressed"
 SPECIAL = {
     "customers": {"cashdesk": ALL, "counter": ALL, "gate": NONE},
-    "operators": {"cashdesk": ALL, "counter": ALL, "gate": NONE},  # pin_hash: desks log cashiers in
+    "operators": {"cashdesk": ALL, "counter": ALL, "gate": NONE},  # desks log cashiers in
+    # a desk's own sealed PIN key and PIN verifiers (core/catalog/pins.py)
+    "node_pin_keys": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": NONE},
+    "pin_verifiers": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": NONE},
     "cards": {"cashdesk": ALL, "counter": ALL, "gate": ("customer_id", "holder_birth_date")},
     "recalls": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": ADDRESSED},
 }
@@ -95,6 +99,7 @@ def hub(sample_hub):
                             customer_id=customer, holder_name="Erika Mustermann",
                             details={"holder_birth_date": "1990-04-01"})
     operator = operators.create(db, operators.OperatorIn(name="Anna", pin="2468"), now)
+    sample_hub.desk_keys = {node: desk_key(sample_hub, node) for node in (ME, OTHER)}  # PIN verifiers: one each
     performance = db.execute("SELECT id FROM performances ORDER BY id LIMIT 1").fetchone()["id"]
     seats = sorted(contingents.seats_of(db, performance))[:2]
     with transaction(db):
@@ -178,9 +183,10 @@ def test_a_desk_gets_its_operators_and_logs_a_cashier_in_by_pin(hub, tmp_path, r
                        ("copied", lambda db: copy_snapshot(hub.db, db, NodeScope(role, ME)))):
         desk = node_db(tmp_path / f"{name}.sqlite", role)
         fill(desk)
-        assert operators.login(desk, hub.operator["id"], "2468", utcnow())["name"] == "Anna"
+        mine = hub.desk_keys[ME]
+        assert operators.login(desk, hub.operator["id"], "2468", utcnow(), node_key=mine)["name"] == "Anna"
         with pytest.raises(operators.LoginRefused):
-            operators.login(desk, hub.operator["id"], "1357", utcnow())
+            operators.login(desk, hub.operator["id"], "1357", utcnow(), node_key=mine)
         card = desk.execute("SELECT * FROM cards WHERE id = ?", (hub.card["id"],)).fetchone()
         assert card["customer_id"] == hub.card["customer_id"] and card["holder_birth_date"] == "1990-04-01"
         assert desk.execute("SELECT count(*) AS n FROM customers").fetchone()["n"] > 0

@@ -1,8 +1,10 @@
 """Cash-desk operators: who is at the till (A4). Every sale records its operator.
 
 Operators are managed at the hub and replicate to desks and counters (never to gates), so
-a cashier logs in at any desk, also offline. The PIN is stored as an scrypt hash with its
-own salt. A PIN has few digits, so the lockout is what protects it: after MAX_FAILURES
+a cashier logs in at any desk, also offline. The PIN itself never leaves the hub: it keeps
+the slow hash, and each desk gets only a verifier made with its own node key
+(`core/catalog/pins.py`), so a copied desk database confirms no PIN. A PIN has few digits,
+so the lockout is what protects it where it is typed: after MAX_FAILURES
 wrong PINs in a row the operator is locked, per node (the node-local `login_failures`
 table) and per *screen* (the address the attempts came from), for a short time that
 doubles with every further lockout, up to MAX_LOCK. So whoever can reach a desk can lock
@@ -12,9 +14,6 @@ only their own screen out, not the cashier at the till, and guessing slows down 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import os
 import sqlite3
 from typing import Annotated
 
@@ -25,13 +24,13 @@ from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.sql import integrity_problem
 from core.base.storage import transaction
+from core.catalog import pins
 from core.catalog.common import Body, Name
 
 MAX_FAILURES = 5
 FIRST_LOCK = dt.timedelta(seconds=30)
 MAX_LOCK = dt.timedelta(minutes=15)
 LOCAL_SCREEN = "local"
-SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 Pin = Annotated[str, Meta(pattern=r"^\d{4,8}$", description="4 to 8 digits")]
 
 
@@ -49,45 +48,33 @@ class LoginRefused(Conflict):
     title = "Login refused"
 
 
-def hash_pin(pin: str, salt: bytes | None = None) -> str:
-    salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, dklen=32, **SCRYPT)
-    return f"scrypt${SCRYPT['n']}${salt.hex()}${digest.hex()}"
-
-
-def pin_matches(pin: str, stored: str) -> bool:
-    try:
-        scheme, n, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        again = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=8, p=1)
-    except ValueError:
-        return False
-    return hmac.compare_digest(again.hex(), digest)
-
-
 def create(db: sqlite3.Connection, data: OperatorIn, now: dt.datetime) -> dict:
+    """A new operator; the PIN's slow hash stays on this (hub) database, desks get verifiers."""
+    pin_hash = pins.slow_hash(data.pin)  # scrypt is slow: not while holding the write lock
     with transaction(db):
         if db.execute("SELECT 1 FROM operators WHERE name = ?", (data.name,)).fetchone():
             raise _name_taken(data.name)
-        return public(db.execute(
-            "INSERT INTO operators (id, name, pin_hash, active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "RETURNING *", (uuid7(), data.name, hash_pin(data.pin), int(data.active), iso(now), iso(now))).fetchone())
+        row = db.execute(
+            "INSERT INTO operators (id, name, active, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "RETURNING *", (uuid7(), data.name, int(data.active), iso(now), iso(now))).fetchone()
+        pins.set_pin(db, row["id"], pin_hash, iso(now))
+    return public(row)
 
 
 def update(db: sqlite3.Connection, operator_id: str, data: OperatorIn, now: dt.datetime) -> dict:
     """A new name, PIN or active flag. An unknown operator is NotFound; a name another
     operator has is a Conflict, also when another writer took it since the check (the
     database's unique constraint)."""
-    pin_hash = hash_pin(data.pin)  # scrypt is slow: not while holding the write lock
+    pin_hash = pins.slow_hash(data.pin)  # scrypt is slow: not while holding the write lock
     try:
         with transaction(db):
             if not db.execute("SELECT 1 FROM operators WHERE id = ?", (operator_id,)).fetchone():
                 raise NotFound(f"operator {operator_id} does not exist")
             if db.execute("SELECT 1 FROM operators WHERE name = ? AND id <> ?", (data.name, operator_id)).fetchone():
                 raise _name_taken(data.name)
-            row = db.execute("UPDATE operators SET name = ?, pin_hash = ?, active = ?, updated_at = ? WHERE id = ? "
-                             "RETURNING *", (data.name, pin_hash, int(data.active), iso(now), operator_id)).fetchone()
+            row = db.execute("UPDATE operators SET name = ?, active = ?, updated_at = ? WHERE id = ? "
+                             "RETURNING *", (data.name, int(data.active), iso(now), operator_id)).fetchone()
+            pins.set_pin(db, operator_id, pin_hash, iso(now))
     except sqlite3.IntegrityError as exc:
         if integrity_problem(exc).kind == "unique":
             raise _name_taken(data.name) from None
@@ -108,8 +95,11 @@ def listed(db: sqlite3.Connection, *, active_only: bool = False) -> list[dict]:
     return [public(r) for r in db.execute(f"SELECT * FROM operators {where} ORDER BY name COLLATE NOCASE")]
 
 
-def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime, screen: str = LOCAL_SCREEN) -> dict:
-    """The operator, if *pin* is right and they are not locked out at *screen*; counts failures."""
+def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime, screen: str = LOCAL_SCREEN, *,
+          node_key: pins.NodeKey) -> dict:
+    """The operator, if *pin* is right and they are not locked out at *screen*; counts failures.
+    Only a desk or counter can tell: the PIN is checked against this node's own verifier
+    with *node_key* (its signing key, `core.cards.cards.load_signer`)."""
     if not isinstance(pin, str) or not pin.isdigit() or len(pin) > 32:
         raise ValidationError("the PIN is digits only", field="pin")
     row = db.execute("SELECT * FROM operators WHERE id = ?", (operator_id,)).fetchone()
@@ -122,7 +112,11 @@ def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime, 
         raise LoginRefused(f"too many wrong PINs: locked until {failures['locked_until']}",
                            locked_until=failures["locked_until"],
                            detail_de=f"Zu oft falsche PIN: gesperrt bis {_local(failures['locked_until'])} Uhr")
-    if pin_matches(pin, row["pin_hash"]):
+    matches = pins.check(db, operator_id, pin, node_key)
+    if matches is None:
+        raise LoginRefused("this node has no PIN for this operator yet: it comes with the next sync from the hub",
+                           detail_de="Diese Kasse kennt die PIN noch nicht: sie kommt mit dem nächsten Abgleich")
+    if matches:
         with transaction(db):
             db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (operator_id, screen))
         return public(row)

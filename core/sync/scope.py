@@ -9,11 +9,13 @@ the op log, conflicts, enrollment codes, tokens, mail, photos) stays where it is
 Per replicated table, `RULES` says which roles get it at all, which columns a role gets
 as NULL, and whether a row is addressed to one node. Today:
 
-- gates get no customer records and no operators (`operators` rows hold PIN hashes; desks
-  and counters need them, cashiers log in there by PIN, also offline);
+- gates get no customer records and no operators;
 - on cards a gate gets neither the customer id nor the holder's birth date (it shows the
   holder name; it decides entry from the signed code);
 - a recall goes only to the desk it is addressed to;
+- desks and counters get the operators but never a PIN hash: each gets only its own PIN
+  key, sealed to its node key, and its own PIN verifiers (`node_pin_keys`, `pin_verifiers`,
+  addressed by node id; core/catalog/pins.py);
 - everything else (catalog, seats and pools, trust records, cards, entries, voucher
   redemptions) goes to every role.
 
@@ -79,6 +81,9 @@ RULES: dict[str, Rule] = {
     # personal data and PIN material: desks only
     "customers": Rule(roles=DESKS),
     "operators": Rule(roles=DESKS),
+    # a desk's own PIN key (sealed to its node key) and verifiers: to that desk only (core/catalog/pins.py)
+    "node_pin_keys": Rule(roles=DESKS, addressed_by="node_id"),
+    "pin_verifiers": Rule(roles=DESKS, addressed_by="node_id"),
     "cards": Rule(nulled={"gate": ("customer_id", "holder_birth_date")}),
     "entries": EVERYONE, "voucher_redemptions": EVERYONE,
     # contingents: pools are public; a recall is a request to one desk

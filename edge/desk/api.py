@@ -169,7 +169,8 @@ def _screen(request: web.Request) -> str:
 async def post_login(request: web.Request) -> web.Response:
     edge = _edge(request)
     data = await _body(request, LoginIn)
-    operator = operators.login(edge.db, data.operator_id, data.pin, edge.clock.now(), screen=_screen(request))
+    operator = operators.login(edge.db, data.operator_id, data.pin, edge.clock.now(), screen=_screen(request),
+                               node_key=cards.load_signer(edge.db, edge.data_dir))  # its verifiers need node.key
     sid = edge.sessions.create(operator)
     resp = _json({"operator": {"id": operator["id"], "name": operator["name"]}})
     resp.set_cookie(SESSION_COOKIE, sid, max_age=SESSION_S, httponly=True, samesite="Strict", path="/")

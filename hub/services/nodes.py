@@ -24,6 +24,7 @@ from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.node import this_node
 from core.base.storage import transaction
 from core.cards import cards, keys, trust
+from core.catalog import pins
 
 REASONS = ("compromised", "lost", "retired", "rotated")
 
@@ -75,6 +76,8 @@ def certify_node(db: sqlite3.Connection, root: Ed25519PrivateKey, *, node_id: st
     if taken:
         return db.execute("SELECT record FROM node_certs WHERE key_id = ?", (kid,)).fetchone()["record"]
     trust.store_cert(db, record)
+    if role in pins.DESK_ROLES:
+        pins.issue(db)  # the new desk key's sealed PIN key and verifiers (core/catalog/pins.py)
     return record
 
 
