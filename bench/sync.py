@@ -263,9 +263,10 @@ class SyncBench:
         try:
             signer = load_signer(db, gate.folder)
             first = db.execute("SELECT coalesce(max(node_seq), 0) + 1 AS n FROM outbox").fetchone()["n"]
-            cards = [uuid7(int(time.time() * 1000) - self.rng.randrange(10**10)) for _ in range(self.size.cards)]
             end_ms = int(utcnow().timestamp() * 1000)
             start_ms = end_ms - count * ENTRY_STEP_MS
+            # cards issued before the first generated entry: an entry before its card's issue is refused
+            cards = [uuid7(start_ms - 1000 - self.rng.randrange(10**10)) for _ in range(self.size.cards)]
             mono0 = time.monotonic_ns() - count * ENTRY_STEP_MS * 1_000_000
             boot, node_id, key_id, private = outbox.boot_id(), signer.node_id, signer.key_id, signer.private
             all_entries: list[tuple] = []
