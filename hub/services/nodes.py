@@ -241,11 +241,12 @@ def list_nodes(db: sqlite3.Connection) -> list[dict]:
 
 
 def trust_version(db: sqlite3.Connection) -> tuple:
-    """Changes whenever a node certificate or a revocation is added or changed: the sync's
-    cached trust store is reloaded then."""
+    """Changes whenever a node certificate or a revocation is added or changed (also its
+    reason: a rotated key found stolen is a suspect from then on): the sync's cached trust
+    store is reloaded then."""
     return tuple(db.execute(
         "SELECT (SELECT count(*) FROM node_certs) AS c, (SELECT count(*) FROM node_revocations) AS r, "
-        "(SELECT group_concat(revoked_at) FROM node_revocations) AS t").fetchone().values())
+        "(SELECT group_concat(revoked_at || reason) FROM node_revocations) AS t").fetchone().values())
 
 
 def certificate(db: sqlite3.Connection, key_id: int) -> str:
