@@ -89,7 +89,9 @@ def register(kind: OpKind) -> OpKind:
 register(OpKind(
     "card.issued", CardOp, DESKS, lambda p, b: cards.apply_issued(p.db, p.node_id, p.trust, b, p.now),
     "product, kind, validity, issue and key from the signed code (signed by a card key of the pushing "
-    "node, valid at the card id's time); validity checked against the product at the time of sale; "
+    "node, valid at the card id's time; a key revoked for cause: not later than the last op the hub saw from "
+    "the node before the revocation); product valid at a venue the node's certificate names; validity checked "
+    "against the product at the time of sale; "
     "issued_by = the pushing node; issued_at = the card id's time; number in the node's series; "
     "delivery, fulfilment and photo flag set by the hub; holder birth date in the past"))
 register(OpKind(
@@ -101,8 +103,8 @@ register(OpKind(
 register(OpKind(
     "entry.recorded", EntryOp, GATES, None,
     "the record's signature by a gate key of the pushing node, valid at the entry's time; venue in the "
-    "gate's scope; time equal to the one in its id, not ahead of the push, not before the card's "
-    "validity or the gate's certificate",
+    "gate's scope; time equal to the one in its id (2 s), not ahead of the push, not before the card's "
+    "issue or validity or the gate's certificate",
     row=lambda p, b: verify_pushed_entry(p.db, p.trust, p.node_id, list(p.venue_ids), b.record, p.now,
                                          p.prechecked.get("entry.recorded")),
     flush=_flush_entries,
