@@ -37,7 +37,7 @@ from core.base import outbox
 from core.base.clock import LOCAL_TZ, day_end, iso, parse_iso
 from core.base.errors import NotFound, ValidationError
 from core.base.ids import uuid7, uuid7_ms
-from core.base.sql import json_field, others_version
+from core.base.sql import others_version
 from core.base.storage import transaction
 from core.cards import cardcode
 from core.cards.cards import validity_beyond_product
@@ -67,7 +67,6 @@ ISSUE_SKEW_MS = 5 * 60 * 1000  # a gate's clock may be this far behind the desk 
 ENTRY_SIGNERS = frozenset({"gate", "hub"})
 REFRESH_S = 0.5
 RECENT_KEPT = 20_000  # own entry records kept in memory for peers (a busy day at one gate)
-SIGNING_KEY = json_field("record", "k")  # the key id that signed a stored entry record
 
 
 class GateRules(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -168,6 +167,15 @@ def _grouped(db: sqlite3.Connection, sql: str) -> dict[str, list[str]]:
 
 def _minute(minutes: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(minutes * 60, dt.UTC)
+
+
+def _signing_key(record: str) -> int | None:
+    """The key id a stored entry record names (None for a row that holds no signed record)."""
+    try:
+        key = msgspec.json.decode(record).get("k")
+    except (msgspec.DecodeError, AttributeError, TypeError):
+        return None
+    return key if isinstance(key, int) else None
 
 
 def _same_card(stored_code: str | None, card: cardcode.SignedCard) -> bool:
@@ -324,7 +332,7 @@ class Access:
             return None
         since = iso(now - dt.timedelta(minutes=self.rules.lockout_minutes))
         rows = self.db.execute(
-            f"SELECT direction, at, {SIGNING_KEY} AS k FROM entries WHERE card_id = ? AND at >= ? "
+            "SELECT direction, at, record FROM entries WHERE card_id = ? AND at >= ? "
             "AND at <= ? AND venue_id = ? ORDER BY at DESC, direction", (card_id, since, iso(now + FUTURE_TOLERANCE),
                                                                         venue_id))
         return next((row for row in rows if self._counts(row)), None)
@@ -333,7 +341,7 @@ class Access:
         """The earliest entry anywhere we know of, never before the card was issued (its id's
         time): a record cannot start the N months before the sale. Two gates offline may each
         see a 'first' entry; once they exchange records the earliest one wins everywhere."""
-        rows = self.db.execute(f"SELECT at, {SIGNING_KEY} AS k FROM entries WHERE card_id = ? "
+        rows = self.db.execute("SELECT at, record FROM entries WHERE card_id = ? "
                                "AND direction = 'in' ORDER BY at", (card_id,))
         first = next((row for row in rows if self._counts(row)), None)
         if first is None:
@@ -344,7 +352,7 @@ class Access:
         """Does a stored entry count? Not when its key was revoked before its time: records a
         revoked key signed after the revocation have no effect, also those that arrived
         before this node heard of the revocation."""
-        signer = self.trust.get(entry["k"]) if isinstance(entry["k"], int) else None
+        signer = self.trust.get(_signing_key(entry["record"]))
         return signer is None or signer.valid_at(int(parse_iso(entry["at"]).timestamp() * 1000))
 
     # -- recording ----------------------------------------------------------------------------
