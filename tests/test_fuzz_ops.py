@@ -21,7 +21,8 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from core.sync import auth
+from core.base.clock import utcnow
+from core.sync import auth, sealed
 from core.sync.messages import PROTOCOL
 from core.sync.ops import REGISTRY
 from tests import test_sync
@@ -191,14 +192,18 @@ async def test_signed_pushes_that_are_not_push_requests_get_4xx(hub, tmp_path):
     try:
         session = client.session()
         for payload in payloads:
-            headers = auth.sign_request(client.signer.private, client.signer.key_id, node_id, "POST",
-                                             "/sync/v1/push", payload)
-            headers.update({"Content-Type": "application/json", "X-Tessera-Protocol": str(PROTOCOL)})
-            async with session.post(f"{hub.url}/sync/v1/push", data=payload, headers=headers) as resp:
-                assert 400 <= resp.status < 500, (payload[:80], resp.status, await resp.text())
+            # sealed to the hub as the client seals (so the garbage reaches the decoder), and once in clear
+            for wire, media in ((client.seal(payload), sealed.MEDIA), (payload, "application/json")):
+                headers = auth.sign_request(client.signer.private, client.signer.key_id, node_id, "POST",
+                                            "/sync/v1/push", wire, sent=utcnow(), protocol=PROTOCOL)
+                headers["Content-Type"] = media
+                async with session.post(f"{hub.url}/sync/v1/push", data=wire, headers=headers) as resp:
+                    assert 400 <= resp.status < 500, (payload[:80], resp.status, await resp.text())
+                    assert media == sealed.MEDIA or resp.status == 415
         for query in ("after=-1", "after=x", "limit=0", "limit=999999", "after=99999999999999999999999"):
             path = f"/sync/v1/pull?{query}"
-            headers = auth.sign_request(client.signer.private, client.signer.key_id, node_id, "GET", path, b"")
+            headers = auth.sign_request(client.signer.private, client.signer.key_id, node_id, "GET", path, b"",
+                                        sent=utcnow(), protocol=PROTOCOL)
             async with session.get(f"{hub.url}{path}", headers=headers) as resp:
                 assert 400 <= resp.status < 500 or resp.status == 200, (query, resp.status)
         assert digest(hub.db) == before

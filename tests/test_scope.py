@@ -26,14 +26,22 @@ ME, OTHER = uuid7(), uuid7()
 
 # The rule, written out: what each role gets of each replicated table.
 ALL, NONE, ADDRESSED = "all", "none", "addressed"
+SALES_ONLY = {"cashdesk": ALL, "counter": ALL, "gate": NONE}  # seating, prices, windows: a gate checks cards
 SPECIAL = {
+    "organizers": {"gate": ("tax_number", "vat_id", "sepa_creditor_id")},
+    **{table: SALES_ONLY for table in ("price_zones", "plan_sections", "seats", "variant_removed_seats",
+                                       "performance_prices", "subscription_zone_prices", "combi_prices",
+                                       "sale_windows", "discount_tiers")},
     "customers": {"cashdesk": ALL, "counter": ALL, "gate": NONE},
     "operators": {"cashdesk": ALL, "counter": ALL, "gate": NONE},  # desks log cashiers in
     # a desk's own sealed PIN key and PIN verifiers (core/catalog/pins.py)
     "node_pin_keys": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": NONE},
     "pin_verifiers": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": NONE},
-    "cards": {"cashdesk": ALL, "counter": ALL, "gate": ("customer_id", "holder_birth_date")},
-    "recalls": {"cashdesk": ADDRESSED, "counter": ADDRESSED, "gate": ADDRESSED},
+    "cards": {"cashdesk": ALL, "counter": ALL, "gate": ("customer_id", "holder_birth_date", "order_item_id",
+                                                         "delivery", "fulfilment", "fulfilment_at")},
+    "voucher_redemptions": {"cashdesk": ("operator",), "counter": ("operator",), "gate": NONE},
+    "seat_pools": {"cashdesk": ALL, "counter": NONE, "gate": NONE},  # only a cash desk sells seats
+    "recalls": {"cashdesk": ADDRESSED, "counter": NONE, "gate": NONE},
 }
 EXPECTED = {role: {table: SPECIAL.get(table, {}).get(role, ALL) for table in REPLICATED} for role in ROLES}
 
@@ -175,6 +183,37 @@ def test_a_gate_gets_no_customer_data_and_no_pin_material(hub, tmp_path):
         assert card["holder_name"] == "Erika Mustermann" and card["code"] == hub.card["code"]  # it can still check
         assert gate.execute("SELECT count(*) AS n FROM cards WHERE customer_id IS NOT NULL "
                             "OR holder_birth_date IS NOT NULL").fetchone()["n"] == 0
+
+
+# What each role was sent before issue 11 and is not now (a stolen node gives away no more than its role needs):
+# (table, column or None for the whole table) -> checked on the hub (something to leave out) and at the node.
+NO_LONGER_SENT = {
+    "cashdesk": [("voucher_redemptions", "operator")],
+    "counter": [("voucher_redemptions", "operator"), ("seat_pools", None), ("recalls", None)],
+    "gate": [("seats", None), ("performance_prices", None), ("seat_pools", None), ("voucher_redemptions", None),
+             ("organizers", "vat_id"), ("organizers", "tax_number"), ("cards", "delivery")],
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_what_a_role_is_no_longer_sent(hub, tmp_path, role):
+    """Through the real feed: each field or table below reached this role before and does not now."""
+    with transaction(hub.db):
+        hub.db.execute("UPDATE organizers SET vat_id = 'DE123456789', tax_number = '60/123/45678'")
+        hub.db.execute("UPDATE cards SET delivery = 'counter' WHERE id = ?", (hub.card["id"],))
+    performance = hub.db.execute("SELECT id FROM performances ORDER BY id DESC LIMIT 1").fetchone()["id"]
+    contingents.move_seats(hub.db, performance, sorted(contingents.seats_of(hub.db, performance))[:3], "blocked",
+                           utcnow())
+    node = node_db(tmp_path / "node.sqlite", role)
+    pull_all(hub.db, node, role)
+    for table, column in NO_LONGER_SENT[role]:
+        what = column or "count(*)"
+        at_hub = hub.db.execute(f"SELECT {what} AS v FROM {table} WHERE {column or 1} IS NOT NULL").fetchall()
+        assert at_hub and at_hub[0]["v"], (table, column)  # the hub holds something the old rule sent
+        here = node.execute(f"SELECT count(*) AS n FROM {table} WHERE {column or 1} IS NOT NULL").fetchone()["n"]
+        assert here == 0, (role, table, column)
+        if column is not None:  # the rows themselves still arrive, without the field
+            assert node.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"] > 0, (table, column)
 
 
 @pytest.mark.parametrize("role", DESKS)

@@ -15,6 +15,7 @@ from core.base.storage import connect
 from core.cards import cards, keys
 from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
+from core.sync.messages import PROTOCOL
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient, SyncError, status
 from hub.app import init_hub, make_app
@@ -218,7 +219,7 @@ async def test_tampered_requests_are_refused(hub, tmp_path):
             assert resp.status == 401
         from core.sync import auth
         good = auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
-                                      "/sync/v1/pull?after=0", b"")
+                                 "/sync/v1/pull?after=0", b"", sent=utcnow(), protocol=PROTOCOL)
         async with session.get(f"{hub.url}/sync/v1/pull?after=5", headers=good) as resp:
             assert resp.status == 401 and (await resp.json())["type"].endswith("bad-signature")
     finally:
@@ -231,7 +232,7 @@ async def test_protocol_versions(hub, tmp_path):
         from core.sync import auth
         for version, slug in (("99", "upgrade-hub"), ("0", "upgrade-edge")):
             headers = auth.sign_request(client.signer.private, client.signer.key_id, client.node["id"], "GET",
-                                             "/sync/v1/pull?after=0", b"")
+                                        "/sync/v1/pull?after=0", b"", sent=utcnow(), protocol=PROTOCOL)
             headers["X-Tessera-Protocol"] = version
             async with client.session().get(f"{hub.url}/sync/v1/pull?after=0", headers=headers) as resp:
                 assert resp.status == 426 and (await resp.json())["type"].endswith(slug)

@@ -32,7 +32,7 @@ PRODUCT = 0  # sample: Museumsverbund annual card, 12 months from purchase
 
 # Bookkeeping of the push itself (when a node last pushed, its clock) is not state a rule guards.
 PUSH_BOOKKEEPING = {"node_scopes": ("last_push_at", "last_pull_at", "pulled_seq", "clock_skew_s")}
-LOGS = {"sync_ops", "conflicts"}
+LOGS = {"sync_ops", "conflicts", "sync_nonces"}  # sync_nonces: the nonces of accepted requests
 
 
 def digest(db) -> dict[str, str]:

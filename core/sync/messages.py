@@ -14,8 +14,10 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-PROTOCOL = 1
-OLDEST_SUPPORTED = 1
+# 2: requests sign their time and version and are refused when replayed; bodies are sealed
+# (core/sync/auth.py, core/sync/sealed.py). A version-1 edge gets 426 upgrade-edge.
+PROTOCOL = 2
+OLDEST_SUPPORTED = 2
 MAX_OPS_PER_PUSH = 5000
 MAX_PAGE = 5000
 

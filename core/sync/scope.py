@@ -7,17 +7,23 @@ disagree. Only tables in `REPLICATED` ever leave the hub; everything else (order
 the op log, conflicts, enrollment codes, tokens, mail, photos) stays where it is.
 
 Per replicated table, `RULES` says which roles get it at all, which columns a role gets
-as NULL, and whether a row is addressed to one node. Today:
+as NULL, and whether a row is addressed to one node. A pull carries only what the role
+needs (issue 11); a node that is stolen or copied gives away no more than that:
 
-- gates get no customer records and no operators;
-- on cards a gate gets neither the customer id nor the holder's birth date (it shows the
-  holder name; it decides entry from the signed code);
+- a gate decides entry from the signed code, its products (names, venues, first-entry
+  months), the card's revocation and issue, and the entries: it gets no customer records,
+  no operators, no seats, seating sections, price zones,
+  prices, sale windows, discounts, seat pools, recalls or voucher redemptions; on cards no
+  customer id, birth date, order line, delivery or fulfilment (it shows the holder name, to
+  compare with the person); of the organizer no tax number, VAT id or SEPA creditor id;
+- a counter sells no seats: no seat pools and no recalls;
+- a desk gets voucher redemptions without the name of the operator who made them (its
+  refusal names the card and the time);
 - a recall goes only to the desk it is addressed to;
 - desks and counters get the operators but never a PIN hash: each gets only its own PIN
   key, sealed to its node key, and its own PIN verifiers (`node_pin_keys`, `pin_verifiers`,
   addressed by node id; core/catalog/pins.py);
-- everything else (catalog, seats and pools, trust records, cards, entries, voucher
-  redemptions) goes to every role.
+- everything else (catalog, trust records, cards, entries) goes to every role.
 
 A table without a rule is seen by nobody (and a test fails until it has one): a new
 replicated table is kept from nodes until someone decides who may see it.
@@ -32,6 +38,7 @@ from core.migrations.feed_triggers import REPLICATED
 
 ROLES: frozenset[str] = frozenset({"cashdesk", "counter", "gate"})
 DESKS: frozenset[str] = frozenset({"cashdesk", "counter"})
+SELLERS: frozenset[str] = frozenset({"cashdesk"})  # the only role that sells seats
 
 
 @dataclass(frozen=True)
@@ -67,15 +74,18 @@ class Rule:
 
 
 EVERYONE = Rule()
+SALES = Rule(roles=DESKS)  # what selling needs and checking entry does not: seats, prices, windows
 
 RULES: dict[str, Rule] = {
-    # catalog and seating: every node sells, shows or checks against it
-    "organizers": EVERYONE, "venues": EVERYONE, "price_zones": EVERYONE, "seating_plans": EVERYONE,
-    "plan_sections": EVERYONE, "plan_variants": EVERYONE, "seats": EVERYONE, "variant_removed_seats": EVERYONE,
-    "seasons": EVERYONE, "performances": EVERYONE, "performance_prices": EVERYONE, "annual_products": EVERYONE,
-    "annual_product_venues": EVERYONE, "subscription_products": EVERYONE, "subscription_performances": EVERYONE,
-    "subscription_zone_prices": EVERYONE, "combi_prices": EVERYONE, "sale_windows": EVERYONE,
-    "discount_tiers": EVERYONE, "card_products": EVERYONE,
+    # the catalog a gate checks cards against (performances: a subscription's venues)
+    "organizers": Rule(nulled={"gate": ("tax_number", "vat_id", "sepa_creditor_id")}),
+    "venues": EVERYONE, "seating_plans": EVERYONE, "plan_variants": EVERYONE, "seasons": EVERYONE,
+    "performances": EVERYONE, "annual_products": EVERYONE, "annual_product_venues": EVERYONE,
+    "subscription_products": EVERYONE, "subscription_performances": EVERYONE, "card_products": EVERYONE,
+    # seating and prices: selling only
+    "price_zones": SALES, "plan_sections": SALES, "seats": SALES, "variant_removed_seats": SALES,
+    "performance_prices": SALES, "subscription_zone_prices": SALES, "combi_prices": SALES, "sale_windows": SALES,
+    "discount_tiers": SALES,
     # trust: every node verifies cards and peers
     "node_certs": EVERYONE, "node_revocations": EVERYONE,  # never trust_roots: the root is pinned
     # personal data and PIN material: desks only
@@ -84,11 +94,13 @@ RULES: dict[str, Rule] = {
     # a desk's own PIN key (sealed to its node key) and verifiers: to that desk only (core/catalog/pins.py)
     "node_pin_keys": Rule(roles=DESKS, addressed_by="node_id"),
     "pin_verifiers": Rule(roles=DESKS, addressed_by="node_id"),
-    "cards": Rule(nulled={"gate": ("customer_id", "holder_birth_date")}),
-    "entries": EVERYONE, "voucher_redemptions": EVERYONE,
-    # contingents: pools are public; a recall is a request to one desk
-    "seat_pools": EVERYONE,
-    "recalls": Rule(addressed_by="node_id"),
+    "cards": Rule(nulled={"gate": ("customer_id", "holder_birth_date", "order_item_id", "delivery", "fulfilment",
+                                   "fulfilment_at")}),
+    "entries": EVERYONE,
+    "voucher_redemptions": Rule(roles=DESKS, nulled={"cashdesk": ("operator",), "counter": ("operator",)}),
+    # contingents: only the seat-selling desk; a recall is a request to one desk
+    "seat_pools": Rule(roles=SELLERS),
+    "recalls": Rule(roles=SELLERS, addressed_by="node_id"),
 }
 
 

@@ -6,36 +6,40 @@ one transaction; then answer any seat recall the pull brought (which queues new 
 next round). Pulling only after everything local has reached the hub means the hub's state
 already contains our last sales and releases when we take it over.
 
-Every request is signed with this node's key; every response must carry the hub's
-signature over our nonce, by a key with a hub certificate under our pinned root, or it is
-treated like a network error. A request interrupted at any byte is simply repeated: pushes
-are idempotent at the hub (node_seq) and pulls only move the cursor after a page is applied.
+Every request is signed with this node's key, with a fresh nonce and the time it was sent
+(trusted time plus the offset learnt from the hub's signed time; docs/sync.md "Replay window
+and clocks"); push bodies are sealed to the hub's key (core/sync/sealed.py). Every response
+must carry the hub's signature over our nonce, by a key with a hub certificate under our
+pinned root and no revocation we know of, or it is treated like a network error; a 2xx
+answer must be sealed to us. A request interrupted at any byte is simply repeated with a new
+nonce: pushes are idempotent at the hub (node_seq) and pulls only move the cursor after a
+page is applied. A 426 is believed only when the hub's signed version range excludes ours;
+the loop then keeps retrying (the hub may be upgraded any time) while the desk sells on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import random
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import msgspec
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from core.base.clock import iso, parse_iso, utcnow
 from core.base.errors import TesseraError
 from core.base.node import this_node
 from core.cards import trust as credentials
 from core.cards.cards import load_signer
-from core.cards.trust import TrustStore
+from core.cards.trust import Signer, TrustStore
 from core.cards.trusted_time import TrustedClock
 from core.sales import contingents
-from core.sync import auth
+from core.sync import auth, sealed
 from core.sync.messages import PROTOCOL, Op, PullResponse, PushRequest, PushResponse, encoder
 from core.sync.replica import apply_changes
 
@@ -43,7 +47,11 @@ log = logging.getLogger("tessera.sync")
 PUSH_BATCH_OPS = 5000  # one hub transaction each: fewer, bigger commits
 PUSH_BATCH_BYTES = 8 * 1024 * 1024
 PULL_LIMIT = 2000
-PROTOCOL_HEADER, TIME_HEADER = "X-Tessera-Protocol", "X-Tessera-Time"
+# Signed refusals worth one more, re-stamped and re-sealed try with a new nonce: a clock far off, a hub key
+# rotated, or our own request seen twice by the hub (the HTTP layer repeats an idempotent request once
+# after a dropped connection, with the same nonce)
+SEND_AGAIN = frozenset({"stale-request", "sealed-to-other-key", "replayed-request"})
+UPGRADE_PREFIXES = {"hub needs upgrade": "hub", "this device needs upgrade": "edge"}
 
 
 class SyncError(Exception):
@@ -51,7 +59,18 @@ class SyncError(Exception):
 
 
 class UpgradeNeeded(SyncError):
-    pass
+    """A signed 426 whose signed version range really excludes ours: one side must be
+    upgraded. The sync loop keeps trying (the hub may be upgraded while we wait)."""
+
+    def __init__(self, side: str, detail: str):
+        self.side = side
+        who = "hub" if side == "hub" else "this device"
+        super().__init__(f"{who} needs upgrade: {detail}")
+
+
+class _SendAgain(SyncError):
+    """The real hub refused the request in a way a second, re-stamped or re-sealed, copy
+    will pass (a clock far off, a hub key rotated)."""
 
 
 @dataclass
@@ -74,6 +93,10 @@ class SyncClient:
         self._session: aiohttp.ClientSession | None = None
         self._trust: TrustStore | None = None  # reloaded after every pulled page
         self._push_lock = asyncio.Lock()  # the loop and an urgent push_now() never send the same ops at once
+        self.sealer = sealed.Sealer(self.signer.private, self.signer.key_id)
+        self._hub_key_id: int | None = None  # the hub key of the last verified answer: pushes are sealed to it
+        self._hub_anchor: tuple[dt.datetime, float] | None = None  # (hub time, monotonic) of the last signed answer
+
 
     def trust(self) -> TrustStore:
         if self._trust is None:
@@ -92,35 +115,101 @@ class SyncClient:
     # -- one signed request -----------------------------------------------------------------------
 
     async def request(self, method: str, path_qs: str, body: bytes = b"") -> bytes:
-        headers = auth.sign_request(self.signer.private, self.signer.key_id, self.node["id"], method,
-                                         f"/sync/v1{path_qs}", body)
-        # the system clock, not trusted time: the office should see the device's real clock error
-        headers.update({PROTOCOL_HEADER: str(PROTOCOL), TIME_HEADER: iso(utcnow()),
-                        "Content-Type": "application/json"})
+        """Send one signed (and, with a body, sealed) request; the hub's opened answer. A
+        signed refusal in SEND_AGAIN is answered by one re-stamped, re-sealed copy with a new
+        nonce: the first answer taught us hub time, or the hub's current key."""
         try:
-            async with self.session().request(method, f"{self.hub_url}/sync/v1{path_qs}", data=body,
+            return await self._exchange(method, path_qs, body)
+        except _SendAgain as exc:
+            log.info("sending %s again: %s", path_qs.split("?")[0], exc)
+            return await self._exchange(method, path_qs, body)
+
+    def sent_time(self) -> dt.datetime:
+        """The time a request is signed with: the hub's time of the last signed answer plus the
+        monotonic time since (so a clock far off, either way, does not matter once one answer
+        came), else the node's trusted time."""
+        if self._hub_anchor is None:
+            return self.clock.now()
+        hub_time, at = self._hub_anchor
+        return hub_time + dt.timedelta(seconds=time.monotonic() - at)
+
+    async def _exchange(self, method: str, path_qs: str, body: bytes) -> bytes:
+        wire, extra = (self.seal(body), {"Content-Type": sealed.MEDIA}) if body else (body, {})
+        # X-Tessera-Time is the system clock, not trusted time: the office should see the device's real error
+        headers = auth.sign_request(self.signer.private, self.signer.key_id, self.node["id"], method,
+                                    f"/sync/v1{path_qs}", wire, sent=self.sent_time(), protocol=PROTOCOL,
+                                    clock=iso(utcnow())) | extra
+        try:
+            async with self.session().request(method, f"{self.hub_url}/sync/v1{path_qs}", data=wire,
                                               headers=headers) as resp:
                 data = await resp.read()
-                self._check_signature(resp, headers[auth.NONCE], data)
-                if resp.status == 426:
-                    raise UpgradeNeeded(_detail(data))
-                if resp.status >= 400:
-                    raise SyncError(f"hub refused {path_qs.split('?')[0]}: {resp.status} {_detail(data)}")
-                return data
+                status, answer_headers, media = resp.status, resp.headers, resp.content_type
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise SyncError(f"hub unreachable: {type(exc).__name__}: {exc}") from None
+        hub = self._check_signature(status, answer_headers, headers[auth.NONCE], data)
+        self._learn_hub_time(answer_headers)
+        if status == 426:
+            raise self._upgrade(answer_headers, data)
+        if status >= 400:
+            problem = _problem(data)
+            if str(problem.get("type", "")).rsplit(":", 1)[-1] in SEND_AGAIN:
+                raise _SendAgain(f"{status} {problem.get('detail', '')}")
+            raise SyncError(f"hub refused {path_qs.split('?')[0]}: {status} {problem.get('detail', '')}")
+        if media != sealed.MEDIA:
+            raise SyncError(f"hub answer not sealed ({media})")
+        try:
+            return self.sealer.open(data, hub.public_raw)
+        except sealed.BadBox as exc:
+            raise SyncError(f"hub answer does not open: {exc}") from None
 
-    def _check_signature(self, resp: aiohttp.ClientResponse, nonce: str, data: bytes) -> None:
-        key_id = auth.parse_key_id(resp.headers.get(auth.KEY))
+    def seal(self, body: bytes) -> bytes:
+        """*body* sealed to the hub's current key, as a push travels."""
+        hub = self._hub_key()
+        return self.sealer.seal(body, hub.public_raw, hub.key_id)
+
+    def _hub_key(self) -> Signer:
+        """The hub key to seal to: the one that signed the last answer, else the newest
+        certified, unrevoked hub key we know."""
+        trust = self.trust()
+        current = trust.get(self._hub_key_id) if self._hub_key_id is not None else None
+        if current is not None and current.role == "hub" and current.revoked_at_ms is None:
+            return current
+        hubs = [s for s in trust.signers.values() if s.role == "hub" and s.revoked_at_ms is None]
+        if not hubs:
+            raise SyncError("no certified, unrevoked hub key known (enroll this node again)")
+        return max(hubs, key=lambda s: (s.valid_from_ms, s.key_id))
+
+    def _check_signature(self, status: int, headers, nonce: str, data: bytes) -> Signer:
+        """The hub key that signed this answer for our nonce, or SyncError (not the real hub)."""
+        key_id = auth.parse_key_id(headers.get(auth.KEY))
         signer = self.trust().get(key_id) if key_id is not None else None
-        if signer is None and key_id is not None and resp.headers.get(auth.HUB_CERT):
-            signer = self._learn_hub_cert(resp.headers[auth.HUB_CERT], key_id)
+        if signer is None and key_id is not None and headers.get(auth.HUB_CERT):
+            signer = self._learn_hub_cert(headers[auth.HUB_CERT], key_id)
         if signer is None or signer.role != "hub":
-            raise SyncError(f"answer not signed by a hub of this organizer (status {resp.status})")
-        if resp.headers.get(auth.NONCE) != nonce or not auth.verify(
-                signer.public, resp.headers.get(auth.SIGNATURE), auth.response_message(nonce, resp.status,
-                                                                                                 data)):
+            raise SyncError(f"answer not signed by a hub of this organizer (status {status})")
+        if signer.revoked_at_ms is not None:
+            log.warning("sync: refused an answer signed by revoked hub key %08x (%s)", key_id, signer.revoke_reason)
+            raise SyncError(f"answer signed by revoked hub key {key_id:08x} ({signer.revoke_reason})")
+        if not auth.response_verifies(signer.public, headers, nonce, status, data):
             raise SyncError("hub answer with a wrong signature (replayed or tampered)")
+        self._hub_key_id = signer.key_id
+        return signer
+
+    def _learn_hub_time(self, headers) -> None:
+        """Hub time from a verified answer: what future requests are stamped from."""
+        hub_now = auth.sent_at(headers.get(auth.TIME))
+        if hub_now is not None:
+            self._hub_anchor = (hub_now, time.monotonic())
+
+    def _upgrade(self, headers, data: bytes) -> SyncError:
+        """A signed 426, rechecked: only a version range that really excludes ours is an upgrade."""
+        supported = auth.protocol_range(headers.get(auth.PROTOCOL))
+        if supported is None or supported[0] <= PROTOCOL <= supported[1]:
+            return SyncError(f"hub answered 426 although it speaks protocol {PROTOCOL} "
+                             f"({headers.get(auth.PROTOCOL)!r}): request changed on the way?")
+        side = "hub" if supported[1] < PROTOCOL else "edge"
+        return UpgradeNeeded(side, f"this device speaks sync protocol {PROTOCOL}, the hub "
+                                   f"{supported[0]}..{supported[1]} ({_problem(data).get('detail', '')})")
 
     def _learn_hub_cert(self, record: str, key_id: int):
         """A hub that rotated its key sends its new certificate along; it counts only if the
@@ -249,34 +338,36 @@ class SyncClient:
 
     async def run(self, wake: asyncio.Event, *, period_s: float = 10.0, max_backoff_s: float = 30.0) -> None:
         """Forever: a round soon after each local change (*wake*), and every *period_s*; with
-        exponential backoff and jitter while the hub is away. A local change cuts a backoff
-        wait short: a sale made offline is pushed as soon as the hub answers again, not
-        after the longest wait."""
-        backoff = wait_exponential_jitter(multiplier=0.5, max=max_backoff_s, jitter=0.5)
-
-        async def sleep_or_wake(seconds: float) -> None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), seconds)
-            wake.clear()  # one wake, one early retry: then the backoff goes on growing
-
+        exponential backoff and jitter while the hub is away *or needs an upgrade* (a 426
+        never ends the loop: once either side is upgraded, the next attempt syncs, without
+        a restart). A local change cuts a backoff wait short: a sale made offline is pushed
+        as soon as the hub answers again, not after the longest wait."""
+        failures = 0
         while True:
             wake.clear()  # before the round: a change made during it wakes the next one at once
             try:
-                async for attempt in AsyncRetrying(retry=retry_if_exception_type(SyncError), wait=backoff,
-                                                   stop=stop_after_attempt(10**9), reraise=True,
-                                                   sleep=sleep_or_wake,
-                                                   before_sleep=lambda state: self.note_error(
-                                                       state.outcome.exception())):
-                    with attempt:
-                        await self.round()
-            except UpgradeNeeded as exc:
+                await self.round()
+            except SyncError as exc:
+                failures += 1
                 self.note_error(exc)
-                log.error("sync stopped: %s", exc)
-                return
-            try:
-                await asyncio.wait_for(wake.wait(), period_s * random.uniform(0.8, 1.2))
-            except TimeoutError:
-                pass
+                if isinstance(exc, UpgradeNeeded):
+                    log.error("sync waits for an upgrade (selling goes on offline): %s", exc)
+                await self._sleep_or_wake(wake, backoff_s(failures, max_backoff_s))
+                continue
+            failures = 0
+            await self._sleep_or_wake(wake, period_s * random.uniform(0.8, 1.2))
+
+    @staticmethod
+    async def _sleep_or_wake(wake: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+
+def backoff_s(failures: int, max_backoff_s: float) -> float:
+    """Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to *max_backoff_s*, plus up to 0.5 s."""
+    return min(max_backoff_s, 0.5 * 2 ** min(failures - 1, 30)) + random.uniform(0, 0.5)
 
 
 def status(db: sqlite3.Connection, *, online_within_s: float = 60.0) -> dict:
@@ -292,11 +383,22 @@ def status(db: sqlite3.Connection, *, online_within_s: float = 60.0) -> dict:
     return {"node_id": node["id"], "name": node["name"], "role": node["role"], "hub_url": state.get("hub_url"),
             "online": online, "last_push_at": state.get("last_push_at"), "last_pull_at": state.get("last_pull_at"),
             "ops_waiting": waiting, "conflicts": conflicts, "cursor": state.get("cursor", 0),
-            "clock_skew_s": state.get("clock_skew_s"), "last_error": state.get("last_error")}
+            "clock_skew_s": state.get("clock_skew_s"), "last_error": state.get("last_error"),
+            "upgrade_needed": upgrade_needed(state.get("last_error"))}
 
 
-def _detail(data: bytes) -> str:
+def upgrade_needed(last_error: str | None) -> str | None:
+    """"hub" or "edge" while the last attempt ended in a (rechecked, signed) 426, else None."""
+    for prefix, side in UPGRADE_PREFIXES.items():
+        if (last_error or "").startswith(prefix):
+            return side
+    return None
+
+
+def _problem(data: bytes) -> dict:
+    """A problem answer's fields ({} for anything else)."""
     try:
-        return msgspec.json.decode(data).get("detail", "")
-    except (msgspec.DecodeError, AttributeError):
-        return data[:200].decode(errors="replace")
+        problem = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return {"detail": data[:200].decode(errors="replace")}
+    return problem if isinstance(problem, dict) else {}

@@ -6,8 +6,13 @@
 
 Push and pull requests are signed by the node's key (core/sync/auth.py): a node whose
 certificate is revoked, or a request whose body was changed on the way, is refused and
-logged. Every response, errors included, is signed by the hub's node key over the request's
-nonce, so an edge can tell the real hub from anything else on the LAN.
+logged; so is a request signed more than 5 minutes from hub time (`stale-request`) or one
+whose nonce was accepted before (`replayed-request`, hub/sync/nonces.py). Push bodies and
+push and pull answers are sealed between the node's and the hub's keys (core/sync/sealed.py):
+an unsealed push is refused with 415. Every response, errors included, is signed by the hub's
+node key over the request's nonce, hub time and the protocol versions the hub speaks, so an
+edge can tell the real hub from anything else on the LAN; problem answers carry no customer
+data and stay plain JSON.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import logging
 import msgspec
 from aiohttp import web
 
-from core.base.clock import iso_ms, parse_iso, utcnow
+from core.base.clock import iso_ms, utcnow
 from core.base.node import this_node
 from core.cards.cards import NodeSigner, load_signer
-from core.cards.trust import TrustStore
-from core.sync import auth
+from core.cards.trust import Signer, TrustStore
+from core.sync import auth, sealed
 from core.sync.messages import (
     MAX_PAGE,
     OLDEST_SUPPORTED,
@@ -34,15 +39,15 @@ from core.sync.messages import (
 from core.sync.ops import Pushed
 from hub.services import nodes
 from hub.settings import HubContext, context
-from hub.sync import apply, enroll_routes, enrollment, feed
+from hub.sync import apply, enroll_routes, enrollment, feed, nonces
 from hub.web import problems
 from hub.web.api import DB
 
 log = logging.getLogger("tessera.sync")
 PREFIX = "/sync/v1"
 MAX_PUSH_BYTES = 16 * 1024 * 1024
-PROTOCOL_HEADER = "X-Tessera-Protocol"
-TIME_HEADER = "X-Tessera-Time"
+PROTOCOL_HEADER = auth.PROTOCOL
+TIME_HEADER = auth.TIME
 STATE = web.AppKey("sync_state", object)
 
 
@@ -57,6 +62,10 @@ class SyncState:
         self._trust_key: tuple | None = None
         self._trust: TrustStore | None = None
         self._signer: NodeSigner | None = None
+        self._sealer: sealed.Sealer | None = None
+        self.supported: tuple[int, int] = (OLDEST_SUPPORTED, PROTOCOL)  # the versions this hub answers
+        self.pruner = nonces.Pruner()
+
 
     def trust(self) -> TrustStore:
         key = nodes.trust_version(self.db)
@@ -73,6 +82,13 @@ class SyncState:
             self._signer = load_signer(self.db, self.data_dir)
         return self._signer
 
+    def sealer(self) -> sealed.Sealer:
+        """Boxes under the hub's current key (a rotation makes new ones)."""
+        signer = self.signer()
+        if self._sealer is None or self._sealer.key_id != signer.key_id:
+            self._sealer = sealed.Sealer(signer.private, signer.key_id)
+        return self._sealer
+
 
 def install(app: web.Application) -> None:
     app[STATE] = SyncState(context(app))
@@ -86,8 +102,10 @@ def install(app: web.Application) -> None:
 def signed(request: web.Request, status: int, body: bytes, content_type: str = "application/json") -> web.Response:
     state: SyncState = request.app[STATE]
     signer = state.signer()
-    nonce = request.headers.get(auth.NONCE, "")[:64]
-    headers = auth.sign_response(signer.private, signer.key_id, nonce, status, body)
+    nonce = request.headers.get(auth.NONCE, "")[:auth.MAX_NONCE]
+    low, high = state.supported
+    headers = auth.sign_response(signer.private, signer.key_id, nonce, status, body, hub_time=iso_ms(utcnow()),
+                                 protocols=f"{low}-{high}")
     headers[auth.HUB_CERT] = state.hub_cert(signer.key_id)  # lets edges follow a hub key rotation
     return web.Response(status=status, body=body, headers=headers, content_type=content_type)
 
@@ -97,18 +115,28 @@ def problem(request: web.Request, status: int, slug: str, detail: str) -> web.Re
     return signed(request, status, body, problems.PROBLEM_MEDIA)
 
 
+def sealed_answer(request: web.Request, node: Signer, body: bytes) -> web.Response:
+    """A 200 whose body only *node* can read (holder names, customer records...)."""
+    box = request.app[STATE].sealer().seal(body, node.public_raw, node.key_id)
+    return signed(request, 200, box, sealed.MEDIA)
+
+
 def _protocol(request: web.Request, claimed: int | None) -> web.Response | None:
+    """A version outside the hub's range gets a signed 426 *before* the signature is checked
+    (another version may sign differently); the range is in the answer's signed headers, so
+    an edge believes the 426 only if its own version really is outside it."""
     if claimed is None:
         try:
             claimed = int(request.headers.get(PROTOCOL_HEADER, PROTOCOL))
         except ValueError:
             return problem(request, 400, "bad-request", f"{PROTOCOL_HEADER} must be a number")
-    if claimed > PROTOCOL:
+    low, high = request.app[STATE].supported
+    if claimed > high:
         return problem(request, 426, "upgrade-hub", f"this edge speaks sync protocol {claimed}, this hub only "
-                                                     f"{OLDEST_SUPPORTED}..{PROTOCOL}: upgrade the hub")
-    if claimed < OLDEST_SUPPORTED:
+                                                     f"{low}..{high}: upgrade the hub")
+    if claimed < low:
         return problem(request, 426, "upgrade-edge", f"this edge speaks sync protocol {claimed}, the hub needs "
-                                                      f"{OLDEST_SUPPORTED}..{PROTOCOL}: upgrade the edge")
+                                                      f"{low}..{high}: upgrade the edge")
     return None
 
 
@@ -125,37 +153,49 @@ async def _read(request: web.Request) -> bytes | web.Response:
     return b"".join(chunks)
 
 
-def _authenticate(request: web.Request, body: bytes) -> str | web.Response:
-    """The node that signed this request, or a signed 401/403 problem."""
+def _authenticate(request: web.Request, body: bytes) -> Signer | web.Response:
+    """The node key that signed this request, or a signed problem: 426 for another protocol
+    version, 401 for an unknown key, a bad signature or a signed time outside the window,
+    403 for a revoked node, 409 for a nonce accepted before. The nonce is remembered only
+    once everything else holds, so a refused request uses nothing up."""
+    if (refused := _protocol(request, None)) is not None:
+        return refused
     state: SyncState = request.app[STATE]
     node_id = request.headers.get(auth.NODE, "")
     key_id = auth.parse_key_id(request.headers.get(auth.KEY))
     nonce = request.headers.get(auth.NONCE, "")
     signer = state.trust().get(key_id) if key_id is not None else None
-    if signer is None or signer.node_id != node_id or not nonce:
+    if signer is None or signer.node_id != node_id or not 16 <= len(nonce) <= auth.MAX_NONCE:
         return problem(request, 401, "unauthorized", "unknown node or key; enroll this node first")
-    message = auth.request_message(request.method, request.path_qs, nonce, body)
-    if not auth.verify(signer.public, request.headers.get(auth.SIGNATURE), message):
+    if not auth.request_verifies(signer.public, request.method, request.path_qs, request.headers, body):
         log.warning("sync: bad request signature from node %s (%s) at %s", signer.name, node_id, request.remote)
         return problem(request, 401, "bad-signature", "request signature does not verify")
-    now_ms = int(utcnow().timestamp() * 1000)
-    if signer.revoked_at_ms is not None and now_ms >= signer.revoked_at_ms:
+    now = utcnow()
+    if signer.revoked_at_ms is not None and int(now.timestamp() * 1000) >= signer.revoked_at_ms:
         log.warning("sync: refused %s from revoked node %s (%s) at %s", request.path, signer.name, node_id,
                     request.remote)
         return problem(request, 403, "node-revoked", f"node {signer.name} is revoked ({signer.revoke_reason})")
-    _note_clock(request, node_id)
-    return node_id
+    sent = auth.sent_at(request.headers.get(auth.SENT))
+    if sent is None or not auth.within_window(sent, now):
+        log.warning("sync: stale request from node %s (%s): signed at %s, hub time %s", signer.name, node_id,
+                    request.headers.get(auth.SENT), iso_ms(now))
+        return problem(request, 401, "stale-request", f"signed at {request.headers.get(auth.SENT)!r}, more than "
+                                                       f"{auth.WINDOW.seconds // 60} minutes from hub time "
+                                                       f"{iso_ms(now)}: stamp requests with hub time")
+    db = request.app[DB]
+    state.pruner.maybe(db, now)
+    if not nonces.remember(db, node_id, nonce, sent, now):
+        log.warning("sync: replayed %s from node %s (%s) at %s", request.path, signer.name, node_id, request.remote)
+        return problem(request, 409, "replayed-request", "this request was accepted before; nothing was done")
+    _note_clock(request, node_id, now)
+    return signer
 
 
-def _note_clock(request: web.Request, node_id: str) -> None:
-    sent = request.headers.get(TIME_HEADER)
-    if not sent:
-        return
-    try:
-        skew = (parse_iso(sent) - utcnow()).total_seconds()
-    except ValueError:
-        return
-    nodes.note_clock_skew(request.app[DB], node_id, skew)
+def _note_clock(request: web.Request, node_id: str, now) -> None:
+    """The device's own system clock (signed, `X-Tessera-Time`), for the office's skew view."""
+    clock = auth.sent_at(request.headers.get(TIME_HEADER))
+    if clock is not None:
+        nodes.note_clock_skew(request.app[DB], node_id, (clock - now).total_seconds())
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -164,34 +204,53 @@ async def push(request: web.Request) -> web.Response:
     body = await _read(request)
     if isinstance(body, web.Response):
         return body
-    node_id = _authenticate(request, body)
-    if isinstance(node_id, web.Response):
-        return node_id
+    signer = _authenticate(request, body)
+    if isinstance(signer, web.Response):
+        return signer
+    node_id = signer.node_id
+    plain = _unseal(request, signer, body)
+    if isinstance(plain, web.Response):
+        return plain
     try:
-        req = msgspec.json.decode(body, type=PushRequest)
+        req = msgspec.json.decode(plain, type=PushRequest)
     except msgspec.MsgspecError as exc:
         return problem(request, 400, "bad-request", f"not a push request: {exc}")
-    if (refused := _protocol(request, req.protocol)) is not None:
-        return refused
+    if str(req.protocol) != request.headers.get(PROTOCOL_HEADER):
+        return problem(request, 400, "bad-request", f"protocol {req.protocol} in the body, "
+                                                    f"{request.headers.get(PROTOCOL_HEADER)} in the signed header")
     if req.node_id != node_id:
         return problem(request, 403, "wrong-node", "ops of another node")
     db, now = request.app[DB], utcnow()
     trust = request.app[STATE].trust()
-    signer = trust.get(auth.parse_key_id(request.headers.get(auth.KEY)))
     scope = nodes.sync_scope(db, node_id)
     pushed = Pushed(db=db, node_id=node_id, role=signer.role, venue_ids=tuple(scope["venue_ids"]), trust=trust,
                     now=now)
     results = apply.apply_push(pushed, req.ops)
     nodes.note_push(db, node_id, now)
-    return signed(request, 200, encoder.encode(PushResponse(protocol=PROTOCOL, hub_time=iso_ms(now), results=results)))
+    return sealed_answer(request, signer, encoder.encode(PushResponse(protocol=PROTOCOL, hub_time=iso_ms(now),
+                                                                      results=results)))
+
+
+def _unseal(request: web.Request, node: Signer, body: bytes) -> bytes | web.Response:
+    """The plain push body, or a signed problem: a push must be sealed to the hub's current key."""
+    if request.content_type != sealed.MEDIA:
+        return problem(request, 415, "sealed-body-required",
+                       f"push bodies must be sealed ({sealed.MEDIA}, docs/sync.md), not {request.content_type}")
+    box = request.app[STATE].sealer()
+    if len(body) >= 4 and sealed.recipient(body) != box.key_id:
+        return problem(request, 409, "sealed-to-other-key", f"sealed to key {sealed.recipient(body):08x}; the "
+                                                             f"hub's key is {box.key_id:08x} (see its certificate)")
+    try:
+        return box.open(body, node.public_raw)
+    except sealed.BadBox as exc:
+        return problem(request, 400, "bad-sealed-body", str(exc))
 
 
 async def pull(request: web.Request) -> web.Response:
-    node_id = _authenticate(request, b"")
-    if isinstance(node_id, web.Response):
-        return node_id
-    if (refused := _protocol(request, None)) is not None:
-        return refused
+    signer = _authenticate(request, b"")
+    if isinstance(signer, web.Response):
+        return signer
+    node_id = signer.node_id
     try:
         after = int(request.query.get("after", "0"))
         limit = int(request.query.get("limit", str(MAX_PAGE)))
@@ -202,5 +261,5 @@ async def pull(request: web.Request) -> web.Response:
     db, now = request.app[DB], utcnow()
     changes, next_after, more = feed.page(db, nodes.sync_scope(db, node_id), after, limit)
     nodes.note_pull(db, node_id, now, next_after)
-    return signed(request, 200, encoder.encode(PullResponse(protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes,
-                                                            next_after=next_after, more=more)))
+    return sealed_answer(request, signer, encoder.encode(PullResponse(
+        protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes, next_after=next_after, more=more)))
