@@ -32,6 +32,7 @@ from hub.app import make_app
 from hub.services import nodes, provisioning
 from hub.sync import apply, enrollment
 from tests.cardkit import KUNSTHALLE, STADTMUSEUM, Kit, make_kit
+from tests.helpers import call
 
 VERBUND, STADTMUSEUM_FIRST_ENTRY = 0, 1  # sample products: all venues / Stadtmuseum only (12 months from first entry)
 
@@ -409,3 +410,17 @@ def test_a_revoked_gate_keys_entries_after_the_revocation_have_no_effect(kit, tm
     with pytest.raises(BadRecord):
         access.accept_entry_record(entry(signer, card, kit.venues[STADTMUSEUM], now - dt.timedelta(minutes=19),
                                          id_at=now - dt.timedelta(minutes=21)))
+
+
+async def test_the_node_list_shows_when_the_hub_last_heard_of_each_node(api, tmp_path):
+    """What the office looks at to name a stolen desk's revocation time (GET /api/v1/nodes)."""
+    kit = make_kit(api.hub, tmp_path)
+    desk = make_desk(kit, tmp_path)
+    sold = utcnow() - dt.timedelta(minutes=30)
+    desk.sell(VERBUND, sold)
+    desk.push(sold + dt.timedelta(seconds=5))
+    listed = await call(api, "GET", "/nodes", status=200)
+    row = next(n for n in listed if n["node_id"] == desk.node["id"])
+    assert row["last_op_at"].startswith(iso(sold)[:19])
+    assert row["last_op_received_at"].startswith(iso(sold + dt.timedelta(seconds=5))[:19])
+    assert next(n for n in listed if n["role"] == "hub")["last_op_at"] is None

@@ -227,8 +227,12 @@ def _crash_point(step: str) -> None:
 
 
 def list_nodes(db: sqlite3.Connection) -> list[dict]:
+    """Node certificates with their revocation and the node's last op the hub saw (its time
+    and arrival): what the office looks at to name a stolen device's revocation time."""
     rows = db.execute("SELECT c.key_id, c.node_id, c.name, c.role, c.valid_from, c.valid_until, c.issued_at, "
-                      "r.revoked_at, r.reason FROM node_certs c LEFT JOIN node_revocations r USING (key_id) "
+                      "r.revoked_at, r.reason, m.last_op_at, m.last_received_at AS last_op_received_at "
+                      "FROM node_certs c LEFT JOIN node_revocations r USING (key_id) "
+                      "LEFT JOIN node_op_marks m ON m.node_id = c.node_id "
                       "ORDER BY c.issued_at, c.key_id").fetchall()
     out = []
     for row in rows:

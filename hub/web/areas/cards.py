@@ -90,6 +90,8 @@ class NodeCert(msgspec.Struct, kw_only=True):
     issued_at: str
     revoked_at: str | None
     revoke_reason: str | None
+    last_op_at: str | None = None  # the node's latest op time the hub has seen (issue 11: naming a revocation time)
+    last_op_received_at: str | None = None
 
 
 def _aware(value: dt.datetime | None, field: str) -> dt.datetime | None:
