@@ -10,12 +10,16 @@ adapter for the hub can give its own answer without touching a rule:
 - `replace_rows`: the edge replica's delete-and-insert of a pulled row (edges stay on SQLite)
 - `search_clause`: full-text search through an FTS5 index
 - `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`)
+- `overwriting_deleted`, `drop_old_page_copies`: rewritten text leaves no copy behind (in a
+  page's free space, in the write-ahead log), for secrets a row must stop holding
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -82,3 +86,32 @@ def rows_by_json_keys(table: str, key_columns: tuple[str, ...]) -> str:
     lookup by primary key per row, in one statement."""
     on = " AND ".join(f"t.{_name(c)} = j.value ->> {i}" for i, c in enumerate(key_columns))
     return f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {_name(table)} t ON {on}"
+
+
+@contextlib.contextmanager
+def overwriting_deleted(db: sqlite3.Connection) -> Iterator[None]:
+    """Writes inside overwrite the old content of a rewritten or deleted row with zeros
+    (`secure_delete`) instead of leaving it in the page's free space."""
+    row = db.execute("PRAGMA secure_delete").fetchone()
+    before = row["secure_delete"] if isinstance(row, dict) else row[0]
+    db.execute("PRAGMA secure_delete = 1")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
+def drop_old_page_copies(db: sqlite3.Connection) -> bool:
+    """Copy the write-ahead log into the database file and empty it (it still holds pages as
+    they were before a rewrite). Never waits: False when another connection was reading, and
+    the log stays until a later call or SQLite's own checkpoint."""
+    row = db.execute("PRAGMA busy_timeout").fetchone()
+    timeout = row["timeout"] if isinstance(row, dict) else row[0]
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not (done["busy"] if isinstance(done, dict) else done[0])
+    except sqlite3.OperationalError:  # busy or locked
+        return False
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(timeout)}")

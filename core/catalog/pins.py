@@ -109,7 +109,7 @@ def unseal(sealed: str, private: Ed25519PrivateKey) -> bytes | None:
 
 
 def _hub_secret(db: sqlite3.Connection) -> bytes:
-    db.execute("INSERT OR IGNORE INTO pin_secret (id, secret) VALUES (1, ?)", (os.urandom(32),))
+    db.execute("INSERT INTO pin_secret (id, secret) VALUES (1, ?) ON CONFLICT (id) DO NOTHING", (os.urandom(32),))
     return db.execute("SELECT secret FROM pin_secret WHERE id = 1").fetchone()["secret"]
 
 

@@ -35,7 +35,6 @@ The file is read once, when the app is made (`hub/settings.py`); `SECTION` decla
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -44,7 +43,7 @@ import smtplib
 import socket
 import sqlite3
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy as email_policy
 from email.headerregistry import HeaderRegistry
@@ -53,6 +52,7 @@ from email.utils import format_datetime, parseaddr
 
 from aiohttp import web
 
+from core.base import sql
 from core.base.clock import LOCAL_TZ, iso, parse_iso, utcnow
 from core.base.errors import ValidationError
 from core.base.ids import uuid7
@@ -316,7 +316,7 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
     if messages:
         results.update(await asyncio.to_thread(_deliver, settings, messages))
     sent = failed = 0
-    with _secure_delete(db), transaction(db):
+    with sql.overwriting_deleted(db), transaction(db):
         for row in rows:
             error = results.get(row["id"], "not attempted")
             attempts = row["attempts"] + 1
@@ -330,8 +330,8 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
                 retry = iso(now + dt.timedelta(seconds=backoff_s(attempts)))
                 db.execute("UPDATE mail_queue SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                            (attempts, retry, error, row["id"]))
-    if sent:
-        _drop_old_copies(db)
+    if sent:  # the log still holds the pages with the links in clear
+        sql.drop_old_page_copies(db)
     if failed:
         log.warning("mail: %d sent, %d failed (will retry): %s", sent, failed,
                     next(e for e in results.values() if e is not None))
@@ -343,32 +343,6 @@ def redact_links(body: str | None) -> str | None:
     sent, its copy in the queue must not open the customer's card for whoever reads the
     database (a backup, a support copy). The customer's mail keeps the link."""
     return None if body is None else _LINK_TOKEN.sub(REDACTED, body)
-
-
-@contextlib.contextmanager
-def _secure_delete(db: sqlite3.Connection) -> Iterator[None]:
-    """SQLite's secure_delete for the writes inside: the old text of a rewritten row is
-    overwritten with zeros instead of lingering in the page's free space."""
-    before = db.execute("PRAGMA secure_delete").fetchone()["secure_delete"]
-    db.execute("PRAGMA secure_delete = 1")
-    try:
-        yield
-    finally:
-        db.execute(f"PRAGMA secure_delete = {int(before)}")
-
-
-def _drop_old_copies(db: sqlite3.Connection) -> None:
-    """Copy the write-ahead log into the database file and empty it: the log still holds the
-    pages as they were before the links were redacted. Never waits: with another connection
-    reading, the log stays as it is until the next sent mail (or SQLite's own checkpoint)."""
-    timeout = db.execute("PRAGMA busy_timeout").fetchone()["timeout"]
-    db.execute("PRAGMA busy_timeout = 0")
-    try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    except sqlite3.OperationalError:  # busy or locked: a later send tries again
-        pass
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
 
 def next_due(db: sqlite3.Connection) -> dt.datetime | None:
