@@ -31,10 +31,13 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from core.base import outbox
 from core.base.clock import iso, parse_iso, utcnow
 from core.base.errors import TesseraError
 from core.base.node import this_node
+from core.base.storage import transaction
 from core.cards import trust as credentials
+from core.cards.access import RECENT_KEPT
 from core.cards.cards import load_signer
 from core.cards.trust import Signer, TrustStore
 from core.cards.trusted_time import TrustedClock
@@ -47,6 +50,9 @@ log = logging.getLogger("tessera.sync")
 PUSH_BATCH_OPS = 5000  # one hub transaction each: fewer, bigger commits
 PUSH_BATCH_BYTES = 8 * 1024 * 1024
 PULL_LIMIT = 2000
+# outbox rows kept after the hub's backup holds them: a desk's recall answers (answer_recalls reads
+# them to answer each recall once); a gate also keeps its RECENT_KEPT newest ops (its peers' entries)
+KEEP_KINDS = ("pool.released",)
 # Signed refusals worth one more, re-stamped and re-sealed try with a new nonce: a clock far off, a hub key
 # rotated, or our own request seen twice by the hub (the HTTP layer repeats an idempotent request once
 # after a dropped connection, with the same nonce)
@@ -257,8 +263,11 @@ class SyncClient:
     async def _push(self) -> tuple[int, int]:
         pushed = rejected = 0
         while ops := self._pending():
-            body = encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops))
+            body = encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops,
+                                              hub_epoch=self._known_epoch()))
             answer = msgspec.json.decode(await self.request("POST", "/push", body), type=PushResponse)
+            if not self._hub_life(answer.hub_epoch, answer.durable_through):
+                continue  # a restored hub applied nothing: start again from the first op kept here
             by_seq = {r.node_seq: r for r in answer.results}
             missing = [op.node_seq for op in ops if op.node_seq not in by_seq]
             if missing:
@@ -297,6 +306,8 @@ class SyncClient:
             cursor = self.db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
             data = await self.request("GET", f"/pull?after={cursor}&limit={PULL_LIMIT}")
             page = msgspec.json.decode(data, type=PullResponse)
+            if not self._hub_life(page.hub_epoch, page.durable_through):
+                return None  # a restored hub: push what we kept, then pull from the start
             if self._unpushed():
                 return None
             applied += apply_changes(self.db, page.changes,
@@ -306,6 +317,47 @@ class SyncClient:
             self._hub_time(page.hub_time)
             if not page.more:
                 return applied
+
+    # -- the hub's life: epochs and backups (docs/sync.md "Backups and restore") --------------------
+
+    def _known_epoch(self) -> str | None:
+        return self.db.execute("SELECT hub_epoch FROM sync_state").fetchone()["hub_epoch"]
+
+    def _hub_life(self, epoch: str | None, durable_through: int) -> bool:
+        """Follow the hub's epoch and backups from a verified answer. Acknowledged ops up to
+        *durable_through* are in the hub's latest backup and may be forgotten here. False when
+        the hub was restored since its last answer (a new epoch): this answer is dropped, every
+        op kept here is pushed again and the replica is pulled from the start."""
+        if epoch is None:  # a hub that keeps no epochs
+            return True
+        state = self.db.execute("SELECT hub_epoch, durable_seq, pushed_seq FROM sync_state").fetchone()
+        if state["hub_epoch"] is not None and state["hub_epoch"] != epoch:
+            self._start_over(epoch, durable_through, state["pushed_seq"])
+            return False
+        if state["hub_epoch"] == epoch and durable_through <= state["durable_seq"]:
+            return True  # nothing new: no write (an edge commits with FULL, each commit is a disk sync)
+        with transaction(self.db):
+            self.db.execute("UPDATE sync_state SET hub_epoch = ?, durable_seq = max(durable_seq, ?)",
+                            (epoch, durable_through))
+            if durable_through > state["durable_seq"]:
+                keep = RECENT_KEPT if self.node["role"] == "gate" else 1
+                outbox.prune(self.db, durable_through, keep_newest=keep, keep_kinds=KEEP_KINDS)
+        return True
+
+    def _start_over(self, epoch: str, durable_through: int, pushed_seq: int) -> None:
+        """The hub was restored from a backup: it holds this node's ops up to *durable_through*.
+        Push every kept op again (those it has come back as duplicates) and pull from 0 (the
+        restored feed numbers its changes anew; each row is an upsert, so nothing doubles)."""
+        with transaction(self.db):
+            lost = outbox.missing_since(self.db, durable_through, pushed_seq)
+            kept, first = outbox.start_over(self.db)
+            self.db.execute("UPDATE sync_state SET hub_epoch = ?, durable_seq = ?, cursor = 0",
+                            (epoch, durable_through))
+        log.warning("sync: the hub was restored from a backup (epoch %s); pushing the %d ops kept here again "
+                    "(from node_seq %d) and pulling everything", epoch[:8], kept, first)
+        if lost:
+            log.error("sync: %d ops of this node after node_seq %d were acknowledged by the hub before its restore "
+                      "and are no longer kept here: lost (restore the newest backup)", lost, durable_through)
 
     def _hub_time(self, text: str) -> None:
         hub_now = parse_iso(text)
@@ -376,13 +428,14 @@ def status(db: sqlite3.Connection, *, online_within_s: float = 60.0) -> dict:
     pushed_seq = state.get("pushed_seq", 0)
     waiting = db.execute("SELECT count(*) AS n FROM outbox WHERE node_seq > ?", (pushed_seq,)).fetchone()["n"]
     conflicts = db.execute("SELECT count(*) AS n FROM outbox WHERE result LIKE 'rejected%'").fetchone()["n"]
+    kept = db.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"]  # until the hub's backup holds them
     last = max((t for t in (state.get("last_push_at"), state.get("last_pull_at")) if t), default=None)
     online = bool(last) and not state.get("last_error") and (
         utcnow() - parse_iso(last) < dt.timedelta(seconds=online_within_s))
     node = this_node(db)
     return {"node_id": node["id"], "name": node["name"], "role": node["role"], "hub_url": state.get("hub_url"),
             "online": online, "last_push_at": state.get("last_push_at"), "last_pull_at": state.get("last_pull_at"),
-            "ops_waiting": waiting, "conflicts": conflicts, "cursor": state.get("cursor", 0),
+            "ops_waiting": waiting, "ops_kept": kept, "conflicts": conflicts, "cursor": state.get("cursor", 0),
             "clock_skew_s": state.get("clock_skew_s"), "last_error": state.get("last_error"),
             "upgrade_needed": upgrade_needed(state.get("last_error"))}
 

@@ -37,6 +37,7 @@ from core.sync.messages import (
     encoder,
 )
 from core.sync.ops import Pushed
+from hub.services import backup as backups
 from hub.services import nodes
 from hub.settings import HubContext, context
 from hub.sync import apply, enroll_routes, enrollment, feed, nonces
@@ -221,6 +222,10 @@ async def push(request: web.Request) -> web.Response:
     if req.node_id != node_id:
         return problem(request, 403, "wrong-node", "ops of another node")
     db, now = request.app[DB], utcnow()
+    hub_epoch, durable = backups.epoch(db), backups.durable_through(db, node_id)
+    if req.hub_epoch is not None and req.hub_epoch != hub_epoch:  # restored since: nothing applied, the
+        return sealed_answer(request, signer, encoder.encode(PushResponse(  # edge first re-pushes what it kept
+            protocol=PROTOCOL, hub_time=iso_ms(now), results=[], hub_epoch=hub_epoch, durable_through=durable)))
     trust = request.app[STATE].trust()
     scope = nodes.sync_scope(db, node_id)
     pushed = Pushed(db=db, node_id=node_id, role=signer.role, venue_ids=tuple(scope["venue_ids"]), trust=trust,
@@ -228,7 +233,8 @@ async def push(request: web.Request) -> web.Response:
     results = apply.apply_push(pushed, req.ops)
     nodes.note_push(db, node_id, now)
     return sealed_answer(request, signer, encoder.encode(PushResponse(protocol=PROTOCOL, hub_time=iso_ms(now),
-                                                                      results=results)))
+                                                                      results=results, hub_epoch=hub_epoch,
+                                                                      durable_through=durable)))
 
 
 def _unseal(request: web.Request, node: Signer, body: bytes) -> bytes | web.Response:
@@ -262,4 +268,5 @@ async def pull(request: web.Request) -> web.Response:
     changes, next_after, more = feed.page(db, nodes.sync_scope(db, node_id), after, limit)
     nodes.note_pull(db, node_id, now, next_after)
     return sealed_answer(request, signer, encoder.encode(PullResponse(
-        protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes, next_after=next_after, more=more)))
+        protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes, next_after=next_after, more=more,
+        hub_epoch=backups.epoch(db), durable_through=backups.durable_through(db, node_id))))
