@@ -8,25 +8,33 @@ ignored, whether pushed to a gate or served to it when it pulls.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
+import json
 import socket
 import time
 
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from core.base.clock import iso
 from core.cards import cards, keys
+from core.cards.cards import NodeSigner
 from core.cards.trust import sign
 from devices.profiles import load_relay
 from devices.relays.simulated import LogRelay
 from devices.scanners.base import QueueScanner
 from edge.gate.loop import Gate, GateOptions
 from edge.gate.peers import SERVICE
+from edge.gate.web import DOOR
+from edge.peers.client import signed_headers
+from hub.services import nodes, provisioning
 from tests.cardkit import make_kit
+from tests.helpers import async_wait_until
 
 pytestmark = pytest.mark.slow  # two real gates finding each other over zeroconf: about 3 s each
 
@@ -97,20 +105,148 @@ async def test_a_gate_that_comes_up_later_pulls_what_it_missed(sample_hub, tmp_p
         await g1.close()
 
 
-async def test_forged_entry_records_from_a_non_enrolled_peer_are_ignored(two_gates):
+def entries_count(gate: Gate) -> int:
+    return gate.db.execute("SELECT count(*) AS n FROM entries").fetchone()["n"]
+
+
+def forged_entry(kit, gate: Gate, card: dict, node_id: str, signer=None) -> str:
+    """An entry record for *card* at *gate*'s venue, signed by a key nobody certified."""
+    return sign(signer or keys.generate(), "entry", {
+        "v": 1, "id": cards.uuid7(), "card_id": card["id"], "card_issue": 1, "venue_id": gate.access.rules.venue_id,
+        "node_id": node_id, "direction": "in", "at": iso(gate.clock.now())})
+
+
+def signed_by(gate: Gate, method: str, path_qs: str, body: bytes = b"", *, sent: dt.datetime | None = None,
+              signer=None) -> dict[str, str]:
+    """The headers *gate* (or *signer*, a NodeSigner) puts on a peer request."""
+    return signed_headers(signer or gate.access.signer, method, path_qs, body, sent or gate.clock.now())
+
+
+async def test_unsigned_forged_entries_from_the_lan_are_refused_and_change_nothing(two_gates):
+    """Anyone on the LAN can POST to a gate's port. Unsigned, or signed by a key this organizer
+    never certified, the request is refused at the door before any record in it is looked at
+    (before, every record was opened and checked: a known key id in a forged record cost a verify)."""
     kit, g1, g2 = two_gates
     card = kit.issue(0)
-    intruder = keys.generate()
-    forged = sign(intruder, "entry", {
-        "v": 1, "id": cards.uuid7(), "card_id": card["id"], "card_issue": 1, "venue_id": g2.access.rules.venue_id,
-        "node_id": g1.node["id"], "direction": "in", "at": iso(g2.clock.now())})
+    payload = {"records": [forged_entry(kit, g2, card, g1.node["id"]), 42, "junk"]}
+    body = json.dumps(payload).encode()
+    intruder = NodeSigner(node_id="intruder", role="gate", key_id=0x1234ABCD, private=keys.generate())
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{g2.url}/peer/v1/entries", json={"records": [forged, 42, "junk"]}) as resp:
+        async with session.post(f"{g2.url}/peer/v1/entries", json=payload) as resp:
+            assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:unsigned"
+        headers = signed_by(g2, "POST", "/peer/v1/entries", body, signer=intruder)
+        async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
+            assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:unknown-signer"
+        async with session.get(f"{g2.url}/peer/v1/entries", params={"since": "2020-01-01T00:00:00Z"}) as resp:
+            assert resp.status == 401  # nor does an unsigned caller read the gate's entries
+        # a certified peer gets in, and the forged records in its request are still checked one by one
+        headers = signed_by(g1, "POST", "/peer/v1/entries", body)
+        async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
             assert resp.status == 200 and await resp.json() == {"new": 0, "refused": 3}
-        async with session.post(f"{g2.url}/peer/v1/entries", data=b"\xff\xfe") as resp:
-            assert resp.status == 400
+    door = g2.runner.app[DOOR]
+    assert door.stats.refused["unsigned"] == 2 and door.stats.refused["unknown-signer"] == 1
     assert g2.access.decide(card["code"]).admitted
-    assert g2.db.execute("SELECT count(*) AS n FROM entries").fetchone()["n"] == 0
+    assert entries_count(g2) == 0
+
+
+async def test_a_revoked_node_is_refused_at_the_door(two_gates):
+    """A stolen gate's key is revoked; with that key the thief can neither push entries to, nor
+    read entries and certificates from, a gate that knows the revocation."""
+    kit, g1, g2 = two_gates
+    card = kit.issue(0)
+    nodes.revoke_node(kit.hub.db, nodes.root_key(kit.hub.dir), g1.node["id"], reason="compromised")
+    provisioning.refresh(g2.data_dir, kit.hub.dir)  # gate 2 learns the revocation (as by sync)
+
+    def revoked_at_gate_2() -> bool:
+        g2.access.refresh()  # what the door does on every request, at most every Access.REFRESH_S
+        return g2.access.trust.get(g1.access.signer.key_id).revoked_at_ms is not None
+
+    await async_wait_until(revoked_at_gate_2, what="gate 2 knows the revocation")
+    body = json.dumps({"records": [forged_entry(kit, g2, card, g1.node["id"], g1.access.signer.private)]}).encode()
+    async with aiohttp.ClientSession() as session:
+        for method, path_qs, data in (("POST", "/peer/v1/entries", body), ("GET", "/peer/v1/trust", b""),
+                                      ("GET", "/peer/v1/entries?since=2020-01-01T00%3A00%3A00Z", b"")):
+            headers = signed_by(g1, method, path_qs, data)
+            async with session.request(method, URL(g2.url + path_qs, encoded=True), data=data,
+                                       headers=headers) as resp:
+                problem = await resp.json()
+                assert resp.status == 403 and problem["type"] == "urn:tessera:problem:node-revoked", problem
+    assert g2.access.decide(card["code"]).admitted and entries_count(g2) == 0
+
+
+async def test_a_replayed_or_stale_request_is_refused(two_gates):
+    kit, g1, g2 = two_gates
+    card = kit.issue(0)
+    assert (await g1.handle(card["code"])).admitted
+    record = g1.access.recent_entry_records(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))[-1]
+    body = json.dumps({"records": [record]}).encode()
+    headers = signed_by(g1, "POST", "/peer/v1/entries", body)
+    old = signed_by(g1, "POST", "/peer/v1/entries", body, sent=g1.clock.now() - dt.timedelta(minutes=6))
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
+            assert resp.status == 200  # (gate 2 may have the record from the broadcast already)
+        async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
+            assert resp.status == 409 and (await resp.json())["type"] == "urn:tessera:problem:replayed"
+        async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=old) as resp:
+            assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:stale"
+        tampered = body.replace(b"records", b"records ")
+        async with session.post(f"{g2.url}/peer/v1/entries", data=tampered,
+                                headers=signed_by(g1, "POST", "/peer/v1/entries", body)) as resp:
+            assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:bad-signature"
+
+
+def raw_request(url: str, head: str, body_part: bytes) -> tuple[bytes, bool]:
+    """Send a request head and only the start of its body, then read what the gate answers.
+    Returns the answer and whether the gate closed the connection (without the rest of the body)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head.encode() + body_part)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+            closed = True
+        except TimeoutError:
+            closed = False
+    return answer, closed
+
+
+async def test_an_oversized_body_is_refused_without_reading_it(two_gates):
+    kit, g1, g2 = two_gates
+    head = (f"POST /peer/v1/entries HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {64 * 1024 * 1024}\r\n\r\n")
+    answer, closed = await asyncio.to_thread(raw_request, g2.url, head, b"{" * 4096)
+    assert answer.startswith(b"HTTP/1.1 413") and closed, answer  # 64 MiB announced, 4 KiB sent: refused, hung up
+    # without a length (chunked), from a certified gate: read up to the limit, then refused
+    signed = "".join(f"{k}: {v}\r\n" for k, v in signed_by(g1, "POST", "/peer/v1/entries", b"{}").items())
+    head = f"POST /peer/v1/entries HTTP/1.1\r\nHost: 127.0.0.1\r\n{signed}Transfer-Encoding: chunked\r\n\r\n"
+    chunk = b"a" * (64 * 1024)
+    body = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 5  # 320 KiB, and the body never ends
+    answer, closed = await asyncio.to_thread(raw_request, g2.url, head, body)
+    assert answer.startswith(b"HTTP/1.1 413") and closed, answer
+    assert g2.runner.app[DOOR].stats.refused["too-large"] == 2 and entries_count(g2) == 0
+
+
+async def test_a_flood_is_rate_limited_per_address(two_gates):
+    """A flood from one LAN address gets 429s once its bucket is empty; a peer gate at another
+    address still gets through (loopback: the flood comes from 127.0.0.2)."""
+    kit, g1, g2 = two_gates
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=20)
+    async with aiohttp.ClientSession(connector=connector) as flood:
+        async def one() -> int:
+            async with flood.post(f"{g2.url}/peer/v1/entries", json={"records": ["junk"]}) as resp:
+                return resp.status
+
+        statuses = collections.Counter(await asyncio.gather(*(one() for _ in range(300))))
+    assert statuses[429] >= 200 and set(statuses) <= {401, 429}, statuses
+    assert statuses[401] <= 40 + 20 * 5  # the burst, and what trickled in meanwhile
+    card = kit.issue(0)
+    assert (await g1.handle(card["code"])).admitted  # gate 1 (127.0.0.1) is not held up by the flood
+    await async_wait_until(lambda: g2.access.decide(card["code"]).reason == "PASSBACK", timeout=2.0,
+                           what="gate 1's entry at gate 2")
+    assert g2.runner.app[DOOR].stats.refused["too-many-requests"] == statuses[429]
 
 
 async def test_a_rogue_peer_announced_on_the_lan_feeds_nobody(two_gates):

@@ -186,6 +186,8 @@ class Gate:
     async def handle(self, code: str) -> Verdict:
         started = time.perf_counter()
         result, record = self.access.admit(code)
+        if result.reason == "UNKNOWN_SIGNER" and self.peers and await self.peers.learn_signer_of(code):
+            result, record = self.access.admit(code)  # a peer knew the (root-signed) certificate of a new desk
         elapsed_ms = (time.perf_counter() - started) * 1000
         if result.admitted:
             self._spawn(self._pulse())

@@ -1,41 +1,50 @@
-"""Gates agree offline (B2): entry records travel directly between gates on the LAN.
+"""Gates agree offline (B2): entry records travel directly between gates on the LAN, and
+certificates from every peer (gates, cash desks, counters) reach the gates.
 
-Each gate announces itself with zeroconf (`_tessera-edge._tcp`) and browses for the others.
-When a gate admits someone it sends the signed entry record to every peer at once, so a
-card passed in at gate 1 is refused with PASSBACK at gate 2 within a second, hub or no
-hub. When a peer appears (or every RESYNC_S) a gate also pulls the peer's recent entries,
-so records missed while a peer was unreachable still arrive.
+Each gate announces itself with zeroconf (`_tessera-edge._tcp`, edge/peers/announce.py) and
+browses for the others; desks and counters announce themselves the same way. When a gate
+admits someone it sends the signed entry record to every peer gate at once, so a card
+passed in at gate 1 is refused with PASSBACK at gate 2 within a second, hub or no hub. When
+a peer appears (or every RESYNC_S) a gate pulls the peer's certificates and revocations
+and, from a gate, its recent entries, so records missed while a peer was unreachable still
+arrive. A card signed by a key the gate does not know yet (a desk enrolled after the gate's
+last sync) makes the gate ask its peers for that key's certificate before it answers.
 
-Zeroconf is only a way to find addresses. Nothing a peer sends is trusted for being on
-the LAN: entry records are verified against the sender's root-signed node certificate,
-certificates and revocations against the organizer's root key. A forged record from a
-device that was never enrolled is logged and dropped.
+Zeroconf is only a way to find addresses. Every peer request is signed with the node key
+and refused by the receiving door unless a certified node of this organizer signed it
+(edge/peers/door.py). Nothing a peer answers is trusted for being asked either: entry
+records are verified against the sender's root-signed node certificate, certificates and
+revocations against the organizer's root key. A forged record is logged and dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import aiohttp
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from zeroconf import ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo
 
-from core.cards import trust
+from core.cards import cardcode
 from core.cards.access import Access
 from core.cards.trust import BadRecord
+from edge.peers.announce import SERVICE, Announcement, root_id
+from edge.peers.certs import MAX_RECORDS, accept_trust
+from edge.peers.client import PeerClient, PeerError
+
+__all__ = ["SERVICE", "Peer", "PeerStats", "Peers", "accept_entries", "learn_trust"]
 
 log = logging.getLogger("tessera.peers")
 
-SERVICE = "_tessera-edge._tcp.local."
 RESYNC_S = 30.0
 SEND_TIMEOUT_S = 1.0
-MAX_RECORDS = 1000
+ASK_TIMEOUT_S = 1.0  # how long a scan of an unknown signer's card waits for the peers' answers
+ASK_AGAIN_S = 10.0  # an unknown key is asked for at most this often
+PEER_ROLES = frozenset({"gate", "cashdesk", "counter"})
 
 
 @dataclass
@@ -43,6 +52,7 @@ class Peer:
     node_id: str
     name: str
     url: str
+    role: str = "gate"
     last_ok: float | None = None
     failures: int = 0
 
@@ -53,31 +63,18 @@ class PeerStats:
     received: int = 0
     refused: int = 0
     refused_reasons: list[str] = field(default_factory=list)
+    certs_learned: int = 0
 
 
-def trust_records(access: Access) -> dict:
-    """Certificates and node revocations, for peers that may not know them yet."""
-    certs = [r["record"] for r in access.db.execute("SELECT record FROM node_certs")]
-    revocations = [r["record"] for r in access.db.execute("SELECT record FROM node_revocations")]
-    return {"certs": certs, "revocations": revocations}
+def own_cert(access: Access) -> str | None:
+    row = access.db.execute("SELECT record FROM node_certs WHERE key_id = ?", (access.signer.key_id,)).fetchone()
+    return row["record"] if row else None
 
 
-def accept_trust(access: Access, payload: dict) -> int:
-    """Store root-signed certificates and revocations from a peer; returns how many were new."""
-    new = 0
-    for kind, store in (("certs", trust.store_cert), ("revocations", trust.store_revocation)):
-        records = payload.get(kind) or []
-        if not isinstance(records, list):
-            continue
-        for record in records[:MAX_RECORDS]:
-            try:
-                before = access.db.total_changes
-                store(access.db, record)
-                new += access.db.total_changes > before
-            except (BadRecord, TypeError, ValueError) as exc:
-                log.warning("peer sent a %s record we do not trust: %s", kind, exc)
-            except Exception as exc:  # e.g. Conflict: a key id already used by another node
-                log.warning("peer %s record refused: %s", kind, exc)
+def learn_trust(access: Access, payload: object) -> int:
+    """Keep the verified certificates and revocations of a peer's payload; the gate's
+    decisions see them at once."""
+    new = accept_trust(access.db, payload)
     if new:
         access.refresh(force=True)
     return new
@@ -101,34 +98,26 @@ def accept_entries(access: Access, records: Sequence[object], stats: PeerStats) 
 
 
 class Peers:
-    """Announce this gate, find the others, and exchange entry records with them."""
+    """Announce this gate, find the other nodes, and exchange records with them."""
 
     def __init__(self, access: Access, *, node: dict, port: int, interfaces: Sequence[str] | None = None,
                  host_address: str = "127.0.0.1", group: str = ""):
         self.access, self.node, self.port, self.group = access, node, port, group
-        self.interfaces, self.host_address = interfaces, host_address
         self.peers: dict[str, Peer] = {}
         self.stats = PeerStats()
         self._tasks: set[asyncio.Task] = set()
-        self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._resync: asyncio.Task | None = None
-        self.root_id = _root_id(access)
+        self._asked: dict[int, float] = {}
+        self.root_id = root_id(access.db)
+        self.announcement = Announcement(node, port=port, root_id=self.root_id, host_address=host_address,
+                                         interfaces=interfaces, group=group, venue=access.rules.venue_id or "")
+        self.client = PeerClient(access.signer, access.clock.now, cert=own_cert(access),
+                                 timeout_s=SEND_TIMEOUT_S * 3)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S * 3))
-        kwargs = {"ip_version": IPVersion.V4Only}
-        if self.interfaces:
-            kwargs["interfaces"] = list(self.interfaces)
-        self._zc = AsyncZeroconf(**kwargs)
-        name = f"{self.node['name']}-{self.node['id'][-8:]}"  # the random end: ids start with a time
-        self.info = AsyncServiceInfo(
-            SERVICE, f"{name}.{SERVICE}", addresses=[socket.inet_aton(self.host_address)], port=self.port,
-            properties={"node_id": self.node["id"], "name": self.node["name"], "role": self.node["role"],
-                        "root": self.root_id, "group": self.group, "venue": self.access.rules.venue_id or ""})
-        await self._zc.async_register_service(self.info)
-        self._browser = AsyncServiceBrowser(self._zc.zeroconf, [SERVICE], handlers=[self._on_change])
+        await self.announcement.start()
+        self._browser = AsyncServiceBrowser(self.announcement.zc.zeroconf, [SERVICE], handlers=[self._on_change])
         self._resync = asyncio.create_task(self._resync_loop())
 
     async def close(self) -> None:
@@ -138,12 +127,8 @@ class Peers:
             task.cancel()
         if self._browser:
             await self._browser.async_cancel()
-        if self._zc:
-            with contextlib.suppress(Exception):
-                await self._zc.async_unregister_service(self.info)
-            await self._zc.async_close()
-        if self._session:
-            await self._session.close()
+        await self.announcement.close()
+        await self.client.close()
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -157,61 +142,89 @@ class Peers:
 
     async def _resolve(self, name: str) -> None:
         info = AsyncServiceInfo(SERVICE, name)
-        if not await info.async_request(self._zc.zeroconf, 3000):
+        if not await info.async_request(self.announcement.zc.zeroconf, 3000):
             return
         props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
         node_id = props.get("node_id")
         if not node_id or node_id == self.node["id"] or props.get("root") != self.root_id:
             return  # ourselves, or a device of another organizer
-        if props.get("group", "") != self.group:
-            return  # another site of the same organizer on this LAN
+        if props.get("group", "") != self.group or props.get("role") not in PEER_ROLES:
+            return  # another site of the same organizer on this LAN, or no peer of ours
         addresses = info.parsed_addresses()
         if not addresses:
             return
-        peer = Peer(node_id=node_id, name=name.split(".")[0], url=f"http://{addresses[0]}:{info.port}")
+        peer = Peer(node_id=node_id, name=name.split(".")[0], url=f"http://{addresses[0]}:{info.port}",
+                    role=props["role"])
         known = self.peers.get(node_id)
         self.peers[node_id] = peer
         if known is None or known.url != peer.url:
-            log.info("peer gate %s at %s", props.get("name"), peer.url)
+            log.info("peer %s %s at %s", peer.role, props.get("name"), peer.url)
             await self.pull(peer)
 
     # -- exchange ----------------------------------------------------------------------------
 
     def broadcast(self, record: str) -> None:
-        """Send a fresh entry record to every peer, without waiting for them."""
-        own_cert = self.access.db.execute("SELECT record FROM node_certs WHERE key_id = ?",
-                                          (self.access.signer.key_id,)).fetchone()
-        payload = {"records": [record], "certs": [own_cert["record"]] if own_cert else []}
+        """Send a fresh entry record to every peer gate, without waiting for them."""
+        payload = {"records": [record], "certs": [self.client.cert] if self.client.cert else []}
         for peer in list(self.peers.values()):
-            self._spawn(self._send(peer, payload))
+            if peer.role == "gate":
+                self._spawn(self._send(peer, payload))
 
     async def _send(self, peer: Peer, payload: dict) -> None:
         try:
-            async with self._session.post(f"{peer.url}/peer/v1/entries", json=payload,
-                                          timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S)) as resp:
-                resp.raise_for_status()
+            await self.client.post(peer.url, "/peer/v1/entries", payload, timeout_s=SEND_TIMEOUT_S)
             self.stats.sent += len(payload["records"])
-            peer.last_ok, peer.failures = asyncio.get_running_loop().time(), 0
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self._ok(peer)
+        except PeerError as exc:
             peer.failures += 1
             log.info("peer %s unreachable (%s); it will pull the record later", peer.name, exc)
 
     async def pull(self, peer: Peer) -> None:
-        """Fetch a peer's trust records and recent entries."""
+        """Fetch a peer's certificates and revocations and, from a gate, its recent entries."""
         since = self.access.clock.now() - dt.timedelta(minutes=max(self.access.rules.lockout_minutes, 5) + 5)
         try:
-            async with self._session.get(f"{peer.url}/peer/v1/trust") as resp:
-                resp.raise_for_status()
-                accept_trust(self.access, await resp.json())
-            async with self._session.get(f"{peer.url}/peer/v1/entries",
-                                         params={"since": since.strftime("%Y-%m-%dT%H:%M:%SZ")}) as resp:
-                resp.raise_for_status()
-                body = await resp.json()
-            accept_entries(self.access, body.get("records", []) if isinstance(body, dict) else [], self.stats)
-            peer.last_ok, peer.failures = asyncio.get_running_loop().time(), 0
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            self.stats.certs_learned += learn_trust(self.access, await self.client.get(peer.url, "/peer/v1/trust"))
+            if peer.role == "gate":
+                body = await self.client.get(peer.url, "/peer/v1/entries",
+                                             {"since": since.strftime("%Y-%m-%dT%H:%M:%SZ")})
+                accept_entries(self.access, body.get("records", []) if isinstance(body, dict) else [], self.stats)
+            self._ok(peer)
+        except PeerError as exc:
             peer.failures += 1
             log.info("could not pull from peer %s: %s", peer.name, exc)
+
+    async def learn_signer_of(self, code: str) -> bool:
+        """Ask the peers for the certificate of the key that signed *code* (refused as
+        UNKNOWN_SIGNER); True when the gate knows that key now. Each key is asked for at most
+        every ASK_AGAIN_S, so a stack of strange cards at the scanner is no flood on the LAN."""
+        try:
+            key_id = cardcode.decode(code).payload.key_id
+        except cardcode.Malformed:
+            return False
+        now = time.monotonic()
+        if now - self._asked.get(key_id, float("-inf")) < ASK_AGAIN_S or not self.peers:
+            return False
+        self._asked = {k: t for k, t in self._asked.items() if now - t < ASK_AGAIN_S}
+        self._asked[key_id] = now
+        asks = [self._spawn(self._ask(peer, key_id)) for peer in self.peers.values()]
+        for done in asyncio.as_completed(asks):
+            if await done and self.access.trust.get(key_id) is not None:
+                return True
+        return False
+
+    async def _ask(self, peer: Peer, key_id: int) -> bool:
+        try:
+            payload = await self.client.get(peer.url, "/peer/v1/trust", {"key": f"{key_id:08x}"},
+                                            timeout_s=ASK_TIMEOUT_S)
+        except PeerError as exc:
+            log.info("peer %s could not tell about key %08x: %s", peer.name, key_id, exc)
+            return False
+        learned = learn_trust(self.access, payload)
+        self.stats.certs_learned += learned
+        return learned > 0
+
+    def _ok(self, peer: Peer) -> None:
+        peer.last_ok, peer.failures = asyncio.get_running_loop().time(), 0
 
     async def _resync_loop(self) -> None:
         while True:
@@ -219,16 +232,12 @@ class Peers:
             for peer in list(self.peers.values()):
                 await self.pull(peer)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def status(self) -> list[dict]:
-        return [{"node_id": p.node_id, "name": p.name, "url": p.url, "failures": p.failures}
+        return [{"node_id": p.node_id, "name": p.name, "url": p.url, "role": p.role, "failures": p.failures}
                 for p in self.peers.values()]
-
-
-def _root_id(access: Access) -> str:
-    row = access.db.execute("SELECT key_id FROM trust_roots ORDER BY key_id LIMIT 1").fetchone()
-    return f"{row['key_id']:08x}" if row else ""

@@ -3,8 +3,10 @@
 - `GET /` a status page (refreshes itself): last scans, peers, clock, queue.
 - `GET /api/status` the same as JSON.
 - `POST /api/scan` a simulated scan, only when the gate runs a simulated scanner (demo).
-- `POST /peer/v1/entries`, `GET /peer/v1/entries?since=`, `GET /peer/v1/trust` for peer
-  gates; everything received is verified before it is stored (see edge/gate/peers.py).
+- `POST /peer/v1/entries`, `GET /peer/v1/entries?since=`, `GET /peer/v1/trust[?key=]` for
+  peers: only requests signed by a certified node of this organizer get past the peer door
+  (edge/peers/door.py: size, rate, signature, replay, before any record is looked at), and
+  every record received is still verified before it is stored (see edge/gate/peers.py).
 """
 
 from __future__ import annotations
@@ -19,20 +21,26 @@ from aiohttp import web
 from core.base.clock import parse_iso
 from edge import browser_door
 from edge.browser_door import own_hosts
-from edge.gate.peers import accept_entries, accept_trust, trust_records
+from edge.gate.peers import accept_entries, learn_trust
+from edge.peers.certs import trust_answer
+from edge.peers.door import PEER, PEER_BODY, PeerDoor
 from edge.problems import problem
 
 if TYPE_CHECKING:
     from edge.gate.loop import Gate
 
 GATE = web.AppKey("gate", object)
+DOOR = web.AppKey("peer_door", PeerDoor)
 MAX_BODY = 1024 * 1024
 
 
 def make_app(gate: Gate) -> web.Application:
     # the simulated scan is a browser's to send only from the gate's own page; peers sign their records
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[browser_door.middleware(own_hosts(), ("/peer/",))])
-    app[GATE] = gate
+    door = PeerDoor(trust=lambda: _trust(gate), now=gate.clock.now,
+                    learn=lambda cert: learn_trust(gate.access, {"certs": [cert]}))
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[door.middleware(),
+                                                                 browser_door.middleware(own_hosts(), ("/peer/",))])
+    app[GATE], app[DOOR] = gate, door
     app.router.add_get("/", status_page)
     app.router.add_get("/api/status", status_json)
     app.router.add_post("/api/scan", simulated_scan)
@@ -40,6 +48,22 @@ def make_app(gate: Gate) -> web.Application:
     app.router.add_get("/peer/v1/entries", send_entries)
     app.router.add_get("/peer/v1/trust", send_trust)
     return app
+
+
+def _trust(gate: Gate):
+    gate.access.refresh()  # at most every Access.REFRESH_S: a revocation pulled by sync counts here too
+    return gate.access.trust
+
+
+def _peer_json(request: web.Request) -> dict | web.Response:
+    """The body the peer door read and whose signature it checked."""
+    try:
+        body = json.loads(request[PEER_BODY] or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return problem(400, "bad-request", "body is not JSON")
+    if not isinstance(body, dict):
+        return problem(400, "bad-request", "body must be a JSON object")
+    return body
 
 
 async def _json_body(request: web.Request) -> dict | web.Response:
@@ -72,12 +96,14 @@ async def simulated_scan(request: web.Request) -> web.Response:
 
 async def receive_entries(request: web.Request) -> web.Response:
     gate = request.app[GATE]
-    body = await _json_body(request)
+    if request[PEER].role != "gate":
+        return problem(403, "forbidden", "only gates send entry records")
+    body = _peer_json(request)
     if isinstance(body, web.Response):
         return body
     certs = body.get("certs")
     if isinstance(certs, list):
-        accept_trust(gate.access, {"certs": certs})
+        learn_trust(gate.access, {"certs": certs})
     records = body.get("records")
     if not isinstance(records, list):
         return problem(422, "validation-failed", "records must be a list of signed entry records")
@@ -98,7 +124,7 @@ async def send_entries(request: web.Request) -> web.Response:
 
 
 async def send_trust(request: web.Request) -> web.Response:
-    return web.json_response(trust_records(request.app[GATE].access))
+    return trust_answer(request, request.app[GATE].access.db)
 
 
 async def status_page(request: web.Request) -> web.Response:
