@@ -32,9 +32,11 @@ from edge.gate.loop import Gate, GateOptions
 from edge.gate.peers import SERVICE
 from edge.gate.web import DOOR
 from edge.peers.client import signed_headers
+from hub.app import make_app
 from hub.services import nodes, provisioning
 from tests.cardkit import make_kit
 from tests.helpers import async_wait_until
+from tests.test_desk_api import enrolled_edge, login, sale_body
 
 pytestmark = pytest.mark.slow  # two real gates finding each other over zeroconf: about 3 s each
 
@@ -287,3 +289,83 @@ async def test_a_rogue_peer_announced_on_the_lan_feeds_nobody(two_gates):
         await zc.async_unregister_service(info)
         await zc.async_close()
         await runner.cleanup()
+
+
+# -- desks and counters in the certificate exchange ---------------------------------------------------------
+
+
+async def selling_desk(hub, tmp_path, aiohttp_client, name: str, *, announce: bool = True):
+    """A cash desk enrolled at the hub now (real HTTP), served on loopback, announced to the
+    gates of the test's peer group, with Anna logged in."""
+    edge = await enrolled_edge(hub, tmp_path, name=name)
+    client = await aiohttp_client(edge.app())
+    client.edge = edge
+    await login(client)
+    if announce:
+        await edge.peers.start(client.server.port, "127.0.0.1", interfaces=LOOPBACK, group=str(tmp_path))
+    return client
+
+
+async def sell_card(desk, hub) -> dict:
+    """An annual card sold at the desk (the hub may be away)."""
+    resp = await desk.post("/api/orders", json=sale_body(hub, vouchers=0))
+    data = await resp.json()
+    assert resp.status == 201, data
+    return data["order"]["items"][0]["card"]
+
+
+@pytest.fixture
+async def hub_on_loopback(sample_hub, aiohttp_server):
+    server = await aiohttp_server(make_app(sample_hub.db))
+    sample_hub.url = str(server.make_url("")).rstrip("/")
+    sample_hub.server = server
+    return sample_hub
+
+
+async def test_a_desk_enrolled_after_the_gates_last_sync_sells_cards_the_gate_admits_without_the_hub(
+        hub_on_loopback, tmp_path, aiohttp_client):
+    hub = hub_on_loopback
+    kit = make_kit(hub, tmp_path, "gate-1")  # the gate's last sync with the hub
+    desk = await selling_desk(hub, tmp_path, aiohttp_client, "Kasse 1", announce=False)  # enrolled later
+    await hub.server.close()  # the hub goes away
+    gate = await start(kit.gate_dir)
+    try:
+        card = await sell_card(desk, hub)
+        assert gate.access.decide(card["code"]).reason == "UNKNOWN_SIGNER"  # what the gate did before
+        await desk.edge.peers.start(desk.server.port, "127.0.0.1", interfaces=LOOPBACK, group=str(tmp_path))
+        await async_wait_until(lambda: gate.peers_stats.certs_learned >= 1, what="the desk's certificate at the gate")
+        verdict = await gate.handle(card["code"])
+        assert verdict.admitted, verdict.line()
+        assert verdict.signer == "Kasse 1"
+        assert [p["role"] for p in gate.peers.status()] == ["cashdesk"]
+        learned = gate.db.execute("SELECT role FROM node_certs WHERE node_id = ?", (desk.edge.node["id"],)).fetchone()
+        assert learned["role"] == "cashdesk"  # stored because the root signed it, not for the desk's word
+    finally:
+        await gate.close()
+        await desk.edge.close()
+
+
+async def test_a_gate_asks_its_peers_for_the_signer_of_a_card_it_cannot_place(hub_on_loopback, tmp_path,
+                                                                               aiohttp_client):
+    """Desk 2 is enrolled while the gate runs and is not announced (another VLAN, say); desk 1
+    learnt its certificate by sync. The first scan of a desk 2 card makes the gate ask its
+    peers for that key, and the card is admitted at once (not at the next resync)."""
+    hub = hub_on_loopback
+    kit = make_kit(hub, tmp_path, "gate-1")
+    gate = await start(kit.gate_dir)
+    desk1 = await selling_desk(hub, tmp_path, aiohttp_client, "Kasse 1")
+    desk2 = None
+    try:
+        await async_wait_until(lambda: gate.peers_stats.certs_learned >= 1, what="desk 1 at the gate")
+        desk2 = await selling_desk(hub, tmp_path, aiohttp_client, "Kasse 2", announce=False)
+        await desk1.edge.client.round()  # desk 1 learns desk 2's certificate from the hub
+        await hub.server.close()
+        card = await sell_card(desk2, hub)
+        assert gate.access.decide(card["code"]).reason == "UNKNOWN_SIGNER"
+        verdict = await gate.handle(card["code"])
+        assert verdict.admitted and verdict.signer == "Kasse 2", verdict.line()
+    finally:
+        await gate.close()
+        for desk in (desk1, desk2):
+            if desk is not None:
+                await desk.edge.close()

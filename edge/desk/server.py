@@ -35,6 +35,7 @@ from edge import browser_door
 from edge.browser_door import own_hosts
 from edge.desk import api
 from edge.desk import web as desk_web
+from edge.desk.peers import DeskPeers
 from edge.desk.printing import DeskPrinting, load_desk_config
 from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from edge.problems import problem
@@ -65,6 +66,7 @@ class Edge:
         self.printing = DeskPrinting(self.db, self.node, self.data_dir, self.clock)
         self.desk_access = None  # core.cards.access.Access for voucher checks, made on first use
         self._tasks: list[asyncio.Task] = []
+        self.peers = DeskPeers(self)  # gates on the LAN learn this desk's certificate from it
 
     def app(self) -> web.Application:
         hosts = own_hosts(load_desk_config(self.data_dir).web.hosts)
@@ -74,6 +76,7 @@ class Edge:
         app.router.add_post("/api/sales", post_sale)
         app.router.add_get("/api/performances/{id}/pools", get_pools)
         api.install(app, self)
+        self.peers.install(app)
         desk_web.install(app, self)
         return app
 
@@ -105,6 +108,7 @@ class Edge:
         if self.client:
             await self.client.close()
         self.printing.close()
+        await self.peers.close()
         self.db.close()
 
 
@@ -168,8 +172,9 @@ async def get_pools(request: web.Request) -> web.Response:
 
 
 async def serve(data_dir: Path, host: str, port: int, *, hub_url: str | None = None, ready=print,
-                sync_period_s: float = 10.0) -> None:
-    """Run until SIGTERM/SIGINT (or cancellation)."""
+                sync_period_s: float = 10.0, peer_group: str = "") -> None:
+    """Run until SIGTERM/SIGINT (or cancellation). The desk announces itself to the gates of its
+    peer group (edge/desk/peers.py)."""
     import signal
 
     edge = Edge(data_dir, hub_url=hub_url, sync_period_s=sync_period_s)
@@ -182,6 +187,7 @@ async def serve(data_dir: Path, host: str, port: int, *, hub_url: str | None = N
         await edge.close()
         raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     edge.start_background()
+    await edge.peers.start(runner.addresses[0][1], host, group=peer_group)
     notify, heart = SdNotify(), Heartbeat()
 
     async def beat() -> None:
