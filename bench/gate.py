@@ -20,6 +20,11 @@ The figure that counts is median(admit) / (median(verify) + median(commit)). Abs
 the p99 against SPEC E5's "well under 100 ms", scans per second on one core (from the median,
 and from a sustained loop timed end to end) and `decide()` alone for a valid, a revoked and a
 malformed code are reported as context.
+
+Then the real gate (scan loop and peer endpoints in one process) admits more cards with and
+without four clients flooding its peer endpoints from the LAN (bench/peer_flood.py): p99 scan
+latency quiet and flooded, and `scan_p99_flood_vs_quiet` against DESIGN §9's "p99 unchanged
+under a peer flood" (budget `peer_flood.FLOOD_BUDGET` = 1.5x).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bench import peer_flood
 from bench.procs import BenchError
 from bench.report import figure
 from core.base.clock import iso, utcnow
@@ -73,6 +79,9 @@ class Size:
         "verify": 50, "commit": 25, "admit": 25, "decide_valid": 15, "decide_revoked": 15, "decide_malformed": 15})
     warmup: int = 20  # untimed operations of each kind before the rounds
     sustained: int = 2_000  # admits in one loop timed end to end
+    flood_scans: int = 400  # admits at the real gate, half of them during a peer flood
+    flood_blocks: int = 4  # quiet and flooded blocks, alternating (this many of each)
+    flood_gap_ms: float = 5.0  # between two scans, as at a turnstile (never back to back)
 
     @classmethod
     def tiny(cls, scans: int = 50) -> Size:
@@ -81,7 +90,7 @@ class Size:
         per_block = {"verify": 5, "commit": 5, "admit": scans // (2 * rounds), "decide_valid": 3,
                      "decide_revoked": 3, "decide_malformed": 3}
         return cls(cards=2_000, revoked=200, history=200, rounds=rounds, per_block=per_block, warmup=2,
-                   sustained=scans - rounds * per_block["admit"])
+                   sustained=scans - rounds * per_block["admit"], flood_scans=16, flood_blocks=2)
 
     @property
     def admits(self) -> int:
@@ -90,7 +99,7 @@ class Size:
     @property
     def valid_needed(self) -> int:
         """Distinct valid cards the run uses: each admitted once, plus a few only decided."""
-        return self.admits + self.warmup + self.per_block["decide_valid"]
+        return self.admits + self.warmup + self.per_block["decide_valid"] + self.flood_scans
 
 
 @dataclass
@@ -101,6 +110,7 @@ class Prepared:
     scan_codes: list[str]  # valid and distinct, no entry within the lockout: each is admitted once
     check_codes: list[str]  # valid cards that are only decided, never admitted
     revoked_codes: list[str]
+    flood_codes: list[str] = field(default_factory=list)  # admitted by the real gate, quiet and flooded
 
     @property
     def gate_db(self) -> Path:
@@ -128,7 +138,8 @@ def run(size: Size | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-gate-") as tmp:
         prepared = prepare(Path(tmp), size)
         results = measure(prepared, size)
-    return report(results)
+        flood = measure_flood(prepared, size)
+    return report(results, flood)
 
 
 # -- setup ----------------------------------------------------------------------------------------
@@ -196,10 +207,11 @@ def prepare(work: Path, size: Size, seed: int = 2026) -> Prepared:
 
     rng.shuffle(valid)
     codes = [text for _, text in valid]
-    n_scan = size.admits
+    n_scan, n_flood = size.admits, size.flood_scans
     return Prepared(gate_dir=gate_dir, venue_id=venues[VENUE], public_key=signer.private.public_key(),
-                    scan_codes=codes[:n_scan], check_codes=codes[n_scan:size.valid_needed],
-                    revoked_codes=[text for _, text in revoked])
+                    scan_codes=codes[:n_scan], check_codes=codes[n_scan:size.valid_needed - n_flood],
+                    revoked_codes=[text for _, text in revoked],
+                    flood_codes=codes[size.valid_needed - n_flood:size.valid_needed])
 
 
 def history_entries(rng: random.Random, card_ids: list[str], venues: dict[str, str], gate_node: str,
@@ -249,6 +261,13 @@ def measure(prepared: Prepared, size: Size) -> Results:
         db.close()
     return Results(size=size, samples=samples, sustained_s=sustained_s, sustained_scans=size.sustained,
                    admitted_ids=ops.admitted_ids)
+
+
+def measure_flood(prepared: Prepared, size: Size) -> peer_flood.FloodResults:
+    """p99 scan latency at the real gate, quiet and under a 4-client peer flood."""
+    say(f"timing {size.flood_scans} scans at the real gate, half of them under a {peer_flood.CLIENTS}-client "
+        "peer flood")
+    return peer_flood.measure(prepared.gate_dir, prepared.flood_codes, size.flood_blocks, size.flood_gap_ms / 1000)
 
 
 class Operations:
@@ -331,7 +350,7 @@ def iqr(values: list[float]) -> float:
     return quartiles[2] - quartiles[0]
 
 
-def report(results: Results) -> list[dict]:
+def report(results: Results, flood: peer_flood.FloodResults | None = None) -> list[dict]:
     med = {kind: statistics.median(results.all(kind)) for kind in BLOCKS}  # ns
     baseline = med["verify"] + med["commit"]
     per_round = [statistics.median(a) / (statistics.median(v) + statistics.median(c)) for a, v, c in
@@ -353,4 +372,23 @@ def report(results: Results) -> list[dict]:
         figure(NAME, "decide_valid_us", med["decide_valid"] / 1e3, "us (no entry recorded)"),
         figure(NAME, "decide_revoked_us", med["decide_revoked"] / 1e3, "us"),
         figure(NAME, "decide_malformed_us", med["decide_malformed"] / 1e3, "us"),
+    ] + (flood_figures(flood) if flood else [])
+
+
+def flood_figures(flood: peer_flood.FloodResults) -> list[dict]:
+    quiet, flooded = peer_flood.p99(flood.quiet_ns) / 1e6, peer_flood.p99(flood.flood_ns) / 1e6
+    refused = sum(flood.door_refused.values())
+    return [
+        figure(NAME, "scan_p99_quiet_ms", quiet, f"ms (real gate, {len(flood.quiet_ns)} scans, no flood)"),
+        figure(NAME, "scan_p99_flood_ms", flooded,
+               f"ms (real gate, {len(flood.flood_ns)} scans, {peer_flood.CLIENTS}-client peer flood)"),
+        figure(NAME, "scan_p99_flood_vs_quiet", flooded / quiet,
+               "x (p99 flooded / p99 quiet; DESIGN 9: p99 unchanged under a peer flood)", peer_flood.FLOOD_BUDGET,
+               "cost"),
+        figure(NAME, "scan_median_flood_vs_quiet", statistics.median(flood.flood_ns) /
+               statistics.median(flood.quiet_ns), "x (median flooded / median quiet)"),
+        figure(NAME, "flood_requests_per_s", flood.requests / flood.flood_s,
+               f"requests/s answered ({dict(sorted((str(k), v) for k, v in flood.answers.items()))})"),
+        figure(NAME, "flood_refused_at_door", refused,
+               f"requests ({dict(sorted(flood.door_refused.items()))}; let in: {flood.door_admitted})"),
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 
-from bench import gate
+from bench import gate, peer_flood
 from bench.__main__ import BENCHMARKS
 from core.base.storage import connect
 
@@ -46,14 +46,29 @@ def test_gate_benchmark_smoke(tmp_path, capsys):
     assert {r["id"] for r in recorded} == set(results.admitted_ids)
     assert len(recorded) == len({r["card_id"] for r in recorded}) == size.admits == outbox
 
+    # the real gate, quiet and under a 4-client flood of its peer endpoints from other processes
+    flood = gate.measure_flood(prepared, size)
+    assert len(flood.quiet_ns) == len(flood.flood_ns) == size.flood_scans // 2
+    assert flood.requests > 0 and flood.door_admitted == 0  # nothing the flood sent got past the door
+    assert sum(flood.door_refused.values()) == flood.requests and set(flood.door_refused) <= {
+        "too-many-requests", "unsigned", "unknown-signer", "too-large"}
+    db = connect(prepared.gate_db, edge=True)
+    try:  # every flood-phase scan was a real entry; no forged record was stored
+        flooded_in = db.execute("SELECT count(*) AS n FROM entries WHERE record != ?", (gate.HISTORY_RECORD,)
+                                ).fetchone()["n"]
+    finally:
+        db.close()
+    assert flooded_in == size.admits + size.flood_scans
+
     capsys.readouterr()
-    figures = gate.report(results)
+    figures = gate.report(results, flood)
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed == figures
     names = {f["figure"] for f in figures}
     assert {"scan_vs_verify_plus_commit", "scan_median_ms", "scan_p99_ms", "scans_per_s_one_core",
             "scans_per_s_sustained", "baseline_verify_us", "baseline_commit_us", "decide_revoked_us",
-            "decide_malformed_us"} <= names
+            "decide_malformed_us", "scan_p99_quiet_ms", "scan_p99_flood_ms", "scan_p99_flood_vs_quiet",
+            "flood_requests_per_s", "flood_refused_at_door"} <= names
     for f in figures:
         assert set(f) == {"bench", "figure", "value", "unit", "budget", "ratio"} and f["bench"] == "gate"
         assert isinstance(f["value"], int | float) and math.isfinite(f["value"]) and f["value"] >= 0
@@ -64,6 +79,7 @@ def test_gate_benchmark_smoke(tmp_path, capsys):
     by_name = {f["figure"]: f for f in figures}
     assert by_name["scan_vs_verify_plus_commit"]["budget"] == gate.SCAN_BUDGET
     assert by_name["scan_p99_ms"]["value"] >= by_name["scan_median_ms"]["value"]
+    assert by_name["scan_p99_flood_vs_quiet"]["budget"] == peer_flood.FLOOD_BUDGET == 1.5
 
 
 def test_gate_benchmark_is_registered():
