@@ -103,7 +103,6 @@ class SyncClient:
         self._hub_key_id: int | None = None  # the hub key of the last verified answer: pushes are sealed to it
         self._hub_anchor: tuple[dt.datetime, float] | None = None  # (hub time, monotonic) of the last signed answer
 
-
     def trust(self) -> TrustStore:
         if self._trust is None:
             self._trust = TrustStore.load(self.db)

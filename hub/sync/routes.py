@@ -24,6 +24,7 @@ from aiohttp import web
 
 from core.base.clock import iso_ms, utcnow
 from core.base.node import this_node
+from core.base.storage import transaction
 from core.cards.cards import NodeSigner, load_signer
 from core.cards.trust import Signer, TrustStore
 from core.sync import auth, sealed
@@ -40,7 +41,7 @@ from core.sync.ops import Pushed
 from hub.services import backup as backups
 from hub.services import nodes
 from hub.settings import HubContext, context
-from hub.sync import apply, enroll_routes, enrollment, feed, nonces
+from hub.sync import apply, enroll_routes, feed, nonces
 from hub.web import problems
 from hub.web.api import DB
 
@@ -54,19 +55,17 @@ STATE = web.AppKey("sync_state", object)
 
 class SyncState:
     """Per-app caches: the hub's signing key and the trust store (reloaded when certificates
-    or revocations change), and the enrollment rate limit."""
+    or revocations change), the sealer and the nonce pruner."""
 
     def __init__(self, hub: HubContext) -> None:
         self.db = hub.db
         self.data_dir = hub.data_dir
-        self.rate = enrollment.RateLimit()
         self._trust_key: tuple | None = None
         self._trust: TrustStore | None = None
         self._signer: NodeSigner | None = None
         self._sealer: sealed.Sealer | None = None
         self.supported: tuple[int, int] = (OLDEST_SUPPORTED, PROTOCOL)  # the versions this hub answers
         self.pruner = nonces.Pruner()
-
 
     def trust(self) -> TrustStore:
         key = nodes.trust_version(self.db)
@@ -157,7 +156,7 @@ async def _read(request: web.Request) -> bytes | web.Response:
 def _authenticate(request: web.Request, body: bytes) -> Signer | web.Response:
     """The node key that signed this request, or a signed problem: 426 for another protocol
     version, 401 for an unknown key, a bad signature or a signed time outside the window,
-    403 for a revoked node, 409 for a nonce accepted before. The nonce is remembered only
+    403 for a revoked node. Nothing is written here: the nonce is remembered by `_admit`,
     once everything else holds, so a refused request uses nothing up."""
     if (refused := _protocol(request, None)) is not None:
         return refused
@@ -183,13 +182,24 @@ def _authenticate(request: web.Request, body: bytes) -> Signer | web.Response:
         return problem(request, 401, "stale-request", f"signed at {request.headers.get(auth.SENT)!r}, more than "
                                                        f"{auth.WINDOW.seconds // 60} minutes from hub time "
                                                        f"{iso_ms(now)}: stamp requests with hub time")
-    db = request.app[DB]
-    state.pruner.maybe(db, now)
-    if not nonces.remember(db, node_id, nonce, sent, now):
-        log.warning("sync: replayed %s from node %s (%s) at %s", request.path, signer.name, node_id, request.remote)
-        return problem(request, 409, "replayed-request", "this request was accepted before; nothing was done")
-    _note_clock(request, node_id, now)
     return signer
+
+
+def _admit(request: web.Request, signer: Signer) -> web.Response | None:
+    """Remember the request's nonce (a signed 409 for a replay) and the device's clock.
+
+    Called inside the request's one write transaction, so that with `synchronous=FULL` a
+    push waits for the disk once, not once per bookkeeping row; a request refused later in
+    that transaction leaves no nonce behind, and repeating it is as harmless as the first."""
+    db, now = request.app[DB], utcnow()
+    sent = auth.sent_at(request.headers.get(auth.SENT))
+    request.app[STATE].pruner.maybe(db, now)
+    if not nonces.remember(db, signer.node_id, request.headers[auth.NONCE], sent, now):
+        log.warning("sync: replayed %s from node %s (%s) at %s", request.path, signer.name, signer.node_id,
+                    request.remote)
+        return problem(request, 409, "replayed-request", "this request was accepted before; nothing was done")
+    _note_clock(request, signer.node_id, now)
+    return None
 
 
 def _note_clock(request: web.Request, node_id: str, now) -> None:
@@ -230,8 +240,11 @@ async def push(request: web.Request) -> web.Response:
     scope = nodes.sync_scope(db, node_id)
     pushed = Pushed(db=db, node_id=node_id, role=signer.role, venue_ids=tuple(scope["venue_ids"]), trust=trust,
                     now=now)
-    results = apply.apply_push(pushed, req.ops)
-    nodes.note_push(db, node_id, now)
+    with transaction(db):  # nonce, clock, ops and push time: one commit, one wait for the disk
+        if (replayed := _admit(request, signer)) is not None:
+            return replayed
+        results = apply.apply_push(pushed, req.ops)
+        nodes.note_push(db, node_id, now)
     return sealed_answer(request, signer, encoder.encode(PushResponse(protocol=PROTOCOL, hub_time=iso_ms(now),
                                                                       results=results, hub_epoch=hub_epoch,
                                                                       durable_through=durable)))
@@ -265,8 +278,11 @@ async def pull(request: web.Request) -> web.Response:
     except ValueError:
         return problem(request, 400, "bad-request", f"0 <= after < 2^63 and 1 <= limit <= {MAX_PAGE}")
     db, now = request.app[DB], utcnow()
-    changes, next_after, more = feed.page(db, nodes.sync_scope(db, node_id), after, limit)
-    nodes.note_pull(db, node_id, now, next_after)
+    with transaction(db):  # the page is read and the nonce and cursor written in one transaction
+        if (replayed := _admit(request, signer)) is not None:
+            return replayed
+        changes, next_after, more = feed.page(db, nodes.sync_scope(db, node_id), after, limit)
+        nodes.note_pull(db, node_id, now, next_after)
     return sealed_answer(request, signer, encoder.encode(PullResponse(
         protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes, next_after=next_after, more=more,
         hub_epoch=backups.epoch(db), durable_through=backups.durable_through(db, node_id))))
