@@ -47,6 +47,10 @@ def register(areas: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8081, help="port (default 8081; 0 picks a free one)")
     serve.add_argument("--hub", metavar="URL", help="override the hub address stored at enrollment")
     serve.add_argument("--sync-seconds", type=float, default=10.0, help="sync at least this often (default 10)")
+    serve.add_argument("--no-peers", action="store_true",
+                       help="do not announce this node to the gates (they then learn its key only by sync)")
+    serve.add_argument("--peer-group", default="", metavar="NAME",
+                       help="the gates' --peer-group at this site, when sites of one organizer share a LAN")
     serve.set_defaults(run=cmd_serve)
 
     status = cmds.add_parser("status", help="online/offline, last sync, ops waiting, conflicts, clock skew",
@@ -76,7 +80,8 @@ async def _discover(args: argparse.Namespace, root_id: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     asyncio.run(server.serve(args.data, args.host, args.port, hub_url=args.hub, sync_period_s=args.sync_seconds,
-                             ready=lambda line: print(line, flush=True)))
+                             ready=lambda line: print(line, flush=True), peers=not args.no_peers,
+                             peer_group=args.peer_group))
     return 0
 
 

@@ -32,6 +32,7 @@ from edge.gate.loop import Gate, GateOptions
 from edge.gate.peers import SERVICE
 from edge.gate.web import DOOR
 from edge.peers.client import signed_headers
+from edge.peers.door import CERT
 from hub.app import make_app
 from hub.services import nodes, provisioning
 from tests.cardkit import make_kit
@@ -139,6 +140,14 @@ async def test_unsigned_forged_entries_from_the_lan_are_refused_and_change_nothi
         headers = signed_by(g2, "POST", "/peer/v1/entries", body, signer=intruder)
         async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
             assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:unknown-signer"
+        # nor with a certificate for its key that the intruder signed itself, as if it were the root
+        headers[CERT] = sign(intruder.private, "node-cert", {
+            "v": 1, "key_id": intruder.key_id, "node_id": "intruder", "name": "Eingang 9", "role": "gate",
+            "public_key": keys.public_bytes(intruder.private).hex(), "issued_at": "2026-01-01T00:00:00Z",
+            "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2036-01-01T00:00:00Z"})
+        headers.update(signed_by(g2, "POST", "/peer/v1/entries", body, signer=intruder))  # a fresh nonce
+        async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
+            assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:unknown-signer"
         async with session.get(f"{g2.url}/peer/v1/entries", params={"since": "2020-01-01T00:00:00Z"}) as resp:
             assert resp.status == 401  # nor does an unsigned caller read the gate's entries
         # a certified peer gets in, and the forged records in its request are still checked one by one
@@ -146,9 +155,10 @@ async def test_unsigned_forged_entries_from_the_lan_are_refused_and_change_nothi
         async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
             assert resp.status == 200 and await resp.json() == {"new": 0, "refused": 3}
     door = g2.runner.app[DOOR]
-    assert door.stats.refused["unsigned"] == 2 and door.stats.refused["unknown-signer"] == 1
+    assert door.stats.refused["unsigned"] == 2 and door.stats.refused["unknown-signer"] == 2
     assert g2.access.decide(card["code"]).admitted
     assert entries_count(g2) == 0
+    assert g2.db.execute("SELECT count(*) AS n FROM node_certs WHERE node_id = 'intruder'").fetchone()["n"] == 0
 
 
 async def test_a_revoked_node_is_refused_at_the_door(two_gates):

@@ -172,7 +172,7 @@ async def get_pools(request: web.Request) -> web.Response:
 
 
 async def serve(data_dir: Path, host: str, port: int, *, hub_url: str | None = None, ready=print,
-                sync_period_s: float = 10.0, peer_group: str = "") -> None:
+                sync_period_s: float = 10.0, peers: bool = True, peer_group: str = "") -> None:
     """Run until SIGTERM/SIGINT (or cancellation). The desk announces itself to the gates of its
     peer group (edge/desk/peers.py)."""
     import signal
@@ -187,7 +187,8 @@ async def serve(data_dir: Path, host: str, port: int, *, hub_url: str | None = N
         await edge.close()
         raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     edge.start_background()
-    await edge.peers.start(runner.addresses[0][1], host, group=peer_group)
+    if peers:
+        await edge.peers.start(runner.addresses[0][1], host, group=peer_group)
     notify, heart = SdNotify(), Heartbeat()
 
     async def beat() -> None:

@@ -71,10 +71,10 @@ def own_cert(access: Access) -> str | None:
     return row["record"] if row else None
 
 
-def learn_trust(access: Access, payload: object) -> int:
+def learn_trust(access: Access, payload: object, *, quiet: bool = False) -> int:
     """Keep the verified certificates and revocations of a peer's payload; the gate's
     decisions see them at once."""
-    new = accept_trust(access.db, payload)
+    new = accept_trust(access.db, payload, quiet=quiet)
     if new:
         access.refresh(force=True)
     return new

@@ -37,7 +37,7 @@ MAX_BODY = 1024 * 1024
 def make_app(gate: Gate) -> web.Application:
     # the simulated scan is a browser's to send only from the gate's own page; peers sign their records
     door = PeerDoor(trust=lambda: _trust(gate), now=gate.clock.now,
-                    learn=lambda cert: learn_trust(gate.access, {"certs": [cert]}))
+                    learn=lambda cert: learn_trust(gate.access, {"certs": [cert]}, quiet=True))
     app = web.Application(client_max_size=MAX_BODY, middlewares=[door.middleware(),
                                                                  browser_door.middleware(own_hosts(), ("/peer/",))])
     app[GATE], app[DOOR] = gate, door

@@ -46,9 +46,10 @@ def trust_answer(request: web.Request, db: sqlite3.Connection) -> web.Response:
     return web.json_response(trust_records(db, key_id))
 
 
-def accept_trust(db: sqlite3.Connection, payload: object) -> int:
+def accept_trust(db: sqlite3.Connection, payload: object, *, quiet: bool = False) -> int:
     """Store the root-signed certificates and revocations in a peer's answer; returns how many
-    were new. Anything that does not verify is logged and dropped."""
+    were new. Anything that does not verify is dropped, and logged unless *quiet* (the peer
+    door counts its refusals instead: a flood must not become a flood of log lines)."""
     if not isinstance(payload, dict):
         return 0
     new = 0
@@ -61,10 +62,9 @@ def accept_trust(db: sqlite3.Connection, payload: object) -> int:
                 before = db.total_changes
                 store(db, record)
                 new += db.total_changes > before
-            except (BadRecord, TypeError, ValueError, KeyError) as exc:
-                log.warning("peer sent a %s record we do not trust: %s", kind, exc)
-            except TesseraError as exc:  # e.g. Conflict: a key id already used by another node
-                log.warning("peer %s record refused: %s", kind, exc)
+            except (BadRecord, TypeError, ValueError, KeyError, TesseraError) as exc:
+                if not quiet:  # TesseraError: e.g. Conflict, a key id already used by another node
+                    log.warning("peer sent a %s record we do not keep: %s", kind, exc)
     return new
 
 
