@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nacl.pwhash
 import pytest
 
 from core.base.clock import utcnow
@@ -24,12 +25,14 @@ from core.cards import cards, keys
 from core.cards.trust import TrustStore
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient
+from edge.sync.client import status as sync_status
 from hub.app import make_app, open_hub
-from hub.services import nodes
+from hub.services import backup, nodes
 from hub.sync import enrollment
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # real rotation processes, about 2 s each
+FAST = backup.Kdf(opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN, memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
 
 
 def rotate_in_a_process(hub_dir: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
@@ -118,3 +121,55 @@ async def test_a_rotation_killed_while_the_new_key_was_being_written_leaves_the_
         assert cards.load_signer(hub_db, hub_dir).key_id == old_key
     finally:
         hub_db.close()
+
+
+async def test_a_backup_of_a_hub_whose_rotation_was_cut_short_restores_a_working_hub(sample_hub, aiohttp_server,
+                                                                                      tmp_path):
+    """Killed after its commit, a rotation leaves the new key in node.key.new until the next
+    start: a backup taken meanwhile carries it, so the restored hub finishes the rotation and
+    signs with the key its database names (before, it held the old node.key only and could
+    not sign at all)."""
+    folder, db = await edge_of(sample_hub, aiohttp_server, tmp_path)
+    hub_dir = Path(sample_hub.dir)
+    proc = rotate_in_a_process(hub_dir, "committed")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert hub_key_state(hub_dir)["pending"]
+    archive = tmp_path / "hub.backup"
+    backup.backup(hub_dir, hub_dir / "hub.sqlite", archive, "correct horse battery", kdf=FAST)
+    restored = tmp_path / "restored"
+    backup.restore(archive, restored, "correct horse battery")
+    hub_db = open_hub(restored)
+    try:
+        state = hub_key_state(restored)
+        assert not state["pending"] and state["file_id"] == state["key_id"] not in state["revoked"]
+        server = await aiohttp_server(make_app(hub_db))
+        client = SyncClient(db, folder, hub_url=str(server.make_url("")).rstrip("/"))
+        try:
+            await client.round()  # answers signed by the restored hub's key and verified by the edge
+            assert sync_status(db)["last_error"] is None
+        finally:
+            await client.close()
+    finally:
+        hub_db.close()
+
+
+def test_a_backup_waits_for_a_key_rotation_under_way(sample_hub, tmp_path):
+    """The snapshot and the key files are read under the rotation lock: while another process
+    holds it, a backup does not start copying."""
+    import threading
+
+    hub_dir = Path(sample_hub.dir)
+    started, finished = threading.Event(), threading.Event()
+
+    def run_backup():
+        started.set()
+        backup.backup(hub_dir, hub_dir / "hub.sqlite", tmp_path / "hub.backup", "correct horse battery", kdf=FAST)
+        finished.set()
+
+    with nodes.rotation_lock(hub_dir):
+        worker = threading.Thread(target=run_backup)
+        worker.start()
+        assert started.wait(10)
+        assert not finished.wait(0.5)  # held back by the lock (a bounded wait, not a sleep to pass)
+    worker.join(60)
+    assert finished.is_set() and (tmp_path / "hub.backup").exists()

@@ -44,6 +44,7 @@ from core.base.clock import iso, utcnow
 from core.base.errors import TesseraError
 from core.base.storage import connect, transaction
 from core.cards import keys
+from hub.services import nodes
 
 MAGIC = b"TSRHUBBK"
 FORMAT = 1
@@ -59,6 +60,9 @@ SETTINGS_FILE = "hub.toml"
 # whatever else holds key material or settings (TLS keys and certificates, hub.toml)
 REQUIRED_FILES = (keys.ROOT_KEY_FILE, keys.NODE_KEY_FILE)
 EXTRA_SUFFIXES = (".key", ".pem", ".crt")
+# a hub key rotation cut short after its commit leaves the new key here; the restored hub's
+# start finishes the rotation with it (hub/services/nodes.py finish_hub_rotation)
+PENDING_KEY_FILE = keys.NODE_KEY_FILE + ".new"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 
 Progress = Callable[[str, int, int], None]  # (stage, bytes done, bytes in all)
@@ -154,11 +158,15 @@ def backup(data_dir: Path, db_file: Path, out: Path, passphrase: str, *, kdf: Kd
     """Write an encrypted backup of the hub in *data_dir* (database *db_file*) to *out*, replacing
     it atomically; then record its checkpoints in the live database. The hub may be serving."""
     data_dir, out = Path(data_dir), Path(out)
-    key_material = _data_files(data_dir)
+    _data_files(data_dir)  # a clear error before the passphrase is even looked at
     secret = _secret(passphrase, new=True)
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=data_dir) as scratch:
         snapshot = Path(scratch) / db_file.name
-        _snapshot(db_file, snapshot, progress)
+        # the database and the key files are taken together while no key rotation runs, so a
+        # backup never holds a database naming one hub key beside the file of another
+        with nodes.rotation_lock(data_dir):
+            _snapshot(db_file, snapshot, progress)
+            key_material = _copy_files(_data_files(data_dir), Path(scratch))
         manifest = _describe(snapshot, db_file.name)
         files = [(db_file.name, snapshot), *key_material]
         manifest.files = [{"name": name, "size": path.stat().st_size} for name, path in files]
@@ -172,8 +180,20 @@ def _data_files(data_dir: Path) -> list[tuple[str, Path]]:
     if missing:
         raise BackupError(f"{data_dir} holds no {' or '.join(missing)}: is it a hub data folder?")
     extra = sorted(p.name for p in data_dir.iterdir() if p.is_file() and _NAME.match(p.name)
-                   and (p.suffix in EXTRA_SUFFIXES or p.name == SETTINGS_FILE) and p.name not in REQUIRED_FILES)
+                   and (p.suffix in EXTRA_SUFFIXES or p.name in (SETTINGS_FILE, PENDING_KEY_FILE))
+                   and p.name not in REQUIRED_FILES)
     return [(name, data_dir / name) for name in (*REQUIRED_FILES, *extra)]
+
+
+def _copy_files(files: list[tuple[str, Path]], scratch: Path) -> list[tuple[str, Path]]:
+    """Copies of *files* in *scratch* (read while the rotation lock is held)."""
+    copies = []
+    for name, path in files:
+        copy = scratch / f"key-{name}"
+        shutil.copyfile(path, copy)
+        os.chmod(copy, 0o600)
+        copies.append((name, copy))
+    return copies
 
 
 def _secret(passphrase: str, *, new: bool) -> bytes:

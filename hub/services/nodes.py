@@ -145,7 +145,7 @@ def rotate_hub_key(data_dir: Path, db: sqlite3.Connection) -> int:
     the next start finishes 3. The hub never signs with a retired key or a key it has no
     certificate for."""
     data_dir = Path(data_dir)
-    with _rotation_lock(data_dir):
+    with rotation_lock(data_dir):
         _finish_rotation(data_dir, db)
         node = this_node(db)
         new = keys.generate()
@@ -165,12 +165,12 @@ def finish_hub_rotation(data_dir: Path, db: sqlite3.Connection) -> str | None:
     """At start: finish or undo a hub key rotation that was cut short. Returns what it did
     ("finished", "undone") or None when there was nothing to do. Waits for a rotation that is
     under way in another process (a hub started while `tessera hub rotate-key` runs)."""
-    with _rotation_lock(Path(data_dir)):
+    with rotation_lock(Path(data_dir)):
         return _finish_rotation(Path(data_dir), db)
 
 
 @contextlib.contextmanager
-def _rotation_lock(data_dir: Path) -> Iterator[None]:
+def rotation_lock(data_dir: Path) -> Iterator[None]:
     """One rotation or recovery at a time per hub folder; the kernel drops the lock when its
     process dies, so a killed rotation never leaves it held."""
     fd = os.open(data_dir / (keys.NODE_KEY_FILE + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
