@@ -79,8 +79,9 @@ class Size:
         "verify": 50, "commit": 25, "admit": 25, "decide_valid": 15, "decide_revoked": 15, "decide_malformed": 15})
     warmup: int = 20  # untimed operations of each kind before the rounds
     sustained: int = 2_000  # admits in one loop timed end to end
-    flood_scans: int = 400  # admits at the real gate, half of them during a peer flood
-    flood_blocks: int = 4  # quiet and flooded blocks, alternating (this many of each)
+    flood_scans: int = 1000  # admits at the real gate, half of them during a peer flood
+    flood_blocks: int = 10  # quiet and flooded blocks, alternating (this many of each): load from
+    # elsewhere on a shared machine comes in spells of seconds, and short blocks share it out evenly
     flood_gap_ms: float = 5.0  # between two scans, as at a turnstile (never back to back)
 
     @classmethod

@@ -134,7 +134,9 @@ async def test_unsigned_forged_entries_from_the_lan_are_refused_and_change_nothi
     payload = {"records": [forged_entry(kit, g2, card, g1.node["id"]), 42, "junk"]}
     body = json.dumps(payload).encode()
     intruder = NodeSigner(node_id="intruder", role="gate", key_id=0x1234ABCD, private=keys.generate())
-    async with aiohttp.ClientSession() as session:
+    # the intruder is another machine on the LAN (127.0.0.2): its refusals cost its own address
+    intruding = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    async with intruding as session:
         async with session.post(f"{g2.url}/peer/v1/entries", json=payload) as resp:
             assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:unsigned"
         headers = signed_by(g2, "POST", "/peer/v1/entries", body, signer=intruder)
@@ -150,6 +152,7 @@ async def test_unsigned_forged_entries_from_the_lan_are_refused_and_change_nothi
             assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:unknown-signer"
         async with session.get(f"{g2.url}/peer/v1/entries", params={"since": "2020-01-01T00:00:00Z"}) as resp:
             assert resp.status == 401  # nor does an unsigned caller read the gate's entries
+    async with aiohttp.ClientSession() as session:
         # a certified peer gets in, and the forged records in its request are still checked one by one
         headers = signed_by(g1, "POST", "/peer/v1/entries", body)
         async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=headers) as resp:
@@ -219,6 +222,8 @@ def raw_request(url: str, head: str, body_part: bytes) -> tuple[bytes, bool]:
         try:
             while chunk := sock.recv(65536):
                 answer += chunk
+            closed = True
+        except ConnectionResetError:  # closed with our unread bytes still in its buffer: a reset
             closed = True
         except TimeoutError:
             closed = False

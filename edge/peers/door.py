@@ -6,6 +6,12 @@ next to nothing unless it comes from a node the organizer's root certified, and 
 run cheapest first, all before a handler (and any per-record work) sees the request:
 
 1. rate: a token bucket per sending address and one for all of them (429, nothing read);
+   a request refused by a later check costs its address REFUSAL_COST tokens, so an address
+   that sends only bad requests gets about two a second past this point.
+   The 429 is held back for up to HOLD_S (a few per address at a time; beyond that it is
+   sent at once and the connection closed): a client that floods one request after the
+   other gets about one answer a second per connection, and waiting costs the gate a timer,
+   where answering at once would cost it the parsing of the next request;
 2. size: a declared body over `MAX_BODY` is refused unread and the connection closed (413);
 3. the signature headers are present and well-formed (401 `unsigned`);
 4. the signed time is within the replay window of this node's trusted time (401 `stale`);
@@ -26,6 +32,7 @@ the records in it are still verified one by one against their own signers.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import math
@@ -45,6 +52,9 @@ PER_ADDRESS = (20.0, 40)  # tokens per second, burst: a busy gate sends about on
 OVERALL = (100.0, 200)  # all addresses together: a LAN of spoofed addresses is bounded too
 MAX_ADDRESSES = 4096  # buckets kept; the least recently used goes first
 CLOSE_UNREAD_ABOVE = 64 * 1024  # a refused body larger than this is not drained: the connection closes
+HOLD_S = 1.0  # how long a rate-limited request waits for its 429
+REFUSAL_COST = 10.0  # tokens a request refused after the rate check costs its address
+MAX_HELD = 8  # rate-limited requests held per address at once
 
 CERT = "X-Tessera-Cert"  # the sender's root-signed node certificate, for receivers that lack it
 PEER = web.RequestKey("peer", Signer)
@@ -97,6 +107,13 @@ class RateLimits:
             return self.overall.wait_s()
         return None
 
+    def penalize(self, address: str, tokens: float) -> None:
+        """A refused request costs its address more than one token (at most a burst's worth of
+        debt): an address that sends nothing but bad requests soon gets almost only 429s."""
+        bucket = self.buckets.get(address)
+        if bucket is not None:
+            bucket.tokens = max(-bucket.burst, bucket.tokens - tokens)
+
 
 class NonceCache:
     """Nonces of accepted requests, remembered for the replay window (a request older than the
@@ -140,6 +157,7 @@ class PeerDoor:
     nonces: NonceCache = field(default_factory=lambda: NonceCache(auth_window_s()))
     max_body: int = MAX_BODY
     stats: DoorStats = field(default_factory=DoorStats)
+    held: collections.Counter = field(default_factory=collections.Counter)  # rate-limited requests waiting
 
     def middleware(self):
         @web.middleware
@@ -155,10 +173,12 @@ class PeerDoor:
 
     async def check(self, request: web.Request) -> web.Response | None:
         """None when the request may go on (signer and body stored on it), else the refusal."""
-        wait = self.limits.allowed(request.remote or "?")
+        address = request.remote or "?"
+        wait = self.limits.allowed(address)
         if wait is not None:
+            held = await self._hold(address)
             return await self._refuse(request, 429, "too-many-requests", "too many peer requests; slow down",
-                                      {"Retry-After": str(max(1, math.ceil(wait)))})
+                                      {"Retry-After": str(max(1, math.ceil(wait)))}, close=not held)
         if request.content_length is not None and request.content_length > self.max_body:
             return await self._refuse(request, 413, "too-large", self._too_large)
         signer = self._signer(request)
@@ -173,6 +193,20 @@ class PeerDoor:
         request[PEER], request[PEER_BODY] = signer, body
         self.stats.admitted += 1
         return None
+
+    async def _hold(self, address: str) -> bool:
+        """Let a flooding client wait for its 429 (see the module's docstring); False past
+        MAX_HELD of its requests at once (then the answer goes now, and the connection closes)."""
+        if self.held[address] >= MAX_HELD:
+            return False
+        self.held[address] += 1
+        try:
+            await asyncio.sleep(HOLD_S)
+        finally:
+            self.held[address] -= 1
+            if not self.held[address]:
+                del self.held[address]
+        return True
 
     @property
     def _too_large(self) -> str:
@@ -215,12 +249,16 @@ class PeerDoor:
         return b"".join(chunks)
 
     async def _refuse(self, request: web.Request, status: int, slug: str, detail: str,
-                      headers: dict[str, str] | None = None) -> web.Response:
+                      headers: dict[str, str] | None = None, close: bool = False) -> web.Response:
         """The problem answer. A large body left unread is not drained (aiohttp would read it
         to keep the connection): the answer is sent and the connection closed."""
         self.stats.refused[slug] += 1
+        if status != 429:
+            self.limits.penalize(request.remote or "?", REFUSAL_COST)
         answer = problem(status, slug, detail)
         answer.headers.update(headers or {})
+        if close:
+            answer.force_close()
         length = request.content_length
         if request.body_exists and (length is None or length > CLOSE_UNREAD_ABOVE) and not request.content.is_eof():
             answer.force_close()
