@@ -204,6 +204,13 @@ async def test_a_replayed_or_stale_request_is_refused(two_gates):
             assert resp.status == 409 and (await resp.json())["type"] == "urn:tessera:problem:replayed"
         async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=old) as resp:
             assert resp.status == 401 and (await resp.json())["type"] == "urn:tessera:problem:stale"
+        twice = signed_by(g1, "POST", "/peer/v1/entries", body)  # one capture sent twice at once
+
+        async def send() -> int:
+            async with session.post(f"{g2.url}/peer/v1/entries", data=body, headers=twice) as resp:
+                return resp.status
+
+        assert sorted(await asyncio.gather(send(), send())) == [200, 409]
         tampered = body.replace(b"records", b"records ")
         async with session.post(f"{g2.url}/peer/v1/entries", data=tampered,
                                 headers=signed_by(g1, "POST", "/peer/v1/entries", body)) as resp:

@@ -189,6 +189,8 @@ class PeerDoor:
             return await self._refuse(request, 413, "too-large", self._too_large)
         if not _signature_ok(request, signer, body):
             return await self._refuse(request, 401, "bad-signature", "the request signature does not verify")
+        if request.headers[auth.NONCE] in self.nonces:  # a copy sent alongside, admitted while we read this one
+            return await self._refuse(request, 409, "replayed", "this request was seen before")
         self.nonces.add(request.headers[auth.NONCE])
         request[PEER], request[PEER_BODY] = signer, body
         self.stats.admitted += 1
