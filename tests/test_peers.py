@@ -224,8 +224,6 @@ def raw_request(url: str, head: str, body_part: bytes) -> tuple[bytes, bool]:
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(head.encode() + body_part)
         answer = b""
-        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
-            answer += chunk
         try:
             while chunk := sock.recv(65536):
                 answer += chunk
@@ -241,15 +239,17 @@ async def test_an_oversized_body_is_refused_without_reading_it(two_gates):
     kit, g1, g2 = two_gates
     head = (f"POST /peer/v1/entries HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {64 * 1024 * 1024}\r\n\r\n")
-    answer, closed = await asyncio.to_thread(raw_request, g2.url, head, b"{" * 4096)
-    assert answer.startswith(b"HTTP/1.1 413") and closed, answer  # 64 MiB announced, 4 KiB sent: refused, hung up
+    answer, closed = await asyncio.to_thread(raw_request, g2.url, head, b"")
+    assert answer.startswith(b"HTTP/1.1 413") and closed, answer  # 64 MiB announced: refused at once, hung up
     # without a length (chunked), from a certified gate: read up to the limit, then refused
     signed = "".join(f"{k}: {v}\r\n" for k, v in signed_by(g1, "POST", "/peer/v1/entries", b"{}").items())
     head = f"POST /peer/v1/entries HTTP/1.1\r\nHost: 127.0.0.1\r\n{signed}Transfer-Encoding: chunked\r\n\r\n"
     chunk = b"a" * (64 * 1024)
     body = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 5  # 320 KiB, and the body never ends
     answer, closed = await asyncio.to_thread(raw_request, g2.url, head, body)
-    assert answer.startswith(b"HTTP/1.1 413") and closed, answer
+    # hung up with part of our body unread: the kernel may answer with a reset that drops the
+    # 413 on its way; the door's own count below says what it refused
+    assert closed and (answer.startswith(b"HTTP/1.1 413") or answer == b""), answer
     assert g2.runner.app[DOOR].stats.refused["too-large"] == 2 and entries_count(g2) == 0
 
 
