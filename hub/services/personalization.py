@@ -20,6 +20,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import warnings
 
 from PIL import Image, ImageOps
 
@@ -134,7 +135,9 @@ def prepare_photo(data: bytes) -> bytes:
         raise PhotoRefused("e_photo_big")
     DECODES.add()
     try:
-        image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])  # reads the header only
+        with warnings.catch_warnings():  # Pillow's own bomb warning: our limit (below) is lower anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])  # reads the header only
     except Image.UnidentifiedImageError:
         raise PhotoRefused("e_photo_type") from None
     except Image.DecompressionBombError:  # beyond twice Pillow's own limit
