@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from core.base.streams import read_capped
 from core.cards.trust import Signer, TrustStore
 from core.sync import auth
 from edge.problems import problem
@@ -242,13 +243,7 @@ class PeerDoor:
 
     async def _read(self, request: web.Request) -> bytes | None:
         """The body, or None when it grows past the limit (no more of it is read)."""
-        chunks, size = [], 0
-        while chunk := await request.content.read(self.max_body + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-        return b"".join(chunks)
+        return await read_capped(request.content, self.max_body)
 
     async def _refuse(self, request: web.Request, status: int, slug: str, detail: str,
                       headers: dict[str, str] | None = None, close: bool = False) -> web.Response:

@@ -42,6 +42,7 @@ import nacl.utils
 
 from core.base.clock import iso, utcnow
 from core.base.errors import TesseraError
+from core.base.files import fsync_dir
 from core.base.storage import connect, transaction
 from core.cards import keys
 from hub.services import nodes
@@ -271,7 +272,7 @@ def _write_archive(out: Path, secret: bytes, kdf: Kdf, manifest: Manifest, files
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
 
 
 def _record_checkpoints(db_file: Path, manifest: Manifest) -> None:
@@ -308,12 +309,12 @@ def restore(archive: Path, data_dir: Path, passphrase: str, *, progress: Progres
         try:
             _unpack(reader, manifest, staging, progress)
             _new_life(staging / manifest.db_name, manifest)
-            _fsync_dir(staging)
+            fsync_dir(staging)
             staging.rename(target)  # onto a missing or empty folder: atomic
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return manifest
 
 
@@ -471,10 +472,3 @@ class _SealedReader:
         if self.raw.read(1):
             raise DamagedBackup("the backup has bytes after its last block (appended or damaged)")
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

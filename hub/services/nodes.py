@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.base.clock import iso, iso_ms, parse_iso, utcnow
 from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.files import fsync_dir
 from core.base.node import this_node
 from core.base.storage import transaction
 from core.cards import cards, keys, trust
@@ -195,7 +196,7 @@ def _finish_rotation(data_dir: Path, db: sqlite3.Connection) -> str | None:
         _swap_pending_key(data_dir)  # step 2 committed: the new key is the hub's
         return "finished"
     pending.unlink()  # step 2 never committed: the old key is still the hub's, and valid
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
     return "undone"
 
 
@@ -204,21 +205,13 @@ def _write_key_durably(data_dir: Path, key: Ed25519PrivateKey) -> None:
     tmp.unlink(missing_ok=True)
     keys.write_private(tmp, key)  # exclusive create, mode 0600, fsync
     os.replace(tmp, pending)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
 
 
 def _swap_pending_key(data_dir: Path) -> None:
     os.replace(data_dir / (keys.NODE_KEY_FILE + ".new"), data_dir / keys.NODE_KEY_FILE)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
 
-
-def _fsync_dir(path: Path) -> None:
-    """A rename is durable only once its folder is synced."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _crash_point(step: str) -> None:

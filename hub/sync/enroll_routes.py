@@ -21,6 +21,7 @@ from aiohttp import web
 from core.base.clock import iso_ms, utcnow
 from core.base.errors import TesseraError
 from core.base.node import this_node
+from core.base.streams import read_capped
 from core.cards.cards import NodeSigner, load_signer
 from core.sync import auth
 from core.sync.messages import (
@@ -88,14 +89,9 @@ async def _message(request: web.Request, kind: type) -> msgspec.Struct | web.Res
         return _problem(request, 429, "too-many-attempts", "too many failed enrollment attempts; wait a minute")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return _problem(request, 413, "too-large", f"at most {MAX_BODY_BYTES} bytes")
-    chunks, size = [], 0
-    # read(n) returns what has arrived so far, not the whole body: read to the end
-    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > MAX_BODY_BYTES:
+    body = await read_capped(request.content, MAX_BODY_BYTES)
+    if body is None:
         return _problem(request, 413, "too-large", f"at most {MAX_BODY_BYTES} bytes")
-    body = b"".join(chunks)
     try:
         message = msgspec.json.decode(body, type=kind)
     except msgspec.MsgspecError as exc:

@@ -25,6 +25,7 @@ from aiohttp import web
 from core.base.clock import iso_ms, utcnow
 from core.base.node import this_node
 from core.base.storage import transaction
+from core.base.streams import read_capped
 from core.cards.cards import NodeSigner, load_signer
 from core.cards.trust import Signer, TrustStore
 from core.sync import auth, sealed
@@ -143,14 +144,10 @@ def _protocol(request: web.Request, claimed: int | None) -> web.Response | None:
 async def _read(request: web.Request) -> bytes | web.Response:
     if request.content_length is not None and request.content_length > MAX_PUSH_BYTES:
         return problem(request, 413, "too-large", f"at most {MAX_PUSH_BYTES} bytes per request")
-    chunks, size = [], 0
-    # read(n) returns what has arrived so far, not the whole body: read to the end
-    while chunk := await request.content.read(MAX_PUSH_BYTES + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_PUSH_BYTES:
-            return problem(request, 413, "too-large", f"at most {MAX_PUSH_BYTES} bytes per request")
-    return b"".join(chunks)
+    body = await read_capped(request.content, MAX_PUSH_BYTES)
+    if body is None:
+        return problem(request, 413, "too-large", f"at most {MAX_PUSH_BYTES} bytes per request")
+    return body
 
 
 def _authenticate(request: web.Request, body: bytes) -> Signer | web.Response:
