@@ -21,7 +21,7 @@ from core.base.storage import connect
 from core.cards import cards
 from core.cards.trusted_time import TrustedClock
 from core.sync import auth
-from core.sync.messages import PROTOCOL
+from core.sync.messages import OLDEST_SUPPORTED, PROTOCOL
 from edge.sync.client import SyncClient, SyncError, UpgradeNeeded, status
 from hub.app import DB_NAME, make_app
 from hub.services import nodes
@@ -200,7 +200,7 @@ async def test_a_forged_or_replayed_426_changes_nothing(hub, tapped):
     hub.server.app[routes.STATE].supported = (PROTOCOL + 1, PROTOCOL + 1)  # a real, signed 426 to capture
     with pytest.raises(UpgradeNeeded):
         await client.round()
-    hub.server.app[routes.STATE].supported = (routes.OLDEST_SUPPORTED, PROTOCOL)
+    hub.server.app[routes.STATE].supported = (OLDEST_SUPPORTED, PROTOCOL)
     cards.issue_card(db, client.signer, product_id=hub.ids["annual_products"][0], kind="annual", now=utcnow())
     for mode in ("forge-426", "replay-426"):
         tap.mode = mode
@@ -233,7 +233,7 @@ async def test_a_hub_that_needs_an_upgrade_never_stops_the_loop(hub, tapped):
         await async_wait_until(lambda: tap.seen[-1].status == 0 and status(db)["upgrade_needed"] is None,
                                what="a forged 426 is only a failed attempt")
         tap.mode = "pass"
-        state.supported = (routes.OLDEST_SUPPORTED, PROTOCOL)  # the hub is upgraded
+        state.supported = (OLDEST_SUPPORTED, PROTOCOL)  # the hub is upgraded
         await async_wait_until(lambda: status(db)["ops_waiting"] == 0, timeout=20, what="synced after the upgrade")
         assert not loop.done()
         assert one(hub.db, f"SELECT count(*) FROM cards WHERE id IN ({','.join('?' * 3)})", *sold) == 3

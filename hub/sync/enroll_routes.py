@@ -20,10 +20,7 @@ from aiohttp import web
 
 from core.base.clock import iso_ms, utcnow
 from core.base.errors import TesseraError
-from core.base.node import this_node
 from core.base.streams import read_capped
-from core.cards.cards import NodeSigner, load_signer
-from core.sync import auth
 from core.sync.messages import (
     OLDEST_SUPPORTED,
     PROTOCOL,
@@ -35,8 +32,8 @@ from core.sync.messages import (
 )
 from hub.services import nodes
 from hub.settings import context
-from hub.sync import enrollment
-from hub.web import problems
+from hub.sync import answers, enrollment
+from hub.sync.answers import HubKey
 from hub.web.api import DB
 from hub.web.client_address import client_address
 
@@ -46,20 +43,13 @@ MAX_BODY_BYTES = 16 * 1024  # a start or finish message is well under 8 KiB
 STATE = web.AppKey("enroll_state", object)
 
 
-class EnrollState:
+class EnrollState(HubKey):
     """Per-app: the hub's signing key (reloaded after a rotation) and the rate limit."""
 
     def __init__(self, app: web.Application) -> None:
         hub = context(app)
-        self.db, self.data_dir = hub.db, hub.data_dir
+        super().__init__(hub.db, hub.data_dir)
         self.rate = enrollment.RateLimit()
-        self._signer: NodeSigner | None = None
-
-    def signer(self) -> NodeSigner:
-        current = this_node(self.db)["key_id"]
-        if self._signer is None or self._signer.key_id != current:
-            self._signer = load_signer(self.db, self.data_dir)
-        return self._signer
 
 
 def install(app: web.Application) -> None:
@@ -68,18 +58,12 @@ def install(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/finish", finish)
 
 
-def _signed(request: web.Request, status: int, body: bytes, content_type: str = "application/json") -> web.Response:
-    state: EnrollState = request.app[STATE]
-    signer = state.signer()
-    nonce = request.headers.get(auth.NONCE, "")[:auth.MAX_NONCE]
-    headers = auth.sign_response(signer.private, signer.key_id, nonce, status, body, hub_time=iso_ms(utcnow()),
-                                 protocols=f"{OLDEST_SUPPORTED}-{PROTOCOL}")
-    return web.Response(status=status, body=body, headers=headers, content_type=content_type)
+def _signed(request: web.Request, status: int, body: bytes) -> web.Response:
+    return answers.signed(request.app[STATE], request, status, body)
 
 
 def _problem(request: web.Request, status: int, slug: str, detail: str) -> web.Response:
-    body = problems.problem_body(status, slug, slug.replace("-", " "), detail, instance=request.path)
-    return _signed(request, status, body, problems.PROBLEM_MEDIA)
+    return answers.problem(request.app[STATE], request, status, slug, detail)
 
 
 async def _message(request: web.Request, kind: type) -> msgspec.Struct | web.Response:

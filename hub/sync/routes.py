@@ -23,15 +23,12 @@ import msgspec
 from aiohttp import web
 
 from core.base.clock import iso_ms, utcnow
-from core.base.node import this_node
 from core.base.storage import transaction
 from core.base.streams import read_capped
-from core.cards.cards import NodeSigner, load_signer
 from core.cards.trust import Signer, TrustStore
 from core.sync import auth, sealed
 from core.sync.messages import (
     MAX_PAGE,
-    OLDEST_SUPPORTED,
     PROTOCOL,
     PullResponse,
     PushRequest,
@@ -42,8 +39,8 @@ from core.sync.ops import Pushed
 from hub.services import backup as backups
 from hub.services import nodes
 from hub.settings import HubContext, context
-from hub.sync import apply, enroll_routes, feed, nonces
-from hub.web import problems
+from hub.sync import answers, apply, enroll_routes, feed, nonces
+from hub.sync.answers import HubKey
 from hub.web.api import DB
 
 log = logging.getLogger("tessera.sync")
@@ -54,18 +51,15 @@ TIME_HEADER = auth.TIME
 STATE = web.AppKey("sync_state", object)
 
 
-class SyncState:
-    """Per-app caches: the hub's signing key and the trust store (reloaded when certificates
-    or revocations change), the sealer and the nonce pruner."""
+class SyncState(HubKey):
+    """Per-app caches: the hub's signing key (HubKey) and the trust store (reloaded when
+    certificates or revocations change), the sealer and the nonce pruner."""
 
     def __init__(self, hub: HubContext) -> None:
-        self.db = hub.db
-        self.data_dir = hub.data_dir
+        super().__init__(hub.db, hub.data_dir)
         self._trust_key: tuple | None = None
         self._trust: TrustStore | None = None
-        self._signer: NodeSigner | None = None
         self._sealer: sealed.Sealer | None = None
-        self.supported: tuple[int, int] = (OLDEST_SUPPORTED, PROTOCOL)  # the versions this hub answers
         self.pruner = nonces.Pruner()
 
     def trust(self) -> TrustStore:
@@ -76,12 +70,6 @@ class SyncState:
 
     def hub_cert(self, key_id: int) -> str:
         return nodes.certificate(self.db, key_id)
-
-    def signer(self) -> NodeSigner:
-        current = this_node(self.db)["key_id"]
-        if self._signer is None or self._signer.key_id != current:
-            self._signer = load_signer(self.db, self.data_dir)
-        return self._signer
 
     def sealer(self) -> sealed.Sealer:
         """Boxes under the hub's current key (a rotation makes new ones)."""
@@ -102,18 +90,12 @@ def install(app: web.Application) -> None:
 
 def signed(request: web.Request, status: int, body: bytes, content_type: str = "application/json") -> web.Response:
     state: SyncState = request.app[STATE]
-    signer = state.signer()
-    nonce = request.headers.get(auth.NONCE, "")[:auth.MAX_NONCE]
-    low, high = state.supported
-    headers = auth.sign_response(signer.private, signer.key_id, nonce, status, body, hub_time=iso_ms(utcnow()),
-                                 protocols=f"{low}-{high}")
-    headers[auth.HUB_CERT] = state.hub_cert(signer.key_id)  # lets edges follow a hub key rotation
-    return web.Response(status=status, body=body, headers=headers, content_type=content_type)
+    return answers.signed(state, request, status, body, content_type, state.hub_cert(state.signer().key_id))
 
 
 def problem(request: web.Request, status: int, slug: str, detail: str) -> web.Response:
-    body = problems.problem_body(status, slug, slug.replace("-", " "), detail, instance=request.path)
-    return signed(request, status, body, problems.PROBLEM_MEDIA)
+    state: SyncState = request.app[STATE]
+    return answers.problem(state, request, status, slug, detail, hub_cert=state.hub_cert(state.signer().key_id))
 
 
 def sealed_answer(request: web.Request, node: Signer, body: bytes) -> web.Response:
