@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from cli import demo, edge_commands, gate_commands, hub_commands
+from cli.request_lines import accept_utf8_urls
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    accept_utf8_urls()  # `curl '...?q=Müller'` (raw UTF-8 in the URL) works on every server we run
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
