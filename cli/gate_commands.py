@@ -33,10 +33,13 @@ def register(areas: argparse._SubParsersAction) -> None:
                             description="A gate admits valid cards offline: scanner -> decision -> relay.")
     cmds = gate.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    init = cmds.add_parser("init", help="set up a gate folder from a hub folder on this machine",
-                           description="Create a gate data folder: its own key pair (certified by the hub's "
-                                       "root key), a snapshot of the hub's catalog, cards and revocations, and "
-                                       "gate.toml with the rules. (Enrollment over the network comes with sync.)")
+    init = cmds.add_parser("init", help="set up a gate folder from a hub folder on this machine (no network)",
+                           description="Create a gate data folder from the hub's folder on the same machine: its "
+                                       "own key pair (certified by the hub's root key), a snapshot of the hub's "
+                                       "catalog, cards and revocations, and gate.toml with the rules. Such a gate "
+                                       "does not sync; `tessera gate refresh` copies the hub's state again. A gate "
+                                       "on its own machine is enrolled instead (`tessera hub enroll --role gate "
+                                       "--venue VENUE`, then `tessera edge enroll`) and syncs while it runs.")
     init.add_argument("--data", required=True, type=Path, metavar="DIR", help="gate data folder to create")
     init.add_argument("--hub-data", required=True, type=Path, metavar="DIR", help="the hub's data folder")
     init.add_argument("--name", required=True, help="name of this gate, e.g. 'Stadtmuseum Eingang 1'")
@@ -48,8 +51,10 @@ def register(areas: argparse._SubParsersAction) -> None:
     init.set_defaults(run=cmd_init)
 
     refresh = cmds.add_parser("refresh", help="copy the hub's current state into a gate folder again",
-                              description="Stand-in for pull sync: cards, revocations and catalog from a hub "
-                                          "folder on this machine.")
+                              description="For a gate set up with `tessera gate init`: copy the cards, "
+                                          "revocations, node certificates and catalog from the hub's folder on "
+                                          "this machine into the gate's folder (stop the gate first). An enrolled "
+                                          "gate needs no refresh: `tessera gate run` pulls them from the hub.")
     refresh.add_argument("--data", required=True, type=Path, metavar="DIR", help="gate data folder")
     refresh.add_argument("--hub-data", required=True, type=Path, metavar="DIR", help="the hub's data folder")
     refresh.set_defaults(run=cmd_refresh)
@@ -63,7 +68,9 @@ def register(areas: argparse._SubParsersAction) -> None:
 
     run = cmds.add_parser("run", help="run the gate: scan, decide, record, open",
                           description="Run the turnstile until stopped. Each scan prints one line; a status "
-                                      "page runs on --http-port. Peer gates are found with zeroconf.")
+                                      "page runs on --http-port. Peer gates are found with zeroconf. An enrolled "
+                                      "gate syncs with its hub in the background (entries up; cards, revocations "
+                                      "and certificates down) and decides offline when the hub is away.")
     run.add_argument("--data", required=True, type=Path, metavar="DIR", help="gate data folder")
     run.add_argument("--scanner", required=True, metavar="PROFILE", help=f"scanner profile: {scanners}")
     run.add_argument("--device", metavar="PATH", help="input device or serial port of the scanner "

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from cli import hub_backup
+from cli.listening import bind
 from core.base.clock import utcnow
 from core.base.node import this_node
 from core.catalog import operators
@@ -29,7 +30,9 @@ from hub.sync.advertise import HubAdvertiser, root_fingerprint
 
 def register(areas: argparse._SubParsersAction) -> None:
     hub = areas.add_parser("hub", help="the central service: init, serve, sample data, tokens",
-                           description="The central hub: office/shop/agency API, later sync and jobs.")
+                           description="The central hub: the office, shop and agency API; sync and enrollment for "
+                                       "cash desks, counters and gates; the customers' personalization pages; "
+                                       "the mail and print workers.")
     cmds = hub.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     init = cmds.add_parser("init", help="create a new hub data folder and print the first admin token",
@@ -292,11 +295,11 @@ async def serve(app: web.Application, host: str, port: int, ready: Callable[[str
     With *advertise* (given the bound port): announce the hub in the background; a failure
     is one warning line on stderr and the hub serves on.
     """
+    sock = bind(host, port)  # before the app's workers start: a busy port is the only message
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        await web.SockSite(runner, sock).start()
     except OSError as exc:
         await runner.cleanup()
         raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

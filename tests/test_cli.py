@@ -117,6 +117,28 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
         server.stop()
 
 
+def test_a_busy_port_is_the_first_and_only_message_even_with_mail_waiting(tmp_path):
+    """The port is taken before the hub's workers start: no mail warning ahead of the error."""
+    from core.base.clock import utcnow
+    from hub.app import open_hub
+    from hub.services import mail
+
+    run("hub", "init", "--data", str(tmp_path / "hub"))
+    db = open_hub(tmp_path / "hub")
+    mail.enqueue(db, to="eva@example.org", subject="Ihre Jahreskarte", text="Hallo", now=utcnow())
+    db.close()
+    server = Server("hub", "serve", "--data", str(tmp_path / "hub"), "--no-advertise")
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        proc = subprocess.run([*TESSERA, "hub", "serve", "--data", str(tmp_path / "hub"), "--port", port,
+                               "--no-advertise"], capture_output=True, text=True, cwd=ROOT, timeout=30)
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("tessera: error: cannot listen on") and proc.stderr.count("\n") == 1, \
+            proc.stderr
+    finally:
+        server.stop()
+
+
 def test_the_full_sample_catalog_is_set_up_over_http(tmp_path):
     """What the issue promises: the API alone can set up the whole sample catalog."""
     token = run("hub", "init", "--data", str(tmp_path / "hub")).stdout.split()[-1]

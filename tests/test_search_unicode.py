@@ -19,11 +19,12 @@ pytestmark = pytest.mark.slow  # a real hub process
 PEOPLE = [("Jürgen", "Müller"), ("Hanna", "Weiß"), ("Änne", "Öztürk-Übel"), ("Max", "Mustermann")]
 
 
-def raw_get(base: str, target: bytes, token: str) -> tuple[int, str, dict | str]:
+def raw_get(base: str, target: bytes, token: str, *, cookie: str = "") -> tuple[int, str, dict | str]:
     """GET with *target* sent byte for byte, as curl does (http.client would refuse it)."""
     host, port = base.removeprefix("http://").split(":")
-    request = (b"GET " + target + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n"
-               b"Authorization: Bearer " + token.encode() + b"\r\n\r\n")
+    headers = f"Host: {host}:{port}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n"
+    headers += f"Cookie: {cookie}\r\n" if cookie else ""
+    request = b"GET " + target + b" HTTP/1.1\r\n" + headers.encode() + b"\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
         answer = b""

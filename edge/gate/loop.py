@@ -60,6 +60,7 @@ class GateOptions:
     peer_group: str = ""
     sync: bool = True  # sync with the hub when the gate was enrolled (not set up locally)
     sync_period_s: float = 10.0
+    hub_url: str | None = None  # instead of the address stored at enrollment (the demo's hub moves ports)
     quiet: bool = False
 
 
@@ -126,7 +127,8 @@ class Gate:
         if not (state and state["hub_url"]) or not self.options.sync:
             self.sync = None
             return
-        self.sync = SyncClient(connect(self.data_dir / NODE_DB, edge=True), self.data_dir, clock=self.clock)
+        self.sync = SyncClient(connect(self.data_dir / NODE_DB, edge=True), self.data_dir, hub_url=self.options.hub_url,
+                               clock=self.clock)
         self.sync_wake = asyncio.Event()
         self._spawn(self.sync.run(self.sync_wake, period_s=self.options.sync_period_s))
 
