@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import logging
 import socket
 from pathlib import Path
 
@@ -243,3 +244,30 @@ def test_settings_from_hub_toml(tmp_path: Path):
     (tmp_path / "hub.toml").write_text('[mail]\nhots = "x"\n', encoding="utf-8")
     with pytest.raises(MailConfigError, match="unknown key.*hots"):
         mail_settings(tmp_path)
+
+
+async def test_the_worker_warns_once_per_outage_not_on_every_retry(db, caplog):
+    """Issue 12: the demo logged the same mail warning on every retry. The first failure is a
+    warning, its retries are debug lines, and the first mail sent afterwards says so."""
+    port = free_port()  # nothing listens here yet
+    now = [NOW]
+    worker = MailWorker(db, settings_for(port), clock=lambda: now[0])
+    enqueue(db, to="anna@example.org", subject=SUBJECT, text=TEXT, now=NOW)
+    caplog.set_level(logging.DEBUG, logger="tessera.mail")
+    for _ in range(4):
+        await worker.round()
+        now[0] += dt.timedelta(hours=1)  # past every backoff: each round retries
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "failed (will retry)" in warnings[0]
+    assert sum("failed (will retry)" in r.getMessage() for r in caplog.records) == 4  # the retries, as debug
+    assert row(db, db.execute("SELECT id FROM mail_queue").fetchone()["id"])["attempts"] == 4
+    server = Smtp(port)
+    server.start()
+    try:
+        caplog.clear()
+        await worker.round()
+        assert len(server.inbox.received) == 1 and pending(db) == 0
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == \
+            ["mail: sending again (1 sent)"]
+    finally:
+        server.stop()

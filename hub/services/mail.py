@@ -287,8 +287,10 @@ def _deliver(settings: MailSettings, messages: list[tuple[str, EmailMessage]]) -
     return results
 
 
-async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datetime) -> tuple[int, int]:
-    """Send the mails due at *now* (up to BATCH); returns (sent, failed).
+async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datetime, *,
+                   quiet: bool = False) -> tuple[int, int]:
+    """Send the mails due at *now* (up to BATCH); returns (sent, failed). A failure is a
+    warning in the log, or with *quiet* (the worker's retries of a known outage) a debug line.
 
     The due rows are first claimed (next_attempt_at moved past the longest the attempt can
     take), so a second caller at the same time does not send them too, and a crash
@@ -333,8 +335,8 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
     if sent:  # the log still holds the pages with the links in clear
         sql.drop_old_page_copies(db)
     if failed:
-        log.warning("mail: %d sent, %d failed (will retry): %s", sent, failed,
-                    next(e for e in results.values() if e is not None))
+        log.log(logging.DEBUG if quiet else logging.WARNING, "mail: %d sent, %d failed (will retry): %s", sent,
+                failed, next(e for e in results.values() if e is not None))
     return sent, failed
 
 
@@ -365,6 +367,7 @@ class MailWorker(Worker):
         self.clock = clock
         self.idle_s = idle_s
         self._noticed = False
+        self._failing = False  # the last round failed: its retries are not warned about again
 
     def after_failure_s(self) -> float:
         return self.idle_s
@@ -378,7 +381,11 @@ class MailWorker(Worker):
             # (and `tessera hub serve` on it) stays quiet
             log.warning("%s", self.settings.notice)
             self._noticed = True
-        await send_due(self.db, self.settings, self.clock())
+        sent, failed = await send_due(self.db, self.settings, self.clock(), quiet=self._failing)
+        if sent and self._failing:
+            log.warning("mail: sending again (%d sent)", sent)
+        if sent or failed:  # one warning per outage, not one per retry (the queue keeps each mail's error)
+            self._failing = failed > 0 and not sent
         return self._delay()
 
     def _delay(self) -> float:
