@@ -281,12 +281,12 @@ async def test_lookup_reprint_and_replace_a_lost_card(desk, hub):
     sold = await expect(await desk.post("/api/orders", json=sale_body(hub, holder="Zoë Ölbaum", vouchers=0)), 201)
     card = sold["order"]["items"][0]["card"]
     await edge.printing.print_queued()  # the worker prints the card
-    by_scan = await expect(await desk.get("/api/cards", params={"q": card["code"]}), 200)
-    by_number = await expect(await desk.get("/api/cards", params={"q": card["number"]}), 200)
-    by_name = await expect(await desk.get("/api/cards", params={"q": "zoë"}), 200)
+    by_scan = (await expect(await desk.get("/api/cards", params={"q": card["code"]}), 200))["cards"]
+    by_number = (await expect(await desk.get("/api/cards", params={"q": card["number"]}), 200))["cards"]
+    by_name = (await expect(await desk.get("/api/cards", params={"q": "zoë"}), 200))["cards"]
     assert [c["id"] for c in by_scan] == [c["id"] for c in by_number] == [card["id"]]
     assert card["id"] in [c["id"] for c in by_name] and by_scan[0]["print_state"] == "printed"
-    assert await expect(await desk.get("/api/cards", params={"q": "nobody-here"}), 200) == []
+    assert await expect(await desk.get("/api/cards", params={"q": "nobody-here"}), 200) == {"cards": [], "scan": None}
 
     again = await expect(await desk.post(f"/api/cards/{card['id']}/reprint", json={}), 201)
     assert [o["state"] for o in again["printing"]] == ["printed"] and again["card"]["issue"] == 1

@@ -244,7 +244,8 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
                 # 4. the voucher's QR payload, as the printer got it, scanned at the counter
                 (voucher_code,) = qr_payloads(escpos)
                 looked_up = at_desk.request.get(f"{desk.url}/api/cards", params={"q": voucher_code}).json()
-                assert [(c["kind"], c["number"]) for c in looked_up] == [("voucher", voucher_number)]
+                assert looked_up["scan"]["level"] == "ok"
+                assert [(c["kind"], c["number"]) for c in looked_up["cards"]] == [("voucher", voucher_number)]
                 scan = at_counter.locator("#voucher-scan")
                 expect(scan).to_be_focused()
                 at_counter.keyboard.type(voucher_code)

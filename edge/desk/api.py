@@ -17,7 +17,10 @@ login needs a logged-in operator, and every order and exchange records that oper
                                         (`given_cents`) or card (`payment_reference` = terminal
                                         reference) -> 201 {order, change_cents, receipt, printing}
 - `GET  /api/vouchers/check?code=`      `POST /api/vouchers/redeem` {code, holder}
-- `GET  /api/cards?q=`                  by scanned code, card number or holder name
+- `GET  /api/cards?q=`                  {cards, scan}: by scanned code, card number or holder name;
+                                        a scanned code also gets the gate's verdict (`scan`: level
+                                        ok|warn|refused, reason, message_de/_en): forged, superseded
+                                        and revoked codes are named
 - `POST /api/cards/{id}/handed-over`    `/reprint`   `/replace` (lost card: new issue)
 - `GET  /api/print-jobs`                `POST /api/print-jobs/retry` {job_ids?}
 - `GET  /api/summary?day=YYYY-MM-DD`    takings of this node per operator and payment method
@@ -38,7 +41,7 @@ from msgspec import Meta
 from core.base.clock import LOCAL_TZ
 from core.base.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.base.storage import transaction
-from core.cards import cards, fulfilment
+from core.cards import cardcode, cards, fulfilment
 from core.cards.access import Access, GateRules
 from core.catalog import operators
 from core.catalog.common import Body, Id
@@ -305,19 +308,55 @@ async def _ask_hub_first(edge: Edge, card_id: str) -> str | None:
 
 
 def _card_with_product(edge: Edge, card_id: str) -> dict:
-    row = edge.db.execute("SELECT c.*, p.name AS product FROM cards c LEFT JOIN annual_products p "
-                          "ON p.id = c.product_id WHERE c.id = ?", (card_id,)).fetchone()
+    row = edge.db.execute("SELECT c.*, p.name AS product, p.validity_mode, p.months FROM cards c "
+                          "LEFT JOIN annual_products p ON p.id = c.product_id WHERE c.id = ?", (card_id,)).fetchone()
     jobs = edge.db.execute("SELECT state, last_error FROM print_jobs WHERE ref_id = ? AND kind = 'card' "
                            "ORDER BY created_at DESC, id DESC LIMIT 1", (card_id,)).fetchone()
     return {**_card_out(row), "product": row["product"], "print_state": jobs["state"] if jobs else None,
-            "print_error": jobs["last_error"] if jobs else None}
+            "print_error": jobs["last_error"] if jobs else None, **_first_entry_validity(edge, row)}
+
+
+def _first_entry_validity(edge: Edge, card: dict) -> dict:
+    """An "N months from the first entry" card has no end date until it is first used: the
+    desk shows the months then, and afterwards the end the gate's own rule gives."""
+    if card["validity_mode"] != "from_first_entry" or card["kind"] != "annual":
+        return {"validity_mode": card["validity_mode"], "months": card["months"]}
+    access = _access(edge)
+    first = access.first_entry(card["id"])
+    out = {"validity_mode": "from_first_entry", "months": card["months"],
+           "first_entry_at": first.isoformat() if first else None}
+    if first is not None and card["code"]:
+        out["valid_until"] = access.decide(card["code"]).valid_until or card["valid_until"]
+    return out
+
+
+# What a venue-less check of a sound code answers: a card (ADMITTED) or a voucher (WRONG_VENUE: it
+# is exchanged at the counter first). EXPIRED and NOT_YET_VALID are genuine codes out of their time.
+_SOUND = ("ADMITTED", "WRONG_VENUE")
+_GENUINE = ("EXPIRED", "NOT_YET_VALID")
+
+
+def scan_check(edge: Edge, query: str) -> dict | None:
+    """A scanned code in the lookup goes through the gate's own decision (signature, signer,
+    revocation, issue number): a forged, superseded or revoked code is named, never shown
+    as the real card without a word. None when the query is not a card code."""
+    try:
+        cardcode.decode(query.strip())
+    except cardcode.Malformed:
+        return None
+    result = _access(edge).decide(query.strip())
+    level = "ok" if result.reason in _SOUND else "warn" if result.reason in _GENUINE else "refused"
+    return {"level": level, "reason": result.reason, "message_de": result.message_de,
+            "message_en": result.message_en, "detail": result.detail, "issue": result.issue}
 
 
 async def get_cards(request: web.Request) -> web.Response:
+    """{cards, scan}: the cards found and, for a scanned code, the gate's verdict on that code."""
     require_operator(request)
     edge = _edge(request)
     query = request.query.get("q", "")[:1000]
-    return _json([_card_with_product(edge, row["id"]) for row in orders.find_cards(edge.db, query)])
+    found = [_card_with_product(edge, row["id"]) for row in orders.find_cards(edge.db, query)]
+    return _json({"cards": found, "scan": scan_check(edge, query)})
 
 
 async def post_handed_over(request: web.Request) -> web.Response:

@@ -4,7 +4,9 @@ Server-rendered Jinja2 pages (`edge/desk/templates/`) plus one small vanilla scr
 (`edge/desk/static/desk.js`) that talks to the JSON API in `edge/desk/api.py`. Nothing is loaded
 from outside the box. German by default; `?lang=en` / `?lang=de` switches and is kept in a
 cookie. Every page carries the status bar, refreshed from `/api/status` every few seconds.
-Pages other than the login need a logged-in operator (else: redirect to `/`).
+Pages other than the login need a logged-in operator (else: redirect to `/`). Dates are
+formatted by the script itself in the venue's time zone (`data-tz`), de 2.12.2026, en
+2 Dec 2026, never by the browser's locale.
 
 Screens: `/` login (operator tiles, PIN pad), `/sell`, `/counter` (voucher -> card),
 `/cards` (lookup, reprint, lost card), `/print-queue`, `/summary`.
@@ -23,18 +25,22 @@ elements):
   `customer-search`, `[data-testid=customer-result]` (data-customer-id), `customer-chosen`, `customer-clear`,
   `[data-testid=cart-line]` (data-kind, data-product-id) with `[data-testid=qty-plus]`,
   `[data-testid=qty-minus]`, `[data-testid=remove-line]`, `[data-testid=holder-name]`;
-  `total`, `pay-cash`, `pay-card`, `given`, `given-exact`, `change`, `terminal-ref`,
-  `sell-button`, `sale-result`, `sale-number`, `[data-testid=sale-card]`, `sale-receipt`,
-  `new-sale`
+  `total`, `pay-cash`, `pay-card`, `given`, `given-exact`, `[data-testid=quick-cash]`
+  (`given-5` ... `given-100`, data-cents), `change-label`, `change`, `change-warning`,
+  `terminal-ref`, `sell-button`, `sale-result`, `sale-number`, `sale-change-row` (cash only),
+  `[data-testid=sale-card]`, `sale-receipt`, `new-sale`. The cart is kept in sessionStorage
+  (`desk-cart`) across a language switch and other tabs; a sale, "new sale" and logout empty it.
 - counter: `voucher-scan`, `voucher-check`, `voucher-info`, `voucher-product`, `holder-name`,
   `holder-birth`, `redeem-button`, `redeem-result`, `redeem-card-number`, `redeem-print`,
   `handover-button`, `counter-reset`
-- cards: `card-search`, `card-search-button`, `card-results`, `[data-testid=card-row]`
-  (data-card-id) with `[data-testid=reprint]`, `[data-testid=replace]`,
-  `[data-testid=handover]`
+- cards: `card-search`, `card-search-button`, `scan-verdict` (a scanned code's verdict:
+  data-reason, data-level ok|warn|refused), `card-results`, `[data-testid=card-row]`
+  (data-card-id) with `[data-testid=card-valid]`, `[data-testid=card-state]`,
+  `[data-testid=reprint]`, `[data-testid=replace]`, `[data-testid=handover]`
 - print queue: `print-jobs`, `[data-testid=print-job]` (data-job-id, data-state) with
   `[data-testid=retry-job]`, `retry-all`, `print-refresh`
-- summary: `summary-day`, `summary-table`, `[data-testid=summary-row]`, `summary-total`
+- summary: `summary-day` (typed as the language writes dates), `summary-day-iso`, `summary-table`,
+  `[data-testid=summary-row]`, `summary-total`
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
+from core.base.clock import LOCAL_TZ
 from core.base.money import format_eur
 from core.catalog import operators
 from edge.desk import api
@@ -94,6 +101,11 @@ TEXT: dict[str, dict[str, str]] = {
         "holders_missing": "Bitte für jede Jahreskarte einen Namen eingeben.",
         "given_too_low": "Der gegebene Betrag reicht nicht.", "ref_missing": "Terminal-Beleg-Nr. eingeben.",
         "revoked": "gesperrt", "voucher_for": "Gutschein für", "valid": "gültig",
+        "remove_line": "Entfernen", "quick_cash": "Gegeben: Scheine", "date_invalid":
+            "Datum bitte als TT.MM.JJJJ eingeben, z. B. 2.12.1990.", "date_placeholder": "TT.MM.JJJJ",
+        "kind_annual": "Jahreskarte", "kind_voucher": "Gutschein", "kind_subscription": "Abo-Ausweis",
+        "kind_single": "Einzelticket", "months_from_first_use": "{n} Monate ab erster Nutzung",
+        "scan_refused": "Diesen Code nicht annehmen.", "scan_ok": "Code geprüft: echt und aktuell.",
     },
     "en": {
         "login": "Log in", "choose_operator": "Who are you?", "pin": "PIN", "ok": "OK", "clear_pin": "Clear",
@@ -131,6 +143,11 @@ TEXT: dict[str, dict[str, str]] = {
         "holders_missing": "Please enter a name for every annual card.",
         "given_too_low": "The amount given is not enough.", "ref_missing": "Enter the terminal receipt no.",
         "revoked": "revoked", "voucher_for": "Voucher for", "valid": "valid",
+        "remove_line": "Remove", "quick_cash": "Given: notes", "date_invalid":
+            "Please enter the date like 2 Dec 1990 or 2.12.1990.", "date_placeholder": "e.g. 2 Dec 1990",
+        "kind_annual": "Annual ticket", "kind_voucher": "Voucher", "kind_subscription": "Subscription pass",
+        "kind_single": "Single ticket", "months_from_first_use": "{n} months from first use",
+        "scan_refused": "Do not accept this code.", "scan_ok": "Code checked: genuine and current.",
     },
 }
 NAV = (("sell", "/sell"), ("counter", "/counter"), ("cards", "/cards"), ("print_queue", "/print-queue"),
@@ -156,7 +173,7 @@ def page(request: web.Request, template: str, active: str, **context) -> web.Res
     operator = current_operator(request)
     html = _env.get_template(template).render(
         t=TEXT[lang], lang=lang, texts=TEXT[lang], node=edge.node, operator=operator, nav=NAV, active=active,
-        path=request.path, **context)
+        path=request.path, tz=str(LOCAL_TZ), **context)
     resp = web.Response(text=html, content_type="text/html")
     if request.query.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="Strict", path="/")

@@ -7,6 +7,46 @@
 const T = JSON.parse(document.getElementById("i18n").textContent);
 const $ = (id) => document.getElementById(id);
 const STATUS_EVERY_MS = 4000;
+const LANG = document.documentElement.lang === "en" ? "en" : "de";
+const TZ = document.body.dataset.tz || "Europe/Berlin";
+const CART_KEY = "desk-cart";
+const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/* Dates are formatted here, in the venue's time zone, never by the browser's locale (a desk
+ * browser set to en-US would show mm/dd/yyyy): de 2.12.2026, en 2 Dec 2026. */
+function dateParts(iso) {
+  const plain = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso);
+  if (plain) return { y: +plain[1], m: +plain[2], d: +plain[3], time: "" };
+  const parts = {};
+  new Intl.DateTimeFormat("en-US", { timeZone: TZ, year: "numeric", month: "numeric", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+    .formatToParts(new Date(iso)).forEach((p) => { parts[p.type] = p.value; });
+  return { y: +parts.year, m: +parts.month, d: +parts.day, time: `${parts.hour}:${parts.minute}:${parts.second}` };
+}
+
+function formatDate(iso) {
+  if (!iso) return "";
+  const p = dateParts(iso);
+  return LANG === "en" ? `${p.d} ${MONTHS_EN[p.m - 1]} ${p.y}` : `${p.d}.${p.m}.${p.y}`;
+}
+
+/** "2.12.1990", "2 Dec 1990", "1990-12-02" -> "1990-12-02"; null if not a real date. No
+ * slashes: 02/12 means February to some and December to others. */
+function parseDate(text) {
+  const t = (text || "").trim();
+  let y, m, d, found;
+  if ((found = /^(\d{1,2})\.(\d{1,2})\.(\d{4})$/.exec(t))) [d, m, y] = [+found[1], +found[2], +found[3]];
+  else if ((found = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(t))) [y, m, d] = [+found[1], +found[2], +found[3]];
+  else if ((found = /^(\d{1,2})\.?\s+([A-Za-zäÄ]{3,})\.?\s+(\d{4})$/.exec(t))) {
+    const name = found[2].slice(0, 3).toLowerCase().replace("mär", "mar").replace("mai", "may")
+      .replace("okt", "oct").replace("dez", "dec");
+    m = MONTHS_EN.findIndex((mon) => mon.toLowerCase() === name) + 1;
+    [d, y] = [+found[1], +found[3]];
+  } else return null;
+  const date = new Date(Date.UTC(y, m - 1, d));
+  if (!m || date.getUTCFullYear() !== y || date.getUTCMonth() !== m - 1 || date.getUTCDate() !== d) return null;
+  return `${y}-${String(m).padStart(2, "0")}-${String(d).padStart(2, "0")}`;
+}
 
 function eur(cents) {
   const sign = cents < 0 ? "-" : "";
@@ -60,10 +100,15 @@ async function api(method, path, body) {
 
 function message(text, kind = "error") {
   const box = $("message");
-  if (!text) { box.hidden = true; return; }
+  if (!text) { box.hidden = true; box.textContent = ""; box.className = "message"; return; }
   box.textContent = text;
   box.className = `message ${kind}`;
   box.hidden = false;
+}
+
+/** Hide the banner if it shows an error (a confirmation stays until the next one). */
+function clearError() {
+  if ($("message").classList.contains("error")) message(null);
 }
 
 function printText(outcome) {
@@ -77,9 +122,7 @@ function printText(outcome) {
 
 function localTime(iso) {
   if (!iso) return T.never;
-  const d = new Date(iso);
-  return d.toLocaleString(document.documentElement.lang === "en" ? "en-GB" : "de-DE",
-    { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return `${formatDate(iso)} ${dateParts(iso).time}`;
 }
 
 async function refreshStatus() {
@@ -130,6 +173,7 @@ function initHeader() {
   setInterval(refreshStatus, STATUS_EVERY_MS);
   const logout = $("logout-button");
   if (logout) logout.addEventListener("click", async () => {
+    sessionStorage.removeItem(CART_KEY);  // the next cashier starts with an empty cart
     await api("POST", "/api/logout").catch(() => {});
     location.href = "/";
   });
@@ -138,6 +182,7 @@ function initHeader() {
 /* --- login ------------------------------------------------------------------------------ */
 
 function initLogin() {
+  sessionStorage.removeItem(CART_KEY);  // logged out (or timed out): no cart carries over to the next login
   let operatorId = null;
   const pin = $("pin-input");
   const tiles = document.querySelectorAll("[data-testid=operator-tile]");
@@ -175,8 +220,40 @@ function initLogin() {
 function initSell() {
   const cart = [];  // {kind, productId, name, price, quantity, holders: [names]}
   let method = "cash";
+  let customer = null;
+  let searchTimer = null;
+  let lastProblem = null;  // the refusal of check() the banner shows, to clear it once fixed
 
   const total = () => cart.reduce((sum, l) => sum + l.price * l.quantity, 0);
+
+  /* The cart lives in sessionStorage, so a language switch or a look at another tab keeps
+   * it; a sale, "new sale" and logging out empty it. */
+  function save() {
+    sessionStorage.setItem(CART_KEY, JSON.stringify({ cart, method, customer,
+      given: $("given").value, ref: $("terminal-ref").value }));
+  }
+
+  function restore() {
+    let kept = null;
+    try { kept = JSON.parse(sessionStorage.getItem(CART_KEY) || "null"); } catch (err) { kept = null; }
+    if (!kept || !Array.isArray(kept.cart)) return;
+    const tiles = new Set([...document.querySelectorAll("[data-testid=product-tile], [data-testid=voucher-tile]")]
+      .map((t) => `${t.dataset.kind}:${t.dataset.productId}`));
+    // only what this desk still sells (a product taken off sale in the meantime is dropped)
+    kept.cart.filter((l) => tiles.has(`${l.kind}:${l.productId}`)).forEach((l) => cart.push(l));
+    $("given").value = kept.given || "";
+    $("terminal-ref").value = kept.ref || "";
+    setMethod(kept.method === "card" ? "card" : "cash");
+    if (kept.customer) chooseCustomer(kept.customer);
+  }
+
+  function changed() {
+    save();
+    if (lastProblem) {  // the banner names a problem: take it away once fixed, or name the next one
+      const problem = check();
+      if (problem !== lastProblem) { lastProblem = problem; message(problem); }
+    } else clearError();
+  }
 
   function add(tile) {
     const { kind, productId, name, price } = tile.dataset;
@@ -204,6 +281,7 @@ function initSell() {
     const box = $("cart");
     box.replaceChildren();
     if (!cart.length) box.append(el("p", { class: "hint", text: T.cart_empty }));
+    let holderNo = 0;  // numbered across the cart: two products with one card each are 1 and 2
     cart.forEach((line) => {
       const head = el("div", { class: "cart-head" },
         el("span", { class: "cart-name", text: (line.kind === "voucher" ? `${T.voucher}: ` : "") + line.name }),
@@ -213,14 +291,15 @@ function initSell() {
         el("button", { type: "button", class: "btn", "data-testid": "qty-plus", text: "+",
           onclick: () => { setQuantity(line, line.quantity + 1); render(); } }),
         el("button", { type: "button", class: "btn btn-danger", "data-testid": "remove-line", text: "✕",
-          "aria-label": "remove", onclick: () => { setQuantity(line, 0); render(); } }));
+          "aria-label": T.remove_line, onclick: () => { setQuantity(line, 0); render(); } }));
       const row = el("div", { class: "cart-line", "data-testid": "cart-line", "data-kind": line.kind,
         "data-product-id": line.productId }, head);
       if (line.kind === "annual") {
         line.holders.forEach((name, k) => {
-          row.append(el("input", { class: "field", type: "text", maxlength: "200", value: name,
-            placeholder: `${T.holder_name} ${k + 1}`, "aria-label": `${T.holder_name} ${k + 1}`,
-            "data-testid": "holder-name", oninput: (ev) => { line.holders[k] = ev.target.value; } }));
+          holderNo += 1;
+          row.append(el("input", { class: "field field-holder", type: "text", maxlength: "200", value: name,
+            placeholder: `${T.holder_name} ${holderNo}`, "aria-label": `${T.holder_name} ${holderNo}`,
+            "data-testid": "holder-name", oninput: (ev) => { line.holders[k] = ev.target.value; changed(); } }));
         });
       }
       box.append(row);
@@ -229,11 +308,15 @@ function initSell() {
     $("total").dataset.cents = String(total());
     $("sell-button").disabled = !cart.length;
     updateChange();
+    changed();
   }
 
   function updateChange() {
+    /* Label and amount on one line; "not enough" on a line of its own under them */
     const given = parseCents($("given").value);
-    $("change").textContent = given === null ? "–" : (given >= total() ? eur(given - total()) : `${T.given_too_low}`);
+    const short = given !== null && given < total();
+    $("change").textContent = given === null || short ? "–" : eur(given - total());
+    $("change-warning").hidden = !short;
   }
 
   function setMethod(m) {
@@ -271,17 +354,17 @@ function initSell() {
     return null;
   }
 
-  function showResult(data) {
+  function showResult(data, paidBy) {
+    sessionStorage.removeItem(CART_KEY);  // sold: the cart is done
     $("sell-form").hidden = true;
     document.querySelector(".products").hidden = true;
     $("sale-result").hidden = false;
     $("sale-number").textContent = data.order.number;
     $("sale-change").textContent = eur(data.change_cents);
+    $("sale-change-row").hidden = paidBy !== "cash";  // no "change 0,00 €" after a card payment
     $("sale-receipt").textContent = printText(data.receipt);
     const list = $("sale-cards");
     list.replaceChildren();
-    const byJob = {};
-    data.printing.forEach((o) => { byJob[o.job_id] = o; });
     data.order.items.forEach((item) => {
       if (!item.card) return;
       const what = item.kind === "voucher" ? `${T.voucher} ${item.card.number} · ${item.product}`
@@ -294,19 +377,30 @@ function initSell() {
     $("new-sale").focus();
   }
 
+  function giveCents(cents) {
+    $("given").value = eur(cents).replace(" €", "");
+    updateChange();
+    changed();
+  }
+
   document.querySelectorAll("[data-testid=product-tile], [data-testid=voucher-tile]")
     .forEach((tile) => tile.addEventListener("click", () => add(tile)));
-  $("pay-cash").addEventListener("click", () => setMethod("cash"));
-  $("pay-card").addEventListener("click", () => { setMethod("card"); $("terminal-ref").focus(); });
-  $("given").addEventListener("input", updateChange);
-  $("given-exact").addEventListener("click", () => { $("given").value = eur(total()).replace(" €", ""); updateChange(); });
+  $("pay-cash").addEventListener("click", () => { setMethod("cash"); changed(); });
+  $("pay-card").addEventListener("click", () => { setMethod("card"); changed(); $("terminal-ref").focus(); });
+  $("given").addEventListener("input", () => { updateChange(); changed(); });
+  $("terminal-ref").addEventListener("input", changed);
+  $("given-exact").addEventListener("click", () => giveCents(total()));
+  document.querySelectorAll("[data-testid=quick-cash]").forEach((b) =>
+    b.addEventListener("click", () => giveCents(Number(b.dataset.cents))));
   $("sell-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const problem = check();
+    lastProblem = problem;
     if (problem) { message(problem); return; }
     $("sell-button").disabled = true;
+    const paidBy = method;
     try {
-      showResult(await api("POST", "/api/orders", orderBody()));
+      showResult(await api("POST", "/api/orders", orderBody()), paidBy);
       refreshStatus();
     } catch (err) {
       message(err.message);
@@ -314,8 +408,6 @@ function initSell() {
     }
   });
   /* optional customer: search as the cashier types, tap a result */
-  let customer = null;
-  let searchTimer = null;
   function chooseCustomer(c) {
     customer = c;
     $("customer-results").replaceChildren();
@@ -323,6 +415,7 @@ function initSell() {
     $("customer-search").hidden = !!c;
     $("customer-chosen-row").hidden = !c;
     $("customer-chosen").textContent = c ? customerText(c) : "";
+    save();
   }
   function customerText(c) {
     return `${c.last_name}, ${c.first_name} · ${c.number}` + (c.town ? ` · ${c.town}` : "");
@@ -337,6 +430,7 @@ function initSell() {
       box.replaceChildren(...(found.length ? found.map((c) => el("button", {
         type: "button", class: "btn customer-result", "data-testid": "customer-result", "data-customer-id": c.id,
         text: customerText(c), onclick: () => chooseCustomer(c) })) : [el("p", { class: "hint", text: T.customer_none })]));
+      clearError();
     } catch (err) {
       message(err.message);
     }
@@ -349,17 +443,20 @@ function initSell() {
   $("customer-clear").addEventListener("click", () => chooseCustomer(null));
 
   $("new-sale").addEventListener("click", () => {
-    chooseCustomer(null);
     cart.length = 0;
     $("given").value = "";
     $("terminal-ref").value = "";
     setMethod("cash");
+    chooseCustomer(null);
+    lastProblem = null;
     render();
+    sessionStorage.removeItem(CART_KEY);
     message(null);
     $("sale-result").hidden = true;
     $("sell-form").hidden = false;
     document.querySelector(".products").hidden = false;
   });
+  restore();
   render();
 }
 
@@ -402,7 +499,11 @@ function initCounter() {
     ev.preventDefault();
     const holder = { name: $("holder-name").value.trim() };
     if (!holder.name) { message(T.holders_missing); return; }
-    if ($("holder-birth").value) holder.birth_date = $("holder-birth").value;
+    const birth = $("holder-birth").value.trim();
+    if (birth) {
+      holder.birth_date = parseDate(birth);
+      if (!holder.birth_date) { message(T.date_invalid); $("holder-birth").focus(); return; }
+    }
     $("redeem-button").disabled = true;
     try {
       const data = await api("POST", "/api/vouchers/redeem", { code, holder });
@@ -442,22 +543,44 @@ function initCounter() {
 
 function initCards() {
   const input = $("card-search");
-  const fulfilment = (c) => (c.revoked_at ? T.revoked : (T[`fulfilment_${c.fulfilment}`] || c.kind));
+  const kindText = (c) => T[`kind_${c.kind}`] || c.kind;
+  const fulfilmentText = (c) => (c.revoked_at ? T.revoked
+    : c.fulfilment ? (T[`fulfilment_${c.fulfilment}`] || c.fulfilment) : "");
+  /* "Jahreskarte · gedruckt", "Gutschein": kinds and states in words, never the raw "annual" */
+  const stateText = (c) => [kindText(c), fulfilmentText(c)].filter(Boolean).join(" · ");
+  const validText = (c) => (c.validity_mode === "from_first_entry" && c.kind === "annual" && !c.first_entry_at
+    ? T.months_from_first_use.replace("{n}", c.months) : formatDate(c.valid_until));
 
-  async function search() {
+  /** Look up; keepMessage leaves a confirmation (re-print, lost card, hand-over) standing. */
+  async function search(keepMessage = false) {
     const q = input.value.trim();
     if (!q) return;
     try {
-      const rows = await api("GET", `/api/cards?q=${encodeURIComponent(q)}`);
+      const found = await api("GET", `/api/cards?q=${encodeURIComponent(q)}`);
       const body = $("card-results");
       body.replaceChildren();
-      if (!rows.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "hint", text: T.no_results })));
-      rows.forEach((c) => body.append(row(c)));
-      message(null);
+      if (!found.cards.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "hint", text: T.no_results })));
+      found.cards.forEach((c) => body.append(row(c, found.scan)));
+      showVerdict(found.scan);
+      if (!keepMessage) message(null);
     } catch (err) {
       message(err.message);
     }
     input.select();
+  }
+
+  function showVerdict(scan) {
+    /* A scanned code is checked as a gate checks it: forged, superseded or revoked is said in red */
+    const box = $("scan-verdict");
+    if (!scan) { box.hidden = true; box.textContent = ""; delete box.dataset.reason; return; }
+    const said = LANG === "en" ? scan.message_en : scan.message_de;
+    const advice = scan.level === "refused" ? T.scan_refused : scan.level === "warn" ? "" : T.scan_ok;
+    box.replaceChildren(el("b", { text: said }), advice ? ` ${advice}` : "",
+      scan.detail && scan.level !== "ok" ? el("span", { class: "verdict-detail", text: ` (${scan.detail})` }) : "");
+    box.className = `verdict verdict-${scan.level}`;
+    box.dataset.reason = scan.reason;
+    box.dataset.level = scan.level;
+    box.hidden = false;
   }
 
   function action(label, testid, path, confirmText, cls = "btn") {
@@ -466,9 +589,9 @@ function initCards() {
       try {
         const data = await api("POST", path);
         const printed = (data.printing || []).map(printText).join(", ");
-        message(`${data.card.number}: ${printed || fulfilment(data.card)}`,
+        message(`${data.card.number}: ${printed || fulfilmentText(data.card)}`,
           (data.printing || []).some((o) => o.state === "failed") ? "error" : "ok");
-        await search();
+        await search(true);
         refreshStatus();
       } catch (err) {
         message(err.message);
@@ -476,23 +599,37 @@ function initCards() {
     } });
   }
 
-  function row(c) {
-    const until = c.valid_until ? new Date(c.valid_until).toLocaleDateString("de-DE") : "";
+  function row(c, scan) {
     const buttons = el("td", {});
+    const refused = scan && scan.level === "refused";
     if (c.kind === "annual" && c.fulfilment && !c.revoked_at) {
       buttons.append(action(T.reprint, "reprint", `/api/cards/${c.id}/reprint`));
       buttons.append(action(T.replace, "replace", `/api/cards/${c.id}/replace`, T.confirm_replace, "btn btn-danger"));
       if (c.fulfilment === "printed") buttons.append(action(T.hand_over, "handover", `/api/cards/${c.id}/handed-over`));
     }
-    return el("tr", { "data-testid": "card-row", "data-card-id": c.id, "data-card-number": c.number },
+    return el("tr", { "data-testid": "card-row", "data-card-id": c.id, "data-card-number": c.number,
+      class: refused ? "row-refused" : null },
       el("td", { text: c.number }), el("td", { text: c.holder_name || (c.kind === "voucher" ? T.voucher : "") }),
-      el("td", { text: c.product || "" }), el("td", { text: until }),
-      el("td", { text: fulfilment(c) + (c.print_state === "failed" ? ` · ${T.failed}` : "") }), buttons);
+      el("td", { text: c.product || "" }), el("td", { "data-testid": "card-valid", text: validText(c) }),
+      el("td", { "data-testid": "card-state",
+        text: stateText(c) + (c.print_state === "failed" ? ` · ${T.failed}` : "") }), buttons);
   }
 
   $("card-search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
   if (input.value) search();
   input.focus();
+}
+
+/* --- summary: the day typed in the desk's own date format ------------------------------------- */
+
+function initSummary() {
+  const shown = $("summary-day");
+  shown.value = formatDate($("summary-day-iso").value);
+  $("summary-form").addEventListener("submit", (ev) => {
+    const day = parseDate(shown.value);
+    if (!day) { ev.preventDefault(); message(T.date_invalid); shown.focus(); return; }
+    $("summary-day-iso").value = day;
+  });
 }
 
 /* --- print queue ------------------------------------------------------------------------- */
@@ -521,5 +658,6 @@ function initPrintQueue() {
 }
 
 initHeader();
-({ login: initLogin, sell: initSell, counter: initCounter, cards: initCards, print_queue: initPrintQueue })[
+({ login: initLogin, sell: initSell, counter: initCounter, cards: initCards, print_queue: initPrintQueue,
+  summary: initSummary })[
   document.body.dataset.page]?.();
