@@ -296,6 +296,13 @@ async def test_card_lookup_in_the_browser(live_desk, hub, tmp_path):
         # dates typed and shown in the desk's own format, not the browser's date picker
         await page.goto(f"{edge.url}/summary?lang=en")
         await expect(page.locator("#summary-day")).to_have_value(ENGLISH_DATE)
+        await page.locator("#summary-day").fill("12/02/1990")  # month or day first? refused, not guessed
+        await page.locator("#summary-form button[type=submit]").click()
+        await expect(page.locator("#message")).to_have_text("Please enter the date like 2 Dec 1990 or 2.12.1990.")
+        await page.locator("#summary-day").fill("3 Dec 1990")
+        await page.locator("#summary-form button[type=submit]").click()
+        await page.wait_for_url("**/summary?day=1990-12-03")
+        await expect(page.locator("#summary-day")).to_have_value("3 Dec 1990")
         await page.goto(f"{edge.url}/counter?lang=de")
         assert await page.locator("#holder-birth").get_attribute("type") == "text"
         await page.goto(f"{edge.url}/summary?lang=de")
