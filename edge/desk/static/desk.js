@@ -536,6 +536,9 @@ function initCounter() {
     }
   });
   $("counter-reset").addEventListener("click", reset);
+  // a refusal of the holder form ("name missing", "date") goes once the cashier corrects it
+  $("holder-name").addEventListener("input", clearError);
+  $("holder-birth").addEventListener("input", clearError);
   scan.focus();
 }
 
