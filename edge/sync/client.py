@@ -15,6 +15,16 @@ answer must be sealed to us. A request interrupted at any byte is simply repeate
 nonce: pushes are idempotent at the hub (node_seq) and pulls only move the cursor after a
 page is applied. A 426 is believed only when the hub's signed version range excludes ours;
 the loop then keeps retrying (the hub may be upgraded any time) while the desk sells on.
+
+The live channel (`run`): while the hub answers, one pull is always held open at the hub
+(`wait=LIVE_WAIT_S`, hub/sync/live.py), so a change the hub commits (a revoked card, a moved
+seat pool) arrives within a fraction of a second, and the empty answer the hub gives when the
+wait ends is the heartbeat: no answer within `LIVE_WAIT_S + LIVE_MARGIN_S` (or a refused or
+reset connection) marks the hub unreachable at once. While it is unreachable a cheap signed
+probe goes out every `PROBE_S`; the first answer brings the node back online and starts the
+backlog moving. Local changes (*wake*) are pushed at once while online and not at all while
+the hub is unreachable (a sale then costs no batch encoding); batches are read, encoded,
+sealed and signed in a worker thread, on their own read connection, `PUSH_BATCH_OPS` at most.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from core.base import outbox
 from core.base.clock import iso, parse_iso, utcnow
 from core.base.errors import TesseraError
 from core.base.node import this_node
-from core.base.storage import transaction
+from core.base.storage import connect, transaction
 from core.cards import trust as credentials
 from core.cards.access import RECENT_KEPT
 from core.cards.cards import load_signer
@@ -47,7 +57,7 @@ from core.sync.messages import PROTOCOL, Op, PullResponse, PushRequest, PushResp
 from core.sync.replica import apply_changes
 
 log = logging.getLogger("tessera.sync")
-PUSH_BATCH_OPS = 5000  # one hub transaction each: fewer, bigger commits
+PUSH_BATCH_OPS = 5000  # one hub transaction each: fewer, bigger commits (built in a worker thread)
 PUSH_BATCH_BYTES = 8 * 1024 * 1024
 PULL_LIMIT = 2000
 # outbox rows kept after the hub's backup holds them: a desk's recall answers (answer_recalls reads
@@ -58,10 +68,20 @@ KEEP_KINDS = ("pool.released",)
 # after a dropped connection, with the same nonce)
 SEND_AGAIN = frozenset({"stale-request", "sealed-to-other-key", "replayed-request"})
 UPGRADE_PREFIXES = {"hub needs upgrade": "hub", "this device needs upgrade": "edge"}
+LIVE_WAIT_S = 1.5  # the hub answers a held pull at the latest after this: the heartbeat
+LIVE_MARGIN_S = 1.0  # no answer within LIVE_WAIT_S + this: the hub is gone
+CONNECT_S = 1.0  # a hub on the LAN accepts a connection well within this
+PROBE_S = 1.0  # while the hub is unreachable: one cheap signed request this often
+NOTE_EVERY_S = 20.0  # an unchanged state is written at most this often (status "online" needs < 60 s)
 
 
 class SyncError(Exception):
     """The hub could not be reached, or did not answer as the real hub."""
+
+
+class Unreachable(SyncError):
+    """No answer from the hub at all (refused, reset, timed out): the loop probes every
+    `PROBE_S` instead of backing off, and pushes nothing meanwhile."""
 
 
 class UpgradeNeeded(SyncError):
@@ -94,7 +114,7 @@ class SyncClient:
         self.node = this_node(db)
         self.signer = load_signer(db, data_dir)
         self.hub_url = (hub_url or db.execute("SELECT hub_url FROM sync_state").fetchone()["hub_url"]).rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=CONNECT_S)
         self.clock = clock or TrustedClock(db)
         self._session: aiohttp.ClientSession | None = None
         self._trust: TrustStore | None = None  # reloaded after every pulled page
@@ -102,6 +122,13 @@ class SyncClient:
         self.sealer = sealed.Sealer(self.signer.private, self.signer.key_id)
         self._hub_key_id: int | None = None  # the hub key of the last verified answer: pushes are sealed to it
         self._hub_anchor: tuple[dt.datetime, float] | None = None  # (hub time, monotonic) of the last signed answer
+        self.online: bool | None = None  # None until the first round; what `run` last saw of the hub
+        self.reachable = True  # False after an Unreachable: probe, do not push
+        self._pushes = 0  # batches acknowledged so far: a pull answer older than a push is not applied
+        self._noted_at = -NOTE_EVERY_S * 2  # monotonic time of the last status write
+        self._noted_error = ""  # the last error written
+        self._reader: sqlite3.Connection | None = None  # the push thread's own connection (committed rows only)
+        self._path = next(r["file"] for r in db.execute("PRAGMA database_list") if r["name"] == "main")
 
     def trust(self) -> TrustStore:
         if self._trust is None:
@@ -111,6 +138,9 @@ class SyncClient:
     async def close(self) -> None:
         if self._session:
             await self._session.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -119,15 +149,26 @@ class SyncClient:
 
     # -- one signed request -----------------------------------------------------------------------
 
-    async def request(self, method: str, path_qs: str, body: bytes = b"") -> bytes:
+    async def request(self, method: str, path_qs: str, body: bytes = b"", *, in_thread: bool = False,
+                      timeout: aiohttp.ClientTimeout | None = None) -> bytes:
         """Send one signed (and, with a body, sealed) request; the hub's opened answer. A
         signed refusal in SEND_AGAIN is answered by one re-stamped, re-sealed copy with a new
-        nonce: the first answer taught us hub time, or the hub's current key."""
-        try:
-            return await self._exchange(method, path_qs, body)
-        except _SendAgain as exc:
-            log.info("sending %s again: %s", path_qs.split("?")[0], exc)
-            return await self._exchange(method, path_qs, body)
+        nonce: the first answer taught us hub time, or the hub's current key. *in_thread*:
+        seal and sign in a worker thread (a big push must not hold up the desk's requests)."""
+        for attempt in (1, 2):
+            hub = self._hub_key() if body else None  # the trust store is read here, on the loop
+            sent = self.sent_time()  # may read the trusted clock's database: on the loop, too
+            if in_thread:
+                wire, headers = await asyncio.to_thread(self._prepare, method, path_qs, body, hub, sent)
+            else:
+                wire, headers = self._prepare(method, path_qs, body, hub, sent)
+            try:
+                return await self._exchange(method, path_qs, wire, headers, timeout)
+            except _SendAgain as exc:
+                if attempt == 2:
+                    raise
+                log.info("sending %s again: %s", path_qs.split("?")[0], exc)
+        raise AssertionError("unreachable")
 
     def sent_time(self) -> dt.datetime:
         """The time a request is signed with: the hub's time of the last signed answer plus the
@@ -138,19 +179,27 @@ class SyncClient:
         hub_time, at = self._hub_anchor
         return hub_time + dt.timedelta(seconds=time.monotonic() - at)
 
-    async def _exchange(self, method: str, path_qs: str, body: bytes) -> bytes:
-        wire, extra = (self.seal(body), {"Content-Type": sealed.MEDIA}) if body else (body, {})
+    def _prepare(self, method: str, path_qs: str, body: bytes, hub: Signer | None,
+                 sent: dt.datetime) -> tuple[bytes, dict]:
+        """The bytes on the wire (sealed to *hub*) and the signed headers of one request. Touches
+        no database, so it may run in a worker thread."""
+        wire, extra = (self.sealer.seal(body, hub.public_raw, hub.key_id), {"Content-Type": sealed.MEDIA}) \
+            if body else (body, {})
         # X-Tessera-Time is the system clock, not trusted time: the office should see the device's real error
         headers = auth.sign_request(self.signer.private, self.signer.key_id, self.node["id"], method,
-                                    f"/sync/v1{path_qs}", wire, sent=self.sent_time(), protocol=PROTOCOL,
+                                    f"/sync/v1{path_qs}", wire, sent=sent, protocol=PROTOCOL,
                                     clock=iso(utcnow())) | extra
+        return wire, headers
+
+    async def _exchange(self, method: str, path_qs: str, wire: bytes, headers: dict,
+                        timeout: aiohttp.ClientTimeout | None = None) -> bytes:
         try:
             async with self.session().request(method, f"{self.hub_url}/sync/v1{path_qs}", data=wire,
-                                              headers=headers) as resp:
+                                              headers=headers, timeout=timeout or self.timeout) as resp:
                 data = await resp.read()
                 status, answer_headers, media = resp.status, resp.headers, resp.content_type
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise SyncError(f"hub unreachable: {type(exc).__name__}: {exc}") from None
+            raise Unreachable(f"hub unreachable: {type(exc).__name__}: {exc}") from None
         hub = self._check_signature(status, answer_headers, headers[auth.NONCE], data)
         self._learn_hub_time(answer_headers)
         if status == 426:
@@ -230,18 +279,32 @@ class SyncClient:
 
     # -- push --------------------------------------------------------------------------------------
 
-    def _pending(self) -> list[Op]:
-        pushed = self.db.execute("SELECT pushed_seq FROM sync_state").fetchone()["pushed_seq"]
-        rows = self.db.execute("SELECT node_seq, id, kind, body, wall_time, mono_ns, boot_id FROM outbox "
-                               "WHERE node_seq > ? ORDER BY node_seq LIMIT ?", (pushed, PUSH_BATCH_OPS)).fetchall()
+    def _pending(self, db: sqlite3.Connection | None = None) -> list[Op]:
+        """The next batch of waiting ops (at most PUSH_BATCH_OPS and about PUSH_BATCH_BYTES), read
+        from *db* (the push thread's own connection: committed rows only). Bodies travel as the
+        JSON the outbox holds (msgspec.Raw), not decoded and encoded again."""
+        db = db or self.db
+        pushed = db.execute("SELECT pushed_seq FROM sync_state").fetchone()["pushed_seq"]
+        rows = db.execute("SELECT node_seq, id, kind, body, wall_time, mono_ns, boot_id FROM outbox "
+                          "WHERE node_seq > ? ORDER BY node_seq LIMIT ?", (pushed, PUSH_BATCH_OPS)).fetchall()
         ops, size = [], 0
         for r in rows:
             size += len(r["body"]) + 200
             if ops and size > PUSH_BATCH_BYTES:
                 break
-            ops.append(Op(node_seq=r["node_seq"], id=r["id"], kind=r["kind"], body=msgspec.json.decode(r["body"]),
+            ops.append(Op(node_seq=r["node_seq"], id=r["id"], kind=r["kind"], body=msgspec.Raw(r["body"]),
                           wall_time=r["wall_time"], mono_ns=r["mono_ns"], boot_id=r["boot_id"]))
         return ops
+
+    def _next_batch(self, epoch: str | None) -> tuple[list[Op], bytes] | None:
+        """Worker thread: the next batch and its encoded push request, or None when nothing waits."""
+        if self._reader is None:
+            self._reader = connect(self._path, edge=True, migrate=False)
+        ops = self._pending(self._reader)
+        if not ops:
+            return None
+        return ops, encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops, hub_epoch=epoch))
+
 
     async def push(self) -> tuple[int, int]:
         """Push until the outbox is empty: (ops pushed, ops rejected by the hub)."""
@@ -261,10 +324,12 @@ class SyncClient:
 
     async def _push(self) -> tuple[int, int]:
         pushed = rejected = 0
-        while ops := self._pending():
-            body = encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops,
-                                              hub_epoch=self._known_epoch()))
-            answer = msgspec.json.decode(await self.request("POST", "/push", body), type=PushResponse)
+        if not self._unpushed():  # the common case (an idle desk or gate): no thread, no second connection
+            return pushed, rejected
+        while batch := await asyncio.to_thread(self._next_batch, self._known_epoch()):
+            ops, body = batch
+            answer = msgspec.json.decode(await self.request("POST", "/push", body, in_thread=True),
+                                         type=PushResponse)
             if not self._hub_life(answer.hub_epoch, answer.durable_through):
                 continue  # a restored hub applied nothing: start again from the first op kept here
             by_seq = {r.node_seq: r for r in answer.results}
@@ -283,6 +348,8 @@ class SyncClient:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+            self._pushes += 1
+            self._noted_at = time.monotonic()
             self._hub_time(answer.hub_time)
             pushed += len(ops)
             rejected += sum(1 for r in answer.results if r.status == "rejected")
@@ -294,28 +361,43 @@ class SyncClient:
         return self.db.execute("SELECT 1 FROM outbox WHERE node_seq > (SELECT pushed_seq FROM sync_state) "
                                "LIMIT 1").fetchone() is not None
 
-    async def pull(self) -> int | None:
-        """Apply the hub's changes page by page; None when a local change was made while a
-        page was on its way. That page may hold the hub's older copy of the row just changed
-        here (a card printed during the request), so it is not applied: the caller pushes
-        first and pulls again. (No await between this check and the apply: one loop, one
-        connection, so nothing can slip in.)"""
+    async def pull(self, wait_s: float = 0.0) -> int | None:
+        """Apply the hub's changes page by page; None when a local change was made, or pushed,
+        while a page was on its way. That page may hold the hub's older copy of the row just
+        changed here (a card printed during the request), so it is not applied: the caller
+        pushes first and pulls again. (No await between this check and the apply: one loop,
+        one connection, so nothing can slip in.) *wait_s*: the first page is a long-poll the
+        hub holds until it has news (the live channel); the answer must come within
+        *wait_s* + LIVE_MARGIN_S, or the hub counts as unreachable."""
         applied = 0
         while True:
             cursor = self.db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
-            data = await self.request("GET", f"/pull?after={cursor}&limit={PULL_LIMIT}")
-            page = msgspec.json.decode(data, type=PullResponse)
+            pushes = self._pushes
+            query, timeout = f"/pull?after={cursor}&limit={PULL_LIMIT}", None
+            if wait_s > 0:
+                query += f"&wait={wait_s:g}"
+                timeout = aiohttp.ClientTimeout(total=wait_s + LIVE_MARGIN_S + self.timeout.total,
+                                                sock_connect=CONNECT_S, sock_read=wait_s + LIVE_MARGIN_S)
+            page = msgspec.json.decode(await self.request("GET", query, timeout=timeout), type=PullResponse)
+            wait_s = 0.0
             if not self._hub_life(page.hub_epoch, page.durable_through):
                 return None  # a restored hub: push what we kept, then pull from the start
-            if self._unpushed():
+            if self._unpushed() or self._pushes != pushes:
                 return None
-            applied += apply_changes(self.db, page.changes,
-                                     "UPDATE sync_state SET cursor = ?, last_pull_at = ?, last_error = NULL",
-                                     (page.next_after, iso(utcnow())))
-            self._trust = None
-            self._hub_time(page.hub_time)
+            if page.changes or page.next_after != cursor or self._note_due():
+                applied += apply_changes(self.db, page.changes,
+                                         "UPDATE sync_state SET cursor = ?, last_pull_at = ?, last_error = NULL",
+                                         (page.next_after, iso(utcnow())))
+                self._noted_at = time.monotonic()
+                self._trust = None
+                self._hub_time(page.hub_time)  # the skew and the trusted clock's anchor: written with it
             if not page.more:
                 return applied
+
+    def _note_due(self) -> bool:
+        """An empty answer (the live channel's heartbeat) is written only now and then: an
+        edge commits with synchronous=FULL, and `status` needs a sync within a minute."""
+        return self.online is not True or time.monotonic() - self._noted_at >= NOTE_EVERY_S
 
     # -- the hub's life: epochs and backups (docs/sync.md "Backups and restore") --------------------
 
@@ -384,29 +466,103 @@ class SyncClient:
                 result.rejected += rejected
         return result
 
+    async def follow(self) -> int | None:
+        """One turn of the live channel: a held pull (the hub answers at once when it has news
+        for us, else after LIVE_WAIT_S); local changes first when the answer came too late to
+        apply; recalls it brought are answered at once. The changes applied, or None."""
+        pulled = await self.pull(LIVE_WAIT_S)
+        if pulled is None:
+            await self.push()
+            return None
+        if pulled and self.node["role"] == "cashdesk" and contingents.answer_recalls(
+                self.db, self.node["id"], self.clock.now()):
+            await self.push()
+        return pulled
+
+    async def probe(self) -> None:
+        """One cheap signed request while the hub is unreachable (a one-row pull, not applied):
+        Unreachable while it is still away, nothing read or encoded from the outbox."""
+        cursor = self.db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
+        await self.request("GET", f"/pull?after={cursor}&limit=1",
+                           timeout=aiohttp.ClientTimeout(total=PROBE_S + 0.5, sock_connect=CONNECT_S))
+
     def note_error(self, error: Exception) -> None:
         self.db.execute("UPDATE sync_state SET last_error = ?", (str(error)[:500],))
 
+    def _went_online(self) -> None:
+        if self.online is not True:
+            if self.online is False:
+                log.info("sync: the hub answers again")
+            self.db.execute("UPDATE sync_state SET last_error = NULL WHERE last_error IS NOT NULL")
+            self._noted_at = time.monotonic()
+        self.online, self.reachable = True, True
+
+    def _went_offline(self, error: SyncError) -> None:
+        """Offline now (status shows it at once); the same error again is written only every
+        NOTE_EVERY_S (a probe a second must not be a disk write a second)."""
+        reachable, text = not isinstance(error, Unreachable), str(error)[:500]
+        changed = self.online is not False or self.reachable != reachable
+        self.online, self.reachable = False, reachable
+        if changed or text != self._noted_error or time.monotonic() - self._noted_at >= NOTE_EVERY_S:
+            if changed and not reachable:
+                log.warning("sync: %s", error)
+            self.note_error(error)
+            self._noted_error, self._noted_at = text, time.monotonic()
+
     async def run(self, wake: asyncio.Event, *, period_s: float = 10.0, max_backoff_s: float = 30.0) -> None:
-        """Forever: a round soon after each local change (*wake*), and every *period_s*; with
-        exponential backoff and jitter while the hub is away *or needs an upgrade* (a 426
-        never ends the loop: once either side is upgraded, the next attempt syncs, without
-        a restart). A local change cuts a backoff wait short: a sale made offline is pushed
-        as soon as the hub answers again, not after the longest wait."""
+        """Forever: follow the hub on the live channel (`follow`), and push each local change
+        (*wake*) at once while the hub answers, else every *period_s*. While the hub is
+        unreachable: a probe every PROBE_S, the first answer starts a full round (the backlog
+        moves) and the channel again; local changes wait for it. While the hub answers with a
+        refusal (*or needs an upgrade*: a 426 never ends the loop, once either side is
+        upgraded the next attempt syncs, without a restart): exponential backoff with jitter,
+        cut short by a local change."""
+        pusher = asyncio.create_task(self._push_on_wake(wake, period_s))
+        try:
+            await self._follow_hub(wake, max_backoff_s)
+        finally:
+            pusher.cancel()
+            await asyncio.gather(pusher, return_exceptions=True)
+
+    async def _follow_hub(self, wake: asyncio.Event, max_backoff_s: float) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
-            wake.clear()  # before the round: a change made during it wakes the next one at once
+            started = loop.time()
             try:
-                await self.round()
+                if self.online is True:
+                    await self.follow()
+                else:
+                    if not self.reachable:
+                        await self.probe()
+                    wake.clear()  # before the round: a change made during it is pushed by the pusher
+                    await self.round()
+                    self._went_online()
+                failures = 0
+            except Unreachable as exc:
+                self._went_offline(exc)
+                await asyncio.sleep(max(0.0, PROBE_S - (loop.time() - started)))
             except SyncError as exc:
                 failures += 1
-                self.note_error(exc)
+                self._went_offline(exc)
                 if isinstance(exc, UpgradeNeeded):
                     log.error("sync waits for an upgrade (selling goes on offline): %s", exc)
                 await self._sleep_or_wake(wake, backoff_s(failures, max_backoff_s))
-                continue
-            failures = 0
+
+    async def _push_on_wake(self, wake: asyncio.Event, period_s: float) -> None:
+        """Push soon after each local change while the hub answers. Not while it is away: a sale
+        then costs no outbox read and no batch encoding; the probe brings the backlog along."""
+        while True:
             await self._sleep_or_wake(wake, period_s * random.uniform(0.8, 1.2))
+            wake.clear()
+            if self.online is not True:
+                continue
+            try:
+                await self.push()
+            except Unreachable as exc:
+                self._went_offline(exc)
+            except SyncError as exc:  # the channel's next turn pushes again, and backs off if it must
+                log.info("sync: push after a local change failed: %s", exc)
 
     @staticmethod
     async def _sleep_or_wake(wake: asyncio.Event, seconds: float) -> None:

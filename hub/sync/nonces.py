@@ -29,6 +29,13 @@ def remember(db: sqlite3.Connection, node_id: str, nonce: str, sent: dt.datetime
     return cursor.rowcount == 1
 
 
+def seen(db: sqlite3.Connection, node_id: str, nonce: str) -> bool:
+    """Was *nonce* of *node_id* accepted before? A read only: a held pull (hub/sync/live.py)
+    refuses a replayed copy before it waits; `remember` still decides, in the answer's transaction."""
+    return db.execute("SELECT 1 FROM sync_nonces WHERE node_id = ? AND nonce = ?",
+                      (node_id, nonce)).fetchone() is not None
+
+
 def prune(db: sqlite3.Connection, now: dt.datetime) -> int:
     """Forget nonces whose signed time has left the window (nothing can replay them now)."""
     return db.execute("DELETE FROM sync_nonces WHERE sent_ms < ?", (_ms(now - auth.WINDOW),)).rowcount

@@ -2,7 +2,9 @@
 
 - `POST /sync/v1/enroll/start` and `/finish`: the enrollment handshake (hub/sync/enroll_routes.py).
 - `POST /sync/v1/push`: a batch of outbox ops -> one result per op.
-- `GET /sync/v1/pull?after=N&limit=M`: the change feed after the node's cursor, in its scope.
+- `GET /sync/v1/pull?after=N&limit=M[&wait=S]`: the change feed after the node's cursor, in its
+  scope; with `wait` (at most 25 s) the hub holds the pull until a change the node may see
+  is committed or the wait ends (the live channel, hub/sync/live.py).
 
 Push and pull requests are signed by the node's key (core/sync/auth.py): a node whose
 certificate is revoked, or a request whose body was changed on the way, is refused and
@@ -39,7 +41,7 @@ from core.sync.ops import Pushed
 from hub.services import backup as backups
 from hub.services import nodes
 from hub.settings import HubContext, context
-from hub.sync import answers, apply, enroll_routes, feed, nonces
+from hub.sync import answers, apply, enroll_routes, feed, live, nonces
 from hub.sync.answers import HubKey
 from hub.web.api import DB
 
@@ -61,6 +63,7 @@ class SyncState(HubKey):
         self._trust: TrustStore | None = None
         self._sealer: sealed.Sealer | None = None
         self.pruner = nonces.Pruner()
+        self.watch = live.FeedWatch(hub.db)  # wakes held pulls when the feed grows
 
     def trust(self) -> TrustStore:
         key = nodes.trust_version(self.db)
@@ -84,6 +87,12 @@ def install(app: web.Application) -> None:
     enroll_routes.install(app)
     app.router.add_post(f"{PREFIX}/push", push)
     app.router.add_get(f"{PREFIX}/pull", pull)
+    app.on_shutdown.append(_release_held_pulls)
+
+
+async def _release_held_pulls(app: web.Application) -> None:
+    """Held pulls answer at once when the hub stops, instead of holding up its shutdown."""
+    app[STATE].watch.close()
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -252,10 +261,16 @@ async def pull(request: web.Request) -> web.Response:
     try:
         after = int(request.query.get("after", "0"))
         limit = int(request.query.get("limit", str(MAX_PAGE)))
-        if not 0 <= after < 2**63 or not 1 <= limit <= MAX_PAGE:  # SQLite integers are 64-bit
-            raise ValueError
+        wait = float(request.query.get("wait", "0"))
+        if not 0 <= after < 2**63 or not 1 <= limit <= MAX_PAGE or not 0 <= wait <= live.MAX_WAIT_S:
+            raise ValueError  # SQLite integers are 64-bit
     except ValueError:
-        return problem(request, 400, "bad-request", f"0 <= after < 2^63 and 1 <= limit <= {MAX_PAGE}")
+        return problem(request, 400, "bad-request", f"0 <= after < 2^63, 1 <= limit <= {MAX_PAGE} and "
+                                                    f"0 <= wait <= {live.MAX_WAIT_S:g}")
+    if wait > 0:
+        signer = await _hold(request, signer, after, limit, wait)
+        if isinstance(signer, web.Response):
+            return signer
     db, now = request.app[DB], utcnow()
     with transaction(db):  # the page is read and the nonce and cursor written in one transaction
         if (replayed := _admit(request, signer)) is not None:
@@ -265,3 +280,22 @@ async def pull(request: web.Request) -> web.Response:
     return sealed_answer(request, signer, encoder.encode(PullResponse(
         protocol=PROTOCOL, hub_time=iso_ms(now), changes=changes, next_after=next_after, more=more,
         hub_epoch=backups.epoch(db), durable_through=backups.durable_through(db, node_id))))
+
+
+async def _hold(request: web.Request, signer: Signer, after: int, limit: int, wait: float) -> Signer | web.Response:
+    """A long-poll: wait for news in the node's scope (hub/sync/live.py), then check the
+    request again. A copy whose nonce was accepted before is refused before it waits (so
+    replays hold nothing open); the nonce itself is remembered, as for any pull, in the
+    answer's transaction. The signed time is checked again after the wait: a pull held
+    until past the replay window, or from a node revoked meanwhile, is refused."""
+    db = request.app[DB]
+    if nonces.seen(db, signer.node_id, request.headers[auth.NONCE]):
+        return problem(request, 409, "replayed-request", "this request was accepted before; nothing was done")
+    state: SyncState = request.app[STATE]
+
+    def admitted() -> bool:
+        current = state.trust().get(signer.key_id)
+        return current is not None and current.revoked_at_ms is None
+
+    await live.wait_for_news(db, state.watch, nodes.sync_scope(db, signer.node_id), after, limit, wait, admitted)
+    return _authenticate(request, b"")
