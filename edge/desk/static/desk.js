@@ -6,7 +6,7 @@
 
 const T = JSON.parse(document.getElementById("i18n").textContent);
 const $ = (id) => document.getElementById(id);
-const STATUS_EVERY_MS = 4000;
+const STATUS_EVERY_MS = 1000;  // the sync loop knows within 3 s that the hub is gone or back (live channel)
 const LANG = document.documentElement.lang === "en" ? "en" : "de";
 const TZ = document.body.dataset.tz || "Europe/Berlin";
 const CART_KEY = "desk-cart";
