@@ -13,6 +13,7 @@ import re
 import time
 import urllib.request
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
@@ -55,25 +56,34 @@ def test_a_card_sold_at_the_demo_desk_is_admitted_at_the_demo_gate_within_second
     assert f"{gate_url}/api/scan" in demo.text
 
 
-def test_the_shop_mail_lands_in_the_demo_mail_folder_and_its_link_opens(demo):
+def order_in_the_shop(demo, key: str) -> tuple[str, EmailMessage]:
+    """A shop order over the hub's API with the printed shop token; its mail, read from the
+    demo's mail folder, and the personalization link in it."""
     mail_dir = demo.data / "mail"
-    assert f"{mail_dir}/*.eml" in demo.text
+    before = set(mail_dir.glob("*.eml"))
     hub_url = re.search(r"hub API\s+(http://\S+)/api/v1", demo.text).group(1)
     shop_token = re.search(r"shop token\s+(tsr_\S+)", demo.text).group(1)
     product = re.search(r'"product_id": "([0-9a-f-]{36})"', demo.text).group(1)
-    body = {"lines": [{"product_id": product}], "delivery": "mail", "payment_reference": "demo-test",
+    body = {"lines": [{"product_id": product}], "delivery": "mail", "payment_reference": key,
             "customer": {"first_name": "Eva", "last_name": "Beispiel", "email": "eva@example.org",
                          "street": "Am Markt 1", "postcode": "28195", "town": "Bremen"}}
     req = urllib.request.Request(hub_url + "/api/v1/shop/orders", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {shop_token}", "Idempotency-Key": "t-1",
+                                 headers={"Authorization": f"Bearer {shop_token}", "Idempotency-Key": key,
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=20) as resp:
         assert resp.status == 201
-    files = wait_until(lambda: sorted(mail_dir.glob("*.eml")), timeout=20, interval=0.05, what="a mail in the sink")
-    message = BytesParser(policy=policy.default).parsebytes(files[-1].read_bytes())
-    assert message["To"] == "eva@example.org" and "Museumsverbund Nordstadt" in message["From"]
+    new = wait_until(lambda: sorted(set(mail_dir.glob("*.eml")) - before), timeout=20, interval=0.05,
+                     what="the order's mail in the sink")
+    message = BytesParser(policy=policy.default).parsebytes(new[-1].read_bytes())
     link = re.search(r"(http://\S+/p/[A-Za-z0-9_-]+)", message.get_body(("plain",)).get_content()).group(1)
     assert link.startswith(hub_url)
+    return link, message
+
+
+def test_the_shop_mail_lands_in_the_demo_mail_folder_and_its_link_opens(demo):
+    assert f"{demo.data / 'mail'}/*.eml" in demo.text
+    link, message = order_in_the_shop(demo, "t-1")
+    assert message["To"] == "eva@example.org" and "Museumsverbund Nordstadt" in message["From"]
     with urllib.request.urlopen(link, timeout=10) as resp:
         page = resp.read().decode()
     assert resp.status == 200 and "Jahreskarte Verbund" in page
@@ -93,3 +103,48 @@ def test_the_desk_takes_raw_utf8_in_its_customer_search(demo):
     found = wait_until(lambda: raw_get(desk_url, "/api/customers?q=Müller".encode(), "-", cookie=cookie)[2],
                        timeout=20, interval=0.2, what="customers on the desk's replica")
     assert {c["last_name"] for c in found} == {"Müller"}
+
+
+def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp_path):
+    """The link from the sink's mail, in Chromium: personalize, open the link again, and the
+    card is there (organizer in the header, QR code centred and readable); screenshots."""
+    import shutil
+    from pathlib import Path
+
+    import zxingcpp
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(__file__).resolve().parents[1] / "test-output" / "personalize"
+    shots.mkdir(parents=True, exist_ok=True)
+    link, _ = order_in_the_shop(demo, "t-browser")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page(viewport={"width": 412, "height": 915}, locale="de-DE")
+            page.goto(link)
+            page.fill("#name", "Eva Beispiel")
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            assert page.locator("#card-number").count(), page.content()[-1500:]
+            page.screenshot(path=tmp_path / "01-issued.png", full_page=True)
+            page.goto(link)  # the link from the mail, opened again
+            assert page.locator("#holder").inner_text() == "Eva Beispiel"
+            assert page.locator("#organizer").inner_text() == "Museumsverbund Nordstadt e.V."
+            assert "bereits personalisiert" in page.locator(".note").inner_text()
+            qr, box = page.locator("#qr svg").bounding_box(), page.locator(".card").bounding_box()
+            assert abs((qr["x"] + qr["width"] / 2) - (box["x"] + box["width"] / 2)) < 2  # centred
+            page.screenshot(path=tmp_path / "02-reopened.png", full_page=True)
+        finally:
+            browser.close()
+    for shot in ("01-issued.png", "02-reopened.png"):
+        shutil.copy2(tmp_path / shot, shots / shot)
+    found = zxingcpp.read_barcodes(Image.open(tmp_path / "02-reopened.png"))
+    codes = [r.text for r in found]
+    assert len(codes) == 1 and re.fullmatch(r"[0-9A-X]{160}", codes[0])
+    corners = found[0].position
+    drawn = (min(corners.top_left.x, corners.bottom_left.x) + max(corners.top_right.x, corners.bottom_right.x)) / 2
+    assert abs(drawn - (box["x"] + box["width"] / 2)) < 4, (drawn, box)  # the drawing itself is centred
+    gate_url = re.search(r"gate\s+(http://\S+)", demo.text).group(1)
+    assert wait_until(lambda: (v := scan(gate_url, codes[0]))["reason"] != "UNKNOWN_SIGNER" and v,
+                      timeout=20, interval=0.2)["reason"] == "ADMITTED"  # the QR on the page gets in

@@ -75,16 +75,31 @@ def find_link(db: sqlite3.Connection, token: str) -> dict | None:
         return None
     return db.execute(
         "SELECT l.*, i.product_id, i.card_id, i.kind, p.name AS product, p.validity_mode, p.months, "
-        "p.valid_from AS product_from, p.valid_until AS product_until, o.number AS order_number "
-        "FROM personalization_links l JOIN order_lines i ON i.id = l.item_id "
+        "p.valid_from AS product_from, p.valid_until AS product_until, o.number AS order_number, "
+        "g.name AS organizer FROM personalization_links l JOIN order_lines i ON i.id = l.item_id "
         "JOIN orders o ON o.id = i.order_id JOIN annual_products p ON p.id = i.product_id "
-        "WHERE l.token_hash = ?", (token_hash(token),)).fetchone()
+        "JOIN organizers g ON g.id = p.organizer_id WHERE l.token_hash = ?", (token_hash(token),)).fetchone()
 
 
 def card_number(db: sqlite3.Connection, link: dict) -> str | None:
     """The number of the card a used link issued (None if it has none)."""
     row = db.execute("SELECT number FROM cards WHERE id = ?", (link["card_id"],)).fetchone()
     return row["number"] if row else None
+
+
+def issued_card(db: sqlite3.Connection, link: dict) -> dict | None:
+    """The card a used link issued, as it stands now (a lost card's new issue and code, a
+    revocation), with its first entry (`first_entry_at`, None before it): a customer who opens
+    the link again sees the card to show at the entrance, not just "already personalized"."""
+    if not link["card_id"]:
+        return None
+    card = db.execute("SELECT id, number, code, holder_name, valid_from, valid_until, issue, revoked_at "
+                      "FROM cards WHERE id = ?", (link["card_id"],)).fetchone()
+    if card is not None:
+        first = db.execute("SELECT min(at) AS at FROM entries WHERE card_id = ? AND direction = 'in'",
+                           (card["id"],)).fetchone()
+        card["first_entry_at"] = first["at"]
+    return card
 
 
 def personalize(db: sqlite3.Connection, signer: NodeSigner, link: dict, holder: orders.HolderIn,

@@ -32,9 +32,10 @@ import segno
 import yarl
 from aiohttp import BodyPartReader, web
 
-from core.base.clock import LOCAL_TZ, utcnow
+from core.base.clock import LOCAL_TZ, parse_iso, utcnow
 from core.base.errors import TesseraError
 from core.cards import cards
+from core.catalog.annual import validity_window
 from core.sales import orders
 from hub.services import personalization, print_batches
 from hub.services.personalization import MAX_PHOTO, PhotoRefused, prepare_photo
@@ -106,6 +107,9 @@ TEXT = {
         "unknown_title": "Link unbekannt", "unknown": "Diesen Personalisierungs-Link gibt es nicht. Bitte prüfen "
         "Sie, ob er vollständig aus der E-Mail übernommen wurde.",
         "used_title": "Bereits personalisiert", "used": "Diese Karte wurde bereits personalisiert.",
+        "used_again": "Diese Karte wurde bereits personalisiert; Ihre Angaben wurden nicht übernommen.",
+        "your_card": "Ihre Jahreskarte", "revoked_title": "Karte gesperrt", "revoked": "Diese Karte ist gesperrt "
+        "und gilt nicht mehr. Bitte wenden Sie sich an den Besucherservice.",
         "expired_title": "Link abgelaufen", "expired": "Dieser Link ist abgelaufen. Bitte wenden Sie sich an "
         "den Besucherservice; Ihre Karte ist nicht verloren.",
         "busy_title": "Zu viele Anfragen", "busy": "Bitte warten Sie {s} Sekunden und versuchen Sie es erneut.",
@@ -136,6 +140,9 @@ TEXT = {
         "unknown_title": "Unknown link", "unknown": "This personalization link does not exist. Please check "
         "that it was copied completely from the e-mail.",
         "used_title": "Already personalized", "used": "This card has already been personalized.",
+        "used_again": "This card has already been personalized; what you sent was not used.",
+        "your_card": "Your annual ticket", "revoked_title": "Card revoked", "revoked": "This card is revoked and "
+        "no longer valid. Please contact visitor services.",
         "expired_title": "Link expired", "expired": "This link has expired. Please contact visitor services; "
         "your ticket is not lost.",
         "busy_title": "Too many requests", "busy": "Please wait {s} seconds and try again.",
@@ -298,8 +305,11 @@ def _headers() -> dict[str, str]:
 
 
 def render(template: str, status: int, lang: str, request: web.Request, **context) -> web.Response:
+    """A page; its header names the organizer of the link's product (none for an unknown link)."""
+    organizer = (context.get("link") or {}).get("organizer") or ""
     html = TEMPLATES.get_template(template).render(
-        lang=lang, t=TEXT[lang], other=[x for x in LANGS if x != lang][0], path=request.path, **context)
+        lang=lang, t=TEXT[lang], other=[x for x in LANGS if x != lang][0], path=request.path, organizer=organizer,
+        **context)
     headers = _headers()
     if "retry_after" in context:
         headers["Retry-After"] = str(context["retry_after"])
@@ -322,7 +332,42 @@ def _validity_text(link: dict, lang: str) -> str:
 
 
 def _day(text: str | None) -> str:
-    return dt.date.fromisoformat(text[:10]).strftime("%d.%m.%Y") if text else ""
+    """A stored day ("2027-01-01") or instant ("2026-12-01T23:00:00Z", local midnight) as the
+    venue's calendar day: the instant's UTC date would be a day early."""
+    if not text:
+        return ""
+    day = parse_iso(text).astimezone(LOCAL_TZ).date() if "T" in text else dt.date.fromisoformat(text)
+    return day.strftime("%d.%m.%Y")
+
+
+def _card_validity(link: dict, card: dict, lang: str) -> str:
+    """"01.12.2026 bis 30.11.2027"; for a card valid N months from its first entry, the months
+    until that entry (its stored dates are only the outer bounds), then the window it started."""
+    t = TEXT[lang]
+    if link["validity_mode"] == "from_first_entry":
+        if not card.get("first_entry_at"):
+            return t["mode_from_first_entry"].format(m=link["months"])
+        first = parse_iso(card["first_entry_at"]).astimezone(LOCAL_TZ).date()
+        start, end = validity_window({"validity_mode": "from_first_entry", "months": link["months"]}, first, first)
+        return f"{start:%d.%m.%Y} {t['until']} {end:%d.%m.%Y}"
+    return f"{_day(card['valid_from'])} {t['until']} {_day(card['valid_until'])}"
+
+
+def qr_svg(card: dict) -> str:
+    """The card's code as an inline SVG that scales with its box (a viewBox, no fixed size:
+    with a fixed size the drawing stayed small in the top-left corner of a wider box)."""
+    return segno.make(card["code"], error="m").svg_inline(scale=4, border=2, title=card["number"], omitsize=True)
+
+
+def _card_page(request: web.Request, lang: str, link: dict, card: dict, status: int, note: str = "") -> web.Response:
+    """The issued card: number, holder, validity and its code as a QR code to show at the
+    entrance; after issuing it, and whenever the used link is opened again."""
+    if card["revoked_at"]:
+        return message(request, lang, 410, "revoked", link=link, card_number=card["number"])
+    qr = qr_svg(card)
+    heading = TEXT[lang]["done_title" if status == 201 else "your_card"]
+    return render("personalize_done.html", status, lang, request, link=link, card=card, qr=qr, heading=heading,
+                  validity=_card_validity(link, card, lang), note=TEXT[lang][note] if note else "")
 
 
 def _form_page(request: web.Request, lang: str, link: dict, today: dt.date, *, values: dict | None = None,
@@ -336,15 +381,19 @@ def _form_page(request: web.Request, lang: str, link: dict, today: dt.date, *, v
 
 
 def _closed(request: web.Request, lang: str, db: sqlite3.Connection, link: dict | None,
-            now: dt.datetime) -> web.Response | None:
-    """The page for an unknown, used or expired link; None if the link is open."""
+            now: dt.datetime, *, sent: bool = False) -> web.Response | None:
+    """The page for an unknown, used or expired link; None if the link is open. A used link
+    shows its card again (*sent*: a form for it came in and was not used: 409)."""
     if link is None:
         return message(request, lang, 404, "unknown")
     state = personalization.link_state(link, now)
     if state == "used":
-        return message(request, lang, 410, "used", card_number=personalization.card_number(db, link))
+        card = personalization.issued_card(db, link)
+        if card is None:
+            return message(request, lang, 410, "used", link=link)
+        return _card_page(request, lang, link, card, 409 if sent else 200, "used_again" if sent else "used")
     if state == "expired":
-        return message(request, lang, 410, "expired")
+        return message(request, lang, 410, "expired", link=link)
     return None
 
 
@@ -368,9 +417,14 @@ def from_elsewhere(request: web.Request) -> bool:
     """A form post that a browser says comes from another site (DESIGN §12): the page's own
     form is same-origin; a hostile page could post for a customer whose link it learnt."""
     origin = request.headers.get("Origin")
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if origin == "null":
+        # our own form under `Referrer-Policy: no-referrer`: browsers send the origin as "null"
+        # (so does a sandboxed frame on another site, which Sec-Fetch-Site names cross-site)
+        return fetch_site != "same-origin"
     if origin is not None:
         return origin not in (f"{request.scheme}://{request.host}", _public_origin(request))
-    return request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+    return (fetch_site or "same-origin") not in ("same-origin", "none")
 
 
 def _public_origin(request: web.Request) -> str:
@@ -395,7 +449,7 @@ async def submit_form(request: web.Request) -> web.Response:
     db = request.app[DB]
     now = utcnow()
     link = personalization.find_link(db, request.match_info["token"])
-    if (closed := _closed(request, lang, db, link, now)) is not None:
+    if (closed := _closed(request, lang, db, link, now, sent=True)) is not None:
         return closed
     today = now.astimezone(LOCAL_TZ).date()
     errors, clean = check_form(form, link, today)
@@ -434,11 +488,9 @@ def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, 
         return _form_page(request, lang, link, today, values=form.values, errors={exc.field or "form": key},
                           status=exc.status, detail=exc.detail)
     if card is None:  # the link was taken by a request that got here first
-        return _closed(request, lang, db, personalization.find_link(db, request.match_info["token"]), now)
+        return _closed(request, lang, db, personalization.find_link(db, request.match_info["token"]), now, sent=True)
     print_batches.wake_worker(request.app)  # the card's print data is due
-    qr = segno.make(card["code"], error="m").svg_inline(scale=4, border=2, title=card["number"])
-    return render("personalize_done.html", 201, lang, request, link=link, card=card, qr=qr,
-                  valid_from=_day(card["valid_from"]), valid_until=_day(card["valid_until"]))
+    return _card_page(request, lang, link, {**card, "first_entry_at": None}, 201)
 
 
 def install(app: web.Application, limiter: RateLimiter | None = None) -> None:
