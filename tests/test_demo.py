@@ -148,3 +148,18 @@ def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp
     gate_url = re.search(r"gate\s+(http://\S+)", demo.text).group(1)
     assert wait_until(lambda: (v := scan(gate_url, codes[0]))["reason"] != "UNKNOWN_SIGNER" and v,
                       timeout=20, interval=0.2)["reason"] == "ADMITTED"  # the QR on the page gets in
+
+
+def test_the_gate_status_page_names_its_venue_and_shows_local_times(demo):
+    """Issue 12: the title showed the venue's UUID and the times were UTC ("...Z")."""
+    gate_url = re.search(r"gate\s+(http://\S+)", demo.text).group(1)
+    code = re.search(r"A card to scan .*\n\s+([0-9A-X]{160})\n", demo.text).group(1)
+    scan(gate_url, code)
+    with urllib.request.urlopen(gate_url + "/", timeout=10) as resp:
+        page = resp.read().decode()
+    assert "<title>Stadtmuseum Eingang · Stadtmuseum</title>" in page
+    assert "<h1>Stadtmuseum Eingang · Stadtmuseum</h1>" in page
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-", page)  # no venue id
+    assert not re.search(r"\d\d:\d\d:\d\d(\.\d+)?Z", page)  # no UTC times
+    stamps = re.findall(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d (CET|CEST)", page)
+    assert len(stamps) >= 2, page  # the scan's time and the gate's clock, in the venues' zone

@@ -94,3 +94,9 @@ def venue_id(db: sqlite3.Connection, venue: str) -> str:
     if len(rows) != 1:
         raise ValueError(f"no venue {venue!r}" if not rows else f"venue name {venue!r} is ambiguous; give its id")
     return rows[0]["id"]
+
+
+def venue_name(db: sqlite3.Connection, venue: str | None) -> str | None:
+    """The name of the venue with id *venue* (None if unknown here, e.g. before the first sync)."""
+    row = db.execute("SELECT name FROM venues WHERE id = ?", (venue,)).fetchone() if venue else None
+    return row["name"] if row else None

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from core.base.clock import parse_iso
+from core.base.clock import LOCAL_TZ, parse_iso
+from core.catalog.organizers import venue_name
 from edge import browser_door
 from edge.browser_door import own_hosts
 from edge.gate.peers import accept_entries, learn_trust
@@ -127,10 +128,26 @@ async def send_trust(request: web.Request) -> web.Response:
     return trust_answer(request, request.app[GATE].access.db)
 
 
+def local_time(text: str | None) -> str:
+    """An ISO instant ("2026-12-02T06:42:10Z") as the venue's local time for staff
+    ("02.12.2026 07:42:10 CET"); the venues' zone is core.base.clock.LOCAL_TZ."""
+    if not text:
+        return ""
+    try:
+        moment = parse_iso(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        return text
+    return moment.astimezone(LOCAL_TZ).strftime("%d.%m.%Y %H:%M:%S %Z")
+
+
 async def status_page(request: web.Request) -> web.Response:
-    s = request.app[GATE].status()
+    gate = request.app[GATE]
+    s = gate.status()
+    venue = venue_name(gate.db, s["venue"]) or s["venue"] or ""  # the id only until the catalog has the venue
     rows = "".join(
-        f"<tr class={'ok' if v['admitted'] else 'stop'}><td>{html.escape(v.get('checked_at', ''))}</td>"
+        f"<tr class={'ok' if v['admitted'] else 'stop'}><td>{html.escape(local_time(v.get('checked_at')))}</td>"
         f"<td>{html.escape(v['reason'])}</td><td>{html.escape(v['message_de'])} / {html.escape(v['message_en'])}</td>"
         f"<td>{html.escape(v.get('product', ''))}</td></tr>"
         for v in reversed(s["recent"]))
@@ -139,16 +156,16 @@ async def status_page(request: web.Request) -> web.Response:
     warning = _clock_warning(clock)
     page = f"""<!doctype html><html lang=de><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1"><meta http-equiv=refresh content=2>
-<title>Tessera – {html.escape(s['name'])}</title>
+<title>{html.escape(s['name'])} · {html.escape(venue)}</title>
 <style>body{{font:18px system-ui,sans-serif;margin:1em}} table{{border-collapse:collapse;width:100%}}
 td{{padding:.4em;border-bottom:1px solid #ddd}} .ok td:nth-child(2){{color:#060;font-weight:bold}}
 .stop td:nth-child(2){{color:#b00;font-weight:bold}} .warn{{background:#fec;padding:.5em}}</style></head>
-<body><h1>{html.escape(s['name'])} · {html.escape(s['venue'] or '')}</h1>{warning}
+<body><h1>{html.escape(s['name'])} · {html.escape(venue)}</h1>{warning}
 <p>Richtung / direction: {html.escape(s['direction'])} · Sperrzeit / lockout: {s['lockout_minutes']} min ·
 Relais / relay: {'Störung / fault' if s['relay_faulty'] else 'OK'} · Warteschlange / queued for hub: {s['outbox']}</p>
 <h2>Letzte Scans / last scans</h2><table>{rows or '<tr><td>–</td></tr>'}</table>
 <h2>Andere Eingänge / peer gates</h2><ul>{peers}</ul>
-<p>Zeit / time: {html.escape(clock['trusted'])}</p></body></html>"""
+<p>Zeit / time: {html.escape(local_time(clock['trusted']))}</p></body></html>"""
     return web.Response(text=page, content_type="text/html")
 
 
