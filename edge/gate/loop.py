@@ -30,6 +30,7 @@ from core.base.storage import connect
 from core.cards import cards
 from core.cards.access import Access, Verdict
 from core.cards.trusted_time import TrustedClock
+from core.catalog.organizers import venue_name
 from devices.profiles import load_relay, load_scanner
 from devices.relays.base import Relay
 from devices.relays.factory import open_relay
@@ -118,7 +119,8 @@ class Gate:
             await self.peers.start()
         if self.clock.skew_seconds() > 1:  # either way: a clock ahead is caught like one behind
             self.say(f"WARNING {self.clock.describe()}; using trusted time")
-        self.say(f"gate {self.node['name']} ready: venue {rules.venue_id}, status page {self.url}")
+        venue = venue_name(self.db, rules.venue_id) or rules.venue_id  # the id until the catalog has the venue
+        self.say(f"gate {self.node['name']} ready: venue {venue}, status page {self.url}")
 
     def _start_sync(self) -> None:
         """An enrolled gate syncs with its hub in the background: entries up, cards and
