@@ -37,6 +37,11 @@ edges are real enrolled gate folders driven by the real `SyncClient`.
    the rest in the usual batches. Figures: both push rates per setting and FULL / NORMAL (no
    budget; 1.0 means FULL costs nothing).
 
+5. **The live channel** (issue 12, bench/sync_live.py), while the hub serves again after phase 3:
+   a gate and a desk with their real sync loops; a revocation and a seat-pool move reach them
+   within 2 s (the worst of five each), the desk shows offline within 3 s of the hub's stop and
+   online within 3 s of its return, and the gate's backlog starts moving within 3 s of it.
+
 Every phase checks its outcome (each op applied exactly once at the hub, the cursor at the head),
 so a run that measured refusals or nothing fails instead of printing figures.
 """
@@ -63,6 +68,7 @@ import psutil
 
 from bench.procs import ROOT, BenchError, Server, Servers, venv_command
 from bench.report import figure
+from bench.sync_live import LivePhase
 from core.base import outbox
 from core.base.clock import iso, utcnow
 from core.base.ids import uuid7
@@ -86,6 +92,7 @@ RSS_BUDGET_MB = 80.0
 MB = 1_000_000
 VENUE = "Stadtmuseum"
 PUSH_GATE, PULL_GATE = "Tor Push", "Tor Pull"
+LIVE_GATE, LIVE_DESK = "Tor Live", "Kasse Live"
 SYNC_GATES = ("Tor Sync 1", "Tor Sync n")  # one op per push, batched pushes
 SYNCHRONOUS = ("FULL", "NORMAL")
 WRITE_CHUNK = 25_000
@@ -229,7 +236,9 @@ class SyncBench:
             self.push_phase(hub, push_gate, venue_id)
             self.pull_phase(hub, pull_gate)
             servers.stop(hub)  # the outage begins
-            self.catchup_phase(servers, port, pull_gate, venue_id)
+            hub = self.catchup_phase(servers, port, pull_gate, venue_id)
+            live_gate, live_desk = (self.enroll(name, codes[name], url) for name in (LIVE_GATE, LIVE_DESK))
+            hub = LivePhase(self, servers, hub, port, self.token, venue_id, live_gate, live_desk).run()
             self.synchronous_phase(servers, sync_gates, venue_id)
         say(f"done in {time.perf_counter() - started:.1f} s")
         return self.figures
@@ -238,12 +247,13 @@ class SyncBench:
 
     def prepare_hub(self) -> tuple[str, dict[str, str]]:
         """A hub with the sample catalog and one-time codes for two gates at one museum."""
-        db, _token = init_hub(self.hub_dir)
+        db, self.token = init_hub(self.hub_dir)
         try:
             ids = sample.build(LocalClient(make_app(db)))
             venue_id = ids["museum_venues"][VENUE]
             codes = {name: enrollment.create_code(db, name=name, role="gate", venue_ids=[venue_id], now=utcnow())
-                     for name in (PUSH_GATE, PULL_GATE, *SYNC_GATES)}
+                     for name in (PUSH_GATE, PULL_GATE, LIVE_GATE, *SYNC_GATES)}
+            codes[LIVE_DESK] = enrollment.create_code(db, name=LIVE_DESK, role="cashdesk", venue_ids=[], now=utcnow())
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()
@@ -412,18 +422,20 @@ class SyncBench:
 
     # -- 3. catch-up ------------------------------------------------------------------------------
 
-    def catchup_phase(self, servers: Servers, port: int, gate: Gate, venue_id: str) -> None:
+    def catchup_phase(self, servers: Servers, port: int, gate: Gate, venue_id: str) -> Server:
+        """The outage and the catch-up; the hub started again (still running)."""
         n = self.size.catchup_ops
         queued = self.queue_entries(gate, venue_id, n)
         say(f"hub stopped; {n:,} ops queued on the pulled gate; its sync loop fails for {self.size.outage_s:g} s")
-        waited, pushed = asyncio.run(self.outage(servers, port, gate, queued))
+        waited, pushed, hub = asyncio.run(self.outage(servers, port, gate, queued))
         self.check_arrived_once(gate, queued)
         say(f"caught up {waited + pushed:.2f} s after the hub was back ({waited:.2f} s until the next attempt)")
         self.figure("catchup_s", waited + pushed, "s")
         self.figure("catchup_wait_s", waited, "s")
         self.figure("catchup_push_s", pushed, "s")
+        return hub
 
-    async def outage(self, servers: Servers, port: int, gate: Gate, queued: Queued) -> tuple[float, float]:
+    async def outage(self, servers: Servers, port: int, gate: Gate, queued: Queued) -> tuple[float, float, Server]:
         """Run the gate's sync loop while the hub is away, start the hub again, and time until the
         hub has applied the last queued op: (wait until the first op arrived, rest of the push)."""
         db = connect(gate.folder / NODE_DB, edge=True)
@@ -437,7 +449,7 @@ class SyncBench:
             if loop_task.done():
                 raise BenchError(f"the sync loop ended during the outage: {loop_task.exception()}")
             # started in a thread: waiting for the ready line must not freeze the client's event loop
-            await asyncio.to_thread(servers.start, hub_command(self.hub_dir, port), HUB_READY)
+            hub = await asyncio.to_thread(servers.start, hub_command(self.hub_dir, port), HUB_READY)
             back = time.perf_counter()
             hub_db = connect(db_path(self.hub_dir), migrate=False)
             first_at = None
@@ -469,7 +481,7 @@ class SyncBench:
             if hub_db is not None:
                 hub_db.close()
         assert first_at is not None
-        return first_at - back, done_at - first_at
+        return first_at - back, done_at - first_at, hub
 
 
     # -- 4. synchronous=FULL vs NORMAL --------------------------------------------------------------

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bench import sync
+from bench import sync, sync_live
 from bench.__main__ import BENCHMARKS
 from core.base.node import NODE_DB
 from core.base.storage import connect
@@ -22,7 +22,9 @@ FIGURES = {"push_ops_per_s", "direct_insert_ops_per_s", "direct_insert_sync_ops_
            "pull_hub_cpu_us_per_change", "catchup_s", "catchup_wait_s", "catchup_push_s",
            "push_ops_per_s_synchronous_full", "push_ops_per_s_synchronous_normal", "push_synchronous_full_vs_normal",
            "push_single_ops_per_s_synchronous_full", "push_single_ops_per_s_synchronous_normal",
-           "push_single_synchronous_full_vs_normal"}
+           "push_single_synchronous_full_vs_normal", "live_revocation_s", "live_revocation_s_p50",
+           "live_pool_move_s", "live_pool_move_s_p50", "live_offline_flip_s", "live_online_flip_s",
+           "live_backlog_moves_s"}
 
 
 @pytest.mark.slow  # the sync benchmark with a subprocess, about 3 s
@@ -54,7 +56,8 @@ def test_sync_benchmark_smoke(tmp_path, capsys):
     # exactly once at the hub: every node_seq of each gate logged and applied once, every entry
     # written once (one entries row and one change-feed row each), no conflicts
     gates = {}
-    for name, count in ((sync.PUSH_GATE, size.push_ops), (sync.PULL_GATE, size.catchup_ops)):
+    for name, count in ((sync.PUSH_GATE, size.push_ops), (sync.PULL_GATE, size.catchup_ops),
+                        (sync.LIVE_GATE, sync_live.BACKLOG_OPS)):
         edge = connect(sync.gate_folder(tmp_path, name) / NODE_DB, edge=True)
         try:
             node_id = edge.execute("SELECT id FROM node").fetchone()["id"]
@@ -79,7 +82,7 @@ def test_sync_benchmark_smoke(tmp_path, capsys):
             assert len(at_hub) == len(set(at_hub)) == count and set(at_hub) == own
         assert hub.execute("SELECT count(*) AS n FROM conflicts").fetchone()["n"] == 0
         entry_changes = hub.execute("SELECT count(*) AS n FROM changes WHERE tbl = 'entries'").fetchone()["n"]
-        assert entry_changes == size.push_ops + size.catchup_ops
+        assert entry_changes == size.push_ops + size.catchup_ops + sync_live.BACKLOG_OPS  # + the live gate's
     finally:
         hub.close()
 
