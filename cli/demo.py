@@ -167,6 +167,10 @@ async def _start_gate(args: argparse.Namespace, db, url: str) -> Gate:
 
 
 async def _run(args: argparse.Namespace, db, token: dict[str, str], card: dict) -> int:
+    stop = asyncio.Event()  # set by SIGTERM/SIGINT from now on: a stop during startup ends cleanly after it
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     hub_sock = bind(args.host, args.port)  # before anything starts: a busy port is the only message
     url = f"http://{args.host}:{hub_sock.getsockname()[1]}"
     sink = MailSink(args.data / "mail")
@@ -181,7 +185,7 @@ async def _run(args: argparse.Namespace, db, token: dict[str, str], card: dict) 
         edges = await _start_edges(args, db, url)
         gate = await _start_gate(args, db, url)
         _print_welcome(args, url, token, card, edges, gate, sink)
-        await _serve_until_stopped(gate)
+        await _serve_until_stopped(gate, stop)
     finally:
         if gate is not None:
             with contextlib.suppress(Exception):
@@ -232,11 +236,7 @@ Try the office API:
 Stop with Ctrl-C. Data is kept in {args.data}.""", flush=True)
 
 
-async def _serve_until_stopped(gate: Gate) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def _serve_until_stopped(gate: Gate, stop: asyncio.Event) -> None:
     gate_task = asyncio.create_task(gate.run())
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({gate_task, waiter}, return_when=asyncio.FIRST_COMPLETED)

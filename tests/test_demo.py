@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import urllib.request
 from email import policy
@@ -108,7 +109,6 @@ def test_the_desk_takes_raw_utf8_in_its_customer_search(demo):
 def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp_path):
     """The link from the sink's mail, in Chromium: personalize, open the link again, and the
     card is there (organizer in the header, QR code centred and readable); screenshots."""
-    import shutil
     from pathlib import Path
 
     import zxingcpp
@@ -163,3 +163,36 @@ def test_the_gate_status_page_names_its_venue_and_shows_local_times(demo):
     assert not re.search(r"\d\d:\d\d:\d\d(\.\d+)?Z", page)  # no UTC times
     stamps = re.findall(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d (CET|CEST)", page)
     assert len(stamps) >= 2, page  # the scan's time and the gate's clock, in the venues' zone
+
+
+def test_an_older_demo_folder_gets_a_gate_that_syncs(tmp_path):
+    """A demo folder from before this change holds a gate set up from the hub's folder, which
+    never syncs: the next start moves it aside and enrolls one that does."""
+    from core.cards.access import GateRules
+    from edge.node_data import gate_rules, write_gate_rules
+    from hub.services import provisioning
+
+    data = tmp_path / "demo"
+    first = Server("demo", "--data", str(data))
+    assert first.stop() == 0
+    gate_dir = data / "gate"
+    venue = gate_rules(gate_dir).venue_id
+    shutil.rmtree(gate_dir)
+    provisioning.provision(gate_dir, data / "hub", name="Stadtmuseum Eingang", role="gate")  # the old way
+    write_gate_rules(gate_dir, GateRules(venue_id=venue, lockout_minutes=2))
+    second = Server("demo", "--data", str(data))
+    try:
+        while not any("Stop with Ctrl-C" in line for line in second.lines):
+            line = second.proc.stdout.readline()
+            assert line, "the demo stopped before it was ready"
+            second.lines.append(line)
+        text = "".join(second.lines)
+        code = sell_at_demo_desk(text)["order"]["items"][0]["card"]["code"]
+        gate_url = re.search(r"gate\s+(http://\S+)", text).group(1)
+        verdict = wait_until(lambda: (v := scan(gate_url, code))["reason"] != "UNKNOWN_SIGNER" and v, timeout=30,
+                             interval=0.2, what="the desk's card reaching the re-enrolled gate")
+        assert verdict["reason"] == "ADMITTED"
+    finally:
+        assert second.stop() == 0
+    assert "did not sync; moved to" in second.proc.stderr.read()
+    assert len(list(data.glob("gate-unsynced-*"))) == 1
