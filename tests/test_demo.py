@@ -16,6 +16,7 @@ import urllib.request
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from tests.test_cli import Server, scan, sell_at_demo_desk
 from tests.test_search_unicode import raw_get
 
 pytestmark = pytest.mark.slow  # a real demo process with four servers
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "first-hour"  # screenshots, for people to look at
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +111,11 @@ def test_the_desk_takes_raw_utf8_in_its_customer_search(demo):
 def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp_path):
     """The link from the sink's mail, in Chromium: personalize, open the link again, and the
     card is there (organizer in the header, QR code centred and readable); screenshots."""
-    from pathlib import Path
-
     import zxingcpp
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    shots = Path(__file__).resolve().parents[1] / "test-output" / "personalize"
-    shots.mkdir(parents=True, exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     link, _ = order_in_the_shop(demo, "t-browser")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium")
@@ -138,7 +137,7 @@ def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp
         finally:
             browser.close()
     for shot in ("01-issued.png", "02-reopened.png"):
-        shutil.copy2(tmp_path / shot, shots / shot)
+        shutil.copy2(tmp_path / shot, SHOTS / f"personalize-{shot}")
     found = zxingcpp.read_barcodes(Image.open(tmp_path / "02-reopened.png"))
     codes = [r.text for r in found]
     assert len(codes) == 1 and re.fullmatch(r"[0-9A-X]{160}", codes[0])
@@ -163,6 +162,18 @@ def test_the_gate_status_page_names_its_venue_and_shows_local_times(demo):
     assert not re.search(r"\d\d:\d\d:\d\d(\.\d+)?Z", page)  # no UTC times
     stamps = re.findall(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d (CET|CEST)", page)
     assert len(stamps) >= 2, page  # the scan's time and the gate's clock, in the venues' zone
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            shown = browser.new_page(viewport={"width": 1024, "height": 600})
+            shown.goto(gate_url + "/")
+            assert shown.title() == "Stadtmuseum Eingang · Stadtmuseum"
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            shown.screenshot(path=SHOTS / "gate-status.png", full_page=True)
+        finally:
+            browser.close()
 
 
 def test_an_older_demo_folder_gets_a_gate_that_syncs(tmp_path):
