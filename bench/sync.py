@@ -238,7 +238,8 @@ class SyncBench:
             servers.stop(hub)  # the outage begins
             hub = self.catchup_phase(servers, port, pull_gate, venue_id)
             live_gate, live_desk = (self.enroll(name, codes[name], url) for name in (LIVE_GATE, LIVE_DESK))
-            hub = LivePhase(self, servers, hub, port, self.token, venue_id, live_gate, live_desk).run()
+            hub = LivePhase(self, servers, hub, lambda: servers.start(hub_command(self.hub_dir, port), HUB_READY),
+                            port, self.token, venue_id, live_gate, live_desk).run()
             self.synchronous_phase(servers, sync_gates, venue_id)
         say(f"done in {time.perf_counter() - started:.1f} s")
         return self.figures

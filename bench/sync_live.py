@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import sys
 import time
 import urllib.request
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 from bench.procs import BenchError, Server, Servers
 from core.base.node import NODE_DB
@@ -32,9 +34,6 @@ from core.base.storage import connect
 from core.sales import contingents
 from edge.sync.client import SyncClient, status
 from hub.app import db_path
-
-if TYPE_CHECKING:
-    from bench.sync import Gate, SyncBench
 
 REPEATS = 5
 CHANGE_BUDGET_S = 2.0
@@ -45,9 +44,12 @@ BACKLOG_OPS = 200
 
 
 class LivePhase:
-    def __init__(self, bench: SyncBench, servers: Servers, hub: Server, port: int, token: str,
-                 venue_id: str, gate: Gate, desk: Gate) -> None:
+    def __init__(self, bench: Any, servers: Servers, hub: Server, start_hub: Callable[[], Server], port: int,
+                 token: str, venue_id: str, gate: Any, desk: Any) -> None:
+        """*bench*: the SyncBench (figures, hub folder, queue_entries); *gate*, *desk*: its Gate records;
+        *start_hub*: starts the hub again on *port*."""
         self.bench, self.servers, self.hub, self.port, self.token = bench, servers, hub, port, token
+        self.start_hub = start_hub
         self.venue_id, self.gate, self.desk = venue_id, gate, desk
         self.url = f"http://127.0.0.1:{port}"
 
@@ -125,8 +127,7 @@ class LivePhase:
         await until(lambda: not status(desk_db)["online"], "offline shown")
         offline = time.perf_counter() - started
         queued = await asyncio.to_thread(self.bench.queue_entries, self.gate, self.venue_id, BACKLOG_OPS)
-        from bench.sync import HUB_READY, hub_command
-        hub = await asyncio.to_thread(self.servers.start, hub_command(self.bench.hub_dir, self.port), HUB_READY)
+        hub = await asyncio.to_thread(self.start_hub)
         back = time.perf_counter()
         hub_db = connect(db_path(self.bench.hub_dir), migrate=False)
         try:
@@ -170,6 +171,5 @@ async def until(predicate, what: str) -> None:
 
 
 def say(message: str) -> None:
-    from bench.sync import say as bench_say
-    bench_say(message)
+    print(f"bench sync: {message}", file=sys.stderr, flush=True)
 
