@@ -231,3 +231,59 @@ async def test_a_replayed_long_poll_is_refused_and_holds_nothing(hub, tmp_path):
                 assert resp.status == 400
     finally:
         await client.close()
+
+
+# -- the desk's status bar, in a browser ------------------------------------------------------------
+
+@pytest.mark.slow  # Chromium and real tessera hub/edge processes, about 20 s
+def test_the_desk_status_bar_flips_within_3_s_in_a_browser(tmp_path, sample_template):
+    """`tessera hub serve` and `tessera edge serve` processes, the desk's page in Chromium: the
+    bar says offline within 3 s (+ its 1 s refresh + margin) of the hub's stop and online again
+    within as long of its start on the same port. Screenshots in test-output/live-channel."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_desk_browser import CHROMIUM, EDGE_READY, HUB_READY, PIN_ANNA, ROOT, log_in
+    from tests.test_sync_kill import Process, run
+
+    shots = ROOT / "test-output" / "live-channel"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    flip_ms = int((STATUS_BUDGET_S + 1.0 + MARGIN_S) * 1000)
+    hub_dir, desk_dir, log = tmp_path / "hub", tmp_path / "desk", tmp_path / "log.txt"
+    shutil.copytree(sample_template[0], hub_dir)
+    hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
+    processes = [hub]
+    try:
+        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN_ANNA)
+        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
+        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", ready=EDGE_READY)
+        processes.append(desk)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+                page.set_default_timeout(30_000)  # the first sync brings the operators
+                page.goto(f"{desk.url}/")
+                page.locator('[data-testid=operator-tile][data-operator-name="Anna"]').wait_for()
+                log_in(page, desk.url, "Anna", PIN_ANNA)
+                page.locator("#pin-ok").click()
+                page.wait_for_url(f"{desk.url}/sell")
+                pill = page.locator("#status-online")
+                expect(pill).to_have_attribute("data-online", "true")
+                assert hub.stop() == 0
+                expect(pill).to_have_attribute("data-online", "false", timeout=flip_ms)
+                page.screenshot(path=shots / "01-desk-offline.png")
+                port = hub.url.rsplit(":", 1)[1]
+                hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", port, "--no-advertise",
+                              ready=HUB_READY)
+                processes.append(hub)
+                expect(pill).to_have_attribute("data-online", "true", timeout=flip_ms)
+                page.screenshot(path=shots / "02-desk-online-again.png")
+            finally:
+                browser.close()
+    finally:
+        for process in processes:
+            process.stop()
