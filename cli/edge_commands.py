@@ -46,7 +46,9 @@ def register(areas: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8081, help="port (default 8081; 0 picks a free one)")
     serve.add_argument("--hub", metavar="URL", help="override the hub address stored at enrollment")
-    serve.add_argument("--sync-seconds", type=float, default=10.0, help="sync at least this often (default 10)")
+    serve.add_argument("--sync-seconds", type=float, default=10.0,
+                       help="push waiting ops at least this often (default 10); the hub's changes arrive "
+                            "at once over the live channel")
     serve.add_argument("--no-peers", action="store_true",
                        help="do not announce this node to the gates (they then learn its key only by sync)")
     serve.add_argument("--peer-group", default="", metavar="NAME",
