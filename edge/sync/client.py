@@ -149,12 +149,17 @@ class SyncClient:
 
     # -- one signed request -----------------------------------------------------------------------
 
-    async def request(self, method: str, path_qs: str, body: bytes = b"", *, in_thread: bool = False,
+    async def request(self, method: str, path_qs: str, body: bytes = b"", *,
                       timeout: aiohttp.ClientTimeout | None = None) -> bytes:
         """Send one signed (and, with a body, sealed) request; the hub's opened answer. A
         signed refusal in SEND_AGAIN is answered by one re-stamped, re-sealed copy with a new
-        nonce: the first answer taught us hub time, or the hub's current key. *in_thread*:
-        seal and sign in a worker thread (a big push must not hold up the desk's requests)."""
+        nonce: the first answer taught us hub time, or the hub's current key."""
+        return await self._request(method, path_qs, body, timeout=timeout)
+
+    async def _request(self, method: str, path_qs: str, body: bytes = b"", *, in_thread: bool = False,
+                       timeout: aiohttp.ClientTimeout | None = None) -> bytes:
+        """`request`; *in_thread*: seal and sign in a worker thread (a big push must not hold
+        up the desk's own requests)."""
         for attempt in (1, 2):
             hub = self._hub_key() if body else None  # the trust store is read here, on the loop
             sent = self.sent_time()  # may read the trusted clock's database: on the loop, too
@@ -328,7 +333,7 @@ class SyncClient:
             return pushed, rejected
         while batch := await asyncio.to_thread(self._next_batch, self._known_epoch()):
             ops, body = batch
-            answer = msgspec.json.decode(await self.request("POST", "/push", body, in_thread=True),
+            answer = msgspec.json.decode(await self._request("POST", "/push", body, in_thread=True),
                                          type=PushResponse)
             if not self._hub_life(answer.hub_epoch, answer.durable_through):
                 continue  # a restored hub applied nothing: start again from the first op kept here
@@ -373,12 +378,14 @@ class SyncClient:
         while True:
             cursor = self.db.execute("SELECT cursor FROM sync_state").fetchone()["cursor"]
             pushes = self._pushes
-            query, timeout = f"/pull?after={cursor}&limit={PULL_LIMIT}", None
+            query = f"/pull?after={cursor}&limit={PULL_LIMIT}"
             if wait_s > 0:
-                query += f"&wait={wait_s:g}"
                 timeout = aiohttp.ClientTimeout(total=wait_s + LIVE_MARGIN_S + self.timeout.total,
                                                 sock_connect=CONNECT_S, sock_read=wait_s + LIVE_MARGIN_S)
-            page = msgspec.json.decode(await self.request("GET", query, timeout=timeout), type=PullResponse)
+                data = await self.request("GET", f"{query}&wait={wait_s:g}", timeout=timeout)
+            else:
+                data = await self.request("GET", query)
+            page = msgspec.json.decode(data, type=PullResponse)
             wait_s = 0.0
             if not self._hub_life(page.hub_epoch, page.durable_through):
                 return None  # a restored hub: push what we kept, then pull from the start
