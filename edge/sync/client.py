@@ -310,7 +310,6 @@ class SyncClient:
             return None
         return ops, encoder.encode(PushRequest(protocol=PROTOCOL, node_id=self.node["id"], ops=ops, hub_epoch=epoch))
 
-
     async def push(self) -> tuple[int, int]:
         """Push until the outbox is empty: (ops pushed, ops rejected by the hub)."""
         async with self._push_lock:
