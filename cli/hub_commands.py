@@ -24,7 +24,7 @@ from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from hub import sample
 from hub.app import init_hub, make_app, open_hub
 from hub.client import LocalClient
-from hub.services import tokens
+from hub.services import staff, tokens
 from hub.sync.advertise import HubAdvertiser, root_fingerprint
 
 
@@ -37,7 +37,8 @@ def register(areas: argparse._SubParsersAction) -> None:
 
     init = cmds.add_parser("init", help="create a new hub data folder and print the first admin token",
                            description="Create DIR with the hub database; prints the first admin API "
-                                       "token (shown once; only its hash is stored).")
+                                       "token (shown once; only its hash is stored) and the one-time link that "
+                                       "sets the password of the office login 'admin' (/office/setup/...).")
     init.add_argument("--data", required=True, type=Path, metavar="DIR", help="data folder to create")
     init.add_argument("--name", default="hub", help="name of this hub node (default: hub)")
     init.set_defaults(run=cmd_init)
@@ -130,6 +131,20 @@ def register(areas: argparse._SubParsersAction) -> None:
     show.add_argument("--active", action="store_true", help="only active operators")
     show.set_defaults(run=cmd_operator_list)
 
+    staff_cmd = cmds.add_parser("staff", help="office staff accounts: add (prints a password setup link)",
+                                description="Staff log in to the office web app at /office/ with a user name "
+                                            "and a password (Argon2id hash, never sent to any edge). A new "
+                                            "account gets a one-time setup link (valid 24 hours) to set it.")
+    staff_actions = staff_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    staff_add = staff_actions.add_parser("add", help="add a staff account and print its password setup link",
+                                         description="Add an office account without a password and print the "
+                                                     "path of its one-time setup link (single use, 24 hours); "
+                                                     "open it on the hub's address to set the password.")
+    staff_add.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    staff_add.add_argument("--user", required=True, metavar="NAME", help="user name to log in with")
+    staff_add.add_argument("--role", required=True, choices=staff.ROLES)
+    staff_add.set_defaults(run=cmd_staff_add)
+
     hub_backup.register(cmds)  # backup, restore (cli/hub_backup.py)
 
 
@@ -145,9 +160,21 @@ def _positive(text: str) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     db, secret = init_hub(args.data, args.name)
+    _, setup = staff.add(db, "admin", "admin", utcnow())
     db.close()
     print(f"hub created in {args.data}")
+    # the token stays the last word of the output (scripts take it with `split()[-1]`)
+    print(f"office login 'admin': set its password once, within 24 hours, by opening {staff.SETUP_PATH}{setup} "
+          f"on the hub's address (e.g. http://127.0.0.1:8080{staff.SETUP_PATH}{setup})")
     print(f"admin token (shown once, keep it safe): {secret}")
+    return 0
+
+
+def cmd_staff_add(args: argparse.Namespace) -> int:
+    db = open_hub(args.data)
+    row, setup = staff.add(db, args.user, args.role, utcnow())
+    print(f"{row['role']} account {row['user_name']!r} added; set its password once within 24 hours at "
+          f"{staff.SETUP_PATH}{setup} (on the hub's address)")
     return 0
 
 

@@ -18,7 +18,7 @@ from core.catalog import pins
 from hub import settings
 from hub.services import mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
-from hub.web import client_address, personalize, routes
+from hub.web import client_address, office, personalize, routes
 from hub.web.api import API, CACHE, DB, OPENAPI
 from hub.web.areas import shop
 from hub.web.cache import ReadCache
@@ -84,5 +84,6 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     sync_routes.install(app)
     print_batches.install(app, hub)  # print batches; a PrintWorker if [print] auto_batch_seconds > 0 (A7)
     personalize.install(app)  # customer pages at /p/<token> (A3)
+    office.install(app)  # the office web app at /office/ (staff login, start page)
     mail.install_worker(app, hub)
     return app

@@ -1,0 +1,301 @@
+"""Office staff: accounts, one-time setup links, logins and sessions of the hub's office web app.
+
+Why Argon2id (PyNaCl's `nacl.pwhash.argon2id`, libsodium): a staff password guards the whole
+office, and a stolen hub backup must not give it away cheaply. Argon2id is memory-hard (64 MB
+per guess with the INTERACTIVE limits used here), which makes GPU guessing expensive, while a
+login costs the hub well under a second; the hash string carries its own salt and limits, so
+the limits can be raised later without a migration. PyNaCl is a dependency already.
+
+The rules here, the web views in `hub/web/office/`:
+- user names are unique (case-insensitive); roles `admin` and `office`;
+- a new account has no password: `add` returns a setup link token (single use, 24 h), stored
+  only as its SHA-256 (it is 256-bit random: nothing to brute-force that a salt would protect);
+- passwords have at least 12 characters;
+- a login that fails MAX_FAILURES times in a row locks the user for 30 s, doubling with each
+  lockout up to 15 minutes: the desk PIN rule (`core.catalog.operators`, its constants and the
+  node-local `login_failures` table, here with the screen `office`);
+- a session is a random cookie secret (stored hashed) with its own CSRF token; it ends after
+  IDLE of no requests, or at logout.
+Nothing here is replicated to an edge (the tables are not in `feed_triggers.REPLICATED`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.pwhash.argon2id as argon2id
+
+from core.base.clock import LOCAL_TZ, iso, parse_iso
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.ids import uuid7
+from core.base.storage import transaction
+from core.catalog.operators import FIRST_LOCK, MAX_FAILURES, MAX_LOCK
+from core.sync import conflicts
+from hub.services import mail, nodes
+
+ROLES = ("admin", "office")
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024  # a longer "password" only makes the hash slower
+SETUP_VALID = dt.timedelta(hours=24)
+IDLE = dt.timedelta(minutes=30)
+SEEN_STEP = dt.timedelta(seconds=30)  # last_seen_at is written at most this often per session
+ONLINE_WITHIN = dt.timedelta(minutes=5)  # a device that pushed or pulled this recently counts as online
+SCREEN = "office"  # the login_failures screen of office logins
+SETUP_PATH = "/office/setup/"
+
+
+class LoginRefused(Conflict):
+    """Unknown user, wrong password, inactive account or locked out (one message for all but the lock)."""
+
+    slug = "login-refused"
+    status = 401
+    title = "Login refused"
+
+
+class SetupRefused(Conflict):
+    """A setup link that is unknown, used or expired."""
+
+    slug = "setup-refused"
+    status = 410
+    title = "Setup link not usable"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in staff member as a request sees it."""
+
+    staff_id: str
+    user_name: str
+    role: str
+    csrf: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id string of *password* (slow: call it outside a write transaction)."""
+    check_password(password)
+    return argon2id.str(password.encode(), opslimit=argon2id.OPSLIMIT_INTERACTIVE,
+                        memlimit=argon2id.MEMLIMIT_INTERACTIVE).decode()
+
+
+def check_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise ValidationError(f"a password has at least {MIN_PASSWORD} characters", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError(f"a password has at most {MAX_PASSWORD} characters", field="password")
+
+
+# --- accounts and setup links ---------------------------------------------------------------------------
+
+
+def add(db: sqlite3.Connection, user_name: str, role: str, now: dt.datetime) -> tuple[dict, str]:
+    """A new account without a password, and the token of its setup link (shown once)."""
+    user_name = (user_name or "").strip()
+    if not 1 <= len(user_name) <= 100:
+        raise ValidationError("a user name has 1 to 100 characters", field="user")
+    if role not in ROLES:
+        raise ValidationError(f"the role is one of {', '.join(ROLES)}", field="role")
+    with transaction(db):
+        if db.execute("SELECT 1 FROM staff WHERE user_name = ?", (user_name,)).fetchone():
+            raise Conflict(f"a staff member named {user_name!r} exists already", field="user")
+        row = db.execute("INSERT INTO staff (id, user_name, role, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                         "RETURNING id, user_name, role, active, created_at",
+                         (uuid7(), user_name, role, iso(now), iso(now))).fetchone()
+        token = _new_link(db, row["id"], now)
+    return row, token
+
+
+def setup_link(db: sqlite3.Connection, user_name: str, now: dt.datetime) -> str:
+    """A fresh setup link for an existing account (a forgotten password); older open links die."""
+    with transaction(db):
+        row = db.execute("SELECT id FROM staff WHERE user_name = ?", (user_name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no staff member named {user_name!r}")
+        return _new_link(db, row["id"], now)
+
+
+def _new_link(db: sqlite3.Connection, staff_id: str, now: dt.datetime) -> str:
+    token = secrets.token_urlsafe(32)
+    db.execute("UPDATE staff_setup_links SET used_at = ? WHERE staff_id = ? AND used_at IS NULL",
+               (iso(now), staff_id))
+    db.execute("INSERT INTO staff_setup_links (token_hash, staff_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+               (_hash(token), staff_id, iso(now), iso(now + SETUP_VALID)))
+    return token
+
+
+def open_link(db: sqlite3.Connection, token: str, now: dt.datetime) -> dict:
+    """The account a setup link is for, if the link is open; else SetupRefused."""
+    if not isinstance(token, str) or len(token) > 100:
+        raise SetupRefused("unknown setup link")
+    row = db.execute("SELECT l.*, s.user_name, s.role FROM staff_setup_links l JOIN staff s ON s.id = l.staff_id "
+                     "WHERE l.token_hash = ?", (_hash(token),)).fetchone()
+    if row is None:
+        raise SetupRefused("unknown setup link")
+    if row["used_at"]:
+        raise SetupRefused("this setup link has been used already")
+    if parse_iso(row["expires_at"]) <= now:
+        raise SetupRefused("this setup link has expired")
+    return row
+
+
+def set_password(db: sqlite3.Connection, token: str, password: str, now: dt.datetime) -> dict:
+    """Set the password through a setup link and use the link up (both or neither); ends the
+    account's sessions and lockout."""
+    open_link(db, token, now)
+    password_hash = hash_password(password)  # slow: before the write transaction
+    with transaction(db):
+        link = open_link(db, token, now)  # again inside: two tabs may race for one link
+        db.execute("UPDATE staff_setup_links SET used_at = ? WHERE token_hash = ?", (iso(now), link["token_hash"]))
+        db.execute("UPDATE staff SET password_hash = ?, updated_at = ? WHERE id = ?",
+                   (password_hash, iso(now), link["staff_id"]))
+        db.execute("DELETE FROM staff_sessions WHERE staff_id = ?", (link["staff_id"],))
+        db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (link["staff_id"], SCREEN))
+    return {"user_name": link["user_name"], "role": link["role"]}
+
+
+# --- login, lockout, sessions ---------------------------------------------------------------------------
+
+
+def login(db: sqlite3.Connection, user_name: str, password: str, now: dt.datetime) -> tuple[str, Session]:
+    """A new session (cookie secret, Session) if the password is right and the user not locked out."""
+    row = db.execute("SELECT * FROM staff WHERE user_name = ?", ((user_name or "").strip()[:100],)).fetchone()
+    if row is None or not row["active"] or not row["password_hash"]:
+        _verify_dummy(password)  # the same time for an unknown name as for a wrong password
+        raise LoginRefused("unknown user name or wrong password")
+    failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ? AND screen = ?",
+                          (row["id"], SCREEN)).fetchone()
+    if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
+        raise LoginRefused("too many failed logins", locked_until=failures["locked_until"])
+    if _verify(row["password_hash"], password):
+        return _start_session(db, row, now)
+    locked = _count_failure(db, row["id"], failures, now)
+    if locked:
+        raise LoginRefused(f"wrong password {MAX_FAILURES} times: locked", locked_until=locked)
+    raise LoginRefused("unknown user name or wrong password")
+
+
+def _verify(stored: str, password: str) -> bool:
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+        return False
+    try:
+        return argon2id.verify(stored.encode(), password.encode())
+    except nacl.exceptions.InvalidkeyError:
+        return False
+
+
+_DUMMY: list[str] = []
+
+
+def _verify_dummy(password: str) -> None:
+    if not _DUMMY:
+        _DUMMY.append(hash_password("x" * MIN_PASSWORD))
+    _verify(_DUMMY[0], password or "")
+
+
+def _count_failure(db: sqlite3.Connection, staff_id: str, failures: dict | None, now: dt.datetime) -> str | None:
+    """The desk PIN rule: MAX_FAILURES in a row lock for FIRST_LOCK, doubling per lockout up to MAX_LOCK.
+    Returns the end of the lock this failure starts, if it starts one."""
+    count = (failures["failures"] if failures else 0) + 1
+    lockouts = failures["lockouts"] if failures else 0
+    lock = min(FIRST_LOCK * 2 ** lockouts, MAX_LOCK) if count >= MAX_FAILURES else None
+    with transaction(db):
+        db.execute("INSERT INTO login_failures (operator_id, screen, failures, lockouts, locked_until) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (operator_id, screen) DO UPDATE SET "
+                   "failures = excluded.failures, lockouts = excluded.lockouts, locked_until = excluded.locked_until",
+                   (staff_id, SCREEN, 0 if lock else count, lockouts + 1 if lock else lockouts,
+                    iso(now + lock) if lock else None))
+    return iso(now + lock) if lock else None
+
+
+def _start_session(db: sqlite3.Connection, row: dict, now: dt.datetime) -> tuple[str, Session]:
+    secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with transaction(db):
+        db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (row["id"], SCREEN))
+        db.execute("DELETE FROM staff_sessions WHERE last_seen_at < ?", (iso(now - IDLE),))
+        db.execute("INSERT INTO staff_sessions (id_hash, staff_id, csrf, created_at, last_seen_at) "
+                   "VALUES (?, ?, ?, ?, ?)", (_hash(secret), row["id"], csrf, iso(now), iso(now)))
+    return secret, Session(row["id"], row["user_name"], row["role"], csrf)
+
+
+def session(db: sqlite3.Connection, secret: str | None, now: dt.datetime) -> Session | None:
+    """The session of a cookie secret, if it is live (and marks it seen); an idle one ends here."""
+    if not secret or len(secret) > 100:
+        return None
+    row = db.execute("SELECT x.*, s.user_name, s.role, s.active FROM staff_sessions x JOIN staff s "
+                     "ON s.id = x.staff_id WHERE x.id_hash = ?", (_hash(secret),)).fetchone()
+    if row is None:
+        return None
+    seen = parse_iso(row["last_seen_at"])
+    if not row["active"] or seen + IDLE <= now:
+        with transaction(db):
+            db.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (row["id_hash"],))
+        return None
+    if now - seen >= SEEN_STEP:
+        with transaction(db):
+            db.execute("UPDATE staff_sessions SET last_seen_at = ? WHERE id_hash = ?", (iso(now), row["id_hash"]))
+    return Session(row["staff_id"], row["user_name"], row["role"], row["csrf"])
+
+
+def csrf_ok(current: Session, sent: str | None) -> bool:
+    return bool(sent) and hmac.compare_digest(current.csrf.encode(), str(sent).encode())
+
+
+def logout(db: sqlite3.Connection, secret: str | None) -> None:
+    if secret and len(secret) <= 100:
+        with transaction(db):
+            db.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (_hash(secret),))
+
+
+# --- the start page -------------------------------------------------------------------------------------
+
+
+def today_bounds(now: dt.datetime) -> tuple[str, str]:
+    """[start, end) of the local calendar day of *now*, as stored UTC strings."""
+    day = now.astimezone(LOCAL_TZ).date()
+    start = dt.datetime.combine(day, dt.time(), LOCAL_TZ)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), LOCAL_TZ)
+    return iso(start), iso(end)
+
+
+def sales_today(db: sqlite3.Connection, now: dt.datetime) -> list[dict]:
+    """Orders and their total per channel for the local day of *now* (every channel, zeros included)."""
+    start, end = today_bounds(now)
+    found = {r["channel"]: r for r in db.execute(
+        "SELECT channel, count(*) AS orders, coalesce(sum(total_cents), 0) AS total_cents FROM orders "
+        "WHERE created_at >= ? AND created_at < ? GROUP BY channel", (start, end))}
+    return [found.get(c) or {"channel": c, "orders": 0, "total_cents": 0}
+            for c in ("shop", "phone", "cashdesk", "counter")]
+
+
+def devices(db: sqlite3.Connection, now: dt.datetime) -> list[dict]:
+    """Each enrolled device (not revoked): name, role, last sync (push or pull) and online or not."""
+    revoked = {n["node_id"] for n in nodes.list_nodes(db) if n["revoked_at"]}
+    out = []
+    for node in conflicts.node_status(db):
+        if node["node_id"] in revoked:
+            continue
+        last = max(filter(None, (node["last_push_at"], node["last_pull_at"])), default=None)
+        online = last is not None and now - parse_iso(last) <= ONLINE_WITHIN
+        out.append({"name": node["name"], "role": node["role"], "last_sync": last, "online": online,
+                    "open_conflicts": node["open_conflicts"]})
+    return out
+
+
+def start_page(db: sqlite3.Connection, now: dt.datetime) -> dict:
+    """Everything the office start page shows."""
+    return {
+        "sales": sales_today(db, now),
+        "devices": devices(db, now),
+        "open_conflicts": db.execute("SELECT count(*) AS n FROM conflicts WHERE resolved_at IS NULL").fetchone()["n"],
+        "print_waiting": db.execute("SELECT count(*) AS n FROM print_jobs WHERE state = 'queued'").fetchone()["n"],
+        "mail_waiting": mail.pending(db),
+    }

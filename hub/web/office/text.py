@@ -1,0 +1,48 @@
+"""The office app's words in German and English (German first: the staff's language)."""
+
+from __future__ import annotations
+
+LANGS = ("de", "en")
+
+TEXT = {
+    "de": {
+        "app": "Tessera Büro", "login": "Anmelden", "user": "Benutzername", "password": "Passwort",
+        "logout": "Abmelden", "setup_title": "Passwort festlegen", "setup_intro": "Legen Sie das Passwort für {u} "
+        "({r}) fest. Mindestens 12 Zeichen.", "password2": "Passwort wiederholen", "save": "Passwort speichern",
+        "setup_done": "Passwort gespeichert. Bitte melden Sie sich an.",
+        "e_short": "Das Passwort braucht mindestens 12 Zeichen.", "e_same": "Die Passwörter stimmen nicht überein.",
+        "e_login": "Benutzername oder Passwort falsch.",
+        "e_locked": "Zu viele Fehlversuche: gesperrt bis {t} Uhr.",
+        "e_link": "Dieser Link ist nicht (mehr) gültig: {d}. Bitte einen neuen Link anfordern.",
+        "e_form": "Das Formular kam nicht von dieser Seite oder ist abgelaufen. Bitte neu laden und erneut senden.",
+        "expired": "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+        "start": "Übersicht", "hello": "Angemeldet als {u} ({r})", "sales": "Verkäufe heute",
+        "channel": "Kanal", "orders": "Bestellungen", "total": "Summe", "devices": "Geräte",
+        "device": "Gerät", "role": "Rolle", "state": "Zustand", "last_sync": "Letzter Abgleich",
+        "online": "online", "offline": "offline", "never": "nie", "no_devices": "Noch keine Geräte angemeldet.",
+        "queues": "Offene Arbeit", "conflicts": "Offene Konflikte", "print": "Wartende Druckaufträge",
+        "mail": "Wartende E-Mails", "all": "Zusammen",
+        "ch_shop": "Webshop", "ch_phone": "Telefon / Büro", "ch_cashdesk": "Kasse", "ch_counter": "Schalter",
+        "other": "English",
+    },
+    "en": {
+        "app": "Tessera office", "login": "Log in", "user": "User name", "password": "Password",
+        "logout": "Log out", "setup_title": "Set your password", "setup_intro": "Set the password for {u} ({r}). "
+        "At least 12 characters.", "password2": "Repeat the password", "save": "Save password",
+        "setup_done": "Password saved. Please log in.",
+        "e_short": "The password needs at least 12 characters.", "e_same": "The passwords do not match.",
+        "e_login": "Wrong user name or password.",
+        "e_locked": "Too many failed attempts: locked until {t}.",
+        "e_link": "This link is not valid (any more): {d}. Please ask for a new link.",
+        "e_form": "The form did not come from this page or has expired. Please reload and send it again.",
+        "expired": "Your session has ended. Please log in again.",
+        "start": "Overview", "hello": "Logged in as {u} ({r})", "sales": "Sales today",
+        "channel": "Channel", "orders": "Orders", "total": "Total", "devices": "Devices",
+        "device": "Device", "role": "Role", "state": "State", "last_sync": "Last sync",
+        "online": "online", "offline": "offline", "never": "never", "no_devices": "No devices enrolled yet.",
+        "queues": "Waiting work", "conflicts": "Open conflicts", "print": "Print jobs waiting",
+        "mail": "Mails waiting", "all": "All",
+        "ch_shop": "Web shop", "ch_phone": "Phone / office", "ch_cashdesk": "Cash desk", "ch_counter": "Counter",
+        "other": "Deutsch",
+    },
+}

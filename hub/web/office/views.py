@@ -1,0 +1,234 @@
+"""Pages of the office app: setup link, login, logout, start page.
+
+Sessions: the cookie `tessera_office` holds a random secret (the hub stores its hash) and is
+HttpOnly, SameSite=Strict and Secure when [shop] public_url is https. The office app is a
+browser app only: a session cookie opens no /api/v1 operation (the API takes bearer tokens,
+`hub/web/api.py`), and an API token in the cookie is no session.
+
+CSRF: every POST must (1) come from this hub's own origin (`personalize.from_elsewhere`, the
+hub's one origin rule: Origin, else Sec-Fetch-Site; [shop] public_url counts as own) and
+(2) carry the form token in the hidden field `csrf`: the session's token, or, before a login,
+the double-submit token of the cookie `tessera_office_form`. A refused POST changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from core.base.clock import LOCAL_TZ, parse_iso, utcnow
+from core.base.errors import ValidationError
+from hub.services import staff
+from hub.settings import context
+from hub.web.api import DB
+from hub.web.areas import shop
+from hub.web.office.text import LANGS, TEXT
+from hub.web.personalize import choose_lang, from_elsewhere
+
+CLOCK = web.AppKey("office_clock", Callable[[], dt.datetime])
+COOKIE = "tessera_office"
+FORM_COOKIE = "tessera_office_form"
+LANG_COOKIE = "tessera_office_lang"
+MAX_FORM = 16 * 1024
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parents[1] / "templates" / "office"),
+    autoescape=True, trim_blocks=True, lstrip_blocks=True)
+HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+           "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                      "base-uri 'none'; frame-ancestors 'none'"}
+
+
+def _now(request: web.Request) -> dt.datetime:
+    return request.app[CLOCK]()
+
+
+def _lang(request: web.Request) -> str:
+    if request.query.get("lang") in LANGS:
+        return request.query["lang"]
+    return request.cookies.get(LANG_COOKIE) if request.cookies.get(LANG_COOKIE) in LANGS else choose_lang(request)
+
+
+def _secure(request: web.Request) -> bool:
+    """Secure cookies when the hub is reached over https ([shop] public_url), or this request is."""
+    public = context(request.app).section(shop.SECTION).public_url or ""
+    return public.startswith("https://") or request.secure
+
+
+def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
+    response.set_cookie(name, value, path="/office", httponly=True, samesite="Strict", secure=_secure(request))
+
+
+def render(request: web.Request, template: str, status: int = 200, **ctx) -> web.Response:
+    lang = _lang(request)
+    html = TEMPLATES.get_template(template).render(lang=lang, t=TEXT[lang], other=LANGS[1 - LANGS.index(lang)],
+                                                   path=request.path, **ctx)
+    response = web.Response(status=status, text=html, content_type="text/html", charset="utf-8", headers=HEADERS)
+    if request.query.get("lang") in LANGS:
+        _cookie(response, request, LANG_COOKIE, request.query["lang"])
+    return response
+
+
+def _form_token(request: web.Request, response_ctx: dict) -> str:
+    """The pre-login form token (double submit): the cookie's, or a new one to set."""
+    token = request.cookies.get(FORM_COOKIE) or ""
+    if len(token) != 43:
+        token = secrets.token_urlsafe(32)
+        response_ctx["set_form_cookie"] = token
+    return token
+
+
+def _anonymous_page(request: web.Request, template: str, status: int = 200, **ctx) -> web.Response:
+    pending: dict = {}
+    response = render(request, template, status, csrf=_form_token(request, pending), **ctx)
+    if "set_form_cookie" in pending:
+        _cookie(response, request, FORM_COOKIE, pending["set_form_cookie"])
+    return response
+
+
+async def _form(request: web.Request) -> dict[str, str] | None:
+    """The posted fields, or None if the body is too big."""
+    if request.content_length is None or request.content_length > MAX_FORM:
+        return None
+    return {k: str(v)[:2000] for k, v in (await request.post()).items()}
+
+
+def _refused(request: web.Request) -> web.Response:
+    lang = _lang(request)
+    return render(request, "message.html", 403, message=TEXT[lang]["e_form"])
+
+
+def _anonymous_post_ok(request: web.Request, form: dict | None) -> bool:
+    token = request.cookies.get(FORM_COOKIE) or ""
+    return (form is not None and not from_elsewhere(request) and len(token) == 43
+            and secrets.compare_digest(token.encode(), form.get("csrf", "").encode()))
+
+
+# --- setup link -----------------------------------------------------------------------------------------
+
+
+async def show_setup(request: web.Request) -> web.Response:
+    t = TEXT[_lang(request)]
+    try:
+        link = staff.open_link(request.app[DB], request.match_info["token"], _now(request))
+    except staff.SetupRefused as exc:
+        return render(request, "message.html", 410, message=t["e_link"].format(d=exc.detail))
+    return _anonymous_page(request, "setup.html", link=link)
+
+
+async def submit_setup(request: web.Request) -> web.Response:
+    t = TEXT[_lang(request)]
+    form = await _form(request)
+    if not _anonymous_post_ok(request, form):
+        return _refused(request)
+    db, token, now = request.app[DB], request.match_info["token"], _now(request)
+    try:
+        link = staff.open_link(db, token, now)
+        if form.get("password", "") != form.get("password2", ""):
+            return _anonymous_page(request, "setup.html", 422, link=link, error=t["e_same"])
+        staff.set_password(db, token, form.get("password", ""), now)
+    except staff.SetupRefused as exc:
+        return render(request, "message.html", 410, message=t["e_link"].format(d=exc.detail))
+    except ValidationError:
+        return _anonymous_page(request, "setup.html", 422, link=link, error=t["e_short"])
+    raise web.HTTPSeeOther("/office/login?done=1")
+
+
+# --- login and logout -----------------------------------------------------------------------------------
+
+
+async def show_login(request: web.Request) -> web.Response:
+    t = TEXT[_lang(request)]
+    note = t["setup_done"] if request.query.get("done") else t["expired"] if request.query.get("expired") else ""
+    return _anonymous_page(request, "login.html", note=note)
+
+
+async def submit_login(request: web.Request) -> web.Response:
+    t = TEXT[_lang(request)]
+    form = await _form(request)
+    if not _anonymous_post_ok(request, form):
+        return _refused(request)
+    try:
+        secret, _ = staff.login(request.app[DB], form.get("user", ""), form.get("password", ""), _now(request))
+    except staff.LoginRefused as exc:
+        locked = exc.extra.get("locked_until")
+        error = t["e_locked"].format(t=_local_time(locked)) if locked else t["e_login"]
+        return _anonymous_page(request, "login.html", 401, error=error, user=form.get("user", ""))
+    response = web.HTTPSeeOther("/office/")
+    _cookie(response, request, COOKIE, secret)
+    response.del_cookie(FORM_COOKIE, path="/office")
+    raise response
+
+
+def _local_time(moment: str) -> str:
+    return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%H:%M:%S")
+
+
+def current(request: web.Request) -> staff.Session | None:
+    return staff.session(request.app[DB], request.cookies.get(COOKIE), _now(request))
+
+
+def _to_login(request: web.Request) -> web.HTTPSeeOther:
+    expired = "?expired=1" if request.cookies.get(COOKIE) else ""
+    response = web.HTTPSeeOther("/office/login" + expired)
+    response.del_cookie(COOKIE, path="/office")
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    form = await _form(request)
+    me = current(request)
+    if me is None:
+        raise _to_login(request)
+    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
+        return _refused(request)
+    staff.logout(request.app[DB], request.cookies.get(COOKIE))
+    response = web.HTTPSeeOther("/office/login")
+    response.del_cookie(COOKIE, path="/office")
+    raise response
+
+
+# --- start page -----------------------------------------------------------------------------------------
+
+
+async def start(request: web.Request) -> web.Response:
+    me = current(request)
+    if me is None:
+        raise _to_login(request)
+    data = staff.start_page(request.app[DB], _now(request))
+    sales = data["sales"]
+    total = {"orders": sum(s["orders"] for s in sales), "total_cents": sum(s["total_cents"] for s in sales)}
+    return render(request, "start.html", me=me, csrf=me.csrf, total=total, euros=_euros(_lang(request)),
+                  when=_when, **data)
+
+
+def _euros(lang: str) -> Callable[[int], str]:
+    """Cents as euros the way the language writes them: 1.234,50 € or €1,234.50."""
+    def euros(cents: int) -> str:
+        text = f"{cents / 100:,.2f}"
+        return "€" + text if lang == "en" else text.translate(str.maketrans(",.", ".,")) + " €"
+    return euros
+
+
+def _when(moment: str | None) -> str:
+    return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%d.%m.%Y %H:%M") if moment else ""
+
+
+async def to_start(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/office/")
+
+
+def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    """Add the office pages; *clock* is what "now" is (tests move it instead of sleeping)."""
+    app[CLOCK] = clock
+    app.router.add_get("/office", to_start)
+    app.router.add_get("/office/", start, name="office_start")
+    app.router.add_get("/office/login", show_login, name="office_login")
+    app.router.add_post("/office/login", submit_login)
+    app.router.add_post("/office/logout", logout, name="office_logout")
+    app.router.add_get("/office/setup/{token}", show_setup, name="office_setup")
+    app.router.add_post("/office/setup/{token}", submit_setup)
