@@ -18,8 +18,8 @@ import pytest
 
 from core.base.clock import iso, utcnow
 from core.base.ids import uuid7
-from core.base.storage import transaction
-from hub.app import make_app
+from core.base.storage import connect, transaction
+from hub.app import DB_NAME, make_app
 from hub.services import mail, staff
 from hub.web import office
 from tests.conftest import Hub
@@ -140,6 +140,28 @@ def test_the_setup_token_is_stored_only_as_a_hash(empty_hub):
     assert link not in str(row) and row["token_hash"] == hashlib.sha256(link.encode()).hexdigest()
     with pytest.raises(Exception, match="exists already"):
         staff.add(empty_hub.db, "ANNA", "office", utcnow())
+
+
+def test_hub_init_and_staff_add_print_setup_links_that_work(tmp_path, capsys):
+    from cli.main import main
+    from hub.app import open_hub
+
+    folder = tmp_path / "hub"
+    assert main(["hub", "init", "--data", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.split()[-1].startswith("tsr_")  # the API token stays the last word
+    admin_link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
+    assert main(["hub", "staff", "add", "--data", str(folder), "--user", "Anna", "--role", "office"]) == 0
+    anna_link = re.search(r"/office/setup/([\w-]+)", capsys.readouterr().out).group(1)
+    assert main(["hub", "staff", "add", "--data", str(folder), "--user", "anna", "--role", "office"]) != 0
+    db = open_hub(folder)
+    try:
+        now = utcnow()
+        assert staff.set_password(db, admin_link, PASSWORD, now) == {"user_name": "admin", "role": "admin"}
+        assert staff.set_password(db, anna_link, PASSWORD, now) == {"user_name": "Anna", "role": "office"}
+        assert staff.login(db, "anna", PASSWORD, now)[1].role == "office"
+    finally:
+        db.close()
 
 
 def test_staff_tables_are_never_replicated():
@@ -323,6 +345,9 @@ def test_the_first_login_in_chromium_via_the_setup_link_of_hub_init(tmp_path):
     hub_dir = tmp_path / "hub"
     printed = run("hub", "init", "--data", str(hub_dir))
     link = re.search(r"(/office/setup/[\w-]+) on the hub", printed).group(1)
+    db = connect(hub_dir / DB_NAME)
+    fill_start_page_data(Hub(hub_dir, db, "", {}), utcnow())
+    db.close()
     hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
                   ready=HUB_READY)
     shutil.rmtree(SHOTS, ignore_errors=True)
@@ -344,6 +369,7 @@ def test_the_first_login_in_chromium_via_the_setup_link_of_hub_init(tmp_path):
                 page.screenshot(path=SHOTS / "2-login-de.png")
                 page.click("#submit")
                 expect(page.locator("#me")).to_contain_text("admin")
+                expect(page.locator("#cents-total")).to_have_text("42,00 €")
                 page.screenshot(path=SHOTS / "3-start-de.png")
                 page.click("#lang")
                 expect(page.locator("#h-sales")).to_have_text("Sales today")
