@@ -7,6 +7,7 @@ runs `tessera hub init` and `tessera hub serve` as processes and logs in through
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
@@ -218,6 +219,16 @@ async def test_five_wrong_passwords_lock_the_user_30_s_then_doubling(office_app)
     assert (await log_in(office_app)).status == 401  # the second lock lasts 60 s
     office_app.clock.move(seconds=1)
     assert (await log_in(office_app)).status == 303
+
+
+async def test_wrong_passwords_sent_at_the_same_time_are_all_counted(office_app):
+    await ready(office_app)
+    token = await form_token(office_app, "/office/login")
+    answers = await asyncio.gather(*(office_app.post("/office/login", allow_redirects=False, data={
+        "csrf": token, "user": "admin", "password": f"wrong password {n}"}) for n in range(5)))
+    assert [a.status for a in answers] == [401] * 5
+    assert (await log_in(office_app)).status == 401  # locked
+    assert sessions(office_app) == 0
 
 
 async def test_an_unknown_user_gets_the_same_answer_as_a_wrong_password(office_app):

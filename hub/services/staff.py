@@ -151,7 +151,11 @@ def set_password(db: sqlite3.Connection, token: str, password: str, now: dt.date
     """Set the password through a setup link and use the link up (both or neither); ends the
     account's sessions and lockout."""
     open_link(db, token, now)
-    password_hash = hash_password(password)  # slow: before the write transaction
+    return store_password(db, token, hash_password(password), now)  # slow hash: before the write transaction
+
+
+def store_password(db: sqlite3.Connection, token: str, password_hash: str, now: dt.datetime) -> dict:
+    """The second half of set_password, for a hash made elsewhere (the web view: in a thread)."""
     with transaction(db):
         link = open_link(db, token, now)  # again inside: two tabs may race for one link
         db.execute("UPDATE staff_setup_links SET used_at = ? WHERE token_hash = ?", (iso(now), link["token_hash"]))
@@ -165,19 +169,46 @@ def set_password(db: sqlite3.Connection, token: str, password: str, now: dt.date
 # --- login, lockout, sessions ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A login under way: the account (None for an unknown user name) and the hash to check the
+    password against (a dummy one for an unknown name, so both take the same time)."""
+
+    row: dict | None
+    stored: str
+
+
 def login(db: sqlite3.Connection, user_name: str, password: str, now: dt.datetime) -> tuple[str, Session]:
-    """A new session (cookie secret, Session) if the password is right and the user not locked out."""
+    """A new session (cookie secret, Session) if the password is right and the user not locked out.
+    The web view runs the same three steps with the slow check in a worker thread."""
+    attempt = begin_login(db, user_name, now)
+    return finish_login(db, attempt, password_matches(attempt, password), now)
+
+
+def begin_login(db: sqlite3.Connection, user_name: str, now: dt.datetime) -> Attempt:
+    """Find the account; LoginRefused now if it is locked (no password is checked then)."""
     row = db.execute("SELECT * FROM staff WHERE user_name = ?", ((user_name or "").strip()[:100],)).fetchone()
     if row is None or not row["active"] or not row["password_hash"]:
-        _verify_dummy(password)  # the same time for an unknown name as for a wrong password
-        raise LoginRefused("unknown user name or wrong password")
-    failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ? AND screen = ?",
+        return Attempt(None, _dummy_hash())
+    failures = db.execute("SELECT locked_until FROM login_failures WHERE operator_id = ? AND screen = ?",
                           (row["id"], SCREEN)).fetchone()
     if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
         raise LoginRefused("too many failed logins", locked_until=failures["locked_until"])
-    if _verify(row["password_hash"], password):
-        return _start_session(db, row, now)
-    locked = _count_failure(db, row["id"], failures, now)
+    return Attempt(row, row["password_hash"])
+
+
+def password_matches(attempt: Attempt, password: str) -> bool:
+    """The slow part (Argon2id, ~60 ms and 64 MB): touches no database, so it may run in a thread."""
+    return _verify(attempt.stored, password) and attempt.row is not None
+
+
+def finish_login(db: sqlite3.Connection, attempt: Attempt, matches: bool, now: dt.datetime) -> tuple[str, Session]:
+    """Start the session, or count the failure (and maybe lock)."""
+    if attempt.row is None:
+        raise LoginRefused("unknown user name or wrong password")
+    if matches:
+        return _start_session(db, attempt.row, now)
+    locked = _count_failure(db, attempt.row["id"], now)
     if locked:
         raise LoginRefused(f"wrong password {MAX_FAILURES} times: locked", locked_until=locked)
     raise LoginRefused("unknown user name or wrong password")
@@ -195,19 +226,22 @@ def _verify(stored: str, password: str) -> bool:
 _DUMMY: list[str] = []
 
 
-def _verify_dummy(password: str) -> None:
+def _dummy_hash() -> str:
     if not _DUMMY:
-        _DUMMY.append(hash_password("x" * MIN_PASSWORD))
-    _verify(_DUMMY[0], password or "")
+        _DUMMY.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
 
 
-def _count_failure(db: sqlite3.Connection, staff_id: str, failures: dict | None, now: dt.datetime) -> str | None:
+def _count_failure(db: sqlite3.Connection, staff_id: str, now: dt.datetime) -> str | None:
     """The desk PIN rule: MAX_FAILURES in a row lock for FIRST_LOCK, doubling per lockout up to MAX_LOCK.
-    Returns the end of the lock this failure starts, if it starts one."""
-    count = (failures["failures"] if failures else 0) + 1
-    lockouts = failures["lockouts"] if failures else 0
-    lock = min(FIRST_LOCK * 2 ** lockouts, MAX_LOCK) if count >= MAX_FAILURES else None
+    Returns the end of the lock this failure starts, if it starts one. Read and written in one
+    transaction: attempts checked at the same time are all counted."""
     with transaction(db):
+        failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ? AND screen = ?",
+                              (staff_id, SCREEN)).fetchone()
+        count = (failures["failures"] if failures else 0) + 1
+        lockouts = failures["lockouts"] if failures else 0
+        lock = min(FIRST_LOCK * 2 ** lockouts, MAX_LOCK) if count >= MAX_FAILURES else None
         db.execute("INSERT INTO login_failures (operator_id, screen, failures, lockouts, locked_until) "
                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (operator_id, screen) DO UPDATE SET "
                    "failures = excluded.failures, lockouts = excluded.lockouts, locked_until = excluded.locked_until",
