@@ -13,7 +13,8 @@ def router_operations(app) -> set[tuple[str, str]]:
             continue
         info = route.resource.get_info()
         path = info.get("path") or info.get("formatter")
-        if not path.startswith(("/sync/", "/p/")):  # /p/: the customers' HTML pages (test_personalize.py)
+        # /p/: the customers' HTML pages (test_personalize.py); /office: the staff's (test_office_login.py)
+        if not path.startswith(("/sync/", "/p/", "/office")):
             ops.add((route.method.lower(), path))
     return ops
 
