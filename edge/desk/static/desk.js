@@ -579,7 +579,9 @@ function initCards() {
     const said = LANG === "en" ? scan.message_en : scan.message_de;
     const advice = scan.level === "refused" ? T.scan_refused : scan.level === "warn" ? "" : T.scan_ok;
     box.replaceChildren(el("b", { text: said }), advice ? ` ${advice}` : "",
-      scan.detail && scan.level !== "ok" ? el("span", { class: "verdict-detail", text: ` (${scan.detail})` }) : "");
+      // the technical detail is English only: a German screen keeps to German
+      LANG === "en" && scan.detail && scan.level !== "ok"
+        ? el("span", { class: "verdict-detail", text: ` (${scan.detail})` }) : "");
     box.className = `verdict verdict-${scan.level}`;
     box.dataset.reason = scan.reason;
     box.dataset.level = scan.level;
