@@ -144,6 +144,14 @@ def register(areas: argparse._SubParsersAction) -> None:
     staff_add.add_argument("--user", required=True, metavar="NAME", help="user name to log in with")
     staff_add.add_argument("--role", required=True, choices=staff.ROLES)
     staff_add.set_defaults(run=cmd_staff_add)
+    staff_link = staff_actions.add_parser("link", help="a new password setup link for an existing account",
+                                          description="For a forgotten password or a locked account: print a new "
+                                                      "one-time setup link (24 hours); older open links of the "
+                                                      "account stop working. Setting the password ends the "
+                                                      "account's sessions and its lockout.")
+    staff_link.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
+    staff_link.add_argument("--user", required=True, metavar="NAME", help="user name of the account")
+    staff_link.set_defaults(run=cmd_staff_link)
 
     hub_backup.register(cmds)  # backup, restore (cli/hub_backup.py)
 
@@ -167,6 +175,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"office login 'admin': set its password once, within 24 hours, by opening {staff.SETUP_PATH}{setup} "
           f"on the hub's address (e.g. http://127.0.0.1:8080{staff.SETUP_PATH}{setup})")
     print(f"admin token (shown once, keep it safe): {secret}")
+    return 0
+
+
+def cmd_staff_link(args: argparse.Namespace) -> int:
+    setup = staff.setup_link(open_hub(args.data), args.user, utcnow())
+    print(f"set the password of {args.user!r} once within 24 hours at {staff.SETUP_PATH}{setup} (on the hub's address)")
     return 0
 
 

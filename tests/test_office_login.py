@@ -161,6 +161,16 @@ def test_hub_init_and_staff_add_print_setup_links_that_work(tmp_path, capsys):
         assert staff.set_password(db, admin_link, PASSWORD, now) == {"user_name": "admin", "role": "admin"}
         assert staff.set_password(db, anna_link, PASSWORD, now) == {"user_name": "Anna", "role": "office"}
         assert staff.login(db, "anna", PASSWORD, now)[1].role == "office"
+        for _ in range(5):
+            with pytest.raises(staff.LoginRefused):
+                staff.login(db, "anna", "wrong password!", now)
+        with pytest.raises(staff.LoginRefused, match="too many"):
+            staff.login(db, "anna", PASSWORD, now)
+        # a forgotten password or a lockout: a new link from the hub's machine
+        assert main(["hub", "staff", "link", "--data", str(folder), "--user", "anna"]) == 0
+        new_link = re.search(r"/office/setup/([\w-]+)", capsys.readouterr().out).group(1)
+        staff.set_password(db, new_link, "a new long password", now)
+        assert staff.login(db, "anna", "a new long password", now)[1].user_name == "Anna"
     finally:
         db.close()
 
