@@ -23,6 +23,7 @@ from aiohttp import web
 from cli.demo_mail import MailSink
 from cli.listening import bind
 from core.base.clock import utcnow
+from core.base.errors import Conflict
 from core.base.node import NODE_DB
 from core.base.storage import connect
 from core.cards import cards
@@ -35,7 +36,7 @@ from edge.sync import enroll as enrolling
 from hub import sample
 from hub.app import db_path, init_hub, make_app, open_hub
 from hub.client import LocalClient
-from hub.services import tokens
+from hub.services import staff, tokens
 from hub.settings import SETTINGS_FILE
 from hub.sync import enrollment
 
@@ -80,12 +81,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sample.build(LocalClient(make_app(db)), progress=lambda line: print("  " + line, file=sys.stderr))
     token, _ = tokens.create_token(db, "demo session", "admin")
     shop_token, _ = tokens.create_token(db, "demo shop", "shop")
+    office = _office_link(db)
     _ensure_operator(db)
     for row in db.execute("SELECT id FROM annual_products").fetchall():
         cards.product_code(db, row["id"], "annual")  # the gate's catalog knows every product's card code
     card = _demo_card(db, hub_dir)
     _retire_local_gate(args.data / GATE[0])
-    return asyncio.run(_run(args, db, {"admin": token, "shop": shop_token}, card))
+    return asyncio.run(_run(args, db, {"admin": token, "shop": shop_token, "office": office}, card))
 
 
 def _demo_card(db, hub_dir: Path) -> dict:
@@ -198,6 +200,16 @@ async def _run(args: argparse.Namespace, db, token: dict[str, str], card: dict) 
     return 0
 
 
+def _office_link(db) -> str:
+    """A setup link for the office login 'admin': made with the account on the first run, a
+    fresh one on every later run (the demo's user may have forgotten the password)."""
+    try:
+        _, link = staff.add(db, "admin", "admin", utcnow())
+    except Conflict:
+        link = staff.setup_link(db, "admin", utcnow())
+    return link
+
+
 def _print_welcome(args: argparse.Namespace, url: str, token: dict[str, str], card: dict, edges: list, gate: Gate,
                    sink: MailSink) -> None:
     (desk, _, desk_url), (counter, _, counter_url) = edges
@@ -207,6 +219,7 @@ Tessera demo is running.
   hub API        {url}/api/v1   (document: {url}/api/v1/openapi.json)
   admin token    {token['admin']}
   shop token     {token['shop']}
+  office app     {url}/office/   (log in as admin; set its password first at {url}{staff.SETUP_PATH}{token['office']})
   cash desk      {desk_url}   (log in as {OPERATOR}, PIN {PIN}; receipts: {desk.data_dir}/var/printer-out)
   counter        {counter_url}/counter   (exchange vouchers; cards: {counter.data_dir}/var/card-out)
   gate           {gate.url}   (Stadtmuseum, simulated scanner and relay; syncs with the hub every {SYNC_S:g} s)

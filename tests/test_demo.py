@@ -207,3 +207,14 @@ def test_an_older_demo_folder_gets_a_gate_that_syncs(tmp_path):
         assert second.stop() == 0
     assert "did not sync; moved to" in second.proc.stderr.read()
     assert len(list(data.glob("gate-unsynced-*"))) == 1
+
+
+def test_the_demo_prints_a_working_office_setup_link(demo):
+    """The office app is one click away: the printed link opens the admin's password form."""
+    office, setup = re.search(r"office app\s+(http://\S+/office/)\s+\(log in as admin; set its password first at "
+                              r"(http://\S+)\)", demo.text).groups()
+    with urllib.request.urlopen(setup, timeout=10) as resp:
+        page = resp.read().decode()
+    assert resp.status == 200 and 'type="password"' in page
+    with urllib.request.urlopen(office, timeout=10) as resp:  # not logged in: the login page
+        assert resp.status == 200 and "/office/login" in resp.url
