@@ -3,6 +3,20 @@
 Views only: the rules are in `hub/services/staff.py`. `install(app)` adds the routes.
 """
 
-from hub.web.office.views import CLOCK, install
+import datetime as dt
+from collections.abc import Callable
+
+from aiohttp import web
+
+from core.base.clock import utcnow
+from hub.web.office import lists, views
+from hub.web.office.views import CLOCK
+
+
+def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    """The foundation's pages (`views`) and the list screens (`lists`)."""
+    views.install(app, clock)
+    lists.install(app)
+
 
 __all__ = ["CLOCK", "install"]

@@ -24,6 +24,15 @@ TEXT = {
         "mail": "Wartende E-Mails", "all": "Zusammen",
         "ch_shop": "Webshop", "ch_phone": "Telefon / Büro", "ch_cashdesk": "Kasse", "ch_counter": "Schalter",
         "other": "English",
+        # list screens
+        "customers": "Kunden", "number": "Nummer", "name": "Name", "town": "Ort", "email": "E-Mail",
+        "date": "Datum", "customer": "Kunde", "filter": "Suche", "apply": "Filtern", "csv": "CSV",
+        "all_channels": "Alle Kanäle", "page_of": "Seite {p} von {n} ({t} Einträge)", "prev": "zurück",
+        "next": "weiter", "no_rows": "Nichts gefunden.", "not_found": "Nicht gefunden.",
+        "st_paid": "bezahlt", "st_open": "offen", "st_pending": "Zahlung läuft", "cards": "Karten",
+        "lines": "Positionen", "payments": "Zahlungen", "address": "Adresse", "phone": "Telefon",
+        "product": "Produkt", "holder": "Inhaber", "valid": "Gültig", "price": "Preis", "method": "Art",
+        "amount": "Betrag", "kind": "Art", "revoked": "gesperrt", "sort_by": "Sortieren nach {c}",
     },
     "en": {
         "app": "Tessera office", "login": "Log in", "user": "User name", "password": "Password",
@@ -44,5 +53,14 @@ TEXT = {
         "mail": "Mails waiting", "all": "All",
         "ch_shop": "Web shop", "ch_phone": "Phone / office", "ch_cashdesk": "Cash desk", "ch_counter": "Counter",
         "other": "Deutsch",
+        # list screens
+        "customers": "Customers", "number": "Number", "name": "Name", "town": "Town", "email": "E-mail",
+        "date": "Date", "customer": "Customer", "filter": "Search", "apply": "Filter", "csv": "CSV",
+        "all_channels": "All channels", "page_of": "Page {p} of {n} ({t} entries)", "prev": "previous",
+        "next": "next", "no_rows": "Nothing found.", "not_found": "Not found.",
+        "st_paid": "paid", "st_open": "open", "st_pending": "payment pending", "cards": "Cards",
+        "lines": "Lines", "payments": "Payments", "address": "Address", "phone": "Phone",
+        "product": "Product", "holder": "Holder", "valid": "Valid", "price": "Price", "method": "Method",
+        "amount": "Amount", "kind": "Kind", "revoked": "revoked", "sort_by": "Sort by {c}",
     },
 }

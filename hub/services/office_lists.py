@@ -1,0 +1,154 @@
+"""The office app's list screens: a page of rows for (filter text, sort, page, page size)
+plus the total, and the detail records behind a row.
+
+Why a fixed allowlist per list: the sort a browser asks for is only a key (`name`, `-date`);
+each list maps its keys to ORDER BY text written here. A key that is not on the list gives the
+list's default order: the office shows a list instead of an error, and no input ever becomes
+SQL. Filter text and channel are always bound as parameters.
+
+One rule, one place: the customer filter is the API's customer search
+(`core.catalog.resource.list_` with `Customers`, the trigram index, umlauts included), and an
+order's detail is `core.sales.orders.order_view`, as the API shows it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from core.base.errors import NotFound
+from core.catalog import resource
+from core.catalog.customers import Customers
+from core.sales.orders import order_view
+
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 200  # rows of one screen page (the web layer keeps to it; a CSV takes up to CSV_CAP)
+CSV_CAP = 10_000  # rows of one CSV download (all pages of the filter, up to this many)
+CHANNELS = ("shop", "phone", "cashdesk", "counter")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list, with what the screen needs for its sort and page links."""
+
+    rows: list[dict]
+    total: int
+    page: int
+    size: int
+    sort: str  # the key in force (the default when the asked one was not allowed)
+    desc: bool
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+
+def choose_sort(allowed: tuple[str, ...], default: str, asked: str | None) -> tuple[str, bool]:
+    """(key, descending) of *asked* (`key` or `-key`) if its key is allowed, else the default."""
+    desc = bool(asked) and asked.startswith("-")
+    key = (asked or "").removeprefix("-")
+    if key not in allowed:
+        return default.removeprefix("-"), default.startswith("-")
+    return key, desc
+
+
+def _bounds(page: int, size: int, cap: int = CSV_CAP) -> tuple[int, int]:
+    """A page number of at least 1 (and no more than SQLite's integers allow), a size in 1..cap."""
+    return min(max(1, page), 1_000_000_000), min(max(1, size), cap)
+
+
+# --- customers ------------------------------------------------------------------------------------------
+
+
+class _OfficeCustomers(Customers):
+    """The API's customers (same search), sortable also by town and e-mail."""
+
+    sorts = (*Customers.sorts, "town", "email")
+
+
+CUSTOMER_SORTS = {"number": "number", "name": "last_name", "town": "town", "email": "email"}
+CUSTOMER_DEFAULT = "name"
+
+
+def customers(db: sqlite3.Connection, text: str, sort: str | None, page: int = 1, size: int = PAGE_SIZE) -> Page:
+    """Customers matching *text* by the API's customer search: number, name, town, e-mail."""
+    key, desc = choose_sort(tuple(CUSTOMER_SORTS), CUSTOMER_DEFAULT, sort)
+    page, size = _bounds(page, size)
+    query = resource.ListQuery(limit=size, offset=(page - 1) * size, q=text.strip() or None,
+                               sort=("-" if desc else "") + CUSTOMER_SORTS[key])
+    found = resource.list_(db, _OfficeCustomers(), query)
+    rows = [{"id": c["id"], "number": c["number"], "name": f"{c['last_name']}, {c['first_name']}",
+             "town": c["address"]["town"], "email": c["email"] or ""} for c in found["items"]]
+    return Page(rows, found["total"], page, size, key, desc)
+
+
+def customer_detail(db: sqlite3.Connection, customer_id: str) -> dict:
+    """The customer (as the API shows it) with its orders (newest first) and cards."""
+    customer = resource.get(db, Customers(), customer_id)
+    customer["orders"] = db.execute(
+        f"SELECT o.id, o.number, o.created_at, o.channel, o.total_cents, {_STATE} AS state FROM orders o "
+        "WHERE o.customer_id = ? ORDER BY o.created_at DESC, o.id DESC", (customer_id,)).fetchall()
+    customer["cards"] = db.execute(
+        "SELECT c.id, c.number, c.kind, c.holder_name, c.valid_from, c.valid_until, c.revoked_at, "
+        "coalesce(a.name, s.name, '') AS product FROM cards c "
+        "LEFT JOIN annual_products a ON a.id = c.product_id LEFT JOIN subscription_products s ON s.id = c.product_id "
+        "WHERE c.customer_id = ? ORDER BY c.valid_until DESC, c.id", (customer_id,)).fetchall()
+    return customer
+
+
+# --- orders ---------------------------------------------------------------------------------------------
+
+# paid: the paid payments cover the total; pending: a payment is on its way; open: neither
+_STATE = ("CASE WHEN (SELECT coalesce(sum(amount_cents), 0) FROM payments WHERE order_id = o.id AND state = 'paid')"
+          " >= o.total_cents THEN 'paid' WHEN EXISTS (SELECT 1 FROM payments WHERE order_id = o.id "
+          "AND state = 'pending') THEN 'pending' ELSE 'open' END")
+ORDER_SORTS = {"number": "o.number", "date": "o.created_at", "channel": "o.channel",
+               "customer": "c.last_name COLLATE NOCASE, c.first_name COLLATE NOCASE", "total": "o.total_cents",
+               "state": "state"}
+ORDER_DEFAULT = "-date"
+_ORDER_TEXT = ("o.number", "c.number", "c.last_name", "c.first_name", "c.email", "c.company")
+
+
+def _order_where(text: str, channel: str | None) -> tuple[str, list]:
+    """Every word of *text* in the order number or its customer's number, name, e-mail or
+    company (case-insensitive substring, umlauts as typed); *channel* if it is one."""
+    where, args = [], []
+    for word in text.split():
+        like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(" + " OR ".join(f"{col} LIKE ? ESCAPE '\\'" for col in _ORDER_TEXT) + ")")
+        args.extend([like] * len(_ORDER_TEXT))
+    if channel in CHANNELS:
+        where.append("o.channel = ?")
+        args.append(channel)
+    return (" WHERE " + " AND ".join(where)) if where else "", args
+
+
+def orders(db: sqlite3.Connection, text: str, channel: str | None, sort: str | None, page: int = 1,
+           size: int = PAGE_SIZE) -> Page:
+    """Orders (number, date, channel, customer, total, state), newest first by default."""
+    key, desc = choose_sort(tuple(ORDER_SORTS), ORDER_DEFAULT, sort)
+    page, size = _bounds(page, size)
+    where, args = _order_where(text, channel)
+    direction = " DESC" if desc else " ASC"
+    order = ", ".join(part + direction for part in ORDER_SORTS[key].split(", ")) + ", o.id" + direction
+    source = " FROM orders o LEFT JOIN customers c ON c.id = o.customer_id"
+    total = db.execute(f"SELECT count(*) AS n{source}{where}", args).fetchone()["n"]
+    rows = db.execute(
+        f"SELECT o.id, o.number, o.created_at, o.channel, o.total_cents, {_STATE} AS state, o.customer_id, "
+        f"c.number AS customer_number, coalesce(c.last_name || ', ' || c.first_name, '') AS customer"
+        f"{source}{where} ORDER BY {order} LIMIT ? OFFSET ?", [*args, size, (page - 1) * size]).fetchall()
+    return Page(rows, total, page, size, key, desc)
+
+
+def order_detail(db: sqlite3.Connection, order_id: str) -> dict:
+    """The order as the API shows it (lines, payments), with its customer and state."""
+    order = order_view(db, order_id)
+    order["customer"] = db.execute("SELECT id, number, first_name, last_name FROM customers WHERE id = ?",
+                                   (order["customer_id"],)).fetchone() if order["customer_id"] else None
+    order["state"] = db.execute(f"SELECT {_STATE} AS state FROM orders o WHERE o.id = ?", (order_id,)).fetchone()[
+        "state"]
+    return order
+
+
+__all__ = ["CSV_CAP", "CHANNELS", "NotFound", "Page", "choose_sort", "customer_detail", "customers",
+           "order_detail", "orders"]
