@@ -172,6 +172,15 @@ async def test_the_csv_holds_the_filtered_sorted_rows_of_all_pages_as_utf8_with_
     assert len(await listed(office_client, "/office/customers", size=10_000)) == 200
 
 
+async def test_a_csv_cell_never_becomes_a_spreadsheet_formula(office_client):
+    body = {"first_name": "@SUM(A1)", "last_name": '=HYPERLINK("http://evil.example","Müller")',
+            "address": {"street": "Weg 1", "postcode": "28195", "town": "-2+3", "country": "DE"}}
+    await call(office_client, "POST", "/customers", body, status=201)
+    raw = await (await office_client.get("/office/customers.csv", params={"q": "HYPERLINK", "lang": "en"})).read()
+    (row,) = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))[1:]
+    assert row[1:3] == ['\'=HYPERLINK("http://evil.example","Müller"), @SUM(A1)', "'-2+3"]
+
+
 async def test_a_customer_detail_shows_address_orders_and_cards(office_client):
     placed = await phone_orders(office_client)
     customer = placed[1]["customer_id"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from core.base.errors import NotFound
 from core.catalog import resource
 from core.catalog.customers import Customers
 from core.sales.orders import order_view
@@ -149,6 +148,3 @@ def order_detail(db: sqlite3.Connection, order_id: str) -> dict:
         "state"]
     return order
 
-
-__all__ = ["CSV_CAP", "CHANNELS", "NotFound", "Page", "choose_sort", "customer_detail", "customers",
-           "order_detail", "orders"]

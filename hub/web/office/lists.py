@@ -82,6 +82,12 @@ async def _show(request: web.Request, me: staff.Session, screen: Screen) -> web.
                         channels=office_lists.CHANNELS, query=request.query)
 
 
+def _inert(cell: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (a customer named
+    `=HYPERLINK(...)` typed into the shop): a leading = + - @ tab or CR gets a `'` before it."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
 async def _csv(request: web.Request, me: staff.Session, screen: Screen) -> web.Response:
     """All rows of the filter and sort (up to CSV_CAP) as CSV: UTF-8 with a BOM, so that Excel
     reads the umlauts; `;` between fields in German (what a German Excel expects), `,` in English."""
@@ -90,7 +96,8 @@ async def _csv(request: web.Request, me: staff.Session, screen: Screen) -> web.R
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";" if lang == "de" else ",", lineterminator="\r\n")
     writer.writerow([TEXT[lang][label] for _, label, _ in screen.columns])
-    writer.writerows(screen.cells(row, _plain_euros(lang), TEXT[lang]) for row in found.rows)
+    writer.writerows([_inert(cell) for cell in screen.cells(row, _plain_euros(lang), TEXT[lang])]
+                     for row in found.rows)
     name = screen.path.rsplit("/", 1)[-1]
     return web.Response(body=("\ufeff" + out.getvalue()).encode("utf-8"), headers={
         **views.HEADERS, "Content-Type": "text/csv; charset=utf-8",
