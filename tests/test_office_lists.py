@@ -237,6 +237,24 @@ async def test_an_unknown_detail_is_404(office_client):
 # --- in a browser ---------------------------------------------------------------------------------------------
 
 
+def api_order(url: str, token: str, ids: dict) -> dict:
+    """A phone order for a Müller through the served hub's API."""
+    import json
+    import urllib.request
+
+    def api(method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(url + "/api/v1" + path, method=method, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            data=json.dumps(body).encode() if body else None)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    customer = api("GET", "/customers?q=M%C3%BCller&limit=1")["items"][0]
+    return api("POST", "/orders", {"lines": [{"product_id": ids["annual_products"][0], "quantity": 2,
+                                              "holders": [{"name": "Jörg Müller"}, {"name": "Ute Müller"}]}],
+                                   "customer_id": customer["id"], "delivery": "mail", "payment_method": "transfer"})
+
+
 @pytest.mark.slow
 def test_customers_in_chromium_filter_sort_and_detail(tmp_path):
     from playwright.sync_api import expect, sync_playwright
@@ -252,13 +270,14 @@ def test_customers_in_chromium_filter_sort_and_detail(tmp_path):
     printed = run("hub", "init", "--data", str(hub_dir))
     link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
     db = connect(hub_dir / DB_NAME)
-    sample.build(LocalClient(app_of(db)))
+    ids = sample.build(LocalClient(app_of(db)))
     staff.set_password(db, link, PASSWORD, utcnow())
     db.close()
     hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
                   ready=HUB_READY)
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
+        order = api_order(hub.url, printed.split()[-1], ids)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:
@@ -292,8 +311,13 @@ def test_customers_in_chromium_filter_sort_and_detail(tmp_path):
                 expect(page.locator("#page-of")).to_contain_text("entries")
                 page.screenshot(path=SHOTS / "lists-5-customers-en.png")
                 page.click("#nav >> text=Orders")
-                expect(page.locator("#channel")).to_be_visible()
+                page.select_option("#channel", "phone")
+                page.click("#apply")
+                expect(page.locator("#rows tbody tr")).to_have_count(1)
                 page.screenshot(path=SHOTS / "lists-6-orders-en.png")
+                page.click(f"text={order['number']}")
+                expect(page.locator("#lines")).to_contain_text("Jörg Müller")
+                page.screenshot(path=SHOTS / "lists-7-order-en.png")
             finally:
                 browser.close()
     finally:

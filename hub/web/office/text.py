@@ -33,6 +33,8 @@ TEXT = {
         "lines": "Positionen", "payments": "Zahlungen", "address": "Adresse", "phone": "Telefon",
         "product": "Produkt", "holder": "Inhaber", "valid": "Gültig", "price": "Preis", "method": "Art",
         "amount": "Betrag", "kind": "Art", "revoked": "gesperrt", "sort_by": "Sortieren nach {c}",
+        "order": "Bestellung", "ps_pending": "ausstehend", "ps_paid": "bezahlt", "ps_failed": "fehlgeschlagen",
+        "ps_refunded": "erstattet",
     },
     "en": {
         "app": "Tessera office", "login": "Log in", "user": "User name", "password": "Password",
@@ -62,5 +64,7 @@ TEXT = {
         "lines": "Lines", "payments": "Payments", "address": "Address", "phone": "Phone",
         "product": "Product", "holder": "Holder", "valid": "Valid", "price": "Price", "method": "Method",
         "amount": "Amount", "kind": "Kind", "revoked": "revoked", "sort_by": "Sort by {c}",
+        "order": "Order", "ps_pending": "pending", "ps_paid": "paid", "ps_failed": "failed",
+        "ps_refunded": "refunded",
     },
 }
