@@ -188,7 +188,8 @@ async def test_a_customer_detail_shows_address_orders_and_cards(office_client):
     assert placed[1]["number"] in page and f'href="/office/orders/{placed[1]["id"]}"' in page
     assert placed[0]["number"] not in page
     cards = re.search(r'<table id="cards">(.*?)</table>', page, re.S).group(1)
-    assert "Jörg Müller" in cards and "Ute Müller" in cards
+    assert "Jörg Müller" in cards and "Ute Müller" in cards and "Jahreskarte" in cards
+    assert re.search(r"\d\d\.\d\d\.\d{4} – \d\d\.\d\d\.\d{4}", cards)
 
 
 # --- orders ---------------------------------------------------------------------------------------------------

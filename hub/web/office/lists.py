@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from core.base.clock import LOCAL_TZ, parse_iso
 from core.base.errors import NotFound
 from hub.services import office_lists, staff
 from hub.web.api import DB
@@ -145,7 +146,12 @@ async def customer_page(request: web.Request, me: staff.Session) -> web.Response
     except NotFound:
         raise web.HTTPNotFound(text=TEXT[views._lang(request)]["not_found"]) from None
     return views.render(request, "customer.html", me=me, csrf=me.csrf, c=customer,
-                        euros=views._euros(views._lang(request)), when=views._when)
+                        euros=views._euros(views._lang(request)), when=views._when, day=_day)
+
+
+def _day(moment: str) -> str:
+    """A card's validity bound as the local calendar day (stored as UTC instants)."""
+    return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%d.%m.%Y")
 
 
 @staff_only
