@@ -24,12 +24,10 @@ from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.sql import integrity_problem
 from core.base.storage import transaction
-from core.catalog import pins
+from core.catalog import lockouts, pins
 from core.catalog.common import Body, Name
 
-MAX_FAILURES = 5
-FIRST_LOCK = dt.timedelta(seconds=30)
-MAX_LOCK = dt.timedelta(minutes=15)
+MAX_FAILURES, FIRST_LOCK, MAX_LOCK = lockouts.MAX_FAILURES, lockouts.FIRST_LOCK, lockouts.MAX_LOCK
 LOCAL_SCREEN = "local"
 Pin = Annotated[str, Meta(pattern=r"^\d{4,8}$", description="4 to 8 digits")]
 
@@ -106,33 +104,23 @@ def login(db: sqlite3.Connection, operator_id: str, pin: str, now: dt.datetime, 
     if row is None or not row["active"]:
         raise LoginRefused("unknown or inactive operator", detail_de="Unbekannte oder deaktivierte Bedienung")
     screen = screen[:64]
-    failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ? AND screen = ?",
-                          (operator_id, screen)).fetchone()
-    if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
-        raise LoginRefused(f"too many wrong PINs: locked until {failures['locked_until']}",
-                           locked_until=failures["locked_until"],
-                           detail_de=f"Zu oft falsche PIN: gesperrt bis {_local(failures['locked_until'])} Uhr")
+    locked = lockouts.locked_until(db, operator_id, screen, now)
+    if locked:
+        raise LoginRefused(f"too many wrong PINs: locked until {locked}", locked_until=locked,
+                           detail_de=f"Zu oft falsche PIN: gesperrt bis {_local(locked)} Uhr")
     matches = pins.check(db, operator_id, pin, node_key)
     if matches is None:
         raise LoginRefused("this node has no PIN for this operator yet: it comes with the next sync from the hub",
                            detail_de="Diese Kasse kennt die PIN noch nicht: sie kommt mit dem nächsten Abgleich")
     if matches:
-        with transaction(db):
-            db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (operator_id, screen))
+        lockouts.clear(db, operator_id, screen)
         return public(row)
-    count = (failures["failures"] if failures else 0) + 1
-    lockouts = failures["lockouts"] if failures else 0
-    lock = min(FIRST_LOCK * 2 ** lockouts, MAX_LOCK) if count >= MAX_FAILURES else None
-    locked = iso(now + lock) if lock else None
-    with transaction(db):
-        db.execute("INSERT INTO login_failures (operator_id, screen, failures, lockouts, locked_until) "
-                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (operator_id, screen) DO UPDATE SET "
-                   "failures = excluded.failures, lockouts = excluded.lockouts, locked_until = excluded.locked_until",
-                   (operator_id, screen, 0 if lock else count, lockouts + 1 if lock else lockouts, locked))
-    if lock:
-        wait = _duration(lock)
-        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {wait[1]}", locked_until=locked,
+    failure = lockouts.count_failure(db, operator_id, screen, now)
+    if failure.lock:
+        wait = _duration(failure.lock)
+        raise LoginRefused(f"wrong PIN {MAX_FAILURES} times: locked for {wait[1]}", locked_until=failure.locked_until,
                            detail_de=f"{MAX_FAILURES}-mal falsche PIN: für {wait[0]} gesperrt")
+    count = failure.count
     left = MAX_FAILURES - count
     raise LoginRefused(f"wrong PIN ({left} tries left)", tries_left=left,
                        detail_de=f"Falsche PIN (noch {left} {'Versuch' if left == 1 else 'Versuche'})")

@@ -35,7 +35,7 @@ from core.base.clock import LOCAL_TZ, iso, parse_iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.storage import transaction
-from core.catalog.operators import FIRST_LOCK, MAX_FAILURES, MAX_LOCK
+from core.catalog import lockouts
 from core.sync import conflicts
 from hub.services import mail, nodes
 
@@ -162,7 +162,7 @@ def store_password(db: sqlite3.Connection, token: str, password_hash: str, now: 
         db.execute("UPDATE staff SET password_hash = ?, updated_at = ? WHERE id = ?",
                    (password_hash, iso(now), link["staff_id"]))
         db.execute("DELETE FROM staff_sessions WHERE staff_id = ?", (link["staff_id"],))
-        db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (link["staff_id"], SCREEN))
+        lockouts.clear(db, link["staff_id"], SCREEN)  # a savepoint inside this transaction
     return {"user_name": link["user_name"], "role": link["role"]}
 
 
@@ -190,10 +190,9 @@ def begin_login(db: sqlite3.Connection, user_name: str, now: dt.datetime) -> Att
     row = db.execute("SELECT * FROM staff WHERE user_name = ?", ((user_name or "").strip()[:100],)).fetchone()
     if row is None or not row["active"] or not row["password_hash"]:
         return Attempt(None, _dummy_hash())
-    failures = db.execute("SELECT locked_until FROM login_failures WHERE operator_id = ? AND screen = ?",
-                          (row["id"], SCREEN)).fetchone()
-    if failures and failures["locked_until"] and parse_iso(failures["locked_until"]) > now:
-        raise LoginRefused("too many failed logins", locked_until=failures["locked_until"])
+    locked = lockouts.locked_until(db, row["id"], SCREEN, now)
+    if locked:
+        raise LoginRefused("too many failed logins", locked_until=locked)
     return Attempt(row, row["password_hash"])
 
 
@@ -208,9 +207,9 @@ def finish_login(db: sqlite3.Connection, attempt: Attempt, matches: bool, now: d
         raise LoginRefused("unknown user name or wrong password")
     if matches:
         return _start_session(db, attempt.row, now)
-    locked = _count_failure(db, attempt.row["id"], now)
+    locked = lockouts.count_failure(db, attempt.row["id"], SCREEN, now).locked_until
     if locked:
-        raise LoginRefused(f"wrong password {MAX_FAILURES} times: locked", locked_until=locked)
+        raise LoginRefused(f"wrong password {lockouts.MAX_FAILURES} times: locked", locked_until=locked)
     raise LoginRefused("unknown user name or wrong password")
 
 
@@ -232,28 +231,10 @@ def _dummy_hash() -> str:
     return _DUMMY[0]
 
 
-def _count_failure(db: sqlite3.Connection, staff_id: str, now: dt.datetime) -> str | None:
-    """The desk PIN rule: MAX_FAILURES in a row lock for FIRST_LOCK, doubling per lockout up to MAX_LOCK.
-    Returns the end of the lock this failure starts, if it starts one. Read and written in one
-    transaction: attempts checked at the same time are all counted."""
-    with transaction(db):
-        failures = db.execute("SELECT * FROM login_failures WHERE operator_id = ? AND screen = ?",
-                              (staff_id, SCREEN)).fetchone()
-        count = (failures["failures"] if failures else 0) + 1
-        lockouts = failures["lockouts"] if failures else 0
-        lock = min(FIRST_LOCK * 2 ** lockouts, MAX_LOCK) if count >= MAX_FAILURES else None
-        db.execute("INSERT INTO login_failures (operator_id, screen, failures, lockouts, locked_until) "
-                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (operator_id, screen) DO UPDATE SET "
-                   "failures = excluded.failures, lockouts = excluded.lockouts, locked_until = excluded.locked_until",
-                   (staff_id, SCREEN, 0 if lock else count, lockouts + 1 if lock else lockouts,
-                    iso(now + lock) if lock else None))
-    return iso(now + lock) if lock else None
-
-
 def _start_session(db: sqlite3.Connection, row: dict, now: dt.datetime) -> tuple[str, Session]:
     secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with transaction(db):
-        db.execute("DELETE FROM login_failures WHERE operator_id = ? AND screen = ?", (row["id"], SCREEN))
+        lockouts.clear(db, row["id"], SCREEN)
         db.execute("DELETE FROM staff_sessions WHERE last_seen_at < ?", (iso(now - IDLE),))
         db.execute("INSERT INTO staff_sessions (id_hash, staff_id, csrf, created_at, last_seen_at) "
                    "VALUES (?, ?, ?, ?, ?)", (_hash(secret), row["id"], csrf, iso(now), iso(now)))
