@@ -16,9 +16,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from core.base.errors import NotFound
 from core.catalog import resource
 from core.catalog.customers import Customers
 from core.sales.orders import order_view
+from core.sync import conflicts
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200  # rows of one screen page (the web layer keeps to it; a CSV takes up to CSV_CAP)
@@ -148,3 +150,66 @@ def order_detail(db: sqlite3.Connection, order_id: str) -> dict:
         "state"]
     return order
 
+
+
+# --- conflicts (issue 12, office work screens) ----------------------------------------------------------
+
+CONFLICT_STATES = ("open", "resolved", "all")
+CONFLICT_SORTS = {"time": "created_at", "node": "node_id", "kind": "kind", "reason": "reason"}
+
+
+def conflict_rows(db: sqlite3.Connection, text: str, state: str | None, sort: str | None, page: int = 1,
+                  size: int = PAGE_SIZE) -> Page:
+    """Conflicts as the API lists them (`core.sync.conflicts.listed`, at most its MAX_LISTED):
+    open by default, `resolved` or `all` on request; sorted and paged here, oldest first."""
+    key, desc = choose_sort(tuple(CONFLICT_SORTS), "time", sort)
+    page, size = _bounds(page, size)
+    found = conflicts.listed(db, include_resolved=state in ("resolved", "all"))
+    if state == "resolved":
+        found = [c for c in found if c["resolved_at"]]
+    for word in text.lower().split():  # every word in node, kind or reason
+        found = [c for c in found if word in f"{c['node_id']} {c['kind']} {c['reason']}".lower()]
+    found.sort(key=lambda c: (c[CONFLICT_SORTS[key]], c["id"]), reverse=desc)
+    return Page(found[(page - 1) * size:page * size], len(found), page, size, key, desc)
+
+
+# --- mail outbox ----------------------------------------------------------------------------------------
+
+MAIL_STATES = ("waiting", "sent", "failed")
+# failed: not sent, the last attempt gave an error (the worker retries it); waiting: no error yet
+_MAIL_STATE = ("CASE WHEN sent_at IS NOT NULL THEN 'sent' WHEN last_error IS NOT NULL THEN 'failed' "
+               "ELSE 'waiting' END")
+MAIL_SORTS = {"time": "created_at", "to": "to_address", "subject": "subject", "state": "state",
+              "attempts": "attempts"}
+
+
+def mails(db: sqlite3.Connection, text: str, state: str | None, sort: str | None, page: int = 1,
+          size: int = PAGE_SIZE) -> Page:
+    """The mail queue (recipient, subject, state, attempts, time), newest first by default;
+    *text* matches recipient or subject (every word), *state* one of MAIL_STATES."""
+    key, desc = choose_sort(tuple(MAIL_SORTS), "-time", sort)
+    page, size = _bounds(page, size)
+    where, args = [], []
+    for word in text.split():
+        like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(to_address LIKE ? ESCAPE '\\' OR subject LIKE ? ESCAPE '\\')")
+        args.extend([like, like])
+    if state in MAIL_STATES:
+        where.append(f"{_MAIL_STATE} = ?")
+        args.append(state)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    direction = " DESC" if desc else " ASC"
+    total = db.execute(f"SELECT count(*) AS n FROM mail_queue{clause}", args).fetchone()["n"]
+    rows = db.execute(
+        f"SELECT id, to_address, subject, attempts, created_at, sent_at, last_error, {_MAIL_STATE} AS state "
+        f"FROM mail_queue{clause} ORDER BY {MAIL_SORTS[key]}{direction}, id{direction} LIMIT ? OFFSET ?",
+        [*args, size, (page - 1) * size]).fetchall()
+    return Page(rows, total, page, size, key, desc)
+
+
+def mail_detail(db: sqlite3.Connection, mail_id: str) -> dict:
+    """One queued mail with its text as stored (a sent one with its personal links redacted)."""
+    row = db.execute(f"SELECT *, {_MAIL_STATE} AS state FROM mail_queue WHERE id = ?", (mail_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"mail {mail_id} does not exist")
+    return row

@@ -52,6 +52,7 @@ class Screen:
     fetch: Fetch
     cells: Cells
     filters: tuple[str, ...] = ("q",)
+    states: tuple[str, ...] = ()  # the choices of the `state` filter (label keys `f_<state>`), if any
 
 
 def _int(value: str | None, default: int) -> int:

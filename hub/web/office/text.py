@@ -22,6 +22,13 @@ TEXT = {
         "online": "online", "offline": "offline", "never": "nie", "no_devices": "Noch keine Geräte angemeldet.",
         "queues": "Offene Arbeit", "conflicts": "Offene Konflikte", "print": "Wartende Druckaufträge",
         "mail": "Wartende E-Mails", "all": "Zusammen",
+        # work screens: conflicts and mail outbox
+        "conflict_list": "Konflikte", "conflict": "Konflikt", "time": "Zeit", "node": "Gerät (Knoten)",
+        "op_kind": "Vorgang", "reason": "Grund", "op_body": "Inhalt des Vorgangs", "note": "Notiz zur Lösung",
+        "resolve": "Als gelöst markieren", "f_open": "offen", "f_resolved": "gelöst", "f_all": "alle",
+        "e_note": "Bitte eine Notiz (bis 500 Zeichen) eingeben.", "e_resolved": "Dieser Konflikt ist schon gelöst.",
+        "mail_list": "E-Mails", "recipient": "Empfänger", "subject": "Betreff", "attempts": "Versuche",
+        "f_waiting": "wartet", "f_sent": "gesendet", "f_failed": "fehlgeschlagen", "last_error": "Letzter Fehler",
         "ch_shop": "Webshop", "ch_phone": "Telefon / Büro", "ch_cashdesk": "Kasse", "ch_counter": "Schalter",
         "other": "English",
         # list screens
@@ -53,6 +60,13 @@ TEXT = {
         "online": "online", "offline": "offline", "never": "never", "no_devices": "No devices enrolled yet.",
         "queues": "Waiting work", "conflicts": "Open conflicts", "print": "Print jobs waiting",
         "mail": "Mails waiting", "all": "All",
+        # work screens: conflicts and mail outbox
+        "conflict_list": "Conflicts", "conflict": "Conflict", "time": "Time", "node": "Device (node)",
+        "op_kind": "Operation", "reason": "Reason", "op_body": "Operation body", "note": "Resolution note",
+        "resolve": "Mark resolved", "f_open": "open", "f_resolved": "resolved", "f_all": "all",
+        "e_note": "Please enter a note (up to 500 characters).", "e_resolved": "This conflict is resolved already.",
+        "mail_list": "Mail", "recipient": "Recipient", "subject": "Subject", "attempts": "Attempts",
+        "f_waiting": "waiting", "f_sent": "sent", "f_failed": "failed", "last_error": "Last error",
         "ch_shop": "Web shop", "ch_phone": "Phone / office", "ch_cashdesk": "Cash desk", "ch_counter": "Counter",
         "other": "Deutsch",
         # list screens

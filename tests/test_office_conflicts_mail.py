@@ -1,0 +1,141 @@
+"""The office app's work screens: conflicts (listed, shown escaped, resolved through the form,
+refused without the form token or from another site) and the mail outbox; only for staff.
+
+Real sample hub served on loopback; the conflict comes from a real refused push of an enrolled
+node (signed sync over HTTP), the mail from the real mail queue. The Playwright run at the end
+serves the hub as a process and takes the screenshots in German and English.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from core.base.clock import utcnow
+from hub.app import make_app
+from hub.services import mail
+from tests import test_sync
+from tests.helpers import call
+from tests.test_office_lists import listed
+from tests.test_office_login import csrf_of, log_in, ready
+from tests.test_sync import enrolled
+from tests.test_trust_no_device import inject
+
+hub = test_sync.hub  # the sample hub served over loopback (fixture)
+UNKNOWN = "01900000-0000-7000-8000-000000000000"
+HOSTILE = "<script>alert('x')</script>"
+
+
+async def office_on(aiohttp_client, hub):
+    """A browser-like client of the served hub, staff `admin` logged in."""
+    client = await aiohttp_client(hub.server)
+    client.hub, client.clock = hub, utcnow
+    await ready(client)
+    assert (await log_in(client)).status == 303
+    return client
+
+
+async def refused_push(hub, api, tmp_path) -> dict:
+    """A cash desk pushes an op the hub cannot take (a sale with a hostile, shapeless body):
+    the hub keeps it as a conflict. Returns the conflict as the API lists it."""
+    _, db, client = await enrolled(hub, tmp_path)
+    try:
+        await client.round()
+        inject(db, "sale.completed", {"note": HOSTILE, "lines": "none"})
+        await client.push()
+    finally:
+        await client.close()
+    found = await call(api, "GET", "/conflicts", status=200)
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.fixture
+async def api(aiohttp_client, hub):
+    """The API client of the served hub (bearer token), used to check what the API says."""
+    client = await aiohttp_client(hub.server)
+    client.hub = hub
+    return client
+
+
+async def test_every_work_page_needs_a_login(aiohttp_client, sample_hub):
+    client = await aiohttp_client(make_app(sample_hub.db))
+    for path in ("/office/conflicts", "/office/conflicts.csv", f"/office/conflicts/{UNKNOWN}",
+                 "/office/mail", "/office/mail.csv", f"/office/mail/{UNKNOWN}"):
+        response = await client.get(path, allow_redirects=False)
+        assert (response.status, response.headers.get("Location")) == (303, "/office/login"), path
+    refused = await client.post(f"/office/conflicts/{UNKNOWN}/resolve", data={"note": "x"}, allow_redirects=False)
+    assert (refused.status, refused.headers.get("Location")) == (303, "/office/login")
+
+
+async def test_a_refused_push_is_listed_shown_escaped_and_resolved_through_the_form(aiohttp_client, hub, api,
+                                                                                     tmp_path):
+    conflict = await refused_push(hub, api, tmp_path)
+    office = await office_on(aiohttp_client, hub)
+    rows = await listed(office, "/office/conflicts")
+    assert len(rows) == 1 and rows[0][1:3] == [conflict["node_id"], "sale.completed"]
+    assert rows[0][3] == conflict["reason"] and rows[0][4] == "offen"
+    page = await office.get(f"/office/conflicts/{conflict['id']}")
+    text = await page.text()
+    assert page.status == 200 and "<script>" not in text
+    body = re.search(r'<pre id="body"[^>]*>(.*?)</pre>', text, re.S).group(1)
+    assert "&lt;script&gt;" in body and HOSTILE in html.unescape(body)
+    resolved = await office.post(f"/office/conflicts/{conflict['id']}/resolve", allow_redirects=False,
+                                 data={"csrf": csrf_of(text), "note": "Erstattet, Beleg 17"})
+    assert (resolved.status, resolved.headers["Location"]) == (303, f"/office/conflicts/{conflict['id']}")
+    assert await listed(office, "/office/conflicts") == []
+    assert [r[4] for r in await listed(office, "/office/conflicts", state="resolved")] == ["gelöst"]
+    assert await call(api, "GET", "/conflicts", status=200) == []
+    [done] = await call(api, "GET", "/conflicts?all=1", status=200)
+    assert done["id"] == conflict["id"] and done["resolution"] == "Erstattet, Beleg 17" and done["resolved_at"]
+    again = await office.post(f"/office/conflicts/{conflict['id']}/resolve",
+                              data={"csrf": csrf_of(text), "note": "nochmal"})
+    assert again.status == 409
+    csv = await (await office.get("/office/conflicts.csv?state=all&lang=en")).text()
+    assert "sale.completed" in csv and conflict["node_id"] in csv
+
+
+async def test_a_resolve_without_the_form_token_or_from_another_site_changes_nothing(aiohttp_client, hub, api,
+                                                                                      tmp_path):
+    conflict = await refused_push(hub, api, tmp_path)
+    office = await office_on(aiohttp_client, hub)
+    token = csrf_of(await (await office.get(f"/office/conflicts/{conflict['id']}")).text())
+    path = f"/office/conflicts/{conflict['id']}/resolve"
+    for data, headers in (({"note": "ohne Token"}, {}), ({"csrf": "x" * 43, "note": "falsch"}, {}),
+                          ({"csrf": token, "note": "fremd"}, {"Origin": "https://evil.example"}),
+                          ({"csrf": token, "note": "fremd"}, {"Sec-Fetch-Site": "cross-site"})):
+        refused = await office.post(path, data=data, headers=headers, allow_redirects=False)
+        assert refused.status == 403, (data, headers)
+    empty = await office.post(path, data={"csrf": token, "note": "   "}, allow_redirects=False)
+    assert empty.status == 400
+    assert [c["id"] for c in await call(api, "GET", "/conflicts", status=200)] == [conflict["id"]]
+    assert len(await listed(office, "/office/conflicts")) == 1
+
+
+async def test_the_mail_outbox_lists_a_queued_mail_and_shows_its_text_escaped(aiohttp_client, hub):
+    mail_id = mail.enqueue(hub.db, to="greta@example.org", subject="Ihre Jahreskarte <b>2027</b>",
+                           text="Hallo Greta,\n<script>x()</script>\nIhre Karte: https://t.example/p/abc", now=utcnow())
+    office = await office_on(aiohttp_client, hub)
+    rows = await listed(office, "/office/mail")
+    assert [r[1:] for r in rows if r[1] == "greta@example.org"] == [
+        ["greta@example.org", "Ihre Jahreskarte <b>2027</b>", "wartet", "0"]]
+    assert "greta@example.org" not in [r[1] for r in await listed(office, "/office/mail", state="sent")]
+    page = await office.get(f"/office/mail/{mail_id}?lang=en")
+    text = await page.text()
+    assert page.status == 200 and "<script>x()" not in text and "<b>2027" not in text
+    shown = html.unescape(re.search(r'<pre id="text"[^>]*>(.*?)</pre>', text, re.S).group(1))
+    assert shown == "Hallo Greta,\n<script>x()</script>\nIhre Karte: https://t.example/p/abc"
+    assert ">waiting<" in text
+    assert (await office.get(f"/office/mail/{UNKNOWN}")).status == 404
+    csv = await (await office.get("/office/mail.csv?q=greta&lang=de")).text()
+    assert "greta@example.org" in csv and "wartet" in csv
+
+
+async def test_the_navigation_bar_leads_to_conflicts_and_mail(aiohttp_client, hub):
+    office = await office_on(aiohttp_client, hub)
+    page = await (await office.get("/office/mail?lang=en")).text()
+    nav = re.search(r'<nav class="main" id="nav">(.*?)</nav>', page, re.S).group(1)
+    assert {"/office/conflicts", "/office/mail"} <= set(re.findall(r'href="([^"]+)"', nav))
+    assert 'href="/office/mail" aria-current="page">Mail' in nav
