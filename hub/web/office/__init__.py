@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.clock import utcnow
-from hub.web.office import lists, views, work
+from hub.web.office import devices, lists, views, work
 from hub.web.office.views import CLOCK
 
 
@@ -17,6 +17,7 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     """The foundation's pages (`views`) and the list screens (`lists`)."""
     views.install(app, clock)
     lists.install(app)
+    devices.install(app)
     work.install(app)
 
 

@@ -42,6 +42,22 @@ TEXT = {
         "amount": "Betrag", "kind": "Art", "revoked": "gesperrt", "sort_by": "Sortieren nach {c}",
         "order": "Bestellung", "ps_pending": "ausstehend", "ps_paid": "bezahlt", "ps_failed": "fehlgeschlagen",
         "ps_refunded": "erstattet",
+        # devices screen
+        "dv_nodes": "Angemeldete Geräte", "dv_venues": "Spielstätten", "dv_push": "Letzter Upload",
+        "dv_pull": "Letzter Download", "dv_last_op": "Letzte Buchung", "dv_skew": "Uhrabweichung",
+        "dv_revoke": "Sperren", "dv_reason": "Grund", "dv_enroll": "Gerät anmelden", "dv_make": "Code erzeugen",
+        "dv_venues_hint": "IDs mit Komma getrennt; leer = alle", "dv_codes": "Anmeldecodes", "dv_code_id": "Code-ID",
+        "dv_attempts": "Versuche übrig", "dv_expires": "Gültig bis", "dv_no_codes": "Noch keine Anmeldecodes.",
+        "dv_code_for": "Anmeldecode für {n}",
+        "dv_code_once": "Dieser Code wird nur jetzt angezeigt. Am Gerät eingeben oder den QR-Code scannen; "
+        "gültig 24 Stunden, einmal verwendbar.",
+        "dv_confirm": "Alle Schlüssel von {n} sperren (Grund: {r})? Das Gerät kann danach nicht mehr abgleichen; "
+        "das lässt sich nicht rückgängig machen.", "dv_revoke_now": "Jetzt sperren", "dv_cancel": "Abbrechen",
+        "e_admin": "Das dürfen nur Administratoren.", "e_reason": "Bitte einen Grund wählen.",
+        "rs_compromised": "kompromittiert", "rs_lost": "verloren", "rs_retired": "ausgemustert",
+        "rs_rotated": "Schlüssel gewechselt", "dr_cashdesk": "Kasse", "dr_counter": "Schalter", "dr_gate": "Einlass",
+        "dr_hub": "Hub", "dv_all_venues": "alle",
+        "cs_open": "offen", "cs_used": "verwendet", "cs_expired": "abgelaufen", "cs_dead": "gesperrt (Fehlversuche)",
     },
     "en": {
         "app": "Tessera office", "login": "Log in", "user": "User name", "password": "Password",
@@ -80,5 +96,22 @@ TEXT = {
         "amount": "Amount", "kind": "Kind", "revoked": "revoked", "sort_by": "Sort by {c}",
         "order": "Order", "ps_pending": "pending", "ps_paid": "paid", "ps_failed": "failed",
         "ps_refunded": "refunded",
+        # devices screen
+        "dv_nodes": "Enrolled devices", "dv_venues": "Venues", "dv_push": "Last push",
+        "dv_pull": "Last pull", "dv_last_op": "Last operation", "dv_skew": "Clock skew",
+        "dv_revoke": "Revoke", "dv_reason": "Reason", "dv_enroll": "Enroll a device", "dv_make": "Make a code",
+        "dv_venues_hint": "IDs separated by commas; empty = all", "dv_codes": "Enrollment codes",
+        "dv_code_id": "Code id",
+        "dv_attempts": "Attempts left", "dv_expires": "Valid until", "dv_no_codes": "No enrollment codes yet.",
+        "dv_code_for": "Enrollment code for {n}",
+        "dv_code_once": "This code is shown only now. Type it on the device or scan the QR code; "
+        "valid for 24 hours, usable once.",
+        "dv_confirm": "Revoke every key of {n} (reason: {r})? The device cannot sync afterwards; "
+        "this cannot be undone.", "dv_revoke_now": "Revoke now", "dv_cancel": "Cancel",
+        "e_admin": "Only administrators may do this.", "e_reason": "Please choose a reason.",
+        "rs_compromised": "compromised", "rs_lost": "lost", "rs_retired": "retired",
+        "rs_rotated": "key rotated", "dr_cashdesk": "Cash desk", "dr_counter": "Counter", "dr_gate": "Gate",
+        "dr_hub": "Hub", "dv_all_venues": "all",
+        "cs_open": "open", "cs_used": "used", "cs_expired": "expired", "cs_dead": "dead (failed attempts)",
     },
 }
