@@ -17,8 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core.base.clock import utcnow
+from core.base.node import NODE_DB
 from core.base.storage import connect
 from edge.sync import enroll as enrolling
+from edge.sync.client import SyncClient, SyncError
 from hub.app import DB_NAME, make_app
 from hub.services import staff
 from hub.web import office
@@ -145,8 +147,21 @@ async def test_a_bad_enroll_form_says_why_and_makes_no_code(admin):
 # --- revoke --------------------------------------------------------------------------------------------------
 
 
-async def test_an_admin_revokes_a_node_after_confirming(admin, tmp_path):
+async def test_an_admin_revokes_a_node_after_confirming_and_its_next_sync_is_refused(admin, tmp_path):
     node = await enrolled(admin, tmp_path)
+    db = connect(tmp_path / "Kasse-3" / NODE_DB, edge=True)
+    client = SyncClient(db, tmp_path / "Kasse-3")
+    try:
+        await client.round()  # syncs while enrolled
+        await revoke_through_the_page(admin, node)
+        with pytest.raises(SyncError, match="403"):
+            await client.round()
+    finally:
+        await client.close()
+        db.close()
+
+
+async def revoke_through_the_page(admin, node: dict) -> None:
     token = await page_token(admin)
     asked = await admin.post(f"/office/devices/{node['id']}/revoke", data={"csrf": token, "reason": "lost"})
     assert asked.status == 200 and 'id="confirm-revoke"' in await asked.text()
