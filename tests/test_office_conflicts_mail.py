@@ -16,7 +16,7 @@ import pytest
 from core.base.clock import utcnow
 from hub.app import make_app
 from hub.services import mail
-from tests import test_sync
+from tests import test_mail, test_sync
 from tests.helpers import call
 from tests.test_office_lists import listed
 from tests.test_office_login import csrf_of, log_in, ready
@@ -24,6 +24,7 @@ from tests.test_sync import enrolled
 from tests.test_trust_no_device import inject
 
 hub = test_sync.hub  # the sample hub served over loopback (fixture)
+smtp = test_mail.smtp  # a local SMTP server (fixture)
 UNKNOWN = "01900000-0000-7000-8000-000000000000"
 HOSTILE = "<script>alert('x')</script>"
 
@@ -139,6 +140,20 @@ async def test_the_navigation_bar_leads_to_conflicts_and_mail(aiohttp_client, hu
     nav = re.search(r'<nav class="main" id="nav">(.*?)</nav>', page, re.S).group(1)
     assert {"/office/conflicts", "/office/mail"} <= set(re.findall(r'href="([^"]+)"', nav))
     assert 'href="/office/mail" aria-current="page">Mail' in nav
+
+
+async def test_a_sent_mail_shows_as_sent_with_its_personal_link_redacted(aiohttp_client, hub, smtp):
+    link = "https://tickets.example.org/p/" + "Tok3n_abcdefghijklmnopqrst"
+    mail_id = mail.enqueue(hub.db, to="ute@example.org", subject="Ihre Karte", text=f"Hier: {link}\n",
+                           now=utcnow())
+    assert await mail.send_due(hub.db, test_mail.settings_for(smtp.port), utcnow()) == (1, 0)
+    assert link in smtp.inbox.parsed().get_body(("plain",)).get_content()  # the customer's mail keeps it
+    office = await office_on(aiohttp_client, hub)
+    assert [r[3:] for r in await listed(office, "/office/mail", state="sent") if r[1] == "ute@example.org"] == [
+        ["gesendet", "1"]]
+    text = await (await office.get(f"/office/mail/{mail_id}")).text()
+    shown = html.unescape(re.search(r'<pre id="text"[^>]*>(.*?)</pre>', text, re.S).group(1))
+    assert shown == f"Hier: https://tickets.example.org/p/{mail.REDACTED}\n" and "Tok3n" not in text
 
 
 # --- in a browser ---------------------------------------------------------------------------------------------
