@@ -143,7 +143,9 @@ async def log_in(page: Page, url: str, name: str = "Anna", lang: str = "de") -> 
 
 
 async def replaced_rows(page: Page, action) -> None:
-    """Run *action* and wait until the card table was drawn anew (the old first row detached)."""
+    """Run *action* and wait until the card table was drawn anew (the old first row detached).
+    The table must be drawn first: right after a page load its search may still be on its way."""
+    await page.wait_for_function("() => document.querySelector('#card-results tr')")
     await page.evaluate("() => { window.__oldRow = document.querySelector('#card-results tr'); }")
     await action()
     await page.wait_for_function("() => window.__oldRow && !document.contains(window.__oldRow)")
@@ -267,6 +269,7 @@ async def test_card_lookup_in_the_browser(live_desk, hub, tmp_path):
 
         # superseded: the card replaced as lost, its first print scanned
         await page.goto(f"{edge.url}/cards?lang=en&q={museum_card['number']}")
+        await expect(page.locator("#card-results")).to_contain_text(museum_card["number"])
         page.once("dialog", lambda dialog: dialog.accept())
         await replaced_rows(page, lambda: page.locator("[data-testid=replace]").click())
         await expect(page.locator("#message")).to_contain_text(museum_card["number"])  # stays (lost card)
