@@ -114,9 +114,10 @@ def _hub_secret(db: sqlite3.Connection) -> bytes:
 
 
 def _live_desk_keys(db: sqlite3.Connection) -> list[dict]:
+    marks = ", ".join("?" for _ in DESK_ROLES)  # the roles as parameters, not a tuple's repr in the SQL
     return db.execute(
-        f"SELECT key_id, node_id, public_key FROM node_certs WHERE role IN {DESK_ROLES} "
-        "AND key_id NOT IN (SELECT key_id FROM node_revocations) ORDER BY key_id").fetchall()
+        f"SELECT key_id, node_id, public_key FROM node_certs WHERE role IN ({marks}) "
+        "AND key_id NOT IN (SELECT key_id FROM node_revocations) ORDER BY key_id", DESK_ROLES).fetchall()
 
 
 def set_pin(db: sqlite3.Connection, operator_id: str, pin_hash: str, now_iso: str) -> None:
