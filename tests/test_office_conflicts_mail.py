@@ -18,8 +18,8 @@ from hub.app import make_app
 from hub.services import mail
 from tests import test_mail, test_sync
 from tests.helpers import call
+from tests.office import csrf_of, log_in, ready
 from tests.test_office_lists import listed
-from tests.test_office_login import csrf_of, log_in, ready
 from tests.test_sync import enrolled
 from tests.test_trust_no_device import inject
 
@@ -191,8 +191,8 @@ def test_conflicts_and_mail_in_chromium_de_and_en(tmp_path):
     from hub.client import LocalClient
     from hub.services import staff
     from hub.sync import enrollment
+    from tests.office import PASSWORD, SHOTS
     from tests.test_desk_browser import CHROMIUM, HUB_READY
-    from tests.test_office_login import PASSWORD, SHOTS
     from tests.test_sync_kill import Process, run
 
     hub_dir = tmp_path / "hub"

@@ -25,7 +25,7 @@ from hub.app import DB_NAME, make_app
 from hub.services import staff
 from hub.web import office
 from tests.helpers import call
-from tests.test_office_login import PASSWORD, SHOTS, Clock, csrf_of, log_in, ready
+from tests.office import PASSWORD, SHOTS, Clock, csrf_of, log_in, ready
 
 FOREIGN = {"Origin": "https://evil.example"}
 

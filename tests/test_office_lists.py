@@ -21,7 +21,7 @@ from hub.app import DB_NAME, make_app
 from hub.services import staff
 from hub.web import office
 from tests.helpers import call, table_counts
-from tests.test_office_login import PASSWORD, SHOTS, Clock, log_in, ready
+from tests.office import PASSWORD, SHOTS, Clock, log_in, ready
 
 UNKNOWN = "01900000-0000-7000-8000-000000000000"
 HOSTILE = ("name; DROP TABLE customers", "-x'--", "number COLLATE NOCASE", "1", "--number", "")

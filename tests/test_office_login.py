@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,23 +22,7 @@ from hub.app import DB_NAME, make_app
 from hub.services import mail, staff
 from hub.web import office
 from tests.conftest import Hub
-
-PASSWORD = "correct horse battery"
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "test-output" / "office"
-
-
-class Clock:
-    """The office app's "now", moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 12, 2, 10, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def move(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
+from tests.office import PASSWORD, SHOTS, Clock, csrf_of, form_token, log_in, new_staff, ready, set_password
 
 
 @pytest.fixture
@@ -50,32 +33,6 @@ async def office_app(aiohttp_client, empty_hub: Hub):
     client = await aiohttp_client(app)
     client.hub, client.clock = empty_hub, clock
     return client
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
-
-
-async def form_token(client, path: str) -> str:
-    response = await client.get(path)
-    assert response.status == 200, await response.text()
-    return csrf_of(await response.text())
-
-
-def new_staff(client, user: str = "admin", role: str = "admin") -> str:
-    return staff.add(client.hub.db, user, role, client.clock())[1]
-
-
-async def set_password(client, link: str, password: str = PASSWORD, repeat: str | None = None):
-    token = await form_token(client, f"/office/setup/{link}")
-    return await client.post(f"/office/setup/{link}", allow_redirects=False,
-                             data={"csrf": token, "password": password, "password2": repeat or password})
-
-
-async def log_in(client, user: str = "admin", password: str = PASSWORD, **headers: str):
-    token = await form_token(client, "/office/login")
-    return await client.post("/office/login", data={"csrf": token, "user": user, "password": password},
-                             allow_redirects=False, headers=headers)
 
 
 async def logged_in(client) -> tuple[int, str]:
@@ -90,10 +47,6 @@ def sessions(client) -> int:
 def password_hash(client, user: str = "admin") -> str | None:
     return client.hub.db.execute("SELECT password_hash FROM staff WHERE user_name = ?", (user,)).fetchone()[
         "password_hash"]
-
-
-async def ready(client, user: str = "admin", role: str = "admin") -> None:
-    assert (await set_password(client, new_staff(client, user, role))).status == 303
 
 
 # --- setup links ------------------------------------------------------------------------------------------

@@ -38,6 +38,15 @@ COOKIE = "tessera_office"
 FORM_COOKIE = "tessera_office_form"
 LANG_COOKIE = "tessera_office_lang"
 MAX_FORM = 16 * 1024
+# The navigation bar: (address, label key, admins only). One line per screen, in the order shown.
+NAV: list[tuple[str, str, bool]] = [
+    ("/office/", "start", False),
+    ("/office/customers", "customers", False),
+    ("/office/orders", "orders", False),
+    ("/office/conflicts", "conflict_list", False),
+    ("/office/mail", "mail_list", False),
+    ("/office/devices", "devices", False),
+]
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parents[1] / "templates" / "office"),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -69,7 +78,7 @@ def _cookie(response: web.StreamResponse, request: web.Request, name: str, value
 def render(request: web.Request, template: str, status: int = 200, **ctx) -> web.Response:
     lang = _lang(request)
     html = TEMPLATES.get_template(template).render(lang=lang, t=TEXT[lang], other=LANGS[1 - LANGS.index(lang)],
-                                                   path=request.path, **ctx)
+                                                   path=request.path, nav=NAV, **ctx)
     response = web.Response(status=status, text=html, content_type="text/html", charset="utf-8", headers=HEADERS)
     if request.query.get("lang") in LANGS:
         _cookie(response, request, LANG_COOKIE, request.query["lang"])

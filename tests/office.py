@@ -1,0 +1,163 @@
+"""What every office-app test needs: a movable clock, staff with a password, a logged-in
+client, the page's form token, and a served hub with Chromium logged in.
+
+Not a test module (no `test_` prefix): the office tests import from here, so a login is
+written once. Real parts throughout: the hub's own app on loopback, real Argon2id, and for
+browser tests a `tessera hub serve` process and Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.base.clock import utcnow
+from core.base.storage import connect
+from hub.app import DB_NAME, make_app
+from hub.services import staff
+from hub.web import office
+
+PASSWORD = "correct horse battery"
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-output" / "office"
+
+
+class Clock:
+    """The office app's "now", moved by hand."""
+
+    def __init__(self, now: dt.datetime | None = None) -> None:
+        self.now = now or dt.datetime(2026, 12, 2, 10, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def move(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+async def form_token(client, path: str) -> str:
+    """The form token of the page at *path* (the session's once logged in)."""
+    response = await client.get(path)
+    assert response.status == 200, await response.text()
+    return csrf_of(await response.text())
+
+
+def new_staff(client, user: str = "admin", role: str = "admin") -> str:
+    return staff.add(client.hub.db, user, role, client.clock())[1]
+
+
+async def set_password(client, link: str, password: str = PASSWORD, repeat: str | None = None):
+    token = await form_token(client, f"/office/setup/{link}")
+    return await client.post(f"/office/setup/{link}", allow_redirects=False,
+                             data={"csrf": token, "password": password, "password2": repeat or password})
+
+
+async def log_in(client, user: str = "admin", password: str = PASSWORD, **headers: str):
+    token = await form_token(client, "/office/login")
+    return await client.post("/office/login", data={"csrf": token, "user": user, "password": password},
+                             allow_redirects=False, headers=headers)
+
+
+async def ready(client, user: str = "admin", role: str = "admin") -> None:
+    """Staff *user* of *role* exists with PASSWORD."""
+    assert (await set_password(client, new_staff(client, user, role))).status == 303
+
+
+async def signed_in(aiohttp_client, hub, role: str = "admin", user: str | None = None,
+                    clock: Callable[[], dt.datetime] | None = None, served: bool = False):
+    """A browser-like client of *hub* with staff *user* (default: the role's name) logged in.
+
+    `served=True` uses the hub's running server (`hub.server`, as the sync tests serve it);
+    otherwise a fresh app on *hub.db* with the office clock *clock* (default: a `Clock` at the
+    real time, so that codes and mails dated by the real clock agree). The client carries
+    `hub`, `clock` and `url` (its address)."""
+    if served:
+        client = await aiohttp_client(hub.server)
+        client.clock = utcnow
+    else:
+        app = make_app(hub.db)
+        app[office.CLOCK] = clock or Clock(utcnow())
+        client = await aiohttp_client(app)
+        client.clock = app[office.CLOCK]
+    client.hub = hub
+    client.url = str(client.make_url("")).rstrip("/")
+    name = user or role
+    await ready(client, name, role)
+    assert (await log_in(client, name)).status == 303
+    return client
+
+
+async def post_form(client, page: str, action: str, fields: dict[str, str] | None = None, **headers: str):
+    """POST *fields* to *action* with the form token of *page* (as the browser would)."""
+    token = await form_token(client, page)
+    return await client.post(action, data={"csrf": token, **(fields or {})}, allow_redirects=False,
+                             headers=headers)
+
+
+# --- in Chromium ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """A `tessera hub serve` process with a logged-in Chromium page."""
+
+    hub: Any  # tests.test_sync_kill.Process
+    page: Any  # playwright Page
+    token: str  # the admin API token `hub init` printed
+    hub_dir: Path
+    ids: dict  # the sample's ids (empty without sample data)
+
+
+@contextlib.contextmanager
+def office_in_chromium(tmp_path: Path, sample: bool = True, lang: str = "de",
+                       prepare: Callable[[Any], None] | None = None) -> Iterator[Served]:
+    """`hub init` (+ the sample museum and theatre), the first admin's password set, `hub serve`
+    as a process, and Chromium at 1366x768 logged in as `admin` on the start page.
+    *prepare(db)* may add data before the hub starts."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_desk_browser import CHROMIUM, HUB_READY
+    from tests.test_sync_kill import Process, run
+
+    hub_dir = tmp_path / "hub"
+    printed = run("hub", "init", "--data", str(hub_dir))
+    link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
+    db = connect(hub_dir / DB_NAME)
+    ids: dict = {}
+    if sample:
+        from hub import sample as sample_data
+        from hub.client import LocalClient
+        ids = sample_data.build(LocalClient(make_app(db)))
+    staff.set_password(db, link, PASSWORD, utcnow())
+    if prepare:
+        prepare(db)
+    db.close()
+    hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
+                  ready=HUB_READY)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                locale = "de-DE" if lang == "de" else "en-GB"
+                page = browser.new_context(viewport={"width": 1366, "height": 768}, locale=locale).new_page()
+                page.set_default_timeout(10_000)
+                page.goto(hub.url + "/office/login")
+                page.fill("#user", "admin")
+                page.fill("#password", PASSWORD)
+                page.click("#submit")
+                page.wait_for_selector("#me")
+                yield Served(hub, page, printed.split()[-1], hub_dir, ids)
+            finally:
+                browser.close()
+    finally:
+        hub.stop()
