@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cli import demo_inbox
 from cli.demo_mail import MailSink
 from cli.listening import bind
 from core.base.clock import utcnow
@@ -49,6 +50,7 @@ SYNC_S = 2.0  # the demo's edges sync this often (and at once after a local chan
 EDGES = (("desk", "Kasse 1", "cashdesk", 1), ("counter", "Personalisierung", "counter", 2))
 GATE = ("gate", f"{GATE_VENUE} Eingang", "gate")
 MAIL_OFFSET = 3
+INBOX_OFFSET = 4  # the inbox page over the sink's mails (cli/demo_inbox.py)
 
 
 def register(areas: argparse._SubParsersAction) -> None:
@@ -66,8 +68,8 @@ def register(areas: argparse._SubParsersAction) -> None:
                       help="data folder (default: ./demo-data)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8080,
-                      help="hub port (default 8080; desk port+1, counter port+2, mail sink port+3, gate status "
-                           "page port+10; 0 picks free ones)")
+                      help="hub port (default 8080; desk port+1, counter port+2, mail sink port+3, mail inbox "
+                           "page port+4, gate status page port+10; 0 picks free ones)")
     demo.set_defaults(run=cmd_demo)
 
 
@@ -119,12 +121,14 @@ def _retire_local_gate(gate_dir: Path) -> None:
         print(f"the demo gate in {gate_dir} did not sync; moved to {aside}, enrolling a new one", file=sys.stderr)
 
 
-def _write_settings(hub_dir: Path, url: str, sink: MailSink) -> None:
-    """hub.toml for this run: mail to the demo's sink, personalization links to this hub.
-    Rewritten at every start (the ports may change); it shows how a real hub is set up."""
+def _write_settings(hub_dir: Path, url: str, sink: MailSink, inbox_url: str) -> None:
+    """hub.toml for this run: mail to the demo's sink (readable at *inbox_url*), personalization
+    links to this hub. Rewritten at every start (the ports may change); it shows how a real hub
+    is set up."""
     (hub_dir / SETTINGS_FILE).write_text(
         "# Written by `tessera demo` at every start; a real hub's settings are described in README.md.\n"
-        f'[mail]\nhost = "{sink.host}"\nport = {sink.port}\nfrom = "{ORGANIZER} <tickets@museum.example>"\n\n'
+        f'[mail]\nhost = "{sink.host}"\nport = {sink.port}\nfrom = "{ORGANIZER} <tickets@museum.example>"\n'
+        f'inbox_url = "{inbox_url}"\n\n'
         f'[shop]\npublic_url = "{url}"\n', encoding="utf-8")
 
 
@@ -177,7 +181,12 @@ async def _run(args: argparse.Namespace, db, token: dict[str, str], card: dict) 
     url = f"http://{args.host}:{hub_sock.getsockname()[1]}"
     sink = MailSink(args.data / "mail")
     await sink.start(args.host, args.port + MAIL_OFFSET if args.port else 0)
-    _write_settings(args.data / "hub", url, sink)
+    inbox = web.AppRunner(demo_inbox.app(sink.folder), access_log=None)
+    await inbox.setup()
+    inbox_sock = bind(args.host, args.port + INBOX_OFFSET if args.port else 0)
+    await web.SockSite(inbox, inbox_sock).start()
+    inbox_url = f"http://{args.host}:{inbox_sock.getsockname()[1]}/"
+    _write_settings(args.data / "hub", url, sink, inbox_url)
     runner = web.AppRunner(make_app(db), access_log=None)
     edges: list[tuple[Edge, web.AppRunner, str]] = []
     gate = None
@@ -186,7 +195,7 @@ async def _run(args: argparse.Namespace, db, token: dict[str, str], card: dict) 
         await web.SockSite(runner, hub_sock).start()
         edges = await _start_edges(args, db, url)
         gate = await _start_gate(args, db, url)
-        _print_welcome(args, url, token, card, edges, gate, sink)
+        _print_welcome(args, url, token, card, edges, gate, sink, inbox_url)
         await _serve_until_stopped(gate, stop)
     finally:
         if gate is not None:
@@ -196,6 +205,7 @@ async def _run(args: argparse.Namespace, db, token: dict[str, str], card: dict) 
             await edge_runner.cleanup()
             await edge.close()
         await runner.cleanup()
+        await inbox.cleanup()
         await sink.close()
     return 0
 
@@ -211,7 +221,7 @@ def _office_link(db) -> str:
 
 
 def _print_welcome(args: argparse.Namespace, url: str, token: dict[str, str], card: dict, edges: list, gate: Gate,
-                   sink: MailSink) -> None:
+                   sink: MailSink, inbox_url: str) -> None:
     (desk, _, desk_url), (counter, _, counter_url) = edges
     short = card["code"][:12]
     print(f"""
@@ -223,7 +233,7 @@ Tessera demo is running.
   cash desk      {desk_url}   (log in as {OPERATOR}, PIN {PIN}; receipts: {desk.data_dir}/var/printer-out)
   counter        {counter_url}/counter   (exchange vouchers; cards: {counter.data_dir}/var/card-out)
   gate           {gate.url}   (Stadtmuseum, simulated scanner and relay; syncs with the hub every {SYNC_S:g} s)
-  mail           {sink.folder}/*.eml   (the shop's mails, caught by a mail sink on {sink.host}:{sink.port})
+  mail inbox     {inbox_url}   (the shop's mails with their links; files: {sink.folder}/*.eml)
 
 A card to scan (Jahreskarte Verbund, Erika Mustermann, {card['number']}):
   {card['code']}
@@ -236,7 +246,7 @@ A card sold at the cash desk reaches the gate within seconds. Its code is in the
 card printer writes ({desk.data_dir}/var/card-out) and in the desk's card lookup (Karten);
 paste it here or POST it to {gate.url}/api/scan as above.
 
-A shop order mails a personalization link to {sink.folder}; open the link in the .eml file:
+A shop order mails a personalization link; open it in the mail inbox ({inbox_url}):
   curl -s -X POST {url}/api/v1/shop/orders -H 'Authorization: Bearer {token['shop']}' \\
     -H "Idempotency-Key: demo-$(date +%s)" -H 'Content-Type: application/json' \\
     -d '{{"lines": [{{"product_id": "{card['product_id']}"}}], "delivery": "mail", "payment_reference": "demo", \\

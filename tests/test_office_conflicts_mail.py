@@ -13,12 +13,13 @@ import re
 
 import pytest
 
-from core.base.clock import utcnow
+from core.base.clock import iso, utcnow
+from core.base.storage import transaction
 from hub.app import make_app
 from hub.services import mail
 from tests import test_mail, test_sync
 from tests.helpers import call
-from tests.office import csrf_of, log_in, ready
+from tests.office import csrf_of, log_in, ready, signed_in
 from tests.test_office_lists import listed
 from tests.test_sync import enrolled
 from tests.test_trust_no_device import inject
@@ -253,3 +254,16 @@ def test_conflicts_and_mail_in_chromium_de_and_en(tmp_path):
                 browser.close()
     finally:
         hub.stop()
+
+
+async def test_with_a_test_inbox_a_sent_mail_points_there_for_its_links(aiohttp_client, sample_hub):
+    """The demo sets `[mail] inbox_url`: the outbox cannot show a sent mail's link, so it names
+    the inbox where the mail can be read with it (nothing for a mail still waiting)."""
+    (sample_hub.dir / "hub.toml").write_text('[mail]\nhost = "127.0.0.1"\ninbox_url = "http://127.0.0.1:8084/"\n')
+    office = await signed_in(aiohttp_client, sample_hub)
+    waiting = mail.enqueue(sample_hub.db, to="ute@example.org", subject="Karte", text="x", now=utcnow())
+    assert 'id="inbox"' not in await (await office.get(f"/office/mail/{waiting}")).text()
+    with transaction(sample_hub.db):
+        sample_hub.db.execute("UPDATE mail_queue SET sent_at = ? WHERE id = ?", (iso(utcnow()), waiting))
+    page = await (await office.get(f"/office/mail/{waiting}", params={"lang": "en"})).text()
+    assert '<a href="http://127.0.0.1:8084/" id="inbox-link">' in page and "test inbox" in page

@@ -89,6 +89,9 @@ class MailSettings:
     password: str | None = field(default=None, repr=False)
     timeout: float = 10.0
     configured: bool = True  # False: no [mail] section was found, defaults are in use
+    # Where people can read what this hub sent, links intact (a test inbox such as the demo's);
+    # the office outbox points there, since it shows sent mails with their links removed.
+    inbox_url: str | None = None
     source: str = ""  # the file the settings came from (for messages)
 
     @property
@@ -113,7 +116,7 @@ def settings_from_dict(section: object | None, source: str = SETTINGS_FILE) -> M
         return MailSettings(configured=False, source=source)
     if not isinstance(section, dict):
         raise MailConfigError(f"{source}: [mail] must be a table")
-    known = {"host", "port", "from", "starttls", "username", "password", "timeout"}
+    known = {"host", "port", "from", "starttls", "username", "password", "timeout", "inbox_url"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise MailConfigError(
@@ -142,11 +145,15 @@ def settings_from_dict(section: object | None, source: str = SETTINGS_FILE) -> M
     timeout = section.get("timeout", 10.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
         raise MailConfigError(f"{source}: [mail] timeout must be seconds between 0 and 300, not {timeout!r}")
+    inbox_url = text("inbox_url", None)
+    if inbox_url is not None and not re.fullmatch(r"https?://[^\s\"'<>]+", inbox_url):
+        raise MailConfigError(f"{source}: [mail] inbox_url must be an http(s) address, not {inbox_url!r}")
     address = parseaddr(sender)[1]
     if "@" not in address or any(c in sender for c in "\r\n"):
         raise MailConfigError(f"{source}: [mail] from must be an address like 'Museum <tickets@example.org>'")
     return MailSettings(host=host, port=port, sender=sender, starttls=starttls, username=username,
-                        password=password, timeout=float(timeout), configured=True, source=source)
+                        password=password, timeout=float(timeout), configured=True, source=source,
+                        inbox_url=inbox_url)
 
 
 SECTION = Section("mail", settings_from_dict, MailConfigError)

@@ -29,6 +29,9 @@ TEXT = {
         "e_note": "Bitte eine Notiz (bis 500 Zeichen) eingeben.", "e_resolved": "Dieser Konflikt ist schon gelöst.",
         "mail_list": "E-Mails", "recipient": "Empfänger", "subject": "Betreff", "attempts": "Versuche",
         "f_waiting": "wartet", "f_sent": "gesendet", "f_failed": "fehlgeschlagen", "last_error": "Letzter Fehler",
+        # mail detail: where sent mails can be read with their links (demo inbox)
+        "inbox_note": "Gesendete E-Mails stehen hier ohne ihre persönlichen Links. Mit Links lesen Sie sie im "
+                      "Test-Postfach:",
         "ch_shop": "Webshop", "ch_phone": "Telefon / Büro", "ch_cashdesk": "Kasse", "ch_counter": "Schalter",
         "other": "English",
         # list screens
@@ -83,6 +86,9 @@ TEXT = {
         "e_note": "Please enter a note (up to 500 characters).", "e_resolved": "This conflict is resolved already.",
         "mail_list": "Mail", "recipient": "Recipient", "subject": "Subject", "attempts": "Attempts",
         "f_waiting": "waiting", "f_sent": "sent", "f_failed": "failed", "last_error": "Last error",
+        # mail detail: where sent mails can be read with their links (demo inbox)
+        "inbox_note": "Sent mails are shown here without their personal links. Read them with their links in the "
+                      "test inbox:",
         "ch_shop": "Web shop", "ch_phone": "Phone / office", "ch_cashdesk": "Cash desk", "ch_counter": "Counter",
         "other": "Deutsch",
         # list screens

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from core.base.errors import Conflict, NotFound
 from core.sync import conflicts
-from hub.services import office_lists, staff
+from hub.services import mail, office_lists, staff
+from hub.settings import context
 from hub.web.api import DB
 from hub.web.office import lists, views
 from hub.web.office.text import TEXT
@@ -105,7 +106,8 @@ async def mail_page(request: web.Request, me: staff.Session) -> web.Response:
         found = office_lists.mail_detail(request.app[DB], request.match_info["id"])
     except NotFound:
         raise _not_found(request) from None
-    return views.render(request, "mail.html", me=me, csrf=me.csrf, m=found, when=views._when)
+    inbox = context(request.app).section(mail.SECTION).inbox_url
+    return views.render(request, "mail.html", me=me, csrf=me.csrf, m=found, when=views._when, inbox=inbox)
 
 
 def install(app: web.Application) -> None:
