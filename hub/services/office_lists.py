@@ -213,3 +213,97 @@ def mail_detail(db: sqlite3.Connection, mail_id: str) -> dict:
     if row is None:
         raise NotFound(f"mail {mail_id} does not exist")
     return row
+
+
+# --- cards by fulfilment state (issue 12, office cards screen) -----------------------------------------
+
+FULFILMENT_STATES = ("personalized", "printed", "dispatched", "deposited", "handed_over")
+DELIVERIES = ("mail", "pickup", "counter")
+CARD_SORTS = {"number": "k.number", "holder": "k.holder_name COLLATE NOCASE",
+              "customer": "c.last_name COLLATE NOCASE, c.first_name COLLATE NOCASE", "delivery": "k.delivery",
+              "state": "k.fulfilment", "since": "k.fulfilment_at"}
+_CARD_TEXT = ("k.number", "k.holder_name", "c.number", "c.last_name", "c.first_name")
+_CARD_SOURCE = " FROM cards k LEFT JOIN customers c ON c.id = k.customer_id"
+
+
+def _card_where(text: str, state: str | None, delivery: str | None) -> tuple[str, list]:
+    """Cards in fulfilment (a state set); every word of *text* in the card number, holder or the
+    customer's number or name; *state* and *delivery* only if they are known values."""
+    where, args = ["k.fulfilment IS NOT NULL"], []
+    for word in text.split():
+        like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(" + " OR ".join(f"{col} LIKE ? ESCAPE '\\'" for col in _CARD_TEXT) + ")")
+        args.extend([like] * len(_CARD_TEXT))
+    if state in FULFILMENT_STATES:
+        where.append("k.fulfilment = ?")
+        args.append(state)
+    if delivery in DELIVERIES:
+        where.append("k.delivery = ?")
+        args.append(delivery)
+    return " WHERE " + " AND ".join(where), args
+
+
+def fulfilment_cards(db: sqlite3.Connection, text: str, state: str | None, delivery: str | None,
+                     sort: str | None, page: int = 1, size: int = PAGE_SIZE) -> Page:
+    """Cards in fulfilment (number, holder, customer, delivery, state, since), the longest waiting first."""
+    key, desc = choose_sort(tuple(CARD_SORTS), "since", sort)
+    page, size = _bounds(page, size)
+    where, args = _card_where(text, state, delivery)
+    direction = " DESC" if desc else " ASC"
+    order = ", ".join(part + direction for part in CARD_SORTS[key].split(", ")) + ", k.id" + direction
+    total = db.execute(f"SELECT count(*) AS n{_CARD_SOURCE}{where}", args).fetchone()["n"]
+    rows = db.execute(
+        "SELECT k.id, k.number, coalesce(k.holder_name, '') AS holder, k.delivery, k.fulfilment, k.fulfilment_at, "
+        "k.revoked_at, k.customer_id, coalesce(c.last_name || ', ' || c.first_name, '') AS customer"
+        f"{_CARD_SOURCE}{where} ORDER BY {order} LIMIT ? OFFSET ?", [*args, size, (page - 1) * size]).fetchall()
+    return Page(rows, total, page, size, key, desc)
+
+
+def fulfilment_counts(db: sqlite3.Connection, text: str, delivery: str | None) -> dict[str, int]:
+    """How many cards of the filter are in each fulfilment state (for the state tabs)."""
+    where, args = _card_where(text, None, delivery)
+    found = db.execute(f"SELECT k.fulfilment AS state, count(*) AS n{_CARD_SOURCE}{where} GROUP BY k.fulfilment",
+                       args).fetchall()
+    counts = dict.fromkeys(FULFILMENT_STATES, 0) | {r["state"]: r["n"] for r in found}
+    return {**counts, "all": sum(counts.values())}
+
+
+def card_detail(db: sqlite3.Connection, card_id: str) -> dict:
+    """What the card page shows besides the card itself: product, customer, order, and its history
+    (gate entries and print jobs, newest first)."""
+    card = db.execute(
+        "SELECT k.id, coalesce(a.name, s.name, p.title, '') AS product, c.id AS customer_id, "
+        "c.number AS customer_number, coalesce(c.last_name || ', ' || c.first_name, '') AS customer, "
+        "o.id AS order_id, o.number AS order_number "
+        "FROM cards k LEFT JOIN annual_products a ON a.id = k.product_id "
+        "LEFT JOIN subscription_products s ON s.id = k.product_id LEFT JOIN performances p ON p.id = k.product_id "
+        "LEFT JOIN customers c ON c.id = k.customer_id "
+        "LEFT JOIN order_lines l ON l.card_id = k.id OR l.id = k.order_item_id LEFT JOIN orders o ON o.id = l.order_id "
+        "WHERE k.id = ?", (card_id,)).fetchone()
+    if card is None:
+        raise NotFound(f"card {card_id} does not exist")
+    card["entries"] = db.execute(
+        "SELECT e.at, e.direction, e.card_issue, coalesce(v.name, e.venue_id) AS venue FROM entries e "
+        "LEFT JOIN venues v ON v.id = e.venue_id WHERE e.card_id = ? ORDER BY e.at DESC LIMIT 50",
+        (card_id,)).fetchall()
+    card["print_jobs"] = db.execute(
+        "SELECT kind, state, card_issue, attempts, last_error, created_at, printed_at FROM print_jobs "
+        "WHERE ref_id = ? ORDER BY created_at DESC, id DESC LIMIT 50", (card_id,)).fetchall()
+    return card
+
+
+# --- catalog screen: upcoming performances --------------------------------------------------------------
+
+
+def upcoming_performances(db: sqlite3.Connection, now_iso: str, page: int = 1, size: int = PAGE_SIZE) -> Page:
+    """Active performances starting at or after *now_iso*, soonest first, with venue, plan and
+    variant names (the API's performance list has no "from" filter and gives ids only)."""
+    page, size = _bounds(page, size, MAX_PAGE_SIZE)
+    where = "WHERE p.active = 1 AND p.starts_at >= ?"
+    total = db.execute(f"SELECT count(*) AS n FROM performances p {where}", (now_iso,)).fetchone()["n"]
+    rows = db.execute(
+        "SELECT p.id, p.title, p.starts_at, v.name AS venue, sp.name AS plan, pv.name AS variant "
+        "FROM performances p JOIN venues v ON v.id = p.venue_id JOIN plan_variants pv ON pv.id = p.variant_id "
+        f"JOIN seating_plans sp ON sp.id = pv.plan_id {where} ORDER BY p.starts_at, p.id LIMIT ? OFFSET ?",
+        (now_iso, size, (page - 1) * size)).fetchall()
+    return Page(rows, total, page, size, "starts_at", False)

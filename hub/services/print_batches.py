@@ -5,10 +5,11 @@ behalf) get a print job in the same transaction (`core.printing.print_queue`). A
 jobs of one kind, oldest first, renders one PDF - `card`: one CR80 card per page in the configured
 layout; `carrier`: one A4 mail carrier per card with the customer's postal address - and hands it to
 the card printer. Then the jobs are marked printed (their cards move to `printed`, A8) or failed
-with the printer's own words (cards stay `personalized`). A failed job waits until the office retries
-it (`POST /print-jobs/retry`, after fixing the printer), as at the desks: a broken printer is not fed
-the same jobs every round, and a job that can never print (its card revoked since) cannot crowd out
-the new ones.
+with the printer's own words (cards stay `personalized`). The hub keeps a copy of each batch's PDF in
+<data>/print-batches/<batch id>.pdf for the office to download again (`batch_pdf`). A failed job waits
+until the office retries it (`POST /print-jobs/retry`, after fixing the printer), as at the desks:
+a broken printer is not fed the same jobs every round, and a job that can never print (its card revoked
+since) cannot crowd out the new ones.
 
 Rendering 1000 cards takes seconds, so it runs in a thread (`asyncio.to_thread`). The SQLite
 connection belongs to the event loop's thread: rows are read before the thread starts and results are
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from core.base.clock import iso, utcnow
-from core.base.errors import Conflict
+from core.base.errors import Conflict, NotFound
 from core.base.ids import uuid7
 from core.base.node import this_node
 from core.base.storage import transaction
@@ -66,6 +68,7 @@ log = logging.getLogger("tessera.print")
 
 DEFAULT_LAYOUT = "museum-standard"
 OUTPUT_FOLDER = "print-out"
+KEPT_FOLDER = "print-batches"  # the hub's own copy of each batch's PDF, named <batch id>.pdf
 MAX_BATCH = 1000
 DEFAULT_BATCH = 200
 STOP_WAIT_S = 120.0  # a batch in progress may finish at shutdown, so no PDF is sent but left unrecorded
@@ -214,10 +217,42 @@ def render(kind: BatchKind, pieces: Sequence[Piece], layout: Layout) -> bytes:
     return render_carrier_sheet([(p.face, p.address) for p in pieces], layout)
 
 
-def render_and_send(kind: BatchKind, pieces: Sequence[Piece], layout: Layout, printer: Printer) -> str:
-    """Runs in a thread: render, then hand the PDF to the printer. Returns where it went."""
+def render_and_send(kind: BatchKind, pieces: Sequence[Piece], layout: Layout, printer: Printer) -> tuple[str, bytes]:
+    """Runs in a thread: render, then hand the PDF to the printer. Returns where it went and the PDF."""
     pdf = render(kind, pieces, layout)
-    return printer.device.print_pdf(pdf, job=f"{kind}s-{len(pieces)}")
+    return printer.device.print_pdf(pdf, job=f"{kind}s-{len(pieces)}"), pdf
+
+
+# --- the hub's copy of a batch's PDF ---------------------------------------------------------------------
+
+
+def kept_pdf_path(data_dir: Path, batch_id: str) -> Path:
+    """Where the hub keeps a batch's PDF. Why a copy: a hot folder's software deletes what it took and
+    CUPS keeps nothing, yet the office downloads a batch again (a jammed card, a second printer). The
+    name comes from the batch id parsed as a UUID, never from the text given: `../x` is NotFound."""
+    try:
+        name = str(uuid.UUID(batch_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound(f"print batch {batch_id!r} does not exist") from None
+    return Path(data_dir) / KEPT_FOLDER / f"{name}.pdf"
+
+
+def keep_pdf(data_dir: Path, batch_id: str, pdf: bytes) -> None:
+    """Write the batch's copy (whole or not at all: a temporary file renamed into place)."""
+    final = kept_pdf_path(data_dir, batch_id)
+    final.parent.mkdir(mode=0o750, exist_ok=True)
+    part = final.with_suffix(".part")
+    part.write_bytes(pdf)
+    part.replace(final)
+
+
+def batch_pdf(db: sqlite3.Connection, data_dir: Path, batch_id: str) -> bytes:
+    """The PDF of a batch the hub made (NotFound for an unknown id or a batch made before copies were kept)."""
+    path = kept_pdf_path(data_dir, batch_id)
+    row = db.execute("SELECT id FROM print_batches WHERE id = ?", (path.stem,)).fetchone()
+    if row is None or not path.is_file():
+        raise NotFound(f"print batch {batch_id!r} has no PDF on this hub")
+    return path.read_bytes()
 
 
 # --- running a batch -------------------------------------------------------------------------------------
@@ -250,17 +285,21 @@ class PrintDesk:
         if not pieces:
             return summary
         try:
-            target = await asyncio.to_thread(render_and_send, kind, pieces, layout, printer)
+            target, pdf = await asyncio.to_thread(render_and_send, kind, pieces, layout, printer)
         except PrintError as exc:
             return self._failed(summary, pieces, str(exc))
         except Exception as exc:  # noqa: BLE001 - a render error must not lose the jobs: they fail, visibly
             log.exception("print batch (%s) could not be rendered", kind)
             return self._failed(summary, pieces, f"could not render the PDF: {exc}")
-        return self._printed(summary, pieces, printer, target)
+        return self._printed(summary, pieces, printer, target, pdf)
 
-    def _printed(self, summary: dict, pieces: Sequence[Piece], printer: Printer, target: str) -> dict:
+    def _printed(self, summary: dict, pieces: Sequence[Piece], printer: Printer, target: str, pdf: bytes) -> dict:
         now = utcnow()
         batch_id = uuid7()
+        try:
+            keep_pdf(self.hub.data_dir, batch_id, pdf)
+        except OSError as exc:  # the printer has the cards: a full disk must not undo the batch
+            log.warning("print batch %s: no copy of its PDF kept: %s", batch_id, exc)
         with transaction(self.db):
             self.db.execute("INSERT INTO print_batches (id, kind, printer, jobs, target, created_at) "
                             "VALUES (?, ?, ?, ?, ?, ?)",

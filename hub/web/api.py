@@ -117,6 +117,7 @@ class Operation:
     body: type | None = None
     body_media: str = "application/json"
     response: Any = None
+    response_media: str = "application/json"  # another type (application/pdf): the handler returns bytes
     status: int = 200
     query: list[Param] = field(default_factory=list)
     headers: list[Param] = field(default_factory=list)  # documented request headers (checked by the handler)
@@ -238,6 +239,9 @@ def _endpoint(op: Operation) -> Callable:
         if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
+        if op.response_media != "application/json":  # a download (a print batch's PDF): the bytes as they are
+            return web.Response(status=status, body=payload, content_type=op.response_media,
+                                headers=ctx.response_headers or None)
         encoded = msgspec.json.encode(payload)
         if cache is not None and status == op.status:
             cache.put(db, key, encoded)

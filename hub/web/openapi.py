@@ -29,6 +29,13 @@ def _schema_ref(tp: Any, registry: dict[Any, dict]) -> dict:
     return registry[tp]
 
 
+def _content(op: Any, registry: dict[Any, dict]) -> dict:
+    """JSON by the response type, or a download (e.g. application/pdf) as binary."""
+    if op.response_media != "application/json":
+        return {op.response_media: {"schema": {"type": "string", "format": "binary"}}}
+    return {"application/json": {"schema": _schema_ref(op.response, registry)}}
+
+
 def build_document(api: Api, version: str) -> dict:
     types = {op.body for op in api.operations if op.body not in (None, str)}
     types |= {op.response for op in api.operations if op.response not in (None, dict)}
@@ -51,8 +58,7 @@ def build_document(api: Api, version: str) -> dict:
             "summary": op.summary,
             "tags": [op.tag],
             "parameters": params,
-            "responses": {str(op.status): {"description": "Success", "content": {
-                "application/json": {"schema": _schema_ref(op.response, registry)}}}},
+            "responses": {str(op.status): {"description": "Success", "content": _content(op, registry)}},
         }
         if op.description:
             entry["description"] = op.description

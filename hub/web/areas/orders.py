@@ -215,6 +215,15 @@ def list_print_batches(ctx: Ctx):
     return lists.page(ctx, "print_batches", "created_at DESC, id DESC")
 
 
+def print_batch_pdf(ctx: Ctx):
+    """The batch's PDF as the hub kept it (a copy per batch in its data folder), as a download."""
+    data_dir = context(ctx.app).data_dir
+    pdf = print_batches.batch_pdf(ctx.db, data_dir, ctx.path("id"))
+    name = print_batches.kept_pdf_path(data_dir, ctx.path("id")).stem  # the parsed UUID, not the text given
+    ctx.response_headers["Content-Disposition"] = f'attachment; filename="tessera-print-{name}.pdf"'
+    return pdf
+
+
 def list_print_jobs(ctx: Ctx):
     """Jobs not printed yet (queued or failed, with the printer's error), oldest first."""
     _one_of(ctx, "state", JOB_STATES)
@@ -284,6 +293,10 @@ def register(api: Api) -> None:
                         "or the printer failed; `errors` give the reason and the jobs wait for a retry.")
     api.add("GET", "/print-batches", list_print_batches, summary="List print batches", tag=tag, roles=STAFF,
             response=schemas.page_of(PrintBatch), query=PAGE, cacheable=False)
+    api.add("GET", "/print-batches/{id}/pdf", print_batch_pdf, summary="Download a print batch's PDF", tag=tag,
+            roles=STAFF, response_media="application/pdf", cacheable=False,
+            description="The PDF the batch sent to the card printer, as the hub kept it. 404 for an unknown "
+                        "batch (or one made before the hub kept copies).")
     api.add("GET", "/print-jobs", list_print_jobs, summary="List print jobs not printed yet", tag=tag,
             roles=STAFF, response=PrintJobPage, cacheable=False,
             query=PAGE + [Param("state", "str", "queued or failed", max_length=20),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.clock import utcnow
-from hub.web.office import devices, lists, views, work
+from hub.web.office import cards, devices, lists, printing, views, work
 from hub.web.office.views import CLOCK
 
 
@@ -19,6 +19,8 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     lists.install(app)
     devices.install(app)
     work.install(app)
+    cards.install(app)  # cards by fulfilment state and print batches (issue 12)
+    printing.install(app)
 
 
 __all__ = ["CLOCK", "install"]

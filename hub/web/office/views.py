@@ -43,6 +43,8 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/", "start", False),
     ("/office/customers", "customers", False),
     ("/office/orders", "orders", False),
+    ("/office/cards", "cards_title", False),
+    ("/office/print", "print_title", False),
     ("/office/conflicts", "conflict_list", False),
     ("/office/mail", "mail_list", False),
     ("/office/devices", "devices", False),

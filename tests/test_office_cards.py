@@ -1,0 +1,195 @@
+"""The office app's Cards screen: cards by fulfilment state, bulk moves through POST /cards/fulfilment
+(all or none, the card that cannot move named), the card page with Re-issue, Replace and Revoke
+(with a confirmation page), every POST behind the CSRF rule.
+
+Real parts: the sample hub's SQLite file, the hub's app on loopback, cards sold by a phone order
+over the API (signed with the hub's key), and the gate's own entry decision (`core.cards.access`)
+to see a re-issued or revoked code refused.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from tests.helpers import call
+from tests.office import form_token, post_form, signed_in
+from tests.test_print_batches import fulfilment, gate, phone_order
+
+FOREIGN = {"Origin": "https://evil.example"}
+LIST = "/office/cards"
+
+
+@pytest.fixture
+async def office(aiohttp_client, sample_hub):
+    return await signed_in(aiohttp_client, sample_hub, role="office")
+
+
+async def printed_cards(client, names: list[str], delivery: str) -> list[dict]:
+    """Cards of a phone order moved to `printed` through the API (as a print batch would)."""
+    cards = await phone_order(client, names, delivery)
+    await call(client, "POST", "/cards/fulfilment", {"card_ids": [c["id"] for c in cards], "state": "printed"},
+               status=200)
+    return cards
+
+
+def states(client, cards: list[dict]) -> list[str]:
+    return [fulfilment(client.hub.db, c["id"]) for c in cards]
+
+
+def card_row(client, card_id: str) -> dict:
+    return client.hub.db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchone()
+
+
+async def move(client, cards: list[dict], to: str, **headers: str):
+    token = await form_token(client, LIST)
+    data = [("csrf", token), ("to", to)] + [("card", c["id"]) for c in cards]
+    return await client.post(LIST + "/move", data=data, allow_redirects=False, headers=headers)
+
+
+async def test_the_list_shows_cards_by_state_with_counts_filters_and_csv(office):
+    mail = await printed_cards(office, ["Erika Müller", "Jürgen Weiß"], "mail")
+    pickup = await phone_order(office, ["Paul <b>Abholer</b>"], "pickup")
+    page = await (await office.get(LIST, params={"lang": "en"})).text()
+    assert 'id="tab-printed"' in page and "printed (2)" in page and "personalized (1)" in page
+    assert "Paul &lt;b&gt;Abholer&lt;/b&gt;" in page and "<b>Abholer" not in page
+    only = await (await office.get(LIST, params={"state": "printed", "lang": "en"})).text()
+    assert all(c["number"] in only for c in mail) and pickup[0]["number"] not in only
+    by_delivery = await (await office.get(LIST, params={"delivery": "pickup"})).text()
+    assert pickup[0]["number"] in by_delivery and mail[0]["number"] not in by_delivery
+    found = await (await office.get(LIST, params={"q": "weiß"})).text()
+    assert mail[1]["number"] in found and mail[0]["number"] not in found
+    sorted_page = await (await office.get(LIST, params={"sort": "-number", "state": "printed"})).text()
+    assert sorted_page.index(mail[1]["number"]) < sorted_page.index(mail[0]["number"])
+    csv = await office.get(LIST + ".csv", params={"state": "printed", "lang": "en"})
+    text = (await csv.read()).decode("utf-8-sig")
+    assert csv.headers["Content-Disposition"].startswith("attachment") and text.count("\r\n") == 3
+    assert "Erika Müller" in text and "printed" in text
+
+
+async def test_a_bulk_move_of_three_printed_cards_dispatches_them_all(office):
+    cards = await printed_cards(office, ["Anna Eins", "Bert Zwei", "Cora Drei"], "mail")
+    response = await move(office, cards, "dispatched")
+    page = await response.text()
+    assert response.status == 200, page
+    assert states(office, cards) == ["dispatched"] * 3
+    assert "3 Karte(n) jetzt versandt." in page
+
+
+async def test_a_bulk_move_where_one_card_cannot_move_moves_none_and_names_it(office):
+    mail = await printed_cards(office, ["Dora Post", "Emil Post"], "mail")
+    pickup = await printed_cards(office, ["Fritz Abholer"], "pickup")
+    response = await move(office, [*mail, *pickup], "dispatched")
+    page = html.unescape(await response.text())
+    assert response.status == 409
+    assert f"card {pickup[0]['number']}: goes by pickup, not mail" in page
+    assert states(office, [*mail, *pickup]) == ["printed"] * 3  # none moved
+
+
+async def test_bad_moves_change_nothing(office):
+    cards = await printed_cards(office, ["Gina Gut"], "mail")
+    before = card_row(office, cards[0]["id"])
+    # nothing ticked, an unknown state, an unknown card, an SQL-ish id
+    assert (await move(office, [], "dispatched")).status == 400
+    assert (await move(office, cards, "lost'; DROP TABLE cards; --")).status == 422
+    unknown = await move(office, [*cards, {"id": "0190b1f2-0000-7000-8000-000000000000"}], "dispatched")
+    assert unknown.status == 404
+    sqlish = await move(office, [{"id": "1' OR '1'='1"}], "dispatched")
+    assert sqlish.status == 422
+    assert card_row(office, cards[0]["id"]) == before
+
+
+async def test_moves_are_refused_without_token_from_another_origin_and_without_login(office, aiohttp_client,
+                                                                                    sample_hub):
+    cards = await printed_cards(office, ["Hans Hacker"], "mail")
+    data = [("to", "dispatched"), ("card", cards[0]["id"])]
+    no_token = await office.post(LIST + "/move", data=data, allow_redirects=False)
+    assert no_token.status == 403
+    foreign = await move(office, cards, "dispatched", **FOREIGN)
+    assert foreign.status == 403
+    assert states(office, cards) == ["printed"]
+    from hub.app import make_app
+    anonymous = await aiohttp_client(make_app(sample_hub.db))
+    assert (await anonymous.get(LIST, allow_redirects=False)).status == 303
+    assert (await anonymous.post(LIST + "/move", data=data, allow_redirects=False)).status == 303
+    assert states(office, cards) == ["printed"]
+
+
+async def test_the_card_page_shows_state_validity_customer_order_and_history(office):
+    card = (await phone_order(office, ["Ida <script>Ida</script>"], "mail"))[0]
+    page = await (await office.get(f"{LIST}/{card['id']}", params={"lang": "en"})).text()
+    assert card["number"] in page and "personalized" in page and "&lt;script&gt;" in page
+    assert f'href="/office/customers/{card["customer_id"]}"' in page
+    assert 'id="order" ' in page or 'id="order">' in page
+    assert 'id="prints"' in page  # the queued print job is its history so far
+
+
+async def test_reissue_gives_a_new_code_and_the_old_one_is_superseded(office):
+    hub = office.hub
+    card = (await phone_order(office, ["Jana Neu"], "pickup"))[0]
+    museum = gate(hub.db, hub.ids["museum_venues"]["Stadtmuseum"])
+    assert museum.decide(card["code"]).admitted
+    response = await post_form(office, f"{LIST}/{card['id']}", f"{LIST}/{card['id']}/reissue")
+    assert response.status == 200, await response.text()
+    now = card_row(office, card["id"])
+    assert now["issue"] == 2 and now["code"] != card["code"]
+    assert museum.decide(card["code"]).reason == "SUPERSEDED"
+    assert museum.decide(now["code"]).admitted
+
+
+async def test_replace_lost_card_queues_it_for_printing_again(office):
+    card = (await printed_cards(office, ["Karl Verloren"], "pickup"))[0]
+    response = await post_form(office, f"{LIST}/{card['id']}", f"{LIST}/{card['id']}/replace")
+    assert response.status == 200, await response.text()
+    now = card_row(office, card["id"])
+    assert (now["issue"], now["fulfilment"]) == (2, "personalized")
+    queued = office.hub.db.execute("SELECT count(*) AS n FROM print_jobs WHERE ref_id = ? AND state = 'queued' "
+                                   "AND card_issue = 2", (card["id"],)).fetchone()["n"]
+    assert queued == 1
+
+
+async def test_revoke_asks_first_then_revokes_and_the_gate_refuses(office):
+    hub = office.hub
+    card = (await phone_order(office, ["Lena Weg"], "pickup"))[0]
+    path = f"{LIST}/{card['id']}"
+    confirm = await post_form(office, path, path + "/revoke", {"reason": "lost <i>on</i> the tram"})
+    page = await confirm.text()
+    assert confirm.status == 200 and 'id="confirm-revoke"' in page and "&lt;i&gt;on&lt;/i&gt;" in page
+    assert card_row(office, card["id"])["revoked_at"] is None  # asked, not done
+    done = await post_form(office, path, path + "/revoke", {"reason": "lost on the tram", "confirm": "yes"})
+    assert done.status == 200, await done.text()
+    assert card_row(office, card["id"])["revoke_reason"] == "lost on the tram"
+    museum = gate(hub.db, hub.ids["museum_venues"]["Stadtmuseum"])
+    assert museum.decide(card["code"]).reason == "REVOKED"
+
+
+async def test_bad_revocations_and_card_actions_change_nothing(office, aiohttp_client, sample_hub):
+    card = (await phone_order(office, ["Mia Bleibt"], "pickup"))[0]
+    path = f"{LIST}/{card['id']}"
+    before = card_row(office, card["id"])
+    assert (await post_form(office, path, path + "/revoke", {"reason": " ", "confirm": "yes"})).status == 400
+    assert (await post_form(office, path, path + "/revoke", {"reason": "x" * 201, "confirm": "yes"})).status == 400
+    foreign = await post_form(office, path, path + "/revoke", {"reason": "evil", "confirm": "yes"}, **FOREIGN)
+    assert foreign.status == 403
+    assert (await office.post(path + "/reissue", data={}, allow_redirects=False)).status == 403
+    assert (await post_form(office, path, path + "/reissue", **FOREIGN)).status == 403
+    for odd in ("0190b1f2-0000-7000-8000-000000000000", "1' OR '1'='1", "..%2F..%2Fetc%2Fpasswd"):
+        assert (await office.get(f"{LIST}/{odd}")).status == 404
+        assert (await post_form(office, path, f"{LIST}/{odd}/reissue")).status == 404
+        assert (await post_form(office, path, f"{LIST}/{odd}/revoke",
+                                {"reason": "x", "confirm": "yes"})).status == 404
+    from hub.app import make_app
+    anonymous = await aiohttp_client(make_app(sample_hub.db))
+    assert (await anonymous.post(path + "/reissue", allow_redirects=False)).status == 303
+    assert card_row(office, card["id"]) == before
+
+
+async def test_links_from_the_customer_and_order_pages(office):
+    card = (await phone_order(office, ["Nora Link"], "mail"))[0]
+    customer = await (await office.get(f"/office/customers/{card['customer_id']}")).text()
+    assert f'href="/office/cards/{card["id"]}"' in customer
+    order_id = office.hub.db.execute("SELECT order_id FROM order_lines WHERE card_id = ?",
+                                     (card["id"],)).fetchone()["order_id"]
+    order = await (await office.get(f"/office/orders/{order_id}")).text()
+    assert f'href="/office/cards/{card["id"]}"' in order
