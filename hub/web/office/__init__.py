@@ -9,13 +9,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.clock import utcnow
-from hub.web.office import cards, devices, lists, printing, views, work
+from hub.web.office import cards, devices, lists, printing, sales, views, work
 from hub.web.office.views import CLOCK
 
 
 def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> None:
     """The foundation's pages (`views`) and the list screens (`lists`)."""
     views.install(app, clock)
+    sales.install(app)  # phone sale (issue 12): before lists, so /office/orders/new is no order id
     lists.install(app)
     devices.install(app)
     work.install(app)
