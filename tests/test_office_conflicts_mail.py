@@ -77,7 +77,8 @@ async def test_a_refused_push_is_listed_shown_escaped_and_resolved_through_the_f
     conflict = await refused_push(hub, api, tmp_path)
     office = await office_on(aiohttp_client, hub)
     rows = await listed(office, "/office/conflicts")
-    assert len(rows) == 1 and rows[0][1:3] == [conflict["node_id"], "sale.completed"]
+    name = hub.db.execute("SELECT name FROM node_certs WHERE node_id = ?", (conflict["node_id"],)).fetchone()["name"]
+    assert len(rows) == 1 and rows[0][1:3] == [name, "sale.completed"]  # the node's name, not its id
     assert rows[0][3] == conflict["reason"] and rows[0][4] == "offen"
     page = await office.get(f"/office/conflicts/{conflict['id']}")
     text = await page.text()
@@ -96,7 +97,7 @@ async def test_a_refused_push_is_listed_shown_escaped_and_resolved_through_the_f
                               data={"csrf": csrf_of(text), "note": "nochmal"})
     assert again.status == 409
     csv = await (await office.get("/office/conflicts.csv?state=all&lang=en")).text()
-    assert "sale.completed" in csv and conflict["node_id"] in csv
+    assert "sale.completed" in csv and f",{name}," in csv
 
 
 async def test_a_resolve_without_the_form_token_or_from_another_site_changes_nothing(aiohttp_client, hub, api,

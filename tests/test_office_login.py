@@ -298,9 +298,10 @@ async def test_the_start_page_shows_todays_sales_devices_and_waiting_work(office
     shop_row = re.search(r'data-channel="shop">(.*?)</tr>', html, re.S).group(1)
     assert re.findall(r'class="num">([^<]*)<', shop_row) == ["2", "35,00 €"]
     assert (cell(html, "open-conflicts"), cell(html, "print-waiting"), cell(html, "mail-waiting")) == ("1", "1", "1")
-    assert re.search(r"Kasse 1</td><td>cashdesk</td>\s*<td class=\"online\">online", html)
-    assert re.search(r"Einlass 2</td><td>cashdesk</td>\s*<td class=\"offline\">offline", html)
+    assert re.search(r"Kasse 1</td><td>Kasse</td>\s*<td class=\"online\">online", html)  # roles as words
+    assert re.search(r"Einlass 2</td><td>Kasse</td>\s*<td class=\"offline\">offline", html)
     english = await (await office_app.get("/office/?lang=en")).text()
+    assert re.search(r"Kasse 1</td><td>Cash desk</td>", english)
     assert cell(english, "cents-total") == "€42.00" and "Sales today" in english
 
 

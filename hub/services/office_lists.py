@@ -164,11 +164,13 @@ def conflict_rows(db: sqlite3.Connection, text: str, state: str | None, sort: st
     open by default, `resolved` or `all` on request; sorted and paged here, oldest first."""
     key, desc = choose_sort(tuple(CONFLICT_SORTS), "time", sort)
     page, size = _bounds(page, size)
-    found = conflicts.listed(db, include_resolved=state in ("resolved", "all"))
+    names = {n["node_id"]: n["name"] for n in db.execute("SELECT node_id, name FROM node_certs")}
+    found = [{**c, "node_name": names.get(c["node_id"], c["node_id"])}  # the id if the hub never certified it
+             for c in conflicts.listed(db, include_resolved=state in ("resolved", "all"))]
     if state == "resolved":
         found = [c for c in found if c["resolved_at"]]
     for word in text.lower().split():  # every word in node, kind or reason
-        found = [c for c in found if word in f"{c['node_id']} {c['kind']} {c['reason']}".lower()]
+        found = [c for c in found if word in f"{c['node_id']} {c['node_name']} {c['kind']} {c['reason']}".lower()]
     found.sort(key=lambda c: (c[CONFLICT_SORTS[key]], c["id"]), reverse=desc)
     return Page(found[(page - 1) * size:page * size], len(found), page, size, key, desc)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.pwhash.argon2id as argon2id
+import pyotp
 
 from core.base.clock import LOCAL_TZ, iso, parse_iso
 from core.base.errors import Conflict, NotFound, ValidationError
@@ -56,6 +57,15 @@ class LoginRefused(Conflict):
     slug = "login-refused"
     status = 401
     title = "Login refused"
+
+
+class CodeNeeded(Conflict):
+    """The password was right and the account has TOTP on: the login's second step is due
+    (`extra["pending"]` is the half-login's secret for the code step)."""
+
+    slug = "code-needed"
+    status = 401
+    title = "Code needed"
 
 
 class SetupRefused(Conflict):
@@ -205,6 +215,8 @@ def finish_login(db: sqlite3.Connection, attempt: Attempt, matches: bool, now: d
     """Start the session, or count the failure (and maybe lock)."""
     if attempt.row is None:
         raise LoginRefused("unknown user name or wrong password")
+    if matches and attempt.row["totp_secret"]:
+        raise CodeNeeded("a code from the authenticator app is needed", pending=_half_login(db, attempt.row, now))
     if matches:
         return _start_session(db, attempt.row, now)
     locked = lockouts.count_failure(db, attempt.row["id"], SCREEN, now).locked_until
@@ -238,6 +250,7 @@ def _start_session(db: sqlite3.Connection, row: dict, now: dt.datetime) -> tuple
         db.execute("DELETE FROM staff_sessions WHERE last_seen_at < ?", (iso(now - IDLE),))
         db.execute("INSERT INTO staff_sessions (id_hash, staff_id, csrf, created_at, last_seen_at) "
                    "VALUES (?, ?, ?, ?, ?)", (_hash(secret), row["id"], csrf, iso(now), iso(now)))
+        db.execute("UPDATE staff SET last_login_at = ? WHERE id = ?", (iso(now), row["id"]))
     return secret, Session(row["id"], row["user_name"], row["role"], csrf)
 
 
@@ -292,17 +305,24 @@ def sales_today(db: sqlite3.Connection, now: dt.datetime) -> list[dict]:
 
 
 def devices(db: sqlite3.Connection, now: dt.datetime) -> list[dict]:
-    """Each enrolled device (not revoked): name, role, last sync (push or pull) and online or not."""
-    revoked = {n["node_id"] for n in nodes.list_nodes(db) if n["revoked_at"]}
+    """Each enrolled device (not revoked, not the hub itself: it never syncs with itself, so it
+    would always look offline): name, role, last sync (push or pull) and online or not."""
+    listed = nodes.list_nodes(db)
+    revoked = {n["node_id"] for n in listed if n["revoked_at"] and not _has_live_cert(listed, n["node_id"])}
     out = []
     for node in conflicts.node_status(db):
-        if node["node_id"] in revoked:
+        if node["node_id"] in revoked or node["role"] == "hub":
             continue
         last = max(filter(None, (node["last_push_at"], node["last_pull_at"])), default=None)
         online = last is not None and now - parse_iso(last) <= ONLINE_WITHIN
         out.append({"name": node["name"], "role": node["role"], "last_sync": last, "online": online,
                     "open_conflicts": node["open_conflicts"]})
     return out
+
+
+def _has_live_cert(listed: list[dict], node_id: str) -> bool:
+    """A node whose key was rotated has a revoked old certificate and a live new one."""
+    return any(n["node_id"] == node_id and not n["revoked_at"] for n in listed)
 
 
 def start_page(db: sqlite3.Connection, now: dt.datetime) -> dict:
@@ -314,3 +334,170 @@ def start_page(db: sqlite3.Connection, now: dt.datetime) -> dict:
         "print_waiting": db.execute("SELECT count(*) AS n FROM print_jobs WHERE state = 'queued'").fetchone()["n"],
         "mail_waiting": mail.pending(db),
     }
+
+
+# --- the staff list (admins) ----------------------------------------------------------------------------
+
+
+def list_staff(db: sqlite3.Connection) -> list[dict]:
+    """Every account: user, role, active, last login, TOTP on or off (never the secret)."""
+    return db.execute("SELECT id, user_name, role, active, last_login_at, created_at, "
+                      "totp_secret IS NOT NULL AS totp, password_hash IS NOT NULL AS has_password "
+                      "FROM staff ORDER BY user_name").fetchall()
+
+
+def _account(db: sqlite3.Connection, staff_id: str) -> dict:
+    row = db.execute("SELECT * FROM staff WHERE id = ?", (staff_id,)).fetchone()
+    if row is None:
+        raise NotFound("no such staff member")
+    return row
+
+
+def link_for(db: sqlite3.Connection, staff_id: str, now: dt.datetime) -> tuple[dict, str]:
+    """A fresh setup link for the account *staff_id* (a forgotten password), as `setup_link`."""
+    row = _account(db, staff_id)
+    return row, setup_link(db, row["user_name"], now)
+
+
+def deactivate(db: sqlite3.Connection, actor_id: str, staff_id: str, now: dt.datetime) -> dict:
+    """Switch an account off and end its sessions at once. Refused for oneself (no locking oneself
+    out by a slip) and for the last active admin (someone must be able to undo it)."""
+    with transaction(db):
+        row = _account(db, staff_id)
+        if staff_id == actor_id:
+            raise Conflict("you cannot deactivate your own account", field="id")
+        if row["role"] == "admin" and row["active"]:
+            admins = db.execute("SELECT count(*) AS n FROM staff WHERE role = 'admin' AND active").fetchone()["n"]
+            if admins <= 1:
+                raise Conflict("the last active admin cannot be deactivated", field="id")
+        db.execute("UPDATE staff SET active = 0, updated_at = ? WHERE id = ?", (iso(now), staff_id))
+        db.execute("DELETE FROM staff_sessions WHERE staff_id = ?", (staff_id,))
+        db.execute("DELETE FROM staff_code_steps WHERE staff_id = ?", (staff_id,))
+    return row
+
+
+def reactivate(db: sqlite3.Connection, staff_id: str, now: dt.datetime) -> dict:
+    """Switch an account on again (its password, if any, works again)."""
+    with transaction(db):
+        row = _account(db, staff_id)
+        db.execute("UPDATE staff SET active = 1, updated_at = ? WHERE id = ?", (iso(now), staff_id))
+    return row
+
+
+def change_password(db: sqlite3.Connection, staff_id: str, old: str, new: str, now: dt.datetime,
+                    keep: str | None = None) -> None:
+    """Change one's own password, proven by the old one (a session left open on a shared PC must
+    not be enough). Ends every other session of the account (*keep*: this session's secret).
+    Slow (two Argon2id runs): the web view calls it in a thread."""
+    row = _account(db, staff_id)
+    if not row["password_hash"] or not _verify(row["password_hash"], old):
+        raise ValidationError("the current password is wrong", field="old")
+    new_hash = hash_password(new)
+    with transaction(db):
+        db.execute("UPDATE staff SET password_hash = ?, updated_at = ? WHERE id = ?", (new_hash, iso(now), staff_id))
+        db.execute("DELETE FROM staff_sessions WHERE staff_id = ? AND id_hash != ?",
+                   (staff_id, _hash(keep) if keep else ""))
+
+
+# --- TOTP (RFC 6238) for admins ------------------------------------------------------------------------
+# Why: an admin can enroll devices, rotate the hub key and add staff; a phished password alone
+# must not be enough. Codes are 6 digits, 30 s steps, one step either way (clock drift of the
+# phone), and a code is accepted once only: the last accepted step is stored and a code must be
+# of a later step. Wrong codes count toward the login lockout like wrong passwords.
+
+TOTP_ISSUER = "Tessera"
+CODE_STEP_VALID = dt.timedelta(minutes=5)  # the time between password and code
+
+
+def totp_start(db: sqlite3.Connection, staff_id: str) -> tuple[str, str]:
+    """A new secret (pending until confirmed by a code) and its otpauth:// URI; admins only."""
+    row = _account(db, staff_id)
+    if row["role"] != "admin":
+        raise ValidationError("TOTP is for admin accounts", field="totp")
+    if row["totp_secret"]:
+        raise Conflict("TOTP is on already", field="totp")
+    secret = pyotp.random_base32()
+    with transaction(db):
+        db.execute("UPDATE staff SET totp_pending = ? WHERE id = ?", (secret, staff_id))
+    return secret, pyotp.TOTP(secret).provisioning_uri(name=row["user_name"], issuer_name=TOTP_ISSUER)
+
+
+def totp_confirm(db: sqlite3.Connection, staff_id: str, code: str, now: dt.datetime) -> None:
+    """Turn TOTP on with the pending secret, if *code* is a valid code of it (else nothing changes)."""
+    with transaction(db):
+        row = _account(db, staff_id)
+        if not row["totp_pending"]:
+            raise ValidationError("start the TOTP setup first", field="code")
+        step = _code_step(row["totp_pending"], code, now, after=None)
+        if step is None:
+            raise ValidationError("the code is not right", field="code")
+        db.execute("UPDATE staff SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?, "
+                   "updated_at = ? WHERE id = ?", (step, iso(now), staff_id))
+
+
+def totp_off(db: sqlite3.Connection, staff_id: str, now: dt.datetime, code: str | None = None,
+             by_other_admin: bool = False) -> None:
+    """Turn TOTP off: one's own needs a current code; another admin may do it without (lost phone)."""
+    with transaction(db):
+        row = _account(db, staff_id)
+        if not row["totp_secret"]:
+            raise Conflict("TOTP is off already", field="totp")
+        if not by_other_admin:
+            step = _code_step(row["totp_secret"], code, now, after=row["totp_last_step"])
+            if step is None:
+                raise ValidationError("the code is not right", field="code")
+        db.execute("UPDATE staff SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL, "
+                   "updated_at = ? WHERE id = ?", (iso(now), staff_id))
+
+
+def _code_step(secret: str, code: str | None, now: dt.datetime, after: int | None) -> int | None:
+    """The time step (now ±1) whose code *code* is, if it is later than *after*; else None."""
+    code = (code or "").strip().replace(" ", "")
+    if len(code) != 6 or not code.isdigit():
+        return None
+    totp, here = pyotp.TOTP(secret), int(now.timestamp()) // 30
+    for step in (here - 1, here, here + 1):
+        if (after is None or step > after) and hmac.compare_digest(totp.at(step * 30), code):
+            return step
+    return None
+
+
+def _half_login(db: sqlite3.Connection, row: dict, now: dt.datetime) -> str:
+    secret = secrets.token_urlsafe(32)
+    with transaction(db):
+        db.execute("DELETE FROM staff_code_steps WHERE created_at < ?", (iso(now - CODE_STEP_VALID),))
+        db.execute("INSERT INTO staff_code_steps (id_hash, staff_id, created_at) VALUES (?, ?, ?)",
+                   (_hash(secret), row["id"], iso(now)))
+    return secret
+
+
+def finish_code(db: sqlite3.Connection, pending: str | None, code: str, now: dt.datetime) -> tuple[str, Session]:
+    """The login's second step: a session if *code* is right for the half-login *pending*.
+    A wrong code counts as a failed login (lockout); the half-login lives CODE_STEP_VALID."""
+    if not pending or len(pending) > 100:
+        raise LoginRefused("the login has expired: start again")
+    step_row = db.execute("SELECT * FROM staff_code_steps WHERE id_hash = ?", (_hash(pending),)).fetchone()
+    if step_row is None or parse_iso(step_row["created_at"]) + CODE_STEP_VALID <= now:
+        raise LoginRefused("the login has expired: start again")
+    row = _account(db, step_row["staff_id"])
+    if not row["active"] or not row["totp_secret"]:
+        raise LoginRefused("the login has expired: start again")
+    locked = lockouts.locked_until(db, row["id"], SCREEN, now)
+    if locked:
+        raise LoginRefused("too many failed logins", locked_until=locked)
+    with transaction(db):
+        step = _code_step(row["totp_secret"], code, now, after=row["totp_last_step"])
+        if step is not None:
+            db.execute("UPDATE staff SET totp_last_step = ? WHERE id = ?", (step, row["id"]))
+            db.execute("DELETE FROM staff_code_steps WHERE id_hash = ?", (step_row["id_hash"],))
+    if step is not None:
+        return _start_session(db, row, now)
+    locked = lockouts.count_failure(db, row["id"], SCREEN, now).locked_until
+    if locked:
+        raise LoginRefused(f"wrong code {lockouts.MAX_FAILURES} times: locked", locked_until=locked)
+    raise LoginRefused("the code is not right", wrong_code=True)
+
+
+def venue_choices(db: sqlite3.Connection) -> list[dict]:
+    """Venues (id, name) for the device enroll form's checkboxes."""
+    return db.execute("SELECT id, name FROM venues ORDER BY name, id").fetchall()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.clock import utcnow
-from hub.web.office import cards, devices, lists, printing, sales, views, work
+from hub.web.office import account, cards, devices, lists, printing, sales, staff_admin, views, work
 from hub.web.office.views import CLOCK
 
 
@@ -20,6 +20,8 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     lists.install(app)
     devices.install(app)
     work.install(app)
+    staff_admin.install(app)  # staff and TOTP (issue 12)
+    account.install(app)
     cards.install(app)  # cards by fulfilment state and print batches (issue 12)
     printing.install(app)
 

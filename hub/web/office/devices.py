@@ -1,4 +1,5 @@
-"""The office app's Devices screen (/office/devices): enrolled nodes, enrollment codes, enroll, revoke.
+"""The office app's Devices screen (/office/devices): enrolled nodes, enrollment codes, enroll, revoke,
+and rotating the hub's own key.
 
 Every logged-in staff member may look; only the `admin` role may enroll or revoke (the office
 role gets 403 and nothing changes), as the API's node operations are admin only. Each POST
@@ -44,10 +45,12 @@ def _rows(request: web.Request) -> list[dict]:
 
 
 def _page(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> web.Response:
-    codes = enrollment.list_codes(request.app[DB], views._now(request))
+    db = request.app[DB]
+    codes = enrollment.list_codes(db, views._now(request))
+    venues = staff.venue_choices(db)
     return views.render(request, "devices.html", status, me=me, csrf=me.csrf, rows=_rows(request), codes=codes,
                         admin=me.role == ADMIN, roles=enrollment.ROLES, reasons=nodes.REASONS, when=views._when,
-                        **ctx)
+                        venues=venues, venue_names={v["id"]: v["name"] for v in venues}, **ctx)
 
 
 @staff_only
@@ -72,7 +75,10 @@ async def enroll(request: web.Request, me: staff.Session) -> web.Response:
     form = await _admin_form(request, me)
     if isinstance(form, web.Response):
         return form
-    venues = [v.strip() for v in form.get("venues", "").split(",") if v.strip()]
+    venues = [str(v)[:64] for v in (await request.post()).getall("venue", [])]  # the ticked checkboxes
+    known = {v["id"] for v in staff.venue_choices(request.app[DB])}
+    if any(v not in known for v in venues):
+        return _page(request, me, 422, error=TEXT[views._lang(request)]["not_found"], form=form)
     try:
         code = enrollment.create_code(request.app[DB], name=form.get("name", ""), role=form.get("role", ""),
                                       venue_ids=venues, now=views._now(request))
@@ -103,8 +109,23 @@ async def revoke(request: web.Request, me: staff.Session) -> web.Response:
     raise web.HTTPSeeOther(PATH)
 
 
+@staff_only
+async def rotate(request: web.Request, me: staff.Session) -> web.Response:
+    """Give the hub a new signing key, as `tessera hub rotate-key` does (`nodes.rotate_hub_key`:
+    crash-safe, under the rotation lock). First POST: the confirmation page; `confirm=yes`: done.
+    The hub's sync answers pick the new key up by its id, so enrolled devices keep syncing."""
+    form = await _admin_form(request, me)
+    if isinstance(form, web.Response):
+        return form
+    if form.get("confirm") != "yes":
+        return views.render(request, "devices_rotate.html", me=me, csrf=me.csrf)
+    key_id = nodes.rotate_hub_key(context(request.app).data_dir, request.app[DB])
+    return _page(request, me, done=TEXT[views._lang(request)]["dv_rotated"].format(k=f"{key_id:08x}"))
+
+
 def install(app: web.Application) -> None:
-    """Add the Devices screen and its two POSTs."""
+    """Add the Devices screen and its POSTs."""
     app.router.add_get(PATH, show)
+    app.router.add_post(PATH + "/rotate", rotate)
     app.router.add_post(PATH + "/enroll", enroll)
     app.router.add_post(PATH + "/{id}/revoke", revoke)

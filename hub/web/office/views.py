@@ -36,6 +36,7 @@ CHECKING = web.AppKey("office_checking", asyncio.Semaphore)
 CHECKS_AT_ONCE = 2  # password checks at the same time (each takes 64 MB)
 COOKIE = "tessera_office"
 FORM_COOKIE = "tessera_office_form"
+CODE_COOKIE = "tessera_office_code"  # a half-login (password right, TOTP code due)
 LANG_COOKIE = "tessera_office_lang"
 MAX_FORM = 16 * 1024
 # The navigation bar: (address, label key, admins only). One line per screen, in the order shown.
@@ -48,6 +49,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/conflicts", "conflict_list", False),
     ("/office/mail", "mail_list", False),
     ("/office/devices", "devices", False),
+    ("/office/staff", "st_staff", True),
 ]
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parents[1] / "templates" / "office"),
@@ -174,12 +176,47 @@ async def submit_login(request: web.Request) -> web.Response:
         async with request.app[CHECKING]:  # Argon2id: ~60 ms and 64 MB each, off the event loop
             matches = await asyncio.to_thread(staff.password_matches, attempt, form.get("password", ""))
         secret, _ = staff.finish_login(db, attempt, matches, _now(request))
+    except staff.CodeNeeded as exc:  # TOTP on: the code step next (the form token cookie stays)
+        response = web.HTTPSeeOther("/office/login/code")
+        _cookie(response, request, CODE_COOKIE, exc.extra["pending"])
+        raise response from None
     except staff.LoginRefused as exc:
         locked = exc.extra.get("locked_until")
         error = t["e_locked"].format(t=_local_time(locked)) if locked else t["e_login"]
         return _anonymous_page(request, "login.html", 401, error=error, user=form.get("user", ""))
     response = web.HTTPSeeOther("/office/")
     _cookie(response, request, COOKIE, secret)
+    response.del_cookie(FORM_COOKIE, path="/office")
+    raise response
+
+
+async def show_code(request: web.Request) -> web.Response:
+    """The login's second step for a TOTP account: the 6-digit code."""
+    if not request.cookies.get(CODE_COOKIE):
+        raise web.HTTPSeeOther("/office/login")
+    return _anonymous_page(request, "login_totp.html")
+
+
+async def submit_code(request: web.Request) -> web.Response:
+    """Check the code of the half-login in the cookie; a wrong code counts toward the lockout."""
+    t = TEXT[_lang(request)]
+    form = await _form(request)
+    if not _anonymous_post_ok(request, form):
+        return _refused(request)
+    try:
+        secret, _ = staff.finish_code(request.app[DB], request.cookies.get(CODE_COOKIE), form.get("code", ""),
+                                      _now(request))
+    except staff.LoginRefused as exc:
+        locked = exc.extra.get("locked_until")
+        if not locked and not exc.extra.get("wrong_code"):
+            response = web.HTTPSeeOther("/office/login")
+            response.del_cookie(CODE_COOKIE, path="/office")
+            raise response from None
+        error = t["e_locked"].format(t=_local_time(locked)) if locked else t["e_code"]
+        return _anonymous_page(request, "login_totp.html", 401, error=error)
+    response = web.HTTPSeeOther("/office/")
+    _cookie(response, request, COOKIE, secret)
+    response.del_cookie(CODE_COOKIE, path="/office")
     response.del_cookie(FORM_COOKIE, path="/office")
     raise response
 
@@ -250,6 +287,8 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     app.router.add_get("/office/", start, name="office_start")
     app.router.add_get("/office/login", show_login, name="office_login")
     app.router.add_post("/office/login", submit_login)
+    app.router.add_get("/office/login/code", show_code, name="office_login_code")
+    app.router.add_post("/office/login/code", submit_code)
     app.router.add_post("/office/logout", logout, name="office_logout")
     app.router.add_get("/office/setup/{token}", show_setup, name="office_setup")
     app.router.add_post("/office/setup/{token}", submit_setup)

@@ -35,7 +35,7 @@ def _conflict_page(request: web.Request, page: int, size: int) -> office_lists.P
 
 def _conflict_cells(row: dict, euros: Callable[[int], str], t: dict) -> list[str]:
     state = t["f_resolved"] if row["resolved_at"] else t["f_open"]
-    return [views._when(row["created_at"]), row["node_id"], row["kind"], row["reason"], state]
+    return [views._when(row["created_at"]), row.get("node_name") or row["node_id"], row["kind"], row["reason"], state]
 
 
 CONFLICTS = lists.Screen("/office/conflicts", "conflict_list",
