@@ -38,6 +38,15 @@ class OperatorIn(Body, kw_only=True):
     active: bool = True
 
 
+class OperatorChange(Body, kw_only=True):
+    """A change (PUT): the PIN only if it changes, so an office can deactivate or rename an
+    operator without knowing or resetting their PIN."""
+
+    name: Name
+    pin: Pin | None = None
+    active: bool = True
+
+
 class LoginRefused(Conflict):
     """Wrong PIN, unknown or inactive operator, or locked out."""
 
@@ -59,11 +68,12 @@ def create(db: sqlite3.Connection, data: OperatorIn, now: dt.datetime) -> dict:
     return public(row)
 
 
-def update(db: sqlite3.Connection, operator_id: str, data: OperatorIn, now: dt.datetime) -> dict:
-    """A new name, PIN or active flag. An unknown operator is NotFound; a name another
+def update(db: sqlite3.Connection, operator_id: str, data: OperatorIn | OperatorChange, now: dt.datetime) -> dict:
+    """A new name, PIN (if given) or active flag. An unknown operator is NotFound; a name another
     operator has is a Conflict, also when another writer took it since the check (the
     database's unique constraint)."""
-    pin_hash = pins.slow_hash(data.pin)  # scrypt is slow: not while holding the write lock
+    # scrypt is slow: not while holding the write lock
+    pin_hash = pins.slow_hash(data.pin) if data.pin is not None else None
     try:
         with transaction(db):
             if not db.execute("SELECT 1 FROM operators WHERE id = ?", (operator_id,)).fetchone():
@@ -72,7 +82,8 @@ def update(db: sqlite3.Connection, operator_id: str, data: OperatorIn, now: dt.d
                 raise _name_taken(data.name)
             row = db.execute("UPDATE operators SET name = ?, active = ?, updated_at = ? WHERE id = ? "
                              "RETURNING *", (data.name, int(data.active), iso(now), operator_id)).fetchone()
-            pins.set_pin(db, operator_id, pin_hash, iso(now))
+            if pin_hash is not None:
+                pins.set_pin(db, operator_id, pin_hash, iso(now))
     except sqlite3.IntegrityError as exc:
         if integrity_problem(exc).kind == "unique":
             raise _name_taken(data.name) from None

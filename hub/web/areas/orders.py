@@ -258,7 +258,8 @@ def create_operator(ctx: Ctx):
 
 
 def change_operator(ctx: Ctx):
-    """A new name, PIN or active flag. A name another operator has is a 409 (`operators.update`)."""
+    """A new name, PIN (optional: left out, the PIN stays) or active flag. A name another operator
+    has is a 409 (`operators.update`)."""
     return _operator(operators.update(ctx.db, ctx.path("id"), ctx.body, utcnow()))
 
 
@@ -313,5 +314,6 @@ def register(api: Api) -> None:
             body=operators.OperatorIn, response=Operator, status=201,
             description="The PIN (4 to 8 digits) is stored as an scrypt hash and never shown again.")
     api.add("PUT", "/operators/{id}", change_operator, summary="Change a cash-desk operator", tag=tag,
-            roles=STAFF, body=operators.OperatorIn, response=Operator,
-            description="Name, PIN and active flag are all set; `active: false` locks the operator out.")
+            roles=STAFF, body=operators.OperatorChange, response=Operator,
+            description="Name and active flag are set; the PIN only if given (left out, it stays). "
+                        "`active: false` locks the operator out.")

@@ -9,7 +9,20 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.clock import utcnow
-from hub.web.office import account, cards, devices, lists, printing, sales, staff_admin, views, work
+from hub.web.office import (
+    account,
+    api_tokens,
+    cards,
+    catalog,
+    devices,
+    lists,
+    operators,
+    printing,
+    sales,
+    staff_admin,
+    views,
+    work,
+)
 from hub.web.office.views import CLOCK
 
 
@@ -24,6 +37,9 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     account.install(app)
     cards.install(app)  # cards by fulfilment state and print batches (issue 12)
     printing.install(app)
+    operators.install(app)  # operators, API tokens, catalog (issue 12)
+    api_tokens.install(app)
+    catalog.install(app)
 
 
 __all__ = ["CLOCK", "install"]

@@ -50,6 +50,9 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/mail", "mail_list", False),
     ("/office/devices", "devices", False),
     ("/office/staff", "st_staff", True),
+    ("/office/operators", "operators", False),
+    ("/office/tokens", "tokens", True),
+    ("/office/catalog", "catalog", False),
 ]
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parents[1] / "templates" / "office"),

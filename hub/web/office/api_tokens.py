@@ -1,0 +1,92 @@
+"""The office app's API tokens screen (/office/tokens): list, create (secret shown once), revoke.
+
+Admins only, like the API's token operations: the office role gets 403 on the page and on every
+POST, and nothing changes. Every change is the API's own operation via `api_call`
+(`POST /tokens`, `DELETE /tokens/{id}`), so its rules hold here too (roles, name limits, the
+last admin token cannot be revoked). The secret is in the one response to the create POST
+(`Cache-Control: no-store`, as every office page) and nowhere else: the hub keeps only its
+SHA-256 hash, so no later page can show it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.services import staff, tokens
+from hub.web.office import api_call, views
+from hub.web.office.lists import staff_only
+from hub.web.office.text import TEXT
+from hub.web.personalize import from_elsewhere
+
+PATH = "/office/tokens"
+ADMIN = "admin"
+
+
+def _not_admin(request: web.Request) -> web.Response:
+    return views.render(request, "message.html", 403, message=TEXT[views._lang(request)]["e_admin"])
+
+
+async def _page(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> web.Response:
+    rows = await api_call.call(request, me, "GET", "/tokens")
+    return views.render(request, "tokens.html", status, me=me, csrf=me.csrf, rows=rows, roles=tokens.ROLES,
+                        when=views._when, **ctx)
+
+
+@staff_only
+async def show(request: web.Request, me: staff.Session) -> web.Response:
+    """The token list and the create form (admins only)."""
+    if me.role != ADMIN:
+        return _not_admin(request)
+    return await _page(request, me)
+
+
+async def _admin_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
+    """The posted form if it may act: own origin, the session's token, admin role; else the refusal."""
+    form = await views._form(request)
+    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
+        return views._refused(request)
+    if me.role != ADMIN:
+        return _not_admin(request)
+    return form
+
+
+@staff_only
+async def create(request: web.Request, me: staff.Session) -> web.Response:
+    """A new token; its secret is in this one response and never again."""
+    form = await _admin_form(request, me)
+    if isinstance(form, web.Response):
+        return form
+    t = TEXT[views._lang(request)]
+    body = {"name": form.get("name", ""), "role": form.get("role", "")}
+    try:
+        made = await api_call.call(request, me, "POST", "/tokens", body)
+    except api_call.Refused as exc:
+        error = t["tk_e_role"] if exc.field == "role" else t["tk_e_name"] if exc.field == "name" else exc.detail
+        return await _page(request, me, exc.status, error=error, name=body["name"])
+    return await _page(request, me, 201, made=made)
+
+
+@staff_only
+async def revoke(request: web.Request, me: staff.Session) -> web.Response:
+    """Revoke a token. First POST: the confirmation page; with `confirm=yes`: done."""
+    form = await _admin_form(request, me)
+    if isinstance(form, web.Response):
+        return form
+    token_id = request.match_info["id"]
+    token = next((r for r in await api_call.call(request, me, "GET", "/tokens") if r["id"] == token_id), None)
+    if token is None:
+        raise web.HTTPNotFound(text=TEXT[views._lang(request)]["not_found"])
+    if form.get("confirm") != "yes":
+        return views.render(request, "tokens_confirm.html", me=me, csrf=me.csrf, token=token)
+    try:
+        await api_call.call(request, me, "DELETE", f"/tokens/{token_id}")
+    except api_call.Refused as exc:
+        return await _page(request, me, exc.status, error=exc.detail)
+    raise web.HTTPSeeOther(PATH)
+
+
+def install(app: web.Application) -> None:
+    """Add the API tokens screen and its two POSTs."""
+    app.router.add_get(PATH, show)
+    app.router.add_post(PATH, create)
+    app.router.add_post(PATH + "/{id}/revoke", revoke)
