@@ -279,9 +279,11 @@ def test_a_phone_sale_in_chromium(tmp_path):
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("sale-*.png"):
         old.unlink()
-    with office_in_chromium(tmp_path) as served:
+    shop: dict = {}
+    with office_in_chromium(tmp_path, prepare=lambda db: shop.update(_shop_order(db, tmp_path / "hub"))) as served:
         page = served.page
         page.goto(served.hub.url + "/office/orders")
+        page.screenshot(path=SHOTS / "sale-0-orders-de.png")
         page.click("#phone-sale")
         page.wait_for_selector("#sale")
         page.check("#new-customer")
@@ -311,4 +313,11 @@ def test_a_phone_sale_in_chromium(tmp_path):
         page.screenshot(path=SHOTS / "sale-4-order-de.png", full_page=True)
         page.goto(page.url + "?lang=en")
         page.screenshot(path=SHOTS / "sale-5-order-en.png", full_page=True)
+        page.goto(f"{served.hub.url}/office/orders/{shop['id']}?lang=de")  # a shop order: the customer calls
+        page.fill("form.personalize input[name=name]", "Erika Musterfrau")
+        page.screenshot(path=SHOTS / "sale-6-personalize-de.png", full_page=True)
+        page.click("form.personalize button")
+        page.wait_for_selector("#lines >> text=Erika Musterfrau")
+        assert "personalisiert" in page.inner_text("#lines")
+        page.screenshot(path=SHOTS / "sale-7-personalized-de.png", full_page=True)
     print(f"office phone sale in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")
