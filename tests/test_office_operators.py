@@ -83,7 +83,7 @@ async def test_a_bad_pin_gets_a_message_and_adds_nobody(staff_client, pin, pin2,
     assert rows(staff_client) == before
 
 
-async def test_deactivated_the_hub_issues_nothing_and_the_desk_refuses_the_pin(
+async def test_a_deactivated_operators_pin_opens_no_desk_after_sync_until_reactivated(
         staff_client, aiohttp_client, tmp_path):
     """What the code supports: `active` replicates to desks and `operators.login` refuses an
     inactive operator, so after the desk's next sync the PIN opens no session."""
