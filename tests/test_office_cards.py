@@ -71,9 +71,9 @@ async def test_the_list_shows_cards_by_state_with_counts_filters_and_csv(office)
 async def test_a_bulk_move_of_three_printed_cards_dispatches_them_all(office):
     cards = await printed_cards(office, ["Anna Eins", "Bert Zwei", "Cora Drei"], "mail")
     response = await move(office, cards, "dispatched")
-    page = await response.text()
-    assert response.status == 200, page
+    assert response.status == 303, await response.text()  # then a GET: a reload repeats nothing
     assert states(office, cards) == ["dispatched"] * 3
+    page = await (await office.get(response.headers["Location"])).text()
     assert "3 Karte(n) jetzt versandt." in page
 
 
@@ -131,7 +131,8 @@ async def test_reissue_gives_a_new_code_and_the_old_one_is_superseded(office):
     museum = gate(hub.db, hub.ids["museum_venues"]["Stadtmuseum"])
     assert museum.decide(card["code"]).admitted
     response = await post_form(office, f"{LIST}/{card['id']}", f"{LIST}/{card['id']}/reissue")
-    assert response.status == 200, await response.text()
+    assert response.status == 303 and response.headers["Location"] == f"{LIST}/{card['id']}?done=reissue"
+    assert "neu ausgestellt (Ausgabe 2)" in await (await office.get(response.headers["Location"])).text()
     now = card_row(office, card["id"])
     assert now["issue"] == 2 and now["code"] != card["code"]
     assert museum.decide(card["code"]).reason == "SUPERSEDED"
@@ -141,7 +142,7 @@ async def test_reissue_gives_a_new_code_and_the_old_one_is_superseded(office):
 async def test_replace_lost_card_queues_it_for_printing_again(office):
     card = (await printed_cards(office, ["Karl Verloren"], "pickup"))[0]
     response = await post_form(office, f"{LIST}/{card['id']}", f"{LIST}/{card['id']}/replace")
-    assert response.status == 200, await response.text()
+    assert response.status == 303, await response.text()
     now = card_row(office, card["id"])
     assert (now["issue"], now["fulfilment"]) == (2, "personalized")
     queued = office.hub.db.execute("SELECT count(*) AS n FROM print_jobs WHERE ref_id = ? AND state = 'queued' "
@@ -158,7 +159,7 @@ async def test_revoke_asks_first_then_revokes_and_the_gate_refuses(office):
     assert confirm.status == 200 and 'id="confirm-revoke"' in page and "&lt;i&gt;on&lt;/i&gt;" in page
     assert card_row(office, card["id"])["revoked_at"] is None  # asked, not done
     done = await post_form(office, path, path + "/revoke", {"reason": "lost on the tram", "confirm": "yes"})
-    assert done.status == 200, await done.text()
+    assert done.status == 303, await done.text()
     assert card_row(office, card["id"])["revoke_reason"] == "lost on the tram"
     museum = gate(hub.db, hub.ids["museum_venues"]["Stadtmuseum"])
     assert museum.decide(card["code"]).reason == "REVOKED"
@@ -193,3 +194,78 @@ async def test_links_from_the_customer_and_order_pages(office):
                                      (card["id"],)).fetchone()["order_id"]
     order = await (await office.get(f"/office/orders/{order_id}")).text()
     assert f'href="/office/cards/{card["id"]}"' in order
+
+
+# --- in Chromium ---------------------------------------------------------------------------------------------
+
+
+def _phone_orders(db) -> None:
+    """Before the hub starts: three cards by mail and one for pickup, sold by phone through the API."""
+    from hub.app import make_app
+    from hub.client import LocalClient
+
+    client = LocalClient(make_app(db))
+    customer = db.execute("SELECT id FROM customers ORDER BY rowid LIMIT 1").fetchone()["id"]
+    product_id = db.execute("SELECT id FROM annual_products ORDER BY rowid LIMIT 1").fetchone()["id"]
+    for names, delivery in ((["Erika Müller", "Jürgen Weiß", "Ada Lovelace"], "mail"), (["Paul Abholer"], "pickup")):
+        client.call("POST", "/orders", {"lines": [{"product_id": product_id, "quantity": len(names),
+                                                   "holders": [{"name": n} for n in names]}],
+                                        "customer_id": customer, "delivery": delivery,
+                                        "payment_method": "transfer"})
+
+
+@pytest.mark.slow
+def test_cards_in_chromium_print_a_batch_download_it_and_move_the_cards(tmp_path):
+    import time
+
+    from playwright.sync_api import expect
+
+    from tests.office import SHOTS, office_in_chromium
+    from tests.test_print_batches import qr_codes
+
+    started = time.monotonic()
+    for old in [*SHOTS.glob("cards-*.png"), *SHOTS.glob("print-*.png")]:
+        old.unlink()
+    with office_in_chromium(tmp_path, prepare=_phone_orders) as served:
+        page, url = served.page, served.hub.url
+        page.click("#nav >> text=Druck")
+        expect(page.locator("#h-waiting")).to_contain_text("(7)")  # 4 cards, 3 carriers
+        page.screenshot(path=SHOTS / "print-1-waiting-de.png")
+        page.select_option("#kind", "card")
+        page.click("#make")
+        expect(page.locator("#notice")).to_contain_text("Stapel gedruckt: 4 Karten.")
+        page.screenshot(path=SHOTS / "print-2-made-de.png")
+        with page.expect_download() as download:
+            page.click("#made-pdf")
+        pdf = download.value.path().read_bytes()
+        assert pdf.startswith(b"%PDF") and len(qr_codes(pdf)) == 4
+
+        page.goto(url + "/office/cards?state=printed&lang=en")
+        expect(page.locator("#tab-printed")).to_contain_text("printed (4)")
+        for name in ("Erika Müller", "Jürgen Weiß", "Ada Lovelace"):
+            page.locator("tr", has_text=name).locator("input[type=checkbox]").check()
+        page.select_option("#to", "dispatched")
+        page.screenshot(path=SHOTS / "cards-1-selected-en.png")
+        page.click("#move")
+        expect(page.locator("#notice")).to_contain_text("3 card(s) now dispatched.")
+        expect(page.locator("#tab-dispatched")).to_contain_text("dispatched (3)")
+        page.screenshot(path=SHOTS / "cards-2-moved-en.png")
+        # the pickup card cannot be dispatched: refused, named, nothing moved
+        page.locator("tr", has_text="Paul Abholer").locator("input[type=checkbox]").check()
+        page.click("#move")
+        expect(page.locator("#error")).to_contain_text("goes by pickup, not mail")
+        page.screenshot(path=SHOTS / "cards-3-refused-en.png")
+
+        page.locator("tr", has_text="Paul Abholer").locator("a").first.click()
+        expect(page.locator("#title")).to_contain_text("Paul Abholer")
+        page.fill("#reason", "Karte verloren")
+        page.click("#revoke")
+        expect(page.locator("#confirm")).to_contain_text("Karte verloren")
+        page.screenshot(path=SHOTS / "cards-4-confirm-en.png")
+        page.click("#confirm-revoke")
+        expect(page.locator("#state")).to_contain_text("revoked")
+        page.goto(page.url.split("?")[0] + "?lang=de")
+        page.screenshot(path=SHOTS / "cards-5-card-de.png")
+        page.goto(url + "/office/print?lang=de")
+        page.screenshot(path=SHOTS / "print-3-batches-de.png")
+    print(f"office cards and print in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")

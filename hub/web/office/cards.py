@@ -26,6 +26,7 @@ from hub.web.personalize import from_elsewhere
 
 PATH = "/office/cards"
 MAX_REASON = 200  # as the API's CardRevokeIn
+ACTIONS = ("reissue", "replace", "revoke")
 
 
 def _card_page(request: web.Request, page: int, size: int) -> office_lists.Page:
@@ -62,7 +63,11 @@ def _list(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> 
 
 @lists.staff_only
 async def show(request: web.Request, me: staff.Session) -> web.Response:
-    """Cards by fulfilment state."""
+    """Cards by fulfilment state (after a move, with what moved: `moved` and `to` in the query)."""
+    to, moved = request.query.get("to"), lists._int(request.query.get("moved"), 0)
+    if to in office_lists.FULFILMENT_STATES and moved > 0:
+        t = TEXT[views._lang(request)]
+        return _list(request, me, notice=t["cd_moved"].format(n=moved, s=t["fs_" + to]), to=to)
     return _list(request, me)
 
 
@@ -87,15 +92,14 @@ async def move(request: web.Request, me: staff.Session) -> web.Response:
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
-    ids = list((await request.post()).getall("card", []))
+    ids, to = list((await request.post()).getall("card", [])), form.get("to", "")
     if not ids:
-        return _list(request, me, 400, error=t["cd_none"])
+        return _list(request, me, 400, error=t["cd_none"], to=to)
     try:
-        moved = await api_call.call(request, me, "POST", "/cards/fulfilment",
-                                    {"card_ids": ids, "state": form.get("to", "")})
+        moved = await api_call.call(request, me, "POST", "/cards/fulfilment", {"card_ids": ids, "state": to})
     except api_call.Refused as exc:
-        return _list(request, me, exc.status, error=t["cd_refused"].format(d=exc.detail))
-    return _list(request, me, notice=t["cd_moved"].format(n=len(moved), s=t["fs_" + form["to"]]))
+        return _list(request, me, exc.status, error=t["cd_refused"].format(d=exc.detail), to=to)
+    raise web.HTTPSeeOther(f"{PATH}?{lists._query(request, CARDS, moved=len(moved), to=to)}")
 
 
 def _day(moment: str | None) -> str:
@@ -114,6 +118,9 @@ async def _card_view(request: web.Request, me: staff.Session, status: int = 200,
     """One card with product, customer, order and history."""
     card = await _card(request, me)
     more = office_lists.card_detail(request.app[DB], card["id"])
+    done = request.query.get("done")
+    if done in ACTIONS and "error" not in ctx:
+        ctx["notice"] = TEXT[views._lang(request)]["cd_done_" + done].format(n=card["number"], i=card["issue"])
     return views.render(request, "card.html", status, me=me, csrf=me.csrf, c=card, more=more, when=views._when,
                         day=_day, **ctx)
 
@@ -122,14 +129,14 @@ card_page = lists.staff_only(_card_view)
 
 
 async def _act(request: web.Request, me: staff.Session, what: str, body: dict | None = None) -> web.Response:
-    """POST /cards/{id}/<what> as *me*; back to the card page with the API's answer."""
+    """POST /cards/{id}/<what> as *me*; then back to the card page (a GET, so a reload repeats nothing)."""
     t = TEXT[views._lang(request)]
     card_id = (await _card(request, me))["id"]  # an unknown id: 404 before anything is tried
     try:
-        card = await api_call.call(request, me, "POST", f"/cards/{card_id}/{what}", body)
+        await api_call.call(request, me, "POST", f"/cards/{card_id}/{what}", body)
     except api_call.Refused as exc:
         return await _card_view(request, me, exc.status, error=t["cd_refused"].format(d=exc.detail))
-    return await _card_view(request, me, notice=t["cd_done_" + what].format(n=card["number"], i=card["issue"]))
+    raise web.HTTPSeeOther(f"{PATH}/{card_id}?done={what}")
 
 
 @lists.staff_only

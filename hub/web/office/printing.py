@@ -31,6 +31,10 @@ async def _page(request: web.Request, me: staff.Session, status: int = 200, **ct
     batches = await api_call.call(request, me, "GET", "/print-batches", query={"limit": SHOWN})
     waiting = [j for j in jobs["items"] if j["state"] == "queued"]
     failed = [j for j in jobs["items"] if j["state"] == "failed"]
+    made = next((b for b in batches["items"] if b["id"] == request.query.get("made")), None)
+    if made and "made" not in ctx:  # back from making a batch (a GET: a reload prints nothing again)
+        t = TEXT[views._lang(request)]
+        ctx.update(made=made, notice=t["pr_made"].format(n=made["jobs"], k=t["pk_" + made["kind"]]))
     return views.render(request, "print.html", status, me=me, csrf=me.csrf, waiting=waiting, failed=failed,
                         jobs_total=jobs["total"], batches=batches["items"], batches_total=batches["total"],
                         when=views._when, **ctx)
@@ -61,10 +65,9 @@ async def make_batch(request: web.Request, me: staff.Session) -> web.Response:
     except api_call.Refused as exc:
         return await _page(request, me, exc.status, error=t["pr_refused"].format(d=exc.detail))
     if made["batch_id"]:
-        notice = t["pr_made"].format(n=made["jobs"], k=t["pk_" + made["kind"]])
-        return await _page(request, me, 201, notice=notice, made=made)
+        raise web.HTTPSeeOther(f"{PATH}?made={made['batch_id']}")
     if made["failed"]:
-        return await _page(request, me, 200, error=t["pr_failed"].format(n=made["failed"]), made=made)
+        return await _page(request, me, 200, error=t["pr_failed"].format(n=made["failed"]))
     return await _page(request, me, 200, notice=t["pr_nothing"])
 
 

@@ -92,6 +92,7 @@ TEXT = {
         "pr_requeued": "{n} Auftrag/Aufträge wieder in der Warteschlange.",
         "pr_none_waiting": "Keine wartenden Aufträge.", "pr_none_failed": "Keine fehlgeschlagenen Aufträge.",
         "pr_none_batches": "Noch keine Stapel gedruckt.",
+        "pj_queued": "wartet", "pj_printed": "gedruckt", "pj_failed": "fehlgeschlagen",
         # staff and TOTP screens (staff, account, login code step)
         "st_staff": "Mitarbeitende", "st_user": "Benutzer", "st_role": "Rolle", "st_active": "Aktiv",
         "st_last_login": "Letzte Anmeldung", "st_totp": "TOTP", "st_on": "an", "st_off": "aus", "st_yes": "ja",
@@ -273,6 +274,7 @@ TEXT = {
         "pr_nothing": "No jobs of this kind are waiting.", "pr_requeued": "{n} job(s) back in the queue.",
         "pr_none_waiting": "No jobs waiting.", "pr_none_failed": "No failed jobs.",
         "pr_none_batches": "No batches printed yet.",
+        "pj_queued": "waiting", "pj_printed": "printed", "pj_failed": "failed",
         # staff and TOTP screens (staff, account, login code step)
         "st_staff": "Staff", "st_user": "User", "st_role": "Role", "st_active": "Active",
         "st_last_login": "Last login", "st_totp": "TOTP", "st_on": "on", "st_off": "off", "st_yes": "yes",
