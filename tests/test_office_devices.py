@@ -202,6 +202,87 @@ async def test_a_forged_post_changes_nothing(admin, tmp_path, attack):
     assert not any(n["revoked_at"] for n in await nodes_api(admin))
 
 
+# --- rotating the hub key, the hub's own row, venues by name (issue 12, staff and devices) ------------------
+
+
+def hub_key(client) -> int:
+    return client.hub.db.execute("SELECT key_id FROM node").fetchone()["key_id"]
+
+
+async def test_an_admin_rotates_the_hub_key_after_confirming_and_an_edge_keeps_syncing(admin, tmp_path):
+    node = await enrolled(admin, tmp_path)
+    db = connect(tmp_path / "Kasse-3" / NODE_DB, edge=True)
+    client = SyncClient(db, tmp_path / "Kasse-3")
+    try:
+        await client.round()
+        old = hub_key(admin)
+        token = await page_token(admin)
+        asked = await admin.post("/office/devices/rotate", data={"csrf": token})
+        assert asked.status == 200 and 'id="confirm-rotate"' in await asked.text()
+        assert hub_key(admin) == old  # the first POST only asks
+        done = await admin.post("/office/devices/rotate", data={"csrf": token, "confirm": "yes"})
+        text = await done.text()
+        assert done.status == 200 and f"{hub_key(admin):08x}" in text and hub_key(admin) != old
+        retired = [n for n in await nodes_api(admin) if n["key_id"] == f"{old:08x}"]
+        assert retired and retired[0]["revoke_reason"] == "rotated"
+        await client.round()  # the edge verifies the hub's answers under the new key
+        await client.round()
+        assert db.execute("SELECT count(*) AS n FROM node_certs WHERE key_id = ?", (hub_key(admin),)
+                          ).fetchone()["n"] == 1  # the edge has learnt the hub's new certificate
+    finally:
+        await client.close()
+        db.close()
+    assert node["id"] in await (await admin.get("/office/devices")).text()
+
+
+async def test_a_forged_or_office_role_rotation_changes_nothing(aiohttp_client, admin):
+    old, token = hub_key(admin), await page_token(admin)
+    no_token = await admin.post("/office/devices/rotate", data={"confirm": "yes"})
+    foreign = await admin.post("/office/devices/rotate", data={"csrf": token, "confirm": "yes"}, headers=FOREIGN)
+    assert (no_token.status, foreign.status) == (403, 403)
+    clerk = await aiohttp_client(make_app(admin.hub.db))
+    clerk.hub, clerk.clock = admin.hub, admin.clock
+    await ready(clerk, "clerk", "office")
+    assert (await log_in(clerk, "clerk")).status == 303
+    text = await (await clerk.get("/office/devices")).text()
+    assert 'action="/office/devices/rotate"' not in text
+    refused = await clerk.post("/office/devices/rotate", data={"csrf": csrf_of(text), "confirm": "yes"})
+    assert refused.status == 403
+    assert hub_key(admin) == old
+
+
+async def test_the_hub_is_not_an_offline_device_and_roles_are_words(admin, tmp_path):
+    await enrolled(admin, tmp_path)
+    listed = await (await admin.get("/office/devices", params={"lang": "en"})).text()
+    hub_row = re.search(r'<tr data-node="[^"]+"><td>[^<]*</td><td>Hub</td>.*?</tr>', listed, re.S).group(0)
+    assert "this hub" in hub_row and "offline" not in hub_row
+    assert "<td>Cash desk</td>" in listed and "<td>cashdesk</td>" not in listed
+    start = await (await admin.get("/office/", params={"lang": "en"})).text()
+    devices = re.search(r'<table id="devices">.*?</table>', start, re.S).group(0)
+    assert "Kasse 3" in devices and "<td>Hub</td>" not in devices and "Cash desk" in devices
+
+
+async def test_enrolling_for_venues_ticks_them_by_name(aiohttp_client, sample_hub, tmp_path):
+    admin = await client_as(aiohttp_client, sample_hub, "admin")
+    venues = sample_hub.db.execute("SELECT id, name FROM venues ORDER BY name").fetchall()
+    page = await (await admin.get("/office/devices")).text()
+    for venue in venues:
+        assert f'name="venue" value="{venue["id"]}"> {html.escape(venue["name"])}</label>' in page
+    assert 'id="venues" name="venues"' not in page  # no ids typed by hand
+    token = csrf_of(page)
+    before = state(admin)
+    unknown = await admin.post("/office/devices/enroll", data={"csrf": token, "name": "Tor 1", "role": "gate",
+                                                               "venue": "not-a-venue"})
+    assert unknown.status == 422 and state(admin) == before
+    response = await admin.post("/office/devices/enroll", data={"csrf": token, "name": "Tor 1", "role": "gate",
+                                                                "venue": venues[0]["id"]})
+    assert response.status == 201
+    node = await enrolling.enroll(tmp_path / "tor", shown_code(await response.text()), [admin.url])
+    listed = await (await admin.get("/office/devices", params={"lang": "en"})).text()
+    row = re.search(rf'<tr data-node="{node["id"]}">.*?</tr>', listed, re.S).group(0)
+    assert f"<td>Gate</td><td>{html.escape(venues[0]['name'])}</td>" in row
+
+
 # --- in Chromium ---------------------------------------------------------------------------------------------
 
 
@@ -259,3 +340,40 @@ def test_devices_in_chromium_enroll_and_revoke(tmp_path):
     finally:
         hub.stop()
     print(f"office devices in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")
+
+
+@pytest.mark.slow
+def test_devices_in_chromium_venues_by_name_role_words_and_hub_key_rotation(tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.office import office_in_chromium
+
+    with office_in_chromium(tmp_path, sample=True, lang="de") as served:
+        page, url = served.page, served.hub.url
+        page.goto(url + "/office/devices")
+        venue = page.locator("#venues label.check").first
+        name = venue.inner_text().strip()
+        venue.locator("input").check()
+        page.fill("#name", "Tor Nord")
+        page.select_option("#role", "gate")
+        page.screenshot(path=SHOTS / "devices-5-venues-de.png", full_page=True)
+        page.click("#make-code")
+        code = page.locator("#code").get_attribute("data-code")
+        with ThreadPoolExecutor(1) as pool:
+            node = pool.submit(asyncio.run, enrolling.enroll(tmp_path / "tor", code, [url])).result()
+        page.goto(url + "/office/devices")
+        row = page.locator(f"tr[data-node='{node['id']}']")
+        expect(row).to_contain_text("Einlass")
+        expect(row).to_contain_text(name)
+        expect(page.locator("#nodes")).to_contain_text("dieser Hub")
+        page.screenshot(path=SHOTS / "devices-6-list-de.png", full_page=True)
+        page.click("#rotate")
+        expect(page.locator("#confirm")).to_be_visible()
+        page.screenshot(path=SHOTS / "devices-7-rotate-confirm-de.png")
+        page.click("#confirm-rotate")
+        expect(page.locator("#done")).to_contain_text("Neuer Hub-Schlüssel")
+        page.screenshot(path=SHOTS / "devices-8-rotated-de.png", full_page=True)
+        page.goto(url + "/office/")
+        expect(page.locator("#devices")).to_contain_text("Einlass")
+        expect(page.locator("#devices")).not_to_contain_text("Hub")
+        page.screenshot(path=SHOTS / "devices-9-start-de.png", full_page=True)
