@@ -33,7 +33,9 @@ def _content(op: Any, registry: dict[Any, dict]) -> dict:
     """JSON by the response type, or a download (e.g. application/pdf) as binary."""
     if op.response_media != "application/json":
         return {op.response_media: {"schema": {"type": "string", "format": "binary"}}}
-    return {"application/json": {"schema": _schema_ref(op.response, registry)}}
+    content = {"application/json": {"schema": _schema_ref(op.response, registry)}}
+    content.update({media: {"schema": {"type": "string"}} for media in op.also_media})  # Media answers
+    return content
 
 
 def build_document(api: Api, version: str) -> dict:
