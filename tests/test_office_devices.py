@@ -342,6 +342,20 @@ def test_devices_in_chromium_enroll_and_revoke(tmp_path):
     print(f"office devices in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")
 
 
+async def test_the_conflicts_list_names_the_node_or_shows_its_id_if_unknown(admin, tmp_path):
+    node = await enrolled(admin, tmp_path)
+    stranger = "01900000-0000-7000-8000-000000000000"  # never certified by this hub
+    for node_id, seq in ((node["id"], 1), (stranger, 1)):
+        admin.hub.db.execute("INSERT INTO conflicts (id, node_id, node_seq, kind, body, reason, created_at) "
+                             "VALUES (?, ?, ?, 'sale.completed', '{}', 'test', ?)",
+                             (f"c-{seq}-{node_id[-4:]}", node_id, seq, "2026-12-02T09:00:00.000000Z"))
+    listed = await (await admin.get("/office/conflicts", params={"lang": "en"})).text()
+    assert "<td>Kasse 3</td>" in listed and f"<td>{stranger}</td>" in listed
+    assert f"<td>{node['id']}</td>" not in listed
+    found = await (await admin.get("/office/conflicts", params={"q": "kasse"})).text()
+    assert "Kasse 3" in found and stranger not in found  # the name is searchable too
+
+
 @pytest.mark.slow
 def test_devices_in_chromium_venues_by_name_role_words_and_hub_key_rotation(tmp_path):
     from playwright.sync_api import expect

@@ -388,15 +388,28 @@ def change_password(db: sqlite3.Connection, staff_id: str, old: str, new: str, n
                     keep: str | None = None) -> None:
     """Change one's own password, proven by the old one (a session left open on a shared PC must
     not be enough). Ends every other session of the account (*keep*: this session's secret).
-    Slow (two Argon2id runs): the web view calls it in a thread."""
-    row = _account(db, staff_id)
-    if not row["password_hash"] or not _verify(row["password_hash"], old):
+    The web view runs the same steps with the slow middle one in a thread."""
+    stored = _account(db, staff_id)["password_hash"]
+    store_changed_password(db, staff_id, new_password_hash(stored, old, new), now, keep)
+
+
+def new_password_hash(stored: str | None, old: str, new: str) -> str:
+    """The slow part (two Argon2id runs, no database): the new hash if *old* matches *stored*."""
+    if not stored or not _verify(stored, old):
         raise ValidationError("the current password is wrong", field="old")
-    new_hash = hash_password(new)
+    return hash_password(new)
+
+
+def store_changed_password(db: sqlite3.Connection, staff_id: str, new_hash: str, now: dt.datetime,
+                           keep: str | None = None) -> None:
     with transaction(db):
         db.execute("UPDATE staff SET password_hash = ?, updated_at = ? WHERE id = ?", (new_hash, iso(now), staff_id))
         db.execute("DELETE FROM staff_sessions WHERE staff_id = ? AND id_hash != ?",
                    (staff_id, _hash(keep) if keep else ""))
+
+
+def password_hash_of(db: sqlite3.Connection, staff_id: str) -> str | None:
+    return _account(db, staff_id)["password_hash"]
 
 
 # --- TOTP (RFC 6238) for admins ------------------------------------------------------------------------
