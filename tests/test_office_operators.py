@@ -197,3 +197,25 @@ def test_operators_in_chromium_add_and_reset_a_pin(tmp_path):
         expect(page.locator("#operators tr", has_text="Anna Kasse")).to_contain_text("deactivated")
         page.screenshot(path=SHOTS / "operators-3-reset-deactivated-en.png", full_page=True)
         assert "4711" not in page.content() and "8520" not in page.content()
+
+
+async def test_the_operator_list_filters_sorts_and_downloads_as_csv_without_pins(aiohttp_client, sample_hub):
+    client = await signed_in(aiohttp_client, sample_hub, role="office")
+    for name, pin in (("Zoe", "1357"), ("Adam", "2468"), ("=HYPERLINK(1)", "9753")):
+        assert (await add(client, name, pin)).status == 303
+    await post_form(client, PAGE, f"{PAGE}/{operator(client, 'Adam')['id']}/active", {"active": "0"})
+    page = await (await client.get(PAGE, params={"sort": "-name", "lang": "en"})).text()
+    assert page.index("Zoe") < page.index("Adam")
+    page = await (await client.get(PAGE, params={"sort": "state; DROP TABLE operators", "lang": "en"})).text()
+    assert page.index("Adam") < page.index("Zoe")  # an unknown sort key: the default, by name
+    filtered = await (await client.get(PAGE, params={"q": "zo"})).text()
+    assert "Zoe" in filtered and "Adam" not in filtered
+    response = await client.get(PAGE + ".csv", params={"lang": "de", "sort": "name"})
+    body = (await response.read()).decode("utf-8")
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    lines = body.removeprefix("\ufeff").splitlines()
+    assert lines[0] == "Name;Zustand;Angelegt"
+    assert lines[1].startswith("'=HYPERLINK(1);aktiv") and lines[2].startswith("Adam;deaktiviert")
+    assert not any(pin in body for pin in ("1357", "2468", "9753"))
+    anonymous = await aiohttp_client(make_app(sample_hub.db))
+    assert (await anonymous.get(PAGE + ".csv", allow_redirects=False)).status == 303

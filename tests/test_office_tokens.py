@@ -160,3 +160,23 @@ def test_tokens_in_chromium_create_and_revoke(tmp_path):
         expect(page.locator("#tokens tr", has_text="Webshop <Test>")).to_contain_text("revoked")
         page.screenshot(path=SHOTS / "tokens-3-revoked-en.png")
         assert status(url, secret) == 401
+
+
+async def test_the_token_list_pages_sorts_filters_and_downloads_as_csv_without_secrets(admin, aiohttp_client):
+    from hub.services import tokens as token_service
+
+    secrets = [token_service.create_token(admin.hub.db, f"Kasse {n:02}", "shop")[0] for n in range(30)]
+    first = await (await admin.get(PAGE, params={"q": "kasse", "sort": "name", "lang": "en"})).text()
+    assert "Kasse 00" in first and "Kasse 24" in first and "Kasse 25" not in first and "Page 1 of 2" in first
+    second = await (await admin.get(PAGE, params={"q": "kasse", "sort": "name", "page": "2", "lang": "en"})).text()
+    assert "Kasse 25" in second and "Kasse 00" not in second
+    newest = await (await admin.get(PAGE, params={"sort": "-name"})).text()
+    assert newest.index("Kasse 29") < newest.index("Kasse 28")
+    only = await (await admin.get(PAGE, params={"q": "kasse 07"})).text()
+    assert "Kasse 07" in only and "Kasse 08" not in only
+    response = await admin.get(PAGE + ".csv", params={"lang": "en"})
+    body = (await response.read()).decode("utf-8")
+    assert response.status == 200 and body.startswith("\ufeffName,Role,Created,State")
+    assert body.count("Kasse") == 30 and not any(s in body for s in secrets)
+    office = await signed_in(aiohttp_client, admin.hub, role="office")
+    assert (await office.get(PAGE + ".csv")).status == 403

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.services import staff, tokens
-from hub.web.office import api_call, views
+from hub.web.office import api_call, small_lists, views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
 from hub.web.personalize import from_elsewhere
@@ -26,10 +26,33 @@ def _not_admin(request: web.Request) -> web.Response:
     return views.render(request, "message.html", 403, message=TEXT[views._lang(request)]["e_admin"])
 
 
-async def _page(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> web.Response:
+SORTS = {"name": lambda r: r["name"].casefold(), "role": lambda r: r["role"], "created": lambda r: r["created_at"],
+         "state": lambda r: r["revoked_at"] or ""}
+COLUMNS = (("name", "name"), ("role", "role"), ("created", "op_created"), ("state", "state"))
+
+
+async def _arranged(request: web.Request, me: staff.Session, size: int = small_lists.PAGE_SIZE):
     rows = await api_call.call(request, me, "GET", "/tokens")
-    return views.render(request, "tokens.html", status, me=me, csrf=me.csrf, rows=rows, roles=tokens.ROLES,
-                        when=views._when, **ctx)
+    return small_lists.arrange(request, rows, SORTS, "created", lambda r: f"{r['name']} {r['role']}", size)
+
+
+async def _page(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> web.Response:
+    view = await _arranged(request, me)
+    return views.render(request, "tokens.html", status, me=me, csrf=me.csrf, view=view, rows=view.rows,
+                        columns=COLUMNS, roles=tokens.ROLES, when=views._when, **ctx)
+
+
+@staff_only
+async def download(request: web.Request, me: staff.Session) -> web.Response:
+    """The tokens of the filter and sort as CSV (name, role, created, revoked); never a secret."""
+    if me.role != ADMIN:
+        return _not_admin(request)
+    t = TEXT[views._lang(request)]
+    view = await _arranged(request, me, size=10_000)
+    lines = [[k["name"], k["role"], views._when(k["created_at"]),
+              f"{t['revoked']} {views._when(k['revoked_at'])}" if k["revoked_at"] else t["tk_valid"]]
+             for k in view.rows]
+    return small_lists.csv_response(request, "tokens", [label for _, label in COLUMNS], lines)
 
 
 @staff_only
@@ -86,7 +109,8 @@ async def revoke(request: web.Request, me: staff.Session) -> web.Response:
 
 
 def install(app: web.Application) -> None:
-    """Add the API tokens screen and its two POSTs."""
+    """Add the API tokens screen, its CSV and its two POSTs."""
     app.router.add_get(PATH, show)
+    app.router.add_get(PATH + ".csv", download)
     app.router.add_post(PATH, create)
     app.router.add_post(PATH + "/{id}/revoke", revoke)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.services import staff
-from hub.web.office import api_call, views
+from hub.web.office import api_call, small_lists, views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
 from hub.web.personalize import from_elsewhere
@@ -24,9 +24,29 @@ async def _operators(request: web.Request, me: staff.Session) -> list[dict]:
     return await api_call.call(request, me, "GET", "/operators")
 
 
+SORTS = {"name": lambda r: r["name"].casefold(), "state": lambda r: not r["active"],
+         "created": lambda r: r["created_at"]}
+COLUMNS = (("name", "name"), ("state", "state"), ("created", "op_created"))
+
+
+async def _arranged(request: web.Request, me: staff.Session, size: int = small_lists.PAGE_SIZE):
+    return small_lists.arrange(request, await _operators(request, me), SORTS, "name", lambda r: r["name"], size)
+
+
 async def _page(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> web.Response:
-    return views.render(request, "operators.html", status, me=me, csrf=me.csrf, rows=await _operators(request, me),
-                        when=views._when, **ctx)
+    view = await _arranged(request, me)
+    return views.render(request, "operators.html", status, me=me, csrf=me.csrf, view=view, rows=view.rows,
+                        columns=COLUMNS, when=views._when, **ctx)
+
+
+@staff_only
+async def download(request: web.Request, me: staff.Session) -> web.Response:
+    """The operators of the filter and sort as CSV (name, state, created); never a PIN."""
+    t = TEXT[views._lang(request)]
+    view = await _arranged(request, me, size=10_000)
+    lines = [[o["name"], t["op_active"] if o["active"] else t["op_inactive"], views._when(o["created_at"])]
+             for o in view.rows]
+    return small_lists.csv_response(request, "operators", [label for _, label in COLUMNS], lines)
 
 
 @staff_only
@@ -127,8 +147,9 @@ async def reset_pin(request: web.Request, me: staff.Session) -> web.Response:
 
 
 def install(app: web.Application) -> None:
-    """Add the Operators screen and its three POSTs."""
+    """Add the Operators screen, its CSV and its three POSTs."""
     app.router.add_get(PATH, show)
+    app.router.add_get(PATH + ".csv", download)
     app.router.add_post(PATH, add)
     app.router.add_post(PATH + "/{id}/active", set_active)
     app.router.add_post(PATH + "/{id}/pin", reset_pin)
