@@ -267,6 +267,7 @@ def test_the_sample_plan_in_chromium_is_large_enough_to_touch_and_clicks_hit_the
                                       " return [r.width, r.height]; })")
                 assert len(sizes) == len(seats)
                 smallest = min(min(w, h) for w, h in sizes)
+                print(f"smallest seat at {width}x{height}: {smallest:.1f} px")
                 if width == 1024:
                     assert smallest >= 28, f"a seat is {smallest:.1f} px at {width} wide"
                 page.screenshot(path=SHOTS / f"grosses-haus-{width}x{height}.png", full_page=True)

@@ -175,7 +175,7 @@ DEFS = (
     '<rect width="6" height="6" fill="#ffffff"/><line x1="0" y1="0" x2="0" y2="6" stroke="#8a8a8a" '
     'stroke-width="3"/></pattern>'
     '<pattern id="tm-dots" width="6" height="6" patternUnits="userSpaceOnUse">'
-    '<rect width="6" height="6" fill="#fff4c2"/><circle cx="3" cy="3" r="1.3" fill="#6b5a00"/></pattern>'
+    '<rect width="6" height="6" fill="#fff4c2"/><circle cx="3" cy="3" r="1" fill="#b08f00"/></pattern>'
     '<symbol id="tm-wheelchair" viewBox="0 0 24 24"><circle cx="11" cy="3.5" r="2.5"/>'
     '<path d="M10 7h3v6h5l3 6-2.6 1.2L16 16h-6a1.5 1.5 0 0 1-1.5-1.5V8.5z"/>'
     '<path d="M7.5 10.6v2.3a5 5 0 1 0 7.3 5.1h2.3a7.2 7.2 0 1 1-9.6-7.4z"/></symbol>'
@@ -189,7 +189,9 @@ STYLE = (
     '.tm text{font-family:"DejaVu Sans",Arial,sans-serif}'
     '.tm .sec{font-size:16px;font-weight:bold;fill:#222222}'
     '.tm .row{font-size:12px;font-weight:bold;fill:#555555}'
-    '.tm .lbl{font-size:12px;font-weight:bold}'
+    '.tm .lbl{font-size:12px;font-weight:bold;text-anchor:middle;dominant-baseline:central}'
+    '.tm .hit{fill:#ffffff;fill-opacity:0;pointer-events:all}'
+    '.tm .free{stroke:#000000;stroke-opacity:.35}'
     '.tm .leg{font-size:13px;fill:#222222}'
     '.tm .seat[tabindex]{cursor:pointer}'
     '.tm .seat:focus{outline:none}'
@@ -212,7 +214,7 @@ def _body(color: str, state: str) -> str:
         return (f'<rect {shape} fill="#111111" stroke="{color}" stroke-width="3"/>'
                 '<rect x="-15.5" y="-15.5" width="31" height="31" rx="7" fill="none" stroke="#111111" '
                 'stroke-width="1.5"/>')
-    return f'<rect {shape} fill="{color}" stroke="#000000" stroke-opacity="0.35" stroke-width="1"/>'
+    return f'<rect {shape.replace("body", "body free")} fill="{color}"/>'
 
 
 def _mark(seat: MapSeat, state: str, color: str) -> str:
@@ -223,9 +225,8 @@ def _mark(seat: MapSeat, state: str, color: str) -> str:
     if seat.wheelchair:
         out = f'<use href="#tm-wheelchair" x="-10" y="-10" width="20" height="20" fill="{ink}"/>'
     else:
-        size = 12 if len(seat.label) <= 2 else max(7, 30 // max(len(seat.label), 1))
-        out = (f'<text class="lbl" x="0" y="0" text-anchor="middle" dominant-baseline="central" '
-               f'fill="{ink}" font-size="{size}">{esc(seat.label)}</text>')
+        size = "" if len(seat.label) <= 2 else f' style="font-size:{max(7, 30 // len(seat.label))}px"'
+        out = f'<text class="lbl" fill="{ink}"{size}>{esc(seat.label)}</text>'
     if seat.companion:
         out += '<use href="#tm-companion" x="5" y="-16" width="12" height="12"/>'
     return out
@@ -238,8 +239,7 @@ def _seat(seat: MapSeat, state: str, k: float, lang: str) -> str:
     return (f'<g class="seat" data-seat-id="{esc(seat.id)}" data-state="{state}" data-zone="{esc(seat.zone)}" '
             f'role="button"{focus}{pressed} aria-label="{esc(aria_label(seat, state, lang))}" '
             f'transform="translate({num(seat.x * k)} {num(seat.y * k)})">'
-            '<rect class="hit" x="-16" y="-16" width="32" height="32" fill="#ffffff" fill-opacity="0" '
-            'pointer-events="all"/>'
+            '<rect class="hit" x="-16" y="-16" width="32" height="32"/>'
             f'{_body(color, state)}{_mark(seat, state, color)}</g>')
 
 
