@@ -290,3 +290,12 @@ def test_the_sample_plan_in_chromium_is_large_enough_to_touch_and_clicks_hit_the
             page.close()
         finally:
             browser.close()
+
+
+def test_a_long_seat_label_gets_a_smaller_font_so_it_stays_inside_its_seat():
+    plan = MapPlan("p", "Saal", 1.0)
+    seats = [MapSeat("a", "S", "1", "7", 1.0, 1.0, "1", "I", "#ffffff"),
+             MapSeat("b", "S", "1", "1012", 2.0, 1.0, "1", "I", "#ffffff")]
+    labels = {g.get("data-seat-id"): g.find(f"{NS}text") for g in seat_elements(seat_map_svg(plan, seats, {}))}
+    assert labels["a"].get("style") is None and labels["b"].get("style") == "font-size:9px"
+    assert labels["a"].get("fill") == "#111111"  # dark ink on a light zone colour

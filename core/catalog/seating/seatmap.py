@@ -225,7 +225,8 @@ def _mark(seat: MapSeat, state: str, color: str) -> str:
     if seat.wheelchair:
         out = f'<use href="#tm-wheelchair" x="-10" y="-10" width="20" height="20" fill="{ink}"/>'
     else:
-        size = "" if len(seat.label) <= 2 else f' style="font-size:{max(7, 30 // len(seat.label))}px"'
+        fit = max(7, min(12, int(24 / (0.65 * len(seat.label)))))  # bold digits are ~0.65 em wide
+        size = "" if fit == 12 else f' style="font-size:{fit}px"'
         out = f'<text class="lbl" fill="{ink}"{size}>{esc(seat.label)}</text>'
     if seat.companion:
         out += '<use href="#tm-companion" x="5" y="-16" width="12" height="12"/>'
