@@ -135,7 +135,14 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
                                      timeout=30, interval=0.3, what="the desk's card reaching the gate")
                 assert verdict["reason"] == "ADMITTED", verdict
 
-                # 5. the shop: an order by the printed example; its mail in the office outbox
+                # 5. the office follows the card: its page (from the order) shows the gate's entry
+                office.locator("#lines a", has_text=card_number).click()
+                expect(office.locator("#title")).to_contain_text(HOLDER)
+                wait_until(lambda: "Stadtmuseum" in reloaded_text(office, "section[aria-labelledby=h-history]"), timeout=30,
+                           interval=0.5, what="the gate's entry in the office's card page")
+                shot(office, "office-card-entered")
+
+                # 6. the shop: an order by the printed example; its mail in the office outbox
                 product_id = printed(text, r'"product_id": "([0-9a-f-]{36})"')
                 order = shop_order(hub_url, printed(text, r"shop token\s+(tsr_\S+)"), product_id)
                 office.goto(office_url + "mail?state=sent")
@@ -146,7 +153,7 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
                 expect(office.locator("#inbox-link")).to_have_text(inbox_url)
                 shot(office, "office-mail-sent")
 
-                # 6. the demo's inbox, its link, the personalization page
+                # 7. the demo's inbox, its link, the personalization page
                 office.click("#inbox-link")
                 office.locator("#mails a").first.click()
                 office.locator("#text a[href*='/p/']").first.click()
@@ -155,7 +162,7 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
                 expect(office.locator("#card-number")).to_be_visible()
                 shot(office, "personalized")
 
-                # 7. back in the office: the shop order's card is personalized
+                # 8. back in the office: the shop order's card is personalized
                 office.goto(office_url + f"orders/{order['id']}")
                 expect(office.locator("#lines")).to_contain_text("Eva Spaziergang")
                 shot(office, "office-shop-order")
