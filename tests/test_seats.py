@@ -35,6 +35,8 @@ from core.subscriptions.series import (
     choice_groups,
     combi_best,
     pick_seat,
+    pick_seats,
+    ring_bookings,
     ring_groups,
 )
 
@@ -228,9 +230,33 @@ def test_a_ring_steps_through_the_variant_that_lacks_the_seat():
     # row 1 seat 6 is sold in pit2: not choosable although free in the others
     with pytest.raises(Conflict):
         pick_seat(group, sid("1", 6))
-    auto = best_ring_seats(group)
-    assert auto is not None and auto.steps() == []
-    assert len({seat for _, seat in auto.bookings()}) <= 2
+    [auto] = best_ring_seats(group)
+    assert auto.steps() == [] and len({seat for _, seat in auto.bookings()}) <= 2
+
+
+def test_a_party_in_a_ring_sits_together_and_two_replacements_never_collide():
+    house = Plan("house", 1.0, row("1", 6, y=1, wheel=(1,), companion=(2,)) + row("A", 4, y=0, x0=1, variant="pit")
+                 + row("2", 6, y=2), {}, [BASE, "pit"])
+    perfs = [availability(house, "pit1", "pit", ()), availability(house, "base1", BASE, [sid("2", 3)])]
+    [group] = ring_groups(perfs)
+    # four subscribers in the pit row: the base variant lacks their seats, so they get replacements
+    # there, side by side again (row 2 has no four left, row 1 has after its wheelchair place)
+    parties = best_ring_seats(group, 4)
+    assert [p.seat_id for p in parties] == [sid("A", n) for n in (1, 2, 3, 4)]
+    assert [p.by_variant[BASE] for p in parties] == [sid("1", n) for n in (3, 4, 5, 6)]
+    assert len(ring_bookings(parties)) == 8
+    # the same replacement for both is refused when the order's seats are put together
+    by_hand = pick_seats(group, [sid("A", 2), sid("A", 3)], "pit")
+    same = [p.replace_in(BASE, sid("1", 4)) for p in by_hand]
+    with pytest.raises(Conflict, match="chosen twice"):
+        ring_bookings(same)
+    # a companion seat goes only with the wheelchair place beside it, in the same order
+    with pytest.raises(ValidationError, match="companion seat"):
+        pick_seat(group, sid("1", 2), BASE)
+    pair = pick_seats(group, [sid("1", 1), sid("1", 2)], BASE)
+    assert [p.steps() for p in pair] == [[], []]
+    # a wheelchair subscriber with a companion: best available keeps them together
+    assert [p.seat_id for p in best_ring_seats(group, 2, wheelchair=1)] == [sid("1", 1), sid("1", 2)]
 
 
 def test_choice_first_n_dates_then_seats_free_in_all_of_them():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from core.base.errors import Conflict, ValidationError
 from core.subscriptions.best import best_available, nearest_free
-from core.subscriptions.seats import PerformanceSeats, Plan, free_in_all, is_set
+from core.subscriptions.seats import PerformanceSeats, Plan, check_selection, free_in_all, is_set
 
 
 @dataclass(frozen=True)
@@ -121,35 +121,69 @@ class GroupSeats:
         return [(p.performance_id, self.by_variant[p.variant_id]) for p in self.group.performances]
 
 
-def pick_seat(group: RingGroup, seat_id: str, variant_id: str | None = None) -> GroupSeats:
-    """The subscriber picks *seat_id* on the map of *variant_id* (the group's lead by default): it
-    must be free in every performance whose variant has it; the other variants become steps."""
+def pick_seats(group: RingGroup, seat_ids: Sequence[str], variant_id: str | None = None, *,
+               wheelchair: int | None = None) -> list[GroupSeats]:
+    """The seats of the subscribers of one order, picked together on the map of *variant_id*
+    (the group's lead by default): each must be free in every performance whose variant has it,
+    and together they keep the rules of a hand-made pick (`check_selection`: a companion seat
+    only beside a wheelchair place picked with it; *wheelchair* places if given). The variants
+    that lack a seat become that subscriber's steps."""
     plan, variant_id = group.plan, variant_id or group.lead
-    seat = plan.seat(seat_id)
-    index = plan.index[seat_id]
     choosable = group.choosable(variant_id)
-    if not is_set(plan.offered(variant_id), index):
-        raise ValidationError(f"{seat.describe()} is not part of this plan variant", field="seat_id")
-    if not is_set(choosable, index):
-        raise Conflict(f"{seat.describe()} is not free in every performance of this ring")
-    return GroupSeats(group, seat_id, {
-        v: seat_id if is_set(plan.offered(v), index) else None for v in group.variants})
+    for seat_id in seat_ids:
+        seat = plan.seat(seat_id)
+        index = plan.index[seat_id]
+        if not is_set(plan.offered(variant_id), index):
+            raise ValidationError(f"{seat.describe()} is not part of this plan variant", field="seat_id")
+        if not is_set(choosable, index):
+            raise Conflict(f"{seat.describe()} is not free in every performance of this ring")
+    places = sum(plan.seat(s).wheelchair for s in seat_ids) if wheelchair is None else wheelchair
+    check_selection(plan, variant_id, choosable, seat_ids, wheelchair=places)
+    return [GroupSeats(group, seat_id, {v: seat_id if is_set(plan.offered(v), plan.index[seat_id]) else None
+                                        for v in group.variants}) for seat_id in seat_ids]
 
 
-def best_ring_seats(group: RingGroup, *, zone_id: str | None = None,
-                    wheelchair: bool = False) -> GroupSeats | None:
-    """Best available for one subscriber in a group, with every step filled by its suggestion;
-    None when no seat (or no replacement) is free."""
-    choice = best_available(group.plan.layout(group.lead), group.choosable(), 1, zone_id=zone_id,
-                            wheelchair=int(wheelchair))
-    if choice is None:
+def pick_seat(group: RingGroup, seat_id: str, variant_id: str | None = None) -> GroupSeats:
+    """One subscriber's seat: `pick_seats` for one (so never a companion seat on its own)."""
+    return pick_seats(group, [seat_id], variant_id)[0]
+
+
+def ring_bookings(parties: Sequence[GroupSeats]) -> list[tuple[str, str]]:
+    """(performance id, seat id) for all subscribers of an order; refused while a step is open
+    or if two of them would sit on one seat in one performance (two replacements alike)."""
+    bookings = [b for party in parties for b in party.bookings()]
+    seen: set[tuple[str, str]] = set()
+    for booking in bookings:
+        if booking in seen:
+            seat = parties[0].group.plan.seat(booking[1])
+            raise Conflict(f"{seat.describe()} is chosen twice for one performance", field="seat_ids")
+        seen.add(booking)
+    return bookings
+
+
+def best_ring_seats(group: RingGroup, count: int = 1, *, zone_id: str | None = None,
+                    wheelchair: int = 0) -> list[GroupSeats] | None:
+    """Best available for *count* subscribers side by side in a group, every step filled: where a
+    variant lacks some of their seats, those subscribers get the best block of their own there
+    (free in all that variant's performances, not taken by the party). None when nothing fits."""
+    lead = group.plan.layout(group.lead)
+    block = best_available(lead, group.choosable(), count, zone_id=zone_id, wheelchair=wheelchair)
+    if block is None:
         return None
-    seats = pick_seat(group, group.plan.seats[choice[0]].id)
-    for step in seats.steps():
-        if step.suggestion is None:
+    parties = pick_seats(group, [group.plan.seats[i].id for i in block], wheelchair=wheelchair)
+    for variant in group.variants:
+        missing = [k for k, party in enumerate(parties) if party.by_variant[variant] is None]
+        if not missing:
+            continue
+        kept = group.plan.mask(party.by_variant[variant] for party in parties if party.by_variant[variant])
+        places = sum(group.plan.seat(parties[k].seat_id).wheelchair for k in missing)
+        spare = best_available(group.plan.layout(variant), group.free_in_variant(variant) & ~kept, len(missing),
+                               zone_id=zone_id, wheelchair=places)
+        if spare is None:
             return None
-        seats = seats.replace_in(step.variant_id, step.suggestion)
-    return seats
+        for k, index in zip(missing, spare, strict=True):
+            parties[k] = parties[k].replace_in(variant, group.plan.seats[index].id)
+    return parties
 
 
 # -- choice (N of M) -------------------------------------------------------------------------------
