@@ -68,7 +68,7 @@ async def test_only_upcoming_performances_in_local_time_paged(aiohttp_client, sa
     assert not any(local(p) in first for p in past)
     second = await page_of(client, performances="2")
     assert local(upcoming[catalog.SIZE]) in second and local(upcoming[0]) not in second
-    assert "/api/v1/openapi.json#/paths/~1performances~1{id}" in second
+    assert "/api/v1/openapi.json#/paths/~1api~1v1~1performances~1{id}" in second
     assert "editing is done through the API for now" in second
     assert "Ändern geht vorerst über die API" in await page_of(client, "de")
     # a page number that is no number is the first page, not an error
@@ -114,3 +114,13 @@ def test_catalog_in_chromium_de_and_en(tmp_path):
         page.locator("#performances").scroll_into_view_if_needed()
         page.screenshot(path=SHOTS / "catalog-3-performances-en.png")
         page.screenshot(path=SHOTS / "catalog-4-full-en.png", full_page=True)
+
+
+async def test_every_edit_link_names_an_operation_of_the_api_document(aiohttp_client, sample_hub):
+    client = await aiohttp_client(make_app(sample_hub.db))
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    for section in catalog.SECTIONS:
+        method, path = section.edit.split(" ")
+        assert method.lower() in document["paths"]["/api/v1" + path], section.edit
+        pointer = catalog.api_link(section.edit).split("#/paths/")[1].replace("~1", "/").replace("~0", "~")
+        assert pointer in document["paths"]

@@ -49,7 +49,7 @@ SECTIONS = (
 
 def api_link(operation: str) -> str:
     """The operation's entry in the OpenAPI document (a JSON pointer to its path)."""
-    path = operation.split(" ", 1)[1].replace("~", "~0").replace("/", "~1")
+    path = ("/api/v1" + operation.split(" ", 1)[1]).replace("~", "~0").replace("/", "~1")
     return f"{OPENAPI}#/paths/{path}"
 
 
