@@ -29,6 +29,8 @@ TEXT = {
         "e_note": "Bitte eine Notiz (bis 500 Zeichen) eingeben.", "e_resolved": "Dieser Konflikt ist schon gelöst.",
         "mail_list": "E-Mails", "recipient": "Empfänger", "subject": "Betreff", "attempts": "Versuche",
         "f_waiting": "wartet", "f_sent": "gesendet", "f_failed": "fehlgeschlagen", "last_error": "Letzter Fehler",
+        # payment methods beyond the phone sale's choices, entry directions (order and card pages)
+        "pm_online": "online bezahlt", "pm_none": "ohne Zahlung", "dir_in": "Eintritt", "dir_out": "Austritt",
         # mail detail: where sent mails can be read with their links (demo inbox)
         "inbox_note": "Gesendete E-Mails stehen hier ohne ihre persönlichen Links. Mit Links lesen Sie sie im "
                       "Test-Postfach:",
@@ -212,6 +214,8 @@ TEXT = {
         "e_note": "Please enter a note (up to 500 characters).", "e_resolved": "This conflict is resolved already.",
         "mail_list": "Mail", "recipient": "Recipient", "subject": "Subject", "attempts": "Attempts",
         "f_waiting": "waiting", "f_sent": "sent", "f_failed": "failed", "last_error": "Last error",
+        # payment methods beyond the phone sale's choices, entry directions (order and card pages)
+        "pm_online": "paid online", "pm_none": "no payment", "dir_in": "entry", "dir_out": "exit",
         # mail detail: where sent mails can be read with their links (demo inbox)
         "inbox_note": "Sent mails are shown here without their personal links. Read them with their links in the "
                       "test inbox:",
