@@ -138,8 +138,9 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
                 # 5. the office follows the card: its page (from the order) shows the gate's entry
                 office.locator("#lines a", has_text=card_number).click()
                 expect(office.locator("#title")).to_contain_text(HOLDER)
-                wait_until(lambda: "Stadtmuseum" in reloaded_text(office, "section[aria-labelledby=h-history]"), timeout=30,
-                           interval=0.5, what="the gate's entry in the office's card page")
+                history = "section[aria-labelledby=h-history]"
+                wait_until(lambda: "Stadtmuseum" in reloaded_text(office, history), timeout=30, interval=0.5,
+                           what="the gate's entry in the office's card page")
                 shot(office, "office-card-entered")
 
                 # 6. the shop: an order by the printed example; its mail in the office outbox

@@ -63,6 +63,35 @@ TEXT = {
         "rs_rotated": "Schlüssel gewechselt", "dr_cashdesk": "Kasse", "dr_counter": "Schalter", "dr_gate": "Einlass",
         "dr_hub": "Hub", "dv_all_venues": "alle",
         "cs_open": "offen", "cs_used": "verwendet", "cs_expired": "abgelaufen", "cs_dead": "gesperrt (Fehlversuche)",
+        # staff and TOTP screens (staff, account, login code step)
+        "st_staff": "Mitarbeitende", "st_user": "Benutzer", "st_role": "Rolle", "st_active": "Aktiv",
+        "st_last_login": "Letzte Anmeldung", "st_totp": "TOTP", "st_on": "an", "st_off": "aus", "st_yes": "ja",
+        "st_no": "nein", "st_add": "Zugang anlegen", "st_make": "Anlegen", "st_link": "Neuer Einrichtungslink",
+        "st_deactivate": "Deaktivieren", "st_reactivate": "Reaktivieren", "st_totp_off": "TOTP abschalten",
+        "st_link_for": "Einrichtungslink für {u}",
+        "st_link_once": "Dieser Link wird nur jetzt angezeigt. Geben Sie ihn {u} persönlich; gültig 24 Stunden, "
+        "einmal verwendbar.", "st_r_admin": "Administrator/in", "st_r_office": "Büro",
+        "st_done_off": "{u} ist deaktiviert; alle Sitzungen sind beendet.", "st_done_on": "{u} ist wieder aktiv.",
+        "st_done_totp": "TOTP für {u} ist abgeschaltet.", "e_st_user": "Bitte einen Benutzernamen (1 bis 100 "
+        "Zeichen) und eine Rolle angeben.", "e_st_taken": "Diesen Benutzernamen gibt es schon.",
+        "e_st_self": "Das eigene Konto lässt sich nicht deaktivieren.",
+        "e_st_last": "Der letzte aktive Administrator lässt sich nicht deaktivieren.",
+        "ac_account": "Mein Konto", "ac_password": "Passwort ändern", "ac_old": "Bisheriges Passwort",
+        "ac_new": "Neues Passwort", "ac_change": "Passwort ändern", "ac_changed": "Das Passwort ist geändert.",
+        "e_ac_old": "Das bisherige Passwort stimmt nicht.", "ac_totp": "Zwei-Faktor-Anmeldung (TOTP)",
+        "ac_totp_is_on": "TOTP ist an: bei der Anmeldung wird nach dem Passwort ein 6-stelliger Code abgefragt.",
+        "ac_totp_is_off": "TOTP ist aus.", "ac_totp_admins": "TOTP gibt es für Administrator-Konten.",
+        "ac_totp_start": "TOTP einrichten", "ac_totp_scan": "Scannen Sie den QR-Code mit einer Authenticator-App "
+        "oder tippen Sie den Schlüssel ein; bestätigen Sie dann mit einem Code. Der Schlüssel wird nur jetzt "
+        "angezeigt.", "ac_secret": "Schlüssel", "ac_code": "6-stelliger Code", "ac_confirm": "Bestätigen und "
+        "einschalten", "ac_totp_on": "TOTP ist eingeschaltet.", "ac_totp_off_done": "TOTP ist abgeschaltet.",
+        "ac_off": "TOTP abschalten", "e_code": "Der Code stimmt nicht.",
+        "lc_title": "Code eingeben", "lc_intro": "Geben Sie den 6-stelligen Code aus Ihrer Authenticator-App ein.",
+        "lc_submit": "Anmelden",
+        "dv_rotate": "Hub-Schlüssel wechseln", "dv_rotate_now": "Jetzt wechseln", "dv_this_hub": "dieser Hub",
+        "dv_rotate_confirm": "Der Hub bekommt einen neuen Signaturschlüssel; der alte wird ab jetzt nicht mehr "
+        "verwendet. Angemeldete Geräte gleichen weiter ab.", "dv_rotated": "Neuer Hub-Schlüssel {k}.",
+        "dv_venues_none": "keine Auswahl = alle Spielstätten",
         # cards screen and print batches screen
         "cards_title": "Karten", "delivery": "Versand", "since": "Seit", "all_deliveries": "Alle Versandarten",
         "cdl_mail": "Post", "cdl_pickup": "Abholung", "cdl_counter": "Schalter",
@@ -95,35 +124,6 @@ TEXT = {
         "pr_none_waiting": "Keine wartenden Aufträge.", "pr_none_failed": "Keine fehlgeschlagenen Aufträge.",
         "pr_none_batches": "Noch keine Stapel gedruckt.",
         "pj_queued": "wartet", "pj_printed": "gedruckt", "pj_failed": "fehlgeschlagen",
-        # staff and TOTP screens (staff, account, login code step)
-        "st_staff": "Mitarbeitende", "st_user": "Benutzer", "st_role": "Rolle", "st_active": "Aktiv",
-        "st_last_login": "Letzte Anmeldung", "st_totp": "TOTP", "st_on": "an", "st_off": "aus", "st_yes": "ja",
-        "st_no": "nein", "st_add": "Zugang anlegen", "st_make": "Anlegen", "st_link": "Neuer Einrichtungslink",
-        "st_deactivate": "Deaktivieren", "st_reactivate": "Reaktivieren", "st_totp_off": "TOTP abschalten",
-        "st_link_for": "Einrichtungslink für {u}",
-        "st_link_once": "Dieser Link wird nur jetzt angezeigt. Geben Sie ihn {u} persönlich; gültig 24 Stunden, "
-        "einmal verwendbar.", "st_r_admin": "Administrator/in", "st_r_office": "Büro",
-        "st_done_off": "{u} ist deaktiviert; alle Sitzungen sind beendet.", "st_done_on": "{u} ist wieder aktiv.",
-        "st_done_totp": "TOTP für {u} ist abgeschaltet.", "e_st_user": "Bitte einen Benutzernamen (1 bis 100 "
-        "Zeichen) und eine Rolle angeben.", "e_st_taken": "Diesen Benutzernamen gibt es schon.",
-        "e_st_self": "Das eigene Konto lässt sich nicht deaktivieren.",
-        "e_st_last": "Der letzte aktive Administrator lässt sich nicht deaktivieren.",
-        "ac_account": "Mein Konto", "ac_password": "Passwort ändern", "ac_old": "Bisheriges Passwort",
-        "ac_new": "Neues Passwort", "ac_change": "Passwort ändern", "ac_changed": "Das Passwort ist geändert.",
-        "e_ac_old": "Das bisherige Passwort stimmt nicht.", "ac_totp": "Zwei-Faktor-Anmeldung (TOTP)",
-        "ac_totp_is_on": "TOTP ist an: bei der Anmeldung wird nach dem Passwort ein 6-stelliger Code abgefragt.",
-        "ac_totp_is_off": "TOTP ist aus.", "ac_totp_admins": "TOTP gibt es für Administrator-Konten.",
-        "ac_totp_start": "TOTP einrichten", "ac_totp_scan": "Scannen Sie den QR-Code mit einer Authenticator-App "
-        "oder tippen Sie den Schlüssel ein; bestätigen Sie dann mit einem Code. Der Schlüssel wird nur jetzt "
-        "angezeigt.", "ac_secret": "Schlüssel", "ac_code": "6-stelliger Code", "ac_confirm": "Bestätigen und "
-        "einschalten", "ac_totp_on": "TOTP ist eingeschaltet.", "ac_totp_off_done": "TOTP ist abgeschaltet.",
-        "ac_off": "TOTP abschalten", "e_code": "Der Code stimmt nicht.",
-        "lc_title": "Code eingeben", "lc_intro": "Geben Sie den 6-stelligen Code aus Ihrer Authenticator-App ein.",
-        "lc_submit": "Anmelden",
-        "dv_rotate": "Hub-Schlüssel wechseln", "dv_rotate_now": "Jetzt wechseln", "dv_this_hub": "dieser Hub",
-        "dv_rotate_confirm": "Der Hub bekommt einen neuen Signaturschlüssel; der alte wird ab jetzt nicht mehr "
-        "verwendet. Angemeldete Geräte gleichen weiter ab.", "dv_rotated": "Neuer Hub-Schlüssel {k}.",
-        "dv_venues_none": "keine Auswahl = alle Spielstätten",
         # phone sale screen
         "sale": "Telefonverkauf", "sale_find_h": "Kunde suchen", "sale_search": "Name, Kundennummer oder E-Mail",
         "sale_find": "Suchen", "sale_new": "Neuer Kunde", "sale_first": "Vorname", "sale_last": "Nachname",
@@ -249,6 +249,34 @@ TEXT = {
         "rs_rotated": "key rotated", "dr_cashdesk": "Cash desk", "dr_counter": "Counter", "dr_gate": "Gate",
         "dr_hub": "Hub", "dv_all_venues": "all",
         "cs_open": "open", "cs_used": "used", "cs_expired": "expired", "cs_dead": "dead (failed attempts)",
+        # staff and TOTP screens (staff, account, login code step)
+        "st_staff": "Staff", "st_user": "User", "st_role": "Role", "st_active": "Active",
+        "st_last_login": "Last login", "st_totp": "TOTP", "st_on": "on", "st_off": "off", "st_yes": "yes",
+        "st_no": "no", "st_add": "Add an account", "st_make": "Add", "st_link": "New setup link",
+        "st_deactivate": "Deactivate", "st_reactivate": "Reactivate", "st_totp_off": "Turn TOTP off",
+        "st_link_for": "Setup link for {u}",
+        "st_link_once": "This link is shown only now. Give it to {u} in person; valid for 24 hours, usable once.",
+        "st_r_admin": "Admin", "st_r_office": "Office",
+        "st_done_off": "{u} is deactivated; all their sessions have ended.", "st_done_on": "{u} is active again.",
+        "st_done_totp": "TOTP for {u} is off.", "e_st_user": "Please give a user name (1 to 100 characters) and "
+        "a role.", "e_st_taken": "This user name exists already.",
+        "e_st_self": "You cannot deactivate your own account.",
+        "e_st_last": "The last active admin cannot be deactivated.",
+        "ac_account": "My account", "ac_password": "Change password", "ac_old": "Current password",
+        "ac_new": "New password", "ac_change": "Change password", "ac_changed": "The password is changed.",
+        "e_ac_old": "The current password is wrong.", "ac_totp": "Two-factor login (TOTP)",
+        "ac_totp_is_on": "TOTP is on: after the password, the login asks for a 6-digit code.",
+        "ac_totp_is_off": "TOTP is off.", "ac_totp_admins": "TOTP is for admin accounts.",
+        "ac_totp_start": "Set up TOTP", "ac_totp_scan": "Scan the QR code with an authenticator app or type the "
+        "key; then confirm with a code. The key is shown only now.", "ac_secret": "Key",
+        "ac_code": "6-digit code", "ac_confirm": "Confirm and turn on", "ac_totp_on": "TOTP is on.",
+        "ac_totp_off_done": "TOTP is off.", "ac_off": "Turn TOTP off", "e_code": "The code is not right.",
+        "lc_title": "Enter the code", "lc_intro": "Enter the 6-digit code from your authenticator app.",
+        "lc_submit": "Log in",
+        "dv_rotate": "Rotate the hub key", "dv_rotate_now": "Rotate now", "dv_this_hub": "this hub",
+        "dv_rotate_confirm": "The hub gets a new signing key; the old one is not used from now on. Enrolled "
+        "devices keep syncing.", "dv_rotated": "New hub key {k}.",
+        "dv_venues_none": "none ticked = all venues",
         # cards screen and print batches screen
         "cards_title": "Cards", "delivery": "Delivery", "since": "Since", "all_deliveries": "All deliveries",
         "cdl_mail": "mail", "cdl_pickup": "pickup", "cdl_counter": "counter",
@@ -279,34 +307,6 @@ TEXT = {
         "pr_none_waiting": "No jobs waiting.", "pr_none_failed": "No failed jobs.",
         "pr_none_batches": "No batches printed yet.",
         "pj_queued": "waiting", "pj_printed": "printed", "pj_failed": "failed",
-        # staff and TOTP screens (staff, account, login code step)
-        "st_staff": "Staff", "st_user": "User", "st_role": "Role", "st_active": "Active",
-        "st_last_login": "Last login", "st_totp": "TOTP", "st_on": "on", "st_off": "off", "st_yes": "yes",
-        "st_no": "no", "st_add": "Add an account", "st_make": "Add", "st_link": "New setup link",
-        "st_deactivate": "Deactivate", "st_reactivate": "Reactivate", "st_totp_off": "Turn TOTP off",
-        "st_link_for": "Setup link for {u}",
-        "st_link_once": "This link is shown only now. Give it to {u} in person; valid for 24 hours, usable once.",
-        "st_r_admin": "Admin", "st_r_office": "Office",
-        "st_done_off": "{u} is deactivated; all their sessions have ended.", "st_done_on": "{u} is active again.",
-        "st_done_totp": "TOTP for {u} is off.", "e_st_user": "Please give a user name (1 to 100 characters) and "
-        "a role.", "e_st_taken": "This user name exists already.",
-        "e_st_self": "You cannot deactivate your own account.",
-        "e_st_last": "The last active admin cannot be deactivated.",
-        "ac_account": "My account", "ac_password": "Change password", "ac_old": "Current password",
-        "ac_new": "New password", "ac_change": "Change password", "ac_changed": "The password is changed.",
-        "e_ac_old": "The current password is wrong.", "ac_totp": "Two-factor login (TOTP)",
-        "ac_totp_is_on": "TOTP is on: after the password, the login asks for a 6-digit code.",
-        "ac_totp_is_off": "TOTP is off.", "ac_totp_admins": "TOTP is for admin accounts.",
-        "ac_totp_start": "Set up TOTP", "ac_totp_scan": "Scan the QR code with an authenticator app or type the "
-        "key; then confirm with a code. The key is shown only now.", "ac_secret": "Key",
-        "ac_code": "6-digit code", "ac_confirm": "Confirm and turn on", "ac_totp_on": "TOTP is on.",
-        "ac_totp_off_done": "TOTP is off.", "ac_off": "Turn TOTP off", "e_code": "The code is not right.",
-        "lc_title": "Enter the code", "lc_intro": "Enter the 6-digit code from your authenticator app.",
-        "lc_submit": "Log in",
-        "dv_rotate": "Rotate the hub key", "dv_rotate_now": "Rotate now", "dv_this_hub": "this hub",
-        "dv_rotate_confirm": "The hub gets a new signing key; the old one is not used from now on. Enrolled "
-        "devices keep syncing.", "dv_rotated": "New hub key {k}.",
-        "dv_venues_none": "none ticked = all venues",
         # phone sale screen
         "sale": "Phone sale", "sale_find_h": "Find a customer", "sale_search": "Name, customer number or e-mail",
         "sale_find": "Search", "sale_new": "New customer", "sale_first": "First name", "sale_last": "Last name",
