@@ -8,10 +8,12 @@ performance ids to the held seat ids of each), so this module needs no hold tabl
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from core.base.clock import iso, utcnow
 from core.base.errors import NotFound
 from core.base.sql import json_values
 from core.sales.contingents import HUB
@@ -22,6 +24,7 @@ TakenSeats = Callable[[sqlite3.Connection, Sequence[str]], dict[str, set[str]]]
 
 _CACHE: dict[tuple[str, str], tuple[tuple, Plan]] = {}
 _CACHE_LIMIT = 64
+RECENT_S = 2  # a plan changed this recently is not served from the cache (see `_just_changed`)
 
 
 def sold_seats(db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[str, set[str]]:
@@ -79,6 +82,12 @@ def _fingerprint(db: sqlite3.Connection, plan_id: str) -> tuple:
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
+def _just_changed(updated_at: str) -> bool:
+    """Changed within the last seconds: `updated_at` counts whole seconds, so a second change in
+    the same second would leave the fingerprint as it was; such a plan is read afresh."""
+    return updated_at >= iso(utcnow() - dt.timedelta(seconds=RECENT_S))
+
+
 def _database_file(db: sqlite3.Connection) -> str:
     for row in db.execute("PRAGMA database_list"):
         name = row["name"] if isinstance(row, dict) else row[1]
@@ -92,7 +101,7 @@ def load_plan(db: sqlite3.Connection, plan_id: str) -> Plan:
     key = (_database_file(db), plan_id)
     stamp = _fingerprint(db, plan_id)
     cached = _CACHE.get(key)
-    if cached is not None and cached[0] == stamp:
+    if cached is not None and cached[0] == stamp and not _just_changed(stamp[0]):
         return cached[1]
     plan = read_plan(db, plan_id)
     if len(_CACHE) >= _CACHE_LIMIT:
