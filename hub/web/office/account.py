@@ -20,7 +20,6 @@ from hub.web.api import DB
 from hub.web.office import views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/account"
 
@@ -39,17 +38,11 @@ async def show(request: web.Request, me: staff.Session) -> web.Response:
     return _page(request, me)
 
 
-async def _own_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    return form
-
 
 @staff_only
 async def change_password(request: web.Request, me: staff.Session) -> web.Response:
     """A new password, proven by the old one; the account's other sessions end."""
-    form = await _own_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -70,7 +63,7 @@ async def change_password(request: web.Request, me: staff.Session) -> web.Respon
 @staff_only
 async def totp_start(request: web.Request, me: staff.Session) -> web.Response:
     """A new (pending) secret, shown once as text and QR; TOTP is on only after a code confirms it."""
-    form = await _own_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -87,7 +80,7 @@ async def totp_start(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def totp_confirm(request: web.Request, me: staff.Session) -> web.Response:
     """Turn TOTP on if the code fits the pending secret."""
-    form = await _own_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -101,7 +94,7 @@ async def totp_confirm(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def totp_off(request: web.Request, me: staff.Session) -> web.Response:
     """Turn one's own TOTP off, with a current code."""
-    form = await _own_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]

@@ -16,14 +16,10 @@ from hub.services import staff, tokens
 from hub.web.office import api_call, small_lists, views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/tokens"
 ADMIN = "admin"
 
-
-def _not_admin(request: web.Request) -> web.Response:
-    return views.render(request, "message.html", 403, message=TEXT[views._lang(request)]["e_admin"])
 
 
 SORTS = {"name": lambda r: r["name"].casefold(), "role": lambda r: r["role"], "created": lambda r: r["created_at"],
@@ -46,7 +42,7 @@ async def _page(request: web.Request, me: staff.Session, status: int = 200, **ct
 async def download(request: web.Request, me: staff.Session) -> web.Response:
     """The tokens of the filter and sort as CSV (name, role, created, revoked); never a secret."""
     if me.role != ADMIN:
-        return _not_admin(request)
+        return views.not_admin(request)
     t = TEXT[views._lang(request)]
     view = await _arranged(request, me, size=10_000)
     lines = [[k["name"], k["role"], views._when(k["created_at"]),
@@ -59,24 +55,15 @@ async def download(request: web.Request, me: staff.Session) -> web.Response:
 async def show(request: web.Request, me: staff.Session) -> web.Response:
     """The token list and the create form (admins only)."""
     if me.role != ADMIN:
-        return _not_admin(request)
+        return views.not_admin(request)
     return await _page(request, me)
 
-
-async def _admin_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    """The posted form if it may act: own origin, the session's token, admin role; else the refusal."""
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    if me.role != ADMIN:
-        return _not_admin(request)
-    return form
 
 
 @staff_only
 async def create(request: web.Request, me: staff.Session) -> web.Response:
     """A new token; its secret is in this one response and never again."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -92,7 +79,7 @@ async def create(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def revoke(request: web.Request, me: staff.Session) -> web.Response:
     """Revoke a token. First POST: the confirmation page; with `confirm=yes`: done."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     token_id = request.match_info["id"]

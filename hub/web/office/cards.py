@@ -22,7 +22,6 @@ from hub.services import office_lists, staff
 from hub.web.api import DB
 from hub.web.office import api_call, lists, views
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/cards"
 MAX_REASON = 200  # as the API's CardRevokeIn
@@ -77,18 +76,11 @@ async def csv(request: web.Request, me: staff.Session) -> web.Response:
     return await lists._csv(request, me, CARDS)
 
 
-async def _checked_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    """The posted form if it may act (own origin, the session's token); else the 403 page."""
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    return form
-
 
 @lists.staff_only
 async def move(request: web.Request, me: staff.Session) -> web.Response:
     """Move the ticked cards to the chosen state through POST /cards/fulfilment: all or none."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -142,21 +134,21 @@ async def _act(request: web.Request, me: staff.Session, what: str, body: dict | 
 @lists.staff_only
 async def reissue(request: web.Request, me: staff.Session) -> web.Response:
     """Re-issue: same card, issue + 1; the old code is superseded."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     return form if isinstance(form, web.Response) else await _act(request, me, "reissue")
 
 
 @lists.staff_only
 async def replace(request: web.Request, me: staff.Session) -> web.Response:
     """Replace a lost card: a new issue, back to personalized, printed again."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     return form if isinstance(form, web.Response) else await _act(request, me, "replace")
 
 
 @lists.staff_only
 async def revoke(request: web.Request, me: staff.Session) -> web.Response:
     """Revoke with a reason. First POST: the confirmation page; with `confirm=yes`: done."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]

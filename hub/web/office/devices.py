@@ -23,7 +23,6 @@ from hub.web.api import DB
 from hub.web.office import views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/devices"
 ADMIN = "admin"
@@ -59,20 +58,11 @@ async def show(request: web.Request, me: staff.Session) -> web.Response:
     return _page(request, me)
 
 
-async def _admin_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    """The posted form if it may act: own origin, the session's token, admin role; else the refusal."""
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    if me.role != ADMIN:
-        return views.render(request, "message.html", 403, message=TEXT[views._lang(request)]["e_admin"])
-    return form
-
 
 @staff_only
 async def enroll(request: web.Request, me: staff.Session) -> web.Response:
     """Make a one-time code and show it once (text and QR); the hub keeps only its verifier."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     venues = [str(v)[:64] for v in (await request.post()).getall("venue", [])]  # the ticked checkboxes
@@ -91,7 +81,7 @@ async def enroll(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def revoke(request: web.Request, me: staff.Session) -> web.Response:
     """Revoke every key of a node. First POST: the confirmation page; with `confirm=yes`: done."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     node_id, reason = request.match_info["id"], form.get("reason", "")
@@ -114,7 +104,7 @@ async def rotate(request: web.Request, me: staff.Session) -> web.Response:
     """Give the hub a new signing key, as `tessera hub rotate-key` does (`nodes.rotate_hub_key`:
     crash-safe, under the rotation lock). First POST: the confirmation page; `confirm=yes`: done.
     The hub's sync answers pick the new key up by its id, so enrolled devices keep syncing."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     if form.get("confirm") != "yes":

@@ -15,7 +15,6 @@ from hub.services import staff
 from hub.web.office import api_call, small_lists, views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/operators"
 
@@ -57,13 +56,6 @@ async def show(request: web.Request, me: staff.Session) -> web.Response:
     return await _page(request, me, notice=t.get("op_done_" + done, "") if done else "")
 
 
-async def _checked_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    """The posted form if it may act (own origin, the session's form token); else the refusal."""
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    return form
-
 
 def _pin_problem(form: dict[str, str], t: dict[str, str]) -> str | None:
     """The form's own rule: the two PINs agree (the API checks the PIN itself)."""
@@ -84,7 +76,7 @@ def _message(exc: api_call.Refused, t: dict[str, str], name: str) -> str:
 @staff_only
 async def add(request: web.Request, me: staff.Session) -> web.Response:
     """POST /operators with name and PIN (typed twice)."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -116,7 +108,7 @@ async def _change(request: web.Request, me: staff.Session, body: dict) -> dict:
 @staff_only
 async def set_active(request: web.Request, me: staff.Session) -> web.Response:
     """Deactivate (`active=0`) or reactivate (`active=1`) an operator; the PIN stays as it is."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -132,7 +124,7 @@ async def set_active(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def reset_pin(request: web.Request, me: staff.Session) -> web.Response:
     """Give an operator a new PIN (typed twice); desks learn it with their next sync."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]

@@ -20,7 +20,6 @@ from aiohttp import web
 from hub.services import staff
 from hub.web.office import api_call, lists, views
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/print"
 SHOWN = 100  # jobs and batches on the screen (the API's page size limit is higher)
@@ -46,17 +45,11 @@ async def show(request: web.Request, me: staff.Session) -> web.Response:
     return await _page(request, me)
 
 
-async def _checked_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    return form
-
 
 @lists.staff_only
 async def make_batch(request: web.Request, me: staff.Session) -> web.Response:
     """POST /print-batches with the chosen kind; the page says what was printed or why not."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -74,7 +67,7 @@ async def make_batch(request: web.Request, me: staff.Session) -> web.Response:
 @lists.staff_only
 async def retry(request: web.Request, me: staff.Session) -> web.Response:
     """POST /print-jobs/retry: every failed job (or the one named) back into the queue."""
-    form = await _checked_form(request, me)
+    form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]

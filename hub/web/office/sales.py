@@ -33,7 +33,6 @@ from core.sales.orders import HolderIn, OrderIn
 from hub.services import staff
 from hub.web.office import api_call, lists, views
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/orders/new"
 PAYMENTS = ("transfer", "sepa", "card", "cash")  # what OrderIn allows for a sale by phone
@@ -199,15 +198,12 @@ async def show(request: web.Request, me: staff.Session) -> web.Response:
     return await _page(request, me, form)
 
 
-def _posted_ok(request: web.Request, me: staff.Session, form: dict | None) -> bool:
-    return not (form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")))
-
 
 @lists.staff_only
 async def check(request: web.Request, me: staff.Session) -> web.Response:
     """"Next": the holder fields while some are missing, then the summary with the catalog's prices."""
     form = await views._form(request)
-    if not _posted_ok(request, me, form):
+    if not views.posted_ok(request, me, form):
         return views._refused(request)
     t = TEXT[views._lang(request)]
     try:
@@ -280,7 +276,7 @@ def _keep(request: web.Request, draft: Draft) -> str:
 async def confirm(request: web.Request, me: staff.Session) -> web.Response:
     """Place the order of the draft once; any further POST of the same draft leads to that order."""
     form = await views._form(request)
-    if not _posted_ok(request, me, form):
+    if not views.posted_ok(request, me, form):
         return views._refused(request)
     t = TEXT[views._lang(request)]
     draft: Draft | None = request.app[DRAFTS].get(form.get("nonce", ""))
@@ -316,7 +312,7 @@ async def _place(request: web.Request, me: staff.Session, draft: Draft) -> dict:
 async def personalize(request: web.Request, me: staff.Session) -> web.Response:
     """The holder of one item of this order, as the customer on the phone gives it."""
     form = await views._form(request)
-    if not _posted_ok(request, me, form):
+    if not views.posted_ok(request, me, form):
         return views._refused(request)
     t = TEXT[views._lang(request)]
     order_id, item_id = request.match_info["id"], request.match_info["item"]

@@ -17,7 +17,6 @@ from hub.web.api import DB
 from hub.web.office import views
 from hub.web.office.lists import staff_only
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 PATH = "/office/staff"
 ADMIN = "admin"
@@ -28,32 +27,20 @@ def _page(request: web.Request, me: staff.Session, status: int = 200, **ctx) -> 
                         rows=staff.list_staff(request.app[DB]), when=views._when, **ctx)
 
 
-def _not_admin(request: web.Request) -> web.Response:
-    return views.render(request, "message.html", 403, message=TEXT[views._lang(request)]["e_admin"])
-
 
 @staff_only
 async def show(request: web.Request, me: staff.Session) -> web.Response:
     """The staff list and the add form (admins only)."""
     if me.role != ADMIN:
-        return _not_admin(request)
+        return views.not_admin(request)
     return _page(request, me)
 
-
-async def _admin_form(request: web.Request, me: staff.Session) -> dict[str, str] | web.Response:
-    """The posted form if it may act (own origin, the session's token, admin role); else the refusal."""
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
-    if me.role != ADMIN:
-        return _not_admin(request)
-    return form
 
 
 @staff_only
 async def add(request: web.Request, me: staff.Session) -> web.Response:
     """A new account; its one-time setup link is shown on this answer only."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -77,7 +64,7 @@ def _staff_id(request: web.Request) -> str:
 @staff_only
 async def new_link(request: web.Request, me: staff.Session) -> web.Response:
     """A fresh setup link (forgotten password); older open links of the account die."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     try:
@@ -90,7 +77,7 @@ async def new_link(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def deactivate(request: web.Request, me: staff.Session) -> web.Response:
     """Switch an account off; its sessions end at once (not oneself, not the last admin)."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -106,7 +93,7 @@ async def deactivate(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def reactivate(request: web.Request, me: staff.Session) -> web.Response:
     """Switch an account on again."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]
@@ -120,7 +107,7 @@ async def reactivate(request: web.Request, me: staff.Session) -> web.Response:
 @staff_only
 async def totp_off(request: web.Request, me: staff.Session) -> web.Response:
     """Turn another admin's TOTP off (lost phone); one's own needs a code (the account page)."""
-    form = await _admin_form(request, me)
+    form = await views.checked_form(request, me, admin=True)
     if isinstance(form, web.Response):
         return form
     t = TEXT[views._lang(request)]

@@ -239,12 +239,35 @@ def _to_login(request: web.Request) -> web.HTTPSeeOther:
     return response
 
 
+def posted_ok(request: web.Request, me: staff.Session, form: dict | None) -> bool:
+    """The office's one CSRF rule for a logged-in POST: from this hub's own origin, with the
+    session's form token."""
+    return form is not None and not from_elsewhere(request) and staff.csrf_ok(me, form.get("csrf"))
+
+
+def not_admin(request: web.Request) -> web.Response:
+    """The 403 page for an office-role member on an admin-only screen or action."""
+    return render(request, "message.html", 403, message=TEXT[_lang(request)]["e_admin"])
+
+
+async def checked_form(request: web.Request, me: staff.Session, *,
+                       admin: bool = False) -> dict[str, str] | web.Response:
+    """The posted form if it may act (`posted_ok`; and the admin role if *admin*); else the
+    refusal page to answer with. A refused POST changes nothing."""
+    form = await _form(request)
+    if not posted_ok(request, me, form):
+        return _refused(request)
+    if admin and me.role != "admin":
+        return not_admin(request)
+    return form
+
+
 async def logout(request: web.Request) -> web.Response:
     form = await _form(request)
     me = current(request)
     if me is None:
         raise _to_login(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
+    if not posted_ok(request, me, form):
         return _refused(request)
     staff.logout(request.app[DB], request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/office/login")

@@ -23,7 +23,6 @@ from hub.settings import context
 from hub.web.api import DB
 from hub.web.office import lists, views
 from hub.web.office.text import TEXT
-from hub.web.personalize import from_elsewhere
 
 MAX_NOTE = 500  # as the API's ResolveIn
 
@@ -83,9 +82,9 @@ conflict_page = lists.staff_only(_conflict_view)
 @lists.staff_only
 async def resolve(request: web.Request, me: staff.Session) -> web.Response:
     """Mark the conflict resolved with the note (`conflicts.resolve`, as the API's resolve)."""
-    form = await views._form(request)
-    if form is None or from_elsewhere(request) or not staff.csrf_ok(me, form.get("csrf")):
-        return views._refused(request)
+    form = await views.checked_form(request, me)
+    if isinstance(form, web.Response):
+        return form
     note = form.get("note", "").strip()
     t = TEXT[views._lang(request)]
     if not note or len(note) > MAX_NOTE:
