@@ -84,8 +84,9 @@ class Param:
 
 @dataclass(frozen=True)
 class Media:
-    """An answer in a type chosen at run time (a seat map as SVG or JSON by `?format=`): the
-    handler returns it instead of a JSON payload; declare the type in `Operation.also_media`."""
+    """An answer that is not JSON (a seat map as SVG by `?format=`, a print batch's PDF): the
+    handler returns it instead of a JSON payload; declare the type in `Operation.also_media`
+    (and no `response` type if the operation never answers JSON). Never cached."""
 
     body: bytes
     content_type: str
@@ -126,7 +127,6 @@ class Operation:
     body: type | None = None
     body_media: str = "application/json"
     response: Any = None
-    response_media: str = "application/json"  # another type (application/pdf): the handler returns bytes
     also_media: tuple[str, ...] = ()  # further types the handler may answer with, as a Media
     status: int = 200
     query: list[Param] = field(default_factory=list)
@@ -249,11 +249,8 @@ def _endpoint(op: Operation) -> Callable:
         if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
-        if isinstance(payload, Media):  # chosen by the request (never cached: only JSON is)
+        if isinstance(payload, Media):  # SVG, PDF: the bytes as they are (never cached: only JSON is)
             return web.Response(status=status, body=payload.body, content_type=payload.content_type,
-                                headers=ctx.response_headers or None)
-        if op.response_media != "application/json":  # a download (a print batch's PDF): the bytes as they are
-            return web.Response(status=status, body=payload, content_type=op.response_media,
                                 headers=ctx.response_headers or None)
         encoded = msgspec.json.encode(payload)
         if cache is not None and status == op.status:

@@ -30,11 +30,11 @@ def _schema_ref(tp: Any, registry: dict[Any, dict]) -> dict:
 
 
 def _content(op: Any, registry: dict[Any, dict]) -> dict:
-    """JSON by the response type, or a download (e.g. application/pdf) as binary."""
-    if op.response_media != "application/json":
-        return {op.response_media: {"schema": {"type": "string", "format": "binary"}}}
-    content = {"application/json": {"schema": _schema_ref(op.response, registry)}}
-    content.update({media: {"schema": {"type": "string"}} for media in op.also_media})  # Media answers
+    """JSON by the response type (unless the operation answers only other types), and each
+    `also_media` type (a `Media` answer: SVG, a PDF download) as a string of bytes."""
+    content = {} if op.response is None and op.also_media else {
+        "application/json": {"schema": _schema_ref(op.response, registry)}}
+    content.update({media: {"schema": {"type": "string", "format": "binary"}} for media in op.also_media})
     return content
 
 

@@ -25,10 +25,11 @@ from hub.services import lists, print_batches
 from hub.services.print_batches import MAX_BATCH, PRINTING, BatchKind
 from hub.settings import context
 from hub.web import schemas
-from hub.web.api import Api, Ctx, Param
+from hub.web.api import Api, Ctx, Media, Param
 from hub.web.areas.cards import Card, _one_of
 
 STAFF = ("admin", "office")
+PDF = "application/pdf"
 CHANNELS = ("shop", "phone", "cashdesk", "counter")
 JOB_STATES = ("queued", "failed")
 JOB_KINDS = ("card", "carrier", "receipt")
@@ -221,7 +222,7 @@ def print_batch_pdf(ctx: Ctx):
     pdf = print_batches.batch_pdf(ctx.db, data_dir, ctx.path("id"))
     name = print_batches.kept_pdf_path(data_dir, ctx.path("id")).stem  # the parsed UUID, not the text given
     ctx.response_headers["Content-Disposition"] = f'attachment; filename="tessera-print-{name}.pdf"'
-    return pdf
+    return Media(pdf, PDF)
 
 
 def list_print_jobs(ctx: Ctx):
@@ -295,7 +296,7 @@ def register(api: Api) -> None:
     api.add("GET", "/print-batches", list_print_batches, summary="List print batches", tag=tag, roles=STAFF,
             response=schemas.page_of(PrintBatch), query=PAGE, cacheable=False)
     api.add("GET", "/print-batches/{id}/pdf", print_batch_pdf, summary="Download a print batch's PDF", tag=tag,
-            roles=STAFF, response_media="application/pdf", cacheable=False,
+            roles=STAFF, also_media=(PDF,), cacheable=False,
             description="The PDF the batch sent to the card printer, as the hub kept it. 404 for an unknown "
                         "batch (or one made before the hub kept copies).")
     api.add("GET", "/print-jobs", list_print_jobs, summary="List print jobs not printed yet", tag=tag,

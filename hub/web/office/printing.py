@@ -83,12 +83,12 @@ async def retry(request: web.Request, me: staff.Session) -> web.Response:
 async def pdf(request: web.Request, me: staff.Session) -> web.Response:
     """A batch's PDF as an attachment (GET /print-batches/{id}/pdf)."""
     try:
-        body = await api_call.call(request, me, "GET", f"/print-batches/{request.match_info['id']}/pdf")
+        answer = await api_call.call(request, me, "GET", f"/print-batches/{request.match_info['id']}/pdf")
     except api_call.Refused as exc:
         status = 404 if exc.status in (400, 404) else exc.status
         return views.render(request, "message.html", status, message=TEXT[views._lang(request)]["not_found"])
     name = f"tessera-print-{uuid.UUID(request.match_info['id'])}.pdf"  # the API found it: a UUID
-    return web.Response(body=body, headers={**views.HEADERS, "Content-Type": "application/pdf",
+    return web.Response(body=answer.body, headers={**views.HEADERS, "Content-Type": answer.content_type,
                                             "Content-Disposition": f'attachment; filename="{name}"'})
 
 
