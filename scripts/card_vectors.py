@@ -30,6 +30,8 @@ STRANGER_SEED = bytes(range(64, 96))
 NODE_ID = "01940000-0000-7000-8000-00000000c0de"
 CERT_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CARD_ID = "019d8c3e-a528-7000-8000-000000000001"  # UUIDv7 stamped 2026-04-14T13:46:49.000Z
+PASS_ID = "019d8c3e-a528-7000-8000-000000000002"  # a season pass (kind 2), same signing time
+TICKET_ID = "019d8c3e-a528-7000-8000-000000000003"  # a subscription's single ticket (kind 3)
 
 
 def minutes(text: str) -> int:
@@ -55,6 +57,12 @@ def vectors() -> dict:
     version2[0] = 2
     unknown = signed(stranger, cardcode.CardPayload(**{**_fields(payload),
                                                        "key_id": keys.key_id(keys.public_bytes(stranger))}))
+    season_pass = cardcode.CardPayload(key_id=keys.key_id(node_public), card_id=PASS_ID, product_code=12,
+                                       kind="subscription", valid_from=minutes("2026-09-18T22:00:00Z"),
+                                       valid_until=minutes("2027-05-22T21:59:00Z"), issue=1)
+    ticket = cardcode.CardPayload(key_id=keys.key_id(node_public), card_id=TICKET_ID, product_code=13, kind="single",
+                                  valid_from=minutes("2026-09-19T15:30:00Z"),
+                                  valid_until=minutes("2026-09-19T18:30:00Z"), issue=1)
     cases = [
         ("valid annual ticket", good, "2026-06-01T10:00:00Z", "ADMITTED"),
         ("same code in lower case (scanner with caps lock)", good, "2026-06-01T10:00:00Z", "ADMITTED"),
@@ -64,6 +72,14 @@ def vectors() -> dict:
         ("unknown format version 2", bytes(version2), "2026-06-01T10:00:00Z", "MALFORMED"),
         ("signed by a key without certificate", unknown, "2026-06-01T10:00:00Z", "UNKNOWN_SIGNER"),
         ("truncated to 95 bytes", good[:95], "2026-06-01T10:00:00Z", "MALFORMED"),
+        ("subscription pass (kind 2) on a performance day", signed(node, season_pass), "2026-10-24T18:00:00Z",
+         "ADMITTED"),
+        ("subscription pass after its last performance day", signed(node, season_pass), "2027-05-22T22:00:00Z",
+         "EXPIRED"),
+        ("single ticket (kind 3) 30 minutes before the start", signed(node, ticket), "2026-09-19T17:00:00Z",
+         "ADMITTED"),
+        ("single ticket 3 hours before the start", signed(node, ticket), "2026-09-19T14:30:00Z", "NOT_YET_VALID"),
+        ("single ticket 1 hour 1 minute after the start", signed(node, ticket), "2026-09-19T18:31:00Z", "EXPIRED"),
     ]
     out = []
     for name, raw, at, verdict in cases:
@@ -82,6 +98,10 @@ def vectors() -> dict:
                                     public_raw=node_public, now=CERT_TIME),
         "fields_of_the_valid_card": {**_fields(payload), "valid_from_utc": "2026-04-14T22:00:00Z",
                                      "valid_until_utc": "2027-04-14T21:59:59Z"},
+        "fields_of_the_subscription_pass": {**_fields(season_pass), "valid_from_utc": "2026-09-18T22:00:00Z",
+                                            "valid_until_utc": "2027-05-22T21:59:59Z"},
+        "fields_of_the_single_ticket": {**_fields(ticket), "valid_from_utc": "2026-09-19T15:30:00Z",
+                                        "valid_until_utc": "2026-09-19T18:30:59Z"},
         "vectors": out,
     }
 

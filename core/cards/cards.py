@@ -35,6 +35,10 @@ ACTIVATION_MONTHS = 12
 VOUCHER_YEARS = 3
 START_AHEAD_DAYS = 92  # how far ahead a buyer may start a from-purchase card
 CARD_SERIES = "C"
+# A single ticket (kind 3) admits from this long before its performance starts until this long
+# after (latecomers); the gate rules for performances follow in issue 14 (docs/card-format.md).
+ENTRY_BEFORE = dt.timedelta(hours=2)
+ENTRY_AFTER = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,8 @@ def default_validity(db: sqlite3.Connection, product_id: str, kind: str,
         return (day_start(dt.date.fromisoformat(season["starts_on"])),
                 day_end(dt.date.fromisoformat(season["ends_on"])))
     performance = _require(db, "performances", product_id, "performance")
-    day = parse_iso(performance["starts_at"]).astimezone(LOCAL_TZ).date()
-    return day_start(day), day_end(day)
+    starts = parse_iso(performance["starts_at"])
+    return starts - ENTRY_BEFORE, starts + ENTRY_AFTER  # a single ticket's entry window
 
 
 def _require(db: sqlite3.Connection, table: str, id_: str, what: str) -> dict:

@@ -38,16 +38,22 @@ def enqueue(db: sqlite3.Connection, kind: JobKind, ref_id: str, card_issue: int 
     return job_id
 
 
-def unprintable(card: Mapping[str, Any] | None, job: Mapping[str, Any] | None = None) -> str | None:
+# What the hub's print batches print: annual cards, and a subscription's passes and tickets (S9),
+# each kind in its own layout. A desk prints annual cards only (subscriptions: a later issue).
+HUB_KINDS = ("annual", "subscription", "single")
+
+
+def unprintable(card: Mapping[str, Any] | None, job: Mapping[str, Any] | None = None,
+                kinds: tuple[str, ...] = ("annual",)) -> str | None:
     """Why *card* (a cards row) must not be printed, or None if it may: it must exist, not be
-    revoked and be a personalized annual card; for a queued *job* it must still be the issue the
+    revoked and be a personalized card of one of *kinds*; for a queued *job* it must still be the issue the
     job was queued for (a re-issued card has a newer job, and the old code is refused at the gates)."""
     if card is None:
         return "the card does not exist"
     if card["revoked_at"]:
         return f"card {card['number']} is revoked"
-    if card["kind"] != "annual" or card["fulfilment"] is None:
-        return f"card {card['number']} is not a personalized annual card"
+    if card["kind"] not in kinds or card["fulfilment"] is None:
+        return f"card {card['number']} is not a personalized {' or '.join(kinds)} card"
     if job is not None and job["card_issue"] is not None and card["issue"] != job["card_issue"]:
         return f"card {card['number']} was re-issued (issue {card['issue']}) after this job was queued"
     return None

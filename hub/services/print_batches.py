@@ -24,6 +24,10 @@ Settings: an optional `[print]` section in `hub.toml` in the hub's data folder::
                                      # default: a folder printer writing into <data>/print-out/
     auto_batch_seconds = 60          # > 0: the PrintWorker makes a batch this often; 0 (default): off
     batch_size = 200                 # jobs per batch the worker takes (1..1000)
+    pass_layout = "subscription-pass"       # a subscription's season pass (card kind 2, CR80)
+    ticket_layout = "subscription-ticket"   # a subscription's single tickets (card kind 3, A6)
+
+A batch may hold annual cards, passes and tickets together: each page has its own layout's size.
 
 hub.toml is read once, when the app is made (`hub/settings.py`; `SECTION` declares `[print]` there):
 a changed layout or printer takes effect when the hub is restarted. A broken `[print]` section
@@ -37,7 +41,7 @@ import asyncio
 import logging
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,7 +62,10 @@ from core.printing.card_layout import (
     load_layout,
     render_cards,
     render_carrier_sheet,
+    render_carrier_sheets,
+    render_pages,
 )
+from core.subscriptions import print_data
 from devices.printers.card import CardPrinter, FolderPrinter, PrintError, load_card_printer, open_card_printer
 from devices.profiles import ProfileError
 from hub.services.worker import Worker
@@ -67,6 +74,7 @@ from hub.settings import SETTINGS_FILE, HubContext, Section
 log = logging.getLogger("tessera.print")
 
 DEFAULT_LAYOUT = "museum-standard"
+PASS_LAYOUT, TICKET_LAYOUT = print_data.LAYOUTS["subscription"], print_data.LAYOUTS["single"]
 OUTPUT_FOLDER = "print-out"
 KEPT_FOLDER = "print-batches"  # the hub's own copy of each batch's PDF, named <batch id>.pdf
 MAX_BATCH = 1000
@@ -87,6 +95,8 @@ class PrintSettings:
     card_printer: str | None = None  # None: folder printer into <data>/print-out/
     auto_batch_seconds: float = 0.0
     batch_size: int = DEFAULT_BATCH
+    pass_layout: str = PASS_LAYOUT
+    ticket_layout: str = TICKET_LAYOUT
 
 
 def settings_from_dict(section: Any, source: str = SETTINGS_FILE) -> PrintSettings:
@@ -96,12 +106,12 @@ def settings_from_dict(section: Any, source: str = SETTINGS_FILE) -> PrintSettin
         return PrintSettings()
     if not isinstance(section, dict):
         raise PrintConfigError(f"{source}: [print] must be a table")
-    known = {"layout", "card_printer", "auto_batch_seconds", "batch_size"}
+    known = {"layout", "card_printer", "auto_batch_seconds", "batch_size", "pass_layout", "ticket_layout"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise PrintConfigError(f"{source}: [print] has unknown key(s) {', '.join(unknown)}; "
                                f"known: {', '.join(sorted(known))}")
-    for key in ("layout", "card_printer"):
+    for key in ("layout", "card_printer", "pass_layout", "ticket_layout"):
         if key in section and (not isinstance(section[key], str) or not section[key].strip()):
             raise PrintConfigError(f"{source}: [print] {key} must be a non-empty string")
     seconds = section.get("auto_batch_seconds", 0)
@@ -111,7 +121,9 @@ def settings_from_dict(section: Any, source: str = SETTINGS_FILE) -> PrintSettin
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH:
         raise PrintConfigError(f"{source}: [print] batch_size must be a whole number 1..{MAX_BATCH}, not {size!r}")
     return PrintSettings(layout=section.get("layout", DEFAULT_LAYOUT), card_printer=section.get("card_printer"),
-                         auto_batch_seconds=float(seconds), batch_size=size)
+                         auto_batch_seconds=float(seconds), batch_size=size,
+                         pass_layout=section.get("pass_layout", PASS_LAYOUT),
+                         ticket_layout=section.get("ticket_layout", TICKET_LAYOUT))
 
 
 SECTION = Section("print", settings_from_dict, PrintConfigError)
@@ -128,6 +140,7 @@ class Piece:
     card_id: str
     face: CardFace
     address: tuple[str, ...] = ()
+    layout: Layout | None = None  # None: the batch's (annual) layout; a subscription's pass or ticket has its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +177,14 @@ def _layout(settings: PrintSettings) -> Layout:
         raise PrintConfigError(str(exc)) from None
 
 
+def kind_layouts(settings: PrintSettings) -> dict[str, Layout]:
+    """The layouts of a subscription's cards by card kind (pass, single ticket)."""
+    try:
+        return {"subscription": load_layout(settings.pass_layout), "single": load_layout(settings.ticket_layout)}
+    except LayoutError as exc:
+        raise PrintConfigError(str(exc)) from None
+
+
 def address_lines(customer: dict) -> tuple[str, ...]:
     """The postal address as DIN 5008 wants it in the window (country only when not Germany)."""
     name = " ".join(p for p in (customer["salutation"], customer["first_name"], customer["last_name"]) if p)
@@ -179,9 +200,12 @@ def queued_jobs(db: sqlite3.Connection, kind: BatchKind, limit: int) -> list[dic
                       (kind, limit)).fetchall()
 
 
-def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout) -> tuple[list[Piece], list[Refused]]:
+def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout,
+            layouts: Mapping[str, Layout] | None = None) -> tuple[list[Piece], list[Refused]]:
     """The queued jobs of *kind*, oldest first, split into what can be printed and what cannot (a card
-    revoked or re-issued since the job was queued, a carrier without a postal address)."""
+    revoked or re-issued since the job was queued, a carrier without a postal address). *layouts*:
+    the layouts of a subscription's passes and tickets by card kind (`kind_layouts`); without them
+    only annual cards print."""
     pieces: list[Piece] = []
     refused: list[Refused] = []
     for job in queued_jobs(db, kind, limit):
@@ -189,7 +213,7 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout)
                           "LEFT JOIN annual_products p ON p.id = c.product_id "
                           "LEFT JOIN organizers o ON o.id = p.organizer_id WHERE c.id = ?",
                           (job["ref_id"],)).fetchone()
-        problem = print_queue.unprintable(card, job)
+        problem = print_queue.unprintable(card, job, print_queue.HUB_KINDS if layouts else ("annual",))
         address: tuple[str, ...] = ()
         if problem is None and kind == "carrier":
             customer = db.execute("SELECT * FROM customers WHERE id = ?", (card["customer_id"],)).fetchone() \
@@ -198,6 +222,14 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout)
             problem = None if address else "the card has no customer with a postal address for the carrier"
         if problem is not None:
             refused.append(Refused(job["id"], job["ref_id"], card["number"] if card else None, problem))
+            continue
+        if layouts and card["kind"] in layouts:
+            try:
+                face = print_data.face_for_card(db, card)
+            except NotFound as exc:
+                refused.append(Refused(job["id"], job["ref_id"], card["number"], exc.detail))
+                continue
+            pieces.append(Piece(job["id"], card["id"], face, address, layouts[card["kind"]]))
             continue
         photo = _photo(db, card["id"]) if layout.photo and card["has_photo"] else None
         face = face_from_card(card, product=card["product"] or "", organizer=card["organizer"] or "", photo=photo)
@@ -212,9 +244,14 @@ def _photo(db: sqlite3.Connection, card_id: str) -> bytes | None:
 
 def render(kind: BatchKind, pieces: Sequence[Piece], layout: Layout) -> bytes:
     """One PDF for the whole batch (pure: no database, safe in a worker thread)."""
+    if all(p.layout is None for p in pieces):  # annual cards only: one page size
+        if kind == "card":
+            return render_cards([p.face for p in pieces], layout)
+        return render_carrier_sheet([(p.face, p.address) for p in pieces], layout)
     if kind == "card":
-        return render_cards([p.face for p in pieces], layout)
-    return render_carrier_sheet([(p.face, p.address) for p in pieces], layout)
+        return render_pages([(p.face, p.layout or layout) for p in pieces], f"Cards ({layout.name})")
+    return render_carrier_sheets([(p.face, p.address, p.layout or layout) for p in pieces],
+                                 f"Card carriers ({layout.name})")
 
 
 def render_and_send(kind: BatchKind, pieces: Sequence[Piece], layout: Layout, printer: Printer) -> tuple[str, bytes]:
@@ -276,7 +313,7 @@ class PrintDesk:
         settings = self.hub.section(SECTION)  # a broken [print]: PrintConfigError (409), nothing written
         layout = _layout(settings)
         printer = open_printer(settings, self.hub.data_dir, kind)
-        pieces, refused = collect(self.db, kind, limit, layout)
+        pieces, refused = collect(self.db, kind, limit, layout, kind_layouts(settings))
         if refused:
             _fail_each(self.db, refused)
         summary = {"batch_id": None, "kind": kind, "printer": printer.name, "layout": settings.layout,

@@ -1,0 +1,114 @@
+"""Issuing a subscription's signed cards (S9): a season pass and/or a single ticket per performance.
+
+`issue_subscription_cards()` makes the subscription's cards match its form and seats, in one
+transaction, and is safe to call again (after a sale, a change of form or seats):
+
+- form `pass` or `both`: one **season pass**, card kind 2 (`subscription`), product = the
+  subscription product (its card code), personalized (the holder's name), valid from the start of
+  the day of its first performance to the end of the day of its last (local time);
+- form `single_tickets` or `both`: one **single ticket** per sold seat, card kind 3 (`single`),
+  product = the performance (each performance gets its own card code), valid in the performance's
+  entry window (`core.cards.cards.ENTRY_BEFORE` before the start to `ENTRY_AFTER` after it), not
+  personalized: a transferable subscription's ticket may be passed on.
+
+Cards missing are issued, each with a print job (and for mail a carrier sheet: the pass glued on
+it, or for tickets alone a cover sheet with all dates and seats); cards the subscription no longer
+calls for (the form changed, a date given up) are revoked and their open print jobs dropped. A
+paused subscription gets no cards. Cards are `personalized` with the order's delivery, so they move
+through fulfilment (A8) and the hub's print batches like annual cards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+from core.base.clock import day_end, day_start, iso
+from core.base.errors import Conflict
+from core.base.storage import transaction
+from core.cards import cards
+from core.printing import print_queue
+from core.subscriptions.print_data import Seat, holder_name, seats, subscription_row
+
+FORMS = {"pass": ("pass",), "single_tickets": ("single_tickets",), "both": ("pass", "single_tickets", "both")}
+DEFAULT_DELIVERY = "pickup"  # an order without a delivery (a seat sale) keeps the cards at the box office
+
+
+def issue_subscription_cards(db: sqlite3.Connection, signer: cards.NodeSigner, subscription_id: str,
+                             now: dt.datetime) -> list[dict]:
+    """Issue what the subscription's form and seats call for and is not issued yet; revoke what
+    it no longer calls for. Returns the cards issued now (none on a repeated call)."""
+    with transaction(db):
+        sub = subscription_row(db, subscription_id)
+        _check(sub)
+        held = seats(db, sub["line_id"])
+        if not held:
+            raise Conflict(f"subscription {sub['number']} holds no seats; there is nothing to print")
+        existing = db.execute("SELECT * FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
+                              (sub["line_id"],)).fetchall()
+        wanted_pass = sub["form"] in ("pass", "both")
+        wanted_tickets = {s.performance_id: s for s in held} if sub["form"] in ("single_tickets", "both") else {}
+        _revoke_surplus(db, signer, sub, existing, wanted_pass, wanted_tickets, now)
+        issued = []
+        if wanted_pass and not any(c["kind"] == "subscription" for c in existing):
+            issued.append(_issue_pass(db, signer, sub, held, now))
+        have = {c["product_id"] for c in existing if c["kind"] == "single"}
+        issued += [_issue_ticket(db, signer, sub, seat, now) for pid, seat in wanted_tickets.items() if pid not in have]
+        _queue_prints(db, sub, issued, now)
+    return issued
+
+
+def subscription_cards(db: sqlite3.Connection, subscription_id: str) -> list[dict]:
+    """The subscription's cards that are not revoked: the pass first, then the tickets by date."""
+    sub = subscription_row(db, subscription_id)
+    return db.execute("SELECT c.* FROM cards c LEFT JOIN performances p ON p.id = c.product_id "
+                      "WHERE c.order_item_id = ? AND c.revoked_at IS NULL "
+                      "ORDER BY c.kind = 'single', p.starts_at, c.number", (sub["line_id"],)).fetchall()
+
+
+def _check(sub: dict) -> None:
+    if sub["state"] == "paused":
+        raise Conflict(f"subscription {sub['number']} is paused; it gets no cards until it runs again")
+    if sub["form"] not in FORMS[sub["print_options"]]:
+        raise Conflict(f"subscription {sub['number']}: form {sub['form']} is not offered by its product "
+                       f"(print options: {sub['print_options']})")
+
+
+def _details(sub: dict, now: dt.datetime) -> dict:
+    return {"order_item_id": sub["line_id"], "delivery": sub["order_delivery"] or DEFAULT_DELIVERY,
+            "fulfilment": "personalized", "fulfilment_at": iso(now)}
+
+
+def _issue_pass(db: sqlite3.Connection, signer: cards.NodeSigner, sub: dict, held: list[Seat],
+                now: dt.datetime) -> dict:
+    """The season pass: valid from the first performance's day to the end of the last one's."""
+    first, last = held[0].starts_at.date(), held[-1].starts_at.date()
+    return cards.issue_card(db, signer, product_id=sub["product_id"], kind="subscription", now=now,
+                            customer_id=sub["customer_id"], holder_name=holder_name(sub),
+                            valid_from=day_start(first), valid_until=day_end(last), details=_details(sub, now))
+
+
+def _issue_ticket(db: sqlite3.Connection, signer: cards.NodeSigner, sub: dict, seat: Seat,
+                  now: dt.datetime) -> dict:
+    """A single ticket: the performance's own card code and entry window (cards.default_validity)."""
+    return cards.issue_card(db, signer, product_id=seat.performance_id, kind="single", now=now,
+                            customer_id=sub["customer_id"], details=_details(sub, now))
+
+
+def _revoke_surplus(db: sqlite3.Connection, signer: cards.NodeSigner, sub: dict, existing: list[dict],
+                    wanted_pass: bool, wanted_tickets: dict[str, Seat], now: dt.datetime) -> None:
+    for card in existing:
+        keep = wanted_pass if card["kind"] == "subscription" else card["product_id"] in wanted_tickets
+        if not keep:
+            cards.revoke_card(db, signer, card["id"], f"no longer part of subscription {sub['number']}", now)
+            print_queue.drop_open_jobs(db, card["id"])
+
+
+def _queue_prints(db: sqlite3.Connection, sub: dict, issued: list[dict], now: dt.datetime) -> None:
+    """A print job per new card; by mail also one carrier: the pass's, else a cover sheet on the
+    first new ticket (the sheet lists every date and seat of the subscription)."""
+    for card in issued:
+        print_queue.enqueue(db, "card", card["id"], card["issue"], now)
+    if issued and (sub["order_delivery"] or DEFAULT_DELIVERY) == "mail":
+        carrier = next((c for c in issued if c["kind"] == "subscription"), issued[0])
+        print_queue.enqueue(db, "carrier", carrier["id"], carrier["issue"], now)

@@ -1,0 +1,113 @@
+"""What a subscription's cards print (S9): the season pass and the single tickets, as card faces.
+
+A subscription's seats are the seat tickets of its order line (0018), so everything printed is
+read from there at print time: a pass lists every performance with its seat; a single ticket
+shows its performance, date and time, venue, section/row/seat and the discount label that
+carries the subscription's name ("Schüler/Studierende (Abo-Ring A)", the seed's "Ermäßigungsart
+um die Abo-Bezeichnung ergänzt"). Reading at print time means a re-issued card (lost, or after
+a seat change) prints the seats as they are now.
+
+Which card belongs to which subscription and ticket is kept in existing columns: a card's
+`order_item_id` is the subscription's order line; a pass's `product_id` is the subscription
+product, a ticket's the performance (one seat per performance and subscription).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+
+from core.base.clock import LOCAL_TZ, parse_iso
+from core.base.errors import NotFound
+from core.printing.card_layout import CardFace, DateLine
+
+LAYOUTS = {"subscription": "subscription-pass", "single": "subscription-ticket"}  # card_layouts/*.toml
+FULL_PRICE_LABEL = "Vollpreis"  # the discount label of a subscription sold without a tier
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One seat of a subscription: a sold ticket with what is printed about it."""
+
+    ticket_id: str
+    performance_id: str
+    title: str
+    starts_at: dt.datetime  # local
+    venue: str
+    section: str
+    row: str
+    label: str
+
+    @property
+    def long(self) -> str:
+        return f"{self.section} · Reihe {self.row} · Platz {self.label}"
+
+    @property
+    def short(self) -> str:
+        return f"{self.section} R{self.row} P{self.label}"
+
+
+def subscription_row(db: sqlite3.Connection, subscription_id: str) -> dict:
+    """The subscription with its product, tier, organizer, customer and order delivery."""
+    row = db.execute(
+        "SELECT s.*, p.name AS product_name, p.title AS product_title, p.print_options, o.name AS organizer, "
+        "t.name AS tier_name, c.first_name, c.last_name, ord.delivery AS order_delivery "
+        "FROM subscriptions s JOIN subscription_products p ON p.id = s.product_id "
+        "JOIN organizers o ON o.id = p.organizer_id LEFT JOIN discount_tiers t ON t.id = s.tier_id "
+        "JOIN customers c ON c.id = s.customer_id JOIN orders ord ON ord.id = s.order_id WHERE s.id = ?",
+        (subscription_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"subscription {subscription_id} does not exist", field="subscription_id")
+    return row
+
+
+def seats(db: sqlite3.Connection, line_id: str) -> list[Seat]:
+    """The subscription's sold seats, in date order."""
+    rows = db.execute(
+        "SELECT t.id, t.performance_id, pf.title, pf.starts_at, v.name AS venue, sec.name AS section, "
+        "st.row_label, st.label FROM tickets t JOIN performances pf ON pf.id = t.performance_id "
+        "JOIN venues v ON v.id = pf.venue_id JOIN seats st ON st.id = t.seat_id "
+        "JOIN plan_sections sec ON sec.id = st.section_id "
+        "WHERE t.line_id = ? AND t.status = 'sold' ORDER BY pf.starts_at, pf.id", (line_id,)).fetchall()
+    return [Seat(r["id"], r["performance_id"], r["title"], parse_iso(r["starts_at"]).astimezone(LOCAL_TZ),
+                 r["venue"], r["section"], r["row_label"], r["label"]) for r in rows]
+
+
+def holder_name(sub: dict) -> str:
+    return sub["holder_name"] or f"{sub['first_name']} {sub['last_name']}".strip()
+
+
+def discount_label(sub: dict) -> str:
+    """The tier's name completed by the subscription's: "Schüler/Studierende (Abo-Ring A)"."""
+    return f"{sub['tier_name'] or FULL_PRICE_LABEL} ({sub['product_name']})"
+
+
+def product_label(sub: dict) -> str:
+    name, title = sub["product_name"], sub["product_title"]
+    return f"{name} · {title}" if title and title != name else name
+
+
+def venues(held: list[Seat]) -> str:
+    return " · ".join(dict.fromkeys(seat.venue for seat in held))
+
+
+def face_for_card(db: sqlite3.Connection, card: dict) -> CardFace:
+    """The printed face of a subscription's card (kind `subscription` or `single`)."""
+    sub = db.execute("SELECT id FROM subscriptions WHERE line_id = ?", (card["order_item_id"],)).fetchone()
+    if sub is None:
+        raise NotFound(f"card {card['number']} belongs to no subscription")
+    sub = subscription_row(db, sub["id"])
+    held = seats(db, sub["line_id"])
+    common = dict(number=str(card["number"]), holder_name=holder_name(sub), product=product_label(sub),
+                  valid_from=parse_iso(card["valid_from"]).astimezone(LOCAL_TZ).date(),
+                  valid_until=parse_iso(card["valid_until"]).astimezone(LOCAL_TZ).date(),
+                  organizer=sub["organizer"], code=card["code"], reference=sub["number"],
+                  dates=tuple(DateLine(s.starts_at, s.title, s.short) for s in held))
+    if card["kind"] == "subscription":
+        return CardFace(**common, venue=venues(held))
+    seat = next((s for s in held if s.performance_id == card["product_id"]), None)
+    if seat is None:
+        raise NotFound(f"card {card['number']}: the subscription holds no seat in its performance any more")
+    return CardFace(**common, venue=seat.venue, performance=seat.title, starts_at=seat.starts_at, seat=seat.long,
+                    discount=discount_label(sub))
