@@ -163,6 +163,17 @@ def measure(work: Path, size: Size) -> list[dict]:
         db.close()
 
 
+def settled(db, plan_id: str) -> None:
+    """Wait (polling, with a deadline) until the plan comes from the loader's cache: a plan changed
+    within the last seconds is read afresh at every load (`seat_loader.RECENT_S`), and the figure
+    is for the steady state of a sale, not for the seconds after a plan edit."""
+    deadline = time.monotonic() + seat_loader.RECENT_S + 10
+    while seat_loader.load_plan(db, plan_id) is not seat_loader.load_plan(db, plan_id):
+        if time.monotonic() > deadline:
+            raise BenchError("the seating plan never came from the loader's cache")
+        time.sleep(0.05)
+
+
 def free_in_all_figures(db, perf_ids: list[str], loaded, size: Size, rng: random.Random) -> list[dict]:
     plan = loaded[0].plan
     all_ids = [s.id for s in plan.seats]
@@ -173,6 +184,7 @@ def free_in_all_figures(db, perf_ids: list[str], loaded, size: Size, rng: random
         perfs = [availability(plan, p.performance_id, p.variant_id, taken[k]) for k, p in enumerate(loaded)]
         return plan.ids(free_in_all(perfs))
 
+    settled(db, plan.id)
     ready = [[availability(plan, p.performance_id, p.variant_id, taken[k]) for k, p in enumerate(loaded)]
              for taken in patterns]
     and_only = timed(lambda n: free_in_all(ready[n % len(ready)]), size.calls)

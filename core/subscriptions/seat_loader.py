@@ -60,10 +60,10 @@ def load_performances(db: sqlite3.Connection, performance_ids: Sequence[str], *,
     if holds is not None:
         for perf_id, seat_ids in holds(db, performance_ids).items():
             taken.setdefault(perf_id, set()).update(seat_ids)
-    out = []
+    out, plans = [], {}
     for perf_id in performance_ids:
         row = rows[perf_id]
-        plan = load_plan(db, row["plan_id"])
+        plan = plans.get(row["plan_id"]) or plans.setdefault(row["plan_id"], load_plan(db, row["plan_id"]))
         in_pool = None if pool is None else pool_seats(db, plan, row["variant_id"], perf_id, pool)
         out.append(availability(plan, perf_id, row["variant_id"], taken.get(perf_id, ()), in_pool))
     return out
@@ -114,11 +114,13 @@ def read_plan(db: sqlite3.Connection, plan_id: str) -> Plan:
     header = db.execute("SELECT seat_size FROM seating_plans WHERE id = ?", (plan_id,)).fetchone()
     if header is None:
         raise NotFound(f"no seating plan with id {plan_id}")
-    seats = [Seat(r["id"], r["section"], r["row_label"], r["label"], r["x"], r["y"], r["zone_id"],
-                  bool(r["wheelchair"]), bool(r["companion"]), r["variant_id"], bool(r["active"]))
-             for r in db.execute("SELECT s.id, c.name AS section, s.row_label, s.label, s.x, s.y, s.zone_id, "
-                                 "s.wheelchair, s.companion, s.variant_id, s.active FROM seats s "
-                                 "JOIN plan_sections c ON c.id = s.section_id WHERE s.plan_id = ?", (plan_id,))]
+    cursor = db.cursor()
+    cursor.row_factory = None  # plain tuples: a big house has thousands of seats
+    seats = [Seat(id_, section, row, label, x, y, zone, bool(wheel), bool(companion), variant, bool(active))
+             for id_, section, row, label, x, y, zone, wheel, companion, variant, active in cursor.execute(
+                 "SELECT s.id, c.name, s.row_label, s.label, s.x, s.y, s.zone_id, s.wheelchair, s.companion, "
+                 "s.variant_id, s.active FROM seats s JOIN plan_sections c ON c.id = s.section_id "
+                 "WHERE s.plan_id = ?", (plan_id,))]
     variants = [r["id"] for r in db.execute("SELECT id FROM plan_variants WHERE plan_id = ?", (plan_id,))]
     removed: dict[str, list[str]] = {v: [] for v in variants}
     for r in db.execute("SELECT r.variant_id, r.seat_id FROM variant_removed_seats r "
