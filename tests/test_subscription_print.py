@@ -401,3 +401,33 @@ def test_an_issued_ticket_opens_the_theatre_only_in_its_entry_window_and_the_pas
     assert theatre.decide(the_pass["code"], begin).admitted
     assert theatre.decide(the_pass["code"], starts(hub.db, dates[-1]) + dt.timedelta(days=1)).reason == "EXPIRED"
     assert theatre.decide(the_pass["code"], starts(hub.db, dates[0]) - dt.timedelta(days=1)).reason == "NOT_YET_VALID"
+
+
+# --- the receipt-printer variant (ESC/POS) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile_name", ["receipt-epson-tm-t20iii", "receipt-zjiang-pos5890-usb"])
+def test_single_tickets_print_on_a_receipt_printer_one_slip_each_with_their_qr(hub, profile_name):
+    from core.base.documents import Line, Qr
+    from core.printing.ticket_slips import tickets_document
+    from devices.printers.receipt import _qr_image, columns, load_printer, render
+    sub = insert_subscription(hub, "Abo-Ring A", ring(hub)[:2], form="single_tickets", tier="Schüler/Studierende",
+                              seat=("1. Rang", "3", "12"))
+    issued = issue_subscription_cards(hub.db, hub.signer, sub, utcnow())
+    faces = [print_data.face_for_card(hub.db, card) for card in issued]
+    profile = load_printer(profile_name)
+    document = tickets_document(faces, columns(profile))
+    assert len(document.slips) == 2
+    for slip, face, card in zip(document.slips, faces, issued, strict=True):
+        lines = [part.text for part in slip if isinstance(part, Line)]
+        assert all(len(text) <= columns(profile) for text in lines)
+        joined = " ".join(lines)
+        for shown in (face.performance, "1. Rang · Reihe 3 · Platz 12", card["number"]):
+            assert shown in joined, shown
+        assert "Schüler/Studierende" in joined and "(Abo-Ring A)" in joined
+        assert [part.payload for part in slip if isinstance(part, Qr)] == [card["code"]]
+        assert qr(_qr_image(card["code"], 6).convert("L")) == [card["code"]]  # what an image-QR printer gets
+    data = render(document, profile)
+    assert b"Die Zauberfl" in data and data.count(b"Reihe 3") == 2  # ESC/POS bytes with the text of both
+    with pytest.raises(ValueError, match="at least 24"):
+        tickets_document(faces, 20)
