@@ -35,6 +35,7 @@ import logging
 import random
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +128,13 @@ class SyncClient:
         self._pushes = 0  # batches acknowledged so far: a pull answer older than a push is not applied
         self._noted_at = -NOTE_EVERY_S * 2  # monotonic time of the last status write
         self._noted_error = ""  # the last error written
-        self._reader: sqlite3.Connection | None = None  # the push thread's own connection (committed rows only)
+        # The push thread's own connection (committed rows only). It lives on one thread that is
+        # its only user: opened, read and closed there. A push cancelled while the thread reads
+        # (the loop stopped) leaves the read running; close() queues behind it, never beside it
+        # (two threads on one SQLite connection crash the process).
+        self._reader: sqlite3.Connection | None = None
+        self._push_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-push")
+        self._pushed_in_thread = False  # the push thread was used (it may hold the reader)
         self._path = next(r["file"] for r in db.execute("PRAGMA database_list") if r["name"] == "main")
 
     def trust(self) -> TrustStore:
@@ -138,6 +145,12 @@ class SyncClient:
     async def close(self) -> None:
         if self._session:
             await self._session.close()
+        if self._pushed_in_thread:  # the reader is closed on its thread, after any read in flight
+            self._pushed_in_thread = False
+            await asyncio.get_running_loop().run_in_executor(self._push_thread, self._close_reader)
+
+    def _close_reader(self) -> None:
+        """On the push thread, after whatever it was doing."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -330,7 +343,9 @@ class SyncClient:
         pushed = rejected = 0
         if not self._unpushed():  # the common case (an idle desk or gate): no thread, no second connection
             return pushed, rejected
-        while batch := await asyncio.to_thread(self._next_batch, self._known_epoch()):
+        loop = asyncio.get_running_loop()
+        self._pushed_in_thread = True
+        while batch := await loop.run_in_executor(self._push_thread, self._next_batch, self._known_epoch()):
             ops, body = batch
             answer = msgspec.json.decode(await self._request("POST", "/push", body, in_thread=True),
                                          type=PushResponse)
