@@ -2,7 +2,8 @@
 discount tier T" — the shop, the cash desk, agencies and reports all ask here.
 
 - ring / choice: the package price of the zone;
-- combi: the sum of its per-performance prices in the zone;
+- combi: the sum of its per-performance prices in the zone (or, sold with seats, in the zone
+  of each performance's seat: `combi_seat_prices`);
 - voucher: the package price (no seat, so no zone);
 then the tier: percent off (rounded half-up), a fixed amount off (never below 0), or
 complimentary (0).
@@ -53,21 +54,64 @@ def subscription_price(
 ) -> dict:
     """Price of *product_id* in *zone_id* with *tier_id*, as seen by *audience*."""
     product = resource.get(db, Subscriptions(), product_id, audience)
-    tier = None
-    if tier_id is not None:
-        try:
-            tier = resource.get(db, Tiers(), tier_id, audience)
-        except NotFound:
-            raise ValidationError("unknown discount tier", field="tier_id") from None
-        if tier["product_id"] != product_id:
-            raise ValidationError("that discount tier belongs to another product", field="tier_id")
-        if not tier["active"]:
-            raise ValidationError(f"discount tier {tier['name']!r} is deactivated", field="tier_id")
+    tier = tier_of(db, product_id, tier_id, audience)
     if product["kind"] == "voucher":
         zone_id = None
     base = base_price(product, zone_id)
     return {"product_id": product_id, "zone_id": zone_id, "tier_id": tier_id,
             "base_cents": base, "price_cents": apply_tier(base, tier)}
+
+
+def tier_of(db: sqlite3.Connection, product_id: str, tier_id: str | None,
+            audience: Audience = "internal") -> dict | None:
+    """The discount tier *tier_id* of *product_id* as *audience* sees it (an agency: only
+    tiers bookable by all), active; None for the full price."""
+    if tier_id is None:
+        return None
+    try:
+        tier = resource.get(db, Tiers(), tier_id, audience)
+    except NotFound:
+        raise ValidationError("unknown discount tier", field="tier_id") from None
+    if tier["product_id"] != product_id:
+        raise ValidationError("that discount tier belongs to another product", field="tier_id")
+    if not tier["active"]:
+        raise ValidationError(f"discount tier {tier['name']!r} is deactivated", field="tier_id")
+    return tier
+
+
+def combi_seat_prices(db: sqlite3.Connection, product_id: str, zones: dict[str, str], tier_id: str | None,
+                      audience: Audience = "internal") -> dict:
+    """A combi ticket sold with a seat per performance (S6): each performance priced in the zone
+    of its seat (*zones*: performance id -> zone id, every performance of the product), the
+    tier applied to the sum once. `per_performance` spreads that price over the performances
+    in proportion to their prices (remainder on the first), so revenue per performance adds up."""
+    product = resource.get(db, Subscriptions(), product_id, audience)
+    if product["kind"] != "combi":
+        raise ValidationError("only a combi ticket is priced per performance", field="product_id")
+    tier = tier_of(db, product_id, tier_id, audience)
+    table = {(p["performance_id"], p["zone_id"]): p["price_cents"] for p in product["combi_prices"]}
+    if sorted(zones) != sorted(product["performance_ids"]):
+        raise ValidationError("a combi ticket is priced with a seat in every one of its performances",
+                              field="performance_ids")
+    bases = {}
+    for perf, zone in zones.items():
+        if (perf, zone) not in table:
+            raise ValidationError(f"this combi ticket has no price in that zone at performance {perf}",
+                                  field="zone_id")
+        bases[perf] = table[(perf, zone)]
+    base = sum(bases.values())
+    price = apply_tier(base, tier)
+    return {"product_id": product_id, "tier_id": tier_id, "base_cents": base, "price_cents": price,
+            "per_performance": spread(price, [(perf, bases[perf]) for perf in product["performance_ids"]])}
+
+
+def spread(total: int, weights: list[tuple[str, int]]) -> dict[str, int]:
+    """*total* cents over keys in proportion to their weights (equal shares when all weigh 0),
+    rounded down, the remainder on the first key: the parts add up to *total*."""
+    weight = sum(w for _, w in weights)
+    parts = {k: (total * w // weight if weight else total // len(weights)) for k, w in weights}
+    parts[weights[0][0]] += total - sum(parts.values())
+    return parts
 
 
 def price_table(db: sqlite3.Connection, product_id: str, audience: Audience = "internal") -> dict:

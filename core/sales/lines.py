@@ -2,8 +2,9 @@
 
 One `orders` table and one `order_lines` table serve every channel and product: an annual
 card (delivers a signed card), an annual-ticket voucher (a signed voucher card), a seat
-ticket (a row in `tickets`: one seat of one performance). Subscription kinds (ring seats,
-choice vouchers) are added here by later issues, not as tables beside the ledger; so the
+ticket (a row in `tickets`: one seat of one performance), a subscription (a `subscriptions`
+row and a seat ticket per performance). Further kinds (choice vouchers) are added here by
+later issues, not as tables beside the ledger; so the
 database does not constrain `order_lines.kind`, this registry does.
 """
 
@@ -18,7 +19,7 @@ from core.base.errors import ValidationError
 @dataclass(frozen=True)
 class LineKind:
     name: str
-    delivers: str  # "card", "voucher" or "seat"
+    delivers: str  # "card", "voucher", "seat" or "seats" (a subscription: a seat per performance)
     product_name_sql: str  # `product_id` -> the product's name, for receipts and lists
 
 
@@ -26,6 +27,8 @@ LINE_KINDS: dict[str, LineKind] = {k.name: k for k in (
     LineKind("annual", "card", "SELECT name FROM annual_products WHERE id = ?"),
     LineKind("voucher", "voucher", "SELECT name FROM annual_products WHERE id = ?"),
     LineKind("ticket", "seat", "SELECT title AS name FROM performances WHERE id = ?"),
+    # a subscription (core/subscriptions/sale.py): its seat tickets (one per performance) carry the line's id
+    LineKind("subscription", "seats", "SELECT name FROM subscription_products WHERE id = ?"),
 )}
 COLUMNS = ("id", "order_id", "position", "kind", "product_id", "price_cents", "vat_code", "card_id")
 

@@ -56,7 +56,7 @@ class OrderItem(msgspec.Struct, kw_only=True):
     position: int
     product_id: str
     product: str | None
-    kind: Literal["annual", "voucher", "ticket"]
+    kind: Literal["annual", "voucher", "ticket", "subscription"]
     price_cents: int
     vat_code: str | None
     card_id: str | None

@@ -1,0 +1,160 @@
+"""Seat holds of a checkout (shop, office, agency): seats kept for one buyer for a few minutes.
+
+A hold (`hold_id`) is a set of (performance, seat) rows in `seat_holds`, taken in ONE
+transaction or not at all: a ring's hold covers all of its performances, so a buyer never
+holds half a ring. The holder is `token:<id>` (a shop or agency token) or `staff:<id>`;
+only the holder may buy or release it. Held seats are taken for everybody else
+(`held_by_others` plugs into `seat_loader.load_performances`), and the database refuses a
+sold ticket on a held seat and a hold on a sold seat (the triggers of migration 0018).
+
+Expired holds are deleted before seats are looked at or claimed (`expire` for the
+performances touched), and the hub's worker calls `expire_all` now and then so the table
+stays small.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+from collections.abc import Sequence
+
+from core.base.clock import iso
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.ids import uuid7
+from core.base.sql import json_values
+from core.base.storage import transaction
+from core.sales import contingents
+from core.sales.contingents import HUB
+from core.subscriptions.seat_loader import TakenSeats
+
+DEFAULT_TTL = dt.timedelta(minutes=10)
+MAX_TTL = dt.timedelta(hours=2)
+MAX_SEATS = 500  # a ring of 20 dates for a party of 20 and some: a hold larger than this is refused
+HOLDER = re.compile(r"^(token|staff):[0-9A-Za-z-]{1,64}$")
+
+Booking = tuple[str, str]  # (performance id, seat id)
+
+
+def check_holder(holder: str) -> str:
+    if not HOLDER.match(holder or ""):
+        raise ValidationError("a holder is 'token:<id>' or 'staff:<id>'", field="holder")
+    return holder
+
+
+def expire(db: sqlite3.Connection, now: dt.datetime, performance_ids: Sequence[str]) -> int:
+    """Delete the expired holds of *performance_ids* (before their seats are looked at or
+    claimed). Writes: call it inside the caller's transaction, or alone."""
+    if not performance_ids:
+        return 0
+    with transaction(db):
+        return db.execute(f"DELETE FROM seat_holds WHERE expires_at <= ? AND performance_id IN ({json_values()})",
+                          (iso(now), json.dumps(list(performance_ids)))).rowcount
+
+
+def expire_all(db: sqlite3.Connection, now: dt.datetime) -> int:
+    """Delete every expired hold (the hub's worker calls this periodically). Returns the rows deleted."""
+    with transaction(db):
+        return db.execute("DELETE FROM seat_holds WHERE expires_at <= ?", (iso(now),)).rowcount
+
+
+def held_by_others(holder: str | None) -> TakenSeats:
+    """A `holds` source for `seat_loader.load_performances`: the seats held by anybody but
+    *holder* (whose own holds are free for them: they are about to buy them)."""
+
+    def taken(db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for row in db.execute(f"SELECT performance_id, seat_id FROM seat_holds WHERE performance_id IN "
+                              f"({json_values()}) AND holder IS NOT ?",
+                              (json.dumps(list(performance_ids)), holder)):
+            out.setdefault(row["performance_id"], set()).add(row["seat_id"])
+        return out
+
+    return taken
+
+
+def _check_bookings(db: sqlite3.Connection, bookings: Sequence[Booking], pool: str) -> None:
+    """Every seat exists in its performance's plan variant and is in *pool*; none twice."""
+    if not bookings:
+        raise ValidationError("name at least one seat to hold", field="seats")
+    if len(bookings) > MAX_SEATS:
+        raise ValidationError(f"a hold takes at most {MAX_SEATS} seats", field="seats")
+    if len(set(bookings)) != len(bookings):
+        raise ValidationError("a seat is named twice for one performance", field="seats")
+    by_perf: dict[str, list[str]] = {}
+    for perf, seat in bookings:
+        by_perf.setdefault(perf, []).append(seat)
+    for perf, seats in by_perf.items():
+        offered = contingents.some_seats(db, perf, seats)
+        for seat in seats:
+            if seat not in offered:
+                raise ValidationError(f"seat {seat} is not part of performance {perf}", field="seats")
+            where = contingents.pool_of(db, perf, seat)
+            if where != pool:
+                raise Conflict(f"{describe(offered[seat])} is not in this pool ({pool}) at performance {perf}",
+                               field="seats")
+
+
+def describe(seat: dict) -> str:
+    return f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
+
+
+def hold(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking], *, now: dt.datetime,
+         ttl: dt.timedelta = DEFAULT_TTL, pool: str = HUB) -> dict:
+    """Hold *bookings* ((performance, seat) pairs, e.g. all of a ring's) for *holder* until
+    now + *ttl*: all of them in one transaction, or none (a Conflict naming the first seat
+    sold or held by someone else). Seats the holder holds already are taken over into the new hold."""
+    check_holder(holder)
+    if not dt.timedelta(seconds=1) <= ttl <= MAX_TTL:
+        raise ValidationError(f"a hold lasts between 1 second and {MAX_TTL}", field="ttl_seconds")
+    hold_id, expires = uuid7(), iso(now + ttl)
+    with transaction(db):
+        _check_bookings(db, bookings, pool)
+        expire(db, now, list({p for p, _ in bookings}))
+        for perf, seat in bookings:
+            db.execute("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
+                       (perf, seat, holder))
+            try:
+                db.execute("INSERT INTO seat_holds (performance_id, seat_id, hold_id, holder, expires_at, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (perf, seat, hold_id, holder, expires, iso(now)))
+            except sqlite3.IntegrityError as exc:
+                raise seat_conflict(db, perf, seat, exc) from None
+    return {"id": hold_id, "holder": holder, "expires_at": expires,
+            "seats": [{"performance_id": p, "seat_id": s} for p, s in bookings]}
+
+
+def seat_conflict(db: sqlite3.Connection, performance_id: str, seat_id: str, exc: sqlite3.IntegrityError) -> Conflict:
+    """The database said no (unique index or trigger): a Conflict naming the seat and why."""
+    seat = contingents.some_seats(db, performance_id, [seat_id]).get(seat_id)
+    name = describe(seat) if seat else f"seat {seat_id}"
+    why = "held by another buyer" if "held" in str(exc) or "seat_holds" in str(exc) else "already sold"
+    return Conflict(f"{name} is {why} at performance {performance_id}", field="seats",
+                    seats=[{"performance_id": performance_id, "seat_id": seat_id}])
+
+
+def release(db: sqlite3.Connection, hold_id: str, holder: str) -> int:
+    """Give a hold's seats back at once. Only its holder may; an unknown (or expired and
+    cleaned up) hold is a NotFound. Returns the seats released."""
+    with transaction(db):
+        rows = db.execute("SELECT holder FROM seat_holds WHERE hold_id = ?", (hold_id,)).fetchall()
+        if not rows or any(r["holder"] != holder for r in rows):
+            raise NotFound(f"no hold {hold_id} of yours")
+        return db.execute("DELETE FROM seat_holds WHERE hold_id = ?", (hold_id,)).rowcount
+
+
+def release_seats(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking]) -> None:
+    """The holder buys these seats: their hold rows go (in the sale's transaction)."""
+    db.executemany("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
+                   [(p, s, holder) for p, s in bookings])
+
+
+def of_holder(db: sqlite3.Connection, holder: str, now: dt.datetime) -> list[dict]:
+    """The holder's holds that have not expired, each with its seats."""
+    out: dict[str, dict] = {}
+    for row in db.execute("SELECT * FROM seat_holds WHERE holder = ? AND expires_at > ? "
+                          "ORDER BY created_at, hold_id", (holder, iso(now))):
+        entry = out.setdefault(row["hold_id"], {"id": row["hold_id"], "holder": holder,
+                                                "expires_at": row["expires_at"], "seats": []})
+        entry["seats"].append({"performance_id": row["performance_id"], "seat_id": row["seat_id"]})
+    return list(out.values())

@@ -1,0 +1,323 @@
+"""Selling a subscription at the hub (S2 ring, S4 choice, S6 combi; S3 sale windows; S16 agencies).
+
+`sell_subscription()` is one transaction: the checks, the order (`store_order`) with one line
+of kind `subscription`, the `subscriptions` row (number from its own series `ABO`), one seat
+ticket per performance on that line, and the payment row. Seats are checked here against
+the seat logic of `series.py` (free in all, ring groups with variant steps, N of M, a seat
+per performance), and finally by the database: `tickets_one_per_seat` and the hold trigger.
+Two buyers racing for a seat: the hub's write lock (`BEGIN IMMEDIATE`) lets one check and
+write at a time, so the second sees the seat taken and gets a Conflict naming it; a seat
+the database still refuses (a desk's sale applied meanwhile) is a Conflict as well, and
+nothing of the sale is stored, in no performance.
+
+Prices come from `core.catalog.pricing` only; any price in the request is refused (the
+body has no such field). The package price (ring, choice) is spread over the tickets
+equally, the remainder on the first, so the revenue per performance adds up to the price.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from core.base.clock import iso
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.ids import uuid7
+from core.base.numbering import next_number
+from core.base.storage import transaction
+from core.catalog import pricing
+from core.catalog.common import Body, Id, Name
+from core.catalog.resource import Audience
+from core.catalog.subscriptions import sale_phase
+from core.sales.contingents import HUB
+from core.sales.orders import order_series, store_order
+from core.sales.payments import Payment, check_payment
+from core.subscriptions import holds, offers
+from core.subscriptions.seats import PerformanceSeats, check_selection, is_set
+from core.subscriptions.series import GroupSeats, RingGroup, pick_seat
+
+Form = Literal["pass", "single_tickets", "both"]
+SaleChannel = Literal["shop", "phone", "cashdesk", "counter", "agency"]
+CATALOG_CHANNEL = {"shop": "online", "phone": "phone", "cashdesk": "cashdesk", "counter": "cashdesk",
+                   "agency": "agency"}
+SERIES = "ABO"
+
+
+class ReplacementIn(Body, kw_only=True):
+    """The seat chosen in a plan variant that lacks the subscription's seat (a step of the sale)."""
+
+    variant_id: Id
+    seat_id: Id
+
+
+class SeatAtIn(Body, kw_only=True):
+    performance_id: Id
+    seat_id: Id
+
+
+class SubscriptionSaleIn(Body, kw_only=True):
+    """One subscription. Ring: `seat_ids` one seat per seating plan of its dates (+ `replacements`
+    for variants lacking it). Choice: `performance_ids` the N dates, then seats as a ring. Combi:
+    `seats`, a seat per performance. No price field: prices come from the catalog."""
+
+    product_id: Id
+    customer_id: Id
+    tier_id: Id | None = None
+    zone_id: Id | None = None
+    form: Form | None = None
+    seat_ids: Annotated[list[Id], Meta(max_length=20)] = []
+    replacements: Annotated[list[ReplacementIn], Meta(max_length=40)] = []
+    performance_ids: Annotated[list[Id], Meta(max_length=200)] = []
+    seats: Annotated[list[SeatAtIn], Meta(max_length=200)] = []
+    holder_name: Name | None = None
+    delivery: Literal["mail", "pickup"] = "pickup"
+    payment_method: Payment
+    payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+    operator: Annotated[str, Meta(max_length=100)] | None = None
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A seat of the subscription in one performance."""
+
+    performance_id: str
+    seat_id: str
+    zone_id: str
+
+
+# --- rules ---------------------------------------------------------------------------------------------
+
+
+def check_phase(db: sqlite3.Connection, prod: dict, channel: str, customer_id: str, now: dt.datetime) -> str:
+    """S3: the channel's sale window open now; in `renewal` only existing subscribers may buy.
+    A product without any sale window is on sale on every channel; one with windows only
+    through a channel that has one."""
+    if not prod["sale_windows"]:
+        return "general"
+    phase = sale_phase(prod["sale_windows"], CATALOG_CHANNEL[channel], iso(now))
+    if phase is None:
+        raise Conflict(f"{prod['name']} is not on sale through the {channel} channel now "
+                       "(outside its sale windows)", field="product_id")
+    if phase == "renewal" and not is_subscriber(db, customer_id, prod):
+        raise Conflict(f"{prod['name']} is in its renewal presale: only subscribers of an earlier season may "
+                       "buy now; general sale starts later", field="customer_id")
+    return phase
+
+
+def is_subscriber(db: sqlite3.Connection, customer_id: str, prod: dict) -> bool:
+    """An active subscription of the same organizer in a season that began before this product's."""
+    return db.execute(
+        "SELECT 1 FROM subscriptions s JOIN subscription_products p ON p.id = s.product_id "
+        "JOIN seasons se ON se.id = p.season_id WHERE s.customer_id = ? AND s.state = 'active' "
+        "AND p.organizer_id = ? AND se.starts_on < (SELECT starts_on FROM seasons WHERE id = ?) LIMIT 1",
+        (customer_id, prod["organizer_id"], prod["season_id"])).fetchone() is not None
+
+
+def form_of(prod: dict, asked: str | None) -> str:
+    """The product's print options allow the form (`both` allows any); a transferable product
+    defaults to single tickets (a pass is not to be passed on for a whole season)."""
+    allowed = ("pass", "single_tickets", "both") if prod["print_options"] == "both" else (prod["print_options"],)
+    if asked is None:
+        return "single_tickets" if prod["transferable"] and "single_tickets" in allowed else allowed[0]
+    if asked not in allowed:
+        raise ValidationError(f"{prod['name']} is printed as {prod['print_options']}, not {asked}", field="form")
+    return asked
+
+
+def _variant_for(group: RingGroup, seat_id: str) -> str:
+    """The map a seat is picked on: the lead variant if it has it, else the first that does."""
+    plan, index = group.plan, group.plan.index[seat_id]
+    for variant in (group.lead, *group.variants):
+        if is_set(plan.offered(variant), index):
+            return variant
+    raise ValidationError(f"{plan.seat(seat_id).describe()} exists in none of the variants these dates use",
+                          field="seat_ids")
+
+
+def _group_of(groups: list[RingGroup], seat_id: str, field: str) -> RingGroup:
+    for group in groups:
+        if seat_id in group.plan.index:
+            return group
+    raise ValidationError(f"seat {seat_id} is not part of the seating plans of these dates", field=field)
+
+
+def ring_seats(groups: list[RingGroup], seat_ids: list[str], replacements: list[ReplacementIn]) -> list[GroupSeats]:
+    """One seat per group, the same in every performance of the group; where a variant lacks it,
+    the replacement given for that variant (else a ValidationError naming the step and a suggestion)."""
+    if len(set(seat_ids)) != len(seat_ids):
+        raise ValidationError("a seat is named twice", field="seat_ids")
+    chosen: dict[str, str] = {}
+    for seat_id in seat_ids:
+        group = _group_of(groups, seat_id, "seat_ids")
+        if group.plan.id in chosen:
+            raise ValidationError("one seat per seating plan: two seats are on the same plan", field="seat_ids")
+        chosen[group.plan.id] = seat_id
+    missing = [g for g in groups if g.plan.id not in chosen]
+    if missing:
+        raise ValidationError(f"choose a seat on each seating plan of these dates ({len(groups)}); "
+                              f"{len(missing)} without a seat", field="seat_ids")
+    by_variant = {r.variant_id: r for r in replacements}
+    if len(by_variant) != len(replacements):
+        raise ValidationError("a variant has two replacement seats", field="replacements")
+    parties, used = [], set()
+    for group in groups:
+        seat_id = chosen[group.plan.id]
+        party = pick_seat(group, seat_id, _variant_for(group, seat_id))
+        for step in party.steps():
+            given = by_variant.get(step.variant_id)
+            if given is None:
+                hint = f"; nearest free: {group.plan.seat(step.suggestion).describe()}" if step.suggestion else ""
+                raise ValidationError(f"{group.plan.seat(seat_id).describe()} does not exist in plan variant "
+                                      f"{step.variant_id} ({len(step.performance_ids)} date(s)): choose a "
+                                      f"replacement seat there{hint}", field="replacements",
+                                      variant_id=step.variant_id, suggestion=step.suggestion)
+            seat = group.plan.seat(given.seat_id)
+            check_selection(group.plan, step.variant_id, group.free_in_variant(step.variant_id), [given.seat_id],
+                            wheelchair=int(seat.wheelchair))
+            party = party.replace_in(step.variant_id, given.seat_id)
+            used.add(step.variant_id)
+        parties.append(party)
+    extra = set(by_variant) - used
+    if extra:
+        raise ValidationError(f"a replacement for variant {sorted(extra)[0]} is not needed: the seat exists there",
+                              field="replacements")
+    return parties
+
+
+def combi_seats(perfs: list[PerformanceSeats], seats: list[SeatAtIn]) -> list[tuple[str, str]]:
+    """A seat per performance of the combi, each offered and free there (a companion seat never alone)."""
+    want = [p.performance_id for p in perfs]
+    given = [s.performance_id for s in seats]
+    if len(set(given)) != len(given):
+        raise ValidationError("a performance has two seats", field="seats")
+    if sorted(given) != sorted(want):
+        raise ValidationError(f"give exactly one seat for each of the {len(want)} performances", field="seats")
+    by_perf = {p.performance_id: p for p in perfs}
+    out = []
+    for pick in seats:
+        perf = by_perf[pick.performance_id]
+        seat = perf.plan.seat(pick.seat_id)
+        index = perf.plan.index[pick.seat_id]
+        if not is_set(perf.offered, index):
+            raise ValidationError(f"{seat.describe()} is not part of the plan variant of performance "
+                                  f"{perf.performance_id}", field="seats")
+        if is_set(perf.other_pool, index):
+            raise Conflict(f"{seat.describe()} is not in this pool at performance {perf.performance_id}",
+                           field="seats")
+        if not is_set(perf.free, index):
+            raise Conflict(f"{seat.describe()} is taken at performance {perf.performance_id}", field="seats",
+                           seats=[{"performance_id": perf.performance_id, "seat_id": pick.seat_id}])
+        check_selection(perf.plan, perf.variant_id, perf.free, [pick.seat_id], wheelchair=int(seat.wheelchair))
+        out.append((pick.performance_id, pick.seat_id))
+    return out
+
+
+def resolve(prod: dict, perfs: list[PerformanceSeats], body: SubscriptionSaleIn) -> list[Booked]:
+    """The subscription's (performance, seat, zone) per performance, by the product's kind."""
+    kind = prod["kind"]
+    if kind == "combi":
+        if body.seat_ids or body.replacements or body.performance_ids:
+            raise ValidationError("a combi ticket takes `seats` (a seat per performance) only", field="seats")
+        bookings = combi_seats(perfs, body.seats)
+    else:
+        if body.seats:
+            raise ValidationError(f"a {kind} subscription takes `seat_ids`, not `seats`", field="seats")
+        if kind == "ring" and body.performance_ids:
+            raise ValidationError("a ring has all its dates: leave performance_ids out", field="performance_ids")
+        if kind == "choice" and not body.performance_ids:
+            raise ValidationError(f"choose {prod['pick_count']} dates first", field="performance_ids")
+        groups = offers.groups(prod, perfs, body.performance_ids)
+        bookings = [b for party in ring_seats(groups, body.seat_ids, body.replacements) for b in party.bookings()]
+    plans = {p.performance_id: p.plan for p in perfs}
+    return [Booked(perf, seat, plans[perf].seat(seat).zone_id) for perf, seat in bookings]
+
+
+def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], body: SubscriptionSaleIn,
+          audience: Audience) -> tuple[int, dict[str, int], str | None]:
+    """(price, price per performance, zone): ring/choice the zone's package price, all seats in
+    one zone; combi per performance in its seat's zone. The tier applied once; complimentary 0."""
+    if prod["kind"] == "combi":
+        quote = pricing.combi_seat_prices(db, prod["id"], {b.performance_id: b.zone_id for b in booked},
+                                          body.tier_id, audience)
+        return quote["price_cents"], quote["per_performance"], None
+    zones = {b.zone_id for b in booked}
+    if len(zones) != 1:
+        raise ValidationError(f"a {prod['kind']} subscription is priced in one zone: all its seats (replacements "
+                              "too) must be in the same price zone", field="seat_ids")
+    zone = zones.pop()
+    if body.zone_id is not None and body.zone_id != zone:
+        raise ValidationError("the seats are not in the zone asked for", field="zone_id")
+    quote = pricing.subscription_price(db, prod["id"], zone, body.tier_id, audience)
+    total = quote["price_cents"]
+    return total, pricing.spread(total, [(b.performance_id, 1) for b in booked]), zone
+
+
+# --- the sale ----------------------------------------------------------------------------------------
+
+
+def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
+                      pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
+                      agency_token: str | None = None, now: dt.datetime) -> dict:
+    """Sell one subscription in one transaction and return its row with its tickets.
+
+    *channel*: `phone` (office), `shop`, `agency` (...); *pool*: the contingent it sells from
+    (`hub`; an agency its `agency:<token id>`); *audience*: what the caller may see of the
+    catalog (`agency`: released products and tiers bookable by all); *holder*: the buyer's
+    holds (`token:<id>`/`staff:<id>`) are bought (converted), everybody else's are taken.
+    A seat taken meanwhile is a Conflict naming it; ask `offers.best` for alternatives."""
+    check_payment(channel, body.payment_method, body.payment_reference)
+    with transaction(db):
+        prod = offers.product(db, body.product_id, audience)
+        if not db.execute("SELECT 1 FROM customers WHERE id = ?", (body.customer_id,)).fetchone():
+            raise NotFound(f"customer {body.customer_id} does not exist", field="customer_id")
+        check_phase(db, prod, channel, body.customer_id, now)
+        form = form_of(prod, body.form)
+        perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
+        booked = resolve(prod, perfs, body)
+        total, per_perf, zone = price(db, prod, booked, body, audience)
+        if holder is not None:
+            holds.release_seats(db, holder, [(b.performance_id, b.seat_id) for b in booked])
+        return _store(db, node, prod, body, booked, (total, per_perf, zone), form=form, channel=channel,
+                      agency_token=agency_token, now=now)
+
+
+def _store(db: sqlite3.Connection, node: dict, prod: dict, body: SubscriptionSaleIn, booked: list[Booked],
+           priced: tuple[int, dict[str, int], str | None], *, form: str, channel: str, agency_token: str | None,
+           now: dt.datetime) -> dict:
+    """The ledger rows of a sale (caller's transaction): order, line, subscription, tickets, payment."""
+    total, per_perf, zone = priced
+    stamp = iso(now)
+    order = {"id": uuid7(), "number": next_number(db, order_series(node["id"]), now.year, node["id"]),
+             "node_id": node["id"], "channel": "shop" if channel == "agency" else channel,
+             "customer_id": body.customer_id, "delivery": body.delivery, "operator": body.operator,
+             "total_cents": total, "created_at": stamp, "payment_method": body.payment_method,
+             "payment_reference": body.payment_reference}
+    line_id = uuid7()
+    store_order(db, order, [{"id": line_id, "position": 1, "kind": "subscription", "product_id": prod["id"],
+                             "price_cents": total, "vat_code": prod["vat_code"], "card_id": None}])
+    sub = {"id": uuid7(), "number": next_number(db, SERIES, now.year, node["id"]), "order_id": order["id"],
+           "line_id": line_id, "customer_id": body.customer_id, "product_id": prod["id"], "tier_id": body.tier_id,
+           "zone_id": zone, "form": form, "state": "active", "holder_name": body.holder_name, "channel": channel,
+           "agency_token": agency_token, "price_cents": total, "created_at": stamp, "updated_at": stamp}
+    db.execute(f"INSERT INTO subscriptions ({', '.join(sub)}) VALUES ({', '.join('?' * len(sub))})",
+               tuple(sub.values()))
+    tickets = [{"id": uuid7(), "performance_id": b.performance_id, "seat_id": b.seat_id, "zone_id": b.zone_id,
+                "price_cents": per_perf[b.performance_id]} for b in booked]
+    insert_tickets(db, order["id"], line_id, tickets, stamp)
+    return {**sub, "tickets": tickets}
+
+
+def insert_tickets(db: sqlite3.Connection, order_id: str, line_id: str, tickets: list[dict], stamp: str) -> None:
+    """Seat tickets of a subscription line; the database's refusal (sold or held meanwhile) is a Conflict."""
+    for t in tickets:
+        try:
+            db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
+                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (t["id"], order_id, line_id, t["performance_id"], t["seat_id"], t["zone_id"],
+                        t["price_cents"], stamp))
+        except sqlite3.IntegrityError as exc:
+            raise holds.seat_conflict(db, t["performance_id"], t["seat_id"], exc) from None
