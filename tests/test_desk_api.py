@@ -254,6 +254,10 @@ async def test_counter_exchanges_a_voucher_once(desk, hub, tmp_path, aiohttp_cli
         assert "already exchanged" in again["detail"] and card["number"] in again["detail"]
         assert again["detail_de"].startswith("Gutschein wurde schon am") and card["number"] in again["detail_de"]
         await expect(await counter.get(f"/api/vouchers/check?code={voucher['code']}"), 409)
+        # the spent voucher scanned in the card lookup is named as spent, not "ok" (before: "ok")
+        looked = (await expect(await counter.get("/api/cards", params={"q": voucher["code"]}), 200))["scan"]
+        assert (looked["level"], looked["reason"]) == ("refused", "REDEEMED")
+        assert looked["message_de"].startswith("Gutschein wurde schon am") and card["number"] in looked["message_en"]
         truncated = await expect(await counter.post("/api/vouchers/redeem",
                                                     json={**body, "code": voucher["code"][:-7]}), 422)
         assert truncated["field"] == "code"

@@ -391,13 +391,9 @@ def check_voucher(db: sqlite3.Connection, access, code: str) -> dict:
     if not (result.reason == "WRONG_VENUE"):  # what a sound voucher gets at a venue-less check
         raise Conflict(f"voucher refused: {result.message_en} {result.detail}".strip(),
                        detail_de=f"Gutschein abgelehnt: {result.message_de}")
-    used = db.execute("SELECT r.*, c.number FROM voucher_redemptions r LEFT JOIN cards c ON c.id = r.card_id "
-                      "WHERE r.voucher_id = ?", (result.card_id,)).fetchone()
+    used = redemption_of(db, result.card_id)
     if used:
-        where = used["number"] or used["card_id"]
-        when = parse_iso(used["redeemed_at"]).astimezone(LOCAL_TZ)
-        raise Conflict(f"voucher already exchanged on {used['redeemed_at']} (card {where})",
-                       detail_de=f"Gutschein wurde schon am {when:%d.%m.%Y um %H:%M} eingelöst (Karte {where})")
+        raise Conflict(used["en"], detail_de=used["de"])
     payload = cardcode.decode(code.strip()).payload
     product = db.execute("SELECT p.* FROM card_products c JOIN annual_products p ON p.id = c.product_id "
                          "WHERE c.code = ?", (payload.product_code,)).fetchone()
@@ -406,6 +402,18 @@ def check_voucher(db: sqlite3.Connection, access, code: str) -> dict:
                        detail_de="Das Produkt des Gutscheins ist hier noch unbekannt; bitte mit dem Hub abgleichen")
     return {"voucher_id": result.card_id, "product_id": product["id"], "product": product["name"],
             "valid_until": result.valid_until, "signer": result.signer}
+
+
+def redemption_of(db: sqlite3.Connection, voucher_id: str) -> dict | None:
+    """The exchange that used voucher *voucher_id*, with a sentence in each language; None if unused."""
+    used = db.execute("SELECT r.*, c.number FROM voucher_redemptions r LEFT JOIN cards c ON c.id = r.card_id "
+                      "WHERE r.voucher_id = ?", (voucher_id,)).fetchone()
+    if used is None:
+        return None
+    where = used["number"] or used["card_id"]
+    when = parse_iso(used["redeemed_at"]).astimezone(LOCAL_TZ)
+    return {**used, "en": f"voucher already exchanged on {when:%Y-%m-%d at %H:%M} (card {where})",
+            "de": f"Gutschein wurde schon am {when:%d.%m.%Y um %H:%M} eingelöst (Karte {where})"}
 
 
 def redeem_voucher(db: sqlite3.Connection, signer: cards.NodeSigner, access, code: str, holder: HolderIn,

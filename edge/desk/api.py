@@ -346,6 +346,10 @@ def scan_check(edge: Edge, query: str) -> dict | None:
         return None
     result = _access(edge).decide(query.strip())
     level = "ok" if result.reason in _SOUND else "warn" if result.reason in _GENUINE else "refused"
+    used = orders.redemption_of(edge.db, result.card_id) if result.kind == "voucher" and level == "ok" else None
+    if used:  # a sound voucher that was exchanged already is spent, not "ok"
+        return {"level": "refused", "reason": "REDEEMED", "message_de": used["de"], "message_en": used["en"],
+                "detail": "", "issue": result.issue}
     return {"level": level, "reason": result.reason, "message_de": result.message_de,
             "message_en": result.message_en, "detail": result.detail, "issue": result.issue}
 
