@@ -13,7 +13,8 @@ const CART_KEY = "desk-cart";
 const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /* Dates are formatted here, in the venue's time zone, never by the browser's locale (a desk
- * browser set to en-US would show mm/dd/yyyy): de 2.12.2026, en 2 Dec 2026. */
+ * browser set to en-US would show mm/dd/yyyy): de 02.12.2026 (as the office, the receipts and the
+ * personalization page write it), en 2 Dec 2026. */
 function dateParts(iso) {
   const plain = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso);
   if (plain) return { y: +plain[1], m: +plain[2], d: +plain[3], time: "" };
@@ -27,7 +28,8 @@ function dateParts(iso) {
 function formatDate(iso) {
   if (!iso) return "";
   const p = dateParts(iso);
-  return LANG === "en" ? `${p.d} ${MONTHS_EN[p.m - 1]} ${p.y}` : `${p.d}.${p.m}.${p.y}`;
+  const two = (n) => String(n).padStart(2, "0");
+  return LANG === "en" ? `${p.d} ${MONTHS_EN[p.m - 1]} ${p.y}` : `${two(p.d)}.${two(p.m)}.${p.y}`;
 }
 
 /** "2.12.1990", "2 Dec 1990", "1990-12-02" -> "1990-12-02"; null if not a real date. No
