@@ -16,7 +16,7 @@ from core.base.node import init_node
 from core.base.storage import connect
 from core.catalog import pins
 from hub import settings
-from hub.services import mail, nodes, print_batches, tokens
+from hub.services import hold_sweeper, mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
 from hub.web import client_address, office, personalize, routes
 from hub.web.api import API, CACHE, DB, OPENAPI
@@ -86,4 +86,5 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     personalize.install(app)  # customer pages at /p/<token> (A3)
     office.install(app)  # the office web app at /office/ (staff login, start page)
     mail.install_worker(app, hub)
+    hold_sweeper.install(app, db)  # expired seat holds deleted once a minute (issue 13)
     return app

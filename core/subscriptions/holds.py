@@ -48,9 +48,12 @@ def expire(db: sqlite3.Connection, now: dt.datetime, performance_ids: Sequence[s
     claimed). Writes: call it inside the caller's transaction, or alone."""
     if not performance_ids:
         return 0
+    args = (iso(now), json.dumps(list(performance_ids)))
+    where = f"WHERE expires_at <= ? AND performance_id IN ({json_values()})"
+    if not db.execute(f"SELECT 1 FROM seat_holds {where} LIMIT 1", args).fetchone():
+        return 0  # a plain look writes nothing
     with transaction(db):
-        return db.execute(f"DELETE FROM seat_holds WHERE expires_at <= ? AND performance_id IN ({json_values()})",
-                          (iso(now), json.dumps(list(performance_ids)))).rowcount
+        return db.execute(f"DELETE FROM seat_holds {where}", args).rowcount
 
 
 def expire_all(db: sqlite3.Connection, now: dt.datetime) -> int:
