@@ -466,3 +466,59 @@ async def test_the_staff_api_sells_a_ring_once_per_idempotency_key_and_refuses_a
                       f"&zone_id={chair['zone_id']}", status=200)
     assert best["found"] and len(best["bookings"]) == 8
     assert all(b["seat_id"] != chair["id"] for b in best["bookings"])
+
+
+# --- agencies and forms ------------------------------------------------------------------------------------
+
+
+def test_an_agency_sells_released_products_with_tiers_bookable_by_all_from_its_own_contingent(sample_hub):
+    from core.sales import contingents
+    hub, db = sample_hub, sample_hub.db
+    ring = hub.ids["rings"]["A"]
+    mine, elsewhere = seat(db, house(hub), "1. Rang", "2", "10"), seat(db, house(hub), "1. Rang", "2", "11")
+    for perf in ring:
+        contingents.move_seats(db, perf, [mine["id"]], "agency:tok-1", GENERAL)
+    prod, customer = product(hub, "Abo-Ring A"), hub.ids["first_customer"]
+    as_agency = dict(channel="agency", audience="agency", pool="agency:tok-1", holder="token:tok-1",
+                     agency_token="tok-1")
+    before = ledger(db)
+    with pytest.raises(NotFound):  # not released to agencies
+        sell(hub, sale(product(hub, "Abo-Ring B"), customer, seat_ids=[mine["id"]]), **as_agency)
+    with pytest.raises(ValidationError, match="unknown discount tier"):  # not bookable by all
+        sell(hub, sale(prod, customer, seat_ids=[mine["id"]], tier_id=tier(db, prod, "Ehrenkarte")), **as_agency)
+    with pytest.raises(Conflict):  # the hub's seat, not the agency's
+        sell(hub, sale(prod, customer, seat_ids=[elsewhere["id"]]), **as_agency)
+    with pytest.raises(Conflict):  # the hub cannot sell the agency's seat either
+        sell(hub, sale(prod, customer, seat_ids=[mine["id"]]))
+    assert ledger(db) == before
+    sub = sell(hub, sale(prod, customer, seat_ids=[mine["id"]], tier_id=tier(db, prod, "Schüler/Studierende")),
+               **as_agency)
+    assert (sub["channel"], sub["agency_token"], sub["price_cents"]) == ("agency", "tok-1", 29400 // 2)
+    assert db.execute("SELECT channel FROM orders WHERE id = ?", (sub["order_id"],)).fetchone()["channel"] == "shop"
+    assert len(tickets_of(db, sub["line_id"])) == 8
+
+
+def test_the_form_defaults_to_single_tickets_for_a_transferable_product(sample_hub):
+    hub, db = sample_hub, sample_hub.db
+    a = sell(hub, sale(product(hub, "Abo-Ring A"), hub.ids["first_customer"],
+                       seat_ids=[seat(db, house(hub), "Parkett", "15", "1")["id"]]))
+    b = sell(hub, sale(product(hub, "Abo-Ring B"), hub.ids["first_customer"],
+                       seat_ids=[seat(db, house(hub), "Parkett", "15", "2")["id"]]))
+    c = sell(hub, sale(product(hub, "Abo-Ring B"), hub.ids["first_customer"], form="pass",
+                       seat_ids=[seat(db, house(hub), "Parkett", "15", "3")["id"]]))
+    assert (a["form"], b["form"], c["form"]) == ("pass", "single_tickets", "pass")
+
+
+async def test_availability_lists_the_ring_group_with_its_variants_lead_first(api):
+    hub = api.hub
+    pit, parkett = pit_and_parkett(hub)
+    found = await call(api, "GET", f"/subscription-products/{product(hub, 'Abo-Ring A')}/availability", status=200)
+    (group,) = found["groups"]
+    lead, other = group["variants"]
+    assert lead["lead"] and not other["lead"] and other["variant_id"] == pit["variant_id"]
+    assert pit["id"] in other["free_seat_ids"] and pit["id"] not in lead["free_seat_ids"]
+    assert parkett["id"] in lead["free_seat_ids"] and parkett["id"] in other["free_seat_ids"]
+    assert sorted(lead["performance_ids"] + other["performance_ids"]) == sorted(hub.ids["rings"]["A"])
+    await problem(api, "GET", f"/subscription-products/{product(hub, 'Abo-Ring A')}/availability?performance_ids=x",
+                  status=400, slug="invalid-parameter")
+    await problem(api, "GET", f"/subscription-products/{uuid7()}/availability", status=404, slug="not-found")
