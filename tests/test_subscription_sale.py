@@ -522,3 +522,24 @@ async def test_availability_lists_the_ring_group_with_its_variants_lead_first(ap
     await problem(api, "GET", f"/subscription-products/{product(hub, 'Abo-Ring A')}/availability?performance_ids=x",
                   status=400, slug="invalid-parameter")
     await problem(api, "GET", f"/subscription-products/{uuid7()}/availability", status=404, slug="not-found")
+
+
+def test_a_ring_across_two_venues_takes_one_seat_per_seating_plan(sample_hub):
+    hub, db = sample_hub, sample_hub.db
+    dates = hub.ids["rings"]["C"][:2] + [r["performance_id"] for r in db.execute(
+        "SELECT performance_id FROM subscription_performances WHERE product_id = ? ORDER BY position LIMIT 2",
+        (product(hub, "Wahl-Abo Studio 5 aus 8"),))]
+    ring = call_local(hub, "POST", "/subscription-products", {
+        "organizer_id": hub.ids["theatre_organizer"], "season_id": hub.ids["season"], "name": "Haus und Studio",
+        "title": "Zwei Bühnen", "kind": "ring", "performance_ids": dates,
+        "zone_prices": [{"zone_id": z, "price_cents": 10001} for z in hub.ids["zones"].values()]})
+    house_seat = seat(db, house(hub), "Parkett", "2", "2")
+    studio_seat = seat(db, hub.ids["plans"]["Studio"], "Saal", "2", "2")
+    before = ledger(db)
+    with pytest.raises(ValidationError, match="each seating plan"):
+        sell(hub, sale(ring["id"], hub.ids["first_customer"], seat_ids=[house_seat["id"]]))
+    assert ledger(db) == before
+    sub = sell(hub, sale(ring["id"], hub.ids["first_customer"], seat_ids=[studio_seat["id"], house_seat["id"]]))
+    tickets = {t["performance_id"]: t for t in tickets_of(db, sub["line_id"])}
+    assert [tickets[d]["seat_id"] for d in dates] == [house_seat["id"]] * 2 + [studio_seat["id"]] * 2
+    assert [tickets[d]["price_cents"] for d in dates] == [2501, 2500, 2500, 2500]  # remainder on the first date
