@@ -202,3 +202,33 @@ async def test_the_staff_api_lists_reads_and_changes_subscriptions(api):
     await problem(api, "GET", f"/subscriptions/{uuid7()}", status=404, slug="not-found")
     read = await call(api, "GET", f"/subscriptions/{sold['id']}", status=200)
     assert read["price_cents"] == sold["price_cents"] == 29400
+
+
+async def test_a_seat_change_replaces_the_paper_that_shows_the_old_seat(api):
+    """The single ticket of the moved date and the pass (it lists every seat) get new codes and
+    print jobs; the old codes are superseded, so the paper with the old seat does not stay valid
+    beside the new one. The tickets of dates that did not move are left as they are."""
+    hub, db = api.hub, api.hub.db
+    chair = seat(db, house(hub), "Parkett", "14", "5")
+    sold = await call(api, "POST", "/subscriptions",
+                      {"product_id": product(hub, "Abo-Ring B"), "customer_id": hub.ids["first_customer"],
+                       "seat_ids": [chair["id"]], "payment_method": "transfer", "form": "both"},
+                      status=201, headers={**hub.headers(), "Idempotency-Key": "paper-1"})
+    line = db.execute("SELECT line_id FROM subscriptions WHERE id = ?", (sold["id"],)).fetchone()["line_id"]
+
+    def cards_now() -> dict[str, dict]:
+        rows = db.execute("SELECT * FROM cards WHERE order_item_id = ? AND revoked_at IS NULL", (line,)).fetchall()
+        return {r["product_id"] if r["kind"] == "single" else "pass": r for r in rows}
+
+    before = cards_now()
+    perf, other = hub.ids["rings"]["B"][0], hub.ids["rings"]["B"][1]
+    assert before["pass"]["issue"] == before[perf]["issue"] == 1 and len(before) == 9  # a pass + 8 tickets
+    await call(api, "PUT", f"/subscriptions/{sold['id']}/seats",
+               {"performance_id": perf, "seat_id": seat(db, house(hub), "Parkett", "14", "6")["id"]}, status=200)
+    after = cards_now()
+    assert after["pass"]["issue"] == 2 and after[perf]["issue"] == 2 and after[perf]["code"] != before[perf]["code"]
+    assert after[other]["issue"] == 1 and after[other]["code"] == before[other]["code"]
+    queued = {(j["ref_id"], j["card_issue"]) for j in db.execute(
+        "SELECT ref_id, card_issue FROM print_jobs WHERE kind = 'card' AND state = 'queued'")}
+    assert {(after[perf]["id"], 2), (after["pass"]["id"], 2)} <= queued
+    assert (after[perf]["id"], 1) not in queued  # the old seat's job is dropped

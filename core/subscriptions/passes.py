@@ -58,6 +58,36 @@ def issue_subscription_cards(db: sqlite3.Connection, signer: cards.NodeSigner, s
     return issued
 
 
+def tickets_now(db: sqlite3.Connection, subscription_id: str) -> dict[str, str]:
+    """performance id -> the sold ticket's id: what a seat change is compared against."""
+    sub = subscription_row(db, subscription_id)
+    return {s.performance_id: s.ticket_id for s in seats(db, sub["line_id"])}
+
+
+def reissue_moved(db: sqlite3.Connection, signer: cards.NodeSigner, subscription_id: str,
+                  before: dict[str, str], now: dt.datetime) -> list[dict]:
+    """After a seat change: every card that shows a seat that moved gets a new code and a print job
+    (the single ticket of that performance, and the pass, which lists every seat). Why re-issue and
+    not just reprint: the paper with the old seat must not stay valid beside the new one; its code
+    is SUPERSEDED at the gate. *before* is `tickets_now()` from before the change."""
+    with transaction(db):
+        sub = subscription_row(db, subscription_id)
+        after = {s.performance_id: s.ticket_id for s in seats(db, sub["line_id"])}
+        moved = {perf for perf, ticket in after.items() if before.get(perf) not in (None, ticket)}
+        if not moved:
+            return []
+        existing = db.execute("SELECT * FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
+                              (sub["line_id"],)).fetchall()
+        shows_moved = [c for c in existing if c["kind"] == "subscription" or
+                       (c["kind"] == "single" and c["product_id"] in moved)]
+        redone = []
+        for card in shows_moved:
+            print_queue.drop_open_jobs(db, card["id"])
+            redone.append(cards.reissue_card(db, signer, card["id"], now))
+        _queue_prints(db, sub, redone, now)
+    return redone
+
+
 def subscription_cards(db: sqlite3.Connection, subscription_id: str) -> list[dict]:
     """The subscription's cards that are not revoked: the pass first, then the tickets by date."""
     sub = subscription_row(db, subscription_id)

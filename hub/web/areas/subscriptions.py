@@ -17,15 +17,16 @@ import msgspec
 from msgspec import Meta
 
 from core.base.clock import utcnow
+from core.base.errors import ValidationError
 from core.base.ids import is_uuid
 from core.base.node import this_node
 from core.base.storage import transaction
 from core.cards import cards
 from core.catalog.common import Body
 from core.catalog.resource import MAX_PAGE
-from core.subscriptions import holds, offers, records
+from core.subscriptions import holds, offers, passes, records
 from core.subscriptions.passes import issue_subscription_cards
-from core.subscriptions.sale import SeatAtIn, SubscriptionSaleIn, sell_subscription
+from core.subscriptions.sale import SeatAtIn, SubscriptionSaleIn, sell_subscription, variant_steps
 from hub.services import idempotency, print_batches
 from hub.settings import context
 from hub.web import schemas
@@ -132,6 +133,20 @@ class Availability(msgspec.Struct, kw_only=True):
     performances: list[PerformanceFree]
 
 
+class VariantStep(msgspec.Struct, kw_only=True):
+    plan_id: str
+    variant_id: str
+    performance_ids: list[str]
+    missing_seat_id: str
+    free_seat_ids: list[str]
+    suggestion: str | None
+
+
+class VariantSteps(msgspec.Struct, kw_only=True):
+    product_id: str
+    steps: list[VariantStep]
+
+
 class BestAvailable(msgspec.Struct, kw_only=True):
     product_id: str
     found: bool
@@ -214,8 +229,13 @@ def change_subscription(ctx: Ctx):
 def change_subscription_seats(ctx: Ctx):
     now = utcnow()
     with transaction(ctx.db):
+        before = passes.tickets_now(ctx.db, ctx.path("id"))
         records.change_seats(ctx.db, ctx.path("id"), ctx.body, holder=_holder(ctx), now=now)
         _issue_cards(ctx, ctx.path("id"), now)
+        if records.row(ctx.db, ctx.path("id"))["state"] == "active":  # the paper with the old seat is replaced
+            passes.reissue_moved(ctx.db, cards.load_signer(ctx.db, context(ctx.app).data_dir), ctx.path("id"),
+                                 before, now)
+    print_batches.wake_worker(ctx.app)
     return records.get(ctx.db, ctx.path("id"))
 
 
@@ -232,6 +252,27 @@ def delete_seat_hold(ctx: Ctx):
 def product_availability(ctx: Ctx):
     return offers.availability(ctx.db, ctx.path("id"), holder=_holder(ctx), now=utcnow(),
                                performance_ids=_performance_ids(ctx))
+
+
+def _seat_ids(ctx: Ctx) -> list[str]:
+    """`seat_ids`: the seats picked, one per ring group, as ids separated by commas."""
+    ids = [p.strip() for p in ctx.query.get("seat_ids", "").split(",") if p.strip()]
+    if not ids or len(ids) > MAX_IDS or not all(is_uuid(p) for p in ids):
+        raise ApiError(400, "invalid-parameter", "Invalid query parameter",
+                       f"seat_ids must be 1 to {MAX_IDS} ids separated by commas", field="seat_ids")
+    return ids
+
+
+def product_variant_steps(ctx: Ctx):
+    """The variant steps of the seats picked (the office's seat map steps through them)."""
+    prod = offers.product(ctx.db, ctx.path("id"))
+    if prod["kind"] == "combi":
+        raise ValidationError("a combi ticket has a seat per date and no variant steps", field="product_id")
+    chosen = _performance_ids(ctx)
+    with transaction(ctx.db):
+        perfs = offers.performances(ctx.db, prod, holder=_holder(ctx), now=utcnow(), performance_ids=chosen)
+        steps = variant_steps(offers.groups(prod, perfs, chosen), _seat_ids(ctx))
+    return {"product_id": prod["id"], "steps": steps}
 
 
 def product_best_available(ctx: Ctx):
@@ -298,6 +339,14 @@ def register(api: Api) -> None:
             description="Per ring group (the dates on one seating plan) and plan variant (the lead first): "
                         "the seats that may be picked there, free in every date of the group whose variant has "
                         "them. A combi lists each performance's free seats instead.")
+    api.add("GET", "/subscription-products/{id}/variant-steps", product_variant_steps,
+            summary="Plan variants lacking the seats picked", tag=tag, roles=STAFF, response=VariantSteps,
+            cacheable=False, query=[Param("seat_ids", "str", "the seats picked, one per ring group: ids separated "
+                                          "by commas", max_length=MAX_IDS * 37, required=True), CHOSEN],
+            description="Ring or choice: for each seat picked (checked: free in every date whose variant has "
+                        "it), the plan variants of its group that lack it, with the seats free in all their "
+                        "dates and the nearest free one (`suggestion`). The sale takes a replacement for each "
+                        "(`replacements`).")
     api.add("GET", "/subscription-products/{id}/best-available", product_best_available,
             summary="Best available seats for a subscription product", tag=tag, roles=STAFF,
             response=BestAvailable, cacheable=False,
