@@ -188,6 +188,20 @@ def ring_seats(groups: list[RingGroup], seat_ids: list[str], replacements: list[
     return parties
 
 
+def variant_steps(groups: list[RingGroup], seat_ids: list[str]) -> list[dict]:
+    """The plan variants that lack the seats picked (one per group), each with the seats free
+    in all its performances and the nearest free one: what the office steps through, choosing a
+    replacement in each, before it sells (`ring_seats` then takes them as `replacements`)."""
+    out = []
+    for seat_id in dict.fromkeys(seat_ids):
+        group = _group_of(groups, seat_id, "seat_ids")
+        for step in pick_seat(group, seat_id, _variant_for(group, seat_id)).steps():
+            out.append({"plan_id": step.plan_id, "variant_id": step.variant_id,
+                        "performance_ids": list(step.performance_ids), "missing_seat_id": seat_id,
+                        "free_seat_ids": group.plan.ids(step.candidates), "suggestion": step.suggestion})
+    return out
+
+
 def combi_seats(perfs: list[PerformanceSeats], seats: list[SeatAtIn]) -> list[tuple[str, str]]:
     """A seat per performance of the combi, each offered and free there (a companion seat never alone)."""
     want = [p.performance_id for p in perfs]
