@@ -34,7 +34,7 @@ from core.subscriptions.seat_loader import load_performances
 from core.subscriptions.series import ring_groups
 
 State = Literal["active", "cancelled", "paused"]
-FILTERS = ("customer_id", "product_id", "state", "number")
+FILTERS = ("customer_id", "product_id", "state", "number", "agency_token")
 
 
 class SeatChangeIn(Body, kw_only=True):

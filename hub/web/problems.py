@@ -19,6 +19,10 @@ PROBLEM_TYPE = "urn:tessera:problem:"
 PROBLEM_MEDIA = "application/problem+json"
 MAX_BODY_BYTES = 1024 * 1024
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+# Extension members (RFC 9457 section 3.2) an error may carry to the client: the seats a lost race
+# names, the seats to try instead, a ring sale's variant step. Any other extra of an error (a login's
+# pending code) stays on the server.
+PUBLIC_MEMBERS = ("seats", "alternatives", "variant_id", "suggestion")
 
 
 class ApiError(TesseraError):
@@ -30,9 +34,10 @@ class ApiError(TesseraError):
 
 
 def problem_body(status: int, slug: str, title: str, detail: str, *, field: str | None = None,
-                 instance: str | None = None) -> bytes:
+                 instance: str | None = None, members: dict | None = None) -> bytes:
     """The encoded problem+json document: the one shape of every hub error (the sync routes sign it)."""
-    body: dict = {"type": PROBLEM_TYPE + slug, "title": title, "status": status, "detail": detail}
+    body: dict = {k: v for k, v in (members or {}).items() if k in PUBLIC_MEMBERS}
+    body |= {"type": PROBLEM_TYPE + slug, "title": title, "status": status, "detail": detail}
     if field:
         body["field"] = field
     if instance:
@@ -41,9 +46,9 @@ def problem_body(status: int, slug: str, title: str, detail: str, *, field: str 
 
 
 def problem(status: int, slug: str, title: str, detail: str, *, field: str | None = None,
-            instance: str | None = None) -> web.Response:
-    return web.Response(status=status, body=problem_body(status, slug, title, detail, field=field, instance=instance),
-                        content_type=PROBLEM_MEDIA)
+            instance: str | None = None, members: dict | None = None) -> web.Response:
+    body = problem_body(status, slug, title, detail, field=field, instance=instance, members=members)
+    return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA)
 
 
 def from_msgspec(exc: Exception) -> ApiError:
@@ -75,7 +80,8 @@ async def problem_middleware(request: web.Request, handler) -> web.StreamRespons
     try:
         return await handler(request)
     except TesseraError as exc:
-        return problem(exc.status, exc.slug, exc.title, exc.detail, field=exc.field, instance=request.path)
+        return problem(exc.status, exc.slug, exc.title, exc.detail, field=exc.field, instance=request.path,
+                       members=exc.extra)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         err = from_msgspec(exc)
         return problem(err.status, err.slug, err.title, err.detail, field=err.field, instance=request.path)

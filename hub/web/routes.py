@@ -17,7 +17,7 @@ from core.catalog.subscriptions import Subscriptions, Tiers
 from hub.services import tokens
 from hub.web import schemas
 from hub.web.api import OPENAPI, Api, Ctx, Param
-from hub.web.areas import cards, orders, seatmaps, shop, subscriptions, sync_office
+from hub.web.areas import cards, orders, seatmaps, shop, shop_subscriptions, subscriptions, sync_office
 
 ALL = ("admin", "office", "shop", "agency")
 STAFF = ("admin", "office")
@@ -257,4 +257,5 @@ def build() -> Api:
     sync_office.register(api)
     seatmaps.register(api)
     subscriptions.register(api)
+    shop_subscriptions.register(api)
     return api

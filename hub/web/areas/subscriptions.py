@@ -208,7 +208,8 @@ def create_subscription(ctx: Ctx):
 def list_subscriptions(ctx: Ctx):
     _one_of(ctx, "state", STATES)
     q = ctx.query
-    return records.search(ctx.db, filters={k: q.get(k) for k in records.FILTERS},
+    filters = {k: q.get(k) for k in records.FILTERS} | {"agency_token": q.get("agency")}  # an agency's sales
+    return records.search(ctx.db, filters=filters,
                           performance_id=q.get("performance_id"), q=q.get("q"),
                           limit=q.get("limit", 50), offset=q.get("offset", 0))
 
@@ -309,6 +310,7 @@ def register(api: Api) -> None:
                           Param("performance_id", "uuid", "only those with a seat in this performance"),
                           Param("state", "str", "active, cancelled or paused", max_length=20),
                           Param("number", "str", "the subscription's number (ABO-...)", max_length=40),
+                          Param("agency", "uuid", "only those an agency booked: its token id"),
                           Param("q", "str", "part of the customer's or holder's name, or of the number")])
     api.add("GET", "/subscriptions/{id}", get_subscription, summary="Read a subscription with its seats", tag=tag,
             roles=STAFF, response=SubscriptionRecord, cacheable=False)
