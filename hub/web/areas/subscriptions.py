@@ -157,7 +157,10 @@ class BestAvailable(msgspec.Struct, kw_only=True):
 
 
 def _holder(ctx: Ctx) -> str:
-    return f"staff:{ctx.token['id']}"
+    """`staff:<id>`: an API token's id, or the office's staff member (whose identity is already
+    `staff:<staff id>`, `api_call.identity`)."""
+    token_id = ctx.token["id"]
+    return token_id if token_id.startswith("staff:") else f"staff:{token_id}"
 
 
 def _performance_ids(ctx: Ctx) -> list[str] | None:

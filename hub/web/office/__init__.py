@@ -20,6 +20,8 @@ from hub.web.office import (
     printing,
     sales,
     staff_admin,
+    subscribers,
+    subscription_sale,
     views,
     work,
 )
@@ -40,6 +42,8 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     operators.install(app)  # operators, API tokens, catalog (issue 12)
     api_tokens.install(app)
     catalog.install(app)
+    subscription_sale.install(app)  # subscriptions (issue 13): the sale before the detail route
+    subscribers.install(app)
 
 
 __all__ = ["CLOCK", "install"]

@@ -40,12 +40,13 @@ def identity(me: staff.Session) -> dict:
 
 
 async def call(request: web.Request, me: staff.Session, method: str, path: str, body: Any = None,
-               query: dict[str, Any] | None = None) -> Any:
+               query: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
     """Run the API operation *method* *path* (relative to /api/v1) as *me*; its payload.
 
     *body* is plain data (dicts, lists, strings) decoded with the operation's body type, so a
     field the API does not know or a value out of range is refused as the API refuses it.
-    *query* values are the query strings the API would parse (its `Param` rules apply)."""
+    *query* values are the query strings the API would parse (its `Param` rules apply); *headers*
+    what the operation reads of the request (e.g. the `Idempotency-Key` of a subscription sale)."""
     app = request.app
     try:
         op, params = app[API].find(method, path)
@@ -61,7 +62,7 @@ async def call(request: web.Request, me: staff.Session, method: str, path: str, 
             # strict=False: a form posts "2" for a quantity; the type and its limits still decide
             decoded = msgspec.convert(body, type=op.body, strict=False) if op.body_media == "application/json" \
                 else body
-        ctx = Ctx(app, app[DB], identity(me), params, parsed, decoded)
+        ctx = Ctx(app, app[DB], identity(me), params, parsed, decoded, headers=headers or {})
         result = op.handler(ctx)
         if inspect.isawaitable(result):
             result = await result
@@ -70,4 +71,6 @@ async def call(request: web.Request, me: staff.Session, method: str, path: str, 
         raise Refused(problem.status, problem.detail, problem.field) from None
     except TesseraError as exc:
         raise Refused(exc.status, exc.detail, getattr(exc, "field", None)) from None
-    return result[1] if isinstance(result, tuple) else result
+    result = result[1] if isinstance(result, tuple) else result
+    # an answer kept as encoded JSON (an idempotent sale's, replayed or new) is read as data
+    return msgspec.json.decode(result) if isinstance(result, msgspec.Raw) else result

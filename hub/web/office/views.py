@@ -45,6 +45,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/customers", "customers", False),
     ("/office/orders", "orders", False),
     ("/office/cards", "cards_title", False),
+    ("/office/subscriptions", "subscriptions", False),
     ("/office/print", "print_title", False),
     ("/office/conflicts", "conflict_list", False),
     ("/office/mail", "mail_list", False),

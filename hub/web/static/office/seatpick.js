@@ -1,0 +1,49 @@
+// The office seat map (issue 13): a click on a seat, or Enter or Space on a focused seat,
+// puts its id into the form field the map names (data-input) and submits the form with the
+// button named by data-submit (the hub re-renders the page with the seat selected). Seats
+// the map shows as taken, held or of another pool are not chosen. After the page comes back,
+// the seat just chosen gets the keyboard focus again, so choosing works without a mouse.
+(function () {
+  "use strict";
+  var KEY = "tessera-seatpick";
+
+  function choose(seat) {
+    var map = seat.closest("[data-input]");
+    var state = seat.getAttribute("data-state");
+    if (!map || (state !== "free" && state !== "selected")) return;
+    var form = document.getElementById(map.getAttribute("data-form"));
+    var field = form && form.elements[map.getAttribute("data-input")];
+    var button = document.getElementById(map.getAttribute("data-submit"));
+    if (!field || !button) return;
+    field.value = seat.getAttribute("data-seat-id");
+    try { sessionStorage.setItem(KEY, map.getAttribute("data-input")); } catch (e) { /* private mode */ }
+    form.requestSubmit(button);
+  }
+
+  function seatOf(event) {
+    return event.target && event.target.closest ? event.target.closest("[data-seat-id]") : null;
+  }
+
+  document.addEventListener("click", function (event) {
+    var seat = seatOf(event);
+    if (seat) choose(seat);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    var seat = seatOf(event);
+    if (!seat) return;
+    event.preventDefault();
+    choose(seat);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var last = null;
+    try { last = sessionStorage.getItem(KEY); sessionStorage.removeItem(KEY); } catch (e) { /* private mode */ }
+    if (!last) return;
+    var maps = document.querySelectorAll("[data-input]");
+    for (var i = 0; i < maps.length; i++) {
+      if (maps[i].getAttribute("data-input") !== last) continue;
+      var picked = maps[i].querySelector('[data-state="selected"]');
+      if (picked) picked.focus();
+    }
+  });
+})();
