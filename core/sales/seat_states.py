@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterable
 
 from core.base.clock import iso, utcnow
 from core.base.errors import NotFound
@@ -19,11 +20,16 @@ from core.sales.contingents import HUB
 
 
 def seat_states(db: sqlite3.Connection, performance_id: str, pool: str = HUB,
-                now: dt.datetime | None = None) -> dict[str, str]:
+                now: dt.datetime | None = None, seat_ids: Iterable[str] = ()) -> dict[str, str]:
     """seat id -> state for the seats that are not free (taken wins over held, held over other pool).
-    Read only: an expired hold is simply not counted (the hold sweeper deletes it)."""
+    *seat_ids*: the performance's seats, needed for a pool other than the hub's, since a seat
+    without a `seat_pools` row is the hub's. Read only: an expired hold is simply not counted."""
     states = {r["seat_id"]: OTHER_POOL for r in db.execute(
         "SELECT seat_id FROM seat_pools WHERE performance_id = ? AND pool <> ?", (performance_id, pool))}
+    if pool != HUB:
+        mine = {r["seat_id"] for r in db.execute(
+            "SELECT seat_id FROM seat_pools WHERE performance_id = ? AND pool = ?", (performance_id, pool))}
+        states |= dict.fromkeys((s for s in seat_ids if s not in mine), OTHER_POOL)
     states.update({r["seat_id"]: HELD for r in db.execute(
         "SELECT seat_id FROM seat_holds WHERE performance_id = ? AND expires_at > ?",
         (performance_id, iso(now or utcnow())))})
@@ -40,5 +46,6 @@ def performance_map(db: sqlite3.Connection, performance_id: str, pool: str = HUB
         raise NotFound(f"performance {performance_id} does not exist")
     plan, seats = variant_map(db, row["variant_id"])
     offered = {s.id for s in seats}
-    states = {seat: state for seat, state in seat_states(db, performance_id, pool, now).items() if seat in offered}
+    states = {seat: state for seat, state in seat_states(db, performance_id, pool, now, offered).items()
+              if seat in offered}
     return plan, seats, states
