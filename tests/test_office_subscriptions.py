@@ -11,6 +11,9 @@ from html.parser import HTMLParser
 
 import pytest
 
+from core.base.clock import utcnow
+from core.base.node import this_node
+from core.subscriptions.sale import SubscriptionSaleIn, sell_subscription
 from tests.helpers import table_counts
 from tests.office import form_token, post_form, signed_in
 
@@ -185,3 +188,196 @@ async def test_a_ring_is_sold_across_two_plan_variants_with_a_replacement_at_the
     page = await office.get(response.headers["Location"])
     text = await page.text()
     assert page.status == 200 and sub["number"] in text and text.count('data-performance="') == 8
+
+
+async def sell_through_the_office(client, product: str, fields: dict[str, str], *, tier: str = "",
+                                  lang: str = "de") -> tuple[str, str]:
+    """From the seats in *fields* on: hold, customer and terms, summary, confirm; (summary, Location)."""
+    html = await step(client, {**fields, "action": "hold"}, lang)
+    held = hidden(html)
+    assert held.get("hold_id"), re.findall(r'role="alert">(.*?)</p>', html)
+    summary = await step(client, {**held, "action": "check", "customer_id": customer(client.hub.db)["id"],
+                                  "tier_id": tier, "delivery": "pickup", "payment_method": "transfer"}, lang)
+    response = await confirm(client, nonce_of(summary))
+    assert response.status == 303, await response.text()
+    return summary, response.headers["Location"]
+
+
+def sold(db, location: str) -> tuple[dict, list[dict]]:
+    sub = db.execute("SELECT * FROM subscriptions WHERE id = ?", (location.rsplit("/", 1)[1],)).fetchone()
+    tickets = db.execute("SELECT performance_id, seat_id, zone_id, price_cents FROM tickets WHERE line_id = ? "
+                         "AND status = 'sold'", (sub["line_id"],)).fetchall()
+    return sub, tickets
+
+
+async def test_a_choice_takes_exactly_n_of_its_m_dates_then_seats_free_in_all_of_them(office):
+    db = office.hub.db
+    choice = product_id(office, "Wahl-Abo Studio 5 aus 8")
+    dates = db.execute("SELECT performance_id FROM subscription_performances WHERE product_id = ? ORDER BY position",
+                       (choice,)).fetchall()
+    four = {f"date_{d['performance_id']}": "1" for d in dates[:4]}
+    html = await step(office, {"action": "product", "product_id": choice, **four})
+    assert 'class="seatmap"' not in html and "genau 5 der 8 Termine" in html  # 4 of 8: no map yet
+    five = {f"date_{d['performance_id']}": "1" for d in dates[1:6]}
+    html = await step(office, {"action": "product", "product_id": choice, **five})
+    assert html.count('class="seatmap"') == 1
+    # another buyer's choice (dates 1, 3-6) holds a seat at four of these five dates: not free in all
+    studio = ids(office)["plans"]["Studio"]
+    taken = db.execute("SELECT id FROM seats WHERE plan_id = ? ORDER BY y, x LIMIT 1", (studio,)).fetchone()["id"]
+    others = [dates[0]["performance_id"], *(d["performance_id"] for d in dates[2:6])]
+    sell_subscription(db, this_node(db), SubscriptionSaleIn(
+        product_id=choice, customer_id=customer(db)["id"], performance_ids=others, seat_ids=[taken],
+        payment_method="transfer"), channel="phone", now=utcnow())
+    html = await step(office, {"action": "product", "product_id": choice, **five})
+    assert re.search(rf'data-seat-id="{taken}"[^>]*data-state="taken"', html)
+    html = await step(office, {**hidden(html), "action": "best", "best_zone": ids(office)["zones"]["2"]})
+    fields = hidden(html)
+    summary, location = await sell_through_the_office(office, choice, fields)
+    sub, tickets = sold(db, location)
+    assert sorted(t["performance_id"] for t in tickets) == sorted(d["performance_id"] for d in dates[1:6])
+    assert len({t["seat_id"] for t in tickets}) == 1 and sub["price_cents"] == 8000  # zone II package price
+    assert 'id="price">Summe: 80,00 €' in summary
+
+
+async def test_a_combi_gets_a_seat_per_date_priced_per_performance_and_zone(office):
+    db = office.hub.db
+    combi = product_id(office, "Kombi-Ticket Klassiker")
+    html = await step(office, {"action": "product", "product_id": combi})
+    assert html.count('class="seatmap"') == 3
+    html = await step(office, {**hidden(html), "action": "best", "best_zone": ids(office)["zones"]["1"]})
+    fields = hidden(html)
+    assert len([k for k in fields if k.startswith("seat_")]) == 3
+    summary, location = await sell_through_the_office(office, combi, fields)
+    assert 'id="price">Summe: 125,00 €' in summary  # 52 + 52 + 21 in zone I
+    sub, tickets = sold(db, location)
+    assert len(tickets) == 3 and sub["price_cents"] == 12500 and sum(t["price_cents"] for t in tickets) == 12500
+
+
+# --- holds, races, refusals -------------------------------------------------------------------------------
+
+
+async def test_staff_hold_keeps_the_seats_from_a_shop_buyer_and_cancel_releases_them(office, sample_hub):
+    db = office.hub.db
+    html, fields = await ring_with_pit_seat(office)
+    html = await step(office, {**fields, "action": "hold"})
+    fields = hidden(html)
+    held = db.execute("SELECT performance_id, seat_id, holder FROM seat_holds").fetchall()
+    assert len(held) == 8 and {h["holder"] for h in held} == {"staff:" + office_staff_id(db)}
+    # meanwhile a shop buyer (another holder) cannot buy the held pit seat: the hold is taken for them
+    pit_seat = seat(db, "A", "8", plan=house_plan(office))
+    pit_dates = [h["performance_id"] for h in held if h["seat_id"] == pit_seat]
+    with pytest.raises(Exception, match="held|taken"):
+        from core.subscriptions import holds
+        holds.hold(db, "token:shop-buyer", [(pit_dates[0], pit_seat)], now=utcnow())
+    before = counts(db)
+    html = await step(office, {**fields, "action": "cancel"})
+    assert "Die reservierten Plätze sind wieder frei." in html and 'name="hold_id" value=""' in html
+    assert db.execute("SELECT count(*) AS n FROM seat_holds").fetchone()["n"] == 0
+    assert counts(db) == {**before, "seat_holds": 0}  # nothing sold, nothing else changed
+
+
+def office_staff_id(db) -> str:
+    return db.execute("SELECT id FROM staff WHERE user_name = 'office'").fetchone()["id"]
+
+
+async def test_a_seat_sold_meanwhile_is_a_clear_message_with_alternatives_and_nothing_sold(office):
+    db = office.hub.db
+    ring = product_id(office, "Abo-Ring A")
+    html = await step(office, {"action": "product", "product_id": ring})
+    html = await step(office, {**hidden(html), "action": "best", "best_zone": ids(office)["zones"]["2"]})
+    html = await step(office, {**hidden(html), "action": "hold"})
+    summary = await step(office, {**hidden(html), "action": "check", "customer_id": customer(db)["id"],
+                                  "delivery": "pickup", "payment_method": "transfer"})
+    # the hold runs out (a long call) and a shop buyer takes one of the seats
+    db.execute("UPDATE seat_holds SET expires_at = '2000-01-01T00:00:00Z'")
+    db.commit()
+    mine = hidden(html)[f"seat_{house_plan(office)}"]
+    shop_buyer = db.execute("SELECT id FROM customers ORDER BY number DESC LIMIT 1").fetchone()["id"]
+    sell_subscription(db, this_node(db), SubscriptionSaleIn(product_id=ring, customer_id=shop_buyer,
+                                                            seat_ids=[mine], payment_method="card"),
+                      channel="shop", holder="token:shop", now=utcnow())
+    before = counts(db)
+    response = await confirm(office, nonce_of(summary))
+    text = await response.text()
+    assert response.status == 409, re.findall(r'role="alert">(.*?)</p>', text)
+    assert "Nicht verkauft:" in text and "Es wurde nichts gebucht." in text and "Parkett row" in text, \
+        re.findall(r'role="alert">(.*?)</p>', text)
+    assert 'id="alternatives"' in text and text.count("<tr><td") == 8  # a free seat in every date, now
+    assert counts(db) == before  # nothing of it stored, in no date
+
+
+async def test_a_seat_held_by_someone_else_cannot_be_held_and_nothing_is_held(office):
+    from core.subscriptions import holds
+    db = office.hub.db
+    ring = product_id(office, "Abo-Ring A")
+    html = await step(office, {"action": "product", "product_id": ring})
+    html = await step(office, {**hidden(html), "action": "best"})
+    fields = hidden(html)
+    perf = ids(office)["rings"]["A"][-1]
+    holds.hold(db, "token:shop-buyer", [(perf, fields[f"seat_{house_plan(office)}"])], now=utcnow())
+    before = counts(db)
+    html = await step(office, {**fields, "action": "hold"}, status=409)
+    assert "Abgelehnt: Parkett row" in html, re.findall(r'role="alert">(.*?)</p>', html)
+    assert counts(db) == before
+
+
+async def test_forged_posts_are_refused_and_change_nothing(office, aiohttp_client, sample_hub):
+    db = office.hub.db
+    html, fields = await ring_with_pit_seat(office)
+    before = counts(db)
+    no_token = await office.post(NEW, data={**fields, "action": "hold"}, allow_redirects=False)
+    assert no_token.status == 403
+    elsewhere = await post_form(office, NEW, NEW, {**fields, "action": "hold"}, Origin="https://evil.example")
+    assert elsewhere.status == 403
+    assert counts(db) == before
+    # a confirmation with a forged or foreign one-time number sells nothing
+    assert (await confirm(office, "forged-number")).status == 409
+    assert counts(db) == before
+    # without a login: the login page, for the pages and the posts
+    anonymous = await aiohttp_client(office.server.app)
+    for path in (NEW, LIST):
+        response = await anonymous.get(path, allow_redirects=False)
+        assert response.status == 303 and response.headers["Location"].startswith("/office/login")
+    response = await anonymous.post(NEW, data={**fields, "action": "hold"}, allow_redirects=False)
+    assert response.status == 303 and counts(db) == before
+
+
+async def test_hostile_input_gets_a_clear_message_escaped_and_changes_nothing(office):
+    db = office.hub.db
+    before = counts(db)
+    ring = product_id(office, "Abo-Ring A")
+    html = await step(office, {"action": "product", "product_id": "<b>x</b>"}, status=400)
+    assert "Dieses Abo-Produkt gibt es nicht" in html and "<b>x</b>" not in html
+    html = await step(office, {"action": "pick", "product_id": ring, f"seat_{house_plan(office)}": "<script>x"},
+                      status=400)
+    assert "Abgelehnt:" in html and "<script>x" not in html and html.count('class="seatmap"') == 1
+    unknown = "01900000-0000-7000-8000-000000000000"
+    html = await step(office, {"action": "hold", "product_id": ring, f"seat_{house_plan(office)}": unknown},
+                      status=422)
+    assert "Abgelehnt:" in html
+    html, fields = await ring_with_pit_seat(office)
+    html = await step(office, {**fields, "action": "hold"})
+    fields = hidden(html)
+    before = counts(db)
+    for name in ("<img src=x onerror=alert(1)>", "x" * 300):
+        html = await step(office, {**fields, "action": "check", "customer_id": "new", "c_first_name": name,
+                                   "c_last_name": name, "c_street": "Weg 1", "c_postcode": "28195",
+                                   "c_town": "Bremen", "delivery": "mail", "payment_method": "transfer"},
+                          status=400)
+        assert "Die Kundendaten sind unvollständig oder ungültig." in html and "<img src=x" not in html
+    html = await step(office, {**fields, "action": "check", "customer_id": customer(db)["id"],
+                               "tier_id": unknown, "delivery": "mail", "payment_method": "transfer"}, status=400)
+    assert "Diese Ermäßigung gibt es hier nicht." in html
+    html = await step(office, {**fields, "action": "check", "customer_id": customer(db)["id"],
+                               "delivery": "drone", "payment_method": "transfer"}, status=400)
+    assert 'name="nonce"' not in html
+    assert counts(db) == before
+
+
+async def test_the_sale_speaks_english(office):
+    html = await step(office, {"action": "product", "product_id": product_id(office, "Abo-Ring A")}, "en")
+    assert "Sell a subscription" in html and "Best available" in html and "Seating plan 1: 8 dates" in html
+    html, fields = await ring_with_pit_seat(office, "en")
+    assert "lacks the seat: choose a replacement" in html
+    html = await step(office, {**fields, "action": "hold"}, "en")
+    assert "Booked across all dates" in html and "Full price · €368.00" in html

@@ -190,17 +190,15 @@ async def _page(request: web.Request, me: staff.Session, form: dict, *, error: s
     ctx: dict = {"pick": pick, "maps": [], "booked": [], "tiers": [], "forms": [], "zones": [], "choice_dates": []}
     if pick.product and pick.product["kind"] == "choice":
         ctx["choice_dates"] = list(subs.performances(request.app[DB], pick.product["performance_ids"]).values())
+    if form.get("product_id") and pick.product is None:
+        error, status = error or TEXT[lang]["ss_e_product"], max(status, 400)
     if _dates_ready(pick):
-        offer = await _offer(request, me, pick)
-        steps = await _steps(request, me, pick, offer)
-        maps = _maps(request, pick, offer, steps, lang)  # fills the suggested replacements in
-        bookings = _bookings(pick, offer, steps)
-        ctx.update(maps=maps, booked=_booked_rows(request, bookings) if bookings else [],
-                   zones=_zones(request, offer, pick))
-        if bookings:
-            ctx["tiers"] = subs.tier_prices(request.app[DB], pick.product, _zones_by_perf(request, bookings))
-        options = pick.product["print_options"]
-        ctx["forms"] = FORMS if options == "both" else (options,)
+        try:
+            ctx.update(await _seats_part(request, me, pick, lang))
+        except api_call.Refused as exc:  # a seat id the API refuses: say so, draw the maps without picks
+            error, status = error or TEXT[lang]["sale_e_refused"].format(a=exc.detail), max(status, 400)
+            pick = Pick(pick.product, pick.dates, view=pick.view)
+            ctx.update(await _seats_part(request, me, pick, lang), pick=pick)
     chosen = await sales._customer(request, me, form.get("customer_id", ""))
     hits = await sales._search(request, me, form.get("q", ""))
     customers = ([chosen] if chosen else []) + [h for h in hits if not chosen or h["id"] != chosen["id"]]
@@ -210,6 +208,20 @@ async def _page(request: web.Request, me: staff.Session, form: dict, *, error: s
                             euros=views._euros(lang), when=views._when, script=SCRIPT, **ctx)
     response.headers["Content-Security-Policy"] = PAGE_CSP
     return response
+
+
+async def _seats_part(request: web.Request, me: staff.Session, pick: Pick, lang: str) -> dict:
+    """The maps (with the variant steps), the seats booked per date, the zones for best
+    available, the tiers with their prices for these seats, and the forms the product allows."""
+    offer = await _offer(request, me, pick)
+    steps = await _steps(request, me, pick, offer)
+    maps = _maps(request, pick, offer, steps, lang)  # fills the suggested replacements in
+    bookings = _bookings(pick, offer, steps)
+    options = pick.product["print_options"]
+    return {"maps": maps, "booked": _booked_rows(request, bookings) if bookings else [],
+            "zones": _zones(request, offer, pick), "forms": FORMS if options == "both" else (options,),
+            "tiers": subs.tier_prices(request.app[DB], pick.product, _zones_by_perf(request, bookings))
+            if bookings else []}
 
 
 def _zones_by_perf(request: web.Request, bookings: list[dict]) -> dict[str, str]:
