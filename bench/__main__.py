@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from bench import api, cardpdf, cashdesk, gate, seating, sync
+from bench import api, cardpdf, cashdesk, gate, presale, seating, sync
 from bench.procs import BenchError
 
 BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync, "cardpdf": cardpdf,
-                                   "cashdesk": cashdesk, "seating": seating}
+                                   "cashdesk": cashdesk, "seating": seating, "presale": presale}
 USAGE = f"usage: python -m bench [NAME...]   names: {', '.join(BENCHMARKS)}"
 
 

@@ -46,7 +46,9 @@ from core.subscriptions.sale import (
     resolve,
     sell_subscription,
 )
+from core.subscriptions.seat_loader import load_performances
 from core.subscriptions.seats import PerformanceSeats, is_set
+from core.subscriptions.series import best_ring_seats, combi_best, ring_groups
 
 Role = Literal["shop", "agency"]
 SHOP_TTL = dt.timedelta(minutes=10)
@@ -253,19 +255,32 @@ class _Seats:
         self.seats = fields.get("seats", [])
 
 
+def best_of(prod: dict, perfs: list[PerformanceSeats], chosen: Sequence[str],
+            zone_id: str | None) -> list[tuple[str, str]] | None:
+    """`offers.best` for one subscriber on seats already loaded (a checkout reads them once)."""
+    if prod["kind"] == "combi":
+        seats = combi_best(perfs, 1, zone_id=zone_id)
+        return None if any(v is None for v in seats.values()) else [(p, s[0]) for p, s in seats.items()]
+    dates = [p for p in perfs if p.performance_id in set(chosen)] if chosen else perfs
+    bookings: list[tuple[str, str]] = []
+    for group in ring_groups(dates):
+        parties = best_ring_seats(group, 1, zone_id=zone_id)
+        if parties is None:
+            return None
+        bookings += parties[0].bookings()
+    return bookings
+
+
 def _bookings(db: sqlite3.Connection, prod: dict, body: ShopHoldIn, seller: Seller,
               now: dt.datetime) -> list[tuple[str, str]]:
     """The seats a checkout asks for, checked by the sale's rules: named ones as given, or the
     best available in the zone (on the chosen dates of a choice)."""
-    chosen = body.performance_ids or None
-    perfs = offers.performances(db, prod, pool=seller.pool, holder=None, now=now, performance_ids=None)
+    perfs = offers.performances(db, prod, pool=seller.pool, holder=None, now=now)
     if not (body.seat_ids or body.seats):
-        found = offers.best(db, prod["id"], zone_id=body.zone_id, audience=seller.audience, pool=seller.pool,
-                            holder=None, now=now, performance_ids=chosen)
-        if not found["found"]:
+        bookings = best_of(prod, perfs, body.performance_ids, body.zone_id)
+        if bookings is None:
             raise Conflict(f"{prod['name']}: no seat is free in every date" +
                            (" in this zone" if body.zone_id else ""), field="zone_id")
-        bookings = [(b["performance_id"], b["seat_id"]) for b in found["bookings"]]
         fields = sale_fields(prod, perfs, bookings)
     else:
         fields = {"seat_ids": body.seat_ids, "replacements": body.replacements,
@@ -290,9 +305,10 @@ def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now:
     except Conflict as exc:
         raise lost(exc, db, prod["id"], seller, now, zone_id=body.zone_id,
                    performance_ids=body.performance_ids) from None
-    zones = {s["zone_id"] for s in labelled(db, bookings)}
+    seats = labelled(db, bookings)
+    zones = {s["zone_id"] for s in seats}
     return {"id": held["id"], "product_id": prod["id"], "expires_at": held["expires_at"],
-            "zone_id": zones.pop() if len(zones) == 1 else None, "seats": labelled(db, bookings)}
+            "zone_id": zones.pop() if len(zones) == 1 else None, "seats": seats}
 
 
 def held_seats(db: sqlite3.Connection, hold_id: str, seller: Seller, now: dt.datetime) -> tuple[str, list]:
@@ -365,7 +381,7 @@ def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: Che
     except NotFound as exc:
         raise lost(Conflict(exc.detail, field="hold_id"), db, prod["id"], seller, now, zone_id=order.zone_id,
                    performance_ids=None) from None
-    perfs = offers.performances(db, prod, pool=seller.pool, holder=holder, now=now)
+    perfs = load_performances(db, prod["performance_ids"])  # the plans and variants (the sale checks the seats)
     body = SubscriptionSaleIn(
         product_id=prod["id"], customer_id=order.customer_id, tier_id=order.tier_id, form=order.form,
         holder_name=order.holder_name, delivery=order.delivery, payment_reference=order.payment_reference,
