@@ -381,3 +381,182 @@ async def test_the_sale_speaks_english(office):
     assert "lacks the seat: choose a replacement" in html
     html = await step(office, {**fields, "action": "hold"}, "en")
     assert "Booked across all dates" in html and "Full price · €368.00" in html
+
+
+# --- the subscriber list and a subscription's page ----------------------------------------------------------
+
+
+async def api_sale(client, product: str, customer_id: str, key: str, **seats) -> dict:
+    """A phone sale through the API (bearer token), so the cards are issued as after an office sale."""
+    body = {"product_id": product, "customer_id": customer_id, "payment_method": "transfer", **seats}
+    response = await client.post("/api/v1/subscriptions", json=body,
+                                 headers={**client.hub.headers(), "Idempotency-Key": key})
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+@pytest.fixture
+async def subscribers(office) -> dict:
+    """Two ring A subscriptions (zone II, zone III) and a combi, for two customers."""
+    db = office.hub.db
+    first, second = db.execute("SELECT id FROM customers ORDER BY number LIMIT 2").fetchall()
+    ring, plan = product_id(office, "Abo-Ring A"), house_plan(office)
+    a = await api_sale(office, ring, first["id"], "a", seat_ids=[seat(db, "9", "10", plan=plan)], form="both")
+    b = await api_sale(office, ring, second["id"], "b", seat_ids=[seat(db, "15", "3", plan=plan)])
+    combi = product_id(office, "Kombi-Ticket Klassiker")
+    best = await office.get(f"/api/v1/subscription-products/{combi}/best-available", headers=office.hub.headers())
+    c = await api_sale(office, combi, second["id"], "c", seats=(await best.json())["bookings"])
+    return {"a": a, "b": b, "c": c, "first": first["id"], "second": second["id"]}
+
+
+async def test_the_list_filters_sorts_pages_and_downloads_csv(office, subscribers):
+    html = await (await office.get(LIST)).text()
+    assert html.count('href="/office/subscriptions/01') == 3 and 'id="new-link"' in html
+    assert "Parkett 9/10" in html and "Abo-Ring A" in html and "aktiv" in html
+    ring = product_id(office, "Abo-Ring A")
+    only_ring = await (await office.get(LIST, params={"product": ring})).text()
+    assert only_ring.count('href="/office/subscriptions/01') == 2 and "Kombi-Ticket" not in only_ring.split(
+        'id="rows"')[1]
+    combi_date = subscribers["c"]["seats"][-1]["performance_id"]  # the Studio date: the combi only
+    at_date = await (await office.get(LIST, params={"performance": combi_date})).text()
+    assert at_date.count('href="/office/subscriptions/01') == 1 and subscribers["c"]["number"] in at_date
+    by_text = await (await office.get(LIST, params={"q": subscribers["a"]["number"]})).text()
+    assert by_text.count('href="/office/subscriptions/01') == 1
+    of_customer = await (await office.get(LIST, params={"customer": subscribers["second"]})).text()
+    assert of_customer.count('href="/office/subscriptions/01') == 2
+    paused = await (await office.get(LIST, params={"state": "paused"})).text()
+    assert 'id="no-rows"' in paused
+    by_number = await (await office.get(LIST, params={"sort": "-number"})).text()
+    numbers = re.findall(r'>(ABO-\d{4}-\d+)</a>', by_number)
+    assert numbers == sorted(numbers, reverse=True) and len(numbers) == 3
+    page = await (await office.get(LIST, params={"size": "2", "page": "2"})).text()
+    assert page.count('href="/office/subscriptions/01') == 1
+    csv = await office.get(LIST + ".csv", params={"product": ring})
+    text = (await csv.read()).decode("utf-8-sig")
+    assert csv.status == 200 and text.startswith("Nummer;Kunde;Produkt;Ermäßigung;Plätze;Zustand;Preis;Datum")
+    assert len(text.strip().splitlines()) == 3 and "Parkett 9/10" in text
+    english = await (await office.get(LIST + ".csv", params={"lang": "en"})).read()
+    assert english.decode("utf-8-sig").startswith("Number,Customer,Product,Discount,Seats,State,Price,Date")
+
+
+async def test_the_customer_page_links_the_subscriptions(office, subscribers):
+    html = await (await office.get(f"/office/customers/{subscribers['second']}")).text()
+    assert f'href="/office/subscriptions?customer={subscribers["second"]}&amp;state=all"' in html
+    assert f'href="/office/subscriptions/new?customer={subscribers["second"]}"' in html
+
+
+async def test_the_page_shows_seats_cards_and_order_and_changes_tier_form_state(office, subscribers):
+    db = office.hub.db
+    sub = subscribers["a"]
+    path = f"{LIST}/{sub['id']}"
+    html = await (await office.get(path)).text()
+    assert html.count('data-performance="') == 8 and "Parkett · Reihe 9 · Platz 10" in html
+    assert 'id="cards"' in html and "Abo-Ausweis" in html and "Einzelticket" in html  # form both: pass + 8
+    assert f'href="/office/orders/{sub["order_id"]}"' in html
+    tier = db.execute("SELECT id FROM discount_tiers WHERE product_id = ? AND name = 'Frühbucher'",
+                      (sub["product_id"],)).fetchone()["id"]
+    response = await post_form(office, path, path + "/change", {"action": "tier", "tier_id": tier})
+    assert response.status == 303
+    row = db.execute("SELECT tier_id, price_cents, form, state FROM subscriptions WHERE id = ?",
+                     (sub["id"],)).fetchone()
+    assert row["tier_id"] == tier and row["price_cents"] == sub["price_cents"]  # for the next season only
+    response = await post_form(office, path, path + "/change", {"action": "form", "form": "single_tickets"})
+    assert response.status == 303
+    assert db.execute("SELECT form FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()["form"] == \
+        "single_tickets"
+    assert db.execute("SELECT revoked_at FROM cards WHERE order_item_id = ? AND kind = 'subscription'",
+                      (sub["line_id"],)).fetchone()["revoked_at"]
+    for action, state in (("pause", "paused"), ("resume", "active")):
+        response = await post_form(office, path, path + "/change", {"action": action})
+        assert response.status == 303
+        assert db.execute("SELECT state FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()["state"] == state
+    season = ids(office)["season"]
+    response = await post_form(office, path, path + "/change", {"action": "cancel", "ends_season_id": season})
+    assert response.status == 303
+    row = db.execute("SELECT state, ends_season_id FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()
+    assert row["state"] == "cancelled" and row["ends_season_id"] == season
+    html = await (await office.get(path + "?lang=en")).text()
+    assert "A cancelled subscription is not changed any more." in html and 'id="ends">2026/27' in html
+    before = counts(db)
+    refused = await post_form(office, path, path + "/change", {"action": "resume"})
+    assert refused.status == 409 and "is cancelled" in await refused.text()
+    assert counts(db) == before
+
+
+async def test_changes_refuse_forged_and_hostile_posts_and_change_nothing(office, subscribers):
+    db = office.hub.db
+    sub = subscribers["b"]
+    path = f"{LIST}/{sub['id']}"
+    state = dict(db.execute("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone())
+    before = counts(db)
+    assert (await office.post(path + "/change", data={"action": "pause"}, allow_redirects=False)).status == 403
+    assert (await post_form(office, path, path + "/change", {"action": "pause"},
+                            Origin="https://evil.example")).status == 403
+    bad = await post_form(office, path, path + "/change", {"action": "<b>drop</b>"})
+    assert bad.status == 400 and "Unbekannte Änderung." in await bad.text()
+    bad = await post_form(office, path, path + "/change", {"action": "tier", "tier_id": "<b>x</b>" * 50})
+    text = await bad.text()
+    assert bad.status == 422 and "Abgelehnt:" in text and "<b>x</b>" not in text
+    bad = await post_form(office, path, path + "/change", {"action": "form", "form": "hologram"})
+    assert bad.status == 422
+    unknown = await post_form(office, path, f"{LIST}/01900000-0000-7000-8000-000000000000/change",
+                              {"action": "pause"})
+    assert unknown.status == 404
+    assert counts(db) == before
+    assert dict(db.execute("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()) == state
+
+
+async def test_a_seat_change_on_the_map_for_one_date_and_for_the_whole_ring(office, subscribers):
+    db = office.hub.db
+    sub, plan = subscribers["a"], house_plan(office)
+    path = f"{LIST}/{sub['id']}"
+    perf = sub["seats"][2]["performance_id"]
+    page = f"{path}/seats?performance={perf}"
+    html = await (await office.get(page)).text()
+    assert html.count('class="seatmap"') == 1 and 'script-src' not in html
+    new_one = seat(db, "9", "11", plan=plan)
+    html = await (await post_form(office, page, path + "/seats", {"performance": perf, "action": "pick",
+                                                                    "seat_id": new_one})).text()
+    assert 'id="chosen">Parkett · Reihe 9 · Platz 11' in html
+    # another zone is refused: the price paid stays, so does the zone
+    other_zone = seat(db, "2", "10", plan=plan)
+    before = counts(db)
+    refused = await post_form(office, page, path + "/seats", {"performance": perf, "action": "move",
+                                                               "seat_id": other_zone})
+    assert refused.status == 422 and "another price zone" in await refused.text()
+    assert counts(db) == before
+    moved = await post_form(office, page, path + "/seats", {"performance": perf, "action": "move",
+                                                             "seat_id": new_one})
+    assert moved.status == 303
+    now = {t["performance_id"]: t["seat_id"] for t in db.execute(
+        "SELECT performance_id, seat_id FROM tickets WHERE line_id = ? AND status = 'sold'", (sub["line_id"],))}
+    assert now[perf] == new_one and sum(s == new_one for s in now.values()) == 1
+    # the whole ring group on the house's plan: one new seat in all 8 dates
+    group = f"{path}/seats?plan={plan}"
+    target = seat(db, "10", "10", plan=plan)
+    moved = await post_form(office, group, path + "/seats", {"plan": plan, "action": "move", "seat_id": target})
+    assert moved.status == 303, re.findall(r'role="alert">(.*?)</p>', await moved.text())
+    now = [t["seat_id"] for t in db.execute(
+        "SELECT seat_id FROM tickets WHERE line_id = ? AND status = 'sold'", (sub["line_id"],))]
+    assert now == [target] * 8
+
+
+async def test_a_group_seat_change_to_a_pit_seat_steps_through_the_variant_lacking_it(office, subscribers):
+    db = office.hub.db
+    plan = house_plan(office)  # a zone I subscription: the pit rows are zone I
+    sub = await api_sale(office, product_id(office, "Abo-Ring A"), subscribers["first"], "zone-1",
+                         seat_ids=[seat(db, "4", "12", plan=plan)])
+    path = f"{LIST}/{sub['id']}"
+    group = f"{path}/seats?plan={plan}"
+    pit_seat = seat(db, "A", "5", plan=plan)
+    html = await (await post_form(office, group, path + "/seats", {"plan": plan, "action": "pick",
+                                                                     "seat_id": pit_seat})).text()
+    standard = variant(db, STANDARD)
+    assert f'id="step-{standard}"' in html  # the standard variant (pit open) lacks row A
+    suggestion = re.search(rf'name="repl_{standard}" value="([^"]+)"', html).group(1)
+    moved = await post_form(office, group, path + "/seats", {"plan": plan, "action": "move", "seat_id": pit_seat,
+                                                              f"repl_{standard}": suggestion})
+    assert moved.status == 303, re.findall(r'role="alert">(.*?)</p>', await moved.text())
+    seats = {t["seat_id"] for t in db.execute(
+        "SELECT seat_id FROM tickets WHERE line_id = ? AND status = 'sold'", (sub["line_id"],))}
+    assert seats == {pit_seat, suggestion}
