@@ -15,7 +15,7 @@ from core.base.clock import utcnow
 from core.base.node import this_node
 from core.subscriptions.sale import SubscriptionSaleIn, sell_subscription
 from tests.helpers import table_counts
-from tests.office import form_token, post_form, signed_in
+from tests.office import SHOTS, form_token, office_in_chromium, post_form, signed_in
 
 NEW = "/office/subscriptions/new"
 LIST = "/office/subscriptions"
@@ -560,3 +560,74 @@ async def test_a_group_seat_change_to_a_pit_seat_steps_through_the_variant_lacki
     seats = {t["seat_id"] for t in db.execute(
         "SELECT seat_id FROM tickets WHERE line_id = ? AND status = 'sold'", (sub["line_id"],))}
     assert seats == {pit_seat, suggestion}
+
+
+# --- in Chromium ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_path):
+    from core.base.storage import connect
+    from hub.app import DB_NAME
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SHOTS.glob("subs-*.png"):
+        old.unlink()
+    with office_in_chromium(tmp_path) as served:
+        page, url = served.page, served.hub.url
+        refused: list[str] = []
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        db = connect(served.hub_dir / DB_NAME)
+        try:
+            plan = served.ids["plans"]["Großes Haus"]
+            pit, standard = variant(db, PIT), variant(db, STANDARD)
+            pit_seat, other = seat(db, "A", "8", plan=plan), seat(db, "2", "9", plan=plan)
+            buyer = db.execute("SELECT id, last_name FROM customers ORDER BY number LIMIT 1").fetchone()
+            tier = db.execute("SELECT id FROM discount_tiers WHERE product_id = ? AND name = 'Schüler/Studierende'",
+                              (served.ids["subscriptions"]["Abo-Ring A"],)).fetchone()["id"]
+        finally:
+            db.close()
+        page.goto(url + "/office/subscriptions")
+        page.screenshot(path=SHOTS / "subs-0-list-de.png")
+        page.click("#new-link")
+        page.select_option("#product_id", served.ids["subscriptions"]["Abo-Ring A"])
+        page.click("#choose-product")
+        page.wait_for_selector(".seatmap svg")
+        page.screenshot(path=SHOTS / "subs-1-map-de.png")
+        page.click(f"#tab-{pit}")  # the pit-covered variant's map: its rows A and B
+        page.wait_for_selector(f'#tab-{pit}[aria-pressed="true"]')
+        page.click(f'[data-seat-id="{pit_seat}"]')  # a click on the map picks the seat (seatpick.js)
+        page.wait_for_selector(f"#step-{standard}")  # the standard variant lacks row A: a step
+        assert page.get_attribute(f'[data-seat-id="{pit_seat}"]', "data-state") == "selected"
+        page.locator(f"#step-{standard}").scroll_into_view_if_needed()
+        page.screenshot(path=SHOTS / "subs-2-variant-step-de.png")
+        page.focus(f'[data-input="repl_{standard}"] [data-seat-id="{other}"]')  # keyboard: focus and Enter
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f'[data-input="repl_{standard}"] [data-seat-id="{other}"][data-state="selected"]')
+        assert page.input_value(f'input[name="repl_{standard}"]') == other
+        page.click("#hold")
+        page.wait_for_selector("#held")
+        booked = page.inner_text("#booked")
+        assert booked.count("Reihe A · Platz 8") == 4 and booked.count("Reihe 2 · Platz 9") == 4
+        page.locator("#booked").scroll_into_view_if_needed()
+        page.screenshot(path=SHOTS / "subs-3-booked-de.png")
+        page.fill("#q", buyer["last_name"])
+        page.click("#find")
+        page.check(f'input[name=customer_id][value="{buyer["id"]}"]')
+        page.select_option("#tier_id", tier)
+        page.check("#form-pass")
+        page.click("#check")
+        page.wait_for_selector("#summary")
+        assert page.inner_text("#price") == "Summe: 184,00 €"
+        page.locator("#summary").scroll_into_view_if_needed()
+        page.screenshot(path=SHOTS / "subs-4-summary-de.png")
+        page.click("#confirm")
+        page.wait_for_selector("#seats")
+        assert page.locator("#seats tbody tr").count() == 8 and "Abo-Ausweis" in page.inner_text("#cards")
+        page.screenshot(path=SHOTS / "subs-5-detail-de.png", full_page=True)
+        page.goto(page.url + "?lang=en")
+        page.screenshot(path=SHOTS / "subs-6-detail-en.png")
+        page.goto(url + "/office/subscriptions?lang=de")
+        assert page.locator("#rows tbody tr").count() == 1
+        page.screenshot(path=SHOTS / "subs-7-list-de.png")
+        assert refused == []  # the page's script is its own file: no inline script refused by the CSP
