@@ -12,7 +12,7 @@ from hub.app import make_app
 from hub.services import tokens
 from hub.web.clock import CLOCK
 from tests.test_shop_subscriptions import CUSTOMER, Clock, Shop, ledger, order_body
-from tests.test_subscription_sale import GENERAL, house, product, seat, tier
+from tests.test_subscription_sale import GENERAL, RENEWAL, house, product, seat, tier
 
 ROWS = ("2", "3")  # the agency's contingent: 1. Rang rows 2 and 3, seats 8-12, in every date of Ring A
 
@@ -50,6 +50,12 @@ async def test_an_agency_sees_released_products_and_tiers_bookable_by_all_only(a
         assert status == 404, hidden
         status, _ = await agency.hold({"product_id": product(hub, hidden)})
         assert status == 404, hidden
+    # windows by channel: in the online renewal presale the agency window is not open yet
+    agency.clock.now = RENEWAL
+    status, found = await agency.req("GET", "/shop/subscription-products")
+    assert status == 200 and found["items"] == []
+    status, refused = await agency.hold({"product_id": product(hub, "Abo-Ring A"), "seat_ids": agency.pool_seats[:1]})
+    assert status == 409 and "not on sale through the agency channel" in refused["detail"]
 
 
 async def test_an_agency_books_from_its_own_contingent_and_its_seat_map_shows_it(agency):
