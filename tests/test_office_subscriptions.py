@@ -631,3 +631,37 @@ def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_pa
         assert page.locator("#rows tbody tr").count() == 1
         page.screenshot(path=SHOTS / "subs-7-list-de.png")
         assert refused == []  # the page's script is its own file: no inline script refused by the CSP
+
+
+# --- the API's variant steps (what the map steps through) ---------------------------------------------------
+
+
+async def test_variant_steps_over_http_name_the_variant_its_free_seats_and_a_suggestion(office):
+    from hub.services import tokens
+    db, plan = office.hub.db, house_plan(office)
+    ring = product_id(office, "Abo-Ring A")
+    path = f"/api/v1/subscription-products/{ring}/variant-steps"
+    auth = office.hub.headers()
+    pit_seat = seat(db, "A", "8", plan=plan)
+    response = await office.get(path, params={"seat_ids": pit_seat}, headers=auth)
+    found = await response.json()
+    assert response.status == 200, found
+    (only,) = found["steps"]
+    assert only["variant_id"] == variant(db, STANDARD) and only["missing_seat_id"] == pit_seat
+    assert len(only["performance_ids"]) == 4 and only["suggestion"] in only["free_seat_ids"]
+    assert pit_seat not in only["free_seat_ids"]
+    none = await (await office.get(path, params={"seat_ids": seat(db, "9", "10", plan=plan)}, headers=auth)).json()
+    assert none["steps"] == []  # a seat every variant has: nothing to step through
+    before = counts(db)
+    for params, status in (({}, 400), ({"seat_ids": "<script>"}, 400), ({"seat_ids": ",".join([pit_seat] * 201)}, 400),
+                           ({"seat_ids": "01900000-0000-7000-8000-000000000000"}, 422)):
+        response = await office.get(path, params=params, headers=auth)
+        assert response.status == status, (params, await response.text())
+    combi = product_id(office, "Kombi-Ticket Klassiker")
+    response = await office.get(f"/api/v1/subscription-products/{combi}/variant-steps",
+                                params={"seat_ids": pit_seat}, headers=auth)
+    assert response.status == 422 and "no variant steps" in (await response.json())["detail"]
+    shop, _ = tokens.create_token(db, "Webshop", "shop")
+    response = await office.get(path, params={"seat_ids": pit_seat}, headers=office.hub.headers(shop))
+    assert response.status == 403
+    assert counts(db) == before
