@@ -158,7 +158,7 @@ async def test_a_ring_is_sold_across_two_plan_variants_with_a_replacement_at_the
     assert fields[f"repl_{standard}"] == replacement
     html = await step(office, {**fields, "action": "hold"})
     fields = hidden(html)
-    assert fields["hold_id"] and 'id="held"' in html
+    assert fields["hold_id"] and 'id="held"' in html and "data-input=" not in html  # held: no more clicks
     held = db.execute("SELECT performance_id, seat_id FROM seat_holds").fetchall()
     assert len(held) == 8
     assert html.count("<tr><td class=\"nowrap\">") >= 8  # the seat per date, read back
@@ -169,6 +169,7 @@ async def test_a_ring_is_sold_across_two_plan_variants_with_a_replacement_at_the
     assert "Vollpreis · 368,00 €" in html and "Schüler/Studierende · 184,00 €" in html
     html = await step(office, {**fields, "action": "check", "customer_id": customer(db)["id"], "tier_id": tier,
                                "form": "both", "delivery": "mail", "payment_method": "transfer",
+                               "holder_name": "Erika Musterfrau",
                                "price_cents": "1", "total_cents": "1", "price": "0,01"})
     assert 'id="price">Summe: 184,00 €' in html
     response = await confirm(office, nonce_of(html))
@@ -176,6 +177,7 @@ async def test_a_ring_is_sold_across_two_plan_variants_with_a_replacement_at_the
     sub_id = response.headers["Location"].rsplit("/", 1)[1]
     sub = db.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,)).fetchone()
     assert sub["price_cents"] == 18400 and sub["tier_id"] == tier and sub["form"] == "both"
+    assert sub["holder_name"] == "Erika Musterfrau"
     seats = db.execute("SELECT t.seat_id, f.variant_id FROM tickets t JOIN performances f ON f.id = t.performance_id "
                        "WHERE t.line_id = ? AND t.status = 'sold'", (sub["line_id"],)).fetchall()
     assert len(seats) == 8
@@ -366,6 +368,10 @@ async def test_hostile_input_gets_a_clear_message_escaped_and_changes_nothing(of
                           status=400)
         assert "Die Kundendaten sind unvollständig oder ungültig." in html and "<img src=x" not in html
     html = await step(office, {**fields, "action": "check", "customer_id": customer(db)["id"],
+                               "holder_name": "<b>Eve</b>", "delivery": "mail", "payment_method": "transfer"},
+                      status=400)
+    assert "keine Zeichen wie &lt; oder &gt;" in html and "<b>Eve</b>" not in html
+    html = await step(office, {**fields, "action": "check", "customer_id": customer(db)["id"],
                                "tier_id": unknown, "delivery": "mail", "payment_method": "transfer"}, status=400)
     assert "Diese Ermäßigung gibt es hier nicht." in html
     html = await step(office, {**fields, "action": "check", "customer_id": customer(db)["id"],
@@ -548,10 +554,16 @@ async def test_a_group_seat_change_to_a_pit_seat_steps_through_the_variant_lacki
                          seat_ids=[seat(db, "4", "12", plan=plan)])
     path = f"{LIST}/{sub['id']}"
     group = f"{path}/seats?plan={plan}"
-    pit_seat = seat(db, "A", "5", plan=plan)
+    pit_seat, standard = seat(db, "A", "5", plan=plan), variant(db, STANDARD)
+    html = await (await office.get(group)).text()
+    assert f'data-seat-id="{pit_seat}"' not in html  # the lead (pit open) map has no row A
+    html = await (await post_form(office, group, path + "/seats", {"plan": plan,
+                                                                     "action": f"view:{variant(db, PIT)}"})).text()
+    assert re.search(rf'data-seat-id="{pit_seat}"[^>]*data-state="free"', html)  # the pit variant's tab
     html = await (await post_form(office, group, path + "/seats", {"plan": plan, "action": "pick",
+                                                                     "view": variant(db, PIT),
                                                                      "seat_id": pit_seat})).text()
-    standard = variant(db, STANDARD)
+    assert re.search(rf'data-seat-id="{pit_seat}"[^>]*data-state="selected"', html)
     assert f'id="step-{standard}"' in html  # the standard variant (pit open) lacks row A
     suggestion = re.search(rf'name="repl_{standard}" value="([^"]+)"', html).group(1)
     moved = await post_form(office, group, path + "/seats", {"plan": plan, "action": "move", "seat_id": pit_seat,

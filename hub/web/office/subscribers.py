@@ -165,18 +165,21 @@ async def _seat_page(request: web.Request, me: staff.Session, form: dict, *, err
                                 query={"performance_ids": ",".join(dates)})
     current = next(s["seat_id"] for s in sub["seats"] if s["performance_id"] == dates[0])
     seat = form.get("seat_id") or current
+    tabs: list[dict] = []
     if offer["kind"] == "combi":
         free = next(p["free_seat_ids"] for p in offer["performances"])
         variant = perfs[dates[0]]["variant_id"]
-    else:
-        lead = offer["groups"][0]["variants"][0]
-        free, variant = lead["free_seat_ids"], lead["variant_id"]
+    else:  # the variant's map asked for (a tab), else the lead's
+        variants = offer["groups"][0]["variants"]
+        shown = next((v for v in variants if v["variant_id"] == form.get("view")), variants[0])
+        free, variant = shown["free_seat_ids"], shown["variant_id"]
+        tabs = [{"id": v["variant_id"], "dates": len(v["performance_ids"]), "shown": v is shown} for v in variants]
     maps = [{"key": "seat_id", "value": seat, "svg": subs.seat_map(db, variant, free, [seat], lang)}]
     steps = []
     if not one and seat != current:
         steps = (await api_call.call(request, me, "GET", f"/subscription-products/{sub['product_id']}/variant-steps",
                                      query={"seat_ids": seat, "performance_ids": ",".join(dates)}))["steps"]
-    names = subs.variant_names(db, {s["variant_id"] for s in steps} | {variant})
+    names = subs.variant_names(db, {s["variant_id"] for s in steps} | {t["id"] for t in tabs} | {variant})
     for step in steps:
         chosen = form.get("repl_" + step["variant_id"]) or step["suggestion"] or ""
         maps.append({"key": "repl_" + step["variant_id"], "value": chosen, "step": step,
@@ -184,6 +187,7 @@ async def _seat_page(request: web.Request, me: staff.Session, form: dict, *, err
                      "svg": subs.seat_map(db, step["variant_id"], step["free_seat_ids"], [chosen], lang)})
     response = views.render(request, "subscription_seats.html", status, me=me, csrf=me.csrf, s=sub, maps=maps,
                             dates=[perfs[d] for d in dates], one=one, plan=plan, variant=names[variant],
+                            tabs=[{**tab, "name": names[tab["id"]]} for tab in tabs], view=variant,
                             current=subs.seat_names(db, [current]).get(current),
                             chosen=subs.seat_names(db, [seat]).get(seat), changed=seat != current,
                             when=views._when, error=error, script=subscription_sale.SCRIPT)
@@ -203,6 +207,8 @@ async def move(request: web.Request, me: staff.Session) -> web.Response:
     form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
+    if form.get("action", "").startswith("view:"):  # a variant's tab: that variant's map
+        form["view"] = form["action"].removeprefix("view:")
     if form.get("action") != "move":
         return await _seat_page(request, me, form)
     t = TEXT[views._lang(request)]

@@ -360,7 +360,9 @@ async def _summary(request: web.Request, me: staff.Session, form: dict) -> dict:
         raise sales.SaleRefused("sale_e_delivery")
     if form.get("payment_method") not in sales.PAYMENTS:
         raise sales.SaleRefused("sale_e_payment")
+    holder = sales._holder(form.get("holder_name", "")) or None  # on the pass; none: the customer's name
     body = {"product_id": pick.product["id"], "tier_id": tier_id, "form": form.get("form") or None,
+            "holder_name": holder,
             **_body(pick, offer, steps), "delivery": form["delivery"], "payment_method": form["payment_method"],
             "payment_reference": form.get("payment_reference", "").strip() or None}
     try:  # the API's own body type: a value it would refuse is refused here, before the summary

@@ -226,6 +226,7 @@ TEXT = {
         "ss_e_hold": "Bitte zuerst Plätze wählen und reservieren.", "ss_e_tier": "Diese Ermäßigung gibt es hier nicht.",
         "ss_e_action": "Unbekannte Änderung.",
         "ss_e_lost": "Nicht verkauft: {a}. Es wurde nichts gebucht.",
+        "ss_holder": "Name auf dem Abo-Ausweis", "ss_holder_hint": "leer: der Name des Kunden",
         "ss_e_product": "Dieses Abo-Produkt gibt es nicht im Verkauf (unbekannt, inaktiv oder ohne Plätze).",
     },
     "en": {
@@ -442,6 +443,7 @@ TEXT = {
         "ss_e_hold": "Choose the seats and hold them first.", "ss_e_tier": "That discount does not exist here.",
         "ss_e_action": "Unknown change.",
         "ss_e_lost": "Not sold: {a}. Nothing was booked.",
+        "ss_holder": "Name on the season pass", "ss_holder_hint": "empty: the customer's name",
         "ss_e_product": "There is no such subscription product on sale (unknown, inactive or without seats).",
     },
 }
