@@ -594,6 +594,7 @@ def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_pa
             plan = served.ids["plans"]["Großes Haus"]
             pit, standard = variant(db, PIT), variant(db, STANDARD)
             pit_seat, other = seat(db, "A", "8", plan=plan), seat(db, "2", "9", plan=plan)
+            neighbour = seat(db, "2", "10", plan=plan)
             buyer = db.execute("SELECT id, last_name FROM customers ORDER BY number LIMIT 1").fetchone()
             tier = db.execute("SELECT id FROM discount_tiers WHERE product_id = ? AND name = 'Schüler/Studierende'",
                               (served.ids["subscriptions"]["Abo-Ring A"],)).fetchone()["id"]
@@ -637,7 +638,17 @@ def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_pa
         page.wait_for_selector("#seats")
         assert page.locator("#seats tbody tr").count() == 8 and "Abo-Ausweis" in page.inner_text("#cards")
         page.screenshot(path=SHOTS / "subs-5-detail-de.png", full_page=True)
-        page.goto(page.url + "?lang=en")
+        detail = page.url
+        page.click("#seats tbody tr:nth-child(1) a")  # change the first date's seat on its map
+        page.wait_for_selector("#move .seatmap svg")
+        page.click(f'[data-seat-id="{neighbour}"]')
+        page.wait_for_selector("#chosen")
+        assert page.inner_text("#chosen") == "Parkett · Reihe 2 · Platz 10"
+        page.screenshot(path=SHOTS / "subs-8-seat-change-de.png")
+        page.click("#do-move")
+        page.wait_for_selector("#seats")
+        assert "Parkett · Reihe 2 · Platz 10" in page.inner_text("#seats tbody tr:nth-child(1)")
+        page.goto(detail + "?lang=en")
         page.screenshot(path=SHOTS / "subs-6-detail-en.png")
         page.goto(url + "/office/subscriptions?lang=de")
         assert page.locator("#rows tbody tr").count() == 1
