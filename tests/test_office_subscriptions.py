@@ -656,6 +656,18 @@ def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_pa
         assert refused == []  # the page's script is its own file: no inline script refused by the CSP
 
 
+async def test_only_the_map_pages_run_a_script_and_only_the_hubs_own(office):
+    script = await office.get("/office/static/seatpick.js")
+    assert script.status == 200 and script.content_type == "text/javascript"
+    assert "requestSubmit" in await script.text()
+    sale = await office.get(NEW)
+    assert "script-src 'self'" in sale.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in sale.headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
+    assert re.findall(r"<script[^>]*>", await sale.text()) == ['<script src="/office/static/seatpick.js">']
+    listing = await office.get(LIST)
+    assert "script-src" not in listing.headers["Content-Security-Policy"]
+
+
 # --- the API's variant steps (what the map steps through) ---------------------------------------------------
 
 

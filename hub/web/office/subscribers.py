@@ -16,8 +16,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.ids import is_uuid
+from hub.services import office_lists, staff
 from hub.services import office_subscriptions as subs
-from hub.services import staff
 from hub.web.api import DB
 from hub.web.office import api_call, lists, subscription_sale, views
 from hub.web.office.text import TEXT
@@ -52,7 +52,7 @@ async def show_list(request: web.Request, me: staff.Session) -> web.Response:
     lang = views._lang(request)
     t = TEXT[lang]
     choices = subs.filter_choices(request.app[DB])
-    size = min(lists._int(request.query.get("size"), 25), 200)
+    size = min(lists._int(request.query.get("size"), office_lists.PAGE_SIZE), office_lists.MAX_PAGE_SIZE)
     found = SCREEN.fetch(request, lists._int(request.query.get("page"), 1), size)
     rows = [(row["id"], SCREEN.cells(row, views._euros(lang), t)) for row in found.rows]
     extra = [{"name": "product", "label": t["product"], "all": t["ss_all_products"],
