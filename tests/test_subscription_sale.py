@@ -134,6 +134,22 @@ def test_a_ring_seat_in_every_variant_needs_no_replacement_and_a_superfluous_one
     assert {t["seat_id"] for t in tickets_of(db, sub["line_id"])} == {parkett["id"]}
 
 
+def test_a_companion_seat_is_never_sold_alone_and_a_wheelchair_place_is_sold(sample_hub):
+    """S8: the companion seat beside a wheelchair place goes only with it; the place itself sells."""
+    hub, db = sample_hub, sample_hub.db
+    companion = db.execute("SELECT * FROM seats WHERE plan_id = ? AND companion = 1 AND variant_id IS NULL "
+                           "ORDER BY id LIMIT 1", (house(hub),)).fetchone()
+    wheelchair = db.execute("SELECT * FROM seats WHERE plan_id = ? AND wheelchair = 1 AND variant_id IS NULL "
+                            "ORDER BY id LIMIT 1", (house(hub),)).fetchone()
+    assert companion and wheelchair, "the sample house has wheelchair places with companion seats"
+    before = ledger(db)
+    with pytest.raises((ValidationError, Conflict), match="(?i)companion"):
+        sell(hub, sale(product(hub, "Abo-Ring B"), hub.ids["first_customer"], seat_ids=[companion["id"]]))
+    assert ledger(db) == before
+    sub = sell(hub, sale(product(hub, "Abo-Ring B"), hub.ids["first_customer"], seat_ids=[wheelchair["id"]]))
+    assert {t["seat_id"] for t in tickets_of(db, sub["line_id"])} == {wheelchair["id"]}
+
+
 # --- choice and combi ------------------------------------------------------------------------------------
 
 
