@@ -17,7 +17,8 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-BERLIN = dt.timezone(dt.timedelta(hours=1))  # sample times are CET; DST is not the point here
+from core.base.clock import LOCAL_TZ
+
 BASE_CUSTOMERS = 250
 BASE_PERFORMANCES = 32
 
@@ -89,7 +90,8 @@ def studio_plan_csv() -> str:
 
 
 def _at(day: dt.date, hour: int, minute: int = 0) -> str:
-    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=BERLIN).isoformat()
+    """*hour*:*minute* on the house clock (Europe/Berlin), summer or winter time."""
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=LOCAL_TZ).isoformat()
 
 
 def build(client: Client, *, scale: int = 1, performances: int = BASE_PERFORMANCES,
