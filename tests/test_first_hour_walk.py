@@ -64,7 +64,7 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
     started = time.monotonic()
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("walk-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     data = tmp_path / "demo-data"
     demo, text = started_demo(data)
     office_url = printed(text, r"office app\s+(http://\S+/office/)")

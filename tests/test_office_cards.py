@@ -225,7 +225,7 @@ def test_cards_in_chromium_print_a_batch_download_it_and_move_the_cards(tmp_path
 
     started = time.monotonic()
     for old in [*SHOTS.glob("cards-*.png"), *SHOTS.glob("print-*.png")]:
-        old.unlink()
+        old.unlink(missing_ok=True)
     with office_in_chromium(tmp_path, prepare=_phone_orders) as served:
         page, url = served.page, served.hub.url
         page.click("#nav >> text=Druck")

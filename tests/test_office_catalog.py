@@ -101,7 +101,7 @@ def test_catalog_in_chromium_de_and_en(tmp_path):
     from tests.office import SHOTS, office_in_chromium
 
     for old in SHOTS.glob("catalog-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     with office_in_chromium(tmp_path, sample=True) as served:
         page = served.page
         page.click("#nav >> text=Katalog")

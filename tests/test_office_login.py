@@ -326,7 +326,7 @@ def test_the_first_login_in_chromium_via_the_setup_link_of_hub_init(tmp_path):
                   ready=HUB_READY)
     SHOTS.mkdir(parents=True, exist_ok=True)  # shared with the list screens' test: each writes its own files
     for old in SHOTS.glob("[1-5]-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

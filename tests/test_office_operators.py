@@ -170,7 +170,7 @@ def test_operators_in_chromium_add_and_reset_a_pin(tmp_path):
     from tests.office import SHOTS, office_in_chromium
 
     for old in SHOTS.glob("operators-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     with office_in_chromium(tmp_path, sample=False) as served:
         page = served.page
         page.click("#nav >> text=Bedienungen")

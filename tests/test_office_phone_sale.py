@@ -278,7 +278,7 @@ def test_a_phone_sale_in_chromium(tmp_path):
     started = time.monotonic()
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("sale-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     shop: dict = {}
     with office_in_chromium(tmp_path, prepare=lambda db: shop.update(_shop_order(db, tmp_path / "hub"))) as served:
         page = served.page

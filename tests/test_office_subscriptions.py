@@ -584,7 +584,7 @@ def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_pa
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("subs-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     with office_in_chromium(tmp_path) as served:
         page, url = served.page, served.hub.url
         refused: list[str] = []

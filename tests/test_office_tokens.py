@@ -140,7 +140,7 @@ def test_tokens_in_chromium_create_and_revoke(tmp_path):
             return exc.code
 
     for old in SHOTS.glob("tokens-*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     with office_in_chromium(tmp_path, sample=False) as served:
         page, url = served.page, served.hub.url
         page.click("#nav >> text=API-Tokens")
