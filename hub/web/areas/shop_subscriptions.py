@@ -24,7 +24,7 @@ from core.catalog.common import Body, Id, Name
 from core.subscriptions import checkout, offers, records
 from core.subscriptions.checkout import CheckoutOrder, Seller, ShopHoldIn
 from core.subscriptions.passes import issue_subscription_cards
-from hub.services import idempotency, print_batches
+from hub.services import idempotency, print_batches, subscription_mail
 from hub.settings import context
 from hub.web.api import Api, Ctx, Param
 from hub.web.areas.shop import Postcode, ShopCustomerIn, _customer
@@ -236,6 +236,7 @@ def create_subscription_order(ctx: Ctx):
                               zone_id=body.zone_id)
         sold = checkout.sell_checkout(db, this_node(db), who, order, at)
         _issue_cards(ctx, sold["id"], at)
+        subscription_mail.confirm_order(ctx.app, db, sold["order_id"], at)
         answer = msgspec.json.encode(records.get(db, sold["id"]))
         idempotency.remember(db, ctx.token["id"], key, digest, 201, answer, at)
     print_batches.wake_worker(ctx.app)

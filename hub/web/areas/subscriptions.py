@@ -27,7 +27,7 @@ from core.catalog.resource import MAX_PAGE
 from core.subscriptions import holds, offers, passes, records
 from core.subscriptions.passes import issue_subscription_cards
 from core.subscriptions.sale import SeatAtIn, SubscriptionSaleIn, sell_subscription, variant_steps
-from hub.services import idempotency, print_batches
+from hub.services import idempotency, print_batches, subscription_mail
 from hub.settings import context
 from hub.web import schemas
 from hub.web.api import Api, Ctx, Param
@@ -202,6 +202,7 @@ def create_subscription(ctx: Ctx):
             return earlier.status, msgspec.Raw(earlier.response)
         sold = sell_subscription(db, this_node(db), body, channel="phone", holder=_holder(ctx), now=now)
         _issue_cards(ctx, sold["id"], now)
+        subscription_mail.confirm_order(ctx.app, db, sold["order_id"], now)
         answer = msgspec.json.encode(records.get(db, sold["id"]))
         idempotency.remember(db, ctx.token["id"], key, digest, 201, answer, now)
     print_batches.wake_worker(ctx.app)
