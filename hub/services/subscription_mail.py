@@ -240,17 +240,24 @@ def html_body(name: str, organizer: str, order: dict, items: list[Item]) -> str:
 
 def queue_confirmation(db: sqlite3.Connection, order_id: str, now: dt.datetime) -> str | None:
     """Queue the order's confirmation in the caller's transaction (the sale's); the mail's id, or
-    None when nothing is mailed (no address, or an address the mail queue refuses: logged)."""
+    None when nothing is mailed (no address, an address the mail queue refuses: logged, or the
+    order's confirmation is queued already)."""
     if not db.in_transaction:
         raise RuntimeError("subscription_mail.queue_confirmation() must run inside the sale's transaction")
     found = compose(db, order_id)
-    if found is None:
+    if found is None or _already_queued(db, found.subject):
         return None
     try:
         return mail.enqueue(db, to=found.to, subject=found.subject, text=found.text, html=found.html, now=now)
     except ValidationError as exc:  # a stored address that cannot be mailed: the sale stands
         log.warning("order %s: no confirmation mail: %s", order_id, exc.detail)
         return None
+
+
+def _already_queued(db: sqlite3.Connection, subject: str) -> bool:
+    """An order is confirmed once, even if a sale path calls twice (once per subscription of a
+    party): the subject holds the order's number, unique in the ledger."""
+    return db.execute("SELECT 1 FROM mail_queue WHERE subject = ? LIMIT 1", (subject,)).fetchone() is not None
 
 
 def confirm_order(app: web.Application, db: sqlite3.Connection, order_id: str, now: dt.datetime) -> str | None:
