@@ -9,12 +9,15 @@ The shop and every agency are API tokens. What they may see and sell follows fro
   tiers bookable by all, through the `agency` sale windows, from its own contingent
   `agency:<token id>`.
 
-A checkout is a seat hold for ONE subscription: one seat in every date (a ring's eight, a
-choice's N, a combi's each), held all at once. Each checkout gets a holder of its own
+A checkout is a seat hold for a party of subscriptions bought side by side (one, a couple, a
+family: `count`, or each member's seats in `members`): one seat per member in every date (a
+ring's eight, a choice's N, a combi's each), held all at once. Each checkout gets a holder of its own
 (`token:<token id>-<16 hex>`), so two buyers of the same shop never take over each other's
-seats, and only the token that made a hold may release or buy it. The order names the hold;
-its seats become the sale's `seat_ids` / `replacements` / `seats`, and the sale itself is
-`core.subscriptions.sale.sell_subscription` (the one sale rule): the order is refused unless
+seats, and only the token that made a hold may release or buy it. The order names the hold and
+a tier and pass name per member; the hold's seats are split into the members (`party_fields`:
+in every group the seat each member has in all dates whose variant offers it, a replacement of
+the same zone where a variant lacks it) and become the sale's `members`, and the sale itself is
+`core.subscriptions.sale.sell_subscriptions` (the one sale rule): the order is refused unless
 the sale books exactly the held seats.
 """
 
@@ -33,27 +36,28 @@ from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.storage import transaction
 from core.catalog import pricing, resource
-from core.catalog.common import Body, Id
+from core.catalog.common import Body, Id, Name
 from core.catalog.resource import ListQuery
 from core.catalog.subscriptions import Subscriptions, sale_phase
 from core.sales.contingents import HUB, some_seats
 from core.subscriptions import holds, offers
 from core.subscriptions.sale import (
     CATALOG_CHANNEL,
+    MemberIn,
     ReplacementIn,
     SeatAtIn,
     SubscriptionSaleIn,
     resolve,
-    sell_subscription,
+    sell_subscriptions,
 )
 from core.subscriptions.seat_loader import load_performances
-from core.subscriptions.seats import PerformanceSeats, is_set
-from core.subscriptions.series import best_ring_seats, combi_best, ring_groups
+from core.subscriptions.seats import PerformanceSeats, Plan, is_set
+from core.subscriptions.series import RingGroup, best_ring_seats, combi_best, ring_groups
 
 Role = Literal["shop", "agency"]
 SHOP_TTL = dt.timedelta(minutes=10)
 MAX_SHOP_TTL = dt.timedelta(minutes=30)
-ALTERNATIVES = 1  # subscribers proposed when a seat is lost: one checkout is one subscription
+MAX_PARTY = 10  # subscriptions side by side in one checkout
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,23 @@ class Seller:
         return holder.startswith(f"token:{self.token_id}-")
 
 
+class MemberSeatsIn(Body, kw_only=True):
+    """One member's seats in a party's checkout, as a sale names them."""
+
+    seat_ids: Annotated[list[Id], Meta(max_length=20)] = []
+    replacements: Annotated[list[ReplacementIn], Meta(max_length=40)] = []
+    seats: Annotated[list[SeatAtIn], Meta(max_length=200)] = []
+
+
 class ShopHoldIn(Body, kw_only=True):
-    """A checkout: the product and either a zone (best available there) or the seats, as a sale
-    names them (ring: `seat_ids` + `replacements`; choice: `performance_ids` then `seat_ids`;
-    combi: `seats`). No `count`: one checkout holds the seats of one subscription."""
+    """A checkout: the product and either a zone and `count` (best available there, side by side)
+    or the seats, as a sale names them (ring: `seat_ids` + `replacements`; choice:
+    `performance_ids` then `seat_ids`; combi: `seats`), for a party one set per member in `members`."""
 
     product_id: Id
     zone_id: Id | None = None
+    count: Annotated[int, Meta(ge=1, le=MAX_PARTY)] = 1
+    members: Annotated[list[MemberSeatsIn], Meta(max_length=MAX_PARTY)] = []
     seat_ids: Annotated[list[Id], Meta(max_length=20)] = []
     replacements: Annotated[list[ReplacementIn], Meta(max_length=40)] = []
     performance_ids: Annotated[list[Id], Meta(max_length=200)] = []
@@ -190,11 +204,13 @@ def labelled(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]]) -> lis
 
 
 def alternatives(db: sqlite3.Connection, product_id: str, seller: Seller, now: dt.datetime, *,
-                 zone_id: str | None = None, performance_ids: Sequence[str] | None = None) -> list[dict]:
-    """Best available seats for one subscriber of the same product (and zone, and chosen dates),
-    held by nobody: what a buyer who lost a race is offered instead. Empty when none are left."""
+                 zone_id: str | None = None, performance_ids: Sequence[str] | None = None,
+                 count: int = 1) -> list[dict]:
+    """Best available seats for the party (*count* side by side) of the same product (and zone,
+    and chosen dates), held by nobody: what a buyer who lost a race is offered instead. Empty
+    when none are left."""
     try:
-        found = offers.best(db, product_id, count=ALTERNATIVES, zone_id=zone_id, audience=seller.audience,
+        found = offers.best(db, product_id, count=count, zone_id=zone_id, audience=seller.audience,
                             pool=seller.pool, holder=None, now=now, performance_ids=performance_ids or None)
     except (ValidationError, NotFound):
         return []
@@ -202,98 +218,157 @@ def alternatives(db: sqlite3.Connection, product_id: str, seller: Seller, now: d
 
 
 def lost(exc: Conflict, db: sqlite3.Connection, product_id: str, seller: Seller, now: dt.datetime, *,
-         zone_id: str | None, performance_ids: Sequence[str] | None) -> Conflict:
+         zone_id: str | None, performance_ids: Sequence[str] | None, count: int = 1) -> Conflict:
     """The Conflict of a lost race, with `alternatives` (seat ids with labels) to try next."""
     return Conflict(exc.detail, field=exc.field, seats=exc.extra.get("seats", []),
                     alternatives=alternatives(db, product_id, seller, now, zone_id=zone_id,
-                                              performance_ids=performance_ids))
+                                              performance_ids=performance_ids, count=count))
 
 
-def sale_fields(prod: dict, perfs: list[PerformanceSeats], bookings: Sequence[tuple[str, str]]) -> dict:
-    """The seats of a hold as a sale names them: a combi's `seats`; for a ring or choice, per
-    seating plan the seat and a replacement for each variant where it has another one."""
-    seat_of = dict(bookings)
-    if len(seat_of) != len(bookings):
-        raise ValidationError("a hold has two seats in one performance", field="hold_id")
+def party_fields(prod: dict, perfs: list[PerformanceSeats], bookings: Sequence[tuple[str, str]],
+                 size: int | None = None) -> tuple[list[MemberSeatsIn], list[str]]:
+    """The seats of a hold as a sale names them: per member of the party (as many as the hold
+    has seats in each date; *size* if the order names its members) a combi's `seats`, or for a
+    ring or choice per seating plan the seat and a replacement for each variant where it has
+    another one; and a choice's chosen dates."""
+    if len(set(bookings)) != len(bookings):
+        raise ValidationError("a hold has a seat twice in one performance", field="hold_id")
+    seats_of: dict[str, list[str]] = {}
+    for perf, seat in bookings:
+        seats_of.setdefault(perf, []).append(seat)
+    sizes = {len(seats) for seats in seats_of.values()}
+    if len(sizes) != 1:
+        raise ValidationError("the hold has not the same number of seats in every date", field="hold_id")
+    party = sizes.pop()
+    if size is not None and size != party:
+        raise ValidationError(f"the hold has seats for {party} subscription(s); name {party} member(s) (tier and "
+                              f"holder each), not {size}", field="members")
     if prod["kind"] == "combi":
-        return {"seats": [SeatAtIn(performance_id=p, seat_id=s) for p, s in bookings]}
-    chosen = [p.performance_id for p in perfs if p.performance_id in seat_of]
-    fields: dict = {"seat_ids": [], "replacements": [],
-                    "performance_ids": chosen if prod["kind"] == "choice" else []}
-    for group in offers.groups(prod, perfs, fields["performance_ids"]):
-        seat, replacements = _group_seat(group, seat_of)
-        fields["seat_ids"].append(seat)
-        fields["replacements"] += replacements
-    return fields
+        return _combi_members(perfs, seats_of, party), []
+    chosen = [p.performance_id for p in perfs if p.performance_id in seats_of] if prod["kind"] == "choice" else []
+    members = [MemberSeatsIn() for _ in range(party)]
+    zones: list[str | None] = [None] * party
+    for group in offers.groups(prod, perfs, chosen):
+        split = _group_party(group, seats_of, party)
+        split = _pair_by_zone(zones, split, lambda item, plan=group.plan: plan.seat(item[0]).zone_id)
+        for k, (seat, replacements) in enumerate(split):
+            members[k].seat_ids.append(seat)
+            members[k].replacements.extend(replacements)
+            zones[k] = zones[k] or group.plan.seat(seat).zone_id
+    return members, chosen
 
 
-def _group_seat(group, seat_of: dict[str, str]) -> tuple[str, list[ReplacementIn]]:
-    """The group's seat: the one held in every performance whose variant offers it; the
-    variants holding another seat get that one as their replacement."""
-    held = [seat_of.get(p.performance_id) for p in group.performances]
-    if None in held:
-        raise ValidationError("the hold lacks a seat in some date of the subscription", field="hold_id")
+def _pair_by_zone(zones: list[str | None], items: list, zone_of) -> list:
+    """*items* in member order, each to a member whose seats so far are in its zone where it can
+    (a member's seats are priced in one zone), else in the order given."""
+    left, out = list(items), []
+    for zone in zones:
+        match = next((i for i in left if zone is not None and zone_of(i) == zone), left[0])
+        left.remove(match)
+        out.append(match)
+    return out
+
+
+def _group_party(group: RingGroup, seats_of: dict[str, list[str]],
+                 party: int) -> list[tuple[str, list[ReplacementIn]]]:
+    """Per member of the party, the group's seat (held in every date whose variant offers it;
+    the first such seats in date and plan order) and its replacements where a variant lacks it."""
     plan = group.plan
-    for candidate in dict.fromkeys(held):
-        if candidate not in plan.index:
-            break
-        index = plan.index[candidate]
-        if all(s == candidate for p, s in zip(group.performances, held, strict=True)
-               if is_set(plan.offered(p.variant_id), index)):
-            return candidate, [ReplacementIn(variant_id=v, seat_id=seat_of[group.of_variant(v)[0].performance_id])
-                               for v in group.variants if seat_of[group.of_variant(v)[0].performance_id] != candidate]
-    raise ValidationError("the held seats are not one seat per seating plan", field="hold_id")
+    held: dict[str, set[str]] = {}
+    for variant in group.variants:
+        found = {frozenset(seats_of.get(p.performance_id, ())) for p in group.of_variant(variant)}
+        if len(found) != 1 or len(next(iter(found))) != party:
+            raise ValidationError("the hold lacks a seat in some date of the subscription", field="hold_id")
+        held[variant] = set(found.pop())
+    if any(s not in plan.index for seats in held.values() for s in seats):
+        raise ValidationError("the held seats are not one seat per seating plan", field="hold_id")
+    order = dict.fromkeys(s for p in group.performances for s in sorted(held[p.variant_id], key=plan.index.get))
+    bases = [s for s in order if all(s in held[v] for v in group.variants if _offers(plan, v, s))][:party]
+    if len(bases) < party:
+        raise ValidationError("the held seats are not one seat per seating plan", field="hold_id")
+    spare = {v: sorted(held[v] - set(bases), key=plan.index.get) for v in group.variants}
+    out = []
+    for base in bases:
+        replacements = []
+        for variant in (v for v in group.variants if not _offers(plan, v, base)):
+            seat = _pair_by_zone([plan.seat(base).zone_id], spare[variant], lambda s: plan.seat(s).zone_id)[0]
+            spare[variant].remove(seat)
+            replacements.append(ReplacementIn(variant_id=variant, seat_id=seat))
+        out.append((base, replacements))
+    return out
 
 
-class _Seats:
-    """What `sale.resolve` reads of a request: its seat fields."""
+def _offers(plan: Plan, variant_id: str, seat_id: str) -> bool:
+    return is_set(plan.offered(variant_id), plan.index[seat_id])
 
-    def __init__(self, fields: dict) -> None:
-        self.seat_ids = fields.get("seat_ids", [])
-        self.replacements = fields.get("replacements", [])
-        self.performance_ids = fields.get("performance_ids", [])
-        self.seats = fields.get("seats", [])
+
+def _combi_members(perfs: list[PerformanceSeats], seats_of: dict[str, list[str]],
+                   party: int) -> list[MemberSeatsIn]:
+    """A combi party's seats per member: each keeps its seat from one date to the next where held."""
+    members = [MemberSeatsIn() for _ in range(party)]
+    last: list[str | None] = [None] * party
+    for perf in perfs:
+        seats = sorted(seats_of.get(perf.performance_id, []), key=lambda s: perf.plan.index.get(s, -1))
+        if len(seats) != party:
+            raise ValidationError("the hold lacks a seat in some date of the subscription", field="hold_id")
+        free = [s for s in seats if s not in last]
+        for k in range(party):
+            last[k] = last[k] if last[k] in seats else free.pop(0)
+            members[k].seats.append(SeatAtIn(performance_id=perf.performance_id, seat_id=last[k]))
+    return members
 
 
 def best_of(prod: dict, perfs: list[PerformanceSeats], chosen: Sequence[str],
-            zone_id: str | None) -> list[tuple[str, str]] | None:
-    """`offers.best` for one subscriber on seats already loaded (a checkout reads them once)."""
+            zone_id: str | None, count: int = 1) -> list[tuple[str, str]] | None:
+    """`offers.best` for *count* subscribers side by side on seats already loaded (a checkout
+    reads them once)."""
     if prod["kind"] == "combi":
-        seats = combi_best(perfs, 1, zone_id=zone_id)
-        return None if any(v is None for v in seats.values()) else [(p, s[0]) for p, s in seats.items()]
+        seats = combi_best(perfs, count, zone_id=zone_id)
+        return None if any(v is None for v in seats.values()) else [(p, s) for p, ids in seats.items() for s in ids]
     dates = [p for p in perfs if p.performance_id in set(chosen)] if chosen else perfs
     bookings: list[tuple[str, str]] = []
     for group in ring_groups(dates):
-        parties = best_ring_seats(group, 1, zone_id=zone_id)
+        parties = best_ring_seats(group, count, zone_id=zone_id)
         if parties is None:
             return None
-        bookings += parties[0].bookings()
+        bookings += [b for party in parties for b in party.bookings()]
     return bookings
+
+
+def _named(body: ShopHoldIn) -> list[MemberSeatsIn]:
+    """The members' seats named in a checkout (none: best available for `count`)."""
+    one = body.seat_ids or body.replacements or body.seats
+    if body.members and one:
+        raise ValidationError("name the seats either in `members` or for one subscription, not both", field="members")
+    members = body.members or ([MemberSeatsIn(seat_ids=body.seat_ids, replacements=body.replacements,
+                                              seats=body.seats)] if one else [])
+    if members and body.count not in (1, len(members)):
+        raise ValidationError(f"count {body.count} but seats for {len(members)} subscription(s)", field="count")
+    return members
 
 
 def _bookings(db: sqlite3.Connection, prod: dict, body: ShopHoldIn, seller: Seller,
               now: dt.datetime) -> list[tuple[str, str]]:
     """The seats a checkout asks for, checked by the sale's rules: named ones as given, or the
-    best available in the zone (on the chosen dates of a choice)."""
+    best available for `count` side by side in the zone (on the chosen dates of a choice)."""
     perfs = offers.performances(db, prod, pool=seller.pool, holder=None, now=now)
-    if not (body.seat_ids or body.seats):
-        bookings = best_of(prod, perfs, body.performance_ids, body.zone_id)
+    members, chosen = _named(body), body.performance_ids
+    if not members:
+        bookings = best_of(prod, perfs, body.performance_ids, body.zone_id, body.count)
         if bookings is None:
-            raise Conflict(f"{prod['name']}: no seat is free in every date" +
+            raise Conflict(f"{prod['name']}: no {body.count} seat(s) side by side are free in every date" +
                            (" in this zone" if body.zone_id else ""), field="zone_id")
-        fields = sale_fields(prod, perfs, bookings)
-    else:
-        fields = {"seat_ids": body.seat_ids, "replacements": body.replacements,
-                  "performance_ids": body.performance_ids, "seats": body.seats}
-    booked = resolve(prod, perfs, _Seats(fields))
+        members, chosen = party_fields(prod, perfs, bookings, body.count)
+    seats = [MemberIn(seat_ids=m.seat_ids, replacements=m.replacements, seats=m.seats) for m in members]
+    booked = [b for member in resolve(prod, perfs, seats, list(chosen)) for b in member]
     if body.zone_id and prod["kind"] != "combi" and any(b.zone_id != body.zone_id for b in booked):
         raise ValidationError("the seats are not in the zone asked for", field="zone_id")
     return [(b.performance_id, b.seat_id) for b in booked]
 
 
 def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now: dt.datetime) -> dict:
-    """Hold one subscription's seats in every date at once (one transaction), for a new holder of
-    the seller's. A seat sold or held by someone else: a Conflict with `alternatives`."""
+    """Hold the party's seats in every date at once (one transaction), for a new holder of the
+    seller's. A seat sold or held by someone else: a Conflict with `alternatives`."""
     prod = offers.product(db, body.product_id, seller.audience)
     if phase_now(prod, seller, now) is None:
         raise Conflict(f"{prod['name']} is not on sale through the {seller.channel} channel now", field="product_id")
@@ -303,8 +378,8 @@ def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now:
             held = holds.hold(db, seller.new_holder(), bookings, now=now,
                               ttl=dt.timedelta(seconds=body.ttl_seconds), pool=seller.pool)
     except Conflict as exc:
-        raise lost(exc, db, prod["id"], seller, now, zone_id=body.zone_id,
-                   performance_ids=body.performance_ids) from None
+        raise lost(exc, db, prod["id"], seller, now, zone_id=body.zone_id, performance_ids=body.performance_ids,
+                   count=len(body.members) or body.count) from None
     seats = labelled(db, bookings)
     zones = {s["zone_id"] for s in seats}
     return {"id": held["id"], "product_id": prod["id"], "expires_at": held["expires_at"],
@@ -332,10 +407,18 @@ def release_checkout(db: sqlite3.Connection, hold_id: str, seller: Seller) -> in
 # --- the order ----------------------------------------------------------------------------------------
 
 
+class OrderMemberIn(Body, kw_only=True):
+    """A member of a party's order: its discount tier and the name on its pass (seats: the hold's)."""
+
+    tier_id: Id | None = None
+    holder_name: Name | None = None
+
+
 @dataclass(frozen=True)
 class CheckoutOrder:
     """An order of a held checkout, its customer resolved by the caller. *proven_subscriber*:
-    the customer was named by customer number and postcode, which the renewal presale needs."""
+    the customer was named by customer number and postcode, which the renewal presale needs.
+    *members*: a party's tier and holder per member (none: the one member is `tier_id`, `holder_name`)."""
 
     product_id: str
     hold_id: str
@@ -348,6 +431,15 @@ class CheckoutOrder:
     payment_reference: str
     operator: str
     zone_id: str | None = None
+    members: tuple[OrderMemberIn, ...] = ()
+
+    def party(self) -> tuple[OrderMemberIn, ...]:
+        if not self.members:
+            return (OrderMemberIn(tier_id=self.tier_id, holder_name=self.holder_name),)
+        if self.tier_id or self.holder_name:
+            raise ValidationError("with `members` each member names its tier and holder: leave tier_id and "
+                                  "holder_name out", field="members")
+        return self.members
 
 
 def subscriber(db: sqlite3.Connection, number: str, postcode: str) -> str:
@@ -370,27 +462,34 @@ def check_renewal(prod: dict, seller: Seller, order: CheckoutOrder, now: dt.date
 
 def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: CheckoutOrder,
                   now: dt.datetime) -> dict:
-    """Sell the held seats as one subscription (in the caller's transaction): exactly the seats
-    of the hold, priced by the catalog; the hold becomes the tickets. A hold that expired or was
-    never the seller's, or a seat lost meanwhile: a Conflict with `alternatives`."""
+    """Sell the held seats as the party's subscriptions, one order (in the caller's transaction):
+    exactly the seats of the hold, priced by the catalog per member's tier; the hold becomes the
+    tickets. A hold that expired or was never the seller's, or a seat lost meanwhile: a Conflict
+    with `alternatives`. Returns the order with its `subscriptions` (`sale.sell_subscriptions`)."""
     prod = offers.product(db, order.product_id, seller.audience)
     check_renewal(prod, seller, order, now)
-    check_tier(db, prod["id"], order.tier_id, seller)
+    party = order.party()
+    for member in party:
+        check_tier(db, prod["id"], member.tier_id, seller)
     try:
         holder, bookings = held_seats(db, order.hold_id, seller, now)
     except NotFound as exc:
         raise lost(Conflict(exc.detail, field="hold_id"), db, prod["id"], seller, now, zone_id=order.zone_id,
-                   performance_ids=None) from None
+                   performance_ids=None, count=len(party)) from None
     perfs = load_performances(db, prod["performance_ids"])  # the plans and variants (the sale checks the seats)
+    seats, chosen = party_fields(prod, perfs, bookings, len(party))
     body = SubscriptionSaleIn(
-        product_id=prod["id"], customer_id=order.customer_id, tier_id=order.tier_id, form=order.form,
-        holder_name=order.holder_name, delivery=order.delivery, payment_reference=order.payment_reference,
+        product_id=prod["id"], customer_id=order.customer_id, form=order.form, delivery=order.delivery,
+        payment_reference=order.payment_reference, performance_ids=chosen,
         payment_method="online" if seller.role == "shop" else "transfer", operator=order.operator,
-        **sale_fields(prod, perfs, bookings))
-    sold = sell_subscription(db, node, body, channel=seller.channel, pool=seller.pool, audience=seller.audience,
-                             holder=holder, agency_token=seller.agency_token, now=now)
-    if sorted((t["performance_id"], t["seat_id"]) for t in sold["tickets"]) != sorted(bookings):
-        raise ValidationError("the hold's seats do not make one subscription of this product", field="hold_id")
+        members=[MemberIn(tier_id=m.tier_id, holder_name=m.holder_name, seat_ids=s.seat_ids,
+                          replacements=s.replacements, seats=s.seats) for m, s in zip(party, seats, strict=True)])
+    sold = sell_subscriptions(db, node, body, channel=seller.channel, pool=seller.pool, audience=seller.audience,
+                              holder=holder, agency_token=seller.agency_token, now=now)
+    tickets = [(t["performance_id"], t["seat_id"]) for sub in sold["subscriptions"] for t in sub["tickets"]]
+    if sorted(tickets) != sorted(bookings):
+        raise ValidationError("the hold's seats do not make the party's subscriptions of this product",
+                              field="hold_id")
     return sold
 
 

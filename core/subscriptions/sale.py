@@ -1,8 +1,14 @@
 """Selling a subscription at the hub (S2 ring, S4 choice, S6 combi; S3 sale windows; S16 agencies).
 
-`sell_subscription()` is one transaction: the checks, the order (`store_order`) with one line
-of kind `subscription`, the `subscriptions` row (number from its own series `ABO`), one seat
-ticket per performance on that line, and the payment row. Seats are checked here against
+`sell_subscriptions()` is one transaction: the checks, the order (`store_order`) with one line
+of kind `subscription` per member of the party, a `subscriptions` row per line (number from its
+own series `ABO`), one seat ticket per performance on each line, and the payment row. A party
+(a couple, a family: `members`) buys side by side in ONE order, all or none: each member has its
+own seats, discount tier and pass name; product, form, customer (the buyer), delivery and payment
+are the order's; the total is the sum of the members' catalog prices. The single sale is the
+one-member party (`sell_subscription()` answers its subscription). Seats of the members are
+checked together: no seat twice in one performance, and a companion seat only with the
+wheelchair place beside it, which may be another member's. Seats are checked here against
 the seat logic of `series.py` (free in all, ring groups with variant steps, N of M, a seat
 per performance), and finally by the database: `tickets_one_per_seat` and the hold trigger.
 Two buyers racing for a seat: the hub's write lock (`BEGIN IMMEDIATE`) lets one check and
@@ -38,7 +44,7 @@ from core.sales.orders import order_series, store_order
 from core.sales.payments import Payment, check_payment
 from core.subscriptions import holds, offers
 from core.subscriptions.seats import PerformanceSeats, check_selection, is_set
-from core.subscriptions.series import GroupSeats, RingGroup, pick_seat
+from core.subscriptions.series import GroupSeats, RingGroup, pick_seat, pick_seats, ring_bookings
 
 Form = Literal["pass", "single_tickets", "both"]
 SaleChannel = Literal["shop", "phone", "cashdesk", "counter", "agency"]
@@ -59,9 +65,24 @@ class SeatAtIn(Body, kw_only=True):
     seat_id: Id
 
 
+MAX_PARTY = 20  # subscriptions in one order (a party side by side); a hold allows 500 seats in all
+
+
+class MemberIn(Body, kw_only=True):
+    """One subscription of a party bought side by side: its seats as a single sale names them
+    (ring/choice `seat_ids` + `replacements`, combi `seats`), its tier and the name on its pass."""
+
+    tier_id: Id | None = None
+    holder_name: Name | None = None
+    seat_ids: Annotated[list[Id], Meta(max_length=20)] = []
+    replacements: Annotated[list[ReplacementIn], Meta(max_length=40)] = []
+    seats: Annotated[list[SeatAtIn], Meta(max_length=200)] = []
+
+
 class SubscriptionSaleIn(Body, kw_only=True):
-    """One subscription. Ring: `seat_ids` one seat per seating plan of its dates (+ `replacements`
-    for variants lacking it). Choice: `performance_ids` the N dates, then seats as a ring. Combi:
+    """One subscription, or with `members` a party of them in one order. Ring: `seat_ids` one seat
+    per seating plan of its dates (+ `replacements` for variants lacking it). Choice:
+    `performance_ids` the N dates (the same for every member), then seats as a ring. Combi:
     `seats`, a seat per performance. No price field: prices come from the catalog."""
 
     product_id: Id
@@ -78,6 +99,19 @@ class SubscriptionSaleIn(Body, kw_only=True):
     payment_method: Payment
     payment_reference: Annotated[str, Meta(max_length=100)] | None = None
     operator: Annotated[str, Meta(max_length=100)] | None = None
+    members: Annotated[list[MemberIn], Meta(max_length=MAX_PARTY)] = []
+
+
+def members_of(body: SubscriptionSaleIn) -> list[MemberIn]:
+    """The party: `members`, or the one member the body's own seat fields, tier and holder name.
+    Both at once is refused (which seats would be whose?)."""
+    if not body.members:
+        return [MemberIn(tier_id=body.tier_id, holder_name=body.holder_name, seat_ids=body.seat_ids,
+                         replacements=body.replacements, seats=body.seats)]
+    if body.seat_ids or body.replacements or body.seats or body.tier_id or body.holder_name:
+        raise ValidationError("with `members` each member names its seats, tier and holder: leave seat_ids, "
+                              "replacements, seats, tier_id and holder_name out", field="members")
+    return list(body.members)
 
 
 @dataclass(frozen=True)
@@ -145,9 +179,8 @@ def _group_of(groups: list[RingGroup], seat_id: str, field: str) -> RingGroup:
     raise ValidationError(f"seat {seat_id} is not part of the seating plans of these dates", field=field)
 
 
-def ring_seats(groups: list[RingGroup], seat_ids: list[str], replacements: list[ReplacementIn]) -> list[GroupSeats]:
-    """One seat per group, the same in every performance of the group; where a variant lacks it,
-    the replacement given for that variant (else a ValidationError naming the step and a suggestion)."""
+def _per_plan(groups: list[RingGroup], seat_ids: list[str]) -> dict[str, str]:
+    """One member's seats: plan id -> seat, one on each seating plan of these dates."""
     if len(set(seat_ids)) != len(seat_ids):
         raise ValidationError("a seat is named twice", field="seat_ids")
     chosen: dict[str, str] = {}
@@ -160,32 +193,99 @@ def ring_seats(groups: list[RingGroup], seat_ids: list[str], replacements: list[
     if missing:
         raise ValidationError(f"choose a seat on each seating plan of these dates ({len(groups)}); "
                               f"{len(missing)} without a seat", field="seat_ids")
-    by_variant = {r.variant_id: r for r in replacements}
+    return chosen
+
+
+def _by_variant(replacements: list[ReplacementIn]) -> dict[str, str]:
+    by_variant = {r.variant_id: r.seat_id for r in replacements}
     if len(by_variant) != len(replacements):
         raise ValidationError("a variant has two replacement seats", field="replacements")
-    parties, used = [], set()
-    for group in groups:
-        seat_id = chosen[group.plan.id]
-        party = pick_seat(group, seat_id, _variant_for(group, seat_id))
-        for step in party.steps():
-            given = by_variant.get(step.variant_id)
-            if given is None:
-                hint = f"; nearest free: {group.plan.seat(step.suggestion).describe()}" if step.suggestion else ""
-                raise ValidationError(f"{group.plan.seat(seat_id).describe()} does not exist in plan variant "
-                                      f"{step.variant_id} ({len(step.performance_ids)} date(s)): choose a "
-                                      f"replacement seat there{hint}", field="replacements",
-                                      variant_id=step.variant_id, suggestion=step.suggestion)
-            seat = group.plan.seat(given.seat_id)
-            check_selection(group.plan, step.variant_id, group.free_in_variant(step.variant_id), [given.seat_id],
-                            wheelchair=int(seat.wheelchair))
-            party = party.replace_in(step.variant_id, given.seat_id)
-            used.add(step.variant_id)
-        parties.append(party)
-    extra = set(by_variant) - used
-    if extra:
-        raise ValidationError(f"a replacement for variant {sorted(extra)[0]} is not needed: the seat exists there",
-                              field="replacements")
+    return by_variant
+
+
+def _pick_party(group: RingGroup, seats: list[str]) -> list[GroupSeats]:
+    """The members' seats in one group, picked together on the map each is picked on (so a
+    companion seat goes with a wheelchair place of another member), in member order."""
+    if len(set(seats)) != len(seats):
+        twice = next(s for s in seats if seats.count(s) > 1)
+        raise ValidationError(f"{group.plan.seat(twice).describe()} is chosen for two subscriptions",
+                              field="seat_ids")
+    by_variant: dict[str, list[int]] = {}
+    for k, seat_id in enumerate(seats):
+        by_variant.setdefault(_variant_for(group, seat_id), []).append(k)
+    out: dict[int, GroupSeats] = {}
+    for variant, members in by_variant.items():
+        out.update(zip(members, pick_seats(group, [seats[k] for k in members], variant), strict=True))
+    return [out[k] for k in range(len(seats))]
+
+
+def _fill_steps(group: RingGroup, parties: list[GroupSeats], given: list[dict[str, str]],
+                used: list[set[str]]) -> list[GroupSeats]:
+    """Every variant lacking some members' seats gets the replacements they name there, checked
+    together (free in all its dates, companion rule); a missing one is a ValidationError naming
+    the step and the nearest free seat."""
+    plan = group.plan
+    for variant in group.variants:
+        missing = [k for k, party in enumerate(parties) if party.by_variant[variant] is None]
+        picks = []
+        for k in missing:
+            if variant not in given[k]:
+                step = next(st for st in parties[k].steps() if st.variant_id == variant)
+                hint = f"; nearest free: {plan.seat(step.suggestion).describe()}" if step.suggestion else ""
+                raise ValidationError(f"{plan.seat(parties[k].seat_id).describe()} does not exist in plan variant "
+                                      f"{variant} ({len(step.performance_ids)} date(s)): choose a replacement "
+                                      f"seat there{hint}", field="replacements", variant_id=variant,
+                                      suggestion=step.suggestion)
+            picks.append(given[k][variant])
+            used[k].add(variant)
+        if not picks:
+            continue
+        free = group.free_in_variant(variant)
+        for seat_id in picks:
+            _check_replacement(group, variant, free, seat_id)
+        places = sum(plan.seat(seat_id).wheelchair for seat_id in picks)
+        check_selection(plan, variant, free, picks, wheelchair=places)
+        for k, seat_id in zip(missing, picks, strict=True):
+            parties[k] = parties[k].replace_in(variant, seat_id)
     return parties
+
+
+def _check_replacement(group: RingGroup, variant: str, free: int, seat_id: str) -> None:
+    """A replacement is a seat of the variant (else a ValidationError) free in all its dates (else a
+    Conflict naming it: sold or held meanwhile)."""
+    plan = group.plan
+    seat = plan.seat(seat_id)
+    if not is_set(plan.offered(variant), plan.index[seat_id]):
+        raise ValidationError(f"{seat.describe()} is not part of plan variant {variant}", field="replacements")
+    if not is_set(free, plan.index[seat_id]):
+        raise Conflict(f"{seat.describe()} is not free in every date of plan variant {variant}",
+                       field="replacements")
+
+
+def party_seats(groups: list[RingGroup], members: list[MemberIn]) -> list[list[GroupSeats]]:
+    """Per member, its seats per group: one seat per group, the same in every performance of the
+    group; where a variant lacks it, the replacement given for that variant. The members' seats
+    are checked together: none twice in one performance (`ring_bookings`), companion rule."""
+    chosen = [_per_plan(groups, m.seat_ids) for m in members]
+    given = [_by_variant(m.replacements) for m in members]
+    used: list[set[str]] = [set() for _ in members]
+    out: list[list[GroupSeats]] = [[] for _ in members]
+    for group in groups:
+        parties = _fill_steps(group, _pick_party(group, [c[group.plan.id] for c in chosen]), given, used)
+        ring_bookings(parties)
+        for k, party in enumerate(parties):
+            out[k].append(party)
+    for k, replacements in enumerate(given):
+        extra = set(replacements) - used[k]
+        if extra:
+            raise ValidationError(f"a replacement for variant {sorted(extra)[0]} is not needed: the seat exists "
+                                  "there", field="replacements")
+    return out
+
+
+def ring_seats(groups: list[RingGroup], seat_ids: list[str], replacements: list[ReplacementIn]) -> list[GroupSeats]:
+    """One subscriber's seats per group (`party_seats` for one; a seat change uses it)."""
+    return party_seats(groups, [MemberIn(seat_ids=seat_ids, replacements=replacements)])[0]
 
 
 def variant_steps(groups: list[RingGroup], seat_ids: list[str]) -> list[dict]:
@@ -202,70 +302,89 @@ def variant_steps(groups: list[RingGroup], seat_ids: list[str]) -> list[dict]:
     return out
 
 
-def combi_seats(perfs: list[PerformanceSeats], seats: list[SeatAtIn]) -> list[tuple[str, str]]:
-    """A seat per performance of the combi, each offered and free there (a companion seat never alone)."""
-    want = [p.performance_id for p in perfs]
+def _check_combi_member(want: list[str], seats: list[SeatAtIn]) -> dict[str, str]:
     given = [s.performance_id for s in seats]
     if len(set(given)) != len(given):
         raise ValidationError("a performance has two seats", field="seats")
     if sorted(given) != sorted(want):
         raise ValidationError(f"give exactly one seat for each of the {len(want)} performances", field="seats")
-    by_perf = {p.performance_id: p for p in perfs}
-    out = []
-    for pick in seats:
-        perf = by_perf[pick.performance_id]
-        seat = perf.plan.seat(pick.seat_id)
-        index = perf.plan.index[pick.seat_id]
-        if not is_set(perf.offered, index):
-            raise ValidationError(f"{seat.describe()} is not part of the plan variant of performance "
-                                  f"{perf.performance_id}", field="seats")
-        if is_set(perf.other_pool, index):
-            raise Conflict(f"{seat.describe()} is not in this pool at performance {perf.performance_id}",
-                           field="seats")
-        if not is_set(perf.free, index):
-            raise Conflict(f"{seat.describe()} is taken at performance {perf.performance_id}", field="seats",
-                           seats=[{"performance_id": perf.performance_id, "seat_id": pick.seat_id}])
-        check_selection(perf.plan, perf.variant_id, perf.free, [pick.seat_id], wheelchair=int(seat.wheelchair))
-        out.append((pick.performance_id, pick.seat_id))
+    return {s.performance_id: s.seat_id for s in seats}
+
+
+def _check_combi_seat(perf: PerformanceSeats, seat_id: str) -> None:
+    seat, index = perf.plan.seat(seat_id), perf.plan.index[seat_id]
+    if not is_set(perf.offered, index):
+        raise ValidationError(f"{seat.describe()} is not part of the plan variant of performance "
+                              f"{perf.performance_id}", field="seats")
+    if is_set(perf.other_pool, index):
+        raise Conflict(f"{seat.describe()} is not in this pool at performance {perf.performance_id}", field="seats")
+    if not is_set(perf.free, index):
+        raise Conflict(f"{seat.describe()} is taken at performance {perf.performance_id}", field="seats",
+                       seats=[{"performance_id": perf.performance_id, "seat_id": seat_id}])
+
+
+def combi_party(perfs: list[PerformanceSeats], members: list[list[SeatAtIn]]) -> list[list[tuple[str, str]]]:
+    """A seat per performance for each member, each offered and free there; the party's seats of a
+    performance checked together (none twice, a companion seat only with its wheelchair place)."""
+    want = [p.performance_id for p in perfs]
+    chosen = [_check_combi_member(want, seats) for seats in members]
+    out: list[list[tuple[str, str]]] = [[] for _ in members]
+    for perf in perfs:
+        picks = [c[perf.performance_id] for c in chosen]
+        if len(set(picks)) != len(picks):
+            raise ValidationError(f"{perf.plan.seat(picks[0]).describe()} is chosen for two subscriptions at "
+                                  f"performance {perf.performance_id}", field="seats")
+        for seat_id in picks:
+            _check_combi_seat(perf, seat_id)
+        places = sum(perf.plan.seat(s).wheelchair for s in picks)
+        check_selection(perf.plan, perf.variant_id, perf.free, picks, wheelchair=places)
+        for k, seat_id in enumerate(picks):
+            out[k].append((perf.performance_id, seat_id))
     return out
 
 
-def resolve(prod: dict, perfs: list[PerformanceSeats], body: SubscriptionSaleIn) -> list[Booked]:
-    """The subscription's (performance, seat, zone) per performance, by the product's kind."""
+def combi_seats(perfs: list[PerformanceSeats], seats: list[SeatAtIn]) -> list[tuple[str, str]]:
+    """One subscriber's combi seats (`combi_party` for one; a seat change uses it)."""
+    return combi_party(perfs, [seats])[0]
+
+
+def resolve(prod: dict, perfs: list[PerformanceSeats], members: list[MemberIn],
+            performance_ids: list[str]) -> list[list[Booked]]:
+    """Per member, its (performance, seat, zone) per performance, by the product's kind."""
     kind = prod["kind"]
     if kind == "combi":
-        if body.seat_ids or body.replacements or body.performance_ids:
+        if performance_ids or any(m.seat_ids or m.replacements for m in members):
             raise ValidationError("a combi ticket takes `seats` (a seat per performance) only", field="seats")
-        bookings = combi_seats(perfs, body.seats)
+        bookings = combi_party(perfs, [m.seats for m in members])
     else:
-        if body.seats:
+        if any(m.seats for m in members):
             raise ValidationError(f"a {kind} subscription takes `seat_ids`, not `seats`", field="seats")
-        if kind == "ring" and body.performance_ids:
+        if kind == "ring" and performance_ids:
             raise ValidationError("a ring has all its dates: leave performance_ids out", field="performance_ids")
-        if kind == "choice" and not body.performance_ids:
+        if kind == "choice" and not performance_ids:
             raise ValidationError(f"choose {prod['pick_count']} dates first", field="performance_ids")
-        groups = offers.groups(prod, perfs, body.performance_ids)
-        bookings = [b for party in ring_seats(groups, body.seat_ids, body.replacements) for b in party.bookings()]
+        groups = offers.groups(prod, perfs, performance_ids)
+        bookings = [[b for party in parties for b in party.bookings()] for parties in party_seats(groups, members)]
     plans = {p.performance_id: p.plan for p in perfs}
-    return [Booked(perf, seat, plans[perf].seat(seat).zone_id) for perf, seat in bookings]
+    return [[Booked(perf, seat, plans[perf].seat(seat).zone_id) for perf, seat in member] for member in bookings]
 
 
-def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], body: SubscriptionSaleIn,
+def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], tier_id: str | None, zone_id: str | None,
           audience: Audience) -> tuple[int, dict[str, int], str | None]:
     """(price, price per performance, zone): ring/choice the zone's package price, all seats in
     one zone; combi per performance in its seat's zone. The tier applied once; complimentary 0."""
     if prod["kind"] == "combi":
         quote = pricing.combi_seat_prices(db, prod["id"], {b.performance_id: b.zone_id for b in booked},
-                                          body.tier_id, audience)
+                                          tier_id, audience)
         return quote["price_cents"], quote["per_performance"], None
     zones = {b.zone_id for b in booked}
     if len(zones) != 1:
         raise ValidationError(f"a {prod['kind']} subscription is priced in one zone: all its seats (replacements "
                               "too) must be in the same price zone", field="seat_ids")
     zone = zones.pop()
-    if body.zone_id is not None and body.zone_id != zone:
+    if zone_id is not None and zone_id != zone:
         raise ValidationError("the seats are not in the zone asked for", field="zone_id")
-    quote = pricing.subscription_price(db, prod["id"], zone, body.tier_id, audience)
+    quote = pricing.subscription_price(db, prod["id"], zone, tier_id, audience)
     total = quote["price_cents"]
     return total, pricing.spread(total, [(b.performance_id, 1) for b in booked]), zone
 
@@ -273,10 +392,12 @@ def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], body: Subscr
 # --- the sale ----------------------------------------------------------------------------------------
 
 
-def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
-                      pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
-                      agency_token: str | None = None, now: dt.datetime) -> dict:
-    """Sell one subscription in one transaction and return its row with its tickets.
+def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
+                       pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
+                       agency_token: str | None = None, now: dt.datetime) -> dict:
+    """Sell the party's subscriptions (one, or `members`) in one order and one transaction, all or
+    none; returns the order (`order_id`, `number`, `total_cents`) with its `subscriptions`, each
+    with its tickets.
 
     *channel*: `phone` (office), `shop`, `agency` (...); *pool*: the contingent it sells from
     (`hub`; an agency its `agency:<token id>`); *audience*: what the caller may see of the
@@ -284,6 +405,7 @@ def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSale
     holds (`token:<id>`/`staff:<id>`) are bought (converted), everybody else's are taken.
     A seat taken meanwhile is a Conflict naming it; ask `offers.best` for alternatives."""
     check_payment(channel, body.payment_method, body.payment_reference)
+    members = members_of(body)
     with transaction(db):
         prod = offers.product(db, body.product_id, audience)
         if not db.execute("SELECT 1 FROM customers WHERE id = ?", (body.customer_id,)).fetchone():
@@ -291,32 +413,55 @@ def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSale
         check_phase(db, prod, channel, body.customer_id, now)
         form = form_of(prod, body.form)
         perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
-        booked = resolve(prod, perfs, body)
-        total, per_perf, zone = price(db, prod, booked, body, audience)
+        booked = resolve(prod, perfs, members, body.performance_ids)
+        priced = [price(db, prod, seats, m.tier_id, body.zone_id, audience)
+                  for m, seats in zip(members, booked, strict=True)]
         if holder is not None:
-            holds.release_seats(db, holder, [(b.performance_id, b.seat_id) for b in booked])
-        return _store(db, node, prod, body, booked, (total, per_perf, zone), form=form, channel=channel,
+            holds.release_seats(db, holder, [(b.performance_id, b.seat_id) for seats in booked for b in seats])
+        return _store(db, node, prod, body, list(zip(members, booked, priced, strict=True)), form=form, channel=channel,
                       agency_token=agency_token, now=now)
 
 
-def _store(db: sqlite3.Connection, node: dict, prod: dict, body: SubscriptionSaleIn, booked: list[Booked],
-           priced: tuple[int, dict[str, int], str | None], *, form: str, channel: str, agency_token: str | None,
-           now: dt.datetime) -> dict:
-    """The ledger rows of a sale (caller's transaction): order, line, subscription, tickets, payment."""
-    total, per_perf, zone = priced
-    stamp = iso(now)
+def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
+                      pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
+                      agency_token: str | None = None, now: dt.datetime) -> dict:
+    """`sell_subscriptions` answering its first subscription (for a single sale: the one)."""
+    return sell_subscriptions(db, node, body, channel=channel, pool=pool, audience=audience, holder=holder,
+                              agency_token=agency_token, now=now)["subscriptions"][0]
+
+
+Sold = tuple[MemberIn, list[Booked], tuple[int, dict[str, int], str | None]]
+
+
+def _store(db: sqlite3.Connection, node: dict, prod: dict, body: SubscriptionSaleIn, party: list[Sold], *,
+           form: str, channel: str, agency_token: str | None, now: dt.datetime) -> dict:
+    """The ledger rows of a sale (caller's transaction): the order with a line, a subscription and
+    its tickets per member, and the payment."""
+    total, stamp = sum(priced[0] for _, _, priced in party), iso(now)
     order = {"id": uuid7(), "number": next_number(db, order_series(node["id"]), now.year, node["id"]),
              "node_id": node["id"], "channel": "shop" if channel == "agency" else channel,
              "customer_id": body.customer_id, "delivery": body.delivery, "operator": body.operator,
              "total_cents": total, "created_at": stamp, "payment_method": body.payment_method,
              "payment_reference": body.payment_reference}
-    line_id = uuid7()
-    store_order(db, order, [{"id": line_id, "position": 1, "kind": "subscription", "product_id": prod["id"],
-                             "price_cents": total, "vat_code": prod["vat_code"], "card_id": None}])
+    lines = [{"id": uuid7(), "position": k + 1, "kind": "subscription", "product_id": prod["id"],
+              "price_cents": priced[0], "vat_code": prod["vat_code"], "card_id": None}
+             for k, (_, _, priced) in enumerate(party)]
+    store_order(db, order, lines)
+    subs = [_store_member(db, node, prod, order, line["id"], sold, form=form, channel=channel,
+                          agency_token=agency_token, now=now) for line, sold in zip(lines, party, strict=True)]
+    return {"order_id": order["id"], "number": order["number"], "total_cents": total, "subscriptions": subs}
+
+
+def _store_member(db: sqlite3.Connection, node: dict, prod: dict, order: dict, line_id: str, sold: Sold, *,
+                  form: str, channel: str, agency_token: str | None, now: dt.datetime) -> dict:
+    """One member's subscription row and its seat tickets on its own order line."""
+    member, booked, (total, per_perf, zone) = sold
+    stamp = iso(now)
     sub = {"id": uuid7(), "number": next_number(db, SERIES, now.year, node["id"]), "order_id": order["id"],
-           "line_id": line_id, "customer_id": body.customer_id, "product_id": prod["id"], "tier_id": body.tier_id,
-           "zone_id": zone, "form": form, "state": "active", "holder_name": body.holder_name, "channel": channel,
-           "agency_token": agency_token, "price_cents": total, "created_at": stamp, "updated_at": stamp}
+           "line_id": line_id, "customer_id": order["customer_id"], "product_id": prod["id"],
+           "tier_id": member.tier_id, "zone_id": zone, "form": form, "state": "active",
+           "holder_name": member.holder_name, "channel": channel, "agency_token": agency_token,
+           "price_cents": total, "created_at": stamp, "updated_at": stamp}
     db.execute(f"INSERT INTO subscriptions ({', '.join(sub)}) VALUES ({', '.join('?' * len(sub))})",
                tuple(sub.values()))
     tickets = [{"id": uuid7(), "performance_id": b.performance_id, "seat_id": b.seat_id, "zone_id": b.zone_id,

@@ -21,14 +21,14 @@ from core.base.node import this_node
 from core.base.storage import transaction
 from core.cards import cards
 from core.catalog.common import Body, Id, Name
-from core.subscriptions import checkout, offers, records
-from core.subscriptions.checkout import CheckoutOrder, Seller, ShopHoldIn
+from core.subscriptions import checkout, offers
+from core.subscriptions.checkout import MAX_PARTY, CheckoutOrder, OrderMemberIn, Seller, ShopHoldIn
 from core.subscriptions.passes import issue_subscription_cards
 from hub.services import idempotency, print_batches, subscription_mail
 from hub.settings import context
 from hub.web.api import Api, Ctx, Param
 from hub.web.areas.shop import Postcode, ShopCustomerIn, _customer
-from hub.web.areas.subscriptions import CHOSEN, STAFF, SubscriptionRecord, _performance_ids
+from hub.web.areas.subscriptions import CHOSEN, STAFF, SubscriptionOrder, _performance_ids, sold_answer
 from hub.web.clock import now
 from hub.web.problems import ApiError
 
@@ -138,8 +138,9 @@ class SubscriberIn(Body, kw_only=True):
 
 class ShopSubscriptionOrderIn(Body, kw_only=True):
     """A paid checkout. The customer: `customer_id`, a new `customer`, or `subscriber` (number
-    and postcode; required in the renewal presale). No seats and no prices: the seats are the
-    hold's, the price is the catalog's."""
+    and postcode; required in the renewal presale). A party's hold: `members`, a tier and pass
+    name per subscription. No seats and no prices: the seats are the hold's, the price is the
+    catalog's."""
 
     product_id: Id
     hold_id: Id
@@ -150,6 +151,7 @@ class ShopSubscriptionOrderIn(Body, kw_only=True):
     tier_id: Id | None = None
     form: Literal["pass", "single_tickets", "both"] | None = None
     holder_name: Name | None = None
+    members: Annotated[list[OrderMemberIn], Meta(max_length=MAX_PARTY)] = []
     delivery: Literal["mail", "pickup"]
     payment_reference: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S",
                                            description="the payment provider's or the agency's reference")]
@@ -233,11 +235,12 @@ def create_subscription_order(ctx: Ctx):
                               proven_subscriber=proven, tier_id=body.tier_id, form=body.form,
                               holder_name=body.holder_name, delivery=body.delivery,
                               payment_reference=body.payment_reference.strip(), operator=ctx.token["name"][:100],
-                              zone_id=body.zone_id)
+                              zone_id=body.zone_id, members=tuple(body.members))
         sold = checkout.sell_checkout(db, this_node(db), who, order, at)
-        _issue_cards(ctx, sold["id"], at)
+        for sub in sold["subscriptions"]:
+            _issue_cards(ctx, sub["id"], at)
         subscription_mail.confirm_order(ctx.app, db, sold["order_id"], at)
-        answer = msgspec.json.encode(records.get(db, sold["id"]))
+        answer = msgspec.json.encode(sold_answer(db, sold))
         idempotency.remember(db, ctx.token["id"], key, digest, 201, answer, at)
     print_batches.wake_worker(ctx.app)
     return 201, msgspec.Raw(answer)
@@ -268,20 +271,23 @@ def register(api: Api) -> None:
                         "free for this token's pool and held by nobody; `found` false when none is left.")
     api.add("POST", "/shop/seat-holds", create_checkout_hold, summary="Hold a subscription's seats for a checkout",
             tag=tag, roles=SELLERS, body=ShopHoldIn, response=ShopHold, status=201,
-            description="One subscription: with `zone_id` alone the best available seat there, or the seats "
-                        "named as in a sale (`seat_ids` + `replacements`, a choice's `performance_ids`, a "
-                        "combi's `seats`). All dates held at once or none; the hold expires after "
-                        "`ttl_seconds` (60-1800, default 600). A seat sold or held meanwhile: 409 with "
+            description="A party of `count` subscriptions (1-10) side by side: with `zone_id` alone the best "
+                        "available seats there, or the seats named as in a sale (`seat_ids` + `replacements`, a "
+                        "choice's `performance_ids`, a combi's `seats`; a party's in `members`, one set each). "
+                        "All dates held at once or none; the hold expires after `ttl_seconds` (60-1800, default "
+                        "600). A seat sold or held meanwhile: 409 with "
                         "`alternatives` (seats with labels to try instead).")
     api.add("DELETE", "/shop/seat-holds/{id}", delete_checkout_hold, summary="Release a checkout's hold", tag=tag,
             roles=SELLERS, response=CheckoutReleased, description="Only the token that made the hold (else 404).")
     api.add("POST", "/shop/subscription-orders", create_subscription_order, summary="Order a held subscription",
-            tag=tag, roles=SELLERS, body=ShopSubscriptionOrderIn, response=SubscriptionRecord, status=201,
+            tag=tag, roles=SELLERS, body=ShopSubscriptionOrderIn, response=SubscriptionOrder, status=201,
             headers=[Param(idempotency.HEADER, "str", "unique per order; a retry sends the same key",
                            max_length=idempotency.MAX_KEY, required=True)],
-            description="Sells exactly the hold's seats as one subscription, priced by the catalog (the body "
-                        "has no price). The renewal presale sells only to a `subscriber` named by customer "
-                        "number and postcode. A hold that expired, or a seat lost: 409 with `alternatives`. "
+            description="Sells exactly the hold's seats as one subscription, or a party's hold as one "
+                        "subscription per member (`members`: tier and holder each, as many as the hold has seats "
+                        "per date) in one order, priced by the catalog (the body has no price). The renewal "
+                        "presale sells only to a `subscriber` named by customer number and postcode. A hold that "
+                        "expired, or a seat lost: 409 with `alternatives`. "
                         "Requires `Idempotency-Key`: a retry returns the first answer (`Idempotent-Replayed: "
                         "true`); the same key with another body is refused (422 idempotency-key-reused).")
     api.add("GET", "/agency-sales", list_agency_sales, summary="Subscriptions sold per agency", tag="Subscriptions",

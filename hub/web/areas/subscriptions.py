@@ -26,7 +26,7 @@ from core.catalog.common import Body
 from core.catalog.resource import MAX_PAGE
 from core.subscriptions import holds, offers, passes, records
 from core.subscriptions.passes import issue_subscription_cards
-from core.subscriptions.sale import SeatAtIn, SubscriptionSaleIn, sell_subscription, variant_steps
+from core.subscriptions.sale import SeatAtIn, SubscriptionSaleIn, sell_subscriptions, variant_steps
 from hub.services import idempotency, print_batches, subscription_mail
 from hub.settings import context
 from hub.web import schemas
@@ -80,6 +80,15 @@ class SubscriptionListItem(msgspec.Struct, kw_only=True):
 
 class SubscriptionRecord(SubscriptionListItem, kw_only=True):
     seats: list[SubscriptionSeat]
+
+
+class SubscriptionOrder(SubscriptionRecord, kw_only=True):
+    """A sale's answer: its first subscription (the only one of a single sale), and every
+    subscription of the order (a party side by side) with the order's total."""
+
+    order_number: str
+    order_total_cents: int
+    subscriptions: list[SubscriptionRecord]
 
 
 class HoldIn(Body, kw_only=True):
@@ -175,6 +184,13 @@ def _performance_ids(ctx: Ctx) -> list[str] | None:
     return ids
 
 
+def sold_answer(db, sold: dict) -> dict:
+    """The answer of a sale (`SubscriptionOrder`): the first subscription's record, with all of them."""
+    subs = [records.get(db, sub["id"]) for sub in sold["subscriptions"]]
+    return {**subs[0], "order_number": sold["number"], "order_total_cents": sold["total_cents"],
+            "subscriptions": subs}
+
+
 def _issue_cards(ctx: Ctx, subscription_id: str, now: dt.datetime) -> None:
     """The subscription's cards as its form and seats call for (none while it is paused)."""
     sub = records.row(ctx.db, subscription_id)
@@ -200,10 +216,11 @@ def create_subscription(ctx: Ctx):
         if earlier is not None:
             ctx.response_headers[idempotency.REPLAYED_HEADER] = "true"
             return earlier.status, msgspec.Raw(earlier.response)
-        sold = sell_subscription(db, this_node(db), body, channel="phone", holder=_holder(ctx), now=now)
-        _issue_cards(ctx, sold["id"], now)
+        sold = sell_subscriptions(db, this_node(db), body, channel="phone", holder=_holder(ctx), now=now)
+        for sub in sold["subscriptions"]:
+            _issue_cards(ctx, sub["id"], now)
         subscription_mail.confirm_order(ctx.app, db, sold["order_id"], now)
-        answer = msgspec.json.encode(records.get(db, sold["id"]))
+        answer = msgspec.json.encode(sold_answer(db, sold))
         idempotency.remember(db, ctx.token["id"], key, digest, 201, answer, now)
     print_batches.wake_worker(ctx.app)
     return 201, msgspec.Raw(answer)
@@ -297,14 +314,17 @@ def register(api: Api) -> None:
     """Installs the office's subscription operations."""
     tag = "Subscriptions"
     api.add("POST", "/subscriptions", create_subscription, summary="Sell a subscription (phone)", tag=tag,
-            roles=STAFF, body=SubscriptionSaleIn, response=SubscriptionRecord, status=201,
+            roles=STAFF, body=SubscriptionSaleIn, response=SubscriptionOrder, status=201,
             headers=[Param(idempotency.HEADER, "str", "unique per sale; a retry sends the same key",
                            max_length=idempotency.MAX_KEY, required=True)],
             description="Ring: `seat_ids` (one seat per seating plan of its dates, the same in every date of "
                         "the plan) and `replacements` (variant -> seat) where a plan variant lacks the seat. "
                         "Choice: `performance_ids` (exactly N of the M) and `seat_ids`. Combi: `seats` (a seat "
-                        "per performance). Prices come from the catalog only (no price field); sale windows of "
-                        "the `phone` channel apply (renewal: subscribers of an earlier season only). A seat "
+                        "per performance). A party side by side in one order: `members`, each with its seats "
+                        "(as above), `tier_id` and `holder_name`; all are sold or none, `subscriptions` lists "
+                        "them and `order_total_cents` is the sum. Prices come from the catalog only (no price "
+                        "field); sale windows of the `phone` channel apply (renewal: subscribers of an earlier "
+                        "season only). A seat "
                         "sold or held by someone else meanwhile: 409 naming it (ask best-available for "
                         "alternatives); your own hold on it is converted. Requires `Idempotency-Key`.")
     api.add("GET", "/subscriptions", list_subscriptions, summary="List and search subscriptions", tag=tag,
