@@ -42,8 +42,9 @@ class Bed:
         assert len(self.smtp.inbox.received) == n
         return [self.smtp.inbox.parsed(i) for i in range(n)]
 
-    async def shop(self, method: str, path: str, data: dict, key: str | None = None) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {self.shop_token}"} | ({"Idempotency-Key": key} if key else {})
+    async def shop(self, method: str, path: str, data: dict, key: str | None = None,
+                   token: str | None = None) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {token or self.shop_token}"} | ({"Idempotency-Key": key} if key else {})
         resp = await self.client.request(method, "/api/v1" + path, json=data, headers=headers)
         return resp.status, await resp.json(content_type=None)
 
@@ -150,6 +151,28 @@ async def test_a_retried_shop_order_mails_once(bed):
     [msg] = await bed.mails(1)
     assert "an der Theaterkasse" in body(msg, "plain") and "pickup at the box office" in body(msg, "plain")
     assert len(bed.queued()) == 1
+
+
+async def test_an_agency_order_mails_the_customer_who_pays_the_agency(bed):
+    db, hub = bed.hub.db, bed.hub
+    secret, agency = tokens.create_token(db, "Reisebüro Weser", "agency")
+    pool = [seat(db, house(hub), "1. Rang", "2", str(n))["id"] for n in (8, 9)]
+    for perf in hub.ids["rings"]["A"]:  # the agency's contingent in every date of Ring A
+        await call(bed.client, "POST", f"/performances/{perf}/pools",
+                   {"seat_ids": pool, "to": f"agency:{agency['id']}"}, status=200)
+    prod = product(hub, "Abo-Ring A")
+    status, hold = await bed.shop("POST", "/shop/seat-holds", {"product_id": prod, "seat_ids": pool[:1]}, token=secret)
+    assert status == 201, hold
+    status, sold = await bed.shop("POST", "/shop/subscription-orders",
+                                  {"product_id": prod, "hold_id": hold["id"], "customer": CUSTOMER,
+                                   "delivery": "pickup", "payment_reference": "RB-77"}, key="agency-1", token=secret)
+    assert status == 201 and sold["channel"] == "agency", sold
+    [msg] = await bed.mails(1)
+    text = body(msg, "plain")
+    assert msg["To"] == "greta@example.org" and sold["number"] in text and "1. Rang, Reihe 2, Platz 8" in text
+    assert "Zahlung: bei Ihrer Vorverkaufsstelle Reisebüro Weser; sie rechnet mit uns ab." in text
+    assert "Payment: to your booking agency Reisebüro Weser, which settles with us." in text
+    assert "Rechnung" not in text and "invoice" not in text  # the agency's transfer to the organizer is not theirs
 
 
 # --- the office's phone sale -------------------------------------------------------------------------------

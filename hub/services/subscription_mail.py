@@ -53,6 +53,8 @@ PAYMENTS = {"transfer": ("per Überweisung: Sie erhalten von uns eine Rechnung."
 DELIVERIES = {"mail": ("Ihre Karten senden wir Ihnen per Post.", "We send your tickets by post."),
               "pickup": ("Ihre Karten liegen zur Abholung an der Theaterkasse bereit.",
                          "Your tickets are ready for pickup at the box office.")}
+AGENCY_PAYMENT = ("bei Ihrer Vorverkaufsstelle {agency}; sie rechnet mit uns ab.",
+                  "to your booking agency {agency}, which settles with us.")
 FULL_PRICE = ("Vollpreis", "full price")
 
 
@@ -68,6 +70,7 @@ class Item:
     form: str
     price_cents: int
     seats: list[Seat]
+    agency: str | None  # the agency's name when an agency sold it: the customer pays there
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,16 @@ def items_of(db: sqlite3.Connection, order_id: str) -> list[Item]:
     for sub_id in ids:
         sub = print_data.subscription_row(db, sub_id)
         out.append(Item(sub["number"], print_data.product_label(sub), sub["organizer"], print_data.holder_name(sub),
-                        sub["tier_name"], sub["form"], sub["price_cents"], print_data.seats(db, sub["line_id"])))
+                        sub["tier_name"], sub["form"], sub["price_cents"], print_data.seats(db, sub["line_id"]),
+                        _agency_name(db, sub["agency_token"])))
     return out
+
+
+def _agency_name(db: sqlite3.Connection, token_id: str | None) -> str | None:
+    if token_id is None:
+        return None
+    found = db.execute("SELECT name FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
+    return found["name"] if found else ""
 
 
 def compose(db: sqlite3.Connection, order_id: str) -> Confirmation | None:
@@ -171,11 +182,19 @@ def _facts(item: Item, w: dict) -> list[tuple[str, str]]:
             (_word("price", i), w["eur"](item.price_cents))]
 
 
-def _closing(order: dict, w: dict) -> list[tuple[str, str]]:
-    i = w["i"]
+def _payment(order: dict, items: list[Item], i: int) -> str:
+    """How the order is paid; an agency's customer pays the agency (its transfer to us is not theirs)."""
+    agency = next((item.agency for item in items if item.agency is not None), None)
+    if agency is not None:
+        return " ".join(AGENCY_PAYMENT[i].format(agency=agency).split())
     method = order["payment_method"] or "none"
+    return PAYMENTS.get(method, (method, method))[i]
+
+
+def _closing(order: dict, items: list[Item], w: dict) -> list[tuple[str, str]]:
+    i = w["i"]
     return [(_word("total", i), w["eur"](order["total_cents"])),
-            (_word("payment", i), PAYMENTS.get(method, (method, method))[i]),
+            (_word("payment", i), _payment(order, items, i)),
             (_word("delivery", i), DELIVERIES.get(order["delivery"], (order["delivery"],) * 2)[i])]
 
 
@@ -194,7 +213,7 @@ def text_block(name: str, organizer: str, order: dict, items: list[Item], *, de:
         for seat in item.seats:
             out += [f"    {w['when'](seat.starts_at)}  {seat.title}", f"      {w['seat'](seat)}"]
         out.append("")
-    out += [f"{label}: {value}" for label, value in _closing(order, w)]
+    out += [f"{label}: {value}" for label, value in _closing(order, items, w)]
     out += ["", _word("bye", i), organizer]
     return "\n".join(out) + "\n"
 
@@ -224,7 +243,7 @@ def html_block(name: str, organizer: str, order: dict, items: list[Item], *, de:
         rows = "".join(f"<tr><td>{_e(w['when'](s.starts_at))}</td><td>{_e(s.title)}</td><td>{_e(w['seat'](s))}</td>"
                        "</tr>" for s in item.seats)
         out.append(f"<table><caption>{_e(_word('dates', i))}</caption>{rows}</table>")
-    out.append("<p>" + "<br>".join(f"{_e(label)}: {_e(value)}" for label, value in _closing(order, w)) + "</p>")
+    out.append("<p>" + "<br>".join(f"{_e(label)}: {_e(value)}" for label, value in _closing(order, items, w)) + "</p>")
     out.append(f"<p>{_e(_word('bye', i))}<br>{_e(organizer)}</p></div>")
     return "\n".join(out)
 
