@@ -199,6 +199,32 @@ async def test_a_phone_sale_mails_a_customer_with_an_address_and_nobody_without(
     assert "zur Abholung an der Theaterkasse" in text  # the phone sale's default delivery
 
 
+async def test_a_party_order_mails_once_with_every_subscription(bed):
+    """A couple side by side: one order, two subscriptions (one at full price, one a pupil's), one mail."""
+    db, hub = bed.hub.db, bed.hub
+    prod = product(hub, "Abo-Ring B")
+    pupils = tier(db, prod, "Schüler/Studierende")
+    members = [{"seat_ids": [seat(db, house(hub), "Parkett", "16", "5")["id"]], "holder_name": "Erika Paar"},
+               {"seat_ids": [seat(db, house(hub), "Parkett", "16", "6")["id"]], "holder_name": "Max Paar",
+                "tier_id": pupils}]
+    sold = await call(bed.client, "POST", "/subscriptions",
+                      {"product_id": prod, "customer_id": hub.ids["first_customer"], "members": members,
+                       "payment_method": "transfer", "delivery": "mail"},
+                      status=201, headers={**hub.headers(), "Idempotency-Key": "party-1"})
+    first, second = sold["subscriptions"]
+    [msg] = await bed.mails(1)
+    german, english = body(msg, "plain").split("-- English --")
+    for number, holder, seat_no in ((first["number"], "Erika Paar", "5"), (second["number"], "Max Paar", "6")):
+        block = german.split(f"Abonnement {number}: Abo-Ring B")[1].split("\n\n")[0]
+        assert f"Inhaber/in: {holder}" in block and block.count(f"Parkett, Reihe 16, Platz {seat_no}") == 8
+    assert "Rabattstufe: Vollpreis" in german and "Rabattstufe: Schüler/Studierende" in german
+    euros, cents = divmod(sold["order_total_cents"], 100)
+    assert euros < 1000 and f"Summe: {euros},{cents:02d} €" in german and f"Total: €{euros}.{cents:02d}" in english
+    assert sold["order_total_cents"] == first["price_cents"] + second["price_cents"]
+    assert english.count("Subscription ABO-") == 2 and "Delivery: We send your tickets by post." in english
+    assert len(bed.queued()) == 1
+
+
 async def test_a_sale_that_fails_queues_nothing(bed):
     db, hub = bed.hub.db, bed.hub
     chair = seat(db, house(hub), "Parkett", "12", "7")
