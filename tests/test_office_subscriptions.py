@@ -583,7 +583,7 @@ def test_a_ring_sold_on_the_seat_map_across_two_plan_variants_in_chromium(tmp_pa
     from hub.app import DB_NAME
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SHOTS.glob("subs-*.png"):
+    for old in SHOTS.glob("subs-[0-9]*.png"):  # its own, not subs-party-*
         old.unlink(missing_ok=True)
     with office_in_chromium(tmp_path) as served:
         page, url = served.page, served.hub.url

@@ -44,7 +44,7 @@ from core.sales.orders import order_series, store_order
 from core.sales.payments import Payment, check_payment
 from core.subscriptions import holds, offers
 from core.subscriptions.seats import PerformanceSeats, check_selection, is_set
-from core.subscriptions.series import GroupSeats, RingGroup, pick_seat, pick_seats, ring_bookings
+from core.subscriptions.series import GroupSeats, RingGroup, pick_seats, ring_bookings
 
 Form = Literal["pass", "single_tickets", "both"]
 SaleChannel = Literal["shop", "phone", "cashdesk", "counter", "agency"]
@@ -289,16 +289,22 @@ def ring_seats(groups: list[RingGroup], seat_ids: list[str], replacements: list[
 
 
 def variant_steps(groups: list[RingGroup], seat_ids: list[str]) -> list[dict]:
-    """The plan variants that lack the seats picked (one per group), each with the seats free
-    in all its performances and the nearest free one: what the office steps through, choosing a
-    replacement in each, before it sells (`ring_seats` then takes them as `replacements`)."""
-    out = []
+    """The plan variants that lack the seats picked (one per group and member), each with the
+    seats free in all its performances and the nearest free one: what the office steps through,
+    choosing a replacement in each, before it sells (`party_seats` then takes them as
+    `replacements`). A group's seats are picked together, as the party's sale picks them (so a
+    companion seat beside a wheelchair place picked with it is fine)."""
+    by_plan: dict[str, tuple[RingGroup, list[str]]] = {}
     for seat_id in dict.fromkeys(seat_ids):
         group = _group_of(groups, seat_id, "seat_ids")
-        for step in pick_seat(group, seat_id, _variant_for(group, seat_id)).steps():
-            out.append({"plan_id": step.plan_id, "variant_id": step.variant_id,
-                        "performance_ids": list(step.performance_ids), "missing_seat_id": seat_id,
-                        "free_seat_ids": group.plan.ids(step.candidates), "suggestion": step.suggestion})
+        by_plan.setdefault(group.plan.id, (group, []))[1].append(seat_id)
+    out = []
+    for group, seats in by_plan.values():
+        for party in _pick_party(group, seats):
+            for step in party.steps():
+                out.append({"plan_id": step.plan_id, "variant_id": step.variant_id,
+                            "performance_ids": list(step.performance_ids), "missing_seat_id": party.seat_id,
+                            "free_seat_ids": group.plan.ids(step.candidates), "suggestion": step.suggestion})
     return out
 
 

@@ -228,6 +228,12 @@ TEXT = {
         "ss_e_lost": "Nicht verkauft: {a}. Es wurde nichts gebucht.",
         "ss_holder": "Name auf dem Abo-Ausweis", "ss_holder_hint": "leer: der Name des Kunden",
         "ss_e_product": "Dieses Abo-Produkt gibt es nicht im Verkauf (unbekannt, inaktiv oder ohne Plätze).",
+        # subscription sale: a party side by side
+        "ss_party": "Anzahl Abos", "ss_member": "Abo {k}",
+        "ss_party_hint": "Je Abo einen Platz anklicken ({n} Plätze); ein zweiter Klick gibt einen Platz frei.",
+        "ss_e_party": "Anzahl Abos: bitte eine Zahl von 1 bis {a}.",
+        "ss_e_party_seats": "Bitte auf jedem Saalplan {a} Platz/Plätze wählen (je Abo einen) und in jeder "
+        "Variante die Ersatzplätze.",
     },
     "en": {
         "app": "Tessera office", "login": "Log in", "user": "User name", "password": "Password",
@@ -445,5 +451,11 @@ TEXT = {
         "ss_e_lost": "Not sold: {a}. Nothing was booked.",
         "ss_holder": "Name on the season pass", "ss_holder_hint": "empty: the customer's name",
         "ss_e_product": "There is no such subscription product on sale (unknown, inactive or without seats).",
+        # subscription sale: a party side by side
+        "ss_party": "Subscriptions", "ss_member": "Subscription {k}",
+        "ss_party_hint": "Click one seat per subscription ({n} seats); a second click gives a seat back.",
+        "ss_e_party": "Subscriptions: a number from 1 to {a}, please.",
+        "ss_e_party_seats": "Choose {a} seat(s) on every seating plan (one per subscription) and the "
+        "replacements in every variant.",
     },
 }

@@ -15,9 +15,26 @@
     var field = form && form.elements[map.getAttribute("data-input")];
     var button = document.getElementById(map.getAttribute("data-submit"));
     if (!field || !button) return;
-    field.value = seat.getAttribute("data-seat-id");
+    field.value = picked(field.value, seat.getAttribute("data-seat-id"),
+                         parseInt(map.getAttribute("data-max") || "1", 10));
     try { sessionStorage.setItem(KEY, map.getAttribute("data-input")); } catch (e) { /* private mode */ }
     form.requestSubmit(button);
+  }
+
+  // A map for several seats (a party side by side: data-max > 1) keeps their ids comma-separated in
+  // the order chosen: a click adds a seat (the oldest goes when the map is full), a second click on
+  // a chosen seat gives it back. A map for one seat takes the seat clicked.
+  function picked(value, id, max) {
+    if (!(max > 1)) return id;
+    var ids = value ? value.split(",") : [];
+    var at = ids.indexOf(id);
+    if (at >= 0) {
+      ids.splice(at, 1);
+    } else {
+      ids.push(id);
+      while (ids.length > max) ids.shift();
+    }
+    return ids.join(",");
   }
 
   function seatOf(event) {
