@@ -228,3 +228,39 @@ async def test_the_shop_holds_a_party_named_seat_by_seat_with_its_replacements(s
     before = ledger(db)
     status, refused = await shop.hold({"product_id": product(hub, "Abo-Ring A"), "members": seats, "count": 3})
     assert status == 422 and ledger(db) == before
+
+
+async def test_a_combi_and_a_choice_party_are_held_with_count_and_sold_one_subscription_each(shop):  # noqa: F811
+    db = shop.hub.db
+    combi = product(shop.hub, "Kombi-Ticket Klassiker")
+    status, hold = await shop.hold({"product_id": combi, "zone_id": zone(shop), "count": 2})
+    assert status == 201 and len(hold["seats"]) == 6, hold  # two seats at each of the three dates
+    status, sold = await shop.order(order_body(shop, hold, members=[{}, {}]), key="combi-2")
+    assert status == 201, sold
+    per_member = [sold_seats(db, s["line_id"]) for s in sold["subscriptions"]]
+    assert all(len(m) == 3 for m in per_member) and all(per_member[0][p] != per_member[1][p] for p in per_member[0])
+    assert sold["order_total_cents"] == sum(s["price_cents"] for s in sold["subscriptions"])
+    choice = product(shop.hub, "Wahl-Abo Studio 5 aus 8")
+    dates = [r["performance_id"] for r in db.execute(
+        "SELECT performance_id FROM subscription_performances WHERE product_id = ? ORDER BY position", (choice,))][2:7]
+    status, hold = await shop.hold({"product_id": choice, "performance_ids": dates, "count": 2})
+    assert status == 201 and len(hold["seats"]) == 10, hold
+    status, sold = await shop.order(order_body(shop, hold, members=[{}, {"holder_name": "Kind Sommer"}]),
+                                    key="choice-2")
+    assert status == 201, sold
+    for sub in sold["subscriptions"]:
+        mine = sold_seats(db, sub["line_id"])
+        assert sorted(mine) == sorted(dates) and len(set(mine.values())) == 1  # one seat in all five dates
+
+
+async def test_a_party_losing_one_seat_gets_alternatives_for_the_whole_party_and_holds_nothing(shop):  # noqa: F811
+    hub, db = shop.hub, shop.hub.db
+    c = couple(hub)
+    standard_date = next(p for p in ring(shop, "A") if variant_of(db, p) == c["standard"])
+    holds.hold(db, "token:another-buyer", [(standard_date, c["r3"][0])], now=utcnow())
+    seats = [{"seat_ids": m["seat_ids"], "replacements": m["replacements"]} for m in members(hub, c)]
+    before = ledger(db)
+    status, lost = await shop.hold({"product_id": product(hub, "Abo-Ring A"), "members": seats})
+    assert status == 409 and "Parkett row 3 seat 9" in lost["detail"], lost
+    assert len(lost["alternatives"]) == 16  # two seats side by side in each of the eight dates
+    assert ledger(db) == before
