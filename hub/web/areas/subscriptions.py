@@ -11,6 +11,7 @@ in the same transaction, signed with the hub's key.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from typing import Annotated, Literal
 
 import msgspec
@@ -184,7 +185,7 @@ def _performance_ids(ctx: Ctx) -> list[str] | None:
     return ids
 
 
-def sold_answer(db, sold: dict) -> dict:
+def sold_answer(db: sqlite3.Connection, sold: dict) -> dict:
     """The answer of a sale (`SubscriptionOrder`): the first subscription's record, with all of them."""
     subs = [records.get(db, sub["id"]) for sub in sold["subscriptions"]]
     return {**subs[0], "order_number": sold["number"], "order_total_cents": sold["total_cents"],
