@@ -13,6 +13,9 @@ import html
 
 import pytest
 
+from core.base.clock import iso, utcnow
+from core.base.ids import uuid7
+from core.base.storage import transaction
 from tests.helpers import call
 from tests.office import form_token, post_form, signed_in
 from tests.test_print_batches import fulfilment, gate, phone_order
@@ -269,3 +272,19 @@ def test_cards_in_chromium_print_a_batch_download_it_and_move_the_cards(tmp_path
         page.goto(url + "/office/print?lang=de")
         page.screenshot(path=SHOTS / "print-3-batches-de.png")
     print(f"office cards and print in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")
+
+
+async def test_a_card_valid_months_from_first_use_shows_the_months_then_the_window_its_first_entry_started(office):
+    """Before: the page showed the signed outer bound (two years) as if the card ran until then."""
+    hub = office.hub
+    museum_only = hub.ids["annual_products"][1]  # Jahreskarte Stadtmuseum: 12 months from the first entry
+    card = await call(office, "POST", "/cards", {"product_id": museum_only, "kind": "annual",
+                                                  "holder_name": "Erst Nutzer"}, status=201)
+    page = await (await office.get(f"{LIST}/{card['id']}", params={"lang": "de"})).text()
+    assert 'id="validity" class="nowrap">12 Monate ab erster Nutzung (noch nicht genutzt)<' in page
+    with transaction(hub.db):  # the gate's entry, as it arrives by sync: 15 March 2027, local time
+        hub.db.execute("INSERT INTO entries (card_id, at, id, card_issue, venue_id, node_id, direction, record, "
+                       "received_at) VALUES (?, '2027-03-15T09:30:00.000Z', ?, 1, ?, 'gate', 'in', '', ?)",
+                       (card["id"], str(uuid7()), hub.ids["museum_venues"]["Stadtmuseum"], iso(utcnow())))
+    page = await (await office.get(f"{LIST}/{card['id']}", params={"lang": "en"})).text()
+    assert 'id="validity" class="nowrap">15.03.2027 – 14.03.2028<' in page

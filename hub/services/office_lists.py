@@ -274,7 +274,9 @@ def card_detail(db: sqlite3.Connection, card_id: str) -> dict:
     """What the card page shows besides the card itself: product, customer, order, and its history
     (gate entries and print jobs, newest first)."""
     card = db.execute(
-        "SELECT k.id, coalesce(a.name, s.name, p.title, '') AS product, c.id AS customer_id, "
+        "SELECT k.id, coalesce(a.name, s.name, p.title, '') AS product, a.validity_mode, a.months, "
+        "(SELECT min(e.at) FROM entries e WHERE e.card_id = k.id AND e.direction = 'in') AS first_entry_at, "
+        "c.id AS customer_id, "
         "c.number AS customer_number, coalesce(c.last_name || ', ' || c.first_name, '') AS customer, "
         "o.id AS order_id, o.number AS order_number "
         "FROM cards k LEFT JOIN annual_products a ON a.id = k.product_id "

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from core.base.clock import LOCAL_TZ, parse_iso
+from core.catalog.annual import validity_window
 from hub.services import office_lists, staff
 from hub.web.api import DB
 from hub.web.office import api_call, lists, views
@@ -98,6 +99,19 @@ def _day(moment: str | None) -> str:
     return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%d.%m.%Y") if moment else ""
 
 
+def _validity(card: dict, more: dict, t: dict) -> str:
+    """What the card's validity is, as the gate's rule has it: a card valid N months from its
+    first entry shows the months until that entry (its signed end is only the outer bound), then
+    the window the first entry started (`core.catalog.annual.validity_window`)."""
+    if more.get("validity_mode") != "from_first_entry":
+        return f"{_day(card['valid_from'])} – {_day(card['valid_until'])}"
+    if not more.get("first_entry_at"):
+        return t["cd_months_first_use"].format(n=more["months"])
+    first = parse_iso(more["first_entry_at"]).astimezone(LOCAL_TZ).date()
+    start, end = validity_window({"validity_mode": "from_first_entry", "months": more["months"]}, first, first)
+    return f"{start:%d.%m.%Y} – {end:%d.%m.%Y}"
+
+
 async def _card(request: web.Request, me: staff.Session) -> dict:
     """The card of the address as GET /cards/{id} answers it; 404 for an unknown (or odd) id."""
     try:
@@ -113,8 +127,9 @@ async def _card_view(request: web.Request, me: staff.Session, status: int = 200,
     done = request.query.get("done")
     if done in ACTIONS and "error" not in ctx:
         ctx["notice"] = TEXT[views._lang(request)]["cd_done_" + done].format(n=card["number"], i=card["issue"])
+    validity = _validity(card, more, TEXT[views._lang(request)])
     return views.render(request, "card.html", status, me=me, csrf=me.csrf, c=card, more=more, when=views._when,
-                        day=_day, **ctx)
+                        day=_day, validity=validity, **ctx)
 
 
 card_page = lists.staff_only(_card_view)
