@@ -97,6 +97,9 @@ async def test_a_couple_is_sold_side_by_side_across_both_variants_with_a_tier_ea
     after = counts(db)
     assert after["orders"] == before["orders"] + 1 and after["subscriptions"] == before["subscriptions"] + 2
     assert after["seat_holds"] == 0
+    page = await (await office.get(response.headers["Location"])).text()  # the first one's page names the second
+    assert re.search(rf'id="party">[^<]*<a href="/office/subscriptions/{subs[1]["id"]}">{subs[1]["number"]}</a> '
+                     r'\(Max Mustermann\)', page)
 
 
 async def test_best_available_for_a_family_of_three_fills_three_seats_side_by_side(office):

@@ -99,6 +99,12 @@ def order_of(db: sqlite3.Connection, order_id: str) -> dict | None:
                       (order_id,)).fetchone()
 
 
+def others_in_order(db: sqlite3.Connection, order_id: str, subscription_id: str) -> list[dict]:
+    """The party's other subscriptions bought in the same order (a couple side by side)."""
+    return db.execute("SELECT id, number, holder_name, state FROM subscriptions WHERE order_id = ? AND id <> ? "
+                      "ORDER BY number", (order_id, subscription_id)).fetchall()
+
+
 def seasons_of(db: sqlite3.Connection, product_id: str) -> list[dict]:
     """The seasons a cancellation may end in: the product's organizer's, from the product's on."""
     return db.execute(

@@ -105,6 +105,7 @@ async def _detail(request: web.Request, me: staff.Session, *, error: str | None 
     return views.render(request, "subscription.html", status, me=me, csrf=me.csrf, s=sub, product=product,
                         perfs=perfs, groups=_groups(sub, perfs) if product["kind"] != "combi" else [],
                         cards=subs.cards_of(db, sub["line_id"]), order=subs.order_of(db, sub["order_id"]),
+                        party=subs.others_in_order(db, sub["order_id"], sub["id"]),
                         tiers=tiers, seasons=subs.seasons_of(db, sub["product_id"]),
                         forms=subscription_sale.FORMS if options == "both" else (options,),
                         euros=views._euros(views._lang(request)), when=views._when, error=error, note=note)
