@@ -46,6 +46,10 @@ def write_gate_rules(data_dir: Path, rules: GateRules) -> None:
     lines = ["# Gate rules, read when the gate starts. venue_id: where this gate stands;",
              "# lockout_minutes: no second entry at this venue within that time (any gate);",
              "# exit_scans: an exit scan ends the lockout; direction: in (entry) or out (exit).",
+             "# entry_before_minutes / entry_after_minutes: season passes and single tickets enter once",
+             "# per performance, from this long before its start to this long after it.",
              f'venue_id = "{rules.venue_id}"', f"lockout_minutes = {rules.lockout_minutes}",
-             f"exit_scans = {'true' if rules.exit_scans else 'false'}", f'direction = "{rules.direction}"']
+             f"exit_scans = {'true' if rules.exit_scans else 'false'}", f'direction = "{rules.direction}"',
+             f"entry_before_minutes = {rules.entry_before_minutes}",
+             f"entry_after_minutes = {rules.entry_after_minutes}"]
     (Path(data_dir) / GATE_CONFIG).write_text("\n".join(lines) + "\n")

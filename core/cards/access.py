@@ -41,6 +41,7 @@ from core.base.sql import others_version
 from core.base.storage import transaction
 from core.cards import cardcode
 from core.cards.cards import validity_beyond_product
+from core.cards.performance_rules import PERFORMANCE_KINDS, Window, load_showings, place
 from core.cards.trust import CARD_SIGNERS, BadRecord, Envelope, Signer, TrustStore, open_envelope, sign, verify_many
 from core.cards.trusted_time import TrustedClock
 from core.catalog.annual import add_months
@@ -59,6 +60,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "EXPIRED": ("Abgelaufen", "Expired"),
     "WRONG_VENUE": ("Hier nicht gültig", "Not valid at this venue"),
     "PASSBACK": ("Bereits eingelassen", "Already admitted"),
+    "WRONG_PERFORMANCE": ("Keine Vorstellung dieser Karte hier und jetzt", "No performance of this card here now"),
+    "TOO_EARLY": ("Zu früh – Einlass beginnt später", "Too early – entry opens later"),
+    "TOO_LATE": ("Zu spät – Einlass ist vorbei", "Too late – entry has closed"),
+    "ALREADY_ENTERED": ("Für diese Vorstellung bereits eingelassen", "Already admitted to this performance"),
 }
 REASONS = tuple(code for code in MESSAGES if code != "ADMITTED")
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # a peer's entry further ahead than this is a wrong clock
@@ -76,10 +81,15 @@ class GateRules(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lockout_minutes: int = 30
     exit_scans: bool = False  # when on, an exit scan ends the lockout early
     direction: str = "in"
+    entry_before_minutes: int = 120  # passes and single tickets: entry opens this long before the start
+    entry_after_minutes: int = 60  # ... and closes this long after it (the signed validity stays the bound)
 
     def __post_init__(self) -> None:
         if not 0 <= self.lockout_minutes <= 24 * 60:
             raise ValueError("lockout_minutes must be between 0 and 1440")
+        for key in ("entry_before_minutes", "entry_after_minutes"):
+            if not 0 <= getattr(self, key) <= 24 * 60:
+                raise ValueError(f"{key} must be between 0 and 1440")
         if self.direction not in ("in", "out"):
             raise ValueError("direction must be 'in' or 'out'")
 
@@ -214,6 +224,7 @@ class Access:
         if force or version != self._version:
             self.trust = TrustStore.load(self.db)
             self.products = load_products(self.db)
+            self.showings = load_showings(self.db)
             self._version = version
 
     # -- deciding -----------------------------------------------------------------------------
@@ -317,6 +328,8 @@ class Access:
         if venue is not None:
             if product is None:
                 return verdict("WRONG_VENUE", f"product #{p.product_code} is not known at this gate", **info)
+            if p.kind in PERFORMANCE_KINDS:
+                return self._performance_entry(p.card_id, product, venue, info, now)
             if venue not in product.venue_ids:
                 return verdict("WRONG_VENUE", f"{product.name} is not valid at this venue", **info)
             last = self._last_scan(p.card_id, venue, now)
@@ -326,6 +339,31 @@ class Access:
         result = verdict("ADMITTED", **info)
         result.first_entry = bool(product and product.first_entry_months and first is None)
         return result
+
+    def _performance_entry(self, card_id: str, product: Product, venue: str, info: dict,
+                           now: dt.datetime) -> Verdict:
+        """A pass or single ticket at a gate: the performance now at this venue
+        (`performance_rules.place`), then once per performance, whatever the lockout."""
+        placed = place(self.showings.get(product.id, []), venue, now, self.rules.entry_before_minutes,
+                       self.rules.entry_after_minutes)
+        if placed.window is None:
+            return verdict(placed.reason, placed.detail, **info)
+        info["extra"] = {"performance_id": placed.window.showing.performance_id,
+                         "starts_at": iso(placed.window.showing.starts_at)}
+        last = self._scan_in_window(card_id, venue, placed.window, now)
+        if last and (last["direction"] == "in" or not self.rules.exit_scans):
+            return verdict("ALREADY_ENTERED", f"entered at {last['at']} for the performance at "
+                                              f"{info['extra']['starts_at']}", **info)
+        return verdict("ADMITTED", **info)
+
+    def _scan_in_window(self, card_id: str, venue_id: str, window: Window, now: dt.datetime) -> dict | None:
+        """The latest counted scan of the card at this venue in the window (here or at a peer
+        gate: the same `entries` rows PASSBACK reads)."""
+        rows = self.db.execute(
+            "SELECT direction, at, record FROM entries WHERE card_id = ? AND at >= ? AND at <= ? AND venue_id = ? "
+            "ORDER BY at DESC, direction", (card_id, iso(window.opens), iso(min(window.closes, now + FUTURE_TOLERANCE)),
+                                            venue_id))
+        return next((row for row in rows if self._counts(row)), None)
 
     def _last_scan(self, card_id: str, venue_id: str, now: dt.datetime) -> dict | None:
         if self.rules.lockout_minutes == 0:

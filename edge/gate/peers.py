@@ -180,8 +180,11 @@ class Peers:
             log.info("peer %s unreachable (%s); it will pull the record later", peer.name, exc)
 
     async def pull(self, peer: Peer) -> None:
-        """Fetch a peer's certificates and revocations and, from a gate, its recent entries."""
-        since = self.access.clock.now() - dt.timedelta(minutes=max(self.access.rules.lockout_minutes, 5) + 5)
+        """Fetch a peer's certificates and revocations and, from a gate, its recent entries: as far
+        back as the lockout or a performance's entry window reaches (ALREADY_ENTERED needs them all)."""
+        rules = self.access.rules
+        reach = max(rules.lockout_minutes, rules.entry_before_minutes + rules.entry_after_minutes, 5) + 5
+        since = self.access.clock.now() - dt.timedelta(minutes=reach)
         try:
             self.stats.certs_learned += learn_trust(self.access, await self.client.get(peer.url, "/peer/v1/trust"))
             if peer.role == "gate":
