@@ -31,6 +31,7 @@ from core.base.sql import json_field, json_values
 from core.base.storage import transaction
 from core.catalog.common import Id
 from core.catalog.seating.variants import variant_seats
+from core.sales import ring_recalls
 from core.sync.ops import CASHDESK, OpKind, register
 
 HUB, BLOCKED = "hub", "blocked"
@@ -116,6 +117,12 @@ def _set_pool(db: sqlite3.Connection, performance_id: str, seat_id: str, pool: s
         db.execute("INSERT INTO seat_pools (performance_id, seat_id, pool) VALUES (?, ?, ?) "
                    "ON CONFLICT (performance_id, seat_id) DO UPDATE SET pool = excluded.pool, recall_id = NULL",
                    (performance_id, seat_id, pool))
+
+
+def set_pool(db: sqlite3.Connection, performance_id: str, seat_id: str, pool: str) -> None:
+    """Put one seat of a performance in *pool* at once: for callers that checked it may move
+    (a ring seat, `core.subscriptions.ring_pools`); a desk's seat goes back by recall only."""
+    _set_pool(db, performance_id, seat_id, pool)
 
 
 def move_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str], to: str, now) -> dict:
@@ -235,12 +242,21 @@ def sold_by(db: sqlite3.Connection, node_id: str, performance_id: str, seat_id: 
 
 
 def _finish_recall(db: sqlite3.Connection, recall: dict, released: list[str], kept: list[str], now) -> None:
+    """Released seats move, kept ones stay with the desk; a part of a ring recall waits for the
+    ring's other performances and then moves or stays as one (`ring_recalls`)."""
+    db.execute("UPDATE recalls SET state = 'done', released = ?, kept_sold = ?, done_at = ? WHERE id = ?",
+               (json.dumps(released), json.dumps(kept), iso(now), recall["id"]))
+    ring = ring_recalls.answered(db, recall["id"], now)
+    if ring is not None:
+        for performance_id, seat_id, pool in ring.moves:
+            _set_pool(db, performance_id, seat_id, pool)
+        db.executemany("UPDATE seat_pools SET recall_id = NULL WHERE performance_id = ? AND seat_id = ?",
+                       ring.stays)
+        return
     for seat_id in released:
         _set_pool(db, recall["performance_id"], seat_id, recall["to_pool"])
     db.executemany("UPDATE seat_pools SET recall_id = NULL WHERE performance_id = ? AND seat_id = ?",
                    [(recall["performance_id"], s) for s in kept])
-    db.execute("UPDATE recalls SET state = 'done', released = ?, kept_sold = ?, done_at = ? WHERE id = ?",
-               (json.dumps(released), json.dumps(kept), iso(now), recall["id"]))
 
 
 def settle_refused_release(db: sqlite3.Connection, node_id: str, op: ReleaseOp, now) -> None:

@@ -17,7 +17,7 @@ from core.catalog.subscriptions import Subscriptions, Tiers
 from hub.services import tokens
 from hub.web import schemas
 from hub.web.api import OPENAPI, Api, Ctx, Param
-from hub.web.areas import cards, orders, seatmaps, shop, shop_subscriptions, subscriptions, sync_office
+from hub.web.areas import cards, orders, ring_pools, seatmaps, shop, shop_subscriptions, subscriptions, sync_office
 
 ALL = ("admin", "office", "shop", "agency")
 STAFF = ("admin", "office")
@@ -258,4 +258,5 @@ def build() -> Api:
     seatmaps.register(api)
     subscriptions.register(api)
     shop_subscriptions.register(api)
+    ring_pools.register(api)
     return api
