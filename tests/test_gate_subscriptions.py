@@ -154,6 +154,19 @@ def test_an_entry_recorded_at_a_peer_gate_counts_for_already_entered(theatre, tm
     assert enter(gate, the_pass, theatre.starts(theatre.dates[1]))[0] == "ADMITTED"  # the next date is its own
 
 
+def test_an_exit_scan_lets_a_pass_back_in_to_the_same_performance_only_with_exit_scans_on(theatre):
+    """The interval: with `exit_scans` an exit at the door reopens this performance for the pass."""
+    date = theatre.dates[0]
+    the_pass, begin = theatre.the_pass["code"], theatre.starts(date)
+    with_exits, without = theatre.gate(exit_scans=True), theatre.gate()
+    assert enter(with_exits, the_pass, begin - dt.timedelta(minutes=10))[0] == "ADMITTED"
+    assert with_exits.decide(the_pass, begin + dt.timedelta(minutes=30)).reason == "ALREADY_ENTERED"
+    exit_gate = theatre.gate(direction="out")  # an exit gate at the same door, same data folder
+    assert enter(exit_gate, the_pass, begin + dt.timedelta(minutes=41))[0] == "ADMITTED"
+    assert with_exits.decide(the_pass, begin + dt.timedelta(minutes=45)).admitted
+    assert without.decide(the_pass, begin + dt.timedelta(minutes=45)).reason == "ALREADY_ENTERED"
+
+
 def test_the_entry_window_comes_from_gate_toml_and_a_bad_value_is_refused(theatre):
     gate_dir = theatre.kit.gate_dir
     write_gate_rules(gate_dir, GateRules(venue_id=theatre.house, entry_before_minutes=30, entry_after_minutes=10))
