@@ -206,3 +206,24 @@ async def test_office_api_moves_reads_and_refuses_hostile_input(hub, tmp_path, a
     shop = hub.db.execute("SELECT count(*) AS n FROM seat_pools").fetchone()["n"]
     resp = await api.post("/api/v1" + path, json={"seat_ids": [parkett["id"]], "to": "hub"})  # no token
     assert resp.status == 401 and hub.db.execute("SELECT count(*) AS n FROM seat_pools").fetchone()["n"] == shop
+
+
+async def test_answers_in_separate_pulls_move_nothing_until_the_last_performance_is_answered(hub, tmp_path):
+    _, edge, client = await enrolled(hub, tmp_path)
+    await client.close()
+    db, node_id = hub.db, edge.execute("SELECT id FROM node").fetchone()["id"]
+    desk = contingents.node_pool(node_id)
+    _, parkett = pit_and_parkett(hub)
+    prod, ring = product(hub, RING), hub.ids["rings"]["B"]
+    ring_pools.move_ring_seats(db, prod, [parkett["id"]], desk, utcnow())
+    ring_pools.move_ring_seats(db, prod, [parkett["id"]], "hub", utcnow())
+    parts = {r["performance_id"]: r["id"] for r in db.execute("SELECT * FROM recalls WHERE state = 'requested'")}
+    for perf in ring[:-1]:  # the desk's answers, as the hub applies its pushed `pool.released` ops
+        contingents.apply_release(db, node_id, contingents.ReleaseOp(recall_id=parts[perf], released=[parkett["id"]],
+                                                                     kept_sold=[]), utcnow())
+        assert pools_of(hub, parkett["id"]) == [desk] * len(ring)  # frozen with the desk, still being recalled
+    (recall,) = ring_pools.ring_seat_pools(db, prod, utcnow())["recalls"]
+    assert recall["state"] == "requested" and recall["waiting_for"] == [ring[-1]]
+    contingents.apply_release(db, node_id, contingents.ReleaseOp(recall_id=parts[ring[-1]], released=[parkett["id"]],
+                                                                 kept_sold=[]), utcnow())
+    assert pools_of(hub, parkett["id"]) == ["hub"] * len(ring)
