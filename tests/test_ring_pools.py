@@ -18,7 +18,7 @@ from core.catalog.seating.seatmap import OTHER_POOL
 from core.sales import contingents
 from core.sales.seat_states import seat_states
 from core.sales.tickets import SaleIn, sell
-from core.subscriptions import ring_pools
+from core.subscriptions import offers, ring_pools
 from hub.app import make_app
 from tests.helpers import call, problem, table_counts
 from tests.test_subscription_sale import pit_and_parkett, product, variant_of
@@ -61,6 +61,8 @@ async def test_a_ring_seat_moves_to_a_desk_in_every_performance_and_the_desk_rec
                               (pit["id"], desk)).fetchone()["n"] == len(with_pit)
         for perf in ring:  # the hub's seat map: another pool's seat, in every performance of the ring
             assert seat_states(hub.db, perf)[parkett["id"]] == OTHER_POOL
+        (group,) = offers.availability(hub.db, product(hub, RING), now=utcnow())["groups"]
+        assert all(parkett["id"] not in v["free_seat_ids"] for v in group["variants"])  # the hub cannot sell it
         await client.round()
         got = {r["performance_id"] for r in db.execute("SELECT performance_id FROM seat_pools WHERE seat_id = ? "
                                                         "AND pool = ?", (parkett["id"], desk))}
