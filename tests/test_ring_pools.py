@@ -150,6 +150,8 @@ async def test_a_recall_after_an_offline_sale_is_reported_partial_and_nothing_is
         (seat,) = [s for s in found["seats"] if s["seat_id"] == parkett["id"]]
         assert seat["pool"] == desk and [p["sold"] for p in seat["performances"]] == [p == ring[2] for p in ring]
         assert hub.db.execute("SELECT count(*) AS n FROM seat_pools WHERE recall_id IS NOT NULL").fetchone()["n"] == 0
+        with pytest.raises(Conflict, match="sold at the desk"):  # known sold now: a ring recall cannot be whole
+            ring_pools.move_ring_seats(hub.db, prod, [parkett["id"]], "hub", utcnow())
         await client.round()  # the desk gets the released seats back: it holds the ring seat again
         assert {r["pool"] for r in db.execute("SELECT pool FROM seat_pools WHERE seat_id = ?",
                                               (parkett["id"],))} == {desk}
