@@ -19,7 +19,9 @@ so slow drift of the machine hits all of them alike:
 The figure that counts is median(admit) / (median(verify) + median(commit)). Absolute times,
 the p99 against SPEC E5's "well under 100 ms", scans per second on one core (from the median,
 and from a sustained loop timed end to end) and `decide()` alone for a valid, a revoked and a
-malformed code are reported as context.
+malformed code are reported as context, and `decide()` for a season pass and a single ticket
+at a theatre gate (issue 14: the performance now, its entry window, an earlier entry in it) half
+an hour before a ring performance starts.
 
 Then the real gate (scan loop and peer endpoints in one process) admits more cards with and
 without four clients flooding its peer endpoints from the LAN (bench/peer_flood.py): p99 scan
@@ -64,7 +66,9 @@ HISTORY_RECORD = "bench-history"  # stand-in for the signed record of an older e
 # Full length, right alphabet, but format version 0: the code is decoded to bytes before it is
 # refused: the most work a malformed code can cause.
 MALFORMED = cardcode.encode_text(bytes(cardcode.LENGTH))
-BLOCKS = ("verify", "commit", "admit", "decide_valid", "decide_revoked", "decide_malformed")
+BLOCKS = ("verify", "commit", "admit", "decide_valid", "decide_revoked", "decide_malformed", "decide_pass",
+          "decide_ticket")
+RING = ("Abo-Ring A", "A")  # the sample theatre's ring whose pass and last date's ticket are decided
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ class Size:
     history: int = 10_000  # older entries (outside the passback lockout)
     rounds: int = 80  # interleaved rounds; each runs one block of every kind
     per_block: dict[str, int] = field(default_factory=lambda: {
-        "verify": 50, "commit": 25, "admit": 25, "decide_valid": 15, "decide_revoked": 15, "decide_malformed": 15})
+        "verify": 50, "commit": 25, "admit": 25, "decide_valid": 15, "decide_revoked": 15, "decide_malformed": 15,
+        "decide_pass": 15, "decide_ticket": 15})
     warmup: int = 20  # untimed operations of each kind before the rounds
     sustained: int = 2_000  # admits in one loop timed end to end
     flood_scans: int = 1000  # admits at the real gate, half of them during a peer flood
@@ -89,7 +94,7 @@ class Size:
         """For the smoke test: a small database and *scans* timed admits in all."""
         rounds = 2
         per_block = {"verify": 5, "commit": 5, "admit": scans // (2 * rounds), "decide_valid": 3,
-                     "decide_revoked": 3, "decide_malformed": 3}
+                     "decide_revoked": 3, "decide_malformed": 3, "decide_pass": 3, "decide_ticket": 3}
         return cls(cards=2_000, revoked=200, history=200, rounds=rounds, per_block=per_block, warmup=2,
                    sustained=scans - rounds * per_block["admit"], flood_scans=16, flood_blocks=2)
 
@@ -103,6 +108,17 @@ class Size:
         return self.admits + self.warmup + self.per_block["decide_valid"] + self.flood_scans
 
 
+@dataclass(frozen=True)
+class Theatre:
+    """A season pass and a single ticket on record at the gate, the theatre's venue and the
+    moment they are decided at (30 minutes before the ring's last performance)."""
+
+    venue_id: str
+    at: dt.datetime
+    pass_code: str
+    ticket_code: str
+
+
 @dataclass
 class Prepared:
     gate_dir: Path
@@ -112,6 +128,7 @@ class Prepared:
     check_codes: list[str]  # valid cards that are only decided, never admitted
     revoked_codes: list[str]
     flood_codes: list[str] = field(default_factory=list)  # admitted by the real gate, quiet and flooded
+    theatre: Theatre | None = None  # a pass and a ticket decided at the theatre's gate
 
     @property
     def gate_db(self) -> Path:
@@ -162,6 +179,7 @@ def prepare(work: Path, size: Size, seed: int = 2026) -> Prepared:
         signer = cards.load_signer(hub, hub_dir)
         now = utcnow()
         valid_from, valid_until = cards.default_validity(hub, product_id, "annual", now)
+        theatre_rows, theatre = theatre_cards(hub, ids, signer, now)
     finally:
         hub.close()
     venues = ids["museum_venues"]
@@ -193,7 +211,7 @@ def prepare(work: Path, size: Size, seed: int = 2026) -> Prepared:
             db.executemany(
                 "INSERT INTO cards (id, number, product_id, kind, holder_name, valid_from, valid_until, issue, "
                 "key_id, code, issued_by, issued_at, revoked_at, revoke_reason, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)", rows + theatre_rows)
             db.executemany(
                 "INSERT INTO entries (id, card_id, card_issue, venue_id, node_id, direction, at, record, "
                 "received_at) VALUES (?, ?, 1, ?, ?, 'in', ?, ?, ?)", history)
@@ -212,7 +230,24 @@ def prepare(work: Path, size: Size, seed: int = 2026) -> Prepared:
     return Prepared(gate_dir=gate_dir, venue_id=venues[VENUE], public_key=signer.private.public_key(),
                     scan_codes=codes[:n_scan], check_codes=codes[n_scan:size.valid_needed - n_flood],
                     revoked_codes=[text for _, text in revoked],
-                    flood_codes=codes[size.valid_needed - n_flood:size.valid_needed])
+                    flood_codes=codes[size.valid_needed - n_flood:size.valid_needed], theatre=theatre)
+
+
+def theatre_cards(hub, ids: dict, signer: cards.NodeSigner, now: dt.datetime) -> tuple[list[tuple], Theatre]:
+    """A pass of the ring and a single ticket of its last date, as `cards` rows for the gate."""
+    ring, last = ids["subscriptions"][RING[0]], ids["rings"][RING[1]][-1]
+    perf = hub.execute("SELECT venue_id, starts_at FROM performances WHERE id = ?", (last,)).fetchone()
+    rows, codes = [], []
+    for n, (product_id, kind) in enumerate(((ring, "subscription"), (last, "single")), start=1):
+        valid_from, valid_until = cards.default_validity(hub, product_id, kind, now)
+        card_id, stamp = uuid7(), iso(now)
+        text = cards.sign_card(signer, card_id=card_id, code=cards.product_code(hub, product_id, kind), kind=kind,
+                               valid_from=valid_from, valid_until=valid_until, issue=1)
+        rows.append((card_id, f"T-{now.year}-{n:06d}", product_id, kind, "Abonnentin", iso(valid_from),
+                     iso(valid_until), signer.key_id, text, signer.node_id, stamp, None, None, stamp, stamp))
+        codes.append(text)
+    at = dt.datetime.fromisoformat(perf["starts_at"].replace("Z", "+00:00")) - dt.timedelta(minutes=30)
+    return rows, Theatre(perf["venue_id"], at, codes[0], codes[1])
 
 
 def history_entries(rng: random.Random, card_ids: list[str], venues: dict[str, str], gate_node: str,
@@ -238,6 +273,7 @@ def measure(prepared: Prepared, size: Size) -> Results:
     """Time every kind of operation in interleaved blocks (order reversed every other round)."""
     db = connect(prepared.gate_db, edge=True)
     scratch = connect(prepared.gate_dir / SCRATCH_DB, edge=True, migrate=False)
+    theatre_db = connect(prepared.gate_db, edge=True)  # a second gate of the same data, at the theatre
     try:
         rules = gate_rules(prepared.gate_dir)
         if rules.venue_id != prepared.venue_id:
@@ -245,7 +281,7 @@ def measure(prepared: Prepared, size: Size) -> Results:
         access = Access(db, rules, signer=cards.load_signer(db, prepared.gate_dir))
         scratch.execute("CREATE TABLE IF NOT EXISTS scratch (id INTEGER PRIMARY KEY, at TEXT NOT NULL, "
                         "body TEXT NOT NULL)")
-        ops = Operations(access, scratch, prepared)
+        ops = Operations(access, scratch, prepared, Access(theatre_db, GateRules(venue_id=prepared.theatre.venue_id)))
         for kind in BLOCKS:  # warm up: first-use costs (statement cache, page cache) stay out of the figures
             ops.run(kind, size.warmup)
         samples: dict[str, list[list[int]]] = {kind: [] for kind in BLOCKS}
@@ -259,6 +295,7 @@ def measure(prepared: Prepared, size: Size) -> Results:
         sustained_s = time.perf_counter() - started
     finally:
         scratch.close()
+        theatre_db.close()
         db.close()
     return Results(size=size, samples=samples, sustained_s=sustained_s, sustained_scans=size.sustained,
                    admitted_ids=ops.admitted_ids)
@@ -275,8 +312,8 @@ class Operations:
     """One method per kind of timed operation; each checks its outcome, so a benchmark that
     silently measured refusals (or nothing) cannot happen."""
 
-    def __init__(self, access: Access, scratch, prepared: Prepared):
-        self.access, self.scratch = access, scratch
+    def __init__(self, access: Access, scratch, prepared: Prepared, theatre: Access):
+        self.access, self.scratch, self.theatre, self.at_theatre = access, scratch, theatre, prepared.theatre
         self.public_key = prepared.public_key
         self.scan_codes = iter(prepared.scan_codes)
         self.check_codes = prepared.check_codes
@@ -337,6 +374,20 @@ class Operations:
     def decide_malformed(self, clock) -> int:
         return self._decide(clock, MALFORMED, "MALFORMED")
 
+    def _decide_at_theatre(self, clock, code: str) -> int:
+        start = clock()
+        result = self.theatre.decide(code, self.at_theatre.at)
+        elapsed = clock() - start
+        if not result.admitted:
+            raise BenchError(f"a valid {result.kind} was refused at the theatre: {result.reason} {result.detail}")
+        return elapsed
+
+    def decide_pass(self, clock) -> int:
+        return self._decide_at_theatre(clock, self.at_theatre.pass_code)
+
+    def decide_ticket(self, clock) -> int:
+        return self._decide_at_theatre(clock, self.at_theatre.ticket_code)
+
 
 # -- report ---------------------------------------------------------------------------------------
 
@@ -373,6 +424,8 @@ def report(results: Results, flood: peer_flood.FloodResults | None = None) -> li
         figure(NAME, "decide_valid_us", med["decide_valid"] / 1e3, "us (no entry recorded)"),
         figure(NAME, "decide_revoked_us", med["decide_revoked"] / 1e3, "us"),
         figure(NAME, "decide_malformed_us", med["decide_malformed"] / 1e3, "us"),
+        figure(NAME, "decide_pass_us", med["decide_pass"] / 1e3, "us (season pass at the theatre, no entry recorded)"),
+        figure(NAME, "decide_ticket_us", med["decide_ticket"] / 1e3, "us (single ticket at the theatre)"),
     ] + (flood_figures(flood) if flood else [])
 
 
