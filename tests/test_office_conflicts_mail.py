@@ -183,78 +183,55 @@ async def _push_a_refused_op(folder, code: str, url: str) -> None:
 @pytest.mark.slow
 def test_conflicts_and_mail_in_chromium_de_and_en(tmp_path):
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from core.base.storage import connect
-    from hub import sample
-    from hub.app import DB_NAME
-    from hub.app import make_app as app_of
-    from hub.client import LocalClient
-    from hub.services import staff
     from hub.sync import enrollment
-    from tests.office import PASSWORD, SHOTS
-    from tests.test_desk_browser import CHROMIUM, HUB_READY
-    from tests.test_sync_kill import Process, run
+    from tests.office import SHOTS, office_in_chromium
 
-    hub_dir = tmp_path / "hub"
-    printed = run("hub", "init", "--data", str(hub_dir))
-    link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
-    db = connect(hub_dir / DB_NAME)
-    sample.build(LocalClient(app_of(db)))
-    staff.set_password(db, link, PASSWORD, utcnow())
-    code = enrollment.create_code(db, name="Kasse 1", role="cashdesk", venue_ids=[], now=utcnow())
-    mail.enqueue(db, to="greta.mueller@example.org", subject="Ihre Jahreskarte 2027",
-                 text="Hallo Frau Müller,\n\nIhre Jahreskarte ist bereit: https://tickets.example.org/p/abc\n"
-                      "<b>Viel Freude!</b>", now=utcnow())
-    db.close()
-    hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
-                  ready=HUB_READY)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        asyncio.run(_push_a_refused_op(tmp_path / "desk", code, hub.url))
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="de-DE").new_page()
-                page.set_default_timeout(10_000)
-                page.goto(hub.url + "/office/login")
-                page.fill("#user", "admin")
-                page.fill("#password", PASSWORD)
-                page.click("#submit")
-                page.click("#nav >> text=Konflikte")
-                expect(page.locator("#rows tbody tr")).to_have_count(1)
-                page.screenshot(path=SHOTS / "conflicts-1-list-de.png")
-                page.locator("#rows tbody tr a").first.click()
-                expect(page.locator("#body")).to_contain_text(HOSTILE)  # shown as text, not run
-                page.screenshot(path=SHOTS / "conflicts-2-detail-de.png")
-                page.fill("#note", "Verkauf an der Kasse storniert, Geld zurück")
-                page.click("#resolve button")
-                expect(page.locator("#state")).to_contain_text("gelöst")
-                page.screenshot(path=SHOTS / "conflicts-3-resolved-de.png")
-                page.click("#lang")
-                expect(page.locator("#state")).to_contain_text("resolved")
-                page.screenshot(path=SHOTS / "conflicts-4-resolved-en.png")
-                page.click("#nav >> text=Conflicts")
-                page.select_option("#state", "all")
-                page.click("#apply")
-                expect(page.locator("#rows tbody tr")).to_have_count(1)
-                page.screenshot(path=SHOTS / "conflicts-5-all-en.png")
-                page.click("#nav >> text=Mail")
-                expect(page.locator("#rows")).to_contain_text("greta.mueller@example.org")
-                page.screenshot(path=SHOTS / "mail-1-list-en.png")
-                page.locator("#rows tbody tr a").first.click()  # the first cell (the time) links to the mail
-                expect(page.locator("#text")).to_contain_text("<b>Viel Freude!</b>")
-                page.screenshot(path=SHOTS / "mail-2-detail-en.png")
-                page.click("#lang")
-                expect(page.locator("#title")).to_have_text("Ihre Jahreskarte 2027")
-                page.screenshot(path=SHOTS / "mail-3-detail-de.png")
-                page.click("#nav >> text=E-Mails")
-                page.screenshot(path=SHOTS / "mail-4-list-de.png")
-            finally:
-                browser.close()
-    finally:
-        hub.stop()
+    made: dict[str, str] = {}
+
+    def prepare(db) -> None:
+        """A desk's enrollment code and a queued mail, before the hub starts."""
+        made["code"] = enrollment.create_code(db, name="Kasse 1", role="cashdesk", venue_ids=[], now=utcnow())
+        mail.enqueue(db, to="greta.mueller@example.org", subject="Ihre Jahreskarte 2027",
+                     text="Hallo Frau Müller,\n\nIhre Jahreskarte ist bereit: https://tickets.example.org/p/abc\n"
+                          "<b>Viel Freude!</b>", now=utcnow())
+
+    with office_in_chromium(tmp_path, prepare=prepare) as served:
+        page = served.page
+        with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
+            pool.submit(asyncio.run, _push_a_refused_op(tmp_path / "desk", made["code"], served.hub.url)).result()
+        page.click("#nav >> text=Konflikte")
+        expect(page.locator("#rows tbody tr")).to_have_count(1)
+        page.screenshot(path=SHOTS / "conflicts-1-list-de.png")
+        page.locator("#rows tbody tr a").first.click()
+        expect(page.locator("#body")).to_contain_text(HOSTILE)  # shown as text, not run
+        page.screenshot(path=SHOTS / "conflicts-2-detail-de.png")
+        page.fill("#note", "Verkauf an der Kasse storniert, Geld zurück")
+        page.click("#resolve button")
+        expect(page.locator("#state")).to_contain_text("gelöst")
+        page.screenshot(path=SHOTS / "conflicts-3-resolved-de.png")
+        page.click("#lang")
+        expect(page.locator("#state")).to_contain_text("resolved")
+        page.screenshot(path=SHOTS / "conflicts-4-resolved-en.png")
+        page.click("#nav >> text=Conflicts")
+        page.select_option("#state", "all")
+        page.click("#apply")
+        expect(page.locator("#rows tbody tr")).to_have_count(1)
+        page.screenshot(path=SHOTS / "conflicts-5-all-en.png")
+        page.click("#nav >> text=Mail")
+        expect(page.locator("#rows")).to_contain_text("greta.mueller@example.org")
+        page.screenshot(path=SHOTS / "mail-1-list-en.png")
+        page.locator("#rows tbody tr a").first.click()  # the first cell (the time) links to the mail
+        expect(page.locator("#text")).to_contain_text("<b>Viel Freude!</b>")
+        page.screenshot(path=SHOTS / "mail-2-detail-en.png")
+        page.click("#lang")
+        expect(page.locator("#title")).to_have_text("Ihre Jahreskarte 2027")
+        page.screenshot(path=SHOTS / "mail-3-detail-de.png")
+        page.click("#nav >> text=E-Mails")
+        page.screenshot(path=SHOTS / "mail-4-list-de.png")
 
 
 async def test_with_a_test_inbox_a_sent_mail_points_there_for_its_links(aiohttp_client, sample_hub):

@@ -15,13 +15,10 @@ import time
 
 import pytest
 
-from core.base.clock import utcnow
-from core.base.storage import connect
-from hub.app import DB_NAME, make_app
-from hub.services import staff
+from hub.app import make_app
 from hub.web import office
 from tests.helpers import call, table_counts
-from tests.office import PASSWORD, SHOTS, Clock, log_in, ready
+from tests.office import SHOTS, Clock, log_in, ready
 
 UNKNOWN = "01900000-0000-7000-8000-000000000000"
 HOSTILE = ("name; DROP TABLE customers", "-x'--", "number COLLATE NOCASE", "1", "--number", "")
@@ -259,69 +256,43 @@ def api_order(url: str, token: str, ids: dict) -> dict:
 
 @pytest.mark.slow
 def test_customers_in_chromium_filter_sort_and_detail(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from hub import sample
-    from hub.app import make_app as app_of
-    from hub.client import LocalClient
-    from tests.test_desk_browser import CHROMIUM, HUB_READY
-    from tests.test_sync_kill import Process, run
+    from tests.office import office_in_chromium
 
     started = time.monotonic()
-    hub_dir = tmp_path / "hub"
-    printed = run("hub", "init", "--data", str(hub_dir))
-    link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
-    db = connect(hub_dir / DB_NAME)
-    ids = sample.build(LocalClient(app_of(db)))
-    staff.set_password(db, link, PASSWORD, utcnow())
-    db.close()
-    hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
-                  ready=HUB_READY)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        order = api_order(hub.url, printed.split()[-1], ids)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="de-DE").new_page()
-                page.set_default_timeout(10_000)
-                page.goto(hub.url + "/office/login")
-                page.fill("#user", "admin")
-                page.fill("#password", PASSWORD)
-                page.click("#submit")
-                page.click("#nav >> text=Kunden")
-                expect(page.locator("#page-of")).to_contain_text("250 Einträge")
-                page.screenshot(path=SHOTS / "lists-1-customers-de.png")
-                page.fill("#q", "Müller")
-                page.click("#apply")
-                expect(page.locator("#rows tbody tr").first).to_contain_text("Müller")
-                page.click("th a[data-sort=town]")
-                page.click("th a[data-sort=town]")
-                expect(page.locator("th[aria-sort=descending]")).to_contain_text("Ort")
-                towns = page.locator("#rows tbody tr td:nth-child(3)").all_inner_texts()
-                assert towns == sorted(towns, reverse=True) and len(towns) >= 2
-                page.screenshot(path=SHOTS / "lists-2-mueller-by-town-de.png")
-                page.locator("#rows tbody tr a").first.click()
-                expect(page.locator("#title")).to_contain_text("Müller")
-                page.screenshot(path=SHOTS / "lists-3-customer-de.png")
-                page.click("#lang")
-                expect(page.locator("#h-address")).to_have_text("Address")
-                page.screenshot(path=SHOTS / "lists-4-customer-en.png")
-                page.click("#nav >> text=Customers")
-                page.fill("#q", "Müller")
-                page.click("#apply")
-                expect(page.locator("#page-of")).to_contain_text("entries")
-                page.screenshot(path=SHOTS / "lists-5-customers-en.png")
-                page.click("#nav >> text=Orders")
-                page.select_option("#channel", "phone")
-                page.click("#apply")
-                expect(page.locator("#rows tbody tr")).to_have_count(1)
-                page.screenshot(path=SHOTS / "lists-6-orders-en.png")
-                page.click(f"text={order['number']}")
-                expect(page.locator("#lines")).to_contain_text("Jörg Müller")
-                page.screenshot(path=SHOTS / "lists-7-order-en.png")
-            finally:
-                browser.close()
-    finally:
-        hub.stop()
+    with office_in_chromium(tmp_path) as served:
+        page, hub = served.page, served.hub
+        order = api_order(hub.url, served.token, served.ids)
+        page.click("#nav >> text=Kunden")
+        expect(page.locator("#page-of")).to_contain_text("250 Einträge")
+        page.screenshot(path=SHOTS / "lists-1-customers-de.png")
+        page.fill("#q", "Müller")
+        page.click("#apply")
+        expect(page.locator("#rows tbody tr").first).to_contain_text("Müller")
+        page.click("th a[data-sort=town]")
+        page.click("th a[data-sort=town]")
+        expect(page.locator("th[aria-sort=descending]")).to_contain_text("Ort")
+        towns = page.locator("#rows tbody tr td:nth-child(3)").all_inner_texts()
+        assert towns == sorted(towns, reverse=True) and len(towns) >= 2
+        page.screenshot(path=SHOTS / "lists-2-mueller-by-town-de.png")
+        page.locator("#rows tbody tr a").first.click()
+        expect(page.locator("#title")).to_contain_text("Müller")
+        page.screenshot(path=SHOTS / "lists-3-customer-de.png")
+        page.click("#lang")
+        expect(page.locator("#h-address")).to_have_text("Address")
+        page.screenshot(path=SHOTS / "lists-4-customer-en.png")
+        page.click("#nav >> text=Customers")
+        page.fill("#q", "Müller")
+        page.click("#apply")
+        expect(page.locator("#page-of")).to_contain_text("entries")
+        page.screenshot(path=SHOTS / "lists-5-customers-en.png")
+        page.click("#nav >> text=Orders")
+        page.select_option("#channel", "phone")
+        page.click("#apply")
+        expect(page.locator("#rows tbody tr")).to_have_count(1)
+        page.screenshot(path=SHOTS / "lists-6-orders-en.png")
+        page.click(f"text={order['number']}")
+        expect(page.locator("#lines")).to_contain_text("Jörg Müller")
+        page.screenshot(path=SHOTS / "lists-7-order-en.png")
     print(f"office lists in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")
