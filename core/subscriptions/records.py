@@ -124,7 +124,12 @@ def _current(db: sqlite3.Connection, subscription_id: str) -> dict:
 # --- changing -----------------------------------------------------------------------------------------
 
 
+CHANGEABLE = frozenset({"tier_id", "form", "state", "ends_season_id"})  # the only columns _touch may set
+
+
 def _touch(db: sqlite3.Connection, subscription_id: str, now: dt.datetime, **columns: object) -> None:
+    if not set(columns) <= CHANGEABLE:  # names reach the SQL text: only this fixed set, never input
+        raise ValueError(f"not a changeable subscription column: {sorted(set(columns) - CHANGEABLE)}")
     sets = ", ".join(f"{name} = ?" for name in columns)
     db.execute(f"UPDATE subscriptions SET {sets}{', ' if sets else ''}updated_at = ? WHERE id = ?",
                (*columns.values(), iso(now), subscription_id))
