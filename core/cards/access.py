@@ -41,7 +41,7 @@ from core.base.sql import others_version
 from core.base.storage import transaction
 from core.cards import cardcode
 from core.cards.cards import validity_beyond_product
-from core.cards.performance_rules import PERFORMANCE_KINDS, Window, load_showings, place
+from core.cards.performance_rules import PERFORMANCE_KINDS, Window, load_showings, pass_showings, place
 from core.cards.trust import CARD_SIGNERS, BadRecord, Envelope, Signer, TrustStore, open_envelope, sign, verify_many
 from core.cards.trusted_time import TrustedClock
 from core.catalog.annual import add_months
@@ -344,8 +344,9 @@ class Access:
                            now: dt.datetime) -> Verdict:
         """A pass or single ticket at a gate: the performance now at this venue
         (`performance_rules.place`), then once per performance, whatever the lockout."""
-        placed = place(self.showings.get(product.id, []), venue, now, self.rules.entry_before_minutes,
-                       self.rules.entry_after_minutes)
+        own = pass_showings(self.db, card_id, self.showings) if info["kind"] == "subscription" else None
+        placed = place(self.showings.get(product.id, []) if own is None else own, venue, now,
+                       self.rules.entry_before_minutes, self.rules.entry_after_minutes)
         if placed.window is None:
             return verdict(placed.reason, placed.detail, **info)
         info["extra"] = {"performance_id": placed.window.showing.performance_id,

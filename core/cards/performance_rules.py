@@ -1,16 +1,19 @@
 """Which performance a season pass or single ticket is used for at this gate, now (S9).
 
 A single ticket (card kind 3) carries its performance as its product; a season pass (kind 2)
-carries its subscription product, whose listed performances (`subscription_performances`) are
-the dates it admits. Both are let in once per performance, only at that performance's venue and
-only inside the gate's entry window around the start (`gate.toml`: `entry_before_minutes`,
-`entry_after_minutes`). The card's signed validity stays the outer bound: it is checked first
-(NOT_YET_VALID / EXPIRED), so a gate with a wider window cannot stretch a ticket.
+carries its subscription product, but admits the dates the hub recorded for that one card
+(`pass_performances`: a choice subscriber's N chosen dates, without a date given up); a pass
+without such rows (issued before them, or by a desk that does not write them) admits its
+product's listed performances (`subscription_performances`). Both are let in once per
+performance, only at that performance's venue and only inside the gate's entry window around
+the start (`gate.toml`: `entry_before_minutes`, `entry_after_minutes`). The card's signed
+validity stays the outer bound: it is checked first (NOT_YET_VALID / EXPIRED), so a gate with a
+wider window cannot stretch a ticket.
 
 Why a separate module: the entry window is a rule about performances, not about card bytes;
 `core.cards.access.Access` asks `place()` and then looks for an earlier entry inside the window
 it returns. Everything comes from tables the gate receives by sync (`performances`,
-`subscription_performances`), so it works offline.
+`subscription_performances`, `pass_performances`), so it works offline.
 """
 
 from __future__ import annotations
@@ -67,6 +70,19 @@ def load_showings(db: sqlite3.Connection) -> dict[str, list[Showing]]:
     for showings in out.values():
         showings.sort(key=lambda s: s.starts_at)
     return out
+
+
+def pass_showings(db: sqlite3.Connection, card_id: str,
+                  showings: dict[str, list[Showing]]) -> list[Showing] | None:
+    """The showings the pass *card_id* admits by its own recorded dates, or None when the hub
+    recorded none for it (then its product's listed performances apply). Read per decision, not
+    cached: one indexed lookup, and a re-written list is seen at the next scan after the pull.
+    *showings* is `load_showings()`: a performance's own entry gives its (active) showing."""
+    rows = db.execute("SELECT performance_id FROM pass_performances WHERE card_id = ?", (card_id,)).fetchall()
+    if not rows:
+        return None
+    found = [showings[r["performance_id"]][0] for r in rows if r["performance_id"] in showings]
+    return sorted(found, key=lambda s: s.starts_at)
 
 
 def window_of(showing: Showing, before_minutes: int, after_minutes: int) -> Window:

@@ -45,6 +45,7 @@ REPLICATED: dict[str, tuple[str, ...]] = {
     "sale_windows": ("product_id", "channel", "phase"), "discount_tiers": ("id",), "customers": ("id",),
     "node_certs": ("key_id",), "node_revocations": ("key_id",),
     "card_products": ("code",), "cards": ("id",), "entries": ("card_id", "at", "id"),
+    "pass_performances": ("card_id", "performance_id"),
     "seat_pools": ("performance_id", "seat_id"), "recalls": ("id",),
     "voucher_redemptions": ("voucher_id",), "operators": ("id",),
     "node_pin_keys": ("key_id",), "pin_verifiers": ("operator_id", "key_id"),

@@ -55,6 +55,9 @@ def issue_subscription_cards(db: sqlite3.Connection, signer: cards.NodeSigner, s
         have = {c["product_id"] for c in existing if c["kind"] == "single"}
         issued += [_issue_ticket(db, signer, sub, seat, now) for pid, seat in wanted_tickets.items() if pid not in have]
         _queue_prints(db, sub, issued, now)
+        for card in [*existing, *issued]:
+            if card["kind"] == "subscription":
+                record_pass_dates(db, card["id"], sub["line_id"])
     return issued
 
 
@@ -84,6 +87,8 @@ def reissue_moved(db: sqlite3.Connection, signer: cards.NodeSigner, subscription
         for card in shows_moved:
             print_queue.drop_open_jobs(db, card["id"])
             redone.append(cards.reissue_card(db, signer, card["id"], now))
+            if card["kind"] == "subscription":
+                record_pass_dates(db, redone[-1]["id"], sub["line_id"])
         _queue_prints(db, sub, redone, now)
     return redone
 
@@ -142,3 +147,23 @@ def _queue_prints(db: sqlite3.Connection, sub: dict, issued: list[dict], now: dt
     if issued and (sub["order_delivery"] or DEFAULT_DELIVERY) == "mail":
         carrier = next((c for c in issued if c["kind"] == "subscription"), issued[0])
         print_queue.enqueue(db, "carrier", carrier["id"], carrier["issue"], now)
+
+
+def record_pass_dates(db: sqlite3.Connection, card_id: str, line_id: str) -> list[str]:
+    """Write the dates the pass *card_id* admits at the gate (`pass_performances`, replicated):
+    the performances of its subscription line that hold a sold seat now. Why per card and not
+    the product's dates: a choice subscriber chose N of M dates, and a date given up or cancelled
+    admits nobody. A revoked pass gets no dates (the gate refuses it as REVOKED anyway). Called
+    whenever a pass is issued or re-issued, the seats change or the subscription is cancelled;
+    safe to call again (the rows are replaced, unchanged rows are not rewritten). Returns the
+    performance ids recorded."""
+    card = db.execute("SELECT revoked_at FROM cards WHERE id = ?", (card_id,)).fetchone()
+    wanted = set() if card is None or card["revoked_at"] else {r["performance_id"] for r in db.execute(
+        "SELECT performance_id FROM tickets WHERE line_id = ? AND status = 'sold'", (line_id,))}
+    have = {r["performance_id"] for r in db.execute(
+        "SELECT performance_id FROM pass_performances WHERE card_id = ?", (card_id,))}
+    db.executemany("DELETE FROM pass_performances WHERE card_id = ? AND performance_id = ?",
+                   [(card_id, p) for p in sorted(have - wanted)])
+    db.executemany("INSERT INTO pass_performances (card_id, performance_id) VALUES (?, ?)",
+                   [(card_id, p) for p in sorted(wanted - have)])
+    return sorted(wanted)

@@ -23,7 +23,8 @@ needs (issue 11); a node that is stolen or copied gives away no more than that:
 - desks and counters get the operators but never a PIN hash: each gets only its own PIN
   key, sealed to its node key, and its own PIN verifiers (`node_pin_keys`, `pin_verifiers`,
   addressed by node id; core/catalog/pins.py);
-- everything else (catalog, trust records, cards, entries) goes to every role.
+- everything else (catalog, trust records, cards, the dates a pass admits, entries) goes to
+  every role.
 
 A table without a rule is seen by nobody (and a test fails until it has one): a new
 replicated table is kept from nodes until someone decides who may see it.
@@ -97,6 +98,8 @@ RULES: dict[str, Rule] = {
     "cards": Rule(nulled={"gate": ("customer_id", "holder_birth_date", "order_item_id", "delivery", "fulfilment",
                                    "fulfilment_at")}),
     "entries": EVERYONE,
+    # the dates a season pass admits (ids only): a gate decides with them, a desk shows them
+    "pass_performances": EVERYONE,
     "voucher_redemptions": Rule(roles=DESKS, nulled={"cashdesk": ("operator",), "counter": ("operator",)}),
     # contingents: only the seat-selling desk; a recall is a request to one desk
     "seat_pools": Rule(roles=SELLERS),
