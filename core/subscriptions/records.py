@@ -9,7 +9,11 @@ One function per change, each one transaction:
   lacking the seat needs its replacement; the zone the subscription is priced in), the old
   tickets cancelled and the new ones sold at the same prices;
 - `set_state`: cancel (it runs to the end of `ends_season_id`, the product's season unless
-  given; its seats of this season stay sold), pause, resume (a paused one only).
+  given; its seats of this season stay sold), pause, resume (a paused one only);
+- `cancel_now`: cancel with immediate effect (a Storno): the tickets of performances not yet
+  begun are cancelled (their seats free again in the pool they were sold from), every live card
+  of the subscription revoked (the gates hear of it with their next pull). Refunds and
+  cancellation invoices (issue 16) build on it.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.storage import transaction
+from core.cards import cards
 from core.catalog import pricing, resource
 from core.catalog.common import Body, Id
 from core.catalog.subscriptions import Subscriptions
+from core.printing import print_queue
 from core.sales.contingents import HUB
-from core.subscriptions import holds
+from core.subscriptions import holds, passes
 from core.subscriptions.sale import Form, ReplacementIn, SeatAtIn, combi_seats, form_of, insert_tickets, ring_seats
 from core.subscriptions.seat_loader import load_performances
 from core.subscriptions.series import ring_groups
@@ -47,13 +53,16 @@ class SeatChangeIn(Body, kw_only=True):
 
 
 class SubscriptionChange(Body, kw_only=True):
-    """What PATCH changes: each field left out stays as it is."""
+    """What PATCH changes: each field left out stays as it is. `effective: "now"` with state
+    cancelled is the immediate cancellation (`cancel_now`); left out, a cancellation runs to the
+    end of a season."""
 
     tier_id: Id | None = None
     clear_tier: bool = False
     form: Form | None = None
     state: State | None = None
     ends_season_id: Id | None = None
+    effective: Literal["season_end", "now"] | None = None
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -124,7 +133,8 @@ def _current(db: sqlite3.Connection, subscription_id: str) -> dict:
 # --- changing -----------------------------------------------------------------------------------------
 
 
-CHANGEABLE = frozenset({"tier_id", "form", "state", "ends_season_id"})  # the only columns _touch may set
+# the only columns _touch may set
+CHANGEABLE = frozenset({"tier_id", "form", "state", "ends_season_id", "cancelled_at"})
 
 
 def _touch(db: sqlite3.Connection, subscription_id: str, now: dt.datetime, **columns: object) -> None:
@@ -178,10 +188,41 @@ def set_state(db: sqlite3.Connection, subscription_id: str, state: str, now: dt.
     return get(db, subscription_id)
 
 
+def cancel_now(db: sqlite3.Connection, signer: cards.NodeSigner, subscription_id: str, now: dt.datetime, *,
+               reason: str | None = None) -> dict:
+    """Cancel with immediate effect (a Storno), in one transaction: the subscription cancelled
+    (`cancelled_at` = *now*; one cancelled to a season's end before may still be cancelled now),
+    its tickets of performances not yet begun cancelled (a cancelled ticket takes no seat, and the
+    seat's `seat_pools` row is untouched, so it is free again in the pool it was sold from), and
+    every live card of its line revoked with *reason*, whoever issued it (hub or desk): the
+    revocation is a `cards` change, so gates refuse the cards after their next pull, also offline.
+    The pass's dates are cleared. Called again: nothing changes (the first time is kept)."""
+    with transaction(db):
+        sub = row(db, subscription_id)
+        if sub["cancelled_at"] is not None:
+            return get(db, subscription_id)
+        season = sub["ends_season_id"] or db.execute("SELECT season_id FROM subscription_products WHERE id = ?",
+                                                      (sub["product_id"],)).fetchone()["season_id"]
+        _touch(db, subscription_id, now, state="cancelled", ends_season_id=season, cancelled_at=iso(now))
+        db.execute("UPDATE tickets SET status = 'cancelled' WHERE line_id = ? AND status = 'sold' AND performance_id "
+                   "IN (SELECT id FROM performances WHERE starts_at > ?)", (sub["line_id"], iso(now)))
+        why = reason or f"subscription {sub['number']} cancelled"
+        for card in db.execute("SELECT id, kind FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
+                               (sub["line_id"],)).fetchall():
+            cards.revoke_card(db, signer, card["id"], why, now)
+            print_queue.drop_open_jobs(db, card["id"])
+            if card["kind"] == "subscription":
+                passes.record_pass_dates(db, card["id"], sub["line_id"])
+    return get(db, subscription_id)
+
+
 def change(db: sqlite3.Connection, subscription_id: str, body: SubscriptionChange, now: dt.datetime) -> dict:
-    """PATCH: tier, form and state, each in its own checked step, in one transaction."""
+    """PATCH: tier, form and state, each in its own checked step, in one transaction. (The
+    immediate cancellation, `effective: "now"`, needs the hub's signer: see `cancel_now`.)"""
     if body.clear_tier and body.tier_id:
         raise ValidationError("give a tier or clear it, not both", field="tier_id")
+    if body.effective == "now":
+        raise ValidationError("an immediate cancellation is cancel_now()", field="effective")
     with transaction(db):
         if body.tier_id or body.clear_tier:
             change_tier(db, subscription_id, body.tier_id, now)

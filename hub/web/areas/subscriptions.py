@@ -71,6 +71,7 @@ class SubscriptionListItem(msgspec.Struct, kw_only=True):
     form: Literal["pass", "single_tickets", "both"]
     state: Literal["active", "cancelled", "paused"]
     ends_season_id: str | None
+    cancelled_at: str | None = None
     holder_name: str | None
     channel: str
     agency_token: str | None
@@ -242,11 +243,25 @@ def get_subscription(ctx: Ctx):
 
 def change_subscription(ctx: Ctx):
     now = utcnow()
+    body: records.SubscriptionChange = ctx.body
+    if body.effective == "now":
+        return _cancel_now(ctx, body, now)
     with transaction(ctx.db):
         records.change(ctx.db, ctx.path("id"), ctx.body, now)
         if ctx.body.form or ctx.body.state == "active":
             _issue_cards(ctx, ctx.path("id"), now)
     return records.get(ctx.db, ctx.path("id"))
+
+
+def _cancel_now(ctx: Ctx, body: records.SubscriptionChange, now: dt.datetime) -> dict:
+    """`{"state": "cancelled", "effective": "now"}`: the Storno (`records.cancel_now`), alone in
+    its PATCH; a repeat answers the cancelled record and changes nothing."""
+    others = [name for name in ("tier_id", "form", "ends_season_id") if getattr(body, name) is not None]
+    if body.state not in (None, "cancelled") or body.clear_tier or others:
+        raise ValidationError("effective now is an immediate cancellation: send state cancelled and nothing else",
+                              field="effective")
+    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
+    return records.cancel_now(ctx.db, signer, ctx.path("id"), now)
 
 
 def change_subscription_seats(ctx: Ctx):
@@ -344,7 +359,11 @@ def register(api: Api) -> None:
             description="`tier_id` (or `clear_tier`) is recorded for the next season: nothing is re-priced. "
                         "`form` as the product's print options allow (cards are issued or revoked to match). "
                         "`state`: cancelled (runs to the end of `ends_season_id`, default the product's season), "
-                        "paused, or active again (a paused one only).")
+                        "paused, or active again (a paused one only). `{\"state\": \"cancelled\", \"effective\": "
+                        "\"now\"}` cancels with immediate effect (Storno; alone in its request): the tickets of "
+                        "performances not yet begun are cancelled and their seats free again, every card of the "
+                        "subscription (pass and tickets, also a desk's) is revoked and refused at the gates after "
+                        "their next pull; `cancelled_at` records when. Sent again it changes nothing.")
     api.add("PUT", "/subscriptions/{id}/seats", change_subscription_seats, summary="Change a subscription's seats",
             tag=tag, roles=STAFF, body=records.SeatChangeIn, response=SubscriptionRecord,
             description="With `performance_id`: that date's seat. Without: every date of the ring group on the "
