@@ -3,8 +3,9 @@
 The list is a `lists.Screen` (sort, page, filter, CSV like every list) with filters by
 product, performance, state, customer and text. The page shows the seat per date, the cards
 (passes, tickets) with their fulfilment and the order; its forms change the tier (for the next
-season), the form, the state (cancel with the season it ends in, pause, resume) and the seats
-of one date or of a whole ring group on the seat map. Every change is the API's own operation
+season), the form, the state (cancel with the season it ends in, pause, resume; or cancel with
+immediate effect behind a confirmation page) and the seats of one date or of a whole ring group
+on the seat map. Every change is the API's own operation
 (`PATCH /subscriptions/{id}`, `PUT /subscriptions/{id}/seats`) through `api_call`, so a seat
 change is checked like a sale; the office only reads through `office_subscriptions`.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from core.base.clock import parse_iso
 from core.base.ids import is_uuid
 from hub.services import office_lists, staff
 from hub.services import office_subscriptions as subs
@@ -146,6 +148,30 @@ async def change(request: web.Request, me: staff.Session) -> web.Response:
     raise web.HTTPSeeOther(f"{PATH}/{sub['id']}")
 
 
+@lists.staff_only
+async def storno(request: web.Request, me: staff.Session) -> web.Response:
+    """Cancel with immediate effect (PATCH with `effective: now`). First POST: the confirmation
+    page saying what it frees and revokes; with `confirm=yes`: done (a repeat changes nothing)."""
+    form = await views.checked_form(request, me)
+    if isinstance(form, web.Response):
+        return form
+    sub = await _record(request, me)
+    if form.get("confirm") != "yes":
+        now = views._now(request)
+        live = [c for c in subs.cards_of(request.app[DB], sub["line_id"]) if not c["revoked_at"]]
+        ahead = [s for s in sub["seats"] if parse_iso(s["starts_at"]) > now]
+        return views.render(request, "subscription_storno.html", me=me, csrf=me.csrf, s=sub, dates=len(ahead),
+                            cards=len(live))
+    try:
+        await api_call.call(request, me, "PATCH", f"/subscriptions/{sub['id']}",
+                            {"state": "cancelled", "effective": "now"})
+    except api_call.Refused as exc:
+        t = TEXT[views._lang(request)]
+        return await _detail(request, me, error=t["sale_e_refused"].format(a=exc.detail),
+                             status=exc.status if exc.status >= 400 else 400)
+    raise web.HTTPSeeOther(f"{PATH}/{sub['id']}")
+
+
 # --- seat change on the map -----------------------------------------------------------------------------
 
 
@@ -235,5 +261,6 @@ def install(app: web.Application) -> None:
     app.router.add_get(PATH + ".csv", lists.staff_only(lambda r, me: lists._csv(r, me, SCREEN)))
     app.router.add_get(PATH + "/{id}", detail)
     app.router.add_post(PATH + "/{id}/change", change)
+    app.router.add_post(PATH + "/{id}/storno", storno)
     app.router.add_get(PATH + "/{id}/seats", seats_page)
     app.router.add_post(PATH + "/{id}/seats", move)

@@ -217,6 +217,11 @@ TEXT = {
         "ss_change_tier": "Ermäßigung ändern", "ss_change_form": "Ausgabe ändern", "ss_ends": "Läuft bis Spielzeit",
         "ss_cancel_sub": "Kündigen", "ss_pause": "Pausieren", "ss_resume": "Fortsetzen",
         "ss_cancelled_note": "Gekündigte Abonnements werden nicht mehr geändert.",
+        "ss_storno": "Sofort stornieren", "ss_storno_title": "Abonnement {n} sofort stornieren",
+        "ss_storno_confirm": "Abonnement {n} ({c}) wird mit sofortiger Wirkung storniert: die Plätze der {d} "
+        "Termine, die noch nicht begonnen haben, werden wieder frei, und {k} Karten (Ausweis und Tickets) werden "
+        "gesperrt; die Einlässe weisen sie nach dem nächsten Abgleich ab. Das lässt sich nicht rückgängig machen.",
+        "ss_storno_now": "Jetzt stornieren", "ss_stornoed": "Sofort storniert am",
         "ss_move_group": "Platz für alle {n} Termine ändern", "ss_move_one": "Platz ändern",
         "ss_card_kind": "Art", "ss_card_annual": "Jahreskarte", "ss_card_subscription": "Abo-Ausweis",
         "ss_card_single": "Einzelticket", "ss_card_voucher": "Gutschein", "ss_move": "Platz ändern",
@@ -442,6 +447,11 @@ TEXT = {
         "ss_change_tier": "Change discount", "ss_change_form": "Change form", "ss_ends": "Runs to season",
         "ss_cancel_sub": "Cancel", "ss_pause": "Pause", "ss_resume": "Resume",
         "ss_cancelled_note": "A cancelled subscription is not changed any more.",
+        "ss_storno": "Cancel now", "ss_storno_title": "Cancel subscription {n} now",
+        "ss_storno_confirm": "Subscription {n} ({c}) is cancelled with immediate effect: the seats of the {d} "
+        "dates not yet begun become free again, and {k} cards (pass and tickets) are revoked; the gates refuse "
+        "them after their next sync. This cannot be undone.",
+        "ss_storno_now": "Cancel it now", "ss_stornoed": "Cancelled with immediate effect on",
         "ss_move_group": "Change the seat for all {n} dates", "ss_move_one": "Change seat",
         "ss_card_kind": "Kind", "ss_card_annual": "Annual card", "ss_card_subscription": "Season pass",
         "ss_card_single": "Single ticket", "ss_card_voucher": "Voucher", "ss_move": "Change seat",
