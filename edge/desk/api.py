@@ -24,6 +24,8 @@ login needs a logged-in operator, and every order and exchange records that oper
 - `POST /api/cards/{id}/handed-over`    `/reprint`   `/replace` (lost card: new issue)
 - `GET  /api/print-jobs`                `POST /api/print-jobs/retry` {job_ids?}
 - `GET  /api/summary?day=YYYY-MM-DD`    takings of this node per operator and payment method
+- `GET  /api/customers?q=`              search;  `POST /api/customers` CustomerIn -> 201 the new customer
+                                        (number from this node's series; core.catalog.customer_ops)
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ from msgspec import Meta
 from core.base.clock import LOCAL_TZ
 from core.base.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.base.storage import transaction
+from core.base.tomlfiles import field_error
 from core.cards import cardcode, cards, fulfilment
 from core.cards.access import Access, GateRules
-from core.catalog import operators
+from core.catalog import customer_ops, operators
 from core.catalog.common import Body, Id
-from core.catalog.customers import Customers
+from core.catalog.customers import CustomerIn, Customers
 from core.catalog.resource import ListQuery, list_
 from core.printing import print_queue
 from core.sales import orders
@@ -475,6 +478,22 @@ async def get_customers(request: web.Request) -> web.Response:
                    "town": (c.get("address") or {}).get("town")} for c in found["items"]])
 
 
+async def post_customer(request: web.Request) -> web.Response:
+    """A new customer at the desk (a subscriber at the counter), offline too: the hub's rules,
+    a number from this node's series, pushed to the hub as `customer.created`. A bad field is a
+    422 naming it, so the form can point at it."""
+    require_operator(request)
+    edge = _edge(request)
+    try:
+        data = await _body(request, CustomerIn)
+    except msgspec.ValidationError as exc:
+        field, message = field_error(exc)
+        raise ValidationError(f"{field}: {message}", field=field) from None
+    created = customer_ops.create_at_desk(edge.db, edge.node, data, edge.clock.now())
+    edge.wake.set()  # push soon
+    return _json(created, status=201)
+
+
 def install(app: web.Application, edge: Edge) -> None:
     app[DESK] = edge
     r = app.router
@@ -494,6 +513,7 @@ def install(app: web.Application, edge: Edge) -> None:
     r.add_post("/api/print-jobs/retry", post_print_retry)
     r.add_get("/api/summary", get_summary)
     r.add_get("/api/customers", get_customers)
+    r.add_post("/api/customers", post_customer)
 
 
 def status_extra(request: web.Request, edge: Edge) -> dict:
