@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -270,7 +271,21 @@ class CardOp(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 CARD_OP_FIELDS = tuple(CardOp.__struct_fields__)
-DESK_CARD_KINDS = ("annual", "voucher")  # what a desk may issue today (subscriptions: a later issue)
+DESK_CARD_KINDS = ("annual", "voucher")  # what a desk issues for its own orders (this module's rules)
+# Kinds a desk issues for sales of a higher room (a subscription's pass and single tickets): that
+# room registers the rule (`register_desk_card_rule`), so this room never imports it. A rule gets
+# the hub's db, the pushing node, the pushed card and its sale time; it refuses (Refused) a card
+# its sale does not call for and returns the stored columns it derives: holder_name, delivery,
+# fulfilment (validity is the rule's to check exactly: the product's own window is not the card's).
+DeskCardRule = Callable[[sqlite3.Connection, str, "CardOp", dt.datetime], dict]
+DESK_CARD_RULES: dict[str, DeskCardRule] = {}
+
+
+def register_desk_card_rule(kind: str, rule: DeskCardRule) -> None:
+    """Let desks issue cards of *kind* under *rule* (once per kind)."""
+    if kind in DESK_CARD_KINDS or DESK_CARD_RULES.get(kind, rule) is not rule:
+        raise RuntimeError(f"a desk card rule for {kind} is registered twice")
+    DESK_CARD_RULES[kind] = rule
 
 
 def card_op(card: dict) -> CardOp:
@@ -367,7 +382,8 @@ def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: d
     p = card.payload
     if p.issue != 1:
         raise Refused("a new card starts at issue 1")
-    if op.kind not in DESK_CARD_KINDS:
+    rule = DESK_CARD_RULES.get(op.kind)
+    if op.kind not in DESK_CARD_KINDS and rule is None:
         raise Refused(f"a desk does not issue {op.kind} cards")
     sold_at = dt.datetime.fromtimestamp(uuid7_ms(op.id) / 1000, dt.UTC)
     key = trust.get(p.key_id)
@@ -386,26 +402,55 @@ def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: d
     if op.kind == "annual" and db.execute("SELECT 1 FROM annual_products WHERE id = ?",
                                           (op.product_id,)).fetchone() is None:
         raise Refused(f"annual-ticket product {op.product_id} does not exist")
-    problem = expected_validity(db, op.product_id, op.kind, sold_at, parse_iso(op.valid_from),
-                                parse_iso(op.valid_until))
-    if problem:
-        raise Refused(problem)
+    annual = op.kind == "annual"
+    if rule is None:
+        problem = expected_validity(db, op.product_id, op.kind, sold_at, parse_iso(op.valid_from),
+                                    parse_iso(op.valid_until))
+        if problem:
+            raise Refused(problem)
+        holder = op.holder_name if annual else None
+        delivery, fulfilment = ("counter", "personalized") if annual else (None, None)
+    else:  # the rule checks validity and derives what is stored
+        derived = rule(db, node_id, op, sold_at)
+        holder, delivery, fulfilment = derived["holder_name"], derived["delivery"], derived["fulfilment"]
     prefix = edge_card_series(node_id)
     if not op.number.startswith(prefix + "-"):
         raise Refused(f"card number {op.number} is not from this node's series {prefix}")
     if op.customer_id and not db.execute("SELECT 1 FROM customers WHERE id = ?", (op.customer_id,)).fetchone():
         raise Refused(f"customer {op.customer_id} does not exist")
     check_birth_date(op.holder_birth_date, sold_at.date(), "holder_birth_date")
-    annual = op.kind == "annual"
     stamp = iso(sold_at)
     db.execute(
         "INSERT INTO cards (id, number, product_id, kind, customer_id, holder_name, valid_from, valid_until, issue, "
         "key_id, code, issued_by, issued_at, order_item_id, holder_birth_date, has_photo, delivery, fulfilment, "
         "fulfilment_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-        (op.id, op.number, op.product_id, op.kind, op.customer_id, op.holder_name if annual else None,
+        (op.id, op.number, op.product_id, op.kind, op.customer_id, holder,
          op.valid_from, op.valid_until, p.key_id, op.code, node_id, stamp,
-         op.order_item_id, op.holder_birth_date if annual else None, "counter" if annual else None,
-         "personalized" if annual else None, stamp if annual else None, iso(now), iso(now)))
+         op.order_item_id, op.holder_birth_date if annual else None, delivery,
+         fulfilment, stamp if fulfilment else None, iso(now), iso(now)))
+
+
+def void_refused_desk_card(db: sqlite3.Connection, node_id: str, trust, op: CardOp, reason: str,
+                           now: dt.datetime) -> None:
+    """A refused `card.issued` of a rule kind (a subscription's pass or single ticket) whose code this
+    node really signed: the code verifies offline at every gate, so the hub keeps the card as
+    revoked (gates refuse it after their next sync) instead of not knowing it. Only a genuine code
+    of the pushing node, only a card id and number the hub has not seen; nothing else is believed
+    (no customer, no holder, no order line)."""
+    if op.kind not in DESK_CARD_RULES or not op.number.startswith(edge_card_series(node_id) + "-"):
+        return
+    try:
+        card = signed_by_pusher(db, trust, node_id, op)
+    except Refused:
+        return
+    stamp = iso(now)
+    db.execute(
+        "INSERT INTO cards (id, number, product_id, kind, valid_from, valid_until, issue, key_id, code, issued_by, "
+        "issued_at, revoked_at, revoke_reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, ?) ON CONFLICT DO NOTHING",
+        (op.id, op.number, op.product_id, op.kind, op.valid_from, op.valid_until, card.payload.issue,
+         card.payload.key_id, op.code, node_id, iso(dt.datetime.fromtimestamp(uuid7_ms(op.id) / 1000, dt.UTC)),
+         stamp, f"refused at the hub: {reason}"[:200], stamp, stamp))
 
 
 def product_venues(db: sqlite3.Connection, product_id: str) -> frozenset[str]:

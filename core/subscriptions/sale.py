@@ -16,6 +16,11 @@ write at a time, so the second sees the seat taken and gets a Conflict naming it
 the database still refuses (a desk's sale applied meanwhile) is a Conflict as well, and
 nothing of the sale is stored, in no performance.
 
+A cash desk sells the same way offline from its own pool (channel `cashdesk`, pool `node:<id>`),
+numbers from its own series (`abo_series`), and records one `subscription.sold` op in the sale's
+transaction (`sold_op`); the hub sells it again from that pool and stores it through the same
+`store_sale` under the desk's ids (`desk_sales.py`).
+
 Prices come from `core.catalog.pricing` only; any price in the request is refused (the
 body has no such field). The package price (ring, choice) is spread over the tickets
 equally, the remainder on the first, so the revenue per performance adds up to the price.
@@ -28,21 +33,24 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
+from core.base import outbox
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.numbering import next_number
 from core.base.storage import transaction
 from core.catalog import pricing
-from core.catalog.common import Body, Id, Name
+from core.catalog.common import Body, Cents, Id, Name
 from core.catalog.resource import Audience
 from core.catalog.subscriptions import sale_phase
 from core.sales.contingents import HUB
 from core.sales.orders import order_series, store_order
-from core.sales.payments import Payment, check_payment
+from core.sales.payments import DESK_CHANNELS, Payment, check_payment
 from core.subscriptions import holds, offers
+from core.subscriptions.sale_op import SubscriptionSoldOp
 from core.subscriptions.seats import PerformanceSeats, check_selection, is_set
 from core.subscriptions.series import GroupSeats, RingGroup, pick_seats, ring_bookings
 
@@ -95,9 +103,10 @@ class SubscriptionSaleIn(Body, kw_only=True):
     performance_ids: Annotated[list[Id], Meta(max_length=200)] = []
     seats: Annotated[list[SeatAtIn], Meta(max_length=200)] = []
     holder_name: Name | None = None
-    delivery: Literal["mail", "pickup"] = "pickup"
+    delivery: Literal["mail", "pickup", "counter"] = "pickup"
     payment_method: Payment
     payment_reference: Annotated[str, Meta(max_length=100)] | None = None
+    given_cents: Cents | None = None
     operator: Annotated[str, Meta(max_length=100)] | None = None
     members: Annotated[list[MemberIn], Meta(max_length=MAX_PARTY)] = []
 
@@ -424,8 +433,30 @@ def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSal
                   for m, seats in zip(members, booked, strict=True)]
         if holder is not None:
             holds.release_seats(db, holder, [(b.performance_id, b.seat_id) for seats in booked for b in seats])
-        return _store(db, node, prod, body, list(zip(members, booked, priced, strict=True)), form=form, channel=channel,
-                      agency_token=agency_token, now=now)
+        party = list(zip(members, booked, priced, strict=True))
+        sold = store_sale(db, node, prod, body, party, fresh_ids(db, node, party, now), form=form, channel=channel,
+                          agency_token=agency_token, now=now)
+        if channel == "cashdesk":  # a desk's sale goes to the hub (a no-op on the hub itself)
+            outbox.record(db, "subscription.sold", sold_op(node, body, form, sold), wall_time=iso(now))
+        return sold
+
+
+def sold_op(node: dict, body: SubscriptionSaleIn, form: str, sold: dict) -> SubscriptionSoldOp:
+    """The `subscription.sold` op of a desk's sale: the request, so the hub can sell it again from this
+    desk's pool, and what was stored, so it can compare and keep the same ids and numbers."""
+    members = members_of(body)
+    return msgspec.convert({
+        "order_id": sold["order_id"], "number": sold["number"], "node_id": node["id"], "channel": "cashdesk",
+        "product_id": body.product_id, "customer_id": body.customer_id, "form": form, "zone_id": body.zone_id,
+        "performance_ids": body.performance_ids, "payment_method": body.payment_method,
+        "payment_reference": body.payment_reference, "given_cents": body.given_cents, "operator": body.operator,
+        "total_cents": sold["total_cents"], "created_at": sold["subscriptions"][0]["created_at"],
+        "members": [{"line_id": sub["line_id"], "subscription_id": sub["id"], "number": sub["number"],
+                     "tier_id": m.tier_id, "holder_name": m.holder_name, "seat_ids": m.seat_ids,
+                     "replacements": [msgspec.structs.asdict(r) for r in m.replacements],
+                     "seats": [msgspec.structs.asdict(x) for x in m.seats], "zone_id": sub["zone_id"],
+                     "price_cents": sub["price_cents"], "tickets": sub["tickets"]}
+                    for m, sub in zip(members, sold["subscriptions"], strict=True)]}, SubscriptionSoldOp)
 
 
 def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
@@ -439,40 +470,89 @@ def sell_subscription(db: sqlite3.Connection, node: dict, body: SubscriptionSale
 Sold = tuple[MemberIn, list[Booked], tuple[int, dict[str, int], str | None]]
 
 
-def _store(db: sqlite3.Connection, node: dict, prod: dict, body: SubscriptionSaleIn, party: list[Sold], *,
-           form: str, channel: str, agency_token: str | None, now: dt.datetime) -> dict:
+@dataclass(frozen=True)
+class MemberIds:
+    """The ids and number one member's rows are stored under."""
+
+    line_id: str
+    subscription_id: str
+    number: str
+    ticket_ids: dict[str, str]  # performance id -> ticket id
+
+
+@dataclass(frozen=True)
+class SaleIds:
+    """The ids and numbers a sale is stored under: fresh ones from this node's series where it is
+    sold, or the ones a desk gave them when the hub stores the desk's sale (`desk_sales`)."""
+
+    order_id: str
+    number: str
+    members: list[MemberIds]
+
+
+def abo_series(node: dict) -> str:
+    """Subscription numbers: `ABO` at the hub; an edge owns `AB` + the node id's last 6 hex digits,
+    so an offline desk never hands out a number the hub or another desk hands out."""
+    return SERIES if node.get("role", "hub") == "hub" else "AB" + node["id"].replace("-", "")[-6:].upper()
+
+
+def fresh_ids(db: sqlite3.Connection, node: dict, party: list[Sold], now: dt.datetime) -> SaleIds:
+    """New ids, the order number from the node's order series and one subscription number per member
+    from its own series (caller's transaction: a rolled-back sale takes no number)."""
+    number = next_number(db, order_series(node["id"]), now.year, node["id"])
+    return SaleIds(uuid7(), number, [
+        MemberIds(uuid7(), uuid7(), next_number(db, abo_series(node), now.year, node["id"]),
+                  {b.performance_id: uuid7() for b in booked}) for _, booked, _ in party])
+
+
+def store_sale(db: sqlite3.Connection, node: dict, prod: dict, body: SubscriptionSaleIn, party: list[Sold],
+               ids: SaleIds, *, form: str, channel: str, agency_token: str | None, now: dt.datetime) -> dict:
     """The ledger rows of a sale (caller's transaction): the order with a line, a subscription and
-    its tickets per member, and the payment."""
+    its tickets per member, and the payment. The one store path of the hub's own sales and of a
+    desk's sale the hub re-derived (then *ids* are the desk's)."""
     total, stamp = sum(priced[0] for _, _, priced in party), iso(now)
-    order = {"id": uuid7(), "number": next_number(db, order_series(node["id"]), now.year, node["id"]),
-             "node_id": node["id"], "channel": "shop" if channel == "agency" else channel,
-             "customer_id": body.customer_id, "delivery": body.delivery, "operator": body.operator,
-             "total_cents": total, "created_at": stamp, "payment_method": body.payment_method,
-             "payment_reference": body.payment_reference}
-    lines = [{"id": uuid7(), "position": k + 1, "kind": "subscription", "product_id": prod["id"],
+    if body.given_cents is not None and (body.payment_method != "cash" or body.given_cents < total):
+        raise ValidationError("amount given is for cash and must cover the total", field="given_cents")
+    order = {"id": ids.order_id, "number": ids.number, "node_id": node["id"],
+             "channel": "shop" if channel == "agency" else channel, "customer_id": body.customer_id,
+             "delivery": delivery_of(body, channel), "operator": body.operator, "total_cents": total,
+             "created_at": stamp, "payment_method": body.payment_method,
+             "payment_reference": body.payment_reference, "given_cents": body.given_cents}
+    lines = [{"id": m.line_id, "position": k + 1, "kind": "subscription", "product_id": prod["id"],
               "price_cents": priced[0], "vat_code": prod["vat_code"], "card_id": None}
-             for k, (_, _, priced) in enumerate(party)]
+             for k, (m, (_, _, priced)) in enumerate(zip(ids.members, party, strict=True))]
     store_order(db, order, lines)
-    subs = [_store_member(db, node, prod, order, line["id"], sold, form=form, channel=channel,
-                          agency_token=agency_token, now=now) for line, sold in zip(lines, party, strict=True)]
+    subs = [_store_member(db, prod, order, m, sold, form=form, channel=channel, agency_token=agency_token,
+                          now=now) for m, sold in zip(ids.members, party, strict=True)]
     return {"order_id": order["id"], "number": order["number"], "total_cents": total, "subscriptions": subs}
 
 
-def _store_member(db: sqlite3.Connection, node: dict, prod: dict, order: dict, line_id: str, sold: Sold, *,
+def delivery_of(body: SubscriptionSaleIn, channel: str) -> str:
+    """A desk hands the subscription over at once (`counter`); elsewhere mail or pickup as asked."""
+    if channel in DESK_CHANNELS:
+        if body.delivery == "mail":
+            raise ValidationError("a subscription sold at the desk is handed over at once", field="delivery")
+        return "counter"
+    if body.delivery == "counter":
+        raise ValidationError("choose delivery by mail or pickup", field="delivery")
+    return body.delivery
+
+
+def _store_member(db: sqlite3.Connection, prod: dict, order: dict, ids: MemberIds, sold: Sold, *,
                   form: str, channel: str, agency_token: str | None, now: dt.datetime) -> dict:
     """One member's subscription row and its seat tickets on its own order line."""
     member, booked, (total, per_perf, zone) = sold
     stamp = iso(now)
-    sub = {"id": uuid7(), "number": next_number(db, SERIES, now.year, node["id"]), "order_id": order["id"],
-           "line_id": line_id, "customer_id": order["customer_id"], "product_id": prod["id"],
+    sub = {"id": ids.subscription_id, "number": ids.number, "order_id": order["id"],
+           "line_id": ids.line_id, "customer_id": order["customer_id"], "product_id": prod["id"],
            "tier_id": member.tier_id, "zone_id": zone, "form": form, "state": "active",
            "holder_name": member.holder_name, "channel": channel, "agency_token": agency_token,
            "price_cents": total, "created_at": stamp, "updated_at": stamp}
     db.execute(f"INSERT INTO subscriptions ({', '.join(sub)}) VALUES ({', '.join('?' * len(sub))})",
                tuple(sub.values()))
-    tickets = [{"id": uuid7(), "performance_id": b.performance_id, "seat_id": b.seat_id, "zone_id": b.zone_id,
-                "price_cents": per_perf[b.performance_id]} for b in booked]
-    insert_tickets(db, order["id"], line_id, tickets, stamp)
+    tickets = [{"id": ids.ticket_ids[b.performance_id], "performance_id": b.performance_id, "seat_id": b.seat_id,
+                "zone_id": b.zone_id, "price_cents": per_perf[b.performance_id]} for b in booked]
+    insert_tickets(db, order["id"], ids.line_id, tickets, stamp)
     return {**sub, "tickets": tickets}
 
 

@@ -93,7 +93,10 @@ register(OpKind(
     "the node before the revocation); product valid at a venue the node's certificate names; validity checked "
     "against the product at the time of sale; "
     "issued_by = the pushing node; issued_at = the card id's time; number in the node's series; "
-    "delivery, fulfilment and photo flag set by the hub; holder birth date in the past"))
+    "delivery, fulfilment and photo flag set by the hub; holder birth date in the past; a subscription's pass or "
+    "single ticket by the rule its room registered (cards.DESK_CARD_RULES); refused, such a card genuinely "
+    "signed by the node is kept as revoked",
+    on_reject=lambda p, b, reason: cards.void_refused_desk_card(p.db, p.node_id, p.trust, b, reason, p.now)))
 register(OpKind(
     "card.revoked", CardOp, DESKS, lambda p, b: cards.apply_revoked(p.db, p.node_id, p.trust, b, p.now),
     "only a card the pushing node issued; only ever sets a revocation, at the latest at the hub's time"))
