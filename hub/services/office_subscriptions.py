@@ -2,9 +2,8 @@
 and order, the seat maps drawn for a sale, and the prices of each tier.
 
 Reads only: every change (a sale, a hold, a seat change, tier, form, state) goes through the
-API (`hub/web/office/api_call.py`). The maps come from the one renderer
-(`core.catalog.seating.seatmap`) with the states the office passes in (free in all dates,
-the seat picked, everything else taken); prices come from `core.catalog.pricing` only.
+API (`hub/web/office/api_call.py`). The maps are `core.subscriptions.seat_maps` (the desk draws
+the same); prices come from `core.catalog.pricing` only.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ from collections.abc import Collection
 
 from core.base.errors import ValidationError
 from core.catalog import pricing
-from core.catalog.seating.seatmap import FREE, SELECTED, TAKEN, seat_map_svg
-from core.catalog.seating.seatmap_data import variant_map
+from core.subscriptions.seat_maps import subscription_seat_map as seat_map  # noqa: F401 (the desk draws the same)
 from hub.services.office_lists import PAGE_SIZE, Page, _bounds, choose_sort
 
 STATES = ("active", "paused", "cancelled")
@@ -136,16 +134,6 @@ def seat_names(db: sqlite3.Connection, ids: Collection[str]) -> dict[str, dict]:
         "SELECT st.id, pc.name AS section, st.row_label, st.label, st.zone_id, z.name AS zone FROM seats st "
         "JOIN plan_sections pc ON pc.id = st.section_id JOIN price_zones z ON z.id = st.zone_id "
         f"WHERE st.id IN ({marks})", list(ids))}
-
-
-def seat_map(db: sqlite3.Connection, variant_id: str, free: Collection[str], selected: Collection[str],
-             lang: str) -> str:
-    """The variant's map: *free* seats free (free in all the dates concerned), *selected* as
-    picked, every other seat taken (not free in all of them)."""
-    plan, seats = variant_map(db, variant_id)
-    free, selected = set(free), set(selected)
-    states = {s.id: SELECTED if s.id in selected else FREE if s.id in free else TAKEN for s in seats}
-    return seat_map_svg(plan, seats, states, lang)
 
 
 def zones_of_map(db: sqlite3.Connection, variant_id: str) -> list[dict]:
