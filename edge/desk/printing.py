@@ -47,11 +47,14 @@ import msgspec
 from msgspec import Struct
 
 from core.base.clock import parse_iso
+from core.base.errors import NotFound
 from core.cards.trusted_time import TrustedClock
 from core.printing import print_queue
 from core.printing.card_layout import Layout, face_from_card, load_layout, render_cards
 from core.printing.receipts import Payment, Receipt, ReceiptLine, Voucher, receipt_document
+from core.printing.ticket_slips import tickets_document
 from core.sales import orders
+from core.subscriptions import print_data
 from devices.printers.card import CardPrinter, CardPrinterProfile, PrintError, load_card_printer, open_card_printer
 from devices.printers.receipt import (
     FolderConnection,
@@ -138,9 +141,10 @@ class ReceiptJob:
 
 
 def _organizer(db: sqlite3.Connection, product_id: str | None) -> dict | None:
-    if product_id:
-        row = db.execute("SELECT o.* FROM annual_products p JOIN organizers o ON o.id = p.organizer_id "
-                         "WHERE p.id = ?", (product_id,)).fetchone()
+    """The organizer of an annual or a subscription product (else the first active one)."""
+    for table in ("annual_products", "subscription_products"):
+        row = db.execute(f"SELECT o.* FROM {table} p JOIN organizers o ON o.id = p.organizer_id "
+                         "WHERE p.id = ?", (product_id,)).fetchone() if product_id else None
         if row:
             return row
     return db.execute("SELECT * FROM organizers WHERE active = 1 ORDER BY name LIMIT 1").fetchone()
@@ -164,14 +168,31 @@ def _header(db: sqlite3.Connection, settings: ReceiptSettings, product_id: str |
     return name, address, tax_id
 
 
-def _lines(items: list[dict]) -> tuple[ReceiptLine, ...]:
-    """One line per product, kind and price, in the order of the items."""
+def _lines(db: sqlite3.Connection, items: list[dict]) -> tuple[ReceiptLine, ...]:
+    """One line per product, kind and price, in the order of the items; a subscription one line
+    per subscription, saying its tier and holder."""
     grouped: dict[tuple, int] = {}
     for item in items:
-        key = (item["product"] or item["product_id"], item["kind"], item["price_cents"], item["vat_code"])
+        name = item["product"] or item["product_id"]
+        if item["kind"] == "subscription":
+            name = _subscription_line(db, item)
+        key = (name, item["kind"], item["price_cents"], item["vat_code"], item["id"] if item["kind"] ==
+               "subscription" else None)
         grouped[key] = grouped.get(key, 0) + 1
     return tuple(ReceiptLine(f"Gutschein {product}" if kind == "voucher" else product, n, price, vat)
-                 for (product, kind, price, vat), n in grouped.items())
+                 for (product, kind, price, vat, _), n in grouped.items())
+
+
+def _subscription_line(db: sqlite3.Connection, item: dict) -> str:
+    """"Abo ABO-2026-00012 Abo-Ring A, Schüler/Studierende (Abo-Ring A), Greta Wolf, 8 Vorst.": the
+    receipt names what was sold, for whom, at which tier (print_data's own wording)."""
+    row = db.execute("SELECT id FROM subscriptions WHERE line_id = ?", (item["id"],)).fetchone()
+    if row is None:
+        return item["product"] or item["product_id"]
+    sub = print_data.subscription_row(db, row["id"])
+    dates = len(print_data.seats(db, sub["line_id"]))
+    return (f"Abo {sub['number']} {sub['product_name']}, {sub['tier_name'] or print_data.FULL_PRICE_LABEL}, "
+            f"{print_data.holder_name(sub)}, {dates} Vorst.")
 
 
 def build_receipt(db: sqlite3.Connection, node: dict, settings: ReceiptSettings, order_id: str) -> ReceiptJob:
@@ -185,7 +206,7 @@ def build_receipt(db: sqlite3.Connection, node: dict, settings: ReceiptSettings,
     name, address, tax_id = _header(db, settings, items[0]["product_id"] if items else None)
     receipt = Receipt(organizer=name, address=address, tax_id=tax_id, node=node["name"],
                       operator=view["operator"] or "-", sale_number=view["number"],
-                      time=parse_iso(view["created_at"]), lines=_lines(items), payment=payment,
+                      time=parse_iso(view["created_at"]), lines=_lines(db, items), payment=payment,
                       footer=tuple(settings.footer))
     vouchers = tuple(Voucher(product=i["product"] or "", number=i["card"]["number"], code=i["card"]["code"])
                      for i in items if i["kind"] == "voucher" and i["card"])
@@ -226,6 +247,7 @@ class DeskPrinting:
         self.card_profile = load_card_printer(self.config.printers.card)
         self.cards: CardPrinter | None = None  # opened on first use (may create its folder)
         self.layout: Layout = load_layout(self.config.printers.layout)
+        self._layouts: dict[str, Layout] = {}  # a subscription card's layout by card kind, loaded on first use
         self.errors: dict[str, str] = {"receipt": "", "card": ""}
         # one lock per printer: a job is never sent twice concurrently, and a slow card
         # printer never holds up the next customer's receipt
@@ -260,8 +282,9 @@ class DeskPrinting:
 
     async def print_job(self, job_id: str) -> Outcome:
         """Print one job now (unless it printed meanwhile); never raises for a printer fault."""
-        first = self.db.execute("SELECT kind FROM print_jobs WHERE id = ?", (job_id,)).fetchone()
-        async with self._locks.get(first["kind"] if first else "receipt", self._locks["receipt"]):
+        first = self.db.execute("SELECT kind, ref_id FROM print_jobs WHERE id = ?", (job_id,)).fetchone()
+        device = printer_of(self.db, first) if first else "receipt"
+        async with self._locks[device]:
             job = self.db.execute("SELECT * FROM print_jobs WHERE id = ?", (job_id,)).fetchone()
             if job is None or job["state"] == "printed" or job["kind"] not in PRINTED_KINDS:
                 return Outcome(job_id, job["kind"] if job else "?", job["state"] if job else "missing")
@@ -270,19 +293,20 @@ class DeskPrinting:
             except (PrinterError, PrintError, OSError) as exc:
                 message = str(exc) or type(exc).__name__
                 print_queue.mark_failed(self.db, [job_id], message)
-                self.errors[job["kind"]] = message
+                self.errors[device] = message
                 log.warning("print job %s (%s) failed: %s", job_id, job["kind"], message)
                 return Outcome(job_id, job["kind"], "failed", message)
             print_queue.mark_printed(self.db, self.node, [job_id], self.clock.now(),
                                      batch_id=None if target else "superseded")
-            if self.errors[job["kind"]]:
-                self.errors[job["kind"]] = ""
-                self._retry_failed(job["kind"])
+            if self.errors[device]:
+                self.errors[device] = ""
+                self._retry_failed(device)
             return Outcome(job_id, job["kind"], "printed", target=target)
 
-    def _retry_failed(self, kind: str) -> None:
+    def _retry_failed(self, device: str) -> None:
         """The printer is back: its failed jobs go back in the queue for the background loop."""
-        failed = [j["id"] for j in print_queue.open_jobs(self.db, kind) if j["state"] == "failed"]
+        failed = [j["id"] for j in print_queue.open_jobs(self.db) if j["state"] == "failed" and
+                  j["kind"] in PRINTED_KINDS and printer_of(self.db, j) == device]
         if failed:
             print_queue.retry(self.db, failed)
             self.kick()
@@ -302,15 +326,53 @@ class DeskPrinting:
             raise PrintError(f"card {job['ref_id']} is not in this node's database")
         if card["issue"] != job["card_issue"]:
             return None
+        if card["kind"] in print_data.LAYOUTS:
+            return await self._subscription_card(card)
         name, _, _ = _header(self.db, self.config.receipt, card["product_id"])
         face = face_from_card(card, product=card["product_name"] or "", organizer=name)
-        pdf = await asyncio.to_thread(render_cards, [face], self.layout)
+        return await self._card_pdf(await asyncio.to_thread(render_cards, [face], self.layout), card)
+
+    async def _subscription_card(self, card: dict) -> str:
+        """A season pass goes to the card printer in its own layout; a single ticket is a slip with
+        its QR code on the receipt printer (the customer takes it with the receipt)."""
+        try:
+            face = print_data.face_for_card(self.db, card)
+        except NotFound as exc:
+            raise PrintError(exc.detail) from None
+        if card["kind"] == "single":
+            document = tickets_document([face], columns(self.receipt_profile))
+            payload = await asyncio.to_thread(render, document, self.receipt_profile)
+            return (await self.receipts.print(payload, job=f"ticket-{card['number']}")).target
+        layout = self._layouts.get(card["kind"]) or self._layouts.setdefault(
+            card["kind"], load_layout(print_data.LAYOUTS[card["kind"]]))
+        return await self._card_pdf(await asyncio.to_thread(render_cards, [face], layout), card)
+
+    async def _card_pdf(self, pdf: bytes, card: dict) -> str:
         if self.cards is None:
             self.cards = card_printer(self.card_profile, self.data_dir)
         return await asyncio.to_thread(self.cards.print_pdf, pdf, f"card-{card['number']}")
 
     def close(self) -> None:
         self.receipts.close()
+
+
+def printer_of(db: sqlite3.Connection, job: dict) -> str:
+    """Which printer a job goes to: receipts and a subscription's single tickets (slips) the receipt
+    printer, every other card the card printer."""
+    if job["kind"] != "card":
+        return "receipt"
+    card = db.execute("SELECT kind FROM cards WHERE id = ?", (job["ref_id"],)).fetchone()
+    return "receipt" if card and card["kind"] == "single" else "card"
+
+
+def by_printer(db: sqlite3.Connection, job_ids: list[str]) -> dict[str, list[str]]:
+    """The jobs split by the printer they go to (`printer_of`), each list in the order given."""
+    out: dict[str, list[str]] = {"receipt": [], "card": []}
+    for job_id in job_ids:
+        job = db.execute("SELECT kind, ref_id FROM print_jobs WHERE id = ?", (job_id,)).fetchone()
+        if job:
+            out[printer_of(db, job)].append(job_id)
+    return out
 
 
 def job_ids_for(db: sqlite3.Connection, ref_ids: list[str]) -> list[str]:
