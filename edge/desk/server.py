@@ -33,7 +33,7 @@ from core.sales import contingents, tickets
 from core.sales.payments import Payment
 from edge import browser_door
 from edge.browser_door import own_hosts
-from edge.desk import api
+from edge.desk import api, subscriptions_api
 from edge.desk import web as desk_web
 from edge.desk.peers import DeskPeers
 from edge.desk.printing import DeskPrinting, load_desk_config
@@ -76,6 +76,7 @@ class Edge:
         app.router.add_post("/api/sales", post_sale)
         app.router.add_get("/api/performances/{id}/pools", get_pools)
         api.install(app, self)
+        subscriptions_api.install(app, self)
         self.peers.install(app)
         desk_web.install(app, self)
         return app
