@@ -18,6 +18,7 @@ from hub.web.office import (
     lists,
     operators,
     printing,
+    ring_pools,
     sales,
     staff_admin,
     subscribers,
@@ -44,6 +45,7 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     catalog.install(app)
     subscription_sale.install(app)  # subscriptions (issue 13): the sale before the detail route
     subscribers.install(app)
+    ring_pools.install(app)  # ring seats in the desks' pools (issue 14)
 
 
 __all__ = ["CLOCK", "install"]
