@@ -161,6 +161,9 @@ async def test_a_ring_party_a_choice_and_a_combi_sold_at_the_desk_are_the_same_a
     assert [c["kind"] for c in issued[0]].count("single") == 16
     assert db.execute("SELECT holder_name FROM cards WHERE id = ?", (issued[0][0]["id"],)).fetchone()["holder_name"] \
         == "Erika Muster"
+    first_pass = next(c for c in issued[0] if c["kind"] == "subscription")
+    assert {r["performance_id"] for r in db.execute("SELECT performance_id FROM pass_performances WHERE card_id = ?",
+                                                    (first_pass["id"],))} == set(hub.ids["rings"]["A"])
     # the hub issues nothing of its own for them: a later call finds them all there
     signer = cards.load_signer(db, hub.dir)
     assert passes.issue_subscription_cards(db, signer, sold[0]["subscriptions"][0]["id"], utcnow()) == []

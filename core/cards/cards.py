@@ -277,15 +277,20 @@ DESK_CARD_KINDS = ("annual", "voucher")  # what a desk issues for its own orders
 # the hub's db, the pushing node, the pushed card and its sale time; it refuses (Refused) a card
 # its sale does not call for and returns the stored columns it derives: holder_name, delivery,
 # fulfilment (validity is the rule's to check exactly: the product's own window is not the card's).
+# *after* (optional) runs once the card is stored: what the room keeps about its cards besides.
 DeskCardRule = Callable[[sqlite3.Connection, str, "CardOp", dt.datetime], dict]
+DeskCardAfter = Callable[[sqlite3.Connection, "CardOp"], object]
 DESK_CARD_RULES: dict[str, DeskCardRule] = {}
+DESK_CARD_AFTER: dict[str, DeskCardAfter] = {}
 
 
-def register_desk_card_rule(kind: str, rule: DeskCardRule) -> None:
+def register_desk_card_rule(kind: str, rule: DeskCardRule, after: DeskCardAfter | None = None) -> None:
     """Let desks issue cards of *kind* under *rule* (once per kind)."""
     if kind in DESK_CARD_KINDS or DESK_CARD_RULES.get(kind, rule) is not rule:
         raise RuntimeError(f"a desk card rule for {kind} is registered twice")
     DESK_CARD_RULES[kind] = rule
+    if after is not None:
+        DESK_CARD_AFTER[kind] = after
 
 
 def card_op(card: dict) -> CardOp:
@@ -428,6 +433,8 @@ def apply_issued(db: sqlite3.Connection, node_id: str, trust, op: CardOp, now: d
          op.valid_from, op.valid_until, p.key_id, op.code, node_id, stamp,
          op.order_item_id, op.holder_birth_date if annual else None, delivery,
          fulfilment, stamp if fulfilment else None, iso(now), iso(now)))
+    if op.kind in DESK_CARD_AFTER:
+        DESK_CARD_AFTER[op.kind](db, op)
 
 
 def void_refused_desk_card(db: sqlite3.Connection, node_id: str, trust, op: CardOp, reason: str,

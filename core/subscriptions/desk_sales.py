@@ -12,7 +12,8 @@ The desk then issues the subscription's cards (`passes.issue_subscription_cards`
 a single ticket per performance, each its own `card.issued` op after the sale's. The card room
 does not know subscriptions; this module registers the rule it checks those cards with
 (`cards.register_desk_card_rule`): the line is a subscription this node sold, the card is what
-its form and seats call for, with exactly the validity `passes.py` gives it, and not there twice.
+its form and seats call for, with exactly the validity `passes.py` gives it, and not there twice;
+a pass gets the dates it admits at the gate (`passes.record_pass_dates`) as a hub-issued one does.
 A card the hub refuses although the node really signed it is kept as revoked
 (`cards.void_refused_desk_card`): that is what happens to the cards of a refused sale, so gates
 refuse them after their next sync.
@@ -29,7 +30,7 @@ from core.cards.cards import CardOp, Refused
 from core.sales import contingents
 from core.sales.orders import order_series
 from core.sales.payments import check_payment, desk_channel
-from core.subscriptions import offers
+from core.subscriptions import offers, passes
 from core.subscriptions.print_data import holder_name, seats, subscription_row
 from core.subscriptions.sale import (
     MemberIds,
@@ -204,5 +205,6 @@ def single_rule(db: sqlite3.Connection, node_id: str, op: CardOp, sold_at: dt.da
     return _derived(sub, None)
 
 
-cards.register_desk_card_rule("subscription", pass_rule)
+cards.register_desk_card_rule("subscription", pass_rule,
+                              after=lambda db, op: passes.record_pass_dates(db, op.id, op.order_item_id))
 cards.register_desk_card_rule("single", single_rule)
