@@ -8,8 +8,9 @@ Pages other than the login need a logged-in operator (else: redirect to `/`). Da
 formatted by the script itself in the venue's time zone (`data-tz`), de 2.12.2026, en
 2 Dec 2026, never by the browser's locale.
 
-Screens: `/` login (operator tiles, PIN pad), `/sell`, `/counter` (voucher -> card),
-`/cards` (lookup, reprint, lost card), `/print-queue`, `/summary`.
+Screens: `/` login (operator tiles, PIN pad), `/sell`, `/subscriptions` (ring, choice, combi from
+this desk's pool; script `static/subscriptions.js`, words `subscription_texts.py`), `/counter`
+(voucher -> card), `/cards` (lookup, reprint, lost card), `/print-queue`, `/summary`.
 
 Stable element ids for browser tests (ids unless noted; `[data-testid=...]` marks repeated
 elements):
@@ -17,7 +18,7 @@ elements):
 - every page: `status-bar`, `status-node`, `status-operator`, `status-online`
   (data-online="true|false"), `status-waiting`, `status-last-sync`, `status-print`,
   `status-clock` (hidden unless the system clock is off trusted time; data-offset in seconds),
-  `lang-de`, `lang-en`, `logout-button`, nav links `nav-sell`, `nav-counter`, `nav-cards`,
+  `lang-de`, `lang-en`, `logout-button`, nav links `nav-sell`, `nav-subscriptions`, `nav-counter`, `nav-cards`,
   `nav-print-queue`, `nav-summary`, message line `message`
 - login: `[data-testid=operator-tile]` (data-operator-id, data-operator-name), `pin-input`,
   `pin-key-0` ... `pin-key-9`, `pin-clear`, `pin-ok`, `login-error`
@@ -30,6 +31,23 @@ elements):
   `terminal-ref`, `sell-button`, `sale-result`, `sale-number`, `sale-change-row` (cash only),
   `[data-testid=sale-card]`, `sale-receipt`, `new-sale`. The cart is kept in sessionStorage
   (`desk-cart`) across a language switch and other tabs; a sale, "new sale" and logout empty it.
+- subscriptions: steps `sub-step-product|dates|seats|variants|customer|pay`; `[data-testid=sub-product-tile]`
+  (data-product-id, data-kind) with `[data-testid=sub-free]`; `[data-testid=date-toggle]`
+  (data-performance-id, aria-pressed); `[data-testid=map-tab]` (data-plan-id, data-variant-id) with
+  `[data-testid=map-tab-count]`, `seat-map` (the server's SVG: `[data-seat-id][data-state]`),
+  `zoom-in`, `zoom-out`; variant steps `variant-step-of`, `variant-step-text`, `variant-suggestion`,
+  `take-suggestion`, `step-map`; `customer-search`, `[data-testid=customer-result]`, `new-customer`,
+  `nc-first|last|street|postcode|town|country|email`, `nc-save`, `customer-chosen`, `customer-clear`,
+  `[data-testid=form-choice]` (data-form), `[data-testid=member-row]` (data-member) with
+  `[data-testid=member-holder]`, `[data-testid=tier-choice]` (data-tier-id), `[data-testid=member-price]`;
+  the summary `[data-testid=member-summary]` (data-member) with `[data-testid=booked-date]`
+  (data-performance-id, data-seat-id, data-replacement), `total`, `sub-back`, `sub-next`, `sub-cancel`;
+  payment as on sell (`pay-cash`, `pay-card`, `given`, `given-exact`, `given-20` ... `given-500`,
+  `change`, `change-warning`, `terminal-ref`), `sell-button`; `sale-result`, `sale-number`,
+  `sale-change`, `[data-testid=sale-subscription]` (data-number, data-form), `sale-receipt`,
+  `sale-passes`, `new-sale`. The sale in progress is kept in sessionStorage (`desk-subscription`,
+  the result in `desk-subscription-done`) across a language switch; logout empties it. A scanned
+  code (a burst of keys faster than typing, then Enter) opens `/cards?q=CODE`.
 - counter: `voucher-scan`, `voucher-check`, `voucher-info`, `voucher-product`, `holder-name`,
   `holder-birth`, `redeem-button`, `redeem-result`, `redeem-card-number`, `redeem-print`,
   `handover-button`, `counter-reset`
@@ -56,6 +74,7 @@ from core.base.money import format_eur
 from core.catalog import operators
 from edge.desk import api
 from edge.desk.api import current_operator, desk_products, local_today, open_jobs_view, summary
+from edge.desk.subscription_texts import SUBSCRIPTION_TEXT
 
 if TYPE_CHECKING:
     from edge.desk.server import Edge
@@ -150,8 +169,10 @@ TEXT: dict[str, dict[str, str]] = {
         "scan_refused": "Do not accept this code.", "scan_ok": "Code checked: genuine and current.",
     },
 }
-NAV = (("sell", "/sell"), ("counter", "/counter"), ("cards", "/cards"), ("print_queue", "/print-queue"),
-       ("summary", "/summary"))
+for _lang, _words in SUBSCRIPTION_TEXT.items():
+    TEXT[_lang].update(_words)
+NAV = (("sell", "/sell"), ("subscriptions", "/subscriptions"), ("counter", "/counter"), ("cards", "/cards"),
+       ("print_queue", "/print-queue"), ("summary", "/summary"))
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -206,6 +227,13 @@ async def sell_page(request: web.Request) -> web.Response:
 
 
 @logged_in
+async def subscriptions_page(request: web.Request) -> web.Response:
+    """The subscription sale (ring, choice, combi from this desk's pool): the page is a frame,
+    the script fetches products, maps and prices from the JSON API (`subscriptions_api.py`)."""
+    return page(request, "subscriptions.html", "subscriptions")
+
+
+@logged_in
 async def counter_page(request: web.Request) -> web.Response:
     return page(request, "counter.html", "counter")
 
@@ -235,6 +263,7 @@ def install(app: web.Application, edge: Edge) -> None:
     r = app.router
     r.add_get("/", login_page)
     r.add_get("/sell", sell_page)
+    r.add_get("/subscriptions", subscriptions_page)
     r.add_get("/counter", counter_page)
     r.add_get("/cards", cards_page)
     r.add_get("/print-queue", print_queue_page)

@@ -10,6 +10,8 @@ const STATUS_EVERY_MS = 1000;  // the sync loop knows within 3 s that the hub is
 const LANG = document.documentElement.lang === "en" ? "en" : "de";
 const TZ = document.body.dataset.tz || "Europe/Berlin";
 const CART_KEY = "desk-cart";
+// the sale in progress of the sell and subscription screens: emptied at login and logout
+const SALE_KEYS = [CART_KEY, "desk-subscription", "desk-subscription-done"];
 const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /* Dates are formatted here, in the venue's time zone, never by the browser's locale (a desk
@@ -175,7 +177,7 @@ function initHeader() {
   setInterval(refreshStatus, STATUS_EVERY_MS);
   const logout = $("logout-button");
   if (logout) logout.addEventListener("click", async () => {
-    sessionStorage.removeItem(CART_KEY);  // the next cashier starts with an empty cart
+    SALE_KEYS.forEach((k) => sessionStorage.removeItem(k));  // the next cashier starts with an empty cart
     await api("POST", "/api/logout").catch(() => {});
     location.href = "/";
   });
@@ -184,7 +186,7 @@ function initHeader() {
 /* --- login ------------------------------------------------------------------------------ */
 
 function initLogin() {
-  sessionStorage.removeItem(CART_KEY);  // logged out (or timed out): no cart carries over to the next login
+  SALE_KEYS.forEach((k) => sessionStorage.removeItem(k));  // logged out (or timed out): nothing carries over
   let operatorId = null;
   const pin = $("pin-input");
   const tiles = document.querySelectorAll("[data-testid=operator-tile]");
