@@ -13,8 +13,10 @@ import pytest
 
 from core.base.clock import utcnow
 from core.base.storage import connect
+from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
 from hub.app import DB_NAME, make_app
+from hub.services import tokens
 from tests.helpers import table_counts
 from tests.office import SHOTS, form_token, office_in_chromium, post_form, signed_in
 from tests.test_subscription_sale import product
@@ -110,6 +112,35 @@ async def test_a_refused_move_names_the_seat_and_moves_nothing(hub, tmp_path, ai
     assert re.search(rf'name="sel_{plan}" value="([^"]*)"', text).group(1).split(",") == field  # kept to retry
 
 
+async def test_the_desk_answers_a_recall_done_and_partial_and_a_mixed_seat_is_shown(hub, tmp_path, aiohttp_client):
+    _, edge, desk_client = await enrolled(hub, tmp_path, name="Kasse Foyer")
+    node = edge.execute("SELECT * FROM node").fetchone()
+    desk = "node:" + node["id"]
+    clerk = await signed_in(aiohttp_client, hub, role="office")
+    prod, dates = product(hub, RING), hub.ids["rings"]["A"]
+    page = f"/office/ring-pools/{prod}"
+    plan = re.search(r'name="sel_([0-9a-f-]+)"', await (await clerk.get(page)).text()).group(1)
+    back, kept, stays = (seat_id(hub.db, "Parkett", "4", str(n)) for n in (1, 2, 3))
+    try:
+        await post_form(clerk, page, page + "/move", {f"sel_{plan}": f"{back},{kept},{stays}", "to": desk})
+        await desk_client.round()
+        sell(edge, node, SaleIn(performance_id=dates[1], seat_ids=[kept], payment_method="cash"), pool=desk,
+             channel="cashdesk", now=utcnow())  # offline: the hub does not know yet
+        await post_form(clerk, page, page + "/move", {f"sel_{plan}": f"{back},{kept}", "to": "hub"})
+        assert (await desk_client.round()).recalls_answered == 2 * len(dates)
+    finally:
+        await desk_client.close()
+    mixed = seat_id(hub.db, "Parkett", "5", "1")
+    contingents.move_seats(hub.db, dates[0], [mixed], desk, utcnow())  # one date on its own
+    html = await (await clerk.get(page)).text()
+    counts = legend(html)
+    assert counts[desk][0] == "2" and counts["mixed"][0] == "1" and "pending:" + desk not in counts
+    assert re.search(r'<tr data-state="partial">.*?teilweise: bei der Kasse verkauft \(Termine: 1\)', html, re.S)
+    assert re.search(r'<tr data-state="done">.*?erledigt', html, re.S)
+    zones = dict(re.findall(r'data-seat-id="([^"]+)" data-state="[^"]+" data-zone="([^"]+)"', html))
+    assert (zones[back], zones[kept], zones[stays], zones[mixed]) == ("hub", desk, desk, "mixed")
+
+
 async def test_a_forged_post_without_the_form_token_changes_nothing(hub, tmp_path, aiohttp_client):
     desk = await desk_of(hub, tmp_path)
     clerk = await signed_in(aiohttp_client, hub, role="admin")
@@ -126,6 +157,12 @@ async def test_a_forged_post_without_the_form_token_changes_nothing(hub, tmp_pat
     other = await clerk.post(page + "/move", data={"csrf": token, f"sel_{plan}": seats, "to": desk},
                              headers={"Origin": "https://evil.example"}, allow_redirects=False)
     assert other.status == 403 and pools(hub.db) == before
+    for role in ("shop", "agency"):  # a token is no office session: the login page, nothing moved
+        secret, _ = tokens.create_token(hub.db, f"Fremd {role}", role)
+        response = await (await aiohttp_client(make_app(hub.db))).post(
+            page + "/move", data={f"sel_{plan}": seats, "to": desk}, allow_redirects=False,
+            headers={"Authorization": f"Bearer {secret}"})
+        assert response.status in (303, 403) and pools(hub.db) == before
 
 
 async def test_hostile_or_wrong_input_is_refused_with_nothing_moved(hub, tmp_path, aiohttp_client):

@@ -42,8 +42,8 @@ TEXT = {
         "e_many": "Höchstens {n} Ringplätze auf einmal.", "e_target": "Bitte ein Ziel wählen.",
         "e_range": "Kein Platz in diesem Bereich.", "e_product": "Dieses Abo hat keine Plätze.",
         "recalls": "Rückholungen", "r_seat": "Platz", "r_desk": "Kasse", "r_state": "Stand",
-        "st_requested": "ausstehend: wartet auf {n} Termine", "st_partial": "teilweise: an {n} Terminen bei "
-        "der Kasse verkauft, der Ringplatz bleibt bei der Kasse", "st_done": "erledigt",
+        "st_requested": "ausstehend: wartet auf die Kasse (offene Termine: {n})", "st_partial": "teilweise: "
+        "bei der Kasse verkauft (Termine: {n}), der Ringplatz bleibt bei der Kasse", "st_done": "erledigt",
         "none_pending": "Keine Rückholungen.",
     },
     "en": {
@@ -63,8 +63,8 @@ TEXT = {
         "e_many": "At most {n} ring seats at once.", "e_target": "Please choose a target.",
         "e_range": "No seat in that range.", "e_product": "This subscription has no seats.",
         "recalls": "Recalls", "r_seat": "Seat", "r_desk": "Desk", "r_state": "State",
-        "st_requested": "pending: waiting for {n} dates", "st_partial": "partial: sold at the desk on {n} "
-        "dates, the ring seat stays with the desk", "st_done": "done",
+        "st_requested": "pending: waiting for the desk (dates open: {n})", "st_partial": "partial: sold at "
+        "the desk (dates: {n}), the ring seat stays with the desk", "st_done": "done",
         "none_pending": "No recalls.",
     },
 }
