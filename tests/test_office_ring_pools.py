@@ -261,6 +261,8 @@ def test_move_six_ring_seats_recall_two_and_a_refusal_in_chromium(tmp_path, lang
         assert all(page.get_attribute(f'g[data-seat-id="{s}"]', "data-zone") == desk for s in seats)
         page.locator(f'g[data-seat-id="{seats[0]}"]').scroll_into_view_if_needed()
         page.screenshot(path=SHOTS / f"ring-pools-3-moved-{lang}.png")
+        page.locator("#map-1 svg .legend").scroll_into_view_if_needed()
+        page.screenshot(path=SHOTS / f"ring-pools-3-legend-{lang}.png")
 
         for seat in seats[:2]:  # back to the hub: pending until the desk answers
             _pick(page, seat)
