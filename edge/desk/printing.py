@@ -47,10 +47,11 @@ import msgspec
 from msgspec import Struct
 
 from core.base.clock import parse_iso
+from core.base.documents import PrintDocument
 from core.base.errors import NotFound
 from core.cards.trusted_time import TrustedClock
 from core.printing import print_queue
-from core.printing.card_layout import Layout, face_from_card, load_layout, render_cards
+from core.printing.card_layout import CardFace, Layout, face_from_card, load_layout, render_cards
 from core.printing.receipts import Payment, Receipt, ReceiptLine, Voucher, receipt_document
 from core.printing.ticket_slips import tickets_document
 from core.sales import orders
@@ -213,10 +214,15 @@ def build_receipt(db: sqlite3.Connection, node: dict, settings: ReceiptSettings,
     return ReceiptJob(receipt, vouchers)
 
 
-def render_receipt(job: ReceiptJob, profile: PrinterProfile) -> bytes:
-    """The receipt, then one voucher slip (with its QR code) per voucher, as one ESC/POS job: core lays
-    it out for the printer's width, the driver encodes it. Pure, runs in a worker thread."""
-    return render(receipt_document(job.receipt, columns(profile), job.vouchers), profile)
+def render_receipt(job: ReceiptJob, profile: PrinterProfile, tickets: tuple[CardFace, ...] = ()) -> bytes:
+    """The receipt, then one voucher slip (with its QR code) per voucher and one ticket slip per
+    single ticket, as one ESC/POS job: core lays it out for the printer's width, the driver encodes
+    it. Pure, runs in a worker thread."""
+    width = columns(profile)
+    document = receipt_document(job.receipt, width, job.vouchers)
+    if tickets:
+        document = PrintDocument(width, document.slips + tickets_document(tickets, width).slips)
+    return render(document, profile)
 
 
 # --- the worker ---------------------------------------------------------------------------------------------
@@ -302,6 +308,45 @@ class DeskPrinting:
                 self.errors[device] = ""
                 self._retry_failed(device)
             return Outcome(job_id, job["kind"], "printed", target=target)
+
+    async def print_with_slips(self, receipt_job: str, slip_jobs: list[str]) -> list[Outcome]:
+        """A sale's receipt and its single tickets as ONE receipt-printer job (the receipt, then a
+        slip per ticket): one render, one write and one commit for all, since a ring of eight
+        dates would otherwise be nine printer round trips before the customer has an answer.
+        A fault marks them all failed; a retry prints each on its own (`print_job`)."""
+        if not slip_jobs:
+            return [await self.print_job(receipt_job)]
+        async with self._locks["receipt"]:
+            jobs = [self.db.execute("SELECT * FROM print_jobs WHERE id = ?", (j,)).fetchone()
+                    for j in (receipt_job, *slip_jobs)]
+            if any(j is None or j["state"] == "printed" for j in jobs):
+                raise RuntimeError("print_with_slips() is for the jobs a sale has just queued")
+            ids = [j["id"] for j in jobs]
+            try:
+                data = build_receipt(self.db, self.node, self.config.receipt, jobs[0]["ref_id"])
+                faces = tuple(self._ticket_face(j) for j in jobs[1:])
+                payload = await asyncio.to_thread(render_receipt, data, self.receipt_profile, faces)
+                target = (await self.receipts.print(payload, job=f"receipt-{data.receipt.sale_number}")).target
+            except (PrinterError, PrintError, OSError) as exc:
+                message = str(exc) or type(exc).__name__
+                print_queue.mark_failed(self.db, ids, message)
+                self.errors["receipt"] = message
+                log.warning("receipt %s with %d tickets failed: %s", receipt_job, len(slip_jobs), message)
+                return [Outcome(j["id"], j["kind"], "failed", message) for j in jobs]
+            print_queue.mark_printed(self.db, self.node, ids, self.clock.now())
+            if self.errors["receipt"]:
+                self.errors["receipt"] = ""
+                self._retry_failed("receipt")
+            return [Outcome(j["id"], j["kind"], "printed", target=target) for j in jobs]
+
+    def _ticket_face(self, job: dict) -> CardFace:
+        card = self.db.execute("SELECT * FROM cards WHERE id = ?", (job["ref_id"],)).fetchone()
+        if card is None or card["kind"] != "single" or card["issue"] != job["card_issue"]:
+            raise PrintError(f"job {job['id']} is not the current issue of a single ticket")
+        try:
+            return print_data.face_for_card(self.db, card)
+        except NotFound as exc:
+            raise PrintError(exc.detail) from None
 
     def _retry_failed(self, device: str) -> None:
         """The printer is back: its failed jobs go back in the queue for the background loop."""

@@ -205,7 +205,7 @@ async def post_subscriptions(request: web.Request) -> web.Response:
     # The receipt and the single tickets (the receipt printer's slips) print before the answer: the
     # customer waits for them. Passes go to the card printer's worker at once.
     printers = by_printer(edge.db, job_ids_for(edge.db, card_ids))
-    outcomes = [await edge.printing.print_job(receipt_job), *(await edge.printing.print_jobs(printers["receipt"])),
+    outcomes = [*(await edge.printing.print_with_slips(receipt_job, printers["receipt"])),
                 *(Outcome(j, "card", "queued") for j in printers["card"])]
     edge.printing.kick()
     given = body.given_cents
