@@ -78,19 +78,25 @@ def move_into(hub, node_id: str) -> Seats:
     return seats
 
 
-@pytest.fixture
-async def desk(hub, tmp_path, aiohttp_client):
+async def offline_desk(hub, tmp_path, aiohttp_client, printer: str = IMAGE_QR_PRINTER):
     """A logged-in cash desk with ring, choice and combi seats in its pool, the hub stopped."""
-    (tmp_path / "image-qr.toml").write_text(IMAGE_QR_PRINTER)
-    edge = await enrolled_edge(hub, tmp_path, desk_toml=f'[printers]\nreceipt = "{tmp_path / "image-qr.toml"}"\n')
+    (tmp_path / "receipt-printer.toml").write_text(printer)
+    edge = await enrolled_edge(hub, tmp_path,
+                               desk_toml=f'[printers]\nreceipt = "{tmp_path / "receipt-printer.toml"}"\n')
     edge.seats = move_into(hub, edge.node["id"])
     await edge.client.round()
     await hub.server.close()  # from here on the desk is offline
     client = await aiohttp_client(edge.app())
     client.edge = edge
     await login(client)
+    return client
+
+
+@pytest.fixture
+async def desk(hub, tmp_path, aiohttp_client):
+    client = await offline_desk(hub, tmp_path, aiohttp_client)
     yield client
-    await edge.close()
+    await client.edge.close()
 
 
 def ledger(edge) -> dict[str, int]:
@@ -295,6 +301,31 @@ async def test_choice_of_five_dates_combi_and_a_party_of_two(desk):
     assert states(svg)[seats.combi_studio] == "taken"
     data = await expect(await desk.get("/api/subscription-products"), 200)
     assert {p["name"]: p["free_in_pool"] for p in data["products"]}["Kombi-Ticket Klassiker"] == 0
+
+
+async def test_a_receipt_printer_fault_keeps_the_sale_and_a_retry_prints_each_ticket(hub, tmp_path, aiohttp_client):
+    blocker = tmp_path / "share"  # a file where the printer's folder should be: every write fails
+    blocker.write_text("not a folder")
+    missing = blocker / "printer-out"
+    desk = await offline_desk(hub, tmp_path, aiohttp_client,
+                              IMAGE_QR_PRINTER.replace('"var/printer-out"', f'"{missing}"'))
+    edge = desk.edge
+    try:
+        body = {"product_id": product_id(edge, "Abo-Ring A"), "customer_id": customer(edge), "form": "single_tickets",
+                "seat_ids": [edge.seats.ring_a[4]], "payment_method": "cash", "given_cents": 40000}
+        before = ledger(edge)
+        sold = await expect(await desk.post("/api/subscriptions", json=body), 201)  # the sale stands
+        assert [o["state"] for o in sold["printing"]] == ["failed"] * 9 and sold["receipt"]["error"]
+        assert ledger(edge)["subscriptions"] == before["subscriptions"] + 1
+        assert (await expect(await desk.get("/api/status"), 200))["printer_errors"]["receipt"]
+        blocker.unlink()  # the printer is back
+        retried = await expect(await desk.post("/api/print-jobs/retry", json={}), 200)
+        assert [o["state"] for o in retried["printing"]] == ["printed"] * 9 and retried["counts"]["failed"] == 0
+        printed = b"".join(p.read_bytes() for p in files(missing, "*.escpos"))
+        codes = [c["code"] for c in edge.db.execute("SELECT code FROM cards WHERE kind = 'single'")]
+        assert sorted(escpos_qr_codes(printed)) == sorted(codes) and len(codes) == 8
+    finally:
+        await edge.close()
 
 
 # --- refusals ------------------------------------------------------------------------------------------
