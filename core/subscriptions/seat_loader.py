@@ -38,11 +38,15 @@ def sold_seats(db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[s
 
 
 def pool_seats(db: sqlite3.Connection, plan: Plan, variant_id: str, performance_id: str, pool: str) -> set[str]:
-    """The seats of the performance in *pool* (a seat without a `seat_pools` row is the hub's)."""
-    rows = db.execute("SELECT seat_id, pool FROM seat_pools WHERE performance_id = ?", (performance_id,)).fetchall()
+    """The seats of the performance in *pool* (a seat without a `seat_pools` row is the hub's).
+    Rows as plain tuples, as in `sold_seats`: a desk selling a ring reads its pool in every date."""
+    cursor = db.cursor()
+    cursor.row_factory = None
     if pool != HUB:
-        return {r["seat_id"] for r in rows if r["pool"] == pool}
-    elsewhere = {r["seat_id"] for r in rows if r["pool"] != HUB}
+        return {seat for (seat,) in cursor.execute(
+            "SELECT seat_id FROM seat_pools WHERE performance_id = ? AND pool = ?", (performance_id, pool))}
+    elsewhere = {seat for (seat,) in cursor.execute(
+        "SELECT seat_id FROM seat_pools WHERE performance_id = ? AND pool <> ?", (performance_id, HUB))}
     return set(plan.ids(plan.offered(variant_id) & ~plan.mask(elsewhere)))
 
 
