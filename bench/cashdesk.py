@@ -18,6 +18,9 @@ does not sell in parallel):
   sales (real ones, through the same API) that `BACKLOG_OPS` ops wait in the outbox, as after
   weeks cut off; same budget. The sync loop must not read, encode and seal that backlog at
   every sale while the hub is unreachable.
+- `sale_ring_pass_ms_p50/p99`, `sale_ring_tickets_ms_p50/p99` (issue 14): a subscription ring of
+  eight dates sold from the desk's pool, as a pass or with eight ticket slips on the receipt
+  printer (bench/cashdesk_ring.py); same budget.
 - `card_pdf_per_card_ms`: 1,000 card PDFs in one batch (see bench/cardpdf.py); budget <= 20 ms.
 """
 
@@ -34,7 +37,7 @@ import urllib.request
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from bench import cardpdf
+from bench import cardpdf, cashdesk_ring
 from bench.procs import BenchError, Server, venv_command
 from bench.report import figure
 
@@ -74,6 +77,7 @@ def _run(work: Path) -> list[dict]:
         client = DeskClient(desk.match.group(1))
         client.wait_for_catalog()
         client.login("Bench Kasse", PIN)
+        cashdesk_ring.move_ring_seats(hub_dir, desk_dir, cashdesk_ring.seats_needed())  # pulled while selling
         product = client.call("GET", "/api/products")[0]["id"]
         annual = {"lines": [{"product_id": product, "holders": [{"name": "Erika Mustermann"}]}],
                   "payment_method": "cash", "given_cents": 100_00}
@@ -82,6 +86,12 @@ def _run(work: Path) -> list[dict]:
         say(f"{SALES} annual-ticket sales, then {SALES} voucher sales, one at a time, hub online")
         results = [*_report("sale_annual_ms", client.time_sales(annual)),
                    *_report("sale_voucher_ms", client.time_sales(voucher))]
+        ring = cashdesk_ring.wait_for_seats(client, cashdesk_ring.seats_needed())
+        customer = cashdesk_ring.first_customer(hub_dir)
+        for form, name in (("pass", "sale_ring_pass_ms"), ("single_tickets", "sale_ring_tickets_ms")):
+            say(f"{cashdesk_ring.RING_SALES} ring sales ({cashdesk_ring.RING}, 8 dates, form {form}) from the "
+                "desk's pool")
+            results.extend(_report(name, cashdesk_ring.time_ring_sales(client, ring, customer, form)))
         hub.stop()
         say("hub stopped: the same sales offline")
         offline = client.time_sales(annual, count=SALES // 2)
