@@ -493,7 +493,7 @@ class SaleIds:
 def abo_series(node: dict) -> str:
     """Subscription numbers: `ABO` at the hub; an edge owns `AB` + the node id's last 6 hex digits,
     so an offline desk never hands out a number the hub or another desk hands out."""
-    return SERIES if node.get("role", "hub") == "hub" else "AB" + node["id"].replace("-", "")[-6:].upper()
+    return SERIES if node["role"] == "hub" else "AB" + node["id"].replace("-", "")[-6:].upper()
 
 
 def fresh_ids(db: sqlite3.Connection, node: dict, party: list[Sold], now: dt.datetime) -> SaleIds:
