@@ -61,16 +61,17 @@ POOL_WAIT_S = 30
 class Shots:
     """Numbered screenshots of the page as it is, full page (to see that nothing is cut off)."""
 
-    def __init__(self, folder: Path, first: int = 0) -> None:
-        # no clearing of the shared folder: the two tests may run side by side (xdist); each run
-        # writes the same names again
-        self.folder, self.n = folder, first
+    def __init__(self, folder: Path, prefix: str) -> None:
+        # the two tests may run side by side (xdist): each clears and writes only its own names
+        self.folder, self.prefix, self.n = folder, prefix, 0
         folder.mkdir(parents=True)
         SHOTS_FOR_PEOPLE.mkdir(parents=True, exist_ok=True)
+        for old in SHOTS_FOR_PEOPLE.glob(f"{prefix}-*.png"):
+            old.unlink()
 
     def __call__(self, page: Page, name: str) -> None:
         self.n += 1
-        path = self.folder / f"{self.n:02d}-{name}.png"
+        path = self.folder / f"{self.prefix}-{self.n:02d}-{name}.png"
         page.screenshot(path=path, full_page=True)
         shutil.copy2(path, SHOTS_FOR_PEOPLE / path.name)
 
@@ -161,7 +162,7 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
     shutil.copytree(sample_template[0], hub_dir)
     token, ids = sample_template[1], sample_template[2]
     ring_id, ring = ids["subscriptions"][RING], ids["rings"]["A"]
-    shots = Shots(tmp_path / "screenshots")
+    shots = Shots(tmp_path / "screenshots", "ring")
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
     hub_port = hub.url.rsplit(":", 1)[1]
     processes = [hub]
@@ -257,8 +258,15 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
                 page.locator("#nc-first").fill("Grete")
                 page.locator("#nc-last").fill("Weißhaupt")
                 page.locator("#nc-street").fill("Am Wall 12")
-                page.locator("#nc-postcode").fill("28195")
+                page.locator("#nc-postcode").fill("2819")  # four digits: no German postcode
                 page.locator("#nc-town").fill("Bremen")
+                page.locator("#nc-save").click()
+                expect(page.locator("#message")).to_have_text(
+                    "Die PLZ passt nicht zum Land (Deutschland: fünf Ziffern).")
+                expect(page.locator("#nc-postcode")).to_be_focused()
+                expect(page.locator("#nc-postcode")).to_have_class(re.compile(r"\bfield-bad\b"))
+                shots(page, "new-customer-postcode-refused-de")
+                page.locator("#nc-postcode").fill("28195")
                 page.locator("#nc-save").click()
                 expect(page.locator("#customer-chosen")).to_contain_text("Weißhaupt, Grete")
                 members = page.locator("[data-testid=member-row]")
@@ -295,11 +303,10 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
                 expect(page.locator("#sale-number")).to_have_text(number)  # the result stays over a switch
 
                 # the receipt with the 16 ticket slips, each with its QR code; the passes queued to the card printer
-                (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*-receipt-*.escpos", 1)
+                (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)  # one job, slips after
                 escpos = receipt.read_bytes()
                 assert number.encode() in escpos and b"552,00" in escpos and b"48,00" in escpos
-                slips = printed_files(desk_dir / "var" / "printer-out", "*-ticket-*.escpos", 16)
-                codes = [code for slip in slips for code in qr_payloads(slip.read_bytes())]
+                codes = qr_payloads(escpos)
                 assert len(codes) == 16 and len(set(codes)) == 16
                 printed_files(desk_dir / "var" / "card-out", "*.pdf", 2)
 
@@ -359,6 +366,7 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
 
 
 CHOICE = "Wahl-Abo Studio 5 aus 8"
+COMBI = "Kombi-Ticket Klassiker"
 
 
 def studio_seat_ids(hub_dir: Path, plan_id: str, row: str, labels: list[str]) -> list[str]:
@@ -370,15 +378,16 @@ def studio_seat_ids(hub_dir: Path, plan_id: str, row: str, labels: list[str]) ->
         db.close()
 
 
-def test_a_choice_of_five_dates_with_a_seat_sold_meanwhile_by_another_till_session(tmp_path, sample_template):
+def test_a_choice_with_a_seat_sold_meanwhile_and_a_combi(tmp_path, sample_template):
     """A choice: 5 of 8 dates picked (a sixth refused), a seat tapped; another session of the
     desk sells that seat for the same dates first; the sale is refused with the operator's own
     words, the map comes back with the seat taken, another seat is tapped and the sale goes
-    through by card (no change line)."""
+    through by card (no change line). Then a combi: a seat per date on each date's map, paid
+    cash exactly. Typing slowly is never taken for a scan."""
     hub_dir, desk_dir, log = tmp_path / "hub", tmp_path / "desk", tmp_path / "log.txt"
     shutil.copytree(sample_template[0], hub_dir)
     token, ids = sample_template[1], sample_template[2]
-    shots = Shots(tmp_path / "screenshots", first=50)  # beside the ring's, under xdist too
+    shots = Shots(tmp_path / "screenshots", "choice")
     choice_id = ids["subscriptions"][CHOICE]
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
     processes = [hub]
@@ -395,8 +404,20 @@ def test_a_choice_of_five_dates_with_a_seat_sold_meanwhile_by_another_till_sessi
         s5, s6 = studio_seat_ids(hub_dir, ids["plans"]["Studio"], "3", ["5", "6"])
         post_json(f"{hub.url}/api/v1/subscription-products/{choice_id}/pools",
                   {"seat_ids": [s5, s6], "to": f"node:{node_id}"}, token=token)
+        # the combi's three dates: a Parkett seat in the two at the main house, a Saal seat in the studio's
+        combi_id = ids["subscriptions"][COMBI]
+        combi_dates = http_json(f"{hub.url}/api/v1/subscription-products/{combi_id}", token)["performance_ids"]
+        (parkett,) = seat_ids(hub_dir, ids["plans"]["Großes Haus"], [("5", "10")])
+        (saal,) = studio_seat_ids(hub_dir, ids["plans"]["Studio"], "4", ["4"])
+        combi_seat = {}
+        for perf in combi_dates:
+            seat = parkett if perf in ids["rings"]["B"] else saal
+            post_json(f"{hub.url}/api/v1/performances/{perf}/pools", {"seat_ids": [seat], "to": f"node:{node_id}"},
+                      token=token)
+            combi_seat[perf] = seat
         ben = desk_cookie(desk.url, "Ben", "2580")
         wait_for_pool(desk.url, ben, choice_id, free=2)
+        wait_for_pool(desk.url, ben, combi_id, free=1)
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -427,6 +448,11 @@ def test_a_choice_of_five_dates_with_a_seat_sold_meanwhile_by_another_till_sessi
                 tap(page, "seat-map", s5)
                 assert set(booked(page, 0)) == set(chosen)
                 page.locator("#sub-next").click()
+                # a person typing code-like capitals slowly, then Enter: no scan, the screen stays
+                page.locator("#customer-search").press_sequentially("KD1234567890ABCDEF", delay=80)
+                page.keyboard.press("Enter")
+                expect(page.locator("#customer-search")).to_have_value("KD1234567890ABCDEF")
+                assert page.url.endswith("/subscriptions")
                 page.locator("#customer-search").fill("Mül")
                 found = page.locator("[data-testid=customer-result]").first
                 customer_id = found.get_attribute("data-customer-id")
@@ -465,6 +491,35 @@ def test_a_choice_of_five_dates_with_a_seat_sold_meanwhile_by_another_till_sessi
                 expect(page.locator("#message")).to_be_hidden()
                 shots(page, "choice-sold-by-card-de")
                 assert booked(page, 0) == {p: (s6, "false") for p in chosen}
+
+                # a combi: a map per date, a seat on each; paid cash, exactly
+                page.locator("#new-sale").click()
+                page.locator(f'[data-testid=sub-product-tile][data-product-id="{combi_id}"]').click()
+                tabs = page.locator("[data-testid=map-tab]")
+                expect(tabs).to_have_count(3)
+                for k in range(3):
+                    expect(page.locator("#sub-next")).to_be_disabled()  # a seat at every date first
+                    tabs.nth(k).click()
+                    perf = tabs.nth(k).get_attribute("data-key")
+                    expect(page.locator("#seat-map")).to_have_attribute("data-key", perf)  # that date's map
+                    tap(page, "seat-map", combi_seat[perf])
+                    expect(tabs.nth(k).locator("[data-testid=map-tab-count]")).to_have_text("1")
+                assert booked(page, 0) == {p: (combi_seat[p], "false") for p in combi_dates}
+                shots(page, "combi-seat-per-date-de")
+                page.locator("#sub-next").click()
+                page.locator("#customer-search").fill("Mül")
+                page.locator("[data-testid=customer-result]").first.click()
+                expect(page.locator("#sub-form-row")).to_be_hidden()  # single tickets only: nothing to choose
+                expect(page.locator("#total")).to_have_text("125,00 €")  # 52 + 52 + 21, priced per date
+                page.locator("#sub-next").click()
+                page.locator("#pay-cash").click()
+                page.locator("#given-exact").click()
+                expect(page.locator("#change")).to_have_text("0,00 €")
+                page.locator("#sell-button").click()
+                expect(page.locator("#sale-result")).to_be_visible()
+                expect(page.locator("#sale-change")).to_have_text("0,00 €")
+                expect(page.locator("#sale-receipt")).to_have_text("gedruckt · mit 3 Ticket-Abschnitten")
+                shots(page, "combi-sold-de")
             finally:
                 browser.close()
     finally:

@@ -54,6 +54,10 @@ SUBSCRIPTION_TEXT: dict[str, dict[str, str]] = {
         "sub_err_invalid": "Die Auswahl passt nicht: bitte Plätze, Termine und Angaben prüfen.",
         "sub_err_forbidden": "Diese Kasse verkauft keine Abos.",
         "sub_err_other": "Das hat nicht geklappt.",
+        "sub_err_customer": "Die Kundendaten passen nicht: bitte prüfen.",
+        "sub_err_postcode": "Die PLZ passt nicht zum Land (Deutschland: fünf Ziffern).",
+        "sub_err_email": "Bitte die E-Mail-Adresse prüfen.",
+        "sub_err_address": "Bitte die Adresse prüfen.", "sub_err_name": "Bitte den Namen prüfen.",
         "sub_scan_opens": "Gescannter Code: Karte wird nachgeschlagen …",
     },
     "en": {
@@ -102,6 +106,10 @@ SUBSCRIPTION_TEXT: dict[str, dict[str, str]] = {
         "sub_err_invalid": "The selection does not fit: please check seats, dates and details.",
         "sub_err_forbidden": "This desk does not sell subscriptions.",
         "sub_err_other": "That did not work.",
+        "sub_err_customer": "The customer's details do not fit: please check them.",
+        "sub_err_postcode": "The postcode does not fit the country (Germany: five digits).",
+        "sub_err_email": "Please check the e-mail address.",
+        "sub_err_address": "Please check the address.", "sub_err_name": "Please check the name.",
         "sub_scan_opens": "Scanned code: looking up the card …",
     },
 }

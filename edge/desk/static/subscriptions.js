@@ -15,8 +15,9 @@
 (function subscriptionSale() {
   const STEPS = ["product", "dates", "seats", "variants", "customer", "pay"];
   const ZOOMS = [0.6, 0.8, 1, 1.2, 1.4, 1.7, 2];  // 1.4: a seat (32 units) is 45 px, a finger's size
-  const SCAN_GAP_MS = 40;  // a keyboard-wedge scanner types far faster than any person
-  const SCAN_MIN = 8;
+  const SCAN_GAP_MS = 35;  // a keyboard-wedge scanner's mean time per symbol is far below any person's
+  const SCAN_PAUSE_MS = 400;  // a pause this long ends a burst
+  const SCAN_MIN = 16;
   const KEY = "desk-subscription";  // the sale in progress, kept across a language switch (desk.js clears it at login)
   const DONE_KEY = "desk-subscription-done";  // the result shown, until "new subscription"
   const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
@@ -104,7 +105,7 @@
     if (!S.avail) return [];
     if (S.product.kind === "combi") {
       return perfsOf().map((p) => ({ key: p.id, plan_id: p.plan_id, variant_id: p.variant_id,
-        performance_ids: [p.id], label: `${when(p.starts_at)} · ${p.title}` }));
+        performance_ids: [p.id], label: when(p.starts_at), detail: p.title }));
     }
     const venues = new Set(S.product.performances.map((p) => p.venue_name));
     return S.avail.groups.flatMap((g) => g.variants.map((v) => {
@@ -171,8 +172,19 @@
 
   /* --- errors in the operator's language ------------------------------------------------------ */
 
-  function problemText(err) {
-    const own = { 409: T.sub_err_conflict, 422: T.sub_err_invalid, 403: T.sub_err_forbidden }[err.status];
+  /** The field a refusal names, in the operator's words (the new-customer form's fields). */
+  const FIELD_WORDS = [["postcode", "sub_err_postcode"], ["email", "sub_err_email"], ["street", "sub_err_address"],
+    ["town", "sub_err_address"], ["country", "sub_err_address"], ["name", "sub_err_name"]];
+  function fieldText(err) {
+    const field = String(err.data?.field || "");
+    const hit = FIELD_WORDS.find(([end]) => field.endsWith(end));
+    return hit ? T[hit[1]] : null;
+  }
+
+  function problemText(err, context = "sale") {
+    const invalid = (err.status === 422 || err.status === 400) && (fieldText(err)
+      || (context === "customer" ? T.sub_err_customer : T.sub_err_invalid));
+    const own = invalid || { 409: T.sub_err_conflict, 403: T.sub_err_forbidden }[err.status];
     if (!own) return err.message || T.sub_err_other;
     // the server's detail names the seat or field, in English: a German screen keeps to German
     return LANG === "en" && err.data?.detail ? `${own} (${err.data.detail})` : own;
@@ -379,20 +391,25 @@
     box.scrollTop += t.top - b.top - box.clientHeight / 2 + t.height / 2;
   }
 
+  let mapNo = 0;
   async function renderMap(centre = true) {
     const all = tabs();
     const tab = all[S.tab] || all[0];
     $("seats-hint").textContent = S.product.kind === "combi" ? T.sub_pick_combi : T.sub_pick_seats;
     $("map-tabs").replaceChildren(...all.map((t, i) => el("button", {
       type: "button", role: "tab", class: `btn map-tab${i === S.tab ? " toggle-on" : ""}`, "data-testid": "map-tab",
-      "data-plan-id": t.plan_id, "data-variant-id": t.variant_id, "aria-selected": String(i === S.tab),
+      "data-plan-id": t.plan_id, "data-variant-id": t.variant_id, "data-key": t.key, "aria-selected": String(i === S.tab),
       onclick: () => { S.tab = i; renderMap(); } },
     el("span", { class: "map-tab-label", text: t.label }),
     t.detail ? el("span", { class: "map-tab-detail", text: t.detail }) : "",
     el("span", { class: "map-tab-count", "data-testid": "map-tab-count", text: `${(S.seats[t.key] || []).length}` }))));
     if (!tab) return;
+    const mine = ++mapNo;
     const svg = await guarded(() => fetchMap(tab, S.seats[tab.key] || []));
-    if (svg !== undefined) placeMap($("seat-map"), svg, centre);
+    if (svg !== undefined && mine === mapNo) {  // only the newest answer: an older one may show older seats
+      placeMap($("seat-map"), svg, centre);
+      Object.assign($("seat-map").dataset, { key: tab.key, variant: tab.variant_id });
+    }
     renderNav();
   }
 
@@ -456,6 +473,7 @@
 
   /* --- 4. variant steps: a replacement where a plan variant lacks the seat ------------------ */
 
+  let stepMapNo = 0;
   async function renderStep() {
     const st = S.steps[S.stepAt];
     if (!st) return;
@@ -474,8 +492,9 @@
     const chosen = S.steps.filter((o) => o.variant_id === st.variant_id)
       .map((o) => S.repl[stepKey(o.variant_id, o.missing_seat_id)]).filter(Boolean);
     const tab = { plan_id: st.plan_id, variant_id: st.variant_id, performance_ids: st.performance_ids };
+    const mine = ++stepMapNo;
     const svg = await guarded(() => fetchMap(tab, chosen));
-    if (svg !== undefined) {
+    if (svg !== undefined && mine === stepMapNo) {
       placeMap($("step-map"), svg, true);
       suggest();  // the suggestion's name is known once its map is in
     }
@@ -576,8 +595,18 @@
     const body = { first_name: v("nc-first"), last_name: v("nc-last"), address: {
       street: v("nc-street"), postcode: v("nc-postcode"), town: v("nc-town"), country: (v("nc-country") || "DE").toUpperCase() } };
     if (v("nc-email")) body.email = v("nc-email");
-    const made = await guarded(() => api("POST", "/api/customers", body));
-    if (!made) return;
+    document.querySelectorAll("#new-customer-form .field-bad").forEach((f) => f.classList.remove("field-bad"));
+    let made;
+    try {
+      made = await api("POST", "/api/customers", body);
+    } catch (err) {
+      message(problemText(err, "customer"));
+      const field = String(err.data?.field || "");
+      const input = ["first", "last", "street", "postcode", "town", "country", "email"]
+        .find((name) => field.endsWith(name.replace("first", "first_name").replace("last", "last_name")));
+      if (input) { $(`nc-${input}`).classList.add("field-bad"); $(`nc-${input}`).focus(); }
+      return;
+    }
     message(null);
     chooseCustomer({ ...made, town: made.town || made.address?.town });
     ["nc-first", "nc-last", "nc-street", "nc-postcode", "nc-town", "nc-email"].forEach((id) => { $(id).value = ""; });
@@ -763,27 +792,33 @@
 
   /* --- a scanned card code opens the card lookup, wherever the focus is --------------------- */
 
+  /* A keyboard-wedge scanner types a card code (160 symbols of digits and capitals) far faster
+   * than a person and ends it with Enter. A burst of code symbols that fast on average (a busy
+   * machine may stall a key or two, so not each gap), then Enter, is a scan; a person typing a
+   * name (small letters, spaces, 100 ms a key) never is. */
   function watchScanner() {
-    let burst = "", last = 0, startValue = null, field = null;
+    let burst = "", first = 0, last = 0, field = null, before = null;
     document.addEventListener("keydown", (ev) => {
       const now = performance.now();
       if (ev.key === "Enter") {
+        const fast = burst.length >= SCAN_MIN && (last - first) / (burst.length - 1) <= SCAN_GAP_MS;
         const code = burst;
         burst = "";
-        if (code.length >= SCAN_MIN && now - last < SCAN_GAP_MS * 3) {
-          ev.preventDefault();
-          ev.stopPropagation();
-          if (field && startValue !== null) field.value = startValue;  // the code is not a name
-          message(T.sub_scan_opens, "ok");
-          location.href = `/cards?q=${encodeURIComponent(code)}`;
-        }
+        if (!fast || now - last > SCAN_PAUSE_MS) return;
+        ev.preventDefault();
+        ev.stopPropagation();
+        if (field && before !== null) field.value = before;  // the code is not a name
+        message(T.sub_scan_opens, "ok");
+        location.href = `/cards?q=${encodeURIComponent(code)}`;
         return;
       }
-      if (ev.key.length !== 1 || ev.ctrlKey || ev.altKey || ev.metaKey) return;
-      if (!burst || now - last > SCAN_GAP_MS) {
+      if (ev.key.length !== 1 || ev.ctrlKey || ev.altKey || ev.metaKey) return;  // Shift of a capital, ...
+      if (!/^[0-9A-Z]$/.test(ev.key)) { burst = ""; return; }
+      if (!burst || now - last > SCAN_PAUSE_MS) {
         burst = "";
+        first = now;
         field = ev.target instanceof HTMLInputElement ? ev.target : null;
-        startValue = field ? field.value : null;
+        before = field ? field.value : null;
       }
       burst += ev.key;
       last = now;
