@@ -184,6 +184,11 @@ async def test_hostile_or_wrong_input_is_refused_with_nothing_moved(hub, tmp_pat
     for fields, status, words in cases:
         response = await post_form(clerk, page, page + "/move", fields)
         assert (response.status, words in await response.text()) == (status, True), fields
+    many = [r["id"] for r in hub.db.execute("SELECT s.id FROM seats s JOIN plan_sections c ON c.id = s.section_id "
+                                            "WHERE c.name = '1. Rang' ORDER BY s.id LIMIT 45")]
+    too_many = await post_form(clerk, page, page, {f"sel_{plan}": ",".join(many), "r_section": f"{plan}|Parkett",
+                                                   "r_row": "3", "r_from": "1", "r_to": "12", "action": "range"})
+    assert too_many.status == 400 and "Höchstens 50 " in await too_many.text()
     assert pools(hub.db) == before
     voucher = await clerk.get(f"/office/ring-pools/{product(hub, 'Wahlgutschein 6er')}")
     assert voucher.status == 422 and "keine Plätze" in await voucher.text()

@@ -23,7 +23,7 @@ from hub.web.office import api_call, lists, subscription_sale, views
 
 PATH = "/office/ring-pools/{id}"
 SEATED = ("ring", "choice", "combi")
-MAX_PICK = 200  # seats of one move: the form's 16 KiB hold this many ids (the API takes 500)
+MAX_PICK = 50  # seats of one move: the office keeps 2000 characters of a form field, 50 ids (the API takes 500)
 TEXT = {
     "de": {
         "title": "Kontingente / Pools: {p}", "link": "Kontingente / Pools", "back": "Zum Katalog",
@@ -154,8 +154,10 @@ def _range(request: web.Request, product: dict, form: dict) -> None:
     if not found:
         raise Stop("e_range")
     key = "sel_" + group["plan"].id
-    had = [s for s in form.get(key, "").split(",") if s]
-    form[key] = ",".join(dict.fromkeys(had + found))
+    merged = list(dict.fromkeys([s for s in form.get(key, "").split(",") if s] + found))
+    if len(_all({**_selected(form), group["plan"].id: merged})) > MAX_PICK:  # the form must stay postable
+        raise Stop("e_many", str(MAX_PICK))
+    form[key] = ",".join(merged)
 
 
 @lists.staff_only
