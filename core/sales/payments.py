@@ -71,19 +71,3 @@ def record(db: sqlite3.Connection, order_id: str, *, method: str, amount_cents: 
 def of_order(db: sqlite3.Connection, order_id: str) -> list[dict]:
     return db.execute("SELECT * FROM payments WHERE order_id = ? ORDER BY created_at, id", (order_id,)).fetchall()
 
-
-def note_given(db: sqlite3.Connection, order_id: str, given_cents: int) -> None:
-    """The cash handed over for a desk sale whose total is known only once the sale has priced it
-    (a subscription: the catalog's price of the seats chosen). In the order's transaction; the
-    order's one payment must be cash and the amount must cover it, else nothing is kept."""
-    if not db.in_transaction:
-        raise RuntimeError("payments.note_given() must run inside the transaction of its order")
-    paid = of_order(db, order_id)
-    if len(paid) != 1 or paid[0]["method"] != "cash":
-        raise ValidationError("an amount given is for a cash payment only", field="given_cents",
-                              detail_de="Ein gegebener Betrag gilt nur für Barzahlung")
-    if given_cents < paid[0]["amount_cents"]:
-        raise ValidationError(f"the amount given ({given_cents} cents) does not cover the total "
-                              f"({paid[0]['amount_cents']} cents)", field="given_cents",
-                              detail_de="Der gegebene Betrag deckt die Summe nicht")
-    db.execute("UPDATE payments SET given_cents = ? WHERE id = ?", (given_cents, paid[0]["id"]))

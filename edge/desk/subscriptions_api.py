@@ -30,10 +30,9 @@ from core.base.errors import TesseraError, ValidationError
 from core.base.ids import is_uuid
 from core.base.storage import transaction
 from core.cards import cards
-from core.catalog.common import Cents
 from core.catalog.seating.seatmap import LANGS
 from core.printing import print_queue
-from core.sales import contingents, payments
+from core.sales import contingents
 from core.subscriptions import desk_offer, offers, print_data
 from core.subscriptions.passes import issue_subscription_cards
 from core.subscriptions.sale import SubscriptionSaleIn, sell_subscriptions, variant_steps
@@ -53,11 +52,9 @@ class NotACashDesk(TesseraError):
     title = "Not a cash desk"
 
 
-class DeskSubscriptionIn(SubscriptionSaleIn, kw_only=True):
-    """A sale at the desk: the sale's own body without `operator` (the session's) and with
-    delivery at the counter, plus the cash handed over (`given_cents`, cash only)."""
-
-    given_cents: Cents | None = None
+DeskSubscriptionIn = SubscriptionSaleIn
+"""A sale at the desk is the sale's own body (with `given_cents` for cash) without `operator`
+(the session's); delivery is at the counter (the sale refuses mail from a desk)."""
 
 
 def _edge(request: web.Request) -> Edge:
@@ -164,8 +161,7 @@ async def get_variant_steps(request: web.Request) -> web.Response:
 
 
 async def _sale_body(request: web.Request, operator: dict, *, quote: bool) -> DeskSubscriptionIn:
-    """The body as the sale takes it: no operator (the session's), delivery at the counter. A
-    quote may leave the payment out."""
+    """The body as the sale takes it, with the session's operator. A quote may leave the payment out."""
     raw = await request.read() or b"{}"
     if quote:
         data = msgspec.json.decode(raw)
@@ -176,24 +172,14 @@ async def _sale_body(request: web.Request, operator: dict, *, quote: bool) -> De
         body = msgspec.json.decode(raw, type=DeskSubscriptionIn)
     if body.operator is not None:
         raise ValidationError("the operator is the one logged in; do not send it", field="operator")
-    if body.delivery != "pickup":
-        raise ValidationError("a sale at the desk is handed over at the counter", field="delivery")
-    if body.given_cents is not None and body.payment_method != "cash":
-        raise ValidationError("an amount given is for a cash payment only", field="given_cents")
     return msgspec.structs.replace(body, operator=operator["name"])
-
-
-def _sale_in(body: DeskSubscriptionIn) -> SubscriptionSaleIn:
-    fields = msgspec.structs.asdict(body)
-    del fields["given_cents"]
-    return SubscriptionSaleIn(**fields)
 
 
 async def post_quote(request: web.Request) -> web.Response:
     edge, operator = _seller(request)
     body = await _sale_body(request, operator, quote=True)
     with transaction(edge.db):
-        found = desk_offer.quote(edge.db, _sale_in(body), pool=_pool(edge), now=edge.clock.now())
+        found = desk_offer.quote(edge.db, body, pool=_pool(edge), now=edge.clock.now())
     return _json(found)
 
 
@@ -217,14 +203,12 @@ async def post_subscriptions(request: web.Request) -> web.Response:
 
 
 def sell_at_desk(edge: Edge, body: DeskSubscriptionIn) -> tuple[dict, str, list[str]]:
-    """One transaction: the sale from this desk's pool, the cash given, the cards its form calls
-    for (each with its print job) and the receipt job. All or nothing."""
+    """One transaction: the sale from this desk's pool (the cash given checked and kept by it), the
+    cards its form calls for (each with its print job) and the receipt job. All or nothing."""
     now = edge.clock.now()
     signer = cards.load_signer(edge.db, edge.data_dir)
     with transaction(edge.db):
-        sold = sell_subscriptions(edge.db, edge.node, _sale_in(body), channel="cashdesk", pool=_pool(edge), now=now)
-        if body.given_cents is not None:
-            payments.note_given(edge.db, sold["order_id"], body.given_cents)
+        sold = sell_subscriptions(edge.db, edge.node, body, channel="cashdesk", pool=_pool(edge), now=now)
         card_ids = [c["id"] for s in sold["subscriptions"]
                     for c in issue_subscription_cards(edge.db, signer, s["id"], now)]
         receipt_job = print_queue.enqueue(edge.db, "receipt", sold["order_id"], None, now)
