@@ -76,10 +76,28 @@ class Shots:
         shutil.copy2(path, SHOTS_FOR_PEOPLE / path.name)
 
 
+TOUCH_PX = 44
+
+
+def assert_touch_sized(page: Page) -> None:
+    """Every visible button, tab, link and seat of the screen is at least 44x44 px, and nothing is
+    wider than the screen (no sideways scrolling of the page)."""
+    small = page.evaluate("""(min) => [...document.querySelectorAll(
+        'main button, main [role=tab], nav a, header a, header button, main svg [data-seat-id]')]
+      .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden')
+      .map((e) => [e.id || e.dataset.testid || e.dataset.seatId || e.textContent.trim().slice(0, 20),
+                   e.getBoundingClientRect()])
+      .filter(([, r]) => r.width > 0 && (r.width < min - 0.5 || r.height < min - 0.5))
+      .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`)""", TOUCH_PX)
+    assert small == [], small
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
 def both_languages(page: Page, shots: Shots, name: str, lang_now: str, ready: str) -> str:
     """A screenshot in the language shown, then one after switching to the other (the sale in
     progress survives the page load; *ready* is an element the restored step shows); returns
     the language now shown."""
+    assert_touch_sized(page)
     shots(page, f"{name}-{lang_now}")
     other = "en" if lang_now == "de" else "de"
     page.locator(f"#lang-{other}").click()
@@ -87,6 +105,7 @@ def both_languages(page: Page, shots: Shots, name: str, lang_now: str, ready: st
     expect(page.locator("html")).to_have_attribute("lang", other)
     expect(page.locator("#sub-back")).to_have_text("Back" if other == "en" else "Zurück")
     expect(page.locator(ready).first).to_be_visible()
+    assert_touch_sized(page)
     shots(page, f"{name}-{other}")
     return other
 
@@ -428,7 +447,10 @@ def test_a_choice_with_a_seat_sold_meanwhile_and_a_combi(tmp_path, sample_templa
                 page.locator("#pin-ok").click()
                 page.wait_for_url(f"{desk.url}/sell")
                 page.goto(f"{desk.url}/subscriptions")
-                page.locator(f'[data-testid=sub-product-tile][data-product-id="{choice_id}"]').click()
+                tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{choice_id}"]')
+                expect(tile.locator("[data-testid=sub-free]")).to_have_text(
+                    "2 Plätze an allen Terminen frei an dieser Kasse")
+                tile.click()
 
                 # five of the eight dates; a sixth cannot be added; Next only with exactly five
                 expect(page.locator("#dates-ask")).to_have_text("5 von 8 Terminen wählen")

@@ -296,7 +296,8 @@
     const dates = p.performances.map((x) => x.starts_at).sort();
     const prices = (p.zones || []).map((z) => z.price_cents);
     return el("button", { type: "button", class: "tile sub-tile", "data-testid": "sub-product-tile",
-      "data-product-id": p.id, "data-kind": p.kind, disabled: p.free_in_pool > 0 ? null : true,
+      // a choice may still sell with no seat free in ALL its dates: only in the N chosen must it be
+      "data-product-id": p.id, "data-kind": p.kind, disabled: p.free_in_pool > 0 || p.kind === "choice" ? null : true,
       onclick: () => chooseProduct(p) },
     el("span", { class: "tile-tag", text: T[`sub_kind_${p.kind}`] || p.kind }),
     el("span", { class: "tile-name", text: p.name }),
@@ -304,7 +305,8 @@
     el("span", { class: "tile-dates", text: `${fill(T.sub_dates_n, { n: p.performances.length })}` +
       (dates.length ? ` · ${formatDate(dates[0])} – ${formatDate(dates[dates.length - 1])}` : "") }),
     el("span", { class: p.free_in_pool > 0 ? "tile-free" : "tile-free tile-none", "data-testid": "sub-free",
-      text: p.free_in_pool > 0 ? fill(T.sub_free_n, { n: p.free_in_pool }) : T.sub_free_none }),
+      text: p.kind === "choice" ? fill(T.sub_free_choice, { n: p.free_in_pool })
+        : p.free_in_pool > 0 ? fill(T.sub_free_n, { n: p.free_in_pool }) : T.sub_free_none }),
     prices.length ? el("span", { class: "tile-price", text: fill(T.sub_from, { price: eur(Math.min(...prices)) }) }) : "");
   }
 
