@@ -266,8 +266,11 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
                 lang = both_languages(page, shots, "variant-step-suggestion", lang, "#step-map [data-state=selected]")
                 page.locator("#sub-next").click()  # the suggestion taken
                 expect(page.locator("#variant-step-of")).to_have_text(re.compile(r"^(Schritt 2 von 2|Step 2 of 2)$"))
-                second = next(s for s in (p3_8, p3_7, p3_6) if s != first_replacement)
+                suggested = booked(page, 1)[pit_open[0]][0]  # preselected unless member 1 has it
+                second = next(s for s in (p3_8, p3_7, p3_6) if s not in (first_replacement, suggested))
                 tap(page, "step-map", second)  # the cashier taps a seat of her own
+                expect(page.locator("#variant-suggestion")).to_contain_text(
+                    re.compile(r" · (gewählt|chosen): Parkett, (Reihe|Row) 3, (Platz|Seat) [678]$"))
                 assert all(booked(page, 1)[p] == (second, "true") for p in pit_open)
                 lang = both_languages(page, shots, "variant-step-tapped", lang, "#step-map [data-state=selected]")
                 page.locator("#sub-next").click()

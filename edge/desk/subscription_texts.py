@@ -25,7 +25,7 @@ SUBSCRIPTION_TEXT: dict[str, dict[str, str]] = {
         "sub_step_of": "Schritt {k} von {n}",
         "sub_step_missing": "{who}: {seat} gibt es an {n} Terminen nicht ({dates}). Ersatzplatz "
                             "antippen oder den Vorschlag nehmen.",
-        "sub_suggestion": "Vorschlag", "sub_take_suggestion": "Vorschlag nehmen",
+        "sub_suggestion": "Vorschlag", "sub_chosen": "gewählt", "sub_take_suggestion": "Vorschlag nehmen",
         "sub_replacement": "Ersatz", "sub_no_suggestion": "Kein freier Ersatzplatz im Kontingent dieser Kasse.",
         "sub_back": "Zurück", "sub_next": "Weiter", "sub_start_over": "Abbrechen",
         "sub_summary": "Ihre Auswahl", "sub_nothing": "Noch kein Abo gewählt: Abo antippen.",
@@ -78,7 +78,7 @@ SUBSCRIPTION_TEXT: dict[str, dict[str, str]] = {
         "sub_step_of": "Step {k} of {n}",
         "sub_step_missing": "{who}: {seat} does not exist at {n} dates ({dates}). Tap a replacement "
                             "seat or take the suggestion.",
-        "sub_suggestion": "Suggestion", "sub_take_suggestion": "Take suggestion",
+        "sub_suggestion": "Suggestion", "sub_chosen": "chosen", "sub_take_suggestion": "Take suggestion",
         "sub_replacement": "replacement", "sub_no_suggestion": "No free replacement seat in this desk's pool.",
         "sub_back": "Back", "sub_next": "Next", "sub_start_over": "Cancel",
         "sub_summary": "Your selection", "sub_nothing": "No subscription chosen yet: tap one.",

@@ -486,8 +486,11 @@
       who: fill(T.sub_member, { k: memberOfSeat(st.missing_seat_id) + 1 }),
       seat: seatName(st.missing_seat_id), n: st.performance_ids.length,
       dates: titles.slice(0, 4).join(", ") + (titles.length > 4 ? " …" : "") });
-    const suggest = () => { $("variant-suggestion").textContent = st.suggestion
-      ? `${T.sub_suggestion}: ${seatName(st.suggestion)}` : T.sub_no_suggestion; };
+    const suggest = () => {  // the suggestion and, where it differs, the seat this member has here now
+      const now = S.repl[key];
+      $("variant-suggestion").textContent = (st.suggestion ? `${T.sub_suggestion}: ${seatName(st.suggestion)}`
+        : T.sub_no_suggestion) + (now && now !== st.suggestion ? ` · ${T.sub_chosen}: ${seatName(now)}` : "");
+    };
     suggest();
     $("take-suggestion").disabled = !st.suggestion || S.repl[key] === st.suggestion
       || usedElsewhere(st, st.suggestion);
