@@ -15,8 +15,8 @@ import pytest
 
 from core.base.clock import iso, utcnow
 from core.base.errors import Conflict
-from core.catalog.customer_ops import create_at_desk, customer_series
 from core.catalog.customers import CustomerIn
+from core.sales.desk_customers import create_at_desk, customer_series
 from edge.sync.client import SyncError
 from hub.app import make_app
 from tests.test_desk_api import enrolled_edge, expect, login, sale_body

@@ -25,7 +25,7 @@ login needs a logged-in operator, and every order and exchange records that oper
 - `GET  /api/print-jobs`                `POST /api/print-jobs/retry` {job_ids?}
 - `GET  /api/summary?day=YYYY-MM-DD`    takings of this node per operator and payment method
 - `GET  /api/customers?q=`              search;  `POST /api/customers` CustomerIn -> 201 the new customer
-                                        (number from this node's series; core.catalog.customer_ops)
+                                        (number from this node's series; core.sales.desk_customers)
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from core.base.storage import transaction
 from core.base.tomlfiles import field_error
 from core.cards import cardcode, cards, fulfilment
 from core.cards.access import Access, GateRules
-from core.catalog import customer_ops, operators
+from core.catalog import operators
 from core.catalog.common import Body, Id
 from core.catalog.customers import CustomerIn, Customers
 from core.catalog.resource import ListQuery, list_
 from core.printing import print_queue
-from core.sales import orders
+from core.sales import desk_customers, orders
 from edge.desk.printing import Outcome, job_ids_for
 from edge.sync import client
 
@@ -489,7 +489,7 @@ async def post_customer(request: web.Request) -> web.Response:
     except msgspec.ValidationError as exc:
         field, message = field_error(exc)
         raise ValidationError(f"{field}: {message}", field=field) from None
-    created = customer_ops.create_at_desk(edge.db, edge.node, data, edge.clock.now())
+    created = desk_customers.create_at_desk(edge.db, edge.node, data, edge.clock.now())
     edge.wake.set()  # push soon
     return _json(created, status=201)
 

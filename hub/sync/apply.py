@@ -26,8 +26,7 @@ from core.base.storage import transaction
 from core.cards.cardcode import Malformed
 from core.cards.trust import BadRecord
 from core.cards.trusted_time import MAX_SKEW
-from core.catalog import customer_ops  # noqa: F401 - importing it registers customer.created
-from core.sales import contingents, orders, tickets  # noqa: F401 - importing them registers their op kinds
+from core.sales import contingents, desk_customers, orders, tickets  # noqa: F401 - importing registers op kinds
 from core.subscriptions import desk_sales  # noqa: F401 - importing it registers subscription.sold
 from core.sync.messages import Op, OpResult
 from core.sync.ops import REGISTRY, BadOp, OpKind, Pushed, decode
