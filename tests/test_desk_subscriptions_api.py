@@ -268,6 +268,10 @@ async def test_a_pass_is_queued_to_and_printed_by_the_card_printer_card_payment(
         == "printed"
     printed = receipts(edge)[0].read_bytes()
     assert b"TID 4711-0815" in printed and b"Karte" in printed
+    # a pass the printer spoiled is printed again from the card lookup, as an annual card is
+    again = await expect(await desk.post(f"/api/cards/{the_pass['id']}/reprint", json={}), 201)
+    assert [(o["kind"], o["state"]) for o in again["printing"]] == [("card", "printed")]
+    assert [pdf_codes(p) for p in files(edge.data_dir / "var" / "card-out", "*.pdf")] == [[the_pass["code"]]] * 2
 
 
 async def test_choice_of_five_dates_combi_and_a_party_of_two(desk):

@@ -38,9 +38,9 @@ def enqueue(db: sqlite3.Connection, kind: JobKind, ref_id: str, card_issue: int 
     return job_id
 
 
-# What the hub's print batches print: annual cards, and a subscription's passes and tickets (S9),
-# each kind in its own layout. A desk prints annual cards only (subscriptions: a later issue).
-HUB_KINDS = ("annual", "subscription", "single")
+# What hub print batches and desks print: annual cards, and a subscription's passes and tickets (S9),
+# each kind in its own layout (a desk prints single tickets as slips on its receipt printer).
+PRINTED_KINDS = ("annual", "subscription", "single")
 
 
 def unprintable(card: Mapping[str, Any] | None, job: Mapping[str, Any] | None = None,

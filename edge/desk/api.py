@@ -379,7 +379,7 @@ def _printable_card(edge: Edge, card_id: str) -> dict:
     card = edge.db.execute("SELECT * FROM cards WHERE id = ?", (card_id,)).fetchone()
     if card is None:
         raise NotFound(f"card {card_id} does not exist")
-    if (problem := print_queue.unprintable(card)) is not None:
+    if (problem := print_queue.unprintable(card, kinds=print_queue.PRINTED_KINDS)) is not None:
         raise Conflict(problem)
     return card
 

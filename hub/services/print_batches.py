@@ -213,7 +213,7 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout,
                           "LEFT JOIN annual_products p ON p.id = c.product_id "
                           "LEFT JOIN organizers o ON o.id = p.organizer_id WHERE c.id = ?",
                           (job["ref_id"],)).fetchone()
-        problem = print_queue.unprintable(card, job, print_queue.HUB_KINDS if layouts else ("annual",))
+        problem = print_queue.unprintable(card, job, print_queue.PRINTED_KINDS if layouts else ("annual",))
         address: tuple[str, ...] = ()
         if problem is None and kind == "carrier":
             customer = db.execute("SELECT * FROM customers WHERE id = ?", (card["customer_id"],)).fetchone() \
