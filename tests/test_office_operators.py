@@ -219,3 +219,14 @@ async def test_the_operator_list_filters_sorts_and_downloads_as_csv_without_pins
     assert not any(pin in body for pin in ("1357", "2468", "9753"))
     anonymous = await aiohttp_client(make_app(sample_hub.db))
     assert (await anonymous.get(PAGE + ".csv", allow_redirects=False)).status == 303
+
+
+async def test_a_form_field_longer_than_the_office_takes_is_refused_whole_never_cut(aiohttp_client, sample_hub):
+    """A field over views.MAX_FIELD refuses the whole form: cut, a list of ids would reach the API as
+    other ids (here: a name of 2001 characters is neither stored cut nor stored at all)."""
+    client = await signed_in(aiohttp_client, sample_hub, role="office")
+    response = await add(client, "N" * 2001, "2468")
+    assert response.status == 403
+    assert client.hub.db.execute("SELECT count(*) AS n FROM operators WHERE name LIKE 'NNN%'").fetchone()["n"] == 0
+    assert (await add(client, "Nora", "2468")).status in (200, 303)
+    assert operator(client, "Nora") is not None

@@ -23,7 +23,7 @@ from hub.web.office import api_call, lists, subscription_sale, views
 
 PATH = "/office/ring-pools/{id}"
 SEATED = ("ring", "choice", "combi")
-MAX_PICK = 50  # seats of one move: the office keeps 2000 characters of a form field, 50 ids (the API takes 500)
+MAX_PICK = 50  # seats of one move: a form field holds views.MAX_FIELD characters, 50 ids (the API takes 500)
 TEXT = {
     "de": {
         "title": "Kontingente / Pools: {p}", "link": "Kontingente / Pools", "back": "Zum Katalog",

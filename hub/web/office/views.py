@@ -110,11 +110,16 @@ def _anonymous_page(request: web.Request, template: str, status: int = 200, **ct
     return response
 
 
+MAX_FIELD = 2000  # characters of one form field; no office form has a longer one
+
+
 async def _form(request: web.Request) -> dict[str, str] | None:
-    """The posted fields, or None if the body is too big."""
+    """The posted fields, or None if the body or one of its fields is too big: a field is
+    refused whole, never cut (a cut list of seat ids would reach the API as other seats)."""
     if request.content_length is None or request.content_length > MAX_FORM:
         return None
-    return {k: str(v)[:2000] for k, v in (await request.post()).items()}
+    fields = {k: str(v) for k, v in (await request.post()).items()}
+    return None if any(len(v) > MAX_FIELD for v in fields.values()) else fields
 
 
 def _refused(request: web.Request) -> web.Response:
