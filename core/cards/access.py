@@ -252,6 +252,8 @@ class Access:
             return verdict("UNKNOWN_SIGNER", f"a {signer.role} ({signer.name}) does not issue cards")
         if not cardcode.is_well_formed(card):
             return verdict("MALFORMED", "signed fields out of range")
+        if p.kind == "choice_voucher":  # a Wahlgutschein is redeemed for a ticket at the box office
+            return verdict("WRONG_VENUE", "a choice voucher is redeemed for a ticket at the box office first")
         info = self._info(card, signer.name)
         if not signer.valid_at(uuid7_ms(p.card_id)):
             why = f"revoked ({signer.revoke_reason})" if signer.revoked_at_ms else "outside its certificate"

@@ -9,7 +9,8 @@ test vectors in `docs/card-format.md`:
          1    4 key id         signer's key id (first 4 bytes of SHA-256 of its public key)
          5   16 card id        UUIDv7 of the card; its time stamp is the signing time
         21    4 product code   small number the hub gives each product (`card_products`)
-        25    1 kind           1 annual ticket, 2 subscription pass, 3 single ticket, 4 voucher
+        25    1 kind           1 annual ticket, 2 subscription pass, 3 single ticket, 4 voucher,
+                               5 choice voucher (Wahlgutschein: redeemed for a seat ticket, never at a gate)
         26    4 valid from     minutes since 1970-01-01T00:00Z
         30    4 valid until    minutes since 1970-01-01T00:00Z (last valid minute)
         34    2 issue number   1 for the first card, +1 for each re-issue (lost card)
@@ -36,7 +37,7 @@ SIGNED_LENGTH = 36
 SIGNATURE_LENGTH = 64
 LENGTH = SIGNED_LENGTH + SIGNATURE_LENGTH
 TEXT_LENGTH = LENGTH * 8 // 5  # 160 symbols
-KINDS = {1: "annual", 2: "subscription", 3: "single", 4: "voucher"}
+KINDS = {1: "annual", 2: "subscription", 3: "single", 4: "voucher", 5: "choice_voucher"}
 KIND_CODES = {name: code for code, name in KINDS.items()}
 MAX_MINUTES = 2**32 - 1
 
