@@ -23,15 +23,17 @@ from core.subscriptions.series import RingGroup, best_ring_seats, choice_groups,
 SEATED = ("ring", "choice", "combi")
 
 
-def product(db: sqlite3.Connection, product_id: str, audience: Audience = "internal") -> dict:
-    """The product as *audience* sees it (an agency: released products only), on sale and seated."""
+def product(db: sqlite3.Connection, product_id: str, audience: Audience = "internal",
+            kinds: Sequence[str] = SEATED) -> dict:
+    """The product as *audience* sees it (an agency: released products only), on sale and of
+    *kinds* (seated, unless the caller sells vouchers too)."""
     try:
         found = resource.get(db, Subscriptions(), product_id, audience)
     except NotFound:
         raise NotFound(f"subscription product {product_id} does not exist", field="product_id") from None
     if not found["active"]:
         raise ValidationError(f"{found['name']} is deactivated and not on sale", field="product_id")
-    if found["kind"] not in SEATED:
+    if found["kind"] not in kinds:
         raise ValidationError(f"{found['name']} is a {found['kind']} subscription: it has no seats and is not "
                               "sold here", field="product_id")
     return found

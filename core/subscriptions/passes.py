@@ -27,6 +27,7 @@ from core.base.clock import day_end, day_start, iso
 from core.base.errors import Conflict
 from core.base.storage import transaction
 from core.cards import cards
+from core.choice_vouchers import vouchers as choice_vouchers
 from core.printing import print_queue
 from core.subscriptions.print_data import Seat, holder_name, seats, subscription_row
 
@@ -41,6 +42,9 @@ def issue_subscription_cards(db: sqlite3.Connection, signer: cards.NodeSigner, s
     with transaction(db):
         sub = subscription_row(db, subscription_id)
         _check(sub)
+        if sub["product_kind"] == "voucher":  # its cards are its choice vouchers (issued once)
+            choice_vouchers.issue_for_subscription(db, signer, subscription_id, now)
+            return []
         held = seats(db, sub["line_id"])
         if not held:
             raise Conflict(f"subscription {sub['number']} holds no seats; there is nothing to print")

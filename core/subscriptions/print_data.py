@@ -51,7 +51,8 @@ class Seat:
 def subscription_row(db: sqlite3.Connection, subscription_id: str) -> dict:
     """The subscription with its product, tier, organizer, customer and order delivery."""
     row = db.execute(
-        "SELECT s.*, p.name AS product_name, p.title AS product_title, p.print_options, o.name AS organizer, "
+        "SELECT s.*, p.name AS product_name, p.title AS product_title, p.print_options, p.kind AS product_kind, "
+        "o.name AS organizer, "
         "t.name AS tier_name, c.first_name, c.last_name, ord.delivery AS order_delivery "
         "FROM subscriptions s JOIN subscription_products p ON p.id = s.product_id "
         "JOIN organizers o ON o.id = p.organizer_id LEFT JOIN discount_tiers t ON t.id = s.tier_id "

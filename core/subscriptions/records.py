@@ -207,6 +207,9 @@ def cancel_now(db: sqlite3.Connection, signer: cards.NodeSigner, subscription_id
         db.execute("UPDATE tickets SET status = 'cancelled' WHERE line_id = ? AND status = 'sold' AND performance_id "
                    "IN (SELECT id FROM performances WHERE starts_at > ?)", (sub["line_id"], iso(now)))
         why = reason or f"subscription {sub['number']} cancelled"
+        # its unused choice vouchers die with it; `void` replicates, so a desk refuses them offline
+        db.execute("UPDATE choice_vouchers SET state = 'void', updated_at = ? WHERE subscription_id = ? "
+                   "AND state = 'open'", (iso(now), subscription_id))
         for card in db.execute("SELECT id, kind FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
                                (sub["line_id"],)).fetchall():
             cards.revoke_card(db, signer, card["id"], why, now)

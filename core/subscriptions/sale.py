@@ -422,15 +422,18 @@ def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSal
     check_payment(channel, body.payment_method, body.payment_reference)
     members = members_of(body)
     with transaction(db):
-        prod = offers.product(db, body.product_id, audience)
+        prod = offers.product(db, body.product_id, audience, kinds=(*offers.SEATED, "voucher"))
         if not db.execute("SELECT 1 FROM customers WHERE id = ?", (body.customer_id,)).fetchone():
             raise NotFound(f"customer {body.customer_id} does not exist", field="customer_id")
         check_phase(db, prod, channel, body.customer_id, now)
         form = form_of(prod, body.form)
-        perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
-        booked = resolve(prod, perfs, members, body.performance_ids)
-        priced = [price(db, prod, seats, m.tier_id, body.zone_id, audience)
-                  for m, seats in zip(members, booked, strict=True)]
+        if prod["kind"] == "voucher":
+            booked, priced = voucher_party(db, prod, members, body, audience)
+        else:
+            perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
+            booked = resolve(prod, perfs, members, body.performance_ids)
+            priced = [price(db, prod, seats, m.tier_id, body.zone_id, audience)
+                      for m, seats in zip(members, booked, strict=True)]
         if holder is not None:
             holds.release_seats(db, holder, [(b.performance_id, b.seat_id) for seats in booked for b in seats])
         party = list(zip(members, booked, priced, strict=True))
@@ -439,6 +442,19 @@ def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSal
         if channel == "cashdesk":  # a desk's sale goes to the hub (a no-op on the hub itself)
             outbox.record(db, "subscription.sold", sold_op(node, body, form, sold), wall_time=iso(now))
         return sold
+
+
+def voucher_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], body: SubscriptionSaleIn,
+                  audience: Audience) -> tuple[list[list[Booked]], list[tuple[int, dict[str, int], None]]]:
+    """A voucher subscription (S5) has no seats: each member pays the package price with its
+    tier (S7); its choice vouchers are issued with the subscription's cards
+    (`core.choice_vouchers.vouchers.issue_for_subscription`, called by `passes`)."""
+    if body.performance_ids or body.zone_id or any(m.seat_ids or m.replacements or m.seats for m in members):
+        raise ValidationError("a voucher subscription has no seats, dates or zone: its vouchers are redeemed "
+                              "for tickets later", field="seat_ids")
+    priced = [(pricing.subscription_price(db, prod["id"], None, m.tier_id, audience)["price_cents"], {}, None)
+              for m in members]
+    return [[] for _ in members], priced
 
 
 def sold_op(node: dict, body: SubscriptionSaleIn, form: str, sold: dict) -> SubscriptionSoldOp:
