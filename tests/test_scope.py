@@ -42,6 +42,9 @@ SPECIAL = {
     "voucher_redemptions": {"cashdesk": ("operator",), "counter": ("operator",), "gate": NONE},
     "seat_pools": {"cashdesk": ALL, "counter": NONE, "gate": NONE},  # only a cash desk sells seats
     "recalls": {"cashdesk": ADDRESSED, "counter": NONE, "gate": NONE},
+    # choice vouchers: desks refuse used ones offline; no printable code on a desk; a gate never sees them
+    "choice_vouchers": {"cashdesk": ("code",), "counter": ("code",), "gate": NONE},
+    "choice_voucher_redemptions": {"cashdesk": ("operator",), "counter": ("operator",), "gate": NONE},
 }
 EXPECTED = {role: {table: SPECIAL.get(table, {}).get(role, ALL) for table in REPLICATED} for role in ROLES}
 

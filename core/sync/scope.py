@@ -19,6 +19,10 @@ needs (issue 11); a node that is stolen or copied gives away no more than that:
 - a counter sells no seats: no seat pools and no recalls;
 - a desk gets voucher redemptions without the name of the operator who made them (its
   refusal names the card and the time);
+- desks get choice vouchers (without their printable code: the desk verifies the scanned
+  code's signature and needs the row only for its state, value, tier and offer) and their
+  redemptions (without the operator), so a synced desk refuses a used or void voucher
+  offline; gates get neither (a choice voucher never admits: it is redeemed for a ticket);
 - a recall goes only to the desk it is addressed to;
 - desks and counters get the operators but never a PIN hash: each gets only its own PIN
   key, sealed to its node key, and its own PIN verifiers (`node_pin_keys`, `pin_verifiers`,
@@ -101,6 +105,9 @@ RULES: dict[str, Rule] = {
     # the dates a season pass admits (ids only): a gate decides with them, a desk shows them
     "pass_performances": EVERYONE,
     "voucher_redemptions": Rule(roles=DESKS, nulled={"cashdesk": ("operator",), "counter": ("operator",)}),
+    # choice vouchers (S5/S10): the desks that redeem them, never gates; no code (not printable from a copy)
+    "choice_vouchers": Rule(roles=DESKS, nulled={"cashdesk": ("code",), "counter": ("code",)}),
+    "choice_voucher_redemptions": Rule(roles=DESKS, nulled={"cashdesk": ("operator",), "counter": ("operator",)}),
     # contingents: only the seat-selling desk; a recall is a request to one desk
     "seat_pools": Rule(roles=SELLERS),
     "recalls": Rule(roles=SELLERS, addressed_by="node_id"),
