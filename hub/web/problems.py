@@ -20,9 +20,10 @@ PROBLEM_MEDIA = "application/problem+json"
 MAX_BODY_BYTES = 1024 * 1024
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 # Extension members (RFC 9457 section 3.2) an error may carry to the client: the seats a lost race
-# names, the seats to try instead, a ring sale's variant step. Any other extra of an error (a login's
-# pending code) stays on the server.
-PUBLIC_MEMBERS = ("seats", "alternatives", "variant_id", "suggestion")
+# names, the seats to try instead, a ring sale's variant step, the German sentence of a refusal the
+# box office reads out (`detail_de`, e.g. a choice voucher refused). Any other extra of an error (a
+# login's pending code) stays on the server.
+PUBLIC_MEMBERS = ("seats", "alternatives", "variant_id", "suggestion", "detail_de")
 
 
 class ApiError(TesseraError):

@@ -17,7 +17,17 @@ from core.catalog.subscriptions import Subscriptions, Tiers
 from hub.services import tokens
 from hub.web import schemas
 from hub.web.api import OPENAPI, Api, Ctx, Param
-from hub.web.areas import cards, orders, ring_pools, seatmaps, shop, shop_subscriptions, subscriptions, sync_office
+from hub.web.areas import (
+    cards,
+    choice_vouchers,
+    orders,
+    ring_pools,
+    seatmaps,
+    shop,
+    shop_subscriptions,
+    subscriptions,
+    sync_office,
+)
 
 ALL = ("admin", "office", "shop", "agency")
 STAFF = ("admin", "office")
@@ -259,4 +269,5 @@ def build() -> Api:
     subscriptions.register(api)
     shop_subscriptions.register(api)
     ring_pools.register(api)
+    choice_vouchers.register(api)
     return api
