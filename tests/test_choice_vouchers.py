@@ -140,6 +140,28 @@ async def test_a_phone_sale_makes_six_signed_vouchers_with_the_buyers_tier(hub):
     assert status == 200 and read["number"] == vouchers[2]["number"]
 
 
+@pytest.mark.parametrize("role", ["shop", "agency"])
+async def test_the_shop_and_agencies_sell_voucher_subscriptions_without_a_hold(hub, role):
+    db = hub.hub.db
+    secret, token = tokens.create_token(db, f"Verkauf {role}", role)
+    prod = product(hub.hub, VOUCHER)
+    pupil = tier(db, prod, "Schüler/Studierende")
+    body = {"product_id": prod, "customer_id": customer(db), "tier_id": pupil, "delivery": "mail",
+            "payment_reference": "ref-77"}
+    before = counts(db)
+    for bad in ({"hold_id": "00000000-0000-7000-8000-000000000000"}, {"tier_id": tier(db, prod, "Ehrenkarte")}):
+        status, refused = await hub.req("POST", "/shop/subscription-orders", {**body, **bad}, token=secret,
+                                        key=f"bad-{len(bad)}-{sorted(bad)[0]}")
+        assert status in (404, 422), refused
+    assert counts(db) == before
+    status, sold = await hub.req("POST", "/shop/subscription-orders", body, token=secret, key="v-1")
+    assert status == 201, sold
+    assert sold["price_cents"] == 6000 and sold["channel"] == role  # 120 EUR less 50 %
+    assert (sold["agency_token"] is not None) == (role == "agency")
+    vouchers = db.execute("SELECT * FROM choice_vouchers WHERE subscription_id = ?", (sold["id"],)).fetchall()
+    assert len(vouchers) == 6 and {v["tier_name"] for v in vouchers} == {"Schüler/Studierende"}
+
+
 async def test_a_voucher_never_admits_at_a_gate(hub):
     from core.cards.access import Access, GateRules
     vouchers = (await sell(hub))["vouchers"]

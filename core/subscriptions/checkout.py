@@ -421,7 +421,7 @@ class CheckoutOrder:
     *members*: a party's tier and holder per member (none: the one member is `tier_id`, `holder_name`)."""
 
     product_id: str
-    hold_id: str
+    hold_id: str | None  # None only for a voucher subscription (no seats to hold)
     customer_id: str
     proven_subscriber: bool
     tier_id: str | None
@@ -466,11 +466,16 @@ def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: Che
     exactly the seats of the hold, priced by the catalog per member's tier; the hold becomes the
     tickets. A hold that expired or was never the seller's, or a seat lost meanwhile: a Conflict
     with `alternatives`. Returns the order with its `subscriptions` (`sale.sell_subscriptions`)."""
-    prod = offers.product(db, order.product_id, seller.audience)
+    prod = offers.product(db, order.product_id, seller.audience, kinds=(*offers.SEATED, "voucher"))
     check_renewal(prod, seller, order, now)
     party = order.party()
     for member in party:
         check_tier(db, prod["id"], member.tier_id, seller)
+    if prod["kind"] == "voucher":
+        return _sell_vouchers(db, node, seller, order, prod, party, now)
+    if order.hold_id is None:
+        raise ValidationError(f"{prod['name']} is sold with seats: hold them first (POST /shop/seat-holds) and "
+                              "give hold_id", field="hold_id")
     try:
         holder, bookings = held_seats(db, order.hold_id, seller, now)
     except NotFound as exc:
@@ -491,6 +496,22 @@ def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: Che
         raise ValidationError("the hold's seats do not make the party's subscriptions of this product",
                               field="hold_id")
     return sold
+
+
+def _sell_vouchers(db: sqlite3.Connection, node: dict, seller: Seller, order: CheckoutOrder, prod: dict,
+                   party: tuple[OrderMemberIn, ...], now: dt.datetime) -> dict:
+    """A voucher subscription (S5) bought online or by an agency: no seats and so no hold; each
+    member's vouchers are issued with the subscription's cards by the caller."""
+    if order.hold_id is not None or order.zone_id is not None:
+        raise ValidationError(f"{prod['name']} is a voucher subscription: it has no seats, so no hold_id or zone_id",
+                              field="hold_id")
+    body = SubscriptionSaleIn(
+        product_id=prod["id"], customer_id=order.customer_id, form=order.form, delivery=order.delivery,
+        payment_reference=order.payment_reference, operator=order.operator,
+        payment_method="online" if seller.role == "shop" else "transfer",
+        members=[MemberIn(tier_id=m.tier_id, holder_name=m.holder_name) for m in party])
+    return sell_subscriptions(db, node, body, channel=seller.channel, pool=seller.pool, audience=seller.audience,
+                              holder=None, agency_token=seller.agency_token, now=now)
 
 
 def sales_per_agency(db: sqlite3.Connection) -> list[dict]:

@@ -140,10 +140,11 @@ class ShopSubscriptionOrderIn(Body, kw_only=True):
     """A paid checkout. The customer: `customer_id`, a new `customer`, or `subscriber` (number
     and postcode; required in the renewal presale). A party's hold: `members`, a tier and pass
     name per subscription. No seats and no prices: the seats are the hold's, the price is the
-    catalog's."""
+    catalog's. A voucher subscription (Wahlgutschein) has no seats: no `hold_id`; its choice
+    vouchers come with the answer's subscription (`GET /subscriptions/{id}/choice-vouchers`)."""
 
     product_id: Id
-    hold_id: Id
+    hold_id: Id | None = None  # none only for a voucher subscription: it has no seats to hold
     zone_id: Id | None = None
     customer_id: Id | None = None
     customer: ShopCustomerIn | None = None
