@@ -395,3 +395,30 @@ async def test_a_voucher_prints_as_a_pdf_whose_qr_scans_back_to_its_code(hub):
     assert image.crop((0, int(height * 0.78), width, height)).convert("L").getextrema()[0] < 100  # number printed
     found = [r.text for r in zxingcpp.read_barcodes(image) if r.format == zxingcpp.BarcodeFormat.QRCode]
     assert found == [vouchers[0]["code"]]
+
+
+# --- what replicates -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["cashdesk", "counter", "gate"])
+async def test_desks_get_vouchers_and_redemptions_without_code_and_operator_and_gates_nothing(hub, tmp_path, role):
+    """Through the real feed: a desk can refuse a used voucher offline (it has the redemption), but a
+    stolen desk's copy holds no printable voucher code and no operator; a gate gets neither table."""
+    from tests.test_scope import node_db, pull_all
+    db = hub.hub.db
+    vouchers = (await sell(hub))["vouchers"]
+    perf = ahead(hub)[1]
+    status, _ = await hub.req("POST", "/voucher-redemptions", {
+        "vouchers": [{"number": vouchers[0]["number"]}], "performance_id": perf,
+        "seat_id": free_seat(hub, perf, "4"), "operator": "Kasse Anna"})
+    assert status == 201
+    node = node_db(tmp_path / "node.sqlite", role)
+    pull_all(db, node, role)
+    got = node.execute("SELECT * FROM choice_vouchers ORDER BY position").fetchall()
+    used = node.execute("SELECT * FROM choice_voucher_redemptions").fetchall()
+    if role == "gate":
+        assert got == [] and used == []
+        return
+    assert [v["number"] for v in got] == [v["number"] for v in vouchers]
+    assert {v["code"] for v in got} == {None} and got[0]["state"] == "redeemed" and got[0]["tier_name"] == DISABLED
+    assert [(r["voucher_id"], r["operator"], r["lapsed_cents"]) for r in used] == [(vouchers[0]["id"], None, 300)]

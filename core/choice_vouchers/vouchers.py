@@ -117,7 +117,7 @@ def find(db: sqlite3.Connection, *, code: str | None = None, number: str | None 
                            "synced); try again after the desk's sync", field="code",
                            detail_de="Der Gutschein ist echt, aber hier noch nicht erfasst (an einer Kasse "
                                      "verkauft, die noch nicht abgeglichen hat)")
-        if row["code"].upper() != code.strip().upper():
+        if row["code"] is not None and row["code"].upper() != code.strip().upper():  # NULL: a desk's copy
             raise ValidationError("this code is not the voucher's current code", field="code",
                                   detail_de="Dieser Code ist nicht der gültige Code des Gutscheins")
     else:

@@ -13,7 +13,8 @@ CREATE TABLE choice_vouchers (
     tier_name        TEXT,                                -- its name, kept for the ticket (e.g. Schwerbehindert)
     valid_until      TEXT NOT NULL,                       -- end of the season's last day
     state            TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'redeemed', 'void')),
-    code             TEXT NOT NULL UNIQUE,                -- the signed code as printed in the QR
+    code             TEXT UNIQUE,                         -- the signed code as printed in the QR; NULL in a desk's
+                                                          -- copy of the hub's vouchers (not printable from a copy)
     key_id           INTEGER NOT NULL,
     issued_by        TEXT NOT NULL,                       -- node id of the signer
     created_at       TEXT NOT NULL,
