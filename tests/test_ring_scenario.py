@@ -165,12 +165,12 @@ def desk_refuses(play: Play, desk) -> None:
     others = [s for s in play.seats[RING] if s not in mine and s not in _pit(play)]
     if not others:
         return
-    before = _desk_counts(desk.db)
+    before = _ledger(desk.db)
     body = {"product_id": play.products[RING], "customer_id": play.house.ids["first_customer"],
             "seat_ids": [rng.choice(others)], **_payment(rng)}
     with pytest.raises(Conflict, match="not free|not in this pool|taken|sold"):
         _sell_at(play, desk, body)
-    assert _desk_counts(desk.db) == before
+    assert _ledger(desk.db) == before
     play.count("desk")
 
 
@@ -178,7 +178,7 @@ def _pit(play: Play) -> set[str]:
     return set(play.seats[RING][26:])
 
 
-def _desk_counts(db) -> tuple[int, ...]:
+def _ledger(db) -> tuple[int, ...]:
     return tuple(db.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"]
                  for t in ("outbox", "tickets", "subscriptions", "orders"))
 
@@ -190,9 +190,11 @@ async def _buyer(play: Play, session: aiohttp.ClientSession, n: int, body: dict,
     async with session.post(play.shop + "/shop/seat-holds", json=body) as resp:
         held = await resp.json(content_type=None)
         if resp.status == 409:
+            assert held["alternatives"] is not None, held  # a lost race names seats to try next
             outcome["lost"].append(body)
             return
         assert resp.status == 201, held
+    outcome["won"].append(body)
     if n % 6 == 5:  # abandoned checkout: its hold lapses later
         outcome["abandoned"].append(held)
         return
@@ -226,19 +228,22 @@ async def shop_rush(play: Play) -> None:
         else:
             bodies.append({"product_id": prod, "zone_id": play.zone[play.seats[RING][0]],
                            "count": rng.choice((1, 1, 2))})
-    outcome: dict[str, list] = {"orders": [], "lost": [], "abandoned": []}
+    outcome: dict[str, list] = {"orders": [], "lost": [], "abandoned": [], "won": []}
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {play.token}"}) as session:
         await asyncio.gather(*(_buyer(play, session, n, b, outcome) for n, b in enumerate(bodies)))
-    wanted = [b["seat_ids"][0] for b in bodies if "seat_ids" in b]
     got = [{t["seat_id"] for t in sub["seats"]} for o in outcome["orders"] for sub in o["subscriptions"]]
     got += [{s["seat_id"] for s in h["seats"]} for h in outcome["abandoned"]]
-    for seat in set(wanted):  # each named seat: one buyer got it at most; a desk's seat nobody
-        winners = sum(seat in seats for seats in got)
-        assert winners <= 1 if seat in contested else winners == 0, seat
-    assert len(outcome["lost"]) >= sum(1 for w in wanted if w in desk_seats)
+    assert all(len(a & b) == 0 for i, a in enumerate(got) for b in got[i + 1:])  # no seat to two buyers
+    for seat in {b["seat_ids"][0] for b in bodies if "seat_ids" in b}:
+        asked = [b for b in bodies if b.get("seat_ids") == [seat]]
+        won = [b for b in outcome["won"] if b.get("seat_ids") == [seat]]
+        lost = [b for b in outcome["lost"] if b.get("seat_ids") == [seat]]
+        assert len(won) + len(lost) == len(asked), seat  # every buyer got an answer: 201 or 409
+        # a seat of the hub's: one buyer got it (unless the best available took it first); a desk's: nobody
+        assert len(won) <= 1 if seat in contested else won == [], seat
+        if seat in contested and len(asked) > 1:
+            play.count("shop race")
     play.shop_orders += outcome["orders"]
-    if outcome["lost"]:
-        play.count("shop")
 
 
 # --- the office -------------------------------------------------------------------------------------------
@@ -251,6 +256,22 @@ def _ring_pool(play: Play, name: str, seat_id: str) -> str:
     pools = {contingents.pool_of(play.house.db, p, seat_id) for p in play.offered[name, seat_id]}
     assert len(pools) == 1, (seat_id, pools)  # a ring seat is in one pool in all its performances
     return pools.pop()
+
+
+def office_sells(play: Play) -> None:
+    """The office sells a ring on the phone from the hub's pool (a seat of a desk's: refused, nothing stored)."""
+    rng, db = play.rng, play.house.db
+    seat = rng.choice([s for s in play.seats[RING] if s not in _pit(play)])
+    body = msgspec.convert({"product_id": play.products[RING], "customer_id": play.house.ids["first_customer"],
+                            "seat_ids": [seat], "payment_method": "transfer", "delivery": "mail"}, SubscriptionSaleIn)
+    before = _ledger(db)
+    try:
+        sold = sell_subscriptions(db, play.house.node, body, channel="phone", now=utcnow())
+    except Conflict:
+        assert _ledger(db) == before
+        play.count("phone")
+        return
+    play.shop_orders.append(sold)
 
 
 def office_recalls(play: Play) -> None:
@@ -286,8 +307,10 @@ async def epoch(play: Play) -> None:
             desk_sells(play, desk)
         elif action < 0.55:
             desk_refuses(play, desk)
-        elif action < 0.75:
+        elif action < 0.72:
             await shop_rush(play)
+        elif action < 0.8:
+            office_sells(play)
         else:
             office_recalls(play)
 
@@ -407,5 +430,8 @@ async def test_offline_desks_selling_rings_and_a_shop_rush_never_sell_a_seat_twi
         check(play)
     assert sum(len(s) for s in play.desk_sales.values()) > 0
     states = [r["state"] for r in home.db.execute("SELECT state FROM ring_recalls")]
-    print(f"seed {seed}: desk sales {[len(s) for s in play.desk_sales.values()]}, shop orders "
+    steps = sum(1 for s in play.desk_sales.values() for x in s for m in x["subscriptions"]
+                if len({t["seat_id"] for t in m["tickets"]}) > 1)
+    print(f"\nseed {seed}: desk sales {[len(s) for s in play.desk_sales.values()]} ({steps} with a replacement), "
+          f"shop/phone orders "
           f"{len(play.shop_orders)}, refused {play.refused}, ring recalls {sorted(states)}")
