@@ -34,7 +34,7 @@ from core.subscriptions.sale import SubscriptionSaleIn, sell_subscriptions, vari
 from edge.sync.client import status
 from hub.app import make_app
 from hub.services import tokens
-from tests.test_contingents_scenario import House, house, house_template, reconnect  # noqa: F401 (fixtures)
+from tests.test_contingents_scenario import MAX_PASSES, House, house, house_template  # noqa: F401 (fixtures)
 
 SEEDS = range(8)
 RING = "Abo-Ring A"
@@ -298,21 +298,40 @@ def _pool_rows(db) -> list[tuple]:
                                          "ORDER BY performance_id, seat_id")]
 
 
-async def epoch(play: Play) -> None:
-    rng = play.rng
-    for _ in range(EPOCH_STEPS):
-        action = rng.random()
-        desk = play.house.desks[rng.choice(("A", "B"))]
-        if action < 0.45:
-            desk_sells(play, desk)
-        elif action < 0.55:
-            desk_refuses(play, desk)
-        elif action < 0.72:
-            await shop_rush(play)
-        elif action < 0.8:
-            office_sells(play)
-        else:
-            office_recalls(play)
+async def step(play: Play) -> None:
+    action = play.rng.random()
+    desk = play.house.desks[play.rng.choice(("A", "B"))]
+    if action < 0.45:
+        desk_sells(play, desk)
+    elif action < 0.55:
+        desk_refuses(play, desk)
+    elif action < 0.72:
+        await shop_rush(play)
+    elif action < 0.8:
+        office_sells(play)
+    else:
+        office_recalls(play)
+
+
+async def reconnect(play: Play, *, busy_passes: int = 0) -> int:
+    """`test_contingents_scenario.reconnect` with ring steps: every desk syncs, in random order, pass
+    after pass, until nothing moves; during the first *busy_passes* passes everyone goes on selling
+    and the office on recalling between the desks' rounds. Returns the passes."""
+    rng, home = play.rng, play.house
+    for passes in range(1, MAX_PASSES + 1):
+        moved = 0
+        for desk in rng.sample(list(home.desks.values()), len(home.desks)):
+            if passes <= busy_passes:
+                for _ in range(rng.randint(0, 2)):
+                    await step(play)
+            result = await desk.client.round()
+            assert result.rejected == 0, (desk.name, desk.db.execute(
+                "SELECT result FROM outbox WHERE result LIKE 'rejected%'").fetchall())
+            moved += result.pushed + result.pulled + result.recalls_answered
+        open_recalls = home.db.execute("SELECT count(*) AS n FROM recalls WHERE state = 'requested'").fetchone()["n"]
+        if not moved and not open_recalls and passes > busy_passes:
+            return passes
+    raise AssertionError(f"sync still busy after {MAX_PASSES} passes")
 
 
 # --- the checks -------------------------------------------------------------------------------------------
@@ -423,10 +442,13 @@ async def test_offline_desks_selling_rings_and_a_shop_rush_never_sell_a_seat_twi
         for pool, ids in split.items():
             if pool != contingents.HUB:
                 assert ring_pools.move_ring_seats(home.db, play.products[name], ids, pool, utcnow())["recalls"] == []
-    await reconnect(rng, home, "", [])
+    await reconnect(play)
     for _epoch in range(rng.randint(2, 3)):
-        await epoch(play)
-        await reconnect(rng, home, "", [])
+        # the desks are offline: they sell from their pools, the shop and the office sell, the office recalls
+        for _ in range(EPOCH_STEPS):
+            await step(play)
+        # all reconnect in random order; now and then the others go on selling in between
+        await reconnect(play, busy_passes=rng.choice((0, 0, 1, 2)))
         check(play)
     assert sum(len(s) for s in play.desk_sales.values()) > 0
     states = [r["state"] for r in home.db.execute("SELECT state FROM ring_recalls")]
