@@ -21,7 +21,7 @@ from core.base.errors import Conflict
 from core.base.node import this_node
 from core.base.storage import connect
 from core.cards import cardcode
-from core.choice_vouchers import redeem
+from core.subscriptions import voucher_redemption as redeem
 from hub.app import DB_NAME, make_app
 from hub.services import tokens
 from hub.web.clock import CLOCK
@@ -160,6 +160,19 @@ async def test_the_shop_and_agencies_sell_voucher_subscriptions_without_a_hold(h
     assert (sold["agency_token"] is not None) == (role == "agency")
     vouchers = db.execute("SELECT * FROM choice_vouchers WHERE subscription_id = ?", (sold["id"],)).fetchall()
     assert len(vouchers) == 6 and {v["tier_name"] for v in vouchers} == {"Schüler/Studierende"}
+
+
+def test_the_cash_desk_does_not_sell_voucher_subscriptions_yet(sample_hub):
+    """The desk part (offline sale with the desk's own voucher series) is not built: refused, not half-done."""
+    from core.base.errors import ValidationError
+    from core.subscriptions.sale import SubscriptionSaleIn, sell_subscription
+    db = sample_hub.db
+    body = msgspec.convert({"product_id": product(sample_hub, VOUCHER), "customer_id": customer(db),
+                            "payment_method": "cash"}, SubscriptionSaleIn)
+    before = counts(db)
+    with pytest.raises(ValidationError, match="does not sell voucher subscriptions"):
+        sell_subscription(db, this_node(db), body, channel="cashdesk", now=utcnow())
+    assert counts(db) == before
 
 
 async def test_a_voucher_never_admits_at_a_gate(hub):

@@ -1,5 +1,5 @@
 """Hypothesis over ticket prices, voucher values and tiers for the redemption rules (S10,
-core/choice_vouchers/rules.py and the tier a voucher is sold with, core/catalog/pricing.py).
+core/subscriptions/voucher_rules.py and the tier a voucher is sold with, core/catalog/pricing.py).
 
 For every ticket price and list of voucher values the split balances to the cent:
   - dearer ticket (value rule): ticket price = voucher value used + difference paid, nothing lapses;
@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.catalog.pricing import apply_tier
-from core.choice_vouchers import rules
+from core.subscriptions import voucher_rules as rules
 
 CENTS = st.integers(min_value=0, max_value=1_000_000)
 VALUES = st.lists(st.integers(min_value=0, max_value=200_000), min_size=1, max_size=10)

@@ -1,4 +1,4 @@
--- Choice vouchers (Wahlgutscheine, S5/S10; core/choice_vouchers/): a voucher subscription
+-- Choice vouchers (Wahlgutscheine, S5/S10; core/subscriptions/choice_vouchers.py): a voucher subscription
 -- (`subscription_products.kind = 'voucher'`) sells N vouchers. Each is a signed code (card
 -- format v1, kind 5 `choice_voucher`, signed by the selling node's card key, so a desk can
 -- verify it offline) and is redeemed once for one seat ticket of a performance of its offer.

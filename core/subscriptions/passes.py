@@ -27,8 +27,8 @@ from core.base.clock import day_end, day_start, iso
 from core.base.errors import Conflict
 from core.base.storage import transaction
 from core.cards import cards
-from core.choice_vouchers import vouchers as choice_vouchers
 from core.printing import print_queue
+from core.subscriptions import choice_vouchers
 from core.subscriptions.print_data import Seat, holder_name, seats, subscription_row
 
 FORMS = {"pass": ("pass",), "single_tickets": ("single_tickets",), "both": ("pass", "single_tickets", "both")}

@@ -428,6 +428,9 @@ def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSal
         check_phase(db, prod, channel, body.customer_id, now)
         form = form_of(prod, body.form)
         if prod["kind"] == "voucher":
+            if channel in DESK_CHANNELS:  # the desk's offline voucher sale (own series, op to the hub) is to come
+                raise ValidationError(f"{prod['name']} is sold by the office, the shop or an agency; the cash "
+                                      "desk does not sell voucher subscriptions", field="product_id")
             booked, priced = voucher_party(db, prod, members, body, audience)
         else:
             perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
@@ -448,7 +451,7 @@ def voucher_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], b
                   audience: Audience) -> tuple[list[list[Booked]], list[tuple[int, dict[str, int], None]]]:
     """A voucher subscription (S5) has no seats: each member pays the package price with its
     tier (S7); its choice vouchers are issued with the subscription's cards
-    (`core.choice_vouchers.vouchers.issue_for_subscription`, called by `passes`)."""
+    (`core.subscriptions.choice_vouchers.issue_for_subscription`, called by `passes`)."""
     if body.performance_ids or body.zone_id or any(m.seat_ids or m.replacements or m.seats for m in members):
         raise ValidationError("a voucher subscription has no seats, dates or zone: its vouchers are redeemed "
                               "for tickets later", field="seat_ids")

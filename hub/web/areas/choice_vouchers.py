@@ -8,7 +8,8 @@ number is short and printed on receipts and lists while the 160-symbol signed co
 guessed; an agency token may do neither (vouchers are redeemed at the hub's own channels).
 Listing a subscription's vouchers and their PDFs are the office's.
 
-Views only translate HTTP to `core.choice_vouchers` (the rules live there).
+Views only translate HTTP to `core.subscriptions.choice_vouchers` and `voucher_redemption` (the rules
+live there).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import msgspec
 
 from core.base.node import this_node
 from core.base.storage import transaction
-from core.choice_vouchers import redeem, vouchers
-from core.choice_vouchers.printing import voucher_pdf
+from core.subscriptions import choice_vouchers as vouchers
+from core.subscriptions import voucher_redemption as redeem
+from core.subscriptions.voucher_print import voucher_pdf
 from hub.web.api import Api, Ctx, Media, Param
 from hub.web.clock import now
 from hub.web.problems import ApiError

@@ -11,7 +11,7 @@ customer keeps it for another ticket instead. So for every redemption
 with every part >= 0, and at most the last voucher lapses anything.
 
 Both rules (`value`, `payment`) split the same way; they differ in the ticket's price and label
-(see `core.choice_vouchers.redeem`).
+(see `core.subscriptions.voucher_redemption`).
 """
 
 from __future__ import annotations

@@ -40,12 +40,12 @@ from core.base.numbering import next_number
 from core.base.storage import transaction
 from core.catalog import pricing
 from core.catalog.common import Body, Id
-from core.choice_vouchers import rules
-from core.choice_vouchers.vouchers import find, state_at
 from core.sales import contingents, payments
 from core.sales.lines import store as store_lines
 from core.sales.orders import ORDER_COLUMNS, order_series
 from core.subscriptions import holds
+from core.subscriptions import voucher_rules as rules
+from core.subscriptions.choice_vouchers import find, state_at
 
 Rule = Literal["value", "payment"]
 Method = Literal["cash", "card", "online", "transfer", "sepa"]

@@ -1,1 +1,0 @@
-"""Choice vouchers (Wahlgutscheine, S5/S10): issued by a voucher subscription's sale, redeemed per ticket."""
