@@ -456,9 +456,9 @@ def _draw_qr(canvas: Canvas, spec: Qr, code: str, page_h: float) -> None:
     size = spec.size_mm * mm
     module = size / (side + 2 * spec.quiet_zone)
     x0, top = spec.x_mm * mm, page_h - spec.y_mm * mm  # top-left corner in PDF coordinates
+    canvas.saveState()  # the colours set here must not leak into what is drawn after the code
     canvas.setFillColor(HexColor(spec.background))
     canvas.rect(x0, top - size, size, size, stroke=0, fill=1)
-    canvas.saveState()
     canvas.setFillColor(HexColor(spec.colour))
     # one matrix for the whole symbol: module units, y down; the runs are written as integers (fast, exact)
     canvas.transform(module, 0, 0, -module, x0 + spec.quiet_zone * module, top - spec.quiet_zone * module)
