@@ -56,6 +56,16 @@ def sample_hub(tmp_path: Path, sample_template: tuple[Path, str, dict]) -> Hub:
 
 
 @pytest.fixture
+async def hub(sample_hub: Hub, aiohttp_server) -> Hub:
+    """The sample hub served over real HTTP on loopback, for nodes to enroll and sync with:
+    `hub.url`, and `hub.server` to stop and start it (a hub that goes away)."""
+    server = await aiohttp_server(make_app(sample_hub.db))
+    sample_hub.url = str(server.make_url("")).rstrip("/")
+    sample_hub.server = server
+    return sample_hub
+
+
+@pytest.fixture
 async def api(aiohttp_client, sample_hub: Hub):
     """A test client bound to the sample hub over real HTTP on loopback."""
     client = await aiohttp_client(make_app(sample_hub.db))

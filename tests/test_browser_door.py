@@ -13,7 +13,7 @@ import pytest
 
 from core.base.clock import utcnow
 from core.sales import contingents
-from tests.test_desk_api import desk, enrolled_edge, hub  # noqa: F401 - fixtures
+from tests.test_desk_api import desk, enrolled_edge  # noqa: F401 - fixtures
 from tests.test_desk_api import login as log_in
 
 PIN = "4711"

@@ -37,19 +37,11 @@ from devices.scanners.base import QueueScanner
 from edge.gate.loop import Gate, GateOptions
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient
-from hub.app import make_app
 from hub.sync import enrollment, feed
 
 ROOT = Path(__file__).resolve().parent.parent
 YEAR = dt.timedelta(days=365)
 DAY = dt.timedelta(days=1)
-
-
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    return sample_hub
 
 
 async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1",

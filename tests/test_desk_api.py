@@ -19,17 +19,9 @@ from core.cards.access import Access, GateRules
 from core.catalog import operators
 from edge.desk.server import Edge
 from edge.sync import enroll as enrolling
-from hub.app import make_app
 from hub.sync import enrollment
 
 PIN = "4711"
-
-
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    return sample_hub
 
 
 async def enrolled_edge(hub, tmp_path: Path, role: str = "cashdesk", name: str = "Kasse 1",

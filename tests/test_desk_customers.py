@@ -28,14 +28,6 @@ NEW = {"salutation": "Frau", "first_name": "Henriette", "last_name": "Abonnentin
        "email": "henriette@example.org", "phone": "+49 351 123456"}
 
 
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
-
-
 def row(db, customer_id: str) -> dict | None:
     found = db.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
     return dict(found) if found else None

@@ -16,7 +16,7 @@ from core.printing.receipts import Voucher
 from devices.printers.receipt import load_printer
 from edge.desk.printing import ReceiptJob, build_receipt, load_desk_config, render_receipt
 from edge.desk.server import Edge
-from tests.test_desk_api import enrolled_edge, expect, files, hub, login, pdf_codes, sale_body  # noqa: F401
+from tests.test_desk_api import enrolled_edge, expect, files, login, pdf_codes, sale_body  # noqa: F401
 from tests.test_receipts import CAPTURED, CODE, receipt
 
 ESC_POS_INIT = b"\x1b@"

@@ -25,7 +25,6 @@ from core.sales.tickets import SaleIn
 from core.sales.tickets import sell as sell_seats
 from core.subscriptions import passes, ring_pools
 from core.subscriptions.sale import SubscriptionSaleIn, sell_subscriptions
-from hub.app import make_app
 from tests.test_subscription_sale import house, pit_and_parkett, product, seat, tier, variant_of
 from tests.test_sync import enrolled
 from tests.test_trust_no_device import conflicts, digest, inject, results, tamper
@@ -33,13 +32,6 @@ from tests.test_trust_no_device import conflicts, digest, inject, results, tampe
 RING_A = "Abo-Ring A"
 CHOICE = "Wahl-Abo Studio 5 aus 8"
 COMBI = "Kombi-Ticket Klassiker"
-
-
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    return sample_hub
 
 
 @dataclass

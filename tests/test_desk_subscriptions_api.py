@@ -43,16 +43,6 @@ folder = "var/printer-out"
 LEDGER = ("orders", "order_lines", "payments", "subscriptions", "tickets", "cards", "print_jobs", "outbox")
 
 
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    from hub.app import make_app
-
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
-
-
 class Seats:
     """The seats moved into the desk's pool at the hub, by purpose."""
 

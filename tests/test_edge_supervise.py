@@ -12,8 +12,6 @@ from edge.desk import server
 from tests import test_desk_api
 from tests.helpers import async_wait_until
 
-hub = test_desk_api.hub  # the sample hub served over loopback (fixture)
-
 
 async def test_a_loop_that_fails_is_logged_and_started_again(hub, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(server, "RESTART_S", 0.01)

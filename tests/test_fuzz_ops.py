@@ -25,11 +25,9 @@ from core.base.clock import utcnow
 from core.sync import auth, sealed
 from core.sync.messages import PROTOCOL
 from core.sync.ops import REGISTRY
-from tests import test_sync
 from tests.test_sync import enrolled
 from tests.test_trust_no_device import digest, inject, results
 
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 SEEDS = [int(s) for s in os.environ.get("TESSERA_FUZZ_SEEDS", "1,2").split(",")]
 OPS_PER_NODE = 150
 UNKNOWN_KINDS = ("order.cancelled", "card.deleted", "node.promoted", "entry.deleted", "sale.refunded")

@@ -26,7 +26,6 @@ from core.sales import contingents
 from core.sync import auth
 from core.sync.messages import PROTOCOL
 from edge.sync.client import SyncClient, status
-from hub.app import make_app
 from hub.sync import feed
 from tests.faultproxy import FaultProxy
 from tests.helpers import async_wait_until
@@ -35,14 +34,6 @@ from tests.test_sync import enrolled, first_performance_seats
 STATUS_BUDGET_S = 3.0
 CHANGE_BUDGET_S = 2.0
 MARGIN_S = 1.5  # a loaded machine, not the design: the bench measures the figures themselves
-
-
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
 
 
 def one(db, sql: str, *args) -> object:

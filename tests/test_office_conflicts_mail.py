@@ -17,14 +17,13 @@ from core.base.clock import iso, utcnow
 from core.base.storage import transaction
 from hub.app import make_app
 from hub.services import mail
-from tests import test_mail, test_sync
+from tests import test_mail
 from tests.helpers import call
 from tests.office import csrf_of, log_in, ready, signed_in
 from tests.test_office_lists import listed
 from tests.test_sync import enrolled
 from tests.test_trust_no_device import inject
 
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 smtp = test_mail.smtp  # a local SMTP server (fixture)
 UNKNOWN = "01900000-0000-7000-8000-000000000000"
 HOSTILE = "<script>alert('x')</script>"

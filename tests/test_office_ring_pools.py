@@ -25,14 +25,6 @@ from tests.test_sync import enrolled
 RING = "Abo-Ring A"
 
 
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
-
-
 def seat_id(db, section: str, row: str, label: str) -> str:
     return db.execute("SELECT s.id FROM seats s JOIN plan_sections c ON c.id = s.section_id JOIN seating_plans p "
                       "ON p.id = s.plan_id WHERE p.name = 'Großes Haus' AND c.name = ? AND s.row_label = ? "

@@ -21,11 +21,8 @@ from core.catalog import operators
 from core.printing import print_queue
 from core.sales import orders
 from core.sales.orders import HolderIn, LineIn, OrderIn
-from tests import test_sync
 from tests.test_pins import desk_key
 from tests.test_sync import enrolled
-
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 
 VERBUND, STADTMUSEUM_CARD = 0, 1  # sample products: 12 months from purchase / from first entry
 

@@ -27,14 +27,6 @@ from tests.test_sync import enrolled
 RING = "Abo-Ring B"
 
 
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
-
-
 def pools_of(hub, seat_id: str, ring: str = "B") -> list[str]:
     return [contingents.pool_of(hub.db, p, seat_id) for p in hub.ids["rings"][ring]]
 

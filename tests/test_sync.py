@@ -23,14 +23,6 @@ from hub.services import nodes
 from hub.sync import enrollment
 
 
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
-
-
 def code_for(hub, role: str = "cashdesk", name: str = "Kasse 1", venues: list[str] | None = None) -> str:
     return enrollment.create_code(hub.db, name=name, role=role, venue_ids=venues or [], now=utcnow())
 

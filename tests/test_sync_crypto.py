@@ -15,11 +15,8 @@ from core.cards import cards
 from core.sync import auth, sealed
 from core.sync.messages import PROTOCOL, PushRequest, encoder
 from hub.services import nodes
-from tests import test_sync
 from tests.sync_tap import Tap, replay
 from tests.test_sync import enrolled
-
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 
 
 def one(db, sql: str, *args) -> object:

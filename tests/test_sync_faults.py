@@ -55,14 +55,6 @@ YEAR = dt.timedelta(days=365)
 OPS = 10_000
 
 
-@pytest.fixture
-async def hub(sample_hub, aiohttp_server):
-    server = await aiohttp_server(make_app(sample_hub.db))
-    sample_hub.url = str(server.make_url("")).rstrip("/")
-    sample_hub.server = server
-    return sample_hub
-
-
 # -- helpers -----------------------------------------------------------------------------------
 
 def one(db, sql: str, *args) -> object:

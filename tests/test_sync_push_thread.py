@@ -15,10 +15,8 @@ from core.base.clock import iso, utcnow
 from core.base.ids import uuid7
 from core.base.storage import transaction
 from edge.sync.client import SyncClient
-from tests import test_sync
 from tests.test_sync import enrolled
 
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 WAITING = 2_000
 BODY = 20_000  # bytes per op: each batch read takes the thread a while
 

@@ -26,12 +26,10 @@ from edge.sync.client import SyncClient, SyncError, UpgradeNeeded, status
 from hub.app import DB_NAME, make_app
 from hub.services import nodes
 from hub.sync import nonces, routes
-from tests import test_sync
 from tests.helpers import async_wait_until
 from tests.sync_tap import Tap, replay, send
 from tests.test_sync import enrolled
 
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 YEAR = dt.timedelta(days=365)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -21,10 +21,8 @@ from core.cards.trust import sign
 from core.sales import contingents, orders
 from core.sales.orders import HolderIn, LineIn, OrderIn
 from core.sales.tickets import SaleIn, sell
-from tests import test_sync
 from tests.test_sync import enrolled
 
-hub = test_sync.hub  # the sample hub served over loopback (fixture)
 PRODUCT = 0  # sample: Museumsverbund annual card, 12 months from purchase
 
 
