@@ -93,13 +93,26 @@ def venues(held: list[Seat]) -> str:
     return " · ".join(dict.fromkeys(seat.venue for seat in held))
 
 
-def face_for_card(db: sqlite3.Connection, card: dict) -> CardFace:
-    """The printed face of a subscription's card (kind `subscription` or `single`)."""
+def _subscription_of(db: sqlite3.Connection, card: dict) -> tuple[dict, list[Seat]]:
     sub = db.execute("SELECT id FROM subscriptions WHERE line_id = ?", (card["order_item_id"],)).fetchone()
     if sub is None:
         raise NotFound(f"card {card['number']} belongs to no subscription")
     sub = subscription_row(db, sub["id"])
-    held = seats(db, sub["line_id"])
+    return sub, seats(db, sub["line_id"])
+
+
+def face_for_card(db: sqlite3.Connection, card: dict,
+                  known: dict[str, tuple[dict, list[Seat]]] | None = None) -> CardFace:
+    """The printed face of a subscription's card (kind `subscription` or `single`). *known*: a dict
+    the caller keeps while it draws many cards at once (a ring's eight tickets share their
+    subscription and seats, read once instead of once per card)."""
+    line = card["order_item_id"]
+    if known is not None and line in known:
+        sub, held = known[line]
+    else:
+        sub, held = _subscription_of(db, card)
+        if known is not None:
+            known[line] = (sub, held)
     common = dict(number=str(card["number"]), holder_name=holder_name(sub), product=product_label(sub),
                   valid_from=parse_iso(card["valid_from"]).astimezone(LOCAL_TZ).date(),
                   valid_until=parse_iso(card["valid_until"]).astimezone(LOCAL_TZ).date(),

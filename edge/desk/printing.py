@@ -324,7 +324,8 @@ class DeskPrinting:
             ids = [j["id"] for j in jobs]
             try:
                 data = build_receipt(self.db, self.node, self.config.receipt, jobs[0]["ref_id"])
-                faces = tuple(self._ticket_face(j) for j in jobs[1:])
+                known: dict = {}  # the sale's subscriptions and seats, read once for all its tickets
+                faces = tuple(self._ticket_face(j, known) for j in jobs[1:])
                 payload = await asyncio.to_thread(render_receipt, data, self.receipt_profile, faces)
                 target = (await self.receipts.print(payload, job=f"receipt-{data.receipt.sale_number}")).target
             except (PrinterError, PrintError, OSError) as exc:
@@ -339,12 +340,12 @@ class DeskPrinting:
                 self._retry_failed("receipt")
             return [Outcome(j["id"], j["kind"], "printed", target=target) for j in jobs]
 
-    def _ticket_face(self, job: dict) -> CardFace:
+    def _ticket_face(self, job: dict, known: dict | None = None) -> CardFace:
         card = self.db.execute("SELECT * FROM cards WHERE id = ?", (job["ref_id"],)).fetchone()
         if card is None or card["kind"] != "single" or card["issue"] != job["card_issue"]:
             raise PrintError(f"job {job['id']} is not the current issue of a single ticket")
         try:
-            return print_data.face_for_card(self.db, card)
+            return print_data.face_for_card(self.db, card, known)
         except NotFound as exc:
             raise PrintError(exc.detail) from None
 

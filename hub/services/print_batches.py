@@ -208,6 +208,7 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout,
     only annual cards print."""
     pieces: list[Piece] = []
     refused: list[Refused] = []
+    known: dict = {}  # subscriptions and their seats, read once for all their cards in the batch
     for job in queued_jobs(db, kind, limit):
         card = db.execute("SELECT c.*, p.name AS product, o.name AS organizer FROM cards c "
                           "LEFT JOIN annual_products p ON p.id = c.product_id "
@@ -225,7 +226,7 @@ def collect(db: sqlite3.Connection, kind: BatchKind, limit: int, layout: Layout,
             continue
         if layouts and card["kind"] in layouts:
             try:
-                face = print_data.face_for_card(db, card)
+                face = print_data.face_for_card(db, card, known)
             except NotFound as exc:
                 refused.append(Refused(job["id"], job["ref_id"], card["number"], exc.detail))
                 continue
