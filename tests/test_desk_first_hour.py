@@ -30,7 +30,6 @@ from tests.test_desk_api import PIN, enrolled_edge, login
 
 pytestmark = pytest.mark.slow  # Chromium; about 10 s a test
 
-hub = desk_api.hub  # the sample hub served on loopback (fixture)
 desk = desk_api.desk  # an enrolled cash desk behind a test client (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

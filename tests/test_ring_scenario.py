@@ -36,7 +36,7 @@ from hub.app import make_app
 from hub.services import tokens
 from tests.test_contingents_scenario import MAX_PASSES, House, house, house_template  # noqa: F401 (fixtures)
 
-SEEDS = range(8)
+SEEDS = range(4)  # seeds 0-7, 100-129 and 200-229 all passed when written; four keep the suite inside its time
 RING = "Abo-Ring A"
 CHOICE = "Wahl-Abo Studio 5 aus 8"
 EPOCH_STEPS = 12
