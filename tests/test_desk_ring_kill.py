@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 SEED = 14
 ROUNDS = 6
 POOL_SEATS = 90  # ring seats in the desk's pool (rows 3 to 8 of the Parkett, every variant has them)
+PER_LIFE = POOL_SEATS // (ROUNDS + 2)  # sales one life of the desk may make: a fast machine never empties the pool
 RING = "Abo-Ring A"
 CARDS = {"pass": ["subscription"], "single_tickets": ["single"] * 8, "both": ["single"] * 8 + ["subscription"]}
 
@@ -111,7 +112,7 @@ def check_desk(path: Path, ring: list[str], acked: dict[str, dict]) -> None:
 
 class Seller:
     """The cashier's loop at one life of the desk: a ring on a fresh seat per request, until the
-    desk dies. A 409 before the first pull brought the pool puts the seat back."""
+    desk dies or `PER_LIFE` rings are sold in this life. A 409 before the first pull brought the pool puts the seat back."""
 
     def __init__(self, rng: random.Random, product: str, customer: str, fresh: list[str]) -> None:
         self.rng, self.product, self.customer, self.fresh = rng, product, customer, fresh
@@ -126,7 +127,8 @@ class Seller:
                 "holder_name": "Erika Muster", **pay}
 
     def loop(self, edge: Process, cookie: str, killer: threading.Timer) -> None:
-        while (killer.is_alive() or edge.proc.poll() is None) and self.fresh:
+        sold = 0
+        while (killer.is_alive() or edge.proc.poll() is None) and self.fresh and sold < PER_LIFE:
             seat = self.fresh.pop()
             try:
                 status, answer = call(edge.url, "POST", "/api/subscriptions", self.body(seat), timeout=10,
@@ -139,6 +141,7 @@ class Seller:
                 return
             if status == 201:
                 self.acked[answer["order"]["id"]] = answer
+                sold += 1
             else:
                 assert status == 409, answer  # the pool has not arrived yet
                 self.fresh.append(seat)
