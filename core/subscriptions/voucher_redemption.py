@@ -1,7 +1,8 @@
 """Redeeming choice vouchers per ticket at the hub (S10): one seat ticket of a performance of
 the vouchers' offer, from the hub's pool, by availability (no seat guarantee).
 
-One service function per rule, both through `_redeem` (one transaction, all or nothing):
+One service function per rule, both through `_redeem` (one transaction, all or nothing), which
+books what `quote()` checks and splits (the screens show that quote before booking):
 
 - `redeem_by_value()` (default): the ticket keeps the vouchers' discount type (e.g.
   "Schwerbehindert", the tier the voucher was bought with) as its label. Its price is the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from msgspec import Meta
@@ -184,20 +186,56 @@ def _check_rest(body: RedemptionIn, channel: str, paid: int) -> None:
                               field="payment_method", detail_de="Im Shop wird der Rest online bezahlt")
 
 
+@dataclass(frozen=True)
+class Quote:
+    """What a redemption would book, checked but not stored: the vouchers (in order), the seat,
+    the ticket's price and discount type, and the split (used, lapsed, rest to pay)."""
+
+    vouchers: list[dict]
+    seat: dict
+    price_cents: int
+    discount_label: str | None
+    split: rules.Split
+
+    def as_dict(self) -> dict:
+        """The quote as the screens show it (and as a redemption's answer reads, without ids)."""
+        s = self.split
+        return {"total_cents": self.price_cents, "used_cents": sum(s.used), "lapsed_cents": sum(s.lapsed),
+                "paid_cents": s.paid_cents, "discount_label": self.discount_label,
+                "seat": {k: self.seat[k] for k in ("zone_id", "section", "row_label", "label")},
+                "vouchers": [{"id": v["id"], "number": v["number"], "value_cents": v["value_cents"],
+                              "used_cents": used, "lapsed_cents": lapsed}
+                             for v, used, lapsed in zip(self.vouchers, s.used, s.lapsed, strict=True)]}
+
+
+LABELS: dict[str, Callable[[sqlite3.Connection, list[dict]], str | None]] = {
+    "value": value_label, "payment": lambda db, vouchers: None}
+
+
+def quote(db: sqlite3.Connection, body: RedemptionIn, *, now: dt.datetime, bearer_only: bool = False,
+          label: Callable[[sqlite3.Connection, list[dict]], str | None] | None = None) -> Quote:
+    """Every check of a redemption and its split, storing nothing: the office and the desk show
+    it before booking, and `_redeem` books exactly this (in its transaction). A rest to pay
+    without a payment method is not checked here: the quote is what tells the clerk the rest."""
+    vouchers = _vouchers(db, body, now, bearer_only)
+    seat = _seat(db, body, now)
+    price = pricing.ticket_price(db, body.performance_id, seat["zone_id"])
+    discount = (label or LABELS[body.rule])(db, vouchers)
+    try:
+        split = rules.split(price, [v["value_cents"] for v in vouchers])
+    except rules.VoucherNotNeeded as exc:
+        number = vouchers[exc.index]["number"]
+        raise ValidationError(f"voucher {number} is not needed: the vouchers before it already pay the ticket",
+                              field="vouchers", detail_de=f"Gutschein {number} wird nicht gebraucht: die "
+                              "Gutscheine davor bezahlen das Ticket schon") from None
+    return Quote(vouchers, seat, price, discount, split)
+
+
 def _redeem(db: sqlite3.Connection, node: dict, body: RedemptionIn, *, channel: Channel, now: dt.datetime,
             bearer_only: bool, label: Callable[[sqlite3.Connection, list[dict]], str | None]) -> dict:
     with transaction(db):
-        vouchers = _vouchers(db, body, now, bearer_only)
-        seat = _seat(db, body, now)
-        price = pricing.ticket_price(db, body.performance_id, seat["zone_id"])
-        discount = label(db, vouchers)
-        try:
-            split = rules.split(price, [v["value_cents"] for v in vouchers])
-        except rules.VoucherNotNeeded as exc:
-            number = vouchers[exc.index]["number"]
-            raise ValidationError(f"voucher {number} is not needed: the vouchers before it already pay the ticket",
-                                  field="vouchers", detail_de=f"Gutschein {number} wird nicht gebraucht: die "
-                                  "Gutscheine davor bezahlen das Ticket schon") from None
+        q = quote(db, body, now=now, bearer_only=bearer_only, label=label)
+        vouchers, seat, price, discount, split = q.vouchers, q.seat, q.price_cents, q.discount_label, q.split
         _check_rest(body, channel, split.paid_cents)
         stamp, order_id, ticket_id = iso(now), uuid7(), uuid7()
         order = {"id": order_id, "number": next_number(db, order_series(node["id"]), now.year, node["id"]),

@@ -97,6 +97,23 @@ class VoucherRedemption(msgspec.Struct, kw_only=True):
     vouchers: list[RedeemedVoucher]
 
 
+class QuotedSeat(msgspec.Struct, kw_only=True):
+    zone_id: str
+    section: str
+    row_label: str
+    label: str
+
+
+class VoucherQuote(msgspec.Struct, kw_only=True):
+    total_cents: int
+    used_cents: int
+    lapsed_cents: int
+    paid_cents: int
+    discount_label: str | None
+    seat: QuotedSeat
+    vouchers: list[RedeemedVoucher]
+
+
 def _view(voucher: dict, ctx: Ctx) -> dict:
     """What a reader sees; the shop gets no code back (it sent it) and no customer."""
     used = voucher["redemption"]
@@ -134,6 +151,11 @@ def create_voucher_redemption(ctx: Ctx):
     return 201, done
 
 
+def quote_voucher_redemption(ctx: Ctx):
+    """The redemption's checks and split, nothing stored (what the screens show before booking)."""
+    return redeem.quote(ctx.db, ctx.body, now=now(ctx), bearer_only=_shop(ctx)).as_dict()
+
+
 def choice_voucher_pdf(ctx: Ctx):
     voucher = vouchers.with_state(ctx.db, vouchers.get(ctx.db, ctx.path("id")))
     ctx.response_headers["Content-Disposition"] = f'attachment; filename="wahlgutschein-{voucher["number"]}.pdf"'
@@ -162,5 +184,12 @@ def register(api: Api) -> None:
                         "for an ordinary ticket at its normal price. Refused (nothing stored): a voucher outside "
                         "its offer, expired, used, of a cancelled subscription, forged, named twice or not "
                         "needed. The shop redeems by code only and pays a rest `online`.")
+    api.add("POST", "/voucher-redemptions/quote", quote_voucher_redemption,
+            summary="Check a redemption and show its split, storing nothing", tag=tag, roles=REDEEMERS,
+            body=redeem.RedemptionIn, response=VoucherQuote,
+            description="The same checks and refusals as `POST /voucher-redemptions`, and the split it would "
+                        "book: the ticket's price (`total_cents`), per voucher the value used and lapsing, and "
+                        "the rest to pay (`paid_cents`). Nothing is stored or held: the seat may be gone when "
+                        "the redemption comes.")
     api.add("GET", "/choice-vouchers/{id}/pdf", choice_voucher_pdf, summary="A choice voucher as PDF (with QR)",
             tag=tag, roles=STAFF, also_media=(PDF,))

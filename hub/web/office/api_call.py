@@ -27,11 +27,15 @@ from hub.web.problems import from_msgspec
 
 
 class Refused(Exception):
-    """The API refused: *status* and *detail* as its problem document would say, *field* if one."""
+    """The API refused: *status* and *detail* as its problem document would say, *field* if one,
+    and the German *detail_de* where the rule gives one (`in_lang` picks the page's)."""
 
-    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, field: str | None = None, detail_de: str | None = None) -> None:
         super().__init__(f"{status} {detail}")
-        self.status, self.detail, self.field = status, detail, field
+        self.status, self.detail, self.field, self.detail_de = status, detail, field, detail_de
+
+    def in_lang(self, lang: str) -> str:
+        return self.detail_de if lang == "de" and self.detail_de else self.detail
 
 
 def identity(me: staff.Session) -> dict:
@@ -70,7 +74,7 @@ async def call(request: web.Request, me: staff.Session, method: str, path: str, 
         problem = from_msgspec(exc)
         raise Refused(problem.status, problem.detail, problem.field) from None
     except TesseraError as exc:
-        raise Refused(exc.status, exc.detail, getattr(exc, "field", None)) from None
+        raise Refused(exc.status, exc.detail, getattr(exc, "field", None), exc.extra.get("detail_de")) from None
     result = result[1] if isinstance(result, tuple) else result
     # an answer kept as encoded JSON (an idempotent sale's, replayed or new) is read as data
     return msgspec.json.decode(result) if isinstance(result, msgspec.Raw) else result
