@@ -85,3 +85,14 @@ def test_other_searches_take_umlauts_too(hub, target):
     server, token = hub
     status, _, data = raw_get(server.url, target, token)
     assert status == 200 and [o["name"] for o in data["items"]] == ["Förderverein Straßenbahnmuseum"]
+
+
+@pytest.mark.parametrize("q", ["%00%C3%AB%00O", "M%C3%BCller%00", "%00"])
+def test_a_nul_in_a_search_is_a_clear_422_not_a_500(hub, q):
+    """Found by the API fuzzer: a NUL ends an FTS5 phrase early and SQLite raised
+    "unterminated string". No stored name holds a NUL, so it is refused as bad input."""
+    server, token = hub
+    status, kind, data = raw_get(server.url, b"/api/v1/customers?q=" + q.encode(), token)
+    problem = json.loads(data) if kind.startswith("application/problem+json") else {}
+    assert (status, problem.get("field")) == (422, "q"), (status, kind, data)
+    assert "NUL" in problem["detail"]

@@ -294,7 +294,10 @@ def _search(res: Resource, text: str, where: list[str], params: list) -> None:
     """Every word must occur in one of the searched columns (case-insensitive substring).
 
     Words of three or more characters go through the trigram index where there is one;
-    shorter words (and tables without an index) fall back to LIKE."""
+    shorter words (and tables without an index) fall back to LIKE. A NUL cannot be searched
+    for (no stored name holds one) and ends an FTS5 phrase early: refused, not a 500."""
+    if "\x00" in text:
+        raise ValidationError("q must not contain NUL characters", field="q")
     for word in text.split():
         if res.search_index and len(word) >= 3:
             where.append(search_clause(res.search_index))
