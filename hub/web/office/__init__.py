@@ -24,6 +24,7 @@ from hub.web.office import (
     subscribers,
     subscription_sale,
     views,
+    voucher_redemptions,
     work,
 )
 from hub.web.office.views import CLOCK
@@ -46,6 +47,7 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     subscription_sale.install(app)  # subscriptions (issue 13): the sale before the detail route
     subscribers.install(app)
     ring_pools.install(app)  # ring seats in the desks' pools (issue 14)
+    voucher_redemptions.install(app)  # choice vouchers redeemed and looked up (issue 15)
 
 
 __all__ = ["CLOCK", "install"]

@@ -46,6 +46,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/orders", "orders", False),
     ("/office/cards", "cards_title", False),
     ("/office/subscriptions", "subscriptions", False),
+    ("/office/voucher-redemptions", "vouchers_nav", False),
     ("/office/print", "print_title", False),
     ("/office/conflicts", "conflict_list", False),
     ("/office/mail", "mail_list", False),
