@@ -38,7 +38,10 @@ async def agency(aiohttp_client, sample_hub) -> Shop:
 async def test_an_agency_sees_released_products_and_tiers_bookable_by_all_only(agency):
     hub = agency.hub
     status, found = await agency.req("GET", "/shop/subscription-products")
-    assert status == 200 and [p["name"] for p in found["items"]] == ["Abo-Ring A"]
+    assert status == 200 and [p["name"] for p in found["items"]] == ["Abo-Ring A", "Wahlgutschein 6er"]
+    by_all = {r["name"] for r in hub.db.execute("SELECT name FROM discount_tiers WHERE product_id = ? AND "
+                                                "bookable_by_all = 1", (product(hub, "Wahlgutschein 6er"),))}
+    assert {t["name"] for t in found["items"][1]["tiers"]} == by_all  # a voucher's tiers: bookable by all only
     assert found["items"][0]["sale_windows"] == [w for w in found["items"][0]["sale_windows"]
                                                  if w["channel"] == "agency"]
     status, ring_a = await agency.req("GET", f"/shop/subscription-products/{product(hub, 'Abo-Ring A')}")

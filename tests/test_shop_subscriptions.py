@@ -119,10 +119,10 @@ async def test_products_on_sale_follow_the_online_windows_and_name_the_phase(sho
         status, found = await shop.req("GET", "/shop/subscription-products")
         assert status == 200
         names[at] = {p["name"]: p["phase"] for p in found["items"]}
-    seated = {"Abo-Ring A", "Abo-Ring B", "Abo-Ring C", "Wahl-Abo Studio 5 aus 8"}
+    seated = {"Abo-Ring A", "Abo-Ring B", "Abo-Ring C", "Wahl-Abo Studio 5 aus 8", "Wahlgutschein 6er"}
     assert names[GENERAL] == {**dict.fromkeys(seated, "general"), "Kombi-Ticket Klassiker": "general"}
     assert names[RENEWAL] == {**dict.fromkeys(seated, "renewal"), "Kombi-Ticket Klassiker": "general"}
-    assert names[CLOSED] == {"Kombi-Ticket Klassiker": "general"}  # no windows: always on sale; no voucher here
+    assert names[CLOSED] == {"Kombi-Ticket Klassiker": "general"}  # no windows: always on sale
     shop.clock.now = GENERAL
     status, ring_a = await shop.req("GET", f"/shop/subscription-products/{product(shop.hub, 'Abo-Ring A')}")
     assert status == 200 and len(ring_a["dates"]) == 8 and ring_a["performances"] == 8
@@ -134,6 +134,30 @@ async def test_products_on_sale_follow_the_online_windows_and_name_the_phase(sho
 
 
 # --- a checkout --------------------------------------------------------------------------------------
+
+
+async def test_a_voucher_subscription_is_listed_with_its_vouchers_offer_and_price_per_tier(shop):
+    status, found = await shop.req("GET", "/shop/subscription-products")
+    listed = {p["name"]: p for p in found["items"]}
+    voucher, ring_a = listed["Wahlgutschein 6er"], listed["Abo-Ring A"]
+    assert status == 200 and voucher["kind"] == "voucher"
+    assert (voucher["voucher_count"], voucher["voucher_value_cents"], voucher["from_cents"]) == (6, 2500, 12000)
+    assert len(voucher["offer"]) == voucher["performances"] == 11
+    assert [d["id"] for d in voucher["offer"]] == [r["performance_id"] for r in shop.hub.db.execute(
+        "SELECT performance_id FROM subscription_performances WHERE product_id = ? ORDER BY position",
+        (voucher["id"],))]
+    studio = {d["venue"] for d in voucher["offer"]}
+    assert len(studio) == 2 and all(d["title"] and d["starts_at"] for d in voucher["offer"])
+    tiers = {t["name"]: t["price_cents"] for t in voucher["tiers"]}
+    assert tiers["Schwerbehinderte (GdB ab 50)"] == 8400  # 120 EUR less 30 %, as the sale prices it
+    kinds = {r["name"]: r["kind"] for r in shop.hub.db.execute("SELECT name, kind FROM discount_tiers "
+                                                                "WHERE product_id = ?", (voucher["id"],))}
+    assert "complimentary" in kinds.values()
+    assert all(kinds[name] != "complimentary" for name in tiers)  # the shop never offers a free tier
+    assert (ring_a["voucher_count"], ring_a["offer"], ring_a["tiers"]) == (None, [], [])  # seated: per zone
+    status, detail = await shop.req("GET", f"/shop/subscription-products/{voucher['id']}")
+    assert status == 200 and detail["zones"] == [] and detail["tiers"] == voucher["tiers"]
+    assert len(detail["dates"]) == 11
 
 
 async def test_hold_then_order_makes_a_subscription_with_a_ticket_in_every_date(shop):

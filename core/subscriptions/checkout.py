@@ -125,25 +125,45 @@ def phase_now(prod: dict, seller: Seller, now: dt.datetime) -> str | None:
     return sale_phase(prod["sale_windows"], CATALOG_CHANNEL[seller.channel], iso(now))
 
 
+ON_SALE_KINDS = (*offers.SEATED, "voucher")
+NO_VOUCHERS = {"voucher_count": None, "voucher_value_cents": None, "offer": [], "tiers": []}  # a seated product
+
+
 def on_sale(db: sqlite3.Connection, seller: Seller, now: dt.datetime) -> list[dict]:
-    """The seated products the seller may sell right now, each with its phase and price range."""
+    """The products the seller may sell right now (seated, and voucher subscriptions with their
+    vouchers, offer and price per tier), each with its phase and price range."""
     found = resource.list_(db, Subscriptions(), ListQuery(limit=500, active=True, sort="name"), seller.audience)
     out = []
     for prod in found["items"]:
         phase = phase_now(prod, seller, now)
-        if prod["kind"] in offers.SEATED and phase is not None:
-            out.append(_summary(prod, phase, seller))
+        if prod["kind"] in ON_SALE_KINDS and phase is not None:
+            out.append(_summary(db, prod, phase, seller))
     return out
 
 
-def _summary(prod: dict, phase: str, seller: Seller) -> dict:
+def _summary(db: sqlite3.Connection, prod: dict, phase: str | None, seller: Seller) -> dict:
     prices = [p["price_cents"] for p in prod["zone_prices"] or prod["combi_prices"]]
+    if prod["kind"] == "voucher":
+        prices = [prod["price_cents"]]
     return {"id": prod["id"], "name": prod["name"], "title": prod["title"], "subtitle": prod["subtitle"],
             "kind": prod["kind"], "pick_count": prod["pick_count"], "phase": phase,
             "performances": len(prod["performance_ids"]), "print_options": prod["print_options"],
             "transferable": bool(prod["transferable"]),
             "sale_windows": [w for w in prod["sale_windows"] if w["channel"] == CATALOG_CHANNEL[seller.channel]],
-            "from_cents": min(prices) if prices and prod["kind"] != "combi" else None}
+            "from_cents": min(prices) if prices and prod["kind"] != "combi" else None,
+            **(_voucher_part(db, prod, seller) if prod["kind"] == "voucher" else NO_VOUCHERS)}
+
+
+def _voucher_part(db: sqlite3.Connection, prod: dict, seller: Seller) -> dict:
+    """What a buyer of a voucher subscription needs to choose: how many vouchers of what value,
+    the performances they may be redeemed for (the offer), and the package price per tier the
+    seller may offer (the catalog's, `pricing.price_table`)."""
+    table = pricing.price_table(db, prod["id"], seller.audience)["zones"][0]
+    kinds = {t["id"]: t for t in db.execute("SELECT id, kind FROM discount_tiers WHERE product_id = ?",
+                                            (prod["id"],))}
+    return {"voucher_count": prod["voucher_count"], "voucher_value_cents": prod["voucher_value_cents"],
+            "offer": _performances(db, prod["performance_ids"]),
+            "tiers": [t for t in table["tiers"] if offered_tier(kinds[t["tier_id"]], seller)]}
 
 
 def offered_tier(tier: dict, seller: Seller) -> bool:
@@ -162,13 +182,14 @@ def check_tier(db: sqlite3.Connection, product_id: str, tier_id: str | None, sel
 
 def detail(db: sqlite3.Connection, product_id: str, seller: Seller, now: dt.datetime) -> dict:
     """A product as the seller sees it: phase now, its dates, and prices per zone and offered tier."""
-    prod = offers.product(db, product_id, seller.audience)
+    prod = offers.product(db, product_id, seller.audience, kinds=ON_SALE_KINDS)
     table = pricing.price_table(db, product_id, seller.audience)
     tiers = {t["id"]: t for t in db.execute("SELECT id, kind FROM discount_tiers WHERE product_id = ?", (product_id,))}
-    zones = _zones(db, [z["zone_id"] for z in table["zones"]])
+    seated = [z for z in table["zones"] if z["zone_id"] is not None]  # a voucher subscription has no zone
+    zones = _zones(db, [z["zone_id"] for z in seated])
     priced = [{**zones[z["zone_id"]], "base_cents": z["base_cents"],
-               "tiers": [t for t in z["tiers"] if offered_tier(tiers[t["tier_id"]], seller)]} for z in table["zones"]]
-    return {**_summary(prod, phase_now(prod, seller, now), seller), "description": prod["description"],
+               "tiers": [t for t in z["tiers"] if offered_tier(tiers[t["tier_id"]], seller)]} for z in seated]
+    return {**_summary(db, prod, phase_now(prod, seller, now), seller), "description": prod["description"],
             "dates": _performances(db, prod["performance_ids"]), "zones": priced,
             "combi_prices": prod["combi_prices"] if prod["kind"] == "combi" else []}
 

@@ -45,25 +45,6 @@ class SaleWindow(msgspec.Struct, kw_only=True):
     ends_at: str
 
 
-class ProductOnSale(msgspec.Struct, kw_only=True):
-    id: str
-    name: str
-    title: str
-    subtitle: str
-    kind: str
-    pick_count: int | None
-    phase: Literal["renewal", "general"] | None
-    performances: int
-    print_options: str
-    transferable: bool
-    sale_windows: list[SaleWindow]
-    from_cents: int | None
-
-
-class ProductsOnSale(msgspec.Struct, kw_only=True):
-    items: list[ProductOnSale]
-
-
 class DatePlayed(msgspec.Struct, kw_only=True):
     id: str
     title: str
@@ -77,6 +58,31 @@ class OfferedTierPrice(msgspec.Struct, kw_only=True):
     tier_id: str
     name: str
     price_cents: int
+
+
+class ProductOnSale(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    title: str
+    subtitle: str
+    kind: str
+    pick_count: int | None
+    phase: Literal["renewal", "general"] | None
+    performances: int
+    print_options: str
+    transferable: bool
+    sale_windows: list[SaleWindow]
+    from_cents: int | None
+    # a voucher subscription (Wahlgutschein): its vouchers, the performances they may be redeemed
+    # for, and the package price per tier this token may offer (`from_cents`: the full price)
+    voucher_count: int | None = None
+    voucher_value_cents: int | None = None
+    offer: list[DatePlayed] = []
+    tiers: list[OfferedTierPrice] = []
+
+
+class ProductsOnSale(msgspec.Struct, kw_only=True):
+    items: list[ProductOnSale]
 
 
 class ZonePrices(msgspec.Struct, kw_only=True):
@@ -256,9 +262,10 @@ def register(api: Api) -> None:
     tag = "Shop subscriptions"
     api.add("GET", "/shop/subscription-products", list_products_on_sale, summary="List subscriptions on sale now",
             tag=tag, roles=SELLERS, response=ProductsOnSale, cacheable=False,
-            description="Seated subscription products (ring, choice, combi) the token may sell now: the shop "
-                        "those in an open `online` sale window, an agency those released to agencies in an open "
-                        "`agency` window; `phase` renewal (subscribers only) or general.")
+            description="Subscription products the token may sell now (ring, choice, combi, and voucher "
+                        "subscriptions with `voucher_count`, `voucher_value_cents`, their `offer` and the price per "
+                        "tier): the shop those in an open `online` sale window, an agency those released to "
+                        "agencies in an open `agency` window; `phase` renewal (subscribers only) or general.")
     api.add("GET", "/shop/subscription-products/{id}", get_product_on_sale, summary="Read a subscription on sale",
             tag=tag, roles=SELLERS, response=ProductDetail, cacheable=False,
             description="Dates, and per zone the package price with each tier this token may offer (the shop: "
