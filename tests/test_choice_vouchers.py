@@ -162,16 +162,17 @@ async def test_the_shop_and_agencies_sell_voucher_subscriptions_without_a_hold(h
     assert len(vouchers) == 6 and {v["tier_name"] for v in vouchers} == {"Schüler/Studierende"}
 
 
-def test_the_cash_desk_does_not_sell_voucher_subscriptions_yet(sample_hub):
-    """The desk part (offline sale with the desk's own voucher series) is not built: refused, not half-done."""
+def test_a_counter_does_not_sell_voucher_subscriptions(sample_hub):
+    """A cash desk sells them offline (tests/test_desk_voucher_sale.py); a counter does not: refused, nothing
+    stored."""
     from core.base.errors import ValidationError
     from core.subscriptions.sale import SubscriptionSaleIn, sell_subscription
     db = sample_hub.db
     body = msgspec.convert({"product_id": product(sample_hub, VOUCHER), "customer_id": customer(db),
                             "payment_method": "cash"}, SubscriptionSaleIn)
     before = counts(db)
-    with pytest.raises(ValidationError, match="does not sell voucher subscriptions"):
-        sell_subscription(db, this_node(db), body, channel="cashdesk", now=utcnow())
+    with pytest.raises(ValidationError, match="a counter does not sell voucher subscriptions"):
+        sell_subscription(db, this_node(db), body, channel="counter", now=utcnow())
     assert counts(db) == before
 
 

@@ -30,7 +30,7 @@ def test_every_word_the_script_uses_is_in_the_desk_texts_of_both_languages():
     script = SCRIPT.read_text()
     used = set(re.findall(r"\bT\.(\w+)", script)) | set(re.findall(r"\bT\[\"(\w+)\"\]", script))
     # names built at run time: kinds, forms
-    used |= {f"sub_kind_{k}" for k in ("ring", "choice", "combi")}
+    used |= {f"sub_kind_{k}" for k in ("ring", "choice", "combi", "voucher")}
     used |= {f"sub_form_{f}" for f in ("pass", "single_tickets", "both")}
     used |= {m.group(1) for m in re.finditer(r'"(sub_err_\w+)"', script)}
     assert used, "the script reads no words?"

@@ -1,6 +1,6 @@
-"""What a cash desk offers of subscriptions (issue 14, S17): the seated products on sale through
-the cashdesk channel now, the seats free in its own pool, a quote, and the seat map of a ring
-group's plan variant with the states a desk's cashier must tell apart.
+"""What a cash desk offers of subscriptions (issue 14, S17): the products on sale through the
+cashdesk channel now (voucher products too, S5), the seats free in its own pool, a quote, and
+the seat map of a ring group's plan variant with the states a desk's cashier must tell apart.
 
 Read only. The rules are the sale's own (`sale.py`: phase, form, seats, price), applied to the
 desk's pool; a quote runs the same checks as `sell_subscriptions` up to the point where it
@@ -25,10 +25,9 @@ from core.subscriptions.sale import (
     CATALOG_CHANNEL,
     SubscriptionSaleIn,
     check_phase,
+    derive_party,
     form_of,
     members_of,
-    price,
-    resolve,
 )
 from core.subscriptions.seat_maps import map_sets, other_pool_ids, subscription_seat_map
 from core.subscriptions.seats import PerformanceSeats
@@ -69,17 +68,27 @@ def desk_seat_map(db: sqlite3.Connection, product_id: str, *, pool: str, now: dt
 
 
 def on_sale_at_desk(db: sqlite3.Connection, *, pool: str, now: dt.datetime) -> list[dict]:
-    """The seated products on sale through the cash desk now (no sale window: always), each with
-    its dates, tiers, package prices per zone and the seats free in all its dates in *pool*."""
+    """The products on sale through the cash desk now (no sale window: always), each with its
+    dates, tiers, package prices per zone and the seats free in all its dates in *pool*; a
+    voucher product (S5) with its vouchers' count and value, its package price and the offer."""
     found = resource.list_(db, Subscriptions(), ListQuery(limit=500, active=True, sort="name"), "internal")
     out = []
     for prod in found["items"]:
-        if prod["kind"] not in offers.SEATED:
+        if prod["kind"] not in (*offers.SEATED, "voucher"):
             continue
         if prod["sale_windows"] and sale_phase(prod["sale_windows"], CATALOG_CHANNEL[CHANNEL], iso(now)) is None:
             continue
-        out.append(_offered(db, prod, pool, now))
+        out.append(_vouchers_offered(db, prod) if prod["kind"] == "voucher" else _offered(db, prod, pool, now))
     return out
+
+
+def _vouchers_offered(db: sqlite3.Connection, prod: dict) -> dict:
+    """A voucher product: no seats, dates to pick or zones; N vouchers of a value for a package price."""
+    return {"id": prod["id"], "name": prod["name"], "title": prod["title"], "kind": "voucher", "pick_count": None,
+            "forms": [form_of(prod, None)], "default_form": form_of(prod, None),
+            "performances": _dates(db, prod["performance_ids"]), "tiers": _tiers(db, prod["id"]), "zones": None,
+            "free_in_pool": None, "voucher_count": prod["voucher_count"],
+            "voucher_value_cents": prod["voucher_value_cents"], "price_cents": prod["price_cents"]}
 
 
 def _offered(db: sqlite3.Connection, prod: dict, pool: str, now: dt.datetime) -> dict:
@@ -129,15 +138,12 @@ def quote(db: sqlite3.Connection, body: SubscriptionSaleIn, *, pool: str, now: d
     """The price of the sale *body* describes, checked as `sell_subscriptions` checks it (seats in
     *pool*, tier, form, phase), nothing stored: the total and each member's price and zone."""
     members = members_of(body)
-    prod = offers.product(db, body.product_id)
+    prod = offers.product(db, body.product_id, kinds=(*offers.SEATED, "voucher"))
     if not db.execute("SELECT 1 FROM customers WHERE id = ?", (body.customer_id,)).fetchone():
         raise NotFound(f"customer {body.customer_id} does not exist", field="customer_id")
     check_phase(db, prod, CHANNEL, body.customer_id, now)
     form_of(prod, body.form)
-    perfs = offers.performances(db, prod, pool=pool, now=now)
-    booked = resolve(prod, perfs, members, body.performance_ids)
-    priced = [price(db, prod, seats, m.tier_id, body.zone_id, "internal") for m, seats in zip(members, booked,
-                                                                                          strict=True)]
+    _, priced = derive_party(db, prod, members, body, pool=pool, now=now)
     return {"total_cents": sum(p[0] for p in priced),
             "members": [{"price_cents": p[0], "zone_id": p[2]} for p in priced]}
 

@@ -18,8 +18,9 @@ nothing of the sale is stored, in no performance.
 
 A cash desk sells the same way offline from its own pool (channel `cashdesk`, pool `node:<id>`),
 numbers from its own series (`abo_series`), and records one `subscription.sold` op in the sale's
-transaction (`sold_op`); the hub sells it again from that pool and stores it through the same
-`store_sale` under the desk's ids (`desk_sales.py`).
+transaction (`sold_op`; a voucher subscription's choice vouchers, signed with the desk's key, go
+in it); the hub sells it again from that pool and stores it through the same `store_sale` under
+the desk's ids (`desk_sales.py`).
 
 Prices come from `core.catalog.pricing` only; any price in the request is refused (the
 body has no such field). The package price (ring, choice) is spread over the tickets
@@ -42,6 +43,7 @@ from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.numbering import next_number
 from core.base.storage import transaction
+from core.cards.cards import NodeSigner
 from core.catalog import pricing
 from core.catalog.common import Body, Cents, Id, Name
 from core.catalog.resource import Audience
@@ -49,7 +51,7 @@ from core.catalog.subscriptions import sale_phase
 from core.sales.contingents import HUB
 from core.sales.orders import order_series, store_order
 from core.sales.payments import DESK_CHANNELS, Payment, check_payment
-from core.subscriptions import holds, offers
+from core.subscriptions import choice_vouchers, holds, offers
 from core.subscriptions.sale_op import SubscriptionSoldOp
 from core.subscriptions.seats import PerformanceSeats, check_selection, is_set
 from core.subscriptions.series import GroupSeats, RingGroup, pick_seats, ring_bookings
@@ -409,15 +411,17 @@ def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], tier_id: str
 
 def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
                        pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
-                       agency_token: str | None = None, now: dt.datetime) -> dict:
+                       agency_token: str | None = None, signer: NodeSigner | None = None,
+                       now: dt.datetime) -> dict:
     """Sell the party's subscriptions (one, or `members`) in one order and one transaction, all or
     none; returns the order (`order_id`, `number`, `total_cents`) with its `subscriptions`, each
-    with its tickets.
+    with its tickets (a voucher subscription sold at a cash desk: and its `vouchers`).
 
     *channel*: `phone` (office), `shop`, `agency` (...); *pool*: the contingent it sells from
     (`hub`; an agency its `agency:<token id>`); *audience*: what the caller may see of the
     catalog (`agency`: released products and tiers bookable by all); *holder*: the buyer's
-    holds (`token:<id>`/`staff:<id>`) are bought (converted), everybody else's are taken.
+    holds (`token:<id>`/`staff:<id>`) are bought (converted), everybody else's are taken;
+    *signer*: a cash desk's card key, which signs the vouchers of a voucher subscription it sells.
     A seat taken meanwhile is a Conflict naming it; ask `offers.best` for alternatives."""
     check_payment(channel, body.payment_method, body.payment_reference)
     members = members_of(body)
@@ -427,24 +431,38 @@ def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSal
             raise NotFound(f"customer {body.customer_id} does not exist", field="customer_id")
         check_phase(db, prod, channel, body.customer_id, now)
         form = form_of(prod, body.form)
-        if prod["kind"] == "voucher":
-            if channel in DESK_CHANNELS:  # the desk's offline voucher sale (own series, op to the hub) is to come
-                raise ValidationError(f"{prod['name']} is sold by the office, the shop or an agency; the cash "
-                                      "desk does not sell voucher subscriptions", field="product_id")
-            booked, priced = voucher_party(db, prod, members, body, audience)
-        else:
-            perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
-            booked = resolve(prod, perfs, members, body.performance_ids)
-            priced = [price(db, prod, seats, m.tier_id, body.zone_id, audience)
-                      for m, seats in zip(members, booked, strict=True)]
+        if prod["kind"] == "voucher" and channel == "cashdesk" and signer is None:
+            raise RuntimeError("a cash desk's voucher sale needs the desk's signer: it signs the vouchers offline")
+        if prod["kind"] == "voucher" and channel == "counter":
+            raise ValidationError(f"{prod['name']} is sold by the office, the shop, an agency or a cash desk; "
+                                  "a counter does not sell voucher subscriptions", field="product_id",
+                                  detail_de=f"{prod['name']} verkaufen Büro, Shop, Vorverkaufsstellen und "
+                                            "Theaterkassen; ein Schalter verkauft keine Wahlgutscheine")
+        booked, priced = derive_party(db, prod, members, body, pool=pool, holder=holder, now=now, audience=audience)
         if holder is not None:
             holds.release_seats(db, holder, [(b.performance_id, b.seat_id) for seats in booked for b in seats])
         party = list(zip(members, booked, priced, strict=True))
         sold = store_sale(db, node, prod, body, party, fresh_ids(db, node, party, now), form=form, channel=channel,
                           agency_token=agency_token, now=now)
         if channel == "cashdesk":  # a desk's sale goes to the hub (a no-op on the hub itself)
+            if prod["kind"] == "voucher":  # issued offline with the desk's key, so they travel with the sale
+                for sub in sold["subscriptions"]:
+                    sub["vouchers"] = choice_vouchers.issue_for_subscription(db, signer, sub["id"], now)
             outbox.record(db, "subscription.sold", sold_op(node, body, form, sold), wall_time=iso(now))
         return sold
+
+
+def derive_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], body: SubscriptionSaleIn, *,
+                 pool: str, now: dt.datetime, audience: Audience = "internal", holder: str | None = None,
+                 ) -> tuple[list[list[Booked]], list[tuple[int, dict[str, int], str | None]]]:
+    """Per member its seats (from *pool*) and its price, by the product's kind: what a sale stores,
+    a desk's quote answers and the hub derives again for a desk's sale."""
+    if prod["kind"] == "voucher":
+        return voucher_party(db, prod, members, body, audience)
+    perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
+    booked = resolve(prod, perfs, members, body.performance_ids)
+    return booked, [price(db, prod, seats, m.tier_id, body.zone_id, audience)
+                    for m, seats in zip(members, booked, strict=True)]
 
 
 def voucher_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], body: SubscriptionSaleIn,
@@ -458,6 +476,9 @@ def voucher_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], b
     priced = [(pricing.subscription_price(db, prod["id"], None, m.tier_id, audience)["price_cents"], {}, None)
               for m in members]
     return [[] for _ in members], priced
+
+
+VOUCHER_FIELDS = ("id", "number", "position", "value_cents", "valid_until", "code")
 
 
 def sold_op(node: dict, body: SubscriptionSaleIn, form: str, sold: dict) -> SubscriptionSoldOp:
@@ -474,7 +495,8 @@ def sold_op(node: dict, body: SubscriptionSaleIn, form: str, sold: dict) -> Subs
                      "tier_id": m.tier_id, "holder_name": m.holder_name, "seat_ids": m.seat_ids,
                      "replacements": [msgspec.structs.asdict(r) for r in m.replacements],
                      "seats": [msgspec.structs.asdict(x) for x in m.seats], "zone_id": sub["zone_id"],
-                     "price_cents": sub["price_cents"], "tickets": sub["tickets"]}
+                     "price_cents": sub["price_cents"], "tickets": sub["tickets"],
+                     "vouchers": [{k: v[k] for k in VOUCHER_FIELDS} for v in sub.get("vouchers", [])]}
                     for m, sub in zip(members, sold["subscriptions"], strict=True)]}, SubscriptionSoldOp)
 
 

@@ -4,7 +4,8 @@ Kept apart from `sale.py` (which records it) and `desk_sales.py` (which the hub 
 so neither imports the other. The body carries what the hub needs to sell the same thing again
 from the desk's pool and store it under the same ids: the request (product, customer, form, the
 chosen dates, per member its seat_ids/replacements/seats and tier) and what the desk made of it
-(ids, numbers, tickets, prices). Strict: unknown fields are refused; every list is bounded.
+(ids, numbers, tickets, prices; a voucher subscription's choice vouchers with their signed codes).
+Strict: unknown fields are refused; every list is bounded.
 """
 
 from __future__ import annotations
@@ -43,8 +44,21 @@ class SoldTicketOp(Strict, kw_only=True):
     price_cents: Cents
 
 
+class SoldVoucherOp(Strict, kw_only=True):
+    """A choice voucher the desk issued with a voucher subscription (S5), as it stored it: the hub
+    stores it under these id, number and code only after re-deriving the rest."""
+
+    id: Id
+    number: Number
+    position: Annotated[int, Meta(ge=1, le=100)]
+    value_cents: Cents
+    valid_until: Stamp
+    code: Annotated[str, Meta(min_length=1, max_length=400)]
+
+
 class SoldMemberOp(Strict, kw_only=True):
-    """One subscription of the sale: its request fields, then its ids, tickets and price."""
+    """One subscription of the sale: its request fields, then its ids, tickets (none for a voucher
+    subscription) and price, and a voucher subscription's vouchers."""
 
     line_id: Id
     subscription_id: Id
@@ -56,7 +70,8 @@ class SoldMemberOp(Strict, kw_only=True):
     seats: Annotated[list[SeatAtOp], Meta(max_length=200)] = []
     zone_id: Id | None = None
     price_cents: Cents
-    tickets: Annotated[list[SoldTicketOp], Meta(min_length=1, max_length=200)]
+    tickets: Annotated[list[SoldTicketOp], Meta(max_length=200)]
+    vouchers: Annotated[list[SoldVoucherOp], Meta(max_length=100)] = []
 
 
 class SubscriptionSoldOp(Strict, kw_only=True):

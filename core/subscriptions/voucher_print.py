@@ -18,6 +18,7 @@ from reportlab.pdfgen.canvas import Canvas
 from core.base.clock import LOCAL_TZ, parse_iso
 from core.base.money import format_eur
 from core.printing.card_layout import Qr, _draw_qr
+from core.printing.receipts import Voucher
 
 WIDTH_MM, HEIGHT_MM = 105.0, 148.0
 QR = Qr(x_mm=22.5, y_mm=52.0, size_mm=60.0, error="M")
@@ -56,3 +57,19 @@ def voucher_pdf(db: sqlite3.Connection, voucher: dict) -> bytes:
     canvas.showPage()
     canvas.save()
     return out.getvalue()
+
+
+def receipt_vouchers(db: sqlite3.Connection, order_id: str) -> list[Voucher | None]:
+    """The choice vouchers of an order's voucher subscriptions as slips below its receipt (a desk
+    prints them with the sale, `core.printing.receipts._voucher_slip`), the same words as the
+    PDF; None for a voucher whose code this node does not hold (nothing printable)."""
+    rows = db.execute("SELECT v.*, p.voucher_count FROM choice_vouchers v JOIN subscriptions s "
+                      "ON s.id = v.subscription_id JOIN subscription_products p ON p.id = v.product_id "
+                      "WHERE s.order_id = ? ORDER BY s.number, v.position", (order_id,)).fetchall()
+    out: list[Voucher | None] = []
+    for row in rows:
+        above, below = voucher_lines(db, row)
+        out.append(None if row["code"] is None else Voucher(
+            product=", ".join(above[1:]), number=row["number"], code=row["code"],
+            note=f"Wahlgutschein {row['position']} von {row['voucher_count']}, {below[1]}. {' '.join(NOTE)}"))
+    return out

@@ -76,6 +76,7 @@ class Rule:
     roles: frozenset[str] = ROLES  # roles that get the table at all
     nulled: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> columns sent as NULL
     addressed_by: str | None = None  # column naming the one node a row is for
+    whole_for: str | None = None  # column naming a node that gets the row with nothing nulled (its issuer)
 
 
 EVERYONE = Rule()
@@ -105,8 +106,9 @@ RULES: dict[str, Rule] = {
     # the dates a season pass admits (ids only): a gate decides with them, a desk shows them
     "pass_performances": EVERYONE,
     "voucher_redemptions": Rule(roles=DESKS, nulled={"cashdesk": ("operator",), "counter": ("operator",)}),
-    # choice vouchers (S5/S10): the desks that redeem them, never gates; no code (not printable from a copy)
-    "choice_vouchers": Rule(roles=DESKS, nulled={"cashdesk": ("code",), "counter": ("code",)}),
+    # choice vouchers (S5/S10): the desks that redeem them, never gates; no code (not printable from a copy),
+    # except to the desk that sold them (it printed them and keeps its own codes for a reprint)
+    "choice_vouchers": Rule(roles=DESKS, nulled={"cashdesk": ("code",), "counter": ("code",)}, whole_for="issued_by"),
     "choice_voucher_redemptions": Rule(roles=DESKS, nulled={"cashdesk": ("operator",), "counter": ("operator",)}),
     # contingents: only the seat-selling desk; a recall is a request to one desk
     "seat_pools": Rule(roles=SELLERS),
@@ -133,7 +135,8 @@ def view(scope: NodeScope | Mapping, table: str, row: Mapping) -> dict | None:
     rule = RULES[table]
     if rule.addressed_by is not None and row[rule.addressed_by] != scope.node_id:
         return None
-    nulled = rule.nulled.get(scope.role, ())
+    whole = rule.whole_for is not None and row[rule.whole_for] == scope.node_id
+    nulled = () if whole else rule.nulled.get(scope.role, ())
     return {c: (None if c in nulled else v) for c, v in row.items()}
 
 

@@ -6,12 +6,14 @@ pool, so a desk sells offline without any collision), the cards (`passes`), the 
 the printing (`edge.desk.printing`). This module adds the session, the node's pool and clock,
 and the order of printing: the receipt and the single tickets (slips with their QR codes on
 the receipt printer) print before the answer, since the customer waits for them; passes go to
-the card printer through the print queue, like annual cards.
+the card printer through the print queue, like annual cards. A voucher subscription (S5) has no
+seats: its choice vouchers are issued in the sale's transaction with this desk's key and print as
+slips with their QR codes below the receipt, in the receipt's own job (a retry prints them too).
 
 Only a node with role `cashdesk` sells subscriptions (a counter or gate: 403). Errors are
 problem+json through the edge's middleware.
 
-- `GET  /api/subscription-products`                    seated products on sale via the cash desk now
+- `GET  /api/subscription-products`                    products on sale via the cash desk now (vouchers too)
 - `GET  /api/subscription-products/{id}/availability`  ?performance_ids= (a choice's N dates)
 - `GET  /api/subscription-products/{id}/seat-map.svg`  ?plan_id=&variant_id=&performance_ids=&selected=&lang=
 - `GET  /api/subscription-products/{id}/variant-steps` ?seat_ids=&performance_ids=
@@ -208,7 +210,8 @@ def sell_at_desk(edge: Edge, body: DeskSubscriptionIn) -> tuple[dict, str, list[
     now = edge.clock.now()
     signer = cards.load_signer(edge.db, edge.data_dir)
     with transaction(edge.db):
-        sold = sell_subscriptions(edge.db, edge.node, body, channel="cashdesk", pool=_pool(edge), now=now)
+        sold = sell_subscriptions(edge.db, edge.node, body, channel="cashdesk", pool=_pool(edge), signer=signer,
+                                  now=now)
         card_ids = [c["id"] for s in sold["subscriptions"]
                     for c in issue_subscription_cards(edge.db, signer, s["id"], now)]
         receipt_job = print_queue.enqueue(edge.db, "receipt", sold["order_id"], None, now)
@@ -223,7 +226,10 @@ def _subscription_out(edge: Edge, sub: dict) -> dict:
             "tier_id": sub["tier_id"], "price_cents": sub["price_cents"],
             "tickets": [{"performance_id": s.performance_id, "seat_id": _seat_id(sub, s.performance_id),
                          "seat": f"{s.section}, Reihe {s.row}, Platz {s.label}", "starts_at": s.starts_at.isoformat(),
-                         "title": s.title} for s in held]}
+                         "title": s.title} for s in held],
+            "vouchers": [{"id": v["id"], "number": v["number"], "position": v["position"],
+                          "value_cents": v["value_cents"], "valid_until": v["valid_until"]}
+                         for v in sub.get("vouchers", [])]}
 
 
 def _seat_id(sub: dict, performance_id: str) -> str:

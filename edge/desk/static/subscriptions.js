@@ -6,6 +6,7 @@
  *
  *   product -> (choice: N dates) -> seats on the map -> (variant steps: replacements) -> customer,
  *   tier and pass name per subscriber, form -> payment -> result
+ *   (choice vouchers: product -> customer and tier -> payment -> result; no dates or seats)
  *
  * A party side by side: member k has the k-th seat tapped on every map (ring/choice: per
  * seating plan; combi: per date). The map is the server's SVG, fetched again after every tap
@@ -37,6 +38,12 @@
     ? S.product.performances.filter((p) => S.dates.includes(p.id)) : S.product.performances);
   const perfById = (id) => S.product.performances.find((p) => p.id === id);
   const stepKey = (variantId, missing) => `${variantId}|${missing}`;
+  /* a voucher product (S5) has no dates, seats or zones: product -> customer -> payment */
+  const isVoucher = () => S.product?.kind === "voucher";
+  function voucherText(p) {
+    const offer = [...new Set(p.performances.map((x) => x.title))].join(", ");
+    return fill(T.sub_vouchers_offer, { n: p.voucher_count, value: eur(p.voucher_value_cents), offer });
+  }
 
   /** "Parkett, Reihe 3, Platz 9" in the screen's language, as the receipt and the pass write it. */
   function seatName(id) {
@@ -89,7 +96,7 @@
     $("given").value = kept.given || "";
     $("terminal-ref").value = kept.ref || "";
     setMethod(S.method === "card" ? "card" : "cash");
-    if (kept.step !== "dates" && !(await loadAvailability())) { show("seats"); return true; }
+    if (kept.step !== "dates" && !isVoucher() && !(await loadAvailability())) { show("seats"); return true; }
     renderSummary();
     show(kept.step);
     if (kept.step === "dates") renderDates();
@@ -122,11 +129,13 @@
 
   /** Subscribers: the seats tapped on the first map (every map must then have as many). */
   function partySize() {
+    if (isVoucher()) return 1;
     const lists = Object.values(S.seats);
     return lists.length ? Math.max(...lists.map((l) => l.length)) : 0;
   }
 
   function seatsProblem() {
+    if (isVoucher()) return null;
     const keys = S.product.kind === "combi" ? perfsOf().map((p) => p.id) : (S.avail?.groups || []).map((g) => g.plan_id);
     const counts = keys.map((k) => (S.seats[k] || []).length);
     if (!counts.length || counts.every((n) => n === 0)) return T.sub_seats_missing;
@@ -158,7 +167,7 @@
       const out = { tier_id: m.tier_id || null, holder_name: m.holder_name.trim() || null };
       if (S.product.kind === "combi") {
         out.seats = perfsOf().map((p) => ({ performance_id: p.id, seat_id: S.seats[p.id][k] }));
-      } else {
+      } else if (!isVoucher()) {
         out.seat_ids = S.avail.groups.map((g) => S.seats[g.plan_id][k]);
         out.replacements = S.steps.filter((st) => out.seat_ids.includes(st.missing_seat_id))
           .map((st) => ({ variant_id: st.variant_id, seat_id: S.repl[stepKey(st.variant_id, st.missing_seat_id)] }));
@@ -204,6 +213,7 @@
 
   function stepsInUse() {
     if (!S.product) return ["product"];
+    if (isVoucher()) return ["product", "customer", "pay"];
     return STEPS.filter((s) => (s !== "dates" || S.product.kind === "choice")
       && (s !== "variants" || S.steps.length));
   }
@@ -294,17 +304,18 @@
 
   function productTile(p) {
     const dates = p.performances.map((x) => x.starts_at).sort();
-    const prices = (p.zones || []).map((z) => z.price_cents);
+    const prices = p.kind === "voucher" ? [p.price_cents] : (p.zones || []).map((z) => z.price_cents);
     return el("button", { type: "button", class: "tile sub-tile", "data-testid": "sub-product-tile",
       // a choice may still sell with no seat free in ALL its dates: only in the N chosen must it be
-      "data-product-id": p.id, "data-kind": p.kind, disabled: p.free_in_pool > 0 || p.kind === "choice" ? null : true,
+      "data-product-id": p.id, "data-kind": p.kind, disabled: p.free_in_pool > 0 || p.kind === "choice" || p.kind === "voucher" ? null : true,
       onclick: () => chooseProduct(p) },
     el("span", { class: "tile-tag", text: T[`sub_kind_${p.kind}`] || p.kind }),
     el("span", { class: "tile-name", text: p.name }),
     el("span", { class: "tile-sub", text: p.title || "" }),
     el("span", { class: "tile-dates", text: `${fill(T.sub_dates_n, { n: p.performances.length })}` +
       (dates.length ? ` · ${formatDate(dates[0])} – ${formatDate(dates[dates.length - 1])}` : "") }),
-    el("span", { class: p.free_in_pool > 0 ? "tile-free" : "tile-free tile-none", "data-testid": "sub-free",
+    p.kind === "voucher" ? el("span", { class: "tile-free", "data-testid": "sub-vouchers", text: voucherText(p) })
+      : el("span", { class: p.free_in_pool > 0 ? "tile-free" : "tile-free tile-none", "data-testid": "sub-free",
       text: p.kind === "choice" ? fill(T.sub_free_choice, { n: p.free_in_pool })
         : p.free_in_pool > 0 ? fill(T.sub_free_n, { n: p.free_in_pool }) : T.sub_free_none }),
     prices.length ? el("span", { class: "tile-price", text: fill(T.sub_from, { price: eur(Math.min(...prices)) }) }) : "");
@@ -316,6 +327,7 @@
     S.form = p.default_form || p.forms[0];
     renderSummary();
     if (p.kind === "choice") { show("dates"); renderDates(); return; }
+    if (p.kind === "voucher") { resizeMembers(); show("customer"); renderCustomer(); await requote(); return; }
     if (await loadAvailability()) { S.tab = 0; show("seats"); await renderMap(); }
   }
 
@@ -563,6 +575,7 @@
   }
 
   function memberSeatText(k) {
+    if (isVoucher()) return voucherText(S.product);
     const perfs = perfsOf();
     const seats = [...new Set(perfs.map((p) => seatAt(k, p)).filter((s) => !s.replacement).map((s) => s.seat))];
     return seats.map(seatName).join(" / ");
@@ -734,14 +747,18 @@
     const slips = data.subscriptions.filter((s) => s.form !== "pass").reduce((n, s) => n + s.tickets.length, 0);
     const printing = data.printing || [];
     const slipOutcomes = printing.slice(1, 1 + slips), passes = printing.slice(1 + slips);
-    $("sale-receipt").textContent = printText(data.receipt) + (slips ? ` · ${fill(T.sub_with_slips, { n: slips })}` +
+    const vouchers = data.subscriptions.reduce((n, s) => n + (s.vouchers || []).length, 0);
+    $("sale-receipt").textContent = printText(data.receipt) +
+      (vouchers ? ` · ${fill(T.sub_with_voucher_slips, { n: vouchers })}` : "") + (slips ? ` · ${fill(T.sub_with_slips, { n: slips })}` +
       (slipOutcomes.every((o) => o.state === "printed") ? "" : ` (${outcomesText(slipOutcomes)})`) : "");
     $("sale-passes-row").hidden = !passes.length;
     $("sale-passes").textContent = outcomesText(passes);
     $("sale-subscriptions").replaceChildren(...data.subscriptions.map((s) => el("li", {
       "data-testid": "sale-subscription", "data-number": s.number, "data-form": s.form,
       text: `${s.number} · ${s.holder_name || ""} · ${T[`sub_form_${s.form}`] || s.form} · ` +
-        `${fill(T.sub_tickets_n, { n: s.tickets.length })} · ${eur(s.price_cents)}` })));
+        `${(s.vouchers || []).length ? `${fill(T.sub_vouchers_n, { n: s.vouchers.length })} ` +
+          `(${s.vouchers.map((v) => v.number).join(", ")})` : fill(T.sub_tickets_n, { n: s.tickets.length })} · ` +
+        `${eur(s.price_cents)}` })));
     const failed = printing.filter((o) => o.state === "failed");
     if (failed.length) message(failed.map((o) => o.error).join(" · "));
     else message(null);
@@ -775,6 +792,12 @@
       el("b", { text: S.product.name }), ` · ${T[`sub_kind_${S.product.kind}`] || ""}`);
     const n = partySize();
     const parts = [head];
+    if (isVoucher()) {
+      box.replaceChildren(head, el("p", { "data-testid": "voucher-offer", text: voucherText(S.product) }),
+        el("p", { class: "hint", text: T.sub_vouchers_hint }));
+      save();
+      return;
+    }
     if (n > 1) parts.push(el("p", { class: "hint", text: fill(T.sub_party, { n }) }));
     for (let k = 0; k < n; k++) {
       const lines = perfsOf().map((p) => {
