@@ -16,7 +16,8 @@ login needs a logged-in operator, and every order and exchange records that oper
 - `POST /api/orders`                    core.sales.orders.OrderIn without `operator`; payment cash
                                         (`given_cents`) or card (`payment_reference` = terminal
                                         reference) -> 201 {order, change_cents, receipt, printing}
-- `GET  /api/vouchers/check?code=`      `POST /api/vouchers/redeem` {code, holder}
+- `GET  /api/vouchers/check?code=`      `POST /api/vouchers/redeem` {code, holder}: the voucher is
+                                        claimed with the peer desks first (edge/desk/claims.py)
 - `GET  /api/cards?q=`                  {cards, scan}: by scanned code, card number or holder name;
                                         a scanned code also gets the gate's verdict (`scan`: level
                                         ok|warn|refused, reason, message_de/_en): forged, superseded
@@ -52,6 +53,7 @@ from core.catalog.customers import CustomerIn, Customers
 from core.catalog.resource import ListQuery, list_
 from core.printing import print_queue
 from core.sales import desk_customers, orders
+from edge.desk import claims
 from edge.desk.printing import Outcome, job_ids_for
 from edge.sync import client
 
@@ -280,8 +282,15 @@ async def post_voucher_redeem(request: web.Request) -> web.Response:
     operator = require_operator(request)
     edge = _edge(request)
     data = await _body(request, RedeemIn)
-    card = orders.redeem_voucher(edge.db, cards.load_signer(edge.db, edge.data_dir), _access(edge), data.code,
-                                 data.holder, edge.clock.now(), operator=operator["name"])
+    # Claimed on the LAN before it is stored and printed: a second desk refuses it while the hub is away.
+    voucher_id = orders.check_voucher(edge.db, _access(edge), data.code)["voucher_id"]
+    await claims.claim(edge, "annual_voucher", [voucher_id])
+    try:
+        card = orders.redeem_voucher(edge.db, cards.load_signer(edge.db, edge.data_dir), _access(edge), data.code,
+                                     data.holder, edge.clock.now(), operator=operator["name"])
+    except BaseException:
+        await claims.release(edge, "annual_voucher", [voucher_id])
+        raise
     edge.wake.set()
     refused = await _ask_hub_first(edge, card["id"])
     if refused:
@@ -520,5 +529,5 @@ def status_extra(request: web.Request, edge: Edge) -> dict:
     """What the desk adds to /api/status: print queue, printer errors, who is logged in."""
     operator = current_operator(request)
     return {"print_queue": print_queue.counts(edge.db), "printer_errors": edge.printing.status()["errors"],
-            "operator": operator["name"] if operator else None}
+            "operator": operator["name"] if operator else None, "peer_desks": edge.peers.claims.status()}
 

@@ -26,14 +26,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from zeroconf import ServiceStateChange, Zeroconf
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo
-
 from core.cards import cardcode
 from core.cards.access import Access
 from core.cards.trust import BadRecord
 from edge.peers.announce import SERVICE, Announcement, root_id
-from edge.peers.certs import MAX_RECORDS, accept_trust
+from edge.peers.browse import Peer, PeerBrowser
+from edge.peers.certs import MAX_RECORDS, accept_trust, node_cert
 from edge.peers.client import PeerClient, PeerError
 
 __all__ = ["SERVICE", "Peer", "PeerStats", "Peers", "accept_entries", "learn_trust"]
@@ -48,16 +46,6 @@ PEER_ROLES = frozenset({"gate", "cashdesk", "counter"})
 
 
 @dataclass
-class Peer:
-    node_id: str
-    name: str
-    url: str
-    role: str = "gate"
-    last_ok: float | None = None
-    failures: int = 0
-
-
-@dataclass
 class PeerStats:
     sent: int = 0
     received: int = 0
@@ -67,8 +55,7 @@ class PeerStats:
 
 
 def own_cert(access: Access) -> str | None:
-    row = access.db.execute("SELECT record FROM node_certs WHERE key_id = ?", (access.signer.key_id,)).fetchone()
-    return row["record"] if row else None
+    return node_cert(access.db, access.signer.key_id)
 
 
 def learn_trust(access: Access, payload: object, *, quiet: bool = False) -> int:
@@ -103,10 +90,8 @@ class Peers:
     def __init__(self, access: Access, *, node: dict, port: int, interfaces: Sequence[str] | None = None,
                  host_address: str = "127.0.0.1", group: str = ""):
         self.access, self.node, self.port, self.group = access, node, port, group
-        self.peers: dict[str, Peer] = {}
         self.stats = PeerStats()
         self._tasks: set[asyncio.Task] = set()
-        self._browser: AsyncServiceBrowser | None = None
         self._resync: asyncio.Task | None = None
         self._asked: dict[int, float] = {}
         self.root_id = root_id(access.db)
@@ -114,10 +99,16 @@ class Peers:
                                          interfaces=interfaces, group=group, venue=access.rules.venue_id or "")
         self.client = PeerClient(access.signer, access.clock.now, cert=own_cert(access),
                                  timeout_s=SEND_TIMEOUT_S * 3)
+        self.browser = PeerBrowser(node_id=node["id"], root_id=self.root_id, group=group, roles=PEER_ROLES,
+                                   on_appear=self.pull)
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        return self.browser.peers
 
     async def start(self) -> None:
         await self.announcement.start()
-        self._browser = AsyncServiceBrowser(self.announcement.zc.zeroconf, [SERVICE], handlers=[self._on_change])
+        self.browser.start(self.announcement.zc.zeroconf)
         self._resync = asyncio.create_task(self._resync_loop())
 
     async def close(self) -> None:
@@ -125,41 +116,9 @@ class Peers:
             self._resync.cancel()
         for task in list(self._tasks):
             task.cancel()
-        if self._browser:
-            await self._browser.async_cancel()
+        await self.browser.close()
         await self.announcement.close()
         await self.client.close()
-
-    # -- discovery ---------------------------------------------------------------------------
-
-    def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        if state_change is ServiceStateChange.Removed:
-            for node_id, peer in list(self.peers.items()):
-                if name.startswith(peer.name):
-                    self.peers.pop(node_id, None)
-            return
-        self._spawn(self._resolve(name))
-
-    async def _resolve(self, name: str) -> None:
-        info = AsyncServiceInfo(SERVICE, name)
-        if not await info.async_request(self.announcement.zc.zeroconf, 3000):
-            return
-        props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
-        node_id = props.get("node_id")
-        if not node_id or node_id == self.node["id"] or props.get("root") != self.root_id:
-            return  # ourselves, or a device of another organizer
-        if props.get("group", "") != self.group or props.get("role") not in PEER_ROLES:
-            return  # another site of the same organizer on this LAN, or no peer of ours
-        addresses = info.parsed_addresses()
-        if not addresses:
-            return
-        peer = Peer(node_id=node_id, name=name.split(".")[0], url=f"http://{addresses[0]}:{info.port}",
-                    role=props["role"])
-        known = self.peers.get(node_id)
-        self.peers[node_id] = peer
-        if known is None or known.url != peer.url:
-            log.info("peer %s %s at %s", peer.role, props.get("name"), peer.url)
-            await self.pull(peer)
 
     # -- exchange ----------------------------------------------------------------------------
 

@@ -31,6 +31,12 @@ def trust_records(db: sqlite3.Connection, key_id: int | None = None) -> dict:
     return {"certs": certs, "revocations": revocations}
 
 
+def node_cert(db: sqlite3.Connection, key_id: int) -> str | None:
+    """The root-signed certificate of key *key_id* (this node's own, sent along to peers that lack it)."""
+    row = db.execute("SELECT record FROM node_certs WHERE key_id = ?", (key_id,)).fetchone()
+    return row["record"] if row else None
+
+
 def trust_answer(request: web.Request, db: sqlite3.Connection) -> web.Response:
     """`GET /peer/v1/trust`: all certificates and revocations, or with `?key=` (8 hex digits)
     those of one key (a gate asking about the signer of a card it cannot place)."""
