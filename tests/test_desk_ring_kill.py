@@ -112,7 +112,8 @@ def check_desk(path: Path, ring: list[str], acked: dict[str, dict]) -> None:
 
 class Seller:
     """The cashier's loop at one life of the desk: a ring on a fresh seat per request, until the
-    desk dies or `PER_LIFE` rings are sold in this life. A 409 before the first pull brought the pool puts the seat back."""
+    desk dies or `PER_LIFE` rings are sold in this life. A 409 before the first pull brought the
+    pool puts the seat back."""
 
     def __init__(self, rng: random.Random, product: str, customer: str, fresh: list[str]) -> None:
         self.rng, self.product, self.customer, self.fresh = rng, product, customer, fresh
