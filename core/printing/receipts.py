@@ -24,6 +24,7 @@ from core.base.money import MAX_CENTS, format_eur
 
 __all__ = [
     "EXEMPT_NOTE",
+    "Credit",
     "VAT_LETTERS",
     "VAT_RATES",
     "Payment",
@@ -84,6 +85,19 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class Credit:
+    """Part of the total paid without money at the till: a choice voucher (S10), its number in the
+    label and the value it used. The payment (cash or card) is the rest."""
+
+    label: str
+    cents: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cents <= MAX_CENTS:
+            raise ValueError(f"a credit is 1..{MAX_CENTS} cents, got {self.cents}")
+
+
+@dataclass(frozen=True, slots=True)
 class Voucher:
     """An annual-ticket voucher printed below the receipt; `code` is a card code (goes into the QR)."""
 
@@ -123,25 +137,33 @@ class Receipt:
     payment: Payment
     voucher: Voucher | None = None
     footer: tuple[str, ...] = field(default=("Vielen Dank für Ihren Besuch!",))
+    credits: tuple[Credit, ...] = ()  # choice vouchers that paid part of the total
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
             raise ValueError("receipt time must be timezone-aware")
         if not self.lines:
             raise ValueError("a receipt needs at least one line")
+        if self.due_cents < 0:
+            raise ValueError("the credits are more than the total")
         given = self.payment.given_cents
-        if given is not None and given < self.total_cents:
-            raise ValueError(f"amount given {format_eur(given)} is less than the total {format_eur(self.total_cents)}")
+        if given is not None and given < self.due_cents:
+            raise ValueError(f"amount given {format_eur(given)} is less than the total {format_eur(self.due_cents)}")
 
     @property
     def total_cents(self) -> int:
         return sum(line.total_cents for line in self.lines)
 
     @property
+    def due_cents(self) -> int:
+        """What is paid at the till: the total less the credits (vouchers)."""
+        return self.total_cents - sum(c.cents for c in self.credits)
+
+    @property
     def change_cents(self) -> int:
         """Change to hand back (0 for card or an exact cash payment)."""
         given = self.payment.given_cents
-        return 0 if given is None else given - self.total_cents
+        return 0 if given is None else given - self.due_cents
 
     @property
     def local_time(self) -> dt.datetime:
@@ -209,14 +231,18 @@ def layout(receipt: Receipt, width: int) -> list[tuple[Style, str]]:
             add("normal", _pair(f"  {line.quantity} x {format_eur(line.unit_cents)}", amount, width))
     rows.append(rule)
     add("bold", _pair("Summe", format_eur(receipt.total_cents), width))
-    pay = receipt.payment
-    if pay.method == "cash":
-        given = receipt.total_cents if pay.given_cents is None else pay.given_cents
-        add("normal", _pair("Bar", format_eur(receipt.total_cents), width))
+    for credit in receipt.credits:
+        add("normal", _pair(credit.label, "-" + format_eur(credit.cents), width))
+    pay, due = receipt.payment, receipt.due_cents
+    if receipt.credits and due == 0:
+        pass  # the vouchers paid it all
+    elif pay.method == "cash":
+        given = due if pay.given_cents is None else pay.given_cents
+        add("normal", _pair("Bar", format_eur(due), width))
         add("normal", _pair("Gegeben", format_eur(given), width))
         add("normal", _pair("Rückgeld", format_eur(receipt.change_cents), width))
     else:
-        add("normal", _pair("Karte", format_eur(receipt.total_cents), width))
+        add("normal", _pair("Karte", format_eur(due), width))
         if pay.terminal_ref:
             add("normal", _pair("Terminal-Beleg", pay.terminal_ref, width))
     rows.append(rule)

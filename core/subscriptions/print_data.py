@@ -96,9 +96,39 @@ def venues(held: list[Seat]) -> str:
 def _subscription_of(db: sqlite3.Connection, card: dict) -> tuple[dict, list[Seat]]:
     sub = db.execute("SELECT id FROM subscriptions WHERE line_id = ?", (card["order_item_id"],)).fetchone()
     if sub is None:
+        redeemed = _redemption_of(db, card)
+        if redeemed is not None:
+            return redeemed
         raise NotFound(f"card {card['number']} belongs to no subscription")
     sub = subscription_row(db, sub["id"])
     return sub, seats(db, sub["line_id"])
+
+
+def _redemption_of(db: sqlite3.Connection, card: dict) -> tuple[dict, list[Seat]] | None:
+    """The ticket of redeemed choice vouchers (S10), read like a subscription: the voucher product, the
+    order's number as reference, the redemption's discount type (the value rule's; the payment rule's
+    ticket is an ordinary one); no holder (a voucher is a bearer code)."""
+    row = db.execute(
+        "SELECT r.discount_label, o.number, p.name AS product_name, p.title AS product_title, org.name AS organizer "
+        "FROM choice_voucher_redemptions r JOIN orders o ON o.id = r.order_id "
+        "JOIN choice_vouchers v ON v.id = r.voucher_id JOIN subscription_products p ON p.id = v.product_id "
+        "JOIN organizers org ON org.id = p.organizer_id WHERE r.ticket_id = ? LIMIT 1",
+        (card["order_item_id"],)).fetchone()
+    if row is None:
+        return None
+    sub = {**row, "line_id": card["order_item_id"], "holder_name": "", "first_name": "", "last_name": "",
+           "tier_name": None, "discount": row["discount_label"] or FULL_PRICE_LABEL}
+    return sub, seats(db, card["order_item_id"])
+
+
+def redeemed_ticket_vat(db: sqlite3.Connection, line_id: str) -> str | None:
+    """The VAT code a receipt shows for the ticket of redeemed choice vouchers: the voucher product's
+    (a performance has no VAT code of its own); None for any other line."""
+    row = db.execute("SELECT p.vat_code FROM choice_voucher_redemptions r "
+                     "JOIN choice_vouchers v ON v.id = r.voucher_id JOIN subscription_products p "
+                     "ON p.id = v.product_id WHERE r.ticket_id = ? LIMIT 1",
+                     (line_id,)).fetchone()
+    return row["vat_code"] if row else None
 
 
 def face_for_card(db: sqlite3.Connection, card: dict,
@@ -124,4 +154,4 @@ def face_for_card(db: sqlite3.Connection, card: dict,
     if seat is None:
         raise NotFound(f"card {card['number']}: the subscription holds no seat in its performance any more")
     return CardFace(**common, venue=seat.venue, performance=seat.title, starts_at=seat.starts_at, seat=seat.long,
-                    discount=discount_label(sub))
+                    discount=sub.get("discount") or discount_label(sub))

@@ -1,8 +1,12 @@
-"""Redeeming choice vouchers per ticket at the hub (S10): one seat ticket of a performance of
-the vouchers' offer, from the hub's pool, by availability (no seat guarantee).
+"""Redeeming choice vouchers per ticket (S10): one seat ticket of a performance of the vouchers'
+offer, by availability (no seat guarantee): at the hub from the hub's pool (office, shop), and at a
+cash desk offline from the desk's own pool (`core.subscriptions.desk_redemption`), which the hub
+checks again with this very `quote()` when the desk's op arrives. One code path for all three: the
+pool and the channel are parameters, nothing else differs.
 
 One service function per rule, both through `_redeem` (one transaction, all or nothing), which
-books what `quote()` checks and splits (the screens show that quote before booking):
+books what `quote()` checks and splits (the screens show that quote before booking) with
+`store()` (the ledger's rows; the hub stores a desk's redemption through it under the desk's ids):
 
 - `redeem_by_value()` (default): the ticket keeps the vouchers' discount type (e.g.
   "Schwerbehindert", the tier the voucher was bought with) as its label. Its price is the
@@ -41,17 +45,18 @@ from core.base.ids import uuid7
 from core.base.numbering import next_number
 from core.base.storage import transaction
 from core.catalog import pricing
-from core.catalog.common import Body, Id
+from core.catalog.common import Body, Cents, Id
 from core.sales import contingents, payments
 from core.sales.lines import store as store_lines
 from core.sales.orders import ORDER_COLUMNS, order_series
+from core.sales.payments import DESK_CHANNELS, check_payment
 from core.subscriptions import holds
 from core.subscriptions import voucher_rules as rules
 from core.subscriptions.choice_vouchers import find, state_at
 
 Rule = Literal["value", "payment"]
 Method = Literal["cash", "card", "online", "transfer", "sepa"]
-Channel = Literal["phone", "shop"]
+Channel = Literal["phone", "shop", "cashdesk"]
 MAX_VOUCHERS = 10
 
 
@@ -73,6 +78,12 @@ class RedemptionIn(Body, kw_only=True):
     payment_method: Method | None = None
     payment_reference: Annotated[str, Meta(max_length=100)] | None = None
     operator: Annotated[str, Meta(max_length=100)] | None = None
+
+
+class DeskRedemptionIn(RedemptionIn, kw_only=True):
+    """At a cash desk the rest is paid cash (with the amount given, for the change) or card."""
+
+    given_cents: Cents | None = None
 
 
 def _when(text: str) -> str:
@@ -114,8 +125,9 @@ def _vouchers(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime, bear
     return found
 
 
-def _seat(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime) -> dict:
-    """The seat, offered by the performance, in the hub's pool, not sold; the performance ahead."""
+def _seat(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime, pool: str = contingents.HUB) -> dict:
+    """The seat, offered by the performance, in *pool* (the hub's, or a desk's own), not sold; the
+    performance ahead."""
     perf = contingents.performance(db, body.performance_id)
     if parse_iso(perf["starts_at"]) <= now:
         raise Conflict("this performance has begun; a voucher is redeemed for a performance ahead",
@@ -125,9 +137,11 @@ def _seat(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime) -> dict:
         raise ValidationError(f"seat {body.seat_id} is not part of this performance", field="seat_id",
                               detail_de="Diesen Platz gibt es in dieser Vorstellung nicht")
     where = f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
-    if contingents.pool_of(db, body.performance_id, body.seat_id) != contingents.HUB:
-        raise Conflict(f"{where} is not in the box office's contingent", field="seat_id",
-                       detail_de=f"{where} ist nicht im Kontingent der Theaterkasse")
+    if contingents.pool_of(db, body.performance_id, body.seat_id) != pool:
+        owner, owner_de = ("the box office's", "der Theaterkasse") if pool == contingents.HUB else \
+            ("this desk's", "dieser Kasse")
+        raise Conflict(f"{where} is not in {owner} contingent", field="seat_id",
+                       detail_de=f"{where} ist nicht im Kontingent {owner_de}")
     if db.execute("SELECT 1 FROM tickets WHERE performance_id = ? AND seat_id = ? AND status = 'sold'",
                   (body.performance_id, body.seat_id)).fetchone():
         raise Conflict(f"{where} is already sold", field="seat_id", detail_de=f"{where} ist schon verkauft")
@@ -152,29 +166,30 @@ def value_label(db: sqlite3.Connection, vouchers: list[dict]) -> str:
 
 
 def redeem_by_value(db: sqlite3.Connection, node: dict, body: RedemptionIn, *, channel: Channel,
-                    now: dt.datetime, bearer_only: bool = False) -> dict:
+                    now: dt.datetime, bearer_only: bool = False, pool: str = contingents.HUB) -> dict:
     """Rule `value`: the ticket in the vouchers' discount type; dearer: the customer pays the
     difference; cheaper: the difference lapses."""
-    return _redeem(db, node, body, channel=channel, now=now, bearer_only=bearer_only, label=value_label)
+    return _redeem(db, node, body, channel=channel, now=now, bearer_only=bearer_only, label=value_label, pool=pool)
 
 
 def redeem_as_payment(db: sqlite3.Connection, node: dict, body: RedemptionIn, *, channel: Channel,
-                      now: dt.datetime, bearer_only: bool = False) -> dict:
+                      now: dt.datetime, bearer_only: bool = False, pool: str = contingents.HUB) -> dict:
     """Rule `payment`: an ordinary ticket at its normal price, the vouchers pay part or all of
     it, the rest is paid otherwise; a rest of voucher value lapses."""
-    return _redeem(db, node, body, channel=channel, now=now, bearer_only=bearer_only, label=lambda db, v: None)
+    return _redeem(db, node, body, channel=channel, now=now, bearer_only=bearer_only, label=lambda db, v: None,
+                   pool=pool)
 
 
 RULES: dict[str, Callable[..., dict]] = {"value": redeem_by_value, "payment": redeem_as_payment}
 
 
 def redeem(db: sqlite3.Connection, node: dict, body: RedemptionIn, *, channel: Channel, now: dt.datetime,
-           bearer_only: bool = False) -> dict:
-    """The body's rule."""
-    return RULES[body.rule](db, node, body, channel=channel, now=now, bearer_only=bearer_only)
+           bearer_only: bool = False, pool: str = contingents.HUB) -> dict:
+    """The body's rule, from *pool* (the hub's; a cash desk passes its own, `contingents.node_pool`)."""
+    return RULES[body.rule](db, node, body, channel=channel, now=now, bearer_only=bearer_only, pool=pool)
 
 
-def _check_rest(body: RedemptionIn, channel: str, paid: int) -> None:
+def check_rest(body: RedemptionIn, channel: str, paid: int) -> None:
     if paid == 0:
         return
     if body.payment_method is None:
@@ -184,6 +199,12 @@ def _check_rest(body: RedemptionIn, channel: str, paid: int) -> None:
     if channel == "shop" and (body.payment_method != "online" or not (body.payment_reference or "").strip()):
         raise ValidationError("the shop pays the rest online with the payment provider's reference",
                               field="payment_method", detail_de="Im Shop wird der Rest online bezahlt")
+    check_payment(channel, body.payment_method, body.payment_reference)  # a desk: cash, or card with its reference
+    given = getattr(body, "given_cents", None)
+    if given is not None and (body.payment_method != "cash" or given < paid):
+        raise ValidationError(f"the amount given is for cash and must cover the {paid / 100:.2f} EUR to pay",
+                              field="given_cents", detail_de=f"Der gegebene Betrag ist für Barzahlung und muss "
+                                                             f"die {paid / 100:.2f} EUR decken")
 
 
 @dataclass(frozen=True)
@@ -213,12 +234,13 @@ LABELS: dict[str, Callable[[sqlite3.Connection, list[dict]], str | None]] = {
 
 
 def quote(db: sqlite3.Connection, body: RedemptionIn, *, now: dt.datetime, bearer_only: bool = False,
-          label: Callable[[sqlite3.Connection, list[dict]], str | None] | None = None) -> Quote:
+          label: Callable[[sqlite3.Connection, list[dict]], str | None] | None = None,
+          pool: str = contingents.HUB) -> Quote:
     """Every check of a redemption and its split, storing nothing: the office and the desk show
     it before booking, and `_redeem` books exactly this (in its transaction). A rest to pay
     without a payment method is not checked here: the quote is what tells the clerk the rest."""
     vouchers = _vouchers(db, body, now, bearer_only)
-    seat = _seat(db, body, now)
+    seat = _seat(db, body, now, pool)
     price = pricing.ticket_price(db, body.performance_id, seat["zone_id"])
     discount = (label or LABELS[body.rule])(db, vouchers)
     try:
@@ -232,35 +254,52 @@ def quote(db: sqlite3.Connection, body: RedemptionIn, *, now: dt.datetime, beare
 
 
 def _redeem(db: sqlite3.Connection, node: dict, body: RedemptionIn, *, channel: Channel, now: dt.datetime,
-            bearer_only: bool, label: Callable[[sqlite3.Connection, list[dict]], str | None]) -> dict:
+            bearer_only: bool, label: Callable[[sqlite3.Connection, list[dict]], str | None], pool: str) -> dict:
     with transaction(db):
-        q = quote(db, body, now=now, bearer_only=bearer_only, label=label)
-        vouchers, seat, price, discount, split = q.vouchers, q.seat, q.price_cents, q.discount_label, q.split
-        _check_rest(body, channel, split.paid_cents)
-        stamp, order_id, ticket_id = iso(now), uuid7(), uuid7()
-        order = {"id": order_id, "number": next_number(db, order_series(node["id"]), now.year, node["id"]),
-                 "node_id": node["id"], "channel": channel, "customer_id": vouchers[0]["customer_id"],
-                 "delivery": None, "operator": body.operator, "total_cents": price, "created_at": stamp}
-        db.execute(f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) VALUES ({', '.join('?' * len(ORDER_COLUMNS))})",
-                   tuple(order[c] for c in ORDER_COLUMNS))
-        store_lines(db, order_id, [{"id": ticket_id, "position": 1, "kind": "ticket",
+        q = quote(db, body, now=now, bearer_only=bearer_only, label=label, pool=pool)
+        check_rest(body, channel, q.split.paid_cents)
+        ids = Ids(uuid7(), next_number(db, order_series(node["id"]), now.year, node["id"]), uuid7(), iso(now))
+        return store(db, node, body, q, ids, channel=channel)
+
+
+@dataclass(frozen=True)
+class Ids:
+    """Who a redemption is stored as: new ids where it is made; a desk's own ids at the hub."""
+
+    order_id: str
+    number: str
+    ticket_id: str
+    created_at: str
+
+
+def store(db: sqlite3.Connection, node: dict, body: RedemptionIn, q: Quote, ids: Ids, *, channel: Channel) -> dict:
+    """The ledger's rows of one redemption, in the caller's transaction: the order (total = the
+    ticket's price; at a desk handed over at the counter), its `ticket` line and seat ticket, the
+    payments, the redemptions. Returns the redemption as the APIs answer it."""
+    vouchers, seat, price, split = q.vouchers, q.seat, q.price_cents, q.split
+    order = {"id": ids.order_id, "number": ids.number, "node_id": node["id"], "channel": channel,
+             "customer_id": vouchers[0]["customer_id"], "delivery": "counter" if channel in DESK_CHANNELS else None,
+             "operator": body.operator, "total_cents": price, "created_at": ids.created_at}
+    db.execute(f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) VALUES ({', '.join('?' * len(ORDER_COLUMNS))})",
+               tuple(order[c] for c in ORDER_COLUMNS))
+    store_lines(db, ids.order_id, [{"id": ids.ticket_id, "position": 1, "kind": "ticket",
                                     "product_id": body.performance_id, "price_cents": price, "vat_code": None,
                                     "card_id": None}])
-        try:
-            db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
-                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (ticket_id, order_id, ticket_id, body.performance_id, body.seat_id, seat["zone_id"], price,
-                        stamp))
-        except sqlite3.IntegrityError as exc:
-            raise holds.seat_conflict(db, body.performance_id, body.seat_id, exc) from None
-        _pay(db, node, order, body, vouchers, split)
-        _record(db, node, order, ticket_id, body, vouchers, split, discount)
-    return {"order_id": order_id, "number": order["number"], "rule": body.rule, "total_cents": price,
+    try:
+        db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (ids.ticket_id, ids.order_id, ids.ticket_id, body.performance_id, body.seat_id, seat["zone_id"],
+                    price, ids.created_at))
+    except sqlite3.IntegrityError as exc:
+        raise holds.seat_conflict(db, body.performance_id, body.seat_id, exc) from None
+    _pay(db, node, order, body, vouchers, split)
+    _record(db, node, order, ids.ticket_id, body, vouchers, split, q.discount_label)
+    return {"order_id": ids.order_id, "number": ids.number, "rule": body.rule, "total_cents": price,
             "paid_cents": split.paid_cents, "payment_method": body.payment_method if split.paid_cents else None,
             "lapsed_cents": sum(split.lapsed), "used_cents": sum(split.used),
-            "ticket": {"id": ticket_id, "performance_id": body.performance_id, "seat_id": body.seat_id,
+            "ticket": {"id": ids.ticket_id, "performance_id": body.performance_id, "seat_id": body.seat_id,
                        "zone_id": seat["zone_id"], "section": seat["section"], "row_label": seat["row_label"],
-                       "label": seat["label"], "price_cents": price, "discount_label": discount},
+                       "label": seat["label"], "price_cents": price, "discount_label": q.discount_label},
             "vouchers": [{"id": v["id"], "number": v["number"], "value_cents": v["value_cents"], "used_cents": used,
                           "lapsed_cents": lapsed}
                          for v, used, lapsed in zip(vouchers, split.used, split.lapsed, strict=True)]}
@@ -277,7 +316,7 @@ def _pay(db: sqlite3.Connection, node: dict, order: dict, body: RedemptionIn, vo
     if split.paid_cents:
         payments.record(db, order["id"], method=body.payment_method, amount_cents=split.paid_cents,
                         node_id=node["id"], now=order["created_at"], reference=body.payment_reference,
-                        operator=body.operator)
+                        given_cents=getattr(body, "given_cents", None), operator=body.operator)
 
 
 def _record(db: sqlite3.Connection, node: dict, order: dict, ticket_id: str, body: RedemptionIn,

@@ -33,7 +33,7 @@ from core.sales import contingents, tickets
 from core.sales.payments import Payment
 from edge import browser_door
 from edge.browser_door import own_hosts
-from edge.desk import api, subscriptions_api
+from edge.desk import api, subscriptions_api, vouchers_api
 from edge.desk import web as desk_web
 from edge.desk.peers import DeskPeers
 from edge.desk.printing import DeskPrinting, load_desk_config
@@ -77,6 +77,7 @@ class Edge:
         app.router.add_get("/api/performances/{id}/pools", get_pools)
         api.install(app, self)
         subscriptions_api.install(app, self)
+        vouchers_api.install(app, self)
         self.peers.install(app)
         desk_web.install(app, self)
         return app

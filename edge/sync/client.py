@@ -53,6 +53,7 @@ from core.cards.cards import load_signer
 from core.cards.trust import Signer, TrustStore
 from core.cards.trusted_time import TrustedClock
 from core.sales import contingents
+from core.subscriptions import desk_redemption
 from core.sync import auth, sealed
 from core.sync.messages import PROTOCOL, Op, PullResponse, PushRequest, PushResponse, encoder
 from core.sync.replica import apply_changes
@@ -479,6 +480,8 @@ class SyncClient:
                 result.pulled = pulled
                 break
         if self.node["role"] == "cashdesk":
+            # a voucher redemption another desk took to the hub first: its ticket is withdrawn here
+            desk_redemption.settle_lost(self.db, self.clock.now())
             answered = contingents.answer_recalls(self.db, self.node["id"], self.clock.now())
             result.recalls_answered = len(answered)
             if answered:
