@@ -158,6 +158,9 @@ async def test_offline_both_rules_pay_dearer_and_cheaper_tickets_and_every_order
     assert done["ticket"]["discount_label"] == f"{DISABLED} – {VOUCHER}" and "Reihe" in done["ticket"]["seat"]
     assert payments_of(db, done["order"]["id"]) == [("voucher", 2500), ("voucher", 2500), ("cash", 800)]
     assert done["receipt"]["state"] == "printed" and len(done["printing"]) == 2  # receipt + ticket slip, one job
+    claimed = db.execute("SELECT voucher_id FROM redemption_claims WHERE kind = 'choice_voucher' AND live = 1 "
+                         "ORDER BY voucher_id").fetchall()
+    assert [c["voucher_id"] for c in claimed] == sorted([v[0]["id"], v[1]["id"]])  # claimed on the LAN first
     card = db.execute("SELECT * FROM cards WHERE id = ?", (done["ticket"]["card"]["id"],)).fetchone()
     assert (card["kind"], card["product_id"], card["order_item_id"]) == ("single", perf, done["ticket"]["id"])
     printed = receipts(desk.edge)[-1].read_bytes()

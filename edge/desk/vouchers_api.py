@@ -42,6 +42,7 @@ from core.sales import contingents
 from core.subscriptions import desk_redemption
 from core.subscriptions.choice_vouchers import find
 from core.subscriptions.voucher_redemption import DeskRedemptionIn
+from edge.desk import claims
 from edge.desk.api import require_operator
 from edge.sync import client
 
@@ -179,17 +180,13 @@ async def _ask_hub_first(edge: Edge, done: dict) -> str | None:
     return reason
 
 
-# --- the LAN claim (helper V3's edge/desk/claims.py) ----------------------------------------------------
+# --- the LAN claim (edge/desk/claims.py) -----------------------------------------------------------------
 
 
 async def _claim(edge: Edge, voucher_ids: list[str]) -> bool:
-    """THE call site of the LAN claim exchange: claims the vouchers with the peer desks before the
-    redemption is stored (Conflict with detail_de when a peer holds one). True when claimed, False
-    while this desk has no claim exchange (edge/desk/claims.py not installed on this desk)."""
-    try:
-        from edge.desk import claims
-    except ImportError:  # the claim exchange is not part of this build yet
-        return False
+    """Claim the vouchers with the peer desks before the redemption is stored (Conflict with
+    detail_de when a peer holds one). False on a desk without the claim exchange (none in tests
+    that build an edge without peers)."""
     if getattr(edge.peers, "claims", None) is None:
         return False
     await claims.claim(edge, CLAIM_KIND, voucher_ids)
@@ -197,7 +194,6 @@ async def _claim(edge: Edge, voucher_ids: list[str]) -> bool:
 
 
 async def _release(edge: Edge, voucher_ids: list[str]) -> None:
-    from edge.desk import claims
     await claims.release(edge, CLAIM_KIND, voucher_ids)
 
 
