@@ -9,7 +9,8 @@ formatted by the script itself in the venue's time zone (`data-tz`), de 2.12.202
 2 Dec 2026, never by the browser's locale.
 
 Screens: `/` login (operator tiles, PIN pad), `/sell`, `/subscriptions` (ring, choice, combi from
-this desk's pool; script `static/subscriptions.js`, words `subscription_texts.py`), `/counter`
+this desk's pool; script `static/subscriptions.js`, words `subscription_texts.py`), `/vouchers`
+(choice vouchers redeemed for a ticket, a cash desk only), `/counter`
 (voucher -> card), `/cards` (lookup, reprint, lost card), `/print-queue`, `/summary`.
 
 Stable element ids for browser tests (ids unless noted; `[data-testid=...]` marks repeated
@@ -18,8 +19,8 @@ elements):
 - every page: `status-bar`, `status-node`, `status-operator`, `status-online`
   (data-online="true|false"), `status-waiting`, `status-last-sync`, `status-print`,
   `status-clock` (hidden unless the system clock is off trusted time; data-offset in seconds),
-  `lang-de`, `lang-en`, `logout-button`, nav links `nav-sell`, `nav-subscriptions`, `nav-counter`, `nav-cards`,
-  `nav-print-queue`, `nav-summary`, message line `message`
+  `lang-de`, `lang-en`, `logout-button`, nav links `nav-sell`, `nav-subscriptions`, `nav-vouchers`,
+  `nav-counter`, `nav-cards`, `nav-print-queue`, `nav-summary`, message line `message`
 - login: `[data-testid=operator-tile]` (data-operator-id, data-operator-name), `pin-input`,
   `pin-key-0` ... `pin-key-9`, `pin-clear`, `pin-ok`, `login-error`
 - sell: `[data-testid=product-tile]` / `[data-testid=voucher-tile]` (data-product-id), `cart`,
@@ -48,6 +49,15 @@ elements):
   `sale-passes`, `new-sale`. The sale in progress is kept in sessionStorage (`desk-subscription`,
   the result in `desk-subscription-done`) across a language switch; logout empties it. A scanned
   code (a burst of keys faster than typing, then Enter) opens `/cards?q=CODE`.
+- vouchers (`/vouchers`, a cash desk only; script `static/vouchers.js`, words `voucher_texts.py`):
+  `cv-scan`, `cv-add`, `cv-list` with `[data-testid=cv-voucher]` (data-number, data-state) and
+  `[data-testid=cv-remove]`; `[data-testid=cv-perf]` (data-performance-id, aria-pressed);
+  `[data-testid=cv-zone]` (data-zone-id), `[data-testid=cv-seat]` (data-seat-id); `[data-testid=cv-rule]`
+  (data-rule value|payment); the split `cv-chosen`, `[data-testid=cv-split-voucher]`, `cv-price`,
+  `cv-used`, `cv-lapsed`, `cv-discount`, `total` (the rest to pay); payment as on sell; `redeem-button`,
+  `cv-cancel`; the result `cv-result`, `cv-number`, `cv-ticket`, `cv-change`, `[data-testid=cv-done-voucher]`,
+  `cv-receipt`, `cv-new`. Kept in sessionStorage (`desk-vouchers`, `desk-vouchers-done`) across a
+  language switch; logout empties it. A scan anywhere on the page adds the voucher.
 - counter: `voucher-scan`, `voucher-check`, `voucher-info`, `voucher-product`, `holder-name`,
   `holder-birth`, `redeem-button`, `redeem-result`, `redeem-card-number`, `redeem-print`,
   `handover-button`, `counter-reset`
@@ -75,6 +85,7 @@ from core.catalog import operators
 from edge.desk import api
 from edge.desk.api import current_operator, desk_products, local_today, open_jobs_view, summary
 from edge.desk.subscription_texts import SUBSCRIPTION_TEXT
+from edge.desk.voucher_texts import VOUCHER_TEXT
 
 if TYPE_CHECKING:
     from edge.desk.server import Edge
@@ -171,8 +182,11 @@ TEXT: dict[str, dict[str, str]] = {
 }
 for _lang, _words in SUBSCRIPTION_TEXT.items():
     TEXT[_lang].update(_words)
-NAV = (("sell", "/sell"), ("subscriptions", "/subscriptions"), ("counter", "/counter"), ("cards", "/cards"),
-       ("print_queue", "/print-queue"), ("summary", "/summary"))
+for _lang, _words in VOUCHER_TEXT.items():
+    TEXT[_lang].update(_words)
+NAV = (("sell", "/sell"), ("subscriptions", "/subscriptions"), ("choice_vouchers", "/vouchers"),
+       ("counter", "/counter"), ("cards", "/cards"), ("print_queue", "/print-queue"), ("summary", "/summary"))
+CASHDESK_ONLY = ("choice_vouchers",)  # a counter holds no seats: it redeems no choice voucher
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -193,12 +207,17 @@ def page(request: web.Request, template: str, active: str, **context) -> web.Res
     edge, lang = _edge(request), language(request)
     operator = current_operator(request)
     html = _env.get_template(template).render(
-        t=TEXT[lang], lang=lang, texts=TEXT[lang], node=edge.node, operator=operator, nav=NAV, active=active,
-        path=request.path, tz=str(LOCAL_TZ), **context)
+        t=TEXT[lang], lang=lang, texts=TEXT[lang], node=edge.node, operator=operator, nav=nav_of(edge),
+        active=active, path=request.path, tz=str(LOCAL_TZ), **context)
     resp = web.Response(text=html, content_type="text/html")
     if request.query.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="Strict", path="/")
     return resp
+
+
+def nav_of(edge: Edge) -> tuple[tuple[str, str], ...]:
+    """The screens of this node's role (the voucher redemption at a cash desk only)."""
+    return tuple(n for n in NAV if n[0] not in CASHDESK_ONLY or edge.node["role"] == "cashdesk")
 
 
 def logged_in(handler):
@@ -234,6 +253,16 @@ async def subscriptions_page(request: web.Request) -> web.Response:
 
 
 @logged_in
+async def vouchers_page(request: web.Request) -> web.Response:
+    """Choice vouchers redeemed for a ticket from this desk's pool: the page is a frame, the
+    script (`static/vouchers.js`) talks to `vouchers_api.py`. A counter has no seats: home."""
+    edge = _edge(request)
+    if edge.node["role"] != "cashdesk":
+        raise web.HTTPSeeOther(home_of(edge))
+    return page(request, "vouchers.html", "choice_vouchers")
+
+
+@logged_in
 async def counter_page(request: web.Request) -> web.Response:
     return page(request, "counter.html", "counter")
 
@@ -264,6 +293,7 @@ def install(app: web.Application, edge: Edge) -> None:
     r.add_get("/", login_page)
     r.add_get("/sell", sell_page)
     r.add_get("/subscriptions", subscriptions_page)
+    r.add_get("/vouchers", vouchers_page)
     r.add_get("/counter", counter_page)
     r.add_get("/cards", cards_page)
     r.add_get("/print-queue", print_queue_page)

@@ -11,7 +11,7 @@ const LANG = document.documentElement.lang === "en" ? "en" : "de";
 const TZ = document.body.dataset.tz || "Europe/Berlin";
 const CART_KEY = "desk-cart";
 // the sale in progress of the sell and subscription screens: emptied at login and logout
-const SALE_KEYS = [CART_KEY, "desk-subscription", "desk-subscription-done"];
+const SALE_KEYS = [CART_KEY, "desk-subscription", "desk-subscription-done", "desk-vouchers", "desk-vouchers-done"];
 const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /* Dates are formatted here, in the venue's time zone, never by the browser's locale (a desk
