@@ -37,6 +37,7 @@ TEXT = {
         "oder Nummer eingeben", "add": "Hinzufügen", "list": "Gutscheine (je Zeile eine Nummer oder ein Code)",
         "read": "Gutscheine lesen", "restart": "Neu beginnen", "number": "Nummer", "value": "Wert", "tier":
         "Ermäßigungsart", "state": "Zustand", "valid": "gültig bis", "offer": "Angebot", "offer_n": "{n} Vorstellungen",
+        "offer_ahead": "Angebot: Vorstellungen, die noch vor uns liegen",
         "full_price": "ohne Ermäßigung", "st_open": "offen", "st_redeemed": "eingelöst", "st_expired": "abgelaufen",
         "st_void": "ungültig (Abo storniert)", "perf": "Vorstellung", "perf_pick": "Vorstellung anzeigen",
         "perf_none": "Keine Vorstellung des gemeinsamen Angebots liegt noch vor uns.",
@@ -70,7 +71,8 @@ TEXT = {
         "title": "Redeem choice vouchers", "lookup": "Look a voucher up", "scan": "Scan a voucher or type its "
         "number", "add": "Add", "list": "Vouchers (one number or code per line)", "read": "Read the vouchers",
         "restart": "Start again", "number": "Number", "value": "Value", "tier": "Discount type", "state": "State",
-        "valid": "valid until", "offer": "Offer", "offer_n": "{n} performances", "full_price": "no discount",
+        "valid": "valid until", "offer": "Offer", "offer_n": "{n} performances",
+        "offer_ahead": "Offer: performances still ahead", "full_price": "no discount",
         "st_open": "open", "st_redeemed": "redeemed", "st_expired": "expired", "st_void": "void (subscription "
         "cancelled)", "perf": "Performance", "perf_pick": "Show the performance",
         "perf_none": "No performance of the vouchers' common offer lies ahead.",
