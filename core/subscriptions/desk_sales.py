@@ -6,7 +6,10 @@ believe what it says: it sells the same request again from that desk's pool at t
 (`offers.performances` + `sale.resolve` + `sale.price`, exactly as a sale does) and compares
 tickets, prices and totals with the op; any difference is refused (a conflict for the office),
 never stored as sent. Then it stores through the one store path of every sale
-(`sale.store_sale`) under the desk's ids and numbers.
+(`sale.store_sale`) under the desk's ids and numbers. A voucher subscription has no seats: its
+price is derived the same way, and the choice vouchers the desk issued and signed offline come in
+the op; `choice_vouchers.store_from_desk` checks each and stores it under the desk's id, number
+and code (any difference refuses the whole sale).
 
 The desk then issues the subscription's cards (`passes.issue_subscription_cards`): a pass and/or
 a single ticket per performance, each its own `card.issued` op after the sale's. The card room
@@ -30,7 +33,7 @@ from core.cards.cards import CardOp, Refused
 from core.sales import contingents
 from core.sales.orders import order_series
 from core.sales.payments import check_payment, desk_channel
-from core.subscriptions import offers, passes
+from core.subscriptions import choice_vouchers, desk_redemption, offers, passes
 from core.subscriptions.print_data import holder_name, seats, subscription_row
 from core.subscriptions.sale import (
     MemberIds,
@@ -41,10 +44,9 @@ from core.subscriptions.sale import (
     SubscriptionSaleIn,
     abo_series,
     check_phase,
+    derive_party,
     form_of,
     members_of,
-    price,
-    resolve,
     store_sale,
 )
 from core.subscriptions.sale_op import SoldMemberOp, SubscriptionSoldOp
@@ -113,17 +115,16 @@ def apply_sold(pushed: Pushed, op: SubscriptionSoldOp) -> None:
     node = _check_origin(db, pushed, op)
     at = min(parse_iso(op.created_at), pushed.now)  # a desk clock ahead does not sell in a later window
     body = request_of(op)
-    prod = offers.product(db, op.product_id)
+    prod = offers.product(db, op.product_id, kinds=(*offers.SEATED, "voucher"))
     if not db.execute("SELECT 1 FROM customers WHERE id = ?", (op.customer_id,)).fetchone():
         raise Refused(f"customer {op.customer_id} does not exist")
     check_phase(db, prod, "cashdesk", op.customer_id, at)
     if form_of(prod, op.form) != op.form:
         raise Refused(f"form {op.form} is not offered by {prod['name']}")
     members = members_of(body)
-    perfs = offers.performances(db, prod, pool=contingents.node_pool(node["id"]), now=pushed.now)
-    booked = resolve(prod, perfs, members, body.performance_ids)
-    priced = [price(db, prod, seats_, m.tier_id, body.zone_id, "internal") for m, seats_ in zip(members, booked,
-                                                                                               strict=True)]
+    booked, priced = derive_party(db, prod, members, body, pool=contingents.node_pool(node["id"]), now=pushed.now)
+    if prod["kind"] != "voucher" and any(m.vouchers for m in op.members):
+        raise Refused(f"{prod['name']} is a {prod['kind']} subscription: it has no choice vouchers")
     for m, b, pr in zip(op.members, booked, priced, strict=True):
         _compare(m, b, pr)
     if op.total_cents != sum(pr[0] for pr in priced):
@@ -133,15 +134,23 @@ def apply_sold(pushed: Pushed, op: SubscriptionSoldOp) -> None:
                                            for m in op.members])
     store_sale(db, node, prod, body, list(zip(members, booked, priced, strict=True)), ids, form=op.form,
                channel="cashdesk", agency_token=None, now=at)
+    if prod["kind"] == "voucher":  # the vouchers the desk issued offline, checked one by one
+        for m in op.members:
+            choice_vouchers.store_from_desk(db, pushed.trust, node, m.subscription_id, m.vouchers,
+                                            parse_iso(op.created_at))
 
 
 register(OpKind(
     KIND, SubscriptionSoldOp, CASHDESK, apply_sold,
     "channel from the node's role (cashdesk); payment rule of a desk; order and subscription numbers in the "
-    "node's series, ids not stored yet; product seated and on sale through the cashdesk channel at the sale's "
+    "node's series, ids not stored yet; product on sale through the cashdesk channel at the sale's "
     "time (capped at the hub's); customer exists; form allowed; tiers bookable; the seats sold again at the hub "
     "from the node's pool (same seat logic and prices as any sale): tickets (performance, seat, zone, price), "
-    "each subscription's price and the total must equal the op's; stored under the op's ids"))
+    "each subscription's price and the total must equal the op's; stored under the op's ids. A voucher "
+    "subscription (no seats): the package price with the tier, and its choice vouchers each exactly as the desk's "
+    "issuing makes them (count and value of the product, valid until the season's end, number in the node's W "
+    "series, code signed by a cashdesk card key of the pushing node for that voucher id, kind, product and the "
+    "sale's time, not stored yet), stored under the desk's ids, numbers and codes"))
 
 
 # --- the desk's cards of its subscriptions (cards.DESK_CARD_RULES) ------------------------------------------
@@ -193,7 +202,10 @@ def pass_rule(db: sqlite3.Connection, node_id: str, op: CardOp, sold_at: dt.date
 
 def single_rule(db: sqlite3.Connection, node_id: str, op: CardOp, sold_at: dt.datetime) -> dict:
     """A desk's single ticket: a performance with a sold seat on the line, form with tickets, the
-    performance's entry window (`cards.default_validity`), the first ticket of that performance."""
+    performance's entry window (`cards.default_validity`), the first ticket of that performance.
+    Or the ticket of choice vouchers this desk redeemed (its own rule, `desk_redemption.card_rule`)."""
+    if desk_redemption.redeemed_ticket(db, op.order_item_id) is not None:
+        return desk_redemption.card_rule(db, node_id, op, sold_at)
     sub = _sold_line(db, node_id, op)
     if sub["form"] not in ("single_tickets", "both") or op.product_id not in {
             s.performance_id for s in seats(db, sub["line_id"])}:

@@ -49,13 +49,14 @@ from msgspec import Struct
 from core.base.clock import parse_iso
 from core.base.documents import PrintDocument
 from core.base.errors import NotFound
+from core.base.money import format_eur
 from core.cards.trusted_time import TrustedClock
 from core.printing import print_queue
 from core.printing.card_layout import CardFace, Layout, face_from_card, load_layout, render_cards
-from core.printing.receipts import Payment, Receipt, ReceiptLine, Voucher, receipt_document
+from core.printing.receipts import Credit, Payment, Receipt, ReceiptLine, Voucher, receipt_document
 from core.printing.ticket_slips import tickets_document
 from core.sales import orders
-from core.subscriptions import print_data
+from core.subscriptions import print_data, voucher_print
 from devices.printers.card import CardPrinter, CardPrinterProfile, PrintError, load_card_printer, open_card_printer
 from devices.printers.receipt import (
     FolderConnection,
@@ -177,7 +178,8 @@ def _lines(db: sqlite3.Connection, items: list[dict]) -> tuple[ReceiptLine, ...]
         name = item["product"] or item["product_id"]
         if item["kind"] == "subscription":
             name = _subscription_line(db, item)
-        key = (name, item["kind"], item["price_cents"], item["vat_code"], item["id"] if item["kind"] ==
+        vat = item["vat_code"] or print_data.redeemed_ticket_vat(db, item["id"])
+        key = (name, item["kind"], item["price_cents"], vat, item["id"] if item["kind"] ==
                "subscription" else None)
         grouped[key] = grouped.get(key, 0) + 1
     return tuple(ReceiptLine(f"Gutschein {product}" if kind == "voucher" else product, n, price, vat)
@@ -191,27 +193,41 @@ def _subscription_line(db: sqlite3.Connection, item: dict) -> str:
     if row is None:
         return item["product"] or item["product_id"]
     sub = print_data.subscription_row(db, row["id"])
-    dates = len(print_data.seats(db, sub["line_id"]))
+    if sub["product_kind"] == "voucher":
+        got = db.execute("SELECT count(*) AS n, max(value_cents) AS value FROM choice_vouchers "
+                         "WHERE subscription_id = ?", (sub["id"],)).fetchone()
+        what = f"{got['n']} x {format_eur(got['value'] or 0)} Wahlgutscheine"
+    else:
+        what = f"{len(print_data.seats(db, sub['line_id']))} Vorst."
     return (f"Abo {sub['number']} {sub['product_name']}, {sub['tier_name'] or print_data.FULL_PRICE_LABEL}, "
-            f"{print_data.holder_name(sub)}, {dates} Vorst.")
+            f"{print_data.holder_name(sub)}, {what}")
 
 
 def build_receipt(db: sqlite3.Connection, node: dict, settings: ReceiptSettings, order_id: str) -> ReceiptJob:
-    """The receipt of a desk order: lines per product, payment, operator, node, sale number, vouchers."""
+    """The receipt of a desk order: lines per product, payment, operator, node, sale number, vouchers
+    (an annual voucher's, and the choice vouchers of a voucher subscription, each a slip with its QR)."""
     view = orders.order_view(db, order_id)
     items = view["items"]
-    if view["payment_method"] == "card":
-        payment = Payment("card", terminal_ref=view["payment_reference"] or "")
+    # choice vouchers paid part of a redeemed ticket (credits); the till's payment is the other row
+    credits = tuple(Credit(f"Wahlgutschein {p['reference']}", p["amount_cents"]) for p in view["payments"]
+                    if p["method"] == "voucher")
+    paid = next((p for p in view["payments"] if p["method"] != "voucher"), {})
+    if paid.get("method") == "card":
+        payment = Payment("card", terminal_ref=paid.get("reference") or "")
     else:
-        payment = Payment("cash", given_cents=view["given_cents"])
+        payment = Payment("cash", given_cents=paid.get("given_cents"))
     name, address, tax_id = _header(db, settings, items[0]["product_id"] if items else None)
     receipt = Receipt(organizer=name, address=address, tax_id=tax_id, node=node["name"],
                       operator=view["operator"] or "-", sale_number=view["number"],
                       time=parse_iso(view["created_at"]), lines=_lines(db, items), payment=payment,
-                      footer=tuple(settings.footer))
+                      footer=tuple(settings.footer), credits=credits)
     vouchers = tuple(Voucher(product=i["product"] or "", number=i["card"]["number"], code=i["card"]["code"])
                      for i in items if i["kind"] == "voucher" and i["card"])
-    return ReceiptJob(receipt, vouchers)
+    choice = voucher_print.receipt_vouchers(db, order_id) if any(i["kind"] == "subscription" for i in items) else []
+    if None in choice:
+        raise PrintError(f"sale {view['number']}: a choice voucher's code is not on this desk; print it at the "
+                         "office (voucher PDF)")
+    return ReceiptJob(receipt, vouchers + tuple(choice))
 
 
 def render_receipt(job: ReceiptJob, profile: PrinterProfile, tickets: tuple[CardFace, ...] = ()) -> bytes:
