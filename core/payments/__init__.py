@@ -1,0 +1,1 @@
+"""Money (issue 16): payments and their states, providers, mandates, invoices, SEPA, bank statements."""
