@@ -253,8 +253,9 @@ def _amend(mandate_info, item: Item) -> None:
 
 
 def message_id_of(run_id: str) -> str:
-    """A run's MsgId: unique, at most 35 characters of the SEPA set."""
-    return "TESSERA-" + run_id.replace("-", "")[:27].upper()
+    """A run's MsgId: unique, 30 characters of the SEPA set, so its batch ids (`<MsgId>-<n>`) stay
+    within 35."""
+    return "TS" + run_id.replace("-", "")[:28].upper()
 
 
 def export(db: sqlite3.Connection, organizer_id: str, now: dt.datetime, *, collection_date: dt.date | None = None,
