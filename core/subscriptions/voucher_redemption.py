@@ -125,6 +125,11 @@ def _vouchers(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime, bear
     return found
 
 
+def seat_words(seat: dict) -> str:
+    """A seat as people read it (section, row, seat): what refusals and conflicts name."""
+    return f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
+
+
 def _seat(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime, pool: str = contingents.HUB) -> dict:
     """The seat, offered by the performance, in *pool* (the hub's, or a desk's own), not sold; the
     performance ahead."""
@@ -136,7 +141,7 @@ def _seat(db: sqlite3.Connection, body: RedemptionIn, now: dt.datetime, pool: st
     if seat is None:
         raise ValidationError(f"seat {body.seat_id} is not part of this performance", field="seat_id",
                               detail_de="Diesen Platz gibt es in dieser Vorstellung nicht")
-    where = f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
+    where = seat_words(seat)
     if contingents.pool_of(db, body.performance_id, body.seat_id) != pool:
         owner, owner_de = ("the box office's", "der Theaterkasse") if pool == contingents.HUB else \
             ("this desk's", "dieser Kasse")

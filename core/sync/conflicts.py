@@ -3,7 +3,10 @@ what each enrolled node last synced.
 
 A rejected op is never dropped: `hub/sync/apply.py` records it here as a conflict with its
 reason, and the office lists the open ones and marks each resolved (a refund, a rebooking)
-with a note. Pure functions of a database connection.
+with a note. A refusal that only follows from another conflict of the same node (`Follows`:
+the ticket card of a voucher redemption the hub refused) is recorded too, but resolved at
+once with a note pointing there, so the office has one case to settle, not two.
+Pure functions of a database connection.
 """
 
 from __future__ import annotations
@@ -14,9 +17,29 @@ import sqlite3
 
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound
+from core.base.sql import json_field
 from core.base.storage import transaction
 
 MAX_LISTED = 1000
+
+
+class Follows(Conflict):
+    """A pushed op refused only because an earlier op of the same node was (*conflict_id*): its
+    conflict is recorded resolved, pointing to that one, which is the case the office settles."""
+
+    def __init__(self, detail: str, conflict_id: str) -> None:
+        super().__init__(detail)
+        self.conflict_id = conflict_id
+
+    def resolution(self) -> str:
+        return f"follows conflict {self.conflict_id}: settled there"
+
+
+def of_op(db: sqlite3.Connection, node_id: str, kind: str, field: str, value: str) -> dict | None:
+    """The latest conflict of *node_id*'s op of *kind* whose body's *field* is *value*, or None."""
+    row = db.execute(f"SELECT * FROM conflicts WHERE node_id = ? AND kind = ? AND {json_field('body', field)} = ? "
+                     "ORDER BY node_seq DESC LIMIT 1", (node_id, kind, value)).fetchone()
+    return _out(row) if row else None
 
 
 def _out(row: dict) -> dict:

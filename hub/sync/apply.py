@@ -6,9 +6,10 @@ Every op goes through the registry in `core/sync/ops.py`: its kind must be known
 allowed for the pushing node's role, its body must decode strictly, and its apply function
 re-derives what it may store. Each op runs in its own savepoint inside one transaction per
 push; an op that is refused leaves nothing behind and becomes a *conflict* record for the
-office (`/api/v1/conflicts`), never a silent drop. An op stamped more than the allowed skew
-(5 min) after it arrived is applied at the hub's time and also noted there (`stamped_ahead`):
-a future sale time is never stored silently.
+office (`/api/v1/conflicts`), never a silent drop (one that only follows from an earlier
+conflict, `conflicts.Follows`, is recorded resolved, pointing there). An op stamped more
+than the allowed skew (5 min) after it arrived is applied at the hub's time and also noted
+there (`stamped_ahead`): a future sale time is never stored silently.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.cards.trust import BadRecord
 from core.cards.trusted_time import MAX_SKEW
 from core.sales import contingents, desk_customers, orders, tickets  # noqa: F401 - importing registers op kinds
 from core.subscriptions import desk_redemption, desk_sales  # noqa: F401 - importing registers their op kinds
+from core.sync.conflicts import Follows
 from core.sync.messages import Op, OpResult
 from core.sync.ops import REGISTRY, BadOp, OpKind, Pushed, decode
 from hub.services import nodes
@@ -55,7 +57,7 @@ def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
         seen = {r["node_seq"]: r for r in db.execute(
             "SELECT node_seq, op_id, status, reason FROM sync_ops WHERE node_id = ? AND node_seq BETWEEN ? AND ?",
             (node_id, ops[0].node_seq, ops[-1].node_seq))}
-        logged, conflicts = [], []
+        logged = []
         batch = _Batch(db)
         for op in ops:
             first = seen.get(op.node_seq)
@@ -64,19 +66,20 @@ def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
                 continue
             seen[op.node_seq] = {"op_id": op.id, "status": "applied", "reason": None}  # twice in one batch
             sent, (op, ahead) = op, stamped_ahead(op, pushed.now)
-            reason = _apply_one(pushed, op, batch)
+            reason, settled = _apply_one(pushed, op, batch)
             status = "rejected" if reason else "applied"
             logged.append((node_id, op.node_seq, op.id, op.kind, op.wall_time, received, status, reason))
             if reason or ahead:  # a clock ahead is the office's to see even when the op applied
-                conflicts.append((uuid7(), node_id, op.node_seq, op.kind, msgspec.json.encode(sent.body).decode(),
-                                  _noted(reason, ahead), received))
+                settled = None if ahead else settled  # at once: a later op of this push may follow it
+                db.execute("INSERT INTO conflicts (id, node_id, node_seq, kind, body, reason, created_at, resolved_at, "
+                           "resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (uuid7(), node_id, op.node_seq, op.kind, msgspec.json.encode(sent.body).decode(),
+                            _noted(reason, ahead), received, received if settled else None, settled))
             results.append(OpResult(node_seq=op.node_seq, status=status, reason=reason))
         batch.flush()
         nodes.note_ops(db, node_id, [row[4] for row in logged if row[6] == "applied"], pushed.now)
         db.executemany("INSERT INTO sync_ops (node_id, node_seq, op_id, kind, wall_time, received_at, status, reason) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", logged)
-        db.executemany("INSERT INTO conflicts (id, node_id, node_seq, kind, body, reason, created_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)", conflicts)
     return results
 
 
@@ -119,18 +122,19 @@ def _duplicate(node_id: str, op: Op, first: dict) -> OpResult:
     return OpResult(node_seq=op.node_seq, status="duplicate", reason=first["reason"])
 
 
-def _apply_one(pushed: Pushed, op: Op, batch: _Batch) -> str | None:
-    """None when applied, else the reason it was refused (its changes rolled back)."""
+def _apply_one(pushed: Pushed, op: Op, batch: _Batch) -> tuple[str | None, str | None]:
+    """(None, None) when applied, else the reason it was refused (its changes rolled back) and, for
+    a refusal that follows an earlier conflict, the resolution its conflict is recorded with."""
     try:
         kind, body = decode(op.kind, pushed.role, op.body)
     except BadOp as exc:
-        return str(exc)
+        return str(exc), None
     if kind.row is not None:
         try:
             batch.add(kind, kind.row(pushed, body))
         except REFUSALS as exc:
-            return _reason(exc)
-        return None
+            return _reason(exc), None
+        return None, None
     batch.flush()
     try:
         with transaction(pushed.db):  # a savepoint: a refused op leaves nothing behind
@@ -140,8 +144,8 @@ def _apply_one(pushed: Pushed, op: Op, batch: _Batch) -> str | None:
         if kind.on_reject is not None:
             with transaction(pushed.db):
                 kind.on_reject(pushed, body, reason)
-        return reason
-    return None
+        return reason, exc.resolution() if isinstance(exc, Follows) else None
+    return None, None
 
 
 def stamped_ahead(op: Op, now: dt.datetime) -> tuple[Op, str | None]:
