@@ -77,16 +77,21 @@ async def two_desks(hub, tmp_path, aiohttp_client):
     desk1 = await serve_desk(hub, tmp_path, aiohttp_client, "Kasse 1", announce=False)
     desk2 = await serve_desk(hub, tmp_path, aiohttp_client, "Kasse 2", announce=False)
     try:
-        for desk, other in ((desk1, desk2), (desk2, desk1)):
-            desk.edge.peers.claims.open(root_id(desk.edge.db), str(tmp_path))
-            node = other.edge.node
-            desk.edge.peers.claims.browser.peers[node["id"]] = Peer(
-                node["id"], node["name"], str(other.server.make_url("")).rstrip("/"), node["role"])
+        know_each_other(desk1, desk2, tmp_path)
         await hub.server.close()
         yield desk1, desk2
     finally:
         await desk1.edge.close()
         await desk2.edge.close()
+
+
+def know_each_other(desk1, desk2, tmp_path) -> None:
+    """Each desk's claim exchange opened and given the other's address, as zeroconf would find it."""
+    for desk, other in ((desk1, desk2), (desk2, desk1)):
+        desk.edge.peers.claims.open(root_id(desk.edge.db), str(tmp_path))
+        node = other.edge.node
+        desk.edge.peers.claims.browser.peers[node["id"]] = Peer(
+            node["id"], node["name"], str(other.server.make_url("")).rstrip("/"), node["role"])
 
 
 async def sold_voucher(desk, hub) -> dict:
