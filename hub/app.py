@@ -20,14 +20,15 @@ from hub.services import hold_sweeper, mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
 from hub.web import client_address, office, personalize, routes
 from hub.web.api import API, CACHE, DB, OPENAPI
-from hub.web.areas import shop
+from hub.web.areas import accounting, shop
 from hub.web.cache import ReadCache
 from hub.web.openapi import build_document
 from hub.web.problems import MAX_BODY_BYTES, problem_middleware
 
 DB_NAME = "hub.sqlite"
 # the tables of hub.toml; each area owns its section (type and rules)
-SECTIONS = (mail.SECTION, print_batches.SECTION, shop.SECTION, client_address.SECTION, settings.STORAGE)
+SECTIONS = (mail.SECTION, print_batches.SECTION, shop.SECTION, client_address.SECTION, settings.STORAGE,
+            accounting.SECTION)
 
 
 class NotInitialised(Exception):

@@ -250,7 +250,8 @@ def _endpoint(op: Operation) -> Callable:
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
         if isinstance(payload, Media):  # SVG, PDF: the bytes as they are (never cached: only JSON is)
-            return web.Response(status=status, body=payload.body, content_type=payload.content_type,
+            media, _, charset = payload.content_type.partition("; charset=")  # e.g. a Windows-1252 CSV
+            return web.Response(status=status, body=payload.body, content_type=media, charset=charset or None,
                                 headers=ctx.response_headers or None)
         encoded = msgspec.json.encode(payload)
         if cache is not None and status == op.status:

@@ -26,6 +26,8 @@ from hub.services.print_batches import MAX_BATCH, PRINTING, BatchKind
 from hub.settings import context
 from hub.web import schemas
 from hub.web.api import Api, Ctx, Media, Param
+from hub.web.areas import accounting
+from hub.web.areas.accounting import PaymentState
 from hub.web.areas.cards import Card, _one_of
 
 STAFF = ("admin", "office")
@@ -67,7 +69,7 @@ class OrderItem(msgspec.Struct, kw_only=True):
 class Payment(msgspec.Struct, kw_only=True):
     id: str
     order_id: str
-    method: Literal["cash", "card", "online", "transfer", "sepa", "none"]
+    method: Literal["cash", "card", "online", "transfer", "sepa", "none", "voucher"]
     amount_cents: int
     state: Literal["pending", "paid", "failed", "refunded"]
     reference: str | None
@@ -92,6 +94,7 @@ class Order(msgspec.Struct, kw_only=True):
     created_at: str
     items: list[OrderItem]
     payments: list[Payment]
+    payment_state: PaymentState | None = None  # in GET /orders/{id}
 
 
 class Operator(msgspec.Struct, kw_only=True):
@@ -186,7 +189,9 @@ def list_orders(ctx: Ctx):
 
 
 def get_order(ctx: Ctx):
-    return orders.order_view(ctx.db, ctx.path("id"))
+    """The order with its payment state (open, partly paid, paid, refunded: core/payments/states.py)."""
+    view = orders.order_view(ctx.db, ctx.path("id"))
+    return {**view, "payment_state": accounting.payment_state(ctx, view["id"])}
 
 
 def personalize_order_item(ctx: Ctx):

@@ -1,0 +1,131 @@
+"""An order's payment state from its payment rows, due dates, and the open items (Offene Posten).
+
+The rows of `payments` (core/sales/payments.py) are the only truth; nothing here is stored.
+What a row counts for:
+
+- `paid` with a positive amount: money received; with a negative amount: a refund paid out;
+- `pending`: owed and expected (a transfer against an invoice, a SEPA debit not collected yet);
+- `failed`: nothing came (e.g. a returned direct debit), so the amount is open again;
+- `refunded`: the row's money was received and given back in full.
+
+From these: paid = sum of `paid` rows (refunds subtract), refunded = refunds paid out plus
+`refunded` rows, open = total - paid. The state is `refunded` when money went back and nothing
+is kept, `paid` when paid equals the total (an order of 0 is paid), `overpaid` above it,
+`partly_paid` between, else `open`. An order is an open item while it is `open` or
+`partly_paid`; it is due `term_days` of its method (core/payments/providers.py) after the order
+day (the method of its first pending row, else of its first row), in the venues' time zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from core.base.clock import LOCAL_TZ, parse_iso
+from core.payments import providers
+
+State = Literal["open", "partly_paid", "paid", "overpaid", "refunded"]
+OPEN_STATES = ("open", "partly_paid")
+
+
+def local_day(timestamp: str) -> dt.date:
+    """The calendar day of a stored UTC timestamp, at the venues."""
+    return parse_iso(timestamp).astimezone(LOCAL_TZ).date()
+
+
+def state_of(total_cents: int, paid_cents: int, refunded_cents: int) -> State:
+    """The payment state from the three sums (see the module docstring)."""
+    if refunded_cents > 0 and paid_cents <= 0:
+        return "refunded"
+    if paid_cents == total_cents:
+        return "paid"
+    if paid_cents > total_cents:
+        return "overpaid"
+    return "partly_paid" if paid_cents > 0 else "open"
+
+
+def sums(rows: Iterable[Mapping]) -> dict[str, int]:
+    """paid, refunded and pending cents of an order's payment rows."""
+    paid = refunded = pending = 0
+    for row in rows:
+        amount, state = row["amount_cents"], row["state"]
+        if state == "paid":
+            paid += amount
+            refunded += -amount if amount < 0 else 0
+        elif state == "refunded":
+            refunded += amount
+        elif state == "pending":
+            pending += amount
+    return {"paid_cents": paid, "refunded_cents": refunded, "pending_cents": pending}
+
+
+def due_date(created_at: str, method: str | None) -> dt.date:
+    """When what stays open of an order placed at *created_at* and paid by *method* is due."""
+    return local_day(created_at) + dt.timedelta(days=providers.term_days(method))
+
+
+def _method(rows: list[Mapping]) -> str | None:
+    pending = [r for r in rows if r["state"] == "pending"]
+    first = pending[0] if pending else (rows[0] if rows else None)
+    return first["method"] if first else None
+
+
+def summary(order: Mapping, rows: list[Mapping], today: dt.date) -> dict:
+    """The payment state of *order* (a row of `orders`) with its payment *rows* on *today*."""
+    totals = sums(rows)
+    state = state_of(order["total_cents"], totals["paid_cents"], totals["refunded_cents"])
+    method = _method(rows)
+    due = due_date(order["created_at"], method)
+    is_open = state in OPEN_STATES
+    return {"state": state, "total_cents": order["total_cents"], **totals,
+            "open_cents": max(order["total_cents"] - totals["paid_cents"], 0) if is_open else 0,
+            "method": method, "due_date": due.isoformat() if is_open else None,
+            "days_overdue": max((today - due).days, 0) if is_open else 0}
+
+
+def order_state(db: sqlite3.Connection, order: Mapping, today: dt.date) -> dict:
+    """The payment state of an order as the order view shows it."""
+    rows = db.execute("SELECT method, amount_cents, state FROM payments WHERE order_id = ? ORDER BY created_at, id",
+                      (order["id"],)).fetchall()
+    return summary(order, rows, today)
+
+
+_OPEN = """
+SELECT o.id, o.number, o.channel, o.customer_id, o.total_cents, o.created_at,
+       c.number AS customer_number, c.first_name, c.last_name, c.company,
+       COALESCE(SUM(CASE WHEN p.state = 'paid' THEN p.amount_cents END), 0) AS paid_cents,
+       COALESCE(SUM(CASE WHEN p.state = 'paid' AND p.amount_cents < 0 THEN -p.amount_cents
+                         WHEN p.state = 'refunded' THEN p.amount_cents END), 0) AS refunded_cents,
+       COALESCE(SUM(CASE WHEN p.state = 'pending' THEN p.amount_cents END), 0) AS pending_cents,
+       (SELECT q.method FROM payments q WHERE q.order_id = o.id
+        ORDER BY q.state = 'pending' DESC, q.created_at, q.id LIMIT 1) AS method
+FROM orders o
+LEFT JOIN payments p ON p.order_id = o.id
+LEFT JOIN customers c ON c.id = o.customer_id
+WHERE o.total_cents > 0 AND (:customer IS NULL OR o.customer_id = :customer)
+GROUP BY o.id
+HAVING paid_cents < o.total_cents
+"""
+
+
+def open_items(db: sqlite3.Connection, today: dt.date, *, customer_id: str | None = None) -> list[dict]:
+    """The open items (Offene Posten), overall or of one customer: every order not fully paid
+    (and not refunded), oldest due date first, with what is open and the days overdue."""
+    items = []
+    for row in db.execute(_OPEN, {"customer": customer_id}).fetchall():
+        state = state_of(row["total_cents"], row["paid_cents"], row["refunded_cents"])
+        if state not in OPEN_STATES:
+            continue
+        due = due_date(row["created_at"], row["method"])
+        name = " ".join(part for part in (row["first_name"], row["last_name"]) if part) or None
+        items.append({"order_id": row["id"], "order_number": row["number"], "channel": row["channel"],
+                      "customer_id": row["customer_id"], "customer_number": row["customer_number"],
+                      "customer_name": name, "company": row["company"] or None,
+                      "created_at": row["created_at"], "method": row["method"], "state": state,
+                      "total_cents": row["total_cents"], "paid_cents": row["paid_cents"],
+                      "pending_cents": row["pending_cents"], "open_cents": row["total_cents"] - row["paid_cents"],
+                      "due_date": due.isoformat(), "days_overdue": max((today - due).days, 0)})
+    items.sort(key=lambda item: (item["due_date"], item["created_at"], item["order_number"]))
+    return items
