@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
-from bench import money_invoices
+from bench import money, money_invoices
 
 
 def test_the_invoice_figure_issues_and_renders_its_invoices_and_reports_well_formed_lines(capsys):
+    assert money_invoices.measure_invoices in money.FIGURES
     results = money_invoices.measure_invoices(8)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert lines == results and all(r["bench"] == "money" and r["value"] > 0 for r in results)
