@@ -37,3 +37,31 @@ def order(db: sqlite3.Connection, number: str, lines: list[tuple[int, str | None
             payments.record(db, oid, method=method, amount_cents=amount, node_id=node, now=at, state=state,
                             reference="T-1" if method == "card" else None)
     return oid
+
+
+def invoice(db: sqlite3.Connection, order_id: str, number: str, *, due_on: str | None, kassenzeichen: str,
+            vat_codes: dict[int, str], cancels: str | None = None) -> str:
+    """A stored invoice of the order's lines at *vat_codes* (position -> code), as
+    core/payments/invoices.py writes one (the fields the payment state and DATEV read)."""
+    iid = uuid7()
+    with transaction(db):
+        organizer = db.execute("SELECT id FROM organizers LIMIT 1").fetchone()
+        if organizer is None:
+            organizer = {"id": uuid7()}
+            db.execute("INSERT INTO organizers (id, name, street, postcode, town, country, tax_number, created_at, "
+                       "updated_at) VALUES (?, 'Stadttheater', 'Markt 1', '10115', 'Berlin', 'DE', '12/345/67890', "
+                       "?, ?)", (organizer["id"], NOW, NOW))
+        order_row = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+        db.execute("INSERT INTO invoices (id, number, kind, cancels_id, order_id, organizer_id, customer_id, node_id, "
+                   "language, issued_on, due_on, issuer, recipient, total_cents, paid_cents, kassenzeichen, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'de', '2026-03-01', ?, '{}', '{}', ?, 0, ?, ?)",
+                   (iid, number, "cancellation" if cancels else "invoice", cancels, order_id, organizer["id"],
+                    order_row["customer_id"], order_row["node_id"], due_on, order_row["total_cents"],
+                    kassenzeichen, NOW))
+        for position, code in vat_codes.items():
+            line = db.execute("SELECT * FROM order_lines WHERE order_id = ? AND position = ?",
+                              (order_id, position)).fetchone()
+            db.execute("INSERT INTO invoice_lines (invoice_id, position, order_line_id, description, gross_cents, "
+                       "vat_code) VALUES (?, ?, ?, 'Karte', ?, ?)", (iid, position, line["id"], line["price_cents"],
+                                                                      code))
+    return iid

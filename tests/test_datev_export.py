@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from core.base.errors import Conflict, ValidationError
 from core.payments import datev
 from hub.app import make_app
-from tests.money_orders import customer, order
+from tests.money_orders import customer, invoice, order
 
 GOLDEN = Path(__file__).parent / "golden" / "datev_buchungsstapel.csv"
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,11 @@ def test_umlauts_are_windows_1252_and_missing_letters_fall_back():
     assert 'Lukasz Wójcik ""Luk""'.encode("cp1252") in raw  # Ł is not in cp1252; a quote is doubled
     assert datev.cp1252_text("Zoë ☃ Straße\nzwei", 60) == "Zoë ? Straße zwei"
     assert len(datev.cp1252_text("x" * 100, datev.TEXT_MAX)) == 60
+
+
+def _rows(body: bytes) -> list[list[str]]:
+    """The booking lines of a batch, split into their fields."""
+    return [line.split(";") for line in body.decode("cp1252").split("\r\n")[2:-1]]
 
 
 def _post(rows: list[list[str]]) -> tuple[int, int, dict[str, int]]:
@@ -231,3 +236,21 @@ def test_the_cli_writes_the_batch_and_refuses_bad_input_in_one_line(empty_hub, t
     bad = subprocess.run([*tessera, "--from", "2026-03-31", "--to", "2026-03-01", "--out", str(out)],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "before it starts" in bad.stderr
+
+
+def test_an_invoiced_order_books_on_its_invoice_number_and_the_vat_the_invoice_stated(empty_hub):
+    """The ticket line has no VAT code in the ledger; its invoice said exempt (§4 Nr. 20a), so the
+    batch books it on the exempt revenue account, with the invoice number in Belegfeld 1."""
+    db = empty_hub.db
+    anna = customer(db, "Anna", "Müller", "K-1")
+    owed = order(db, "H-2026-000001", [(4000, None), (1000, "19")],
+                 [("transfer", 5000, "paid", "2026-03-12T09:00:00Z")], customer_id=anna)
+    first = invoice(db, owed, "RE-2026-000001", due_on="2026-03-20", kassenzeichen="2026-000001",
+                    vat_codes={1: "exempt", 2: "19"})
+    rows = _rows(datev.export(db, _config(), *MARCH, CREATED))
+    assert [(r[0], r[6], r[7], r[10]) for r in rows] == [("40,00", "1200", "8100", '"RE-2026-000001"'),
+                                                        ("10,00", "1200", "8400", '"RE-2026-000001"')]
+    invoice(db, owed, "RE-2026-000002", due_on=None, kassenzeichen="2026-000002", vat_codes={}, cancels=first)
+    rows = _rows(datev.export(db, _config(), *MARCH, CREATED))
+    assert [(r[0], r[7], r[10]) for r in rows] == [("40,00", "8300", '"H-2026-000001"'),  # ticket_vat "7"
+                                                  ("10,00", "8400", '"H-2026-000001"')]

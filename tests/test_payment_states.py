@@ -17,7 +17,7 @@ from core.payments import providers, states
 from core.sales import payments as ledger
 from hub.app import make_app
 from hub.services import tokens
-from tests.money_orders import customer, order
+from tests.money_orders import customer, invoice, order
 
 DAY = "2026-03-01T10:00:00Z"
 LATER = "2026-03-05T10:00:00Z"
@@ -173,3 +173,19 @@ async def test_unknown_customers_and_orders_are_404_and_a_shop_token_is_refused(
     assert (await money_api.get("/api/v1/open-items")).status == 401
     shop, _ = tokens.create_token(money_api.hub.db, "shop", "shop")
     assert (await money_api.get("/api/v1/open-items", headers=money_api.hub.headers(shop))).status == 403
+
+
+def test_an_invoiced_order_is_due_when_its_invoice_says_until_the_invoice_is_cancelled(empty_hub):
+    db = empty_hub.db
+    anna = customer(db, "Anna", "Müller", "K-1")
+    owed = order(db, "H-2026-000001", [(5000, None)], [("transfer", 5000, "pending", DAY)], customer_id=anna)
+    first = invoice(db, owed, "RE-2026-000001", due_on="2026-04-30", kassenzeichen="2026-000001",
+                    vat_codes={1: "exempt"})
+    [item] = states.open_items(db, TODAY)
+    assert (item["due_date"], item["days_overdue"]) == ("2026-04-30", 0)
+    assert (item["invoice_number"], item["kassenzeichen"]) == ("RE-2026-000001", "2026-000001")
+    assert states.order_state(db, {"id": owed, "total_cents": 5000, "created_at": DAY}, TODAY)["due_date"] == \
+        "2026-04-30"
+    invoice(db, owed, "RE-2026-000002", due_on=None, kassenzeichen="2026-000002", vat_codes={}, cancels=first)
+    [item] = states.open_items(db, TODAY)
+    assert (item["due_date"], item["invoice_number"]) == ("2026-03-15", None)

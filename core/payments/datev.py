@@ -13,9 +13,11 @@ range, on the money account of its method (Kasse, Bank, Geldtransit, ...) agains
 account of the VAT code of the order's lines, gross (the revenue accounts are DATEV's automatic
 VAT accounts, so no BU key). An order with lines of several VAT codes splits each payment in
 proportion to the lines' gross amounts, to the cent (largest remainder), so the parts add up
-to the payment. A refund (a negative row) books the other way round. Belegfeld 1 is the order
-number, the Buchungstext says the method and the customer. Lines without a VAT code (seat
-tickets) use `[datev] ticket_vat`.
+to the payment. A refund (a negative row) books the other way round. Belegfeld 1 is the number
+of the order's invoice (core/payments/invoices.py) when it has one live invoice, else the order
+number; the Buchungstext says the method and the customer. A line on a live invoice has the
+VAT code the invoice stated; other lines without a VAT code (seat tickets) use
+`[datev] ticket_vat`.
 
 The accounts are hub.toml `[datev]` settings (defaults: SKR03; confirm them with the tax
 advisor); the consultant and client numbers have no default, and without them nothing is
@@ -237,16 +239,26 @@ WHERE p.state = 'paid' AND p.created_at >= ? AND p.created_at <= ?
 ORDER BY p.created_at, p.id
 """
 
+# a line on a live invoice (not cancelled) has the VAT code that invoice stated (seat tickets too)
+_LIVE = "i.kind = 'invoice' AND NOT EXISTS (SELECT 1 FROM invoices x WHERE x.cancels_id = i.id)"
+_LINES = f"""
+SELECT l.price_cents, COALESCE((SELECT il.vat_code FROM invoice_lines il JOIN invoices i ON i.id = il.invoice_id
+                                WHERE il.order_line_id = l.id AND {_LIVE} LIMIT 1), l.vat_code) AS vat_code
+FROM order_lines l WHERE l.order_id = ? ORDER BY l.position
+"""
+_INVOICES = f"SELECT i.number FROM invoices i WHERE i.order_id = ? AND {_LIVE} ORDER BY i.created_at, i.id"
+
 
 def bookings(db: sqlite3.Connection, start: dt.date, end: dt.date, config: DatevSettings) -> list[Booking]:
     """Every booking of the paid payment rows from *start* to *end* (days at the venues)."""
     check_range(start, end, config)
     out: list[Booking] = []
     for row in db.execute(_PAID, (iso(day_start(start)), iso(day_end(end)))).fetchall():
-        lines = db.execute("SELECT price_cents, vat_code FROM order_lines WHERE order_id = ? ORDER BY position",
-                           (row["order_id"],)).fetchall()
+        lines = db.execute(_LINES, (row["order_id"],)).fetchall()
+        invoices = [r["number"] for r in db.execute(_INVOICES, (row["order_id"],))]
+        document = invoices[0] if len(invoices) == 1 else row["number"]
         name = " ".join(p for p in (row["first_name"], row["last_name"]) if p) or row["company"] or None
-        out.extend(payment_bookings(row, row["number"], lines, name, config))
+        out.extend(payment_bookings(row, document, lines, name, config))
     return out
 
 

@@ -12,8 +12,9 @@ From these: paid = sum of `paid` rows (refunds subtract), refunded = refunds pai
 `refunded` rows, open = total - paid. The state is `refunded` when money went back and nothing
 is kept, `paid` when paid equals the total (an order of 0 is paid), `overpaid` above it,
 `partly_paid` between, else `open`. An order is an open item while it is `open` or
-`partly_paid`; it is due `term_days` of its method (core/payments/providers.py) after the order
-day (the method of its first pending row, else of its first row), in the venues' time zone.
+`partly_paid`; it is due when its live invoice says (core/payments/invoices.py: the newest one not
+cancelled), else `term_days` of its method (core/payments/providers.py) after the order day (the
+method of its first pending row, else of its first row), in the venues' time zone.
 """
 
 from __future__ import annotations
@@ -85,11 +86,25 @@ def summary(order: Mapping, rows: list[Mapping], today: dt.date) -> dict:
             "days_overdue": max((today - due).days, 0) if is_open else 0}
 
 
+def live_invoice(db: sqlite3.Connection, order_id: str) -> dict | None:
+    """The order's newest invoice that asks for payment and is not cancelled (core/payments/invoices.py):
+    its due date is the order's, its number and Kassenzeichen are what the customer pays against."""
+    return db.execute("SELECT id, number, kassenzeichen, due_on FROM invoices i WHERE order_id = ? "
+                      "AND kind = 'invoice' AND due_on IS NOT NULL "
+                      "AND NOT EXISTS (SELECT 1 FROM invoices x WHERE x.cancels_id = i.id) "
+                      "ORDER BY created_at DESC, id DESC LIMIT 1", (order_id,)).fetchone()
+
+
 def order_state(db: sqlite3.Connection, order: Mapping, today: dt.date) -> dict:
-    """The payment state of an order as the order view shows it."""
+    """The payment state of an order as the order view shows it (due as its live invoice says, if any)."""
     rows = db.execute("SELECT method, amount_cents, state FROM payments WHERE order_id = ? ORDER BY created_at, id",
                       (order["id"],)).fetchall()
-    return summary(order, rows, today)
+    state = summary(order, rows, today)
+    invoice = live_invoice(db, order["id"])
+    if invoice and state["due_date"]:
+        due = dt.date.fromisoformat(invoice["due_on"])
+        state |= {"due_date": due.isoformat(), "days_overdue": max((today - due).days, 0)}
+    return state
 
 
 _OPEN = """
@@ -100,7 +115,10 @@ SELECT o.id, o.number, o.channel, o.customer_id, o.total_cents, o.created_at,
                          WHEN p.state = 'refunded' THEN p.amount_cents END), 0) AS refunded_cents,
        COALESCE(SUM(CASE WHEN p.state = 'pending' THEN p.amount_cents END), 0) AS pending_cents,
        (SELECT q.method FROM payments q WHERE q.order_id = o.id
-        ORDER BY q.state = 'pending' DESC, q.created_at, q.id LIMIT 1) AS method
+        ORDER BY q.state = 'pending' DESC, q.created_at, q.id LIMIT 1) AS method,
+       (SELECT i.id FROM invoices i WHERE i.order_id = o.id AND i.kind = 'invoice' AND i.due_on IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM invoices x WHERE x.cancels_id = i.id)
+        ORDER BY i.created_at DESC, i.id DESC LIMIT 1) AS invoice_id
 FROM orders o
 LEFT JOIN payments p ON p.order_id = o.id
 LEFT JOIN customers c ON c.id = o.customer_id
@@ -118,7 +136,8 @@ def open_items(db: sqlite3.Connection, today: dt.date, *, customer_id: str | Non
         state = state_of(row["total_cents"], row["paid_cents"], row["refunded_cents"])
         if state not in OPEN_STATES:
             continue
-        due = due_date(row["created_at"], row["method"])
+        invoice = live_invoice(db, row["id"]) if row["invoice_id"] else None
+        due = dt.date.fromisoformat(invoice["due_on"]) if invoice else due_date(row["created_at"], row["method"])
         name = " ".join(part for part in (row["first_name"], row["last_name"]) if part) or None
         items.append({"order_id": row["id"], "order_number": row["number"], "channel": row["channel"],
                       "customer_id": row["customer_id"], "customer_number": row["customer_number"],
@@ -126,6 +145,8 @@ def open_items(db: sqlite3.Connection, today: dt.date, *, customer_id: str | Non
                       "created_at": row["created_at"], "method": row["method"], "state": state,
                       "total_cents": row["total_cents"], "paid_cents": row["paid_cents"],
                       "pending_cents": row["pending_cents"], "open_cents": row["total_cents"] - row["paid_cents"],
-                      "due_date": due.isoformat(), "days_overdue": max((today - due).days, 0)})
+                      "due_date": due.isoformat(), "days_overdue": max((today - due).days, 0),
+                      "invoice_number": invoice["number"] if invoice else None,
+                      "kassenzeichen": invoice["kassenzeichen"] if invoice else None})
     items.sort(key=lambda item: (item["due_date"], item["created_at"], item["order_number"]))
     return items

@@ -61,6 +61,8 @@ class OpenItem(msgspec.Struct, kw_only=True):
     open_cents: int
     due_date: str
     days_overdue: int
+    invoice_number: str | None  # the live invoice the customer pays against, if any
+    kassenzeichen: str | None
 
 
 class OpenItemPage(msgspec.Struct, kw_only=True):
@@ -139,8 +141,9 @@ def register(api: Api) -> None:
             response=OpenItemPage, cacheable=False,
             query=PAGE + [Param("customer_id", "uuid", "only the open items of this customer")],
             description="Offene Posten: every order not fully paid (state open or partly_paid), oldest due "
-                        "date first, with what is open and the days overdue. The due date is the order day "
-                        "plus the payment term of its method (transfer and SEPA 14 days, the rest at once).")
+                        "date first, with what is open and the days overdue. The due date is the live invoice's "
+                        "(its number and Kassenzeichen are given), else the order day plus the payment term "
+                        "of its method (transfer and SEPA 14 days, the rest at once).")
     api.add("GET", "/customers/{id}/open-items", list_customer_open_items, summary="List a customer's open items",
             tag=tag, roles=STAFF, response=OpenItemPage, cacheable=False, query=PAGE)
     api.add("GET", "/orders/{id}/payment-state", get_payment_state, summary="Read an order's payment state",
