@@ -11,28 +11,40 @@ ring C performances (in the vouchers' offer) move into a desk's pool.
 - Sync: the hub holds the same order, ticket, payments and redemptions, re-derived, and the ticket card.
 - Hostile ops: a changed price, a seat not in the pool, a voucher of another offer, a forged code, a
   card for a line that is not a redemption: conflicts that store nothing.
+- Two desks on one LAN, the hub down: a choice voucher redeemed at the first is refused at the second
+  within a second (the LAN claim), naming the first in English and German; the second stores nothing.
 - Two isolated desks redeem one voucher: after both sync exactly one ticket is valid; the other's card
-  is revoked at the hub and, after its pull, at the desk; one conflict names the customer.
+  is revoked at the hub and, after its pull, at the desk; one open conflict names the customer, the
+  voucher, the first desk and the lost ticket's seat in words; the card's own conflict names that
+  redemption and is resolved at once, pointing to it. A gate, synced, admits the winner's ticket and
+  refuses the loser's (REVOKED).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import aiohttp
 import msgspec
 import pytest
 
-from core.base.clock import iso, utcnow
+from core.base.clock import iso, parse_iso, utcnow
 from core.base.storage import transaction
 from core.cards import cards
+from core.cards.access import Access, GateRules
+from core.cards.trusted_time import TrustedClock
 from core.sales import contingents
 from core.subscriptions import desk_redemption
-from core.subscriptions.voucher_redemption import DeskRedemptionIn
+from core.subscriptions.voucher_redemption import DeskRedemptionIn, seat_words
+from core.sync import conflicts as conflicts_
+from edge.sync.client import SyncClient
 from tests.helpers import table_counts
 from tests.test_choice_vouchers import DISABLED, PRICE, VOUCHER, forged, free_seats
+from tests.test_clocks import enrolled
 from tests.test_desk_api import enrolled_edge, expect, login
+from tests.test_desk_claims import know_each_other, serve_desk
 from tests.test_desk_subscriptions_api import IMAGE_QR_PRINTER, escpos_qr_codes, receipts
 from tests.test_subscription_sale import product, tier
 from tests.test_trust_no_device import conflicts, tamper
@@ -315,6 +327,11 @@ async def test_hostile_redemption_ops_are_conflicts_that_store_nothing(hub, tmp_
             redemption_refused = kind == "voucher.choice_redeemed"
             last = conflicts(hub)[-2 if redemption_refused else -1]
             assert last["kind"] == kind and reason in last["reason"], (case, conflicts(hub))
+            card_conflict = hub.db.execute("SELECT * FROM conflicts WHERE kind = 'card.issued' ORDER BY created_at "
+                                           "DESC, node_seq DESC LIMIT 1").fetchone()
+            # the card of a refused redemption follows its conflict; a card on a foreign line stays a case
+            assert bool(card_conflict["resolved_at"]) == redemption_refused, case
+            assert (done["number"] in card_conflict["reason"]) == redemption_refused, case
             card = hub.db.execute("SELECT revoked_at FROM cards WHERE id = ?", (done["card"]["id"],)).fetchone()
             assert card is not None and card["revoked_at"], case  # its genuine code is kept revoked at the hub
             stored = hub.db.execute("SELECT 1 FROM orders WHERE id = ?", (done["order_id"],)).fetchone()
@@ -326,6 +343,49 @@ async def test_hostile_redemption_ops_are_conflicts_that_store_nothing(hub, tmp_
                 assert stored is not None and ticket["status"] == "sold", case
     finally:
         await edge.close()
+
+
+# --- two desks on one LAN, the hub down: the second refuses at once ------------------------------------------
+
+
+async def test_on_one_lan_with_the_hub_down_a_second_desk_refuses_a_choice_voucher_naming_the_first(
+        hub, tmp_path, aiohttp_client):
+    """Both desks hold the voucher (sold at the hub) and a seat of their own pool; the hub goes away.
+    Desk 1 redeems it through its API; desk 2, asked a moment later, refuses from desk 1's LAN claim
+    (the time between desk 1's answer and desk 2's refusal is printed) and stores nothing."""
+    v = await sell_vouchers(hub)
+    desk1 = await serve_desk(hub, tmp_path, aiohttp_client, "Kasse 1", announce=False)
+    desk2 = await serve_desk(hub, tmp_path, aiohttp_client, "Kasse 2", announce=False)
+    try:
+        perf = ahead(hub)[0]
+        seats = {desk: give_seats(hub, desk.edge, perf, "4")[0] for desk in (desk1, desk2)}
+        for desk in (desk1, desk2):
+            await desk.edge.client.round()
+        know_each_other(desk1, desk2, tmp_path)
+        await hub.server.close()
+
+        body = {"vouchers": [{"code": v[0]["code"]}], "performance_id": perf}
+        made = await expect(await desk1.post("/api/voucher-redemptions", json={**body, "seat_id": seats[desk1]}), 201)
+        answered = time.monotonic()
+        before = counts(desk2.edge.db)
+        refused = await expect(await desk2.post("/api/voucher-redemptions", json={**body, "seat_id": seats[desk2]}),
+                               409)
+        took = time.monotonic() - answered
+        print(f"\nchoice voucher: desk 1 answered, desk 2 refused {took * 1000:.1f} ms later")
+        assert took < 1.0
+        assert "Kasse 1" in refused["detail"] and "only once" in refused["detail"]
+        assert "Kasse 1" in refused["detail_de"] and refused["detail_de"].startswith("Gutschein wurde bereits an")
+        assert (refused["claimed_by"], refused["voucher_id"]) == ("Kasse 1", v[0]["id"])
+        assert counts(desk2.edge.db) == before  # no order, ticket, card, redemption or print job at desk 2
+        free = await expect(await desk2.get("/api/voucher-redemptions/seats", params={"performance_id": perf}), 200)
+        assert seats[desk2] in [s["seat_id"] for s in free["seats"]]
+        assert made["ticket"]["seat_id"] == seats[desk1] and made["vouchers"][0]["id"] == v[0]["id"]
+        typed = await expect(await desk2.post("/api/voucher-redemptions", json={  # typed in: refused all the same
+            **body, "vouchers": [{"number": v[0]["number"]}], "seat_id": seats[desk2]}), 409)
+        assert typed["claimed_by"] == "Kasse 1" and counts(desk2.edge.db) == before
+    finally:
+        await desk1.edge.close()
+        await desk2.edge.close()
 
 
 # --- two isolated desks, one voucher: first to reach the hub wins -------------------------------------------
@@ -355,11 +415,22 @@ async def test_two_isolated_desks_redeem_one_voucher_the_first_at_the_hub_wins(h
         valid = db.execute("SELECT id FROM cards WHERE id IN (?, ?) AND revoked_at IS NULL",
                            (won["card"]["id"], lost["card"]["id"])).fetchall()
         assert [c["id"] for c in valid] == [won["card"]["id"]]  # exactly one ticket valid
-        named = [c for c in conflicts(hub) if c["kind"] == "voucher.choice_redeemed"]
-        customer = first_customer(db)
-        assert len(named) == 1
-        assert f"{customer['first_name']} {customer['last_name']}" in named[0]["reason"]
-        assert v[0]["number"] in named[0]["reason"] and "Kasse 1" in named[0]["reason"]
+        open_ = db.execute("SELECT * FROM conflicts WHERE resolved_at IS NULL").fetchall()
+        assert [c["kind"] for c in open_] == ["voucher.choice_redeemed"]  # one case for the office
+        customer, reason = first_customer(db), open_[0]["reason"]
+        assert f"{customer['first_name']} {customer['last_name']}" in reason
+        assert v[0]["number"] in reason and "Kasse 1" in reason and lost["number"] in reason
+        seat = contingents.some_seats(db, perf, [seat_2])[seat_2]
+        assert seat_words(seat) in reason and seat_2 not in reason  # the seat in words, not its id
+        card_conflict = db.execute("SELECT * FROM conflicts WHERE kind = 'card.issued'").fetchone()
+        assert lost["number"] in card_conflict["reason"] and v[0]["number"] in card_conflict["reason"]
+        assert "not a subscription" not in card_conflict["reason"] and open_[0]["id"] in card_conflict["reason"]
+        assert card_conflict["resolved_at"] and open_[0]["id"] in card_conflict["resolution"]
+        lost_card = msgspec.json.decode(second.db.execute("SELECT body FROM outbox WHERE kind = 'card.issued'")
+                                        .fetchone()["body"], type=cards.CardOp)  # the card as the desk pushed it
+        desk_redemption.refuse_card_of_lost(db, first.node["id"], lost_card)  # another desk's loss: no cover
+        with pytest.raises(conflicts_.Follows):
+            desk_redemption.refuse_card_of_lost(db, second.node["id"], lost_card)
         assert db.execute("SELECT state FROM choice_vouchers WHERE id = ?", (v[1]["id"],)).fetchone()["state"] == "open"
 
         at_desk = second.db
@@ -375,9 +446,27 @@ async def test_two_isolated_desks_redeem_one_voucher_the_first_at_the_hub_wins(h
                                (v[1]["id"],)).fetchone()["state"] == "open"
         assert desk_redemption.redemption_verdict(at_desk, lost["order_id"])
         assert desk_redemption.redemption_verdict(first.db, won["order_id"]) is None
+        await at_the_gate(hub, tmp_path, perf, admitted=won["card"], refused=lost["card"])
     finally:
         await first.close()
         await second.close()
+
+
+async def at_the_gate(hub, tmp_path, perf: str, *, admitted: dict, refused: dict) -> None:
+    """A gate of the performance's venue, enrolled and synced now, decides both tickets at the start:
+    the winner's is admitted, the loser's refused as revoked (the hub kept its genuine code revoked)."""
+    venue = hub.db.execute("SELECT venue_id, starts_at FROM performances WHERE id = ?", (perf,)).fetchone()
+    folder, gate_db = await enrolled(hub, tmp_path, role="gate", name="Tor 1", venues=[venue["venue_id"]])
+    client = SyncClient(gate_db, folder)
+    try:
+        await client.round()
+        gate = Access(gate_db, GateRules(venue_id=venue["venue_id"]), TrustedClock(gate_db))
+        starts = parse_iso(venue["starts_at"])
+        assert gate.decide(admitted["code"], starts).reason == "ADMITTED"
+        verdict = gate.decide(refused["code"], starts)
+        assert verdict.reason == "REVOKED" and "voucher redemption" in verdict.detail, verdict
+    finally:
+        await client.close()
 
 
 async def test_online_the_desk_asks_the_hub_first_and_prints_nothing_for_a_voucher_used_meanwhile(

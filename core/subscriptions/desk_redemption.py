@@ -19,9 +19,10 @@ split per voucher must equal the op's, or it is refused. Then it stores through
 First to reach the hub wins. Two desks that cannot see each other (no LAN claim, no hub) can redeem
 one voucher twice. The one whose op reaches the hub first is stored; the other is refused: a
 conflict whose reason names the voucher's customer and number, nothing of it stored (its seat
-stays free at the hub), and its ticket card, which arrives next as `card.issued`, is refused by the
-single-ticket rule (no such redemption) and kept as revoked (`cards.void_refused_desk_card`), so
-gates refuse it after their next sync. The desk learns the verdict from the push's answer
+stays free at the hub), and its ticket card, which arrives next as `card.issued`, is refused naming that
+redemption (`refuse_card_of_lost`) and kept as revoked (`cards.void_refused_desk_card`), so gates
+refuse it after their next sync; the card's conflict is resolved at once, pointing to the
+redemption's (one case for the office, not two). The desk learns the verdict from the push's answer
 (`redemption_verdict`) and withdraws its ticket (`settle_lost`): ticket cancelled (the seat is
 free in its pool again), card revoked, open print jobs dropped, its own redemption rows gone. The
 money it took stays on its order: refunding it is the office's case (the conflict).
@@ -50,6 +51,7 @@ from core.sales.orders import order_series, void_card
 from core.sales.payments import desk_channel
 from core.subscriptions import voucher_redemption as redemption
 from core.subscriptions.choice_vouchers import state_at
+from core.sync import conflicts
 from core.sync.ops import CASHDESK, OpKind, Pushed, register
 
 KIND = "voucher.choice_redeemed"
@@ -228,9 +230,19 @@ def _first_wins(db: sqlite3.Connection, op: VoucherRedeemedOp) -> None:
         when = f"{parse_iso(first['redeemed_at']).astimezone(LOCAL_TZ):%d.%m.%Y %H:%M}"
         where = first["node_name"] or "the box office"
         raise Refused(f"voucher {voucher['number']} of {_customer(db, voucher)} was already redeemed on {when} at "
-                      f"{where} (order {first['order_number']}); this desk's ticket (order {op.number}, seat "
-                      f"{op.seat_id}) is void and its card revoked; the customer paid {op.paid_cents / 100:.2f} EUR "
-                      "here besides the vouchers")
+                      f"{where} (order {first['order_number']}); this desk's ticket (order {op.number}, "
+                      f"{_ticket_words(db, op)}) is void and its card revoked; the customer paid "
+                      f"{op.paid_cents / 100:.2f} EUR here besides the vouchers")
+
+
+def _ticket_words(db: sqlite3.Connection, op: VoucherRedeemedOp) -> str:
+    """The desk's ticket as the office reads it: performance, date, section, row and seat."""
+    perf = db.execute("SELECT title, starts_at FROM performances WHERE id = ?", (op.performance_id,)).fetchone()
+    seat = contingents.some_seats(db, op.performance_id, [op.seat_id]).get(op.seat_id) if perf else None
+    if seat is None:
+        return f"seat {op.seat_id} of performance {op.performance_id}"
+    return f"{perf['title']} on {parse_iso(perf['starts_at']).astimezone(LOCAL_TZ):%d.%m.%Y %H:%M}, " \
+           f"{redemption.seat_words(seat)}"
 
 
 def _compare(op: VoucherRedeemedOp, q: redemption.Quote) -> None:
@@ -276,10 +288,10 @@ register(OpKind(
     "voucher on record at the hub (its stored row decides value, discount type, offer and state), a code "
     "verified with its signer's key and equal to the stored code, a number the voucher's; not redeemed at "
     "the hub yet (first to reach the hub wins: the loser is a conflict naming the customer and the voucher, "
-    "its ticket card is refused and kept revoked); in its offer, not expired and the performance ahead at "
-    "the redemption's time (capped at the hub's); the seat in the node's pool and unsold; price from the "
-    "hub's catalog; discount type and the split per voucher recomputed and equal to the op's; payment rule "
-    "of a desk; stored under the op's ids"))
+    "its ticket card is refused naming it and kept revoked, that card's conflict resolved pointing to it); "
+    "in its offer, not expired and the performance ahead at the redemption's time (capped at the hub's); "
+    "the seat in the node's pool and unsold; price from the hub's catalog; discount type and the split per "
+    "voucher recomputed and equal to the op's; payment rule of a desk; stored under the op's ids"))
 
 
 # --- the ticket's card (cards.DESK_CARD_RULES "single", through desk_sales.single_rule) ---------------------
@@ -291,6 +303,22 @@ def redeemed_ticket(db: sqlite3.Connection, line_id: str | None) -> dict | None:
                       "FROM choice_voucher_redemptions r JOIN orders o ON o.id = r.order_id "
                       "JOIN tickets t ON t.id = r.ticket_id WHERE r.ticket_id = ? LIMIT 1",
                       (line_id or "",)).fetchone()
+
+
+def refuse_card_of_lost(db: sqlite3.Connection, node_id: str, op: CardOp) -> None:
+    """The ticket card of a redemption of this node that the hub refused (another desk or the office
+    was first): refused, naming the redemption, and kept revoked (`cards.void_refused_desk_card`);
+    its conflict is resolved at once pointing to the redemption's (`conflicts.Follows`), which names
+    the customer and is the one case the office settles. Nothing when the line is no such ticket."""
+    lost = conflicts.of_op(db, node_id, KIND, "ticket_id", op.order_item_id or "")
+    if lost is None:
+        return
+    body = lost["body"] if isinstance(lost["body"], dict) else {}
+    vouchers = body.get("vouchers") if isinstance(body.get("vouchers"), list) else []
+    numbers = [str(v.get("number")) for v in vouchers if isinstance(v, dict)]
+    raise conflicts.Follows(f"card {op.number}: ticket of voucher redemption {body.get('number')} "
+                            f"({'voucher' if len(numbers) == 1 else 'vouchers'} {', '.join(numbers)}) that the hub "
+                            f"refused; the card stays revoked; see conflict {lost['id']}", lost["id"])
 
 
 def card_rule(db: sqlite3.Connection, node_id: str, op: CardOp, sold_at: dt.datetime) -> dict:
@@ -330,14 +358,17 @@ def voucher_view(db: sqlite3.Connection, voucher: dict, now: dt.datetime) -> dic
 
 
 def free_seats(db: sqlite3.Connection, performance_id: str, pool: str) -> list[dict]:
-    """The performance's seats in *pool* that are not sold, with section, row, seat, zone and price
-    (what a voucher may be redeemed for at this desk)."""
+    """The performance's seats in *pool* that are not sold, with section, row, seat, zone (code and
+    the name the cashier reads, "Preiskategorie I") and price (what a voucher may be redeemed for at
+    this desk)."""
     pools = contingents.pools(db, performance_id)
     sold = {r["seat_id"] for r in db.execute(
         "SELECT seat_id FROM tickets WHERE performance_id = ? AND status = 'sold'", (performance_id,))}
-    prices = {r["zone_id"]: r["price_cents"] for r in db.execute(
-        "SELECT zone_id, price_cents FROM performance_prices WHERE performance_id = ?", (performance_id,))}
+    zones = {r["zone_id"]: r for r in db.execute(
+        "SELECT p.zone_id, p.price_cents, z.name FROM performance_prices p JOIN price_zones z ON z.id = p.zone_id "
+        "WHERE p.performance_id = ?", (performance_id,))}
     return [{"seat_id": s["id"], "section": s["section"], "row_label": s["row_label"], "label": s["label"],
-             "zone_id": s["zone_id"], "zone": s["zone"], "price_cents": prices.get(s["zone_id"])}
+             "zone_id": s["zone_id"], "zone": s["zone"], "zone_name": zones[s["zone_id"]]["name"],
+             "price_cents": zones[s["zone_id"]]["price_cents"]}
             for s in contingents.seats_of(db, performance_id).values()
-            if pools.get(s["id"]) == pool and s["id"] not in sold and s["zone_id"] in prices]
+            if pools.get(s["id"]) == pool and s["id"] not in sold and s["zone_id"] in zones]

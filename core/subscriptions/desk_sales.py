@@ -203,9 +203,11 @@ def pass_rule(db: sqlite3.Connection, node_id: str, op: CardOp, sold_at: dt.date
 def single_rule(db: sqlite3.Connection, node_id: str, op: CardOp, sold_at: dt.datetime) -> dict:
     """A desk's single ticket: a performance with a sold seat on the line, form with tickets, the
     performance's entry window (`cards.default_validity`), the first ticket of that performance.
-    Or the ticket of choice vouchers this desk redeemed (its own rule, `desk_redemption.card_rule`)."""
+    Or the ticket of choice vouchers this desk redeemed (its own rule, `desk_redemption.card_rule`), or
+    of a redemption the hub refused (refused, naming it: `desk_redemption.refuse_card_of_lost`)."""
     if desk_redemption.redeemed_ticket(db, op.order_item_id) is not None:
         return desk_redemption.card_rule(db, node_id, op, sold_at)
+    desk_redemption.refuse_card_of_lost(db, node_id, op)  # the ticket of a redemption the hub refused
     sub = _sold_line(db, node_id, op)
     if sub["form"] not in ("single_tickets", "both") or op.product_id not in {
             s.performance_id for s in seats(db, sub["line_id"])}:
