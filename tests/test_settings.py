@@ -43,7 +43,8 @@ def test_each_section_reaches_its_area(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("text", "words"), [
-    ('[mial]\nhost = "x"\n', "unknown section [mial]; known sections: [datev], [mail], [print], [shop], [storage], [web]"),
+    ('[mial]\nhost = "x"\n',
+     "unknown section [mial]; known sections: [datev], [mail], [print], [shop], [storage], [web]"),
     ('layout = "museum-photo"\n', "unknown key layout outside any section"),
     ('[print\nlayout = "x"\n', "invalid TOML"),
 ])
