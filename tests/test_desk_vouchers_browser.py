@@ -13,6 +13,12 @@ switches to "as payment" and back, is given 10 € cash, redeems: 2,00 € chang
 the ticket's QR printed. Every step is photographed in German and English (a language switch
 keeps the redemption in progress), and every button is finger-sized.
 
+The sale before it (S5), on the subscription screen with the hub down: "Wahlgutschein 6er" has no
+seat map, so the cashier goes from the product to the customer, gives the disabled tier (84,00 €),
+takes 100 € cash (16,00 € change) and sees the six voucher numbers; the one receipt job carries
+six voucher slips whose QR codes (the printer's own, read from the job's bytes) are the vouchers'
+signed codes.
+
 Screenshots go to `<tmp_path>/screenshots` and to `test-output/desk-vouchers/` (git-ignored).
 """
 
@@ -43,6 +49,7 @@ from tests.test_desk_browser import (
     wait_until_synced,
 )
 from tests.test_desk_subscriptions_browser import Shots, assert_touch_sized, desk_cookie, post_json
+from tests.test_desk_subscriptions_browser import both_languages as both_languages_of_sale
 from tests.test_sync_kill import Process, run
 
 pytestmark = pytest.mark.slow  # Chromium and real tessera hub/edge processes
@@ -221,6 +228,7 @@ def test_two_vouchers_for_a_dearer_seat_paid_the_difference_in_cash_while_the_hu
                 page.locator(f'[data-testid=cv-perf][data-performance-id="{perf}"]').click()
                 zones = page.locator("[data-testid=cv-zone]")
                 expect(zones).to_have_count(2)
+                expect(zones.first).to_contain_text("Preiskategorie I · 58,00 €")  # the zone's name, not its code
                 page.locator(f'[data-testid=cv-zone][data-zone-id="{ids["zones"]["1"]}"]').click()
                 expect(page.locator("[data-testid=cv-seat]")).to_have_count(2)
                 page.locator(f'[data-testid=cv-seat][data-seat-id="{dear}"]').click()
@@ -271,3 +279,109 @@ def test_two_vouchers_for_a_dearer_seat_paid_the_difference_in_cash_while_the_hu
     finally:
         for process in processes:
             process.ensure_gone()
+
+
+def test_six_vouchers_sold_at_the_disabled_tier_for_cash_print_six_slips_while_the_hub_is_down(tmp_path,
+                                                                                               sample_template):
+    hub_dir, desk_dir, log = tmp_path / "hub", tmp_path / "desk", tmp_path / "log.txt"
+    shutil.copytree(sample_template[0], hub_dir)
+    product_id = sample_template[2]["subscriptions"][VOUCHER]
+    shots = VoucherShots(tmp_path / "screenshots", "sale")
+    hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
+    processes = [hub]
+    try:
+        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
+        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
+        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1",
+                       ready=EDGE_READY)
+        processes.append(desk)
+        wait_until_synced(desk.url, 1)
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+                page.set_default_timeout(STEP_MS)
+                log_in(page, desk.url, "Anna", PIN)
+                page.locator("#pin-ok").click()
+                page.wait_for_url(f"{desk.url}/sell")
+                page.locator("#nav-subscriptions").click()
+                page.wait_for_url(f"{desk.url}/subscriptions")
+                assert hub.stop() == 0  # the hub goes away: the desk sells and signs the vouchers itself
+                expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
+
+                # 1. the voucher product's tile: count, value and offer, no seats free to count
+                tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{product_id}"]')
+                expect(tile.locator("[data-testid=sub-vouchers]")).to_contain_text("6 x 25,00 € Wahlgutscheine")
+                expect(tile).to_contain_text("120,00 €")
+                lang = both_languages_of_sale(page, shots, "products", "de", "[data-testid=sub-vouchers]")
+                tile.click()
+
+                # 2. no seat map: straight to the customer, the offer in the summary; the disabled tier
+                expect(page.locator("#step-customer")).to_be_visible()
+                expect(page.locator("#sub-step-seats")).to_be_hidden()
+                expect(page.locator("#sub-step-dates")).to_be_hidden()
+                expect(page.locator("#seat-map svg")).to_have_count(0)
+                expect(page.locator("[data-testid=voucher-offer]")).to_be_visible()
+                page.locator("#customer-search").fill("Mül")
+                page.locator("[data-testid=customer-result]").first.click()
+                expect(page.locator("#customer-chosen")).to_contain_text("Mül")
+                expect(page.locator("[data-testid=member-row]")).to_have_count(1)
+                page.locator("[data-testid=tier-choice]", has_text="Schwerbehinderte").click()
+                expect(page.locator("#total")).to_have_text("84,00 €")  # 120,00 € with 30 % off
+                expect(page.locator("[data-testid=member-price]")).to_have_text("84,00 €")
+                lang = both_languages_of_sale(page, shots, "customer-tier", lang,
+                                              "[data-testid=member-price]:not(:empty)")
+                expect(page.locator("[data-testid=tier-choice][aria-pressed=true]")).to_contain_text(
+                    "Schwerbehinderte")  # kept over the switch
+                page.locator("#sub-next").click()
+
+                # 3. cash: 100 € given, 16 € back; sold: the six voucher numbers and their slips
+                page.locator("#pay-cash").click()
+                page.locator("#given-100").click()
+                expect(page.locator("#change")).to_have_text("16,00 €")
+                lang = both_languages_of_sale(page, shots, "pay-cash", lang, "#sell-button")
+                page.locator("#sell-button").click()
+                expect(page.locator("#sale-result")).to_be_visible()
+                expect(page.locator("#sale-change")).to_have_text("16,00 €")
+                expect(page.locator("#message")).to_be_hidden()
+                sold = page.locator("[data-testid=sale-subscription]")
+                expect(sold).to_have_count(1)
+                expect(sold).not_to_contain_text(re.compile("Abo-Ausweis|Einzeltickets"))  # vouchers: no form
+                listed = sold.locator("[data-testid=sale-voucher]")
+                expect(listed).to_have_count(6)
+                numbers = [listed.nth(k).get_attribute("data-number") for k in range(6)]
+                assert all(re.fullmatch(r"W[0-9A-F]{6}-\d{4}-\d{6}", n) for n in numbers) and len(set(numbers)) == 6
+                assert page.evaluate("""() => { const box = document.getElementById('sale-result')
+                  .getBoundingClientRect(); return [...document.querySelectorAll('[data-testid=sale-voucher]')]
+                  .every((v) => v.getBoundingClientRect().right <= box.right); }""")  # each number whole in the box
+                expect(page.locator("#sale-receipt")).to_contain_text(
+                    re.compile(r"(mit 6 Gutschein-Abschnitten|with 6 voucher slips)"))
+                number = page.locator("#sale-number").inner_text().strip()
+                lang = both_languages_of_sale(page, shots, "sold", lang, "#new-sale")
+                expect(page.locator("#sale-number")).to_have_text(number)  # the result stays over a switch
+
+                # the one receipt job: the sale, then a slip per voucher whose QR is its signed code
+                (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
+                escpos = receipt.read_bytes()
+                assert number.encode() in escpos and b"84,00" in escpos
+                assert all(n.encode() in escpos for n in numbers)
+                codes = dict(desk_read(desk_dir, "SELECT number, code FROM choice_vouchers WHERE number IN "
+                                                 f"({', '.join('?' * len(numbers))})", tuple(numbers)))
+                assert qr_payloads(escpos) == [codes[n] for n in sorted(numbers)]  # the printer's own QR codes
+            finally:
+                browser.close()
+        for process in reversed(processes):
+            process.stop()
+    finally:
+        for process in processes:
+            process.ensure_gone()
+
+
+def desk_read(desk_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    db = sqlite3.connect(f"file:{desk_dir / 'node.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()

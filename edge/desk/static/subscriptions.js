@@ -44,6 +44,8 @@
     const offer = [...new Set(p.performances.map((x) => x.title))].join(", ");
     return fill(T.sub_vouchers_offer, { n: p.voucher_count, value: eur(p.voucher_value_cents), offer });
   }
+  /* "6 x 25,00 € Wahlgutscheine": the tile and the subscriber's row (the offer is in the summary) */
+  const voucherValue = (p) => fill(T.sub_vouchers_value, { n: p.voucher_count, value: eur(p.voucher_value_cents) });
 
   /** "Parkett, Reihe 3, Platz 9" in the screen's language, as the receipt and the pass write it. */
   function seatName(id) {
@@ -314,7 +316,7 @@
     el("span", { class: "tile-sub", text: p.title || "" }),
     el("span", { class: "tile-dates", text: `${fill(T.sub_dates_n, { n: p.performances.length })}` +
       (dates.length ? ` · ${formatDate(dates[0])} – ${formatDate(dates[dates.length - 1])}` : "") }),
-    p.kind === "voucher" ? el("span", { class: "tile-free", "data-testid": "sub-vouchers", text: voucherText(p) })
+    p.kind === "voucher" ? el("span", { class: "tile-free", "data-testid": "sub-vouchers", text: voucherValue(p) })
       : el("span", { class: p.free_in_pool > 0 ? "tile-free" : "tile-free tile-none", "data-testid": "sub-free",
       text: p.kind === "choice" ? fill(T.sub_free_choice, { n: p.free_in_pool })
         : p.free_in_pool > 0 ? fill(T.sub_free_n, { n: p.free_in_pool }) : T.sub_free_none }),
@@ -575,7 +577,7 @@
   }
 
   function memberSeatText(k) {
-    if (isVoucher()) return voucherText(S.product);
+    if (isVoucher()) return voucherValue(S.product);
     const perfs = perfsOf();
     const seats = [...new Set(perfs.map((p) => seatAt(k, p)).filter((s) => !s.replacement).map((s) => s.seat))];
     return seats.map(seatName).join(" / ");
@@ -753,12 +755,7 @@
       (slipOutcomes.every((o) => o.state === "printed") ? "" : ` (${outcomesText(slipOutcomes)})`) : "");
     $("sale-passes-row").hidden = !passes.length;
     $("sale-passes").textContent = outcomesText(passes);
-    $("sale-subscriptions").replaceChildren(...data.subscriptions.map((s) => el("li", {
-      "data-testid": "sale-subscription", "data-number": s.number, "data-form": s.form,
-      text: `${s.number} · ${s.holder_name || ""} · ${T[`sub_form_${s.form}`] || s.form} · ` +
-        `${(s.vouchers || []).length ? `${fill(T.sub_vouchers_n, { n: s.vouchers.length })} ` +
-          `(${s.vouchers.map((v) => v.number).join(", ")})` : fill(T.sub_tickets_n, { n: s.tickets.length })} · ` +
-        `${eur(s.price_cents)}` })));
+    $("sale-subscriptions").replaceChildren(...data.subscriptions.map(soldLine));
     const failed = printing.filter((o) => o.state === "failed");
     if (failed.length) message(failed.map((o) => o.error).join(" · "));
     else message(null);
@@ -766,6 +763,18 @@
     $("total").textContent = eur(data.order.total_cents);
     $("total").dataset.cents = String(data.order.total_cents);
     $("new-sale").focus();
+  }
+
+  /** A subscription sold: number, holder, form and tickets, price; a voucher one (no form to
+   * choose) its voucher numbers below, one each, as the slips print them. */
+  function soldLine(s) {
+    const vouchers = s.vouchers || [];
+    const what = vouchers.length ? fill(T.sub_vouchers_n, { n: vouchers.length })
+      : `${T[`sub_form_${s.form}`] || s.form} · ${fill(T.sub_tickets_n, { n: s.tickets.length })}`;
+    return el("li", { "data-testid": "sale-subscription", "data-number": s.number, "data-form": s.form },
+      `${s.number} · ${s.holder_name || ""} · ${what} · ${eur(s.price_cents)}`,
+      vouchers.length ? el("ul", { class: "voucher-numbers" }, ...vouchers.map((v) => el("li", {
+        "data-testid": "sale-voucher", "data-number": v.number, text: v.number }))) : "");
   }
 
   function startOver() {
