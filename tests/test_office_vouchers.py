@@ -256,6 +256,17 @@ async def test_the_lookup_shows_an_open_voucher_and_a_redeemed_ones_order_and_ti
     assert 'data-state="open"' in redeem_link
 
 
+async def test_the_navigation_marks_choice_vouchers_on_the_redemption_and_on_the_lookup(hub, aiohttp_client):
+    """The lookup lives at its own address; the "Wahlgutscheine" entry stays marked there, and only it."""
+    clerk = await signed_in(aiohttp_client, hub, role="office")
+    for path in (PAGE, "/office/choice-vouchers", "/office/choice-vouchers?q=WG-2026-999999"):
+        html = await (await clerk.get(path)).text()
+        marked = re.findall(r'<a href="([^"]+)" aria-current="page">([^<]*)</a>', html.split('id="nav"')[1])
+        assert marked == [(PAGE, "Wahlgutscheine")], (path, marked)
+    subscriptions = await (await clerk.get("/office/subscriptions")).text()
+    assert f'<a href="{PAGE}" aria-current' not in subscriptions
+
+
 async def test_the_api_quote_is_the_redemptions_split_and_stores_nothing(hub, aiohttp_client):
     clerk = await signed_in(aiohttp_client, hub, role="admin")
     vouchers = await sell_vouchers(clerk)

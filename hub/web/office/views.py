@@ -56,6 +56,16 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/tokens", "tokens", True),
     ("/office/catalog", "catalog", False),
 ]
+# Screens reached from a navigation entry that live at another address: the entry stays marked there.
+NAV_ALSO: dict[str, tuple[str, ...]] = {
+    "/office/voucher-redemptions": ("/office/choice-vouchers",),  # the voucher lookup beside the redemption
+}
+
+
+def nav_current(href: str, path: str) -> bool:
+    """Whether the navigation entry *href* is the screen at *path* (or one below it, or one it leads to)."""
+    return any(path == base or (base != "/office/" and path.startswith(base))
+               for base in (href, *NAV_ALSO.get(href, ())))
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parents[1] / "templates" / "office"),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -87,7 +97,7 @@ def _cookie(response: web.StreamResponse, request: web.Request, name: str, value
 def render(request: web.Request, template: str, status: int = 200, **ctx) -> web.Response:
     lang = _lang(request)
     html = TEMPLATES.get_template(template).render(lang=lang, t=TEXT[lang], other=LANGS[1 - LANGS.index(lang)],
-                                                   path=request.path, nav=NAV, **ctx)
+                                                   path=request.path, nav=NAV, nav_current=nav_current, **ctx)
     response = web.Response(status=status, text=html, content_type="text/html", charset="utf-8", headers=HEADERS)
     if request.query.get("lang") in LANGS:
         _cookie(response, request, LANG_COOKIE, request.query["lang"])
