@@ -94,7 +94,7 @@ class Order(msgspec.Struct, kw_only=True):
     created_at: str
     items: list[OrderItem]
     payments: list[Payment]
-    payment_state: PaymentState | None = None  # in GET /orders/{id}
+    payment_state: PaymentState
 
 
 class Operator(msgspec.Struct, kw_only=True):
@@ -179,18 +179,23 @@ def create_order(ctx: Ctx):
     signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
     placed = orders.place_order(ctx.db, this_node(ctx.db), signer, body, channel="phone", now=utcnow())
     _wake_printer(ctx)
-    return 201, orders.order_view(ctx.db, placed["id"])
+    return 201, _order_view(ctx, placed["id"])
 
 
 def list_orders(ctx: Ctx):
     _one_of(ctx, "channel", CHANNELS)
     found = lists.page(ctx, "orders", "created_at DESC, id DESC", ("channel", "customer_id"), select="id")
-    return {**found, "items": [orders.order_view(ctx.db, r["id"]) for r in found["items"]]}
+    return {**found, "items": [_order_view(ctx, r["id"]) for r in found["items"]]}
 
 
 def get_order(ctx: Ctx):
-    """The order with its payment state (open, partly paid, paid, refunded: core/payments/states.py)."""
-    view = orders.order_view(ctx.db, ctx.path("id"))
+    return _order_view(ctx, ctx.path("id"))
+
+
+def _order_view(ctx: Ctx, order_id: str) -> dict:
+    """The order as the ledger shows it, with its payment state (open, partly paid, paid, refunded:
+    core/payments/states.py, which core/sales cannot import)."""
+    view = orders.order_view(ctx.db, order_id)
     return {**view, "payment_state": accounting.payment_state(ctx, view["id"])}
 
 
