@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from cli import hub_backup
+from cli import hub_backup, hub_datev, hub_sepa
 from cli.listening import bind
 from core.base.clock import utcnow
 from core.base.node import this_node
@@ -154,6 +154,8 @@ def register(areas: argparse._SubParsersAction) -> None:
     staff_link.set_defaults(run=cmd_staff_link)
 
     hub_backup.register(cmds)  # backup, restore (cli/hub_backup.py)
+    hub_sepa.register(cmds)  # sepa export (cli/hub_sepa.py)
+    hub_datev.register(cmds)  # datev export (cli/hub_datev.py)
 
 
 def _positive(text: str) -> int:

@@ -18,11 +18,14 @@ from hub.services import tokens
 from hub.web import schemas
 from hub.web.api import OPENAPI, Api, Ctx, Param
 from hub.web.areas import (
+    accounting,
     cards,
     choice_vouchers,
+    invoices,
     orders,
     ring_pools,
     seatmaps,
+    sepa,
     shop,
     shop_subscriptions,
     subscriptions,
@@ -270,4 +273,7 @@ def build() -> Api:
     shop_subscriptions.register(api)
     ring_pools.register(api)
     choice_vouchers.register(api)
+    accounting.register(api)
+    sepa.register(api)
+    invoices.register(api)
     return api
