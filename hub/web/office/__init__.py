@@ -16,6 +16,7 @@ from hub.web.office import (
     catalog,
     devices,
     lists,
+    money,
     operators,
     printing,
     ring_pools,
@@ -48,6 +49,7 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     subscribers.install(app)
     ring_pools.install(app)  # ring seats in the desks' pools (issue 14)
     voucher_redemptions.install(app)  # choice vouchers redeemed and looked up (issue 15)
+    money.install(app)  # open items, invoices, SEPA, DATEV (issue 16)
 
 
 __all__ = ["CLOCK", "install"]

@@ -22,7 +22,8 @@ from core.base.clock import LOCAL_TZ, parse_iso
 from core.base.errors import NotFound
 from hub.services import office_lists, staff
 from hub.web.api import DB
-from hub.web.office import views
+from hub.web.office import order_money, views
+from hub.web.office.money_text import TEXT as MONEY_TEXT
 from hub.web.office.text import TEXT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -157,13 +158,22 @@ def _day(moment: str) -> str:
 
 @staff_only
 async def order_page(request: web.Request, me: staff.Session) -> web.Response:
-    """One order with its lines and payments."""
+    """One order with its lines and payments, its payment state, invoices and SEPA debits;
+    `?done=` says what a money button just did."""
+    return await render_order(request, me, request.match_info["id"], note=request.query.get("done", "")[:200])
+
+
+async def render_order(request: web.Request, me: staff.Session, order_id: str, *, error: str | None = None,
+                       note: str = "", status: int = 200) -> web.Response:
+    """The order page (the money screens show it again with a refusal in *error*)."""
     try:
-        order = office_lists.order_detail(request.app[DB], request.match_info["id"])
+        order = office_lists.order_detail(request.app[DB], order_id)
     except NotFound:
         raise web.HTTPNotFound(text=TEXT[views._lang(request)]["not_found"]) from None
-    return views.render(request, "order.html", me=me, csrf=me.csrf, o=order,
-                        euros=views._euros(views._lang(request)), when=views._when)
+    lang = views._lang(request)
+    return views.render(request, "order.html", status, me=me, csrf=me.csrf, o=order, euros=views._euros(lang),
+                        when=views._when, money=await order_money.read(request, me, order), m=MONEY_TEXT[lang],
+                        day=order_money.day, money_error=error, money_note=note)
 
 
 def install(app: web.Application) -> None:

@@ -47,6 +47,8 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/cards", "cards_title", False),
     ("/office/subscriptions", "subscriptions", False),
     ("/office/voucher-redemptions", "vouchers_nav", False),
+    ("/office/open-items", "open_items_nav", False),  # money (issue 16)
+    ("/office/datev", "datev_nav", False),
     ("/office/print", "print_title", False),
     ("/office/conflicts", "conflict_list", False),
     ("/office/mail", "mail_list", False),

@@ -1,0 +1,25 @@
+"""What the office's money screens read beside the API (issue 16): the organizers to choose a
+creditor from, a customer found by number or id, and a customer's name for a page title.
+
+Reads only: every change (an invoice issued or cancelled, a mandate, a SEPA run, a return) goes
+through the API's operations (`hub/web/office/api_call.py`), so the rules in core/payments hold
+for the office exactly as for a token.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def organizers(db: sqlite3.Connection) -> list[dict]:
+    """Every organizer by name, with its creditor id (None: it cannot debit)."""
+    return db.execute("SELECT id, name, sepa_creditor_id FROM organizers ORDER BY name, id").fetchall()
+
+
+def customer(db: sqlite3.Connection, text: str) -> dict | None:
+    """The customer whose number or id is *text* (None: no such customer)."""
+    text = text.strip()
+    if not text:
+        return None
+    return db.execute("SELECT id, number, first_name, last_name, company FROM customers WHERE number = ? OR id = ? "
+                      "LIMIT 1", (text, text)).fetchone()
