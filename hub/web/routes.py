@@ -19,6 +19,7 @@ from hub.web import schemas
 from hub.web.api import OPENAPI, Api, Ctx, Param
 from hub.web.areas import (
     accounting,
+    bank,
     cards,
     choice_vouchers,
     invoices,
@@ -276,4 +277,5 @@ def build() -> Api:
     accounting.register(api)
     sepa.register(api)
     invoices.register(api)
+    bank.register(api)
     return api
