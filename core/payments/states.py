@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from core.base.clock import LOCAL_TZ, parse_iso
+from core.base.errors import NotFound
 from core.payments import providers
 
 State = Literal["open", "partly_paid", "paid", "overpaid", "refunded"]
@@ -105,6 +106,21 @@ def order_state(db: sqlite3.Connection, order: Mapping, today: dt.date) -> dict:
         due = dt.date.fromisoformat(invoice["due_on"])
         state |= {"due_date": due.isoformat(), "days_overdue": max((today - due).days, 0)}
     return state
+
+
+def state_of_order(db: sqlite3.Connection, order_id: str, today: dt.date) -> dict:
+    """The payment state of the order *order_id* (NotFound for an unknown order)."""
+    order = db.execute("SELECT id, total_cents, created_at FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist", detail_de=f"Auftrag {order_id} gibt es nicht")
+    return order_state(db, order, today)
+
+
+def open_items_of_customer(db: sqlite3.Connection, customer_id: str, today: dt.date) -> list[dict]:
+    """One customer's open items (NotFound for an unknown customer)."""
+    if db.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone() is None:
+        raise NotFound(f"customer {customer_id} does not exist", detail_de=f"Kunde {customer_id} existiert nicht")
+    return open_items(db, today, customer_id=customer_id)
 
 
 _OPEN = """

@@ -14,7 +14,6 @@ from typing import Literal
 import msgspec
 
 from core.base.clock import LOCAL_TZ, utcnow
-from core.base.errors import NotFound
 from core.payments import datev, states
 from hub.settings import Section, context
 from hub.web.api import Api, Ctx, Media, Param
@@ -80,14 +79,10 @@ def today() -> dt.date:
 
 def payment_state(ctx: Ctx, order_id: str) -> dict:
     """The payment state of an order, for the order view (404 for an unknown order)."""
-    order = ctx.db.execute("SELECT id, total_cents, created_at FROM orders WHERE id = ?", (order_id,)).fetchone()
-    if order is None:
-        raise NotFound(f"order {order_id} does not exist")
-    return states.order_state(ctx.db, order, today())
+    return states.state_of_order(ctx.db, order_id, today())
 
 
-def _page(ctx: Ctx, customer_id: str | None) -> dict:
-    items = states.open_items(ctx.db, today(), customer_id=customer_id)
+def _page(ctx: Ctx, items: list[dict]) -> dict:
     limit, offset = ctx.query.get("limit", 100), ctx.query.get("offset", 0)
     return {"items": items[offset:offset + limit], "total": len(items),
             "open_cents": sum(i["open_cents"] for i in items),
@@ -97,14 +92,11 @@ def _page(ctx: Ctx, customer_id: str | None) -> dict:
 
 def list_open_items(ctx: Ctx):
     """Every order not fully paid, oldest due date first (optionally of one customer)."""
-    return _page(ctx, ctx.query.get("customer_id"))
+    return _page(ctx, states.open_items(ctx.db, today(), customer_id=ctx.query.get("customer_id")))
 
 
 def list_customer_open_items(ctx: Ctx):
-    customer_id = ctx.path("id")
-    if ctx.db.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone() is None:
-        raise NotFound(f"customer {customer_id} does not exist")
-    return _page(ctx, customer_id)
+    return _page(ctx, states.open_items_of_customer(ctx.db, ctx.path("id"), today()))
 
 
 def get_payment_state(ctx: Ctx):
