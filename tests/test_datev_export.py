@@ -209,6 +209,8 @@ async def test_the_api_downloads_the_batch_as_a_windows_1252_file(datev_api):
     ("from=２０２６-03-01&to=2026-03-31", 400),
     ("from=2026-03-31&to=2026-03-01", 422),
     ("from=2025-12-01&to=2026-01-31", 422),
+    ("from=0001-01-01&to=0001-01-31", 422),
+    ("from=9999-12-01&to=9999-12-31", 422),
     ("from=2026-03-01&to=2026-03-31&format=xml", 400),
 ])
 async def test_hostile_export_queries_are_clear_errors(datev_api, query, status):

@@ -42,6 +42,7 @@ from core.payments.vat import RATES
 FORMAT_VERSION = 13
 ENCODING = "cp1252"
 TEXT_MAX = 60
+FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2999, 12, 31)  # a sane range, far from datetime's ends
 DOCUMENT_MAX = 36
 # DATEV: Belegfeld 1 takes letters, digits and $ & % * + - / (anything else is left out)
 # letters without a decomposition into a base letter and a mark
@@ -217,6 +218,11 @@ def payment_bookings(payment: Mapping, order_number: str, lines: Iterable[Mappin
 
 def check_range(start: dt.date, end: dt.date, config: DatevSettings) -> None:
     """A batch covers at most a year, in order, inside one fiscal year (DATEV refuses more)."""
+    for name, day in (("from", start), ("to", end)):
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValidationError(f"{name} must lie between {FIRST_DAY} and {LAST_DAY}", field=name,
+                                  detail_de=f"Das Datum muss zwischen {FIRST_DAY:%d.%m.%Y} und {LAST_DAY:%d.%m.%Y} "
+                                            "liegen")
     if end < start:
         raise ValidationError("the range ends before it starts", field="to",
                               detail_de="Der Zeitraum endet vor seinem Beginn")
