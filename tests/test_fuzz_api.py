@@ -506,6 +506,18 @@ def csv_text(data: st.DataObject, pools: Pools) -> str:
     return prefix + newline.join(lines)
 
 
+CAMT = ('<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt><GrpHdr><MsgId>M</MsgId>'
+        '</GrpHdr><Stmt><Id>S</Id><Acct><Id><IBAN>DE89370400440532013000</IBAN></Id></Acct>{}</Stmt></BkToCstmrStmt>'
+        '</Document>')
+XML_BODIES = [  # bank statement uploads (hub/web/areas/bank.py): camt.053 and things that are not
+    CAMT.format('<Ntry><Amt Ccy="EUR">1.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>'
+                '2026-03-16</Dt></BookgDt><AcctSvcrRef>F1</AcctSvcrRef></Ntry>'),
+    CAMT.format('<Ntry><Amt Ccy="EUR">1.001</Amt></Ntry>'), CAMT.format(''), CAMT.format('<Ntry><Amt>x</Amt></Ntry>'),
+    '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Document>&x;</Document>',
+    '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"/>', "<a>", "<?xml version='1.0'?>",
+]
+
+
 def body_for(data: st.DataObject, pools: Pools, entry: dict) -> tuple[bytes | None, str | None]:
     """A request body and its Content-Type for the operation (None: send none)."""
     content = entry.get("requestBody", {}).get("content", {})
@@ -513,6 +525,17 @@ def body_for(data: st.DataObject, pools: Pools, entry: dict) -> tuple[bytes | No
         if data.draw(st.integers(0, 9)) == 0:  # a body nobody asked for
             return data.draw(st.binary(max_size=50)), data.draw(st.sampled_from(CONTENT_TYPES))
         return None, None
+    if "application/xml" in content:
+        mode = data.draw(st.sampled_from(["xml"] * 4 + ["text", "bytes", "ctype", "none"]))
+        if mode == "xml":
+            return data.draw(st.sampled_from(XML_BODIES)).encode(), "application/xml"
+        if mode == "text":
+            return data.draw(st.text(max_size=300)).encode("utf-8", "surrogatepass"), "application/xml"
+        if mode == "bytes":
+            return data.draw(st.binary(max_size=300) | st.sampled_from(RAW_BODIES)), "application/xml"
+        if mode == "ctype":
+            return data.draw(st.sampled_from(XML_BODIES)).encode(), data.draw(st.sampled_from(CONTENT_TYPES))
+        return None, data.draw(st.sampled_from([None, "application/xml"]))
     if "text/csv" in content:
         mode = data.draw(st.sampled_from(["csv"] * 5 + ["text", "bytes", "json", "ctype", "none"]))
         if mode == "csv":
