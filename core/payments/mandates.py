@@ -72,13 +72,15 @@ def create(db: sqlite3.Connection, data: MandateIn, now: dt.datetime) -> dict:
     if organizer is None:
         raise ValidationError(f"no organizer {data.organizer_id}", field="organizer_id")
     if not organizer["sepa_creditor_id"]:
-        raise ValidationError("the organizer has no SEPA creditor identifier: set it first", field="organizer_id")
+        raise ValidationError("the organizer has no SEPA creditor identifier: set it first", field="organizer_id",
+                              detail_de="Der Veranstalter hat keine Gläubiger-ID: bitte zuerst eintragen")
     reference = sepa_rules.check_reference(data.reference, "reference")
     iban = sepa_rules.check_iban(data.iban, "iban")
     bic = sepa_rules.check_bic(data.bic, "bic")
     check_when(data.signed_on, "signed_on")
     if data.signed_on > now.date():
-        raise ValidationError("a mandate cannot be signed in the future", field="signed_on")
+        raise ValidationError("a mandate cannot be signed in the future", field="signed_on",
+                              detail_de="Ein Mandat kann nicht in der Zukunft unterschrieben sein")
     if data.address is not None:
         check_address(data.address)
     name = data.debtor_name or " ".join(p for p in (customer["first_name"], customer["last_name"]) if p)
@@ -97,7 +99,8 @@ def create(db: sqlite3.Connection, data: MandateIn, now: dt.datetime) -> dict:
         taken = db.execute("SELECT id FROM sepa_mandates WHERE organizer_id = ? AND upper(reference) = upper(?)",
                            (organizer["id"], reference)).fetchone()
         if taken:
-            raise Conflict(f"the mandate reference {reference!r} is taken for this creditor", field="reference")
+            raise Conflict(f"the mandate reference {reference!r} is taken for this creditor", field="reference",
+                           detail_de=f"Die Mandatsreferenz {reference!r} ist bei diesem Gläubiger schon vergeben")
         db.execute(f"INSERT INTO sepa_mandates ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                    tuple(row.values()))
     return row
@@ -133,9 +136,11 @@ def amend(db: sqlite3.Connection, mandate_id: str, data: AmendIn, now: dt.dateti
     with transaction(db):
         mandate = get(db, mandate_id)
         if mandate["state"] != "active":
-            raise Conflict(f"the mandate is {mandate['state']}: it cannot be amended")
+            raise Conflict(f"the mandate is {mandate['state']}: it cannot be amended",
+                           detail_de="Das Mandat ist nicht mehr aktiv und kann nicht geändert werden")
         if iban == mandate["iban"]:
-            raise ValidationError("the mandate already debits this IBAN", field="iban")
+            raise ValidationError("the mandate already debits this IBAN", field="iban",
+                                  detail_de="Das Mandat bucht schon von dieser IBAN ab")
         changes: dict = {"iban": iban, "bic": bic, "updated_at": iso(now)}
         if _used(db, mandate_id):
             # the account the bank knows: the one before the first amendment not yet carried
@@ -164,7 +169,7 @@ def cancel(db: sqlite3.Connection, mandate_id: str, reason: str | None, now: dt.
     with transaction(db):
         mandate = get(db, mandate_id)
         if mandate["state"] == "cancelled":
-            raise Conflict("the mandate is already cancelled")
+            raise Conflict("the mandate is already cancelled", detail_de="Das Mandat ist bereits widerrufen")
         db.execute("UPDATE sepa_mandates SET state = 'cancelled', cancelled_at = ?, cancel_reason = ?, "
                    "updated_at = ? WHERE id = ?", (iso(now), reason, iso(now), mandate_id))
         return get(db, mandate_id)

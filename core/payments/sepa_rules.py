@@ -40,7 +40,9 @@ def check_reference(value: str, field: str = "reference") -> str:
     starting with '/' nor holding '//'."""
     if not SEPA_ID.match(value) or value.startswith("/") or "//" in value:
         raise ValidationError(f"{value!r} is not a SEPA reference: 1 to 35 of A-Z a-z 0-9 / - ? : ( ) . , ' + "
-                              "without spaces, not starting with '/' and without '//'", field=field)
+                              "without spaces, not starting with '/' and without '//'", field=field,
+                              detail_de=f"{value!r} ist keine SEPA-Referenz: 1 bis 35 Zeichen aus A-Z a-z 0-9 "
+                              "/ - ? : ( ) . , ' + ohne Leerzeichen, nicht mit '/' beginnend und ohne '//'")
     return value
 
 
@@ -68,14 +70,19 @@ def check_iban(value: str, field: str = "iban") -> str:
             iban = IBAN(text, validate_bban=True)
     except InvalidBBANChecksum:
         raise ValidationError(f"IBAN {value!r}: the account number fails its bank's check digits",
-                              field=field) from None
+                              field=field, detail_de=f"IBAN {value!r}: die Kontonummer besteht die Prüfziffern "
+                              "ihrer Bank nicht") from None
     except SchwiftyException as exc:
-        raise ValidationError(f"IBAN {value!r} is not valid: {exc}", field=field) from None
+        raise ValidationError(f"IBAN {value!r} is not valid: {exc}", field=field,
+                              detail_de=f"IBAN {value!r} ist ungültig (Prüfziffern, Länge oder Zeichen)") from None
     if not iban.in_sepa_zone:
         raise ValidationError(f"IBAN {value!r} is from {iban.country_code}, outside the SEPA area: "
-                              "it cannot be debited", field=field)
+                              "it cannot be debited", field=field,
+                              detail_de=f"IBAN {value!r} ist aus {iban.country_code}, außerhalb des SEPA-Raums: "
+                              "keine Lastschrift möglich")
     if iban.country_code in FULL_BANK_REGISTRY and iban.bank is None:
-        raise ValidationError(f"IBAN {value!r}: no bank has the bank code {iban.bank_code}", field=field)
+        raise ValidationError(f"IBAN {value!r}: no bank has the bank code {iban.bank_code}", field=field,
+                              detail_de=f"IBAN {value!r}: keine Bank hat die Bankleitzahl {iban.bank_code}")
     return str(iban.compact)
 
 
@@ -89,7 +96,8 @@ def check_bic(value: str | None, field: str = "bic") -> str | None:
     try:
         return str(BIC(value.strip().upper()).compact)
     except SchwiftyException as exc:
-        raise ValidationError(f"BIC {value!r} is not valid: {exc}", field=field) from None
+        raise ValidationError(f"BIC {value!r} is not valid: {exc}", field=field,
+                              detail_de=f"BIC {value!r} ist ungültig") from None
 
 
 def bank_of(iban: str) -> tuple[str, str]:

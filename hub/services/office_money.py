@@ -23,3 +23,12 @@ def customer(db: sqlite3.Connection, text: str) -> dict | None:
         return None
     return db.execute("SELECT id, number, first_name, last_name, company FROM customers WHERE number = ? OR id = ? "
                       "LIMIT 1", (text, text)).fetchone()
+
+
+def order_numbers(db: sqlite3.Connection, order_ids: list[str]) -> dict[str, str]:
+    """Order id -> order number, for naming debits in a list."""
+    if not order_ids:
+        return {}
+    marks = ", ".join("?" * len(order_ids))
+    return {r["id"]: r["number"] for r in db.execute(f"SELECT id, number FROM orders WHERE id IN ({marks})",
+                                                     order_ids)}

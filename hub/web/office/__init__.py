@@ -15,6 +15,7 @@ from hub.web.office import (
     cards,
     catalog,
     devices,
+    direct_debits,
     lists,
     money,
     operators,
@@ -49,7 +50,8 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     subscribers.install(app)
     ring_pools.install(app)  # ring seats in the desks' pools (issue 14)
     voucher_redemptions.install(app)  # choice vouchers redeemed and looked up (issue 15)
-    money.install(app)  # open items, invoices, SEPA, DATEV (issue 16)
+    money.install(app)  # open items, invoices, DATEV (issue 16)
+    direct_debits.install(app)  # SEPA mandates and runs (issue 16)
 
 
 __all__ = ["CLOCK", "install"]
