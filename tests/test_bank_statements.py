@@ -236,3 +236,23 @@ async def test_the_cli_imports_a_statement_once_and_errors_are_one_line(office, 
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "DOCTYPE" in refused.stderr
     missing = tessera("hub", "bank", "import", str(tmp_path / "nope.xml"), "--data", folder)
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_a_reference_counts_only_as_a_whole_word():
+    from core.payments.bank import _whole_word
+
+    text = "RECHNUNG RE-2026-000001 KZ 2026-000002, DANKE"
+    assert _whole_word(text, "re-2026-000001") and _whole_word(text, "2026-000002")
+    assert not _whole_word(text, "2026-000001")  # inside the invoice number
+    assert not _whole_word(text, "2026-00000")
+
+
+async def test_a_credit_without_reference_matches_the_one_open_transfer_of_its_amount(office):
+    transfer = await order(office, "transfer", product=3)
+    amount = transfer["total_cents"]
+    raw = camt("camt053_001_08.xml", kassenzeichen="-", partial=euro(amount), e2e="-", returned="1.00")
+    done = await upload(office, raw.replace(b"Kassenzeichen - erste Rate", b"Jahreskarte"), 201)
+    entries = (await call(office, "GET", f"/bank-entries?statement_id={done['statement_id']}", status=200))["items"]
+    [credit] = [e for e in entries if e["reference"] == "2026031600001"]
+    assert (credit["state"], credit["rule"], credit["order_id"]) == ("matched", "amount", transfer["id"])
+    assert (await state_of(office, transfer["id"]))["state"] == "paid"

@@ -52,8 +52,9 @@ from core.sales import payments
 EntryState = Literal["matched", "returned", "unmatched", "assigned", "dismissed"]
 _WORD = "A-Za-z0-9./\\-"
 MIN_REFERENCE = 4  # a shorter Kassenzeichen or number is too easily found by chance
+# {col} is one of two column names of ours (kassenzeichen, number), never input
 _LIVE_INVOICE = ("kind = 'invoice' AND NOT EXISTS (SELECT 1 FROM invoices x WHERE x.cancels_id = invoices.id) "
-                 "AND length({col}) >= 4 AND instr(:text, upper({col})) > 0")
+                 f"AND length({{col}}) >= {MIN_REFERENCE} AND instr(:text, upper({{col}})) > 0")
 
 
 class AssignIn(Body, kw_only=True):
