@@ -148,7 +148,8 @@ async def test_a_debit_is_previewed_exported_downloaded_and_returned_with_its_fe
     assert exported.status == 303
     run = (await call(clerk, "GET", f"/sepa-runs?organizer_id={org}", status=200))["items"][0]
     html = await (await clerk.get(exported.headers["Location"])).text()
-    assert f"Der Lauf {run['message_id']} ist erstellt: 1 Lastschriften" in html and f'data-run="{run["id"]}"' in html
+    assert f"Der Lauf {run['message_id']} ist erstellt: 1 Lastschrift(en), 65,00 €." in html
+    assert f'data-run="{run["id"]}"' in html
     assert "Nichts fällig." in html
     got = await clerk.get(f"/office/sepa/runs/{run['id']}/file")
     assert got.status == 200 and got.content_type == "application/xml"

@@ -12,10 +12,13 @@ stored. Real SQLite copies of the sample hub, the real app on loopback, real ses
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import pytest
 
 from tests import money_orders
 from tests.helpers import call, table_counts
-from tests.office import post_form, signed_in
+from tests.office import SHOTS, post_form, signed_in
 from tests.test_invoice_api import customer, phone_order, text_of
 
 MONEY = ("invoices", "invoice_lines", "invoice_vat", "payments", "sepa_mandates", "sepa_debits", "sepa_runs")
@@ -55,6 +58,10 @@ async def test_the_order_page_issues_an_invoice_and_downloads_its_pdf_and_a_dupl
     invoice = (await call(clerk, "GET", f"/invoices?order_id={order['id']}", status=200))["items"][0]
     assert f"Rechnung {invoice['number']} ist erstellt." in html and f'data-invoice="{invoice["number"]}"' in html
     assert invoice["kassenzeichen"] in html and invoice_ids(html) == [invoice["id"]]
+    assert 'id="issue-invoice"' not in html  # every line is on the invoice: nothing left to invoice
+    english = await (await clerk.get(done.headers["Location"] + "&lang=en")).text()
+    assert f"Invoice {invoice['number']} is issued." in english  # the note in the page's language
+    await clerk.get("/office/?lang=de")
 
     pdf = await clerk.get(f"/office/invoices/{invoice['id']}/pdf")
     assert pdf.status == 200 and pdf.content_type == "application/pdf"
@@ -99,6 +106,7 @@ async def test_cancelling_is_behind_a_confirmation_page_and_happens_once(sample_
               if i["kind"] == "cancellation"][0]
     assert f"Stornorechnung {storno['number']} ist erstellt." in html
     assert f"storniert durch {storno['number']}" in html and storno["total_cents"] == -invoice["total_cents"]
+    assert 'id="issue-invoice"' in html  # the lines are open again and can be invoiced anew
     after = money(sample_hub.db)
     twice = await post_form(clerk, page, page, {"reason": "nochmal"})
     assert twice.status == 409 and "bereits durch" in await twice.text() and money(sample_hub.db) == after
@@ -144,7 +152,7 @@ async def test_open_items_are_listed_by_due_date_with_sums_and_filtered_by_custo
     await issue(clerk, second["id"])
     html = await (await clerk.get("/office/open-items")).text()
     listed = await call(clerk, "GET", "/open-items", status=200)
-    assert f"{listed['total']} offene Posten" in html
+    assert f"{listed['total']} offene Posten" in html and listed["total"] >= 2
     rows = re.findall(r'data-order="([^"]+)"', html)
     assert rows == [i["order_number"] for i in listed["items"]] and {first["number"], second["number"]} <= set(rows)
     assert f'href="/office/orders/{first["id"]}"' in html
@@ -183,3 +191,108 @@ async def test_the_datev_form_downloads_the_batch_and_says_what_is_wrong(sample_
     for bad in ("from=&to=", "from=2026-13-01&to=2026-12-31", "from=%3Cscript%3E&to=x"):
         page = await clerk.get(f"/office/datev/file?{bad}")
         assert 400 <= page.status < 500 and "<script>" not in await page.text()
+
+
+# --- in Chromium ----------------------------------------------------------------------------------------
+
+
+def _api(served, method: str, path: str, body: dict | None = None) -> dict:
+    """One call to the served hub's API with the admin token `hub init` printed."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(served.hub.url + "/api/v1" + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {served.token}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def _shot(page, name: str) -> None:
+    """The page as it is (German) and the same address in English: test-output/office/money-NAME-de|en.png."""
+    from tests.office import SHOTS
+
+    page.screenshot(path=SHOTS / f"money-{name}-de.png", full_page=True)
+    url = page.url.split("#")[0]
+    page.goto(url + ("&" if "?" in url else "?") + "lang=en")
+    page.screenshot(path=SHOTS / f"money-{name}-en.png", full_page=True)
+    page.goto(url + ("&" if "?" in url else "?") + "lang=de")
+
+
+@pytest.mark.slow
+def test_the_office_invoices_collects_and_books_an_order_in_chromium(tmp_path):
+    """One walk: an invoice for a SEPA order and its PDF, the order among the open items, a
+    mandate (a wrong IBAN first), the debit, the creditor account, the run previewed and exported
+    with its pain.008 file, and the DATEV batch downloaded; screenshots in German and English."""
+    import os
+
+    import sepaxml
+    import xmlschema
+
+    from core.base.storage import connect
+    from hub.app import DB_NAME
+    from tests.office import office_in_chromium
+
+    (tmp_path / "hub").mkdir()
+    prepare = lambda db: (tmp_path / "hub" / "hub.toml").write_text(HUB_TOML, encoding="utf-8")  # noqa: E731
+    with office_in_chromium(tmp_path, prepare=prepare) as served:
+        page, db = served.page, connect(served.hub_dir / DB_NAME)
+        cid = customer(db)
+        order = _api(served, "POST", "/orders", {
+            "lines": [{"product_id": served.ids["annual_products"][0], "holders": [{"name": "Erika Mustermann"}]}],
+            "payment_method": "sepa", "delivery": "pickup", "customer_id": cid})
+        base = served.hub.url
+
+        page.goto(f"{base}/office/orders/{order['id']}")
+        page.click("#issue-invoice")
+        page.wait_for_selector("#money-note")
+        number = page.locator("#invoices tr[data-invoice]").first.get_attribute("data-invoice")
+        with page.expect_download() as got:
+            page.click("#invoices a.pdf")
+        assert got.value.suggested_filename == f"rechnung-{number}.pdf"
+        assert Path(got.value.path()).read_bytes()[:5] == b"%PDF-"
+        _shot(page, "1-order")
+
+        page.click('#nav a[href="/office/open-items"]')
+        page.wait_for_selector(f'#open-items tr[data-order="{order["number"]}"]')
+        assert number in page.inner_text(f'#open-items tr[data-order="{order["number"]}"]')
+        _shot(page, "2-open-items")
+
+        page.goto(f"{base}/office/customers/{cid}/mandates")
+        page.fill("#reference", "ABO-2026-0042")
+        page.fill("#iban", "DE45 1203 0000 1234 5678 90")
+        page.click("#create-mandate")
+        page.wait_for_selector("#error")
+        assert "Prüfziffern" in page.inner_text("#error")
+        page.screenshot(path=SHOTS / "money-3-mandate-refused-de.png", full_page=True)
+        page.fill("#iban", "DE02 1203 0000 0000 2020 51")
+        page.click("#create-mandate")
+        page.wait_for_selector('#mandates tr[data-mandate="ABO-2026-0042"]')
+        _shot(page, "4-mandates")
+
+        page.goto(f"{base}/office/orders/{order['id']}")
+        page.click("#make-debit")
+        page.wait_for_selector("#debits")
+
+        page.click('#nav a[href="/office/sepa"]')
+        page.fill("#account-form input[name=iban]", "DE89370400440532013000")
+        page.click("#save-account")
+        page.wait_for_selector("#export")
+        assert page.inner_text("#preview-count") == "1"
+        _shot(page, "5-sepa-preview")
+        page.click("#export")
+        page.wait_for_selector("#runs a.run-file")
+        with page.expect_download() as got:
+            page.click("#runs a.run-file")
+        schema = os.path.join(os.path.dirname(sepaxml.__file__), "schemas", "pain.008.001.08.xsd")
+        xmlschema.XMLSchema(schema).validate(Path(got.value.path()).read_text(encoding="utf-8"))
+        _shot(page, "6-sepa-exported")
+
+        page.click('#nav a[href="/office/datev"]')
+        page.fill("#from", "2026-01-01")
+        page.fill("#to", "2026-12-31")
+        _shot(page, "7-datev")
+        with page.expect_download() as got:
+            page.click("#download")
+        assert Path(got.value.path()).read_bytes()[:6] == b'"EXTF"'

@@ -67,7 +67,7 @@ async def _mandates_page(request: web.Request, me: staff.Session, customer_id: s
                     "organizer_id": creditors[0]["id"] if len(creditors) == 1 else ""}
     return views.render(request, "money_mandates.html", status, me=me, csrf=me.csrf, m=money.text(request),
                         c=customer, mandates=found["items"], creditors=creditors, names=names, form=form,
-                        error=error, note=request.query.get("done", "")[:200], day=order_money.day, today=today)
+                        error=error, note=order_money.note(request), day=order_money.day, today=today)
 
 
 @lists.staff_only
@@ -92,7 +92,7 @@ async def create_mandate(request: web.Request, me: staff.Session) -> web.Respons
             raise web.HTTPNotFound(text="customer not found / Kunde nicht gefunden") from None
         return await _mandates_page(request, me, customer_id, form=kept, error=money.refusal(request, exc),
                                     status=exc.status)
-    raise _back(_mandates_path(customer_id), done=money.text(request)["md_made"].format(r=made["reference"]))
+    raise _back(_mandates_path(customer_id), done="md_made", r=made["reference"])
 
 
 async def _mandate_step(request: web.Request, me: staff.Session, step: str, body: dict, done_key: str):
@@ -106,7 +106,7 @@ async def _mandate_step(request: web.Request, me: staff.Session, step: str, body
         if exc.status == 404:
             raise web.HTTPNotFound(text="mandate not found / Mandat nicht gefunden") from None
         return await _mandates_page(request, me, customer_id, error=money.refusal(request, exc), status=exc.status)
-    raise _back(_mandates_path(customer_id), done=money.text(request)[done_key].format(r=mandate["reference"]))
+    raise _back(_mandates_path(customer_id), done=done_key, r=mandate["reference"])
 
 
 @lists.staff_only
@@ -162,7 +162,7 @@ async def _sepa_page(request: web.Request, me: staff.Session, organizer_id: str,
         ctx["orders"] = office_money.order_numbers(request.app[DB], [d["order_id"] for d in ctx["debits"]])
     lang = views._lang(request)
     return views.render(request, "money_sepa.html", status, me=me, csrf=me.csrf, m=money.text(request),
-                        creditors=creditors, org=chosen, error=error, note=request.query.get("done", "")[:200],
+                        creditors=creditors, org=chosen, error=error, note=order_money.note(request),
                         euros=views._euros(lang), day=order_money.day, when=views._when, codes=RETURN_CODES,
                         form=form or {}, **ctx)
 
@@ -181,7 +181,7 @@ async def set_account(request: web.Request, me: staff.Session) -> web.Response:
     except api_call.Refused as exc:
         return await _sepa_page(request, me, org, error=money.refusal(request, exc), status=exc.status,
                                 form={"iban": body["iban"]})
-    raise _back(PATH, organizer=org, done=money.text(request)["sepa_account_done"])
+    raise _back(PATH, organizer=org, done="sepa_account_done")
 
 
 @lists.staff_only
@@ -197,10 +197,8 @@ async def export_run(request: web.Request, me: staff.Session) -> web.Response:
         run = await api_call.call(request, me, "POST", "/sepa-runs", body)
     except api_call.Refused as exc:
         return await _sepa_page(request, me, org, error=money.refusal(request, exc), status=exc.status)
-    euros = views._euros(views._lang(request))
-    note = money.text(request)["sepa_exported"].format(m=run["message_id"], n=run["debits"],
-                                                       s=euros(run["total_cents"]))
-    raise _back(PATH, organizer=org, done=note, run=run["id"])
+    raise _back(PATH, organizer=org, done="sepa_exported", m=run["message_id"], n=str(run["debits"]),
+                c=str(run["total_cents"]))
 
 
 @lists.staff_only
@@ -229,7 +227,7 @@ async def debit_returned(request: web.Request, me: staff.Session) -> web.Respons
         await api_call.call(request, me, "POST", f"/sepa-debits/{request.match_info['id']}/return", body)
     except api_call.Refused as exc:
         return await _sepa_page(request, me, org, error=money.refusal(request, exc), status=exc.status)
-    raise _back(PATH, organizer=org, done=m["sepa_returned_done"])
+    raise _back(PATH, organizer=org, done="sepa_returned_done")
 
 
 @lists.staff_only
@@ -243,7 +241,7 @@ async def debit_collected(request: web.Request, me: staff.Session) -> web.Respon
         await api_call.call(request, me, "POST", f"/sepa-debits/{request.match_info['id']}/collected")
     except api_call.Refused as exc:
         return await _sepa_page(request, me, org, error=money.refusal(request, exc), status=exc.status)
-    raise _back(PATH, organizer=org, done=money.text(request)["sepa_collected_done"])
+    raise _back(PATH, organizer=org, done="sepa_collected_done")
 
 
 def install(app: web.Application) -> None:

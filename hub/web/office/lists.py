@@ -160,7 +160,7 @@ def _day(moment: str) -> str:
 async def order_page(request: web.Request, me: staff.Session) -> web.Response:
     """One order with its lines and payments, its payment state, invoices and SEPA debits;
     `?done=` says what a money button just did."""
-    return await render_order(request, me, request.match_info["id"], note=request.query.get("done", "")[:200])
+    return await render_order(request, me, request.match_info["id"], note=order_money.note(request))
 
 
 async def render_order(request: web.Request, me: staff.Session, order_id: str, *, error: str | None = None,

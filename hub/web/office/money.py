@@ -13,7 +13,7 @@ batch) are the API's bytes handed on as a download.
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -44,8 +44,9 @@ def download(media, name: str) -> web.Response:
                                                   "Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def _order_back(order_id: str, note: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/office/orders/{order_id}?done={quote(note)}")
+def _order_back(order_id: str, note: str, **args: str) -> web.HTTPSeeOther:
+    """Back to the order page, saying what was done (`order_money.note`)."""
+    return web.HTTPSeeOther(f"/office/orders/{order_id}?" + urlencode({"done": note, **args}))
 
 
 # --- open items -----------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ async def issue_invoice(request: web.Request, me: staff.Session) -> web.Response
         done = await api_call.call(request, me, "POST", f"/orders/{order_id}/invoices", {"language": language})
     except api_call.Refused as exc:
         return await lists.render_order(request, me, order_id, error=refusal(request, exc), status=exc.status)
-    raise _order_back(order_id, text(request)["inv_issued"].format(n=done["number"]))
+    raise _order_back(order_id, "inv_issued", n=done["number"])
 
 
 @lists.staff_only
@@ -144,7 +145,7 @@ async def cancel_invoice(request: web.Request, me: staff.Session) -> web.Respons
         return views.render(request, "money_invoice_cancel.html", exc.status, me=me, csrf=me.csrf, m=text(request),
                             i=invoice, euros=views._euros(views._lang(request)), day=order_money.day,
                             error=refusal(request, exc))
-    raise _order_back(invoice["order_id"], text(request)["inv_cancelled"].format(n=done["number"]))
+    raise _order_back(invoice["order_id"], "inv_cancelled", n=done["number"])
 
 
 @lists.staff_only
@@ -159,7 +160,7 @@ async def create_debit(request: web.Request, me: staff.Session) -> web.Response:
         await api_call.call(request, me, "POST", "/sepa-debits", body)
     except api_call.Refused as exc:
         return await lists.render_order(request, me, order_id, error=refusal(request, exc), status=exc.status)
-    raise _order_back(order_id, text(request)["deb_made"])
+    raise _order_back(order_id, "deb_made")
 
 
 # --- DATEV ----------------------------------------------------------------------------------------------
