@@ -296,3 +296,16 @@ def test_the_office_invoices_collects_and_books_an_order_in_chromium(tmp_path):
         with page.expect_download() as got:
             page.click("#download")
         assert Path(got.value.path()).read_bytes()[:6] == b'"EXTF"'
+
+        from tests.test_bank_statements import camt
+
+        statement = tmp_path / "auszug.xml"
+        statement.write_bytes(camt("camt053_001_08.xml", kassenzeichen=_api(served, "GET", f"/invoices?order_id="
+                                                                          f"{order['id']}")["items"][0]["kassenzeichen"],
+                                   partial="10.00", e2e="UNKNOWN", returned="5.00"))
+        page.click('#nav a[href="/office/bank"]')
+        page.set_input_files("#file", str(statement))
+        page.click("#import")
+        page.wait_for_selector("#note")
+        assert page.locator("#unmatched tr[data-entry]").count() >= 1
+        _shot(page, "8-bank")

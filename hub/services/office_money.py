@@ -32,3 +32,12 @@ def order_numbers(db: sqlite3.Connection, order_ids: list[str]) -> dict[str, str
     marks = ", ".join("?" * len(order_ids))
     return {r["id"]: r["number"] for r in db.execute(f"SELECT id, number FROM orders WHERE id IN ({marks})",
                                                      order_ids)}
+
+
+def order_id(db: sqlite3.Connection, text: str) -> str | None:
+    """The id of the order whose number or id is *text* (None: no such order)."""
+    text = text.strip()
+    if not text:
+        return None
+    row = db.execute("SELECT id FROM orders WHERE number = ? OR id = ? LIMIT 1", (text, text)).fetchone()
+    return row["id"] if row else None

@@ -12,6 +12,7 @@ from core.base.clock import utcnow
 from hub.web.office import (
     account,
     api_tokens,
+    bank_statements,
     cards,
     catalog,
     devices,
@@ -52,6 +53,7 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     voucher_redemptions.install(app)  # choice vouchers redeemed and looked up (issue 15)
     money.install(app)  # open items, invoices, DATEV (issue 16)
     direct_debits.install(app)  # SEPA mandates and runs (issue 16)
+    bank_statements.install(app)  # camt.053 upload and the unmatched entries (issue 16)
 
 
 __all__ = ["CLOCK", "install"]

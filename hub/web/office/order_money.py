@@ -17,7 +17,8 @@ from hub.web.office.money_text import TEXT
 # What a money button did, named by its text key: the page after the redirect says it in its own
 # language (`?done=KEY&n=&r=&m=&c=`), so switching the language keeps the message readable.
 NOTES = frozenset({"inv_issued", "inv_cancelled", "deb_made", "md_made", "md_amended", "md_cancelled_done",
-                   "sepa_account_done", "sepa_exported", "sepa_returned_done", "sepa_collected_done"})
+                   "sepa_account_done", "sepa_exported", "sepa_returned_done", "sepa_collected_done",
+                   "bank_imported", "bank_duplicate", "bank_assigned", "bank_dismissed"})
 
 
 async def read(request: web.Request, me: staff.Session, order: dict) -> dict:

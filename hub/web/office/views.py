@@ -49,6 +49,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/voucher-redemptions", "vouchers_nav", False),
     ("/office/open-items", "open_items_nav", False),  # money (issue 16)
     ("/office/sepa", "sepa_nav", False),
+    ("/office/bank", "bank_nav", False),
     ("/office/datev", "datev_nav", False),
     ("/office/print", "print_title", False),
     ("/office/conflicts", "conflict_list", False),
