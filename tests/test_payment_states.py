@@ -85,7 +85,7 @@ def test_a_transfer_owed_is_open_and_overdue_after_its_term():
 
 
 def test_a_partial_payment_leaves_the_rest_open():
-    state = _state(5000, ("transfer", 5000, "pending"), ("transfer", 2000, "paid"))
+    state = _state(5000, ("transfer", 3000, "pending"), ("transfer", 2000, "paid"))  # as the bank import splits
     assert (state["state"], state["paid_cents"], state["open_cents"]) == ("partly_paid", 2000, 3000)
 
 
@@ -101,6 +101,14 @@ def test_a_refund_row_or_a_refunded_row_makes_the_order_refunded():
     assert _state(5000, ("card", 5000, "refunded"))["state"] == "refunded"
 
 
+def test_a_returned_debit_with_its_bank_fee_is_open_for_both():
+    """core/payments/debits.py puts the debit back to pending and adds the fee as a pending row."""
+    state = _state(5000, ("sepa", 5000, "pending"), ("transfer", 300, "pending"))
+    assert (state["state"], state["open_cents"]) == ("open", 5300)
+    state = _state(5000, ("sepa", 5000, "paid"), ("transfer", 300, "pending"))
+    assert (state["state"], state["open_cents"]) == ("partly_paid", 300)
+
+
 def test_a_failed_debit_counts_for_nothing_and_an_order_of_nothing_is_paid():
     assert _state(5000, ("sepa", 5000, "failed"))["state"] == "open"
     assert _state(0, ("none", 0, "paid"))["state"] == "paid"
@@ -114,7 +122,7 @@ def test_open_items_list_what_is_owed_oldest_due_first_per_customer_and_overall(
     anna = customer(db, "Anna", "Müller", "K-1")
     ben = customer(db, "Ben", "Schulz", "K-2")
     late = order(db, "H-2026-000001", [(5000, "7")], [("transfer", 5000, "pending", DAY)], customer_id=anna)
-    part = order(db, "H-2026-000002", [(3000, "19")], [("transfer", 3000, "pending", LATER),
+    part = order(db, "H-2026-000002", [(3000, "19")], [("transfer", 2000, "pending", LATER),
                                                           ("transfer", 1000, "paid", LATER)],
                  created_at=LATER, customer_id=ben)
     order(db, "H-2026-000003", [(2000, "7")], [("cash", 2000, "paid", DAY)], customer_id=anna)  # paid
@@ -126,6 +134,10 @@ def test_open_items_list_what_is_owed_oldest_due_first_per_customer_and_overall(
     assert (items[0]["due_date"], items[0]["days_overdue"], items[0]["open_cents"]) == ("2026-03-15", 5, 5000)
     assert (items[1]["state"], items[1]["open_cents"], items[1]["days_overdue"]) == ("partly_paid", 2000, 1)
     assert [i["order_id"] for i in states.open_items(db, TODAY, customer_id=ben)] == [part]
+    fee = order(db, "H-2026-000005", [(2000, "7")], [("sepa", 2000, "paid", DAY), ("transfer", 300, "pending", LATER)],
+                customer_id=ben)
+    assert [(i["order_id"], i["open_cents"]) for i in states.open_items(db, TODAY, customer_id=ben)] == \
+        [(fee, 300), (part, 2000)]
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ What a row counts for:
 - `refunded`: the row's money was received and given back in full.
 
 From these: paid = sum of `paid` rows (refunds subtract), refunded = refunds paid out plus
-`refunded` rows, open = total - paid. The state is `refunded` when money went back and nothing
-is kept, `paid` when paid equals the total (an order of 0 is paid), `overpaid` above it,
+`refunded` rows, owed = the order's total plus what pending rows claim beyond what is open of
+it (a returned debit's fee), open = owed - paid. A part payment lowers the pending row it pays
+(core/payments/bank.py does), so pending rows are what is still expected. The state is `refunded` when money went back
+and nothing is kept, `paid` when paid equals what is owed (an order of 0 is paid), `overpaid` above it,
 `partly_paid` between, else `open`. An order is an open item while it is `open` or
 `partly_paid`; it is due when its live invoice says (core/payments/invoices.py: the newest one not
 cancelled), else `term_days` of its method (core/payments/providers.py) after the order day (the
@@ -37,8 +39,14 @@ def local_day(timestamp: str) -> dt.date:
     return parse_iso(timestamp).astimezone(LOCAL_TZ).date()
 
 
+def owed(total_cents: int, paid_cents: int, pending_cents: int) -> int:
+    """What the customer owes in all: the order's total, plus what pending rows claim beyond
+    what is still open of it (a returned debit's bank fee is a pending row beyond the total)."""
+    return total_cents + max(pending_cents - max(total_cents - paid_cents, 0), 0)
+
+
 def state_of(total_cents: int, paid_cents: int, refunded_cents: int) -> State:
-    """The payment state from the three sums (see the module docstring)."""
+    """The payment state from the sums (see the module docstring); *total_cents* is what is owed."""
     if refunded_cents > 0 and paid_cents <= 0:
         return "refunded"
     if paid_cents == total_cents:
@@ -77,12 +85,13 @@ def _method(rows: list[Mapping]) -> str | None:
 def summary(order: Mapping, rows: list[Mapping], today: dt.date) -> dict:
     """The payment state of *order* (a row of `orders`) with its payment *rows* on *today*."""
     totals = sums(rows)
-    state = state_of(order["total_cents"], totals["paid_cents"], totals["refunded_cents"])
+    owed_cents = owed(order["total_cents"], totals["paid_cents"], totals["pending_cents"])
+    state = state_of(owed_cents, totals["paid_cents"], totals["refunded_cents"])
     method = _method(rows)
     due = due_date(order["created_at"], method)
     is_open = state in OPEN_STATES
     return {"state": state, "total_cents": order["total_cents"], **totals,
-            "open_cents": max(order["total_cents"] - totals["paid_cents"], 0) if is_open else 0,
+            "open_cents": owed_cents - totals["paid_cents"] if is_open else 0,
             "method": method, "due_date": due.isoformat() if is_open else None,
             "days_overdue": max((today - due).days, 0) if is_open else 0}
 
@@ -138,9 +147,9 @@ SELECT o.id, o.number, o.channel, o.customer_id, o.total_cents, o.created_at,
 FROM orders o
 LEFT JOIN payments p ON p.order_id = o.id
 LEFT JOIN customers c ON c.id = o.customer_id
-WHERE o.total_cents > 0 AND (:customer IS NULL OR o.customer_id = :customer)
+WHERE (:customer IS NULL OR o.customer_id = :customer)
 GROUP BY o.id
-HAVING paid_cents < o.total_cents
+HAVING paid_cents < o.total_cents OR pending_cents > 0
 """
 
 
@@ -149,7 +158,8 @@ def open_items(db: sqlite3.Connection, today: dt.date, *, customer_id: str | Non
     (and not refunded), oldest due date first, with what is open and the days overdue."""
     items = []
     for row in db.execute(_OPEN, {"customer": customer_id}).fetchall():
-        state = state_of(row["total_cents"], row["paid_cents"], row["refunded_cents"])
+        owed_cents = owed(row["total_cents"], row["paid_cents"], row["pending_cents"])
+        state = state_of(owed_cents, row["paid_cents"], row["refunded_cents"])
         if state not in OPEN_STATES:
             continue
         invoice = live_invoice(db, row["id"]) if row["invoice_id"] else None
@@ -160,7 +170,7 @@ def open_items(db: sqlite3.Connection, today: dt.date, *, customer_id: str | Non
                       "customer_name": name, "company": row["company"] or None,
                       "created_at": row["created_at"], "method": row["method"], "state": state,
                       "total_cents": row["total_cents"], "paid_cents": row["paid_cents"],
-                      "pending_cents": row["pending_cents"], "open_cents": row["total_cents"] - row["paid_cents"],
+                      "pending_cents": row["pending_cents"], "open_cents": owed_cents - row["paid_cents"],
                       "due_date": due.isoformat(), "days_overdue": max((today - due).days, 0),
                       "invoice_number": invoice["number"] if invoice else None,
                       "kassenzeichen": invoice["kassenzeichen"] if invoice else None})
