@@ -171,7 +171,7 @@ async def test_a_debit_is_previewed_exported_downloaded_and_returned_with_its_fe
     assert returned.status == 303
     assert "Posten ist wieder offen" in await (await clerk.get(returned.headers["Location"])).text()
     state = await call(clerk, "GET", f"/orders/{order['id']}/payment-state", status=200)
-    assert state["state"] == "open" and state["open_cents"] == order["total_cents"]
+    assert state["state"] == "open" and state["open_cents"] == order["total_cents"] + 350  # with the bank's fee
     fee = sample_hub.db.execute("SELECT amount_cents, state FROM payments WHERE order_id = ? AND reference LIKE "
                                 "'Ruecklastschrift%'", (order["id"],)).fetchone()
     assert (fee["amount_cents"], fee["state"]) == (350, "pending")
