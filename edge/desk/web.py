@@ -1,7 +1,8 @@
 """The cash desk's screens (A4, A5, A8), served by the edge itself so they work offline.
 
 Server-rendered Jinja2 pages (`edge/desk/templates/`) plus one small vanilla script
-(`edge/desk/static/desk.js`) that talks to the JSON API in `edge/desk/api.py`. Nothing is loaded
+(`edge/desk/static/desk.js`) that talks to the JSON API in `edge/desk/api.py`; the cash-or-card
+block of the three sale screens is `templates/payment.html` with `static/payment.js`. Nothing is loaded
 from outside the box. German by default; `?lang=en` / `?lang=de` switches and is kept in a
 cookie. Every page carries the status bar, refreshed from `/api/status` every few seconds.
 Pages other than the login need a logged-in operator (else: redirect to `/`). Dates are

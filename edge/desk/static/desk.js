@@ -223,18 +223,18 @@ function initLogin() {
 
 function initSell() {
   const cart = [];  // {kind, productId, name, price, quantity, holders: [names]}
-  let method = "cash";
   let customer = null;
   let searchTimer = null;
   let lastProblem = null;  // the refusal of check() the banner shows, to clear it once fixed
 
   const total = () => cart.reduce((sum, l) => sum + l.price * l.quantity, 0);
+  // cash may be taken without an amount typed (no change shown); card needs the terminal's reference
+  const pay = PaymentBlock({ due: total, onChange: () => changed(), cashNeedsGiven: false });
 
   /* The cart lives in sessionStorage, so a language switch or a look at another tab keeps
    * it; a sale, "new sale" and logging out empty it. */
   function save() {
-    sessionStorage.setItem(CART_KEY, JSON.stringify({ cart, method, customer,
-      given: $("given").value, ref: $("terminal-ref").value }));
+    sessionStorage.setItem(CART_KEY, JSON.stringify({ cart, customer, ...pay.kept() }));
   }
 
   function restore() {
@@ -245,9 +245,7 @@ function initSell() {
       .map((t) => `${t.dataset.kind}:${t.dataset.productId}`));
     // only what this desk still sells (a product taken off sale in the meantime is dropped)
     kept.cart.filter((l) => tiles.has(`${l.kind}:${l.productId}`)).forEach((l) => cart.push(l));
-    $("given").value = kept.given || "";
-    $("terminal-ref").value = kept.ref || "";
-    setMethod(kept.method === "card" ? "card" : "cash");
+    pay.restore(kept);
     if (kept.customer) chooseCustomer(kept.customer);
   }
 
@@ -311,51 +309,22 @@ function initSell() {
     $("total").textContent = eur(total());
     $("total").dataset.cents = String(total());
     $("sell-button").disabled = !cart.length;
-    updateChange();
+    pay.update();
     changed();
-  }
-
-  function updateChange() {
-    /* Label and amount on one line; "not enough" on a line of its own under them */
-    const given = parseCents($("given").value);
-    const short = given !== null && given < total();
-    $("change").textContent = given === null || short ? "–" : eur(given - total());
-    $("change-warning").hidden = !short;
-  }
-
-  function setMethod(m) {
-    method = m;
-    for (const b of [$("pay-cash"), $("pay-card")]) {
-      const on = b.dataset.method === m;
-      b.classList.toggle("toggle-on", on);
-      b.setAttribute("aria-pressed", String(on));
-    }
-    $("cash-fields").hidden = m !== "cash";
-    $("card-fields").hidden = m !== "card";
   }
 
   function orderBody() {
     const body = { lines: cart.map((l) => (l.kind === "annual"
       ? { product_id: l.productId, kind: "annual", quantity: l.quantity,
           holders: l.holders.map((name) => ({ name: name.trim() })) }
-      : { product_id: l.productId, kind: "voucher", quantity: l.quantity })), payment_method: method };
+      : { product_id: l.productId, kind: "voucher", quantity: l.quantity })), ...pay.fields() };
     if (customer) body.customer_id = customer.id;
-    if (method === "cash") {
-      const given = parseCents($("given").value);
-      if (given !== null) body.given_cents = given;
-    } else {
-      body.payment_reference = $("terminal-ref").value.trim();
-    }
     return body;
   }
 
   function check() {
     if (cart.some((l) => l.kind === "annual" && l.holders.some((h) => !h.trim()))) return T.holders_missing;
-    if (method === "cash") {
-      const given = parseCents($("given").value);
-      if (given !== null && given < total()) return T.given_too_low;
-    } else if (!$("terminal-ref").value.trim()) return T.ref_missing;
-    return null;
+    return pay.problem();
   }
 
   function showResult(data, paidBy) {
@@ -381,28 +350,15 @@ function initSell() {
     $("new-sale").focus();
   }
 
-  function giveCents(cents) {
-    $("given").value = eur(cents).replace(" €", "");
-    updateChange();
-    changed();
-  }
-
   document.querySelectorAll("[data-testid=product-tile], [data-testid=voucher-tile]")
     .forEach((tile) => tile.addEventListener("click", () => add(tile)));
-  $("pay-cash").addEventListener("click", () => { setMethod("cash"); changed(); });
-  $("pay-card").addEventListener("click", () => { setMethod("card"); changed(); $("terminal-ref").focus(); });
-  $("given").addEventListener("input", () => { updateChange(); changed(); });
-  $("terminal-ref").addEventListener("input", changed);
-  $("given-exact").addEventListener("click", () => giveCents(total()));
-  document.querySelectorAll("[data-testid=quick-cash]").forEach((b) =>
-    b.addEventListener("click", () => giveCents(Number(b.dataset.cents))));
   $("sell-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const problem = check();
     lastProblem = problem;
     if (problem) { message(problem); return; }
     $("sell-button").disabled = true;
-    const paidBy = method;
+    const paidBy = pay.method();
     try {
       showResult(await api("POST", "/api/orders", orderBody()), paidBy);
       refreshStatus();
@@ -448,9 +404,7 @@ function initSell() {
 
   $("new-sale").addEventListener("click", () => {
     cart.length = 0;
-    $("given").value = "";
-    $("terminal-ref").value = "";
-    setMethod("cash");
+    pay.reset();
     chooseCustomer(null);
     lastProblem = null;
     render();

@@ -1,6 +1,7 @@
 /* Tessera cash desk: selling a subscription (ring, choice, combi) from this desk's own pool, so it
  * works with the hub away. Loaded after desk.js and uses its helpers ($, el, api, message, eur,
- * parseCents, formatDate, dateParts, printText, refreshStatus, T, LANG). The JSON API is
+ * formatDate, dateParts, printText, refreshStatus, T, LANG) and payment.js's PaymentBlock
+ * (cash or card, the amount given, the change). The JSON API is
  * edge/desk/subscriptions_api.py; every rule (seats free in all dates, variant steps, prices,
  * tiers) is decided there, this script only walks the operator through the steps:
  *
@@ -29,8 +30,10 @@
     seats: {},  // ring/choice: plan id -> seat ids in member order; combi: performance id -> seat ids
     labels: {},  // seat id -> {section, row, seat} (read from the maps' own labels)
     steps: [], repl: {}, stepAt: 0,  // variant steps; repl["variant|missing seat"] = replacement
-    customer: null, members: [], form: null, quote: null, method: "cash", zoom: 4, busy: false,
+    customer: null, members: [], form: null, quote: null, zoom: 4, busy: false,
   };
+  // cash or card (payment.js): the whole price is due, cash with the amount given
+  const pay = PaymentBlock({ due: () => (S.quote ? S.quote.total_cents : 0), onChange: () => save() });
 
   /* --- what the product and the choices make ------------------------------------------------ */
 
@@ -62,10 +65,9 @@
 
   /* The sale in progress lives in sessionStorage: a language switch (a page load) or a look at
    * another tab keeps it; a sale, "cancel" and logging out end it. */
-  const KEPT = ["dates", "tab", "seats", "labels", "steps", "repl", "stepAt", "customer", "members", "form", "method",
-    "zoom"];
+  const KEPT = ["dates", "tab", "seats", "labels", "steps", "repl", "stepAt", "customer", "members", "form", "zoom"];
   function snapshot() {
-    const kept = { productId: S.product.id, step: S.step, given: $("given").value, ref: $("terminal-ref").value };
+    const kept = { productId: S.product.id, step: S.step, ...pay.kept() };  // method, given, ref
     KEPT.forEach((k) => { kept[k] = S[k]; });
     return kept;
   }
@@ -95,9 +97,7 @@
     let kept = null;
     try { kept = JSON.parse(sessionStorage.getItem(KEY) || "null"); } catch (err) { kept = null; }
     if (!kept || !STEPS.includes(kept.step) || !applySnapshot(kept)) { sessionStorage.removeItem(KEY); return false; }
-    $("given").value = kept.given || "";
-    $("terminal-ref").value = kept.ref || "";
-    setMethod(S.method === "card" ? "card" : "cash");
+    pay.restore(kept);
     if (kept.step !== "dates" && !isVoucher() && !(await loadAvailability())) { show("seats"); return true; }
     renderSummary();
     show(kept.step);
@@ -277,7 +277,7 @@
     if (to === "seats") { S.tab = 0; show("seats"); await renderMap(); return; }
     if (to === "variants") { S.stepAt = 0; show("variants"); await renderStep(); return; }
     if (to === "customer") { resizeMembers(); show("customer"); renderCustomer(); await requote(); return; }
-    if (to === "pay") { show("pay"); updateChange(); return; }
+    if (to === "pay") { show("pay"); pay.update(); return; }
     show(to);
   }
 
@@ -661,56 +661,21 @@
     const total = S.quote ? S.quote.total_cents : null;
     $("total").textContent = total === null ? "–" : eur(total);
     $("total").dataset.cents = total === null ? "" : String(total);
-    updateChange();
+    pay.update();
   }
 
   /* --- 6. payment and the sale -------------------------------------------------------------- */
 
-  function updateChange() {
-    const total = S.quote ? S.quote.total_cents : 0;
-    const given = parseCents($("given").value);
-    const short = given !== null && given < total;
-    $("change").textContent = given === null || short ? "–" : eur(given - total);
-    $("change-warning").hidden = !short;
-  }
-
-  function setMethod(m) {
-    S.method = m;
-    for (const b of [$("pay-cash"), $("pay-card")]) {
-      const on = b.dataset.method === m;
-      b.classList.toggle("toggle-on", on);
-      b.setAttribute("aria-pressed", String(on));
-    }
-    $("cash-fields").hidden = m !== "cash";
-    $("card-fields").hidden = m !== "card";
-    save();
-  }
-
-  function giveCents(cents) {
-    $("given").value = eur(cents).replace(" €", "");
-    updateChange();
-    save();
-  }
-
-  function payProblem() {
-    if (!S.quote) return T.sub_quote_wait;
-    if (S.method === "card") return $("terminal-ref").value.trim() ? null : T.ref_missing;
-    const given = parseCents($("given").value);
-    return given !== null && given >= S.quote.total_cents ? null : T.given_too_low;
-  }
-
   async function sell() {
-    const problem = payProblem();
+    const problem = S.quote ? pay.problem() : T.sub_quote_wait;
     if (problem) { message(problem); return; }
-    const body = { ...saleBody(), payment_method: S.method };
-    if (S.method === "cash") body.given_cents = parseCents($("given").value);
-    else body.payment_reference = $("terminal-ref").value.trim();
+    const body = { ...saleBody(), ...pay.fields() };
     S.busy = true;
     $("sell-button").disabled = true;
     renderNav();
     try {
       const data = await api("POST", "/api/subscriptions", body);
-      showResult(data, S.method);
+      showResult(data, pay.method());
       refreshStatus();
     } catch (err) {
       message(problemText(err));
@@ -782,9 +747,7 @@
     sessionStorage.removeItem(DONE_KEY);
     resetChoices();
     S.customer = null;
-    $("given").value = "";
-    $("terminal-ref").value = "";
-    setMethod("cash");
+    pay.reset();
     $("sub-back").hidden = false;
     renderSummary();
     showTotal();
@@ -922,13 +885,6 @@
   });
   $("nc-cancel").addEventListener("click", () => { $("new-customer-form").hidden = true; renderCustomer(); });
   $("new-customer-form").addEventListener("submit", saveCustomer);
-  $("pay-cash").addEventListener("click", () => setMethod("cash"));
-  $("pay-card").addEventListener("click", () => { setMethod("card"); $("terminal-ref").focus(); });
-  $("given").addEventListener("input", () => { updateChange(); save(); });
-  $("terminal-ref").addEventListener("input", save);
-  $("given-exact").addEventListener("click", () => giveCents(S.quote ? S.quote.total_cents : 0));
-  document.querySelectorAll("[data-testid=quick-cash]").forEach((b) =>
-    b.addEventListener("click", () => giveCents(Number(b.dataset.cents))));
   $("sell-button").addEventListener("click", sell);
   watchScanner();
   renderNav();

@@ -1,6 +1,7 @@
 /* Tessera cash desk: choice vouchers (Wahlgutscheine) redeemed for one seat ticket from this desk's
  * own pool, so it works with the hub away. Loaded after desk.js and uses its helpers ($, el, api,
- * message, clearError, eur, parseCents, formatDate, dateParts, printText, refreshStatus, T, LANG).
+ * message, clearError, eur, formatDate, dateParts, printText, refreshStatus, T, LANG) and payment.js's
+ * PaymentBlock (cash or card, the amount given, the change).
  * The JSON API is edge/desk/vouchers_api.py; every rule (the vouchers' state and offer, the seat in
  * this desk's pool, the split, the refusals) is decided there, this script only walks the cashier
  * through it:
@@ -24,8 +25,10 @@
 
   const S = {
     vouchers: [],  // {ref: {code} | {number}, v: the desk's view of the voucher}
-    perf: null, seats: [], zone: null, seat: null, rule: "value", quote: null, method: "cash", busy: false,
+    perf: null, seats: [], zone: null, seat: null, rule: "value", quote: null, busy: false,
   };
+  // cash or card for the rest the vouchers leave (payment.js), cash with the amount given
+  const pay = PaymentBlock({ due: () => (S.quote ? S.quote.rest_cents : 0), onChange: () => save() });
 
   const refOf = (text) => (text.length > NUMBER_MAX ? { code: text } : { number: text });
   const seatText = (s) => `${s.section}, ${T.cv_row} ${s.row_label}, ${T.cv_seat_short} ${s.label}`;
@@ -35,7 +38,7 @@
   function save() {
     sessionStorage.setItem(KEY, JSON.stringify({
       refs: S.vouchers.map((x) => x.ref), perf: S.perf, zone: S.zone, seat: S.seat?.seat_id || null,
-      rule: S.rule, method: S.method, given: $("given").value, ref: $("terminal-ref").value }));
+      rule: S.rule, ...pay.kept() }));
   }
 
   async function restore() {
@@ -49,9 +52,8 @@
       } catch (err) { message(err.message); }
     }
     setRule(kept.rule === "payment" ? "payment" : "value");
-    $("given").value = kept.given || "";
-    $("terminal-ref").value = kept.ref || "";
-    setMethod(kept.method === "card" ? "card" : "cash");
+    pay.restore(kept);
+    save();  // setRule above saved before the amount was back
     render();
     if (kept.perf && commonOffer().some((p) => p.id === kept.perf)) {
       await choosePerf(kept.perf, kept.zone);
@@ -248,59 +250,25 @@
     $("cv-pay-panel").hidden = !rest;
     $("redeem-button").disabled = !q || S.busy;
     $("redeem-button").textContent = rest ? fill(T.cv_redeem_pay, { amount: eur(rest) }) : T.cv_redeem;
-    updateChange();
+    pay.update();
   }
 
   /* --- 5. paying the rest and redeeming --------------------------------------------------------- */
 
-  function updateChange() {
-    const rest = S.quote ? S.quote.rest_cents : 0;
-    const given = parseCents($("given").value);
-    const short = given !== null && given < rest;
-    $("change").textContent = given === null || short ? "–" : eur(given - rest);
-    $("change-warning").hidden = !short;
-  }
-
-  function setMethod(m) {
-    S.method = m;
-    for (const b of [$("pay-cash"), $("pay-card")]) {
-      const on = b.dataset.method === m;
-      b.classList.toggle("toggle-on", on);
-      b.setAttribute("aria-pressed", String(on));
-    }
-    $("cash-fields").hidden = m !== "cash";
-    $("card-fields").hidden = m !== "card";
-    save();
-  }
-
-  function giveCents(cents) {
-    $("given").value = eur(cents).replace(" €", "");
-    updateChange();
-    save();
-  }
-
   function payProblem() {
     if (!S.quote) return T.cv_quote_wait;
-    if (!S.quote.rest_cents) return null;
-    if (S.method === "card") return $("terminal-ref").value.trim() ? null : T.ref_missing;
-    const given = parseCents($("given").value);
-    return given !== null && given >= S.quote.rest_cents ? null : T.given_too_low;
+    return S.quote.rest_cents ? pay.problem() : null;  // vouchers covering the price: nothing to pay
   }
 
   async function redeem() {
     const problem = payProblem();
     if (problem) { message(problem); return; }
-    const sent = body();
-    if (S.quote.rest_cents) {
-      sent.payment_method = S.method;
-      if (S.method === "cash") sent.given_cents = parseCents($("given").value);
-      else sent.payment_reference = $("terminal-ref").value.trim();
-    }
+    const sent = S.quote.rest_cents ? { ...body(), ...pay.fields() } : body();
     S.busy = true;
     $("redeem-button").disabled = true;
     try {
       const data = await api("POST", "/api/voucher-redemptions", sent);
-      showResult(data, S.quote.rest_cents ? S.method : null);
+      showResult(data, S.quote.rest_cents ? pay.method() : null);
       refreshStatus();
     } catch (err) {
       message(err.message);
@@ -343,9 +311,7 @@
     sessionStorage.removeItem(KEY);
     sessionStorage.removeItem(DONE_KEY);
     Object.assign(S, { vouchers: [], perf: null, seats: [], zone: null, seat: null, quote: null, busy: false });
-    $("given").value = "";
-    $("terminal-ref").value = "";
-    setMethod("cash");
+    pay.reset();
     setRule("value");
     for (const id of ["cv-vouchers-panel"]) $(id).hidden = false;
     $("cv-result").hidden = true;
@@ -401,13 +367,6 @@
   $("cv-scan-form").addEventListener("submit", (ev) => { ev.preventDefault(); addVoucher($("cv-scan").value); });
   document.querySelectorAll("[data-testid=cv-rule]").forEach((b) =>
     b.addEventListener("click", () => setRule(b.dataset.rule)));
-  $("pay-cash").addEventListener("click", () => setMethod("cash"));
-  $("pay-card").addEventListener("click", () => { setMethod("card"); $("terminal-ref").focus(); });
-  $("given").addEventListener("input", () => { updateChange(); save(); });
-  $("terminal-ref").addEventListener("input", save);
-  $("given-exact").addEventListener("click", () => giveCents(S.quote ? S.quote.rest_cents : 0));
-  document.querySelectorAll("[data-testid=quick-cash]").forEach((b) =>
-    b.addEventListener("click", () => giveCents(Number(b.dataset.cents))));
   $("redeem-button").addEventListener("click", redeem);
   $("cv-cancel").addEventListener("click", startOver);
   $("cv-new").addEventListener("click", startOver);
