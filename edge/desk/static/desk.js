@@ -14,6 +14,43 @@ const CART_KEY = "desk-cart";
 const SALE_KEYS = [CART_KEY, "desk-subscription", "desk-subscription-done", "desk-vouchers", "desk-vouchers-done"];
 const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+/* A keyboard-wedge scanner types a code (digits and capitals, 16 or more) far faster than a person
+ * and ends it with Enter. A burst of code symbols that fast on average (a busy machine may stall a
+ * key or two, so not each gap), then Enter, is a scan; a person typing a name or a terminal
+ * reference never is. Wherever the focus is, the burst's keys are taken back out of the field they
+ * landed in and `onScan(code)` gets the code. Keys typed into `skip` (a screen's own scan field,
+ * whose form takes the code) are left alone. The subscription and voucher screens use it. */
+const SCAN_GAP_MS = 35, SCAN_PAUSE_MS = 400, SCAN_MIN = 16;
+
+function watchScanBursts(onScan, skip = null) {
+  let burst = "", first = 0, last = 0, field = null, before = null;
+  document.addEventListener("keydown", (ev) => {
+    const now = performance.now();
+    if (skip && ev.target === skip) { burst = ""; return; }
+    if (ev.key === "Enter") {
+      const fast = burst.length >= SCAN_MIN && (last - first) / (burst.length - 1) <= SCAN_GAP_MS;
+      const code = burst;
+      burst = "";
+      if (!fast || now - last > SCAN_PAUSE_MS) return;
+      ev.preventDefault();
+      ev.stopPropagation();
+      if (field && before !== null) field.value = before;  // the code is not a name, a reference or an amount
+      onScan(code);
+      return;
+    }
+    if (ev.key.length !== 1 || ev.ctrlKey || ev.altKey || ev.metaKey) return;  // Shift of a capital, ...
+    if (!/^[0-9A-Z]$/.test(ev.key)) { burst = ""; return; }
+    if (!burst || now - last > SCAN_PAUSE_MS) {
+      burst = "";
+      first = now;
+      field = ev.target instanceof HTMLInputElement ? ev.target : null;
+      before = field ? field.value : null;
+    }
+    burst += ev.key;
+    last = now;
+  }, true);
+}
+
 /* Dates are formatted here, in the venue's time zone, never by the browser's locale (a desk
  * browser set to en-US would show mm/dd/yyyy): de 02.12.2026 (as the office, the receipts and the
  * personalization page write it), en 2 Dec 2026. */

@@ -17,9 +17,6 @@
 (function subscriptionSale() {
   const STEPS = ["product", "dates", "seats", "variants", "customer", "pay"];
   const ZOOMS = [0.6, 0.8, 1, 1.2, 1.4, 1.7, 2];  // 1.4: a seat (32 units) is 45 px, a finger's size
-  const SCAN_GAP_MS = 35;  // a keyboard-wedge scanner's mean time per symbol is far below any person's
-  const SCAN_PAUSE_MS = 400;  // a pause this long ends a burst
-  const SCAN_MIN = 16;
   const KEY = "desk-subscription";  // the sale in progress, kept across a language switch (desk.js clears it at login)
   const DONE_KEY = "desk-subscription-done";  // the result shown, until "new subscription"
   const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
@@ -797,32 +794,10 @@
    * machine may stall a key or two, so not each gap), then Enter, is a scan; a person typing a
    * name (small letters, spaces, 100 ms a key) never is. */
   function watchScanner() {
-    let burst = "", first = 0, last = 0, field = null, before = null;
-    document.addEventListener("keydown", (ev) => {
-      const now = performance.now();
-      if (ev.key === "Enter") {
-        const fast = burst.length >= SCAN_MIN && (last - first) / (burst.length - 1) <= SCAN_GAP_MS;
-        const code = burst;
-        burst = "";
-        if (!fast || now - last > SCAN_PAUSE_MS) return;
-        ev.preventDefault();
-        ev.stopPropagation();
-        if (field && before !== null) field.value = before;  // the code is not a name
-        message(T.sub_scan_opens, "ok");
-        location.href = `/cards?q=${encodeURIComponent(code)}`;
-        return;
-      }
-      if (ev.key.length !== 1 || ev.ctrlKey || ev.altKey || ev.metaKey) return;  // Shift of a capital, ...
-      if (!/^[0-9A-Z]$/.test(ev.key)) { burst = ""; return; }
-      if (!burst || now - last > SCAN_PAUSE_MS) {
-        burst = "";
-        first = now;
-        field = ev.target instanceof HTMLInputElement ? ev.target : null;
-        before = field ? field.value : null;
-      }
-      burst += ev.key;
-      last = now;
-    }, true);
+    watchScanBursts((code) => {
+      message(T.sub_scan_opens, "ok");
+      location.href = `/cards?q=${encodeURIComponent(code)}`;
+    });
   }
 
   /* --- wiring ------------------------------------------------------------------------------- */

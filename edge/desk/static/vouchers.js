@@ -19,7 +19,6 @@
   const DONE_KEY = "desk-vouchers-done";  // the result shown, until "next"
   const NUMBER_MAX = 40;  // a typed number is short (WG-2026-000001); a scanned signed code is long
   const MAX_VOUCHERS = 10;  // as the API's body
-  const SCAN_GAP_MS = 35, SCAN_PAUSE_MS = 400, SCAN_MIN = 16;  // as the subscription screen's scanner
   const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
   const when = (iso) => `${formatDate(iso)} ${dateParts(iso).time.slice(0, 5)}`;
 
@@ -334,32 +333,7 @@
    * with Enter. In the scan field the form takes it; elsewhere a burst that fast, then Enter, is a
    * scan and joins the list (a person typing a terminal reference never is). */
   function watchScanner() {
-    let burst = "", first = 0, last = 0, field = null, before = null;
-    document.addEventListener("keydown", (ev) => {
-      const now = performance.now();
-      if (ev.target === $("cv-scan")) { burst = ""; return; }
-      if (ev.key === "Enter") {
-        const fast = burst.length >= SCAN_MIN && (last - first) / (burst.length - 1) <= SCAN_GAP_MS;
-        const code = burst;
-        burst = "";
-        if (!fast || now - last > SCAN_PAUSE_MS) return;
-        ev.preventDefault();
-        ev.stopPropagation();
-        if (field && before !== null) field.value = before;  // the code is not a reference or an amount
-        addVoucher(code);
-        return;
-      }
-      if (ev.key.length !== 1 || ev.ctrlKey || ev.altKey || ev.metaKey) return;
-      if (!/^[0-9A-Z]$/.test(ev.key)) { burst = ""; return; }
-      if (!burst || now - last > SCAN_PAUSE_MS) {
-        burst = "";
-        first = now;
-        field = ev.target instanceof HTMLInputElement ? ev.target : null;
-        before = field ? field.value : null;
-      }
-      burst += ev.key;
-      last = now;
-    }, true);
+    watchScanBursts(addVoucher, $("cv-scan"));
   }
 
   /* --- wiring ------------------------------------------------------------------------------- */
