@@ -238,6 +238,26 @@ async def test_refusals_at_the_desk_in_both_languages_change_nothing(offline, hu
     assert (await desk.post("/api/voucher-redemptions", json={})).status == 401
 
 
+async def test_a_counter_may_not_redeem_choice_vouchers_and_stores_nothing(hub, tmp_path, aiohttp_client):
+    """A personalization counter holds no seats: its operator, logged in, gets 403 from every voucher
+    redemption endpoint, and nothing is stored."""
+    vouchers = await sell_vouchers(hub)
+    counter = await enrolled_edge(hub, tmp_path, role="counter", name="Theke 1")
+    try:
+        client = await aiohttp_client(counter.app())
+        client.edge = counter
+        await login(client)
+        before = counts(counter.db)
+        body = {"vouchers": [{"number": vouchers[0]["number"]}], "performance_id": ahead(hub)[0],
+                "seat_id": str(uuid.uuid4()), "payment_method": "cash", "given_cents": 10_000}
+        assert (await client.get("/api/choice-vouchers", params={"number": vouchers[0]["number"]})).status == 403
+        assert (await client.post("/api/voucher-redemptions/quote", json=body)).status == 403
+        assert (await client.post("/api/voucher-redemptions", json=body)).status == 403
+        assert counts(counter.db) == before
+    finally:
+        await counter.close()
+
+
 # --- sync: the hub re-derives -----------------------------------------------------------------------------
 
 
