@@ -16,8 +16,9 @@ proportion to the lines' gross amounts, to the cent (largest remainder), so the 
 to the payment. A refund (a negative row) books the other way round. Belegfeld 1 is the number
 of the order's invoice (core/payments/invoices.py) when it has one live invoice, else the order
 number; the Buchungstext says the method and the customer. A line on a live invoice has the
-VAT code the invoice stated; other lines without a VAT code (seat tickets) use
-`[datev] ticket_vat`.
+VAT code the invoice stated; other lines without a VAT code (seat tickets) take their
+organizer's invoicing setting `ticket_vat_code` (core/payments/invoices.py), the one rule an
+invoice follows too, so an invoice and the books never disagree.
 
 The accounts are hub.toml `[datev]` settings (defaults: SKR03; confirm them with the tax
 advisor); the consultant and client numbers have no default, and without them nothing is
@@ -36,6 +37,7 @@ from typing import Any
 from core.base.clock import LOCAL_TZ, day_end, day_start, iso
 from core.base.errors import Conflict, ValidationError
 from core.payments import providers
+from core.payments.invoices import ORGANIZER_OF, InvoicingIn, settings_of
 from core.payments.states import local_day
 from core.payments.vat import RATES
 
@@ -89,7 +91,6 @@ class DatevSettings:
     chart: str = "03"  # SKR 03 or 04
     label: str = "Tessera"  # Bezeichnung of the batch (at most 30 characters)
     initials: str = ""  # Diktatkürzel (two letters or nothing)
-    ticket_vat: str = "7"  # VAT code of order lines that carry none (seat tickets)
     revenue: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REVENUE))
     money: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MONEY))
 
@@ -101,7 +102,12 @@ class DatevSettings:
 
 
 _KEYS = {"consultant_number", "client_number", "fiscal_year_start", "account_length", "chart", "label", "initials",
-         "ticket_vat", "revenue", "money"}
+         "revenue", "money"}
+# keys that moved elsewhere: a hub.toml still naming one is told where the setting lives now
+_MOVED = {"ticket_vat": "the VAT code of seat tickets is the organizer's invoicing setting ticket_vat_code "
+                        "(PUT /api/v1/organizers/{id}/invoicing), which invoices and DATEV both follow; "
+                        "remove datev.ticket_vat"}
+DEFAULT_TICKET_VAT = InvoicingIn().ticket_vat_code  # a line whose organizer cannot be found
 
 
 def _int(table: Mapping, key: str, low: int, high: int, source: str, default: int | None) -> int | None:
@@ -138,6 +144,8 @@ def settings_from_dict(table: Any, source: str) -> DatevSettings:
     if not isinstance(table, dict):
         raise DatevConfigError(f"{source}: [datev] must be a table")
     for key in table:
+        if key in _MOVED:
+            raise DatevConfigError(f"{source}: datev.{key} is no longer read: {_MOVED[key]}")
         if key not in _KEYS:
             raise DatevConfigError(f"{source}: unknown key datev.{key}; known: {', '.join(sorted(_KEYS))}")
     length = _int(table, "account_length", 4, 8, source, 4)
@@ -151,15 +159,12 @@ def settings_from_dict(table: Any, source: str) -> DatevSettings:
     if not isinstance(initials, str) or not (initials == "" or (len(initials) == 2 and initials.isascii()
                                                                 and initials.isalpha())):
         raise DatevConfigError(f"{source}: datev.initials must be two letters or empty")
-    ticket_vat = table.get("ticket_vat", "7")
-    if ticket_vat not in RATES:
-        raise DatevConfigError(f"{source}: datev.ticket_vat must be one of {', '.join(RATES)}")
     methods = [p.method for p in providers.all_providers() if p.method != "none"]
     return DatevSettings(
         consultant_number=_int(table, "consultant_number", 1001, 9_999_999, source, None),
         client_number=_int(table, "client_number", 1, 99_999, source, None),
         fiscal_year_start=_int(table, "fiscal_year_start", 1, 12, source, 1), account_length=length,
-        chart=chart, label=label, initials=initials.upper(), ticket_vat=ticket_vat,
+        chart=chart, label=label, initials=initials.upper(),
         revenue=_accounts(table, "revenue", RATES, DEFAULT_REVENUE, length, source),
         money=_accounts(table, "money", methods, DEFAULT_MONEY, length, source))
 
@@ -198,16 +203,17 @@ def allocate(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
 
 def payment_bookings(payment: Mapping, order_number: str, lines: Iterable[Mapping], customer: str | None,
                      config: DatevSettings) -> list[Booking]:
-    """The bookings of one paid payment row of an order with *lines* (price_cents, vat_code)."""
+    """The bookings of one paid payment row of an order with *lines* (price_cents, vat_code: each
+    line's code already decided, see `line_vat_codes`)."""
     amount = payment["amount_cents"]
     if amount == 0 or payment["method"] not in config.money:
         return []
     weights: dict[str, int] = {}
     for line in lines:
-        code = line["vat_code"] or config.ticket_vat
+        code = line["vat_code"]
         weights[code] = weights.get(code, 0) + max(line["price_cents"], 0)
     if not weights:
-        weights = {config.ticket_vat: 0}
+        weights = {DEFAULT_TICKET_VAT: 0}
     label = providers.get(payment["method"]).label_de
     text = f"{label} {order_number}" + (f" {customer}" if customer else "")
     side = "S" if amount > 0 else "H"  # the money account: receipts debit it, refunds credit it
@@ -248,19 +254,39 @@ ORDER BY p.created_at, p.id
 # a line on a live invoice (not cancelled) has the VAT code that invoice stated (seat tickets too)
 _LIVE = "i.kind = 'invoice' AND NOT EXISTS (SELECT 1 FROM invoices x WHERE x.cancels_id = i.id)"
 _LINES = f"""
-SELECT l.price_cents, COALESCE((SELECT il.vat_code FROM invoice_lines il JOIN invoices i ON i.id = il.invoice_id
-                                WHERE il.order_line_id = l.id AND {_LIVE} LIMIT 1), l.vat_code) AS vat_code
+SELECT l.kind, l.product_id, l.price_cents,
+       COALESCE((SELECT il.vat_code FROM invoice_lines il JOIN invoices i ON i.id = il.invoice_id
+                 WHERE il.order_line_id = l.id AND {_LIVE} LIMIT 1), l.vat_code) AS vat_code
 FROM order_lines l WHERE l.order_id = ? ORDER BY l.position
 """
 _INVOICES = f"SELECT i.number FROM invoices i WHERE i.order_id = ? AND {_LIVE} ORDER BY i.created_at, i.id"
+
+
+def line_vat_codes(db: sqlite3.Connection, lines: Iterable[Mapping], ticket_vat: dict[str, str]) -> list[dict]:
+    """*lines* with each one's VAT code: its own (or its live invoice's), else its organizer's
+    `ticket_vat_code` (found per line kind as invoices find the issuer, `invoices.ORGANIZER_OF`),
+    else the setting's default. *ticket_vat* caches organizer id -> code across one export."""
+    out = []
+    for line in lines:
+        code = line["vat_code"]
+        if not code:
+            sql = ORGANIZER_OF.get(line["kind"])
+            found = db.execute(sql, (line["product_id"],)).fetchone() if sql else None
+            organizer = found["organizer_id"] if found else None
+            if organizer and organizer not in ticket_vat:
+                ticket_vat[organizer] = settings_of(db, organizer)["ticket_vat_code"]
+            code = ticket_vat[organizer] if organizer else DEFAULT_TICKET_VAT
+        out.append({"price_cents": line["price_cents"], "vat_code": code})
+    return out
 
 
 def bookings(db: sqlite3.Connection, start: dt.date, end: dt.date, config: DatevSettings) -> list[Booking]:
     """Every booking of the paid payment rows from *start* to *end* (days at the venues)."""
     check_range(start, end, config)
     out: list[Booking] = []
+    ticket_vat: dict[str, str] = {}
     for row in db.execute(_PAID, (iso(day_start(start)), iso(day_end(end)))).fetchall():
-        lines = db.execute(_LINES, (row["order_id"],)).fetchall()
+        lines = line_vat_codes(db, db.execute(_LINES, (row["order_id"],)).fetchall(), ticket_vat)
         invoices = [r["number"] for r in db.execute(_INVOICES, (row["order_id"],))]
         document = invoices[0] if len(invoices) == 1 else row["number"]
         name = " ".join(p for p in (row["first_name"], row["last_name"]) if p) or row["company"] or None
