@@ -117,6 +117,19 @@ async def test_another_customers_mandate_and_forged_posts_change_nothing(sample_
     assert sepa_rows(sample_hub.db) == before
 
 
+async def test_a_mandate_unused_for_36_months_shows_expired_in_both_languages(sample_hub, aiohttp_client):
+    clerk = await signed_in(aiohttp_client, sample_hub, role="office")
+    page = mandates_of(customer(sample_hub.db))
+    assert (await post_form(clerk, page, page, mandate_form(sample_hub, signed_on="2020-03-01"))).status == 303
+    assert (await post_form(clerk, page, page, mandate_form(sample_hub, reference="ABO-NEU",
+                                                            signed_on="2026-01-15"))).status == 303
+    html = await (await clerk.get(page)).text()
+    assert html.count('class="expired"') == 1 and "verfallen seit 01.03.2023 (36 Monate ungenutzt)" in html
+    assert "gültig bis 15.01.2029, wenn ungenutzt" in html
+    english = await (await clerk.get(page + "?lang=en")).text()
+    assert "expired since 01.03.2023 (36 months unused)" in english
+
+
 # --- debits and runs ------------------------------------------------------------------------------------
 
 

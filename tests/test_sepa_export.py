@@ -198,7 +198,9 @@ async def test_a_debtor_outside_the_eea_needs_a_bic_and_a_structured_address_ins
     office.hub.db.execute("UPDATE sepa_mandates SET bic = 'UBSWCHZH80A' WHERE reference = 'ABO-CH'")
     run, doc = exported(office)
     assert run["held"] == [{"debit_id": held["id"], "end_to_end_id": held["end_to_end_id"],
-                            "reason": "the debtor's account is outside the EEA: the mandate needs the bank's BIC"}]
+                            "reason": "the debtor's account is outside the EEA: the mandate needs the bank's BIC",
+                            "reason_de": "Das Konto des Zahlers liegt außerhalb des EWR: das Mandat braucht die "
+                                         "BIC der Bank"}]
     txs = {t.findtext("p:PmtId/p:EndToEndId", namespaces=NS): t for t in doc.iter(f"{{{NS['p']}}}DrctDbtTxInf")}
     address = txs[ch["end_to_end_id"]].find("p:Dbtr/p:PstlAdr", NS)
     assert [(e.tag.split("}")[1], e.text) for e in address] == [
@@ -215,7 +217,9 @@ async def test_a_debtor_outside_the_eea_without_a_town_is_held_back(office):
     the_plan = sepa.plan(office.hub.db, office.org, MONDAY.date())
     assert the_plan.held == [{"debit_id": d["id"], "end_to_end_id": d["end_to_end_id"],
                               "reason": "the debtor's account is outside the EEA: a structured address "
-                                        "(town and country) is needed"}]
+                                        "(town and country) is needed",
+                              "reason_de": "Das Konto des Zahlers liegt außerhalb des EWR: eine Anschrift mit Ort "
+                                           "und Land ist nötig"}]
     before = table_counts(office.hub.db)
     with pytest.raises(Conflict, match="no debit is due"):
         sepa.export(office.hub.db, office.org, MONDAY)
@@ -276,7 +280,8 @@ async def test_a_cancelled_mandates_due_debits_are_held_back(office):
     d = debit(office, await sepa_order(office, office.customers[0]), prenotified_on=dt.date(2026, 4, 1))
     await call(office, "POST", f"/sepa-mandates/{m['id']}/cancel", {"reason": "Kündigung"}, status=200)
     assert sepa.plan(office.hub.db, office.org, MONDAY.date()).held[0] == {
-        "debit_id": d["id"], "end_to_end_id": d["end_to_end_id"], "reason": "the mandate is cancelled"}
+        "debit_id": d["id"], "end_to_end_id": d["end_to_end_id"], "reason": "the mandate is cancelled",
+        "reason_de": "Das Mandat ist widerrufen"}
 
 
 async def test_an_order_is_debited_once(office):
@@ -285,3 +290,38 @@ async def test_an_order_is_debited_once(office):
     debit(office, order)
     with pytest.raises(Conflict, match="no open SEPA payment"):
         debit(office, order)
+
+
+def test_a_mandate_expires_36_months_after_its_last_use():
+    assert mandates.add_months(dt.date(2024, 2, 29), 36) == dt.date(2027, 2, 28)
+    assert mandates.add_months(dt.date(2023, 11, 30), 3) == dt.date(2024, 2, 29)
+    assert mandates.expires_on("2023-05-01", None) == dt.date(2026, 5, 1)
+    assert mandates.expires_on("2023-05-01", "2024-01-17") == dt.date(2027, 1, 17)
+
+
+async def test_a_debit_on_a_mandate_unused_for_36_months_is_held_back_and_the_mandate_shows_expired(office):
+    """Signed on 1 May 2023 and never used: it lapsed on 1 May 2026, so a debit collecting on
+    5 May 2026 is held back (English and German reason). A debit presented in January 2024 (even
+    one returned since) keeps it alive until January 2027."""
+    db = office.hub.db
+    m = await mandate(office, office.customers[0], "ABO-ALT", signed_on="2023-05-01")
+    old = debit(office, await sepa_order(office, office.customers[0]), prenotified_on=dt.date(2026, 4, 1))
+    new = debit(office, await sepa_order(office, office.customers[0]), prenotified_on=dt.date(2026, 4, 1))
+    held = sepa.plan(db, office.org, MONDAY.date()).held
+    assert [h["debit_id"] for h in held] == [old["id"], new["id"]]
+    assert held[0]["reason"].startswith("the mandate expired on 2026-05-01: no debit was presented on it for 36")
+    assert held[0]["reason_de"].startswith("Das Mandat ist am 01.05.2026 verfallen")
+    with pytest.raises(Conflict) as refused:
+        sepa.export(db, office.org, MONDAY)
+    assert "verfallen" in refused.value.extra["detail_de"]
+    shown = await call(office, "GET", f"/sepa-mandates/{m['id']}", status=200)
+    assert (shown["expires_on"], shown["expired"], shown["last_presented_on"]) == ("2026-05-01", True, None)
+
+    db.execute("UPDATE sepa_debits SET state = 'returned', collection_date = '2024-01-17', sequence = 'FRST', "
+               "return_reason = 'AM04' WHERE id = ?", (old["id"],))
+    the_plan = sepa.plan(db, office.org, MONDAY.date())
+    assert [i.debit_id for i in the_plan.items] == [new["id"]] and the_plan.held == []
+    row = mandates.get(db, m["id"])
+    assert mandates.with_expiry(db, row, dt.date(2027, 1, 17))["expired"] is False
+    assert mandates.with_expiry(db, row, dt.date(2027, 1, 18)) == {
+        **row, "last_presented_on": "2024-01-17", "expires_on": "2027-01-17", "expired": True}

@@ -12,7 +12,11 @@ The life of a mandate:
   says SMNDA (same mandate, new debtor agent) and goes FRST again, which every bank accepts (the
   rulebook has allowed RCUR there since 2016, but FRST is never wrong). An amendment before the
   mandate's first debit changes nothing the bank knows, so nothing is carried;
-- cancelled: no further debits; debits not yet submitted are refused at export.
+- cancelled: no further debits; debits not yet submitted are refused at export;
+- expired: a mandate no debit was presented on for 36 months lapses (SEPA Core rulebook). Not
+  stored: computed from the collection date of its newest debit the bank was given (submitted,
+  collected or returned: a returned debit was presented too), else its signature date, so no
+  job has to run at midnight. The export holds back a debit that would collect after that.
 
 Hub-only: mandates never travel to desks.
 """
@@ -104,6 +108,37 @@ def create(db: sqlite3.Connection, data: MandateIn, now: dt.datetime) -> dict:
         db.execute(f"INSERT INTO sepa_mandates ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                    tuple(row.values()))
     return row
+
+
+EXPIRY_MONTHS = 36
+_PRESENTED = "('submitted', 'collected', 'returned')"  # states of a debit the bank was given
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """*day* plus *months* calendar months (29 February + 12 months: 28 February)."""
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+    return dt.date(year, month, min(day.day, last))
+
+
+def expires_on(signed_on: str, last_presented_on: str | None) -> dt.date:
+    """The last day a debit of the mandate may collect: 36 months after its last use."""
+    return add_months(dt.date.fromisoformat(last_presented_on or signed_on), EXPIRY_MONTHS)
+
+
+def last_presented_sql(mandate_column: str) -> str:
+    """SQL for the newest collection date of a debit presented on the mandate *mandate_column*
+    (a fixed column name of ours, never input)."""
+    return (f"(SELECT max(x.collection_date) FROM sepa_debits x WHERE x.mandate_id = {mandate_column} "
+            f"AND x.state IN {_PRESENTED})")
+
+
+def with_expiry(db: sqlite3.Connection, mandate: dict, today: dt.date) -> dict:
+    """*mandate* with `last_presented_on`, `expires_on` and `expired` (on *today*)."""
+    last = db.execute(f"SELECT {last_presented_sql('?')} AS d", (mandate["id"],)).fetchone()["d"]
+    until = expires_on(mandate["signed_on"], last)
+    return {**mandate, "last_presented_on": last, "expires_on": until.isoformat(), "expired": today > until}
 
 
 def sepa_text_ok(name: str) -> bool:

@@ -13,6 +13,8 @@ Rules beyond the XSD:
   (CORE, D-1);
 - the pre-notification reached the customer at least `lead_days` (default 14) days before the
   collection date;
+- a mandate no debit was presented on for 36 months has expired (`mandates.expires_on`): a
+  debit that would collect after that is held back;
 - the creditor identifier passes its ISO 7064 mod 97 check; the creditor account is a SEPA IBAN;
 - a debtor account outside the EEA carries the debtor's structured postal address (town and
   country at least) and its bank's BIC; inside the EEA no address is sent; unstructured
@@ -127,6 +129,7 @@ def plan(db: sqlite3.Connection, organizer_id: str, today: dt.date, *, collectio
         "SELECT d.*, m.reference, m.signed_on, m.debtor_name, m.iban AS mandate_iban, m.bic AS mandate_bic, "
         "m.sequence AS mandate_sequence, m.state AS mandate_state, m.amendment AS mandate_amendment, "
         "m.amended_from_iban AS mandate_amended_from, m.street, m.postcode, m.town, m.country, "
+        f"{mandates.last_presented_sql('m.id')} AS mandate_last_presented, "
         "c.street AS c_street, c.postcode AS c_postcode, c.town AS c_town, c.country AS c_country "
         "FROM sepa_debits d JOIN sepa_mandates m ON m.id = d.mandate_id JOIN customers c ON c.id = m.customer_id "
         "WHERE d.state = 'due' AND m.organizer_id = ? AND d.due_on <= ? ORDER BY d.due_on, d.id",
@@ -141,33 +144,50 @@ def plan(db: sqlite3.Connection, organizer_id: str, today: dt.date, *, collectio
             day = sepa_rules.next_target_day(max(earliest, ready))
         reason = _held_reason(row, day, ready, used_oneoff, first_seen)
         if reason:
-            out.held.append({"debit_id": row["id"], "end_to_end_id": row["end_to_end_id"], "reason": reason})
+            out.held.append({"debit_id": row["id"], "end_to_end_id": row["end_to_end_id"], "reason": reason[0],
+                             "reason_de": reason[1]})
             continue
         out.items.append(_item(row, day))
     return out
 
 
-def _held_reason(row: dict, day: dt.date, ready: dt.date, used_oneoff: set[str], first_seen: set[str]) -> str | None:
-    """Why this debit cannot go into the file (None: it can). A mandate's FRST or OOFF debit is
-    the only one of that mandate in a file; the next one waits for the next file."""
+def _held_reason(row: dict, day: dt.date, ready: dt.date, used_oneoff: set[str],
+                 first_seen: set[str]) -> tuple[str, str] | None:
+    """Why this debit cannot go into the file, in English and German (None: it can). A mandate's
+    FRST or OOFF debit is the only one of that mandate in a file; the next one waits for the next file."""
     if row["mandate_state"] != "active":
-        return f"the mandate is {row['mandate_state']}"
+        state_de = {"used": "verbraucht", "cancelled": "widerrufen"}.get(row["mandate_state"], row["mandate_state"])
+        return f"the mandate is {row['mandate_state']}", f"Das Mandat ist {state_de}"
+    until = mandates.expires_on(row["signed_on"], row["mandate_last_presented"])
+    if day > until:
+        return (f"the mandate expired on {until}: no debit was presented on it for 36 months (a new mandate "
+                "is needed)", f"Das Mandat ist am {until:%d.%m.%Y} verfallen: 36 Monate wurde keine Lastschrift "
+                "darauf eingereicht (ein neues Mandat ist nötig)")
     if day < ready:
         return (f"pre-notification of {row['prenotified_on']} is less than the lead time before {day} "
-                f"(collect on {ready} or later)")
+                f"(collect on {ready} or later)",
+                f"Die Vorabankündigung vom {_de(row['prenotified_on'])} liegt weniger als die Vorlaufzeit vor dem "
+                f"{day:%d.%m.%Y} (Einzug frühestens am {ready:%d.%m.%Y})")
     sequence = row["mandate_sequence"]
     if sequence in ("FRST", "OOFF"):
         seen = used_oneoff if sequence == "OOFF" else first_seen
         if row["mandate_id"] in seen:
-            return f"the mandate's {sequence} debit is in this file; this one follows in a later file"
+            return (f"the mandate's {sequence} debit is in this file; this one follows in a later file",
+                    f"Die {sequence}-Lastschrift des Mandats ist in dieser Datei; diese folgt in einer späteren")
         seen.add(row["mandate_id"])
     if sepa_rules.needs_address(row["mandate_iban"]):
         if not row["mandate_bic"]:
-            return "the debtor's account is outside the EEA: the mandate needs the bank's BIC"
+            return ("the debtor's account is outside the EEA: the mandate needs the bank's BIC",
+                    "Das Konto des Zahlers liegt außerhalb des EWR: das Mandat braucht die BIC der Bank")
         town, country = (row["town"], row["country"]) if row["town"] else (row["c_town"], row["c_country"])
         if not (town or "").strip() or not (country or "").strip():
-            return "the debtor's account is outside the EEA: a structured address (town and country) is needed"
+            return ("the debtor's account is outside the EEA: a structured address (town and country) is needed",
+                    "Das Konto des Zahlers liegt außerhalb des EWR: eine Anschrift mit Ort und Land ist nötig")
     return None
+
+
+def _de(day: str) -> str:
+    return f"{dt.date.fromisoformat(day):%d.%m.%Y}"
 
 
 def _item(row: dict, day: dt.date) -> Item:
@@ -266,8 +286,11 @@ def export(db: sqlite3.Connection, organizer_id: str, now: dt.datetime, *, colle
     with transaction(db):
         the_plan = plan(db, organizer_id, now.date(), collection_date=collection_date, lead_days=lead_days)
         if not the_plan.items:
-            held = f" ({len(the_plan.held)} held back: {the_plan.held[0]['reason']})" if the_plan.held else ""
-            raise Conflict(f"no debit is due for collection{held}")
+            first, n = (the_plan.held[0], len(the_plan.held)) if the_plan.held else ({}, 0)
+            held = f" ({n} held back: {first['reason']})" if n else ""
+            held_de = f" ({n} zurückgehalten: {first['reason_de']})" if n else ""
+            raise Conflict(f"no debit is due for collection{held}",
+                           detail_de=f"Keine Lastschrift ist zum Einzug fällig{held_de}")
         message_id = message_id_of(run_id)
         xml = render(the_plan.items, the_plan.creditor, message_id, now)
         total = sum(i.amount_cents for i in the_plan.items)

@@ -54,6 +54,9 @@ class Mandate(msgspec.Struct, kw_only=True):
     cancel_reason: str | None
     created_at: str
     updated_at: str
+    last_presented_on: str | None  # collection date of the newest debit the bank was given
+    expires_on: str  # 36 months after that (or after the signature): no debit collects later
+    expired: bool
 
 
 class MandateList(msgspec.Struct, kw_only=True):
@@ -100,6 +103,7 @@ class Held(msgspec.Struct, kw_only=True):
     debit_id: str
     end_to_end_id: str
     reason: str
+    reason_de: str
 
 
 class RunPreview(msgspec.Struct, kw_only=True):
@@ -156,25 +160,30 @@ def read_creditor_account(ctx: Ctx):
     return mandates.creditor_account(ctx.db, ctx.path("id"))
 
 
+def _mandate(ctx: Ctx, row: dict) -> dict:
+    """A mandate as the API shows it: with its expiry (36 months unused) as of today."""
+    return mandates.with_expiry(ctx.db, row, utcnow().date())
+
+
 def create_mandate(ctx: Ctx):
-    return 201, mandates.create(ctx.db, ctx.body, utcnow())
+    return 201, _mandate(ctx, mandates.create(ctx.db, ctx.body, utcnow()))
 
 
 def read_mandate(ctx: Ctx):
-    return mandates.get(ctx.db, ctx.path("id"))
+    return _mandate(ctx, mandates.get(ctx.db, ctx.path("id")))
 
 
 def list_mandates(ctx: Ctx):
-    return {"items": mandates.of_customer(ctx.db, ctx.query["customer_id"])}
+    return {"items": [_mandate(ctx, m) for m in mandates.of_customer(ctx.db, ctx.query["customer_id"])]}
 
 
 def amend_mandate(ctx: Ctx):
-    return mandates.amend(ctx.db, ctx.path("id"), ctx.body, utcnow())
+    return _mandate(ctx, mandates.amend(ctx.db, ctx.path("id"), ctx.body, utcnow()))
 
 
 def cancel_mandate(ctx: Ctx):
     body: mandates.CancelIn = ctx.body
-    return mandates.cancel(ctx.db, ctx.path("id"), body.reason, utcnow())
+    return _mandate(ctx, mandates.cancel(ctx.db, ctx.path("id"), body.reason, utcnow()))
 
 
 def create_debit(ctx: Ctx):
@@ -273,7 +282,8 @@ def register(api: Api) -> None:
             query=[organizer, Param("collection_date", "str", "collect all on this TARGET day (YYYY-MM-DD)",
                                     max_length=10)],
             description="The batches (per sequence type and collection date) a run would write now, and the "
-                        "debits held back with the reason (lead time, mandate, address). Stores nothing.")
+                        "debits held back with the reason in English and German (lead time, mandate cancelled "
+                        "or expired after 36 months unused, address). Stores nothing.")
     api.add("POST", "/sepa-runs", create_sepa_run, summary="Export a SEPA run (pain.008.001.08)", tag=tag,
             roles=STAFF, body=RunIn, response=RunExported, status=201,
             description="Writes the XSD-validated file of the previewed debits and marks them submitted, in one "
