@@ -256,3 +256,20 @@ async def test_a_credit_without_reference_matches_the_one_open_transfer_of_its_a
     [credit] = [e for e in entries if e["reference"] == "2026031600001"]
     assert (credit["state"], credit["rule"], credit["order_id"]) == ("matched", "amount", transfer["id"])
     assert (await state_of(office, transfer["id"]))["state"] == "paid"
+
+
+async def test_a_statement_of_an_account_that_is_not_ours_is_refused_naming_the_iban(office, tmp_path):
+    """Only the organizers' SEPA creditor accounts are ours: another account's statement would
+    be matched against our invoices by chance. API and CLI refuse it; nothing is stored."""
+    foreign = GOOD.replace("DE89370400440532013000", "DE02100500000054540402").encode()
+    before = table_counts(office.hub.db)
+    body = await upload(office, foreign, 422)
+    assert "account DE02100500000054540402, which is none of our accounts" in body["detail"]
+    assert "DE89370400440532013000" in body["detail"] and body["field"] == "file"
+    assert "Konto DE02100500000054540402, das keines unserer Konten ist" in body["detail_de"]
+    statement = tmp_path / "fremd.xml"
+    statement.write_bytes(foreign)
+    refused = tessera("hub", "bank", "import", str(statement), "--data", str(office.hub.dir))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "DE02100500000054540402" in refused.stderr
+    assert table_counts(office.hub.db) == before

@@ -46,6 +46,12 @@ async def test_a_statement_is_uploaded_and_its_unmatched_entries_are_cleared_by_
     html = await (await clerk.get(PAGE)).text()
     assert "Keine ungeklärte Buchung." in html and 'enctype="multipart/form-data"' in html
     raw = camt("camt053_001_08.xml", kassenzeichen="NONE-1", partial="1.00", e2e="UNKNOWN", returned="5.00")
+    before = bank_rows(sample_hub.db)
+    foreign = await send(clerk, raw, await form_token(clerk, PAGE))  # no creditor account has this IBAN yet
+    assert foreign.status == 422 and bank_rows(sample_hub.db) == before
+    assert "Konto DE89370400440532013000, das keines unserer Konten ist" in error_of(await foreign.text())
+    await call(clerk, "PUT", f"/organizers/{sample_hub.ids['museum_organizer']}/sepa-account",
+               {"iban": "DE89370400440532013000"}, status=200)
     done = await send(clerk, raw, await form_token(clerk, PAGE))
     assert done.status == 303
     html = await (await clerk.get(done.headers["Location"])).text()

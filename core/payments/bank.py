@@ -46,7 +46,7 @@ from core.base.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.base.ids import uuid7
 from core.base.storage import transaction
 from core.catalog.common import Body, Id
-from core.payments import camt, debits, states
+from core.payments import camt, debits, mandates, states
 from core.sales import payments
 
 EntryState = Literal["matched", "returned", "unmatched", "assigned", "dismissed"]
@@ -73,6 +73,7 @@ def import_statement(db: sqlite3.Connection, raw: bytes, node_id: str, now: dt.d
                      operator: str | None = None) -> dict:
     """Import a camt.053 file: store its new bookings and match them. Returns what happened."""
     statement = camt.parse(raw)
+    check_account(db, statement.account_iban)
     digest = hashlib.sha256(raw).hexdigest()
     counts = {"matched": 0, "returned": 0, "unmatched": 0}
     with transaction(db):
@@ -93,6 +94,21 @@ def import_statement(db: sqlite3.Connection, raw: bytes, node_id: str, now: dt.d
             entry = _store(db, statement_id, statement.account_iban, transaction_, now)
             counts[_settle(db, entry, node_id, now)] += 1
     return {"statement_id": statement_id, "duplicate": False, **result, **counts}
+
+
+def check_account(db: sqlite3.Connection, iban: str) -> None:
+    """A statement is ours only when its account is one of our accounts (the organizers' SEPA
+    creditor accounts, where transfers and collected debits arrive): another account's bookings
+    would be matched against our invoices by chance. Refused before anything is stored."""
+    ours = [row["iban"] for row in mandates.creditor_accounts(db)]
+    if iban in ours:
+        return
+    known = ", ".join(ours) if ours else "none yet"
+    raise ValidationError(f"the statement is for account {iban}, which is none of our accounts (the organizers' "
+                          f"SEPA creditor accounts: {known}); nothing was imported", field="file",
+                          detail_de=f"Der Kontoauszug gehört zum Konto {iban}, das keines unserer Konten ist "
+                                    "(Gläubigerkonten der Veranstalter: "
+                                    f"{', '.join(ours) if ours else 'noch keines'}); nichts wurde eingelesen")
 
 
 def _known(db: sqlite3.Connection, account: str, reference: str) -> bool:
