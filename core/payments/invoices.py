@@ -112,7 +112,8 @@ def issue(db: sqlite3.Connection, node: dict, order_id: str, data: InvoiceIn, *,
         settings = settings_of(db, organizer_id)
         issuer = _issuer(db, organizer_id)
         recipient = _recipient(db, order["customer_id"])
-        rows = [_invoice_line(db, k + 1, line, settings["ticket_vat_code"]) for k, line in enumerate(lines)]
+        rows = [_invoice_line(db, k + 1, line, settings["ticket_vat_code"], data.language)
+                for k, line in enumerate(lines)]
         total = sum(r["gross_cents"] for r in rows)
         paid = min(max(_unbilled_payments(db, order_id), 0), max(total, 0))
         today = now.astimezone(LOCAL_TZ).date()
@@ -182,6 +183,10 @@ def _open_lines(db: sqlite3.Connection, order: dict, wanted: list[str] | None) -
         "WHERE i.order_id = ? AND i.kind = 'invoice' "
         "AND NOT EXISTS (SELECT 1 FROM invoices c WHERE c.cancels_id = i.id)", (order["id"],))}
     lines = order_lines.of_order(db, order["id"])
+    credits = {r["line_id"]: r["credit_cents"] for r in db.execute(
+        "SELECT line_id, credit_cents FROM cancelled_lines WHERE order_id = ?", (order["id"],))}
+    for line in lines:
+        line["credit_cents"] = credits.get(line["id"])
     if wanted is not None:
         if len(set(wanted)) != len(wanted):
             raise ValidationError("a line is named twice", field="line_ids",
@@ -191,16 +196,25 @@ def _open_lines(db: sqlite3.Connection, order: dict, wanted: list[str] | None) -
         if stray:
             raise ValidationError(f"line {stray[0]} is not a line of order {order['number']}", field="line_ids",
                                   detail_de=f"Position {stray[0]} gehört nicht zu Auftrag {order['number']}")
+        gone = [line["position"] for line in lines if line["id"] in set(wanted) and not _billable(line)]
+        if gone:
+            raise Conflict(f"line {gone[0]} is cancelled", field="line_ids",
+                           detail_de=f"Position {gone[0]} ist storniert")
         done = [w for w in wanted if w in billed]
         if done:
             raise Conflict(f"line {done[0]} is already on invoice {billed[done[0]]}", field="line_ids",
                            detail_de=f"Position {done[0]} steht schon auf Rechnung {billed[done[0]]}")
         lines = [line for line in lines if line["id"] in set(wanted)]
-    lines = [line for line in lines if line["id"] not in billed]
+    lines = [line for line in lines if line["id"] not in billed and _billable(line)]
     if not lines:
         raise Conflict(f"every line of order {order['number']} is already invoiced",
                        detail_de=f"Alle Positionen von Auftrag {order['number']} sind bereits berechnet")
     return lines
+
+
+def _billable(line: dict) -> bool:
+    """A cancelled line is billed only with what its cancellation kept (a fee, the part played)."""
+    return line["credit_cents"] is None or line["price_cents"] - line["credit_cents"] > 0
 
 
 def _organizer(db: sqlite3.Connection, lines: list[dict]) -> str:
@@ -237,14 +251,21 @@ def _recipient(db: sqlite3.Connection, customer_id: str) -> dict:
     return {k: row[k] for k in RECIPIENT_FIELDS}
 
 
-def _invoice_line(db: sqlite3.Connection, position: int, line: dict, ticket_vat_code: str) -> dict:
+KEPT = {"de": " (storniert; verbleibender Betrag)", "en": " (cancelled; amount kept)"}
+
+
+def _invoice_line(db: sqlite3.Connection, position: int, line: dict, ticket_vat_code: str,
+                  language: Language) -> dict:
     description = line["product"] or line["kind"]
     if line["kind"] == "ticket":
         row = db.execute("SELECT starts_at FROM performances WHERE id = ?", (line["product_id"],)).fetchone()
         if row:
             description += f", {parse_iso(row['starts_at']).astimezone(LOCAL_TZ):%d.%m.%Y %H:%M}"
+    credit = line.get("credit_cents") or 0
+    if line.get("credit_cents") is not None:
+        description = description[:200 - len(KEPT[language])] + KEPT[language]
     return {"position": position, "order_line_id": line["id"], "description": description[:200],
-            "gross_cents": line["price_cents"], "vat_code": line["vat_code"] or ticket_vat_code}
+            "gross_cents": line["price_cents"] - credit, "vat_code": line["vat_code"] or ticket_vat_code}
 
 
 def _unbilled_payments(db: sqlite3.Connection, order_id: str) -> int:

@@ -8,9 +8,14 @@ What a row counts for:
 - `failed`: nothing came (e.g. a returned direct debit), so the amount is open again;
 - `refunded`: the row's money was received and given back in full.
 
+A `pending` row with a negative amount is a refund the office still has to pay out (a
+cancellation, core/payments/refunds.py): it is `refund_due`, never a claim.
+
 From these: paid = sum of `paid` rows (refunds subtract), refunded = refunds paid out plus
-`refunded` rows, owed = the order's total plus what pending rows claim beyond what is open of
-it (a returned debit's fee), open = owed - paid. A part payment lowers the pending row it pays
+`refunded` rows, owed = the order's total less what its cancelled lines credit
+(core/payments/cancellations.py) plus what pending rows claim beyond what is open of it (a
+returned debit's fee), open = owed - paid. While a refund is due the order holds more than it
+is owed, so it is `overpaid` until the refund is paid out. A part payment lowers the pending row it pays
 (core/payments/bank.py does), so pending rows are what is still expected. The state is `refunded` when money went back
 and nothing is kept, `paid` when paid equals what is owed (an order of 0 is paid), `overpaid` above it,
 `partly_paid` between, else `open`. An order is an open item while it is `open` or
@@ -57,8 +62,8 @@ def state_of(total_cents: int, paid_cents: int, refunded_cents: int) -> State:
 
 
 def sums(rows: Iterable[Mapping]) -> dict[str, int]:
-    """paid, refunded and pending cents of an order's payment rows."""
-    paid = refunded = pending = 0
+    """paid, refunded, pending (claimed) and refund-due cents of an order's payment rows."""
+    paid = refunded = pending = due = 0
     for row in rows:
         amount, state = row["amount_cents"], row["state"]
         if state == "paid":
@@ -66,9 +71,11 @@ def sums(rows: Iterable[Mapping]) -> dict[str, int]:
             refunded += -amount if amount < 0 else 0
         elif state == "refunded":
             refunded += amount
+        elif state == "pending" and amount < 0:
+            due -= amount
         elif state == "pending":
             pending += amount
-    return {"paid_cents": paid, "refunded_cents": refunded, "pending_cents": pending}
+    return {"paid_cents": paid, "refunded_cents": refunded, "pending_cents": pending, "refund_due_cents": due}
 
 
 def due_date(created_at: str, method: str | None) -> dt.date:
@@ -83,14 +90,17 @@ def _method(rows: list[Mapping]) -> str | None:
 
 
 def summary(order: Mapping, rows: list[Mapping], today: dt.date) -> dict:
-    """The payment state of *order* (a row of `orders`) with its payment *rows* on *today*."""
+    """The payment state of *order* (a row of `orders`, with `credited_cents` where lines of it are
+    cancelled) with its payment *rows* on *today*."""
     totals = sums(rows)
-    owed_cents = owed(order["total_cents"], totals["paid_cents"], totals["pending_cents"])
+    net = order["total_cents"] - (order.get("credited_cents") or 0)
+    owed_cents = owed(net, totals["paid_cents"], totals["pending_cents"])
     state = state_of(owed_cents, totals["paid_cents"], totals["refunded_cents"])
     method = _method(rows)
     due = due_date(order["created_at"], method)
     is_open = state in OPEN_STATES
-    return {"state": state, "total_cents": order["total_cents"], **totals,
+    return {"state": state, "total_cents": order["total_cents"], "credited_cents": order["total_cents"] - net,
+            **totals,
             "open_cents": owed_cents - totals["paid_cents"] if is_open else 0,
             "method": method, "due_date": due.isoformat() if is_open else None,
             "days_overdue": max((today - due).days, 0) if is_open else 0}
@@ -109,12 +119,18 @@ def order_state(db: sqlite3.Connection, order: Mapping, today: dt.date) -> dict:
     """The payment state of an order as the order view shows it (due as its live invoice says, if any)."""
     rows = db.execute("SELECT method, amount_cents, state FROM payments WHERE order_id = ? ORDER BY created_at, id",
                       (order["id"],)).fetchall()
-    state = summary(order, rows, today)
+    state = summary({**order, "credited_cents": credited(db, order["id"])}, rows, today)
     invoice = live_invoice(db, order["id"])
     if invoice and state["due_date"]:
         due = dt.date.fromisoformat(invoice["due_on"])
         state |= {"due_date": due.isoformat(), "days_overdue": max((today - due).days, 0)}
     return state
+
+
+def credited(db: sqlite3.Connection, order_id: str) -> int:
+    """What the order's cancelled lines credit (core/payments/cancellations.py)."""
+    return db.execute("SELECT coalesce(sum(credit_cents), 0) AS c FROM cancelled_lines WHERE order_id = ?",
+                      (order_id,)).fetchone()["c"]
 
 
 def state_of_order(db: sqlite3.Connection, order_id: str, today: dt.date) -> dict:
@@ -138,7 +154,8 @@ SELECT o.id, o.number, o.channel, o.customer_id, o.total_cents, o.created_at,
        COALESCE(SUM(CASE WHEN p.state = 'paid' THEN p.amount_cents END), 0) AS paid_cents,
        COALESCE(SUM(CASE WHEN p.state = 'paid' AND p.amount_cents < 0 THEN -p.amount_cents
                          WHEN p.state = 'refunded' THEN p.amount_cents END), 0) AS refunded_cents,
-       COALESCE(SUM(CASE WHEN p.state = 'pending' THEN p.amount_cents END), 0) AS pending_cents,
+       COALESCE(SUM(CASE WHEN p.state = 'pending' AND p.amount_cents > 0 THEN p.amount_cents END), 0) AS pending_cents,
+       (SELECT coalesce(sum(x.credit_cents), 0) FROM cancelled_lines x WHERE x.order_id = o.id) AS credited_cents,
        (SELECT q.method FROM payments q WHERE q.order_id = o.id
         ORDER BY q.state = 'pending' DESC, q.created_at, q.id LIMIT 1) AS method,
        (SELECT i.id FROM invoices i WHERE i.order_id = o.id AND i.kind = 'invoice' AND i.due_on IS NOT NULL
@@ -149,7 +166,7 @@ LEFT JOIN payments p ON p.order_id = o.id
 LEFT JOIN customers c ON c.id = o.customer_id
 WHERE (:customer IS NULL OR o.customer_id = :customer)
 GROUP BY o.id
-HAVING paid_cents < o.total_cents OR pending_cents > 0
+HAVING paid_cents < o.total_cents - credited_cents OR pending_cents > 0
 """
 
 
@@ -158,7 +175,7 @@ def open_items(db: sqlite3.Connection, today: dt.date, *, customer_id: str | Non
     (and not refunded), oldest due date first, with what is open and the days overdue."""
     items = []
     for row in db.execute(_OPEN, {"customer": customer_id}).fetchall():
-        owed_cents = owed(row["total_cents"], row["paid_cents"], row["pending_cents"])
+        owed_cents = owed(row["total_cents"] - row["credited_cents"], row["paid_cents"], row["pending_cents"])
         state = state_of(owed_cents, row["paid_cents"], row["refunded_cents"])
         if state not in OPEN_STATES:
             continue

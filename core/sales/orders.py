@@ -274,7 +274,11 @@ def order_view(db: sqlite3.Connection, order_id: str) -> dict:
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
     items = lines_of(db, order_id)
+    credits = {r["line_id"]: r["credit_cents"] for r in db.execute(
+        "SELECT line_id, credit_cents FROM cancelled_lines WHERE order_id = ?", (order_id,))}
     for item in items:
+        item["cancelled"] = item["id"] in credits  # core/payments/cancellations.py
+        item["credit_cents"] = credits.get(item["id"])
         item["card"] = db.execute("SELECT * FROM cards WHERE id = ?", (item["card_id"],)).fetchone() \
             if item["card_id"] else None
         item["ticket"] = db.execute("SELECT id, performance_id, seat_id, zone_id, status FROM tickets "

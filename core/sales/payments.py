@@ -46,7 +46,7 @@ def check_payment(channel: str, method: str, reference: str | None) -> None:
 
 State = Literal["pending", "paid", "failed", "refunded"]
 COLUMNS = ("id", "order_id", "method", "amount_cents", "state", "reference", "given_cents", "operator", "node_id",
-           "created_at")
+           "created_at", "cancellation_id")
 
 
 def state_at_order(method: str) -> State:
@@ -56,13 +56,15 @@ def state_at_order(method: str) -> State:
 
 def record(db: sqlite3.Connection, order_id: str, *, method: str, amount_cents: int, node_id: str,
            now: dt.datetime | str, reference: str | None = None, given_cents: int | None = None,
-           operator: str | None = None, state: State | None = None) -> dict:
-    """One payment row, inside the caller's transaction (the order's)."""
+           operator: str | None = None, state: State | None = None, cancellation_id: str | None = None) -> dict:
+    """One payment row, inside the caller's transaction (the order's; a refund's: its cancellation's,
+    core/payments/refunds.py)."""
     if not db.in_transaction:
         raise RuntimeError("payments.record() must run inside the transaction of its order")
     row = {"id": uuid7(), "order_id": order_id, "method": method, "amount_cents": amount_cents,
            "state": state or state_at_order(method), "reference": reference, "given_cents": given_cents,
-           "operator": operator, "node_id": node_id, "created_at": now if isinstance(now, str) else iso(now)}
+           "operator": operator, "node_id": node_id, "created_at": now if isinstance(now, str) else iso(now),
+           "cancellation_id": cancellation_id}
     db.execute(f"INSERT INTO payments ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                tuple(row[c] for c in COLUMNS))
     return row

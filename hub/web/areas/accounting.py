@@ -34,9 +34,11 @@ class PaymentState(msgspec.Struct, kw_only=True):
 
     state: PaymentStateName
     total_cents: int
+    credited_cents: int  # what its cancelled lines credit: it owes that much less
     paid_cents: int
     refunded_cents: int
     pending_cents: int
+    refund_due_cents: int  # refunds still to pay out (a pending refund: the order is overpaid until then)
     open_cents: int
     method: str | None
     due_date: str | None

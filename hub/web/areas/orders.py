@@ -64,6 +64,8 @@ class OrderItem(msgspec.Struct, kw_only=True):
     card_id: str | None
     card: Card | None
     ticket: SeatTicket | None
+    cancelled: bool = False  # cancelled (POST /orders/{id}/cancellations)
+    credit_cents: int | None = None  # what its cancellation credited
 
 
 class Payment(msgspec.Struct, kw_only=True):
@@ -77,6 +79,7 @@ class Payment(msgspec.Struct, kw_only=True):
     operator: str | None
     node_id: str
     created_at: str
+    cancellation_id: str | None = None  # a refund: the cancellation it pays back
 
 
 class Order(msgspec.Struct, kw_only=True):

@@ -25,6 +25,7 @@ from core.base.storage import transaction
 from core.cards import cards
 from core.catalog.common import Body
 from core.catalog.resource import MAX_PAGE
+from core.payments import cancellations
 from core.subscriptions import holds, offers, passes, records
 from core.subscriptions.passes import issue_subscription_cards
 from core.subscriptions.sale import SeatAtIn, SubscriptionSaleIn, sell_subscriptions, variant_steps
@@ -254,14 +255,21 @@ def change_subscription(ctx: Ctx):
 
 
 def _cancel_now(ctx: Ctx, body: records.SubscriptionChange, now: dt.datetime) -> dict:
-    """`{"state": "cancelled", "effective": "now"}`: the Storno (`records.cancel_now`), alone in
-    its PATCH; a repeat answers the cancelled record and changes nothing."""
+    """`{"state": "cancelled", "effective": "now"}`: the Storno, alone in its PATCH: the cancellation
+    of the subscription's order line (core/payments/cancellations.py: `records.cancel_now`, then the
+    refund of the dates not played and the invoice); a repeat answers the cancelled record and
+    changes nothing."""
     others = [name for name in ("tier_id", "form", "ends_season_id") if getattr(body, name) is not None]
     if body.state not in (None, "cancelled") or body.clear_tier or others:
         raise ValidationError("effective now is an immediate cancellation: send state cancelled and nothing else",
                               field="effective")
-    signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
-    return records.cancel_now(ctx.db, signer, ctx.path("id"), now)
+    sub = records.row(ctx.db, ctx.path("id"))
+    if sub["cancelled_at"] is None:  # the Storno is the cancellation of its order line: money and invoice too
+        signer = cards.load_signer(ctx.db, context(ctx.app).data_dir)
+        why = cancellations.LinesCancelIn(line_ids=[sub["line_id"]], reason=f"subscription {sub['number']} cancelled")
+        cancellations.cancel(ctx.db, signer, this_node(ctx.db), sub["order_id"], why, now=now,
+                             operator=ctx.token["name"][:100])
+    return records.get(ctx.db, ctx.path("id"))
 
 
 def change_subscription_seats(ctx: Ctx):
