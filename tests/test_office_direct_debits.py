@@ -170,6 +170,7 @@ async def test_a_debit_is_previewed_exported_downloaded_and_returned_with_its_fe
     XSD.validate((await got.read()).decode())
     nothing = await post_form(clerk, sepa, "/office/sepa/runs", {"organizer_id": org})
     assert nothing.status == 409 and sepa_rows(sample_hub.db)["sepa_runs"] == before["sepa_runs"] + 1
+    assert "Keine Lastschrift ist zum Einzug fällig" in error_of(await nothing.text())
 
     debit = (await call(clerk, "GET", f"/sepa-debits?order_id={order['id']}", status=200))["items"][0]
     assert f'data-debit="{debit["id"]}"' in html
@@ -179,6 +180,8 @@ async def test_a_debit_is_previewed_exported_downloaded_and_returned_with_its_fe
         refused = await post_form(clerk, sepa, f"/office/sepa/debits/{debit['id']}/return",
                                   {"organizer_id": org, **fields})
         assert refused.status == status and sepa_rows(sample_hub.db) == after, fields
+        if fields["reason"] == "XX99":
+            assert "XX99 ist kein Rückgabegrund für SEPA-Lastschriften" in error_of(await refused.text())
     returned = await post_form(clerk, sepa, f"/office/sepa/debits/{debit['id']}/return",
                                {"organizer_id": org, "reason": "AM04", "fee": "3,50"})
     assert returned.status == 303
@@ -190,6 +193,12 @@ async def test_a_debit_is_previewed_exported_downloaded_and_returned_with_its_fe
     assert (fee["amount_cents"], fee["state"]) == (350, "pending")
     html = await (await clerk.get(f"/office/orders/{order['id']}")).text()
     assert "zurückgegeben (AM04)" in html
+    late = await post_form(clerk, sepa, f"/office/sepa/debits/{debit['id']}/collected", {"organizer_id": org})
+    assert late.status == 409 and "Die Lastschrift ist zurückgegeben: nur eine eingereichte Lastschrift" in error_of(
+        await late.text())
+    english = await post_form(clerk, sepa + "&lang=en", f"/office/sepa/debits/{debit['id']}/collected",
+                              {"organizer_id": org})
+    assert "the debit is returned: only a submitted debit is collected" in error_of(await english.text())
 
 
 async def test_the_english_sepa_page_names_what_it_shows(sample_hub, aiohttp_client):

@@ -244,7 +244,9 @@ def _return(db: sqlite3.Connection, entry: dict, node_id: str, now: dt.datetime)
     try:
         body = debits.ReturnIn(reason=entry["return_reason"], fee_cents=entry["fee_cents"])
         if body.fee_cents > 10_000:
-            raise ValidationError(f"a return fee of {body.fee_cents} cents is implausible", field="fee_cents")
+            raise ValidationError(f"a return fee of {body.fee_cents} cents is implausible", field="fee_cents",
+                                      detail_de=f"Eine Rücklastschriftgebühr von {body.fee_cents} Cent ist "
+                                                "unplausibel")
         debits.mark_returned(db, debit["id"], body, node_id, now)
     except TesseraError as exc:
         return _unmatched(db, entry, f"return of SEPA debit {debit['end_to_end_id']} not recorded: {exc.detail}")

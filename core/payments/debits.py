@@ -45,6 +45,11 @@ RETURN_REASONS = {
 }
 
 
+DEBIT_STATES_DE = {"due": "fällig", "submitted": "eingereicht", "collected": "eingezogen",
+                   "returned": "zurückgegeben", "cancelled": "storniert"}
+MANDATE_STATES_DE = {"active": "aktiv", "used": "verbraucht", "cancelled": "widerrufen"}
+
+
 class DebitIn(Body, kw_only=True):
     order_id: Id
     mandate_id: Id | None = None  # default: the customer's one active mandate
@@ -63,17 +68,20 @@ def create_from_order(db: sqlite3.Connection, data: DebitIn, now: dt.datetime) -
         if day is not None:
             check_when(day, field)
     if data.prenotified_on and data.prenotified_on > today:
-        raise ValidationError("the pre-notification cannot be dated in the future", field="prenotified_on")
+        raise ValidationError("the pre-notification cannot be dated in the future", field="prenotified_on",
+                              detail_de="Die Vorabankündigung kann nicht in der Zukunft liegen")
     with transaction(db):
         order = db.execute("SELECT * FROM orders WHERE id = ?", (data.order_id,)).fetchone()
         if order is None:
-            raise NotFound(f"no order {data.order_id}")
+            raise NotFound(f"no order {data.order_id}", detail_de=f"Keine Bestellung {data.order_id}")
         if not order["customer_id"]:
-            raise Conflict("the order has no customer: there is no one to debit", field="order_id")
+            raise Conflict("the order has no customer: there is no one to debit", field="order_id",
+                           detail_de="Die Bestellung hat keinen Kunden: niemand kann belastet werden")
         payment = _open_sepa_payment(db, order["id"])
         mandate = _mandate_for(db, order["customer_id"], data.mandate_id)
         if not 0 < payment["amount_cents"] <= MAX_CENTS:
-            raise Conflict("the order's SEPA payment has nothing to collect", field="order_id")
+            raise Conflict("the order's SEPA payment has nothing to collect", field="order_id",
+                           detail_de="Die SEPA-Zahlung der Bestellung hat keinen Betrag zum Einzug")
         debit_id = uuid7()
         row = {"id": debit_id, "payment_id": payment["id"], "order_id": order["id"], "mandate_id": mandate["id"],
                "amount_cents": payment["amount_cents"], "due_on": (data.due_on or today).isoformat(),
@@ -94,7 +102,8 @@ def _open_sepa_payment(db: sqlite3.Connection, order_id: str) -> dict:
         "ORDER BY created_at, id", (order_id,)).fetchall()
     if not rows:
         raise Conflict("the order has no open SEPA payment (paid another way, or a debit collects it already)",
-                       field="order_id")
+                       field="order_id", detail_de="Die Bestellung hat keine offene SEPA-Zahlung (anders bezahlt, "
+                                                   "oder eine Lastschrift zieht sie schon ein)")
     return rows[0]
 
 
@@ -102,21 +111,25 @@ def _mandate_for(db: sqlite3.Connection, customer_id: str, mandate_id: str | Non
     if mandate_id is not None:
         mandate = db.execute("SELECT * FROM sepa_mandates WHERE id = ?", (mandate_id,)).fetchone()
         if mandate is None or mandate["customer_id"] != customer_id:
-            raise ValidationError("no mandate of the order's customer has this id", field="mandate_id")
+            raise ValidationError("no mandate of the order's customer has this id", field="mandate_id",
+                                  detail_de="Der Kunde der Bestellung hat kein Mandat mit dieser ID")
         if mandate["state"] != "active":
-            raise Conflict(f"the mandate is {mandate['state']}", field="mandate_id")
+            raise Conflict(f"the mandate is {mandate['state']}", field="mandate_id",
+                           detail_de=f"Das Mandat ist {MANDATE_STATES_DE.get(mandate['state'], mandate['state'])}")
         return mandate
     active = [m for m in mandates.of_customer(db, customer_id) if m["state"] == "active"]
     if len(active) != 1:
         raise Conflict("the customer has no active SEPA mandate" if not active else
-                       "the customer has several active mandates: name one (mandate_id)", field="mandate_id")
+                       "the customer has several active mandates: name one (mandate_id)", field="mandate_id",
+                       detail_de="Der Kunde hat kein aktives SEPA-Mandat" if not active else
+                       "Der Kunde hat mehrere aktive Mandate: bitte eines wählen")
     return active[0]
 
 
 def get(db: sqlite3.Connection, debit_id: str) -> dict:
     row = db.execute("SELECT * FROM sepa_debits WHERE id = ?", (debit_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no SEPA debit {debit_id}")
+        raise NotFound(f"no SEPA debit {debit_id}", detail_de=f"Keine SEPA-Lastschrift {debit_id}")
     return row
 
 
@@ -136,7 +149,9 @@ def mark_collected(db: sqlite3.Connection, debit_id: str, now: dt.datetime) -> d
     with transaction(db):
         debit = get(db, debit_id)
         if debit["state"] != "submitted":
-            raise Conflict(f"the debit is {debit['state']}: only a submitted debit is collected")
+            raise Conflict(f"the debit is {debit['state']}: only a submitted debit is collected",
+                           detail_de=f"Die Lastschrift ist {DEBIT_STATES_DE[debit['state']]}: nur eine "
+                                     "eingereichte Lastschrift wird eingezogen")
         db.execute("UPDATE sepa_debits SET state = 'collected', collected_at = ? WHERE id = ?", (iso(now), debit_id))
         db.execute("UPDATE payments SET state = 'paid' WHERE id = ?", (debit["payment_id"],))
     return get(db, debit_id)
@@ -148,11 +163,14 @@ def mark_returned(db: sqlite3.Connection, debit_id: str, data: ReturnIn, node_id
     (method `transfer`: the customer pays it, the hub does not debit it again on its own)."""
     if data.reason not in RETURN_REASONS:
         raise ValidationError(f"{data.reason} is not a SEPA return reason; known: {', '.join(RETURN_REASONS)}",
-                              field="reason")
+                              field="reason", detail_de=f"{data.reason} ist kein Rückgabegrund für "
+                                                        f"SEPA-Lastschriften; bekannt: {', '.join(RETURN_REASONS)}")
     with transaction(db):
         debit = get(db, debit_id)
         if debit["state"] not in ("submitted", "collected"):
-            raise Conflict(f"the debit is {debit['state']}: only a submitted or collected debit comes back")
+            raise Conflict(f"the debit is {debit['state']}: only a submitted or collected debit comes back",
+                           detail_de=f"Die Lastschrift ist {DEBIT_STATES_DE[debit['state']]}: nur eine eingereichte "
+                                     "oder eingezogene Lastschrift kommt zurück")
         db.execute("UPDATE sepa_debits SET state = 'returned', return_reason = ?, return_fee_cents = ?, "
                    "returned_at = ? WHERE id = ?", (data.reason, data.fee_cents, iso(now), debit_id))
         db.execute("UPDATE payments SET state = 'pending' WHERE id = ?", (debit["payment_id"],))

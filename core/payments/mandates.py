@@ -71,10 +71,12 @@ class CreditorAccountIn(Body, kw_only=True):
 def create(db: sqlite3.Connection, data: MandateIn, now: dt.datetime) -> dict:
     customer = db.execute("SELECT * FROM customers WHERE id = ?", (data.customer_id,)).fetchone()
     if customer is None:
-        raise ValidationError(f"no customer {data.customer_id}", field="customer_id")
+        raise ValidationError(f"no customer {data.customer_id}", field="customer_id",
+                              detail_de=f"Kein Kunde {data.customer_id}")
     organizer = db.execute("SELECT * FROM organizers WHERE id = ?", (data.organizer_id,)).fetchone()
     if organizer is None:
-        raise ValidationError(f"no organizer {data.organizer_id}", field="organizer_id")
+        raise ValidationError(f"no organizer {data.organizer_id}", field="organizer_id",
+                              detail_de=f"Kein Veranstalter {data.organizer_id}")
     if not organizer["sepa_creditor_id"]:
         raise ValidationError("the organizer has no SEPA creditor identifier: set it first", field="organizer_id",
                               detail_de="Der Veranstalter hat keine Gläubiger-ID: bitte zuerst eintragen")
@@ -90,7 +92,8 @@ def create(db: sqlite3.Connection, data: MandateIn, now: dt.datetime) -> dict:
     name = data.debtor_name or " ".join(p for p in (customer["first_name"], customer["last_name"]) if p)
     if not sepa_text_ok(name):
         raise ValidationError(f"the account holder's name {name!r} has no letters a bank can read",
-                              field="debtor_name")
+                              field="debtor_name", detail_de=f"Der Name des Kontoinhabers {name!r} hat keine "
+                                                             "Buchstaben, die eine Bank lesen kann")
     address = data.address
     row = {"id": uuid7(), "organizer_id": organizer["id"], "customer_id": customer["id"], "reference": reference,
            "kind": data.kind, "sequence": "FRST" if data.kind == "recurring" else "OOFF", "debtor_name": name,
@@ -148,7 +151,7 @@ def sepa_text_ok(name: str) -> bool:
 def get(db: sqlite3.Connection, mandate_id: str) -> dict:
     row = db.execute("SELECT * FROM sepa_mandates WHERE id = ?", (mandate_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no SEPA mandate {mandate_id}")
+        raise NotFound(f"no SEPA mandate {mandate_id}", detail_de=f"Kein SEPA-Mandat {mandate_id}")
     return row
 
 
@@ -240,7 +243,7 @@ DEAD = frozenset({"AC04", "AC06", "MD01", "MD07"})
 def set_creditor_account(db: sqlite3.Connection, organizer_id: str, data: CreditorAccountIn,
                          now: dt.datetime) -> dict:
     if db.execute("SELECT 1 FROM organizers WHERE id = ?", (organizer_id,)).fetchone() is None:
-        raise NotFound(f"no organizer {organizer_id}")
+        raise NotFound(f"no organizer {organizer_id}", detail_de=f"Kein Veranstalter {organizer_id}")
     iban = sepa_rules.check_iban(data.iban, "iban")
     bic = sepa_rules.check_bic(data.bic, "bic")
     with transaction(db):
@@ -253,7 +256,8 @@ def set_creditor_account(db: sqlite3.Connection, organizer_id: str, data: Credit
 def creditor_account(db: sqlite3.Connection, organizer_id: str) -> dict:
     row = db.execute("SELECT * FROM sepa_creditor_accounts WHERE organizer_id = ?", (organizer_id,)).fetchone()
     if row is None:
-        raise NotFound(f"organizer {organizer_id} has no SEPA creditor account yet")
+        raise NotFound(f"organizer {organizer_id} has no SEPA creditor account yet",
+                       detail_de=f"Veranstalter {organizer_id} hat noch kein Gläubigerkonto")
     return row
 
 

@@ -98,7 +98,7 @@ class Plan:
 def creditor_of(db: sqlite3.Connection, organizer_id: str) -> Creditor:
     organizer = db.execute("SELECT * FROM organizers WHERE id = ?", (organizer_id,)).fetchone()
     if organizer is None:
-        raise NotFound(f"no organizer {organizer_id}")
+        raise NotFound(f"no organizer {organizer_id}", detail_de=f"Kein Veranstalter {organizer_id}")
     creditor_id = sepa_rules.check_creditor(organizer["sepa_creditor_id"])
     account = mandates.creditor_account(db, organizer_id)
     return Creditor(organizer_id, sepa_rules.sepa_text(organizer["name"], 70), creditor_id,
@@ -120,10 +120,16 @@ def plan(db: sqlite3.Connection, organizer_id: str, today: dt.date, *, collectio
         if not sepa_rules.is_target_day(collection_date):
             raise ValidationError(f"{collection_date} is no TARGET business day (weekend or TARGET holiday); "
                                   f"the next is {sepa_rules.next_target_day(collection_date)}",
-                                  field="collection_date")
+                                  field="collection_date",
+                                  detail_de=f"Der {collection_date:%d.%m.%Y} ist kein TARGET-Geschäftstag "
+                                            "(Wochenende oder TARGET-Feiertag); der nächste ist der "
+                                            f"{sepa_rules.next_target_day(collection_date):%d.%m.%Y}")
         if collection_date < earliest:
             raise ValidationError(f"a CORE debit handed over on {today} collects on {earliest} at the earliest "
-                                  "(one TARGET day before, D-1)", field="collection_date")
+                                  "(one TARGET day before, D-1)", field="collection_date",
+                                  detail_de=f"Eine CORE-Lastschrift, die am {today:%d.%m.%Y} eingereicht wird, wird "
+                                            f"frühestens am {earliest:%d.%m.%Y} eingezogen (einen TARGET-Tag "
+                                            "vorher, D-1)")
     horizon = collection_date or earliest
     rows = db.execute(
         "SELECT d.*, m.reference, m.signed_on, m.debtor_name, m.iban AS mandate_iban, m.bic AS mandate_bic, "
@@ -255,7 +261,8 @@ def render(items: list[Item], creditor: Creditor, message_id: str, created_at: d
     try:
         return doc.export(validate=True)
     except XsdError as exc:
-        raise ValidationError(f"the pain.008 file fails its XSD: {exc.__cause__ or exc}") from None
+        raise ValidationError(f"the pain.008 file fails its XSD: {exc.__cause__ or exc}",
+                              detail_de=f"Die pain.008-Datei verletzt ihr XSD: {exc.__cause__ or exc}") from None
 
 
 def _amend(mandate_info, item: Item) -> None:
@@ -304,7 +311,9 @@ def export(db: sqlite3.Connection, organizer_id: str, now: dt.datetime, *, colle
                 (run_id, item.sequence, item.collection_date.isoformat(), item.iban, item.amendment,
                  item.amended_from_iban, item.debit_id)).rowcount
             if updated != 1:
-                raise Conflict(f"debit {item.debit_id} changed during the export; try again")
+                raise Conflict(f"debit {item.debit_id} changed during the export; try again",
+                               detail_de=f"Lastschrift {item.debit_id} hat sich während des Exports geändert; "
+                                         "bitte noch einmal")
         for mandate_id in {i.mandate_id for i in the_plan.items}:
             mandates.submitted(db, mandates.get(db, mandate_id))
     return {**run(db, run_id), "held": the_plan.held}
@@ -314,14 +323,14 @@ def run(db: sqlite3.Connection, run_id: str) -> dict:
     row = db.execute("SELECT id, organizer_id, message_id, debits, total_cents, sha256, created_at FROM sepa_runs "
                      "WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no SEPA run {run_id}")
+        raise NotFound(f"no SEPA run {run_id}", detail_de=f"Kein SEPA-Lauf {run_id}")
     return row
 
 
 def run_file(db: sqlite3.Connection, run_id: str) -> bytes:
     row = db.execute("SELECT xml FROM sepa_runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no SEPA run {run_id}")
+        raise NotFound(f"no SEPA run {run_id}", detail_de=f"Kein SEPA-Lauf {run_id}")
     return bytes(row["xml"])
 
 

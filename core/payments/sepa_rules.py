@@ -115,7 +115,8 @@ def needs_address(iban: str) -> bool:
 
 def check_creditor(creditor_id: str | None) -> str:
     if not creditor_id:
-        raise ValidationError("the organizer has no SEPA creditor identifier", field="sepa_creditor_id")
+        raise ValidationError("the organizer has no SEPA creditor identifier", field="sepa_creditor_id",
+                              detail_de="Der Veranstalter hat keine Gläubiger-ID")
     check_creditor_id(creditor_id)
     return creditor_id.replace(" ", "").upper()
 
