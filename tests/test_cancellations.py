@@ -89,7 +89,8 @@ async def test_cancelling_one_card_of_an_invoiced_transfer_order_drops_its_claim
     storno = await call(api, "GET", f"/invoices/{done['cancellation_invoice_id']}", status=200)
     assert (storno["kind"], storno["cancels_id"], storno["total_cents"]) == ("cancellation", invoice["id"], -12000)
     again = await call(api, "GET", f"/invoices/{done['reissued_invoice_id']}", status=200)
-    assert (again["total_cents"], [line["order_line_id"] for line in again["lines"]]) == (6500, [placed["items"][0]["id"]])
+    assert again["total_cents"] == 6500
+    assert [line["order_line_id"] for line in again["lines"]] == [placed["items"][0]["id"]]
     assert again["kassenzeichen"] and again["number"] not in (invoice["number"], storno["number"])
 
     view = await order(api, placed["id"])
@@ -137,7 +138,8 @@ async def test_a_card_paid_order_cancelled_in_full_is_refunded_to_the_card_and_p
     await problem(api, "POST", f"/refunds/{refund['id']}/paid-out", {"reference": "x"}, status=409, slug="conflict")
     state = (await order(api, placed["id"]))["payment_state"]
     # 5,00 € fee kept: 120,00 paid, 115,00 back, 5,00 owed for the fee
-    assert (state["state"], state["paid_cents"], state["refunded_cents"], state["open_cents"]) == ("paid", 500, 11500, 0)
+    assert (state["state"], state["paid_cents"], state["refunded_cents"], state["open_cents"]) == (
+        "paid", 500, 11500, 0)
     assert (await call(api, "GET", "/refunds?state=pending", status=200))["items"] == []
 
 

@@ -81,7 +81,8 @@ def _card_back(db: sqlite3.Connection, signer: cards.NodeSigner, line: dict, rea
 
 def _ticket_credit(db: sqlite3.Connection, line: dict, now: dt.datetime) -> int:
     begun = db.execute("SELECT p.title, p.starts_at FROM tickets t JOIN performances p ON p.id = t.performance_id "
-                       "WHERE t.line_id = ? AND t.status = 'sold' AND p.starts_at <= ?", (line["id"], iso(now))).fetchone()
+                       "WHERE t.line_id = ? AND t.status = 'sold' AND p.starts_at <= ?",
+                       (line["id"], iso(now))).fetchone()
     if begun is not None:
         raise _refuse(line, Refusal(f"the performance {begun['title']} has begun; its ticket is not taken back",
                                     f"die Vorstellung {begun['title']} hat begonnen; ihr Ticket wird nicht "
