@@ -1,0 +1,175 @@
+"""Confirming a season rollover (S15): the held seats become next season's subscriptions.
+
+The seed's order: "Nach der Übernahme werden Rechnungen erzeugt und Zahlungen verbucht;
+anschließend erfolgt der Druck". Per subscriber and new product (a couple side by side stays one
+order), in ONE transaction:
+
+1. the order through the ledger's one sale store (`sale.store_sale` -> `orders.store_order`): a
+   line, a `subscriptions` row (new number from the `ABO` series) and the seat tickets per
+   member, priced by the catalog (`sale.price`, the tier matched by name in the plan), channel
+   `phone` (the office's); the run's holds on those seats go in the same transaction;
+2. the invoice (`invoices.issue`);
+3. the payment: where the customer has an active recurring SEPA mandate with the organizer the
+   order is owed by direct debit and the debit is created (`debits.create_from_order`, due on
+   the invoice's due date); the pain.008 export sends it RCUR when the mandate already collected
+   its FRST (`mandates`); otherwise the invoice is paid by transfer;
+4. the cards and their print jobs (`passes.issue_subscription_cards`: pass and/or single tickets).
+
+Only `held` items of outcome kept or moved are confirmed (paused ones stay held until resumed or
+the deadline passes). A group that fails (its hold expired and the seat was sold meanwhile) is
+rolled back alone and its items are marked `failed` with the reason; every confirmed item names
+its new subscription, order, invoice and debit, so a second confirmation does nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+
+from core.base.clock import iso
+from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.storage import transaction
+from core.cards.cards import NodeSigner
+from core.catalog import pricing, resource
+from core.catalog.subscriptions import Subscriptions
+from core.payments import debits, invoices
+from core.subscriptions import holds, passes, rollover_run
+from core.subscriptions.rollover_run import Progress, _quiet
+from core.subscriptions.sale import Booked, MemberIn, SubscriptionSaleIn, fresh_ids, price, store_sale
+
+OPERATOR = "Saisonübernahme"
+
+
+def _groups(items: list[dict]) -> list[list[dict]]:
+    """Items by (customer, new product), in order of sale of their first subscription."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for item in items:
+        out.setdefault((item["customer_id"], item["to_product_id"]), []).append(item)
+    return list(out.values())
+
+
+def selected(db: sqlite3.Connection, run_id: str, customer_numbers: Sequence[str] | None) -> list[dict]:
+    """The run's items to confirm: held, kept or moved; of the customers named (numbers), or all."""
+    items = [i for i in rollover_run.items_of(db, run_id)
+             if i["state"] == "held" and i["outcome"] in ("kept", "moved")]
+    if customer_numbers:
+        wanted = {n.strip().upper() for n in customer_numbers}
+        known = {r["number"] for r in db.execute("SELECT number FROM customers WHERE number IN "
+                                                 f"({', '.join('?' * len(wanted))})", sorted(wanted))}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise NotFound(f"no customer {unknown[0]}", field="subscribers", detail_de=f"Kein Kunde {unknown[0]}")
+        items = [i for i in items if i["customer_number"] in wanted]
+    return items
+
+
+def confirm(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_id: str, now: dt.datetime, *,
+            customer_numbers: Sequence[str] | None = None, progress: Progress = _quiet) -> dict:
+    """Confirm the held items (of *customer_numbers*, or all): orders, invoices, debits, prints."""
+    current = rollover_run.get(db, run_id)
+    if current["state"] == "planning":
+        raise Conflict("the rollover is still being planned: run it to the end first",
+                       detail_de="Die Übernahme ist noch nicht fertig geplant: erst zu Ende laufen lassen")
+    groups = _groups(selected(db, run_id, customer_numbers))
+    total = sum(len(g) for g in groups)
+    _state(db, run_id, "confirming", total, 0, now)
+    progress("confirm", 0, total)
+    done = 0
+    for group in groups:
+        try:
+            _confirm_group(db, node, signer, current, group, now)
+        except (Conflict, ValidationError, NotFound) as exc:
+            _fail(db, run_id, group, exc.detail, now)
+        done += len(group)
+        _state(db, run_id, "confirming", total, done, now)
+        progress("confirm", done, total)
+    left = db.execute("SELECT count(*) AS n FROM rollover_items WHERE run_id = ? AND state = 'held' "
+                      "AND outcome <> 'paused'", (run_id,)).fetchone()["n"]
+    _state(db, run_id, "held" if left else "done", total, total, now)
+    return rollover_run.result(db, run_id)
+
+
+def _state(db: sqlite3.Connection, run_id: str, state: str, total: int, done: int, now: dt.datetime) -> None:
+    with transaction(db):
+        db.execute("UPDATE rollover_runs SET state = ?, total = ?, done = ?, updated_at = ? WHERE id = ?",
+                   (state, total, done, iso(now), run_id))
+
+
+def _fail(db: sqlite3.Connection, run_id: str, group: list[dict], why: str, now: dt.datetime) -> None:
+    with transaction(db):
+        db.executemany("UPDATE rollover_items SET state = 'failed', error = ?, updated_at = ? "
+                       "WHERE run_id = ? AND subscription_id = ?",
+                       [(why[:500], iso(now), run_id, i["subscription_id"]) for i in group])
+
+
+def _confirm_group(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_row: dict, group: list[dict],
+                   now: dt.datetime) -> None:
+    holder = rollover_run.holder_of(run_row["id"])
+    with transaction(db):
+        prod = resource.get(db, Subscriptions(), group[0]["to_product_id"])
+        old = [db.execute("SELECT s.*, o.delivery FROM subscriptions s JOIN orders o ON o.id = s.order_id "
+                          "WHERE s.id = ?", (i["subscription_id"],)).fetchone() for i in group]
+        bookings = [[(p, s) for p, s in item["seats"]] for item in group]
+        _check_held(db, holder, group, bookings, now)
+        holds.release_seats(db, holder, [b for seats in bookings for b in seats])
+        party = [_member(db, prod, item, old_sub, seats) for item, old_sub, seats in zip(group, old, bookings,
+                                                                                         strict=True)]
+        total = sum(priced[0] for _, _, priced in party)
+        mandate = _mandate(db, prod["organizer_id"], group[0]["customer_id"]) if total else None
+        body = SubscriptionSaleIn(product_id=prod["id"], customer_id=group[0]["customer_id"],
+                                  delivery="mail" if old[0]["delivery"] == "mail" else "pickup",
+                                  payment_method="sepa" if mandate else ("transfer" if total else "none"),
+                                  operator=OPERATOR)
+        form = old[0]["form"] if prod["print_options"] == "both" or prod["print_options"] == old[0]["form"] \
+            else prod["print_options"]
+        sold = store_sale(db, node, prod, body, party, fresh_ids(db, node, party, now), form=form, channel="phone",
+                          agency_token=None, now=now)
+        invoice = invoices.issue(db, node, sold["order_id"], invoices.InvoiceIn(), now=now, operator=OPERATOR)
+        debit = None
+        if mandate:
+            due = dt.date.fromisoformat(invoice["due_on"]) if invoice["due_on"] else None
+            debit = debits.create_from_order(db, debits.DebitIn(order_id=sold["order_id"], mandate_id=mandate["id"],
+                                                                due_on=due), now)
+        for item, sub in zip(group, sold["subscriptions"], strict=True):
+            passes.issue_subscription_cards(db, signer, sub["id"], now)
+            db.execute("UPDATE rollover_items SET state = 'confirmed', new_subscription_id = ?, order_id = ?, "
+                       "invoice_id = ?, debit_id = ?, error = NULL, updated_at = ? WHERE run_id = ? AND "
+                       "subscription_id = ?", (sub["id"], sold["order_id"], invoice["id"],
+                                               debit["id"] if debit else None, iso(now), run_row["id"],
+                                               item["subscription_id"]))
+
+
+def _check_held(db: sqlite3.Connection, holder: str, group: list[dict], bookings: list[list[tuple[str, str]]],
+                now: dt.datetime) -> None:
+    """Every seat still held by the run (the renewal deadline not passed)."""
+    for item, seats in zip(group, bookings, strict=True):
+        if not seats:
+            continue
+        held = db.execute("SELECT count(*) AS n FROM seat_holds WHERE hold_id = ? AND holder = ? AND expires_at > ?",
+                          (item["hold_id"], holder, iso(now))).fetchone()["n"]
+        if held != len(seats):
+            raise Conflict(f"the renewal deadline of subscription {item['number']} has passed: its seats are no "
+                           "longer held", detail_de=f"Die Verlängerungsfrist von Abo {item['number']} ist "
+                                                    "abgelaufen: die Plätze sind nicht mehr reserviert")
+
+
+def _member(db: sqlite3.Connection, prod: dict, item: dict, old: dict, seats: list[tuple[str, str]]):
+    """One member of the order as `store_sale` takes it: its tier and pass name, seats, and price."""
+    zones = {r["id"]: r["zone_id"] for r in db.execute(
+        "SELECT id, zone_id FROM seats WHERE id IN (" + ", ".join("?" * len(seats)) + ")",
+        [s for _, s in seats])} if seats else {}
+    booked = [Booked(perf, seat, zones[seat]) for perf, seat in seats]
+    member = MemberIn(tier_id=item["tier_id"], holder_name=old["holder_name"])
+    if prod["kind"] == "voucher":
+        cents = pricing.subscription_price(db, prod["id"], None, item["tier_id"])["price_cents"]
+        return member, booked, (cents, {}, None)
+    return member, booked, price(db, prod, booked, item["tier_id"], None, "internal")
+
+
+def _mandate(db: sqlite3.Connection, organizer_id: str, customer_id: str) -> dict | None:
+    """The customer's active recurring mandate with the organizer (the newest, if several)."""
+    return db.execute("SELECT * FROM sepa_mandates WHERE organizer_id = ? AND customer_id = ? AND state = 'active' "
+                      "AND kind = 'recurring' ORDER BY signed_on DESC, id DESC LIMIT 1",
+                      (organizer_id, customer_id)).fetchone()
+
