@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import demo, edge_commands, gate_commands, hub_commands
+from cli import demo, edge_commands, gate_commands, hub_commands, report_command
 from cli.request_lines import accept_utf8_urls
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub_commands.register(areas)
     gate_commands.register(areas)
     edge_commands.register(areas)
+    report_command.register(areas)  # tessera report (S14)
     return parser
 
 

@@ -12,6 +12,10 @@ adapter for the hub can give its own answer without touching a rule:
 - `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`)
 - `overwriting_deleted`, `drop_old_page_copies`: rewritten text leaves no copy behind (in a
   page's free space, in the write-ahead log), for secrets a row must stop holding
+- `database_file`: the file behind a connection (`PRAGMA database_list`)
+- `joined`, `local_day` (+ `with_local_day`): a group's values as one text (`group_concat`),
+  and the box office's calendar day of a UTC timestamp (a Python function on the connection;
+  PostgreSQL would say `AT TIME ZONE`), for the reports (`core/reports/`)
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from core.base.clock import LOCAL_TZ, parse_iso
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -86,6 +92,38 @@ def rows_by_json_keys(table: str, key_columns: tuple[str, ...]) -> str:
     lookup by primary key per row, in one statement."""
     on = " AND ".join(f"t.{_name(c)} = j.value ->> {i}" for i, c in enumerate(key_columns))
     return f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {_name(table)} t ON {on}"
+
+
+def database_file(db: sqlite3.Connection) -> str:
+    """The file of *db*'s main database, for a second connection to the same data (a worker
+    thread reading a long report while the hub goes on)."""
+    for row in db.execute("PRAGMA database_list").fetchall():
+        name = row["name"] if isinstance(row, dict) else row[1]
+        if name == "main":
+            return row["file"] if isinstance(row, dict) else row[2]
+    raise LookupError("the connection has no main database")
+
+
+def joined(expression: str, separator: str = ", ") -> str:
+    """The values of *expression* in a group as one text, *separator* between them (a literal
+    the calling code writes, never input)."""
+    quoted = separator.replace("'", "''")
+    return f"group_concat({expression}, '{quoted}')"
+
+
+def local_day(column: str) -> str:
+    """The local calendar day (`YYYY-MM-DD`) of the UTC timestamp in *column*; the connection
+    needs `with_local_day` first."""
+    return f"tessera_local_day({column})"
+
+
+def _local_day(text: object) -> str | None:
+    return parse_iso(text).astimezone(LOCAL_TZ).date().isoformat() if isinstance(text, str) and text else None
+
+
+def with_local_day(db: sqlite3.Connection) -> None:
+    """Teach *db* `local_day` (idempotent; a per-connection SQL function in SQLite)."""
+    db.create_function("tessera_local_day", 1, _local_day, deterministic=True)
 
 
 @contextlib.contextmanager

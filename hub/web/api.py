@@ -92,6 +92,17 @@ class Media:
     content_type: str
 
 
+@dataclass(frozen=True)
+class Download:
+    """A file answer too big to hold in memory (a report's CSV, XLSX or PDF): *file* is an open
+    binary file at its start (a temporary file the handler wrote); it is sent in chunks and
+    closed. Declare its type in `Operation.also_media`, like a `Media`. Never cached."""
+
+    file: Any
+    content_type: str
+    filename: str
+
+
 @dataclass
 class Ctx:
     """What a handler sees: no aiohttp request, so operations also run in-process."""
@@ -231,6 +242,30 @@ def _origin(request: web.Request) -> str:
         return ""
 
 
+CHUNK = 256 * 1024
+
+
+async def _send_file(request: web.Request, status: int, download: Download) -> web.StreamResponse:
+    """Stream *download*'s file in chunks, then close it (a temporary file is gone with it)."""
+    media, _, charset = download.content_type.partition("; charset=")
+    response = web.StreamResponse(status=status, headers={
+        "Content-Disposition": f'attachment; filename="{download.filename}"', "Cache-Control": "no-store"})
+    response.content_type = media
+    if charset:
+        response.charset = charset
+    try:
+        download.file.seek(0, 2)
+        response.content_length = download.file.tell()
+        download.file.seek(0)
+        await response.prepare(request)
+        while chunk := download.file.read(CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+    finally:
+        download.file.close()
+    return response
+
+
 def _endpoint(op: Operation) -> Callable:
     async def endpoint(request: web.Request) -> web.Response:
         db = request.app[DB]
@@ -249,6 +284,8 @@ def _endpoint(op: Operation) -> Callable:
         if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
+        if isinstance(payload, Download):
+            return await _send_file(request, status, payload)
         if isinstance(payload, Media):  # SVG, PDF: the bytes as they are (never cached: only JSON is)
             media, _, charset = payload.content_type.partition("; charset=")  # e.g. a Windows-1252 CSV
             return web.Response(status=status, body=payload.body, content_type=media, charset=charset or None,
