@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from cli import hub_backup, hub_bank, hub_datev, hub_sepa
+from cli import hub_backup, hub_bank, hub_datev, hub_rollover, hub_sepa
 from cli.listening import bind
 from core.base.clock import utcnow
 from core.base.node import this_node
@@ -157,6 +157,7 @@ def register(areas: argparse._SubParsersAction) -> None:
     hub_sepa.register(cmds)  # sepa export (cli/hub_sepa.py)
     hub_datev.register(cmds)  # datev export (cli/hub_datev.py)
     hub_bank.register(cmds)  # bank import (cli/hub_bank.py)
+    hub_rollover.register(cmds)  # rollover plan, run, confirm (cli/hub_rollover.py)
 
 
 def _positive(text: str) -> int:

@@ -118,3 +118,25 @@ def _mandate_with_collected_frst(scene: Scene) -> None:
     sepa.export(db, org, GENERAL)
     debits.mark_collected(db, debit["id"], GENERAL + dt.timedelta(days=20))
     scene.subs["kept"]["mandate_id"] = mandate["id"]
+
+
+def many(scene: Scene, count: int, rings: tuple[str, ...] = ("B", "C")) -> int:
+    """*count* more ring subscriptions (parties of 20, one customer each) on base seats still free in
+    the old season, neither wheelchair nor companion seats; returns how many were sold."""
+    hub, db = scene.hub, scene.hub.db
+    customers = _customers(db, 200)
+    sold = 0
+    for ring in rings:
+        taken = {r["seat_id"] for r in db.execute("SELECT seat_id FROM tickets WHERE performance_id = ? "
+                                                  "AND status = 'sold'", (hub.ids["rings"][ring][0],))}
+        free = [r["id"] for r in db.execute(
+            "SELECT id FROM seats WHERE plan_id = ? AND variant_id IS NULL AND wheelchair = 0 AND companion = 0 "
+            "AND active = 1 ORDER BY id", (house(hub),)) if r["id"] not in taken]
+        for start in range(0, len(free), 20):
+            batch = free[start:start + min(20, count - sold)]
+            if not batch:
+                return sold
+            _sell(hub, f"Abo-Ring {ring}", customers[(sold // 20) % len(customers)],
+                  members=[{"seat_ids": [s]} for s in batch])
+            sold += len(batch)
+    return sold

@@ -86,7 +86,7 @@ def _deadline(renewal_until: dt.datetime | None, now: dt.datetime) -> str:
 def run(db: sqlite3.Connection, from_season_id: str, to_season_id: str, now: dt.datetime, *,
         mapping: MappingIn | None = None, renewal_until: dt.datetime | None = None,
         cancel_deadline: dt.datetime | None = None, dry_run: bool = False,
-        progress: Progress = _quiet) -> dict:
+        progress: Progress = _quiet, chunk: int = CHUNK) -> dict:
     """Plan and hold (or with *dry_run* only plan) the rollover; returns the run and its `summary`.
     A second call continues (or, when complete, answers) the same run; its mapping stays."""
     pair = rollover_map.seasons(db, from_season_id, to_season_id)
@@ -112,18 +112,18 @@ def run(db: sqlite3.Connection, from_season_id: str, to_season_id: str, now: dt.
         rows = done + [i.as_row() for i in todo]
         return {"run": existing, "dry_run": True, **rollover_plan.summary(rows), "items": rows}
     current = existing or _start(db, pair, pmap, deadline, cancel, now)
-    _store(db, current, todo, len(done), now, progress)
+    _store(db, current, todo, len(done), now, progress, chunk)
     return result(db, current["id"])
 
 
 def _store(db: sqlite3.Connection, run_row: dict, todo: list[Item], already: int, now: dt.datetime,
-           progress: Progress) -> None:
+           progress: Progress, size: int) -> None:
     """The planned items and their holds, a chunk per transaction, progress on the run row."""
     total = already + len(todo)
     _progress(db, run_row["id"], "planning", total, already, now)
     progress("hold", already, total)
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start:start + CHUNK]
+    for start in range(0, len(todo), size):
+        chunk = todo[start:start + size]
         with transaction(db):
             for item in chunk:
                 _store_item(db, run_row, item, now)
