@@ -20,10 +20,12 @@ from hub.web.api import OPENAPI, Api, Ctx, Param
 from hub.web.areas import (
     accounting,
     bank,
+    cancellations,
     cards,
     choice_vouchers,
     invoices,
     orders,
+    reports,
     ring_pools,
     seatmaps,
     sepa,
@@ -278,4 +280,6 @@ def build() -> Api:
     sepa.register(api)
     invoices.register(api)
     bank.register(api)
+    reports.register(api)
+    cancellations.register(api)
     return api

@@ -13,6 +13,7 @@ from hub.web.office import (
     account,
     api_tokens,
     bank_statements,
+    cancellations,
     cards,
     catalog,
     devices,
@@ -54,6 +55,7 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     money.install(app)  # open items, invoices, DATEV (issue 16)
     direct_debits.install(app)  # SEPA mandates and runs (issue 16)
     bank_statements.install(app)  # camt.053 upload and the unmatched entries (issue 16)
+    cancellations.install(app)  # cancel order lines, refunds to pay out (issue 16)
 
 
 __all__ = ["CLOCK", "install"]

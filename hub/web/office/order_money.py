@@ -18,7 +18,7 @@ from hub.web.office.money_text import TEXT
 # language (`?done=KEY&n=&r=&m=&c=`), so switching the language keeps the message readable.
 NOTES = frozenset({"inv_issued", "inv_cancelled", "deb_made", "md_made", "md_amended", "md_cancelled_done",
                    "sepa_account_done", "sepa_exported", "sepa_returned_done", "sepa_collected_done",
-                   "bank_imported", "bank_duplicate", "bank_assigned", "bank_dismissed"})
+                   "bank_imported", "bank_duplicate", "bank_assigned", "bank_dismissed", "cn_done", "rf_paid"})
 
 
 async def read(request: web.Request, me: staff.Session, order: dict) -> dict:
@@ -39,7 +39,8 @@ async def read(request: web.Request, me: staff.Session, order: dict) -> dict:
         pass  # an office role the money operations refuse: the page shows the order without them
     billed = {line["order_line_id"] for i in out["invoices"] if i["kind"] == "invoice" and not i["cancelled_by"]
               for line in i["lines"]}
-    out["uninvoiced"] = sum(1 for item in order.get("items", []) if item["id"] not in billed)
+    out["uninvoiced"] = sum(1 for item in order.get("items", []) if item["id"] not in billed
+                            and item["price_cents"] - (item.get("credit_cents") or 0) > 0)  # a cancelled line: credited
     return out
 
 

@@ -48,6 +48,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/subscriptions", "subscriptions", False),
     ("/office/voucher-redemptions", "vouchers_nav", False),
     ("/office/open-items", "open_items_nav", False),  # money (issue 16)
+    ("/office/refunds", "refunds_nav", False),
     ("/office/sepa", "sepa_nav", False),
     ("/office/bank", "bank_nav", False),
     ("/office/datev", "datev_nav", False),
