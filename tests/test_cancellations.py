@@ -292,3 +292,18 @@ async def test_only_staff_cancel_or_pay_out_and_an_ordinary_payment_is_no_refund
     await problem(api, "POST", f"/refunds/{payment}/paid-out", {"reference": "x"}, status=404, slug="not-found")
     await problem(api, "GET", "/refunds?state=open", status=400, slug="invalid-parameter")
     assert ledger(db) == before
+
+
+async def test_two_confirmations_at_once_cancel_once_and_refund_once(api):
+    import asyncio
+
+    db = api.hub.db
+    placed = await phone_order(api, method="card", reference="T-9")
+    body = {"line_ids": [placed["items"][0]["id"]], "reason": "Doppelklick"}
+    answers = await asyncio.gather(*(api.post(f"/api/v1/orders/{placed['id']}/cancellations", json=body,
+                                              headers=api.hub.headers()) for _ in range(2)))
+    assert sorted(a.status for a in answers) == [201, 409]
+    found = db.execute("SELECT count(*) AS n FROM cancellations WHERE order_id = ?", (placed["id"],)).fetchone()
+    assert found["n"] == 1
+    assert [r["amount_cents"] for r in db.execute("SELECT amount_cents FROM payments WHERE order_id = ? AND "
+                                                  "cancellation_id IS NOT NULL", (placed["id"],))] == [-6500]
