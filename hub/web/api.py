@@ -245,11 +245,14 @@ def _origin(request: web.Request) -> str:
 CHUNK = 256 * 1024
 
 
-async def _send_file(request: web.Request, status: int, download: Download) -> web.StreamResponse:
-    """Stream *download*'s file in chunks, then close it (a temporary file is gone with it)."""
+async def send_file(request: web.Request, status: int, download: Download,
+                    headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Stream *download*'s file in chunks, then close it (a temporary file is gone with it);
+    *headers* added (the office app's security headers)."""
     media, _, charset = download.content_type.partition("; charset=")
     response = web.StreamResponse(status=status, headers={
-        "Content-Disposition": f'attachment; filename="{download.filename}"', "Cache-Control": "no-store"})
+        **(headers or {}), "Content-Disposition": f'attachment; filename="{download.filename}"',
+        "Cache-Control": "no-store"})
     response.content_type = media
     if charset:
         response.charset = charset
@@ -285,7 +288,7 @@ def _endpoint(op: Operation) -> Callable:
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
         if isinstance(payload, Download):
-            return await _send_file(request, status, payload)
+            return await send_file(request, status, payload)
         if isinstance(payload, Media):  # SVG, PDF: the bytes as they are (never cached: only JSON is)
             media, _, charset = payload.content_type.partition("; charset=")  # e.g. a Windows-1252 CSV
             return web.Response(status=status, body=payload.body, content_type=media, charset=charset or None,

@@ -52,6 +52,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/office/sepa", "sepa_nav", False),
     ("/office/bank", "bank_nav", False),
     ("/office/datev", "datev_nav", False),
+    ("/office/reports", "reports_nav", False),  # S14 lists (issue 17)
     ("/office/print", "print_title", False),
     ("/office/conflicts", "conflict_list", False),
     ("/office/mail", "mail_list", False),
