@@ -119,10 +119,12 @@ class Served:
 
 @contextlib.contextmanager
 def office_in_chromium(tmp_path: Path, sample: bool = True, lang: str = "de",
-                       prepare: Callable[[Any], None] | None = None) -> Iterator[Served]:
+                       prepare: Callable[[Any], None] | None = None,
+                       prepare_sample: Callable[[Any, Path, dict], None] | None = None) -> Iterator[Served]:
     """`hub init` (+ the sample museum and theatre), the first admin's password set, `hub serve`
     as a process, and Chromium at 1366x768 logged in as `admin` on the start page.
-    *prepare(db)* may add data before the hub starts."""
+    *prepare(db)* may add data before the hub starts; *prepare_sample(db, hub_dir, ids)* too, knowing
+    the sample's ids (e.g. a next season and sold subscriptions for the rollover)."""
     from playwright.sync_api import sync_playwright
 
     from tests.test_desk_browser import CHROMIUM, HUB_READY
@@ -140,6 +142,8 @@ def office_in_chromium(tmp_path: Path, sample: bool = True, lang: str = "de",
     staff.set_password(db, link, PASSWORD, utcnow())
     if prepare:
         prepare(db)
+    if prepare_sample:
+        prepare_sample(db, hub_dir, ids)
     db.close()
     hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
                   ready=HUB_READY)

@@ -71,7 +71,7 @@ def test_the_sample_theatre_rolls_over_line_by_line(scene):
         "product_missing": [scene.subs["voucher"]["number"]], "tier_missing": [scene.subs["tier_renamed"]["number"]],
         "zone_changed": [scene.subs["zone"]["number"]], "wheelchair_locked": [scene.subs["wheelchair"]["number"]]}
     assert got["tier_renamed"]["detail"] == "Schüler/Studierende"
-    assert got["wheelchair"]["detail"] == "Parkett row 20 seat 1" and got["zone"]["detail"] == "Parkett row 9 seat 1"
+    assert got["wheelchair"]["detail"] == "Parkett 20/1" and got["zone"]["detail"] == "Parkett 9/1"
 
     kept_seat = seat(db, house(hub), "Parkett", "10", "5")["id"]  # the same seat at the same position, 8 times
     assert got["kept"]["seats"] == [[p, kept_seat] for p in new_perfs(scene, "A")]

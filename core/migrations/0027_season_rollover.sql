@@ -13,6 +13,7 @@ CREATE TABLE rollover_runs (
     state           TEXT NOT NULL CHECK (state IN ('planning', 'held', 'confirming', 'done')),
     total           INTEGER NOT NULL DEFAULT 0,      -- progress of the running step
     done            INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,                            -- why the last background step stopped, if it failed
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
     UNIQUE (from_season_id, to_season_id),

@@ -93,6 +93,11 @@ class Want:
                     seats=list(seats))
 
 
+def place(seat: Seat) -> str:
+    """A seat as the office lists write it, in any language: `Parkett 5/7` (section, row/number)."""
+    return f"{seat.section} {seat.row}/{seat.label}"
+
+
 # --- reading ----------------------------------------------------------------------------------------------
 
 
@@ -213,11 +218,11 @@ class Planner:
             return bare
         zone_moved = [s for s in slots if s.problem == "zone"]
         if zone_moved:
-            bare.reason, bare.detail = "zone_changed", zone_moved[0].source.describe()
+            bare.reason, bare.detail = "zone_changed", place(zone_moved[0].source)
             return bare
         locked = [s for s in slots if s.problem and (s.source.wheelchair or s.source.companion)]
         if locked:
-            bare.reason, bare.detail = "wheelchair_locked", locked[0].source.describe()
+            bare.reason, bare.detail = "wheelchair_locked", place(locked[0].source)
             return bare
         return Want(sub, prod, tier_id, sub["zone_id"], slots)
 
@@ -317,7 +322,7 @@ class Planner:
             if seat_id is None or not self._claim([(s.performance_id, seat_id) for s in slots]):
                 self._release(kept + moved)
                 item = want.item("listed", [])
-                item.outcome, item.reason, item.detail = "listed", "seat_gone", slots[0].source.describe()
+                item.outcome, item.reason, item.detail = "listed", "seat_gone", place(slots[0].source)
                 return item
             moved += [(s.performance_id, seat_id) for s in slots]
         order = {s.performance_id: k for k, s in enumerate(want.slots)}

@@ -54,6 +54,11 @@ def get(db: sqlite3.Connection, run_id: str) -> dict:
     return row
 
 
+def runs(db: sqlite3.Connection, limit: int = 100) -> list[dict]:
+    """The latest rollovers, newest first."""
+    return db.execute("SELECT * FROM rollover_runs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)).fetchall()
+
+
 def _stored_map(db: sqlite3.Connection, run: dict, pair: SeasonPair) -> ProductMap:
     """The product map the run was started with (kept, so a resumed run maps the same way)."""
     given = json.loads(run["mapping"])
@@ -83,35 +88,45 @@ def _deadline(renewal_until: dt.datetime | None, now: dt.datetime) -> str:
     return iso(until)
 
 
+def prepare(db: sqlite3.Connection, from_season_id: str, to_season_id: str, now: dt.datetime, *,
+            mapping: MappingIn | None = None, renewal_until: dt.datetime | None = None,
+            cancel_deadline: dt.datetime | None = None, create: bool = True) -> tuple[SeasonPair, ProductMap, dict]:
+    """The seasons, the product map and the run row (created unless there is one, or *create* is
+    False: then a dict with the settings a new run would get). A run keeps its first mapping."""
+    pair = rollover_map.seasons(db, from_season_id, to_season_id)
+    existing = find(db, from_season_id, to_season_id)
+    if existing is not None:
+        if mapping is not None and mapping.products:
+            fresh = rollover_map.product_map(db, pair, mapping).as_json()
+            if fresh != json.loads(existing["mapping"]):
+                raise Conflict("this rollover was started with another product mapping; it continues with that one",
+                               field="products", detail_de="Diese Übernahme läuft bereits mit einer anderen "
+                                                           "Produktzuordnung")
+        return pair, _stored_map(db, existing, pair), existing
+    pmap = rollover_map.product_map(db, pair, mapping)
+    deadline, cancel = _deadline(renewal_until, now), iso(cancel_deadline) if cancel_deadline else None
+    if not create:
+        return pair, pmap, {"id": None, "renewal_until": deadline, "cancel_deadline": cancel}
+    return pair, pmap, _start(db, pair, pmap, deadline, cancel, now)
+
+
 def run(db: sqlite3.Connection, from_season_id: str, to_season_id: str, now: dt.datetime, *,
         mapping: MappingIn | None = None, renewal_until: dt.datetime | None = None,
         cancel_deadline: dt.datetime | None = None, dry_run: bool = False,
         progress: Progress = _quiet, chunk: int = CHUNK) -> dict:
     """Plan and hold (or with *dry_run* only plan) the rollover; returns the run and its `summary`.
     A second call continues (or, when complete, answers) the same run; its mapping stays."""
-    pair = rollover_map.seasons(db, from_season_id, to_season_id)
-    existing = find(db, from_season_id, to_season_id)
-    if existing is not None and mapping is not None and mapping.products:
-        fresh = rollover_map.product_map(db, pair, mapping).as_json()
-        if fresh != json.loads(existing["mapping"]):
-            raise Conflict("this rollover was started with another product mapping; it continues with that one",
-                           field="products", detail_de="Diese Übernahme läuft bereits mit einer anderen "
-                                                       "Produktzuordnung")
-    if existing is not None:
-        pmap, deadline, cancel = _stored_map(db, existing, pair), existing["renewal_until"], existing["cancel_deadline"]
-    else:
-        pmap = rollover_map.product_map(db, pair, mapping)
-        deadline = _deadline(renewal_until, now)
-        cancel = iso(cancel_deadline) if cancel_deadline else None
-    done = items_of(db, existing["id"]) if existing else []
+    pair, pmap, current = prepare(db, from_season_id, to_season_id, now, mapping=mapping,
+                                  renewal_until=renewal_until, cancel_deadline=cancel_deadline, create=not dry_run)
+    done = items_of(db, current["id"]) if current["id"] else []
     progress("plan", 0, 1)
-    todo = rollover_plan.plan(db, pair, pmap, now, cancel_deadline=cancel,
+    todo = rollover_plan.plan(db, pair, pmap, now, cancel_deadline=current["cancel_deadline"],
                               skip={i["subscription_id"] for i in done})
     progress("plan", 1, 1)
     if dry_run:
         rows = done + [i.as_row() for i in todo]
-        return {"run": existing, "dry_run": True, **rollover_plan.summary(rows), "items": rows}
-    current = existing or _start(db, pair, pmap, deadline, cancel, now)
+        return {"run": current if current["id"] else None, "dry_run": True, **rollover_plan.summary(rows),
+                "items": rows}
     _store(db, current, todo, len(done), now, progress, chunk)
     return result(db, current["id"])
 
@@ -133,9 +148,20 @@ def _store(db: sqlite3.Connection, run_row: dict, todo: list[Item], already: int
 
 
 def _progress(db: sqlite3.Connection, run_id: str, state: str, total: int, done: int, now: dt.datetime) -> None:
+    set_progress(db, run_id, state, total, done, now)
+
+
+def set_progress(db: sqlite3.Connection, run_id: str, state: str, total: int, done: int, now: dt.datetime) -> None:
+    """The run's state and progress (what the office polls); clears an earlier error."""
     with transaction(db):
-        db.execute("UPDATE rollover_runs SET state = ?, total = ?, done = ?, updated_at = ? WHERE id = ?",
-                   (state, total, done, iso(now), run_id))
+        db.execute("UPDATE rollover_runs SET state = ?, total = ?, done = ?, error = NULL, updated_at = ? "
+                   "WHERE id = ?", (state, total, done, iso(now), run_id))
+
+
+def set_error(db: sqlite3.Connection, run_id: str, error: str, now: dt.datetime) -> None:
+    """A background step that stopped: why (the state stays, so running it again continues)."""
+    with transaction(db):
+        db.execute("UPDATE rollover_runs SET error = ?, updated_at = ? WHERE id = ?", (error[:500], iso(now), run_id))
 
 
 def _store_item(db: sqlite3.Connection, run_row: dict, item: Item, now: dt.datetime) -> None:

@@ -64,16 +64,21 @@ def selected(db: sqlite3.Connection, run_id: str, customer_numbers: Sequence[str
     return items
 
 
+def check_planned(run_row: dict) -> None:
+    """Confirm only a run whose planning got to its end (one cut short: run it again first)."""
+    if run_row["state"] == "planning":
+        raise Conflict("the rollover is still being planned: run it to the end first",
+                       detail_de="Die Übernahme ist noch nicht fertig geplant: erst zu Ende laufen lassen")
+
+
 def confirm(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_id: str, now: dt.datetime, *,
             customer_numbers: Sequence[str] | None = None, progress: Progress = _quiet) -> dict:
     """Confirm the held items (of *customer_numbers*, or all): orders, invoices, debits, prints."""
     current = rollover_run.get(db, run_id)
-    if current["state"] == "planning":
-        raise Conflict("the rollover is still being planned: run it to the end first",
-                       detail_de="Die Übernahme ist noch nicht fertig geplant: erst zu Ende laufen lassen")
+    check_planned(current)
     groups = _groups(selected(db, run_id, customer_numbers))
     total = sum(len(g) for g in groups)
-    _state(db, run_id, "confirming", total, 0, now)
+    rollover_run.set_progress(db, run_id, "confirming", total, 0, now)
     progress("confirm", 0, total)
     done = 0
     for group in groups:
@@ -82,18 +87,12 @@ def confirm(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_id: str,
         except (Conflict, ValidationError, NotFound) as exc:
             _fail(db, run_id, group, exc.detail, now)
         done += len(group)
-        _state(db, run_id, "confirming", total, done, now)
+        rollover_run.set_progress(db, run_id, "confirming", total, done, now)
         progress("confirm", done, total)
     left = db.execute("SELECT count(*) AS n FROM rollover_items WHERE run_id = ? AND state = 'held' "
                       "AND outcome <> 'paused'", (run_id,)).fetchone()["n"]
-    _state(db, run_id, "held" if left else "done", total, total, now)
+    rollover_run.set_progress(db, run_id, "held" if left else "done", total, total, now)
     return rollover_run.result(db, run_id)
-
-
-def _state(db: sqlite3.Connection, run_id: str, state: str, total: int, done: int, now: dt.datetime) -> None:
-    with transaction(db):
-        db.execute("UPDATE rollover_runs SET state = ?, total = ?, done = ?, updated_at = ? WHERE id = ?",
-                   (state, total, done, iso(now), run_id))
 
 
 def _fail(db: sqlite3.Connection, run_id: str, group: list[dict], why: str, now: dt.datetime) -> None:

@@ -27,6 +27,7 @@ from hub.web.areas import (
     orders,
     reports,
     ring_pools,
+    rollover,
     seatmaps,
     sepa,
     shop,
@@ -282,4 +283,5 @@ def build() -> Api:
     bank.register(api)
     reports.register(api)
     cancellations.register(api)
+    rollover.register(api)  # season rollover (S15)
     return api
