@@ -309,6 +309,17 @@ async def test_card_lookup_in_the_browser(live_desk, hub, tmp_path):
         assert await page.locator("#holder-birth").get_attribute("type") == "text"
         await page.goto(f"{edge.url}/summary?lang=de")
         await expect(page.locator("#summary-day")).to_have_value(GERMAN_DATE)
+        # the cash drawer: the opening float typed as the cashier writes it, a typo refused in words
+        await page.locator("#drawer-amount").fill("150 Euro")
+        await page.locator("#drawer-record").click()
+        await expect(page.locator("#message")).to_have_text("Betrag bitte in Euro eingeben, z. B. 150,00.")
+        await page.locator("#drawer-kind").select_option("float")
+        await page.locator("#drawer-amount").fill("150,00")
+        await page.locator("#drawer-record").click()
+        await expect(page.locator("#message")).to_have_text("Gebucht")
+        await expect(page.locator("#drawer-float")).to_contain_text("150,00")
+        await expect(page.locator("#drawer-counted")).to_have_text("noch nicht gezählt")
+        await shots(page, "summary-drawer-de-1024x768")
         await page.locator("#summary-day").fill("2.12.1990")
         await page.locator("#summary-form button[type=submit]").click()
         await page.wait_for_url("**/summary?day=1990-12-02")

@@ -24,7 +24,10 @@ login needs a logged-in operator, and every order and exchange records that oper
                                         and revoked codes are named
 - `POST /api/cards/{id}/handed-over`    `/reprint`   `/replace` (lost card: new issue)
 - `GET  /api/print-jobs`                `POST /api/print-jobs/retry` {job_ids?}
-- `GET  /api/summary?day=YYYY-MM-DD`    takings of this node per operator and payment method
+- `GET  /api/summary?day=YYYY-MM-DD`    takings of this node per operator and payment method, and the
+                                        cash drawer (float, in, out, cash takings, expected, count, difference)
+- `POST /api/cash` {kind, amount_cents, note?}  a drawer entry: float, deposit, withdrawal or count
+                                        (core.sales.cash_drawer; pushed to the hub as `cash.moved`)
 - `GET  /api/customers?q=`              search;  `POST /api/customers` CustomerIn -> 201 the new customer
                                         (number from this node's series; core.sales.desk_customers)
 """
@@ -52,7 +55,7 @@ from core.catalog.common import Body, Id
 from core.catalog.customers import CustomerIn, Customers
 from core.catalog.resource import ListQuery, list_
 from core.printing import print_queue
-from core.sales import desk_customers, orders
+from core.sales import cash_drawer, desk_customers, orders
 from edge.desk import claims
 from edge.desk.printing import Outcome, job_ids_for
 from edge.sync import client
@@ -457,7 +460,8 @@ def summary(edge: Edge, day: dt.date) -> dict:
     for r in rows:
         by_method[r["payment_method"]] = by_method.get(r["payment_method"], 0) + r["total_cents"]
     return {"day": day.isoformat(), "node": edge.node["name"], "rows": rows, "by_method": by_method,
-            "total_cents": sum(r["total_cents"] for r in rows), "sales": sum(r["sales"] for r in rows)}
+            "total_cents": sum(r["total_cents"] for r in rows), "sales": sum(r["sales"] for r in rows),
+            "drawer": cash_drawer.drawer(edge.db, edge.node["id"], day)}
 
 
 def parse_day(text: str | None, edge: Edge) -> dt.date:
@@ -473,6 +477,15 @@ async def get_summary(request: web.Request) -> web.Response:
     require_operator(request)
     edge = _edge(request)
     return _json(summary(edge, parse_day(request.query.get("day"), edge)))
+
+
+async def post_cash(request: web.Request) -> web.Response:
+    """A drawer entry by the logged-in operator (works offline: it is the desk's own record)."""
+    operator = require_operator(request)
+    edge = _edge(request)
+    data = await _body(request, cash_drawer.CashIn)
+    row = cash_drawer.record_at_desk(edge.db, edge.node, data, operator["name"], edge.clock.now())
+    return _json({"entry": row, "drawer": cash_drawer.drawer(edge.db, edge.node["id"], local_today(edge))}, 201)
 
 
 async def get_customers(request: web.Request) -> web.Response:
@@ -521,6 +534,7 @@ def install(app: web.Application, edge: Edge) -> None:
     r.add_get("/api/print-jobs", get_print_jobs)
     r.add_post("/api/print-jobs/retry", post_print_retry)
     r.add_get("/api/summary", get_summary)
+    r.add_post("/api/cash", post_cash)
     r.add_get("/api/customers", get_customers)
     r.add_post("/api/customers", post_customer)
 

@@ -137,6 +137,12 @@ TEXT: dict[str, dict[str, str]] = {
         "kind_annual": "Jahreskarte", "kind_voucher": "Gutschein", "kind_subscription": "Abo-Ausweis",
         "kind_single": "Einzelticket", "months_from_first_use": "{n} Monate ab erster Nutzung",
         "scan_refused": "Diesen Code nicht annehmen.", "scan_ok": "Code geprüft: echt und aktuell.",
+        "drawer": "Kassenbestand", "drawer_float": "Anfangsbestand (Wechselgeld)", "drawer_deposit": "Einlage",
+        "drawer_withdrawal": "Entnahme", "drawer_count": "Gezählt (Abschluss)", "drawer_takings": "Bareinnahmen",
+        "drawer_expected": "Soll-Bestand", "drawer_difference": "Differenz", "drawer_record": "Buchen",
+        "drawer_note": "Notiz (optional)", "drawer_not_counted": "noch nicht gezählt", "drawer_entries": "Buchungen",
+        "drawer_amount_invalid": "Betrag bitte in Euro eingeben, z. B. 150,00.", "drawer_done": "Gebucht",
+        "drawer_today_only": "Buchungen gehen auf den heutigen Tag.",
     },
     "en": {
         "login": "Log in", "choose_operator": "Who are you?", "pin": "PIN", "ok": "OK", "clear_pin": "Clear",
@@ -179,6 +185,12 @@ TEXT: dict[str, dict[str, str]] = {
         "kind_annual": "Annual ticket", "kind_voucher": "Voucher", "kind_subscription": "Subscription pass",
         "kind_single": "Single ticket", "months_from_first_use": "{n} months from first use",
         "scan_refused": "Do not accept this code.", "scan_ok": "Code checked: genuine and current.",
+        "drawer": "Cash drawer", "drawer_float": "Opening float", "drawer_deposit": "Cash in",
+        "drawer_withdrawal": "Cash out", "drawer_count": "Counted at closing", "drawer_takings": "Cash takings",
+        "drawer_expected": "Expected in drawer", "drawer_difference": "Difference", "drawer_record": "Record",
+        "drawer_note": "Note (optional)", "drawer_not_counted": "not counted yet", "drawer_entries": "Entries",
+        "drawer_amount_invalid": "Enter the amount in euros, e.g. 150.00.", "drawer_done": "Recorded",
+        "drawer_today_only": "Entries are booked on today.",
     },
 }
 for _lang, _words in SUBSCRIPTION_TEXT.items():
@@ -286,7 +298,8 @@ async def summary_page(request: web.Request) -> web.Response:
         day = api.parse_day(request.query.get("day"), edge)
     except api.ValidationError:
         day = local_today(edge)
-    return page(request, "summary.html", "summary", summary=summary(edge, day))
+    today = local_today(edge)
+    return page(request, "summary.html", "summary", summary=summary(edge, day), is_today=day == today)
 
 
 def install(app: web.Application, edge: Edge) -> None:

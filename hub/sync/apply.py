@@ -27,7 +27,7 @@ from core.base.storage import transaction
 from core.cards.cardcode import Malformed
 from core.cards.trust import BadRecord
 from core.cards.trusted_time import MAX_SKEW
-from core.sales import contingents, desk_customers, orders, tickets  # noqa: F401 - importing registers op kinds
+from core.sales import cash_drawer, contingents, desk_customers, orders, tickets  # noqa: F401 - importing registers op kinds
 from core.subscriptions import desk_redemption, desk_sales  # noqa: F401 - importing registers their op kinds
 from core.sync.conflicts import Follows
 from core.sync.messages import Op, OpResult

@@ -630,6 +630,27 @@ function initSummary() {
     if (!day) { ev.preventDefault(); message(T.date_invalid); shown.focus(); return; }
     $("summary-day-iso").value = day;
   });
+  const form = $("drawer-form");  // the cash drawer: only on today's summary
+  if (form) {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const cents = parseCents($("drawer-amount").value);
+      if (cents === null) { message(T.drawer_amount_invalid); $("drawer-amount").focus(); return; }
+      try {
+        await api("POST", "/api/cash", { kind: $("drawer-kind").value, amount_cents: cents,
+                                         note: $("drawer-note").value.trim() || null });
+        sessionStorage.setItem("desk-message", JSON.stringify([T.drawer_done, "ok"]));
+        location.reload();
+      } catch (err) {
+        message(err.message);
+      }
+    });
+  }
+  const kept = sessionStorage.getItem("desk-message");
+  if (kept) {
+    sessionStorage.removeItem("desk-message");
+    message(...JSON.parse(kept));
+  }
 }
 
 /* --- print queue ------------------------------------------------------------------------- */
