@@ -22,38 +22,43 @@ DRAWER = ("float_cents", "cash_takings_cents", "deposits_cents", "withdrawals_ce
           "counted_cents", "difference_cents")
 
 
+@pytest.fixture
+def till(desk):  # noqa: F811 - the enrolled desk of tests/test_desk_api.py, logged out
+    return desk
+
+
 def figures(drawer: dict) -> tuple:
     return tuple(drawer[k] for k in DRAWER)
 
 
-async def test_float_sales_cash_out_and_count_give_the_difference_and_reach_the_hub_once(desk, hub):
-    await login(desk, "Anna")
+async def test_float_sales_cash_out_and_count_give_the_difference_and_reach_the_hub_once(till, hub):
+    await login(till, "Anna")
     for kind, cents, note in (("float", 15000, None), ("withdrawal", 5000, "Tresor"), ("deposit", 2000, None)):
-        done = await expect(await desk.post("/api/cash", json={"kind": kind, "amount_cents": cents, "note": note}),
+        done = await expect(await till.post("/api/cash", json={"kind": kind, "amount_cents": cents, "note": note}),
                             201)
         assert done["entry"]["operator"] == "Anna"
-    await expect(await desk.post("/api/orders", json=sale_body(hub, vouchers=0, given=10000)), 201)  # 65 € cash
-    summary = await expect(await desk.get("/api/summary"), 200)
+    await expect(await till.post("/api/orders", json=sale_body(hub, vouchers=0, given=10000)), 201)  # 65 € cash
+    summary = await expect(await till.get("/api/summary"), 200)
     assert figures(summary["drawer"]) == (15000, 6500, 2000, 5000, 18500, None, None)
-    await expect(await desk.post("/api/cash", json={"kind": "count", "amount_cents": 18000}), 201)
-    drawer = (await expect(await desk.get("/api/summary"), 200))["drawer"]
+    await expect(await till.post("/api/cash", json={"kind": "count", "amount_cents": 18000}), 201)
+    drawer = (await expect(await till.get("/api/summary"), 200))["drawer"]
     assert (drawer["counted_cents"], drawer["difference_cents"]) == (18000, -500)  # 5 € short
-    await expect(await desk.post("/api/cash", json={"kind": "count", "amount_cents": 18500, "note": "nachgezählt"}),
+    await expect(await till.post("/api/cash", json={"kind": "count", "amount_cents": 18500, "note": "nachgezählt"}),
                  201)
-    drawer = (await expect(await desk.get("/api/summary"), 200))["drawer"]
+    drawer = (await expect(await till.get("/api/summary"), 200))["drawer"]
     assert drawer["difference_cents"] == 0 and len(drawer["entries"]) == 5  # the later count counts
 
-    html = await (await desk.get("/summary")).text()
+    html = await (await till.get("/summary")).text()
     assert 'id="drawer-form"' in html and "Soll-Bestand" in html and "185,00" in html
-    old = await (await desk.get("/summary?day=2001-01-01")).text()
+    old = await (await till.get("/summary?day=2001-01-01")).text()
     assert 'id="drawer-form"' not in old  # entries go on today only
 
-    await desk.edge.client.round()
+    await till.edge.client.round()
     stored = hub.db.execute("SELECT kind, amount_cents, operator, note FROM cash_movements WHERE node_id = ? "
-                            "ORDER BY created_at, id", (desk.edge.node["id"],)).fetchall()
+                            "ORDER BY created_at, id", (till.edge.node["id"],)).fetchall()
     assert [(s["kind"], s["amount_cents"]) for s in stored] == [
         ("float", 15000), ("withdrawal", 5000), ("deposit", 2000), ("count", 18000), ("count", 18500)]
-    assert cash_drawer.drawer(hub.db, desk.edge.node["id"], dt.date.fromisoformat(drawer["day"]))[
+    assert cash_drawer.drawer(hub.db, till.edge.node["id"], dt.date.fromisoformat(drawer["day"]))[
         "difference_cents"] == 0  # the office sees the same closing
 
 
@@ -64,16 +69,16 @@ async def test_float_sales_cash_out_and_count_give_the_difference_and_reach_the_
     ({"kind": "float", "amount_cents": 100, "note": "a\x00b"}, "note"),
     ({"kind": "float", "amount_cents": 100, "node_id": "x"}, "node_id"),
 ])
-async def test_a_hostile_drawer_entry_is_refused_and_stores_nothing(desk, body, field):
-    await login(desk, "Anna")
-    before = desk.edge.db.execute("SELECT count(*) AS n FROM cash_movements").fetchone()["n"]
-    problem = await expect(await desk.post("/api/cash", json=body), 422)
+async def test_a_hostile_drawer_entry_is_refused_and_stores_nothing(till, body, field):
+    await login(till, "Anna")
+    before = till.edge.db.execute("SELECT count(*) AS n FROM cash_movements").fetchone()["n"]
+    problem = await expect(await till.post("/api/cash", json=body), 422)
     assert problem.get("field") == field or field in problem["detail"]
-    assert desk.edge.db.execute("SELECT count(*) AS n FROM cash_movements").fetchone()["n"] == before
+    assert till.edge.db.execute("SELECT count(*) AS n FROM cash_movements").fetchone()["n"] == before
 
 
-async def test_no_operator_no_entry(desk):
-    await expect(await desk.post("/api/cash", json={"kind": "float", "amount_cents": 100}), 401)
+async def test_no_operator_no_entry(till):
+    await expect(await till.post("/api/cash", json={"kind": "float", "amount_cents": 100}), 401)
 
 
 def test_the_hub_refuses_a_forged_or_altered_drawer_entry(sample_hub):
