@@ -102,3 +102,45 @@ async def test_a_forged_or_broken_upload_stores_nothing(sample_hub, aiohttp_clie
     big = await send(clerk, b"<x>" + b" " * (1024 * 1024 + 20_000) + b"</x>", await form_token(clerk, PAGE))
     assert big.status in (403, 413)
     assert bank_rows(sample_hub.db) == before
+
+
+async def test_a_wrong_match_is_taken_back_from_the_page_and_forged_posts_change_nothing(sample_hub, aiohttp_client):
+    clerk = await signed_in(aiohttp_client, sample_hub, role="office")
+    clerk.customer = sample_hub.db.execute("SELECT id FROM customers ORDER BY number LIMIT 1").fetchone()["id"]
+    await call(clerk, "PUT", f"/organizers/{sample_hub.ids['museum_organizer']}/sepa-account",
+               {"iban": "DE89370400440532013000"}, status=200)
+    transfer = await order(clerk, "transfer", product=3)
+    invoice = await call(clerk, "POST", f"/orders/{transfer['id']}/invoices", {}, status=201)
+    raw = camt("camt053_001_08.xml", kassenzeichen=invoice["kassenzeichen"], partial="10.00", e2e="UNKNOWN",
+               returned="5.00")
+    assert (await send(clerk, raw, await form_token(clerk, PAGE))).status == 303
+    [entry] = (await call(clerk, "GET", "/bank-entries?state=matched", status=200))["items"]
+    html = await (await clerk.get(PAGE)).text()
+    assert f'data-matched="{entry["reference"]}"' in html and transfer["number"] in html
+    assert "Zurücknehmen" in html and "per Kassenzeichen" in html
+    action = f"{PAGE}/entries/{entry['id']}/take-back"
+
+    before = bank_rows(sample_hub.db)
+    assert (await clerk.post(action, data={"note": "x"}, allow_redirects=False)).status == 403  # no form token
+    assert (await clerk.post(action, data={"csrf": "wrong", "note": "x"}, allow_redirects=False)).status == 403
+    foreign = await clerk.post(action, data={"csrf": await form_token(clerk, PAGE)}, allow_redirects=False,
+                               headers={"Origin": "https://evil.example"})
+    assert foreign.status == 403
+    stranger = await aiohttp_client(clerk.server.app)  # not logged in: to the login page
+    assert (await stranger.post(action, data={"csrf": "x"}, allow_redirects=False)).status in (302, 303, 403)
+    assert bank_rows(sample_hub.db) == before
+    assert (await call(clerk, "GET", f"/bank-entries/{entry['id']}", status=200))["state"] == "matched"
+
+    done = await clerk.post(action, data={"csrf": await form_token(clerk, PAGE), "note": "falsche Bestellung"},
+                            allow_redirects=False)
+    assert done.status == 303
+    html = await (await clerk.get(done.headers["Location"])).text()
+    assert "Die Zuordnung ist zurückgenommen" in html and f'data-entry="{entry["reference"]}"' in html
+    state = await call(clerk, "GET", f"/orders/{transfer['id']}/payment-state", status=200)
+    assert (state["state"], state["paid_cents"]) == ("open", 0)
+    again = await clerk.post(action, data={"csrf": await form_token(clerk, PAGE)}, allow_redirects=False)
+    assert again.status == 409
+    assert "Nur eine zugeordnete Gutschrift kann zurückgenommen werden" in error_of(await again.text())
+    english = await clerk.post(action, data={"csrf": await form_token(clerk, PAGE + "?lang=en")},
+                               allow_redirects=False)
+    assert "only a matched or assigned credit is taken back" in error_of(await english.text())

@@ -155,6 +155,18 @@ async def test_a_debit_is_previewed_exported_downloaded_and_returned_with_its_fe
     saved = await post_form(clerk, sepa, "/office/sepa/account", {"organizer_id": org, "iban": CREDITOR_IBAN})
     html = await (await clerk.get(saved.headers["Location"])).text()
     assert CREDITOR_IBAN in html and re.search(r'id="preview-count">1<', html) and 'id="export"' in html
+    assert 'id="lead-days">14<' in html and "Vorlauf der Vorabankündigung (Tage)" in html
+    before = sepa_rows(sample_hub.db)
+    for days, status in (("31", 422), ("0", 422), ("vierzehn", 400)):
+        wrong = await post_form(clerk, sepa, "/office/sepa/account",
+                                {"organizer_id": org, "iban": CREDITOR_IBAN, "prenotification_days": days})
+        assert wrong.status == status and "prenotification_days" in error_of(await wrong.text())
+        assert f'value="{days}"' in await wrong.text()  # the form as typed
+    assert sepa_rows(sample_hub.db) == before
+    seven = await post_form(clerk, sepa, "/office/sepa/account",
+                            {"organizer_id": org, "iban": CREDITOR_IBAN, "prenotification_days": "7"})
+    html = await (await clerk.get(seven.headers["Location"])).text()
+    assert 'id="lead-days">7<' in html and 'name="prenotification_days" type="number" min="1" max="30"' in html
 
     before = sepa_rows(sample_hub.db)
     exported = await post_form(clerk, sepa, "/office/sepa/runs", {"organizer_id": org})

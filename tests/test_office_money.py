@@ -308,4 +308,10 @@ def test_the_office_invoices_collects_and_books_an_order_in_chromium(tmp_path):
         page.click("#import")
         page.wait_for_selector("#note")
         assert page.locator("#unmatched tr[data-entry]").count() >= 1
+        assert page.locator("#matched tr[data-matched]").count() == 1  # paid by its Kassenzeichen
         _shot(page, "8-bank")
+        page.fill("#matched form.take-back input[name=note]", "falsche Bestellung")
+        page.click("#matched form.take-back button")
+        page.wait_for_selector("#none-matched")
+        assert "zurückgenommen" in page.inner_text("#note")
+        _shot(page, "9-bank-taken-back")

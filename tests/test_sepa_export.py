@@ -325,3 +325,33 @@ async def test_a_debit_on_a_mandate_unused_for_36_months_is_held_back_and_the_ma
     assert mandates.with_expiry(db, row, dt.date(2027, 1, 17))["expired"] is False
     assert mandates.with_expiry(db, row, dt.date(2027, 1, 18)) == {
         **row, "last_presented_on": "2024-01-17", "expires_on": "2027-01-17", "expired": True}
+
+
+async def test_the_export_keeps_the_creditor_accounts_lead_time(office):
+    """Told on 28 April: with the default 14 days the debit collects on 12 May at the earliest;
+    with a 5-day lead time agreed in the mandates, on the first possible day (5 May). A fixed
+    date that breaks the lead time holds the debit back."""
+    db = office.hub.db
+    await mandate(office, office.customers[0], "ABO-LEAD")
+    d = debit(office, await sepa_order(office, office.customers[0]), prenotified_on=dt.date(2026, 4, 28))
+    assert mandates.creditor_account(db, office.org)["prenotification_days"] == 14
+    assert [(b["collection_date"], b["debit_ids"]) for b in sepa.plan(db, office.org, MONDAY.date()).as_dict()[
+        "batches"]] == [("2026-05-12", [d["id"]])]
+    fixed = sepa.plan(db, office.org, MONDAY.date(), collection_date=dt.date(2026, 5, 5))
+    assert fixed.items == [] and "collect on 2026-05-12 or later" in fixed.held[0]["reason"]
+    account = await call(office, "PUT", f"/organizers/{office.org}/sepa-account",
+                         {"iban": CREDITOR_IBAN, "prenotification_days": 5}, status=200)
+    assert account["prenotification_days"] == 5
+    assert (await call(office, "GET", f"/organizers/{office.org}/sepa-account", status=200))[
+        "prenotification_days"] == 5
+    run, doc = exported(office)
+    assert batches(doc) == [("FRST", "2026-05-05", [d["end_to_end_id"]])]
+
+
+@pytest.mark.parametrize("days, status", [(0, 422), (31, 422), (-14, 422), ("14", 400), (1.5, 400), (None, 400)])
+async def test_a_lead_time_outside_1_to_30_days_is_refused(office, days, status):
+    before = mandates.creditor_account(office.hub.db, office.org)
+    body = await call(office, "PUT", f"/organizers/{office.org}/sepa-account",
+                      {"iban": "DE02120300000000202051", "prenotification_days": days}, status=status)
+    assert "prenotification_days" in str(body)
+    assert mandates.creditor_account(office.hub.db, office.org) == before

@@ -26,6 +26,10 @@ reversal or a foreign currency: the entry is unmatched, with a note saying why.
 (Rücklastschriften): `core.payments.debits.mark_returned` with the reason code of the file
 (`RtrInf/Rsn/Cd`) and the charges as the fee passed on. Every other debit is unmatched.
 
+What a credit does to the order's rows (and to a SEPA debit that was to collect the same money:
+cancelled while still due, the order overpaid when it was submitted already) is
+`core.payments.bank_credits`, which also takes a wrong match back (`take_back`).
+
 The office clears the unmatched list by hand: assign a credit to an order (recorded as above),
 or dismiss an entry with a note.
 """
@@ -41,13 +45,12 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from core.base.clock import day_start, iso
+from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.base.ids import uuid7
 from core.base.storage import transaction
 from core.catalog.common import Body, Id
-from core.payments import camt, debits, mandates, states
-from core.sales import payments
+from core.payments import bank_credits, camt, debits, mandates, states
 
 EntryState = Literal["matched", "returned", "unmatched", "assigned", "dismissed"]
 _WORD = "A-Za-z0-9./\\-"
@@ -64,6 +67,10 @@ class AssignIn(Body, kw_only=True):
 
 class DismissIn(Body, kw_only=True):
     note: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+
+
+class TakeBackIn(Body, kw_only=True):
+    note: Annotated[str, Meta(max_length=500)] | None = None  # why (a wrong order, a wrong amount match)
 
 
 # --- import ---------------------------------------------------------------------------------------------
@@ -83,7 +90,8 @@ def import_statement(db: sqlite3.Connection, raw: bytes, node_id: str, now: dt.d
                   "transactions": len(statement.transactions), "new": len(new),
                   "known": len(statement.transactions) - len(new), "skipped": statement.skipped}
         if same is not None or not new:
-            return {"statement_id": same["id"] if same else None, "duplicate": True, **result, **counts}
+            return {"statement_id": same["id"] if same else None, "duplicate": True, **result, **counts,
+                    **_told(db, None)}
         statement_id = uuid7()
         row = {"id": statement_id, "message_id": statement.message_id, "statement_id": statement.statement_id,
                "account_iban": statement.account_iban, "version": statement.version,
@@ -93,7 +101,7 @@ def import_statement(db: sqlite3.Connection, raw: bytes, node_id: str, now: dt.d
         for transaction_ in new:
             entry = _store(db, statement_id, statement.account_iban, transaction_, now)
             counts[_settle(db, entry, node_id, now)] += 1
-    return {"statement_id": statement_id, "duplicate": False, **result, **counts}
+    return {"statement_id": statement_id, "duplicate": False, **result, **counts, **_told(db, statement_id)}
 
 
 def check_account(db: sqlite3.Connection, iban: str) -> None:
@@ -109,6 +117,20 @@ def check_account(db: sqlite3.Connection, iban: str) -> None:
                           detail_de=f"Der Kontoauszug gehört zum Konto {iban}, das keines unserer Konten ist "
                                     "(Gläubigerkonten der Veranstalter: "
                                     f"{', '.join(ours) if ours else 'noch keines'}); nichts wurde eingelesen")
+
+
+def _told(db: sqlite3.Connection, statement_id: str | None) -> dict:
+    """What the office must know of an import beyond the counts: credits that overpaid an order
+    (a SEPA debit already at the bank collects as well: a refund is due), and due debits the
+    transfers made unnecessary (cancelled or lowered)."""
+    rows = db.execute("SELECT e.id, e.order_id, e.note, x.effect, x.debit_id FROM bank_entries e "
+                      "JOIN bank_entry_payments x ON x.entry_id = e.id WHERE e.statement_id = ? "
+                      "ORDER BY e.booked_on, e.id", (statement_id,)).fetchall()
+    overpaid = {r["id"]: {"entry_id": r["id"], "order_id": r["order_id"], "note": r["note"]}
+                for r in rows if r["effect"] == "in_collection"}
+    return {"overpaid": list(overpaid.values()),
+            "debits_cancelled": len({r["debit_id"] for r in rows if r["debit_id"] and r["effect"] == "settled"}),
+            "debits_lowered": len({r["debit_id"] for r in rows if r["debit_id"] and r["effect"] == "split"})}
 
 
 def _known(db: sqlite3.Connection, account: str, reference: str) -> bool:
@@ -226,10 +248,11 @@ def _collect(db: sqlite3.Connection, entry: dict, debit: dict, now: dt.datetime)
 
 def _pay(db: sqlite3.Connection, entry: dict, rule: str, found: dict, node_id: str, now: dt.datetime,
          state: str = "matched", note: str | None = None, operator: str | None = None) -> str:
-    payment_id = record_credit(db, found["order_id"], entry, node_id, now)
+    done = bank_credits.record_credit(db, found["order_id"], entry, node_id, now)
+    note = "; ".join(n for n in (note, done.note()) if n) or None
     db.execute("UPDATE bank_entries SET state = ?, rule = ?, order_id = ?, invoice_id = ?, payment_id = ?, "
                "note = ?, operator = ?, resolved_at = ? WHERE id = ?",
-               (state, rule, found["order_id"], found.get("invoice_id"), payment_id, note, operator, iso(now),
+               (state, rule, found["order_id"], found.get("invoice_id"), done.payment_id, note, operator, iso(now),
                 entry["id"]))
     return state
 
@@ -254,40 +277,6 @@ def _return(db: sqlite3.Connection, entry: dict, node_id: str, now: dt.datetime)
                "payment_id = ?, resolved_at = ? WHERE id = ?",
                (debit["order_id"], debit["id"], debit["payment_id"], iso(now), entry["id"]))
     return "returned"
-
-
-def record_credit(db: sqlite3.Connection, order_id: str, entry: dict, node_id: str, now: dt.datetime) -> str:
-    """Record the credit *entry* as money received for the order, inside the caller's transaction.
-
-    It settles what the order still expects: its pending transfer rows, then its pending SEPA rows
-    that no live debit collects, oldest first. A row covered in full becomes `paid` by transfer
-    with the bank's reference; a row covered in part keeps the rest pending and the part is a
-    new `paid` row; whatever is left over (an overpayment, or nothing pending) is a `paid` row of
-    its own. All are dated the booking day. Returns the id of the first row written."""
-    paid_at = iso(min(now, day_start(dt.date.fromisoformat(entry["booked_on"])) + dt.timedelta(hours=12)))
-    reference = f"Bank {entry['reference']}"[:200]
-    rest, first = entry["amount_cents"], None
-    pending = db.execute(
-        "SELECT * FROM payments p WHERE order_id = ? AND state = 'pending' AND amount_cents > 0 AND (method = "
-        "'transfer' OR (method = 'sepa' AND NOT EXISTS (SELECT 1 FROM sepa_debits d WHERE d.payment_id = p.id "
-        "AND d.state != 'returned'))) ORDER BY method = 'sepa', created_at, id", (order_id,)).fetchall()
-    for row in pending:
-        if rest <= 0:
-            break
-        if rest >= row["amount_cents"]:
-            db.execute("UPDATE payments SET state = 'paid', method = 'transfer', reference = ?, created_at = ? "
-                       "WHERE id = ?", (reference, paid_at, row["id"]))
-            first, rest = first or row["id"], rest - row["amount_cents"]
-            continue
-        db.execute("UPDATE payments SET amount_cents = amount_cents - ? WHERE id = ?", (rest, row["id"]))
-        part = payments.record(db, order_id, method="transfer", amount_cents=rest, node_id=node_id, now=paid_at,
-                               reference=reference, state="paid")
-        first, rest = first or part["id"], 0
-    if rest > 0:
-        extra = payments.record(db, order_id, method="transfer", amount_cents=rest, node_id=node_id, now=paid_at,
-                                reference=reference, state="paid")
-        first = first or extra["id"]
-    return first
 
 
 # --- the office's hand ----------------------------------------------------------------------------------
@@ -317,6 +306,30 @@ def dismiss(db: sqlite3.Connection, entry_id: str, data: DismissIn, now: dt.date
         _unresolved(db, entry_id)
         db.execute("UPDATE bank_entries SET state = 'dismissed', rule = 'manual', note = ?, operator = ?, "
                    "resolved_at = ? WHERE id = ?", (data.note.strip(), operator, iso(now), entry_id))
+    return get(db, entry_id)
+
+
+def take_back(db: sqlite3.Connection, entry_id: str, data: TakeBackIn, now: dt.datetime,
+              operator: str | None = None) -> dict:
+    """The office takes back a wrong match or assignment of a credit: the payment rows it wrote are
+    restored as they were (`bank_credits.undo`; a collected debit is submitted again), so the
+    order is open again, and the entry is back on the unmatched list. One transaction."""
+    with transaction(db):
+        entry = get(db, entry_id)
+        if entry["state"] not in ("matched", "assigned"):
+            raise Conflict(f"the entry is {entry['state']}: only a matched or assigned credit is taken back",
+                           detail_de="Nur eine zugeordnete Gutschrift kann zurückgenommen werden")
+        if entry["rule"] == "end_to_end_id":
+            debits.uncollect(db, entry["debit_id"])
+        else:
+            bank_credits.undo(db, entry_id)
+        order = db.execute("SELECT number FROM orders WHERE id = ?", (entry["order_id"],)).fetchone()
+        note = f"match taken back ({entry['rule']}, order {order['number'] if order else '?'})"
+        if data.note and data.note.strip():
+            note += f": {data.note.strip()}"
+        db.execute("UPDATE bank_entries SET state = 'unmatched', rule = NULL, order_id = NULL, invoice_id = NULL, "
+                   "debit_id = NULL, payment_id = NULL, note = ?, operator = ?, resolved_at = NULL WHERE id = ?",
+                   (note[:500], operator, entry_id))
     return get(db, entry_id)
 
 

@@ -23,10 +23,10 @@ from core.base.ids import uuid7
 from core.base.money import MAX_CENTS
 from core.base.storage import transaction
 from core.catalog.common import Body, Id, check_when
-from core.payments import mandates, sepa_rules
+from core.payments import mandates, sepa_rules, states
 from core.sales import payments
 
-State = Literal["due", "submitted", "collected", "returned"]
+State = Literal["due", "submitted", "collected", "returned", "cancelled"]
 ReturnCode = Annotated[str, Meta(min_length=4, max_length=4, pattern=r"^[A-Z0-9]{4}$")]
 
 # ISO 20022 return and reject reasons of SEPA direct debits (EPC guidance on R-transactions).
@@ -98,7 +98,7 @@ def _open_sepa_payment(db: sqlite3.Connection, order_id: str) -> dict:
     """The order's pending SEPA payment row that no live debit collects yet."""
     rows = db.execute(
         "SELECT * FROM payments p WHERE order_id = ? AND method = 'sepa' AND state = 'pending' AND NOT EXISTS "
-        "(SELECT 1 FROM sepa_debits d WHERE d.payment_id = p.id AND d.state != 'returned') "
+        "(SELECT 1 FROM sepa_debits d WHERE d.payment_id = p.id AND d.state NOT IN ('returned', 'cancelled')) "
         "ORDER BY created_at, id", (order_id,)).fetchall()
     if not rows:
         raise Conflict("the order has no open SEPA payment (paid another way, or a debit collects it already)",
@@ -157,6 +157,28 @@ def mark_collected(db: sqlite3.Connection, debit_id: str, now: dt.datetime) -> d
     return get(db, debit_id)
 
 
+def uncollect(db: sqlite3.Connection, debit_id: str) -> None:
+    """Take back a collection recorded by mistake (a bank entry matched to the wrong debit), inside
+    the caller's transaction: the debit is submitted again and its payment row pending."""
+    debit = get(db, debit_id)
+    if debit["state"] != "collected":
+        raise Conflict(f"the debit is {debit['state']}: only a collected debit is taken back to submitted",
+                       detail_de=f"Die Lastschrift ist {DEBIT_STATES_DE[debit['state']]}: nur eine eingezogene "
+                                 "Lastschrift wird zurückgenommen")
+    db.execute("UPDATE sepa_debits SET state = 'submitted', collected_at = NULL WHERE id = ?", (debit_id,))
+    db.execute("UPDATE payments SET state = 'pending' WHERE id = ?", (debit["payment_id"],))
+
+
+def _reopened(db: sqlite3.Connection, debit: dict) -> str:
+    """The state of a returned debit's payment row: `pending` (owed again), unless the order is
+    paid without it (a transfer paid it as well, core/payments/bank_credits.py): then `failed`,
+    nothing came and nothing is owed for it."""
+    order = db.execute("SELECT total_cents FROM orders WHERE id = ?", (debit["order_id"],)).fetchone()
+    others = db.execute("SELECT coalesce(sum(amount_cents), 0) AS c FROM payments WHERE order_id = ? "
+                        "AND state = 'paid' AND id != ?", (debit["order_id"], debit["payment_id"])).fetchone()["c"]
+    return "failed" if others >= order["total_cents"] - states.credited(db, debit["order_id"]) else "pending"
+
+
 def mark_returned(db: sqlite3.Connection, debit_id: str, data: ReturnIn, node_id: str, now: dt.datetime) -> dict:
     """A Rücklastschrift: the debit is returned with its reason; its payment row is open again
     (`pending`), and a return fee passed on to the customer is an open payment row of its own
@@ -173,7 +195,7 @@ def mark_returned(db: sqlite3.Connection, debit_id: str, data: ReturnIn, node_id
                                      "oder eingezogene Lastschrift kommt zurück")
         db.execute("UPDATE sepa_debits SET state = 'returned', return_reason = ?, return_fee_cents = ?, "
                    "returned_at = ? WHERE id = ?", (data.reason, data.fee_cents, iso(now), debit_id))
-        db.execute("UPDATE payments SET state = 'pending' WHERE id = ?", (debit["payment_id"],))
+        db.execute("UPDATE payments SET state = ? WHERE id = ?", (_reopened(db, debit), debit["payment_id"]))
         if data.fee_cents:
             payments.record(db, debit["order_id"], method="transfer", amount_cents=data.fee_cents, node_id=node_id,
                             now=now, reference=f"Ruecklastschrift {debit['end_to_end_id']} {data.reason}",

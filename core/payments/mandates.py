@@ -63,9 +63,15 @@ class CancelIn(Body, kw_only=True):
     reason: Annotated[str, Meta(max_length=200)] | None = None
 
 
+PRENOTIFICATION_DAYS = 14  # the rulebook's default lead time, unless the creditor agreed another
+
+
 class CreditorAccountIn(Body, kw_only=True):
     iban: IbanText
     bic: BicText | None = None
+    # days from the pre-notification (invoice or letter) to the collection: what the creditor's
+    # mandates agree (1 to 30; the rulebook's default is 14)
+    prenotification_days: Annotated[int, Meta(ge=1, le=30)] = PRENOTIFICATION_DAYS
 
 
 def create(db: sqlite3.Connection, data: MandateIn, now: dt.datetime) -> dict:
@@ -162,7 +168,7 @@ def of_customer(db: sqlite3.Connection, customer_id: str) -> list[dict]:
 
 def _used(db: sqlite3.Connection, mandate_id: str) -> bool:
     """Has the bank seen this mandate (a debit of it submitted)?"""
-    return db.execute("SELECT 1 FROM sepa_debits WHERE mandate_id = ? AND state != 'due' LIMIT 1",
+    return db.execute(f"SELECT 1 FROM sepa_debits WHERE mandate_id = ? AND state IN {_PRESENTED} LIMIT 1",
                       (mandate_id,)).fetchone() is not None
 
 
@@ -247,9 +253,10 @@ def set_creditor_account(db: sqlite3.Connection, organizer_id: str, data: Credit
     iban = sepa_rules.check_iban(data.iban, "iban")
     bic = sepa_rules.check_bic(data.bic, "bic")
     with transaction(db):
-        db.execute("INSERT INTO sepa_creditor_accounts (organizer_id, iban, bic, updated_at) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (organizer_id) DO UPDATE SET iban = excluded.iban, bic = excluded.bic, "
-                   "updated_at = excluded.updated_at", (organizer_id, iban, bic, iso(now)))
+        db.execute("INSERT INTO sepa_creditor_accounts (organizer_id, iban, bic, prenotification_days, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (organizer_id) DO UPDATE SET iban = excluded.iban, "
+                   "bic = excluded.bic, prenotification_days = excluded.prenotification_days, "
+                   "updated_at = excluded.updated_at", (organizer_id, iban, bic, data.prenotification_days, iso(now)))
     return creditor_account(db, organizer_id)
 
 
@@ -259,6 +266,14 @@ def creditor_account(db: sqlite3.Connection, organizer_id: str) -> dict:
         raise NotFound(f"organizer {organizer_id} has no SEPA creditor account yet",
                        detail_de=f"Veranstalter {organizer_id} hat noch kein Gläubigerkonto")
     return row
+
+
+def prenotification_days(db: sqlite3.Connection, organizer_id: str) -> int:
+    """The organizer's pre-notification lead time: its creditor account's, else the default.
+    Invoices announce the collection this many days ahead; the export keeps it."""
+    row = db.execute("SELECT prenotification_days FROM sepa_creditor_accounts WHERE organizer_id = ?",
+                     (organizer_id,)).fetchone()
+    return row["prenotification_days"] if row else PRENOTIFICATION_DAYS
 
 
 def creditor_accounts(db: sqlite3.Connection) -> list[dict]:

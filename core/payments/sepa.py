@@ -11,8 +11,8 @@ Rules beyond the XSD:
 - one payment-information block (batch) per sequence type and collection date;
 - a collection date is a TARGET day, at least one TARGET day after the file is handed over
   (CORE, D-1);
-- the pre-notification reached the customer at least `lead_days` (default 14) days before the
-  collection date;
+- the pre-notification reached the customer at least the creditor account's
+  `prenotification_days` (1 to 30, default 14) before the collection date;
 - a mandate no debit was presented on for 36 months has expired (`mandates.expires_on`): a
   debit that would collect after that is held back;
 - the creditor identifier passes its ISO 7064 mod 97 check; the creditor account is a SEPA IBAN;
@@ -36,7 +36,6 @@ from core.base.storage import transaction
 from core.payments import mandates, sepa_rules
 
 SCHEMA = "pain.008.001.08"
-LEAD_DAYS = 14
 
 
 @dataclass
@@ -50,6 +49,7 @@ class Creditor:
     postcode: str
     town: str
     country: str
+    lead_days: int = mandates.PRENOTIFICATION_DAYS  # the creditor account's pre-notification lead time
 
 
 @dataclass
@@ -104,17 +104,19 @@ def creditor_of(db: sqlite3.Connection, organizer_id: str) -> Creditor:
     return Creditor(organizer_id, sepa_rules.sepa_text(organizer["name"], 70), creditor_id,
                     sepa_rules.check_iban(account["iban"], "creditor iban"), account["bic"],
                     sepa_rules.sepa_text(organizer["street"], 70), organizer["postcode"],
-                    sepa_rules.sepa_text(organizer["town"], 35), organizer["country"])
+                    sepa_rules.sepa_text(organizer["town"], 35), organizer["country"], account["prenotification_days"])
 
 
 def plan(db: sqlite3.Connection, organizer_id: str, today: dt.date, *, collection_date: dt.date | None = None,
-         lead_days: int = LEAD_DAYS) -> Plan:
+         lead_days: int | None = None) -> Plan:
     """The due debits of *organizer_id* a file handed to the bank *today* would hold.
 
     Without *collection_date*: every debit due by the earliest possible collection date, each
     collected then, or later where its pre-notification needs the time. With one: every debit due
-    by that date, all collected on it; a debit whose lead time that date breaks is held back."""
+    by that date, all collected on it; a debit whose lead time that date breaks is held back.
+    The lead time is the creditor account's `prenotification_days` (*lead_days* overrides it)."""
     creditor = creditor_of(db, organizer_id)
+    lead_days = lead_days or creditor.lead_days
     earliest = sepa_rules.earliest_collection(today)
     if collection_date is not None:
         if not sepa_rules.is_target_day(collection_date):
@@ -286,7 +288,7 @@ def message_id_of(run_id: str) -> str:
 
 
 def export(db: sqlite3.Connection, organizer_id: str, now: dt.datetime, *, collection_date: dt.date | None = None,
-           lead_days: int = LEAD_DAYS) -> dict:
+           lead_days: int | None = None) -> dict:
     """Write the file of *organizer_id*'s due debits and mark them submitted, in one transaction
     with the file's record. Nothing exportable: Conflict, nothing written."""
     run_id = uuid7()

@@ -22,6 +22,12 @@ PAGE = [Param("limit", "int", "page size (default 100)", minimum=1, maximum=500)
         Param("offset", "int", "records to skip", minimum=0, maximum=10_000_000)]
 
 
+class Overpaid(msgspec.Struct, kw_only=True):
+    entry_id: str
+    order_id: str
+    note: str | None
+
+
 class Imported(msgspec.Struct, kw_only=True):
     statement_id: str | None
     duplicate: bool
@@ -34,6 +40,9 @@ class Imported(msgspec.Struct, kw_only=True):
     matched: int
     returned: int
     unmatched: int
+    overpaid: list[Overpaid]  # credits whose order is overpaid: a SEPA debit already submitted collects too
+    debits_cancelled: int  # due SEPA debits a transfer paid instead (cancelled)
+    debits_lowered: int  # due SEPA debits a transfer paid in part (lowered to what stays open)
 
 
 class Statement(msgspec.Struct, kw_only=True):
@@ -119,6 +128,10 @@ def dismiss_entry(ctx: Ctx):
     return bank.dismiss(ctx.db, ctx.path("id"), ctx.body, utcnow(), operator=_operator(ctx))
 
 
+def take_back_entry(ctx: Ctx):
+    return bank.take_back(ctx.db, ctx.path("id"), ctx.body, utcnow(), operator=_operator(ctx))
+
+
 def register(api: Api) -> None:
     """Installs the bank statement operations."""
     tag = "Bank statements"
@@ -146,3 +159,9 @@ def register(api: Api) -> None:
     api.add("POST", "/bank-entries/{id}/dismiss", dismiss_entry, summary="Dismiss an unmatched bank entry",
             tag=tag, roles=STAFF, body=bank.DismissIn, response=Entry,
             description="Set aside with a note (a bank fee, a private transfer): nothing is booked.")
+    api.add("POST", "/bank-entries/{id}/take-back", take_back_entry, summary="Take back a wrong match of a credit",
+            tag=tag, roles=STAFF, body=bank.TakeBackIn, response=Entry,
+            description="A matched or assigned credit goes back to the unmatched list: the payment rows it "
+                        "wrote are restored as they were (a SEPA debit it cancelled is due again; a debit it "
+                        "collected is submitted again), so the order is open again. 409 for any other entry, "
+                        "or when the order's payment rows changed since the match (correct those by hand).")

@@ -29,6 +29,7 @@ class CreditorAccount(msgspec.Struct, kw_only=True):
     organizer_id: str
     iban: str
     bic: str | None
+    prenotification_days: int
     updated_at: str
 
 
@@ -73,7 +74,7 @@ class Debit(msgspec.Struct, kw_only=True):
     prenotified_on: str
     end_to_end_id: str
     remittance: str
-    state: Literal["due", "submitted", "collected", "returned"]
+    state: Literal["due", "submitted", "collected", "returned", "cancelled"]
     run_id: str | None
     sequence: str | None
     collection_date: str | None
@@ -85,6 +86,8 @@ class Debit(msgspec.Struct, kw_only=True):
     return_fee_cents: int | None
     returned_at: str | None
     created_at: str
+    cancelled_at: str | None = None  # a due debit a bank transfer made unnecessary
+    cancel_reason: str | None = None
 
 
 class DebitList(msgspec.Struct, kw_only=True):
@@ -237,8 +240,10 @@ def register(api: Api) -> None:
     organizer = Param("organizer_id", "uuid", "the creditor (organizer)", required=True)
     api.add("PUT", "/organizers/{id}/sepa-account", put_creditor_account, summary="Set an organizer's SEPA "
             "creditor account", tag=tag, roles=STAFF, body=mandates.CreditorAccountIn, response=CreditorAccount,
-            description="The account debits are collected into (a SEPA IBAN; BIC optional). The creditor "
-                        "identifier is the organizer's `sepa_creditor_id`.")
+            description="The account debits are collected into (a SEPA IBAN; BIC optional) and the "
+                        "pre-notification lead time its mandates agree (`prenotification_days`, 1 to 30, default "
+                        "14): invoices announce a debit that many days ahead and the export keeps it. The "
+                        "creditor identifier is the organizer's `sepa_creditor_id`.")
     api.add("GET", "/organizers/{id}/sepa-account", read_creditor_account, summary="Read an organizer's SEPA "
             "creditor account", tag=tag, roles=STAFF, response=CreditorAccount, cacheable=False)
     api.add("POST", "/sepa-mandates", create_mandate, summary="Record a SEPA mandate", tag=tag, roles=STAFF,
@@ -266,7 +271,7 @@ def register(api: Api) -> None:
                         "is the day the customer was told of the debit: the export keeps the lead time from it.")
     api.add("GET", "/sepa-debits", list_debits, summary="List SEPA debits", tag=tag, roles=STAFF,
             response=DebitList, cacheable=False,
-            query=[Param("state", "str", "due, submitted, collected or returned", max_length=10),
+            query=[Param("state", "str", "due, submitted, collected, returned or cancelled", max_length=10),
                    Param("order_id", "uuid", "debits of one order"),
                    Param("run_id", "uuid", "debits of one SEPA run"), *PAGE])
     api.add("POST", "/sepa-debits/{id}/collected", collect_debit, summary="Mark a submitted debit collected",

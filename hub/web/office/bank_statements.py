@@ -1,6 +1,7 @@
 """The office's bank statement screen (issue 16 "Everywhere", B6): upload a camt.053 file, see
 what the import matched, and clear the unmatched entries by hand (assign a credit to an order
-by its number, or dismiss it with a note); the statements imported so far.
+by its number, or dismiss it with a note); the matched credits, each of which can be taken back
+when it went to the wrong order; the statements imported so far.
 
 Why this shape: the file goes to the API's own import (`POST /bank-statements`, in-process via
 `api_call`), which reads it as hostile input and stores each booking once; the office adds no
@@ -33,10 +34,18 @@ async def _page(request: web.Request, me: staff.Session, *, error: str | None = 
                 status: int = 200) -> web.Response:
     entries = (await api_call.call(request, me, "GET", "/bank-entries", query={"state": "unmatched",
                                                                                 "limit": 500}))["items"]
+    matched = []
+    for state in ("matched", "assigned"):
+        matched += (await api_call.call(request, me, "GET", "/bank-entries", query={"state": state,
+                                                                                     "limit": 200}))["items"]
+    matched = [e for e in matched if e["direction"] == "credit"]
+    matched.sort(key=lambda e: e["resolved_at"] or "", reverse=True)
     statements = (await api_call.call(request, me, "GET", "/bank-statements", query={"limit": 50}))["items"]
     lang = views._lang(request)
     return views.render(request, "money_bank.html", status, me=me, csrf=me.csrf, m=money.text(request),
                         entries=entries, statements=statements, error=error, note=order_money.note(request),
+                        matched=matched[:200],
+                        orders=office_money.order_numbers(request.app[DB], [e["order_id"] for e in matched]),
                         euros=views._euros(lang), day=order_money.day, when=views._when)
 
 
@@ -80,8 +89,8 @@ async def upload(request: web.Request, me: staff.Session) -> web.Response:
         return await _page(request, me, error=money.refusal(request, exc), status=exc.status)
     if done["duplicate"]:
         raise _back(done="bank_duplicate")
-    raise _back(done="bank_imported", n=str(done["new"]), m=str(done["matched"] + done["returned"]),
-                r=str(done["unmatched"]))
+    raise _back(done="bank_imported_overpaid" if done["overpaid"] else "bank_imported", n=str(done["new"]),
+                m=str(done["matched"] + done["returned"]), r=str(done["unmatched"]))
 
 
 @lists.staff_only
@@ -116,9 +125,24 @@ async def dismiss(request: web.Request, me: staff.Session) -> web.Response:
     raise _back(done="bank_dismissed")
 
 
+@lists.staff_only
+async def take_back(request: web.Request, me: staff.Session) -> web.Response:
+    """Take back a wrong match: the order is open again, the entry back on the unmatched list."""
+    form = await views.checked_form(request, me)
+    if isinstance(form, web.Response):
+        return form
+    try:
+        await api_call.call(request, me, "POST", f"/bank-entries/{request.match_info['id']}/take-back",
+                            {"note": form.get("note", "").strip()[:500] or None})
+    except api_call.Refused as exc:
+        return await _page(request, me, error=money.refusal(request, exc), status=exc.status)
+    raise _back(done="bank_taken_back")
+
+
 def install(app: web.Application) -> None:
     """The bank statement screen: upload, unmatched entries (assign, dismiss), statements."""
     app.router.add_get(PATH, bank_page)
     app.router.add_post(PATH, upload)
     app.router.add_post(PATH + "/entries/{id}/assign", assign)
     app.router.add_post(PATH + "/entries/{id}/dismiss", dismiss)
+    app.router.add_post(PATH + "/entries/{id}/take-back", take_back)

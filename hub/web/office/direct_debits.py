@@ -43,6 +43,12 @@ def _cents(text: str) -> int | None:
     return int(euros) * 100 + int((cents + "00")[:2])
 
 
+def _account(form) -> dict:  # noqa: ANN001 - the form's multidict
+    """IBAN and (if typed) BIC of a form, as the API takes them."""
+    bic = form.get("bic", "").strip()
+    return {"iban": form.get("iban", "").strip(), **({"bic": bic} if bic else {})}
+
+
 def _creditors(request: web.Request) -> list[dict]:
     return [o for o in office_money.organizers(request.app[DB]) if o["sepa_creditor_id"]]
 
@@ -115,9 +121,7 @@ async def amend_mandate(request: web.Request, me: staff.Session) -> web.Response
     form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
-    body = {"iban": form.get("iban", "").strip(), **({"bic": form["bic"].strip()} if form.get("bic", "").strip()
-                                                     else {})}
-    return await _mandate_step(request, me, "amend", body, "md_amended")
+    return await _mandate_step(request, me, "amend", _account(form), "md_amended")
 
 
 @lists.staff_only
@@ -174,13 +178,15 @@ async def set_account(request: web.Request, me: staff.Session) -> web.Response:
     if isinstance(form, web.Response):
         return form
     org = form.get("organizer_id", "")
-    body = {"iban": form.get("iban", "").strip(), **({"bic": form["bic"].strip()} if form.get("bic", "").strip()
-                                                     else {})}
+    body = _account(form)
+    days = form.get("prenotification_days", "").strip()
+    if days:  # a number the API checks (1 to 30); anything else goes as typed and is refused there
+        body["prenotification_days"] = int(days) if days.isascii() and days.isdigit() and len(days) < 4 else days
     try:
         await api_call.call(request, me, "PUT", f"/organizers/{org}/sepa-account", body)
     except api_call.Refused as exc:
         return await _sepa_page(request, me, org, error=money.refusal(request, exc), status=exc.status,
-                                form={"iban": body["iban"]})
+                                form={"iban": body["iban"], "prenotification_days": days})
     raise _back(PATH, organizer=org, done="sepa_account_done")
 
 

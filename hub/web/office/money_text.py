@@ -83,6 +83,7 @@ TEXT: dict[str, dict[str, str]] = {
         "sepa_creditor": "Gläubiger-ID", "sepa_account": "Einzugskonto", "sepa_account_set": "Einzugskonto speichern",
         "sepa_account_none": "Noch kein Einzugskonto: bitte die IBAN eintragen, auf die eingezogen wird.",
         "sepa_account_done": "Das Einzugskonto ist gespeichert.",
+        "sepa_lead": "Vorlauf der Vorabankündigung (Tage)",
         "sepa_preview": "Vorschau: was ein Lauf jetzt einziehen würde", "sepa_seq": "Sequenz",
         "sepa_date": "Einzug am", "sepa_count": "Lastschriften", "sepa_sum": "Summe", "sepa_nothing": "Nichts fällig.",
         "sepa_held": "Zurückgehalten", "sepa_why": "Grund", "sepa_export": "SEPA-Lauf erstellen (pain.008)",
@@ -110,6 +111,14 @@ TEXT: dict[str, dict[str, str]] = {
         "bank_duplicate": "Dieser Kontoauszug war schon eingelesen: nichts Neues.",
         "bank_assigned": "Die Buchung ist der Bestellung {n} zugeordnet.",
         "bank_dismissed": "Die Buchung ist beiseitegelegt.",
+        "bank_imported_overpaid": "Kontoauszug eingelesen: {n} neue Buchungen, {m} zugeordnet, {r} ungeklärt. "
+                                  "Achtung: mindestens eine Bestellung ist überzahlt (ihre Lastschrift war schon "
+                                  "eingereicht), eine Erstattung ist fällig – siehe zugeordnete Buchungen.",
+        "bank_taken_back": "Die Zuordnung ist zurückgenommen: die Buchung ist wieder ungeklärt, der Auftrag offen.",
+        "bank_matched": "Zugeordnete Gutschriften", "bank_none_matched": "Noch keine zugeordnete Gutschrift.",
+        "bank_take_back": "Zurücknehmen", "bank_why": "Grund", "bank_rule_kassenzeichen": "per Kassenzeichen",
+        "bank_rule_invoice_number": "per Rechnungsnummer", "bank_rule_end_to_end_id": "Lastschrift eingezogen",
+        "bank_rule_amount": "per Betrag", "bank_rule_manual": "von Hand zugeordnet",
         "e_bank_file": "Bitte eine camt.053-Datei (XML, UTF-8, höchstens 1 MB) wählen.",
         "e_bank_order": "Keine Bestellung mit der Nummer {q}.",
         # DATEV
@@ -184,6 +193,7 @@ TEXT: dict[str, dict[str, str]] = {
         "sepa_creditor": "Creditor id", "sepa_account": "Collection account", "sepa_account_set": "Save the account",
         "sepa_account_none": "No collection account yet: please enter the IBAN the debits are collected into.",
         "sepa_account_done": "The collection account is saved.",
+        "sepa_lead": "Pre-notification lead time (days)",
         "sepa_preview": "Preview: what a run would collect now", "sepa_seq": "Sequence",
         "sepa_date": "Collected on", "sepa_count": "Debits", "sepa_sum": "Sum", "sepa_nothing": "Nothing due.",
         "sepa_held": "Held back", "sepa_why": "Reason", "sepa_export": "Create the SEPA run (pain.008)",
@@ -208,6 +218,14 @@ TEXT: dict[str, dict[str, str]] = {
         "bank_imported": "Statement imported: {n} new entries, {m} matched, {r} unmatched.",
         "bank_duplicate": "This statement was imported before: nothing new.",
         "bank_assigned": "The entry is assigned to order {n}.", "bank_dismissed": "The entry is dismissed.",
+        "bank_imported_overpaid": "Statement imported: {n} new entries, {m} matched, {r} unmatched. Note: at least "
+                                  "one order is overpaid (its debit was already submitted), a refund is due – see "
+                                  "the matched credits.",
+        "bank_taken_back": "The match is taken back: the entry is unmatched again, the order open.",
+        "bank_matched": "Matched credits", "bank_none_matched": "No matched credit yet.",
+        "bank_take_back": "Take back", "bank_why": "Why", "bank_rule_kassenzeichen": "by Kassenzeichen",
+        "bank_rule_invoice_number": "by invoice number", "bank_rule_end_to_end_id": "debit collected",
+        "bank_rule_amount": "by amount", "bank_rule_manual": "assigned by hand",
         "e_bank_file": "Please choose a camt.053 file (XML, UTF-8, at most 1 MB).",
         "e_bank_order": "No order with the number {q}.",
         "datev_title": "DATEV export", "datev_from": "From", "datev_to": "To", "datev_go": "Download the batch",

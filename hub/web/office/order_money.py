@@ -18,7 +18,8 @@ from hub.web.office.money_text import TEXT
 # language (`?done=KEY&n=&r=&m=&c=`), so switching the language keeps the message readable.
 NOTES = frozenset({"inv_issued", "inv_cancelled", "deb_made", "md_made", "md_amended", "md_cancelled_done",
                    "sepa_account_done", "sepa_exported", "sepa_returned_done", "sepa_collected_done",
-                   "bank_imported", "bank_duplicate", "bank_assigned", "bank_dismissed", "cn_done", "rf_paid"})
+                   "bank_imported", "bank_duplicate", "bank_assigned", "bank_dismissed", "cn_done", "rf_paid",
+                   "bank_imported_overpaid", "bank_taken_back"})
 
 
 async def read(request: web.Request, me: staff.Session, order: dict) -> dict:
