@@ -37,12 +37,17 @@ def euro(cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
-@pytest.fixture
-async def office(api):
+async def collecting(api):
+    """*api* with the museum association collecting into the statements' account and its first customer."""
     api.org = api.hub.ids["museum_organizer"]
     await call(api, "PUT", f"/organizers/{api.org}/sepa-account", {"iban": CREDITOR_IBAN}, status=200)
     api.customer = api.hub.db.execute("SELECT id FROM customers ORDER BY number LIMIT 1").fetchone()["id"]
     return api
+
+
+@pytest.fixture
+async def office(api):
+    return await collecting(api)
 
 
 async def order(api, method: str, product: int = 0) -> dict:

@@ -17,16 +17,12 @@ import pytest
 
 from hub.services import tokens
 from tests.helpers import call, problem, table_counts
-from tests.test_bank_statements import CREDITOR_IBAN, DEBTOR_IBAN, camt, euro, order, state_of, upload
+from tests.test_bank_statements import DEBTOR_IBAN, camt, collecting, euro, order, state_of, upload
 
 
 @pytest.fixture
 async def office(api):
-    """The museum association collecting into the statement's account, and its first customer."""
-    api.org = api.hub.ids["museum_organizer"]
-    await call(api, "PUT", f"/organizers/{api.org}/sepa-account", {"iban": CREDITOR_IBAN}, status=200)
-    api.customer = api.hub.db.execute("SELECT id FROM customers ORDER BY number LIMIT 1").fetchone()["id"]
-    return api
+    return await collecting(api)
 
 
 async def sepa_order_with_debit(api, *, export: bool = False) -> tuple[dict, dict, dict]:

@@ -111,32 +111,31 @@ async def assign(request: web.Request, me: staff.Session) -> web.Response:
     raise _back(done="bank_assigned", n=typed)
 
 
-@lists.staff_only
-async def dismiss(request: web.Request, me: staff.Session) -> web.Response:
-    """Set an unmatched entry aside with a note; nothing is booked."""
+async def _entry_step(request: web.Request, me: staff.Session, step: str, done: str, *, optional: bool = False):
+    """One API step on the entry of the address with the form's note (*optional*: none if blank);
+    back with *done*, or the page with the refusal in its language."""
     form = await views.checked_form(request, me)
     if isinstance(form, web.Response):
         return form
+    text = form.get("note", "")
     try:
-        await api_call.call(request, me, "POST", f"/bank-entries/{request.match_info['id']}/dismiss",
-                            {"note": form.get("note", "")})
+        await api_call.call(request, me, "POST", f"/bank-entries/{request.match_info['id']}/{step}",
+                            {"note": (text.strip()[:500] or None) if optional else text})
     except api_call.Refused as exc:
         return await _page(request, me, error=money.refusal(request, exc), status=exc.status)
-    raise _back(done="bank_dismissed")
+    raise _back(done=done)
+
+
+@lists.staff_only
+async def dismiss(request: web.Request, me: staff.Session) -> web.Response:
+    """Set an unmatched entry aside with a note; nothing is booked."""
+    return await _entry_step(request, me, "dismiss", "bank_dismissed")
 
 
 @lists.staff_only
 async def take_back(request: web.Request, me: staff.Session) -> web.Response:
     """Take back a wrong match: the order is open again, the entry back on the unmatched list."""
-    form = await views.checked_form(request, me)
-    if isinstance(form, web.Response):
-        return form
-    try:
-        await api_call.call(request, me, "POST", f"/bank-entries/{request.match_info['id']}/take-back",
-                            {"note": form.get("note", "").strip()[:500] or None})
-    except api_call.Refused as exc:
-        return await _page(request, me, error=money.refusal(request, exc), status=exc.status)
-    raise _back(done="bank_taken_back")
+    return await _entry_step(request, me, "take-back", "bank_taken_back", optional=True)
 
 
 def install(app: web.Application) -> None:
