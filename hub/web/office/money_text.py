@@ -64,6 +64,7 @@ TEXT: dict[str, dict[str, str]] = {
         "deb_made": "Die Lastschrift ist angelegt; sie geht mit dem nächsten SEPA-Lauf hinaus.",
         "deb_no_mandate": "Für eine Lastschrift braucht der Kunde ein aktives Mandat:", "mandates_of": "Mandate",
         "ds_due": "fällig", "ds_submitted": "eingereicht", "ds_collected": "eingezogen", "ds_returned": "zurückgegeben",
+        "ds_cancelled": "storniert (überwiesen)",
         # mandates
         "md_title": "SEPA-Mandate von {c}", "md_none": "Noch kein Mandat.", "md_ref": "Mandatsreferenz",
         "md_iban": "IBAN", "md_bic": "BIC (freiwillig)", "md_signed": "Unterschrieben am", "md_kind": "Art",
@@ -176,6 +177,7 @@ TEXT: dict[str, dict[str, str]] = {
         "deb_e2e": "End-to-end id", "deb_made": "The debit is created; it goes out with the next SEPA run.",
         "deb_no_mandate": "A direct debit needs an active mandate of the customer:", "mandates_of": "Mandates",
         "ds_due": "due", "ds_submitted": "submitted", "ds_collected": "collected", "ds_returned": "returned",
+        "ds_cancelled": "cancelled (paid by transfer)",
         "md_title": "SEPA mandates of {c}", "md_none": "No mandate yet.", "md_ref": "Mandate reference",
         "md_iban": "IBAN", "md_bic": "BIC (optional)", "md_signed": "Signed on", "md_kind": "Kind",
         "md_recurring": "recurring", "md_oneoff": "one-off", "md_seq": "Next sequence", "md_state": "State",
