@@ -45,6 +45,8 @@ SPECIAL = {
     # choice vouchers: desks refuse used ones offline; no printable code on a desk; a gate never sees them
     "choice_vouchers": {"cashdesk": ("code",), "counter": ("code",), "gate": NONE},
     "choice_voucher_redemptions": {"cashdesk": ("operator",), "counter": ("operator",), "gate": NONE},
+    # a desk-sold ticket cancelled at the hub: to the desk that sold it, no one else
+    "seat_releases": {"cashdesk": ADDRESSED, "counter": NONE, "gate": NONE},
 }
 EXPECTED = {role: {table: SPECIAL.get(table, {}).get(role, ALL) for table in REPLICATED} for role in ROLES}
 
@@ -102,7 +104,7 @@ def test_tables_come_parents_first():
 @pytest.fixture
 def hub(sample_hub):
     """The sample hub with what scope is about: a customer's card with a birth date, an
-    operator with a PIN, recalls to two desks, a voucher redemption."""
+    operator with a PIN, recalls to two desks, a voucher redemption, a seat released to each of two desks."""
     db, now = sample_hub.db, utcnow()
     signer = cards.load_signer(db, sample_hub.dir)
     customer = db.execute("SELECT id FROM customers ORDER BY id LIMIT 1").fetchone()["id"]
@@ -118,6 +120,10 @@ def hub(sample_hub):
         contingents.request_recall(db, OTHER, performance, seats[1:], "hub", now)
         db.execute("INSERT INTO voucher_redemptions (voucher_id, card_id, node_id, operator, redeemed_at) "
                    "VALUES (?, ?, ?, 'Anna', ?)", (uuid7(), card["id"], OTHER, now.isoformat()))
+        for node, seat in zip((ME, OTHER), seats, strict=True):  # a seat each desk sold, cancelled at the hub
+            db.execute("INSERT INTO seat_releases (ticket_id, node_id, order_id, performance_id, seat_id, "
+                       "released_at) VALUES (?, ?, ?, ?, ?, ?)", (uuid7(), node, uuid7(), performance, seat,
+                                                                  now.isoformat()))
     sample_hub.card, sample_hub.operator = card, operator
     return sample_hub
 

@@ -50,6 +50,7 @@ REPLICATED: dict[str, tuple[str, ...]] = {
     "voucher_redemptions": ("voucher_id",), "operators": ("id",),
     "node_pin_keys": ("key_id",), "pin_verifiers": ("operator_id", "key_id"),
     "choice_vouchers": ("id",), "choice_voucher_redemptions": ("voucher_id",),
+    "seat_releases": ("ticket_id",),
 }
 
 # Plain lower-case names only: nothing that needs quoting, nothing that could end a literal.

@@ -23,7 +23,8 @@ needs (issue 11); a node that is stolen or copied gives away no more than that:
   code's signature and needs the row only for its state, value, tier and offer) and their
   redemptions (without the operator), so a synced desk refuses a used or void voucher
   offline; gates get neither (a choice voucher never admits: it is redeemed for a ticket);
-- a recall goes only to the desk it is addressed to;
+- a recall goes only to the desk it is addressed to, and so does a seat release (a ticket that
+  desk sold, cancelled at the hub: the desk frees the seat in its own ledger);
 - desks and counters get the operators but never a PIN hash: each gets only its own PIN
   key, sealed to its node key, and its own PIN verifiers (`node_pin_keys`, `pin_verifiers`,
   addressed by node id; core/catalog/pins.py);
@@ -113,6 +114,8 @@ RULES: dict[str, Rule] = {
     # contingents: only the seat-selling desk; a recall is a request to one desk
     "seat_pools": Rule(roles=SELLERS),
     "recalls": Rule(roles=SELLERS, addressed_by="node_id"),
+    # a desk-sold ticket cancelled at the hub: to the desk that sold it (it frees the seat in its pool)
+    "seat_releases": Rule(roles=SELLERS, addressed_by="node_id"),
 }
 
 
