@@ -5,7 +5,8 @@ tricks). What only SQLite has sits here, behind small functions, so that a Postg
 adapter for the hub can give its own answer without touching a rule:
 
 - `generation` / `others_version`: has anyone written since I last looked? (`PRAGMA
-  data_version`, plus this connection's own `total_changes`)
+  data_version`, plus this connection's own `total_changes`; on PostgreSQL the connection's
+  `generation()`, see core/base/pg/connection.py)
 - `integrity_problem`: what a constraint violation was about, from SQLite's message text
 - `replace_rows`: the edge replica's delete-and-insert of a pulled row (edges stay on SQLite)
 - `search_clause`: full-text search through an FTS5 index
@@ -31,14 +32,18 @@ from core.base.clock import LOCAL_TZ, parse_iso
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def others_version(db: sqlite3.Connection) -> int:
+def others_version(db: sqlite3.Connection) -> int | str:
     """Changes whenever *another* connection commits (a second process, the sync loop)."""
+    if not isinstance(db, sqlite3.Connection):  # PostgreSQL (core.base.pg): its own answer
+        return db.generation()
     row = db.execute("PRAGMA data_version").fetchone()
     return row["data_version"] if isinstance(row, dict) else row[0]
 
 
-def generation(db: sqlite3.Connection) -> tuple[int, int]:
+def generation(db: sqlite3.Connection) -> tuple[int | str, int]:
     """Changes whenever anyone commits, this connection included."""
+    if not isinstance(db, sqlite3.Connection):  # one snapshot answers for every connection
+        return db.generation(), 0
     return others_version(db), db.total_changes
 
 

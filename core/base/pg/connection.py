@@ -1,0 +1,244 @@
+"""A psycopg 3 connection that the hub's code can use like its sqlite3 connections.
+
+The hub's rules are written against sqlite3 (`db.execute(sql, params)` with `?`, rows as
+dicts, `db.in_transaction`, `core.base.storage.transaction()`), and they stay so: this
+adapter gives the same interface on PostgreSQL instead of a second copy of every rule.
+
+- Placeholders: `?` and `:name` become psycopg's (`core.base.pg.placeholders`), never inside
+  a literal.
+- Rows are dicts; a statement without a result fetches None / [] as on sqlite3.
+- Transactions: the connection runs in autocommit mode like ours on SQLite. SQLite has one
+  writer at a time (`BEGIN IMMEDIATE` takes the write lock), and rules rely on it: a number
+  series reads and bumps its counter, a seat sale checks then inserts. PostgreSQL has no
+  BEGIN IMMEDIATE; plain `BEGIN` (READ COMMITTED) followed by one transaction-level advisory
+  lock (`WRITER_LOCK`) gives exactly that: writers queue on the lock, readers never wait
+  (MVCC), and since the lock is released only after the commit is visible, every statement
+  the next writer runs sees all earlier commits (READ COMMITTED takes a snapshot per
+  statement, after the lock was granted; REPEATABLE READ would not, which is why it is not
+  used). A write outside `transaction()` takes the same lock, as an autocommit write does
+  on SQLite. Scaling writers past one lock is a later step of issue 18 (docs/postgresql.md).
+- A failed statement inside a transaction undoes only itself, as on SQLite (where rules catch
+  an IntegrityError and go on in the same transaction): each write inside a transaction runs
+  under a savepoint. On PostgreSQL an error otherwise aborts the whole transaction.
+- Errors: a constraint violation is raised as `IntegrityError`, a subclass of
+  `sqlite3.IntegrityError` (which is what the rules catch) whose text is shaped like SQLite's
+  (`UNIQUE constraint failed: tickets.performance_id, tickets.seat_id`), so
+  `core.base.sql.integrity_problem` gives the same kinds; a trigger's refusal (`seat is
+  held`) keeps its text. Serialization failures and deadlocks (40001, 40P01) are
+  `OperationalError`, a `sqlite3.OperationalError`.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.adapt import Dumper
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from core.base.pg.placeholders import translate
+
+# The key of the hub's one write lock (pg_advisory_xact_lock); also taken by the change-feed
+# triggers (core.base.pg.schema), so no row reaches `changes` outside it.
+WRITER_LOCK = 0x7E55E8A
+# SQL functions the SQLite connection gets from Python (`create_function`); on PostgreSQL the
+# schema defines them (core.base.pg.schema.FUNCTIONS).
+PROVIDED_FUNCTIONS = frozenset({"casefold", "tessera_local_day"})
+
+_BEGIN = re.compile(r"^\s*BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK|COMMIT|END)\b", re.IGNORECASE)
+_KEY_COLUMNS = re.compile(r"^Key \((?P<columns>.*?)\)=\(", re.DOTALL)
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class IntegrityError(sqlite3.IntegrityError):
+    """A constraint violation on PostgreSQL, worded like SQLite's (see the module docstring)."""
+
+    sqlstate: str | None = None
+
+
+class OperationalError(sqlite3.OperationalError):
+    """A serialization failure or deadlock: the transaction may simply be run again."""
+
+    sqlstate: str | None = None
+
+
+class _BoolAsInteger(Dumper):
+    """Python bools as 0/1, as sqlite3 stores them (our flag columns are integers)."""
+
+    oid = psycopg.adapters.types["int8"].oid
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
+
+
+def sqlite_message(exc: psycopg.IntegrityError) -> str:
+    """The text SQLite would give for this violation (what `integrity_problem` reads)."""
+    diag = exc.diag
+    table = diag.table_name or ""
+    if exc.sqlstate == "23505":
+        match = _KEY_COLUMNS.match(diag.message_detail or "")
+        columns = [c.strip() for c in match.group("columns").split(",")] if match else []
+        if columns and all(_PLAIN.match(c) for c in columns):
+            return "UNIQUE constraint failed: " + ", ".join(f"{table}.{c}" for c in columns)
+        return f"UNIQUE constraint failed: index '{diag.constraint_name}'"
+    if exc.sqlstate == "23503":
+        return "FOREIGN KEY constraint failed"
+    if exc.sqlstate == "23502":
+        return f"NOT NULL constraint failed: {table}.{diag.column_name}"
+    if exc.sqlstate == "23514":
+        return f"CHECK constraint failed: {diag.constraint_name}"
+    return diag.message_primary or str(exc)
+
+
+def _mapped(exc: psycopg.Error) -> Exception:
+    if isinstance(exc, psycopg.IntegrityError):
+        mapped: Exception = IntegrityError(sqlite_message(exc))
+    elif isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        mapped = OperationalError(str(exc))
+    else:
+        return exc
+    mapped.sqlstate = exc.sqlstate  # type: ignore[attr-defined]
+    return mapped
+
+
+class Cursor:
+    """The result of one statement, read like a sqlite3 cursor."""
+
+    def __init__(self, cursor: psycopg.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchone(self) -> dict | None:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[dict]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def fetchmany(self, size: int = 1) -> list[dict]:
+        return self._cursor.fetchmany(size) if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.fetchall())
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class Connection:
+    """One PostgreSQL session with the sqlite3 connection interface the hub uses."""
+
+    dialect = "postgresql"
+
+    def __init__(self, raw: psycopg.Connection) -> None:
+        self.raw = raw
+        raw.adapters.register_dumper(bool, _BoolAsInteger)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Sequence | Mapping = ()) -> Cursor:
+        if _BEGIN.match(sql):
+            return self._begin()
+        if _CONTROL.match(sql) or not _WRITE.match(sql):
+            return self._run(sql, parameters)
+        return self._write(lambda: self._run(sql, parameters))
+
+    def executemany(self, sql: str, seq: Iterable[Sequence | Mapping]) -> Cursor:
+        rows = list(seq)
+        return self._write(lambda: self._run(sql, rows, many=True))
+
+    def _write(self, run: Callable[[], Cursor]) -> Cursor:
+        """A write: under a statement savepoint inside a transaction, else in a transaction
+        of its own that holds the write lock."""
+        return self._statement_savepoint(run) if self.in_transaction else self._own_transaction(run)
+
+    def _run(self, sql: str, parameters: Any, *, many: bool = False) -> Cursor:
+        cursor = self.raw.cursor()
+        try:
+            if many:
+                cursor.executemany(translate(sql), parameters)
+            else:
+                cursor.execute(translate(sql), parameters)
+        except psycopg.Error as exc:
+            raise _mapped(exc) from exc
+        return Cursor(cursor)
+
+    def _begin(self) -> Cursor:
+        """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring)."""
+        self.raw.execute("BEGIN")
+        return self._run("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+
+    def _statement_savepoint(self, run: Callable[[], Cursor]) -> Cursor:
+        self.raw.execute("SAVEPOINT tessera_statement")
+        try:
+            cursor = run()
+        except BaseException:
+            self.raw.execute("ROLLBACK TO SAVEPOINT tessera_statement")
+            self.raw.execute("RELEASE SAVEPOINT tessera_statement")
+            raise
+        self.raw.execute("RELEASE SAVEPOINT tessera_statement")
+        return cursor
+
+    def _own_transaction(self, run: Callable[[], Cursor]) -> Cursor:
+        self._begin()
+        try:
+            cursor = run()
+        except BaseException:
+            self.raw.execute("ROLLBACK")
+            raise
+        self.commit()
+        return cursor
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self._run("COMMIT", ())
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def create_function(self, name: str, *_args: Any, **_kwargs: Any) -> None:
+        """The schema defines the functions SQLite gets from Python; others do not exist here."""
+        if name not in PROVIDED_FUNCTIONS:
+            raise psycopg.NotSupportedError(f"no PostgreSQL version of the SQL function {name}")
+
+    def generation(self) -> str:
+        """Changes whenever any transaction that wrote has ended since the last look: the
+        snapshot's upper bound and its in-progress list (conservative: any database of the
+        cluster counts)."""
+        return self.raw.execute("SELECT pg_current_snapshot()::text AS s").fetchone()["s"]
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(url: str, *, migrate: bool = True) -> Connection:
+    """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL) and, unless
+    *migrate* is False, create the hub's schema in an empty database."""
+    db = Connection(psycopg.connect(url, autocommit=True, row_factory=dict_row))
+    if migrate:
+        from core.base.pg import schema  # the schema needs a SQLite database: only when asked
+
+        schema.apply(db)
+    return db

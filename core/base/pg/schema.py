@@ -1,0 +1,341 @@
+"""The hub's PostgreSQL schema, generated from the SQLite migrations.
+
+One source for both schemas: the numbered migrations in `core/migrations/` (and the
+change-feed triggers of `feed_triggers.py`). A new PostgreSQL hub does not replay them one
+by one (SQLite's table rebuilds — create `x_new`, copy, drop, rename — and `ALTER TABLE ADD
+COLUMN` history would all need a PostgreSQL twin); instead the migrations are applied to a
+fresh in-memory SQLite database, and its final schema (`sqlite_master`, which holds each
+object's CREATE statement as it stands after every rebuild) is translated. That is equally
+correct for a new database, and it covers a new migration without any change here, as
+long as it uses only the constructs below; anything else fails loudly (`Untranslatable`).
+Upgrading an existing PostgreSQL hub to a newer migration is not there yet: `apply`
+refuses a database made from other migrations (docs/postgresql.md).
+
+What is translated, exactly the constructs our migrations use:
+- types TEXT, INTEGER, REAL, BLOB -> text, bigint, double precision, bytea; an `INTEGER
+  PRIMARY KEY` (SQLite's rowid alias, numbered when inserted without a value) becomes an
+  identity column; `WITHOUT ROWID` is dropped (every PostgreSQL table is organised so).
+- DEFAULTs, CHECKs, UNIQUE/PRIMARY KEY and partial or expression indexes as written (the
+  same syntax); `COLLATE NOCASE` keeps its name: `nocase` is made as an ICU collation that
+  ignores case (for all letters; SQLite's NOCASE folds ASCII only).
+- foreign keys (with ON DELETE and DEFERRABLE) are added after all tables, so a table may
+  name one created after it.
+- triggers become one plpgsql function each: the WHEN condition (PostgreSQL forbids
+  sub-selects there) becomes an IF, `SELECT RAISE(ABORT, 'text')` raises SQLSTATE 23000
+  with that text (an IntegrityError, as on SQLite), `INSERT OR IGNORE` becomes `ON
+  CONFLICT DO NOTHING`, `json_array(a, b)` builds the same text SQLite does (`["a",1]`, no
+  spaces: nodes compare keys as text).
+- the change feed: every trigger that writes to `changes` first takes the hub's write lock
+  (`connection.WRITER_LOCK`, held to the commit). `changes.seq` comes from a sequence, and
+  sequences hand out numbers in call order but commit in any order; under the lock, the
+  transaction that takes a number commits before the next one can take one, so a pull that
+  has seen `seq = n` committed has seen every smaller number that will ever commit, and
+  never skips a row (gaps are rolled-back numbers and stay empty).
+- the FTS5 customer index (`customers_search` and its triggers) is left out: PostgreSQL has
+  no FTS5, and its search (`core.base.sql.search_clause`) is not translated yet; the
+  decision for the next step is pg_trgm (trigram GIN index over the same columns, matching
+  FTS5's `tokenize='trigram'`). Until then the customer search is SQLite-only.
+- `casefold(x)` and `tessera_local_day(ts)`, Python functions on a SQLite connection, are
+  SQL functions here, and so is `strftime` for the codes %Y %m %d %H %M %S %f (UTC).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from core.base.clock import LOCAL_TZ
+from core.base.pg.connection import WRITER_LOCK, Connection
+from core.base.pg.tokens import Token, significant, unquoted
+
+TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
+_COLUMN_KEYWORDS = {"CONSTRAINT", "PRIMARY", "NOT", "NULL", "UNIQUE", "CHECK", "DEFAULT", "COLLATE", "REFERENCES",
+                    "GENERATED", "AS"}
+_TABLE_CONSTRAINTS = {"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT"}
+_RAISE = re.compile(r"^SELECT\s+RAISE\s*\(\s*ABORT\s*,\s*('(?:[^']|'')*')\s*\)$", re.IGNORECASE | re.DOTALL)
+_INSERT_OR_IGNORE = re.compile(r"^INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+
+FUNCTIONS = (
+    "CREATE COLLATION IF NOT EXISTS nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+    "CREATE OR REPLACE FUNCTION casefold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT "
+    "RETURN lower($1 COLLATE \"und-x-icu\")",
+    "CREATE OR REPLACE FUNCTION tessera_local_day(text) RETURNS text LANGUAGE sql STABLE STRICT "
+    f"RETURN CASE WHEN $1 = '' THEN NULL ELSE (($1::timestamptz) AT TIME ZONE '{LOCAL_TZ.key}')::date::text END",
+    # SQLite's strftime for the codes triggers use, in UTC; 'now' is the statement's time
+    "CREATE OR REPLACE FUNCTION strftime(format text, at text) RETURNS text LANGUAGE sql STABLE STRICT RETURN "
+    "(SELECT replace(replace(replace(replace(replace(replace(replace(format, '%f', to_char(t, 'SS.MS')), "
+    "'%Y', to_char(t, 'YYYY')), '%m', to_char(t, 'MM')), '%d', to_char(t, 'DD')), '%H', to_char(t, 'HH24')), "
+    "'%M', to_char(t, 'MI')), '%S', to_char(t, 'SS')) "
+    "FROM (SELECT CASE WHEN at = 'now' THEN statement_timestamp() ELSE at::timestamptz END "
+    "AT TIME ZONE 'UTC' AS t) AS moment)",
+)
+
+
+class Untranslatable(ValueError):
+    """A construct in the SQLite schema this translator does not know (add it here)."""
+
+
+@dataclass
+class Schema:
+    """The PostgreSQL statements, in order, and the digest of the SQLite schema they came from."""
+
+    statements: list[str] = field(default_factory=list)
+    foreign_keys: list[str] = field(default_factory=list)
+    digest: str = ""
+
+    def all(self) -> list[str]:
+        return [*FUNCTIONS, *self.statements, *self.foreign_keys]
+
+
+def sqlite_schema() -> list[tuple[str, str, str]]:
+    """(type, name, sql) of every object of a fresh SQLite database after all migrations."""
+    from core.base import storage
+
+    db = storage.connect(":memory:")
+    try:
+        return [(r["type"], r["name"], r["sql"]) for r in db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
+    finally:
+        db.close()
+
+
+def generate(objects: list[tuple[str, str, str]] | None = None) -> Schema:
+    """Translate *objects* (default: `sqlite_schema()`) into PostgreSQL statements."""
+    objects = sqlite_schema() if objects is None else objects
+    schema = Schema(digest=hashlib.sha256("\n".join(sql for _, _, sql in objects).encode()).hexdigest())
+    virtual = [name for kind, name, sql in objects if kind == "table" and sql.upper().startswith("CREATE VIRTUAL")]
+    for kind, name, sql in objects:
+        if name.startswith("sqlite_") or any(name == v or name.startswith(v + "_") for v in virtual):
+            continue  # SQLite's own, or the FTS5 index, its shadow tables and triggers
+        if kind == "table":
+            statement, foreign = _table(sql)
+            schema.statements.append(statement)
+            schema.foreign_keys.extend(foreign)
+        elif kind == "index":
+            schema.statements.append(_index(sql))
+        elif kind == "trigger":
+            schema.statements.extend(_trigger(sql))
+        else:
+            raise Untranslatable(f"{kind} {name}")
+    return schema
+
+
+def _text(tokens: list[Token]) -> str:
+    out = ""
+    for token in tokens:
+        glue = "" if not out or token.text in (")", ",", ".", ";") or out.endswith(("(", ".")) else " "
+        out += glue + (unquoted(token) if token.kind == "qid" else token.text)
+    return out
+
+
+def _split(tokens: list[Token], separator: str) -> list[list[Token]]:
+    """*tokens* cut at top-level *separator*s (not inside parentheses)."""
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for token in tokens:
+        if token.text == "(":
+            depth += 1
+        elif token.text == ")":
+            depth -= 1
+        if depth == 0 and token.text == separator:
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return [p for p in parts if p]
+
+
+def _closing(tokens: list[Token], start: int) -> int:
+    """The index of the parenthesis that closes the one at *start*."""
+    depth = 0
+    for i in range(start, len(tokens)):
+        depth += tokens[i].text == "("
+        depth -= tokens[i].text == ")"
+        if depth == 0:
+            return i
+    raise Untranslatable("unbalanced parentheses")
+
+
+def _table(sql: str) -> tuple[str, list[str]]:
+    tokens = significant(sql)
+    if [t.upper for t in tokens[:2]] != ["CREATE", "TABLE"]:
+        raise Untranslatable(sql[:60])
+    name = unquoted(tokens[2])
+    start = 3
+    end = _closing(tokens, start)
+    tail = [t.upper for t in tokens[end + 1:]]
+    if tail not in ([], ["WITHOUT", "ROWID"]):
+        raise Untranslatable(f"{name}: {' '.join(tail)}")
+    items, foreign = [], []
+    for part in _split(tokens[start + 1:end], ","):
+        if part[0].upper in _TABLE_CONSTRAINTS:
+            if part[0].upper == "FOREIGN":
+                foreign.append(f"ALTER TABLE {name} ADD {_text(part)}")
+            else:
+                items.append(_text(part))
+        else:
+            column, reference = _column(name, part)
+            items.append(column)
+            if reference:
+                foreign.append(f"ALTER TABLE {name} ADD FOREIGN KEY ({unquoted(part[0])}) {reference}")
+    return f"CREATE TABLE {name} (\n    " + ",\n    ".join(items) + "\n)", foreign
+
+
+def _column(table: str, part: list[Token]) -> tuple[str, str]:
+    """A column definition in PostgreSQL, and its REFERENCES clause (added later) or ''."""
+    name = unquoted(part[0])
+    i = 1
+    declared = []
+    while i < len(part) and part[i].upper not in _COLUMN_KEYWORDS:
+        declared.append(part[i].upper)
+        i += 1
+    kind = " ".join(declared)
+    if kind not in TYPES:
+        raise Untranslatable(f"{table}.{name}: type {kind or '(none)'}")
+    rest = part[i:]
+    uppers = [t.upper for t in rest]
+    out = [name, TYPES[kind]]
+    if kind == "INTEGER" and uppers[:2] == ["PRIMARY", "KEY"]:
+        out.append("GENERATED BY DEFAULT AS IDENTITY")
+    reference: list[Token] = []
+    j = 0
+    while j < len(rest):
+        if rest[j].upper == "REFERENCES":
+            end = _reference_end(rest, j)
+            reference, j = rest[j:end], end
+        elif rest[j].text == "(":
+            close = _closing(rest, j)
+            out.append(_text(rest[j:close + 1]))
+            j = close + 1
+        else:
+            out.append(_text([rest[j]]))
+            j += 1
+    return " ".join(o for o in out if o), _text(reference)
+
+
+def _reference_end(rest: list[Token], start: int) -> int:
+    """Where the REFERENCES clause at *start* ends: at the next column constraint (its own
+    `NOT DEFERRABLE` and `ON DELETE ...` belong to it)."""
+    k = start + 1
+    while k < len(rest):
+        word = rest[k].upper
+        if word == "NOT":
+            if k + 1 < len(rest) and rest[k + 1].upper == "DEFERRABLE":
+                k += 2
+                continue
+            break
+        if word in _COLUMN_KEYWORDS:
+            break
+        k += 1
+    return k
+
+
+def _index(sql: str) -> str:
+    tokens = significant(sql)
+    if [t.upper for t in tokens[:2]] not in (["CREATE", "INDEX"], ["CREATE", "UNIQUE"]):
+        raise Untranslatable(sql[:60])
+    return _text(tokens)
+
+
+@dataclass
+class _Trigger:
+    name: str
+    timing: str
+    event: list[Token]
+    table: str
+    when: list[Token]
+    body: list[list[Token]]
+
+
+def _parse_trigger(sql: str) -> _Trigger:
+    tokens = significant(sql)
+    uppers = [t.upper for t in tokens]
+    if uppers[:2] != ["CREATE", "TRIGGER"] or uppers[-1] != "END" or "BEGIN" not in uppers:
+        raise Untranslatable(sql[:60])
+    name, timing = tokens[2].text, uppers[3]
+    if timing not in ("BEFORE", "AFTER"):
+        raise Untranslatable(f"trigger {name}: {timing}")
+    on = uppers.index("ON")
+    begin = uppers.index("BEGIN")
+    when_at = uppers.index("WHEN") if "WHEN" in uppers[:begin] else begin
+    return _Trigger(name, timing, tokens[4:on], unquoted(tokens[on + 1]), tokens[when_at + 1:begin],
+                    _split(tokens[begin + 1:-1], ";"))
+
+
+def _json_array(tokens: list[Token]) -> list[Token]:
+    """`json_array(a, b)` -> the same text SQLite makes: `["a",1]` (no spaces)."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i].upper == "JSON_ARRAY" and i + 1 < len(tokens) and tokens[i + 1].text == "(":
+            close = _closing(tokens, i + 1)
+            values = [f"coalesce(to_json({_text(_json_array(a))})::text, 'null')"
+                      for a in _split(tokens[i + 2:close], ",")]
+            out.append(Token("word", "('[' || " + " || ',' || ".join(values) + " || ']')"))
+            i = close + 1
+            continue
+        out.append(tokens[i])
+        i += 1
+    return out
+
+
+def _statement(tokens: list[Token]) -> str:
+    text = _text(_json_array(tokens))
+    raised = _RAISE.match(text)
+    if raised:
+        return f"RAISE EXCEPTION USING ERRCODE = 'integrity_constraint_violation', MESSAGE = {raised.group(1)};"
+    if _INSERT_OR_IGNORE.match(text):
+        return _INSERT_OR_IGNORE.sub("INSERT INTO", text) + " ON CONFLICT DO NOTHING;"
+    return text + ";"
+
+
+def _writes_changes(statement: list[Token]) -> bool:
+    uppers = [t.upper for t in statement]
+    return uppers[:3] == ["INSERT", "INTO", "CHANGES"]
+
+
+def _trigger(sql: str) -> list[str]:
+    trigger = _parse_trigger(sql)
+    body = []
+    if any(_writes_changes(s) for s in trigger.body):
+        body.append(f"PERFORM pg_advisory_xact_lock({WRITER_LOCK});")
+    body.extend(_statement(s) for s in trigger.body)
+    # what a row trigger returns: AFTER ignores it; BEFORE goes on with the row
+    result = "NULL" if trigger.timing == "AFTER" else "OLD" if trigger.event[0].upper == "DELETE" else "NEW"
+    inner = "\n        ".join(body)
+    if trigger.when:
+        inner = f"IF {_text(trigger.when)} THEN\n        {inner}\n    END IF;"
+    function = f"trigger_{trigger.name}"
+    return [
+        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $trigger$\nBEGIN\n    {inner}\n"
+        f"    RETURN {result};\nEND\n$trigger$",
+        f"CREATE TRIGGER {trigger.name} {trigger.timing} {_text(trigger.event)} ON {trigger.table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {function}()",
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def current() -> Schema:
+    """The schema of the migrations this Tessera ships (made once per process)."""
+    return generate()
+
+
+def apply(db: Connection) -> str:
+    """Create the hub's schema in an empty database, or check that an existing one was made
+    from the same migrations; returns the schema digest. One transaction."""
+    schema = current()
+    with db.raw.transaction():
+        db.raw.execute("CREATE TABLE IF NOT EXISTS tessera_schema (digest text NOT NULL, created_at timestamptz "
+                       "NOT NULL DEFAULT now())")
+        db.raw.execute("LOCK TABLE tessera_schema")
+        row = db.raw.execute("SELECT digest FROM tessera_schema").fetchone()
+        if row is not None:
+            if row["digest"] != schema.digest:
+                raise RuntimeError("this PostgreSQL database was made from other migrations; upgrading a "
+                                   "PostgreSQL hub is not supported yet (docs/postgresql.md)")
+            return schema.digest
+        for statement in schema.all():
+            db.raw.execute(statement)
+        db.raw.execute("INSERT INTO tessera_schema (digest) VALUES (%s)", (schema.digest,))
+    return schema.digest

@@ -1,0 +1,218 @@
+"""The PostgreSQL connection adapter: sqlite3's interface on psycopg, `transaction()` with
+savepoints and the hub's one write lock, the change feed's order under racing writers, and
+real core services running unchanged on PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from core.base import sql, storage
+from core.base.node import init_node
+from core.base.numbering import next_number
+from core.base.pg import connection
+from core.base.pg.placeholders import translate
+from core.catalog import resource
+from core.catalog.common import Address
+from core.catalog.customers import CustomerIn, Customers
+from hub.services import tokens
+from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
+
+NOW = "2026-12-02T20:00:00.000Z"
+DEADLINE_S = 20
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[connection.Connection]:  # noqa: F811
+    db = connection.connect(pg_url)
+    init_node(db, "hub", "hub")
+    yield db
+    db.close()
+
+
+def add_operator(db, id_: str, name: str | None = None) -> None:
+    db.execute("INSERT INTO operators (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+               (id_, name or id_, NOW, NOW))
+
+
+def test_placeholders_are_translated_outside_literals_only():
+    assert translate("SELECT '?', \"a?\", ? -- ?\n") == "SELECT '?', \"a?\", %s -- ?\n"
+    assert translate("WHERE pool LIKE 'node:%' AND x = :state") == "WHERE pool LIKE 'node:%%' AND x = %(state)s"
+    assert translate("SELECT 'it''s ?' || ?") == "SELECT 'it''s ?' || %s"
+    with pytest.raises(ValueError, match="unterminated"):
+        translate("SELECT 'open")
+
+
+def test_literals_reach_postgresql_unchanged(pg):
+    row = pg.execute("SELECT 'a?b' AS q, 'node:%' AS pct, ? AS p, 'it''s' AS s", ("x",)).fetchone()
+    assert row == {"q": "a?b", "pct": "node:%", "p": "x", "s": "it's"}
+    row = pg.execute("SELECT :a AS a, :b AS b", {"a": "1", "b": "two"}).fetchone()
+    assert row == {"a": "1", "b": "two"}
+    assert pg.execute("UPDATE node SET name = name WHERE 1 = 0").fetchone() is None  # no result: None, as sqlite3
+
+
+def test_transaction_nests_with_savepoints_and_rolls_back(pg):
+    with storage.transaction(pg):
+        add_operator(pg, "outer")
+        with pytest.raises(RuntimeError), storage.transaction(pg):
+            add_operator(pg, "inner")
+            raise RuntimeError("undo the inner part only")
+        assert pg.in_transaction
+    names = [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")]
+    assert names == ["outer"]
+    with pytest.raises(RuntimeError), storage.transaction(pg):
+        add_operator(pg, "gone")
+        raise RuntimeError("undo all")
+    assert not pg.in_transaction
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators")] == ["outer"]
+
+
+def test_a_refused_statement_undoes_only_itself_as_on_sqlite(pg):
+    with storage.transaction(pg):
+        add_operator(pg, "a", "Anna")
+        with pytest.raises(sqlite3.IntegrityError) as caught:
+            add_operator(pg, "b", "Anna")  # name is UNIQUE
+        assert sql.integrity_problem(caught.value).kind == "unique"
+        assert sql.integrity_problem(caught.value).detail == "operators.name"
+        add_operator(pg, "c", "Carl")  # the transaction goes on
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "c"]
+
+
+def test_writers_queue_on_the_write_lock_and_readers_do_not(pg, pg_url):  # noqa: F811
+    """Two writers never overlap (as SQLite's BEGIN IMMEDIATE): the second waits until the
+    first commits, then sees its row; a reader meanwhile is not blocked."""
+    other = connection.connect(pg_url)
+    reader = connection.connect(pg_url)
+    inside, release, second_done = threading.Event(), threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def first() -> None:
+        with storage.transaction(pg):
+            add_operator(pg, "first")
+            inside.set()
+            assert release.wait(DEADLINE_S)
+
+    def second() -> None:
+        with storage.transaction(other):
+            seen.append(other.execute("SELECT count(*) AS n FROM operators").fetchone()["n"])
+            add_operator(other, "second")
+        second_done.set()
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert inside.wait(DEADLINE_S)
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
+    assert not second_done.wait(0.5)  # still queued behind the first writer
+    assert reader.execute("SELECT count(*) AS n FROM operators").fetchone()["n"] == 0  # readers never wait
+    release.set()
+    assert second_done.wait(DEADLINE_S)
+    for thread in threads:
+        thread.join(DEADLINE_S)
+    assert seen == [1]  # the second writer saw the first one's commit
+    other.close()
+    reader.close()
+
+
+def test_generation_changes_when_another_connection_commits(pg, pg_url):  # noqa: F811
+    before = sql.generation(pg)
+    pg.execute("SELECT count(*) FROM operators").fetchall()
+    assert sql.generation(pg) == before
+    other = connection.connect(pg_url)
+    add_operator(other, "x")
+    other.close()
+    assert sql.generation(pg) != before
+
+
+def test_executemany_writes_all_rows_or_none(pg):
+    sql_ = "INSERT INTO operators (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
+    pg.executemany(sql_, [(f"m{i}", f"M{i}", NOW, NOW) for i in range(3)])  # autocommit: one transaction
+    with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
+        pg.executemany(sql_, [("n1", "N1", NOW, NOW), ("n2", "M0", NOW, NOW)])  # the second name is taken
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["m0", "m1", "m2"]
+
+
+def test_bools_are_stored_as_integers_like_sqlite(pg):
+    pg.execute("INSERT INTO operators (id, name, active, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+               ("o", "O", False, NOW, NOW))
+    assert pg.execute("SELECT active FROM operators").fetchone() == {"active": 0}
+
+
+def test_change_feed_never_lets_a_pull_skip_a_row(pg, pg_url):  # noqa: F811
+    """Writers race (each commit is slowed after its change row is written, and some write
+    outside `transaction()`); a puller reads `seq > cursor` in a loop and advances its cursor
+    as an edge does. Every committed change must reach it: none skipped, none twice."""
+    writers, rows_each = 6, 15
+    stop = threading.Event()
+    pulled: list[int] = []
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        db = connection.connect(pg_url)
+        try:
+            for i in range(rows_each):
+                if i % 3 == 0:
+                    add_operator(db, f"w{n}-{i}")  # autocommit: a write of its own
+                    continue
+                with storage.transaction(db):
+                    add_operator(db, f"w{n}-{i}")
+                    db.execute("SELECT pg_sleep(0.002)")  # hold the commit back: the window a skip needs
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+        finally:
+            db.close()
+
+    def pull() -> None:
+        db = connection.connect(pg_url)
+        cursor = 0
+        while True:
+            last_round = stop.is_set()
+            for row in db.execute("SELECT seq FROM changes WHERE seq > ? ORDER BY seq", (cursor,)):
+                pulled.append(row["seq"])
+                cursor = row["seq"]
+            if last_round:
+                break
+        db.close()
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stop.set()
+    puller.join(DEADLINE_S)
+    assert not errors
+    check = connection.connect(pg_url)
+    committed = [r["seq"] for r in check.execute("SELECT seq FROM changes WHERE tbl = 'operators' ORDER BY seq")]
+    check.close()
+    assert len(committed) == writers * rows_each
+    assert pulled == committed
+
+
+def test_core_services_run_unchanged_on_postgresql(pg):
+    """A customer created, read and changed through the catalog's one resource service (its
+    number from a gapless series), and an API token, on PostgreSQL as on SQLite."""
+    address = Address(street="Weg 1", postcode="10115", town="Berlin", country="DE")
+    created = resource.create(pg, Customers(), CustomerIn(first_name="Eva", last_name="Ölbaum", address=address,
+                                                          email="eva@example.org"))
+    assert created["number"].startswith("KD-") and created["number"].endswith("-000001")
+    again = resource.create(pg, Customers(), CustomerIn(first_name="Jo", last_name="Ng", address=address))
+    assert again["number"].endswith("-000002")
+    assert resource.get(pg, Customers(), created["id"])["last_name"] == "Ölbaum"
+    changed = resource.update(pg, Customers(), created["id"], resource.patch_of(CustomerIn)(last_name="Apfel"))
+    assert changed["last_name"] == "Apfel"
+    page = resource.list_(pg, Customers(), resource.ListQuery(limit=10))
+    assert [c["last_name"] for c in page["items"]] == ["Apfel", "Ng"]
+    feed = [r["key"] for r in pg.execute("SELECT key FROM changes WHERE tbl = 'customers' ORDER BY seq")]
+    assert feed == [f'["{created["id"]}"]', f'["{again["id"]}"]', f'["{created["id"]}"]']
+    secret, token = tokens.create_token(pg, "shop", "shop")
+    assert tokens.lookup(pg, secret)["id"] == token["id"]
+    with storage.transaction(pg):
+        assert next_number(pg, "RE", 2026, "hub-id-elsewhere") is not None
