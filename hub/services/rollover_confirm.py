@@ -16,8 +16,9 @@ order), in ONE transaction:
 4. the cards and their print jobs (`passes.issue_subscription_cards`: pass and/or single tickets).
 
 Only `held` items of outcome kept or moved are confirmed (paused ones stay held until resumed or
-the deadline passes). A group that fails (its hold expired and the seat was sold meanwhile) is
-rolled back alone and its items are marked `failed` with the reason; every confirmed item names
+the deadline passes). Groups are committed a hundred at a time, each in a savepoint of its own: a
+group that fails (its hold expired and the seat was sold meanwhile) is rolled back alone and its
+items are marked `failed` with the reason; every confirmed item names
 its new subscription, order, invoice and debit, so a second confirmation does nothing twice.
 """
 
@@ -39,6 +40,7 @@ from core.subscriptions.rollover_run import Progress, _quiet
 from core.subscriptions.sale import Booked, MemberIn, SubscriptionSaleIn, fresh_ids, price, store_sale
 
 OPERATOR = "Saisonübernahme"
+CHUNK = 100  # orders per commit: one fsync per hundred orders, not per order (a group fails alone)
 
 
 def _groups(items: list[dict]) -> list[list[dict]]:
@@ -80,14 +82,17 @@ def confirm(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_id: str,
     total = sum(len(g) for g in groups)
     rollover_run.set_progress(db, run_id, "confirming", total, 0, now)
     progress("confirm", 0, total)
-    done = 0
-    for group in groups:
-        try:
-            _confirm_group(db, node, signer, current, group, now)
-        except (Conflict, ValidationError, NotFound) as exc:
-            _fail(db, run_id, group, exc.detail, now)
-        done += len(group)
-        rollover_run.set_progress(db, run_id, "confirming", total, done, now)
+    done, catalog = 0, Catalog(db)
+    for start in range(0, len(groups), CHUNK):
+        chunk = groups[start:start + CHUNK]
+        with transaction(db):  # a chunk per commit; each group its own savepoint inside it
+            for group in chunk:
+                try:
+                    _confirm_group(db, node, signer, current, group, now, catalog)
+                except (Conflict, ValidationError, NotFound) as exc:
+                    _fail(db, run_id, group, exc.detail, now)
+            done += sum(len(g) for g in chunk)
+            rollover_run.set_progress(db, run_id, "confirming", total, done, now)
         progress("confirm", done, total)
     left = db.execute("SELECT count(*) AS n FROM rollover_items WHERE run_id = ? AND state = 'held' "
                       "AND outcome <> 'paused'", (run_id,)).fetchone()["n"]
@@ -102,18 +107,41 @@ def _fail(db: sqlite3.Connection, run_id: str, group: list[dict], why: str, now:
                        [(why[:500], iso(now), run_id, i["subscription_id"]) for i in group])
 
 
+class Catalog:
+    """The new products and their prices, read once per confirmation (the same few products and
+    zones for thousands of subscribers): `sale.price` per product, tier and seats' zones, kept."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self._products: dict[str, dict] = {}
+        self._prices: dict[tuple, tuple[int, dict[str, int], str | None]] = {}
+
+    def product(self, product_id: str) -> dict:
+        if product_id not in self._products:
+            self._products[product_id] = resource.get(self.db, Subscriptions(), product_id)
+        return self._products[product_id]
+
+    def price(self, prod: dict, booked: list[Booked], tier_id: str | None) -> tuple[int, dict[str, int], str | None]:
+        if prod["kind"] == "voucher":
+            return pricing.subscription_price(self.db, prod["id"], None, tier_id)["price_cents"], {}, None
+        key = (prod["id"], tier_id, tuple((b.performance_id, b.zone_id) for b in booked))
+        if key not in self._prices:
+            self._prices[key] = price(self.db, prod, booked, tier_id, None, "internal")
+        return self._prices[key]
+
+
 def _confirm_group(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_row: dict, group: list[dict],
-                   now: dt.datetime) -> None:
+                   now: dt.datetime, catalog: Catalog) -> None:
     holder = rollover_run.holder_of(run_row["id"])
     with transaction(db):
-        prod = resource.get(db, Subscriptions(), group[0]["to_product_id"])
+        prod = catalog.product(group[0]["to_product_id"])
         old = [db.execute("SELECT s.*, o.delivery FROM subscriptions s JOIN orders o ON o.id = s.order_id "
                           "WHERE s.id = ?", (i["subscription_id"],)).fetchone() for i in group]
         bookings = [[(p, s) for p, s in item["seats"]] for item in group]
         _check_held(db, holder, group, bookings, now)
         holds.release_seats(db, holder, [b for seats in bookings for b in seats])
-        party = [_member(db, prod, item, old_sub, seats) for item, old_sub, seats in zip(group, old, bookings,
-                                                                                         strict=True)]
+        party = [_member(db, catalog, prod, item, old_sub, seats)
+                 for item, old_sub, seats in zip(group, old, bookings, strict=True)]
         total = sum(priced[0] for _, _, priced in party)
         mandate = _mandate(db, prod["organizer_id"], group[0]["customer_id"]) if total else None
         body = SubscriptionSaleIn(product_id=prod["id"], customer_id=group[0]["customer_id"],
@@ -153,17 +181,15 @@ def _check_held(db: sqlite3.Connection, holder: str, group: list[dict], bookings
                                                     "abgelaufen: die Plätze sind nicht mehr reserviert")
 
 
-def _member(db: sqlite3.Connection, prod: dict, item: dict, old: dict, seats: list[tuple[str, str]]):
+def _member(db: sqlite3.Connection, catalog: Catalog, prod: dict, item: dict, old: dict,
+            seats: list[tuple[str, str]]) -> tuple[MemberIn, list[Booked], tuple[int, dict[str, int], str | None]]:
     """One member of the order as `store_sale` takes it: its tier and pass name, seats, and price."""
     zones = {r["id"]: r["zone_id"] for r in db.execute(
         "SELECT id, zone_id FROM seats WHERE id IN (" + ", ".join("?" * len(seats)) + ")",
         [s for _, s in seats])} if seats else {}
     booked = [Booked(perf, seat, zones[seat]) for perf, seat in seats]
     member = MemberIn(tier_id=item["tier_id"], holder_name=old["holder_name"])
-    if prod["kind"] == "voucher":
-        cents = pricing.subscription_price(db, prod["id"], None, item["tier_id"])["price_cents"]
-        return member, booked, (cents, {}, None)
-    return member, booked, price(db, prod, booked, item["tier_id"], None, "internal")
+    return member, booked, catalog.price(prod, booked, item["tier_id"])
 
 
 def _mandate(db: sqlite3.Connection, organizer_id: str, customer_id: str) -> dict | None:
