@@ -43,14 +43,14 @@ CREDITOR_IBAN = "DE89370400440532013000"
 DEBTOR_IBAN = "DE02120300000000202051"
 
 
-def _catalog(db, folder: Path) -> tuple[dict, dict]:
+def _catalog(db, folder: Path, count: int) -> tuple[dict, dict]:
     """The sample (with 20,000 customers) and 26 bench rings in 2026/27; then season 2027/28."""
     from hub import sample, sample_next_season
     from hub.app import make_app
     from hub.client import LocalClient
 
     client = LocalClient(make_app(db))
-    ids = sample.build(client, scale=SUBSCRIPTIONS // sample.BASE_CUSTOMERS, performances=8)
+    ids = sample.build(client, scale=-(-count // sample.BASE_CUSTOMERS), performances=8)
     house = client.call("GET", f"/seating-plans/{ids['plans']['Großes Haus']}")
     covered = next(v["id"] for v in house["variants"] if v["name"] == "Orchestergraben überbaut")
     prices = [{"zone_id": z, "price_cents": 2000 + 1000 * k} for k, z in enumerate(ids["zones"].values())]
@@ -124,7 +124,7 @@ def measure(count: int = SUBSCRIPTIONS) -> list[dict]:
         from hub.app import init_hub
 
         db, _ = init_hub(folder)
-        ids, new = _catalog(db, folder)
+        ids, new = _catalog(db, folder, count)
         _sell(db, ids, count)
         _mandates(db, ids["theatre_organizer"], count)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
