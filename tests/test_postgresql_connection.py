@@ -12,15 +12,24 @@ from collections.abc import Iterator
 import pytest
 
 from core.base import sql, storage
-from core.base.node import init_node
+from core.base.clock import utcnow
+from core.base.errors import Conflict
+from core.base.node import init_node, this_node
 from core.base.numbering import next_number
 from core.base.pg import connection
 from core.base.pg.placeholders import translate
+from core.cards import cardcode, cards
 from core.catalog import resource
+from core.catalog.annual import AnnualProductIn, AnnualProducts
 from core.catalog.common import Address
 from core.catalog.customers import CustomerIn, Customers
-from hub.services import tokens
+from core.catalog.organizers import OrganizerIn, Organizers, VenueIn, Venues
+from core.sales import orders
+from core.sales.orders import HolderIn, LineIn, OrderIn
+from core.subscriptions import holds
+from hub.services import nodes, tokens
 from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
+from tests.test_postgresql_schema import seed_sale
 
 NOW = "2026-12-02T20:00:00.000Z"
 DEADLINE_S = 20
@@ -216,3 +225,65 @@ def test_core_services_run_unchanged_on_postgresql(pg):
     assert tokens.lookup(pg, secret)["id"] == token["id"]
     with storage.transaction(pg):
         assert next_number(pg, "RE", 2026, "hub-id-elsewhere") is not None
+
+
+def test_the_seams_json_and_null_safe_comparisons_work_as_written_for_sqlite(pg):
+    """`core.base.sql` writes SQLite's JSON; the schema's functions answer it the same way."""
+    values = pg.execute(f"SELECT value FROM ({sql.json_values()}) AS j", ('["a", 2, null, [1]]',)).fetchall()
+    assert [v["value"] for v in values] == ["a", "2", None, "[1]"]
+    row = pg.execute(f"SELECT {sql.json_field('body', 'card_id')} AS card, body ->> 1 AS second "
+                     "FROM (SELECT ? AS body) AS b", ('{"card_id": "c-1"}',)).fetchone()
+    assert row == {"card": "c-1", "second": None}
+    assert pg.execute("SELECT ? ->> 1 AS x", ('["k", "v"]',)).fetchone() == {"x": "v"}
+    add_operator(pg, "a", "Anna")
+    add_operator(pg, "b", "Bert")
+    joined = pg.execute(f"SELECT {sql.joined('name')} AS names FROM (SELECT name FROM operators ORDER BY name) AS o")
+    assert joined.fetchone() == {"names": "Anna, Bert"}
+    assert pg.execute("SELECT count(*) AS n FROM operators WHERE name IS NOT ?", ("Anna",)).fetchone() == {"n": 1}
+    assert pg.execute("SELECT count(*) AS n FROM operators WHERE name IS ?", (None,)).fetchone() == {"n": 0}
+
+
+def test_an_annual_ticket_order_is_placed_unchanged_on_postgresql(pg, tmp_path):
+    """The hub's trust (root and node key: files in the data folder, rows in PostgreSQL), a
+    catalog made through the resource service, and `place_order` selling a personalized annual
+    ticket and a voucher with signed cards: the sale path as on SQLite."""
+    nodes.init_trust(tmp_path, pg)
+    signer = cards.load_signer(pg, tmp_path)
+    address = Address(street="Weg 1", postcode="10115", town="Berlin", country="DE")
+    organizer = resource.create(pg, Organizers(), OrganizerIn(name="Museen", address=address))
+    venue = resource.create(pg, Venues(), VenueIn(organizer_id=organizer["id"], name="Stadtmuseum", kind="museum",
+                                                  address=address))
+    product = resource.create(pg, AnnualProducts(), AnnualProductIn(
+        organizer_id=organizer["id"], name="Jahreskarte", validity_mode="from_purchase", months=12,
+        price_cents=6000, channels=["cashdesk", "online"], venue_ids=[venue["id"]]))
+    order = OrderIn(lines=[LineIn(product_id=product["id"], holders=[HolderIn(name="Erika Mustermann")]),
+                           LineIn(product_id=product["id"], kind="voucher")],
+                    payment_method="cash", given_cents=20_000, operator="Anna")
+    placed = orders.place_order(pg, this_node(pg), signer, order, channel="cashdesk", now=utcnow())
+    annual, voucher = (item["card"] for item in placed["items"])
+    assert placed["total_cents"] == 12_000
+    assert (annual["kind"], annual["holder_name"], voucher["kind"]) == ("annual", "Erika Mustermann", "voucher")
+    assert cardcode.decode(annual["code"]).payload.kind == "annual"
+    shop = resource.list_(pg, AnnualProducts(), resource.ListQuery(), audience="shop")  # json_each(channels)
+    assert [p["id"] for p in shop["items"]] == [product["id"]]
+    fed = {r["tbl"] for r in pg.execute("SELECT DISTINCT tbl FROM changes")}
+    assert {"organizers", "venues", "annual_products", "card_products", "cards"} <= fed
+
+
+def test_a_taken_seat_is_a_conflict_naming_it_not_an_error(pg):
+    """Seat holds on PostgreSQL: a seat held or sold by someone else is refused by the
+    database (primary key, trigger) and reaches the buyer as the same Conflict as on SQLite."""
+    with storage.transaction(pg):
+        seed_sale(pg)  # seat 'seat' of performance 'perf' is sold (ticket t1)
+        pg.execute("INSERT INTO seats (id, plan_id, section_id, row_label, label, x, y, zone_id) "
+                   "VALUES ('seat2', 'plan', 'sec', '1', '2', 1, 0, 'zone')")
+    now = utcnow()
+    first = holds.hold(pg, "token:a", [("perf", "seat2")], now=now)
+    assert first["seats"] == [{"performance_id": "perf", "seat_id": "seat2"}]
+    with pytest.raises(Conflict, match="Parkett row 1 seat 2 is held by another buyer"):
+        holds.hold(pg, "token:b", [("perf", "seat2")], now=now)
+    with pytest.raises(Conflict, match="Parkett row 1 seat 1 is already sold"):
+        holds.hold(pg, "token:b", [("perf", "seat")], now=now)
+    taken = holds.held_by_others("token:b")(pg, ["perf"])  # json_each and `holder IS NOT ?`
+    assert taken == {"perf": {"seat2"}}
+    assert holds.held_by_others("token:a")(pg, ["perf"]) == {}

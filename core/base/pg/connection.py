@@ -39,7 +39,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from core.base.pg.placeholders import translate
 
@@ -109,10 +109,23 @@ def _mapped(exc: psycopg.Error) -> Exception:
 
 
 class Cursor:
-    """The result of one statement, read like a sqlite3 cursor."""
+    """The result of one statement, read like a sqlite3 cursor (`row_factory = None` gives
+    plain tuples, as our hot paths ask of sqlite3)."""
 
-    def __init__(self, cursor: psycopg.Cursor) -> None:
-        self._cursor = cursor
+    def __init__(self, connection: Connection, cursor: psycopg.Cursor) -> None:
+        self._connection, self._cursor = connection, cursor
+
+    @property
+    def row_factory(self) -> Any:
+        return self._cursor.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self._cursor.row_factory = tuple_row if factory is None else dict_row
+
+    def execute(self, sql: str, parameters: Sequence | Mapping = ()) -> Cursor:
+        self._connection._execute(self._cursor, sql, parameters)
+        return self
 
     @property
     def rowcount(self) -> int:
@@ -122,17 +135,17 @@ class Cursor:
     def description(self) -> Any:
         return self._cursor.description
 
-    def fetchone(self) -> dict | None:
+    def fetchone(self) -> Any:
         return self._cursor.fetchone() if self._cursor.description else None
 
-    def fetchall(self) -> list[dict]:
+    def fetchall(self) -> list:
         return self._cursor.fetchall() if self._cursor.description else []
 
-    def fetchmany(self, size: int = 1) -> list[dict]:
+    def fetchmany(self, size: int = 1) -> list:
         return self._cursor.fetchmany(size) if self._cursor.description else []
 
-    def __iter__(self) -> Iterator[dict]:
-        return iter(self.fetchall())
+    def __iter__(self) -> Iterator:
+        return iter(self._cursor) if self._cursor.description else iter(())
 
     def close(self) -> None:
         self._cursor.close()
@@ -151,24 +164,35 @@ class Connection:
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != TransactionStatus.IDLE
 
+    def cursor(self) -> Cursor:
+        return Cursor(self, self.raw.cursor())
+
     def execute(self, sql: str, parameters: Sequence | Mapping = ()) -> Cursor:
-        if _BEGIN.match(sql):
-            return self._begin()
-        if _CONTROL.match(sql) or not _WRITE.match(sql):
-            return self._run(sql, parameters)
-        return self._write(lambda: self._run(sql, parameters))
+        return self.cursor().execute(sql, parameters)
 
     def executemany(self, sql: str, seq: Iterable[Sequence | Mapping]) -> Cursor:
-        rows = list(seq)
-        return self._write(lambda: self._run(sql, rows, many=True))
+        cursor, rows = self.cursor(), list(seq)
+        self._write(lambda: self._run(cursor._cursor, sql, rows, many=True))
+        return cursor
 
-    def _write(self, run: Callable[[], Cursor]) -> Cursor:
+    def _execute(self, cursor: psycopg.Cursor, sql: str, parameters: Sequence | Mapping) -> None:
+        if _BEGIN.match(sql):
+            self._begin()
+        elif _CONTROL.match(sql) or not _WRITE.match(sql):
+            self._run(cursor, sql, parameters)
+        else:
+            self._write(lambda: self._run(cursor, sql, parameters))
+
+    def _write(self, run: Callable[[], None]) -> None:
         """A write: under a statement savepoint inside a transaction, else in a transaction
         of its own that holds the write lock."""
-        return self._statement_savepoint(run) if self.in_transaction else self._own_transaction(run)
+        if self.in_transaction:
+            self._statement_savepoint(run)
+        else:
+            self._own_transaction(run)
 
-    def _run(self, sql: str, parameters: Any, *, many: bool = False) -> Cursor:
-        cursor = self.raw.cursor()
+    @staticmethod
+    def _run(cursor: psycopg.Cursor, sql: str, parameters: Any, *, many: bool = False) -> None:
         try:
             if many:
                 cursor.executemany(translate(sql), parameters)
@@ -176,37 +200,34 @@ class Connection:
                 cursor.execute(translate(sql), parameters)
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
-        return Cursor(cursor)
 
-    def _begin(self) -> Cursor:
+    def _begin(self) -> None:
         """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring)."""
         self.raw.execute("BEGIN")
-        return self._run("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
 
-    def _statement_savepoint(self, run: Callable[[], Cursor]) -> Cursor:
+    def _statement_savepoint(self, run: Callable[[], None]) -> None:
         self.raw.execute("SAVEPOINT tessera_statement")
         try:
-            cursor = run()
+            run()
         except BaseException:
             self.raw.execute("ROLLBACK TO SAVEPOINT tessera_statement")
             self.raw.execute("RELEASE SAVEPOINT tessera_statement")
             raise
         self.raw.execute("RELEASE SAVEPOINT tessera_statement")
-        return cursor
 
-    def _own_transaction(self, run: Callable[[], Cursor]) -> Cursor:
+    def _own_transaction(self, run: Callable[[], None]) -> None:
         self._begin()
         try:
-            cursor = run()
+            run()
         except BaseException:
             self.raw.execute("ROLLBACK")
             raise
         self.commit()
-        return cursor
 
     def commit(self) -> None:
         if self.in_transaction:
-            self._run("COMMIT", ())
+            self._run(self.raw.cursor(), "COMMIT", ())
 
     def rollback(self) -> None:
         if self.in_transaction:

@@ -37,6 +37,11 @@ What is translated, exactly the constructs our migrations use:
   FTS5's `tokenize='trigram'`). Until then the customer search is SQLite-only.
 - `casefold(x)` and `tessera_local_day(ts)`, Python functions on a SQLite connection, are
   SQL functions here, and so is `strftime` for the codes %Y %m %d %H %M %S %f (UTC).
+- the JSON the seam (`core.base.sql`) writes for SQLite works here as it stands:
+  `json_each(x)` (its `value` column, scalars as text), `x ->> '$.field'` and `x ->> n` on
+  JSON in a text column (operators on text; PostgreSQL's own `->>` is for json/jsonb), and
+  `group_concat(x, separator)`. A value from them is text: comparing it with an integer
+  column needs a cast on PostgreSQL (`rows_by_json_keys` on integer keys does not work yet).
 """
 
 from __future__ import annotations
@@ -70,6 +75,23 @@ FUNCTIONS = (
     "'%M', to_char(t, 'MI')), '%S', to_char(t, 'SS')) "
     "FROM (SELECT CASE WHEN at = 'now' THEN statement_timestamp() ELSE at::timestamptz END "
     "AT TIME ZONE 'UTC' AS t) AS moment)",
+    # SQLite's JSON as the seam (core.base.sql) writes it: `SELECT value FROM json_each(x)`
+    # (scalars as text, arrays and objects as JSON text) and `x ->> '$.field'` / `x ->> 0`
+    # on JSON kept in a text column
+    "CREATE OR REPLACE FUNCTION json_each(doc text) RETURNS TABLE (value text) LANGUAGE sql IMMUTABLE STRICT "
+    "AS $$ SELECT CASE json_typeof(e) WHEN 'string' THEN e #>> '{}' WHEN 'null' THEN NULL ELSE e::text END "
+    "FROM json_array_elements(doc::json) AS e $$",
+    "CREATE OR REPLACE FUNCTION tessera_json_field(doc text, path text) RETURNS text LANGUAGE sql IMMUTABLE STRICT "
+    "RETURN doc::json ->> CASE WHEN path LIKE '$.%' THEN substr(path, 3) ELSE path END",
+    "CREATE OR REPLACE FUNCTION tessera_json_item(doc text, item integer) RETURNS text LANGUAGE sql "
+    "IMMUTABLE STRICT RETURN doc::json ->> item",
+    "CREATE OPERATOR ->> (LEFTARG = text, RIGHTARG = text, FUNCTION = tessera_json_field)",
+    "CREATE OPERATOR ->> (LEFTARG = text, RIGHTARG = integer, FUNCTION = tessera_json_item)",
+    # group_concat(x, separator): `core.base.sql.joined`
+    "CREATE OR REPLACE FUNCTION tessera_concat(state text, value text, separator text) RETURNS text "
+    "LANGUAGE sql IMMUTABLE RETURN CASE WHEN value IS NULL THEN state WHEN state IS NULL THEN value "
+    "ELSE state || separator || value END",
+    "CREATE AGGREGATE group_concat(text, text) (SFUNC = tessera_concat, STYPE = text)",
 )
 
 
