@@ -22,7 +22,7 @@ from core.base.clock import utcnow
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.node import this_node
 from core.cards import cards
-from core.payments import invoices, kassenzeichen, vat
+from core.payments import invoices, kassenzeichen, mandates, vat
 from core.payments.invoices import InvoiceCancelIn, InvoiceIn, InvoicingIn
 from core.sales import orders
 from core.sales.orders import HolderIn, LineIn, OrderIn
@@ -138,7 +138,20 @@ def test_a_debited_order_carries_the_pre_notification(sample_hub):
     assert invoice["sepa"] == {"creditor_id": "DE98ZZZ09999999999", "mandate_reference": "MANDAT-0001",
                                "collection_on": invoice["due_on"], "amount_cents": 6500}
     lead = dt.date.fromisoformat(invoice["due_on"]) - dt.date.fromisoformat(invoice["issued_on"])
-    assert lead.days == invoices.PRENOTIFICATION_DAYS  # never less than the pre-notification lead time
+    assert lead.days == mandates.PRENOTIFICATION_DAYS  # never less than the pre-notification lead time
+
+
+@pytest.mark.parametrize("lead_days, due_in", [(20, 20), (2, 3)])
+def test_the_pre_notification_keeps_the_creditors_lead_time(sample_hub, lead_days, due_in):
+    """The creditor account's `prenotification_days` (not a fixed 14): a longer lead time moves
+    the collection date out, a shorter one leaves the payment days as they are."""
+    org = sample_hub.ids["museum_organizer"]
+    mandates.set_creditor_account(sample_hub.db, org, mandates.CreditorAccountIn(
+        iban="DE89370400440532013000", prenotification_days=lead_days), utcnow())
+    order = place(sample_hub, products=(VERBUND,), method="sepa", reference="MANDAT-0001")
+    invoice = issue(sample_hub, order, payment_days=3)
+    lead = dt.date.fromisoformat(invoice["sepa"]["collection_on"]) - dt.date.fromisoformat(invoice["issued_on"])
+    assert lead.days == due_in
 
 
 def test_the_organizers_settings_shape_the_invoice(sample_hub):

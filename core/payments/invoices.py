@@ -30,11 +30,10 @@ from core.base.ids import uuid7
 from core.base.numbering import next_number
 from core.base.storage import transaction
 from core.catalog.common import Body, Id
-from core.payments import kassenzeichen, vat
+from core.payments import kassenzeichen, mandates, vat
 from core.sales import lines as order_lines
 
 Language = Literal["de", "en"]
-PRENOTIFICATION_DAYS = 14  # SEPA pre-notification lead time (default; the mandate may agree a shorter one)
 ISSUER_FIELDS = ("name", "street", "postcode", "town", "country", "tax_number", "vat_id", "sepa_creditor_id")
 RECIPIENT_FIELDS = ("number", "salutation", "first_name", "last_name", "company", "street", "postcode", "town",
                     "country", "email")
@@ -119,8 +118,8 @@ def issue(db: sqlite3.Connection, node: dict, order_id: str, data: InvoiceIn, *,
         today = now.astimezone(LOCAL_TZ).date()
         days = settings["payment_days"] if data.payment_days is None else data.payment_days
         sepa = _sepa(db, order, organizer_id, issuer) if total > paid else None
-        if sepa:
-            days = max(days, PRENOTIFICATION_DAYS)
+        if sepa:  # the collection is announced at least the creditor's lead time ahead
+            days = max(days, mandates.prenotification_days(db, organizer_id))
         due_on = (today + dt.timedelta(days=days)).isoformat() if total > paid else None
         if sepa:
             sepa["collection_on"] = due_on
