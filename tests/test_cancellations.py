@@ -238,7 +238,7 @@ async def test_a_sepa_debit_not_yet_exported_is_lowered_then_withdrawn_and_one_a
         "amount_cents"] == 5500
     await call(api, "POST", f"/orders/{placed['id']}/cancellations", {"line_ids": [second], "reason": "b"},
                status=201)
-    assert db.execute("SELECT 1 FROM sepa_debits WHERE id = ?", (debit["id"],)).fetchone() is None
+    assert db.execute("SELECT state FROM sepa_debits WHERE id = ?", (debit["id"],)).fetchone()["state"] == "cancelled"
     state = (await order(api, placed["id"]))["payment_state"]
     assert (state["open_cents"], state["pending_cents"], state["credited_cents"]) == (0, 0, 12000)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.test_layout import MODULES, imports_of, own_module
 
 RANK = {"base": 0, "migrations": 0, "catalog": 1, "cards": 2, "printing": 3, "sync": 3, "sales": 4,
-        "subscriptions": 5, "payments": 5, "reports": 5}
+        "subscriptions": 5, "payments": 6, "reports": 5}  # payments: a subscription's Storno is a line cancellation
 # (importing room, imported room) allowed beside the order
 ALLOWED = {("base", "migrations")}  # storage applies the migrations and the generated feed triggers
 

@@ -4,7 +4,7 @@ When lines of an order are cancelled (core/payments/cancellations.py) the order 
 their credit. What follows is decided from the order's payment rows alone (core/payments/states.py):
 
 1. Claims not yet paid are dropped first, newest first: a pending transfer or SEPA row is lowered
-   (a SEPA debit not yet exported is lowered with it, or withdrawn when nothing is left). A debit
+   (a SEPA debit not yet exported is lowered with it, or cancelled when nothing is left). A debit
    already submitted to the bank cannot be called back; what it will collect beyond what is owed
    is reported (`at_bank_cents`) and shows as `overpaid` once it is collected.
    A returned debit's bank fee stays claimed: the customer caused it, not the cancellation.
@@ -88,7 +88,7 @@ class Plan:
 def plan(db: sqlite3.Connection, order: dict, credit_cents: int, method: RefundMethod = "original") -> Plan:
     """What cancelling lines worth *credit_cents* of *order* does to its money."""
     rows = db.execute("SELECT p.*, d.id AS debit_id, d.state AS debit_state FROM payments p LEFT JOIN sepa_debits d "
-                      "ON d.payment_id = p.id AND d.state != 'returned' WHERE p.order_id = ? "
+                      "ON d.payment_id = p.id AND d.state NOT IN ('returned', 'cancelled') WHERE p.order_id = ? "
                       "ORDER BY p.created_at, p.id", (order["id"],)).fetchall()
     totals = states.sums(rows)
     before = order["total_cents"] - states.credited(db, order["id"])
@@ -156,8 +156,9 @@ def apply(db: sqlite3.Connection, order: dict, result: Plan, *, cancellation_id:
                           (r.cut_cents, r.payment_id)).fetchone()["amount_cents"]
         if r.debit_id and left > 0:
             db.execute("UPDATE sepa_debits SET amount_cents = ? WHERE id = ? AND state = 'due'", (left, r.debit_id))
-        elif r.debit_id:
-            db.execute("DELETE FROM sepa_debits WHERE id = ? AND state = 'due'", (r.debit_id,))
+        elif r.debit_id:  # nothing left to collect: the debit is withdrawn, kept as cancelled
+            db.execute("UPDATE sepa_debits SET state = 'cancelled', cancelled_at = ?, cancel_reason = ? "
+                       "WHERE id = ? AND state = 'due'", (iso(now), "order lines cancelled", r.debit_id))
     for r in result.refunds:
         payments.record(db, order["id"], method=r.method, amount_cents=-r.amount_cents, node_id=node_id, now=now,
                         reference=r.reference, operator=operator, state="pending", cancellation_id=cancellation_id)
