@@ -187,6 +187,8 @@ def test_confirmation_makes_orders_invoices_a_rcur_debit_and_print_jobs(scene):
     counts = table_counts(db)
     again = confirm(scene, run_id)  # nothing twice
     assert table_counts(db) == counts and again["states"] == done["states"]
+    rerun = run(scene)  # running it again afterwards plans nothing and keeps its state
+    assert table_counts(db) == counts and rerun["run"]["state"] == done["run"]["state"] == "done"
 
 
 def test_one_subscriber_is_confirmed_alone_and_an_expired_hold_fails_without_harm(scene):

@@ -133,8 +133,11 @@ def run(db: sqlite3.Connection, from_season_id: str, to_season_id: str, now: dt.
 
 def _store(db: sqlite3.Connection, run_row: dict, todo: list[Item], already: int, now: dt.datetime,
            progress: Progress, size: int) -> None:
-    """The planned items and their holds, a chunk per transaction, progress on the run row."""
+    """The planned items and their holds, a chunk per transaction, progress on the run row. A run
+    already planned to its end with nothing new to plan keeps its state (held, confirming, done)."""
     total = already + len(todo)
+    if not todo and run_row["state"] != "planning":
+        return
     _progress(db, run_row["id"], "planning", total, already, now)
     progress("hold", already, total)
     for start in range(0, len(todo), size):
