@@ -91,6 +91,21 @@ def test_a_refused_statement_undoes_only_itself_as_on_sqlite(pg):
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "c"]
 
 
+def test_refusals_repeated_in_one_transaction_leave_it_usable(pg):
+    """Many refused writes in a row (as a busy seat map sees), in and out of a transaction:
+    each is undone alone and the session goes on (no half-prepared statement left behind)."""
+    add_operator(pg, "a", "Anna")
+    for _ in range(8):
+        with pytest.raises(sqlite3.IntegrityError):
+            add_operator(pg, "a", "Anna")  # autocommit: its own transaction
+    with storage.transaction(pg):
+        for _ in range(8):
+            with pytest.raises(sqlite3.IntegrityError):
+                add_operator(pg, "a", "Anna")
+        add_operator(pg, "b", "Bert")
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "b"]
+
+
 def test_writers_queue_on_the_write_lock_and_readers_do_not(pg, pg_url):  # noqa: F811
     """Two writers never overlap (as SQLite's BEGIN IMMEDIATE): the second waits until the
     first commits, then sees its row; a reader meanwhile is not blocked."""

@@ -19,7 +19,10 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
   on SQLite. Scaling writers past one lock is a later step of issue 18 (docs/postgresql.md).
 - A failed statement inside a transaction undoes only itself, as on SQLite (where rules catch
   an IntegrityError and go on in the same transaction): each write inside a transaction runs
-  under a savepoint. On PostgreSQL an error otherwise aborts the whole transaction.
+  under a savepoint. On PostgreSQL an error otherwise aborts the whole transaction. SAVEPOINT,
+  write and RELEASE are sent together (psycopg's pipeline mode). Statements are not prepared
+  on the server (`prepare_threshold=None`): psycopg counts a PREPARE that an error in the same
+  pipeline skipped as done, and measured, preparing gained nothing here.
 - Errors: a constraint violation is raised as `IntegrityError`, a subclass of
   `sqlite3.IntegrityError` (which is what the rules catch) whose text is shaped like SQLite's
   (`UNIQUE constraint failed: tickets.performance_id, tickets.seat_id`), so
@@ -203,27 +206,43 @@ class Connection:
 
     def _begin(self) -> None:
         """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring)."""
-        self.raw.execute("BEGIN")
-        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+        with self.raw.pipeline():
+            self._send_begin()
+
+    def _send_begin(self) -> None:
+        self._control("BEGIN")
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,), prepare=False)
+
+    def _control(self, sql: str) -> None:
+        """A transaction-control statement, never prepared: in a pipeline that an error cut
+        short, psycopg would count a skipped PREPARE as done."""
+        self.raw.execute(sql, prepare=False)
 
     def _statement_savepoint(self, run: Callable[[], None]) -> None:
-        self.raw.execute("SAVEPOINT tessera_statement")
+        """*run* undone alone if it fails. SAVEPOINT, the write and RELEASE go to the server
+        together (psycopg's pipeline mode): one round trip, not three."""
         try:
-            run()
-        except BaseException:
-            self.raw.execute("ROLLBACK TO SAVEPOINT tessera_statement")
-            self.raw.execute("RELEASE SAVEPOINT tessera_statement")
-            raise
-        self.raw.execute("RELEASE SAVEPOINT tessera_statement")
+            with self.raw.pipeline():
+                self._control("SAVEPOINT tessera_statement")
+                run()
+                self._control("RELEASE SAVEPOINT tessera_statement")
+        except BaseException as exc:
+            if self.raw.info.transaction_status == TransactionStatus.INERROR:
+                self._control("ROLLBACK TO SAVEPOINT tessera_statement")
+                self._control("RELEASE SAVEPOINT tessera_statement")
+            raise (_mapped(exc) if isinstance(exc, psycopg.Error) else exc) from None
 
     def _own_transaction(self, run: Callable[[], None]) -> None:
-        self._begin()
+        """A write outside a transaction: BEGIN, the lock, the write and COMMIT in one round trip."""
         try:
-            run()
-        except BaseException:
-            self.raw.execute("ROLLBACK")
-            raise
-        self.commit()
+            with self.raw.pipeline():
+                self._send_begin()
+                run()
+                self._control("COMMIT")
+        except BaseException as exc:
+            if self.in_transaction:
+                self._control("ROLLBACK")
+            raise (_mapped(exc) if isinstance(exc, psycopg.Error) else exc) from None
 
     def commit(self) -> None:
         if self.in_transaction:
@@ -257,7 +276,7 @@ class Connection:
 def connect(url: str, *, migrate: bool = True) -> Connection:
     """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL) and, unless
     *migrate* is False, create the hub's schema in an empty database."""
-    db = Connection(psycopg.connect(url, autocommit=True, row_factory=dict_row))
+    db = Connection(psycopg.connect(url, autocommit=True, row_factory=dict_row, prepare_threshold=None))
     if migrate:
         from core.base.pg import schema  # the schema needs a SQLite database: only when asked
 
