@@ -16,7 +16,7 @@ order), in ONE transaction:
 4. the cards and their print jobs (`passes.issue_subscription_cards`: pass and/or single tickets).
 
 Only `held` items of outcome kept or moved are confirmed (paused ones stay held until resumed or
-the deadline passes). Groups are committed a hundred at a time, each in a savepoint of its own: a
+the deadline passes). Groups are committed 500 at a time, each in a savepoint of its own: a
 group that fails (its hold expired and the seat was sold meanwhile) is rolled back alone and its
 items are marked `failed` with the reason; every confirmed item names
 its new subscription, order, invoice and debit, so a second confirmation does nothing twice.
@@ -40,7 +40,7 @@ from core.subscriptions.rollover_run import Progress, _quiet
 from core.subscriptions.sale import Booked, MemberIn, SubscriptionSaleIn, fresh_ids, price, store_sale
 
 OPERATOR = "Saisonübernahme"
-CHUNK = 100  # orders per commit: one fsync per hundred orders, not per order (a group fails alone)
+CHUNK = 500  # orders per commit: one fsync per 500 orders, not per order (a group fails alone)
 
 
 def _groups(items: list[dict]) -> list[list[dict]]:
