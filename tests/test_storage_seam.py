@@ -1,5 +1,6 @@
 """The storage seam (DESIGN §11): SQLite-only SQL lives in core/base/sql.py (and the migration
-machinery in core/base/storage.py, the generated feed triggers in core/migrations/feed_triggers.py);
+machinery in core/base/storage.py, the generated feed triggers in core/migrations/feed_triggers.py,
+and the PostgreSQL adapter in core/base/pg/, which translates SQLite's SQL and words its errors);
 rules in core and hub are standard SQL, so a PostgreSQL adapter for the hub can be added
 without touching a rule. Edge-only code in edge/ is not held to this (edges stay on SQLite)."""
 
@@ -28,7 +29,7 @@ def rule_files():
     for folder in ("core", "hub"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel not in DIALECT_HOMES:
+            if rel not in DIALECT_HOMES and not rel.startswith("core/base/pg/"):
                 yield rel, path.read_text(encoding="utf-8")
 
 
