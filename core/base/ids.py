@@ -63,3 +63,12 @@ _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 def is_uuid(text: object) -> bool:
     """True if *text* is a canonical (lower-case, hyphenated) UUID string, any version."""
     return isinstance(text, str) and _CANONICAL.fullmatch(text) is not None
+
+
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def is_uuid7(text: object) -> bool:
+    """True if *text* is a canonical UUIDv7 string (version 7, RFC 4122 variant): what our nodes
+    make for the rows they create, so the hub refuses any other id in a pushed row."""
+    return isinstance(text, str) and _UUID7.fullmatch(text) is not None

@@ -16,7 +16,6 @@ entry is the pushing node's own, well-formed and not from the future, and stores
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sqlite3
 from typing import Annotated, Literal
 
@@ -26,7 +25,7 @@ from msgspec import Meta
 from core.base import outbox
 from core.base.clock import day_end, day_start, iso, parse_iso
 from core.base.errors import Conflict
-from core.base.ids import uuid7
+from core.base.ids import is_uuid7, uuid7
 from core.base.money import MAX_CENTS
 from core.base.storage import transaction
 from core.cards.cards import Refused, Stamp
@@ -37,7 +36,6 @@ from core.sync.ops import DESKS, OpKind, Pushed, register
 Kind = Literal["float", "deposit", "withdrawal", "count"]
 KIND = "cash.moved"
 COLUMNS = ("id", "node_id", "kind", "amount_cents", "operator", "note", "created_at")
-_UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 Note = Annotated[str, Meta(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
@@ -103,7 +101,7 @@ def apply_pushed(p: Pushed, op: CashOp) -> None:
     """Hub: a desk's drawer entry arrives; stored once (an identical re-push is a no-op)."""
     if op.node_id != p.node_id:
         raise Refused("cash entry recorded by another node than the one that pushed it")
-    if not _UUID7.match(op.id):
+    if not is_uuid7(op.id):
         raise Refused(f"cash entry id {op.id} is not a UUIDv7")
     made = parse_iso(op.created_at)
     if made - p.now > MAX_SKEW:

@@ -26,7 +26,7 @@ from msgspec import Meta
 from core.base import outbox
 from core.base.clock import iso, parse_iso
 from core.base.errors import Conflict
-from core.base.ids import uuid7
+from core.base.ids import is_uuid7, uuid7
 from core.base.numbering import next_number
 from core.base.storage import transaction
 from core.cards.cards import Refused, Stamp
@@ -38,7 +38,6 @@ from core.sync.ops import DESKS, OpKind, Pushed, register
 
 KIND = "customer.created"
 _NUMBER = re.compile(r"^(?P<prefix>[A-Z0-9]{1,8})-(?P<year>\d{4})-\d{6}$")
-_UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 def customer_series(node_id: str) -> str:
@@ -99,7 +98,7 @@ def apply_created(p: Pushed, op: CustomerOp) -> None:
         raise Refused(f"customer created at {op.created_at}, after the hub's time {iso(p.now)}")
     if int(number["year"]) != created.year:
         raise Refused(f"customer number {op.number} is not from the year it was created ({created.year})")
-    if not _UUID7.match(op.id):
+    if not is_uuid7(op.id):
         raise Refused(f"customer id {op.id} is not a UUIDv7")
     Customers().check(p.db, op.customer, None)  # the address rules (postcode per country)
     row = _row(op.id, op.number, op.customer, op.created_at)
