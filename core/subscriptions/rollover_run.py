@@ -143,8 +143,7 @@ def _store(db: sqlite3.Connection, run_row: dict, todo: list[Item], already: int
     for start in range(0, len(todo), size):
         chunk = todo[start:start + size]
         with transaction(db):
-            for item in chunk:
-                _store_item(db, run_row, item, now)
+            _store_items(db, run_row, chunk, now)
             _progress(db, run_row["id"], "planning", total, already + start + len(chunk), now)
         progress("hold", already + start + len(chunk), total)
     _progress(db, run_row["id"], "held", total, total, now)
@@ -167,18 +166,21 @@ def set_error(db: sqlite3.Connection, run_id: str, error: str, now: dt.datetime)
         db.execute("UPDATE rollover_runs SET error = ?, updated_at = ? WHERE id = ?", (error[:500], iso(now), run_id))
 
 
-def _store_item(db: sqlite3.Connection, run_row: dict, item: Item, now: dt.datetime) -> None:
-    hold_id = uuid7() if item.seats else None
-    state = "held" if item.outcome in ("kept", "moved", "paused") else "open"
-    db.execute("INSERT INTO rollover_items (run_id, subscription_id, outcome, reason, detail, to_product_id, "
-               "tier_id, zone_id, seats, hold_id, state, created_at, updated_at) VALUES "
-               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, subscription_id) DO NOTHING",
-               (run_row["id"], item.subscription_id, item.outcome, item.reason, item.detail, item.to_product_id,
-                item.tier_id, item.zone_id, json.dumps(item.seats), hold_id, state, iso(now), iso(now)))
+def _store_items(db: sqlite3.Connection, run_row: dict, items: list[Item], now: dt.datetime) -> None:
+    """The items' rows and their seats' holds (one hold per item), in the caller's transaction."""
+    stamp, holder = iso(now), holder_of(run_row["id"])
+    rows, held = [], []
+    for item in items:
+        hold_id = uuid7() if item.seats else None
+        state = "held" if item.outcome in ("kept", "moved", "paused") else "open"
+        rows.append((run_row["id"], item.subscription_id, item.outcome, item.reason, item.detail, item.to_product_id,
+                     item.tier_id, item.zone_id, json.dumps(item.seats), hold_id, state, stamp, stamp))
+        held += [(perf, seat, hold_id, holder, run_row["renewal_until"], stamp) for perf, seat in item.seats]
+    db.executemany("INSERT INTO rollover_items (run_id, subscription_id, outcome, reason, detail, to_product_id, "
+                   "tier_id, zone_id, seats, hold_id, state, created_at, updated_at) VALUES "
+                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.executemany("INSERT INTO seat_holds (performance_id, seat_id, hold_id, holder, expires_at, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?)",
-                   [(perf, seat, hold_id, holder_of(run_row["id"]), run_row["renewal_until"], iso(now))
-                    for perf, seat in item.seats])
+                   "VALUES (?, ?, ?, ?, ?, ?)", held)
 
 
 def items_of(db: sqlite3.Connection, run_id: str, *, outcome: str | None = None,

@@ -25,11 +25,14 @@ its new subscription, order, invoice and debit, so a second confirmation does no
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
+from core.base.sql import json_values
 from core.base.storage import transaction
 from core.cards.cards import NodeSigner
 from core.catalog import pricing, resource
@@ -86,9 +89,10 @@ def confirm(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_id: str,
     for start in range(0, len(groups), CHUNK):
         chunk = groups[start:start + CHUNK]
         with transaction(db):  # a chunk per commit; each group its own savepoint inside it
+            facts = Facts.read(db, current["id"], [i for g in chunk for i in g], now)
             for group in chunk:
                 try:
-                    _confirm_group(db, node, signer, current, group, now, catalog)
+                    _confirm_group(db, node, signer, current, group, now, catalog, facts)
                 except (Conflict, ValidationError, NotFound) as exc:
                     _fail(db, run_id, group, exc.detail, now)
             done += sum(len(g) for g in chunk)
@@ -130,20 +134,53 @@ class Catalog:
         return self._prices[key]
 
 
+@dataclass
+class Facts:
+    """What a chunk's groups need from the database, read in a few statements for the whole chunk
+    (in its transaction, so nothing changes under it): the old subscriptions (form, pass name,
+    delivery), the seats each hold still has, the seats' zones, and the customers' mandates."""
+
+    old: dict[str, dict]
+    held: dict[str, int]
+    zones: dict[str, str]
+    mandates: dict[tuple[str, str], dict]
+
+    @classmethod
+    def read(cls, db: sqlite3.Connection, run_id: str, items: list[dict], now: dt.datetime) -> Facts:
+        def ids(values) -> str:
+            return json.dumps(sorted(set(values)))
+
+        old = {r["id"]: r for r in db.execute(
+            "SELECT s.id, s.form, s.holder_name, o.delivery FROM subscriptions s JOIN orders o ON o.id = s.order_id "
+            f"WHERE s.id IN ({json_values()})", (ids(i["subscription_id"] for i in items),))}
+        held = {r["hold_id"]: r["n"] for r in db.execute(
+            f"SELECT hold_id, count(*) AS n FROM seat_holds WHERE hold_id IN ({json_values()}) AND holder = ? "
+            "AND expires_at > ? GROUP BY hold_id", (ids(i["hold_id"] for i in items if i["hold_id"]),
+                                                    rollover_run.holder_of(run_id), iso(now)))}
+        zones = {r["id"]: r["zone_id"] for r in db.execute(
+            f"SELECT id, zone_id FROM seats WHERE id IN ({json_values()})",
+            (ids(seat for i in items for _, seat in i["seats"]),))}
+        mandates: dict[tuple[str, str], dict] = {}
+        for r in db.execute(f"SELECT * FROM sepa_mandates WHERE customer_id IN ({json_values()}) AND state = 'active' "
+                            "AND kind = 'recurring' ORDER BY signed_on DESC, id DESC",
+                            (ids(i["customer_id"] for i in items),)):
+            mandates.setdefault((r["organizer_id"], r["customer_id"]), r)  # the newest per creditor
+        return cls(old, held, zones, mandates)
+
+
 def _confirm_group(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_row: dict, group: list[dict],
-                   now: dt.datetime, catalog: Catalog) -> None:
+                   now: dt.datetime, catalog: Catalog, facts: Facts) -> None:
     holder = rollover_run.holder_of(run_row["id"])
     with transaction(db):
         prod = catalog.product(group[0]["to_product_id"])
-        old = [db.execute("SELECT s.*, o.delivery FROM subscriptions s JOIN orders o ON o.id = s.order_id "
-                          "WHERE s.id = ?", (i["subscription_id"],)).fetchone() for i in group]
+        old = [facts.old[i["subscription_id"]] for i in group]
         bookings = [[(p, s) for p, s in item["seats"]] for item in group]
-        _check_held(db, holder, group, bookings, now)
+        _check_held(facts, group, bookings)
         holds.release_seats(db, holder, [b for seats in bookings for b in seats])
-        party = [_member(db, catalog, prod, item, old_sub, seats)
+        party = [_member(facts, catalog, prod, item, old_sub, seats)
                  for item, old_sub, seats in zip(group, old, bookings, strict=True)]
         total = sum(priced[0] for _, _, priced in party)
-        mandate = _mandate(db, prod["organizer_id"], group[0]["customer_id"]) if total else None
+        mandate = facts.mandates.get((prod["organizer_id"], group[0]["customer_id"])) if total else None
         body = SubscriptionSaleIn(product_id=prod["id"], customer_id=group[0]["customer_id"],
                                   delivery="mail" if old[0]["delivery"] == "mail" else "pickup",
                                   payment_method="sepa" if mandate else ("transfer" if total else "none"),
@@ -167,34 +204,18 @@ def _confirm_group(db: sqlite3.Connection, node: dict, signer: NodeSigner, run_r
                                                item["subscription_id"]))
 
 
-def _check_held(db: sqlite3.Connection, holder: str, group: list[dict], bookings: list[list[tuple[str, str]]],
-                now: dt.datetime) -> None:
+def _check_held(facts: Facts, group: list[dict], bookings: list[list[tuple[str, str]]]) -> None:
     """Every seat still held by the run (the renewal deadline not passed)."""
     for item, seats in zip(group, bookings, strict=True):
-        if not seats:
-            continue
-        held = db.execute("SELECT count(*) AS n FROM seat_holds WHERE hold_id = ? AND holder = ? AND expires_at > ?",
-                          (item["hold_id"], holder, iso(now))).fetchone()["n"]
-        if held != len(seats):
+        if seats and facts.held.get(item["hold_id"], 0) != len(seats):
             raise Conflict(f"the renewal deadline of subscription {item['number']} has passed: its seats are no "
                            "longer held", detail_de=f"Die Verlängerungsfrist von Abo {item['number']} ist "
                                                     "abgelaufen: die Plätze sind nicht mehr reserviert")
 
 
-def _member(db: sqlite3.Connection, catalog: Catalog, prod: dict, item: dict, old: dict,
+def _member(facts: Facts, catalog: Catalog, prod: dict, item: dict, old: dict,
             seats: list[tuple[str, str]]) -> tuple[MemberIn, list[Booked], tuple[int, dict[str, int], str | None]]:
     """One member of the order as `store_sale` takes it: its tier and pass name, seats, and price."""
-    zones = {r["id"]: r["zone_id"] for r in db.execute(
-        "SELECT id, zone_id FROM seats WHERE id IN (" + ", ".join("?" * len(seats)) + ")",
-        [s for _, s in seats])} if seats else {}
-    booked = [Booked(perf, seat, zones[seat]) for perf, seat in seats]
-    member = MemberIn(tier_id=item["tier_id"], holder_name=old["holder_name"])
-    return member, booked, catalog.price(prod, booked, item["tier_id"])
-
-
-def _mandate(db: sqlite3.Connection, organizer_id: str, customer_id: str) -> dict | None:
-    """The customer's active recurring mandate with the organizer (the newest, if several)."""
-    return db.execute("SELECT * FROM sepa_mandates WHERE organizer_id = ? AND customer_id = ? AND state = 'active' "
-                      "AND kind = 'recurring' ORDER BY signed_on DESC, id DESC LIMIT 1",
-                      (organizer_id, customer_id)).fetchone()
-
+    booked = [Booked(perf, seat, facts.zones[seat]) for perf, seat in seats]
+    return MemberIn(tier_id=item["tier_id"], holder_name=old["holder_name"]), booked, \
+        catalog.price(prod, booked, item["tier_id"])
