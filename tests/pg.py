@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.base.pg import connection
+from core.base import pg as postgresql
 
 USER = "tessera-pg"
 PORT = 5433  # names the socket file only: the cluster listens on no TCP port
@@ -56,7 +56,7 @@ class Cluster:
         copying it is much faster than generating the schema for every test."""
         if self._template is None:
             url = self.create_database()
-            connection.connect(url).close()
+            postgresql.connect(url).close()
             self._template = urllib.parse.urlsplit(url).path.lstrip("/")
         return self._template
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.base import pg as postgresql
 from core.base import sql, storage
 from core.base.clock import utcnow
 from core.base.errors import Conflict
@@ -37,7 +38,7 @@ DEADLINE_S = 20
 
 @pytest.fixture
 def pg(pg_url: str) -> Iterator[connection.Connection]:  # noqa: F811
-    db = connection.connect(pg_url)
+    db = postgresql.connect(pg_url)
     init_node(db, "hub", "hub")
     yield db
     db.close()

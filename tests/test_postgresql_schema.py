@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.base import pg as postgresql
 from core.base import storage
 from core.base.node import init_node
 from core.base.pg import connection, schema
@@ -22,7 +23,7 @@ NOW = "2026-12-02T20:00:00.000Z"
 
 @pytest.fixture
 def pg(pg_url: str) -> Iterator[connection.Connection]:  # noqa: F811
-    db = connection.connect(pg_url)
+    db = postgresql.connect(pg_url)
     init_node(db, "hub", "hub")
     yield db
     db.close()
@@ -175,11 +176,11 @@ def test_a_construct_the_translator_does_not_know_fails_loudly():
 
 
 def test_the_schema_is_made_once_and_a_database_from_other_migrations_is_refused(pg_empty_url):  # noqa: F811
-    connection.connect(pg_empty_url).close()
-    db = connection.connect(pg_empty_url)  # same migrations: opens, makes nothing twice
+    postgresql.connect(pg_empty_url).close()
+    db = postgresql.connect(pg_empty_url)  # same migrations: opens, makes nothing twice
     assert db.execute("SELECT count(*) AS n FROM tessera_schema").fetchone()["n"] == 1
     assert db.execute("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'invoices'").fetchone()["n"] == 1
     db.execute("UPDATE tessera_schema SET digest = 'older'")
     db.close()
     with pytest.raises(RuntimeError, match="other migrations"):
-        connection.connect(pg_empty_url)
+        postgresql.connect(pg_empty_url)

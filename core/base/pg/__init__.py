@@ -1,7 +1,25 @@
-"""The hub on PostgreSQL (DESIGN §11, issue 18): a psycopg 3 connection that behaves like
+"""The hub on PostgreSQL (DESIGN §11, issue 18): `connect()`, a psycopg 3 connection that behaves like
 the hub's sqlite3 connections (`connection`), the schema generated from the SQLite
 migrations (`schema`), and the small SQL scanner both need (`tokens`).
 
 Edges stay on SQLite and never import this package; psycopg is the optional extra
 `tessera[postgresql]`. What works and what does not yet: docs/postgresql.md.
 """
+
+from __future__ import annotations
+
+from core.base.pg import connection, schema
+
+
+def connect(url: str, *, migrate: bool = True) -> connection.Connection:
+    """Open the hub database at *url* (a `postgresql://` URL) and, unless *migrate* is False,
+    make the hub's schema in it when it is empty (or check that it was made from the same
+    migrations): `core.base.storage.connect` for PostgreSQL."""
+    db = connection.connect(url)
+    if migrate:
+        try:
+            schema.apply(db)
+        except BaseException:
+            db.close()
+            raise
+    return db

@@ -273,12 +273,7 @@ class Connection:
         self.close()
 
 
-def connect(url: str, *, migrate: bool = True) -> Connection:
-    """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL) and, unless
-    *migrate* is False, create the hub's schema in an empty database."""
-    db = Connection(psycopg.connect(url, autocommit=True, row_factory=dict_row, prepare_threshold=None))
-    if migrate:
-        from core.base.pg import schema  # the schema needs a SQLite database: only when asked
-
-        schema.apply(db)
-    return db
+def connect(url: str) -> Connection:
+    """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL), as it is:
+    `core.base.pg.connect` also makes the hub's schema."""
+    return Connection(psycopg.connect(url, autocommit=True, row_factory=dict_row, prepare_threshold=None))
