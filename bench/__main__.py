@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from bench import api, cardpdf, cashdesk, claims, gate, money, presale, reports, rollover, seating, sync
+from bench import api, cardpdf, cashdesk, claims, gate, money, postgresql, presale, reports, rollover, seating, sync
 from bench.procs import BenchError
 
 BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync, "cardpdf": cardpdf,
                                    "cashdesk": cashdesk, "seating": seating, "presale": presale,
-                                   "claims": claims, "money": money, "reports": reports, "rollover": rollover}
+                                   "claims": claims, "money": money, "reports": reports, "rollover": rollover,
+                                   "postgresql": postgresql}
 USAGE = f"usage: python -m bench [NAME...]   names: {', '.join(BENCHMARKS)}"
 
 
