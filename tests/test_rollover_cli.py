@@ -4,6 +4,7 @@ again, the result is the uninterrupted run's, nothing doubled, nothing missing."
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import sqlite3
@@ -72,18 +73,17 @@ def _open(path) -> sqlite3.Connection:
     return db
 
 
-def _lock_mid_run(db: sqlite3.Connection, proc: subprocess.Popen) -> dict:
-    """Take the write lock again and again until the run has stored some but not all of its chunks,
-    and keep it: the run waits for it between two chunks (a deadline, never a fixed sleep)."""
+def _kill_at_first_progress(proc: subprocess.Popen) -> None:
+    """`kill -9` as soon as the run says it has held the first tenth of the seats (its progress
+    line on stderr): nine tenths, a hundred and more transactions, are still to come."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        db.execute("BEGIN IMMEDIATE")
-        row = db.execute("SELECT state, done, total FROM rollover_runs").fetchone()
-        if row is not None and row["done"] > 0:
-            return row
-        db.execute("ROLLBACK")
-    raise AssertionError("the run stored nothing in 60 s")
+    for line in proc.stderr:
+        if line.startswith("holding seats: 10%"):
+            proc.kill()
+            proc.wait()
+            return
+        assert time.monotonic() < deadline, "no progress in 60 s"
+    raise AssertionError(f"the run ended ({proc.wait()}) before it held a tenth of the seats")
 
 
 @pytest.mark.slow
@@ -97,16 +97,14 @@ def test_kill_9_mid_run_then_run_again_doubles_nothing_and_misses_nothing(scene,
     rollover_run.run(ref_db, hub.ids["season"], scene.new["season"], NOW)  # uninterrupted, in process
     expected = _items(ref_db)
     ref_db.close()
-    args = ("hub", "rollover", "run", "--data", str(hub.dir), *SEASONS, *RENEWAL, "--chunk", "3")
+    args = ("hub", "rollover", "run", "--data", str(hub.dir), *SEASONS, *RENEWAL, "--chunk", "2")
     watch = _open(hub.dir / DB_NAME)
-    # life 1: killed for certain mid-run, while it waits for the write lock between two chunks
+    # life 1: killed mid-run, right after its first progress line
     proc = subprocess.Popen([*TESSERA, *args], cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    row = _lock_mid_run(watch, proc)
+                            stderr=subprocess.PIPE, text=True)
+    _kill_at_first_progress(proc)
+    row = watch.execute("SELECT state, done, total FROM rollover_runs").fetchone()
     assert row["state"] == "planning" and 0 < row["done"] < row["total"]
-    proc.kill()
-    proc.wait()
-    watch.execute("ROLLBACK")
     stored = watch.execute("SELECT count(*) AS n FROM rollover_items").fetchone()["n"]
     assert 0 < stored < len(expected)
     # life 2: killed at a seeded random moment (or it finishes first: either is fine)
@@ -125,7 +123,7 @@ def test_kill_9_mid_run_then_run_again_doubles_nothing_and_misses_nothing(scene,
     assert (run_row["state"], run_row["done"], run_row["total"]) == ("held", len(expected), len(expected))
     holds = watch.execute("SELECT h.hold_id, count(*) AS n FROM seat_holds h WHERE h.holder = ? GROUP BY h.hold_id",
                           (rollover_run.holder_of(run_row["id"]),)).fetchall()
-    per_item = {r["hold_id"]: len(__import__("json").loads(r["seats"])) for r in watch.execute(
+    per_item = {r["hold_id"]: len(json.loads(r["seats"])) for r in watch.execute(
         "SELECT hold_id, seats FROM rollover_items WHERE hold_id IS NOT NULL")}
     assert {h["hold_id"]: h["n"] for h in holds} == per_item  # every item's seats held, no stray hold
     watch.close()
