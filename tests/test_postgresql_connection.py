@@ -257,6 +257,8 @@ def test_the_seams_json_and_null_safe_comparisons_work_as_written_for_sqlite(pg)
     assert joined.fetchone() == {"names": "Anna, Bert"}
     assert pg.execute("SELECT count(*) AS n FROM operators WHERE name IS NOT ?", ("Anna",)).fetchone() == {"n": 1}
     assert pg.execute("SELECT count(*) AS n FROM operators WHERE name IS ?", (None,)).fetchone() == {"n": 0}
+    assert pg.execute("SELECT instr(?, 'KD') AS at, instr('x', 'y') AS nowhere", ("Ref KD-1",)).fetchone() == {
+        "at": 5, "nowhere": 0}
 
 
 def test_an_annual_ticket_order_is_placed_unchanged_on_postgresql(pg, tmp_path):

@@ -36,7 +36,8 @@ What is translated, exactly the constructs our migrations use:
   decision for the next step is pg_trgm (trigram GIN index over the same columns, matching
   FTS5's `tokenize='trigram'`). Until then the customer search is SQLite-only.
 - `casefold(x)` and `tessera_local_day(ts)`, Python functions on a SQLite connection, are
-  SQL functions here, and so is `strftime` for the codes %Y %m %d %H %M %S %f (UTC).
+  SQL functions here, and so are `strftime` for the codes %Y %m %d %H %M %S %f (UTC) and
+  `instr`.
 - the JSON the seam (`core.base.sql`) writes for SQLite works here as it stands:
   `json_each(x)` (its `value` column, scalars as text), `x ->> '$.field'` and `x ->> n` on
   JSON in a text column (operators on text; PostgreSQL's own `->>` is for json/jsonb), and
@@ -92,6 +93,9 @@ FUNCTIONS = (
     "LANGUAGE sql IMMUTABLE RETURN CASE WHEN value IS NULL THEN state WHEN state IS NULL THEN value "
     "ELSE state || separator || value END",
     "CREATE AGGREGATE group_concat(text, text) (SFUNC = tessera_concat, STYPE = text)",
+    # SQLite's instr(haystack, needle): where needle starts in haystack, 0 if nowhere
+    "CREATE OR REPLACE FUNCTION instr(haystack text, needle text) RETURNS integer LANGUAGE sql IMMUTABLE STRICT "
+    "RETURN strpos(haystack, needle)",
 )
 
 
