@@ -7,18 +7,23 @@ Each refusal is checked on both backends with the same statements: the SQLite hu
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from core.base import pg as postgresql
 from core.base import storage
 from core.base.node import init_node
-from core.base.pg import connection, schema
+from core.base.pg import cluster, connection, schema
 from core.base.sql import integrity_problem
 from tests.pg import pg_cluster, pg_empty_url, pg_url  # noqa: F401  (fixtures)
 
 NOW = "2026-12-02T20:00:00.000Z"
+ROOT = Path(__file__).resolve().parents[1]
+DEADLINE_S = 30
 
 
 @pytest.fixture
@@ -184,3 +189,20 @@ def test_the_schema_is_made_once_and_a_database_from_other_migrations_is_refused
     db.close()
     with pytest.raises(RuntimeError, match="other migrations"):
         postgresql.connect(pg_empty_url)
+
+
+@pytest.mark.slow
+def test_a_cluster_left_by_a_killed_run_is_stopped_by_the_next(tmp_path):
+    """kill -9 of a test process leaves its postgres running; the next run stops and deletes it."""
+    script = ("import sys; from core.base.pg.cluster import running_cluster\n"
+              "with running_cluster() as c:\n    print(c.folder, flush=True)\n    sys.stdin.read()\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=ROOT)
+    folder = Path(owner.stdout.readline().strip())
+    postmaster = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+    owner.kill()
+    owner.wait(DEADLINE_S)
+    assert folder.exists() and cluster._alive(postmaster)  # orphaned
+    assert folder in cluster.stop_orphans()
+    assert not folder.exists()
+    assert not cluster._alive(postmaster)  # pg_ctl stop -w returned after the server went

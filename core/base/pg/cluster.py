@@ -4,7 +4,8 @@ Started with Debian's `initdb` and `pg_ctl` in a temporary folder, listening onl
 socket in that folder (no TCP port to collide on; the port number only names the socket),
 with durability off (`fsync=off`: thrown away anyway), stopped and deleted at the end.
 initdb refuses to run as root, so as root the cluster runs as the unprivileged system user
-`tessera-pg` (made by scripts/setup, or here when missing). Not for production data.
+`tessera-pg` (made by scripts/setup, or here when missing). Not for production data. A
+cluster whose process died without stopping it is stopped by the next `running_cluster()`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from core.base import pg
 
 USER = "tessera-pg"
 PORT = 5433  # names the socket file only: the cluster listens on no TCP port
+PREFIX = "tessera-pg-"
+OWNER_FILE = "owner.pid"  # the process that started the cluster (stop_orphans)
 _databases = itertools.count(1)
 
 
@@ -88,10 +91,44 @@ def _give_to_cluster_user(folder: Path) -> None:
         os.chown(folder, entry.pw_uid, entry.pw_gid)
 
 
+def _alive(pid: int) -> bool:
+    """Whether process *pid* runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _stop(folder: Path) -> None:
+    subprocess.run(_as_cluster_user([_bin("pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "-w", "stop"]),
+                   check=False, capture_output=True)
+
+
+def stop_orphans(root: Path | None = None) -> list[Path]:
+    """Stop and delete the clusters whose owning process has died: a test run killed with -9
+    would otherwise leave its postgres running. A cluster being made (no owner file yet) or
+    owned by a live process is left alone."""
+    stopped = []
+    for folder in sorted(Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*")):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            _stop(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            stopped.append(folder)
+    return stopped
+
+
 @contextlib.contextmanager
 def running_cluster() -> Iterator[Cluster]:
-    folder = Path(tempfile.mkdtemp(prefix="tessera-pg-"))
+    """A started cluster for the `with` block; stopped and deleted after it."""
+    stop_orphans()
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
     try:
+        (folder / OWNER_FILE).write_text(str(os.getpid()))
         (folder / "socket").mkdir()
         for path in (folder, folder / "socket"):
             _give_to_cluster_user(path)
@@ -107,7 +144,6 @@ def running_cluster() -> Iterator[Cluster]:
         try:
             yield Cluster(folder)
         finally:
-            subprocess.run(_as_cluster_user([_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                           check=False, capture_output=True)
+            _stop(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
