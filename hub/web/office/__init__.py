@@ -22,7 +22,9 @@ from hub.web.office import (
     money,
     operators,
     printing,
+    reports,
     ring_pools,
+    rollover,
     sales,
     staff_admin,
     subscribers,
@@ -49,12 +51,14 @@ def install(app: web.Application, clock: Callable[[], dt.datetime] = utcnow) -> 
     api_tokens.install(app)
     catalog.install(app)
     subscription_sale.install(app)  # subscriptions (issue 13): the sale before the detail route
+    rollover.install(app)  # season rollover (S15): /office/subscriptions/rollover before the detail route
     subscribers.install(app)
     ring_pools.install(app)  # ring seats in the desks' pools (issue 14)
     voucher_redemptions.install(app)  # choice vouchers redeemed and looked up (issue 15)
     money.install(app)  # open items, invoices, DATEV (issue 16)
     direct_debits.install(app)  # SEPA mandates and runs (issue 16)
     bank_statements.install(app)  # camt.053 upload and the unmatched entries (issue 16)
+    reports.install(app)  # the S14 lists, sortable, filterable, as CSV, XLSX and PDF (issue 17)
     cancellations.install(app)  # cancel order lines, refunds to pay out (issue 16)
 
 
