@@ -51,8 +51,9 @@ def add_operator(db, id_: str, name: str | None = None) -> None:
 
 def test_placeholders_are_translated_outside_literals_only():
     assert translate("SELECT '?', \"a?\", ? -- ?\n") == "SELECT '?', \"a?\", %s -- ?\n"
-    assert translate("WHERE pool LIKE 'node:%' AND x = :state") == "WHERE pool LIKE 'node:%%' AND x = %(state)s"
+    assert translate("WHERE pool LIKE 'node:%' AND x = :state") == "WHERE pool ILIKE 'node:%%' AND x = %(state)s"
     assert translate("SELECT 'it''s ?' || ?") == "SELECT 'it''s ?' || %s"
+    assert translate("WHERE a LIKE ? AND b NOT like 'LIKE'") == "WHERE a ILIKE %s AND b NOT ILIKE 'LIKE'"
     with pytest.raises(ValueError, match="unterminated"):
         translate("SELECT 'open")
 
@@ -159,6 +160,18 @@ def test_executemany_writes_all_rows_or_none(pg):
     with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
         pg.executemany(sql_, [("n1", "N1", NOW, NOW), ("n2", "M0", NOW, NOW)])  # the second name is taken
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["m0", "m1", "m2"]
+
+
+def test_like_ignores_the_case_of_ascii_letters_as_on_sqlite(pg, tmp_path):
+    """A LIKE search (the lists' search for short words) ignores the case of ASCII letters on
+    both backends, and neither folds Ü (SQLite folds ASCII only; so does ILIKE in the hub's
+    C-ctype database)."""
+    lite = storage.connect(tmp_path / "hub.db")
+    for db in (lite, pg):
+        add_operator(db, "m", "MÜLLER")
+        query = "SELECT count(*) AS n FROM operators WHERE name LIKE ?"
+        assert [db.execute(query, (p,)).fetchone()["n"] for p in ("m%", "%LLER", "mü%", "%ÜL%")] == [1, 1, 0, 1]
+    lite.close()
 
 
 def test_bools_are_stored_as_integers_like_sqlite(pg):

@@ -2,7 +2,9 @@
 and every `%` (also inside a literal, where psycopg would read it as a placeholder) is
 doubled. Placeholders inside string literals, quoted names and comments are left alone,
 so `'a?b'` and `LIKE 'node:%'` mean what they meant on SQLite. `IS ?` and `IS NOT ?` (a
-NULL-safe comparison with a value on SQLite) become `IS [NOT] DISTINCT FROM`."""
+NULL-safe comparison with a value on SQLite) become `IS [NOT] DISTINCT FROM`, and `LIKE`
+becomes `ILIKE`: SQLite's LIKE ignores the case of ASCII letters, PostgreSQL's does not (the
+hub database has LC_CTYPE C, where ILIKE, too, folds ASCII only)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ def translate(sql: str) -> str:
         if token.kind == "param":
             _null_safe_comparison(out)
             out.append("%s" if token.text == "?" else f"%({token.text[1:]})s")
+        elif token.kind == "word" and token.upper == "LIKE":
+            out.append("ILIKE")  # SQLite's LIKE ignores the case of ASCII letters (ILIKE in a C-ctype database)
         elif token.kind in ("str", "qid", "comment", "op"):
             out.append(token.text.replace("%", "%%"))
         else:
