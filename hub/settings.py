@@ -120,12 +120,19 @@ STORAGE = Section("storage", _storage, SettingsError)
 
 
 def apply_storage(db: sqlite3.Connection, chosen: StorageSettings) -> None:
-    """Set the hub connection's commit durability as hub.toml chose (connect() opens with FULL)."""
-    db.execute(f"PRAGMA synchronous = {chosen.synchronous}")  # one of storage.SYNCHRONOUS, checked above
+    """Set the hub connection's commit durability as hub.toml chose (connect() opens with FULL).
+    A PostgreSQL hub's durability is the server's (`synchronous_commit`): nothing to set."""
+    if isinstance(db, sqlite3.Connection):
+        db.execute(f"PRAGMA synchronous = {chosen.synchronous}")  # one of storage.SYNCHRONOUS, checked above
 
 
 def data_dir_of(db: sqlite3.Connection) -> Path:
-    """The hub's data folder: where its database file lives."""
+    """The hub's data folder: where its database file lives (on PostgreSQL, the folder the
+    connection was opened for: `core.base.pg.connection.Connection.data_dir`)."""
+    if not isinstance(db, sqlite3.Connection):
+        if db.data_dir is None:
+            raise RuntimeError("this PostgreSQL connection was opened without the hub's data folder")
+        return Path(db.data_dir)
     return Path(db.execute("PRAGMA database_list").fetchone()["file"]).parent
 
 

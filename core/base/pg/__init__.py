@@ -8,14 +8,17 @@ Edges stay on SQLite and never import this package; psycopg is the optional extr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.base.pg import connection, schema
 
 
-def connect(url: str, *, migrate: bool = True) -> connection.Connection:
-    """Open the hub database at *url* (a `postgresql://` URL) and, unless *migrate* is False,
-    make the hub's schema in it when it is empty (or check that it was made from the same
-    migrations): `core.base.storage.connect` for PostgreSQL."""
-    db = connection.connect(url)
+def connect(url: str, *, data_dir: Path | None = None, migrate: bool = True) -> connection.Connection:
+    """Open the hub database at *url* (a `postgresql://` URL) for the hub whose folder (keys,
+    hub.toml) is *data_dir* and, unless *migrate* is False, make the hub's schema in it when
+    it is empty (or check that it was made from the same migrations): `core.base.storage.connect`
+    for PostgreSQL."""
+    db = connection.connect(url, data_dir)
     if migrate:
         try:
             schema.apply(db)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -159,8 +160,9 @@ class Connection:
 
     dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection) -> None:
+    def __init__(self, raw: psycopg.Connection, data_dir: Path | None = None) -> None:
         self.raw = raw
+        self.data_dir = data_dir  # the hub's folder (keys, hub.toml): a SQLite hub finds it from its file
         raw.adapters.register_dumper(bool, _BoolAsInteger)
 
     @property
@@ -273,7 +275,8 @@ class Connection:
         self.close()
 
 
-def connect(url: str) -> Connection:
-    """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL), as it is:
-    `core.base.pg.connect` also makes the hub's schema."""
-    return Connection(psycopg.connect(url, autocommit=True, row_factory=dict_row, prepare_threshold=None))
+def connect(url: str, data_dir: Path | None = None) -> Connection:
+    """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL), as it is
+    (`core.base.pg.connect` also makes the hub's schema), for the hub whose folder is *data_dir*."""
+    raw = psycopg.connect(url, autocommit=True, row_factory=dict_row, prepare_threshold=None)
+    return Connection(raw, data_dir)

@@ -1,0 +1,76 @@
+"""The hub's own API on PostgreSQL: the sample catalog (two organizers, seating plans,
+performances, annual tickets, subscriptions, 250 customers) built through the same
+operations as on SQLite, then the office's list endpoints read over real HTTP on loopback
+and compared with the SQLite sample hub.
+
+Not yet covered (docs/postgresql.md): the customer search with words of three or more
+letters (FTS5), open items, refunds, bank entries, agency sales and /health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.base import pg as postgresql
+from core.base.node import init_node
+from hub import sample
+from hub.app import make_app
+from hub.client import LocalClient
+from hub.services import nodes, tokens
+from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
+
+TABLES = ("organizers", "venues", "price_zones", "seating_plans", "seats", "seasons", "performances",
+          "annual_products", "subscription_products", "discount_tiers", "customers", "card_products")
+LISTS = ("/annual-ticket-products", "/bank-statements", "/cards", "/conflicts", "/customers", "/invoices",
+         "/nodes", "/operators", "/orders", "/print-jobs", "/reports", "/seasons", "/seating-plans",
+         "/sepa-debits", "/subscription-products", "/subscriptions", "/customers?q=M%C3%BC")
+
+
+class PgHub:
+    def __init__(self, db: postgresql.connection.Connection, token: str) -> None:
+        self.db, self.token = db, token
+
+
+@pytest.fixture
+def pg_sample(pg_url: str, tmp_path: Path) -> Iterator[PgHub]:  # noqa: F811
+    """A hub on PostgreSQL as `tessera hub init` would make it (node, keys, first admin
+    token), with the sample catalog built through its API."""
+    db = postgresql.connect(pg_url, data_dir=tmp_path)
+    init_node(db, "hub", "hub")
+    nodes.init_trust(tmp_path, db)
+    token, _ = tokens.create_token(db, "first admin (test)", "admin")
+    sample.build(LocalClient(make_app(db)))
+    yield PgHub(db, token)
+    db.close()
+
+
+def counted(body: object) -> tuple[int, int | None]:
+    """How many items a list answer holds (and its total, for a page of a longer list)."""
+    if isinstance(body, dict) and "items" in body:
+        return len(body["items"]), body.get("total")
+    assert isinstance(body, list), body
+    return len(body), None
+
+
+@pytest.mark.slow
+async def test_the_sample_catalog_is_built_and_listed_on_postgresql_as_on_sqlite(pg_sample, sample_hub, aiohttp_client):
+    for table in TABLES:
+        query = f"SELECT count(*) AS n FROM {table}"
+        assert pg_sample.db.execute(query).fetchone()["n"] == sample_hub.db.execute(query).fetchone()["n"], table
+    on_pg = await aiohttp_client(make_app(pg_sample.db))
+    on_sqlite = await aiohttp_client(make_app(sample_hub.db))
+    for path in LISTS:
+        answers = []
+        for client, token in ((on_sqlite, sample_hub.token), (on_pg, pg_sample.token)):
+            response = await client.get("/api/v1" + path, headers={"Authorization": f"Bearer {token}"})
+            assert response.status == 200, (path, await response.text())
+            answers.append(counted(await response.json()))
+        assert answers[0] == answers[1], path
+    assert answers[0] != (0, 0)  # the last list (customers matching "Mü") is not empty
+    performance = pg_sample.db.execute("SELECT id FROM performances ORDER BY starts_at, id LIMIT 1").fetchone()["id"]
+    response = await on_pg.get(f"/api/v1/performances/{performance}/seat-map",
+                               headers={"Authorization": f"Bearer {pg_sample.token}"})
+    assert response.status == 200
+    assert pg_sample.db.execute("SELECT count(*) AS n FROM changes").fetchone()["n"] > 1000  # the feed recorded it
