@@ -41,6 +41,8 @@ def register(areas: argparse._SubParsersAction) -> None:
                                        "sets the password of the office login 'admin' (/office/setup/...).")
     init.add_argument("--data", required=True, type=Path, metavar="DIR", help="data folder to create")
     init.add_argument("--name", default="hub", help="name of this hub node (default: hub)")
+    init.add_argument("--database", metavar="URL", help="keep the hub's data in this empty PostgreSQL database "
+                      "(postgresql://...) instead of SQLite; written to hub.toml [storage] (docs/postgresql.md)")
     init.set_defaults(run=cmd_init)
 
     serve = cmds.add_parser("serve", help="run the hub API",
@@ -171,7 +173,7 @@ def _positive(text: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    db, secret = init_hub(args.data, args.name)
+    db, secret = init_hub(args.data, args.name, args.database)
     _, setup = staff.add(db, "admin", "admin", utcnow())
     db.close()
     print(f"hub created in {args.data}")

@@ -7,6 +7,7 @@ workers take it from there.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -39,27 +40,54 @@ def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_NAME
 
 
-def init_hub(data_dir: Path, name: str = "hub") -> tuple[sqlite3.Connection, str]:
-    """Create a hub data folder: database, node identity, first admin token (returned)."""
+def init_hub(data_dir: Path, name: str = "hub", database: str | None = None) -> tuple[sqlite3.Connection, str]:
+    """Create a hub data folder: database, node identity, first admin token (returned).
+    With *database* (a `postgresql://` URL of an empty database) the hub's data is kept there,
+    as hub.toml `[storage] database` says; keys and hub.toml stay in the folder."""
     data_dir = Path(data_dir)
-    if db_path(data_dir).exists():
+    if db_path(data_dir).exists() or (database and (data_dir / settings.SETTINGS_FILE).exists()):
         raise FileExistsError(f"{data_dir} already holds a hub; use `tessera hub serve --data {data_dir}`")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = connect(db_path(data_dir))
+    db = _init_postgresql(data_dir, database) if database else connect(db_path(data_dir))
     init_node(db, "hub", name)
     nodes.init_trust(data_dir, db)
     secret, _ = tokens.create_token(db, "first admin (hub init)", "admin")
     return db, secret
 
 
+def _init_postgresql(data_dir: Path, url: str) -> sqlite3.Connection:
+    """The hub's schema in the (empty) PostgreSQL database at *url*, and hub.toml naming it."""
+    if not settings.is_postgresql_url(url):
+        raise ValueError("--database must be a postgresql:// URL")
+    from core.base import pg  # psycopg: only for a hub on PostgreSQL (the extra tessera[postgresql])
+
+    db = pg.connect(url, data_dir=data_dir)
+    if db.execute("SELECT 1 FROM node").fetchone():
+        db.close()
+        raise FileExistsError("that PostgreSQL database already holds a hub")
+    (data_dir / settings.SETTINGS_FILE).write_text(f"[storage]\ndatabase = {json.dumps(url)}\n", encoding="utf-8")
+    return db
+
+
 def open_hub(data_dir: Path) -> sqlite3.Connection:
+    """The hub's database: the SQLite file in *data_dir*, or (no file there) the PostgreSQL
+    database that hub.toml `[storage] database` names."""
     path = db_path(Path(data_dir))
-    if not path.exists():
-        raise NotInitialised(f"{data_dir} holds no hub; run `tessera hub init --data {data_dir}` first")
-    db = connect(path)
+    db = connect(path) if path.exists() else _open_postgresql(Path(data_dir))
     nodes.init_trust(Path(data_dir), db)
     pins.issue(db)  # PIN verifiers missing for a desk key (e.g. hashes moved by migration 0015)
     return db
+
+
+def _open_postgresql(data_dir: Path) -> sqlite3.Connection:
+    database = None
+    if (data_dir / settings.SETTINGS_FILE).exists():
+        database = read_settings(data_dir).get(settings.STORAGE).database
+    if not database:
+        raise NotInitialised(f"{data_dir} holds no hub; run `tessera hub init --data {data_dir}` first")
+    from core.base import pg  # psycopg: only for a hub on PostgreSQL (the extra tessera[postgresql])
+
+    return pg.connect(database, data_dir=data_dir)
 
 
 def read_settings(data_dir: Path) -> settings.HubSettings:

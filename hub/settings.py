@@ -96,9 +96,12 @@ class StorageSettings:
     """`[storage]`: how the hub's database commits. `synchronous = "full"` (the default) syncs
     the write-ahead log at every commit, so a push the hub has answered survives a power cut;
     `"normal"` commits faster but may lose the last commits on power loss (edges then push
-    them again only if they still hold them: see docs/sync.md, "Backups and restore")."""
+    them again only if they still hold them: see docs/sync.md, "Backups and restore").
+    `database = "postgresql://..."`: the hub's database is that PostgreSQL database instead of
+    the SQLite file in the data folder (set by `tessera hub init --database`; docs/postgresql.md)."""
 
     synchronous: str = "FULL"
+    database: str | None = None
 
 
 def _storage(table: Any, source: str) -> StorageSettings:
@@ -107,13 +110,20 @@ def _storage(table: Any, source: str) -> StorageSettings:
     if not isinstance(table, dict):
         raise SettingsError(f"{source}: [storage] must be a table")
     for key in table:
-        if key != "synchronous":
-            raise SettingsError(f"{source}: unknown key storage.{key}; known: synchronous")
+        if key not in ("synchronous", "database"):
+            raise SettingsError(f"{source}: unknown key storage.{key}; known: synchronous, database")
     value = table.get("synchronous", "full")
     if not isinstance(value, str) or value.upper() not in storage.SYNCHRONOUS:
         choices = ", ".join(f'"{level.lower()}"' for level in storage.SYNCHRONOUS)
         raise SettingsError(f"{source}: storage.synchronous must be one of {choices}, not {value!r}")
-    return StorageSettings(value.upper())
+    database = table.get("database")
+    if database is not None and not is_postgresql_url(database):
+        raise SettingsError(f"{source}: storage.database must be a postgresql:// URL")
+    return StorageSettings(value.upper(), database)
+
+
+def is_postgresql_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://")) and len(value) <= 2000
 
 
 STORAGE = Section("storage", _storage, SettingsError)

@@ -110,6 +110,8 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def schema_version(db: sqlite3.Connection) -> int:
+    if not isinstance(db, sqlite3.Connection):  # PostgreSQL: the migrations its schema was made from
+        return db.execute("SELECT version FROM tessera_schema").fetchone()["version"]
     return db.execute("PRAGMA user_version").fetchone()["user_version"]
 
 

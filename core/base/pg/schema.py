@@ -52,6 +52,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from core.base import storage
 from core.base.clock import LOCAL_TZ
 from core.base.pg.connection import WRITER_LOCK, Connection
 from core.base.pg.tokens import Token, significant, unquoted
@@ -117,8 +118,6 @@ class Schema:
 
 def sqlite_schema() -> list[tuple[str, str, str]]:
     """(type, name, sql) of every object of a fresh SQLite database after all migrations."""
-    from core.base import storage
-
     db = storage.connect(":memory:")
     try:
         return [(r["type"], r["name"], r["sql"]) for r in db.execute(
@@ -352,8 +351,8 @@ def apply(db: Connection) -> str:
     from the same migrations; returns the schema digest. One transaction."""
     schema = current()
     with db.raw.transaction():
-        db.raw.execute("CREATE TABLE IF NOT EXISTS tessera_schema (digest text NOT NULL, created_at timestamptz "
-                       "NOT NULL DEFAULT now())")
+        db.raw.execute("CREATE TABLE IF NOT EXISTS tessera_schema (digest text NOT NULL, version integer NOT NULL, "
+                       "created_at timestamptz NOT NULL DEFAULT now())")
         db.raw.execute("LOCK TABLE tessera_schema")
         row = db.raw.execute("SELECT digest FROM tessera_schema").fetchone()
         if row is not None:
@@ -363,5 +362,6 @@ def apply(db: Connection) -> str:
             return schema.digest
         for statement in schema.all():
             db.raw.execute(statement)
-        db.raw.execute("INSERT INTO tessera_schema (digest) VALUES (%s)", (schema.digest,))
+        db.raw.execute("INSERT INTO tessera_schema (digest, version) VALUES (%s, %s)",
+                       (schema.digest, len(storage.migrations())))
     return schema.digest
