@@ -1,6 +1,7 @@
 """The PostgreSQL tests' fixtures: one throwaway cluster (core/base/pg/cluster.py) per pytest
 process (each xdist worker has its own), started once and stopped at the end, and a fresh
-database per test: `pg_empty_url` empty, `pg_url` a copy of one with the hub's schema.
+database per test: `pg_empty_url` empty, `pg_url` a copy of one with the hub's schema, `pg`
+that database opened as a hub's.
 
 Not a test module: `tests/test_postgresql_*.py` import the fixtures from here.
 """
@@ -11,7 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.base import pg as postgresql
+from core.base.node import init_node
 from core.base.pg.cluster import Cluster, running_cluster
+from core.base.pg.connection import Connection
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +38,12 @@ def pg_url(pg_cluster: Cluster) -> Iterator[str]:
     url = pg_cluster.create_database(pg_cluster.hub_template())
     yield url
     pg_cluster.drop_database(url)
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[Connection]:
+    """A hub database on PostgreSQL with its node row (role hub: the change feed records)."""
+    db = postgresql.connect(pg_url)
+    init_node(db, "hub", "hub")
+    yield db
+    db.close()

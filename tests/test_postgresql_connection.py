@@ -7,15 +7,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from core.base import pg as postgresql
 from core.base import sql, storage
 from core.base.clock import utcnow
 from core.base.errors import Conflict
-from core.base.node import init_node, this_node
+from core.base.node import this_node
 from core.base.numbering import next_number
 from core.base.pg import connection
 from core.base.pg.placeholders import translate
@@ -29,19 +27,11 @@ from core.sales import orders
 from core.sales.orders import HolderIn, LineIn, OrderIn
 from core.subscriptions import holds
 from hub.services import nodes, tokens
-from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from tests.test_postgresql_schema import seed_sale
 
+pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
 NOW = "2026-12-02T20:00:00.000Z"
 DEADLINE_S = 20
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[connection.Connection]:  # noqa: F811
-    db = postgresql.connect(pg_url)
-    init_node(db, "hub", "hub")
-    yield db
-    db.close()
 
 
 def add_operator(db, id_: str, name: str | None = None) -> None:
@@ -108,7 +98,7 @@ def test_refusals_repeated_in_one_transaction_leave_it_usable(pg):
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "b"]
 
 
-def test_writers_queue_on_the_write_lock_and_readers_do_not(pg, pg_url):  # noqa: F811
+def test_writers_queue_on_the_write_lock_and_readers_do_not(pg, pg_url):
     """Two writers never overlap (as SQLite's BEGIN IMMEDIATE): the second waits until the
     first commits, then sees its row; a reader meanwhile is not blocked."""
     other = connection.connect(pg_url)
@@ -144,7 +134,7 @@ def test_writers_queue_on_the_write_lock_and_readers_do_not(pg, pg_url):  # noqa
     reader.close()
 
 
-def test_generation_changes_when_another_connection_commits(pg, pg_url):  # noqa: F811
+def test_generation_changes_when_another_connection_commits(pg, pg_url):
     before = sql.generation(pg)
     pg.execute("SELECT count(*) FROM operators").fetchall()
     assert sql.generation(pg) == before
@@ -180,7 +170,7 @@ def test_bools_are_stored_as_integers_like_sqlite(pg):
     assert pg.execute("SELECT active FROM operators").fetchone() == {"active": 0}
 
 
-def test_change_feed_never_lets_a_pull_skip_a_row(pg, pg_url):  # noqa: F811
+def test_change_feed_never_lets_a_pull_skip_a_row(pg, pg_url):
     """Writers race (each commit is slowed after its change row is written, and some write
     outside `transaction()`); a puller reads `seq > cursor` in a loop and advances its cursor
     as an edge does. Every committed change must reach it: none skipped, none twice."""

@@ -21,9 +21,9 @@ from hub import sample
 from hub.app import make_app
 from hub.client import HttpClient, LocalClient
 from hub.services import nodes, tokens
-from tests.pg import pg_cluster, pg_empty_url, pg_url  # noqa: F401  (fixtures)
 from tests.test_cli import Server, run
 
+pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
 TABLES = ("organizers", "venues", "price_zones", "seating_plans", "seats", "seasons", "performances",
           "annual_products", "subscription_products", "discount_tiers", "customers", "card_products")
 LISTS = ("/annual-ticket-products", "/bank-statements", "/cards", "/conflicts", "/customers", "/invoices",
@@ -37,7 +37,7 @@ class PgHub:
 
 
 @pytest.fixture
-def pg_sample(pg_url: str, tmp_path: Path) -> Iterator[PgHub]:  # noqa: F811
+def pg_sample(pg_url: str, tmp_path: Path) -> Iterator[PgHub]:
     """A hub on PostgreSQL as `tessera hub init` would make it (node, keys, first admin
     token), with the sample catalog built through its API."""
     db = postgresql.connect(pg_url, data_dir=tmp_path)
@@ -80,7 +80,7 @@ async def test_the_sample_catalog_is_built_and_listed_on_postgresql_as_on_sqlite
 
 
 @pytest.mark.slow
-def test_tessera_hub_init_and_serve_on_postgresql(pg_empty_url, tmp_path):  # noqa: F811
+def test_tessera_hub_init_and_serve_on_postgresql(pg_empty_url, tmp_path):
     """`tessera hub init --database URL` keeps the hub's data in PostgreSQL (hub.toml says so,
     keys stay in the folder), `tessera hub serve` serves it, and the sample catalog is set up
     over HTTP as on SQLite."""

@@ -19,19 +19,11 @@ from core.base import storage
 from core.base.node import init_node
 from core.base.pg import cluster, connection, schema
 from core.base.sql import integrity_problem
-from tests.pg import pg_cluster, pg_empty_url, pg_url  # noqa: F401  (fixtures)
 
+pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
 NOW = "2026-12-02T20:00:00.000Z"
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 30
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[connection.Connection]:  # noqa: F811
-    db = postgresql.connect(pg_url)
-    init_node(db, "hub", "hub")
-    yield db
-    db.close()
 
 
 @pytest.fixture
@@ -180,7 +172,7 @@ def test_a_construct_the_translator_does_not_know_fails_loudly():
         schema.generate([("trigger", "x", "CREATE TRIGGER x INSTEAD OF INSERT ON v BEGIN SELECT 1; END")])
 
 
-def test_the_schema_is_made_once_and_a_database_from_other_migrations_is_refused(pg_empty_url):  # noqa: F811
+def test_the_schema_is_made_once_and_a_database_from_other_migrations_is_refused(pg_empty_url):
     postgresql.connect(pg_empty_url).close()
     db = postgresql.connect(pg_empty_url)  # same migrations: opens, makes nothing twice
     assert db.execute("SELECT count(*) AS n FROM tessera_schema").fetchone()["n"] == 1
