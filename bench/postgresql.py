@@ -70,7 +70,8 @@ def run(count: int = ORDERS) -> list[dict]:
 
 def per_order(db, folder: Path, count: int) -> tuple[float, float]:
     """Wall and CPU milliseconds per order, after the warm-up."""
-    signer, order = _catalog(db, folder)
+    init_node(db, "hub", "hub")
+    signer, order = annual_desk_sale(db, folder)
     node = this_node(db)
     for _ in range(WARM_UP):
         orders.place_order(db, node, signer, order, channel="cashdesk", now=utcnow())
@@ -80,9 +81,10 @@ def per_order(db, folder: Path, count: int) -> tuple[float, float]:
     return (time.perf_counter() - wall) / count * 1000, (time.process_time() - cpu) / count * 1000
 
 
-def _catalog(db, folder: Path) -> tuple[cards.NodeSigner, OrderIn]:
-    """A hub with keys, one annual product on sale at the desk, and the order to place."""
-    init_node(db, "hub", "hub")
+def annual_desk_sale(db, folder: Path) -> tuple[cards.NodeSigner, OrderIn]:
+    """On a hub database (its node made): keys in *folder*, one annual product on sale at
+    the desk and online, and a desk order of a personalized card and a voucher for it.
+    (tests/test_postgresql_connection.py places the same order.)"""
     nodes.init_trust(folder, db)
     address = Address(street="Museumsweg 1", postcode="10115", town="Berlin", country="DE")
     organizer = resource.create(db, Organizers(), OrganizerIn(name="Museen", address=address))
@@ -90,7 +92,7 @@ def _catalog(db, folder: Path) -> tuple[cards.NodeSigner, OrderIn]:
                                                   address=address))
     product = resource.create(db, AnnualProducts(), AnnualProductIn(
         organizer_id=organizer["id"], name="Jahreskarte", validity_mode="from_purchase", months=12,
-        price_cents=6000, channels=["cashdesk"], venue_ids=[venue["id"]]))
+        price_cents=6000, channels=["cashdesk", "online"], venue_ids=[venue["id"]]))
     order = OrderIn(lines=[LineIn(product_id=product["id"], holders=[HolderIn(name="Erika Mustermann")]),
                            LineIn(product_id=product["id"], kind="voucher")],
                     payment_method="cash", given_cents=20_000)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from bench.postgresql import annual_desk_sale
 from core.base import sql, storage
 from core.base.clock import utcnow
 from core.base.errors import Conflict
@@ -17,16 +18,14 @@ from core.base.node import this_node
 from core.base.numbering import next_number
 from core.base.pg import connection
 from core.base.pg.placeholders import translate
-from core.cards import cardcode, cards
+from core.cards import cardcode
 from core.catalog import resource
-from core.catalog.annual import AnnualProductIn, AnnualProducts
+from core.catalog.annual import AnnualProducts
 from core.catalog.common import Address
 from core.catalog.customers import CustomerIn, Customers
-from core.catalog.organizers import OrganizerIn, Organizers, VenueIn, Venues
 from core.sales import orders
-from core.sales.orders import HolderIn, LineIn, OrderIn
 from core.subscriptions import holds
-from hub.services import nodes, tokens
+from hub.services import tokens
 from tests.test_postgresql_schema import seed_sale
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
@@ -268,18 +267,8 @@ def test_an_annual_ticket_order_is_placed_unchanged_on_postgresql(pg, tmp_path):
     """The hub's trust (root and node key: files in the data folder, rows in PostgreSQL), a
     catalog made through the resource service, and `place_order` selling a personalized annual
     ticket and a voucher with signed cards: the sale path as on SQLite."""
-    nodes.init_trust(tmp_path, pg)
-    signer = cards.load_signer(pg, tmp_path)
-    address = Address(street="Weg 1", postcode="10115", town="Berlin", country="DE")
-    organizer = resource.create(pg, Organizers(), OrganizerIn(name="Museen", address=address))
-    venue = resource.create(pg, Venues(), VenueIn(organizer_id=organizer["id"], name="Stadtmuseum", kind="museum",
-                                                  address=address))
-    product = resource.create(pg, AnnualProducts(), AnnualProductIn(
-        organizer_id=organizer["id"], name="Jahreskarte", validity_mode="from_purchase", months=12,
-        price_cents=6000, channels=["cashdesk", "online"], venue_ids=[venue["id"]]))
-    order = OrderIn(lines=[LineIn(product_id=product["id"], holders=[HolderIn(name="Erika Mustermann")]),
-                           LineIn(product_id=product["id"], kind="voucher")],
-                    payment_method="cash", given_cents=20_000, operator="Anna")
+    signer, order = annual_desk_sale(pg, tmp_path)
+    product = {"id": order.lines[0].product_id}
     placed = orders.place_order(pg, this_node(pg), signer, order, channel="cashdesk", now=utcnow())
     annual, voucher = (item["card"] for item in placed["items"])
     assert placed["total_cents"] == 12_000
