@@ -209,7 +209,7 @@ def refunds(db: sqlite3.Connection, *, state: Literal["pending", "paid"] | None 
     """Refunds, the ones still to pay out first, oldest first."""
     where = " AND p.state = ?" if state else ""
     args = (state,) if state else ()
-    total = db.execute(f"SELECT count(*) AS n FROM ({_REFUNDS}{where})", args).fetchone()["n"]
+    total = db.execute(f"SELECT count(*) AS n FROM ({_REFUNDS}{where}) AS r", args).fetchone()["n"]
     items = db.execute(f"{_REFUNDS}{where} ORDER BY p.state = 'paid', p.created_at, p.id LIMIT ? OFFSET ?",
                        (*args, limit, offset)).fetchall()
     return {"items": items, "total": total, "limit": limit, "offset": offset}

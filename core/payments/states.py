@@ -149,6 +149,7 @@ def open_items_of_customer(db: sqlite3.Connection, customer_id: str, today: dt.d
 
 
 _OPEN = """
+SELECT * FROM (
 SELECT o.id, o.number, o.channel, o.customer_id, o.total_cents, o.created_at,
        c.number AS customer_number, c.first_name, c.last_name, c.company,
        COALESCE(SUM(CASE WHEN p.state = 'paid' THEN p.amount_cents END), 0) AS paid_cents,
@@ -164,9 +165,10 @@ SELECT o.id, o.number, o.channel, o.customer_id, o.total_cents, o.created_at,
 FROM orders o
 LEFT JOIN payments p ON p.order_id = o.id
 LEFT JOIN customers c ON c.id = o.customer_id
-WHERE (:customer IS NULL OR o.customer_id = :customer)
-GROUP BY o.id
-HAVING paid_cents < o.total_cents - credited_cents OR pending_cents > 0
+WHERE (CAST(:customer AS TEXT) IS NULL OR o.customer_id = :customer)
+GROUP BY o.id, c.id
+) AS totals
+WHERE paid_cents < total_cents - credited_cents OR pending_cents > 0
 """
 
 
