@@ -36,7 +36,7 @@ from tests.test_sync_kill import PIN, Process, call, log_in, run
 pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 
 SEED = 14
-ROUNDS = 6
+ROUNDS = 4
 POOL_SEATS = 90  # ring seats in the desk's pool (rows 3 to 8 of the Parkett, every variant has them)
 PER_LIFE = POOL_SEATS // (ROUNDS + 2)  # sales one life of the desk may make: a fast machine never empties the pool
 RING = "Abo-Ring A"

@@ -26,7 +26,7 @@ from tests.test_sync_kill import Process, run
 
 pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 
-ROUNDS = 6
+ROUNDS = 4
 SEED = 5
 PIN = "8642"
 
