@@ -222,10 +222,12 @@ def _pick(page, seat: str, keyboard: bool = False) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lang", ["de", "en"], ids=["de", "en"])
-def test_move_six_ring_seats_recall_two_and_a_refusal_in_chromium(tmp_path, lang):
+def test_move_six_ring_seats_recall_two_and_a_refusal_in_chromium(tmp_path):
+    """One walk, German then English (one hub and one browser instead of a walk per language):
+    the move in German, the recall and the refused range in English."""
     from tests.test_sync_kill import run
 
+    lang = "de"
     w = WORDS[lang]
     with office_in_chromium(tmp_path, lang=lang, prepare=_sell_one_date) as served:
         page, db = served.page, connect(served.hub_dir / DB_NAME)
@@ -261,6 +263,11 @@ def test_move_six_ring_seats_recall_two_and_a_refusal_in_chromium(tmp_path, lang
         page.locator("#map-1 svg .legend").scroll_into_view_if_needed()
         page.screenshot(path=SHOTS / f"ring-pools-3-legend-{lang}.png")
 
+        lang, w = "en", WORDS["en"]  # the rest of the walk in English
+        page.goto(f"{served.hub.url}/office/catalog?lang={lang}")
+        page.click(f"#pools-{prod}")
+        page.wait_for_selector("#legend")
+        assert _legend_of(page) == moved
         for seat in seats[:2]:  # back to the hub: pending until the desk answers
             _pick(page, seat)
         page.select_option("#to", "hub")
