@@ -101,13 +101,19 @@ def _invoice(db: sqlite3.Connection, order: dict, line_ids: list[str]) -> dict |
     return invoices.get(db, found[0]["id"]) if found else None
 
 
-def quote(db: sqlite3.Connection, order_id: str, data: LinesCancelIn, now: dt.datetime) -> dict:
-    """What cancelling *data.line_ids* would do (nothing is written)."""
+def _prepare(db: sqlite3.Connection, order_id: str, data: LinesCancelIn, now: dt.datetime) -> tuple:
+    """(order, lines, credits, invoice, money plan): everything decided before anything is written,
+    so a refusal leaves the database as it was (the preview and the cancellation alike)."""
     order = _order(db, order_id)
     lines = _lines(db, order, data.line_ids)
     credits = _credits(db, lines, data.fee_cents, now)
-    money = refunds.plan(db, order, sum(credits), data.refund_method)
     invoice = _invoice(db, order, data.line_ids)
+    return order, lines, credits, invoice, refunds.plan(db, order, sum(credits), data.refund_method)
+
+
+def quote(db: sqlite3.Connection, order_id: str, data: LinesCancelIn, now: dt.datetime) -> dict:
+    """What cancelling *data.line_ids* would do (nothing is written)."""
+    order, lines, credits, invoice, money = _prepare(db, order_id, data, now)
     return {"order_id": order["id"], "order_number": order["number"], "fee_cents": data.fee_cents,
             "lines": [{"line_id": line["id"], "position": line["position"], "kind": line["kind"],
                        "product": line["product"], "price_cents": line["price_cents"], "credit_cents": credit}
@@ -119,11 +125,7 @@ def cancel(db: sqlite3.Connection, signer: cards.NodeSigner, node: dict, order_i
            now: dt.datetime, operator: str | None = None) -> dict:
     """Cancel *data.line_ids* of the order, all or nothing (see the module docstring)."""
     with transaction(db):
-        order = _order(db, order_id)
-        lines = _lines(db, order, data.line_ids)
-        credits = _credits(db, lines, data.fee_cents, now)
-        invoice = _invoice(db, order, data.line_ids)
-        money = refunds.plan(db, order, sum(credits), data.refund_method)
+        order, lines, credits, invoice, money = _prepare(db, order_id, data, now)
         cancellation_id = uuid7()
         reason = data.reason.strip()
         for line, credit in zip(lines, credits, strict=True):
@@ -153,9 +155,9 @@ def _reissue(db: sqlite3.Connection, node: dict, order: dict, invoice: dict, now
     """The new invoice for what stays billed of the cancelled *invoice* (None: nothing stays)."""
     credits = {r["line_id"]: r["credit_cents"] for r in db.execute(
         "SELECT line_id, credit_cents FROM cancelled_lines WHERE order_id = ?", (order["id"],))}
-    prices = {line["id"]: line["price_cents"] for line in order_lines.of_order(db, order["id"])}
-    stay = [line["order_line_id"] for line in invoice["lines"]
-            if prices[line["order_line_id"]] - credits.get(line["order_line_id"], 0) > 0]
+    lines = {line["id"]: {**line, "credit_cents": credits.get(line["id"])}
+             for line in order_lines.of_order(db, order["id"])}
+    stay = [line["order_line_id"] for line in invoice["lines"] if invoices.billable(lines[line["order_line_id"]])]
     if not stay:
         return None
     return invoices.issue(db, node, order["id"], invoices.InvoiceIn(language=invoice["language"], line_ids=stay),

@@ -195,7 +195,7 @@ def _open_lines(db: sqlite3.Connection, order: dict, wanted: list[str] | None) -
         if stray:
             raise ValidationError(f"line {stray[0]} is not a line of order {order['number']}", field="line_ids",
                                   detail_de=f"Position {stray[0]} gehört nicht zu Auftrag {order['number']}")
-        gone = [line["position"] for line in lines if line["id"] in set(wanted) and not _billable(line)]
+        gone = [line["position"] for line in lines if line["id"] in set(wanted) and not billable(line)]
         if gone:
             raise Conflict(f"line {gone[0]} is cancelled", field="line_ids",
                            detail_de=f"Position {gone[0]} ist storniert")
@@ -204,16 +204,18 @@ def _open_lines(db: sqlite3.Connection, order: dict, wanted: list[str] | None) -
             raise Conflict(f"line {done[0]} is already on invoice {billed[done[0]]}", field="line_ids",
                            detail_de=f"Position {done[0]} steht schon auf Rechnung {billed[done[0]]}")
         lines = [line for line in lines if line["id"] in set(wanted)]
-    lines = [line for line in lines if line["id"] not in billed and _billable(line)]
+    lines = [line for line in lines if line["id"] not in billed and billable(line)]
     if not lines:
         raise Conflict(f"every line of order {order['number']} is already invoiced",
                        detail_de=f"Alle Positionen von Auftrag {order['number']} sind bereits berechnet")
     return lines
 
 
-def _billable(line: dict) -> bool:
-    """A cancelled line is billed only with what its cancellation kept (a fee, the part played)."""
-    return line["credit_cents"] is None or line["price_cents"] - line["credit_cents"] > 0
+def billable(line: dict) -> bool:
+    """Whether an order line (with `price_cents` and `credit_cents`, None when it is not cancelled)
+    still has something to bill: a cancelled line only with what its cancellation kept (a fee,
+    the part played). The office's order page and the re-issued invoice ask the same question."""
+    return line["price_cents"] - (line.get("credit_cents") or 0) > 0
 
 
 def _organizer(db: sqlite3.Connection, lines: list[dict]) -> str:

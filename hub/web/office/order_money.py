@@ -10,6 +10,7 @@ import datetime as dt
 
 from aiohttp import web
 
+from core.payments import invoices
 from hub.services import staff
 from hub.web.office import api_call, views
 from hub.web.office.money_text import TEXT
@@ -40,8 +41,8 @@ async def read(request: web.Request, me: staff.Session, order: dict) -> dict:
         pass  # an office role the money operations refuse: the page shows the order without them
     billed = {line["order_line_id"] for i in out["invoices"] if i["kind"] == "invoice" and not i["cancelled_by"]
               for line in i["lines"]}
-    out["uninvoiced"] = sum(1 for item in order.get("items", []) if item["id"] not in billed
-                            and item["price_cents"] - (item.get("credit_cents") or 0) > 0)  # a cancelled line: credited
+    out["uninvoiced"] = sum(1 for item in order.get("items", [])
+                            if item["id"] not in billed and invoices.billable(item))
     return out
 
 
