@@ -44,12 +44,13 @@ STATE = web.AppKey("enroll_state", object)
 
 
 class EnrollState(HubKey):
-    """Per-app: the hub's signing key (reloaded after a rotation) and the rate limit."""
+    """Per-app: the hub's signing key (reloaded after a rotation) and the rate limit (its
+    counts in the database, shared with every hub process on it)."""
 
     def __init__(self, app: web.Application) -> None:
         hub = context(app)
         super().__init__(hub.db, hub.data_dir)
-        self.rate = enrollment.RateLimit()
+        self.rate = enrollment.rate_limit()
 
 
 def install(app: web.Application) -> None:
@@ -66,11 +67,25 @@ def _problem(request: web.Request, status: int, slug: str, detail: str) -> web.R
     return answers.problem(request.app[STATE], request, status, slug, detail)
 
 
-async def _message(request: web.Request, kind: type) -> msgspec.Struct | web.Response:
-    """The request's message, or a signed problem (too many failures, too large, malformed,
-    a protocol this hub does not speak)."""
-    if not request.app[STATE].rate.allowed(client_address(request)):
+async def _message(request: web.Request, kind: type) -> tuple[msgspec.Struct, str | None] | web.Response:
+    """The request's message and its rate-limit hit, or a signed problem (too many failures,
+    too large, malformed, a protocol this hub does not speak).
+
+    The attempt counts as a failure from the start (`rate.take`, under the write lock) and is
+    given back only when it succeeds or turns out not to be an attempt: counted only after a
+    refusal, N requests in flight at once (on N hub processes) would all pass the check."""
+    rate, db = request.app[STATE].rate, request.app[DB]
+    verdict = rate.take(db, client_address(request))
+    if not verdict.allowed:
         return _problem(request, 429, "too-many-attempts", "too many failed enrollment attempts; wait a minute")
+    answer = await _parsed(request, kind)
+    if isinstance(answer, web.Response):
+        rate.give_back(db, verdict.hit)
+        return answer
+    return answer, verdict.hit
+
+
+async def _parsed(request: web.Request, kind: type) -> msgspec.Struct | web.Response:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return _problem(request, 413, "too-large", f"at most {MAX_BODY_BYTES} bytes")
     body = await read_capped(request.content, MAX_BODY_BYTES)
@@ -88,16 +103,17 @@ async def _message(request: web.Request, kind: type) -> msgspec.Struct | web.Res
 
 
 def _refused(request: web.Request, exc: TesseraError) -> web.Response:
+    """A refused attempt: its rate-limit hit stays counted."""
     address = client_address(request)
-    request.app[STATE].rate.failed(address)
     log.warning("sync: enrollment refused for %s: %s", address, exc.detail)
     return _problem(request, exc.status, "enrollment-refused", exc.detail)
 
 
 async def start(request: web.Request) -> web.Response:
-    message = await _message(request, EnrollStart)
-    if isinstance(message, web.Response):
-        return message
+    taken = await _message(request, EnrollStart)
+    if isinstance(taken, web.Response):
+        return taken
+    message, hit = taken
     db, signer = request.app[DB], request.app[STATE].signer()
     hub_cert = nodes.certificate(db, signer.key_id)
     try:
@@ -106,6 +122,7 @@ async def start(request: web.Request) -> web.Response:
                                      edge_message=bytes.fromhex(message.spake), now=utcnow())
     except TesseraError as exc:
         return _refused(request, exc)
+    request.app[STATE].rate.give_back(db, hit)
     log.info("sync: enrollment handshake for code %s from %s (%d attempts left)", message.code_id,
              client_address(request),
              challenge["attempts_left"])
@@ -117,9 +134,10 @@ async def start(request: web.Request) -> web.Response:
 
 
 async def finish(request: web.Request) -> web.Response:
-    message = await _message(request, EnrollFinish)
-    if isinstance(message, web.Response):
-        return message
+    taken = await _message(request, EnrollFinish)
+    if isinstance(taken, web.Response):
+        return taken
+    message, hit = taken
     db, state = request.app[DB], request.app[STATE]
     now = utcnow()
     try:
@@ -127,6 +145,7 @@ async def finish(request: web.Request) -> web.Response:
                                    edge_confirm=bytes.fromhex(message.edge_confirm), now=now)
     except TesseraError as exc:
         return _refused(request, exc)
+    state.rate.give_back(db, hit)
     log.info("sync: enrolled %s %s (%s) from %s", result["role"], result["name"], result["node_id"],
              client_address(request))
     signer = state.signer()

@@ -15,7 +15,7 @@ after the device has proved it knows the code:
    handshake is gone either way, so a finish cannot be replayed.
 
 Three failed handshakes kill a code; wrong codes are also rate-limited per address and
-overall (`RateLimit`).
+overall (`rate_limit`, kept in the database: shared by every hub process).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections import deque
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -35,6 +35,7 @@ from core.base.storage import transaction
 from core.cards import cardcode, keys
 from core.sync import enroll
 from hub.services.nodes import certify_node, root_public_raw
+from hub.services.rate_limits import RateLimit
 
 ROLES = ("cashdesk", "counter", "gate")
 TTL = dt.timedelta(hours=24)
@@ -43,6 +44,7 @@ ATTEMPTS = 3
 FAILURES_PER_ADDRESS = 5
 FAILURES_OVERALL = 30
 WINDOW_S = 60.0
+RATE_SCOPE = "enroll"
 STATES = ("open", "used", "expired", "dead")
 
 
@@ -181,21 +183,8 @@ def _certify(db: sqlite3.Connection, root: Ed25519PrivateKey, code: dict, node_i
             "venue_ids": json.loads(code["venue_ids"]), "certificate": record, "key_id": keys.key_id(public_raw)}
 
 
-class RateLimit:
-    """Failed attempts in the last minute, per address and overall (per hub process)."""
-
-    def __init__(self) -> None:
-        self.failures: deque[tuple[float, str]] = deque()
-
-    def _trim(self, now: float) -> None:
-        while self.failures and now - self.failures[0][0] > WINDOW_S:
-            self.failures.popleft()
-
-    def allowed(self, address: str) -> bool:
-        now = time.monotonic()
-        self._trim(now)
-        mine = sum(1 for _, a in self.failures if a == address)
-        return mine < FAILURES_PER_ADDRESS and len(self.failures) < FAILURES_OVERALL
-
-    def failed(self, address: str) -> None:
-        self.failures.append((time.monotonic(), address))
+def rate_limit(clock: Callable[[], float] = time.time) -> RateLimit:
+    """Failed attempts in the last minute, per address and overall, counted in the database
+    (`hub/services/rate_limits.py`): every hub process on the database shares them, so N
+    processes do not give N times the guesses."""
+    return RateLimit(RATE_SCOPE, FAILURES_PER_ADDRESS, WINDOW_S, overall=FAILURES_OVERALL, clock=clock)

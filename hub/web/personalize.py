@@ -10,7 +10,8 @@ These are HTML pages for people, not API operations: errors are pages (404 unkno
 410 used or expired, 429 too many requests) in German or English, never problem+json.
 The token is the only secret, so there is no CSRF token; instead bodies are capped (6 MB)
 and each client address may make at most 30 requests a minute to /p/* (behind a trusted proxy:
-the forwarded client, hub/web/client_address.py). A photo is decoded last, in a worker thread,
+the forwarded client, hub/web/client_address.py), counted in the database so that every hub
+process on it shares the limit. A photo is decoded last, in a worker thread,
 only when everything else about the form is right (`hub/services/personalization.py`).
 """
 
@@ -18,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from core.catalog.annual import validity_window
 from core.sales import orders
 from hub.services import personalization, print_batches
 from hub.services.personalization import MAX_PHOTO, PhotoRefused, prepare_photo
+from hub.services.rate_limits import RateLimit
 from hub.settings import context
 from hub.web.api import DB
 from hub.web.areas import shop
@@ -51,6 +51,7 @@ OLDEST_YEARS = 120
 LANGS = ("de", "en")
 RATE_LIMIT = 30
 RATE_WINDOW_S = 60.0
+RATE_SCOPE = "personalize"
 
 LIMITER = web.AppKey("personalize_limiter", "RateLimiter")
 DECODING = web.AppKey("personalize_decoding", asyncio.Semaphore)
@@ -62,35 +63,15 @@ TEMPLATES = jinja2.Environment(
 # --- rate limit -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class RateLimiter:
-    """At most *limit* requests per *window_s* per client address (sliding window, in
-    memory: a restart forgets, which is fine for slowing down guessing). *clock* is
-    injectable so tests need not sleep."""
+class RateLimiter(RateLimit):
+    """At most *limit* requests per *window_s* per client address to /p/* (sliding window).
+    The hits are kept in the database (`hub/services/rate_limits.py`), so several hub
+    processes on one database together allow *limit*, not one *limit* each. *clock* (wall
+    seconds) is injectable so tests need not sleep."""
 
-    limit: int = RATE_LIMIT
-    window_s: float = RATE_WINDOW_S
-    clock: Callable[[], float] = time.monotonic
-    max_clients: int = 10_000
-    _hits: dict[str, deque] = field(default_factory=dict)
-
-    def check(self, client: str) -> int | None:
-        """Record a request; None if allowed, else the seconds to wait (Retry-After)."""
-        now = self.clock()
-        hits = self._hits.setdefault(client, deque())
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return max(1, math.ceil(hits[0] + self.window_s - now))
-        hits.append(now)
-        if len(self._hits) > self.max_clients:
-            self._forget(now)
-        return None
-
-    def _forget(self, now: float) -> None:
-        """Drop clients whose last request is older than the window (bounded memory)."""
-        for client in [c for c, h in self._hits.items() if not h or h[-1] <= now - self.window_s]:
-            del self._hits[client]
+    def __init__(self, limit: int = RATE_LIMIT, window_s: float = RATE_WINDOW_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(RATE_SCOPE, limit, window_s, clock=clock)
 
 
 # --- language -------------------------------------------------------------------------------------------
@@ -398,7 +379,7 @@ def _closed(request: web.Request, lang: str, db: sqlite3.Connection, link: dict 
 
 
 def _limited(request: web.Request, lang: str) -> web.Response | None:
-    wait = request.app[LIMITER].check(client_address(request))
+    wait = request.app[LIMITER].take(request.app[DB], client_address(request)).wait
     return None if wait is None else message(request, lang, 429, "busy", retry_after=wait)
 
 
