@@ -71,15 +71,52 @@ def test_transaction_nests_with_savepoints_and_rolls_back(pg):
     assert [r["id"] for r in pg.execute("SELECT id FROM operators")] == ["outer"]
 
 
-def test_a_refused_statement_undoes_only_itself_as_on_sqlite(pg):
+def test_a_refused_statement_in_its_own_savepoint_undoes_only_itself(pg):
+    """What the rules that catch an IntegrityError and go on do (holds, tickets): the one
+    statement in `with transaction(db):`, a savepoint on both backends."""
     with storage.transaction(pg):
         add_operator(pg, "a", "Anna")
-        with pytest.raises(sqlite3.IntegrityError) as caught:
+        with pytest.raises(sqlite3.IntegrityError) as caught, storage.transaction(pg):
             add_operator(pg, "b", "Anna")  # name is UNIQUE
         assert sql.integrity_problem(caught.value).kind == "unique"
         assert sql.integrity_problem(caught.value).detail == "operators.name"
         add_operator(pg, "c", "Carl")  # the transaction goes on
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "c"]
+
+
+def test_a_refused_statement_without_a_savepoint_ends_the_transaction(pg):
+    """No statement savepoints (they cost two statements per write): an error the rule does
+    not catch rolls the whole transaction back, as the rules expect; nothing half-done stays."""
+    with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
+        add_operator(pg, "a", "Anna")
+        add_operator(pg, "b", "Anna")
+    assert not pg.in_transaction
+    assert pg.execute("SELECT count(*) AS n FROM operators").fetchone()["n"] == 0
+
+
+def test_pipelined_writes_answer_rowcount_returning_and_reads_in_order(pg):
+    """Writes inside a transaction are sent without waiting (pipeline mode); whatever reads
+    an answer (rowcount, RETURNING, a later read) sees every write before it."""
+    with storage.transaction(pg):
+        add_operator(pg, "a", "Anna")
+        add_operator(pg, "b", "Bert")
+        assert pg.execute("UPDATE operators SET active = 0 WHERE id IN ('a', 'b')").rowcount == 2
+        renamed = pg.execute("UPDATE operators SET name = 'Berta' WHERE id = 'b' RETURNING name").fetchone()
+        assert renamed == {"name": "Berta"}
+        add_operator(pg, "c", "Carl")
+        assert [r["id"] for r in pg.execute("SELECT id FROM operators WHERE active = 0 ORDER BY id")] == ["a", "b"]
+    assert pg.execute("SELECT count(*) AS n FROM operators").fetchone()["n"] == 3
+
+
+def test_a_refused_pipelined_write_is_reported_by_commit_and_undone(pg):
+    """A refused write whose answer nobody waited for fails the COMMIT (never a silent loss),
+    and the whole transaction is rolled back; the session goes on."""
+    with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
+        add_operator(pg, "a", "Anna")
+        add_operator(pg, "b", "Anna")  # refused, reported only at COMMIT (or the next read)
+    assert not pg.in_transaction
+    add_operator(pg, "c", "Carl")
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators")] == ["c"]
 
 
 def test_refusals_repeated_in_one_transaction_leave_it_usable(pg):
@@ -91,7 +128,7 @@ def test_refusals_repeated_in_one_transaction_leave_it_usable(pg):
             add_operator(pg, "a", "Anna")  # autocommit: its own transaction
     with storage.transaction(pg):
         for _ in range(8):
-            with pytest.raises(sqlite3.IntegrityError):
+            with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
                 add_operator(pg, "a", "Anna")
         add_operator(pg, "b", "Bert")
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "b"]

@@ -166,23 +166,26 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction; nested use becomes a savepoint.
 
     `BEGIN IMMEDIATE` takes the write lock up front, so two writers queue on the busy
-    timeout instead of one failing half-way with SQLITE_BUSY on lock upgrade.
+    timeout instead of one failing half-way with SQLITE_BUSY on lock upgrade. RELEASE and
+    COMMIT are inside the `try`: on PostgreSQL (core/base/pg/connection.py) writes are
+    pipelined and a refused one may be reported only there, and must still be undone.
     """
     if db.in_transaction:
         name = f"sp_{next(_savepoints)}"
         db.execute(f"SAVEPOINT {name}")
         try:
             yield db
+            db.execute(f"RELEASE {name}")  # on PostgreSQL a refused write may be reported only here
         except BaseException:
             db.execute(f"ROLLBACK TO {name}")
             db.execute(f"RELEASE {name}")
             raise
-        db.execute(f"RELEASE {name}")
         return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        db.execute("COMMIT")  # a COMMIT refused (a deferred foreign key) is rolled back too
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")

@@ -115,14 +115,17 @@ def hold(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking], *, no
     with transaction(db):
         _check_bookings(db, bookings, pool)
         expire(db, now, list({p for p, _ in bookings}))
-        for perf, seat in bookings:
-            db.execute("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
-                       (perf, seat, holder))
-            try:
-                db.execute("INSERT INTO seat_holds (performance_id, seat_id, hold_id, holder, expires_at, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (perf, seat, hold_id, holder, expires, iso(now)))
-            except sqlite3.IntegrityError as exc:
-                raise seat_conflict(db, perf, seat, exc) from None
+        perf = seat = ""
+        try:
+            with transaction(db):  # a savepoint: a refused insert undoes only these (PostgreSQL aborts otherwise)
+                for perf, seat in bookings:
+                    db.execute("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
+                               (perf, seat, holder))
+                    db.execute("INSERT INTO seat_holds (performance_id, seat_id, hold_id, holder, expires_at, "
+                               "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                               (perf, seat, hold_id, holder, expires, iso(now)))
+        except sqlite3.IntegrityError as exc:
+            raise seat_conflict(db, perf, seat, exc) from None
     return {"id": hold_id, "holder": holder, "expires_at": expires,
             "seats": [{"performance_id": p, "seat_id": s} for p, s in bookings]}
 

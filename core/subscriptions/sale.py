@@ -598,12 +598,16 @@ def _store_member(db: sqlite3.Connection, prod: dict, order: dict, ids: MemberId
 
 
 def insert_tickets(db: sqlite3.Connection, order_id: str, line_id: str, tickets: list[dict], stamp: str) -> None:
-    """Seat tickets of a subscription line; the database's refusal (sold or held meanwhile) is a Conflict."""
-    for t in tickets:
-        try:
-            db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
-                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (t["id"], order_id, line_id, t["performance_id"], t["seat_id"], t["zone_id"],
-                        t["price_cents"], stamp))
-        except sqlite3.IntegrityError as exc:
-            raise holds.seat_conflict(db, t["performance_id"], t["seat_id"], exc) from None
+    """Seat tickets of a subscription line; the database's refusal (sold or held meanwhile) is a
+    Conflict. The inserts run in a savepoint: the refused one is undone and the seat can still be
+    read to say why (on PostgreSQL an error aborts the transaction otherwise)."""
+    t: dict = {}
+    try:
+        with transaction(db):
+            for t in tickets:
+                db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, "
+                           "price_cents, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (t["id"], order_id, line_id, t["performance_id"], t["seat_id"], t["zone_id"],
+                            t["price_cents"], stamp))
+    except sqlite3.IntegrityError as exc:
+        raise holds.seat_conflict(db, t["performance_id"], t["seat_id"], exc) from None

@@ -291,10 +291,11 @@ def store(db: sqlite3.Connection, node: dict, body: RedemptionIn, q: Quote, ids:
                                     "product_id": body.performance_id, "price_cents": price, "vat_code": None,
                                     "card_id": None}])
     try:
-        db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
-                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (ids.ticket_id, ids.order_id, ids.ticket_id, body.performance_id, body.seat_id, seat["zone_id"],
-                    price, ids.created_at))
+        with transaction(db):  # a savepoint: refused, the seat can still be read (PostgreSQL aborts otherwise)
+            db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
+                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (ids.ticket_id, ids.order_id, ids.ticket_id, body.performance_id, body.seat_id,
+                        seat["zone_id"], price, ids.created_at))
     except sqlite3.IntegrityError as exc:
         raise holds.seat_conflict(db, body.performance_id, body.seat_id, exc) from None
     _pay(db, node, order, body, vouchers, split)
@@ -329,12 +330,13 @@ def _record(db: sqlite3.Connection, node: dict, order: dict, ticket_id: str, bod
     """The redemptions; a voucher redeemed meanwhile (the primary key) refuses the whole redemption."""
     for voucher, used, lapsed in zip(vouchers, split.used, split.lapsed, strict=True):
         try:
-            db.execute(
-                "INSERT INTO choice_voucher_redemptions (voucher_id, rule, order_id, ticket_id, performance_id, "
-                "discount_label, value_cents, used_cents, lapsed_cents, node_id, operator, redeemed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (voucher["id"], body.rule, order["id"], ticket_id, body.performance_id, discount,
-                 voucher["value_cents"], used, lapsed, node["id"], body.operator, order["created_at"]))
+            with transaction(db):  # a savepoint: the refusal is reported here on PostgreSQL too (pipelined writes)
+                db.execute(
+                    "INSERT INTO choice_voucher_redemptions (voucher_id, rule, order_id, ticket_id, performance_id, "
+                    "discount_label, value_cents, used_cents, lapsed_cents, node_id, operator, redeemed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (voucher["id"], body.rule, order["id"], ticket_id, body.performance_id, discount,
+                     voucher["value_cents"], used, lapsed, node["id"], body.operator, order["created_at"]))
         except sqlite3.IntegrityError:
             raise Conflict(f"voucher {voucher['number']} was redeemed meanwhile", field="vouchers",
                            detail_de=f"Gutschein {voucher['number']} wurde inzwischen eingelöst") from None

@@ -17,12 +17,15 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
   statement, after the lock was granted; REPEATABLE READ would not, which is why it is not
   used). A write outside `transaction()` takes the same lock, as an autocommit write does
   on SQLite. Scaling writers past one lock is a later step of issue 18 (docs/postgresql.md).
-- A failed statement inside a transaction undoes only itself, as on SQLite (where rules catch
-  an IntegrityError and go on in the same transaction): each write inside a transaction runs
-  under a savepoint. On PostgreSQL an error otherwise aborts the whole transaction. SAVEPOINT,
-  write and RELEASE are sent together (psycopg's pipeline mode). Statements are not prepared
-  on the server (`prepare_threshold=None`): psycopg counts a PREPARE that an error in the same
-  pipeline skipped as done, and measured, preparing gained nothing here.
+- A failed statement inside a transaction aborts it, as PostgreSQL does: the rule's error
+  ends the transaction (`core.base.storage.transaction()` rolls it back). The few rules that
+  catch an IntegrityError and go on in the same transaction (a seat hold or a ticket reads
+  the seat to say why it was refused) wrap that statement in `with transaction(db):`, a
+  savepoint on both backends. (Until issue 18's rush step every write ran under its own
+  savepoint here: two more statements per write, the biggest part of the gap to SQLite.)
+  Statements are not prepared on the server (`prepare_threshold=None`): psycopg counts a
+  PREPARE that an error in the same pipeline skipped as done, and measured, preparing
+  gained nothing here.
 - Errors: a constraint violation is raised as `IntegrityError`, a subclass of
   `sqlite3.IntegrityError` (which is what the rules catch) whose text is shaped like SQLite's
   (`UNIQUE constraint failed: tickets.performance_id, tickets.seat_id`), so
@@ -33,6 +36,8 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -57,8 +62,16 @@ PROVIDED_FUNCTIONS = frozenset({"casefold", "tessera_local_day"})
 _BEGIN = re.compile(r"^\s*BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK|COMMIT|END)\b", re.IGNORECASE)
+_ENDS = re.compile(r"^\s*(ROLLBACK|COMMIT|END)\b", re.IGNORECASE)  # a transaction, or (ROLLBACK TO) a savepoint
+_COMMIT = re.compile(r"^\s*(COMMIT|END)\b", re.IGNORECASE)
+_ROLLBACK_TO = re.compile(r"^\s*ROLLBACK\s+(TRANSACTION\s+)?TO\b", re.IGNORECASE)
+_SAVEPOINT = re.compile(r"^\s*SAVEPOINT\b", re.IGNORECASE)
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _KEY_COLUMNS = re.compile(r"^Key \((?P<columns>.*?)\)=\(", re.DOTALL)
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+_translate = functools.lru_cache(maxsize=4096)(translate)  # the hub sends a few hundred distinct statements
 
 
 class IntegrityError(sqlite3.IntegrityError):
@@ -114,7 +127,8 @@ def _mapped(exc: psycopg.Error) -> Exception:
 
 class Cursor:
     """The result of one statement, read like a sqlite3 cursor (`row_factory = None` gives
-    plain tuples, as our hot paths ask of sqlite3)."""
+    plain tuples, as our hot paths ask of sqlite3). Reading it first collects the results
+    of the writes still on their way (the transaction's pipeline)."""
 
     def __init__(self, connection: Connection, cursor: psycopg.Cursor) -> None:
         self._connection, self._cursor = connection, cursor
@@ -133,30 +147,40 @@ class Cursor:
 
     @property
     def rowcount(self) -> int:
+        self._connection.settle()
         return self._cursor.rowcount
 
     @property
     def description(self) -> Any:
+        self._connection.settle()
         return self._cursor.description
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if self.description else None
 
     def fetchall(self) -> list:
-        return self._cursor.fetchall() if self._cursor.description else []
+        return self._cursor.fetchall() if self.description else []
 
     def fetchmany(self, size: int = 1) -> list:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        return self._cursor.fetchmany(size) if self.description else []
 
     def __iter__(self) -> Iterator:
-        return iter(self._cursor) if self._cursor.description else iter(())
+        return iter(self._cursor) if self.description else iter(())
 
     def close(self) -> None:
         self._cursor.close()
 
 
 class Connection:
-    """One PostgreSQL session with the sqlite3 connection interface the hub uses."""
+    """One PostgreSQL session with the sqlite3 connection interface the hub uses.
+
+    Inside a transaction the session is in psycopg's pipeline mode: a write whose answer
+    nobody reads (no RETURNING) is sent without waiting for it, and the next statement that
+    needs an answer (a read, RELEASE, COMMIT, a cursor's rowcount) collects all of them in
+    the same round trip. An order's ~25 statements cost ~10 round trips instead of ~25. A
+    refused write is reported there, after the rule has gone on a few statements: harmless,
+    since an error ends the transaction anyway, and a rule that catches a refusal wraps the
+    statement in `with transaction(db):`, whose RELEASE collects it inside the block."""
 
     dialect = "postgresql"
 
@@ -164,10 +188,12 @@ class Connection:
         self.raw = raw
         self.data_dir = data_dir  # the hub's folder (keys, hub.toml): a SQLite hub finds it from its file
         raw.adapters.register_dumper(bool, _BoolAsInteger)
+        self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
+        self._unanswered = False  # writes sent in the pipeline whose results were not collected yet
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self._pipeline is not None or self.raw.info.transaction_status != TransactionStatus.IDLE
 
     def cursor(self) -> Cursor:
         return Cursor(self, self.raw.cursor())
@@ -183,33 +209,90 @@ class Connection:
     def _execute(self, cursor: psycopg.Cursor, sql: str, parameters: Sequence | Mapping) -> None:
         if _BEGIN.match(sql):
             self._begin()
-        elif _CONTROL.match(sql) or not _WRITE.match(sql):
-            self._run(cursor, sql, parameters)
+        elif _ENDS.match(sql):
+            self._end(sql)
+        elif _CONTROL.match(sql):
+            self._run(cursor, sql, parameters, answer=not _SAVEPOINT.match(sql))
+        elif _WRITE.match(sql) and not _RETURNING.search(sql):
+            self._write(lambda: self._run(cursor, sql, parameters, answer=False))
         else:
-            self._write(lambda: self._run(cursor, sql, parameters))
+            self._run(cursor, sql, parameters)
 
     def _write(self, run: Callable[[], None]) -> None:
-        """A write: under a statement savepoint inside a transaction, else in a transaction
-        of its own that holds the write lock."""
-        if self.in_transaction:
-            self._statement_savepoint(run)
+        """A write: sent in the transaction's pipeline (the transaction holds the write lock),
+        else in a transaction of its own that holds the write lock."""
+        if self._pipeline is not None:
+            run()
+        elif self.in_transaction:
+            run()
+            self.settle()
         else:
             self._own_transaction(run)
 
-    @staticmethod
-    def _run(cursor: psycopg.Cursor, sql: str, parameters: Any, *, many: bool = False) -> None:
+    def _run(self, cursor: psycopg.Cursor, sql: str, parameters: Any, *, many: bool = False,
+             answer: bool = True) -> None:
+        """Send one statement; in the pipeline, wait for its answer (and all before it) unless
+        *answer* is False."""
         try:
             if many:
-                cursor.executemany(translate(sql), parameters)
+                cursor.executemany(_translate(sql), parameters)
             else:
-                cursor.execute(translate(sql), parameters)
+                cursor.execute(_translate(sql), parameters)
+        except psycopg.Error as exc:
+            raise _mapped(exc) from exc
+        if self._pipeline is not None:
+            self._unanswered = True
+            if answer:
+                self.settle()
+
+    def settle(self) -> None:
+        """Collect the answers of everything sent in the pipeline; a refused write raises here."""
+        if self._pipeline is not None and self._unanswered:
+            self._unanswered = False
+            try:
+                self.raw._pipeline.sync()  # type: ignore[union-attr]
+            except psycopg.Error as exc:
+                raise _mapped(exc) from exc
+
+    def _begin(self) -> None:
+        """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring), in
+        pipeline mode; BEGIN and the lock go with the first statement that needs an answer."""
+        pipeline = self.raw.pipeline()
+        pipeline.__enter__()
+        self._pipeline = pipeline
+        self._send_begin()
+        self._unanswered = True
+
+    def _end(self, sql: str) -> None:
+        """COMMIT or ROLLBACK (also the ROLLBACK TO of a savepoint after a refusal). In the
+        pipeline: a COMMIT first collects what is unanswered (a refused write raises, and
+        the caller rolls back); a ROLLBACK first clears an error the pipeline still holds."""
+        if self._pipeline is None:
+            self._run(self.raw.cursor(), sql, ())
+            return
+        if _COMMIT.match(sql):
+            self.settle()
+        else:
+            self._clear()
+        self._control(sql)
+        if _ROLLBACK_TO.match(sql):
+            self._unanswered = True
+            self.settle()
+            return
+        pipeline, self._pipeline, self._unanswered = self._pipeline, None, False
+        try:
+            pipeline.__exit__(None, None, None)
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
 
-    def _begin(self) -> None:
-        """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring)."""
-        with self.raw.pipeline():
-            self._send_begin()
+    def _clear(self) -> None:
+        """An error already reported leaves the pipeline skipping everything up to its next
+        sync: sync once, ignoring what it reports (it was raised before)."""
+        try:
+            self.raw._pipeline.sync()  # type: ignore[union-attr]
+        except psycopg.Error:
+            pass
+        self._unanswered = False
 
     def _send_begin(self) -> None:
         self._control("BEGIN")
@@ -219,20 +302,6 @@ class Connection:
         """A transaction-control statement, never prepared: in a pipeline that an error cut
         short, psycopg would count a skipped PREPARE as done."""
         self.raw.execute(sql, prepare=False)
-
-    def _statement_savepoint(self, run: Callable[[], None]) -> None:
-        """*run* undone alone if it fails. SAVEPOINT, the write and RELEASE go to the server
-        together (psycopg's pipeline mode): one round trip, not three."""
-        try:
-            with self.raw.pipeline():
-                self._control("SAVEPOINT tessera_statement")
-                run()
-                self._control("RELEASE SAVEPOINT tessera_statement")
-        except BaseException as exc:
-            if self.raw.info.transaction_status == TransactionStatus.INERROR:
-                self._control("ROLLBACK TO SAVEPOINT tessera_statement")
-                self._control("RELEASE SAVEPOINT tessera_statement")
-            raise (_mapped(exc) if isinstance(exc, psycopg.Error) else exc) from None
 
     def _own_transaction(self, run: Callable[[], None]) -> None:
         """A write outside a transaction: BEGIN, the lock, the write and COMMIT in one round trip."""
@@ -248,11 +317,11 @@ class Connection:
 
     def commit(self) -> None:
         if self.in_transaction:
-            self._run(self.raw.cursor(), "COMMIT", ())
+            self._end("COMMIT")
 
     def rollback(self) -> None:
         if self.in_transaction:
-            self.raw.execute("ROLLBACK")
+            self._end("ROLLBACK")
 
     def close(self) -> None:
         self.raw.close()

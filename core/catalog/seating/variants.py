@@ -85,10 +85,11 @@ def update_variant(db: sqlite3.Connection, variant_id: str, patch: msgspec.Struc
         if row["is_base"] and not active:
             raise ValidationError("the base variant of a plan cannot be deactivated", field="active")
         try:
-            db.execute(
-                "UPDATE plan_variants SET name = ?, active = ?, updated_at = ? WHERE id = ?",
-                (name, int(active), now_iso(), variant_id),
-            )
+            with transaction(db):  # a savepoint: the refusal is reported here on PostgreSQL too (pipelined writes)
+                db.execute(
+                    "UPDATE plan_variants SET name = ?, active = ?, updated_at = ? WHERE id = ?",
+                    (name, int(active), now_iso(), variant_id),
+                )
         except sqlite3.IntegrityError:
             raise Conflict(f"this plan already has a variant named {name!r}") from None
     return get_variant(db, variant_id)
