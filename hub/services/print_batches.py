@@ -38,6 +38,7 @@ does not start.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import sqlite3
 import uuid
@@ -68,6 +69,7 @@ from core.printing.card_layout import (
 from core.subscriptions import print_data
 from devices.printers.card import CardPrinter, FolderPrinter, PrintError, load_card_printer, open_card_printer
 from devices.profiles import ProfileError
+from hub.services import leases
 from hub.services.worker import Worker
 from hub.settings import SETTINGS_FILE, HubContext, Section
 
@@ -80,7 +82,16 @@ KEPT_FOLDER = "print-batches"  # the hub's own copy of each batch's PDF, named <
 MAX_BATCH = 1000
 DEFAULT_BATCH = 200
 STOP_WAIT_S = 120.0  # a batch in progress may finish at shutdown, so no PDF is sent but left unrecorded
+# How long a batch may take before another hub process may print the same jobs (hub/services/leases.py):
+# far longer than rendering 1000 cards and handing them to the printer takes.
+LEASE = dt.timedelta(minutes=15)
 BatchKind = Literal["card", "carrier"]
+
+
+class PrintBusy(Conflict):
+    """Another hub process on the same database is printing a batch of this kind right now."""
+
+    title = "A print batch is being made"
 
 
 class PrintConfigError(Conflict):
@@ -297,18 +308,30 @@ def batch_pdf(db: sqlite3.Connection, data_dir: Path, batch_id: str) -> bytes:
 
 
 class PrintDesk:
-    """The hub's printing: one lock, so batches never overlap, and the optional worker."""
+    """The hub's printing: batches never overlap, and the optional worker. Within this process an
+    asyncio lock orders them; across hub processes on one database a lease per kind
+    (`hub/services/leases.py`): a batch reads the queued jobs, renders for seconds outside the
+    database and only then marks them printed, so two processes at once would print the same cards."""
 
     def __init__(self, hub: HubContext) -> None:
         self.hub = hub
         self.db = hub.db
         self.lock = asyncio.Lock()
         self.worker: PrintWorker | None = None
+        self.holder = leases.holder_id()
 
     async def batch(self, kind: BatchKind, limit: int = DEFAULT_BATCH) -> dict:
-        """Print up to *limit* open jobs of *kind* as one PDF; returns the batch summary."""
+        """Print up to *limit* open jobs of *kind* as one PDF; returns the batch summary.
+        PrintBusy while another hub process makes a batch of *kind*."""
         async with self.lock:
-            return await self._batch(kind, limit)
+            name = f"print-batch-{kind}"
+            if not leases.take(self.db, name, self.holder, utcnow(), LEASE):
+                raise PrintBusy(f"another hub process is making a {kind} batch; try again in a moment",
+                                detail_de="Ein anderer Hub-Prozess druckt gerade; bitte gleich noch einmal versuchen")
+            try:
+                return await self._batch(kind, limit)
+            finally:
+                leases.give_back(self.db, name, self.holder)
 
     async def _batch(self, kind: BatchKind, limit: int) -> dict:
         settings = self.hub.section(SECTION)  # a broken [print]: PrintConfigError (409), nothing written
@@ -394,7 +417,10 @@ class PrintWorker(Worker):
         summaries = []
         for kind in ("card", "carrier"):
             while not self._stopping:
-                summary = await self.desk.batch(kind, self.batch_size)
+                try:
+                    summary = await self.desk.batch(kind, self.batch_size)
+                except PrintBusy:  # another hub process prints these jobs
+                    break
                 if summary["jobs"] or summary["failed"]:
                     summaries.append(summary)
                 if summary["jobs"] < self.batch_size:
