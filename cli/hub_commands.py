@@ -161,6 +161,23 @@ def register(areas: argparse._SubParsersAction) -> None:
     hub_bank.register(cmds)  # bank import (cli/hub_bank.py)
     hub_rollover.register(cmds)  # rollover plan, run, confirm (cli/hub_rollover.py)
 
+    migrate = cmds.add_parser(
+        "migrate-to-postgresql", help="move a SQLite hub's data into an empty PostgreSQL database",
+        description="Copy every table of the SQLite hub in DIR (catalog, orders, invoices, the op log, the change "
+                    "feed, the nodes' cursors) into the empty PostgreSQL database URL in one transaction, compare "
+                    "each table's row count and print them, then move hub.sqlite aside "
+                    "(hub.sqlite.migrated-<UTC time>) and add [storage] database = URL to DIR/hub.toml (its other "
+                    "settings kept). Key files and the node id stay, so edges only need the hub's address if it "
+                    "changes. Stop the hub first: a hub.sqlite open elsewhere is refused, and the file stays locked "
+                    "during the copy. The hub must be at this Tessera's migration level (open it once with this "
+                    "version). Any failure leaves the database empty and DIR as it was. Full-text indexes are not "
+                    "copied (no FTS on PostgreSQL yet). Guide: docs/migrate-to-postgresql.md.")
+    migrate.add_argument("--from", dest="source", required=True, type=Path, metavar="DIR",
+                         help="the SQLite hub's data folder (with hub.sqlite)")
+    migrate.add_argument("--to", dest="target", required=True, metavar="URL",
+                         help="an empty PostgreSQL database, postgresql://USER[:PASSWORD]@HOST/NAME")
+    migrate.set_defaults(run=cmd_migrate_to_postgresql)
+
 
 def _positive(text: str) -> int:
     try:
@@ -288,6 +305,25 @@ def cmd_operator_list(args: argparse.Namespace) -> int:
         print(f"{row['name']}\t{'active' if row['active'] else 'inactive'}\t{row['id']}")
     if not rows:
         print("no operators yet: tessera hub operator add --data DIR --name NAME --pin PIN", file=sys.stderr)
+    return 0
+
+
+def cmd_migrate_to_postgresql(args: argparse.Namespace) -> int:
+    """Progress on stderr (a line per table, more for big ones), the count table on stdout."""
+    from hub.services import migrate_postgresql
+
+    done = migrate_postgresql.migrate(args.source, args.target,
+                                      lambda line: print(line, file=sys.stderr, flush=True))
+    width = max(len(c.table) for c in done.counts)
+    print(f"{'table':<{width}}  {'sqlite':>9}  {'postgresql':>10}")
+    for counted in done.counts:
+        print(f"{counted.table:<{width}}  {counted.sqlite:>9}  {counted.postgresql:>10}")
+    print(f"{len(done.counts)} tables, {sum(c.sqlite for c in done.counts)} rows, every count equal")
+    for reason in sorted(set(done.skipped.values())):
+        print(f"left out, {reason}: {', '.join(t for t, why in done.skipped.items() if why == reason)}")
+    print(f"change feed continues after position {done.feed_position}; {args.source / 'hub.sqlite'} moved to "
+          f"{done.moved_to.name}; hub.toml names {migrate_postgresql.shown_url(args.target)}")
+    print(f"start the hub as before: tessera hub serve --data {args.source}")
     return 0
 
 
