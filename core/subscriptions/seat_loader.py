@@ -93,6 +93,11 @@ def _just_changed(updated_at: str) -> bool:
 
 
 def _database_file(db: sqlite3.Connection) -> str:
+    """Which database the plan cache's entry belongs to: the file on SQLite; on PostgreSQL
+    (core.base.pg, no PRAGMA) the database's name on its server."""
+    if not isinstance(db, sqlite3.Connection):
+        row = db.execute("SELECT current_database() AS name, inet_server_port() AS port").fetchone()
+        return f"postgresql:{row['name']}:{row['port']}"
     for row in db.execute("PRAGMA database_list"):
         name = row["name"] if isinstance(row, dict) else row[1]
         if name == "main":
