@@ -11,6 +11,7 @@ a real PostgreSQL cluster (tests/pg.py), real HTTP on loopback, real subprocesse
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sqlite3
@@ -172,6 +173,30 @@ def test_the_feed_continues_above_the_highest_cursor_an_edge_reported(sample_hub
         assert migrated.execute("SELECT max(seq) AS n FROM changes").fetchone()["n"] == top + 501
     finally:
         migrated.close()
+
+
+@pytest.mark.slow
+def test_a_database_owner_without_superuser_can_migrate(sample_hub, pg_cluster):
+    """Triggers are switched off per table as their owner (ALTER TABLE ... DISABLE TRIGGER
+    USER), not with session_replication_role, which needs superuser."""
+    role, name = f"boxoffice_{os.getpid()}", f"owned_{os.getpid()}"
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        admin.execute(f"CREATE DATABASE {name} OWNER {role} TEMPLATE template0 ENCODING 'UTF8' "
+                      "LC_COLLATE 'C' LC_CTYPE 'C'")
+    url = pg_cluster.url(name).replace("postgres@", f"{role}@")
+    try:
+        sample_hub.db.close()
+        done = migrate_postgresql.migrate(sample_hub.dir, url, lambda line: None)
+        assert all(c.equal for c in done.counts) and sum(c.postgresql for c in done.counts) > 3000
+        with psycopg.connect(url) as db:
+            assert db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0] is False
+            assert db.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'"
+                              ).fetchone()[0] == 0  # every trigger on again
+    finally:
+        pg_cluster.drop_database(url)
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.slow
