@@ -13,9 +13,6 @@ from core.base.node import NODE_DB
 from core.base.storage import connect
 from core.cards.trusted_time import TrustedClock
 from core.sync import enroll as enroll_codes
-from edge.desk import server
-from edge.sync import client
-from edge.sync import enroll as enrolling
 
 
 def register(areas: argparse._SubParsersAction) -> None:
@@ -62,6 +59,8 @@ def register(areas: argparse._SubParsersAction) -> None:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from edge.sync import enroll as enrolling  # each command imports its own part (`--help` none)
+
     code = enroll_codes.parse(args.code)  # a typo is caught here, before any hub is contacted
     urls = [args.hub] if args.hub else asyncio.run(_discover(args, enroll_codes.root_key_id(code.fingerprint)))
     if not urls:
@@ -80,6 +79,8 @@ async def _discover(args: argparse.Namespace, root_id: str) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edge.desk import server  # the desk's web app: only for `edge serve`
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     asyncio.run(server.serve(args.data, args.host, args.port, hub_url=args.hub, sync_period_s=args.sync_seconds,
                              ready=lambda line: print(line, flush=True), peers=not args.no_peers,
@@ -88,6 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from edge.sync import client
+
     if not (args.data / NODE_DB).exists():
         raise FileNotFoundError(f"{args.data} is not an edge folder")
     db = connect(args.data / NODE_DB, edge=True)

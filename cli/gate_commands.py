@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.base.clock import parse_iso, utcnow
 from core.base.node import this_node
@@ -18,8 +19,10 @@ from core.cards.access import Access, GateRules, verdict_json
 from core.cards.trusted_time import TrustedClock
 from core.catalog.organizers import venue_id
 from devices.profiles import list_profiles
-from edge.gate.loop import Gate, GateOptions
 from edge.node_data import gate_rules, open_data, write_gate_rules
+
+if TYPE_CHECKING:
+    from edge.gate.loop import GateOptions
 
 DENIED_EXIT = 3
 
@@ -146,6 +149,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edge.gate.loop import GateOptions  # the gate's loop and devices: only for `gate run`
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     options = GateOptions(data_dir=args.data, scanner=args.scanner, relay=args.relay, device=args.device,
                           port=args.port, http_host=args.http_host, http_port=args.http_port,
@@ -156,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(options: GateOptions) -> int:
+    from edge.gate.loop import Gate
+
     gate = Gate(options)
     await gate.start()
     task = asyncio.create_task(gate.run())

@@ -7,10 +7,14 @@ non-zero exit: 2 for a wrong command line, 1 for everything else.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from cli import demo, edge_commands, gate_commands, hub_commands, report_command
-from cli.request_lines import accept_utf8_urls
+# The module that registers each area, in the order `tessera --help` lists them. A command line
+# that names its area imports only that module: `tessera card verify` does not load the hub's web
+# app, `tessera report` not the demo (each area module imports its own heavy parts).
+AREAS = {"demo": "cli.demo", "hub": "cli.hub_commands", "gate": "cli.gate_commands",
+         "card": "cli.gate_commands", "edge": "cli.edge_commands", "report": "cli.report_command"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,22 +24,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def area_modules(argv: list[str] | None) -> list[str]:
+    """The modules to register for *argv*: the named area's, or all (top-level help, errors)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in AREAS:
+        return [AREAS[args[0]]]
+    return list(dict.fromkeys(AREAS.values()))
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for *argv*, with only the areas it needs registered (all when *argv* names none)."""
     parser = Parser(prog="tessera", description=__doc__.split("\n\n")[0] + " Offline-first box office.",
                     formatter_class=argparse.RawDescriptionHelpFormatter,
                     epilog="Start with `tessera demo`, or `tessera hub init --data DIR`.")
     areas = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=Parser, required=True)
-    demo.register(areas)
-    hub_commands.register(areas)
-    gate_commands.register(areas)
-    edge_commands.register(areas)
-    report_command.register(areas)  # tessera report (S14)
+    for name in area_modules(argv):
+        importlib.import_module(name).register(areas)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
+    from cli.request_lines import accept_utf8_urls  # aiohttp: not loaded for --help and usage errors
+
     accept_utf8_urls()  # `curl '...?q=Müller'` (raw UTF-8 in the URL) works on every server we run
     try:
         return args.run(args) or 0
