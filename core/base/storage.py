@@ -14,18 +14,30 @@ is written when they already match).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import logging
+import random
 import re
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from core.migrations import feed_triggers  # imports nothing from Tessera: no cycle
 
+log = logging.getLogger("tessera.storage")
 BUSY_TIMEOUT_MS = 10_000
 _savepoints = itertools.count(1)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# PostgreSQL's "run it again": serialization failure, deadlock (core/base/pg/connection.py
+# raises them as sqlite3.OperationalError with this sqlstate); `retried` re-runs the body.
+RETRYABLE = frozenset({"40001", "40P01"})
+RETRIES = 5
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class _Cursor(sqlite3.Cursor):
@@ -189,3 +201,33 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def retryable(exc: BaseException) -> bool:
+    """The database gave this transaction up so that another could go on (40001, 40P01): it
+    may simply be run again. SQLite never says so (its writers queue on the busy timeout)."""
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlstate", None) in RETRYABLE
+
+
+def retried(body: Callable[P, T]) -> Callable[P, T]:
+    """*body* (a function whose first argument is the connection, or has it as `.db`: a
+    handler's Ctx, a sync push) run again, up to RETRIES times, when its transaction was
+    the victim of a deadlock or serialization failure. The retry is of the whole body:
+    `transaction()` cannot re-run a `with` block, and only the outermost transaction can be
+    re-run (inside another one the error goes up to whoever opened that)."""
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        db = getattr(args[0], "db", args[0])
+        for attempt in range(RETRIES + 1):
+            outermost = not db.in_transaction
+            try:
+                return body(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if not (outermost and retryable(exc)) or attempt == RETRIES:
+                    raise
+                log.info("%s: transaction given up (%s), run again", body.__qualname__, exc.sqlstate)
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))  # apart, so that the two do not meet again
+        raise AssertionError("unreachable")
+
+    return run

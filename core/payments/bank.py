@@ -48,7 +48,7 @@ from msgspec import Meta
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, TesseraError, ValidationError
 from core.base.ids import uuid7
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.catalog.common import Body, Id
 from core.payments import bank_credits, camt, debits, mandates, states
 
@@ -282,6 +282,7 @@ def _return(db: sqlite3.Connection, entry: dict, node_id: str, now: dt.datetime)
 # --- the office's hand ----------------------------------------------------------------------------------
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def assign(db: sqlite3.Connection, entry_id: str, data: AssignIn, node_id: str, now: dt.datetime,
            operator: str | None = None) -> dict:
     """The office puts an unmatched credit on an order: recorded as a payment like a match."""

@@ -31,7 +31,7 @@ from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.money import MAX_CENTS
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.cards import cards
 from core.catalog.common import Body, Id
 from core.payments import invoices, refunds, take_back
@@ -121,6 +121,7 @@ def quote(db: sqlite3.Connection, order_id: str, data: LinesCancelIn, now: dt.da
             **money.as_dict(), "invoice_number": invoice["number"] if invoice else None}
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def cancel(db: sqlite3.Connection, signer: cards.NodeSigner, node: dict, order_id: str, data: LinesCancelIn, *,
            now: dt.datetime, operator: str | None = None) -> dict:
     """Cancel *data.line_ids* of the order, all or nothing (see the module docstring)."""

@@ -21,7 +21,7 @@ from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.money import MAX_CENTS
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.catalog.common import Body, Id, check_when
 from core.payments import mandates, sepa_rules, states
 from core.sales import payments
@@ -144,6 +144,7 @@ def listed(db: sqlite3.Connection, *, state: str | None = None, order_id: str | 
     return db.execute(sql + " ORDER BY due_on, created_at, id LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def mark_collected(db: sqlite3.Connection, debit_id: str, now: dt.datetime) -> dict:
     """The bank credited the debit: it is collected and its payment row paid."""
     with transaction(db):
@@ -179,6 +180,7 @@ def _reopened(db: sqlite3.Connection, debit: dict) -> str:
     return "failed" if others >= order["total_cents"] - states.credited(db, debit["order_id"]) else "pending"
 
 
+@retried
 def mark_returned(db: sqlite3.Connection, debit_id: str, data: ReturnIn, node_id: str, now: dt.datetime) -> dict:
     """A Rücklastschrift: the debit is returned with its reason; its payment row is open again
     (`pending`), and a return fee passed on to the customer is an open payment row of its own

@@ -39,7 +39,7 @@ from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.numbering import next_number
 from core.base.sql import json_field
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.cards import cardcode, cards
 from core.cards.cards import START_AHEAD_DAYS, Refused, Stamp, check_birth_date
 from core.catalog.annual import add_months
@@ -91,6 +91,7 @@ def order_series(node_id: str) -> str:
 # --- placing orders -------------------------------------------------------------------------------------
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def place_order(db: sqlite3.Connection, node: dict, signer: cards.NodeSigner | None, order: OrderIn, *,
                 channel: Channel, now: dt.datetime) -> dict:
     """Store an order and, where holders are given, issue its cards; all in one transaction.

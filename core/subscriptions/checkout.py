@@ -34,7 +34,7 @@ from msgspec import Meta
 
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.catalog import pricing, resource
 from core.catalog.common import Body, Id, Name
 from core.catalog.resource import ListQuery
@@ -387,6 +387,7 @@ def _bookings(db: sqlite3.Connection, prod: dict, body: ShopHoldIn, seller: Sell
     return [(b.performance_id, b.seat_id) for b in booked]
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now: dt.datetime) -> dict:
     """Hold the party's seats in every date at once (one transaction), for a new holder of the
     seller's. A seat sold or held by someone else: a Conflict with `alternatives`."""
@@ -417,6 +418,7 @@ def held_seats(db: sqlite3.Connection, hold_id: str, seller: Seller, now: dt.dat
     return rows[0]["holder"], [(r["performance_id"], r["seat_id"]) for r in rows]
 
 
+@retried
 def release_checkout(db: sqlite3.Connection, hold_id: str, seller: Seller) -> int:
     """Release a hold of the seller's at once (NotFound for anybody else's)."""
     row = db.execute("SELECT holder FROM seat_holds WHERE hold_id = ? LIMIT 1", (hold_id,)).fetchone()

@@ -24,7 +24,7 @@ from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.sql import json_values
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.sales import contingents
 from core.sales.contingents import HUB
 from core.subscriptions.seat_loader import TakenSeats
@@ -103,6 +103,7 @@ def describe(seat: dict) -> str:
     return f"{seat['section']} row {seat['row_label']} seat {seat['label']}"
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def hold(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking], *, now: dt.datetime,
          ttl: dt.timedelta = DEFAULT_TTL, pool: str = HUB) -> dict:
     """Hold *bookings* ((performance, seat) pairs, e.g. all of a ring's) for *holder* until
@@ -139,6 +140,7 @@ def seat_conflict(db: sqlite3.Connection, performance_id: str, seat_id: str, exc
                     seats=[{"performance_id": performance_id, "seat_id": seat_id}])
 
 
+@retried
 def release(db: sqlite3.Connection, hold_id: str, holder: str) -> int:
     """Give a hold's seats back at once. Only its holder may; an unknown (or expired and
     cleaned up) hold is a NotFound. Returns the seats released."""

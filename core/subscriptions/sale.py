@@ -42,7 +42,7 @@ from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
 from core.base.numbering import next_number
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.cards.cards import NodeSigner
 from core.catalog import pricing
 from core.catalog.common import Body, Cents, Id, Name
@@ -409,6 +409,7 @@ def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], tier_id: str
 # --- the sale ----------------------------------------------------------------------------------------
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
                        pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
                        agency_token: str | None = None, signer: NodeSigner | None = None,

@@ -23,7 +23,7 @@ import msgspec
 from core.base.clock import iso, parse_iso
 from core.base.errors import TesseraError
 from core.base.ids import uuid7
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.cards.cardcode import Malformed
 from core.cards.trust import BadRecord
 from core.cards.trusted_time import MAX_SKEW
@@ -44,6 +44,7 @@ REFUSALS = (TesseraError, BadRecord, Malformed, sqlite3.IntegrityError, ValueErr
 TIME_FIELDS = frozenset({"created_at", "redeemed_at"})
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def apply_push(pushed: Pushed, ops: list[Op]) -> list[OpResult]:
     """Apply a batch of ops from one node, in node_seq order, in one transaction."""
     db, node_id = pushed.db, pushed.node_id
