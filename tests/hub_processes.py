@@ -24,8 +24,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
+
+import psycopg
 
 from hub.settings import SETTINGS_FILE
 
@@ -122,7 +125,7 @@ class HubProcesses:
 def pg_hub_copy(cluster, template_folder: Path, template_url: str, folder: Path) -> tuple[Path, str]:
     """A copy of the PostgreSQL hub in *template_folder* (keys, hub.toml) whose database
     *template_url* nobody is connected to: a new database copied from it and *folder* naming it."""
-    url = cluster.create_database(template_url.rsplit("/", 1)[1].split("?", 1)[0])
+    url = _copy_database(cluster, urllib.parse.urlsplit(template_url).path.lstrip("/"))
     shutil.copytree(template_folder, folder)
     settings = folder / SETTINGS_FILE
     settings.write_text(settings.read_text().replace(json.dumps(template_url), json.dumps(url)))
@@ -133,3 +136,19 @@ def add_settings(folder: Path, toml: str) -> None:
     """Append sections to the hub's hub.toml (read by each process when it starts)."""
     settings = folder / SETTINGS_FILE
     settings.write_text(settings.read_text() + "\n" + toml)
+
+
+def _copy_database(cluster, template: str, timeout: float = 30.0) -> str:
+    """CREATE DATABASE ... TEMPLATE, after ending every session still on the template (a pool
+    the building app left open, a backend whose client has gone but that has not ended yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(cluster.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                          "AND pid <> pg_backend_pid()", (template,))
+        try:
+            return cluster.create_database(template)
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

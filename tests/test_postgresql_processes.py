@@ -16,14 +16,26 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
 
 from core.base import pg as postgresql
 from core.base.node import init_node
-from hub.services import leases
+from hub import sample
+from hub.app import init_hub, make_app
+from hub.client import LocalClient
+from hub.services import leases, tokens
 from hub.services.mail import MailSettings, enqueue, send_due
 from hub.services.rate_limits import RateLimit
+from tests.helpers import wait_until
+from tests.hub_processes import HubProcesses, add_settings, pg_hub_copy
 from tests.test_mail import Smtp, free_port
+from tests.test_shop_subscriptions import CUSTOMER
+from tests.test_subscription_sale import seat
 
 NOW = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
 
@@ -135,3 +147,156 @@ def test_queued_mail_is_sent_once_by_workers_racing_on_separate_connections(pg_u
         db.close()
     finally:
         smtp.stop()
+
+
+# --- real `tessera hub serve` processes on one database ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_sample_folder(tmp_path_factory, pg_cluster) -> tuple[Path, str, dict]:
+    """The sample hub on PostgreSQL, built once for this module: its folder (keys, hub.toml),
+    the URL of its database (a template: closed after the build) and the sample's ids."""
+    folder = tmp_path_factory.mktemp("pg_processes") / "hub"
+    url = pg_cluster.create_database(pg_cluster.hub_template())
+    db, _ = init_hub(folder, database=url)
+    ids = sample.build(LocalClient(make_app(db)))
+    db.close()
+    return folder, url, ids
+
+
+@dataclass
+class Served:
+    """A test's own copy of the sample hub on PostgreSQL: its folder, an open connection (for
+    setting up and checking), an admin and a shop token, the sample's ids."""
+
+    folder: Path
+    db: postgresql.connection.Connection
+    admin: str
+    shop: str
+    ids: dict
+
+
+@pytest.fixture
+def served(pg_sample_folder, pg_cluster, tmp_path) -> Iterator[Served]:
+    template_folder, template_url, ids = pg_sample_folder
+    folder, url = pg_hub_copy(pg_cluster, template_folder, template_url, tmp_path / "hub")
+    db = postgresql.connect(url, data_dir=folder)
+    admin, _ = tokens.create_token(db, "test admin", "admin")
+    shop, _ = tokens.create_token(db, "Webshop", "shop")
+    yield Served(folder, db, admin, shop, ids)
+    db.close()
+    pg_cluster.drop_database(url)
+
+
+class Shops:
+    """Shop clients of the hub processes: each request goes to the address it is given."""
+
+    def __init__(self, session: aiohttp.ClientSession, token: str) -> None:
+        self.session, self.token = session, token
+        self.statuses: list[int] = []
+
+    async def call(self, method: str, url: str, path: str, body: object = None, **headers: str) -> tuple[int, dict]:
+        async with self.session.request(method, url + PREFIX + path, json=body,
+                                        headers={"Authorization": f"Bearer {self.token}", **headers}) as resp:
+            self.statuses.append(resp.status)
+            return resp.status, await resp.json(content_type=None)
+
+    async def seat_state(self, url: str, performance_id: str, seat_id: str) -> str:
+        status, plan = await self.call("GET", url, f"/performances/{performance_id}/seat-map")
+        assert status == 200, plan
+        return next(s["state"] for s in plan["seats"] if s["id"] == seat_id)
+
+
+PREFIX = "/api/v1"
+
+
+async def _shop_buyer(shops: Shops, urls: list[str], n: int, prod: str, chair: str, outcome: dict) -> None:
+    """One shop client: hold the contested seat on one process (on a loss its alternative, then
+    the best available in the zone), order on the next process; every fifth checkout abandoned."""
+    hold_at, order_at = urls[n % len(urls)], urls[(n + 1) % len(urls)]
+    status, held = await shops.call("POST", hold_at, "/shop/seat-holds", {"product_id": prod, "seat_ids": [chair]})
+    for fallback in ("alternative", "zone"):
+        if status != 409:
+            break
+        outcome["losses"].append(held)
+        retry = {"product_id": prod, "zone_id": held["alternatives"][0]["zone_id"]}
+        if fallback == "alternative":
+            retry["seat_ids"] = [held["alternatives"][0]["seat_id"]]
+        status, held = await shops.call("POST", hold_at, "/shop/seat-holds", retry)
+    if status == 409:  # a clear "taken" three times: allowed, never a 500
+        outcome["turned_away"].append(held)
+        return
+    assert status == 201, held
+    if n % 5 == 4:
+        outcome["abandoned"].append(held)
+        return
+    body = {"product_id": prod, "hold_id": held["id"], "delivery": "mail", "payment_reference": f"psp-{n}",
+            "customer": {**CUSTOMER, "email": f"buyer{n}@example.org"}}
+    status, sub = await shops.call("POST", order_at, "/shop/subscription-orders", body,
+                                   **{"Idempotency-Key": f"buyer-{n}"})
+    assert status in (201, 409), sub
+    outcome["orders" if status == 201 else "refused"].append(sub)
+
+
+@pytest.mark.slow
+async def test_four_hub_processes_sell_the_same_ring_seats_once_and_print_and_mail_once(served, tmp_path):
+    """48 shop clients, round robin over 4 `hub serve` processes on one database, race for one
+    ring seat and its neighbours: no seat is sold twice, every answer is 201 or a clear 409; the
+    4 print workers print each order's cards once, the 4 mail workers send each confirmation once."""
+    smtp = Smtp(free_port())
+    smtp.start()
+    add_settings(served.folder, f'[mail]\nhost = "127.0.0.1"\nport = {smtp.port}\nfrom = "Theater <t@example.org>"\n'
+                                f"[print]\nauto_batch_seconds = 0.3\nbatch_size = 7\n")
+    db, prod = served.db, served.ids["subscriptions"]["Abo-Ring B"]
+    chair = seat(db, served.ids["plans"]["Großes Haus"], "Parkett", "8", "14")["id"]
+    ring = served.ids["rings"]["B"]
+    outcome: dict[str, list] = {"orders": [], "refused": [], "losses": [], "abandoned": [], "turned_away": []}
+    try:
+        with HubProcesses(served.folder, 4, tmp_path / "logs") as hubs:
+            async with aiohttp.ClientSession() as session:
+                shops = Shops(session, served.shop)
+                await asyncio.gather(*(_shop_buyer(shops, hubs.urls, n, prod, chair, outcome) for n in range(48)))
+                assert set(shops.statuses) <= {200, 201, 409}, shops.statuses
+                abandoned = [(s["performance_id"], s["seat_id"]) for h in outcome["abandoned"] for s in h["seats"]]
+                states = await asyncio.gather(*(shops.seat_state(hubs.urls[i % 4], p, s)
+                                                for i, (p, s) in enumerate(abandoned)))
+                assert set(states) == {"held"}  # a hold made on one process is seen on every other
+            orders = len(outcome["orders"])
+            assert orders >= 30 and len(outcome["losses"]) >= 47
+            wait_until(lambda: _all_printed_and_sent(db), 90, interval=0.2, what=lambda: _left(db, hubs))
+            for hub in hubs.processes:
+                assert "Traceback" not in hub.output(), hub.output()
+    finally:
+        smtp.stop()
+    twice = db.execute("SELECT performance_id, seat_id FROM tickets WHERE status = 'sold' "
+                       "GROUP BY performance_id, seat_id HAVING count(*) > 1").fetchall()
+    assert twice == []
+    for sub in outcome["orders"]:  # every acknowledged order has one ticket in each date of the ring
+        tickets = db.execute("SELECT performance_id FROM tickets WHERE line_id = ? AND status = 'sold'",
+                             (sub["line_id"],)).fetchall()
+        assert sorted(t["performance_id"] for t in tickets) == sorted(ring)
+    contested = db.execute("SELECT count(*) AS n FROM tickets WHERE seat_id = ? AND status = 'sold'",
+                           (chair,)).fetchone()["n"]
+    assert contested in (0, len(ring))
+    # print: each job in exactly one batch, the batches' job counts add up to the jobs
+    jobs = db.execute("SELECT count(*) AS n, count(DISTINCT batch_id) AS batches FROM print_jobs").fetchone()
+    assert jobs["n"] > 0
+    assert db.execute("SELECT coalesce(sum(jobs), 0) AS n FROM print_batches").fetchone()["n"] == jobs["n"]
+    # mail: one confirmation per order, each delivered once
+    queued = db.execute("SELECT id FROM mail_queue").fetchall()
+    assert len(queued) == orders
+    delivered = [line for _, _, raw in smtp.inbox.received for line in raw.splitlines()
+                 if line.lower().startswith(b"message-id:")]
+    assert len(delivered) == len(set(delivered)) == orders
+
+
+def _all_printed_and_sent(db) -> bool:
+    left = db.execute("SELECT (SELECT count(*) FROM print_jobs WHERE state <> 'printed') + "
+                      "(SELECT count(*) FROM mail_queue WHERE sent_at IS NULL) AS n").fetchone()["n"]
+    return left == 0
+
+
+def _left(db, hubs: HubProcesses) -> str:
+    jobs = db.execute("SELECT state, count(*) AS n FROM print_jobs GROUP BY state").fetchall()
+    mails = db.execute("SELECT count(*) AS n FROM mail_queue WHERE sent_at IS NULL").fetchone()["n"]
+    return f"print jobs {jobs}, unsent mails {mails}; last output: {hubs[0].output()[-2000:]}"
