@@ -204,6 +204,8 @@ def test_refusals_are_one_line_and_change_nothing(sample_hub, tmp_path, pg_url, 
     sample_hub.db.close()
     folder = sample_hub.dir
     before = sqlite_rows(folder / "hub.sqlite")
+    manual = run("hub", "migrate-to-postgresql", "--help").stdout
+    assert "--from DIR" in manual and "--to URL" in manual and "empty" in manual
     refused(migrate(folder, pg_url), "is not empty")  # holds the hub schema already
     refused(migrate(tmp_path / "nowhere", pg_empty_url), "holds no SQLite hub")
     refused(migrate(folder, "mysql://hub@localhost/hub"), "must be a postgresql:// URL")
@@ -292,3 +294,33 @@ def test_kill_9_mid_copy_leaves_the_target_empty_and_a_second_run_completes(samp
         assert migrated.execute("SELECT count(*) AS n FROM changes").fetchone()["n"] == len(before["changes"])
     finally:
         migrated.close()
+
+
+URL = "postgresql://hub:pw@db.example/tessera"
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (None, f'[storage]\ndatabase = "{URL}"\n'),
+    ("", f'[storage]\ndatabase = "{URL}"\n'),
+    ('[mail]\nfrom = "kasse@example.org"\n', f'[mail]\nfrom = "kasse@example.org"\n\n[storage]\ndatabase = "{URL}"\n'),
+    ('# hub\n[storage]  # durability\nsynchronous = "normal"\n[print]\n',
+     f'# hub\n[storage]  # durability\ndatabase = "{URL}"\nsynchronous = "normal"\n[print]\n'),
+])
+def test_hub_toml_gets_the_database_and_keeps_the_rest(before, after):
+    assert migrate_postgresql.with_database(before, URL, "hub.toml") == after
+
+
+@pytest.mark.parametrize(("before", "words"), [
+    ('[storage]\ndatabase = "postgresql://x@/y"\n', "already names a database"),
+    ('storage.synchronous = "full"\n', "as a table of its own"),
+    ('[storage]\ndatabase = ""\n', "without changing other keys"),
+    ("[storage\n", "invalid TOML"),
+])
+def test_hub_toml_that_cannot_take_the_database_is_refused_first(before, words):
+    with pytest.raises(migrate_postgresql.MigrationError, match=words):
+        migrate_postgresql.with_database(before, URL, "hub.toml")
+
+
+def test_messages_never_show_the_password():
+    assert migrate_postgresql.shown_url(URL) == "postgresql://hub:***@db.example/tessera"
+    assert migrate_postgresql.shown_url("postgresql://hub@/tessera") == "postgresql://hub@/tessera"

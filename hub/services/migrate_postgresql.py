@@ -41,11 +41,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.base import storage
 from core.base.clock import utcnow
 from hub import settings
 from hub.app import DB_NAME, db_path
+
+if TYPE_CHECKING:  # psycopg is imported only when a migration runs (the extra tessera[postgresql])
+    from core.base.pg.connection import Connection
+    from core.base.pg.copy import Counted
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
 LOCK_WAIT_S = 1.0  # how long to wait for another connection to let go of hub.sqlite
@@ -61,7 +66,7 @@ class Migrated:
     """What was done: per table the counts compared, the tables left out, where the SQLite
     file went, and the change feed's last position (the next change gets a higher one)."""
 
-    counts: list
+    counts: list[Counted]
     skipped: dict[str, str]
     moved_to: Path
     feed_position: int
@@ -96,7 +101,11 @@ def with_database(text: str | None, url: str, where: str) -> str:
             raise MigrationError(f"{where}: write [storage] as a table of its own ([storage] on its own line) first")
         changed = text[:header.end()] + "\n" + line + text[header.end():]
     expected = {**document, "storage": {**storage_table, "database": url}}
-    if tomllib.loads(changed) != expected:
+    try:
+        same = tomllib.loads(changed) == expected
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:
         raise MigrationError(f"{where}: could not add [storage] database without changing other keys; add it by hand")
     return changed
 
@@ -158,7 +167,7 @@ def feed_floor(src: sqlite3.Connection) -> int:
     return src.execute("SELECT coalesce(max(pulled_seq), 0) FROM node_scopes").fetchone()[0]
 
 
-def open_target(url: str, data_dir: Path):  # -> core.base.pg.connection.Connection
+def open_target(url: str, data_dir: Path) -> Connection:
     """A session on the target database, which must hold no table at all."""
     import psycopg
 
@@ -210,8 +219,17 @@ def migrate(data_dir: Path, url: str, progress: Callable[[str], None], now: date
         src.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the whole hub in the one file that is moved
     finally:
         src.close()
-    moved = move_aside(data_dir, now or utcnow())
-    _write_atomically(toml_path, toml_text)
+    try:
+        moved = move_aside(data_dir, now or utcnow())
+    except OSError as exc:
+        raise MigrationError(f"the hub is on PostgreSQL now, but {db_path(data_dir)} could not be moved aside "
+                             f"({exc.strerror or exc}): move it, then add [storage] database to hub.toml") from None
+    try:
+        _write_atomically(toml_path, toml_text)
+    except OSError as exc:
+        raise MigrationError(f"the hub is on PostgreSQL now and {DB_NAME} was moved to {moved.name}, but "
+                             f"{toml_path} could not be written ({exc.strerror or exc}): add [storage] database "
+                             "by hand") from None
     return Migrated(counts, skipped, moved, max(position, floor))
 
 
