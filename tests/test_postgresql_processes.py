@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,19 @@ import aiohttp
 import pytest
 
 from core.base import pg as postgresql
+from core.base.clock import utcnow
 from core.base.node import init_node
+from core.cards import cardcode
+from core.sync import enroll as codes
+from edge.sync import enroll as enrolling
 from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
 from hub.services import leases, tokens
 from hub.services.mail import MailSettings, enqueue, send_due
 from hub.services.rate_limits import RateLimit
+from hub.sync import enrollment
+from hub.web.personalize import RATE_LIMIT
 from tests.helpers import wait_until
 from tests.hub_processes import HubProcesses, add_settings, pg_hub_copy
 from tests.test_mail import Smtp, free_port
@@ -300,3 +307,55 @@ def _left(db, hubs: HubProcesses) -> str:
     jobs = db.execute("SELECT state, count(*) AS n FROM print_jobs GROUP BY state").fetchall()
     mails = db.execute("SELECT count(*) AS n FROM mail_queue WHERE sent_at IS NULL").fetchone()["n"]
     return f"print jobs {jobs}, unsent mails {mails}; last output: {hubs[0].output()[-2000:]}"
+
+
+@pytest.mark.slow
+async def test_holds_and_rate_limits_are_the_same_on_every_hub_process(served, tmp_path):
+    """A hold taken through one process is held on the others and expires on them; wrong
+    enrollment codes and personalization links tried on every process share one limit."""
+    db = served.db
+    performance = served.ids["rings"]["B"][0]
+    chair = seat(db, served.ids["plans"]["Großes Haus"], "Parkett", "3", "5")["id"]
+    with HubProcesses(served.folder, 4, tmp_path / "logs") as hubs:
+        a, b, c, d = hubs.urls
+        async with aiohttp.ClientSession() as session:
+            staff, shop = Shops(session, served.admin), Shops(session, served.shop)
+            status, hold = await staff.call("POST", a, "/seat-holds", {
+                "seats": [{"performance_id": performance, "seat_id": chair}], "ttl_seconds": 3})
+            assert status == 201, hold
+            assert await staff.seat_state(b, performance, chair) == "held"
+            other = Shops(session, tokens.create_token(db, "second office", "admin")[0])
+            status, refused = await other.call("POST", c, "/seat-holds", {
+                "seats": [{"performance_id": performance, "seat_id": chair}]})
+            assert status == 409, refused  # someone else's hold, taken on another process
+            deadline = time.monotonic() + 30
+            while await staff.seat_state(d, performance, chair) != "free":  # the hold's clock, not ours
+                assert time.monotonic() < deadline, "the hold never expired on another process"
+                await asyncio.sleep(0.2)
+            status, again = await other.call("POST", b, "/seat-holds", {
+                "seats": [{"performance_id": performance, "seat_id": chair}]})
+            assert status == 201, again
+
+            # personalization links: 30 requests a minute per address, over all processes together
+            pages = [await _status(session, f"{hubs.next_url()}/p/{'B' * 43}") for _ in range(RATE_LIMIT)]
+            assert pages == [404] * RATE_LIMIT
+            assert {await _status(session, f"{url}/p/{'B' * 43}") for url in hubs.urls} == {429}
+            assert shop.statuses == []
+
+        # enrollment: five refused codes from one address in a minute, wherever they were tried
+        code = enrollment.create_code(db, name="Kasse 9", role="cashdesk", venue_ids=[], now=utcnow())
+        parsed = codes.parse(code)
+        unknown = next(x + y for x in cardcode.ALPHABET for y in cardcode.ALPHABET if x + y != parsed.code_id)
+        stranger = codes.EnrollCode(unknown, "2222222222", parsed.fingerprint).text()
+        for _ in range(enrollment.FAILURES_PER_ADDRESS):
+            with pytest.raises(enrolling.EnrollError, match="unknown enrollment code"):
+                await enrolling.enroll(tmp_path / "guess", stranger, [hubs.next_url()])
+        for url in hubs.urls:  # the right code too: this address has used up its guesses everywhere
+            with pytest.raises(enrolling.EnrollError, match="429"):
+                await enrolling.enroll(tmp_path / "late", code, [url])
+        assert db.execute("SELECT count(*) AS n FROM rate_hits WHERE scope = 'enroll'").fetchone()["n"] == 5
+
+
+async def _status(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(url) as resp:
+        return resp.status
