@@ -257,14 +257,14 @@ def test_a_bad_row_mid_copy_leaves_the_target_empty(sample_hub, pg_empty_url, ba
 
 @pytest.mark.slow
 def test_kill_9_mid_copy_leaves_the_target_empty_and_a_second_run_completes(sample_hub, pg_cluster, pg_empty_url):
-    """A bigger hub (300,000 more feed rows): the CLI killed once it reports progress inside
+    """A bigger hub (500,000 more feed rows): the CLI killed once it reports progress inside
     `changes`; the server rolls the copy back, the source is as it was, and the run again
     copies everything (hub.toml's other sections kept)."""
     db = sample_hub.db
     with storage.transaction(db):
         top = db.execute("SELECT max(seq) AS n FROM changes").fetchone()["n"]
         db.executemany("INSERT INTO changes (seq, tbl, key) VALUES (?, 'customers', ?)",
-                       ((top + i, f'["{i:032d}"]') for i in range(1, 300_001)))
+                       ((top + i, f'["{i:032d}"]') for i in range(1, 500_001)))
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     (sample_hub.dir / "hub.toml").write_text('[storage]\nsynchronous = "normal"\n\n[mail]\n')
@@ -274,6 +274,11 @@ def test_kill_9_mid_copy_leaves_the_target_empty_and_a_second_run_completes(samp
                             cwd=ROOT)
     for line in proc.stderr:
         if re.match(r"changes: \d+ of \d+ rows", line):
+            # meanwhile no one else gets at the file: a hub started now could not write rows the copy misses
+            probe = sqlite3.connect(sample_hub.dir / "hub.sqlite", timeout=0.2)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                probe.execute("BEGIN IMMEDIATE")
+            probe.close()
             proc.send_signal(signal.SIGKILL)
             break
     assert proc.wait(60) == -signal.SIGKILL
