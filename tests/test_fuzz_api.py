@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import http.client
 import json
@@ -161,6 +162,17 @@ class Pools:
     zone_codes: list[str]
     section_names: list[str]
     all_ids: list[str] = field(default_factory=list)
+    strategies: dict[Any, st.SearchStrategy] = field(default_factory=dict)
+
+    def once(self, key: Any, build: Callable[[], st.SearchStrategy]) -> st.SearchStrategy:
+        """The strategy for *key*, built on first use (see `json_values` for why)."""
+        if key not in self.strategies:
+            self.strategies[key] = build()
+        return self.strategies[key]
+
+    def sample(self, table: str | None) -> st.SearchStrategy:
+        """One real id of *table* (every id of the catalog when None or unknown)."""
+        return self.once(("ids", table), lambda: st.sampled_from(self.by_table.get(table or "") or self.all_ids))
 
 
 class _ErrorLog(logging.Handler):
@@ -388,11 +400,22 @@ def property_names(schema: Any) -> set[str]:
 
 
 _schema_strategies: dict[str, st.SearchStrategy] = {}
+_body_schemas: dict[str, dict | None] = {}
 
 
 def body_schema(entry: dict) -> dict | None:
-    content = entry.get("requestBody", {}).get("content", {})
-    return inline_refs(content["application/json"]["schema"]) if "application/json" in content else None
+    """The operation's JSON body schema with its refs inlined (once per operation: deep copies)."""
+    key = entry["operationId"]
+    if key not in _body_schemas:
+        content = entry.get("requestBody", {}).get("content", {})
+        _body_schemas[key] = (inline_refs(content["application/json"]["schema"]) if "application/json" in content
+                              else None)
+    return _body_schemas[key]
+
+
+def body_names(entry: dict) -> tuple[str, ...]:
+    """Every property name of the operation's body schema, for hostile keys that look real."""
+    return tuple(sorted(property_names(body_schema(entry))))
 
 
 def strategy_for(schema: dict) -> st.SearchStrategy:
@@ -424,12 +447,16 @@ def schema_strategy(entry: dict) -> st.SearchStrategy:
     return _schema_strategies[key]
 
 
-def json_values(names: list[str]) -> st.SearchStrategy:
+@functools.cache
+def json_values(names: tuple[str, ...]) -> st.SearchStrategy:
+    """Arbitrary JSON with keys from *names* now and then. Built once per *names*: Hypothesis
+    validates and analyses a strategy object on its first draw, which for a recursive one costs
+    more than the draw, so strategies built anew in every example made the fuzzing slow."""
     scalars = st.one_of(
         st.none(), st.booleans(), st.integers(), st.sampled_from(HUGE_INTS), st.floats(),
         st.text(max_size=30), st.sampled_from(HOSTILE_STRINGS),
     )
-    keys = st.text(max_size=12) | st.sampled_from(names or ["name"])
+    keys = st.text(max_size=12) | st.sampled_from(names or ("name",))
     return st.recursive(
         scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=6),
         max_leaves=25,
@@ -451,18 +478,27 @@ def with_real_ids(data: st.DataObject, pools: Pools, value: Any, key: str | None
         return [with_real_ids(data, pools, v, key) for v in value]
     if isinstance(value, str):
         if UUID_RE.match(value) and data.draw(st.integers(0, 9)) < 8:
-            pool = pools.by_table.get(FIELD_TABLES.get(key or ""), []) or pools.all_ids
+            table = FIELD_TABLES.get(key or "")
             if data.draw(st.integers(0, 9)) == 0:
-                pool = pools.all_ids
-            return data.draw(st.sampled_from(pool))
+                table = None
+            return data.draw(pools.sample(table))
         if key == "zone" and pools.zone_codes and data.draw(st.booleans()):
-            return data.draw(st.sampled_from(pools.zone_codes))
+            return data.draw(pools.once("zones", lambda: st.sampled_from(pools.zone_codes)))
         if key in ("section", "name") and pools.section_names and data.draw(st.integers(0, 4)) == 0:
-            return data.draw(st.sampled_from(pools.section_names))
+            return data.draw(pools.once("sections", lambda: st.sampled_from(pools.section_names)))
     return value
 
 
-def mutate(data: st.DataObject, value: Any, names: list[str]) -> Any:
+HOW_TO_BREAK = st.sampled_from(["drop", "add", "retype", "hostile", "null"])
+HOSTILE_VALUES = st.sampled_from(HOSTILE_STRINGS + HUGE_INTS)
+
+
+@functools.cache
+def new_keys(names: tuple[str, ...]) -> st.SearchStrategy:
+    return st.text(min_size=1, max_size=12) | st.sampled_from(names or ("x",))
+
+
+def mutate(data: st.DataObject, value: Any, names: tuple[str, ...]) -> Any:
     """Break one place of a (mostly valid) body: drop, add or retype a field."""
     nodes: list[dict] = []
 
@@ -480,29 +516,41 @@ def mutate(data: st.DataObject, value: Any, names: list[str]) -> Any:
     if not nodes:
         return data.draw(json_values(names))
     node = data.draw(st.sampled_from(nodes))
-    how = data.draw(st.sampled_from(["drop", "add", "retype", "hostile", "null"]))
+    how = data.draw(HOW_TO_BREAK)
     existing = sorted(node)
     if how == "drop" and existing:
         del node[data.draw(st.sampled_from(existing))]
     elif how == "add" or not existing:
-        node[data.draw(st.text(min_size=1, max_size=12) | st.sampled_from(names or ["x"]))] = data.draw(
-            json_values(names))
+        node[data.draw(new_keys(names))] = data.draw(json_values(names))
     else:
-        replacement = {"retype": json_values(names), "hostile": st.sampled_from(HOSTILE_STRINGS + HUGE_INTS),
-                       "null": st.none()}[how]
+        replacement = {"retype": json_values(names), "hostile": HOSTILE_VALUES, "null": st.none()}[how]
         node[data.draw(st.sampled_from(existing))] = data.draw(replacement)
     return value
 
 
+CSV_ORDERS = st.permutations(CSV_COLUMNS)
+CSV_EXTRA_COLUMNS = st.sampled_from(["extra", "", "Section", "sitz", "x"])
+NEWLINES = st.sampled_from(["\n", "\r\n", "\r"])
+BOMS = st.sampled_from(["", "\ufeff"])
+
+
+def csv_rows(pools: Pools, width: int) -> st.SearchStrategy:
+    """Rows of up to *width* cells: CSV-ish words, the catalog's zones and sections, any text."""
+    def build() -> st.SearchStrategy:
+        cells = pools.once("csv cells", lambda: st.sampled_from(CSV_CELLS + pools.zone_codes + pools.section_names)
+                           | st.text(max_size=15))
+        return st.lists(st.lists(cells, min_size=0, max_size=width), max_size=12)
+    return pools.once(("csv rows", width), build)
+
+
 def csv_text(data: st.DataObject, pools: Pools) -> str:
-    columns = list(data.draw(st.permutations(CSV_COLUMNS)))[: data.draw(st.integers(0, len(CSV_COLUMNS)))]
+    columns = list(data.draw(CSV_ORDERS))[: data.draw(st.integers(0, len(CSV_COLUMNS)))]
     if data.draw(st.integers(0, 5)) == 0:
-        columns.append(data.draw(st.sampled_from(["extra", "", "Section", "sitz", "x"])))
-    cells = st.sampled_from(CSV_CELLS + pools.zone_codes + pools.section_names) | st.text(max_size=15)
-    rows = data.draw(st.lists(st.lists(cells, min_size=0, max_size=len(columns) + 2), max_size=12))
+        columns.append(data.draw(CSV_EXTRA_COLUMNS))
+    rows = data.draw(csv_rows(pools, len(columns) + 2))
     lines = [",".join(columns)] + [",".join(r) for r in rows]
-    newline = data.draw(st.sampled_from(["\n", "\r\n", "\r"]))
-    prefix = data.draw(st.sampled_from(["", "\ufeff"]))
+    newline = data.draw(NEWLINES)
+    prefix = data.draw(BOMS)
     return prefix + newline.join(lines)
 
 
@@ -518,40 +566,51 @@ XML_BODIES = [  # bank statement uploads (hub/web/areas/bank.py): camt.053 and t
 ]
 
 
+# the strategies body_for draws from, built once (see json_values)
+CONTENT_TYPE = st.sampled_from(CONTENT_TYPES)
+XML_MODES = st.sampled_from(["xml"] * 4 + ["text", "bytes", "ctype", "none"])
+CSV_MODES = st.sampled_from(["csv"] * 5 + ["text", "bytes", "json", "ctype", "none"])
+JSON_MODES = st.sampled_from(["schema"] * 8 + ["mutate"] * 3 + ["json"] * 3 + ["raw"] * 2
+                             + ["truncated", "ctype", "ctype", "none"])
+XML_BODY = st.sampled_from(XML_BODIES)
+RAW_300 = st.binary(max_size=300) | st.sampled_from(RAW_BODIES)
+RAW_200 = st.binary(max_size=200) | st.sampled_from(RAW_BODIES)
+NO_BODY_TYPES = {media: st.sampled_from([None, media]) for media in ("application/xml", "text/csv", "application/json")}
+
+
 def body_for(data: st.DataObject, pools: Pools, entry: dict) -> tuple[bytes | None, str | None]:
     """A request body and its Content-Type for the operation (None: send none)."""
     content = entry.get("requestBody", {}).get("content", {})
     if not content:
         if data.draw(st.integers(0, 9)) == 0:  # a body nobody asked for
-            return data.draw(st.binary(max_size=50)), data.draw(st.sampled_from(CONTENT_TYPES))
+            return data.draw(st.binary(max_size=50)), data.draw(CONTENT_TYPE)
         return None, None
     if "application/xml" in content:
-        mode = data.draw(st.sampled_from(["xml"] * 4 + ["text", "bytes", "ctype", "none"]))
+        mode = data.draw(XML_MODES)
         if mode == "xml":
-            return data.draw(st.sampled_from(XML_BODIES)).encode(), "application/xml"
+            return data.draw(XML_BODY).encode(), "application/xml"
         if mode == "text":
             return data.draw(st.text(max_size=300)).encode("utf-8", "surrogatepass"), "application/xml"
         if mode == "bytes":
-            return data.draw(st.binary(max_size=300) | st.sampled_from(RAW_BODIES)), "application/xml"
+            return data.draw(RAW_300), "application/xml"
         if mode == "ctype":
-            return data.draw(st.sampled_from(XML_BODIES)).encode(), data.draw(st.sampled_from(CONTENT_TYPES))
-        return None, data.draw(st.sampled_from([None, "application/xml"]))
+            return data.draw(XML_BODY).encode(), data.draw(CONTENT_TYPE)
+        return None, data.draw(NO_BODY_TYPES["application/xml"])
     if "text/csv" in content:
-        mode = data.draw(st.sampled_from(["csv"] * 5 + ["text", "bytes", "json", "ctype", "none"]))
+        mode = data.draw(CSV_MODES)
         if mode == "csv":
             return csv_text(data, pools).encode("utf-8", "surrogatepass"), "text/csv"
         if mode == "text":
             return data.draw(st.text(max_size=300)).encode("utf-8", "surrogatepass"), "text/csv"
         if mode == "bytes":
-            return data.draw(st.binary(max_size=300) | st.sampled_from(RAW_BODIES)), "text/csv"
+            return data.draw(RAW_300), "text/csv"
         if mode == "json":
-            return encode_json(data, data.draw(json_values(["section"]))), "text/csv"
+            return encode_json(data, data.draw(json_values(("section",)))), "text/csv"
         if mode == "ctype":
-            return csv_text(data, pools).encode(), data.draw(st.sampled_from(CONTENT_TYPES))
-        return None, data.draw(st.sampled_from([None, "text/csv"]))
-    names = sorted(property_names(body_schema(entry)))
-    mode = data.draw(st.sampled_from(["schema"] * 8 + ["mutate"] * 3 + ["json"] * 3 + ["raw"] * 2
-                                     + ["truncated", "ctype", "ctype", "none"]), label="body mode")
+            return csv_text(data, pools).encode(), data.draw(CONTENT_TYPE)
+        return None, data.draw(NO_BODY_TYPES["text/csv"])
+    names = body_names(entry)
+    mode = data.draw(JSON_MODES, label="body mode")
     if mode in ("schema", "mutate", "truncated", "ctype"):
         value = with_real_ids(data, pools, data.draw(schema_strategy(entry), label="schema body"))
         if mode == "mutate":
@@ -559,35 +618,45 @@ def body_for(data: st.DataObject, pools: Pools, entry: dict) -> tuple[bytes | No
         raw = encode_json(data, value)
         if mode == "truncated":
             raw = raw[: data.draw(st.integers(0, max(0, len(raw) - 1)))]
-        media = data.draw(st.sampled_from(CONTENT_TYPES)) if mode == "ctype" else "application/json"
+        media = data.draw(CONTENT_TYPE) if mode == "ctype" else "application/json"
         return raw, media
     if mode == "json":
         return encode_json(data, data.draw(json_values(names), label="json body")), "application/json"
     if mode == "raw":
-        return data.draw(st.binary(max_size=200) | st.sampled_from(RAW_BODIES), label="raw body"), "application/json"
-    return None, data.draw(st.sampled_from([None, "application/json"]))
+        return data.draw(RAW_200, label="raw body"), "application/json"
+    return None, data.draw(NO_BODY_TYPES["application/json"])
+
+
+WHO = st.sampled_from(["admin"] * 8 + ["office", "shop", "agency", "none", "bad", "bad"])
 
 
 def auth_header(data: st.DataObject, hub: LiveHub) -> dict[str, str]:
-    who = data.draw(st.sampled_from(["admin"] * 8 + ["office", "shop", "agency", "none", "bad", "bad"]),
-                    label="auth")
+    who = data.draw(WHO, label="auth")
     if who == "none":
         return {}
     if who == "bad":
-        latin1 = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
-                         max_size=60)
-        value = data.draw(st.one_of(
-            st.sampled_from([
-                "", "Bearer", "Bearer ", "Bearer  ", "bearer " + hub.admin, "BEARER " + hub.admin,
-                "Bearer  " + hub.admin + " ", "Basic dXNlcjpwYXNz", "Token " + hub.admin, "Bearer tsr_",
-                "Bearer tsr_" + "A" * 200, "Bearer " + hub.admin + "x", "Bearer " + hub.admin[:-1],
-                "Bearer " + hub.admin.upper(), "Bearer " + hub.admin[4:], "Bearer tsr_\xff\xfe",
-                "Bearer tsr_é", "Bearer tsr_%00", f"Bearer {hub.admin}, Bearer {hub.admin}",
-            ]),
-            latin1, latin1.map(lambda s: "Bearer " + s), latin1.map(lambda s: "Bearer tsr_" + s),
-        ), label="bad auth")
-        return {"Authorization": value}
+        return {"Authorization": data.draw(hub.pools.once("bad auth", lambda: bad_auth(hub.admin)), label="bad auth")}
     return hub.auth(who)
+
+
+def bad_auth(admin: str) -> st.SearchStrategy:
+    """Authorization values that must not authenticate: near misses of *admin* and Latin-1 noise."""
+    latin1 = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60)
+    return st.one_of(
+        st.sampled_from([
+            "", "Bearer", "Bearer ", "Bearer  ", "bearer " + admin, "BEARER " + admin,
+            "Bearer  " + admin + " ", "Basic dXNlcjpwYXNz", "Token " + admin, "Bearer tsr_",
+            "Bearer tsr_" + "A" * 200, "Bearer " + admin + "x", "Bearer " + admin[:-1],
+            "Bearer " + admin.upper(), "Bearer " + admin[4:], "Bearer tsr_\xff\xfe",
+            "Bearer tsr_é", "Bearer tsr_%00", f"Bearer {admin}, Bearer {admin}",
+        ]),
+        latin1, latin1.map(lambda s: "Bearer " + s), latin1.map(lambda s: "Bearer tsr_" + s),
+    )
+
+
+ID_KINDS = st.sampled_from(["own"] * 5 + ["any", "random", "upper", "text", "odd", "raw"])
+ODD_SEGMENT = st.sampled_from(ODD_SEGMENTS)
+RAW_SEGMENT = st.sampled_from(RAW_SEGMENTS)
 
 
 def path_for(data: st.DataObject, pools: Pools, path: str) -> str:
@@ -597,29 +666,30 @@ def path_for(data: st.DataObject, pools: Pools, path: str) -> str:
     quoted: dict[str, bool] = {}
     pair_key = next((n for n in names if n in pools.plan_children), None)
     if pair_key and data.draw(st.integers(0, 3)) > 0:  # a real variant/seat of its real plan
-        plan_id, child = data.draw(st.sampled_from(pools.plan_children[pair_key]))
+        plan_id, child = data.draw(pools.once(("pairs", pair_key),
+                                              lambda: st.sampled_from(pools.plan_children[pair_key])))
         values = {"id": plan_id, pair_key: child}
     for name in names:
         if name in values:
             continue
         own = (pools.plan_children[name] and [c for _, c in pools.plan_children[name]]
                if name in pools.plan_children else pools.by_table.get(SEGMENT_TABLES.get(segment, ""), []))
-        choice = data.draw(st.sampled_from(["own"] * 5 + ["any", "random", "upper", "text", "odd", "raw"]),
-                           label=f"{name} kind")
+        owned = pools.once(("own", name, segment), lambda own=own: st.sampled_from(own)) if own else pools.sample(None)
+        choice = data.draw(ID_KINDS, label=f"{name} kind")
         if choice == "own" and own:
-            values[name] = data.draw(st.sampled_from(own))
+            values[name] = data.draw(owned)
         elif choice in ("own", "any"):
-            values[name] = data.draw(st.sampled_from(pools.all_ids))
+            values[name] = data.draw(pools.sample(None))
         elif choice == "random":
             values[name] = str(data.draw(st.uuids()))
         elif choice == "upper":
-            values[name] = data.draw(st.sampled_from(own or pools.all_ids)).upper()
+            values[name] = data.draw(owned).upper()
         elif choice == "text":
             values[name] = data.draw(st.text(max_size=40))
         elif choice == "odd":
-            values[name] = data.draw(st.sampled_from(ODD_SEGMENTS))
+            values[name] = data.draw(ODD_SEGMENT)
         else:
-            values[name], quoted[name] = data.draw(st.sampled_from(RAW_SEGMENTS)), True
+            values[name], quoted[name] = data.draw(RAW_SEGMENT), True
     for name, value in values.items():
         text = value if quoted.get(name) else urllib.parse.quote(value.encode("utf-8", "surrogatepass"), safe="")
         path = path.replace("{" + name + "}", text)
@@ -635,28 +705,13 @@ def query_for(data: st.DataObject, pools: Pools, entry: dict) -> str:
         wanted = param["required"] and data.draw(st.integers(0, 9)) > 0
         if not wanted and not data.draw(st.booleans()):
             continue
-        schema = param["schema"]
-        options = [from_schema(schema).map(lambda v: json.dumps(v) if isinstance(v, bool) else str(v))]
-        if schema.get("type") == "boolean":
-            options.append(st.sampled_from(["true", "false", "1", "0", "True", "FALSE", "yes", "", "2"]))
-        if schema.get("type") == "integer":
-            options.append(st.sampled_from(["", "-1", "0", "1e3", "1.5", " 5", "0x10", "５", "٣", "+7", "1_000",
-                                            str(2**63), str(10**400), "nan", "-0"]))
-        if schema.get("pattern") == UUID_PATTERN:
-            table = FIELD_TABLES.get(param["name"])
-            options.append(st.sampled_from(pools.by_table.get(table) or pools.all_ids))
-            options.append(st.sampled_from(pools.all_ids))
-        if param["name"] == "sort":
-            options.append(st.sampled_from(["name", "-name", "created_at", "-updated_at", "starts_at", "sort",
-                                            "code", "number", "-", "--name", "id", "name;drop", "rowid"]))
-        options += [st.text(max_size=30), st.sampled_from(HOSTILE_STRINGS)]
-        pairs.append((param["name"], data.draw(st.one_of(options), label=param["name"])))
+        pairs.append((param["name"], data.draw(pools.once((entry["operationId"], param["name"]),
+                                                          lambda param=param: query_values(pools, param)),
+                                               label=param["name"])))
     if data.draw(st.integers(0, 9)) == 0:  # unknown names, repeats
-        known = [p["name"] for p in params] or ["limit"]
+        known = tuple(p["name"] for p in params) or ("limit",)
         for _ in range(data.draw(st.integers(1, 3))):
-            name = data.draw(st.sampled_from(known) | st.text(max_size=15) | st.sampled_from(
-                ["id", "page", "filter", "limit[]", "__proto__", "q ", "LIMIT", "organizer_id"]))
-            pairs.append((name, data.draw(st.text(max_size=15))))
+            pairs.append((data.draw(unknown_names(known)), data.draw(st.text(max_size=15))))
     if not pairs:
         return ""
     # aiohttp refuses request lines over 8 KiB itself, before the app runs (text/plain 400);
@@ -664,6 +719,33 @@ def query_for(data: st.DataObject, pools: Pools, entry: dict) -> str:
     pairs = [(k[:1000], v[:1000]) for k, v in pairs]
     encoded = [(k.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass")) for k, v in pairs]
     return "?" + urllib.parse.urlencode(encoded, quote_via=urllib.parse.quote)
+
+
+def query_values(pools: Pools, param: dict) -> st.SearchStrategy:
+    """Values of one query parameter: valid under its schema, near misses of its type, hostile text."""
+    schema = param["schema"]
+    options = [from_schema(schema).map(lambda v: json.dumps(v) if isinstance(v, bool) else str(v))]
+    if schema.get("type") == "boolean":
+        options.append(st.sampled_from(["true", "false", "1", "0", "True", "FALSE", "yes", "", "2"]))
+    if schema.get("type") == "integer":
+        options.append(st.sampled_from(["", "-1", "0", "1e3", "1.5", " 5", "0x10", "５", "٣", "+7", "1_000",
+                                        str(2**63), str(10**400), "nan", "-0"]))
+    if schema.get("pattern") == UUID_PATTERN:
+        table = FIELD_TABLES.get(param["name"])
+        options.append(pools.sample(table))
+        options.append(pools.sample(None))
+    if param["name"] == "sort":
+        options.append(st.sampled_from(["name", "-name", "created_at", "-updated_at", "starts_at", "sort",
+                                        "code", "number", "-", "--name", "id", "name;drop", "rowid"]))
+    options += [st.text(max_size=30), st.sampled_from(HOSTILE_STRINGS)]
+    return st.one_of(options)
+
+
+@functools.cache
+def unknown_names(known: tuple[str, ...]) -> st.SearchStrategy:
+    """Query names the operation does not take (and repeats of those it takes)."""
+    return st.sampled_from(known) | st.text(max_size=15) | st.sampled_from(
+        ["id", "page", "filter", "limit[]", "__proto__", "q ", "LIMIT", "organizer_id"])
 
 
 def fuzz_request(data: st.DataObject, hub: LiveHub, method: str, path: str, entry: dict
@@ -695,16 +777,20 @@ def test_hostile_input_never_gets_5xx(live: LiveHub, method: str, path: str, ent
     exchange(live, method, target, headers, body)
 
 
+ROUTE_BASES = st.sampled_from(sorted({p for _, p, _ in OPERATIONS})
+                              + [PREFIX, PREFIX + "/", "/", "/api", "/api/v2/health"])
+ROUTE_SUFFIXES = (st.sampled_from(["", "/", "/x", "/..", "//", "/%00", "/%ff", "/import-csv/x"])
+                  | st.text(max_size=20).map(lambda s: "/" + urllib.parse.quote(s, safe="")))
+METHODS = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND"])
+
+
 @FUZZ_SETTINGS
 @given(data=st.data())
 def test_unknown_routes_and_methods_are_problems(live: LiveHub, data: st.DataObject) -> None:
-    known = sorted({p for _, p, _ in OPERATIONS})
-    base = data.draw(st.sampled_from(known + [PREFIX, PREFIX + "/", "/", "/api", "/api/v2/health"]))
+    base = data.draw(ROUTE_BASES)
     base = re.sub(r"{\w+}", lambda _: str(uuid.uuid4()), base)
-    suffix = data.draw(st.sampled_from(["", "/", "/x", "/..", "//", "/%00", "/%ff", "/import-csv/x"])
-                       | st.text(max_size=20).map(lambda s: "/" + urllib.parse.quote(s, safe="")))
-    method = data.draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE",
-                                        "PROPFIND"]))
+    suffix = data.draw(ROUTE_SUFFIXES)
+    method = data.draw(METHODS)
     headers = {**live.auth(), "Content-Type": "application/json"}
     exchange(live, method, base + suffix, headers, b"{}" if method not in ("GET", "HEAD") else None)
 
