@@ -86,9 +86,10 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def prepare(data_dir: Path, size: Size) -> tuple[str, str, list[str]]:
-    """The hub's data folder: sample catalog, the ring, a shop token. Returns (token, ring id, dates)."""
-    db, _ = init_hub(data_dir)
+def prepare(data_dir: Path, size: Size, database: str | None = None) -> tuple[str, str, list[str]]:
+    """The hub's data folder: sample catalog, the ring, a shop token. Returns (token, ring id, dates).
+    With *database* (a `postgresql://` URL, as for `hub init --database`) the hub's data is kept there."""
+    db, _ = init_hub(data_dir, database=database)
     try:
         client = LocalClient(make_app(db))
         ids = sample.build(client)

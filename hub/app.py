@@ -19,7 +19,7 @@ from core.catalog import pins
 from hub import settings
 from hub.services import hold_sweeper, mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
-from hub.web import client_address, office, personalize, routes
+from hub.web import client_address, office, offload, personalize, routes
 from hub.web.api import API, CACHE, DB, OPENAPI
 from hub.web.areas import accounting, shop
 from hub.web.cache import ReadCache
@@ -116,4 +116,5 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     office.install(app)  # the office web app at /office/ (staff login, start page)
     mail.install_worker(app, hub)
     hold_sweeper.install(app, db)  # expired seat holds deleted once a minute (issue 13)
+    offload.install(app, db)  # PostgreSQL: the rush's write paths in an executor on pooled sessions (issue 18)
     return app

@@ -119,6 +119,21 @@ def test_a_refused_pipelined_write_is_reported_by_commit_and_undone(pg):
     assert [r["id"] for r in pg.execute("SELECT id FROM operators")] == ["c"]
 
 
+def test_inside_a_savepoint_a_refused_write_is_raised_by_its_own_statement(pg):
+    """Pipelined writes report a refusal later; inside a savepoint (where a rule catches it)
+    each write is answered at once, so a loop of inserts knows which one was refused."""
+    add_operator(pg, "c", "Carl")
+    tried = []
+    with storage.transaction(pg):
+        with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
+            for id_, name in (("a", "Anna"), ("b", "Carl"), ("d", "Dora")):
+                tried.append(id_)
+                add_operator(pg, id_, name)
+        assert tried == ["a", "b"]  # raised by the second insert, the third never sent
+        add_operator(pg, "e", "Emil")
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["c", "e"]
+
+
 def test_refusals_repeated_in_one_transaction_leave_it_usable(pg):
     """Many refused writes in a row (as a busy seat map sees), in and out of a transaction:
     each is undone alone and the session goes on (no half-prepared statement left behind)."""

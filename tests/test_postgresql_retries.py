@@ -1,6 +1,8 @@
 """Transactions that guard seats and money are run again when PostgreSQL gives them up
 (deadlock 40P01, serialization failure 40001): `core.base.storage.retried`, on the sale,
-hold, checkout, payment and sync push functions.
+hold, checkout, payment and sync push functions. And, on a hub served over HTTP: a seat
+taken under the buyer's feet (the unique index refusing the ticket) is a 409, and a hold
+waiting for the write lock waits in the executor, not on the event loop.
 
 The deadlock is real: a second session locks the performance row that a seat hold's
 foreign key check needs, then asks for the hub's write lock, which the hold's transaction
@@ -10,19 +12,25 @@ same scenario fails with 40P01 (so the test can fail)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from bench import presale
 from core.base import storage
 from core.base.clock import utcnow
 from core.base.pg.connection import WRITER_LOCK
 from core.subscriptions import holds
+from hub.app import make_app, open_hub
+from hub.web.offload import OFFLOAD
 from tests.test_postgresql_schema import seed_sale
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
@@ -109,3 +117,117 @@ def test_only_the_outermost_transaction_is_run_again(pg):
     with pytest.raises(sqlite3.OperationalError):
         victim(pg)
     assert len(calls) == storage.RETRIES + 1
+
+
+# --- a hub on PostgreSQL over real HTTP: the shop's write paths off the event loop, a seat
+# taken under the buyer's feet is a 409 ----------------------------------------------------------
+
+
+@dataclass
+class PgShop:
+    url: str
+    folder: Path
+    token: str
+    ring: str
+    dates: list[str]
+
+
+@pytest.fixture(scope="module")
+def pg_shop(pg_cluster, tmp_path_factory) -> PgShop:
+    """The presale bench's hub (sample catalog, the ring, a shop token; 40 seats left per
+    date) on PostgreSQL, made once for this module."""
+    url = pg_cluster.create_database()
+    folder = tmp_path_factory.mktemp("pg-shop") / "hub"
+    token, ring, dates = presale.prepare(folder, presale.Size(leave_free=40), database=url)
+    return PgShop(url, folder, token, ring, dates)
+
+
+@pytest.fixture
+async def served(pg_shop, aiohttp_client):
+    """The hub app on loopback HTTP (started: its executor and pool are open)."""
+    db = open_hub(pg_shop.folder)
+    client = await aiohttp_client(make_app(db))
+    assert client.app[OFFLOAD].executor is not None
+    yield client
+    await client.close()
+    db.close()
+
+
+def auth(pg_shop: PgShop, key: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {pg_shop.token}"}
+    return {**headers, "Idempotency-Key": key} if key else headers
+
+
+def lock_waiters(url: str, exclude: int) -> list[str]:
+    """wait_event of every backend of this database waiting on a heavyweight lock."""
+    with psycopg.connect(url, autocommit=True) as probe:
+        rows = probe.execute("SELECT wait_event FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND wait_event_type = 'Lock' AND pid <> %s", (exclude,)).fetchall()
+    return [r[0] for r in rows]
+
+
+async def until_async(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_hold_waiting_for_the_write_lock_does_not_stop_the_hubs_other_requests(pg_shop, served):
+    """Another hub process holds the write lock: the shop's hold waits for it in a thread of
+    the executor while the same process goes on answering (inline, a reader never waits)."""
+    other = psycopg.connect(pg_shop.url)
+    other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+    safety = threading.Timer(DEADLINE_S, other.rollback)  # never hang: a blocked loop only delays
+    safety.start()
+    try:
+        hold = asyncio.create_task(served.post("/api/v1/shop/seat-holds", json={"product_id": pg_shop.ring},
+                                               headers=auth(pg_shop)))
+        await until_async(lambda: "advisory" in lock_waiters(pg_shop.url, other.info.backend_pid),
+                          "the hold waits for the write lock")
+        listed = await served.get("/api/v1/shop/subscription-products", headers=auth(pg_shop))
+        assert listed.status == 200 and not hold.done()  # answered while the hold still waits
+        other.rollback()
+        answer = await hold
+        assert answer.status == 201, await answer.text()
+    finally:
+        safety.cancel()
+        other.close()
+
+
+async def test_a_seat_sold_under_the_buyers_feet_is_a_409_seat_taken_never_a_500(pg_shop, served):
+    """The unique index on sold seats refuses the order's ticket (another session sold the
+    seat after the order had checked it, outside the write lock and without triggers): the
+    buyer gets 409 naming the seat, and nothing of the order is stored."""
+    held = await served.post("/api/v1/shop/seat-holds", json={"product_id": pg_shop.ring}, headers=auth(pg_shop))
+    assert held.status == 201, await held.text()
+    hold = await held.json()
+    seat = hold["seats"][0]
+    other = psycopg.connect(pg_shop.url)
+    other.execute("SET session_replication_role = replica")  # no triggers: no write lock, no hold check
+    other.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, price_cents, "
+                  "created_at) VALUES ('rogue', 'rogue', 'rogue', %s, %s, %s, 100, '2026-12-03T00:00:00Z')",
+                  (seat["performance_id"], seat["seat_id"], seat["zone_id"]))
+    db = open_hub(pg_shop.folder)
+    before = db.execute("SELECT count(*) AS n FROM subscriptions").fetchone()["n"]
+    try:
+        order = {"product_id": pg_shop.ring, "hold_id": hold["id"], "delivery": "mail", "payment_reference": "psp-1",
+                 "customer": {"first_name": "Greta", "last_name": "Sommer", "email": "greta@example.org",
+                              "street": "Am Wall 12", "postcode": "28195", "town": "Bremen"}}
+        sold = asyncio.create_task(served.post("/api/v1/shop/subscription-orders", json=order,
+                                               headers=auth(pg_shop, "rogue-race")))
+        await until_async(lambda: "transactionid" in lock_waiters(pg_shop.url, other.info.backend_pid),
+                          "the order's ticket waits on the unique index")
+        other.commit()
+        answer = await sold
+        problem = await answer.json()
+        assert answer.status == 409, problem
+        assert "already sold" in problem["detail"]
+        assert problem["seats"] == [{"performance_id": seat["performance_id"], "seat_id": seat["seat_id"]}]
+        assert db.execute("SELECT count(*) AS n FROM subscriptions").fetchone()["n"] == before
+        assert db.execute("SELECT count(*) AS n FROM tickets WHERE performance_id = ? AND seat_id = ? AND "
+                          "status = 'sold'", (seat["performance_id"], seat["seat_id"])).fetchone()["n"] == 1
+    finally:
+        other.close()
+        db.close()

@@ -1,9 +1,9 @@
 """A background loop on the hub's event loop: the mail sender and the print batcher.
 
-Each round does some work and says how long to wait for the next one; `wake()` (called from
-the loop's thread after a commit that queued work) starts the next round at once; `await
-stop()` lets a round in progress finish, so nothing is sent but left unrecorded, and
-cancels it only after `stop_wait_s()`.
+Each round does some work and says how long to wait for the next one; `wake()` (called after
+a commit that queued work, from the loop's thread or from a handler running in the hub's
+executor) starts the next round at once; `await stop()` lets a round in progress finish, so
+nothing is sent but left unrecorded, and cancels it only after `stop_wait_s()`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Worker:
     def __init__(self) -> None:
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
     async def round(self) -> float:
@@ -43,11 +44,21 @@ class Worker:
             return
         self._stopping = False
         self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=self.name)
 
     def wake(self) -> None:
-        if self._wakeup is not None:
+        """Thread-safe: an asyncio.Event may only be set from its loop's thread."""
+        if self._wakeup is None or self._loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
             self._wakeup.set()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def stop(self) -> None:
         task = self._task

@@ -25,7 +25,7 @@ import msgspec
 from aiohttp import web
 
 from core.base.clock import iso_ms, utcnow
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.base.streams import read_capped
 from core.cards.trust import Signer, TrustStore
 from core.sync import auth, sealed
@@ -44,6 +44,7 @@ from hub.settings import HubContext, context
 from hub.sync import answers, apply, enroll_routes, feed, live, nonces
 from hub.sync.answers import HubKey
 from hub.web.api import DB
+from hub.web.offload import OFFLOAD
 
 log = logging.getLogger("tessera.sync")
 PREFIX = "/sync/v1"
@@ -173,28 +174,28 @@ def _authenticate(request: web.Request, body: bytes) -> Signer | web.Response:
     return signer
 
 
-def _admit(request: web.Request, signer: Signer) -> web.Response | None:
+def _admit(request: web.Request, signer: Signer, db) -> web.Response | None:
     """Remember the request's nonce (a signed 409 for a replay) and the device's clock.
 
     Called inside the request's one write transaction, so that with `synchronous=FULL` a
     push waits for the disk once, not once per bookkeeping row; a request refused later in
     that transaction leaves no nonce behind, and repeating it is as harmless as the first."""
-    db, now = request.app[DB], utcnow()
+    now = utcnow()
     sent = auth.sent_at(request.headers.get(auth.SENT))
     request.app[STATE].pruner.maybe(db, now)
     if not nonces.remember(db, signer.node_id, request.headers[auth.NONCE], sent, now):
         log.warning("sync: replayed %s from node %s (%s) at %s", request.path, signer.name, signer.node_id,
                     request.remote)
         return problem(request, 409, "replayed-request", "this request was accepted before; nothing was done")
-    _note_clock(request, signer.node_id, now)
+    _note_clock(request, signer.node_id, now, db)
     return None
 
 
-def _note_clock(request: web.Request, node_id: str, now) -> None:
+def _note_clock(request: web.Request, node_id: str, now, db) -> None:
     """The device's own system clock (signed, `X-Tessera-Time`), for the office's skew view."""
     clock = auth.sent_at(request.headers.get(TIME_HEADER))
     if clock is not None:
-        nodes.note_clock_skew(request.app[DB], node_id, (clock - now).total_seconds())
+        nodes.note_clock_skew(db, node_id, (clock - now).total_seconds())
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -219,7 +220,16 @@ async def push(request: web.Request) -> web.Response:
                                                     f"{request.headers.get(PROTOCOL_HEADER)} in the signed header")
     if req.node_id != node_id:
         return problem(request, 403, "wrong-node", "ops of another node")
-    db, now = request.app[DB], utcnow()
+    offload = request.app.get(OFFLOAD)  # PostgreSQL: in the executor on a pooled session, off the loop
+    if offload is None:
+        return _push(request.app[DB], request, signer, req)
+    return await offload.call(lambda db: _push(db, request, signer, req), request.app[DB])
+
+
+@retried  # the whole push again after a deadlock or serialization failure (PostgreSQL)
+def _push(db, request: web.Request, signer: Signer, req: PushRequest) -> web.Response:
+    """The push's one transaction: nonce, device clock, the ops, the push time."""
+    node_id, now = signer.node_id, utcnow()
     hub_epoch, durable = backups.epoch(db), backups.durable_through(db, node_id)
     if req.hub_epoch is not None and req.hub_epoch != hub_epoch:  # restored since: nothing applied, the
         return sealed_answer(request, signer, encoder.encode(PushResponse(  # edge first re-pushes what it kept
@@ -229,7 +239,7 @@ async def push(request: web.Request) -> web.Response:
     pushed = Pushed(db=db, node_id=node_id, role=signer.role, venue_ids=tuple(scope["venue_ids"]), trust=trust,
                     now=now)
     with transaction(db):  # nonce, clock, ops and push time: one commit, one wait for the disk
-        if (replayed := _admit(request, signer)) is not None:
+        if (replayed := _admit(request, signer, db)) is not None:
             return replayed
         results = apply.apply_push(pushed, req.ops)
         nodes.note_push(db, node_id, now)
@@ -273,7 +283,7 @@ async def pull(request: web.Request) -> web.Response:
             return signer
     db, now = request.app[DB], utcnow()
     with transaction(db):  # the page is read and the nonce and cursor written in one transaction
-        if (replayed := _admit(request, signer)) is not None:
+        if (replayed := _admit(request, signer, db)) is not None:
             return replayed
         changes, next_after, more = feed.page(db, nodes.sync_scope(db, node_id), after, limit)
         nodes.note_pull(db, node_id, now, next_after)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from core.catalog.common import UUID_PATTERN
 from hub.services import tokens
+from hub.web.offload import OFFLOAD
 from hub.web.problems import MAX_BODY_BYTES, ApiError
 
 PREFIX = "/api/v1"
@@ -144,6 +145,9 @@ class Operation:
     headers: list[Param] = field(default_factory=list)  # documented request headers (checked by the handler)
     description: str = ""
     cacheable: bool = False
+    # a write path of the presale rush: on PostgreSQL run in the hub's executor on a pooled
+    # session, off the event loop (hub/web/offload.py); on SQLite inline as every other
+    offload: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -283,7 +287,8 @@ def _endpoint(op: Operation) -> Callable:
         body = await _read_body(request, op) if op.body is not None else None
         ctx = Ctx(request.app, db, token, dict(request.match_info), query, body, headers=request.headers,
                   base_url=_origin(request))
-        result = op.handler(ctx)
+        offload = request.app.get(OFFLOAD) if op.offload else None
+        result = await offload.run(op.handler, ctx) if offload is not None else op.handler(ctx)
         if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)

@@ -66,11 +66,15 @@ _ENDS = re.compile(r"^\s*(ROLLBACK|COMMIT|END)\b", re.IGNORECASE)  # a transacti
 _COMMIT = re.compile(r"^\s*(COMMIT|END)\b", re.IGNORECASE)
 _ROLLBACK_TO = re.compile(r"^\s*ROLLBACK\s+(TRANSACTION\s+)?TO\b", re.IGNORECASE)
 _SAVEPOINT = re.compile(r"^\s*SAVEPOINT\b", re.IGNORECASE)
+_RELEASE = re.compile(r"^\s*RELEASE\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _KEY_COLUMNS = re.compile(r"^Key \((?P<columns>.*?)\)=\(", re.DOTALL)
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+# How every session is opened (here and by core.base.pg.pool): autocommit like our sqlite3
+# connections, dict rows, nothing prepared on the server (module docstring).
+SESSION: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
 _translate = functools.lru_cache(maxsize=4096)(translate)  # the hub sends a few hundred distinct statements
 
 
@@ -179,10 +183,13 @@ class Connection:
     needs an answer (a read, RELEASE, COMMIT, a cursor's rowcount) collects all of them in
     the same round trip. An order's ~25 statements cost ~10 round trips instead of ~25. A
     refused write is reported there, after the rule has gone on a few statements: harmless,
-    since an error ends the transaction anyway, and a rule that catches a refusal wraps the
-    statement in `with transaction(db):`, whose RELEASE collects it inside the block."""
+    since an error ends the transaction anyway. A rule that catches a refusal wraps the
+    statement in `with transaction(db):` (a savepoint), and inside a savepoint every write is
+    answered at once: the refusal is raised by the statement that caused it (a loop of
+    inserts knows which seat it was), as on SQLite."""
 
     dialect = "postgresql"
+    url: str | None = None  # where it was opened (a pool of the same hub opens more there)
 
     def __init__(self, raw: psycopg.Connection, data_dir: Path | None = None) -> None:
         self.raw = raw
@@ -190,6 +197,7 @@ class Connection:
         raw.adapters.register_dumper(bool, _BoolAsInteger)
         self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         self._unanswered = False  # writes sent in the pipeline whose results were not collected yet
+        self._savepoints = 0  # open savepoints: inside one, each write is answered at once (class docstring)
 
     @property
     def in_transaction(self) -> bool:
@@ -212,9 +220,11 @@ class Connection:
         elif _ENDS.match(sql):
             self._end(sql)
         elif _CONTROL.match(sql):
-            self._run(cursor, sql, parameters, answer=not _SAVEPOINT.match(sql))
+            opens = bool(_SAVEPOINT.match(sql))
+            self._run(cursor, sql, parameters, answer=not opens)
+            self._savepoints = max(0, self._savepoints + (1 if opens else -1 if _RELEASE.match(sql) else 0))
         elif _WRITE.match(sql) and not _RETURNING.search(sql):
-            self._write(lambda: self._run(cursor, sql, parameters, answer=False))
+            self._write(lambda: self._run(cursor, sql, parameters, answer=self._savepoints > 0))
         else:
             self._run(cursor, sql, parameters)
 
@@ -279,7 +289,7 @@ class Connection:
             self._unanswered = True
             self.settle()
             return
-        pipeline, self._pipeline, self._unanswered = self._pipeline, None, False
+        pipeline, self._pipeline, self._unanswered, self._savepoints = self._pipeline, None, False, 0
         try:
             pipeline.__exit__(None, None, None)
         except psycopg.Error as exc:
@@ -347,5 +357,7 @@ class Connection:
 def connect(url: str, data_dir: Path | None = None) -> Connection:
     """Open a session on the PostgreSQL database at *url* (a `postgresql://` URL), as it is
     (`core.base.pg.connect` also makes the hub's schema), for the hub whose folder is *data_dir*."""
-    raw = psycopg.connect(url, autocommit=True, row_factory=dict_row, prepare_threshold=None)
-    return Connection(raw, data_dir)
+    raw = psycopg.connect(url, **SESSION)
+    db = Connection(raw, data_dir)
+    db.url = url
+    return db

@@ -32,7 +32,7 @@ from msgspec import Meta
 from core.base.clock import LOCAL_TZ, utcnow
 from core.base.errors import ValidationError
 from core.base.node import this_node
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.catalog import resource
 from core.catalog.common import Address, Body, Country, Id, Name, ShortText
 from core.catalog.customers import CustomerIn, Customers, Email, Phone
@@ -245,6 +245,7 @@ def _queue_mail(db, ctx: Ctx, settings: ShopSettings, customer: dict, order: dic
                  now=now)
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def create_shop_order(ctx: Ctx):
     body: ShopOrderIn = ctx.body
     key = idempotency.require_key(ctx.headers)
@@ -287,7 +288,7 @@ def get_shop_order(ctx: Ctx):
 
 def register(api: Api) -> None:
     """Installs the shop's operations."""
-    api.add("POST", "/shop/orders", create_shop_order, summary="Place a paid shop order", tag="Shop",
+    api.add("POST", "/shop/orders", create_shop_order, summary="Place a paid shop order", tag="Shop", offload=True,
             roles=SHOP, body=ShopOrderIn, response=ShopOrder, status=201,
             headers=[Param(idempotency.HEADER, "str", "unique per order; a retry sends the same key",
                            max_length=idempotency.MAX_KEY, required=True)],

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from core.base.node import this_node
-from core.base.storage import transaction
+from core.base.storage import retried, transaction
 from core.cards import cards
 from core.catalog.common import Body, Id, Name
 from core.subscriptions import checkout, offers
@@ -226,6 +226,7 @@ def delete_checkout_hold(ctx: Ctx):
     return {"released": checkout.release_checkout(ctx.db, ctx.path("id"), seller(ctx))}
 
 
+@retried  # a deadlock or serialization failure on PostgreSQL: run again
 def create_subscription_order(ctx: Ctx):
     """The order of a held checkout; a retry with the same Idempotency-Key answers the first again."""
     body: ShopSubscriptionOrderIn = ctx.body
@@ -278,7 +279,7 @@ def register(api: Api) -> None:
             description="One seat per subscriber in every date (a replacement where a plan variant lacks it), "
                         "free for this token's pool and held by nobody; `found` false when none is left.")
     api.add("POST", "/shop/seat-holds", create_checkout_hold, summary="Hold a subscription's seats for a checkout",
-            tag=tag, roles=SELLERS, body=ShopHoldIn, response=ShopHold, status=201,
+            tag=tag, offload=True, roles=SELLERS, body=ShopHoldIn, response=ShopHold, status=201,
             description="A party of `count` subscriptions (1-10) side by side: with `zone_id` alone the best "
                         "available seats there, or the seats named as in a sale (`seat_ids` + `replacements`, a "
                         "choice's `performance_ids`, a combi's `seats`; a party's in `members`, one set each). "
@@ -286,9 +287,11 @@ def register(api: Api) -> None:
                         "600). A seat sold or held meanwhile: 409 with "
                         "`alternatives` (seats with labels to try instead).")
     api.add("DELETE", "/shop/seat-holds/{id}", delete_checkout_hold, summary="Release a checkout's hold", tag=tag,
+            offload=True,
             roles=SELLERS, response=CheckoutReleased, description="Only the token that made the hold (else 404).")
     api.add("POST", "/shop/subscription-orders", create_subscription_order, summary="Order a held subscription",
-            tag=tag, roles=SELLERS, body=ShopSubscriptionOrderIn, response=SubscriptionOrder, status=201,
+            tag=tag, offload=True, roles=SELLERS, body=ShopSubscriptionOrderIn, response=SubscriptionOrder,
+            status=201,
             headers=[Param(idempotency.HEADER, "str", "unique per order; a retry sends the same key",
                            max_length=idempotency.MAX_KEY, required=True)],
             description="Sells exactly the hold's seats as one subscription, or a party's hold as one "
