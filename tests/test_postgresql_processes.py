@@ -26,10 +26,14 @@ import pytest
 
 from core.base import pg as postgresql
 from core.base.clock import utcnow
-from core.base.node import init_node
-from core.cards import cardcode
+from core.base.node import NODE_DB, init_node, this_node
+from core.base.storage import connect
+from core.cards import cardcode, cards
+from core.sales import contingents
+from core.sales.tickets import SaleIn, sell
 from core.sync import enroll as codes
 from edge.sync import enroll as enrolling
+from edge.sync.client import SyncClient
 from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
@@ -359,3 +363,115 @@ async def test_holds_and_rate_limits_are_the_same_on_every_hub_process(served, t
 async def _status(session: aiohttp.ClientSession, url: str) -> int:
     async with session.get(url) as resp:
         return resp.status
+
+
+# --- edges syncing with several hub processes ---------------------------------------------------------------
+
+
+@dataclass
+class Edge:
+    """An enrolled node: its folder, database, sync client and node row."""
+
+    folder: Path
+    db: object
+    client: SyncClient
+    node: dict
+
+    async def close(self) -> None:
+        await self.client.close()
+        self.db.close()
+
+
+async def enrolled_edge(served: Served, tmp_path: Path, name: str, role: str, hub_url: str,
+                        sync_url: str | None = None) -> Edge:
+    """A node enrolled through *hub_url* (a code made in the hub's database), syncing with
+    *sync_url* (default: the same)."""
+    code = enrollment.create_code(served.db, name=name, role=role, venue_ids=[], now=utcnow())
+    folder = tmp_path / name.replace(" ", "-")
+    await enrolling.enroll(folder, code, [hub_url])
+    db = connect(folder / NODE_DB, edge=True)
+    return Edge(folder, db, SyncClient(db, folder, hub_url=sync_url or hub_url), this_node(db))
+
+
+def desk_sales(served: Served, edge: Edge, performance: str, seats: list[str], cards_n: int) -> int:
+    """Offline work at a desk: one sale per seat (from its own contingent) and *cards_n* annual
+    cards; the number of ops waiting in its outbox."""
+    for seat_id in seats:
+        sell(edge.db, edge.node, SaleIn(performance_id=performance, seat_ids=[seat_id], payment_method="cash"),
+             pool=contingents.node_pool(edge.node["id"]), channel="cashdesk", now=utcnow())
+    signer = cards.load_signer(edge.db, edge.folder)
+    product = served.ids["annual_products"][0]
+    for i in range(cards_n):
+        cards.issue_card(edge.db, signer, product_id=product, kind="annual", now=utcnow(),
+                         holder_name=f"{edge.node['name']} Gast {i}")
+    return edge.db.execute("SELECT count(*) AS n FROM outbox WHERE node_seq > "
+                           "(SELECT pushed_seq FROM sync_state)").fetchone()["n"]
+
+
+def card_ids(db) -> set[str]:
+    return {r["id"] for r in db.execute("SELECT id FROM cards")}
+
+
+def ops_logged(db, node_id: str) -> tuple[int, int]:
+    """(ops the hub logged for *node_id*, distinct node_seq among them)."""
+    row = db.execute("SELECT count(*) AS n, count(DISTINCT node_seq) AS seqs FROM sync_ops WHERE node_id = ?",
+                     (node_id,)).fetchone()
+    return row["n"], row["seqs"]
+
+
+@pytest.mark.slow
+async def test_two_desks_push_to_two_processes_while_a_gate_pulls_from_a_third(served, tmp_path):
+    """Each op is applied once whichever process it reaches (pushed again to the other process:
+    duplicates), and a gate pulling the feed from a third process all along ends with every card,
+    none skipped."""
+    db = served.db
+    performance = served.ids["performances"][0]
+    seats = list(contingents.seats_of(db, performance))[:24]
+    with HubProcesses(served.folder, 3, tmp_path / "logs") as hubs:
+        a, b, c = hubs.urls
+        one = await enrolled_edge(served, tmp_path, "Kasse 1", "cashdesk", a)
+        two = await enrolled_edge(served, tmp_path, "Kasse 2", "cashdesk", b)
+        gate = await enrolled_edge(served, tmp_path, "Tor 1", "gate", c)
+        try:
+            for edge, mine in ((one, seats[:12]), (two, seats[12:])):
+                contingents.move_seats(db, performance, mine, contingents.node_pool(edge.node["id"]), utcnow())
+            await asyncio.gather(one.client.round(), two.client.round(), gate.client.round())
+            waiting = [desk_sales(served, one, performance, seats[:12], 150),
+                       desk_sales(served, two, performance, seats[12:], 150)]
+            pulling = asyncio.Event()
+
+            async def follow() -> int:
+                rounds = 0
+                while not pulling.is_set() or rounds < 2:
+                    await gate.client.pull()
+                    rounds += 1
+                return rounds
+
+            follower = asyncio.create_task(follow())
+            results = await asyncio.gather(one.client.push(), two.client.push())
+            pulling.set()
+            assert await follower >= 2
+            assert results == [(waiting[0], 0), (waiting[1], 0)], db.execute("SELECT reason FROM conflicts").fetchall()
+            for edge, n in ((one, waiting[0]), (two, waiting[1])):
+                assert ops_logged(db, edge.node["id"]) == (n, n)
+            sold = db.execute("SELECT count(*) AS n, count(DISTINCT seat_id) AS seats FROM tickets "
+                              "WHERE performance_id = ? AND status = 'sold'", (performance,)).fetchone()
+            assert (sold["n"], sold["seats"]) == (24, 24)
+
+            # the same ops again, each desk now through the other process: all duplicates, nothing twice
+            for edge, other in ((one, b), (two, a)):
+                edge.db.execute("UPDATE sync_state SET pushed_seq = 0")
+                edge.client.hub_url = other
+            await asyncio.gather(one.client.push(), two.client.push())
+            for edge, n in ((one, waiting[0]), (two, waiting[1])):
+                assert ops_logged(db, edge.node["id"]) == (n, n)
+                assert {r["result"] for r in edge.db.execute("SELECT result FROM outbox")} == {"duplicate"}
+            assert db.execute("SELECT count(*) AS n FROM tickets WHERE performance_id = ?",
+                              (performance,)).fetchone()["n"] == 24
+
+            await gate.client.round()
+            assert card_ids(gate.db) == card_ids(db)  # every card the desks made, through the feed of a third process
+            assert len(card_ids(db)) >= 300
+        finally:
+            for edge in (one, two, gate):
+                await edge.close()

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import struct
@@ -135,8 +136,16 @@ class Manifest:
 # -- the hub's epoch and checkpoints, for sync answers -------------------------------------------------
 
 def epoch(db: sqlite3.Connection) -> str:
-    """This hub's epoch: random, new at every restore (migration 0014 gives every database one)."""
-    return db.execute("SELECT epoch FROM hub_epoch WHERE id = 1").fetchone()["epoch"]
+    """This hub's epoch: random, new at every restore (migration 0014 gives every SQLite
+    database one). A PostgreSQL schema is made from the migrations' tables, not their rows, so
+    there the first caller makes it (`ON CONFLICT`: one epoch however many hub processes ask)."""
+    row = db.execute("SELECT epoch FROM hub_epoch WHERE id = 1").fetchone()
+    if row is None:
+        with transaction(db):
+            db.execute("INSERT INTO hub_epoch (id, epoch, started_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING",
+                       (secrets.token_hex(16), iso(utcnow())))
+        row = db.execute("SELECT epoch FROM hub_epoch WHERE id = 1").fetchone()
+    return row["epoch"]
 
 
 def durable_through(db: sqlite3.Connection, node_id: str) -> int:
