@@ -1,10 +1,23 @@
 """Shared fixtures: real hub databases in temporary folders, the real aiohttp app on a
-loopback test server, and a sample catalog built once per session and copied per test."""
+loopback test server, and a sample catalog built once per session and copied per test.
+
+The hub fixtures (`empty_hub`, `sample_hub`, `hub`, `api`, `empty_api`) run on SQLite, or on
+PostgreSQL (docs/postgresql.md): `--backend=postgresql` runs every test that uses them on
+PostgreSQL, `--backend=both` on both, and a module marked `pytestmark =
+pytest.mark.both_backends` runs on both in the normal run. On PostgreSQL each test gets a
+fresh database of the worker's throwaway cluster (tests/pg.py): the sample catalog is built
+once per worker into a template database and copied (`CREATE DATABASE ... TEMPLATE`), with a
+copy of the key files folder whose hub.toml names the copy. `sample_template` (the folder
+that served-hub tests copy and start as a process) stays SQLite.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +27,35 @@ from core.base.storage import connect
 from hub import sample
 from hub.app import DB_NAME, init_hub, make_app
 from hub.client import LocalClient
+from hub.settings import SETTINGS_FILE
+
+pytest_plugins = ("tests.pg",)  # the PostgreSQL cluster fixtures (started only when a test asks)
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", choices=(*BACKENDS, "both"), default="sqlite",
+                     help="the hub fixtures' database: sqlite (default), postgresql, or both (parametrized)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: the module's hub fixtures run on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests on a hub fixture run once per backend when `--backend=both` or their module is
+    marked both_backends (`--backend=postgresql` alone wins: PostgreSQL only)."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    chosen = metafunc.config.getoption("backend")
+    if chosen == "both" or (chosen == "sqlite" and metafunc.definition.get_closest_marker("both_backends")):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """"sqlite" or "postgresql": the database of this test's hub fixtures."""
+    return getattr(request, "param", None) or request.config.getoption("backend")
 
 
 @dataclass
@@ -28,8 +70,9 @@ class Hub:
 
 
 @pytest.fixture
-def empty_hub(tmp_path: Path) -> Hub:
-    db, token = init_hub(tmp_path / "hub")
+def empty_hub(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Hub]:
+    url = _pg_database(request, "") if backend == "postgresql" else None
+    db, token = init_hub(tmp_path / "hub", database=url)
     yield Hub(tmp_path / "hub", db, token, {})
     db.close()
 
@@ -44,13 +87,45 @@ def sample_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     return folder, token, ids
 
 
+@pytest.fixture(scope="session")
+def pg_sample_template(tmp_path_factory: pytest.TempPathFactory, pg_cluster) -> tuple[Path, str, dict, str]:
+    """The sample hub on PostgreSQL, built once per worker: its folder (keys, hub.toml), admin
+    token, ids and the URL of its database (a template: nothing connects to it afterwards)."""
+    folder = tmp_path_factory.mktemp("pg_sample") / "hub"
+    url = pg_cluster.create_database(pg_cluster.hub_template())
+    db, token = init_hub(folder, database=url)
+    ids = sample.build(LocalClient(make_app(db)))
+    db.close()
+    return folder, token, ids, url
+
+
+def _pg_database(request: pytest.FixtureRequest, template_url: str) -> str:
+    """A new database of the worker's cluster, a copy of *template_url* ("" for the hub's empty
+    schema), dropped after the test."""
+    cluster = request.getfixturevalue("pg_cluster")
+    template = urllib.parse.urlsplit(template_url).path.lstrip("/") or cluster.hub_template()
+    url = cluster.create_database(template)
+    request.addfinalizer(lambda: cluster.drop_database(url))
+    return url
+
+
 @pytest.fixture
-def sample_hub(tmp_path: Path, sample_template: tuple[Path, str, dict]) -> Hub:
+def sample_hub(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Hub]:
     """A private copy of the sample hub: tests may change it freely."""
-    src, token, ids = sample_template
     folder = tmp_path / "hub"
-    shutil.copytree(src, folder)  # database and key files (modes kept)
-    db = connect(folder / DB_NAME)
+    if backend == "postgresql":
+        from core.base import pg  # psycopg: the extra tessera[postgresql]
+
+        src, token, ids, template_url = request.getfixturevalue("pg_sample_template")
+        url = _pg_database(request, template_url)
+        shutil.copytree(src, folder)  # key files (modes kept) and hub.toml, named to the copy
+        settings = folder / SETTINGS_FILE
+        settings.write_text(settings.read_text().replace(json.dumps(template_url), json.dumps(url)))
+        db = pg.connect(url, data_dir=folder)
+    else:
+        src, token, ids = request.getfixturevalue("sample_template")
+        shutil.copytree(src, folder)  # database and key files (modes kept)
+        db = connect(folder / DB_NAME)
     yield Hub(folder, db, token, ids)
     db.close()
 
