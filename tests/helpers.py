@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from core.base.sql import table_names
+
 T = TypeVar("T")
 
 ADDRESS = {"street": "Theaterstraße 1", "postcode": "28195", "town": "Bremen", "country": "DE"}
@@ -35,7 +37,7 @@ async def problem(client, method: str, path: str, body: Any = None, *, status: i
 
 
 def table_counts(db) -> dict[str, int]:
-    tables = [r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = table_names(db)  # on SQLite or PostgreSQL
     return {t: db.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"] for t in tables}
 
 

@@ -9,11 +9,12 @@ adapter for the hub can give its own answer without touching a rule:
   `generation()`, see core/base/pg/connection.py)
 - `integrity_problem`: what a constraint violation was about, from SQLite's message text
 - `replace_rows`: the edge replica's delete-and-insert of a pulled row (edges stay on SQLite)
-- `search_clause`: full-text search through an FTS5 index
+- `word_search`: one word of a substring search, through the FTS5 trigram index (on
+  PostgreSQL: pg_trgm indexes on the same columns, made by core/base/pg/schema.py)
 - `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`)
 - `overwriting_deleted`, `drop_old_page_copies`: rewritten text leaves no copy behind (in a
   page's free space, in the write-ahead log), for secrets a row must stop holding
-- `database_file`: the file behind a connection (`PRAGMA database_list`)
+- `database_file`: the file behind a connection (`PRAGMA database_list`); `table_names`
 - `joined`, `local_day` (+ `with_local_day`): a group's values as one text (`group_concat`),
   and the box office's calendar day of a UTC timestamp (a Python function on the connection;
   PostgreSQL would say `AT TIME ZONE`), for the reports (`core/reports/`)
@@ -24,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from core.base.clock import LOCAL_TZ, parse_iso
@@ -74,9 +75,28 @@ def replace_rows(table: str, columns: list[str] | tuple[str, ...]) -> str:
     return f"INSERT OR REPLACE INTO {_name(table)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
 
 
-def search_clause(index: str) -> str:
-    """`rowid IN (...)` of the rows whose full-text index matches the next parameter."""
-    return f"rowid IN (SELECT rowid FROM {_name(index)} WHERE {_name(index)} MATCH ?)"
+def is_postgresql(db: sqlite3.Connection) -> bool:
+    """Whether *db* is the hub's PostgreSQL connection (core.base.pg) rather than sqlite3."""
+    return not isinstance(db, sqlite3.Connection)
+
+
+def word_search(db: sqlite3.Connection, index: str | None, columns: Sequence[str], word: str) -> tuple[str, list]:
+    """A condition (and its parameters): *word* occurs in one of *columns*, ignoring case.
+
+    SQLite: a word of three or more characters goes through the FTS5 trigram index *index*
+    (which folds case for all letters); shorter words, and tables without an index, use LIKE
+    (ASCII case only). PostgreSQL: `casefold(column) LIKE casefold(word)` over the same
+    columns, which the pg_trgm GIN indexes on `casefold(column)` answer (core/base/pg/schema.py
+    makes them for every FTS5 index), for words of any length."""
+    if index and len(word) >= 3 and not is_postgresql(db):
+        _name(index)
+        return f"rowid IN (SELECT rowid FROM {index} WHERE {index} MATCH ?)", ['"' + word.replace('"', '""') + '"']
+    like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if index and is_postgresql(db):
+        terms = [f"casefold({_name(c)}) LIKE casefold(?) ESCAPE '\\'" for c in columns]
+    else:
+        terms = [f"{_name(c)} LIKE ? ESCAPE '\\'" for c in columns]
+    return "(" + " OR ".join(terms) + ")", [like] * len(columns)
 
 
 def json_values(expression: str = "?") -> str:
@@ -97,6 +117,16 @@ def rows_by_json_keys(table: str, key_columns: tuple[str, ...]) -> str:
     lookup by primary key per row, in one statement."""
     on = " AND ".join(f"t.{_name(c)} = j.value ->> {i}" for i, c in enumerate(key_columns))
     return f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {_name(table)} t ON {on}"
+
+
+def table_names(db: sqlite3.Connection) -> list[str]:
+    """The names of the database's tables (its own bookkeeping tables included), sorted."""
+    if is_postgresql(db):
+        rows = db.execute("SELECT table_name AS name FROM information_schema.tables "
+                          "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1")
+    else:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
 
 
 def database_file(db: sqlite3.Connection) -> str:

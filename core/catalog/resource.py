@@ -22,7 +22,7 @@ from msgspec import UNSET, UnsetType
 from core.base.clock import iso, now_iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import is_uuid, uuid7
-from core.base.sql import integrity_problem, search_clause
+from core.base.sql import integrity_problem, word_search
 from core.base.storage import transaction
 from core.catalog.common import ADDRESS_FIELDS, Address, Body
 
@@ -251,7 +251,7 @@ def update(db: sqlite3.Connection, res: Resource, id_: str, patch: Any) -> dict:
 
 
 def list_(db: sqlite3.Connection, res: Resource, query: ListQuery, audience: Audience = "internal") -> dict:
-    where, params = _where(res, query, audience)
+    where, params = _where(db, res, query, audience)
     order = _order(res, query.sort)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     total = db.execute(f"SELECT count(*) AS n FROM {res.table}{clause}", params).fetchone()["n"]
@@ -267,7 +267,7 @@ def list_(db: sqlite3.Connection, res: Resource, query: ListQuery, audience: Aud
     }
 
 
-def _where(res: Resource, query: ListQuery, audience: Audience) -> tuple[list[str], list]:
+def _where(db: sqlite3.Connection, res: Resource, query: ListQuery, audience: Audience) -> tuple[list[str], list]:
     where: list[str] = []
     params: list = []
     for name, value in query.filters.items():
@@ -282,7 +282,7 @@ def _where(res: Resource, query: ListQuery, audience: Audience) -> tuple[list[st
         where.append("active = ?")
         params.append(int(query.active))
     if query.q:
-        _search(res, query.q, where, params)
+        _search(db, res, query.q, where, params)
     extra, extra_params = res.audience_sql(audience)
     if extra:
         where.append(extra)
@@ -290,22 +290,16 @@ def _where(res: Resource, query: ListQuery, audience: Audience) -> tuple[list[st
     return where, params
 
 
-def _search(res: Resource, text: str, where: list[str], params: list) -> None:
-    """Every word must occur in one of the searched columns (case-insensitive substring).
-
-    Words of three or more characters go through the trigram index where there is one;
-    shorter words (and tables without an index) fall back to LIKE. A NUL cannot be searched
-    for (no stored name holds one) and ends an FTS5 phrase early: refused, not a 500."""
+def _search(db: sqlite3.Connection, res: Resource, text: str, where: list[str], params: list) -> None:
+    """Every word must occur in one of the searched columns (case-insensitive substring),
+    through the trigram index where there is one (`core.base.sql.word_search`). A NUL cannot
+    be searched for (no stored name holds one) and ends an FTS5 phrase early: refused, not a 500."""
     if "\x00" in text:
         raise ValidationError("q must not contain NUL characters", field="q")
     for word in text.split():
-        if res.search_index and len(word) >= 3:
-            where.append(search_clause(res.search_index))
-            params.append('"' + word.replace('"', '""') + '"')
-            continue
-        like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(" + " OR ".join(f"{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")")
-        params.extend([like] * len(res.search))
+        clause, values = word_search(db, res.search_index, res.search, word)
+        where.append(clause)
+        params.extend(values)
 
 
 def _order(res: Resource, sort: str | None) -> str:

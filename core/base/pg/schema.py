@@ -31,10 +31,11 @@ What is translated, exactly the constructs our migrations use:
   transaction that takes a number commits before the next one can take one, so a pull that
   has seen `seq = n` committed has seen every smaller number that will ever commit, and
   never skips a row (gaps are rolled-back numbers and stay empty).
-- the FTS5 customer index (`customers_search` and its triggers) is left out: PostgreSQL has
-  no FTS5, and its search (`core.base.sql.search_clause`) is not translated yet; the
-  decision for the next step is pg_trgm (trigram GIN index over the same columns, matching
-  FTS5's `tokenize='trigram'`). Until then the customer search is SQLite-only.
+- an FTS5 trigram index (`customers_search`, its shadow tables and triggers) becomes one
+  pg_trgm GIN index per column on its content table, over `casefold(column)`: the search
+  (`core.base.sql.word_search`) asks `casefold(column) LIKE casefold('%word%')` there, a
+  case-insensitive substring test as FTS5's `tokenize='trigram'` makes it. pg_trgm ships in
+  Debian's postgresql package and is a trusted extension (the database owner may create it).
 - `casefold(x)` and `tessera_local_day(ts)`, Python functions on a SQLite connection, are
   SQL functions here, and so are `strftime` for the codes %Y %m %d %H %M %S %f (UTC) and
   `instr`.
@@ -63,6 +64,9 @@ _COLUMN_KEYWORDS = {"CONSTRAINT", "PRIMARY", "NOT", "NULL", "UNIQUE", "CHECK", "
 _TABLE_CONSTRAINTS = {"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT"}
 _RAISE = re.compile(r"^SELECT\s+RAISE\s*\(\s*ABORT\s*,\s*('(?:[^']|'')*')\s*\)$", re.IGNORECASE | re.DOTALL)
 _INSERT_OR_IGNORE = re.compile(r"^INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_FTS5 = re.compile(r"^CREATE\s+VIRTUAL\s+TABLE\s+(?P<name>\w+)\s+USING\s+fts5\s*\((?P<args>.*)\)\s*;?\s*$",
+                   re.IGNORECASE | re.DOTALL)
 
 FUNCTIONS = (
     "CREATE COLLATION IF NOT EXISTS nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
@@ -144,7 +148,29 @@ def generate(objects: list[tuple[str, str, str]] | None = None) -> Schema:
             schema.statements.extend(_trigger(sql))
         else:
             raise Untranslatable(f"{kind} {name}")
+    for _kind, name, sql in objects:  # after every table: the content table may be rebuilt later
+        if name in virtual:
+            schema.statements.extend(_trigram_indexes(sql))
     return schema
+
+
+def _trigram_indexes(sql: str) -> list[str]:
+    """pg_trgm GIN indexes that answer what an FTS5 trigram index (external content) answers."""
+    match = _FTS5.match(sql)
+    if not match:
+        raise Untranslatable(sql)
+    columns, options = [], {}
+    for part in (p.strip() for p in match["args"].split(",")):
+        key, equals, value = part.partition("=")
+        if equals:
+            options[key.strip().lower()] = value.strip().strip("'").lower()
+        else:
+            columns.append(part)
+    if options.get("tokenize") != "trigram" or "content" not in options or not all(_NAME.match(c) for c in columns):
+        raise Untranslatable(sql)
+    index, table = match["name"], options["content"]
+    return ["CREATE EXTENSION IF NOT EXISTS pg_trgm",
+            *(f"CREATE INDEX {index}_{c} ON {table} USING gin (casefold({c}) gin_trgm_ops)" for c in columns)]
 
 
 def _text(tokens: list[Token]) -> str:
