@@ -160,7 +160,8 @@ def _write_verifier(db: sqlite3.Connection, row: dict, key: dict, pin_key: bytes
     return db.execute(
         "INSERT INTO pin_verifiers (operator_id, key_id, node_id, params, verifier) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (operator_id, key_id) DO UPDATE SET node_id = excluded.node_id, params = excluded.params, "
-        "verifier = excluded.verifier WHERE verifier <> excluded.verifier OR params <> excluded.params",
+        "verifier = excluded.verifier "
+        "WHERE pin_verifiers.verifier <> excluded.verifier OR pin_verifiers.params <> excluded.params",
         (row["operator_id"], key["key_id"], key["node_id"], params, value)).rowcount
 
 

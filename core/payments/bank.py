@@ -358,9 +358,10 @@ def get(db: sqlite3.Connection, entry_id: str) -> dict:
 
 def entries(db: sqlite3.Connection, *, state: str | None = None, statement_id: str | None = None,
             limit: int = 100, offset: int = 0) -> list[dict]:
-    rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM bank_entries WHERE (:state IS NULL OR state = :state) AND "
-                      "(:statement IS NULL OR statement_id = :statement) ORDER BY booked_on, created_at, id "
-                      "LIMIT :limit OFFSET :offset",
+    rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM bank_entries "
+                      "WHERE (CAST(:state AS TEXT) IS NULL OR state = :state) "
+                      "AND (CAST(:statement AS TEXT) IS NULL OR statement_id = :statement) "
+                      "ORDER BY booked_on, created_at, id LIMIT :limit OFFSET :offset",
                       {"state": state, "statement": statement_id, "limit": limit, "offset": offset}).fetchall()
     return [{**row, "reversal": bool(row["reversal"])} for row in rows]
 

@@ -190,7 +190,7 @@ def items_of(db: sqlite3.Connection, run_id: str, *, outcome: str | None = None,
         "SELECT i.*, s.number, s.customer_id, c.number AS customer_number, "
         "c.last_name || ', ' || c.first_name AS customer FROM rollover_items i "
         "JOIN subscriptions s ON s.id = i.subscription_id JOIN customers c ON c.id = s.customer_id "
-        "WHERE i.run_id = ? AND (? IS NULL OR i.outcome = ?) ORDER BY s.created_at, s.id",
+        "WHERE i.run_id = ? AND (CAST(? AS TEXT) IS NULL OR i.outcome = ?) ORDER BY s.created_at, s.id",
         (run_id, outcome, outcome)).fetchall()
     wanted = set(subscription_ids) if subscription_ids is not None else None
     out = []

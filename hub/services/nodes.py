@@ -23,6 +23,7 @@ from core.base.clock import iso, iso_ms, parse_iso, utcnow
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.files import fsync_dir
 from core.base.node import this_node
+from core.base.sql import joined
 from core.base.storage import transaction
 from core.cards import cards, keys, trust
 from core.catalog import pins
@@ -243,7 +244,7 @@ def trust_version(db: sqlite3.Connection) -> tuple:
     store is reloaded then."""
     return tuple(db.execute(
         "SELECT (SELECT count(*) FROM node_certs) AS c, (SELECT count(*) FROM node_revocations) AS r, "
-        "(SELECT group_concat(revoked_at || reason) FROM node_revocations) AS t").fetchone().values())
+        f"(SELECT {joined('revoked_at || reason', ',')} FROM node_revocations) AS t").fetchone().values())
 
 
 def certificate(db: sqlite3.Connection, key_id: int) -> str:
@@ -279,7 +280,9 @@ def note_ops(db: sqlite3.Connection, node_id: str, op_times: list[str], received
     if not times:
         return
     db.execute("INSERT INTO node_op_marks (node_id, last_op_at, last_received_at) VALUES (?, ?, ?) "
-               "ON CONFLICT (node_id) DO UPDATE SET last_op_at = max(last_op_at, excluded.last_op_at), "
+               "ON CONFLICT (node_id) DO UPDATE SET last_op_at = CASE "
+               "WHEN excluded.last_op_at > node_op_marks.last_op_at THEN excluded.last_op_at "
+               "ELSE node_op_marks.last_op_at END, "
                "last_received_at = excluded.last_received_at", (node_id, iso_ms(max(times)), iso_ms(received)))
 
 
