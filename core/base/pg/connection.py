@@ -46,7 +46,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
@@ -97,6 +97,15 @@ class _BoolAsInteger(Dumper):
 
     def dump(self, obj: bool) -> bytes:
         return b"1" if obj else b"0"
+
+
+class _NumericAsNumber(Loader):
+    """numeric as int (integral) or float: PostgreSQL's sum() of bigint is numeric, which psycopg
+    gives as Decimal (not JSON, and '55200' in the API); sqlite3 gives int or float."""
+
+    def load(self, data: bytes | bytearray | memoryview) -> int | float:
+        text = bytes(data).decode()
+        return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 def sqlite_message(exc: psycopg.IntegrityError) -> str:
@@ -195,6 +204,7 @@ class Connection:
         self.raw = raw
         self.data_dir = data_dir  # the hub's folder (keys, hub.toml): a SQLite hub finds it from its file
         raw.adapters.register_dumper(bool, _BoolAsInteger)
+        raw.adapters.register_loader("numeric", _NumericAsNumber)
         self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         self._unanswered = False  # writes sent in the pipeline whose results were not collected yet
         self._savepoints = 0  # open savepoints: inside one, each write is answered at once (class docstring)
