@@ -37,13 +37,15 @@ from tests.test_sync import enrolled, first_performance_seats
 pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
 
 
-def sqlite_rows(path: Path) -> dict[str, list[str]]:
-    """Every copied table of the SQLite hub database at *path*: its rows, as sorted reprs."""
+def sqlite_rows(path: Path, text_factory: type = str) -> dict[str, list[str]]:
+    """Every copied table of the SQLite hub database at *path*: its rows, as sorted reprs
+    (texts as bytes with *text_factory* bytes: a text that is not UTF-8 is read too)."""
     db = sqlite3.connect(path)
     try:
-        tables, _ = source_tables(db)
-        return {t: sorted(repr(r) for r in db.execute(f'SELECT {", ".join(source_columns(db, t))} FROM "{t}"'))
-                for t in tables}
+        columns = {t: source_columns(db, t) for t in source_tables(db)[0]}
+        db.text_factory = text_factory
+        return {t: sorted(repr(r) for r in db.execute(f'SELECT {", ".join(names)} FROM "{t}"'))
+                for t, names in columns.items()}
     finally:
         db.close()
 
@@ -232,26 +234,32 @@ def test_refusals_are_one_line_and_change_nothing(sample_hub, tmp_path, pg_url, 
     assert sqlite_rows(folder / "hub.sqlite") == before
 
 
+BAD_ROWS = {
+    "nul": ("UPDATE customers SET town = 'Bre' || char(0) || 'men' WHERE id = (SELECT max(id) FROM customers)",
+            "table customers: PostgreSQL text fields cannot contain NUL"),
+    "type": ("UPDATE seats SET x = 'left' WHERE id = (SELECT max(id) FROM seats)",
+             "seats.x: 1 row(s) hold a text value"),
+    "utf8": ("UPDATE customers SET town = CAST(x'42ff' AS TEXT) WHERE id = (SELECT max(id) FROM customers)",
+             "reading hub.sqlite failed: Could not decode to UTF-8"),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("bad", ["nul", "type"])
+@pytest.mark.parametrize("bad", list(BAD_ROWS))
 def test_a_bad_row_mid_copy_leaves_the_target_empty(sample_hub, pg_empty_url, bad):
-    """A NUL character (which PostgreSQL text cannot hold) in the last customer: COPY fails
-    after many tables were sent; text in an integer column: refused before its table is sent."""
-    db = sample_hub.db
-    last = db.execute("SELECT id FROM customers ORDER BY id DESC LIMIT 1").fetchone()["id"]
-    if bad == "nul":
-        db.execute("UPDATE customers SET town = ? WHERE id = ?", ("Bre\x00men", last))
-    else:
-        db.execute("UPDATE seats SET x = 'left' WHERE id = (SELECT max(id) FROM seats)")
-    db.close()
+    """A NUL character (which PostgreSQL text cannot hold) or bytes that are not UTF-8 in the
+    last customer: the copy fails after many tables were sent; text in a number column:
+    refused before its table is sent."""
+    change, words = BAD_ROWS[bad]
+    sample_hub.db.execute(change)
+    sample_hub.db.close()
     (sample_hub.dir / "hub.toml").write_text('[mail]\n# kept\n')
-    before = sqlite_rows(sample_hub.dir / "hub.sqlite")
+    before = sqlite_rows(sample_hub.dir / "hub.sqlite", bytes)
     failed = migrate(sample_hub.dir, pg_empty_url)
     refused(failed, "nothing was written")
-    assert ("table customers: PostgreSQL text fields cannot contain NUL" if bad == "nul"
-            else "seats.x: 1 row(s) hold a text value") in failed.stderr
+    assert words in failed.stderr
     assert pg_tables(pg_empty_url) == []
-    assert sqlite_rows(sample_hub.dir / "hub.sqlite") == before
+    assert sqlite_rows(sample_hub.dir / "hub.sqlite", bytes) == before
     assert (sample_hub.dir / "hub.toml").read_text() == '[mail]\n# kept\n'
 
 

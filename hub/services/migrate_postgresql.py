@@ -213,6 +213,8 @@ def migrate(data_dir: Path, url: str, progress: Callable[[str], None], now: date
         except psycopg.Error as exc:
             raise MigrationError(f"PostgreSQL refused the copy: {copy.one_line(exc)}; nothing was written to "
                                  "it") from None
+        except sqlite3.Error as exc:  # e.g. text that is not UTF-8
+            raise MigrationError(f"reading {DB_NAME} failed: {exc}; nothing was written to PostgreSQL") from None
         finally:
             target.close()
         src.execute("ROLLBACK")  # nothing was written
