@@ -6,12 +6,13 @@ import sys
 from types import ModuleType
 
 from bench import api, cardpdf, cashdesk, claims, gate, money, postgresql, presale, reports, rollover, seating, sync
+from bench import rush as rush_
 from bench.procs import BenchError
 
 BENCHMARKS: dict[str, ModuleType] = {"api": api, "gate": gate, "sync": sync, "cardpdf": cardpdf,
                                    "cashdesk": cashdesk, "seating": seating, "presale": presale,
                                    "claims": claims, "money": money, "reports": reports, "rollover": rollover,
-                                   "postgresql": postgresql}
+                                   "postgresql": postgresql, "rush": rush_}
 USAGE = f"usage: python -m bench [NAME...]   names: {', '.join(BENCHMARKS)}"
 
 
