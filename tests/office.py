@@ -8,9 +8,13 @@ browser tests a `tessera hub serve` process and Debian's Chromium.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import copy
 import datetime as dt
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,29 +121,52 @@ class Served:
     ids: dict  # the sample's ids (empty without sample data)
 
 
+_HUBS: dict[bool, tuple[Path, str, dict]] = {}  # with the sample? -> (hub folder, admin token, ids)
+
+
+def hub_template(sample: bool) -> tuple[Path, str, dict]:
+    """`hub init` (+ the sample museum and theatre), the first admin's password set: made once per
+    test process and copied by each browser test (the init process and the sample cost seconds,
+    a copy milliseconds). Returns the folder, the admin API token `hub init` printed, the ids."""
+    if sample not in _HUBS:
+        from tests.test_sync_kill import run
+
+        folder = Path(tempfile.mkdtemp(prefix="tessera-office-"))
+        atexit.register(shutil.rmtree, folder, True)
+        hub_dir = folder / "hub"
+        printed = run("hub", "init", "--data", str(hub_dir))
+        link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
+        db = connect(hub_dir / DB_NAME)
+        ids: dict = {}
+        if sample:
+            from hub import sample as sample_data
+            from hub.client import LocalClient
+            ids = sample_data.build(LocalClient(make_app(db)))
+        staff.set_password(db, link, PASSWORD, utcnow())
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        _HUBS[sample] = (hub_dir, printed.split()[-1], ids)
+    return _HUBS[sample]
+
+
 @contextlib.contextmanager
 def office_in_chromium(tmp_path: Path, sample: bool = True, lang: str = "de",
                        prepare: Callable[[Any], None] | None = None,
                        prepare_sample: Callable[[Any, Path, dict], None] | None = None) -> Iterator[Served]:
-    """`hub init` (+ the sample museum and theatre), the first admin's password set, `hub serve`
-    as a process, and Chromium at 1366x768 logged in as `admin` on the start page.
+    """`hub init` (+ the sample museum and theatre), the first admin's password set (a copy of
+    `hub_template`), `hub serve` as a process, and the process's shared Chromium (tests/browsers.py)
+    with a new context at 1366x768 logged in as `admin` on the start page.
     *prepare(db)* may add data before the hub starts; *prepare_sample(db, hub_dir, ids)* too, knowing
     the sample's ids (e.g. a next season and sold subscriptions for the rollover)."""
-    from playwright.sync_api import sync_playwright
+    from tests.browsers import chromium
+    from tests.test_desk_browser import HUB_READY
+    from tests.test_sync_kill import Process
 
-    from tests.test_desk_browser import CHROMIUM, HUB_READY
-    from tests.test_sync_kill import Process, run
-
+    template, token, template_ids = hub_template(sample)
     hub_dir = tmp_path / "hub"
-    printed = run("hub", "init", "--data", str(hub_dir))
-    link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
+    shutil.copytree(template, hub_dir)
+    ids = copy.deepcopy(template_ids)
     db = connect(hub_dir / DB_NAME)
-    ids: dict = {}
-    if sample:
-        from hub import sample as sample_data
-        from hub.client import LocalClient
-        ids = sample_data.build(LocalClient(make_app(db)))
-    staff.set_password(db, link, PASSWORD, utcnow())
     if prepare:
         prepare(db)
     if prepare_sample:
@@ -149,19 +176,15 @@ def office_in_chromium(tmp_path: Path, sample: bool = True, lang: str = "de",
                   ready=HUB_READY)
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                locale = "de-DE" if lang == "de" else "en-GB"
-                page = browser.new_context(viewport={"width": 1366, "height": 768}, locale=locale).new_page()
-                page.set_default_timeout(10_000)
-                page.goto(hub.url + "/office/login")
-                page.fill("#user", "admin")
-                page.fill("#password", PASSWORD)
-                page.click("#submit")
-                page.wait_for_selector("#me")
-                yield Served(hub, page, printed.split()[-1], hub_dir, ids)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            locale = "de-DE" if lang == "de" else "en-GB"
+            page = browser.new_context(viewport={"width": 1366, "height": 768}, locale=locale).new_page()
+            page.set_default_timeout(10_000)
+            page.goto(hub.url + "/office/login")
+            page.fill("#user", "admin")
+            page.fill("#password", PASSWORD)
+            page.click("#submit")
+            page.wait_for_selector("#me")
+            yield Served(hub, page, token, hub_dir, ids)
     finally:
         hub.stop()

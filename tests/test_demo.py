@@ -113,29 +113,26 @@ def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp
     card is there (organizer in the header, QR code centred and readable); screenshots."""
     import zxingcpp
     from PIL import Image
-    from playwright.sync_api import sync_playwright
+
+    from tests.browsers import chromium
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     link, _ = order_in_the_shop(demo, "t-browser")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
-        try:
-            page = browser.new_page(viewport={"width": 412, "height": 915}, locale="de-DE")
-            page.goto(link)
-            page.fill("#name", "Eva Beispiel")
-            page.click("button[type=submit]")
-            page.wait_for_load_state()
-            assert page.locator("#card-number").count(), page.content()[-1500:]
-            page.screenshot(path=tmp_path / "01-issued.png", full_page=True)
-            page.goto(link)  # the link from the mail, opened again
-            assert page.locator("#holder").inner_text() == "Eva Beispiel"
-            assert page.locator("#organizer").inner_text() == "Museumsverbund Nordstadt e.V."
-            assert "bereits personalisiert" in page.locator(".note").inner_text()
-            qr, box = page.locator("#qr svg").bounding_box(), page.locator(".card").bounding_box()
-            assert abs((qr["x"] + qr["width"] / 2) - (box["x"] + box["width"] / 2)) < 2  # centred
-            page.screenshot(path=tmp_path / "02-reopened.png", full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 412, "height": 915}, locale="de-DE")
+        page.goto(link)
+        page.fill("#name", "Eva Beispiel")
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        assert page.locator("#card-number").count(), page.content()[-1500:]
+        page.screenshot(path=tmp_path / "01-issued.png", full_page=True)
+        page.goto(link)  # the link from the mail, opened again
+        assert page.locator("#holder").inner_text() == "Eva Beispiel"
+        assert page.locator("#organizer").inner_text() == "Museumsverbund Nordstadt e.V."
+        assert "bereits personalisiert" in page.locator(".note").inner_text()
+        qr, box = page.locator("#qr svg").bounding_box(), page.locator(".card").bounding_box()
+        assert abs((qr["x"] + qr["width"] / 2) - (box["x"] + box["width"] / 2)) < 2  # centred
+        page.screenshot(path=tmp_path / "02-reopened.png", full_page=True)
     for shot in ("01-issued.png", "02-reopened.png"):
         shutil.copy2(tmp_path / shot, SHOTS / f"personalize-{shot}")
     found = zxingcpp.read_barcodes(Image.open(tmp_path / "02-reopened.png"))
@@ -162,18 +159,14 @@ def test_the_gate_status_page_names_its_venue_and_shows_local_times(demo):
     assert not re.search(r"\d\d:\d\d:\d\d(\.\d+)?Z", page)  # no UTC times
     stamps = re.findall(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d (CET|CEST)", page)
     assert len(stamps) >= 2, page  # the scan's time and the gate's clock, in the venues' zone
-    from playwright.sync_api import sync_playwright
+    from tests.browsers import chromium
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
-        try:
-            shown = browser.new_page(viewport={"width": 1024, "height": 600})
-            shown.goto(gate_url + "/")
-            assert shown.title() == "Stadtmuseum Eingang · Stadtmuseum"
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            shown.screenshot(path=SHOTS / "gate-status.png", full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        shown = browser.new_page(viewport={"width": 1024, "height": 600})
+        shown.goto(gate_url + "/")
+        assert shown.title() == "Stadtmuseum Eingang · Stadtmuseum"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shown.screenshot(path=SHOTS / "gate-status.png", full_page=True)
 
 
 def test_an_older_demo_folder_gets_a_gate_that_syncs(tmp_path):

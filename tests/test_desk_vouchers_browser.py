@@ -33,11 +33,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from hub.app import DB_NAME
+from tests.browsers import chromium
 from tests.test_desk_browser import (
-    CHROMIUM,
     EDGE_READY,
     HUB_READY,
     STATUS_MS,
@@ -194,86 +194,82 @@ def test_two_vouchers_for_a_dearer_seat_paid_the_difference_in_cash_while_the_hu
         cookie = desk_cookie(desk.url, "Anna", PIN)
         wait_for_desk(desk.url, cookie, perf, 3, vouchers[1]["number"])
 
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
-                page.set_default_timeout(STEP_MS)
-                log_in(page, desk.url, "Anna", PIN)
-                page.locator("#pin-ok").click()
-                page.wait_for_url(f"{desk.url}/sell")
-                page.locator("#nav-vouchers").click()
-                page.wait_for_url(f"{desk.url}/vouchers")
-                expect(page.locator("#nav-vouchers")).to_have_text("Wahlgutscheine")
-                assert hub.stop() == 0  # the hub goes away: the desk redeems from its own copy
-                expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+            page.set_default_timeout(STEP_MS)
+            log_in(page, desk.url, "Anna", PIN)
+            page.locator("#pin-ok").click()
+            page.wait_for_url(f"{desk.url}/sell")
+            page.locator("#nav-vouchers").click()
+            page.wait_for_url(f"{desk.url}/vouchers")
+            expect(page.locator("#nav-vouchers")).to_have_text("Wahlgutscheine")
+            assert hub.stop() == 0  # the hub goes away: the desk redeems from its own copy
+            expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
 
-                # 1. scan: one code into the scan field, one anywhere on the page; a repeat is refused
-                expect(page.locator("#cv-scan")).to_be_focused()
-                page.locator("#cv-scan").fill(vouchers[0]["code"])
-                page.locator("#cv-scan").press("Enter")
-                expect(page.locator("[data-testid=cv-voucher]")).to_have_count(1)
-                scan_anywhere(page, vouchers[1]["code"])
-                expect(page.locator("[data-testid=cv-voucher]")).to_have_count(2)
-                expect(page.locator(f'[data-testid=cv-voucher][data-number="{vouchers[1]["number"]}"]')).to_contain_text(
-                    "25,00 €")
-                page.locator("#cv-scan").fill(vouchers[0]["number"])
-                page.locator("#cv-scan").press("Enter")
-                expect(page.locator("#message")).to_have_text(
-                    f"Gutschein {vouchers[0]['number']} ist schon in der Liste.")
-                expect(page.locator("[data-testid=cv-voucher]")).to_have_count(2)
-                lang = both_languages(page, shots, "scanned", "de", "[data-testid=cv-voucher]")
+            # 1. scan: one code into the scan field, one anywhere on the page; a repeat is refused
+            expect(page.locator("#cv-scan")).to_be_focused()
+            page.locator("#cv-scan").fill(vouchers[0]["code"])
+            page.locator("#cv-scan").press("Enter")
+            expect(page.locator("[data-testid=cv-voucher]")).to_have_count(1)
+            scan_anywhere(page, vouchers[1]["code"])
+            expect(page.locator("[data-testid=cv-voucher]")).to_have_count(2)
+            expect(page.locator(f'[data-testid=cv-voucher][data-number="{vouchers[1]["number"]}"]')).to_contain_text(
+                "25,00 €")
+            page.locator("#cv-scan").fill(vouchers[0]["number"])
+            page.locator("#cv-scan").press("Enter")
+            expect(page.locator("#message")).to_have_text(
+                f"Gutschein {vouchers[0]['number']} ist schon in der Liste.")
+            expect(page.locator("[data-testid=cv-voucher]")).to_have_count(2)
+            lang = both_languages(page, shots, "scanned", "de", "[data-testid=cv-voucher]")
 
-                # 2. the performance, the dear zone, a seat: the split
-                page.locator(f'[data-testid=cv-perf][data-performance-id="{perf}"]').click()
-                zones = page.locator("[data-testid=cv-zone]")
-                expect(zones).to_have_count(2)
-                expect(zones.first).to_contain_text("Preiskategorie I · 58,00 €")  # the zone's name, not its code
-                page.locator(f'[data-testid=cv-zone][data-zone-id="{ids["zones"]["1"]}"]').click()
-                expect(page.locator("[data-testid=cv-seat]")).to_have_count(2)
-                page.locator(f'[data-testid=cv-seat][data-seat-id="{dear}"]').click()
-                expect(page.locator("#cv-price")).to_have_text("58,00 €")
-                expect(page.locator("#cv-used")).to_have_text("50,00 €")
-                expect(page.locator("#cv-lapsed")).to_have_text("0,00 €")
-                expect(page.locator("#total")).to_have_text("8,00 €")
-                expect(page.locator("#cv-discount")).to_contain_text(f"{DISABLED} – {VOUCHER}")
-                lang = both_languages(page, shots, "split", lang, "#cv-pay-panel")
-                expect(page.locator("#total")).to_have_text("8,00 €")  # kept over the switch
-                expect(page.locator(f'[data-testid=cv-seat][data-seat-id="{dear}"]')).to_have_attribute(
-                    "aria-pressed", "true")
-                page.locator("#cv-rule-payment").click()  # as payment: same price, no discount type
-                expect(page.locator("#cv-discount")).to_have_text("")
-                expect(page.locator("#total")).to_have_text("8,00 €")
-                page.locator("#cv-rule-value").click()
-                expect(page.locator("#cv-discount")).not_to_have_text("")
+            # 2. the performance, the dear zone, a seat: the split
+            page.locator(f'[data-testid=cv-perf][data-performance-id="{perf}"]').click()
+            zones = page.locator("[data-testid=cv-zone]")
+            expect(zones).to_have_count(2)
+            expect(zones.first).to_contain_text("Preiskategorie I · 58,00 €")  # the zone's name, not its code
+            page.locator(f'[data-testid=cv-zone][data-zone-id="{ids["zones"]["1"]}"]').click()
+            expect(page.locator("[data-testid=cv-seat]")).to_have_count(2)
+            page.locator(f'[data-testid=cv-seat][data-seat-id="{dear}"]').click()
+            expect(page.locator("#cv-price")).to_have_text("58,00 €")
+            expect(page.locator("#cv-used")).to_have_text("50,00 €")
+            expect(page.locator("#cv-lapsed")).to_have_text("0,00 €")
+            expect(page.locator("#total")).to_have_text("8,00 €")
+            expect(page.locator("#cv-discount")).to_contain_text(f"{DISABLED} – {VOUCHER}")
+            lang = both_languages(page, shots, "split", lang, "#cv-pay-panel")
+            expect(page.locator("#total")).to_have_text("8,00 €")  # kept over the switch
+            expect(page.locator(f'[data-testid=cv-seat][data-seat-id="{dear}"]')).to_have_attribute(
+                "aria-pressed", "true")
+            page.locator("#cv-rule-payment").click()  # as payment: same price, no discount type
+            expect(page.locator("#cv-discount")).to_have_text("")
+            expect(page.locator("#total")).to_have_text("8,00 €")
+            page.locator("#cv-rule-value").click()
+            expect(page.locator("#cv-discount")).not_to_have_text("")
 
-                # 3. 10 € cash: 2 € change; redeem; receipt with the ticket's QR
-                page.locator("#given-10").click()
-                expect(page.locator("#change")).to_have_text("2,00 €")
-                lang = both_languages(page, shots, "pay-cash", lang, "#redeem-button")
-                expect(page.locator("#change")).to_have_text("2,00 €")
-                page.locator("#redeem-button").click()
-                expect(page.locator("#cv-result")).to_be_visible()
-                expect(page.locator("#cv-change")).to_have_text("2,00 €")
-                expect(page.locator("[data-testid=cv-done-voucher]")).to_have_count(2)
-                number = page.locator("#cv-number").inner_text().strip()
-                expect(page.locator("#message")).to_be_hidden()
-                lang = both_languages(page, shots, "redeemed", lang, "#cv-new")
-                expect(page.locator("#cv-number")).to_have_text(number)  # the result stays over a switch
-                (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
-                escpos = receipt.read_bytes()
-                assert number.encode() in escpos and b"58,00" in escpos and len(qr_payloads(escpos)) == 1
+            # 3. 10 € cash: 2 € change; redeem; receipt with the ticket's QR
+            page.locator("#given-10").click()
+            expect(page.locator("#change")).to_have_text("2,00 €")
+            lang = both_languages(page, shots, "pay-cash", lang, "#redeem-button")
+            expect(page.locator("#change")).to_have_text("2,00 €")
+            page.locator("#redeem-button").click()
+            expect(page.locator("#cv-result")).to_be_visible()
+            expect(page.locator("#cv-change")).to_have_text("2,00 €")
+            expect(page.locator("[data-testid=cv-done-voucher]")).to_have_count(2)
+            number = page.locator("#cv-number").inner_text().strip()
+            expect(page.locator("#message")).to_be_hidden()
+            lang = both_languages(page, shots, "redeemed", lang, "#cv-new")
+            expect(page.locator("#cv-number")).to_have_text(number)  # the result stays over a switch
+            (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
+            escpos = receipt.read_bytes()
+            assert number.encode() in escpos and b"58,00" in escpos and len(qr_payloads(escpos)) == 1
 
-                # the next redemption starts empty; a used voucher is refused by name
-                page.locator("#cv-new").click()
-                expect(page.locator("[data-testid=cv-voucher]")).to_have_count(0)
-                page.locator("#cv-scan").fill(vouchers[0]["number"])
-                page.locator("#cv-scan").press("Enter")
-                expect(page.locator("#message")).to_contain_text(re.compile(
-                    rf"{vouchers[0]['number']}.*(eingelöst|redeemed)"))
-                shots(page, f"used-refused-{lang}")
-            finally:
-                browser.close()
+            # the next redemption starts empty; a used voucher is refused by name
+            page.locator("#cv-new").click()
+            expect(page.locator("[data-testid=cv-voucher]")).to_have_count(0)
+            page.locator("#cv-scan").fill(vouchers[0]["number"])
+            page.locator("#cv-scan").press("Enter")
+            expect(page.locator("#message")).to_contain_text(re.compile(
+                rf"{vouchers[0]['number']}.*(eingelöst|redeemed)"))
+            shots(page, f"used-refused-{lang}")
         for process in reversed(processes):
             process.stop()
     finally:
@@ -298,80 +294,76 @@ def test_six_vouchers_sold_at_the_disabled_tier_for_cash_print_six_slips_while_t
         processes.append(desk)
         wait_until_synced(desk.url, 1)
 
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
-                page.set_default_timeout(STEP_MS)
-                log_in(page, desk.url, "Anna", PIN)
-                page.locator("#pin-ok").click()
-                page.wait_for_url(f"{desk.url}/sell")
-                page.locator("#nav-subscriptions").click()
-                page.wait_for_url(f"{desk.url}/subscriptions")
-                assert hub.stop() == 0  # the hub goes away: the desk sells and signs the vouchers itself
-                expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+            page.set_default_timeout(STEP_MS)
+            log_in(page, desk.url, "Anna", PIN)
+            page.locator("#pin-ok").click()
+            page.wait_for_url(f"{desk.url}/sell")
+            page.locator("#nav-subscriptions").click()
+            page.wait_for_url(f"{desk.url}/subscriptions")
+            assert hub.stop() == 0  # the hub goes away: the desk sells and signs the vouchers itself
+            expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
 
-                # 1. the voucher product's tile: count, value and offer, no seats free to count
-                tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{product_id}"]')
-                expect(tile.locator("[data-testid=sub-vouchers]")).to_contain_text("6 x 25,00 € Wahlgutscheine")
-                expect(tile).to_contain_text("120,00 €")
-                lang = both_languages_of_sale(page, shots, "products", "de", "[data-testid=sub-vouchers]")
-                tile.click()
+            # 1. the voucher product's tile: count, value and offer, no seats free to count
+            tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{product_id}"]')
+            expect(tile.locator("[data-testid=sub-vouchers]")).to_contain_text("6 x 25,00 € Wahlgutscheine")
+            expect(tile).to_contain_text("120,00 €")
+            lang = both_languages_of_sale(page, shots, "products", "de", "[data-testid=sub-vouchers]")
+            tile.click()
 
-                # 2. no seat map: straight to the customer, the offer in the summary; the disabled tier
-                expect(page.locator("#step-customer")).to_be_visible()
-                expect(page.locator("#sub-step-seats")).to_be_hidden()
-                expect(page.locator("#sub-step-dates")).to_be_hidden()
-                expect(page.locator("#seat-map svg")).to_have_count(0)
-                expect(page.locator("[data-testid=voucher-offer]")).to_be_visible()
-                page.locator("#customer-search").fill("Mül")
-                page.locator("[data-testid=customer-result]").first.click()
-                expect(page.locator("#customer-chosen")).to_contain_text("Mül")
-                expect(page.locator("[data-testid=member-row]")).to_have_count(1)
-                page.locator("[data-testid=tier-choice]", has_text="Schwerbehinderte").click()
-                expect(page.locator("#total")).to_have_text("84,00 €")  # 120,00 € with 30 % off
-                expect(page.locator("[data-testid=member-price]")).to_have_text("84,00 €")
-                lang = both_languages_of_sale(page, shots, "customer-tier", lang,
-                                              "[data-testid=member-price]:not(:empty)")
-                expect(page.locator("[data-testid=tier-choice][aria-pressed=true]")).to_contain_text(
-                    "Schwerbehinderte")  # kept over the switch
-                page.locator("#sub-next").click()
+            # 2. no seat map: straight to the customer, the offer in the summary; the disabled tier
+            expect(page.locator("#step-customer")).to_be_visible()
+            expect(page.locator("#sub-step-seats")).to_be_hidden()
+            expect(page.locator("#sub-step-dates")).to_be_hidden()
+            expect(page.locator("#seat-map svg")).to_have_count(0)
+            expect(page.locator("[data-testid=voucher-offer]")).to_be_visible()
+            page.locator("#customer-search").fill("Mül")
+            page.locator("[data-testid=customer-result]").first.click()
+            expect(page.locator("#customer-chosen")).to_contain_text("Mül")
+            expect(page.locator("[data-testid=member-row]")).to_have_count(1)
+            page.locator("[data-testid=tier-choice]", has_text="Schwerbehinderte").click()
+            expect(page.locator("#total")).to_have_text("84,00 €")  # 120,00 € with 30 % off
+            expect(page.locator("[data-testid=member-price]")).to_have_text("84,00 €")
+            lang = both_languages_of_sale(page, shots, "customer-tier", lang,
+                                          "[data-testid=member-price]:not(:empty)")
+            expect(page.locator("[data-testid=tier-choice][aria-pressed=true]")).to_contain_text(
+                "Schwerbehinderte")  # kept over the switch
+            page.locator("#sub-next").click()
 
-                # 3. cash: 100 € given, 16 € back; sold: the six voucher numbers and their slips
-                page.locator("#pay-cash").click()
-                page.locator("#given-100").click()
-                expect(page.locator("#change")).to_have_text("16,00 €")
-                lang = both_languages_of_sale(page, shots, "pay-cash", lang, "#sell-button")
-                page.locator("#sell-button").click()
-                expect(page.locator("#sale-result")).to_be_visible()
-                expect(page.locator("#sale-change")).to_have_text("16,00 €")
-                expect(page.locator("#message")).to_be_hidden()
-                sold = page.locator("[data-testid=sale-subscription]")
-                expect(sold).to_have_count(1)
-                expect(sold).not_to_contain_text(re.compile("Abo-Ausweis|Einzeltickets"))  # vouchers: no form
-                listed = sold.locator("[data-testid=sale-voucher]")
-                expect(listed).to_have_count(6)
-                numbers = [listed.nth(k).get_attribute("data-number") for k in range(6)]
-                assert all(re.fullmatch(r"W[0-9A-F]{6}-\d{4}-\d{6}", n) for n in numbers) and len(set(numbers)) == 6
-                assert page.evaluate("""() => { const box = document.getElementById('sale-result')
-                  .getBoundingClientRect(); return [...document.querySelectorAll('[data-testid=sale-voucher]')]
-                  .every((v) => v.getBoundingClientRect().right <= box.right); }""")  # each number whole in the box
-                expect(page.locator("#sale-receipt")).to_contain_text(
-                    re.compile(r"(mit 6 Gutschein-Abschnitten|with 6 voucher slips)"))
-                number = page.locator("#sale-number").inner_text().strip()
-                lang = both_languages_of_sale(page, shots, "sold", lang, "#new-sale")
-                expect(page.locator("#sale-number")).to_have_text(number)  # the result stays over a switch
+            # 3. cash: 100 € given, 16 € back; sold: the six voucher numbers and their slips
+            page.locator("#pay-cash").click()
+            page.locator("#given-100").click()
+            expect(page.locator("#change")).to_have_text("16,00 €")
+            lang = both_languages_of_sale(page, shots, "pay-cash", lang, "#sell-button")
+            page.locator("#sell-button").click()
+            expect(page.locator("#sale-result")).to_be_visible()
+            expect(page.locator("#sale-change")).to_have_text("16,00 €")
+            expect(page.locator("#message")).to_be_hidden()
+            sold = page.locator("[data-testid=sale-subscription]")
+            expect(sold).to_have_count(1)
+            expect(sold).not_to_contain_text(re.compile("Abo-Ausweis|Einzeltickets"))  # vouchers: no form
+            listed = sold.locator("[data-testid=sale-voucher]")
+            expect(listed).to_have_count(6)
+            numbers = [listed.nth(k).get_attribute("data-number") for k in range(6)]
+            assert all(re.fullmatch(r"W[0-9A-F]{6}-\d{4}-\d{6}", n) for n in numbers) and len(set(numbers)) == 6
+            assert page.evaluate("""() => { const box = document.getElementById('sale-result')
+              .getBoundingClientRect(); return [...document.querySelectorAll('[data-testid=sale-voucher]')]
+              .every((v) => v.getBoundingClientRect().right <= box.right); }""")  # each number whole in the box
+            expect(page.locator("#sale-receipt")).to_contain_text(
+                re.compile(r"(mit 6 Gutschein-Abschnitten|with 6 voucher slips)"))
+            number = page.locator("#sale-number").inner_text().strip()
+            lang = both_languages_of_sale(page, shots, "sold", lang, "#new-sale")
+            expect(page.locator("#sale-number")).to_have_text(number)  # the result stays over a switch
 
-                # the one receipt job: the sale, then a slip per voucher whose QR is its signed code
-                (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
-                escpos = receipt.read_bytes()
-                assert number.encode() in escpos and b"84,00" in escpos
-                assert all(n.encode() in escpos for n in numbers)
-                codes = dict(desk_read(desk_dir, "SELECT number, code FROM choice_vouchers WHERE number IN "
-                                                 f"({', '.join('?' * len(numbers))})", tuple(numbers)))
-                assert qr_payloads(escpos) == [codes[n] for n in sorted(numbers)]  # the printer's own QR codes
-            finally:
-                browser.close()
+            # the one receipt job: the sale, then a slip per voucher whose QR is its signed code
+            (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
+            escpos = receipt.read_bytes()
+            assert number.encode() in escpos and b"84,00" in escpos
+            assert all(n.encode() in escpos for n in numbers)
+            codes = dict(desk_read(desk_dir, "SELECT number, code FROM choice_vouchers WHERE number IN "
+                                             f"({', '.join('?' * len(numbers))})", tuple(numbers)))
+            assert qr_payloads(escpos) == [codes[n] for n in sorted(numbers)]  # the printer's own QR codes
         for process in reversed(processes):
             process.stop()
     finally:

@@ -233,9 +233,10 @@ def test_the_desk_status_bar_flips_within_3_s_in_a_browser(tmp_path, sample_temp
     within as long of its start on the same port. Screenshots in test-output/live-channel."""
     import shutil
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from tests.test_desk_browser import CHROMIUM, EDGE_READY, HUB_READY, PIN_ANNA, ROOT, log_in
+    from tests.browsers import chromium
+    from tests.test_desk_browser import EDGE_READY, HUB_READY, PIN_ANNA, ROOT, log_in
     from tests.test_sync_kill import Process, run
 
     shots = ROOT / "test-output" / "live-channel"
@@ -252,29 +253,25 @@ def test_the_desk_status_bar_flips_within_3_s_in_a_browser(tmp_path, sample_temp
         run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", ready=EDGE_READY)
         processes.append(desk)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                page.set_default_timeout(30_000)  # the first sync brings the operators
-                page.goto(f"{desk.url}/")
-                page.locator('[data-testid=operator-tile][data-operator-name="Anna"]').wait_for()
-                log_in(page, desk.url, "Anna", PIN_ANNA)
-                page.locator("#pin-ok").click()
-                page.wait_for_url(f"{desk.url}/sell")
-                pill = page.locator("#status-online")
-                expect(pill).to_have_attribute("data-online", "true")
-                assert hub.stop() == 0
-                expect(pill).to_have_attribute("data-online", "false", timeout=flip_ms)
-                page.screenshot(path=shots / "01-desk-offline.png")
-                port = hub.url.rsplit(":", 1)[1]
-                hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", port, "--no-advertise",
-                              ready=HUB_READY)
-                processes.append(hub)
-                expect(pill).to_have_attribute("data-online", "true", timeout=flip_ms)
-                page.screenshot(path=shots / "02-desk-online-again.png")
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            page.set_default_timeout(30_000)  # the first sync brings the operators
+            page.goto(f"{desk.url}/")
+            page.locator('[data-testid=operator-tile][data-operator-name="Anna"]').wait_for()
+            log_in(page, desk.url, "Anna", PIN_ANNA)
+            page.locator("#pin-ok").click()
+            page.wait_for_url(f"{desk.url}/sell")
+            pill = page.locator("#status-online")
+            expect(pill).to_have_attribute("data-online", "true")
+            assert hub.stop() == 0
+            expect(pill).to_have_attribute("data-online", "false", timeout=flip_ms)
+            page.screenshot(path=shots / "01-desk-offline.png")
+            port = hub.url.rsplit(":", 1)[1]
+            hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", port, "--no-advertise",
+                          ready=HUB_READY)
+            processes.append(hub)
+            expect(pill).to_have_attribute("data-online", "true", timeout=flip_ms)
+            page.screenshot(path=shots / "02-desk-online-again.png")
     finally:
         for process in processes:
             process.stop()

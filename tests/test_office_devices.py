@@ -288,9 +288,10 @@ async def test_enrolling_for_venues_ticks_them_by_name(aiohttp_client, sample_hu
 
 @pytest.mark.slow
 def test_devices_in_chromium_enroll_and_revoke(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from tests.test_desk_browser import CHROMIUM, HUB_READY
+    from tests.browsers import chromium
+    from tests.test_desk_browser import HUB_READY
     from tests.test_sync_kill import Process, run
 
     started = time.monotonic()
@@ -306,37 +307,33 @@ def test_devices_in_chromium_enroll_and_revoke(tmp_path):
     for old in SHOTS.glob("devices-[1-4]-*.png"):  # its own four; the venues test writes 5 to 9
         old.unlink(missing_ok=True)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="de-DE").new_page()
-                page.set_default_timeout(10_000)
-                page.goto(hub.url + "/office/login")
-                page.fill("#user", "admin")
-                page.fill("#password", PASSWORD)
-                page.click("#submit")
-                page.click("#nav >> text=Geräte")
-                page.fill("#name", "Kasse Foyer")
-                page.select_option("#role", "cashdesk")
-                page.click("#make-code")
-                expect(page.locator("#qr svg")).to_be_visible()
-                code = page.locator("#code").get_attribute("data-code")
-                page.screenshot(path=SHOTS / "devices-1-code-de.png")
-                with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
-                    node = pool.submit(asyncio.run, enrolling.enroll(tmp_path / "kasse", code, [hub.url])).result()
-                page.goto(hub.url + "/office/devices?lang=en")
-                expect(page.locator("#nodes")).to_contain_text("Kasse Foyer")
-                page.screenshot(path=SHOTS / "devices-2-list-en.png")
-                page.click(f"tr[data-node='{node['id']}'] button")
-                expect(page.locator("#confirm")).to_contain_text("Kasse Foyer")
-                page.screenshot(path=SHOTS / "devices-3-confirm-en.png")
-                page.click("#confirm-revoke")
-                expect(page.locator("#nodes")).to_contain_text("revoked")
-                page.goto(hub.url + "/office/devices?lang=de")
-                expect(page.locator("#nodes")).to_contain_text("gesperrt")
-                page.screenshot(path=SHOTS / "devices-4-revoked-de.png")
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="de-DE").new_page()
+            page.set_default_timeout(10_000)
+            page.goto(hub.url + "/office/login")
+            page.fill("#user", "admin")
+            page.fill("#password", PASSWORD)
+            page.click("#submit")
+            page.click("#nav >> text=Geräte")
+            page.fill("#name", "Kasse Foyer")
+            page.select_option("#role", "cashdesk")
+            page.click("#make-code")
+            expect(page.locator("#qr svg")).to_be_visible()
+            code = page.locator("#code").get_attribute("data-code")
+            page.screenshot(path=SHOTS / "devices-1-code-de.png")
+            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
+                node = pool.submit(asyncio.run, enrolling.enroll(tmp_path / "kasse", code, [hub.url])).result()
+            page.goto(hub.url + "/office/devices?lang=en")
+            expect(page.locator("#nodes")).to_contain_text("Kasse Foyer")
+            page.screenshot(path=SHOTS / "devices-2-list-en.png")
+            page.click(f"tr[data-node='{node['id']}'] button")
+            expect(page.locator("#confirm")).to_contain_text("Kasse Foyer")
+            page.screenshot(path=SHOTS / "devices-3-confirm-en.png")
+            page.click("#confirm-revoke")
+            expect(page.locator("#nodes")).to_contain_text("revoked")
+            page.goto(hub.url + "/office/devices?lang=de")
+            expect(page.locator("#nodes")).to_contain_text("gesperrt")
+            page.screenshot(path=SHOTS / "devices-4-revoked-de.png")
     finally:
         hub.stop()
     print(f"office devices in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")

@@ -310,9 +310,10 @@ async def test_the_start_page_shows_todays_sales_devices_and_waiting_work(office
 
 @pytest.mark.slow
 def test_the_first_login_in_chromium_via_the_setup_link_of_hub_init(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from tests.test_desk_browser import CHROMIUM, HUB_READY
+    from tests.browsers import chromium
+    from tests.test_desk_browser import HUB_READY
     from tests.test_sync_kill import Process, run
 
     started = time.monotonic()
@@ -328,34 +329,30 @@ def test_the_first_login_in_chromium_via_the_setup_link_of_hub_init(tmp_path):
     for old in SHOTS.glob("[1-5]-*.png"):
         old.unlink(missing_ok=True)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="de-DE").new_page()
-                page.set_default_timeout(10_000)
-                page.goto(hub.url + link)
-                page.screenshot(path=SHOTS / "1-setup-de.png")
-                page.fill("#password", PASSWORD)
-                page.fill("#password2", PASSWORD)
-                page.keyboard.press("Enter")
-                expect(page.locator("#note")).to_contain_text("Passwort gespeichert")
-                page.fill("#user", "admin")
-                page.fill("#password", PASSWORD)
-                page.screenshot(path=SHOTS / "2-login-de.png")
-                page.click("#submit")
-                expect(page.locator("#me")).to_contain_text("admin")
-                expect(page.locator("#cents-total")).to_have_text("42,00 €")
-                page.screenshot(path=SHOTS / "3-start-de.png")
-                page.click("#lang")
-                expect(page.locator("#h-sales")).to_have_text("Sales today")
-                page.screenshot(path=SHOTS / "4-start-en.png")
-                page.click("#logout")
-                expect(page.locator("#submit")).to_have_text("Log in")
-                page.screenshot(path=SHOTS / "5-login-en.png")
-                page.goto(hub.url + link)  # the link is used up
-                expect(page.locator("#message")).to_contain_text("used already")
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}, locale="de-DE").new_page()
+            page.set_default_timeout(10_000)
+            page.goto(hub.url + link)
+            page.screenshot(path=SHOTS / "1-setup-de.png")
+            page.fill("#password", PASSWORD)
+            page.fill("#password2", PASSWORD)
+            page.keyboard.press("Enter")
+            expect(page.locator("#note")).to_contain_text("Passwort gespeichert")
+            page.fill("#user", "admin")
+            page.fill("#password", PASSWORD)
+            page.screenshot(path=SHOTS / "2-login-de.png")
+            page.click("#submit")
+            expect(page.locator("#me")).to_contain_text("admin")
+            expect(page.locator("#cents-total")).to_have_text("42,00 €")
+            page.screenshot(path=SHOTS / "3-start-de.png")
+            page.click("#lang")
+            expect(page.locator("#h-sales")).to_have_text("Sales today")
+            page.screenshot(path=SHOTS / "4-start-en.png")
+            page.click("#logout")
+            expect(page.locator("#submit")).to_have_text("Log in")
+            page.screenshot(path=SHOTS / "5-login-en.png")
+            page.goto(hub.url + link)  # the link is used up
+            expect(page.locator("#message")).to_contain_text("used already")
     finally:
         hub.stop()
     print(f"office login in Chromium: {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")

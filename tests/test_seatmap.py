@@ -27,7 +27,6 @@ HELD, HIDDEN, OTHER_POOL, SELECTED, TAKEN = (seatmap.HELD, seatmap.HIDDEN, seatm
 NS = "{http://www.w3.org/2000/svg}"
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "seatmap"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def seat_elements(svg: str) -> list[ET.Element]:
@@ -248,7 +247,7 @@ async def test_an_unknown_format_or_language_is_a_400(api):
 
 @pytest.mark.slow
 def test_the_sample_plan_in_chromium_is_large_enough_to_touch_and_clicks_hit_the_seat(sample_hub):
-    from playwright.sync_api import sync_playwright
+    from tests.browsers import chromium
 
     variants = house_variants(sample_hub)
     plan, seats = variant_map(sample_hub.db, variants["Orchestergraben überbaut"])
@@ -259,40 +258,36 @@ def test_the_sample_plan_in_chromium_is_large_enough_to_touch_and_clicks_hit_the
     page_html = preview_html(seat_map_svg(plan, seats, states), f"{plan.name} – Orchestergraben überbaut")
     SHOTS.mkdir(parents=True, exist_ok=True)
     target = next(s for s in seats if s.section == "Parkett" and s.row == "12" and s.label == "10")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            for width, height in ((1024, 768), (1366, 768)):
-                page = browser.new_page(viewport={"width": width, "height": height})
-                page.set_content(page_html)
-                sizes = page.eval_on_selector_all(
-                    "svg [data-seat-id]", "els => els.map(e => { const r = e.getBoundingClientRect();"
-                                      " return [r.width, r.height]; })")
-                assert len(sizes) == len(seats)
-                smallest = min(min(w, h) for w, h in sizes)
-                print(f"smallest seat at {width}x{height}: {smallest:.1f} px")
-                if width == 1024:
-                    assert smallest >= 28, f"a seat is {smallest:.1f} px at {width} wide"
-                page.screenshot(path=SHOTS / f"grosses-haus-{width}x{height}.png", full_page=True)
-                page.screenshot(path=SHOTS / f"grosses-haus-{width}x{height}-top.png")
-                seat = page.locator(f'[data-seat-id="{target.id}"]')
-                seat.scroll_into_view_if_needed()
-                box = seat.bounding_box()
-                page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.9)
-                assert page.locator("#picked").get_attribute("data-picked") == target.id
-                assert seat.get_attribute("data-state") == "selected"
-                page.keyboard.press("Tab")  # keyboard: the first free seat takes the focus
-                assert page.evaluate("document.activeElement.dataset.state") == "free"
-                page.close()
-            page = browser.new_page(viewport={"width": 1024, "height": 768})
-            studio_plan, studio_seats = variant_map(sample_hub.db, sample_hub.db.execute(
-                "SELECT id FROM plan_variants WHERE plan_id = ?", (sample_hub.ids["plans"]["Studio"],)
-            ).fetchone()["id"])
-            page.set_content(preview_html(seat_map_svg(studio_plan, studio_seats, {}, lang="en"), "Studio"))
-            page.screenshot(path=SHOTS / "studio-1024x768.png", full_page=True)
+    with chromium() as browser:
+        for width, height in ((1024, 768), (1366, 768)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_content(page_html)
+            sizes = page.eval_on_selector_all(
+                "svg [data-seat-id]", "els => els.map(e => { const r = e.getBoundingClientRect();"
+                                  " return [r.width, r.height]; })")
+            assert len(sizes) == len(seats)
+            smallest = min(min(w, h) for w, h in sizes)
+            print(f"smallest seat at {width}x{height}: {smallest:.1f} px")
+            if width == 1024:
+                assert smallest >= 28, f"a seat is {smallest:.1f} px at {width} wide"
+            page.screenshot(path=SHOTS / f"grosses-haus-{width}x{height}.png", full_page=True)
+            page.screenshot(path=SHOTS / f"grosses-haus-{width}x{height}-top.png")
+            seat = page.locator(f'[data-seat-id="{target.id}"]')
+            seat.scroll_into_view_if_needed()
+            box = seat.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.9)
+            assert page.locator("#picked").get_attribute("data-picked") == target.id
+            assert seat.get_attribute("data-state") == "selected"
+            page.keyboard.press("Tab")  # keyboard: the first free seat takes the focus
+            assert page.evaluate("document.activeElement.dataset.state") == "free"
             page.close()
-        finally:
-            browser.close()
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        studio_plan, studio_seats = variant_map(sample_hub.db, sample_hub.db.execute(
+            "SELECT id FROM plan_variants WHERE plan_id = ?", (sample_hub.ids["plans"]["Studio"],)
+        ).fetchone()["id"])
+        page.set_content(preview_html(seat_map_svg(studio_plan, studio_seats, {}, lang="en"), "Studio"))
+        page.screenshot(path=SHOTS / "studio-1024x768.png", full_page=True)
+        page.close()
 
 
 def test_a_long_seat_label_gets_a_smaller_font_so_it_stays_inside_its_seat():
