@@ -33,7 +33,7 @@ from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
 from core.sync import enroll as codes
 from edge.sync import enroll as enrolling
-from edge.sync.client import SyncClient
+from edge.sync.client import SyncClient, SyncError
 from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
@@ -42,7 +42,8 @@ from hub.services.mail import MailSettings, enqueue, send_due
 from hub.services.rate_limits import RateLimit
 from hub.sync import enrollment
 from hub.web.personalize import RATE_LIMIT
-from tests.helpers import wait_until
+from tests.faultproxy import FaultProxy
+from tests.helpers import async_wait_until, wait_until
 from tests.hub_processes import HubProcesses, add_settings, pg_hub_copy
 from tests.test_mail import Smtp, free_port
 from tests.test_shop_subscriptions import CUSTOMER
@@ -475,3 +476,62 @@ async def test_two_desks_push_to_two_processes_while_a_gate_pulls_from_a_third(s
         finally:
             for edge in (one, two, gate):
                 await edge.close()
+
+
+def writing_sessions(db) -> int:
+    """Sessions on this database (other than *db*'s) inside a transaction that has written."""
+    return db.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL").fetchone()["n"]
+
+
+@pytest.mark.slow
+async def test_kill_9_of_the_hub_process_a_push_is_in_flight_to(served, tmp_path):
+    """The desk's hub address is a proxy in front of process A. A big push is in flight (A holds
+    it in its transaction) when A is killed with SIGKILL: the push fails, nothing of it is
+    half-stored, process B goes on serving and writing, and the desk pushing again through the
+    same address (now pointing at B) gets every op applied exactly once."""
+    db = served.db
+    performance = served.ids["performances"][1]
+    seats = list(contingents.seats_of(db, performance))[:10]
+    with HubProcesses(served.folder, 2, tmp_path / "logs") as hubs:
+        a, b = hubs.urls
+        async with FaultProxy("127.0.0.1", int(a.rsplit(":", 1)[1])) as proxy:
+            desk = await enrolled_edge(served, tmp_path, "Kasse 7", "cashdesk", a, sync_url=proxy.url)
+            try:
+                contingents.move_seats(db, performance, seats, contingents.node_pool(desk.node["id"]), utcnow())
+                await desk.client.round()
+                waiting = desk_sales(served, desk, performance, seats, 1500)
+                before = proxy.stats.bytes_to_target
+                push = asyncio.create_task(desk.client.push())
+                await async_wait_until(lambda: proxy.stats.bytes_to_target - before > 1_000_000
+                                       and writing_sessions(db), 60, interval=0.005,
+                                       what="process A applying the push in its transaction")
+                hubs[0].kill()
+                with pytest.raises(SyncError):
+                    await push
+                # A's session ends with it and its transaction is rolled back: none of the push is stored
+                await async_wait_until(lambda: not writing_sessions(db), 30, what="A's transaction to end")
+                assert ops_logged(db, desk.node["id"]) == (0, 0)
+                # B carries on, reading and writing
+                async with aiohttp.ClientSession() as session:
+                    staff = Shops(session, served.admin)
+                    status, hold = await staff.call("POST", b, "/seat-holds", {
+                        "seats": [{"performance_id": served.ids["performances"][2],
+                                   "seat_id": list(contingents.seats_of(db, served.ids["performances"][2]))[0]}]})
+                    assert status == 201, hold
+                # the address now leads to B; the desk pushes again
+                proxy.target_port = int(b.rsplit(":", 1)[1])
+                assert await desk.client.push() == (waiting, 0)
+                assert ops_logged(db, desk.node["id"]) == (waiting, waiting)
+                assert {r["result"] for r in desk.db.execute("SELECT result FROM outbox")} == {"applied"}
+                desk_cards = card_ids(desk.db)
+                assert len(desk_cards) == 1500 and desk_cards <= card_ids(db)
+                assert db.execute("SELECT count(*) AS n, count(DISTINCT seat_id) AS seats FROM tickets "
+                                  "WHERE performance_id = ?", (performance,)).fetchone() == {"n": 10, "seats": 10}
+                # and once more (an answer lost on the way): all duplicates, nothing twice
+                desk.db.execute("UPDATE sync_state SET pushed_seq = 0")
+                assert await desk.client.push() == (waiting, 0)
+                assert ops_logged(db, desk.node["id"]) == (waiting, waiting)
+            finally:
+                await desk.close()
+        assert hubs[1].proc.poll() is None  # B is still serving
