@@ -316,8 +316,10 @@ def _left(db, hubs: HubProcesses) -> str:
 
 @pytest.mark.slow
 async def test_holds_and_rate_limits_are_the_same_on_every_hub_process(served, tmp_path):
-    """A hold taken through one process is held on the others and expires on them; wrong
-    enrollment codes and personalization links tried on every process share one limit."""
+    """A change made through one process is read at once on another (its read cache is tagged
+    with the database's snapshot); a hold taken through one process is held on the others and
+    expires on them; wrong enrollment codes and personalization links tried on every process
+    share one limit."""
     db = served.db
     performance = served.ids["rings"]["B"][0]
     chair = seat(db, served.ids["plans"]["Großes Haus"], "Parkett", "3", "5")["id"]
@@ -325,6 +327,16 @@ async def test_holds_and_rate_limits_are_the_same_on_every_hub_process(served, t
         a, b, c, d = hubs.urls
         async with aiohttp.ClientSession() as session:
             staff, shop = Shops(session, served.admin), Shops(session, served.shop)
+            # B's read cache: a list read twice (the second from the cache), changed through A, read on B
+            venue = served.ids["museum_venues"]["Stadtmuseum"]
+            for _ in range(2):
+                status, listed = await staff.call("GET", b, "/venues")
+                assert status == 200 and venue in {v["id"] for v in listed["items"]}
+            status, changed = await staff.call("PATCH", a, f"/venues/{venue}", {"name": "Stadtmuseum am Wall"})
+            assert status == 200, changed
+            status, listed = await staff.call("GET", b, "/venues")
+            assert next(v["name"] for v in listed["items"] if v["id"] == venue) == "Stadtmuseum am Wall"
+
             status, hold = await staff.call("POST", a, "/seat-holds", {
                 "seats": [{"performance_id": performance, "seat_id": chair}], "ttl_seconds": 3})
             assert status == 201, hold
