@@ -22,7 +22,7 @@ from core.cards.access import Access, GateRules
 from core.cards.trusted_time import TrustedClock
 from core.sales import orders
 from hub.app import make_app
-from hub.services import print_batches
+from hub.services import leases, print_batches
 from tests.helpers import call, problem
 
 PT_PER_MM = 72 / 25.4
@@ -245,3 +245,20 @@ async def test_the_print_worker_prints_new_cards_by_itself(aiohttp_client, sampl
     assert files == ["card", "card", "carrier", "carrier"]
     await client.close()  # on_cleanup stops the worker
     assert not client.app[print_batches.PRINTING].worker.running
+
+
+async def test_a_batch_another_hub_process_is_making_is_a_409_and_the_worker_skips_it(api):
+    """Several hub processes on one database (docs/hub-processes.md): a batch takes the lease of
+    its kind; while another process holds it, the office gets 409 and nothing is printed."""
+    hub = api.hub
+    await phone_order(api, ["Wartet Ab"], "pickup")
+    assert leases.take(hub.db, "print-batch-card", "other-process", utcnow(), print_batches.LEASE)
+    busy = await problem(api, "POST", "/print-batches", {"kind": "card"}, status=409, slug="conflict")
+    assert "another hub process" in busy["detail"]
+    desk = api.app[print_batches.PRINTING]
+    worker = print_batches.PrintWorker(desk, 60)
+    assert await worker.run_once() == []  # the card batch skipped; no carriers queued
+    assert (await call(api, "GET", "/print-jobs?state=queued", status=200))["total"] == 1
+    leases.give_back(hub.db, "print-batch-card", "other-process")
+    assert (await call(api, "POST", "/print-batches", {"kind": "card"}, status=201))["jobs"] == 1
+    assert leases.holder(hub.db, "print-batch-card", utcnow()) is None  # given back after the batch

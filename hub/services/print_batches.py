@@ -324,6 +324,7 @@ class PrintDesk:
         """Print up to *limit* open jobs of *kind* as one PDF; returns the batch summary.
         PrintBusy while another hub process makes a batch of *kind*."""
         async with self.lock:
+            self.hub.section(SECTION)  # a broken [print]: PrintConfigError before anything is written
             name = f"print-batch-{kind}"
             if not leases.take(self.db, name, self.holder, utcnow(), LEASE):
                 raise PrintBusy(f"another hub process is making a {kind} batch; try again in a moment",
