@@ -32,15 +32,15 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 import zxingcpp
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from hub.app import DB_NAME
+from tests.browsers import chromium
 from tests.test_sync_kill import Process, run
 
 pytestmark = pytest.mark.slow  # Chromium and real tessera hub/edge processes, about 40 s
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 SHOTS_FOR_PEOPLE = ROOT / "test-output" / "desk-browser"
 PIN_ANNA, PIN_BEN = "4711", "2580"
 HUB_READY = r"hub API on (http://127\.0\.0\.1:\d+)/api/v1"
@@ -148,160 +148,156 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
         wait_until_synced(counter.url, 2)
         product_name = http_json(f"{hub.url}/api/v1/annual-ticket-products/{product_id}", token)["name"]
 
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                # one browser profile per device: cookies are per host, not per port
-                at_desk = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                at_counter = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
-                for page in (at_desk, at_counter):
-                    page.set_default_timeout(STEP_MS)
+        with chromium() as browser:
+            # one browser profile per device: cookies are per host, not per port
+            at_desk = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            at_counter = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+            for page in (at_desk, at_counter):
+                page.set_default_timeout(STEP_MS)
 
-                # 1. the cashier logs in on the PIN pad
-                log_in(at_desk, desk.url, "Anna", PIN_ANNA)
-                shots(at_desk, "desk-login-pin-pad")
-                at_desk.locator("#pin-ok").click()
-                at_desk.wait_for_url(f"{desk.url}/sell")
-                expect(at_desk.locator("#status-operator")).to_contain_text("Anna")
-                expect(at_desk.locator("#status-online")).to_have_attribute("data-online", "true")
-                expect(at_desk.locator("#status-waiting")).to_have_text(re.compile(r"^0 "))
-                shots(at_desk, "desk-sell-online")
+            # 1. the cashier logs in on the PIN pad
+            log_in(at_desk, desk.url, "Anna", PIN_ANNA)
+            shots(at_desk, "desk-login-pin-pad")
+            at_desk.locator("#pin-ok").click()
+            at_desk.wait_for_url(f"{desk.url}/sell")
+            expect(at_desk.locator("#status-operator")).to_contain_text("Anna")
+            expect(at_desk.locator("#status-online")).to_have_attribute("data-online", "true")
+            expect(at_desk.locator("#status-waiting")).to_have_text(re.compile(r"^0 "))
+            shots(at_desk, "desk-sell-online")
 
-                # at the counter: a wrong PIN first, then the right one
-                log_in(at_counter, counter.url, "Ben", "0000")
-                at_counter.locator("#pin-ok").click()
-                expect(at_counter.locator("#login-error")).to_contain_text("Falsche PIN (noch 4 Versuche)")
-                expect(at_counter.locator("#pin-input")).to_have_value("")
-                shots(at_counter, "counter-wrong-pin")
-                for digit in PIN_BEN:
-                    at_counter.locator(f"#pin-key-{digit}").click()
-                at_counter.locator("#pin-ok").click()
-                at_counter.wait_for_url(f"{counter.url}/counter")
+            # at the counter: a wrong PIN first, then the right one
+            log_in(at_counter, counter.url, "Ben", "0000")
+            at_counter.locator("#pin-ok").click()
+            expect(at_counter.locator("#login-error")).to_contain_text("Falsche PIN (noch 4 Versuche)")
+            expect(at_counter.locator("#pin-input")).to_have_value("")
+            shots(at_counter, "counter-wrong-pin")
+            for digit in PIN_BEN:
+                at_counter.locator(f"#pin-key-{digit}").click()
+            at_counter.locator("#pin-ok").click()
+            at_counter.wait_for_url(f"{counter.url}/counter")
 
-                # English and back is one click each; the counter works in English from here
-                expect(at_counter.locator("#voucher-check")).to_have_text("Prüfen")
-                expect(at_counter.locator("label[for=voucher-scan]")).to_have_text("Gutschein scannen")
-                at_counter.locator("#lang-en").click()
-                at_counter.wait_for_url("**/counter?lang=en")
-                expect(at_counter.locator("#voucher-check")).to_have_text("Check")
-                expect(at_counter.locator("label[for=voucher-scan]")).to_have_text("Scan voucher")
-                expect(at_counter.locator("#nav-counter")).to_have_text("Counter")
-                expect(at_counter.locator("html")).to_have_attribute("lang", "en")
+            # English and back is one click each; the counter works in English from here
+            expect(at_counter.locator("#voucher-check")).to_have_text("Prüfen")
+            expect(at_counter.locator("label[for=voucher-scan]")).to_have_text("Gutschein scannen")
+            at_counter.locator("#lang-en").click()
+            at_counter.wait_for_url("**/counter?lang=en")
+            expect(at_counter.locator("#voucher-check")).to_have_text("Check")
+            expect(at_counter.locator("label[for=voucher-scan]")).to_have_text("Scan voucher")
+            expect(at_counter.locator("#nav-counter")).to_have_text("Counter")
+            expect(at_counter.locator("html")).to_have_attribute("lang", "en")
 
-                # 2. the hub goes away: the desk says so on its own
-                assert hub.stop() == 0
-                hub_down = time.monotonic()
-                expect(at_desk.locator("#status-online")).to_have_attribute("data-online", "false",
-                                                                             timeout=STATUS_MS)
-                expect(at_desk.locator("#status-online")).to_have_text("offline")
-                offline_after = time.monotonic() - hub_down
-                shots(at_desk, "desk-offline")
+            # 2. the hub goes away: the desk says so on its own
+            assert hub.stop() == 0
+            hub_down = time.monotonic()
+            expect(at_desk.locator("#status-online")).to_have_attribute("data-online", "false",
+                                                                         timeout=STATUS_MS)
+            expect(at_desk.locator("#status-online")).to_have_text("offline")
+            offline_after = time.monotonic() - hub_down
+            shots(at_desk, "desk-offline")
 
-                # 3. sell one annual card and one voucher, cash, offline
-                at_desk.locator(f'[data-testid=product-tile][data-product-id="{product_id}"]').click()
-                holder = at_desk.locator('[data-testid=cart-line][data-kind=annual] [data-testid=holder-name]')
-                expect(holder).to_be_focused()
-                holder.fill("Jürgen Müller-Weiß")
-                at_desk.locator(f'[data-testid=voucher-tile][data-product-id="{product_id}"]').click()
-                expect(at_desk.locator("[data-testid=cart-line]")).to_have_count(2)
-                expect(holder).to_have_value("Jürgen Müller-Weiß")  # re-rendering the cart keeps the name
-                expect(at_desk.locator("#total")).to_have_text("130,00 €")
-                # the optional customer, found in the desk's own replica while the hub is down
-                at_desk.locator("#customer-search").fill("Müller")
-                first_customer = at_desk.locator("[data-testid=customer-result]").first
-                expect(first_customer).to_be_visible()
-                customer_id = first_customer.get_attribute("data-customer-id")
-                first_customer.click()
-                expect(at_desk.locator("#customer-chosen")).to_contain_text("Müller")
-                at_desk.locator("#given").fill("150")
-                expect(at_desk.locator("#change")).to_have_text("20,00 €")
-                shots(at_desk, "desk-cart-cash")
-                at_desk.locator("#sell-button").click()
-                expect(at_desk.locator("#sale-result")).to_be_visible()
-                sale_number = at_desk.locator("#sale-number").inner_text().strip()
-                assert sale_number
-                expect(at_desk.locator("#sale-change")).to_have_text("20,00 €")
-                expect(at_desk.locator("#sale-receipt")).to_have_text("gedruckt")
-                sold = at_desk.locator("[data-testid=sale-card]")
-                expect(sold).to_have_count(2)
-                card_number = sold.nth(0).get_attribute("data-card-number")
-                voucher_number = sold.nth(1).get_attribute("data-card-number")
-                expect(sold.nth(0)).to_contain_text("Jürgen Müller-Weiß")
-                expect(sold.nth(1)).to_contain_text(f"Gutschein {voucher_number}")
-                expect(at_desk.locator("#message")).to_be_hidden()  # no printing error
-                expect(at_desk.locator("#status-online")).to_have_attribute("data-online", "false")
-                expect(at_desk.locator("#status-waiting")).not_to_have_text(re.compile(r"^0 "))
-                shots(at_desk, "desk-sold-offline")
+            # 3. sell one annual card and one voucher, cash, offline
+            at_desk.locator(f'[data-testid=product-tile][data-product-id="{product_id}"]').click()
+            holder = at_desk.locator('[data-testid=cart-line][data-kind=annual] [data-testid=holder-name]')
+            expect(holder).to_be_focused()
+            holder.fill("Jürgen Müller-Weiß")
+            at_desk.locator(f'[data-testid=voucher-tile][data-product-id="{product_id}"]').click()
+            expect(at_desk.locator("[data-testid=cart-line]")).to_have_count(2)
+            expect(holder).to_have_value("Jürgen Müller-Weiß")  # re-rendering the cart keeps the name
+            expect(at_desk.locator("#total")).to_have_text("130,00 €")
+            # the optional customer, found in the desk's own replica while the hub is down
+            at_desk.locator("#customer-search").fill("Müller")
+            first_customer = at_desk.locator("[data-testid=customer-result]").first
+            expect(first_customer).to_be_visible()
+            customer_id = first_customer.get_attribute("data-customer-id")
+            first_customer.click()
+            expect(at_desk.locator("#customer-chosen")).to_contain_text("Müller")
+            at_desk.locator("#given").fill("150")
+            expect(at_desk.locator("#change")).to_have_text("20,00 €")
+            shots(at_desk, "desk-cart-cash")
+            at_desk.locator("#sell-button").click()
+            expect(at_desk.locator("#sale-result")).to_be_visible()
+            sale_number = at_desk.locator("#sale-number").inner_text().strip()
+            assert sale_number
+            expect(at_desk.locator("#sale-change")).to_have_text("20,00 €")
+            expect(at_desk.locator("#sale-receipt")).to_have_text("gedruckt")
+            sold = at_desk.locator("[data-testid=sale-card]")
+            expect(sold).to_have_count(2)
+            card_number = sold.nth(0).get_attribute("data-card-number")
+            voucher_number = sold.nth(1).get_attribute("data-card-number")
+            expect(sold.nth(0)).to_contain_text("Jürgen Müller-Weiß")
+            expect(sold.nth(1)).to_contain_text(f"Gutschein {voucher_number}")
+            expect(at_desk.locator("#message")).to_be_hidden()  # no printing error
+            expect(at_desk.locator("#status-online")).to_have_attribute("data-online", "false")
+            expect(at_desk.locator("#status-waiting")).not_to_have_text(re.compile(r"^0 "))
+            shots(at_desk, "desk-sold-offline")
 
-                receipts = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
-                escpos = receipts[0].read_bytes()
-                assert sale_number.encode() in escpos and b"130,00" in escpos and b"Bediener: Anna" in escpos
-                assert b"GUTSCHEIN" in escpos
-                desk_pdfs = printed_files(desk_dir / "var" / "card-out", "*.pdf", 1)
-                desk_pdf_text, desk_pdf_codes = pdf_text_and_codes(desk_pdfs[0])
-                assert "Jürgen Müller-Weiß" in desk_pdf_text and card_number in desk_pdf_text
+            receipts = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)
+            escpos = receipts[0].read_bytes()
+            assert sale_number.encode() in escpos and b"130,00" in escpos and b"Bediener: Anna" in escpos
+            assert b"GUTSCHEIN" in escpos
+            desk_pdfs = printed_files(desk_dir / "var" / "card-out", "*.pdf", 1)
+            desk_pdf_text, desk_pdf_codes = pdf_text_and_codes(desk_pdfs[0])
+            assert "Jürgen Müller-Weiß" in desk_pdf_text and card_number in desk_pdf_text
 
-                # 4. the voucher's QR payload, as the printer got it, scanned at the counter
-                (voucher_code,) = qr_payloads(escpos)
-                looked_up = at_desk.request.get(f"{desk.url}/api/cards", params={"q": voucher_code}).json()
-                assert looked_up["scan"]["level"] == "ok"
-                assert [(c["kind"], c["number"]) for c in looked_up["cards"]] == [("voucher", voucher_number)]
-                scan = at_counter.locator("#voucher-scan")
-                expect(scan).to_be_focused()
-                at_counter.keyboard.type(voucher_code)
-                at_counter.keyboard.press("Enter")
-                expect(at_counter.locator("#voucher-product")).to_have_text(product_name)
-                expect(at_counter.locator("#holder-name")).to_be_focused()
-                at_counter.keyboard.type("Erika Mustermann")
-                shots(at_counter, "counter-voucher-scanned")
-                at_counter.locator("#redeem-button").click()
-                expect(at_counter.locator("#redeem-result")).to_be_visible()
-                counter_card = at_counter.locator("#redeem-card-number").inner_text().strip()
-                assert counter_card and counter_card not in (card_number, voucher_number)
-                expect(at_counter.locator("#redeem-holder")).to_have_text(f"Erika Mustermann · {product_name}")
-                expect(at_counter.locator("#redeem-print")).to_have_text("printed")
-                at_counter.locator("#handover-button").click()
-                expect(at_counter.locator("#message")).to_have_text(f"{counter_card}: handed over")
-                expect(at_counter.locator("#handover-button")).to_be_disabled()
-                expect(at_counter.locator("#status-online")).to_have_attribute("data-online", "false",
-                                                                                timeout=STATUS_MS)
-                shots(at_counter, "counter-card-handed-over")
-                counter_pdfs = printed_files(counter_dir / "var" / "card-out", "*.pdf", 1)
-                counter_pdf_text, counter_pdf_codes = pdf_text_and_codes(counter_pdfs[0])
-                assert "Erika Mustermann" in counter_pdf_text and counter_card in counter_pdf_text
+            # 4. the voucher's QR payload, as the printer got it, scanned at the counter
+            (voucher_code,) = qr_payloads(escpos)
+            looked_up = at_desk.request.get(f"{desk.url}/api/cards", params={"q": voucher_code}).json()
+            assert looked_up["scan"]["level"] == "ok"
+            assert [(c["kind"], c["number"]) for c in looked_up["cards"]] == [("voucher", voucher_number)]
+            scan = at_counter.locator("#voucher-scan")
+            expect(scan).to_be_focused()
+            at_counter.keyboard.type(voucher_code)
+            at_counter.keyboard.press("Enter")
+            expect(at_counter.locator("#voucher-product")).to_have_text(product_name)
+            expect(at_counter.locator("#holder-name")).to_be_focused()
+            at_counter.keyboard.type("Erika Mustermann")
+            shots(at_counter, "counter-voucher-scanned")
+            at_counter.locator("#redeem-button").click()
+            expect(at_counter.locator("#redeem-result")).to_be_visible()
+            counter_card = at_counter.locator("#redeem-card-number").inner_text().strip()
+            assert counter_card and counter_card not in (card_number, voucher_number)
+            expect(at_counter.locator("#redeem-holder")).to_have_text(f"Erika Mustermann · {product_name}")
+            expect(at_counter.locator("#redeem-print")).to_have_text("printed")
+            at_counter.locator("#handover-button").click()
+            expect(at_counter.locator("#message")).to_have_text(f"{counter_card}: handed over")
+            expect(at_counter.locator("#handover-button")).to_be_disabled()
+            expect(at_counter.locator("#status-online")).to_have_attribute("data-online", "false",
+                                                                            timeout=STATUS_MS)
+            shots(at_counter, "counter-card-handed-over")
+            counter_pdfs = printed_files(counter_dir / "var" / "card-out", "*.pdf", 1)
+            counter_pdf_text, counter_pdf_codes = pdf_text_and_codes(counter_pdfs[0])
+            assert "Erika Mustermann" in counter_pdf_text and counter_card in counter_pdf_text
 
-                # the same voucher once more: refused, and nothing else happens
-                at_counter.locator("#counter-reset").click()
-                expect(scan).to_be_focused()
-                at_counter.keyboard.type(voucher_code)
-                at_counter.keyboard.press("Enter")
-                expect(at_counter.locator("#message")).to_contain_text("voucher already exchanged")
-                expect(at_counter.locator("#message")).to_contain_text(counter_card)
-                expect(at_counter.locator("#message")).to_have_class(re.compile(r"\berror\b"))
-                expect(at_counter.locator("#holder-form")).to_be_hidden()
-                shots(at_counter, "counter-voucher-refused")
+            # the same voucher once more: refused, and nothing else happens
+            at_counter.locator("#counter-reset").click()
+            expect(scan).to_be_focused()
+            at_counter.keyboard.type(voucher_code)
+            at_counter.keyboard.press("Enter")
+            expect(at_counter.locator("#message")).to_contain_text("voucher already exchanged")
+            expect(at_counter.locator("#message")).to_contain_text(counter_card)
+            expect(at_counter.locator("#message")).to_have_class(re.compile(r"\berror\b"))
+            expect(at_counter.locator("#holder-form")).to_be_hidden()
+            shots(at_counter, "counter-voucher-refused")
 
-                # 5. the hub comes back (same folder, same port): both nodes catch up by themselves
-                hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", hub_port, "--no-advertise",
-                              ready=HUB_READY)
-                processes.append(hub)
-                hub_back = time.monotonic()
-                for page in (at_desk, at_counter):
-                    expect(page.locator("#status-online")).to_have_attribute("data-online", "true",
-                                                                             timeout=BACK_ONLINE_MS)
-                    expect(page.locator("#status-waiting")).to_have_text(re.compile(r"^0 "), timeout=STATUS_MS)
-                back_after = time.monotonic() - hub_back
-                expect(at_desk.locator("#status-online")).to_have_text("online")
-                expect(at_desk.locator("#status-last-sync")).not_to_contain_text("nie")
-                shots(at_desk, "desk-back-online")
-                at_counter.locator("#lang-de").click()
-                at_counter.wait_for_url("**/counter?lang=de")
-                expect(at_counter.locator("#voucher-check")).to_have_text("Prüfen")
-                expect(at_counter.locator("#status-online")).to_have_attribute("data-online", "true")
-                expect(at_counter.locator("#status-waiting")).to_have_text("0 warten auf Sync")
-                shots(at_counter, "counter-back-online-german")
-            finally:
-                browser.close()
+            # 5. the hub comes back (same folder, same port): both nodes catch up by themselves
+            hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", hub_port, "--no-advertise",
+                          ready=HUB_READY)
+            processes.append(hub)
+            hub_back = time.monotonic()
+            for page in (at_desk, at_counter):
+                expect(page.locator("#status-online")).to_have_attribute("data-online", "true",
+                                                                         timeout=BACK_ONLINE_MS)
+                expect(page.locator("#status-waiting")).to_have_text(re.compile(r"^0 "), timeout=STATUS_MS)
+            back_after = time.monotonic() - hub_back
+            expect(at_desk.locator("#status-online")).to_have_text("online")
+            expect(at_desk.locator("#status-last-sync")).not_to_contain_text("nie")
+            shots(at_desk, "desk-back-online")
+            at_counter.locator("#lang-de").click()
+            at_counter.wait_for_url("**/counter?lang=de")
+            expect(at_counter.locator("#voucher-check")).to_have_text("Prüfen")
+            expect(at_counter.locator("#status-online")).to_have_attribute("data-online", "true")
+            expect(at_counter.locator("#status-waiting")).to_have_text("0 warten auf Sync")
+            shots(at_counter, "counter-back-online-german")
 
         # 6. the office sees both annual cards, personalized and printed, and the exchange
         cards = http_json(f"{hub.url}/api/v1/cards?product_id={product_id}&limit=200", token)["items"]

@@ -29,12 +29,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from hub.app import DB_NAME
+from tests.browsers import chromium
 from tests.test_desk_browser import (
     BACK_ONLINE_MS,
-    CHROMIUM,
     EDGE_READY,
     HUB_READY,
     STATUS_MS,
@@ -209,149 +209,145 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
         cookie = desk_cookie(desk.url, "Anna", PIN)
         wait_for_pool(desk.url, cookie, ring_id, free=3)  # the pit seats are not free where the pit is open
 
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
-                page.set_default_timeout(STEP_MS)
-                log_in(page, desk.url, "Anna", PIN)
-                page.locator("#pin-ok").click()
-                page.wait_for_url(f"{desk.url}/sell")
-                page.locator("#nav-subscriptions").click()
-                page.wait_for_url(f"{desk.url}/subscriptions")
-                expect(page.locator("#nav-subscriptions")).to_have_text("Abos")
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+            page.set_default_timeout(STEP_MS)
+            log_in(page, desk.url, "Anna", PIN)
+            page.locator("#pin-ok").click()
+            page.wait_for_url(f"{desk.url}/sell")
+            page.locator("#nav-subscriptions").click()
+            page.wait_for_url(f"{desk.url}/subscriptions")
+            expect(page.locator("#nav-subscriptions")).to_have_text("Abos")
 
-                # the hub goes away; the status bar says so
-                assert hub.stop() == 0
-                expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
+            # the hub goes away; the status bar says so
+            assert hub.stop() == 0
+            expect(page.locator("#status-online")).to_have_attribute("data-online", "false", timeout=STATUS_MS)
 
-                # 1. the product tiles: the ring with its dates and the seats free in this desk's pool
-                tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{ring_id}"]')
-                expect(tile).to_contain_text(RING)
-                expect(tile.locator("[data-testid=sub-free]")).to_have_text("3 Plätze frei an dieser Kasse")
-                expect(tile).to_contain_text("8 Termine")
-                lang = both_languages(page, shots, "products", "de", "[data-testid=sub-product-tile]")
-                expect(tile.locator("[data-testid=sub-free]")).to_have_text("3 seats free at this desk")
-                tile.click()
+            # 1. the product tiles: the ring with its dates and the seats free in this desk's pool
+            tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{ring_id}"]')
+            expect(tile).to_contain_text(RING)
+            expect(tile.locator("[data-testid=sub-free]")).to_have_text("3 Plätze frei an dieser Kasse")
+            expect(tile).to_contain_text("8 Termine")
+            lang = both_languages(page, shots, "products", "de", "[data-testid=sub-product-tile]")
+            expect(tile.locator("[data-testid=sub-free]")).to_have_text("3 seats free at this desk")
+            tile.click()
 
-                # 2. the seat map: a tab per plan variant; the pit seats on the "pit covered" map
-                tabs = page.locator("[data-testid=map-tab]")
-                expect(tabs).to_have_count(2)
-                pit_tab = page.locator("[data-testid=map-tab]", has_text="Faust I")  # a play: the pit covered
-                pit_tab.click()
-                expect(page.locator(f'#seat-map [data-seat-id="{pit_a5}"]')).to_have_attribute("data-state", "free")
-                expect(page.locator("#seat-map [data-state=free]")).to_have_count(5)
-                tap(page, "seat-map", pit_a5)
-                tap(page, "seat-map", pit_a6)
-                expect(pit_tab.locator("[data-testid=map-tab-count]")).to_have_text("2")
-                # booked across the ring: each pit seat at the four covered dates; a replacement where open
-                for member, seat in ((0, pit_a5), (1, pit_a6)):
-                    across = booked(page, member)
-                    assert set(across) == set(ring)
-                    assert all(across[p] == (seat, "false") for p in covered), across
-                    assert all(across[p][1] == "true" for p in pit_open), across
-                first_replacement = booked(page, 0)[pit_open[0]][0]
-                assert first_replacement in (p3_6, p3_7, p3_8)  # the suggestion, preselected
-                lang = both_languages(page, shots, "seats-party-across-the-ring", lang,
-                                      f'#seat-map [data-seat-id="{pit_a5}"]')
-                expect(page.locator(f'#seat-map [data-seat-id="{pit_a5}"]')).to_have_attribute(
-                    "data-state", "selected")  # kept over the language switch
-                page.locator("#sub-next").click()
+            # 2. the seat map: a tab per plan variant; the pit seats on the "pit covered" map
+            tabs = page.locator("[data-testid=map-tab]")
+            expect(tabs).to_have_count(2)
+            pit_tab = page.locator("[data-testid=map-tab]", has_text="Faust I")  # a play: the pit covered
+            pit_tab.click()
+            expect(page.locator(f'#seat-map [data-seat-id="{pit_a5}"]')).to_have_attribute("data-state", "free")
+            expect(page.locator("#seat-map [data-state=free]")).to_have_count(5)
+            tap(page, "seat-map", pit_a5)
+            tap(page, "seat-map", pit_a6)
+            expect(pit_tab.locator("[data-testid=map-tab-count]")).to_have_text("2")
+            # booked across the ring: each pit seat at the four covered dates; a replacement where open
+            for member, seat in ((0, pit_a5), (1, pit_a6)):
+                across = booked(page, member)
+                assert set(across) == set(ring)
+                assert all(across[p] == (seat, "false") for p in covered), across
+                assert all(across[p][1] == "true" for p in pit_open), across
+            first_replacement = booked(page, 0)[pit_open[0]][0]
+            assert first_replacement in (p3_6, p3_7, p3_8)  # the suggestion, preselected
+            lang = both_languages(page, shots, "seats-party-across-the-ring", lang,
+                                  f'#seat-map [data-seat-id="{pit_a5}"]')
+            expect(page.locator(f'#seat-map [data-seat-id="{pit_a5}"]')).to_have_attribute(
+                "data-state", "selected")  # kept over the language switch
+            page.locator("#sub-next").click()
 
-                # 3. the variant steps: where the pit is open, a replacement per subscriber
-                expect(page.locator("#variant-step-of")).to_have_text(re.compile(r"^(Schritt 1 von 2|Step 1 of 2)$"))
-                expect(page.locator(f'#step-map [data-seat-id="{first_replacement}"]')).to_have_attribute(
-                    "data-state", "selected")
-                expect(page.locator(f'#step-map [data-seat-id="{pit_a5}"]')).to_have_count(0)  # no pit here
-                lang = both_languages(page, shots, "variant-step-suggestion", lang, "#step-map [data-state=selected]")
-                page.locator("#sub-next").click()  # the suggestion taken
-                expect(page.locator("#variant-step-of")).to_have_text(re.compile(r"^(Schritt 2 von 2|Step 2 of 2)$"))
-                suggested = booked(page, 1)[pit_open[0]][0]  # preselected unless member 1 has it
-                second = next(s for s in (p3_8, p3_7, p3_6) if s not in (first_replacement, suggested))
-                tap(page, "step-map", second)  # the cashier taps a seat of her own
-                expect(page.locator("#variant-suggestion")).to_contain_text(
-                    re.compile(r" · (gewählt|chosen): Parkett, (Reihe|Row) 3, (Platz|Seat) [678]$"))
-                assert all(booked(page, 1)[p] == (second, "true") for p in pit_open)
-                lang = both_languages(page, shots, "variant-step-tapped", lang, "#step-map [data-state=selected]")
-                page.locator("#sub-next").click()
+            # 3. the variant steps: where the pit is open, a replacement per subscriber
+            expect(page.locator("#variant-step-of")).to_have_text(re.compile(r"^(Schritt 1 von 2|Step 1 of 2)$"))
+            expect(page.locator(f'#step-map [data-seat-id="{first_replacement}"]')).to_have_attribute(
+                "data-state", "selected")
+            expect(page.locator(f'#step-map [data-seat-id="{pit_a5}"]')).to_have_count(0)  # no pit here
+            lang = both_languages(page, shots, "variant-step-suggestion", lang, "#step-map [data-state=selected]")
+            page.locator("#sub-next").click()  # the suggestion taken
+            expect(page.locator("#variant-step-of")).to_have_text(re.compile(r"^(Schritt 2 von 2|Step 2 of 2)$"))
+            suggested = booked(page, 1)[pit_open[0]][0]  # preselected unless member 1 has it
+            second = next(s for s in (p3_8, p3_7, p3_6) if s not in (first_replacement, suggested))
+            tap(page, "step-map", second)  # the cashier taps a seat of her own
+            expect(page.locator("#variant-suggestion")).to_contain_text(
+                re.compile(r" · (gewählt|chosen): Parkett, (Reihe|Row) 3, (Platz|Seat) [678]$"))
+            assert all(booked(page, 1)[p] == (second, "true") for p in pit_open)
+            lang = both_languages(page, shots, "variant-step-tapped", lang, "#step-map [data-state=selected]")
+            page.locator("#sub-next").click()
 
-                # 4. the customer (new, offline), a tier and a pass name per subscriber, the form
-                page.locator("#new-customer").click()
-                page.locator("#nc-first").fill("Grete")
-                page.locator("#nc-last").fill("Weißhaupt")
-                page.locator("#nc-street").fill("Am Wall 12")
-                page.locator("#nc-postcode").fill("2819")  # four digits: no German postcode
-                page.locator("#nc-town").fill("Bremen")
-                page.locator("#nc-save").click()
-                expect(page.locator("#message")).to_have_text(
-                    "Die PLZ passt nicht zum Land (Deutschland: fünf Ziffern).")
-                expect(page.locator("#nc-postcode")).to_be_focused()
-                expect(page.locator("#nc-postcode")).to_have_class(re.compile(r"\bfield-bad\b"))
-                shots(page, "new-customer-postcode-refused-de")
-                page.locator("#nc-postcode").fill("28195")
-                page.locator("#nc-save").click()
-                expect(page.locator("#customer-chosen")).to_contain_text("Weißhaupt, Grete")
-                members = page.locator("[data-testid=member-row]")
-                expect(members).to_have_count(2)
-                expect(members.nth(0).locator("[data-testid=member-holder]")).to_have_value("Grete Weißhaupt")
-                members.nth(1).locator("[data-testid=member-holder]").fill("Lena Weißhaupt")
-                members.nth(1).locator("[data-testid=tier-choice]", has_text="Schüler").click()
-                page.locator('[data-testid=form-choice][data-form="both"]').click()
-                expect(page.locator("#total")).to_have_text("552,00 €")  # 368 + 184 (50 % off)
-                expect(members.nth(1).locator("[data-testid=member-price]")).to_have_text("184,00 €")
-                lang = both_languages(page, shots, "customer-tiers-form", lang,
-                                      "[data-testid=member-price]:not(:empty)")
-                expect(members.nth(1).locator("[data-testid=member-holder]")).to_have_value("Lena Weißhaupt")
-                page.locator("#sub-next").click()
+            # 4. the customer (new, offline), a tier and a pass name per subscriber, the form
+            page.locator("#new-customer").click()
+            page.locator("#nc-first").fill("Grete")
+            page.locator("#nc-last").fill("Weißhaupt")
+            page.locator("#nc-street").fill("Am Wall 12")
+            page.locator("#nc-postcode").fill("2819")  # four digits: no German postcode
+            page.locator("#nc-town").fill("Bremen")
+            page.locator("#nc-save").click()
+            expect(page.locator("#message")).to_have_text(
+                "Die PLZ passt nicht zum Land (Deutschland: fünf Ziffern).")
+            expect(page.locator("#nc-postcode")).to_be_focused()
+            expect(page.locator("#nc-postcode")).to_have_class(re.compile(r"\bfield-bad\b"))
+            shots(page, "new-customer-postcode-refused-de")
+            page.locator("#nc-postcode").fill("28195")
+            page.locator("#nc-save").click()
+            expect(page.locator("#customer-chosen")).to_contain_text("Weißhaupt, Grete")
+            members = page.locator("[data-testid=member-row]")
+            expect(members).to_have_count(2)
+            expect(members.nth(0).locator("[data-testid=member-holder]")).to_have_value("Grete Weißhaupt")
+            members.nth(1).locator("[data-testid=member-holder]").fill("Lena Weißhaupt")
+            members.nth(1).locator("[data-testid=tier-choice]", has_text="Schüler").click()
+            page.locator('[data-testid=form-choice][data-form="both"]').click()
+            expect(page.locator("#total")).to_have_text("552,00 €")  # 368 + 184 (50 % off)
+            expect(members.nth(1).locator("[data-testid=member-price]")).to_have_text("184,00 €")
+            lang = both_languages(page, shots, "customer-tiers-form", lang,
+                                  "[data-testid=member-price]:not(:empty)")
+            expect(members.nth(1).locator("[data-testid=member-holder]")).to_have_value("Lena Weißhaupt")
+            page.locator("#sub-next").click()
 
-                # 5. cash with change
-                page.locator("#given").fill("600")
-                expect(page.locator("#change")).to_have_text("48,00 €")
-                lang = both_languages(page, shots, "pay-cash", lang, "#sell-button")
-                expect(page.locator("#change")).to_have_text("48,00 €")
-                page.locator("#sell-button").click()
-                expect(page.locator("#sale-result")).to_be_visible()
-                number = page.locator("#sale-number").inner_text().strip()
-                expect(page.locator("#sale-change")).to_have_text("48,00 €")
-                sold = page.locator("[data-testid=sale-subscription]")
-                expect(sold).to_have_count(2)
-                sub_numbers = [sold.nth(k).get_attribute("data-number") for k in range(2)]
-                expect(sold.nth(1)).to_contain_text("Lena Weißhaupt")
-                expect(page.locator("#sale-receipt")).to_have_text(re.compile(r"^(gedruckt · mit|printed · with) 16 "))
-                expect(page.locator("#message")).to_be_hidden()
-                expect(page.locator("#status-online")).to_have_attribute("data-online", "false")
-                expect(page.locator("#status-waiting")).not_to_have_text(re.compile(r"^0 "))
-                lang = both_languages(page, shots, "sold", lang, "#new-sale")
-                expect(page.locator("#sale-number")).to_have_text(number)  # the result stays over a switch
+            # 5. cash with change
+            page.locator("#given").fill("600")
+            expect(page.locator("#change")).to_have_text("48,00 €")
+            lang = both_languages(page, shots, "pay-cash", lang, "#sell-button")
+            expect(page.locator("#change")).to_have_text("48,00 €")
+            page.locator("#sell-button").click()
+            expect(page.locator("#sale-result")).to_be_visible()
+            number = page.locator("#sale-number").inner_text().strip()
+            expect(page.locator("#sale-change")).to_have_text("48,00 €")
+            sold = page.locator("[data-testid=sale-subscription]")
+            expect(sold).to_have_count(2)
+            sub_numbers = [sold.nth(k).get_attribute("data-number") for k in range(2)]
+            expect(sold.nth(1)).to_contain_text("Lena Weißhaupt")
+            expect(page.locator("#sale-receipt")).to_have_text(re.compile(r"^(gedruckt · mit|printed · with) 16 "))
+            expect(page.locator("#message")).to_be_hidden()
+            expect(page.locator("#status-online")).to_have_attribute("data-online", "false")
+            expect(page.locator("#status-waiting")).not_to_have_text(re.compile(r"^0 "))
+            lang = both_languages(page, shots, "sold", lang, "#new-sale")
+            expect(page.locator("#sale-number")).to_have_text(number)  # the result stays over a switch
 
-                # the receipt with the 16 ticket slips, each with its QR code; the passes queued to the card printer
-                (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)  # one job, slips after
-                escpos = receipt.read_bytes()
-                assert number.encode() in escpos and b"552,00" in escpos and b"48,00" in escpos
-                codes = qr_payloads(escpos)
-                assert len(codes) == 16 and len(set(codes)) == 16
-                printed_files(desk_dir / "var" / "card-out", "*.pdf", 2)
+            # the receipt with the 16 ticket slips, each with its QR code; the passes queued to the card printer
+            (receipt,) = printed_files(desk_dir / "var" / "printer-out", "*.escpos", 1)  # one job, slips after
+            escpos = receipt.read_bytes()
+            assert number.encode() in escpos and b"552,00" in escpos and b"48,00" in escpos
+            codes = qr_payloads(escpos)
+            assert len(codes) == 16 and len(set(codes)) == 16
+            printed_files(desk_dir / "var" / "card-out", "*.pdf", 2)
 
-                # a scanned code (a ticket slip's QR) opens the card lookup from this screen
-                page.locator("#new-sale").click()
-                expect(page.locator("[data-testid=sub-product-tile]").first).to_be_visible()
-                page.keyboard.type(codes[0])
-                page.keyboard.press("Enter")
-                page.wait_for_url(re.compile(r"/cards\?q="))
-                expect(page.locator("#scan-verdict")).to_be_visible()
-                shots(page, f"scan-opens-lookup-{lang}")
+            # a scanned code (a ticket slip's QR) opens the card lookup from this screen
+            page.locator("#new-sale").click()
+            expect(page.locator("[data-testid=sub-product-tile]").first).to_be_visible()
+            page.keyboard.type(codes[0])
+            page.keyboard.press("Enter")
+            page.wait_for_url(re.compile(r"/cards\?q="))
+            expect(page.locator("#scan-verdict")).to_be_visible()
+            shots(page, f"scan-opens-lookup-{lang}")
 
-                # the hub comes back: the desk pushes everything
-                hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", hub_port, "--no-advertise",
-                              ready=HUB_READY)
-                processes.append(hub)
-                expect(page.locator("#status-online")).to_have_attribute("data-online", "true",
-                                                                          timeout=BACK_ONLINE_MS)
-                expect(page.locator("#status-waiting")).to_have_text(re.compile(r"^0 "), timeout=STATUS_MS)
-                page.goto(f"{desk.url}/subscriptions")
-                shots(page, f"back-online-{lang}")
-            finally:
-                browser.close()
+            # the hub comes back: the desk pushes everything
+            hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", hub_port, "--no-advertise",
+                          ready=HUB_READY)
+            processes.append(hub)
+            expect(page.locator("#status-online")).to_have_attribute("data-online", "true",
+                                                                      timeout=BACK_ONLINE_MS)
+            expect(page.locator("#status-waiting")).to_have_text(re.compile(r"^0 "), timeout=STATUS_MS)
+            page.goto(f"{desk.url}/subscriptions")
+            shots(page, f"back-online-{lang}")
 
         # the hub holds both subscriptions, every date seated, the replacements where the pit is open
         office = sqlite3.connect(f"file:{hub_dir / DB_NAME}?mode=ro", uri=True)
@@ -435,112 +431,108 @@ def test_a_choice_with_a_seat_sold_meanwhile_and_a_combi(tmp_path, sample_templa
         wait_for_pool(desk.url, ben, choice_id, free=2)
         wait_for_pool(desk.url, ben, combi_id, free=1)
 
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
-                page.set_default_timeout(STEP_MS)
-                log_in(page, desk.url, "Anna", PIN)
-                page.locator("#pin-ok").click()
-                page.wait_for_url(f"{desk.url}/sell")
-                page.goto(f"{desk.url}/subscriptions")
-                tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{choice_id}"]')
-                expect(tile.locator("[data-testid=sub-free]")).to_have_text(
-                    "2 Plätze an allen Terminen frei an dieser Kasse")
-                tile.click()
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+            page.set_default_timeout(STEP_MS)
+            log_in(page, desk.url, "Anna", PIN)
+            page.locator("#pin-ok").click()
+            page.wait_for_url(f"{desk.url}/sell")
+            page.goto(f"{desk.url}/subscriptions")
+            tile = page.locator(f'[data-testid=sub-product-tile][data-product-id="{choice_id}"]')
+            expect(tile.locator("[data-testid=sub-free]")).to_have_text(
+                "2 Plätze an allen Terminen frei an dieser Kasse")
+            tile.click()
 
-                # five of the eight dates; a sixth cannot be added; Next only with exactly five
-                expect(page.locator("#dates-ask")).to_have_text("5 von 8 Terminen wählen")
-                dates = page.locator("[data-testid=date-toggle]")
-                expect(dates).to_have_count(8)
-                expect(page.locator("#sub-next")).to_be_disabled()
-                for k in range(5):
-                    dates.nth(k).click()
-                    expect(dates.nth(k)).to_have_attribute("aria-pressed", "true")
-                expect(page.locator("#dates-count")).to_have_text("5 von 5 gewählt")
-                expect(dates.nth(5)).to_be_disabled()
-                chosen = [dates.nth(k).get_attribute("data-performance-id") for k in range(5)]
-                page.locator("#sub-next").click()
+            # five of the eight dates; a sixth cannot be added; Next only with exactly five
+            expect(page.locator("#dates-ask")).to_have_text("5 von 8 Terminen wählen")
+            dates = page.locator("[data-testid=date-toggle]")
+            expect(dates).to_have_count(8)
+            expect(page.locator("#sub-next")).to_be_disabled()
+            for k in range(5):
+                dates.nth(k).click()
+                expect(dates.nth(k)).to_have_attribute("aria-pressed", "true")
+            expect(page.locator("#dates-count")).to_have_text("5 von 5 gewählt")
+            expect(dates.nth(5)).to_be_disabled()
+            chosen = [dates.nth(k).get_attribute("data-performance-id") for k in range(5)]
+            page.locator("#sub-next").click()
 
-                # the seats free in all five chosen dates, in this desk's pool
-                expect(page.locator("#seat-map [data-state=free]")).to_have_count(2)
-                tap(page, "seat-map", s5)
-                assert set(booked(page, 0)) == set(chosen)
-                page.locator("#sub-next").click()
-                # a person typing code-like capitals slowly, then Enter: no scan, the screen stays
-                page.locator("#customer-search").press_sequentially("KD1234567890ABCDEF", delay=80)
-                page.keyboard.press("Enter")
-                expect(page.locator("#customer-search")).to_have_value("KD1234567890ABCDEF")
-                assert page.url.endswith("/subscriptions")
-                page.locator("#customer-search").fill("Mül")
-                found = page.locator("[data-testid=customer-result]").first
-                customer_id = found.get_attribute("data-customer-id")
-                found.click()
-                expect(page.locator("#total")).to_have_text("100,00 €")
+            # the seats free in all five chosen dates, in this desk's pool
+            expect(page.locator("#seat-map [data-state=free]")).to_have_count(2)
+            tap(page, "seat-map", s5)
+            assert set(booked(page, 0)) == set(chosen)
+            page.locator("#sub-next").click()
+            # a person typing code-like capitals slowly, then Enter: no scan, the screen stays
+            page.locator("#customer-search").press_sequentially("KD1234567890ABCDEF", delay=80)
+            page.keyboard.press("Enter")
+            expect(page.locator("#customer-search")).to_have_value("KD1234567890ABCDEF")
+            assert page.url.endswith("/subscriptions")
+            page.locator("#customer-search").fill("Mül")
+            found = page.locator("[data-testid=customer-result]").first
+            customer_id = found.get_attribute("data-customer-id")
+            found.click()
+            expect(page.locator("#total")).to_have_text("100,00 €")
 
-                # meanwhile Ben, at the same desk, sells that seat for the same dates
-                post_json(f"{desk.url}/api/subscriptions", {
-                    "product_id": choice_id, "customer_id": customer_id, "performance_ids": chosen,
-                    "seat_ids": [s5], "payment_method": "cash", "given_cents": 10000}, cookie=ben)
+            # meanwhile Ben, at the same desk, sells that seat for the same dates
+            post_json(f"{desk.url}/api/subscriptions", {
+                "product_id": choice_id, "customer_id": customer_id, "performance_ids": chosen,
+                "seat_ids": [s5], "payment_method": "cash", "given_cents": 10000}, cookie=ben)
 
-                page.locator("#sub-next").click()
-                page.locator("#pay-card").click()
-                page.locator("#terminal-ref").fill("T-4711")
-                page.locator("#sell-button").click()
-                expect(page.locator("#message")).to_have_text(
-                    "Ein gewählter Platz ist nicht mehr frei oder nicht im Kontingent dieser Kasse. "
-                    "Der Saalplan ist aktualisiert: bitte einen anderen Platz wählen.")
-                expect(page.locator("#step-seats")).to_be_visible()
-                expect(page.locator(f'#seat-map [data-seat-id="{s5}"]')).to_have_attribute("data-state", "taken")
-                assert booked(page, 0) == {}  # the seat gone is no longer chosen
-                expect(page.locator("#sub-next")).to_be_disabled()
-                shots(page, "choice-seat-taken-meanwhile-de")
-                tap(page, "seat-map", s6)
-                page.locator("#sub-next").click()
-                expect(page.locator("#customer-chosen")).to_be_visible()  # the customer stays chosen
-                expect(page.locator("#total")).to_have_text("100,00 €")
-                page.locator("#sub-next").click()
-                expect(page.locator("#terminal-ref")).to_have_value("T-4711")
-                page.locator("#sell-button").click()
-                expect(page.locator("#sale-result")).to_be_visible()
-                expect(page.locator("#sale-change-row")).to_be_hidden()  # paid by card: no change line
-                expect(page.locator("[data-testid=sale-subscription]")).to_have_count(1)
-                expect(page.locator("[data-testid=sale-subscription]")).to_have_attribute("data-form", "single_tickets")
-                expect(page.locator("#sale-receipt")).to_have_text("gedruckt · mit 5 Ticket-Abschnitten")
-                expect(page.locator("#message")).to_be_hidden()
-                shots(page, "choice-sold-by-card-de")
-                assert booked(page, 0) == {p: (s6, "false") for p in chosen}
+            page.locator("#sub-next").click()
+            page.locator("#pay-card").click()
+            page.locator("#terminal-ref").fill("T-4711")
+            page.locator("#sell-button").click()
+            expect(page.locator("#message")).to_have_text(
+                "Ein gewählter Platz ist nicht mehr frei oder nicht im Kontingent dieser Kasse. "
+                "Der Saalplan ist aktualisiert: bitte einen anderen Platz wählen.")
+            expect(page.locator("#step-seats")).to_be_visible()
+            expect(page.locator(f'#seat-map [data-seat-id="{s5}"]')).to_have_attribute("data-state", "taken")
+            assert booked(page, 0) == {}  # the seat gone is no longer chosen
+            expect(page.locator("#sub-next")).to_be_disabled()
+            shots(page, "choice-seat-taken-meanwhile-de")
+            tap(page, "seat-map", s6)
+            page.locator("#sub-next").click()
+            expect(page.locator("#customer-chosen")).to_be_visible()  # the customer stays chosen
+            expect(page.locator("#total")).to_have_text("100,00 €")
+            page.locator("#sub-next").click()
+            expect(page.locator("#terminal-ref")).to_have_value("T-4711")
+            page.locator("#sell-button").click()
+            expect(page.locator("#sale-result")).to_be_visible()
+            expect(page.locator("#sale-change-row")).to_be_hidden()  # paid by card: no change line
+            expect(page.locator("[data-testid=sale-subscription]")).to_have_count(1)
+            expect(page.locator("[data-testid=sale-subscription]")).to_have_attribute("data-form", "single_tickets")
+            expect(page.locator("#sale-receipt")).to_have_text("gedruckt · mit 5 Ticket-Abschnitten")
+            expect(page.locator("#message")).to_be_hidden()
+            shots(page, "choice-sold-by-card-de")
+            assert booked(page, 0) == {p: (s6, "false") for p in chosen}
 
-                # a combi: a map per date, a seat on each; paid cash, exactly
-                page.locator("#new-sale").click()
-                page.locator(f'[data-testid=sub-product-tile][data-product-id="{combi_id}"]').click()
-                tabs = page.locator("[data-testid=map-tab]")
-                expect(tabs).to_have_count(3)
-                for k in range(3):
-                    expect(page.locator("#sub-next")).to_be_disabled()  # a seat at every date first
-                    tabs.nth(k).click()
-                    perf = tabs.nth(k).get_attribute("data-key")
-                    expect(page.locator("#seat-map")).to_have_attribute("data-key", perf)  # that date's map
-                    tap(page, "seat-map", combi_seat[perf])
-                    expect(tabs.nth(k).locator("[data-testid=map-tab-count]")).to_have_text("1")
-                assert booked(page, 0) == {p: (combi_seat[p], "false") for p in combi_dates}
-                shots(page, "combi-seat-per-date-de")
-                page.locator("#sub-next").click()
-                page.locator("#customer-search").fill("Mül")
-                page.locator("[data-testid=customer-result]").first.click()
-                expect(page.locator("#sub-form-row")).to_be_hidden()  # single tickets only: nothing to choose
-                expect(page.locator("#total")).to_have_text("125,00 €")  # 52 + 52 + 21, priced per date
-                page.locator("#sub-next").click()
-                page.locator("#pay-cash").click()
-                page.locator("#given-exact").click()
-                expect(page.locator("#change")).to_have_text("0,00 €")
-                page.locator("#sell-button").click()
-                expect(page.locator("#sale-result")).to_be_visible()
-                expect(page.locator("#sale-change")).to_have_text("0,00 €")
-                expect(page.locator("#sale-receipt")).to_have_text("gedruckt · mit 3 Ticket-Abschnitten")
-                shots(page, "combi-sold-de")
-            finally:
-                browser.close()
+            # a combi: a map per date, a seat on each; paid cash, exactly
+            page.locator("#new-sale").click()
+            page.locator(f'[data-testid=sub-product-tile][data-product-id="{combi_id}"]').click()
+            tabs = page.locator("[data-testid=map-tab]")
+            expect(tabs).to_have_count(3)
+            for k in range(3):
+                expect(page.locator("#sub-next")).to_be_disabled()  # a seat at every date first
+                tabs.nth(k).click()
+                perf = tabs.nth(k).get_attribute("data-key")
+                expect(page.locator("#seat-map")).to_have_attribute("data-key", perf)  # that date's map
+                tap(page, "seat-map", combi_seat[perf])
+                expect(tabs.nth(k).locator("[data-testid=map-tab-count]")).to_have_text("1")
+            assert booked(page, 0) == {p: (combi_seat[p], "false") for p in combi_dates}
+            shots(page, "combi-seat-per-date-de")
+            page.locator("#sub-next").click()
+            page.locator("#customer-search").fill("Mül")
+            page.locator("[data-testid=customer-result]").first.click()
+            expect(page.locator("#sub-form-row")).to_be_hidden()  # single tickets only: nothing to choose
+            expect(page.locator("#total")).to_have_text("125,00 €")  # 52 + 52 + 21, priced per date
+            page.locator("#sub-next").click()
+            page.locator("#pay-cash").click()
+            page.locator("#given-exact").click()
+            expect(page.locator("#change")).to_have_text("0,00 €")
+            page.locator("#sell-button").click()
+            expect(page.locator("#sale-result")).to_be_visible()
+            expect(page.locator("#sale-change")).to_have_text("0,00 €")
+            expect(page.locator("#sale-receipt")).to_have_text("gedruckt · mit 3 Ticket-Abschnitten")
+            shots(page, "combi-sold-de")
     finally:
         for process in processes:
             process.ensure_gone()
