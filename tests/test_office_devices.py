@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,8 +22,7 @@ from core.base.node import NODE_DB
 from core.base.storage import connect
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient, SyncError
-from hub.app import DB_NAME, make_app
-from hub.services import staff
+from hub.app import make_app
 from hub.web import office
 from tests.helpers import call
 from tests.office import PASSWORD, SHOTS, Clock, csrf_of, log_in, ready
@@ -291,16 +291,13 @@ def test_devices_in_chromium_enroll_and_revoke(tmp_path):
     from playwright.sync_api import expect
 
     from tests.browsers import chromium
+    from tests.office import hub_template
     from tests.test_desk_browser import HUB_READY
-    from tests.test_sync_kill import Process, run
+    from tests.test_sync_kill import Process
 
     started = time.monotonic()
     hub_dir = tmp_path / "hub"
-    printed = run("hub", "init", "--data", str(hub_dir))
-    link = re.search(r"/office/setup/([\w-]+) on the hub", printed).group(1)
-    db = connect(hub_dir / DB_NAME)
-    staff.set_password(db, link, PASSWORD, utcnow())
-    db.close()
+    shutil.copytree(hub_template(sample=False)[0], hub_dir)  # `hub init`, the admin's password set
     hub = Process(tmp_path / "log.txt", "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
                   ready=HUB_READY)
     SHOTS.mkdir(parents=True, exist_ok=True)
