@@ -111,11 +111,17 @@ def json_field(column: str, field: str) -> str:
     return f"{_name(column)} ->> '$.{_name(field)}'"
 
 
-def rows_by_json_keys(table: str, key_columns: tuple[str, ...]) -> str:
+def rows_by_json_keys(table: str, key_columns: tuple[str, ...], db: sqlite3.Connection | None = None) -> str:
     """The rows of *table* whose key is one of the JSON arrays in the next parameter (a JSON
     array of keys, each a JSON array of the key's columns), with the key as `_key`: one
-    lookup by primary key per row, in one statement."""
-    on = " AND ".join(f"t.{_name(c)} = j.value ->> {i}" for i, c in enumerate(key_columns))
+    lookup by primary key per row, in one statement.
+
+    On PostgreSQL (*db* says which) a key part taken from the JSON is text and `bigint = text`
+    is no operator (node_certs.key_id: every feed pull failed), so the key columns are compared
+    as text: on a text key the cast changes nothing and the primary key index still answers; an
+    integer key is read by scanning (node_certs: one row per device)."""
+    column = "CAST(t.{} AS TEXT)" if db is not None and is_postgresql(db) else "t.{}"
+    on = " AND ".join(f"{column.format(_name(c))} = j.value ->> {i}" for i, c in enumerate(key_columns))
     return f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {_name(table)} t ON {on}"
 
 
@@ -164,7 +170,12 @@ def with_local_day(db: sqlite3.Connection) -> None:
 @contextlib.contextmanager
 def overwriting_deleted(db: sqlite3.Connection) -> Iterator[None]:
     """Writes inside overwrite the old content of a rewritten or deleted row with zeros
-    (`secure_delete`) instead of leaving it in the page's free space."""
+    (`secure_delete`) instead of leaving it in the page's free space. PostgreSQL has no such
+    switch: an old row version stays until VACUUM removes it; nothing is done there (the
+    PRAGMA failed after the mail worker had delivered, so every mail went out again)."""
+    if is_postgresql(db):
+        yield
+        return
     row = db.execute("PRAGMA secure_delete").fetchone()
     before = row["secure_delete"] if isinstance(row, dict) else row[0]
     db.execute("PRAGMA secure_delete = 1")
@@ -177,7 +188,10 @@ def overwriting_deleted(db: sqlite3.Connection) -> Iterator[None]:
 def drop_old_page_copies(db: sqlite3.Connection) -> bool:
     """Copy the write-ahead log into the database file and empty it (it still holds pages as
     they were before a rewrite). Never waits: False when another connection was reading, and
-    the log stays until a later call or SQLite's own checkpoint."""
+    the log stays until a later call or SQLite's own checkpoint. On PostgreSQL: False, nothing
+    to do here (its write-ahead log and old row versions are the server's to recycle)."""
+    if is_postgresql(db):
+        return False
     row = db.execute("PRAGMA busy_timeout").fetchone()
     timeout = row["timeout"] if isinstance(row, dict) else row[0]
     db.execute("PRAGMA busy_timeout = 0")

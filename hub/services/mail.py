@@ -35,7 +35,6 @@ The file is read once, when the app is made (`hub/settings.py`); `SECTION` decla
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -326,7 +325,7 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
     if messages:
         results.update(await asyncio.to_thread(_deliver, settings, messages))
     sent = failed = 0
-    with _scrubbing(db), transaction(db):
+    with sql.overwriting_deleted(db), transaction(db):
         for row in rows:
             error = results.get(row["id"], "not attempted")
             attempts = row["attempts"] + 1
@@ -340,24 +339,12 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
                 retry = iso(now + dt.timedelta(seconds=backoff_s(attempts)))
                 db.execute("UPDATE mail_queue SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                            (attempts, retry, error, row["id"]))
-    if sent and _on_sqlite(db):  # the log still holds the pages with the links in clear
+    if sent:  # the log still holds the pages with the links in clear
         sql.drop_old_page_copies(db)
     if failed:
         log.log(logging.DEBUG if quiet else logging.WARNING, "mail: %d sent, %d failed (will retry): %s", sent,
                 failed, next(e for e in results.values() if e is not None))
     return sent, failed
-
-
-def _on_sqlite(db: sqlite3.Connection) -> bool:
-    return isinstance(db, sqlite3.Connection)
-
-
-def _scrubbing(db: sqlite3.Connection) -> contextlib.AbstractContextManager:
-    """On SQLite, the redacted rows' old text is overwritten in the file (`secure_delete`).
-    PostgreSQL has no such switch (`core.base.sql.overwriting_deleted` is SQLite's PRAGMA, which
-    failed there *after* the mails were delivered, so they were sent again and again): its
-    old row versions go when VACUUM removes them."""
-    return sql.overwriting_deleted(db) if _on_sqlite(db) else contextlib.nullcontext()
 
 
 def redact_links(body: str | None) -> str | None:

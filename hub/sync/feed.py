@@ -65,24 +65,12 @@ def _current_rows(db: sqlite3.Connection, latest: dict[tuple[str, str], int]) ->
     for table, keys in by_table.items():
         pk = REPLICATED[table]
         # join on the key's parts, so each lookup uses the primary key index
-        sql = _lookup(db, table, pk)
+        sql = rows_by_json_keys(table, pk, db)
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
             for row in db.execute(sql, ("[" + ",".join(chunk) + "]",)):
                 found[(table, row.pop("_key"))] = row  # minified JSON, as json_array wrote it
     return found
-
-
-def _lookup(db: sqlite3.Connection, table: str, pk: tuple[str, ...]) -> str:
-    """`rows_by_json_keys`, and on PostgreSQL with each key column compared as text: a key part
-    taken from the JSON (`->>`) is text there, and `bigint = text` (node_certs.key_id) is no
-    operator (every pull was a 500). On a text key the cast changes nothing, so the primary key
-    index still answers; an integer key is read by scanning (node_certs: one row per device).
-    Belongs in the seam (core.base.sql) once it knows the connection's dialect."""
-    if isinstance(db, sqlite3.Connection):
-        return rows_by_json_keys(table, pk)
-    on = " AND ".join(f"CAST(t.{c} AS TEXT) = j.value ->> {i}" for i, c in enumerate(pk))
-    return f"SELECT j.value AS _key, t.* FROM json_each(?) j JOIN {table} t ON {on}"
 
 
 def head(db: sqlite3.Connection) -> int:
