@@ -267,7 +267,6 @@ async def pull(request: web.Request) -> web.Response:
     signer = _authenticate(request, b"")
     if isinstance(signer, web.Response):
         return signer
-    node_id = signer.node_id
     try:
         after = int(request.query.get("after", "0"))
         limit = int(request.query.get("limit", str(MAX_PAGE)))
@@ -281,7 +280,16 @@ async def pull(request: web.Request) -> web.Response:
         signer = await _hold(request, signer, after, limit, wait)
         if isinstance(signer, web.Response):
             return signer
-    db, now = request.app[DB], utcnow()
+    offload = request.app.get(OFFLOAD)  # PostgreSQL: it waits for the write lock in the executor, off the loop
+    if offload is None:
+        return _pull(request.app[DB], request, signer, after, limit)
+    return await offload.call(lambda db: _pull(db, request, signer, after, limit), request.app[DB])
+
+
+@retried
+def _pull(db, request: web.Request, signer: Signer, after: int, limit: int) -> web.Response:
+    """The pull's one transaction: the page read, the nonce and the node's cursor written."""
+    node_id, now = signer.node_id, utcnow()
     with transaction(db):  # the page is read and the nonce and cursor written in one transaction
         if (replayed := _admit(request, signer, db)) is not None:
             return replayed
