@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 FORMATS = ("csv", "csv-de", "xlsx", "pdf")
 HELP = """\
@@ -67,6 +69,22 @@ def _list() -> int:
     return 0
 
 
+def _open(data: Path, connect: Any) -> Any:
+    """The hub's database: hub.sqlite in *data*, or the PostgreSQL database its hub.toml names
+    (`[storage] database`, read here without hub.settings: that loads aiohttp)."""
+    database = data / "hub.sqlite"  # hub.app.DB_NAME (not imported: hub.app loads aiohttp)
+    if database.is_file():
+        return connect(database, migrate=False)
+    settings = data / "hub.toml"
+    url = tomllib.loads(settings.read_text(encoding="utf-8")).get("storage", {}).get("database") \
+        if settings.is_file() else None
+    if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{data} holds no hub (no hub.sqlite, no database in hub.toml); see tessera hub init")
+    from core.base import pg  # psycopg: only for a hub on PostgreSQL
+
+    return pg.connect(url, data_dir=data, migrate=False)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
@@ -79,10 +97,7 @@ def run(args: argparse.Namespace) -> int:
     report = registry.get(args.name)
     query = registry.Query(sort=args.sort, conditions=tuple(registry.parse_condition(f) for f in args.filter))
     registry.check(report, query, personal=True)
-    database = args.data / "hub.sqlite"  # hub.app.DB_NAME (not imported: hub.app loads aiohttp)
-    if not database.is_file():
-        raise ValueError(f"{args.data} holds no hub (no hub.sqlite); see tessera hub init")
-    db = connect(database, migrate=False)
+    db = _open(args.data, connect)
     try:
         if args.out is None:
             exporters.export(db, report, query, args.format, sys.stdout.buffer, personal=True, lang=args.lang,

@@ -14,13 +14,11 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from core.base.clock import utcnow
 from core.base.errors import Conflict
-from core.base.sql import database_file
-from core.base.storage import connect
 from core.subscriptions import rollover_run
+from hub.services import connections
 
 log = logging.getLogger("tessera.rollover")
 _JOBS: dict[str, threading.Thread] = {}
@@ -33,20 +31,20 @@ def running(run_id: str) -> bool:
 
 
 def start(db: sqlite3.Connection, run_id: str, work: Callable[[sqlite3.Connection], object]) -> threading.Thread:
-    """Run *work* in a thread for *run_id*, with its own connection to *db*'s database file."""
+    """Run *work* in a thread for *run_id*, with its own connection to *db*'s database."""
     with _LOCK:
         if running(run_id):
             raise Conflict("a step of this rollover is running; wait for it to finish",
                            detail_de="Ein Schritt dieser Übernahme läuft noch; bitte warten")
-        job = threading.Thread(target=_job, args=(Path(database_file(db)), run_id, work), daemon=True,
+        job = threading.Thread(target=_job, args=(connections.opener(db), run_id, work), daemon=True,
                                name=f"rollover-{run_id[-8:]}")
         _JOBS[run_id] = job
         job.start()
     return job
 
 
-def _job(path: Path, run_id: str, work: Callable[[sqlite3.Connection], object]) -> None:
-    db = connect(path)
+def _job(open_db: connections.Opener, run_id: str, work: Callable[[sqlite3.Connection], object]) -> None:
+    db = open_db()
     try:
         work(db)
     except Exception as exc:  # recorded for the office; the run continues when started again

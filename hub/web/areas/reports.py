@@ -23,11 +23,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from core.base.sql import database_file
-from core.base.storage import connect
 from core.reports import lists, registry  # noqa: F401 (lists: the S14 lists register themselves on import)
 from core.reports.registry import Query
 from hub import exporters
+from hub.services import connections
 from hub.web.api import Api, Ctx, Download, Param
 from hub.web.problems import ApiError
 
@@ -131,11 +130,11 @@ def _page(ctx: Ctx, report: registry.Report, query: Query, mine: bool) -> dict:
             "sort": query.sort or report.default_sort}
 
 
-def _write_file(path: str, report: registry.Report, query: Query, mine: bool, fmt: str, lang: str,
+def _write_file(open_db: connections.Opener, report: registry.Report, query: Query, mine: bool, fmt: str, lang: str,
                 filters: str) -> Any:
     """In a worker thread: the file, on a read connection of its own."""
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 (closed by the answer that sends it)
-    db = connect(path, migrate=False)
+    db = open_db()
     try:
         exporters.export(db, report, query, fmt, out, personal=mine, lang=lang, filters=filters)
     except BaseException:
@@ -152,8 +151,8 @@ async def _file(ctx: Ctx, report: registry.Report, query: Query, mine: bool, fmt
     lang = ctx.query.get("lang", "de")
     if lang not in ("de", "en"):
         raise ApiError(400, "invalid-parameter", "Invalid query parameter", "lang is de or en", field="lang")
-    out = await asyncio.to_thread(_write_file, database_file(ctx.db), report, query, mine, fmt, lang,
-                                  ctx.query.get("filter", ""))
+    out = await asyncio.to_thread(_write_file, connections.opener(ctx.db, migrate=False), report, query, mine, fmt,
+                                  lang, ctx.query.get("filter", ""))
     return Download(out, exporters.FORMATS[fmt], exporters.file_name(report.name, fmt))
 
 

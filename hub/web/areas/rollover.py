@@ -19,13 +19,11 @@ from msgspec import Meta
 
 from core.base.clock import utcnow
 from core.base.node import this_node
-from core.base.sql import database_file
-from core.base.storage import connect
 from core.cards import cards
 from core.catalog.common import Body, Id
 from core.subscriptions import rollover_run
 from core.subscriptions.rollover_map import MappingIn, ProductPairIn
-from hub.services import rollover_confirm, rollover_jobs
+from hub.services import connections, rollover_confirm, rollover_jobs
 from hub.settings import context
 from hub.web.api import Api, Ctx
 
@@ -107,11 +105,11 @@ def _answer(db, run_id: str) -> dict:
             "running": rollover_jobs.running(run_id)}
 
 
-async def _dry_run(path: str, body: RolloverIn, mapping: MappingIn) -> tuple[int, dict]:
+async def _dry_run(open_db: connections.Opener, body: RolloverIn, mapping: MappingIn) -> tuple[int, dict]:
     """The dry run's result, computed in a thread with its own connection (it may read for seconds)."""
 
     def work() -> dict:
-        db = connect(path)
+        db = open_db()
         try:
             out = rollover_run.run(db, body.from_season_id, body.to_season_id, utcnow(), mapping=mapping,
                                    renewal_until=body.renewal_until, cancel_deadline=body.cancel_deadline,
@@ -130,7 +128,7 @@ def start_rollover(ctx: Ctx):
     body: RolloverIn = ctx.body
     mapping = MappingIn(products=body.products)
     if body.dry_run:
-        return _dry_run(database_file(ctx.db), body, mapping)
+        return _dry_run(connections.opener(ctx.db), body, mapping)
     _, _, run_row = rollover_run.prepare(ctx.db, body.from_season_id, body.to_season_id, utcnow(), mapping=mapping,
                                          renewal_until=body.renewal_until, cancel_deadline=body.cancel_deadline)
     rollover_jobs.start(ctx.db, run_row["id"], lambda db: rollover_run.run(
