@@ -18,7 +18,7 @@ from core.reports.registry import Column, Report, register
 _CUSTOMER_NAME = "cu.last_name || ', ' || cu.first_name"
 _SEATS = ("(SELECT " + joined("x") + " FROM (SELECT DISTINCT c.name || ' ' || s.row_label || '/' || s.label AS x "
           "FROM tickets t JOIN seats s ON s.id = t.seat_id JOIN plan_sections c ON c.id = s.section_id "
-          "WHERE t.line_id = sub.line_id AND t.status = 'sold' ORDER BY x))")
+          "WHERE t.line_id = sub.line_id AND t.status = 'sold' ORDER BY x) AS seat_names)")
 _TICKETS = "(SELECT count(*) FROM tickets t WHERE t.line_id = sub.line_id AND t.status = 'sold')"
 
 

@@ -542,6 +542,7 @@ def sales_per_agency(db: sqlite3.Connection) -> list[dict]:
     run to the end of their season and nothing is refunded)."""
     return db.execute(
         "SELECT s.agency_token AS agency, coalesce(t.name, '') AS name, count(*) AS subscriptions, "
-        "sum(s.state = 'active') AS active, sum(s.price_cents) AS revenue_cents FROM subscriptions s "
+        "sum(CASE WHEN s.state = 'active' THEN 1 ELSE 0 END) AS active, sum(s.price_cents) AS revenue_cents "
+        "FROM subscriptions s "
         "LEFT JOIN api_tokens t ON t.id = s.agency_token WHERE s.agency_token IS NOT NULL "
-        "GROUP BY s.agency_token ORDER BY revenue_cents DESC, s.agency_token").fetchall()
+        "GROUP BY s.agency_token, t.name ORDER BY revenue_cents DESC, s.agency_token").fetchall()

@@ -70,8 +70,11 @@ _FTS5 = re.compile(r"^CREATE\s+VIRTUAL\s+TABLE\s+(?P<name>\w+)\s+USING\s+fts5\s*
 
 FUNCTIONS = (
     "CREATE COLLATION IF NOT EXISTS nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+    # Python's str.casefold (the SQLite connection's casefold): lower case for all letters, and
+    # the full foldings lower() leaves out that matter here (ß -> ss, final sigma, ligatures)
     "CREATE OR REPLACE FUNCTION casefold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT "
-    "RETURN lower($1 COLLATE \"und-x-icu\")",
+    "RETURN replace(replace(replace(replace(replace(replace(replace(lower($1 COLLATE \"und-x-icu\"), "
+    "'ß', 'ss'), 'ς', 'σ'), 'ﬀ', 'ff'), 'ﬁ', 'fi'), 'ﬂ', 'fl'), 'ﬃ', 'ffi'), 'ﬄ', 'ffl')",
     "CREATE OR REPLACE FUNCTION tessera_local_day(text) RETURNS text LANGUAGE sql STABLE STRICT "
     f"RETURN CASE WHEN $1 = '' THEN NULL ELSE (($1::timestamptz) AT TIME ZONE '{LOCAL_TZ.key}')::date::text END",
     # SQLite's strftime for the codes triggers use, in UTC; 'now' is the statement's time
