@@ -108,6 +108,7 @@ class ProgressLine:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    backup.refuse_postgresql(args.data, db_path(args.data))  # before asking for a passphrase
     secret = passphrase(args, confirm=True)
     manifest = backup.backup(args.data, db_path(args.data), args.out, secret, progress=ProgressLine())
     size = args.out.stat().st_size

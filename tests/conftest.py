@@ -45,11 +45,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests on a hub fixture run once per backend when `--backend=both` or their module is
     marked both_backends (`--backend=postgresql` alone wins: PostgreSQL only)."""
-    if "backend" not in metafunc.fixturenames:
-        return
+    if "backend" not in metafunc.fixturenames or any(
+            "backend" in _names(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")):
+        return  # no hub fixture, or the test names its backend itself
     chosen = metafunc.config.getoption("backend")
     if chosen == "both" or (chosen == "sqlite" and metafunc.definition.get_closest_marker("both_backends")):
         metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+def _names(argnames: str | list[str] | tuple[str, ...]) -> list[str]:
+    return [n.strip() for n in argnames.split(",")] if isinstance(argnames, str) else list(argnames)
 
 
 @pytest.fixture

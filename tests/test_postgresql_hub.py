@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main as cli_main
 from core.base import pg as postgresql
 from core.base import storage
 from core.base.node import init_node
@@ -102,3 +103,17 @@ def test_tessera_hub_init_and_serve_on_postgresql(pg_empty_url, tmp_path):
         assert counts == {"Großes Haus": [760, 800, 832], "Studio": [199]}
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_backup_of_a_hub_on_postgresql_is_refused_naming_pg_dump_and_the_keys_folder(empty_hub, backend, tmp_path,
+                                                                                     capsys, monkeypatch):
+    """`tessera hub backup` copies a SQLite file: for a hub on PostgreSQL it says to use
+    pg_dump and where the keys are, before asking for a passphrase, and writes nothing."""
+    monkeypatch.setenv("HUB_BACKUP_PASS", "a long enough passphrase for the test")
+    out = tmp_path / "hub.tbk"
+    assert cli_main(["hub", "backup", "--data", str(empty_hub.dir), "--out", str(out),
+                     "--passphrase-env", "HUB_BACKUP_PASS"]) != 0
+    said = capsys.readouterr().err
+    assert "pg_dump" in said and str(empty_hub.dir) in said, said
+    assert not out.exists() and sorted(p.name for p in empty_hub.dir.iterdir() if p.name.startswith(".backup"))== []

@@ -46,6 +46,7 @@ from core.base.errors import TesseraError
 from core.base.files import fsync_dir
 from core.base.storage import connect, transaction
 from core.cards import keys
+from hub import settings
 from hub.services import nodes
 
 MAGIC = b"TSRHUBBK"
@@ -168,6 +169,7 @@ def backup(data_dir: Path, db_file: Path, out: Path, passphrase: str, *, kdf: Kd
     """Write an encrypted backup of the hub in *data_dir* (database *db_file*) to *out*, replacing
     it atomically; then record its checkpoints in the live database. The hub may be serving."""
     data_dir, out = Path(data_dir), Path(out)
+    refuse_postgresql(data_dir, Path(db_file))
     _data_files(data_dir)  # a clear error before the passphrase is even looked at
     secret = _secret(passphrase, new=True)
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=data_dir) as scratch:
@@ -183,6 +185,17 @@ def backup(data_dir: Path, db_file: Path, out: Path, passphrase: str, *, kdf: Kd
         _write_archive(out, secret, kdf, manifest, files, progress)
     _record_checkpoints(db_file, manifest)
     return manifest
+
+
+def refuse_postgresql(data_dir: Path, db_file: Path) -> None:
+    """A hub whose data is in PostgreSQL (hub.toml `[storage] database`, no SQLite file) is not
+    backed up here: this copies a SQLite file. Said clearly instead of "no such file"."""
+    if db_file.exists() or not (data_dir / SETTINGS_FILE).is_file():
+        return
+    if settings.read(data_dir, (settings.STORAGE,)).get(settings.STORAGE).database:
+        raise BackupError(f"this hub's data is in PostgreSQL (hub.toml [storage] database): back it up with "
+                          f"pg_dump or the server's own backups; the keys folder is {data_dir} (copy its key files "
+                          "and hub.toml with it)")
 
 
 def _data_files(data_dir: Path) -> list[tuple[str, Path]]:
