@@ -17,6 +17,7 @@ from core.cards.access import GateRules
 
 GATE_CONFIG = "gate.toml"
 HUB_DB = "hub.sqlite"
+HUB_SETTINGS = "hub.toml"  # hub.settings.SETTINGS_FILE (edges do not import the hub)
 
 
 class NotANode(Exception):
@@ -24,12 +25,27 @@ class NotANode(Exception):
 
 
 def open_data(data_dir: Path) -> sqlite3.Connection:
-    """The database of a hub, cash desk, counter or gate folder (whichever it is)."""
+    """The database of a hub, cash desk, counter or gate folder (whichever it is; a hub's may be
+    the PostgreSQL database its hub.toml names)."""
     data_dir = Path(data_dir)
     for name in (NODE_DB, HUB_DB):
         if (data_dir / name).exists():
             return connect(data_dir / name, edge=name == NODE_DB)
+    url = _hub_database_url(data_dir)
+    if url:
+        from core.base import pg  # psycopg: only for a hub folder whose data is in PostgreSQL
+
+        return pg.connect(url, data_dir=data_dir, migrate=False)
     raise NotANode(f"{data_dir} is not a Tessera data folder (no {NODE_DB} or {HUB_DB})")
+
+
+def _hub_database_url(data_dir: Path) -> str | None:
+    """The PostgreSQL database a hub folder's hub.toml names (`[storage] database`), if any."""
+    path = data_dir / HUB_SETTINGS
+    if not path.is_file():
+        return None
+    url = tomllib.loads(path.read_text(encoding="utf-8")).get("storage", {}).get("database")
+    return url if isinstance(url, str) and url.startswith(("postgresql://", "postgres://")) else None
 
 
 def gate_rules(data_dir: Path) -> GateRules:
