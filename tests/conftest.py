@@ -3,8 +3,8 @@ loopback test server, and a sample catalog built once per session and copied per
 
 The hub fixtures (`empty_hub`, `sample_hub`, `hub`, `api`, `empty_api`) run on SQLite, or on
 PostgreSQL (docs/postgresql.md): `--backend=postgresql` runs every test that uses them on
-PostgreSQL, `--backend=both` on both, and a module marked `pytestmark =
-pytest.mark.both_backends` runs on both in the normal run. On PostgreSQL each test gets a
+PostgreSQL, `--backend=both` on both, and the modules of BOTH_BACKENDS (or marked `pytestmark =
+pytest.mark.both_backends`) run on both in the normal run. On PostgreSQL each test gets a
 fresh database of the worker's throwaway cluster (tests/pg.py): the sample catalog is built
 once per worker into a template database and copied (`CREATE DATABASE ... TEMPLATE`), with a
 copy of the key files folder whose hub.toml names the copy. `sample_template` (the folder
@@ -31,6 +31,15 @@ from hub.settings import SETTINGS_FILE
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL cluster fixtures (started only when a test asks)
 BACKENDS = ("sqlite", "postgresql")
+# The hub's in-process API/service modules that run on both backends in every run (the CI lane):
+# chosen to cover seats, holds, orders, money (payments, refunds, bank, invoices), cards, auth
+# and the rollover within ~150 s of worker time on PostgreSQL (docs/postgresql.md has the
+# figures). A module may also say `pytestmark = pytest.mark.both_backends`.
+BOTH_BACKENDS = frozenset({
+    "test_agency_subscriptions", "test_auth", "test_bank_take_back", "test_card_api", "test_invoice_api",
+    "test_office_api_call", "test_payment_states", "test_refund_sums", "test_ring_pools", "test_rollover_api",
+    "test_seat_holds", "test_seats",
+})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,12 +53,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests on a hub fixture run once per backend when `--backend=both` or their module is
-    marked both_backends (`--backend=postgresql` alone wins: PostgreSQL only)."""
+    marked both_backends or named in BOTH_BACKENDS (`--backend=postgresql` alone wins:
+    PostgreSQL only)."""
     if "backend" not in metafunc.fixturenames or any(
             "backend" in _names(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")):
         return  # no hub fixture, or the test names its backend itself
     chosen = metafunc.config.getoption("backend")
-    if chosen == "both" or (chosen == "sqlite" and metafunc.definition.get_closest_marker("both_backends")):
+    both = metafunc.definition.get_closest_marker("both_backends") or metafunc.module.__name__.rsplit(".", 1)[-1] \
+        in BOTH_BACKENDS
+    if chosen == "both" or (chosen == "sqlite" and both):
         metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
