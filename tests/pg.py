@@ -3,7 +3,9 @@ process (each xdist worker has its own), started once and stopped at the end, an
 database per test: `pg_empty_url` empty, `pg_url` a copy of one with the hub's schema, `pg`
 that database opened as a hub's.
 
-Not a test module: `tests/test_postgresql_*.py` import the fixtures from here.
+Not a test module: tests/conftest.py loads it as a plugin (`pytest_plugins`), for the hub
+fixtures on PostgreSQL (`--backend`, BOTH_BACKENDS) and for `tests/test_postgresql_*.py`.
+The cluster starts only when a test asks for one.
 """
 
 from __future__ import annotations
