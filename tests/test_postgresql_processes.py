@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 
 from core.base import pg as postgresql
 from core.base.clock import utcnow
+from core.base.errors import Conflict
 from core.base.node import NODE_DB, init_node, this_node
 from core.base.storage import connect
 from core.cards import cardcode, cards
@@ -37,7 +39,7 @@ from edge.sync.client import SyncClient, SyncError
 from hub import sample
 from hub.app import init_hub, make_app
 from hub.client import LocalClient
-from hub.services import leases, tokens
+from hub.services import leases, rollover_jobs, tokens
 from hub.services.mail import MailSettings, enqueue, send_due
 from hub.services.rate_limits import RateLimit
 from hub.sync import enrollment
@@ -124,6 +126,47 @@ def test_a_lease_has_one_holder_until_given_back_or_expired(pg_url):
         assert leases.holder(db, "print-batch-card", NOW) is None
     finally:
         db.close()
+
+
+def test_a_rollover_step_runs_in_one_hub_process_at_a_time(pg_url, pg_cluster):
+    """A step's session holds its run's advisory lock while it runs: another hub process (here
+    a second connection, whose start is made to look like another process's by clearing this
+    process's registry) cannot start it and sees it running; when the step ends, or its process
+    dies (its session is ended), the run may be started again at once."""
+    db, other = postgresql.connect(pg_url), postgresql.connect(pg_url)
+    started, release = threading.Event(), threading.Event()
+    try:
+        job = rollover_jobs.start(db, "run-1", lambda conn: (started.set(), release.wait(30)))
+        assert started.wait(30)
+        assert rollover_jobs.running("run-1", other)
+        mine = rollover_jobs._JOBS.pop("run-1")  # what another process knows of this one: nothing
+        with pytest.raises(Conflict, match="another hub process"):
+            rollover_jobs.start(other, "run-1", lambda conn: None)
+        assert rollover_jobs.running("run-1", other)
+        rollover_jobs._JOBS["run-1"] = mine
+        release.set()
+        job.join(30)
+        assert not rollover_jobs.running("run-1", other)
+        again = rollover_jobs.start(other, "run-1", lambda conn: None)
+        again.join(30)
+
+        # a process killed mid-step: its session ends, and with it the lock (no expiry to wait for)
+        started.clear()
+        release.clear()
+        job = rollover_jobs.start(db, "run-2", lambda conn: (started.set(), release.wait(30)))
+        assert started.wait(30)
+        rollover_jobs._JOBS.pop("run-2")
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND objsubid = 2 AND classid::bigint = %s", (rollover_jobs._LOCK_SPACE,))
+        wait_until(lambda: not rollover_jobs.running("run-2", other), 10, what="the killed step's lock to go")
+        rollover_jobs.start(other, "run-2", lambda conn: None).join(30)
+        release.set()
+        job.join(30)
+    finally:
+        release.set()
+        db.close()
+        other.close()
 
 
 def test_queued_mail_is_sent_once_by_workers_racing_on_separate_connections(pg_url):

@@ -6,6 +6,13 @@ in chunked transactions (`rollover_run`, `rollover_confirm`); each chunk takes t
 briefly, so sales and the office go on between chunks. One step per run at a time (a second
 start while one runs is a Conflict). A step that fails records why on the run row
 (`rollover_run.set_error`); a hub stopped mid-step leaves a run that continues when started again.
+
+"One step at a time" holds across hub processes on one PostgreSQL database too
+(docs/hub-processes.md): the step's own session takes a session-level advisory lock on the run
+(`pg_try_advisory_lock`) before its thread starts and keeps it until the step ends. A second
+process's start is a Conflict. A process killed mid-step loses its session and with it the lock,
+so the run continues at once when started again, on any process (a lease with an expiry would
+make it wait). On SQLite the hub is one process: this module's registry is the whole rule.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
+from core.base import sql
 from core.base.clock import utcnow
 from core.base.errors import Conflict
 from core.subscriptions import rollover_run
@@ -23,11 +31,34 @@ from hub.services import connections
 log = logging.getLogger("tessera.rollover")
 _JOBS: dict[str, threading.Thread] = {}
 _LOCK = threading.Lock()
+_LOCK_SPACE = 0x5EA5  # the first key of a rollover step's advisory lock (the write lock's key is one bigint)
+_RUN_KEY = "(hashtext(?) & 2147483647)"  # the second: the run id, hashed into a positive int4
 
 
-def running(run_id: str) -> bool:
+def running(run_id: str, db: sqlite3.Connection | None = None) -> bool:
+    """A step of *run_id* runs in this process or (given a PostgreSQL *db*) in another hub process."""
     job = _JOBS.get(run_id)
-    return job is not None and job.is_alive()
+    if job is not None and job.is_alive():
+        return True
+    if db is None or not sql.is_postgresql(db):
+        return False
+    return db.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+                      f"AND classid::bigint = ? AND objid::bigint = {_RUN_KEY}",
+                      (_LOCK_SPACE, run_id)).fetchone()["n"] > 0
+
+
+def _claimed(db: sqlite3.Connection, open_db: connections.Opener, run_id: str) -> sqlite3.Connection | None:
+    """On PostgreSQL: the step's own session, holding the run's advisory lock (Conflict when
+    another process's session holds it). On SQLite: None (the thread opens its connection)."""
+    if not sql.is_postgresql(db):
+        return None
+    session = open_db()
+    got = session.execute(f"SELECT pg_try_advisory_lock(?, {_RUN_KEY}) AS got", (_LOCK_SPACE, run_id)).fetchone()
+    if not got["got"]:
+        session.close()
+        raise Conflict("a step of this rollover is running on another hub process; wait for it to finish",
+                       detail_de="Ein Schritt dieser Übernahme läuft noch; bitte warten")
+    return session
 
 
 def start(db: sqlite3.Connection, run_id: str, work: Callable[[sqlite3.Connection], object]) -> threading.Thread:
@@ -36,15 +67,18 @@ def start(db: sqlite3.Connection, run_id: str, work: Callable[[sqlite3.Connectio
         if running(run_id):
             raise Conflict("a step of this rollover is running; wait for it to finish",
                            detail_de="Ein Schritt dieser Übernahme läuft noch; bitte warten")
-        job = threading.Thread(target=_job, args=(connections.opener(db), run_id, work), daemon=True,
+        open_db = connections.opener(db)
+        claimed = _claimed(db, open_db, run_id)
+        job = threading.Thread(target=_job, args=(open_db, run_id, work, claimed), daemon=True,
                                name=f"rollover-{run_id[-8:]}")
         _JOBS[run_id] = job
         job.start()
     return job
 
 
-def _job(open_db: connections.Opener, run_id: str, work: Callable[[sqlite3.Connection], object]) -> None:
-    db = open_db()
+def _job(open_db: connections.Opener, run_id: str, work: Callable[[sqlite3.Connection], object],
+         claimed: sqlite3.Connection | None = None) -> None:
+    db = claimed or open_db()  # closing it ends a PostgreSQL step's session, and so its lock
     try:
         work(db)
     except Exception as exc:  # recorded for the office; the run continues when started again

@@ -102,7 +102,7 @@ class RolloverRunList(msgspec.Struct, kw_only=True):
 def _answer(db, run_id: str) -> dict:
     out = rollover_run.result(db, run_id)
     return {**out, "run": {k: v for k, v in out["run"].items() if k != "mapping"},
-            "running": rollover_jobs.running(run_id)}
+            "running": rollover_jobs.running(run_id, db)}
 
 
 async def _dry_run(open_db: connections.Opener, body: RolloverIn, mapping: MappingIn) -> tuple[int, dict]:
