@@ -164,7 +164,7 @@ def office_in_chromium(tmp_path: Path, sample: bool = True, lang: str = "de",
 
     template, token, template_ids = hub_template(sample)
     hub_dir = tmp_path / "hub"
-    shutil.copytree(template, hub_dir)
+    shutil.copytree(template, hub_dir, dirs_exist_ok=True)  # a test may have made the folder (empty)
     ids = copy.deepcopy(template_ids)
     db = connect(hub_dir / DB_NAME)
     if prepare:
