@@ -367,7 +367,7 @@ def deactivate(db: sqlite3.Connection, actor_id: str, staff_id: str, now: dt.dat
         if staff_id == actor_id:
             raise Conflict("you cannot deactivate your own account", field="id")
         if row["role"] == "admin" and row["active"]:
-            admins = db.execute("SELECT count(*) AS n FROM staff WHERE role = 'admin' AND active").fetchone()["n"]
+            admins = db.execute("SELECT count(*) AS n FROM staff WHERE role = 'admin' AND active = 1").fetchone()["n"]
             if admins <= 1:
                 raise Conflict("the last active admin cannot be deactivated", field="id")
         db.execute("UPDATE staff SET active = 0, updated_at = ? WHERE id = ?", (iso(now), staff_id))
