@@ -70,9 +70,14 @@ def zone_prices(db: sqlite3.Connection, performance_id: str) -> list[dict]:
 def redemption_of_order(db: sqlite3.Connection, order_id: str) -> dict | None:
     """A redemption's order as the clerk reads it back: order, ticket with seat and performance,
     per voucher the value used and lapsed, and the order's payments. None: no redemption."""
+    # In the order the clerk gave them (the split's order): their voucher payments were recorded in
+    # that order with time-ordered ids (no rowid on PostgreSQL); a voucher that used nothing has no
+    # payment, and is then the only voucher of the order.
     used = db.execute(
         "SELECT r.*, v.number, v.tier_name FROM choice_voucher_redemptions r JOIN choice_vouchers v "
-        "ON v.id = r.voucher_id WHERE r.order_id = ? ORDER BY r.rowid", (order_id,)).fetchall()
+        "ON v.id = r.voucher_id WHERE r.order_id = ? ORDER BY coalesce((SELECT min(p.id) FROM payments p "
+        "WHERE p.order_id = r.order_id AND p.method = 'voucher' AND p.reference = v.number), ''), r.voucher_id",
+        (order_id,)).fetchall()
     if not used:
         return None
     order = db.execute("SELECT id, number, channel, total_cents, created_at, operator FROM orders WHERE id = ?",
