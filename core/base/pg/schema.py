@@ -8,8 +8,10 @@ fresh in-memory SQLite database, and its final schema (`sqlite_master`, which ho
 object's CREATE statement as it stands after every rebuild) is translated. That is equally
 correct for a new database, and it covers a new migration without any change here, as
 long as it uses only the constructs below; anything else fails loudly (`Untranslatable`).
-Upgrading an existing PostgreSQL hub to a newer migration is not there yet: `apply`
-refuses a database made from other migrations (docs/postgresql.md).
+A database made from older migrations is upgraded when it is opened (`apply`, then
+`core.base.pg.upgrade`): each pending migration runs statement by statement on an in-memory
+SQLite copy of the database's schema and on PostgreSQL, translated as below; the database
+records the SQLite schema it stands for (`tessera_schema`).
 
 What is translated, exactly the constructs our migrations use:
 - types TEXT, INTEGER, REAL, BLOB -> text, bigint, double precision, bytea; an `INTEGER
@@ -50,13 +52,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
+import sqlite3
 from dataclasses import dataclass, field
 
 from core.base import storage
 from core.base.clock import LOCAL_TZ
 from core.base.pg.connection import WRITER_LOCK, Connection
 from core.base.pg.tokens import Token, significant, unquoted
+from core.migrations import feed_triggers
 
 TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
 _COLUMN_KEYWORDS = {"CONSTRAINT", "PRIMARY", "NOT", "NULL", "UNIQUE", "CHECK", "DEFAULT", "COLLATE", "REFERENCES",
@@ -113,22 +118,72 @@ class Untranslatable(ValueError):
 
 @dataclass
 class Schema:
-    """The PostgreSQL statements, in order, and the digest of the SQLite schema they came from."""
+    """The PostgreSQL statements, in order, the SQLite objects (type, name, sql) they were
+    made from and the digest of those."""
 
     statements: list[str] = field(default_factory=list)
     foreign_keys: list[str] = field(default_factory=list)
     digest: str = ""
+    objects: list[tuple[str, str, str]] = field(default_factory=list)
 
     def all(self) -> list[str]:
         return [*FUNCTIONS, *self.statements, *self.foreign_keys]
 
 
-def sqlite_schema() -> list[tuple[str, str, str]]:
-    """(type, name, sql) of every object of a fresh SQLite database after all migrations."""
-    db = storage.connect(":memory:")
+def objects_of(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """(type, name, sql) of every object of the SQLite database *db*, in creation order."""
+    return [(r["type"], r["name"], r["sql"]) for r in db.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
+
+
+def digest_of(objects: list[tuple[str, str, str]]) -> str:
+    return hashlib.sha256("\n".join(sql for _, _, sql in objects).encode()).hexdigest()
+
+
+def replicated_in(db: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    """REPLICATED, without the tables *db* does not have yet (a database at an older level)."""
+    have = {r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {table: key for table, key in feed_triggers.REPLICATED.items() if table in have}
+
+
+def migrate_sqlite(db: sqlite3.Connection, level: int | None = None) -> sqlite3.Connection:
+    """Bring the SQLite database *db* (opened with `migrate=False`) to migration *level*
+    (default: all) as `storage.apply_migrations` does, with the change-feed triggers of the
+    tables it has by then."""
+    level = len(storage.migrations()) if level is None else level
+    for number, name, sql in storage.migrations()[storage.schema_version(db):level]:
+        storage._migrate(db, number, name, sql)
+    replicated = replicated_in(db)
+    if feed_triggers.plan(db, replicated):
+        with storage.transaction(db):
+            feed_triggers.refresh(db, replicated)
+    return db
+
+
+def sqlite_at(level: int | None = None) -> sqlite3.Connection:
+    """A new in-memory SQLite database after the migrations up to *level* (default: all)."""
+    db = storage.connect(":memory:", migrate=False)
+    db.deserialize(_image(tuple(storage.migrations()[:level])))
+    return db
+
+
+@functools.lru_cache(maxsize=8)
+def _image(migrations: tuple[tuple[int, str, str], ...]) -> bytes:
+    """The SQLite database file after *migrations* (made once per process: an upgrade and the
+    tests ask for the same levels again)."""
+    db = migrate_sqlite(storage.connect(":memory:", migrate=False), len(migrations))
     try:
-        return [(r["type"], r["name"], r["sql"]) for r in db.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
+        return db.serialize()
+    finally:
+        db.close()
+
+
+def sqlite_schema(level: int | None = None) -> list[tuple[str, str, str]]:
+    """(type, name, sql) of every object of a fresh SQLite database after the migrations up
+    to *level* (default: all)."""
+    db = sqlite_at(level)
+    try:
+        return objects_of(db)
     finally:
         db.close()
 
@@ -136,7 +191,7 @@ def sqlite_schema() -> list[tuple[str, str, str]]:
 def generate(objects: list[tuple[str, str, str]] | None = None) -> Schema:
     """Translate *objects* (default: `sqlite_schema()`) into PostgreSQL statements."""
     objects = sqlite_schema() if objects is None else objects
-    schema = Schema(digest=hashlib.sha256("\n".join(sql for _, _, sql in objects).encode()).hexdigest())
+    schema = Schema(digest=digest_of(objects), objects=list(objects))
     virtual = [name for kind, name, sql in objects if kind == "table" and sql.upper().startswith("CREATE VIRTUAL")]
     for kind, name, sql in objects:
         if name.startswith("sqlite_") or any(name == v or name.startswith(v + "_") for v in virtual):
@@ -369,28 +424,42 @@ def _trigger(sql: str) -> list[str]:
     ]
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
+def at_level(level: int) -> Schema:
+    """The schema of the migrations up to *level* (made once per process)."""
+    return generate(sqlite_schema(level))
+
+
 def current() -> Schema:
-    """The schema of the migrations this Tessera ships (made once per process)."""
-    return generate()
+    """The schema of the migrations this Tessera ships."""
+    return at_level(len(storage.migrations()))
 
 
-def apply(db: Connection) -> str:
-    """Create the hub's schema in an empty database, or check that an existing one was made
-    from the same migrations; returns the schema digest. One transaction."""
-    schema = current()
+def apply(db: Connection, level: int | None = None) -> str:
+    """Create the hub's schema in an empty database, or bring one made from older migrations
+    up to date (`core.base.pg.upgrade`), or check that it was made from the same migrations;
+    returns the schema digest. One transaction, which holds `tessera_schema` locked: of several
+    processes opening the database at once, one upgrades and the others wait, then find it
+    done. *level* (tests): the schema of the migrations up to that one instead of all."""
+    from core.base.pg import upgrade  # it builds on this module
+
+    level = len(storage.migrations()) if level is None else level
+    schema = at_level(level)
     with db.raw.transaction():
         db.raw.execute("CREATE TABLE IF NOT EXISTS tessera_schema (digest text NOT NULL, version integer NOT NULL, "
-                       "created_at timestamptz NOT NULL DEFAULT now())")
+                       "created_at timestamptz NOT NULL DEFAULT now(), sqlite_schema text)")
         db.raw.execute("LOCK TABLE tessera_schema")
-        row = db.raw.execute("SELECT digest FROM tessera_schema").fetchone()
+        found = db.raw.execute("SELECT * FROM tessera_schema")
+        if "sqlite_schema" not in [column.name for column in found.description or ()]:
+            # made before upgrades existed: `upgrade` rebuilds its SQLite schema from its level
+            db.raw.execute("ALTER TABLE tessera_schema ADD COLUMN sqlite_schema text")
+        row = db.raw.execute("SELECT digest, version, sqlite_schema FROM tessera_schema").fetchone()
         if row is not None:
-            if row["digest"] != schema.digest:
-                raise RuntimeError("this PostgreSQL database was made from other migrations; upgrading a "
-                                   "PostgreSQL hub is not supported yet (docs/postgresql.md)")
+            if row["digest"] != schema.digest or row["version"] != level:  # a migration may change rows only
+                upgrade.run(db.raw, row, level)
             return schema.digest
         for statement in schema.all():
             db.raw.execute(statement)
-        db.raw.execute("INSERT INTO tessera_schema (digest, version) VALUES (%s, %s)",
-                       (schema.digest, len(storage.migrations())))
+        db.raw.execute("INSERT INTO tessera_schema (digest, version, sqlite_schema) VALUES (%s, %s, %s)",
+                       (schema.digest, level, json.dumps(schema.objects)))
     return schema.digest
