@@ -116,5 +116,6 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     office.install(app)  # the office web app at /office/ (staff login, start page)
     mail.install_worker(app, hub)
     hold_sweeper.install(app, db)  # expired seat holds deleted once a minute (issue 13)
-    offload.install(app, db)  # PostgreSQL: the rush's write paths in an executor on pooled sessions (issue 18)
+    # PostgreSQL: requests' database work in an executor on pooled sessions, off the event loop (issue 18)
+    offload.install(app, db, hub.section(settings.STORAGE).connections)
     return app

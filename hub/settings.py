@@ -91,6 +91,14 @@ def read(data_dir: Path, sections: Iterable[Section[Any]]) -> HubSettings:
     return HubSettings(source, values, errors)
 
 
+# [storage] connections: a PostgreSQL hub process's pooled sessions and executor threads. Writers
+# queue on one write lock, so more threads mostly wait; enough that a few writers waiting for the
+# lock (or a slow report's reads) leave threads for the reads and the token lookups of other requests.
+DEFAULT_CONNECTIONS = 8
+MAX_CONNECTIONS = 64
+STORAGE_KEYS = ("synchronous", "database", "connections")
+
+
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     """`[storage]`: how the hub's database commits. `synchronous = "full"` (the default) syncs
@@ -98,10 +106,13 @@ class StorageSettings:
     `"normal"` commits faster but may lose the last commits on power loss (edges then push
     them again only if they still hold them: see docs/sync.md, "Backups and restore").
     `database = "postgresql://..."`: the hub's database is that PostgreSQL database instead of
-    the SQLite file in the data folder (set by `tessera hub init --database`; docs/postgresql.md)."""
+    the SQLite file in the data folder (set by `tessera hub init --database`; docs/postgresql.md).
+    `connections = 8`: on PostgreSQL, the sessions of each hub process's pool and the threads of
+    its executor that run the database work off the event loop (docs/rush.md); SQLite ignores it."""
 
     synchronous: str = "FULL"
     database: str | None = None
+    connections: int = DEFAULT_CONNECTIONS
 
 
 def _storage(table: Any, source: str) -> StorageSettings:
@@ -110,8 +121,8 @@ def _storage(table: Any, source: str) -> StorageSettings:
     if not isinstance(table, dict):
         raise SettingsError(f"{source}: [storage] must be a table")
     for key in table:
-        if key not in ("synchronous", "database"):
-            raise SettingsError(f"{source}: unknown key storage.{key}; known: synchronous, database")
+        if key not in STORAGE_KEYS:
+            raise SettingsError(f"{source}: unknown key storage.{key}; known: {', '.join(STORAGE_KEYS)}")
     value = table.get("synchronous", "full")
     if not isinstance(value, str) or value.upper() not in storage.SYNCHRONOUS:
         choices = ", ".join(f'"{level.lower()}"' for level in storage.SYNCHRONOUS)
@@ -119,7 +130,11 @@ def _storage(table: Any, source: str) -> StorageSettings:
     database = table.get("database")
     if database is not None and not is_postgresql_url(database):
         raise SettingsError(f"{source}: storage.database must be a postgresql:// URL")
-    return StorageSettings(value.upper(), database)
+    connections = table.get("connections", DEFAULT_CONNECTIONS)
+    if isinstance(connections, bool) or not isinstance(connections, int) or not 2 <= connections <= MAX_CONNECTIONS:
+        raise SettingsError(f"{source}: storage.connections must be a whole number from 2 to {MAX_CONNECTIONS} "
+                            f"(database sessions per hub process), not {connections!r}")
+    return StorageSettings(value.upper(), database, connections)
 
 
 def is_postgresql_url(value: object) -> bool:

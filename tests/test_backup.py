@@ -25,9 +25,9 @@ from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient, status
-from hub.app import DB_NAME, make_app
+from hub.app import DB_NAME, make_app, read_settings
 from hub.services import backup
-from hub.settings import SettingsError
+from hub.settings import DEFAULT_CONNECTIONS, STORAGE, SettingsError
 from hub.sync import enrollment
 
 FAST = backup.Kdf(opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN, memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
@@ -48,6 +48,19 @@ def test_the_hub_commits_with_synchronous_full_unless_hub_toml_chooses_normal(em
     (empty_hub.dir / "hub.toml").write_text('[storage]\nfsync = true\n')
     with pytest.raises(SettingsError, match="storage.fsync"):
         make_app(empty_hub.db)
+
+
+def test_storage_connections_must_be_a_sane_whole_number(empty_hub):
+    """[storage] connections (a PostgreSQL hub process's pooled sessions and executor threads):
+    a bad value stops the hub at start with a message naming the key."""
+    for bad in ("0", "1", "65", '"8"', "true", "4.5"):
+        (empty_hub.dir / "hub.toml").write_text(f"[storage]\nconnections = {bad}\n")
+        with pytest.raises(SettingsError, match="storage.connections must be a whole number from 2 to 64"):
+            make_app(empty_hub.db)
+    (empty_hub.dir / "hub.toml").write_text("[storage]\nconnections = 12\n")
+    assert read_settings(empty_hub.dir).get(STORAGE).connections == 12
+    (empty_hub.dir / "hub.toml").unlink()
+    assert read_settings(empty_hub.dir).get(STORAGE).connections == DEFAULT_CONNECTIONS
 
 
 # -- backup files ----------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
-"""Handlers run off the event loop, on a pooled connection (issue 18), for a hub on PostgreSQL.
+"""Database work off the event loop, on a pooled connection (issue 18), for a hub on PostgreSQL.
 
-Operations declared with `offload=True` (the write paths of a presale rush: the shop's seat
-holds and orders; the sync push has its own call) run in a thread of this process's
-executor, each on a session of `core.base.pg.pool.Pool` instead of the process's one
-connection: waiting for the database's write lock, or for the network, then stops that
-thread, not the loop and every other request. Everything else still runs inline on the
-process's one connection: reads (MVCC: a read never waits for a writer or the write lock,
-so it costs one round trip of CPU-light waiting) and the office's writes, which are rare.
+On PostgreSQL every statement is a round trip, and a write (it takes the hub's write lock) may
+wait for another process's writer or a row lock: on the event loop, that wait would stop every
+other request of the process. So the database work runs in a thread of this process's
+executor, each thread on a session of `core.base.pg.pool.Pool`: waiting then stops that
+thread only. That is every API operation whose handler is not `async` (`Operation.offload`:
+token, read cache and handler, hub/web/api.py; also when the office calls one), the sync push
+and pull, and, through `off_loop`, the other write paths: the hold sweeper, the office's
+session check and login, the personalization pages' rate limit and card, enrollment. What
+still runs on the loop, and why: docs/rush.md ("Still on the loop"). Threads and sessions per
+process: hub.toml `[storage] connections`.
 
 On SQLite nothing changes: no pool, no executor, every handler inline as before (the
 database is a local file, its writers queue on the file lock within microseconds to a sync).
@@ -26,9 +29,6 @@ if TYPE_CHECKING:  # psycopg is the extra tessera[postgresql]: imported only for
     from core.base.pg.pool import Pool
 
 T = TypeVar("T")
-# Threads (and pooled sessions) per hub process: writers queue on one write lock anyway, so
-# more would only wait; a few let reads and the next writer's network time overlap.
-WORKERS = 4
 
 
 class Offload:
@@ -36,7 +36,7 @@ class Offload:
     app called in-process, hub.client.LocalClient, never starts: its handlers run inline and
     it opens no connections)."""
 
-    def __init__(self, url: str, data_dir: Path | None, workers: int = WORKERS) -> None:
+    def __init__(self, url: str, data_dir: Path | None, workers: int) -> None:
         self.url, self.data_dir, self.workers = url, data_dir, workers
         self.pool: Pool | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -81,9 +81,17 @@ class Offload:
 OFFLOAD = web.AppKey("offload", Offload)
 
 
-def install(app: web.Application, db: Any, workers: int = WORKERS) -> Offload | None:
-    """An Offload for *app* when *db* is a PostgreSQL connection, opened when the app starts
-    and closed with it; on SQLite None, and handlers run inline."""
+async def off_loop(app: web.Application, db: Any, work: Callable[[Any], T]) -> T:
+    """*work*(db) in a thread on a pooled session when *app* has an open Offload (PostgreSQL,
+    served), else inline on *db* (SQLite; an app called in-process)."""
+    offload = app.get(OFFLOAD)
+    return work(db) if offload is None else await offload.call(work, db)
+
+
+def install(app: web.Application, db: Any, workers: int) -> Offload | None:
+    """An Offload for *app* when *db* is a PostgreSQL connection, with *workers* threads and
+    pooled sessions (hub.toml `[storage] connections`), opened when the app starts and closed
+    with it; on SQLite None, and handlers run inline."""
     if getattr(db, "dialect", None) != "postgresql" or not db.url:
         return None
     offload = Offload(db.url, db.data_dir, workers)
@@ -95,6 +103,6 @@ def install(app: web.Application, db: Any, workers: int = WORKERS) -> Offload | 
     async def close(_app: web.Application) -> None:
         await offload.close()
 
-    app.on_startup.append(start)
-    app.on_cleanup.append(close)
+    app.on_startup.insert(0, start)  # open before the workers start (the hold sweeper uses it)
+    app.on_cleanup.append(close)  # installed last (make_app): closed after the workers stopped
     return offload

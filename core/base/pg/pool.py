@@ -3,10 +3,10 @@
 The hub's handlers run on one asyncio loop. On SQLite a write waits for the local file
 (microseconds to a disk sync); on PostgreSQL every statement is a network round trip and a
 writer may wait for the hub's write lock (core/base/pg/connection.py) while another process
-holds it: done inline, that wait would stop every other request of the process. So the write
-paths of a rush (shop holds and orders, sync pushes) run in a thread of the hub's executor
-(`hub/web/offload.py`) on a connection from this pool: one per thread, each its own session,
-so one waiting for the lock blocks only its thread.
+holds it: done inline, that wait would stop every other request of the process. So the requests'
+database work (API operations, sync push and pull, the other write paths) runs in a thread of the
+hub's executor (`hub/web/offload.py`) on a connection from this pool: one per thread, each its own
+session, so one waiting for the lock blocks only its thread. Size: hub.toml `[storage] connections`.
 
 psycopg 3's sync API and `psycopg_pool.ConnectionPool`: the rules stay the synchronous,
 sqlite3-style code they are (an async driver would need every rule to become `async`).
