@@ -2,7 +2,9 @@
 
 Expired holds never block a seat anyway: every look at or claim of a performance's seats
 deletes that performance's expired holds first (`core.subscriptions.holds.expire`). This
-worker sweeps the rest, once a minute, on the hub's event loop.
+worker sweeps the rest, once a minute. The delete is a write: on PostgreSQL it may wait for the
+hub's write lock (another process writing), so it runs in the hub's executor on a pooled
+session (`hub.web.offload.off_loop`), not on the event loop; on SQLite inline.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from aiohttp import web
 from core.base.clock import utcnow
 from core.subscriptions import holds
 from hub.services.worker import Worker
+from hub.web.offload import off_loop
 
 SWEEP_EVERY_S = 60.0
 
@@ -21,12 +24,13 @@ SWEEP_EVERY_S = 60.0
 class HoldSweeper(Worker):
     name = "tessera-hold-sweeper"
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, app: web.Application, db: sqlite3.Connection) -> None:
         super().__init__()
-        self.db = db
+        self.app, self.db = app, db
 
     async def round(self) -> float:
-        holds.expire_all(self.db, utcnow())
+        now = utcnow()
+        await off_loop(self.app, self.db, lambda db: holds.expire_all(db, now))
         return SWEEP_EVERY_S
 
 
@@ -35,7 +39,7 @@ SWEEPER = web.AppKey("hold_sweeper", HoldSweeper)
 
 def install(app: web.Application, db: sqlite3.Connection) -> None:
     """Run a HoldSweeper while *app* runs."""
-    sweeper = HoldSweeper(db)
+    sweeper = HoldSweeper(app, db)
     app[SWEEPER] = sweeper
 
     async def start(app: web.Application) -> None:

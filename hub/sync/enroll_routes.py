@@ -14,6 +14,7 @@ and overall rate limit.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -36,6 +37,7 @@ from hub.sync import answers, enrollment
 from hub.sync.answers import HubKey
 from hub.web.api import DB
 from hub.web.client_address import client_address
+from hub.web.offload import off_loop
 
 log = logging.getLogger("tessera.sync")
 PREFIX = "/sync/v1/enroll"
@@ -74,13 +76,13 @@ async def _message(request: web.Request, kind: type) -> tuple[msgspec.Struct, st
     The attempt counts as a failure from the start (`rate.take`, under the write lock) and is
     given back only when it succeeds or turns out not to be an attempt: counted only after a
     refusal, N requests in flight at once (on N hub processes) would all pass the check."""
-    rate, db = request.app[STATE].rate, request.app[DB]
-    verdict = rate.take(db, client_address(request))
+    rate, db, client = request.app[STATE].rate, request.app[DB], client_address(request)
+    verdict = await off_loop(request.app, db, lambda pooled: rate.take(pooled, client))  # a write: off the loop
     if not verdict.allowed:
         return _problem(request, 429, "too-many-attempts", "too many failed enrollment attempts; wait a minute")
     answer = await _parsed(request, kind)
     if isinstance(answer, web.Response):
-        rate.give_back(db, verdict.hit)
+        await off_loop(request.app, db, lambda pooled: rate.give_back(pooled, verdict.hit))
         return answer
     return answer, verdict.hit
 
@@ -116,13 +118,19 @@ async def start(request: web.Request) -> web.Response:
     message, hit = taken
     db, signer = request.app[DB], request.app[STATE].signer()
     hub_cert = nodes.certificate(db, signer.key_id)
+    rate, now = request.app[STATE].rate, utcnow()
+
+    def started(pooled: Any) -> dict:  # writes (the handshake, the code's attempts): off the loop
+        challenge = enrollment.start(pooled, hub_certificate=hub_cert, code_id=message.code_id,
+                                     node_id=message.node_id, public_raw=bytes.fromhex(message.public_key),
+                                     edge_message=bytes.fromhex(message.spake), now=now)
+        rate.give_back(pooled, hit)
+        return challenge
+
     try:
-        challenge = enrollment.start(db, hub_certificate=hub_cert, code_id=message.code_id, node_id=message.node_id,
-                                     public_raw=bytes.fromhex(message.public_key),
-                                     edge_message=bytes.fromhex(message.spake), now=utcnow())
+        challenge = await off_loop(request.app, db, started)
     except TesseraError as exc:
         return _refused(request, exc)
-    request.app[STATE].rate.give_back(db, hit)
     log.info("sync: enrollment handshake for code %s from %s (%d attempts left)", message.code_id,
              client_address(request),
              challenge["attempts_left"])
@@ -140,12 +148,18 @@ async def finish(request: web.Request) -> web.Response:
     message, hit = taken
     db, state = request.app[DB], request.app[STATE]
     now = utcnow()
-    try:
-        result = enrollment.finish(db, nodes.root_key(state.data_dir), handshake_id=message.handshake_id,
+    root = nodes.root_key(state.data_dir)
+
+    def finished(pooled: Any) -> dict:  # writes (the node, its certificate, the code used): off the loop
+        result = enrollment.finish(pooled, root, handshake_id=message.handshake_id,
                                    edge_confirm=bytes.fromhex(message.edge_confirm), now=now)
+        state.rate.give_back(pooled, hit)
+        return result
+
+    try:
+        result = await off_loop(request.app, db, finished)
     except TesseraError as exc:
         return _refused(request, exc)
-    state.rate.give_back(db, hit)
     log.info("sync: enrolled %s %s (%s) from %s", result["role"], result["name"], result["node_id"],
              client_address(request))
     signer = state.signer()

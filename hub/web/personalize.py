@@ -43,6 +43,7 @@ from hub.settings import context
 from hub.web.api import DB
 from hub.web.areas import shop
 from hub.web.client_address import client_address
+from hub.web.offload import off_loop
 
 MAX_BODY = 6 * 1024 * 1024
 MAX_FIELD = 2000  # bytes of one text field
@@ -378,14 +379,17 @@ def _closed(request: web.Request, lang: str, db: sqlite3.Connection, link: dict 
     return None
 
 
-def _limited(request: web.Request, lang: str) -> web.Response | None:
-    wait = request.app[LIMITER].take(request.app[DB], client_address(request)).wait
+async def _limited(request: web.Request, lang: str) -> web.Response | None:
+    """429 when the client has asked too often. Counting is a write (under the write lock): on
+    PostgreSQL off the event loop (hub/web/offload.py)."""
+    limiter, client = request.app[LIMITER], client_address(request)
+    wait = (await off_loop(request.app, request.app[DB], lambda db: limiter.take(db, client))).wait
     return None if wait is None else message(request, lang, 429, "busy", retry_after=wait)
 
 
 async def show_form(request: web.Request) -> web.Response:
     lang = choose_lang(request)
-    if (refusal := _limited(request, lang)) is not None:
+    if (refusal := await _limited(request, lang)) is not None:
         return refusal
     db = request.app[DB]
     now = utcnow()
@@ -420,7 +424,7 @@ def _public_origin(request: web.Request) -> str:
 
 async def submit_form(request: web.Request) -> web.Response:
     lang = choose_lang(request)
-    if (refusal := _limited(request, lang)) is not None:
+    if (refusal := await _limited(request, lang)) is not None:
         return refusal
     if from_elsewhere(request):
         return message(request, lang, 403, "foreign")
@@ -443,7 +447,7 @@ async def submit_form(request: web.Request) -> web.Response:
         except PhotoRefused as refused:
             return _form_page(request, lang, link, today, values=form.values, errors={"photo": refused.args[0]},
                               status=422)
-    return _issue(request, lang, db, link, clean, photo, now, form)
+    return await _issue(request, lang, db, link, clean, photo, now, form)
 
 
 async def _decode(request: web.Request, data: bytes) -> bytes:
@@ -454,14 +458,16 @@ async def _decode(request: web.Request, data: bytes) -> bytes:
         return await asyncio.to_thread(prepare_photo, data)
 
 
-def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, clean: dict,
-           photo: tuple[str, bytes] | None, now: dt.datetime, form: Form) -> web.Response:
-    """Issue the card and close the link, together or not at all."""
+async def _issue(request: web.Request, lang: str, db: sqlite3.Connection, link: dict, clean: dict,
+                 photo: tuple[str, bytes] | None, now: dt.datetime, form: Form) -> web.Response:
+    """Issue the card and close the link, together or not at all (a write: on PostgreSQL off the
+    event loop, hub/web/offload.py)."""
     today = now.astimezone(LOCAL_TZ).date()
+    data_dir = context(request.app).data_dir
     try:
         holder = msgspec.convert(clean, orders.HolderIn)
-        signer = cards.load_signer(db, context(request.app).data_dir)
-        card = personalization.personalize(db, signer, link, holder, now, photo=photo)
+        card = await off_loop(request.app, db, lambda pooled: personalization.personalize(
+            pooled, cards.load_signer(pooled, data_dir), link, holder, now, photo=photo))
     except msgspec.ValidationError:
         return _form_page(request, lang, link, today, values=form.values, errors={"name": "e_name"}, status=422)
     except TesseraError as exc:

@@ -35,7 +35,7 @@ Cells = Callable[[dict, Callable[[int], str], dict], list[str]]
 def staff_only(handler: Callable[[web.Request, staff.Session], Awaitable[web.StreamResponse]]) -> Handler:
     """A page for logged-in staff only: without a (live) session, the login page, as `/office/`."""
     async def page(request: web.Request) -> web.StreamResponse:
-        me = views.current(request)
+        me = await views.current(request)
         if me is None:
             raise views._to_login(request)
         return await handler(request, me)

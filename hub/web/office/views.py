@@ -29,6 +29,7 @@ from hub.settings import context
 from hub.web.api import DB
 from hub.web.areas import shop
 from hub.web.office.text import LANGS, TEXT
+from hub.web.offload import off_loop
 from hub.web.personalize import choose_lang, from_elsewhere
 
 CLOCK = web.AppKey("office_clock", Callable[[], dt.datetime])
@@ -174,7 +175,8 @@ async def submit_setup(request: web.Request) -> web.Response:
             return _anonymous_page(request, "setup.html", 422, link=link, error=t["e_same"])
         async with request.app[CHECKING]:  # Argon2id: ~60 ms and 64 MB, off the event loop
             password_hash = await asyncio.to_thread(staff.hash_password, form.get("password", ""))
-        staff.store_password(db, token, password_hash, _now(request))
+        stored_at = _now(request)
+        await off_loop(request.app, db, lambda pooled: staff.store_password(pooled, token, password_hash, stored_at))
     except staff.SetupRefused as exc:
         return render(request, "message.html", 410, message=t["e_link"].format(d=exc.detail))
     except ValidationError:
@@ -198,10 +200,13 @@ async def submit_login(request: web.Request) -> web.Response:
         return _refused(request)
     db = request.app[DB]
     try:
-        attempt = staff.begin_login(db, form.get("user", ""), _now(request))
+        user, began = form.get("user", ""), _now(request)
+        attempt = await off_loop(request.app, db, lambda pooled: staff.begin_login(pooled, user, began))
         async with request.app[CHECKING]:  # Argon2id: ~60 ms and 64 MB each, off the event loop
             matches = await asyncio.to_thread(staff.password_matches, attempt, form.get("password", ""))
-        secret, _ = staff.finish_login(db, attempt, matches, _now(request))
+        finished = _now(request)  # the login's writes (session, failures) off the loop too
+        secret, _ = await off_loop(request.app, db, lambda pooled: staff.finish_login(pooled, attempt, matches,
+                                                                                       finished))
     except staff.CodeNeeded as exc:  # TOTP on: the code step next (the form token cookie stays)
         response = web.HTTPSeeOther("/office/login/code")
         _cookie(response, request, CODE_COOKIE, exc.extra["pending"])
@@ -230,8 +235,9 @@ async def submit_code(request: web.Request) -> web.Response:
     if not _anonymous_post_ok(request, form):
         return _refused(request)
     try:
-        secret, _ = staff.finish_code(request.app[DB], request.cookies.get(CODE_COOKIE), form.get("code", ""),
-                                      _now(request))
+        pending, code, now = request.cookies.get(CODE_COOKIE), form.get("code", ""), _now(request)
+        secret, _ = await off_loop(request.app, request.app[DB],
+                                   lambda db: staff.finish_code(db, pending, code, now))
     except staff.LoginRefused as exc:
         locked = exc.extra.get("locked_until")
         if not locked and not exc.extra.get("wrong_code"):
@@ -251,8 +257,11 @@ def _local_time(moment: str) -> str:
     return parse_iso(moment).astimezone(LOCAL_TZ).strftime("%H:%M:%S")
 
 
-def current(request: web.Request) -> staff.Session | None:
-    return staff.session(request.app[DB], request.cookies.get(COOKIE), _now(request))
+async def current(request: web.Request) -> staff.Session | None:
+    """The staff session of the request's cookie. It may write (the session's last-seen time, an
+    idle session's end), so on PostgreSQL it runs off the event loop (hub/web/offload.py)."""
+    secret, now = request.cookies.get(COOKIE), _now(request)
+    return await off_loop(request.app, request.app[DB], lambda db: staff.session(db, secret, now))
 
 
 def _to_login(request: web.Request) -> web.HTTPSeeOther:
@@ -287,12 +296,13 @@ async def checked_form(request: web.Request, me: staff.Session, *,
 
 async def logout(request: web.Request) -> web.Response:
     form = await _form(request)
-    me = current(request)
+    me = await current(request)
     if me is None:
         raise _to_login(request)
     if not posted_ok(request, me, form):
         return _refused(request)
-    staff.logout(request.app[DB], request.cookies.get(COOKIE))
+    secret = request.cookies.get(COOKIE)
+    await off_loop(request.app, request.app[DB], lambda db: staff.logout(db, secret))
     response = web.HTTPSeeOther("/office/login")
     response.del_cookie(COOKIE, path="/office")
     raise response
@@ -302,7 +312,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def start(request: web.Request) -> web.Response:
-    me = current(request)
+    me = await current(request)
     if me is None:
         raise _to_login(request)
     data = staff.start_page(request.app[DB], _now(request))
