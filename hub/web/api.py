@@ -20,7 +20,7 @@ from aiohttp import web
 
 from core.catalog.common import UUID_PATTERN
 from hub.services import tokens
-from hub.web.offload import OFFLOAD
+from hub.web.offload import OFFLOAD, Offload
 from hub.web.problems import MAX_BODY_BYTES, ApiError
 
 PREFIX = "/api/v1"
@@ -145,9 +145,15 @@ class Operation:
     headers: list[Param] = field(default_factory=list)  # documented request headers (checked by the handler)
     description: str = ""
     cacheable: bool = False
-    # a write path of the presale rush: on PostgreSQL run in the hub's executor on a pooled
-    # session, off the event loop (hub/web/offload.py); on SQLite inline as every other
-    offload: bool = False
+    # On PostgreSQL the request's database work (token, read cache, handler) runs in the hub's
+    # executor on a pooled session, off the event loop (hub/web/offload.py, `_served_off_loop`):
+    # by default every operation whose handler is not `async` (an `async def` handler awaits on
+    # the loop, with the process's connection). On SQLite, and in-process, inline as before.
+    offload: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.offload is None:
+            self.offload = not inspect.iscoroutinefunction(self.handler)
 
     @property
     def operation_id(self) -> str:
@@ -179,7 +185,7 @@ class Api:
             app.router.add_route(op.method, PREFIX + op.path, _endpoint(op), name=op.operation_id)
 
 
-def _authenticate(request: web.Request, op: Operation) -> dict | None:
+def _authenticate(request: web.Request, op: Operation, db: Any = None) -> dict | None:
     if op.roles is None:
         return None
     header = request.headers.get("Authorization", "")
@@ -187,7 +193,7 @@ def _authenticate(request: web.Request, op: Operation) -> dict | None:
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthorized", "Authentication required",
                        "send an API token as 'Authorization: Bearer <token>'")
-    token = tokens.lookup(request.app[DB], secret.strip())
+    token = tokens.lookup(request.app[DB] if db is None else db, secret.strip())
     if token is None:
         raise ApiError(401, "unauthorized", "Authentication required", "the API token is unknown or revoked")
     if token["role"] not in op.roles:
@@ -275,29 +281,29 @@ async def send_file(request: web.Request, status: int, download: Download,
 
 def _endpoint(op: Operation) -> Callable:
     async def endpoint(request: web.Request) -> web.Response:
+        offload = request.app.get(OFFLOAD) if op.offload else None
+        if offload is not None and offload.executor is not None:
+            return await _served_off_loop(request, op, offload)
         db = request.app[DB]
         token = _authenticate(request, op)
         query = _parse_query(request, op)
         cache = request.app.get(CACHE) if op.cacheable else None
         if cache is not None:
-            key = (op.operation_id, request.path, request.query_string, AUDIENCE[token["role"]] if token else None)
+            key = _cache_key(request, op, token)
             cached = cache.get(db, key)
             if cached is not None:
                 return web.Response(status=op.status, body=cached, content_type="application/json")
         body = await _read_body(request, op) if op.body is not None else None
         ctx = Ctx(request.app, db, token, dict(request.match_info), query, body, headers=request.headers,
                   base_url=_origin(request))
-        offload = request.app.get(OFFLOAD) if op.offload else None
-        result = await offload.run(op.handler, ctx) if offload is not None else op.handler(ctx)
+        result = op.handler(ctx)
         if inspect.isawaitable(result):  # a handler that waits (e.g. for a print batch rendered in a thread)
             result = await result
         status, payload = result if isinstance(result, tuple) else (op.status, result)
         if isinstance(payload, Download):
             return await send_file(request, status, payload)
         if isinstance(payload, Media):  # SVG, PDF: the bytes as they are (never cached: only JSON is)
-            media, _, charset = payload.content_type.partition("; charset=")  # e.g. a Windows-1252 CSV
-            return web.Response(status=status, body=payload.body, content_type=media, charset=charset or None,
-                                headers=ctx.response_headers or None)
+            return _media(status, payload, ctx)
         encoded = msgspec.json.encode(payload)
         if cache is not None and status == op.status:
             cache.put(db, key, encoded)
@@ -306,3 +312,68 @@ def _endpoint(op: Operation) -> Callable:
 
     endpoint.__name__ = op.operation_id
     return endpoint
+
+
+def _cache_key(request: web.Request, op: Operation, token: dict | None) -> tuple:
+    return op.operation_id, request.path, request.query_string, AUDIENCE[token["role"]] if token else None
+
+
+def _media(status: int, payload: Media, ctx: Ctx) -> web.Response:
+    media, _, charset = payload.content_type.partition("; charset=")  # e.g. a Windows-1252 CSV
+    return web.Response(status=status, body=payload.body, content_type=media, charset=charset or None,
+                        headers=ctx.response_headers or None)
+
+
+async def _served_off_loop(request: web.Request, op: Operation, offload: Offload) -> web.StreamResponse:
+    """A hub on PostgreSQL (hub/web/offload.py): every round trip of the request to the database
+    (the token lookup, the read cache's generation, the handler) in a thread of the executor on
+    a pooled session, none on the event loop. Without a body, one hop to the thread does it all;
+    with a body, the token is looked up first (a 401 before the body is read), the body is read
+    on the loop, then the handler runs in a second hop. The request is only read in the thread."""
+    cache = request.app.get(CACHE) if op.cacheable else None
+
+    def prepare(db: Any) -> tuple[dict | None, dict[str, Any]]:
+        return _authenticate(request, op, db), _parse_query(request, op)
+
+    def serve(db: Any, prepared: tuple[dict | None, dict[str, Any]] | None, body: Any) -> tuple[Any, Ctx, tuple]:
+        token, query = prepared or prepare(db)
+        key: tuple = ()
+        if cache is not None:
+            key = _cache_key(request, op, token)
+            cached = cache.get(db, key)
+            if cached is not None:
+                return cached, None, key  # type: ignore[return-value]
+        ctx = Ctx(request.app, db, token, dict(request.match_info), query, body, headers=request.headers,
+                  base_url=_origin(request))
+        result = op.handler(ctx)
+        if inspect.isawaitable(result):  # not an `async def` (those stay on the loop): a coroutine of its own
+            return result, ctx, key
+        status, payload = result if isinstance(result, tuple) else (op.status, result)
+        if isinstance(payload, (Download, Media)):
+            return (status, payload), ctx, key
+        encoded = msgspec.json.encode(payload)
+        if cache is not None and status == op.status:
+            cache.put(db, key, encoded)
+        return (status, encoded), ctx, key
+
+    prepared = None
+    body = None
+    if op.body is not None:
+        prepared = await offload.call(prepare, request.app[DB])
+        body = await _read_body(request, op)
+    outcome, ctx, _key = await offload.call(lambda db: serve(db, prepared, body), request.app[DB])
+    if isinstance(outcome, bytes):  # from the read cache
+        return web.Response(status=op.status, body=outcome, content_type="application/json")
+    if inspect.isawaitable(outcome):  # it runs on the loop: with the process's connection, as inline
+        ctx.db = request.app[DB]
+        outcome = await outcome
+        outcome = outcome if isinstance(outcome, tuple) else (op.status, outcome)
+        if not isinstance(outcome[1], (Download, Media)):
+            outcome = (outcome[0], msgspec.json.encode(outcome[1]))
+    status, payload = outcome
+    if isinstance(payload, Download):
+        return await send_file(request, status, payload)
+    if isinstance(payload, Media):
+        return _media(status, payload, ctx)
+    return web.Response(status=status, body=payload, content_type="application/json",
+                        headers=ctx.response_headers or None)

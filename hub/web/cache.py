@@ -12,6 +12,7 @@ the rendering is skipped.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import OrderedDict
 
 from core.base import sql
@@ -30,31 +31,37 @@ class ReadCache:
         self._bytes = 0
         self._generation: tuple[int, int] | None = None
         self.hits = self.misses = 0
+        # on PostgreSQL requests use the cache from the executor's threads (hub/web/offload.py);
+        # the generation is read outside the lock (a round trip), the entries changed inside it
+        self._lock = threading.Lock()
 
     def get(self, db: sqlite3.Connection, key: tuple) -> bytes | None:
         current = generation(db)
-        if current != self._generation:
-            self.clear()
-            self._generation = current
-            self.misses += 1
-            return None
-        body = self._entries.get(key)
-        if body is None:
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return body
+        with self._lock:
+            if current != self._generation:
+                self.clear()
+                self._generation = current
+                self.misses += 1
+                return None
+            body = self._entries.get(key)
+            if body is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return body
 
     def put(self, db: sqlite3.Connection, key: tuple, body: bytes) -> None:
         """Store *body* if nothing was written since `get()` looked (else it may be stale)."""
-        if generation(db) != self._generation or len(body) > self.max_bytes // 8:
-            return
-        self._entries[key] = body
-        self._bytes += len(body)
-        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
-            self._bytes -= len(old)
+        current = generation(db)
+        with self._lock:
+            if current != self._generation or len(body) > self.max_bytes // 8:
+                return
+            self._entries[key] = body
+            self._bytes += len(body)
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                _, old = self._entries.popitem(last=False)
+                self._bytes -= len(old)
 
     def clear(self) -> None:
         self._entries.clear()

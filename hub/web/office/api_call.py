@@ -23,6 +23,7 @@ from aiohttp import web
 from core.base.errors import TesseraError
 from hub.services import staff
 from hub.web.api import API, DB, Ctx
+from hub.web.offload import OFFLOAD
 from hub.web.problems import from_msgspec
 
 
@@ -67,8 +68,10 @@ async def call(request: web.Request, me: staff.Session, method: str, path: str, 
             decoded = msgspec.convert(body, type=op.body, strict=False) if op.body_media == "application/json" \
                 else body
         ctx = Ctx(app, app[DB], identity(me), params, parsed, decoded, headers=headers or {})
-        result = op.handler(ctx)
-        if inspect.isawaitable(result):
+        offload = app.get(OFFLOAD) if op.offload else None  # PostgreSQL: a write off the loop, as over the API
+        result = await offload.run(op.handler, ctx) if offload is not None else op.handler(ctx)
+        if inspect.isawaitable(result):  # it runs on the loop: with the process's connection
+            ctx.db = app[DB]
             result = await result
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         problem = from_msgspec(exc)
