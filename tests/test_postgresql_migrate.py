@@ -27,6 +27,7 @@ from core.base.clock import utcnow
 from core.base.pg.copy import source_columns, source_tables
 from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
+from edge.sync.client import SyncClient
 from hub.app import make_app, open_hub
 from hub.services import migrate_postgresql
 from tests.helpers import call, wait_until
@@ -103,7 +104,7 @@ async def test_a_used_sqlite_hub_moves_to_postgresql_and_serves_on(hub, tmp_path
     # the hub in use: a desk enrolled, pulled, sold offline and pushed; the office sold and invoiced
     api = await aiohttp_client(make_app(hub.db))
     api.hub = hub
-    _, desk, client = await enrolled(hub, tmp_path)
+    desk_folder, desk, client = await enrolled(hub, tmp_path)
     node = desk.execute("SELECT * FROM node").fetchone()
     performance, seats = first_performance_seats(hub, 6)
     contingents.move_seats(hub.db, performance, seats, contingents.node_pool(node["id"]), utcnow())
@@ -152,6 +153,33 @@ async def test_a_used_sqlite_hub_moves_to_postgresql_and_serves_on(hub, tmp_path
         scope = db.execute("SELECT pulled_seq FROM node_scopes WHERE node_id = ?", (node["id"],)).fetchone()
         assert 0 < scope["pulled_seq"] <= cursor <= old_feed
         assert db.execute("SELECT min(seq) AS n FROM changes WHERE seq > ?", (cursor,)).fetchone()["n"] == cursor + 1
+
+        # the desk syncs on with the migrated hub, its cursor kept; only the hub's address changed
+        # (as `tessera edge serve --hub URL` gives it)
+        client = SyncClient(desk, desk_folder, hub_url=str(server.make_url("")))
+        try:
+            sell(desk, node, SaleIn(performance_id=performance, seat_ids=seats[2:4], payment_method="cash"),
+                 pool=contingents.node_pool(node["id"]), channel="cashdesk", now=utcnow())
+            with storage.transaction(db):  # a change made on the migrated hub, in the desk's scope
+                db.execute("UPDATE performances SET title = title || ' (neu)' WHERE id = ?", (performance,))
+            pending = db.execute("SELECT count(*) AS n FROM changes WHERE seq > ?", (cursor,)).fetchone()["n"]
+            done = await client.round()
+            assert done.pushed == 1 and 0 < done.pulled <= pending  # nothing skipped (below), nothing twice
+            assert desk.execute("SELECT title FROM performances WHERE id = ?", (performance,)).fetchone()["title"] \
+                == db.execute("SELECT title FROM performances WHERE id = ?", (performance,)).fetchone()["title"]
+            sold = db.execute("SELECT seat_id FROM tickets WHERE performance_id = ? AND status = 'sold' ORDER BY "
+                              "seat_id", (performance,)).fetchall()
+            assert sorted(r["seat_id"] for r in sold if r["seat_id"] in seats) == sorted(seats[:4])
+            ops = db.execute("SELECT count(*) AS n FROM sync_ops WHERE node_id = ?", (node["id"],)).fetchone()["n"]
+            assert ops == 2  # the op pushed before the move and the new one, each once
+            top = db.execute("SELECT max(seq) AS n FROM changes").fetchone()["n"]
+            assert desk.execute("SELECT cursor FROM sync_state").fetchone()["cursor"] == top
+            assert db.execute("SELECT pulled_seq FROM node_scopes WHERE node_id = ?",
+                              (node["id"],)).fetchone()["pulled_seq"] == top
+            again = await client.round()
+            assert (again.pushed, again.pulled) == (0, 0)
+        finally:
+            await client.close()
     finally:
         db.close()
 
