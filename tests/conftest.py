@@ -17,7 +17,7 @@ import json
 import shutil
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,14 +147,19 @@ def sample_hub(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> 
     db.close()
 
 
+# CLOSED_FIRST: a served app is closed by the fixture that served it, not by aiohttp_client's
+# or aiohttp_server's own teardown: that runs after the hub fixture's (set up before it), when
+# the database is closed and, on PostgreSQL, dropped, while the app's pool (hub/web/offload.py)
+# still held a session in it.
 @pytest.fixture
-async def hub(sample_hub: Hub, aiohttp_server) -> Hub:
+async def hub(sample_hub: Hub, aiohttp_server) -> AsyncIterator[Hub]:
     """The sample hub served over real HTTP on loopback, for nodes to enroll and sync with:
     `hub.url`, and `hub.server` to stop and start it (a hub that goes away)."""
     server = await aiohttp_server(make_app(sample_hub.db))
     sample_hub.url = str(server.make_url("")).rstrip("/")
     sample_hub.server = server
-    return sample_hub
+    yield sample_hub
+    await server.close()  # before sample_hub closes the database (CLOSED_FIRST)
 
 
 @pytest.fixture
@@ -162,14 +167,16 @@ async def api(aiohttp_client, sample_hub: Hub):
     """A test client bound to the sample hub over real HTTP on loopback."""
     client = await aiohttp_client(make_app(sample_hub.db))
     client.hub = sample_hub
-    return client
+    yield client
+    await client.close()  # before sample_hub closes the database (CLOSED_FIRST)
 
 
 @pytest.fixture
 async def empty_api(aiohttp_client, empty_hub: Hub):
     client = await aiohttp_client(make_app(empty_hub.db))
     client.hub = empty_hub
-    return client
+    yield client
+    await client.close()  # before empty_hub closes the database (CLOSED_FIRST)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -30,6 +30,8 @@ from core.base.clock import utcnow
 from core.base.pg.connection import WRITER_LOCK
 from core.subscriptions import holds
 from hub.app import make_app, open_hub
+from hub.services import tokens
+from hub.services.hold_sweeper import SWEEP_EVERY_S, SWEEPER
 from hub.web.offload import OFFLOAD
 from tests.test_postgresql_schema import seed_sale
 
@@ -230,4 +232,77 @@ async def test_a_seat_sold_under_the_buyers_feet_is_a_409_seat_taken_never_a_500
                           "status = 'sold'", (seat["performance_id"], seat["seat_id"])).fetchone()["n"] == 1
     finally:
         other.close()
+        db.close()
+
+
+def admin_token(pg_shop: PgShop) -> str:
+    db = open_hub(pg_shop.folder)
+    try:
+        return tokens.create_token(db, "off-loop test", "admin")[0]
+    finally:
+        db.close()
+
+
+async def test_writes_waiting_for_the_write_lock_leave_the_hubs_loop_free(pg_shop, served):
+    """Another hub process holds the write lock. The hold sweeper's delete, a staff write
+    through the API (a new token, as the office's writes go) and a personalization page's rate
+    limit count all wait for it in threads of the executor, while the same process answers a
+    GET within a deadline; released, each completes."""
+    admin = {"Authorization": f"Bearer {admin_token(pg_shop)}"}
+    other = psycopg.connect(pg_shop.url)
+    other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+    safety = threading.Timer(DEADLINE_S, other.rollback)  # never hang: a blocked loop only delays
+    safety.start()
+    try:
+        waiting = [asyncio.create_task(served.app[SWEEPER].round()),
+                   asyncio.create_task(served.post("/api/v1/tokens", json={"name": "Kasse", "role": "shop"},
+                                                   headers=admin)),
+                   asyncio.create_task(served.get("/p/no-such-link"))]
+        await until_async(lambda: lock_waiters(pg_shop.url, other.info.backend_pid).count("advisory") == 3,
+                          "the sweeper, the token and the page's rate limit wait for the write lock")
+        started = time.monotonic()
+        listed = await asyncio.wait_for(served.get("/api/v1/shop/subscription-products", headers=auth(pg_shop)), 5)
+        assert listed.status == 200 and time.monotonic() - started < 5
+        assert not any(task.done() for task in waiting)  # answered while the writes still wait
+        other.rollback()
+        swept, created, page = await asyncio.gather(*waiting)
+        assert swept == SWEEP_EVERY_S
+        assert created.status == 201, await created.text()
+        assert page.status == 404, await page.text()  # counted, then no such link
+    finally:
+        safety.cancel()
+        other.close()
+
+
+def sessions(url: str) -> int:
+    """Sessions on the database at *url*, this probe's own not counted."""
+    with psycopg.connect(url, autocommit=True) as probe:
+        return probe.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+async def test_a_served_hubs_pooled_sessions_all_end_when_it_stops(pg_shop, aiohttp_client):
+    """hub.toml `[storage] connections` sizes the pool and the executor; the pool's sessions
+    (grown by writes waiting at once) all end when the app stops, before its database closes."""
+    settings_file = pg_shop.folder / "hub.toml"
+    kept = settings_file.read_text()
+    settings_file.write_text(kept.replace("[storage]\n", "[storage]\nconnections = 3\n"))
+    db = open_hub(pg_shop.folder)
+    try:
+        before = sessions(pg_shop.url)  # the process's own connection
+        client = await aiohttp_client(make_app(db))
+        offload = client.app[OFFLOAD]
+        assert offload.workers == offload.pool.size == offload.executor._max_workers == 3
+        other = psycopg.connect(pg_shop.url)
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+        pages = [asyncio.create_task(client.get(f"/p/no-such-link-{i}")) for i in range(3)]
+        await until_async(lambda: lock_waiters(pg_shop.url, other.info.backend_pid).count("advisory") == 3,
+                          "three pooled sessions wait for the write lock")
+        other.close()
+        assert [page.status for page in await asyncio.gather(*pages)] == [404] * 3
+        await until_async(lambda: sessions(pg_shop.url) == before + 3, "the pool grown to 3, the other gone")
+        await client.close()
+        await until_async(lambda: sessions(pg_shop.url) == before, "the pool's sessions to end")
+    finally:
+        settings_file.write_text(kept)
         db.close()
