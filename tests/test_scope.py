@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from core.base import sql
 from core.base.clock import utcnow
 from core.base.ids import uuid7
 from core.base.node import init_node
@@ -75,7 +76,7 @@ def test_only_node_roles_have_a_scope(bad):
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("table", list(REPLICATED))
 def test_what_each_role_sees_of_each_table(sample_hub, role, table):
-    columns = [r["name"] for r in sample_hub.db.execute(f"SELECT name FROM pragma_table_info('{table}')")]
+    columns = sql.column_names(sample_hub.db, table)
     mine = {c: f"{c}-value" for c in columns} | ({"node_id": ME} if "node_id" in columns else {})
     others = {**mine, "node_id": OTHER} if "node_id" in columns else mine
     me = NodeScope(role, ME)
@@ -146,8 +147,7 @@ def pull_all(hub_db, node, role) -> int:
 
 def local_counts(db) -> dict[str, int]:
     """Rows per table outside REPLICATED (the search index aside: the node's triggers fill it)."""
-    tables = [r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                             "AND name NOT LIKE 'customers_search%'")]
+    tables = [t for t in sql.table_names(db) if not t.startswith("customers_search")]
     return {t: db.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"] for t in tables if t not in REPLICATED}
 
 

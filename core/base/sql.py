@@ -14,7 +14,8 @@ adapter for the hub can give its own answer without touching a rule:
 - `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`)
 - `overwriting_deleted`, `drop_old_page_copies`: rewritten text leaves no copy behind (in a
   page's free space, in the write-ahead log), for secrets a row must stop holding
-- `database_file`: the file behind a connection (`PRAGMA database_list`); `table_names`
+- `database_file`: the file behind a connection (`PRAGMA database_list`); `table_names`,
+  `column_names`
 - `joined`, `local_day` (+ `with_local_day`): a group's values as one text (`group_concat`),
   and the box office's calendar day of a UTC timestamp (a Python function on the connection;
   PostgreSQL would say `AT TIME ZONE`), for the reports (`core/reports/`)
@@ -132,6 +133,16 @@ def table_names(db: sqlite3.Connection) -> list[str]:
                           "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1")
     else:
         rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
+
+
+def column_names(db: sqlite3.Connection, table: str) -> list[str]:
+    """The names of *table*'s columns, in their order ([] for no such table)."""
+    if is_postgresql(db):
+        rows = db.execute("SELECT column_name AS name FROM information_schema.columns WHERE table_schema = "
+                          "current_schema() AND table_name = ? ORDER BY ordinal_position", (table,))
+    else:
+        rows = db.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", (table,))
     return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
 
 
