@@ -72,14 +72,21 @@ def _init_postgresql(data_dir: Path, url: str) -> sqlite3.Connection:
 def open_hub(data_dir: Path) -> sqlite3.Connection:
     """The hub's database: the SQLite file in *data_dir*, or (no file there) the PostgreSQL
     database that hub.toml `[storage] database` names."""
-    path = db_path(Path(data_dir))
-    db = connect(path) if path.exists() else _open_postgresql(Path(data_dir))
+    db = open_database(data_dir)
     nodes.init_trust(Path(data_dir), db)
     pins.issue(db)  # PIN verifiers missing for a desk key (e.g. hashes moved by migration 0015)
     return db
 
 
-def _open_postgresql(data_dir: Path) -> sqlite3.Connection:
+def open_database(data_dir: Path, *, migrate: bool = True) -> sqlite3.Connection:
+    """The hub's database as it is, without starting the hub (no key rotation finished, no PIN
+    verifiers issued): the SQLite file in *data_dir*, or the PostgreSQL database hub.toml names.
+    What a command or a test that reads the hub's rows opens, never `hub.sqlite` itself."""
+    path = db_path(Path(data_dir))
+    return connect(path, migrate=migrate) if path.exists() else _open_postgresql(Path(data_dir), migrate=migrate)
+
+
+def _open_postgresql(data_dir: Path, *, migrate: bool = True) -> sqlite3.Connection:
     database = None
     if (data_dir / settings.SETTINGS_FILE).exists():
         database = read_settings(data_dir).get(settings.STORAGE).database
@@ -87,7 +94,7 @@ def _open_postgresql(data_dir: Path) -> sqlite3.Connection:
         raise NotInitialised(f"{data_dir} holds no hub; run `tessera hub init --data {data_dir}` first")
     from core.base import pg  # psycopg: only for a hub on PostgreSQL (the extra tessera[postgresql])
 
-    return pg.connect(database, data_dir=data_dir)
+    return pg.connect(database, data_dir=data_dir, migrate=migrate)
 
 
 def read_settings(data_dir: Path) -> settings.HubSettings:

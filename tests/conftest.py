@@ -8,7 +8,9 @@ pytest.mark.both_backends`) run on both in the normal run. On PostgreSQL each te
 fresh database of the worker's throwaway cluster (tests/pg.py): the sample catalog is built
 once per worker into a template database and copied (`CREATE DATABASE ... TEMPLATE`), with a
 copy of the key files folder whose hub.toml names the copy. `sample_template` (the folder
-that served-hub tests copy and start as a process) stays SQLite.
+that served-hub tests copy and start as a process) stays SQLite. A test about the SQLite hub
+itself (its file, a backup of it, a migration from it) says `pytest.mark.sqlite_only(reason)`:
+never parametrized to PostgreSQL, skipped with its reason by `--backend=postgresql`.
 """
 
 from __future__ import annotations
@@ -49,16 +51,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: the module's hub fixtures run on SQLite and on PostgreSQL")
+    config.addinivalue_line("markers", "sqlite_only(reason): the test is about the SQLite hub itself (its file, a "
+                            "backup of it, a migration from it): its hub fixtures are never PostgreSQL, and "
+                            "--backend=postgresql skips it")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests on a hub fixture run once per backend when `--backend=both` or their module is
     marked both_backends or named in BOTH_BACKENDS (`--backend=postgresql` alone wins:
-    PostgreSQL only)."""
+    PostgreSQL only). A test marked sqlite_only runs on SQLite only (and is skipped by
+    `--backend=postgresql`)."""
     if "backend" not in metafunc.fixturenames or any(
             "backend" in _names(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")):
         return  # no hub fixture, or the test names its backend itself
     chosen = metafunc.config.getoption("backend")
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        if chosen == "both":
+            metafunc.parametrize("backend", ["sqlite"], indirect=True)
+        return  # --backend=postgresql: skipped (pytest_collection_modifyitems)
     both = metafunc.definition.get_closest_marker("both_backends") or metafunc.module.__name__.rsplit(".", 1)[-1] \
         in BOTH_BACKENDS
     if chosen == "both" or (chosen == "sqlite" and both):
@@ -183,5 +193,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Files with slow tests first (in their usual order), the quick ones after: with `--dist
     loadfile` the two workers then finish on short files together, instead of one of them
     waiting alone on a 30-second kill test that happened to sort last."""
+    if config.getoption("backend") == "postgresql":
+        for item in items:
+            mark = item.get_closest_marker("sqlite_only")
+            if mark and "backend" in getattr(item, "fixturenames", ()):
+                reason = mark.args[0] if mark.args else "about the SQLite hub itself"
+                item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)

@@ -26,7 +26,7 @@ from core.cards.trust import TrustStore
 from edge.sync import enroll as enrolling
 from edge.sync.client import SyncClient
 from edge.sync.client import status as sync_status
-from hub.app import make_app, open_hub
+from hub.app import make_app, open_database, open_hub
 from hub.services import backup, nodes
 from hub.sync import enrollment
 
@@ -45,7 +45,7 @@ def rotate_in_a_process(hub_dir: Path, crash_at: str | None = None) -> subproces
 
 def hub_key_state(hub_dir: Path) -> dict:
     """What the hub folder holds right now, read without starting the hub."""
-    db = connect(hub_dir / "hub.sqlite", migrate=False)
+    db = open_database(hub_dir, migrate=False)
     try:
         key_id = this_node(db)["key_id"]
         revoked = {r["key_id"] for r in db.execute("SELECT key_id FROM node_revocations")}
@@ -123,6 +123,7 @@ async def test_a_rotation_killed_while_the_new_key_was_being_written_leaves_the_
         hub_db.close()
 
 
+@pytest.mark.sqlite_only("tessera hub backup refuses a PostgreSQL hub (pg_dump)")
 async def test_a_backup_of_a_hub_whose_rotation_was_cut_short_restores_a_working_hub(sample_hub, aiohttp_server,
                                                                                       tmp_path):
     """Killed after its commit, a rotation leaves the new key in node.key.new until the next
@@ -153,6 +154,7 @@ async def test_a_backup_of_a_hub_whose_rotation_was_cut_short_restores_a_working
         hub_db.close()
 
 
+@pytest.mark.sqlite_only("tessera hub backup refuses a PostgreSQL hub (pg_dump)")
 def test_a_backup_waits_for_a_key_rotation_under_way(sample_hub, tmp_path):
     """The snapshot and the key files are read under the rotation lock: while another process
     holds it, a backup does not start copying."""
