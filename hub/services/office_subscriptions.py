@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Collection
 
 from core.base.errors import ValidationError
+from core.base.sql import joined
 from core.catalog import pricing
 from core.subscriptions.seat_maps import subscription_seat_map as seat_map  # noqa: F401 (the desk draws the same)
 from hub.services.office_lists import PAGE_SIZE, Page, _bounds, choose_sort
@@ -24,10 +25,13 @@ DEFAULT_SORT = "-date"
 _TEXT = ("s.number", "s.holder_name", "c.number", "c.last_name", "c.first_name")
 _SOURCE = (" FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
            "JOIN subscription_products p ON p.id = s.product_id LEFT JOIN discount_tiers t ON t.id = s.tier_id")
-# the distinct seats of a subscription, "Parkett 5/7", for the list's seat column
-_SEATS = ("(SELECT group_concat(DISTINCT pc.name || ' ' || st.row_label || '/' || st.label) FROM tickets k "
-          "JOIN seats st ON st.id = k.seat_id JOIN plan_sections pc ON pc.id = st.section_id "
-          "WHERE k.line_id = s.line_id AND k.status = 'sold')")
+# the distinct seats of a subscription, "Parkett 5/7", for the list's seat column, in the order
+# their first tickets were made (time-ordered ids); `joined` (group_concat(DISTINCT x) is
+# SQLite's only: PostgreSQL's aggregate takes a separator)
+_SEAT = "pc.name || ' ' || st.row_label || '/' || st.label"
+_SEATS = ("(SELECT " + joined("x", ",") + f" FROM (SELECT {_SEAT} AS x FROM tickets k JOIN seats st "
+          "ON st.id = k.seat_id JOIN plan_sections pc ON pc.id = st.section_id "
+          f"WHERE k.line_id = s.line_id AND k.status = 'sold' GROUP BY {_SEAT} ORDER BY min(k.id)) AS seat_names)")
 
 
 def _where(text: str, product: str | None, performance: str | None, state: str | None,
