@@ -108,8 +108,8 @@ def house_plan(client) -> str:
 
 
 def seat(db, row: str, label: str, section: str = "Parkett", plan: str | None = None) -> str:
-    return db.execute("SELECT s.id FROM seats s JOIN plan_sections c ON c.id = s.section_id "
-                      "WHERE c.name = ? AND s.row_label = ? AND s.label = ? AND (? IS NULL OR s.plan_id = ?)",
+    return db.execute("SELECT s.id FROM seats s JOIN plan_sections c ON c.id = s.section_id WHERE c.name = ? "
+                      "AND s.row_label = ? AND s.label = ? AND (CAST(? AS TEXT) IS NULL OR s.plan_id = ?)",
                       (section, row, label, plan, plan)).fetchone()["id"]
 
 
