@@ -449,14 +449,15 @@ def apply(db: Connection, level: int | None = None) -> str:
         db.raw.execute("CREATE TABLE IF NOT EXISTS tessera_schema (digest text NOT NULL, version integer NOT NULL, "
                        "created_at timestamptz NOT NULL DEFAULT now(), sqlite_schema text)")
         db.raw.execute("LOCK TABLE tessera_schema")
-        found = db.raw.execute("SELECT * FROM tessera_schema")
+        found = db.raw.execute("SELECT * FROM tessera_schema LIMIT 0")
         if "sqlite_schema" not in [column.name for column in found.description or ()]:
             # made before upgrades existed: `upgrade` rebuilds its SQLite schema from its level
             db.raw.execute("ALTER TABLE tessera_schema ADD COLUMN sqlite_schema text")
-        row = db.raw.execute("SELECT digest, version, sqlite_schema FROM tessera_schema").fetchone()
+        row = db.raw.execute("SELECT digest, version FROM tessera_schema").fetchone()
         if row is not None:
             if row["digest"] != schema.digest or row["version"] != level:  # a migration may change rows only
-                upgrade.run(db.raw, row, level)
+                upgrade.run(db.raw, db.raw.execute("SELECT digest, version, sqlite_schema FROM tessera_schema")
+                            .fetchone(), level)
             return schema.digest
         for statement in schema.all():
             db.raw.execute(statement)
