@@ -30,6 +30,8 @@ from hub.services import backup
 from hub.settings import DEFAULT_CONNECTIONS, STORAGE, SettingsError
 from hub.sync import enrollment
 
+pytestmark = pytest.mark.sqlite_only("a SQLite hub's file, its synchronous setting and backup (a PostgreSQL hub's "
+                                     "backup is refused: test_postgresql_hub)")
 FAST = backup.Kdf(opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN, memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
 PASS = "correct horse battery staple"
 

@@ -36,6 +36,8 @@ from tests.test_postgresql_hub import LISTS, counted
 from tests.test_sync import enrolled, first_performance_seats
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url, pg
+# the source hub (sample_hub, empty_hub) is SQLite: --backend=postgresql skips the module
+pytestmark = pytest.mark.sqlite_only("the migration's source is a SQLite hub")
 
 
 def sqlite_rows(path: Path, text_factory: type = str) -> dict[str, list[str]]:
