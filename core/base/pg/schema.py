@@ -154,7 +154,8 @@ def migrate_sqlite(db: sqlite3.Connection, level: int | None = None) -> sqlite3.
     for number, name, sql in storage.migrations()[storage.schema_version(db):level]:
         storage._migrate(db, number, name, sql)
     replicated = replicated_in(db)
-    if feed_triggers.plan(db, replicated):
+    has_feed = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'changes'").fetchone()
+    if has_feed and feed_triggers.plan(db, replicated):  # the feed exists from migration 0004 on
         with storage.transaction(db):
             feed_triggers.refresh(db, replicated)
     return db
