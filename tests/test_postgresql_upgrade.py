@@ -4,10 +4,13 @@ The reference is SQLite: the same hub at the same old level on both backends, th
 written to both, both upgraded (SQLite by its migration runner, PostgreSQL when opened), and
 then every row of every table must be the same on both, and the PostgreSQL schema must be
 exactly that of a new PostgreSQL hub (tables, columns, types, defaults, constraints with their
-names, indexes, triggers and their functions). The real migrations 0021 to 0031 are replayed:
-two table rebuilds with rows in them (payments in 0021, sepa_debits in 0029), added columns
-(with a default and a CHECK in 0029, with a reference in 0026), new tables, triggers and a
-table new to the change feed (0030).
+names, indexes, triggers and their functions). The real migrations 0015 to 0031 are replayed:
+a column dropped after its values were moved to a new table (0015), two table rebuilds with
+rows in them (payments in 0021, sepa_debits in 0029), added columns (with a default and a
+CHECK in 0029, with a reference in 0026), new tables, triggers and a table new to the change
+feed (0030). By hand, every level from 14 on upgrades to exactly a new hub's schema; 0004,
+0008, 0012 and 0014 use SQLite-only SQL (a sub-select without alias, two-argument min(),
+randomblob()) and are refused, as no PostgreSQL hub was ever made before 0031.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from core.base.pg import connection, schema, upgrade
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url
 NOW = "2026-12-03T07:00:00.000Z"
-OLD = 20  # before 0021 rebuilds payments
+OLD = 14  # before 0015 drops a column and 0021 rebuilds payments
 MIDDLE = 28  # before 0029 rebuilds sepa_debits and adds prenotification_days
 
 
@@ -41,7 +44,7 @@ def pg_at(url: str, level: int) -> connection.Connection:
 
 
 def seed(db) -> None:
-    """A sold ticket with its catalogue, a customer and a paid order (valid from migration 20 on)."""
+    """A sold ticket with its catalogue, a customer and a paid order (valid from migration 14 on)."""
     run = db.execute
     run("INSERT INTO organizers (id, name, street, postcode, town, country, created_at, updated_at) "
         "VALUES ('org', 'Theater', 'Weg 1', '10115', 'Berlin', 'DE', ?, ?)", (NOW, NOW))
@@ -140,9 +143,13 @@ def test_an_older_hub_is_upgraded_to_a_new_hubs_schema_keeping_every_row(pg_empt
         init_node(db, "hub", "hub")
         with storage.transaction(db):
             seed(db)
+            db.execute("INSERT INTO operators (id, name, pin_hash, created_at, updated_at) "
+                       "VALUES ('op', 'Anna', 'scrypt$hash', ?, ?)", (NOW, NOW))
     lite_at(tmp_path / "hub.sqlite", MIDDLE)
-    schema.apply(pg, MIDDLE)  # 0021 rebuilt payments with its rows
+    schema.apply(pg, MIDDLE)  # 0015 moved the PIN hash and dropped its column, 0021 rebuilt payments
     assert storage.schema_version(pg) == MIDDLE
+    assert pg.execute("SELECT operator_id, pin_hash FROM operator_pins").fetchall() == [
+        {"operator_id": "op", "pin_hash": "scrypt$hash"}]
     for db in (lite, pg):
         with storage.transaction(db):
             seed_sepa(db)
