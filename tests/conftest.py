@@ -15,13 +15,15 @@ never parametrized to PostgreSQL, skipped with its reason by `--backend=postgres
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sqlite3
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,25 +138,67 @@ def _pg_database(request: pytest.FixtureRequest, template_url: str) -> str:
     return url
 
 
+def _open_copy(src: Path, folder: Path, template_url: str | None, url: str | None = None):
+    """*src* (a hub folder) copied to *folder* and its database opened: on SQLite the file is
+    copied with the folder; on PostgreSQL *url* (a copy of *template_url*) is named in the copy's
+    hub.toml."""
+    shutil.copytree(src, folder)  # database or hub.toml, and key files (modes kept)
+    if template_url is None:
+        return connect(folder / DB_NAME)
+    from core.base import pg  # psycopg: the extra tessera[postgresql]
+
+    settings = folder / SETTINGS_FILE
+    settings.write_text(settings.read_text().replace(json.dumps(template_url), json.dumps(url)))
+    return pg.connect(url, data_dir=folder)
+
+
 @pytest.fixture
 def sample_hub(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Hub]:
     """A private copy of the sample hub: tests may change it freely."""
-    folder = tmp_path / "hub"
     if backend == "postgresql":
-        from core.base import pg  # psycopg: the extra tessera[postgresql]
-
         src, token, ids, template_url = request.getfixturevalue("pg_sample_template")
-        url = _pg_database(request, template_url)
-        shutil.copytree(src, folder)  # key files (modes kept) and hub.toml, named to the copy
-        settings = folder / SETTINGS_FILE
-        settings.write_text(settings.read_text().replace(json.dumps(template_url), json.dumps(url)))
-        db = pg.connect(url, data_dir=folder)
+        db = _open_copy(src, tmp_path / "hub", template_url, _pg_database(request, template_url))
     else:
         src, token, ids = request.getfixturevalue("sample_template")
-        shutil.copytree(src, folder)  # database and key files (modes kept)
-        db = connect(folder / DB_NAME)
-    yield Hub(folder, db, token, ids)
+        db = _open_copy(src, tmp_path / "hub", None)
+    yield Hub(tmp_path / "hub", db, token, ids)
     db.close()
+
+
+_PREPARED: dict[tuple[str, str], tuple[Path, str, dict, str | None, Any]] = {}  # (name, backend) -> built
+
+
+def prepared_sample_hub(request: pytest.FixtureRequest, tmp_path: Path, backend: str, name: str,
+                        prepare: Callable[[Hub], Any]) -> tuple[Hub, Any]:
+    """A private copy of the sample hub after *prepare(hub)* ran on it, and a deep copy of what
+    *prepare* returned (plain data: ids). *prepare* runs once per test process, backend and
+    *name*, on a copy of its own; each test gets a copy of that hub (a file copy, or `CREATE
+    DATABASE ... TEMPLATE`: milliseconds where *prepare* takes seconds). For a module's
+    `sample_hub` override (a fixture asking for `tmp_path` and `backend`): its `api`, `hub`
+    and the test then share the prepared hub. Closed (and on PostgreSQL dropped) after the test."""
+    if (name, backend) not in _PREPARED:
+        folder = request.getfixturevalue("tmp_path_factory").mktemp(f"{name}-{backend}") / "hub"
+        if backend == "postgresql":
+            src, token, ids, template_url = request.getfixturevalue("pg_sample_template")
+            cluster = request.getfixturevalue("pg_cluster")
+            url = cluster.create_database(urllib.parse.urlsplit(template_url).path.lstrip("/"))  # kept: a template
+            db = _open_copy(src, folder, template_url, url)
+        else:
+            (src, token, ids), url = request.getfixturevalue("sample_template"), None
+            db = _open_copy(src, folder, None)
+        built = Hub(folder, db, token, copy.deepcopy(ids))
+        try:
+            made = prepare(built)
+            if url is None:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        _PREPARED[name, backend] = (folder, token, built.ids, url, made)
+    src, token, ids, template_url, made = _PREPARED[name, backend]
+    url = _pg_database(request, template_url) if template_url else None
+    db = _open_copy(src, tmp_path / "hub", template_url, url)
+    request.addfinalizer(db.close)  # before the database is dropped (finalizers run last first)
+    return Hub(tmp_path / "hub", db, token, copy.deepcopy(ids)), copy.deepcopy(made)
 
 
 # CLOSED_FIRST: a served app is closed by the fixture that served it, not by aiohttp_client's

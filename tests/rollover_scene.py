@@ -18,6 +18,7 @@ from core.subscriptions.sale import sell_subscriptions
 from hub import sample_next_season
 from hub.app import make_app
 from hub.client import LocalClient
+from tests.conftest import prepared_sample_hub
 from tests.test_subscription_sale import GENERAL, house, product, sale, seat, tier
 
 NOW = dt.datetime(2027, 3, 1, 10, 0, tzinfo=dt.UTC)  # the rollover: after the season's cancellation deadline
@@ -87,6 +88,20 @@ def build(hub) -> Scene:
     _next_season_changes(scene, client, plan, chair)
     _mandate_with_collected_frst(scene)
     return scene
+
+
+def scene_hub(request, tmp_path, backend):
+    """For a module's `sample_hub` fixture: a private copy of the sample hub with the scene on it,
+    the scene built once per test process and backend and copied for each test (its `api` and
+    `hub` serve that copy); `hub.scene` is the Scene."""
+    hub, (new, subs, customers) = prepared_sample_hub(request, tmp_path, backend, "rollover-scene", _parts)
+    hub.scene = Scene(hub, new, subs, customers)
+    return hub
+
+
+def _parts(hub) -> tuple[dict, dict, list[str]]:
+    scene = build(hub)
+    return scene.new, scene.subs, scene.customers
 
 
 def _next_season_changes(scene: Scene, client: LocalClient, plan: str, chair) -> None:

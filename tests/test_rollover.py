@@ -20,13 +20,19 @@ from core.subscriptions.rollover_map import MappingIn, ProductPairIn
 from hub.app import DB_NAME
 from hub.services import rollover_confirm
 from tests.helpers import table_counts
-from tests.rollover_scene import NOW, build
+from tests.rollover_scene import NOW, scene_hub
 from tests.test_subscription_sale import house, product, seat
 
 
 @pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """The sample hub with the rollover scene, built once per process and copied (tests/rollover_scene.py)."""
+    return scene_hub(request, tmp_path, backend)
+
+
+@pytest.fixture
 def scene(sample_hub):
-    return build(sample_hub)
+    return sample_hub.scene
 
 
 def no_vouchers(scene) -> MappingIn:

@@ -13,13 +13,19 @@ import pytest
 from core.base.ids import uuid7
 from hub.services import tokens
 from tests.helpers import call, problem
-from tests.rollover_scene import build
+from tests.rollover_scene import scene_hub
 from tests.test_subscription_sale import product
 
 
 @pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """The sample hub with the rollover scene, built once per process and copied (tests/rollover_scene.py)."""
+    return scene_hub(request, tmp_path, backend)
+
+
+@pytest.fixture
 def scene(sample_hub):
-    return build(sample_hub)
+    return sample_hub.scene
 
 
 def body(scene, **kw) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from core.base.storage import connect
 from core.subscriptions import rollover_run
 from hub.app import DB_NAME
-from tests.rollover_scene import NOW, build, many
+from tests.rollover_scene import NOW, many, scene_hub
 from tests.test_sync_kill import ROOT, TESSERA, env
 
 SEASONS = ("--from", "2026/27", "--to", "2027/28")
@@ -31,8 +31,14 @@ def tessera(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """The sample hub with the rollover scene, built once per process and copied (tests/rollover_scene.py)."""
+    return scene_hub(request, tmp_path, backend)
+
+
+@pytest.fixture
 def scene(sample_hub):
-    return build(sample_hub)
+    return sample_hub.scene
 
 
 def test_plan_run_and_confirm_from_the_command_line(scene):
