@@ -42,31 +42,49 @@ def _count(page, scope: str, key: str) -> int:
     return int(page.inner_text(f'{scope} [data-count="{key}"] b'))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("lang", ["de", "en"], ids=["de", "en"])
-def test_dry_run_run_and_confirm_in_chromium(tmp_path, lang):
+def _dry_run(page, url: str, lang: str) -> None:
     w = WORDS[lang]
-    with office_in_chromium(tmp_path, lang=lang, prepare_sample=_scene) as served:
-        page, db = served.page, connect(served.hub_dir / DB_NAME)
-        page.goto(f"{served.hub.url}{PAGE}?lang={lang}")
+    page.goto(f"{url}{PAGE}?lang={lang}")
+    page.select_option("#from", label="2026/27")
+    page.select_option("#to", label="2027/28")
+    page.fill("#renewal", "2027-05-31")
+    page.click("#dry")
+    page.wait_for_selector("#dry-result")
+    assert w["dry"] in page.inner_text("#dry-h") and _count(page, "#dry-result", "kept") == 6
+    page.screenshot(path=SHOTS / f"rollover-1-dry-{lang}.png", full_page=True)
+
+
+def _held(page, lang: str) -> None:
+    w = WORDS[lang]
+    result = page.inner_text("#run-result")
+    assert w["held"] in page.inner_text("#state") and w["tier"] in result and w["zone"] in result
+    assert _count(page, "#run-result", "listed") == 3 and _count(page, "#run-result", "moved") == 1
+    assert page.locator('table.listed[data-reason="wheelchair_locked"] tbody tr').count() == 1
+    assert page.get_attribute("#progress", "value") == page.get_attribute("#progress", "max") == "12"
+    page.screenshot(path=SHOTS / f"rollover-2-held-{lang}.png", full_page=True)
+
+
+@pytest.mark.slow
+def test_dry_run_run_and_confirm_in_chromium(tmp_path):
+    """One walk, German then English (one hub, scene and browser instead of a walk per language):
+    the dry run in both, the run in German, its result in both, the confirmations in English."""
+    with office_in_chromium(tmp_path, lang="de", prepare_sample=_scene) as served:
+        page, db, url = served.page, connect(served.hub_dir / DB_NAME), served.hub.url
+        for lang in ("de", "en"):
+            _dry_run(page, url, lang)
+        assert db.execute("SELECT count(*) AS n FROM rollover_runs").fetchone()["n"] == 0
+
+        page.goto(f"{url}{PAGE}?lang=de")
         page.select_option("#from", label="2026/27")
         page.select_option("#to", label="2027/28")
         page.fill("#renewal", "2027-05-31")
-        page.click("#dry")
-        page.wait_for_selector("#dry-result")
-        assert w["dry"] in page.inner_text("#dry-h") and _count(page, "#dry-result", "kept") == 6
-        assert db.execute("SELECT count(*) AS n FROM rollover_runs").fetchone()["n"] == 0
-        page.screenshot(path=SHOTS / f"rollover-1-dry-{lang}.png", full_page=True)
-
         page.click("#run")
         page.wait_for_selector("#run-result")
         _settled(page, page.url)
-        result = page.inner_text("#run-result")
-        assert w["held"] in page.inner_text("#state") and w["tier"] in result and w["zone"] in result
-        assert _count(page, "#run-result", "listed") == 3 and _count(page, "#run-result", "moved") == 1
-        assert page.locator('table.listed[data-reason="wheelchair_locked"] tbody tr').count() == 1
-        assert page.get_attribute("#progress", "value") == page.get_attribute("#progress", "max") == "12"
-        page.screenshot(path=SHOTS / f"rollover-2-held-{lang}.png", full_page=True)
+        _held(page, "de")
+        run_page = page.url
+        _settled(page, run_page + ("&" if "?" in run_page else "?") + "lang=en")
+        _held(page, "en")
 
         party = db.execute("SELECT c.number FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
                            "WHERE s.holder_name = 'Eva Party'").fetchone()["number"]
@@ -80,7 +98,10 @@ def test_dry_run_run_and_confirm_in_chromium(tmp_path, lang):
         assert page.inner_text('[data-state-count="confirmed"]').endswith(": 7")
         assert db.execute("SELECT count(*) AS n FROM rollover_items WHERE state = 'confirmed' AND order_id IS NOT "
                           "NULL AND invoice_id IS NOT NULL").fetchone()["n"] == 7
-        page.screenshot(path=SHOTS / f"rollover-3-confirmed-{lang}.png", full_page=True)
+        page.screenshot(path=SHOTS / "rollover-3-confirmed-en.png", full_page=True)
+        _settled(page, run_page + ("&" if "?" in run_page else "?") + "lang=de")
+        assert page.inner_text('[data-state-count="confirmed"]').endswith(": 7")
+        page.screenshot(path=SHOTS / "rollover-3-confirmed-de.png", full_page=True)
         db.close()
 
 
