@@ -17,6 +17,7 @@ make it wait). On SQLite the hub is one process: this module's registry is the w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -86,4 +87,7 @@ def _job(open_db: connections.Opener, run_id: str, work: Callable[[sqlite3.Conne
         rollover_run.set_error(db, run_id, getattr(exc, "detail", None) or str(exc) or type(exc).__name__,
                                utcnow())
     finally:
+        if claimed is not None:  # give the lock back before the session ends: a close is noticed by the
+            with contextlib.suppress(Exception):  # server a moment later, and until then running() says so
+                db.execute(f"SELECT pg_advisory_unlock(?, {_RUN_KEY})", (_LOCK_SPACE, run_id))
         db.close()
