@@ -52,6 +52,7 @@ from tests.test_shop_subscriptions import CUSTOMER
 from tests.test_subscription_sale import seat
 
 NOW = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
+PUSH_S = 120.0  # the kill -9 test's desk: how long one big push may take (a deadline, not a wait)
 
 
 def race(n: int, url: str, work: Callable[[object, int], object]) -> list:
@@ -439,14 +440,14 @@ class Edge:
 
 
 async def enrolled_edge(served: Served, tmp_path: Path, name: str, role: str, hub_url: str,
-                        sync_url: str | None = None) -> Edge:
+                        sync_url: str | None = None, timeout_s: float = 15.0) -> Edge:
     """A node enrolled through *hub_url* (a code made in the hub's database), syncing with
-    *sync_url* (default: the same)."""
+    *sync_url* (default: the same), each request given up after *timeout_s* (the client's default)."""
     code = enrollment.create_code(served.db, name=name, role=role, venue_ids=[], now=utcnow())
     folder = tmp_path / name.replace(" ", "-")
     await enrolling.enroll(folder, code, [hub_url])
     db = connect(folder / NODE_DB, edge=True)
-    return Edge(folder, db, SyncClient(db, folder, hub_url=sync_url or hub_url), this_node(db))
+    return Edge(folder, db, SyncClient(db, folder, hub_url=sync_url or hub_url, timeout_s=timeout_s), this_node(db))
 
 
 def desk_sales(served: Served, edge: Edge, performance: str, seats: list[str], cards_n: int) -> int:
@@ -551,7 +552,10 @@ async def test_kill_9_of_the_hub_process_a_push_is_in_flight_to(served, tmp_path
     with HubProcesses(served.folder, 2, tmp_path / "logs") as hubs:
         a, b = hubs.urls
         async with FaultProxy("127.0.0.1", int(a.rsplit(":", 1)[1])) as proxy:
-            desk = await enrolled_edge(served, tmp_path, "Kasse 7", "cashdesk", a, sync_url=proxy.url)
+            # PUSH_S: a 1510-op push in one transaction took over the client's default 15 s on the loaded
+            # 2-core machine (Unreachable: TimeoutError on the push again through B: 2 of 3 runs, once before)
+            desk = await enrolled_edge(served, tmp_path, "Kasse 7", "cashdesk", a, sync_url=proxy.url,
+                                       timeout_s=PUSH_S)
             try:
                 contingents.move_seats(db, performance, seats, contingents.node_pool(desk.node["id"]), utcnow())
                 await desk.client.round()
