@@ -360,8 +360,14 @@ class Connection:
     def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> bool:
+        """As sqlite3's `with db:`: commit the open transaction, or roll it back on an error; the
+        session stays open (close() ends it). Nobody relied on the old closing behaviour."""
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False
 
 
 def connect(url: str, data_dir: Path | None = None) -> Connection:
