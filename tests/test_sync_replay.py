@@ -23,7 +23,7 @@ from core.cards.trusted_time import TrustedClock
 from core.sync import auth
 from core.sync.messages import OLDEST_SUPPORTED, PROTOCOL
 from edge.sync.client import SyncClient, SyncError, UpgradeNeeded, status
-from hub.app import DB_NAME, make_app
+from hub.app import DB_NAME, make_app, open_database
 from hub.services import nodes
 from hub.sync import nonces, routes
 from tests.helpers import async_wait_until
@@ -128,7 +128,7 @@ async def test_the_nonce_memory_is_shared_by_hub_processes_and_pruned(hub, tmp_p
     """Two hub apps on one database (as several hub processes would be): a request accepted by
     one is a replay at the other. Nonces whose signed time has left the window are pruned."""
     _, db, client = await enrolled(hub, tmp_path)
-    second_db = connect(hub.dir / DB_NAME)
+    second_db = open_database(hub.dir)  # a second hub process's own connection
     second = await aiohttp_server(make_app(second_db))
     second_url = str(second.make_url("")).rstrip("/")
     try:
@@ -244,6 +244,7 @@ async def test_a_hub_that_needs_an_upgrade_never_stops_the_loop(hub, tapped):
 
 # -- revoked hub keys ------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only("a copy of the hub folder holds a copy of the database only on SQLite")
 async def test_answers_signed_by_a_revoked_hub_key_are_refused(hub, tmp_path, aiohttp_server, caplog):
     """A copy of the hub folder with its old key (a stolen backup, an old disk) poses as the
     hub after the key was rotated: the edge knows the revocation from the feed and refuses it."""
