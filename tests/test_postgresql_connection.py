@@ -160,6 +160,7 @@ def test_writers_queue_on_the_write_lock_and_readers_do_not(pg, pg_url):
     def first() -> None:
         with storage.transaction(pg):
             add_operator(pg, "first")
+            pg.execute("SELECT 1").fetchone()  # the pipelined write (and the lock before it) answered
             inside.set()
             assert release.wait(DEADLINE_S)
 
