@@ -19,10 +19,9 @@ import zxingcpp
 from core.base.clock import parse_iso, utcnow
 from core.base.errors import Conflict
 from core.base.node import this_node
-from core.base.storage import connect
 from core.cards import cardcode
 from core.subscriptions import voucher_redemption as redeem
-from hub.app import DB_NAME, make_app
+from hub.app import make_app, open_database
 from hub.services import tokens
 from hub.web.clock import CLOCK
 from tests.helpers import table_counts
@@ -364,7 +363,7 @@ def test_two_racing_redemptions_of_one_voucher_exactly_one_wins(sample_hub):
     gate, results = threading.Barrier(2), []
 
     def attempt(seat_id: str) -> None:
-        conn = connect(sample_hub.dir / DB_NAME)
+        conn = open_database(sample_hub.dir)
         request = msgspec.convert({"vouchers": [{"code": voucher["code"]}], "performance_id": perf,
                                    "seat_id": seat_id, "payment_method": "cash"}, redeem.RedemptionIn)
         gate.wait(timeout=30)

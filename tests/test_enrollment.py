@@ -27,7 +27,7 @@ from core.sync import enroll as codes
 from core.sync.messages import PROTOCOL, EnrollChallenge, EnrollFinish, EnrollStart, encoder
 from edge.sync import enroll as enrolling
 from edge.sync.discovery import discover_hubs
-from hub.app import DB_NAME, init_hub, make_app
+from hub.app import init_hub, make_app, open_database
 from hub.services import nodes, tokens
 from hub.sync import enrollment
 from hub.sync.advertise import HubAdvertiser, root_fingerprint
@@ -383,7 +383,7 @@ async def test_the_device_compares_all_130_bits_of_the_root_pin(hub, tmp_path):
 
 async def test_any_hub_process_finishes_what_another_started(hub, tmp_path, aiohttp_server):
     """The handshake lives in the database: start at one hub process, finish at another."""
-    second_db = connect(hub.dir / DB_NAME)
+    second_db = open_database(hub.dir)  # a second hub process's own connection
     second = await aiohttp_server(make_app(second_db))
     second_url = str(second.make_url("")).rstrip("/")
     split = await serve(aiohttp_server, Recorder(), relay_to({START: hub.url, FINISH: second_url}))

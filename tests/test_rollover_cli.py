@@ -93,6 +93,7 @@ def _kill_at_first_progress(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only("its reference run is on a copy of the hub folder, a copy of the database only on SQLite")
 def test_kill_9_mid_run_then_run_again_doubles_nothing_and_misses_nothing(scene, tmp_path):
     hub = scene.hub
     assert many(scene, 600) == 600

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from core.base import sql
 from core.base.clock import utcnow
 from core.base.node import NODE_DB
 from core.base.storage import connect
@@ -247,7 +248,9 @@ async def test_edge_status_while_the_hub_is_away(hub, tmp_path):
 
 def test_every_replicated_table_has_change_triggers(sample_hub):
     from core.sync.replica import REPLICATED
-    triggers = {r["name"] for r in sample_hub.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    query = ("SELECT trigger_name AS name FROM information_schema.triggers" if sql.is_postgresql(sample_hub.db)
+             else "SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    triggers = {r["name"] for r in sample_hub.db.execute(query)}
     for table in REPLICATED:
         assert {f"changes_{table}_ins", f"changes_{table}_upd", f"changes_{table}_del"} <= triggers, table
 

@@ -12,6 +12,7 @@ import json
 import msgspec
 import pytest
 
+from core.base import sql
 from core.base.clock import iso, parse_iso, utcnow
 from core.base.ids import uuid7
 from core.base.storage import transaction
@@ -36,7 +37,7 @@ LOGS = {"sync_ops", "conflicts", "sync_nonces"}  # sync_nonces: the nonces of ac
 def digest(db) -> dict[str, str]:
     """A hash of every hub table but the op log and the conflicts, one per table."""
     out = {}
-    tables = [r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    tables = sql.table_names(db)
     for table in tables:
         if table in LOGS or table.startswith("customers_search"):
             continue
