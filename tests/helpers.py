@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from core.base.sql import table_names
@@ -34,6 +37,18 @@ async def problem(client, method: str, path: str, body: Any = None, *, status: i
     assert data["type"] == f"urn:tessera:problem:{slug}", data
     assert data["status"] == status and data["title"] and data["detail"]
     return data
+
+
+def write_hub_toml(folder: Path, text: str) -> None:
+    """hub.toml in the hub folder *folder* says *text*, plus the `[storage] database` it said
+    before (a PostgreSQL hub's database: without it a `tessera hub serve` finds no hub)."""
+    path = Path(folder) / "hub.toml"
+    database = (tomllib.loads(path.read_text(encoding="utf-8")).get("storage", {}).get("database")
+                if path.exists() else None)
+    if database and "[storage]" not in text:
+        separator = "" if not text or text.endswith("\n") else "\n"
+        text = f"{text}{separator}[storage]\ndatabase = {json.dumps(database)}\n"
+    path.write_text(text, encoding="utf-8")
 
 
 def table_counts(db) -> dict[str, int]:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from core.base.errors import Conflict, ValidationError
 from core.payments import datev, invoices
 from hub.app import make_app
+from tests.helpers import write_hub_toml
 from tests.money_orders import customer, invoice, order
 
 GOLDEN = Path(__file__).parent / "golden" / "datev_buchungsstapel.csv"
@@ -184,7 +185,7 @@ def test_without_the_advisors_numbers_nothing_is_exported_and_ranges_stay_in_one
 
 @pytest.fixture
 async def datev_api(aiohttp_client, empty_hub):
-    (empty_hub.dir / "hub.toml").write_text(HUB_TOML, encoding="utf-8")
+    write_hub_toml(empty_hub.dir, HUB_TOML)
     march_orders(empty_hub.db)
     client = await aiohttp_client(make_app(empty_hub.db))
     client.hub = empty_hub
@@ -226,7 +227,7 @@ async def test_an_unconfigured_hub_answers_409(aiohttp_client, empty_hub):
 
 
 def test_the_cli_writes_the_batch_and_refuses_bad_input_in_one_line(empty_hub, tmp_path):
-    (empty_hub.dir / "hub.toml").write_text(HUB_TOML, encoding="utf-8")
+    write_hub_toml(empty_hub.dir, HUB_TOML)
     march_orders(empty_hub.db)
     out = tmp_path / "march.csv"
     tessera = [sys.executable, "-m", "cli.main", "hub", "datev", "export", "--data", str(empty_hub.dir)]

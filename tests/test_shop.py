@@ -29,7 +29,7 @@ from hub.app import make_app
 from hub.services import mail, tokens
 from tests import test_fuzz_api as fuzz
 from tests.conftest import Hub
-from tests.helpers import async_wait_until, wait_until
+from tests.helpers import async_wait_until, wait_until, write_hub_toml
 from tests.test_mail import Smtp, body, free_port
 
 PREFIX = "/api/v1"
@@ -75,9 +75,8 @@ PUBLIC_URL = "https://shop.museum.example"  # where customers reach the hub (mai
 
 def write_settings(hub: Hub, smtp_port: int, shop: str = "") -> None:
     shop = shop or f'[shop]\npublic_url = "{PUBLIC_URL}"\n'
-    (hub.dir / "hub.toml").write_text(
-        f'[mail]\nhost = "127.0.0.1"\nport = {smtp_port}\nfrom = "Museumsverbund <tickets@museum.example>"\n'
-        f"timeout = 3\n{shop}", encoding="utf-8")
+    write_hub_toml(hub.dir, f'[mail]\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+                   f'from = "Museumsverbund <tickets@museum.example>"\ntimeout = 3\n{shop}')
 
 
 def local(shop, link: str):
