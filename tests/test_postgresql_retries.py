@@ -30,8 +30,9 @@ from core.base.clock import utcnow
 from core.base.pg.connection import WRITER_LOCK
 from core.subscriptions import holds
 from hub.app import make_app, open_hub
-from hub.services import tokens
+from hub.services import mail, tokens
 from hub.services.hold_sweeper import SWEEP_EVERY_S, SWEEPER
+from hub.services.print_batches import PRINTING
 from hub.web.offload import OFFLOAD
 from tests.test_postgresql_schema import seed_sale
 
@@ -244,10 +245,10 @@ def admin_token(pg_shop: PgShop) -> str:
 
 
 async def test_writes_waiting_for_the_write_lock_leave_the_hubs_loop_free(pg_shop, served):
-    """Another hub process holds the write lock. The hold sweeper's delete, a staff write
-    through the API (a new token, as the office's writes go) and a personalization page's rate
-    limit count all wait for it in threads of the executor, while the same process answers a
-    GET within a deadline; released, each completes."""
+    """Another hub process holds the write lock. The hold sweeper's delete, the mail worker's
+    claim, the print desk's lease, a staff write through the API (a new token, as the office's
+    writes go) and a personalization page's rate limit count all wait for it in threads of the
+    executor, while the same process answers a GET within a deadline; released, each completes."""
     admin = {"Authorization": f"Bearer {admin_token(pg_shop)}"}
     other = psycopg.connect(pg_shop.url)
     other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
@@ -255,18 +256,20 @@ async def test_writes_waiting_for_the_write_lock_leave_the_hubs_loop_free(pg_sho
     safety.start()
     try:
         waiting = [asyncio.create_task(served.app[SWEEPER].round()),
+                   asyncio.create_task(served.app[mail.WORKER].round()),
+                   asyncio.create_task(served.app[PRINTING].batch("card")),
                    asyncio.create_task(served.post("/api/v1/tokens", json={"name": "Kasse", "role": "shop"},
                                                    headers=admin)),
                    asyncio.create_task(served.get("/p/no-such-link"))]
-        await until_async(lambda: lock_waiters(pg_shop.url, other.info.backend_pid).count("advisory") == 3,
-                          "the sweeper, the token and the page's rate limit wait for the write lock")
+        await until_async(lambda: lock_waiters(pg_shop.url, other.info.backend_pid).count("advisory") == 5,
+                          "the sweeper, the mail, the print lease, the token and the rate limit wait for the lock")
         started = time.monotonic()
         listed = await asyncio.wait_for(served.get("/api/v1/shop/subscription-products", headers=auth(pg_shop)), 5)
         assert listed.status == 200 and time.monotonic() - started < 5
         assert not any(task.done() for task in waiting)  # answered while the writes still wait
         other.rollback()
-        swept, created, page = await asyncio.gather(*waiting)
-        assert swept == SWEEP_EVERY_S
+        swept, mailed, printed, created, page = await asyncio.gather(*waiting)
+        assert swept == SWEEP_EVERY_S and mailed > 0 and printed["jobs"] == 0
         assert created.status == 201, await created.text()
         assert page.status == 404, await page.text()  # counted, then no such link
     finally:

@@ -9,7 +9,8 @@ counts up `attempts`, keeps `last_error` and pushes `next_attempt_at` back (30 s
 2 min, ... at most 1 h). Nothing is ever dropped; `sent_at` marks delivery. A sent mail's
 row keeps no working personalization link: the token after `/p/` is replaced when the mail is
 marked sent (`redact_links`), so the queue is a record of what was sent, not a key to cards.
-`MailWorker` runs `send_due()` in a loop on the hub's event loop; call `wake()` after committing a
+`MailWorker` runs `send_due()` in a loop on the hub's event loop (its database steps in the hub's
+executor on PostgreSQL: `in_db`); call `wake()` after committing a
 change that queued mail, so it goes out at once instead of at the next poll.
 
 Delivery is at-least-once: if the server accepts a mail but the connection breaks before
@@ -43,12 +44,13 @@ import smtplib
 import socket
 import sqlite3
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import policy as email_policy
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Any
 
 from aiohttp import web
 
@@ -59,6 +61,7 @@ from core.base.ids import uuid7
 from core.base.storage import transaction
 from hub.services.worker import Worker
 from hub.settings import SETTINGS_FILE, HubContext, Section
+from hub.web.offload import off_loop
 
 log = logging.getLogger("tessera.mail")
 
@@ -294,25 +297,40 @@ def _deliver(settings: MailSettings, messages: list[tuple[str, EmailMessage]]) -
     return results
 
 
+InDb = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+
+
 async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datetime, *,
-                   quiet: bool = False) -> tuple[int, int]:
+                   quiet: bool = False, in_db: InDb | None = None) -> tuple[int, int]:
     """Send the mails due at *now* (up to BATCH); returns (sent, failed). A failure is a
     warning in the log, or with *quiet* (the worker's retries of a known outage) a debug line.
 
     The due rows are first claimed (next_attempt_at moved past the longest the attempt can
     take), so a second caller at the same time does not send them too, and a crash
-    mid-send leaves them queued for a later retry."""
+    mid-send leaves them queued for a later retry. *in_db* runs the claim and the marks (writes:
+    the hub's worker passes `off_loop`, so on PostgreSQL they wait for the write lock in the
+    executor, not on the event loop); by default inline on *db*."""
     stamp = iso(now)
     lease = iso(now + dt.timedelta(seconds=settings.timeout * (BATCH + 3) + 60))
-    with transaction(db):
-        rows = db.execute(
-            "SELECT id, to_address, subject, body_text, body_html, message_id, attempts FROM mail_queue "
-            "WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (stamp, BATCH)).fetchall()
-        for row in rows:
-            row["message_id"] = row["message_id"] or f"<{row['id']}@{settings.domain}>"
-            db.execute("UPDATE mail_queue SET next_attempt_at = ?, message_id = ? WHERE id = ?",
-                       (lease, row["message_id"], row["id"]))
+
+    async def inline(work: Callable[[sqlite3.Connection], Any]) -> Any:
+        return work(db)
+
+    in_db = in_db or inline
+
+    def claim(db: sqlite3.Connection) -> list[dict]:
+        with transaction(db):
+            rows = db.execute(
+                "SELECT id, to_address, subject, body_text, body_html, message_id, attempts FROM mail_queue "
+                "WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                (stamp, BATCH)).fetchall()
+            for row in rows:
+                row["message_id"] = row["message_id"] or f"<{row['id']}@{settings.domain}>"
+                db.execute("UPDATE mail_queue SET next_attempt_at = ?, message_id = ? WHERE id = ?",
+                           (lease, row["message_id"], row["id"]))
+        return rows
+
+    rows = await in_db(claim)
     if not rows:
         return 0, 0
     messages = []
@@ -324,23 +342,28 @@ async def send_due(db: sqlite3.Connection, settings: MailSettings, now: dt.datet
             results[row["id"]] = f"cannot build message: {type(exc).__name__}: {exc}"[:MAX_ERROR]
     if messages:
         results.update(await asyncio.to_thread(_deliver, settings, messages))
-    sent = failed = 0
-    with sql.overwriting_deleted(db), transaction(db):
-        for row in rows:
-            error = results.get(row["id"], "not attempted")
-            attempts = row["attempts"] + 1
-            if error is None:
-                sent += 1
-                db.execute("UPDATE mail_queue SET sent_at = ?, attempts = ?, last_error = NULL, body_text = ?, "
-                           "body_html = ? WHERE id = ?", (stamp, attempts, redact_links(row["body_text"]),
-                                                         redact_links(row["body_html"]), row["id"]))
-            else:
-                failed += 1
-                retry = iso(now + dt.timedelta(seconds=backoff_s(attempts)))
-                db.execute("UPDATE mail_queue SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                           (attempts, retry, error, row["id"]))
-    if sent:  # the log still holds the pages with the links in clear
-        sql.drop_old_page_copies(db)
+
+    def record(db: sqlite3.Connection) -> tuple[int, int]:
+        sent = failed = 0
+        with sql.overwriting_deleted(db), transaction(db):
+            for row in rows:
+                error = results.get(row["id"], "not attempted")
+                attempts = row["attempts"] + 1
+                if error is None:
+                    sent += 1
+                    db.execute("UPDATE mail_queue SET sent_at = ?, attempts = ?, last_error = NULL, body_text = ?, "
+                               "body_html = ? WHERE id = ?", (stamp, attempts, redact_links(row["body_text"]),
+                                                             redact_links(row["body_html"]), row["id"]))
+                else:
+                    failed += 1
+                    retry = iso(now + dt.timedelta(seconds=backoff_s(attempts)))
+                    db.execute("UPDATE mail_queue SET attempts = ?, next_attempt_at = ?, last_error = ? "
+                               "WHERE id = ?", (attempts, retry, error, row["id"]))
+        if sent:  # the log still holds the pages with the links in clear
+            sql.drop_old_page_copies(db)
+        return sent, failed
+
+    sent, failed = await in_db(record)
     if failed:
         log.log(logging.DEBUG if quiet else logging.WARNING, "mail: %d sent, %d failed (will retry): %s", sent,
                 failed, next(e for e in results.values() if e is not None))
@@ -375,6 +398,7 @@ class MailWorker(Worker):
         self.idle_s = idle_s
         self._noticed = False
         self._failing = False  # the last round failed: its retries are not warned about again
+        self.in_db: InDb | None = None  # the hub's: off the event loop on PostgreSQL (install_worker)
 
     def after_failure_s(self) -> float:
         return self.idle_s
@@ -383,20 +407,22 @@ class MailWorker(Worker):
         return self.settings.timeout + 5
 
     async def round(self) -> float:
-        if self.settings.notice and not self._noticed and pending(self.db):
+        if self.settings.notice and not self._noticed and await self._read(pending):
             # said once, when there is mail to send: a hub that sells nothing online
             # (and `tessera hub serve` on it) stays quiet
             log.warning("%s", self.settings.notice)
             self._noticed = True
-        sent, failed = await send_due(self.db, self.settings, self.clock(), quiet=self._failing)
+        sent, failed = await send_due(self.db, self.settings, self.clock(), quiet=self._failing, in_db=self.in_db)
         if sent and self._failing:
             log.warning("mail: sending again (%d sent)", sent)
         if sent or failed:  # one warning per outage, not one per retry (the queue keeps each mail's error)
             self._failing = failed > 0 and not sent
-        return self._delay()
+        return self._delay(await self._read(next_due))
 
-    def _delay(self) -> float:
-        due = next_due(self.db)
+    async def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        return work(self.db) if self.in_db is None else await self.in_db(work)
+
+    def _delay(self, due: dt.datetime | None) -> float:
         if due is None:
             return self.idle_s
         return min(max((due - self.clock()).total_seconds(), 0.05), self.idle_s)
@@ -414,6 +440,7 @@ def install_worker(app: web.Application, hub: HubContext) -> None:
     `[mail]` section stops the hub at startup with its message."""
 
     worker = MailWorker(hub.db, MailSettings(configured=False))
+    worker.in_db = functools.partial(off_loop, app, hub.db)  # claim and marks off the loop on PostgreSQL
     app[WORKER] = worker
 
     async def start(app: web.Application) -> None:

@@ -42,10 +42,10 @@ import datetime as dt
 import logging
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
@@ -72,8 +72,10 @@ from devices.profiles import ProfileError
 from hub.services import leases
 from hub.services.worker import Worker
 from hub.settings import SETTINGS_FILE, HubContext, Section
+from hub.web.offload import off_loop
 
 log = logging.getLogger("tessera.print")
+T = TypeVar("T")
 
 DEFAULT_LAYOUT = "museum-standard"
 PASS_LAYOUT, TICKET_LAYOUT = print_data.LAYOUTS["subscription"], print_data.LAYOUTS["single"]
@@ -313,12 +315,18 @@ class PrintDesk:
     (`hub/services/leases.py`): a batch reads the queued jobs, renders for seconds outside the
     database and only then marks them printed, so two processes at once would print the same cards."""
 
-    def __init__(self, hub: HubContext) -> None:
+    def __init__(self, hub: HubContext, app: web.Application | None = None) -> None:
         self.hub = hub
         self.db = hub.db
+        self.app = app
         self.lock = asyncio.Lock()
         self.worker: PrintWorker | None = None
         self.holder = leases.holder_id()
+
+    async def _in_db(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """*work*(db): the lease, the reads and the marks take or may wait for the write lock, so on
+        PostgreSQL they run in the hub's executor on a pooled session (hub/web/offload.py)."""
+        return work(self.db) if self.app is None else await off_loop(self.app, self.db, work)
 
     async def batch(self, kind: BatchKind, limit: int = DEFAULT_BATCH) -> dict:
         """Print up to *limit* open jobs of *kind* as one PDF; returns the batch summary.
@@ -326,21 +334,27 @@ class PrintDesk:
         async with self.lock:
             self.hub.section(SECTION)  # a broken [print]: PrintConfigError before anything is written
             name = f"print-batch-{kind}"
-            if not leases.take(self.db, name, self.holder, utcnow(), LEASE):
+            now = utcnow()
+            if not await self._in_db(lambda db: leases.take(db, name, self.holder, now, LEASE)):
                 raise PrintBusy(f"another hub process is making a {kind} batch; try again in a moment",
                                 detail_de="Ein anderer Hub-Prozess druckt gerade; bitte gleich noch einmal versuchen")
             try:
                 return await self._batch(kind, limit)
             finally:
-                leases.give_back(self.db, name, self.holder)
+                await self._in_db(lambda db: leases.give_back(db, name, self.holder))
 
     async def _batch(self, kind: BatchKind, limit: int) -> dict:
         settings = self.hub.section(SECTION)  # a broken [print]: PrintConfigError (409), nothing written
         layout = _layout(settings)
         printer = open_printer(settings, self.hub.data_dir, kind)
-        pieces, refused = collect(self.db, kind, limit, layout, kind_layouts(settings))
-        if refused:
-            _fail_each(self.db, refused)
+
+        def collected(db: sqlite3.Connection) -> tuple[list[Piece], list[Refused]]:
+            pieces, refused = collect(db, kind, limit, layout, kind_layouts(settings))
+            if refused:
+                _fail_each(db, refused)
+            return pieces, refused
+
+        pieces, refused = await self._in_db(collected)
         summary = {"batch_id": None, "kind": kind, "printer": printer.name, "layout": settings.layout,
                    "jobs": 0, "target": None, "failed": len(refused),
                    "errors": [_error(r) for r in refused]}
@@ -349,29 +363,34 @@ class PrintDesk:
         try:
             target, pdf = await asyncio.to_thread(render_and_send, kind, pieces, layout, printer)
         except PrintError as exc:
-            return self._failed(summary, pieces, str(exc))
+            return await self._failed(summary, pieces, str(exc))
         except Exception as exc:  # noqa: BLE001 - a render error must not lose the jobs: they fail, visibly
             log.exception("print batch (%s) could not be rendered", kind)
-            return self._failed(summary, pieces, f"could not render the PDF: {exc}")
-        return self._printed(summary, pieces, printer, target, pdf)
+            return await self._failed(summary, pieces, f"could not render the PDF: {exc}")
+        return await self._printed(summary, pieces, printer, target, pdf)
 
-    def _printed(self, summary: dict, pieces: Sequence[Piece], printer: Printer, target: str, pdf: bytes) -> dict:
+    async def _printed(self, summary: dict, pieces: Sequence[Piece], printer: Printer, target: str,
+                       pdf: bytes) -> dict:
         now = utcnow()
         batch_id = uuid7()
         try:
             keep_pdf(self.hub.data_dir, batch_id, pdf)
         except OSError as exc:  # the printer has the cards: a full disk must not undo the batch
             log.warning("print batch %s: no copy of its PDF kept: %s", batch_id, exc)
-        with transaction(self.db):
-            self.db.execute("INSERT INTO print_batches (id, kind, printer, jobs, target, created_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (batch_id, summary["kind"], printer.name, len(pieces), target, iso(now)))
-            print_queue.mark_printed(self.db, this_node(self.db), [p.job_id for p in pieces], now, batch_id)
+
+        def recorded(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                db.execute("INSERT INTO print_batches (id, kind, printer, jobs, target, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           (batch_id, summary["kind"], printer.name, len(pieces), target, iso(now)))
+                print_queue.mark_printed(db, this_node(db), [p.job_id for p in pieces], now, batch_id)
+
+        await self._in_db(recorded)
         log.info("print batch %s: %d %s job(s) -> %s", batch_id, len(pieces), summary["kind"], target)
         return {**summary, "batch_id": batch_id, "jobs": len(pieces), "target": target}
 
-    def _failed(self, summary: dict, pieces: Sequence[Piece], error: str) -> dict:
-        print_queue.mark_failed(self.db, [p.job_id for p in pieces], error)
+    async def _failed(self, summary: dict, pieces: Sequence[Piece], error: str) -> dict:
+        await self._in_db(lambda db: print_queue.mark_failed(db, [p.job_id for p in pieces], error))
         log.warning("print batch (%s, %d job(s)) failed: %s", summary["kind"], len(pieces), error)
         errors = summary["errors"] + [{"job_id": p.job_id, "card_id": p.card_id, "card_number": p.face.number,
                                        "error": error} for p in pieces]
@@ -442,7 +461,7 @@ def wake_worker(app: web.Application) -> None:
 def install(app: web.Application, hub: HubContext) -> PrintDesk:
     """Put the hub's PrintDesk into *app*; with `[print] auto_batch_seconds` > 0 the worker runs
     while the app does. A broken `[print]` section is logged; the office sees it on the next batch."""
-    desk = PrintDesk(hub)
+    desk = PrintDesk(hub, app)
     app[PRINTING] = desk
 
     async def start_worker(_app: web.Application) -> None:

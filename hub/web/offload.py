@@ -6,8 +6,9 @@ other request of the process. So the database work runs in a thread of this proc
 executor, each thread on a session of `core.base.pg.pool.Pool`: waiting then stops that
 thread only. That is every API operation whose handler is not `async` (`Operation.offload`:
 token, read cache and handler, hub/web/api.py; also when the office calls one), the sync push
-and pull, and, through `off_loop`, the other write paths: the hold sweeper, the office's
-session check and login, the personalization pages' rate limit and card, enrollment. What
+and pull, and, through `off_loop`, the other write paths: the hold sweeper, the mail worker,
+the print desk, the office's session check and login, the personalization pages' rate limit
+and card, enrollment. What
 still runs on the loop, and why: docs/rush.md ("Still on the loop"). Threads and sessions per
 process: hub.toml `[storage] connections`.
 
