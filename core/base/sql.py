@@ -16,7 +16,8 @@ adapter for the hub can give its own answer without touching a rule:
   page's free space, in the write-ahead log), for secrets a row must stop holding
 - `database_file`: the file behind a connection (`PRAGMA database_list`); `table_names`,
   `column_names`
-- `joined`, `local_day` (+ `with_local_day`): a group's values as one text (`group_concat`),
+- `joined`, `local_day` (+ `with_local_day`): a group's values as one text (`group_concat`;
+  on PostgreSQL `string_agg` when the connection is given),
   and the box office's calendar day of a UTC timestamp (a Python function on the connection;
   PostgreSQL would say `AT TIME ZONE`), for the reports (`core/reports/`)
 """
@@ -156,10 +157,14 @@ def database_file(db: sqlite3.Connection) -> str:
     raise LookupError("the connection has no main database")
 
 
-def joined(expression: str, separator: str = ", ") -> str:
-    """The values of *expression* in a group as one text, *separator* between them (a literal
-    the calling code writes, never input)."""
+def joined(expression: str, separator: str = ", ", db: sqlite3.Connection | None = None) -> str:
+    """The values of *expression* (text) in a group as one text, *separator* between them (a
+    literal the calling code writes, never input). Given the connection *db*, PostgreSQL's own
+    `string_agg` there: the schema's `group_concat` is a SQL-function aggregate that copies the
+    text at every row, fine for a few values, slow for a house's seats."""
     quoted = separator.replace("'", "''")
+    if db is not None and is_postgresql(db):
+        return f"string_agg({expression}, '{quoted}')"
     return f"group_concat({expression}, '{quoted}')"
 
 

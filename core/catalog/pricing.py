@@ -50,10 +50,11 @@ def apply_tier(cents: int, tier: dict | None) -> int:
 
 def subscription_price(
     db: sqlite3.Connection, product_id: str, zone_id: str | None, tier_id: str | None,
-    audience: Audience = "internal",
+    audience: Audience = "internal", *, product: dict | None = None,
 ) -> dict:
-    """Price of *product_id* in *zone_id* with *tier_id*, as seen by *audience*."""
-    product = resource.get(db, Subscriptions(), product_id, audience)
+    """Price of *product_id* in *zone_id* with *tier_id*, as seen by *audience*; *product*: the
+    product as *audience* sees it, if the caller read it already in this transaction."""
+    product = _product(db, product_id, audience, product)
     tier = tier_of(db, product_id, tier_id, audience)
     if product["kind"] == "voucher":
         zone_id = None
@@ -79,13 +80,20 @@ def tier_of(db: sqlite3.Connection, product_id: str, tier_id: str | None,
     return tier
 
 
+def _product(db: sqlite3.Connection, product_id: str, audience: Audience, product: dict | None) -> dict:
+    if product is not None and product["id"] == product_id:
+        return product
+    return resource.get(db, Subscriptions(), product_id, audience)
+
+
 def combi_seat_prices(db: sqlite3.Connection, product_id: str, zones: dict[str, str], tier_id: str | None,
-                      audience: Audience = "internal") -> dict:
+                      audience: Audience = "internal", *, product: dict | None = None) -> dict:
     """A combi ticket sold with a seat per performance (S6): each performance priced in the zone
     of its seat (*zones*: performance id -> zone id, every performance of the product), the
     tier applied to the sum once. `per_performance` spreads that price over the performances
-    in proportion to their prices (remainder on the first), so revenue per performance adds up."""
-    product = resource.get(db, Subscriptions(), product_id, audience)
+    in proportion to their prices (remainder on the first), so revenue per performance adds up.
+    *product* as in `subscription_price`."""
+    product = _product(db, product_id, audience, product)
     if product["kind"] != "combi":
         raise ValidationError("only a combi ticket is priced per performance", field="product_id")
     tier = tier_of(db, product_id, tier_id, audience)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
@@ -81,6 +82,22 @@ def some_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str])
         "AND s.id NOT IN (SELECT seat_id FROM variant_removed_seats WHERE variant_id = ?)",
         (json.dumps(seat_ids), variant["plan_id"], variant["id"], variant["id"])).fetchall()
     return {r["id"]: r for r in rows}
+
+
+def booked_seats(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """Those (performance, seat) pairs whose performance offers the seat (the rule of
+    `some_seats`), each with its section, row, label, zone and `pool` (a seat without a
+    `seat_pools` row is the hub's): one statement for a ring's dates, not one per date and seat."""
+    rows = db.execute(
+        "SELECT p.id AS performance_id, s.id, c.name AS section, s.row_label, s.label, s.zone_id, "
+        "coalesce(sp.pool, ?) AS pool FROM json_each(?) k JOIN performances p ON p.id = k.value ->> 0 "
+        "JOIN plan_variants v ON v.id = p.variant_id JOIN seats s ON s.id = k.value ->> 1 "
+        "AND s.plan_id = v.plan_id AND (s.variant_id IS NULL OR s.variant_id = v.id) AND s.active = 1 "
+        "JOIN plan_sections c ON c.id = s.section_id "
+        "LEFT JOIN seat_pools sp ON sp.performance_id = p.id AND sp.seat_id = s.id "
+        "WHERE NOT EXISTS (SELECT 1 FROM variant_removed_seats r WHERE r.variant_id = v.id AND r.seat_id = s.id)",
+        (HUB, json.dumps([[perf, seat] for perf, seat in dict.fromkeys(bookings)]))).fetchall()
+    return {(r["performance_id"], r["id"]): r for r in rows}
 
 
 def pools(db: sqlite3.Connection, performance_id: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ from core.catalog import pricing, resource
 from core.catalog.common import Body, Id, Name
 from core.catalog.resource import ListQuery
 from core.catalog.subscriptions import Subscriptions, sale_phase
-from core.sales.contingents import HUB, some_seats
+from core.sales.contingents import HUB, booked_seats
 from core.subscriptions import holds, offers
 from core.subscriptions.sale import (
     CATALOG_CHANNEL,
@@ -212,13 +212,10 @@ def _performances(db: sqlite3.Connection, performance_ids: Sequence[str]) -> lis
 
 def labelled(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]]) -> list[dict]:
     """(performance, seat) pairs with the seat's section, row, label and zone, in the given order."""
-    by_perf: dict[str, list[str]] = {}
-    for perf, seat in bookings:
-        by_perf.setdefault(perf, []).append(seat)
-    named = {perf: some_seats(db, perf, seats) for perf, seats in by_perf.items()}
+    named = booked_seats(db, bookings)
     out = []
     for perf, seat in bookings:
-        s = named[perf].get(seat) or {"section": "", "row_label": "", "label": "", "zone_id": None}
+        s = named.get((perf, seat)) or {"section": "", "row_label": "", "label": "", "zone_id": None}
         out.append({"performance_id": perf, "seat_id": seat, "section": s["section"], "row_label": s["row_label"],
                     "label": s["label"], "zone_id": s["zone_id"], "text": holds.describe(s) if s["label"] else seat})
     return out
@@ -504,7 +501,8 @@ def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: Che
     except NotFound as exc:
         raise lost(Conflict(exc.detail, field="hold_id"), db, prod["id"], seller, now, zone_id=order.zone_id,
                    performance_ids=None, count=len(party)) from None
-    perfs = load_performances(db, prod["performance_ids"])  # the plans and variants (the sale checks the seats)
+    # the plans and variants, no seat state (the sale checks the seats)
+    perfs = load_performances(db, prod["performance_ids"], seats=())
     seats, chosen = party_fields(prod, perfs, bookings, len(party))
     body = SubscriptionSaleIn(
         product_id=prod["id"], customer_id=order.customer_id, form=order.form, delivery=order.delivery,
@@ -513,7 +511,7 @@ def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: Che
         members=[MemberIn(tier_id=m.tier_id, holder_name=m.holder_name, seat_ids=s.seat_ids,
                           replacements=s.replacements, seats=s.seats) for m, s in zip(party, seats, strict=True)])
     sold = sell_subscriptions(db, node, body, channel=seller.channel, pool=seller.pool, audience=seller.audience,
-                              holder=holder, agency_token=seller.agency_token, now=now)
+                              holder=holder, agency_token=seller.agency_token, now=now, product=prod)
     tickets = [(t["performance_id"], t["seat_id"]) for sub in sold["subscriptions"] for t in sub["tickets"]]
     if sorted(tickets) != sorted(bookings):
         raise ValidationError("the hold's seats do not make the party's subscriptions of this product",

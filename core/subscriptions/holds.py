@@ -7,6 +7,11 @@ only the holder may buy or release it. Held seats are taken for everybody else
 (`held_by_others` plugs into `seat_loader.load_performances`), and the database refuses a
 sold ticket on a held seat and a hold on a sold seat (the triggers of migration 0018).
 
+A hold looks at its own seats only, never at the whole house: the seats' plan, variant and
+pool in one statement (`contingents.booked_seats`), then all its rows in one batch, which the
+database refuses if any seat is sold or held by someone else; only then is it asked which
+seat that was (`refused`), to name it.
+
 Expired holds are deleted before seats are looked at or claimed (`expire` for the
 performances touched), and the hub's worker calls `expire_all` now and then so the table
 stays small.
@@ -27,7 +32,7 @@ from core.base.sql import json_values
 from core.base.storage import retried, transaction
 from core.sales import contingents
 from core.sales.contingents import HUB
-from core.subscriptions.seat_loader import TakenSeats
+from core.subscriptions.seat_loader import Holds
 
 DEFAULT_TTL = dt.timedelta(minutes=10)
 MAX_TTL = dt.timedelta(hours=2)
@@ -62,19 +67,11 @@ def expire_all(db: sqlite3.Connection, now: dt.datetime) -> int:
         return db.execute("DELETE FROM seat_holds WHERE expires_at <= ?", (iso(now),)).rowcount
 
 
-def held_by_others(holder: str | None) -> TakenSeats:
+def held_by_others(holder: str | None) -> Holds:
     """A `holds` source for `seat_loader.load_performances`: the seats held by anybody but
-    *holder* (whose own holds are free for them: they are about to buy them)."""
-
-    def taken(db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for row in db.execute(f"SELECT performance_id, seat_id FROM seat_holds WHERE performance_id IN "
-                              f"({json_values()}) AND holder IS NOT ?",
-                              (json.dumps(list(performance_ids)), holder)):
-            out.setdefault(row["performance_id"], set()).add(row["seat_id"])
-        return out
-
-    return taken
+    *holder* (whose own holds are free for them: they are about to buy them), read in the
+    loader's one statement."""
+    return Holds(holder)
 
 
 def _check_bookings(db: sqlite3.Connection, bookings: Sequence[Booking], pool: str) -> None:
@@ -88,14 +85,15 @@ def _check_bookings(db: sqlite3.Connection, bookings: Sequence[Booking], pool: s
     by_perf: dict[str, list[str]] = {}
     for perf, seat in bookings:
         by_perf.setdefault(perf, []).append(seat)
+    offered = contingents.booked_seats(db, bookings)
     for perf, seats in by_perf.items():
-        offered = contingents.some_seats(db, perf, seats)
         for seat in seats:
-            if seat not in offered:
+            found = offered.get((perf, seat))
+            if found is None:
+                contingents.performance(db, perf)  # NotFound for a performance that does not exist
                 raise ValidationError(f"seat {seat} is not part of performance {perf}", field="seats")
-            where = contingents.pool_of(db, perf, seat)
-            if where != pool:
-                raise Conflict(f"{describe(offered[seat])} is not in this pool ({pool}) at performance {perf}",
+            if found["pool"] != pool:
+                raise Conflict(f"{describe(found)} is not in this pool ({pool}) at performance {perf}",
                                field="seats")
 
 
@@ -116,28 +114,47 @@ def hold(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking], *, no
     with transaction(db):
         _check_bookings(db, bookings, pool)
         expire(db, now, list({p for p, _ in bookings}))
-        perf = seat = ""
         try:
             with transaction(db):  # a savepoint: a refused insert undoes only these (PostgreSQL aborts otherwise)
-                for perf, seat in bookings:
-                    db.execute("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
-                               (perf, seat, holder))
-                    db.execute("INSERT INTO seat_holds (performance_id, seat_id, hold_id, holder, expires_at, "
+                release_seats(db, holder, bookings)  # the holder's own holds of these seats: taken over
+                db.executemany("INSERT INTO seat_holds (performance_id, seat_id, hold_id, holder, expires_at, "
                                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                               (perf, seat, hold_id, holder, expires, iso(now)))
+                               [(perf, seat, hold_id, holder, expires, iso(now)) for perf, seat in bookings])
         except sqlite3.IntegrityError as exc:
-            raise seat_conflict(db, perf, seat, exc) from None
+            raise refused(db, bookings, holder, exc) from None
     return {"id": hold_id, "holder": holder, "expires_at": expires,
             "seats": [{"performance_id": p, "seat_id": s} for p, s in bookings]}
 
 
-def seat_conflict(db: sqlite3.Connection, performance_id: str, seat_id: str, exc: sqlite3.IntegrityError) -> Conflict:
-    """The database said no (unique index or trigger): a Conflict naming the seat and why."""
+def seat_conflict(db: sqlite3.Connection, performance_id: str, seat_id: str, exc: sqlite3.IntegrityError, *,
+                  why: str | None = None) -> Conflict:
+    """The database said no (unique index or trigger): a Conflict naming the seat and why (from
+    the refusal's text unless *why* says it)."""
     seat = contingents.some_seats(db, performance_id, [seat_id]).get(seat_id)
     name = describe(seat) if seat else f"seat {seat_id}"
-    why = "held by another buyer" if "held" in str(exc) or "seat_holds" in str(exc) else "already sold"
+    if why is None:
+        why = "held by another buyer" if "held" in str(exc) or "seat_holds" in str(exc) else "already sold"
     return Conflict(f"{name} is {why} at performance {performance_id}", field="seats",
                     seats=[{"performance_id": performance_id, "seat_id": seat_id}])
+
+
+def refused(db: sqlite3.Connection, bookings: Sequence[Booking], holder: str | None,
+            exc: sqlite3.IntegrityError) -> Conflict:
+    """The database refused a batch of *bookings* (a hold's rows, a sale's tickets; rolled
+    back): the Conflict naming the first of them that is sold or held by anybody but *holder*
+    (the batch's first seat if none is, e.g. a refusal of another kind)."""
+    taken = {(r["performance_id"], r["seat_id"]): r["why"] for r in db.execute(
+        "SELECT performance_id, seat_id, 'sold' AS why FROM tickets WHERE status = 'sold' AND performance_id IN "
+        f"({json_values()}) AND seat_id IN ({json_values()}) UNION ALL SELECT performance_id, seat_id, 'held' "
+        f"FROM seat_holds WHERE holder IS NOT ? AND performance_id IN ({json_values()}) AND seat_id IN "
+        f"({json_values()})", (*_perfs_and_seats(bookings), holder, *_perfs_and_seats(bookings)))}
+    perf, seat = next((b for b in bookings if b in taken), bookings[0])
+    why = {"sold": "already sold", "held": "held by another buyer"}.get(taken.get((perf, seat)))
+    return seat_conflict(db, perf, seat, exc, why=why)
+
+
+def _perfs_and_seats(bookings: Sequence[Booking]) -> tuple[str, str]:
+    return json.dumps(sorted({p for p, _ in bookings})), json.dumps(sorted({s for _, s in bookings}))
 
 
 @retried
@@ -152,7 +169,8 @@ def release(db: sqlite3.Connection, hold_id: str, holder: str) -> int:
 
 
 def release_seats(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking]) -> None:
-    """The holder buys these seats: their hold rows go (in the sale's transaction)."""
+    """These seats' hold rows of *holder* go: bought (in the sale's transaction), or taken
+    over into the holder's new hold."""
     db.executemany("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
                    [(p, s, holder) for p, s in bookings])
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from core.base.errors import NotFound, ValidationError
 from core.catalog import resource
@@ -40,9 +40,12 @@ def product(db: sqlite3.Connection, product_id: str, audience: Audience = "inter
 
 
 def performances(db: sqlite3.Connection, prod: dict, *, pool: str = HUB, holder: str | None = None,
-                 now: dt.datetime, performance_ids: Sequence[str] | None = None) -> list[PerformanceSeats]:
+                 now: dt.datetime, performance_ids: Sequence[str] | None = None,
+                 seats: Collection[str] | None = None) -> list[PerformanceSeats]:
     """The seats of the product's performances (or of *performance_ids*, which must be among
-    them) in *pool*, taken = sold + held by anybody but *holder*; expired holds deleted first."""
+    them) in *pool*, taken = sold + held by anybody but *holder*; expired holds deleted first.
+    With *seats*, only those are looked at and every other seat counts as taken (checking
+    named seats: `seat_loader.load_performances`)."""
     ids = list(prod["performance_ids"])
     if performance_ids is not None:
         strangers = [p for p in performance_ids if p not in ids]
@@ -51,7 +54,7 @@ def performances(db: sqlite3.Connection, prod: dict, *, pool: str = HUB, holder:
                                   field="performance_ids")
         ids = [p for p in ids if p in set(performance_ids)]
     holds.expire(db, now, ids)
-    return load_performances(db, ids, pool=pool, holds=holds.held_by_others(holder))
+    return load_performances(db, ids, pool=pool, holds=holds.held_by_others(holder), seats=seats)
 
 
 def groups(prod: dict, perfs: list[PerformanceSeats], chosen: Sequence[str] | None) -> list[RingGroup]:

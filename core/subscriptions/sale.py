@@ -392,7 +392,7 @@ def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], tier_id: str
     one zone; combi per performance in its seat's zone. The tier applied once; complimentary 0."""
     if prod["kind"] == "combi":
         quote = pricing.combi_seat_prices(db, prod["id"], {b.performance_id: b.zone_id for b in booked},
-                                          tier_id, audience)
+                                          tier_id, audience, product=prod)
         return quote["price_cents"], quote["per_performance"], None
     zones = {b.zone_id for b in booked}
     if len(zones) != 1:
@@ -401,7 +401,7 @@ def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], tier_id: str
     zone = zones.pop()
     if zone_id is not None and zone_id != zone:
         raise ValidationError("the seats are not in the zone asked for", field="zone_id")
-    quote = pricing.subscription_price(db, prod["id"], zone, tier_id, audience)
+    quote = pricing.subscription_price(db, prod["id"], zone, tier_id, audience, product=prod)
     total = quote["price_cents"]
     return total, pricing.spread(total, [(b.performance_id, 1) for b in booked]), zone
 
@@ -413,7 +413,7 @@ def price(db: sqlite3.Connection, prod: dict, booked: list[Booked], tier_id: str
 def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSaleIn, *, channel: SaleChannel,
                        pool: str = HUB, audience: Audience = "internal", holder: str | None = None,
                        agency_token: str | None = None, signer: NodeSigner | None = None,
-                       now: dt.datetime) -> dict:
+                       now: dt.datetime, product: dict | None = None) -> dict:
     """Sell the party's subscriptions (one, or `members`) in one order and one transaction, all or
     none; returns the order (`order_id`, `number`, `total_cents`) with its `subscriptions`, each
     with its tickets (a voucher subscription sold at a cash desk: and its `vouchers`).
@@ -422,12 +422,15 @@ def sell_subscriptions(db: sqlite3.Connection, node: dict, body: SubscriptionSal
     (`hub`; an agency its `agency:<token id>`); *audience*: what the caller may see of the
     catalog (`agency`: released products and tiers bookable by all); *holder*: the buyer's
     holds (`token:<id>`/`staff:<id>`) are bought (converted), everybody else's are taken;
-    *signer*: a cash desk's card key, which signs the vouchers of a voucher subscription it sells.
+    *signer*: a cash desk's card key, which signs the vouchers of a voucher subscription it sells;
+    *product*: the product as `offers.product` gave it to *audience* (seated or voucher kinds),
+    if the caller read it already in this transaction.
     A seat taken meanwhile is a Conflict naming it; ask `offers.best` for alternatives."""
     check_payment(channel, body.payment_method, body.payment_reference)
     members = members_of(body)
     with transaction(db):
-        prod = offers.product(db, body.product_id, audience, kinds=(*offers.SEATED, "voucher"))
+        prod = product if product is not None and product["id"] == body.product_id else offers.product(
+            db, body.product_id, audience, kinds=(*offers.SEATED, "voucher"))
         if not db.execute("SELECT 1 FROM customers WHERE id = ?", (body.customer_id,)).fetchone():
             raise NotFound(f"customer {body.customer_id} does not exist", field="customer_id")
         check_phase(db, prod, channel, body.customer_id, now)
@@ -460,10 +463,22 @@ def derive_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], bo
     a desk's quote answers and the hub derives again for a desk's sale."""
     if prod["kind"] == "voucher":
         return voucher_party(db, prod, members, body, audience)
-    perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now)
-    booked = resolve(prod, perfs, members, body.performance_ids)
+    perfs = offers.performances(db, prod, pool=pool, holder=holder, now=now, seats=named_seats(members))
+    try:
+        booked = resolve(prod, perfs, members, body.performance_ids)
+    except (Conflict, ValidationError):  # said again on the whole houses: the same refusal, with its hints
+        booked = resolve(prod, offers.performances(db, prod, pool=pool, holder=holder, now=now), members,
+                         body.performance_ids)
     return booked, [price(db, prod, seats, m.tier_id, body.zone_id, audience)
                     for m, seats in zip(members, booked, strict=True)]
+
+
+def named_seats(members: list[MemberIn]) -> set[str]:
+    """Every seat the members name (seats, replacements, a combi's seats): all a sale has to look
+    at. Their state decides the sale exactly as the whole house's would (`seat_loader`), since the
+    rules only ask whether the named seats are offered, free and in the pool."""
+    return {seat for m in members for seat in (*m.seat_ids, *(r.seat_id for r in m.replacements),
+                                                *(s.seat_id for s in m.seats))}
 
 
 def voucher_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], body: SubscriptionSaleIn,
@@ -474,7 +489,8 @@ def voucher_party(db: sqlite3.Connection, prod: dict, members: list[MemberIn], b
     if body.performance_ids or body.zone_id or any(m.seat_ids or m.replacements or m.seats for m in members):
         raise ValidationError("a voucher subscription has no seats, dates or zone: its vouchers are redeemed "
                               "for tickets later", field="seat_ids")
-    priced = [(pricing.subscription_price(db, prod["id"], None, m.tier_id, audience)["price_cents"], {}, None)
+    priced = [(pricing.subscription_price(db, prod["id"], None, m.tier_id, audience, product=prod)["price_cents"],
+               {}, None)
               for m in members]
     return [[] for _ in members], priced
 
@@ -599,16 +615,17 @@ def _store_member(db: sqlite3.Connection, prod: dict, order: dict, ids: MemberId
 
 
 def insert_tickets(db: sqlite3.Connection, order_id: str, line_id: str, tickets: list[dict], stamp: str) -> None:
-    """Seat tickets of a subscription line; the database's refusal (sold or held meanwhile) is a
-    Conflict. The inserts run in a savepoint: the refused one is undone and the seat can still be
-    read to say why (on PostgreSQL an error aborts the transaction otherwise)."""
-    t: dict = {}
+    """Seat tickets of a subscription line, in one batch; the database's refusal (sold or held
+    meanwhile) is a Conflict naming the seat. The batch runs in a savepoint: the refused one is
+    undone and the seats can still be read to say which and why (on PostgreSQL an error aborts
+    the transaction otherwise)."""
+    if not tickets:  # a voucher subscription's line
+        return
     try:
         with transaction(db):
-            for t in tickets:
-                db.execute("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, "
+            db.executemany("INSERT INTO tickets (id, order_id, line_id, performance_id, seat_id, zone_id, "
                            "price_cents, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (t["id"], order_id, line_id, t["performance_id"], t["seat_id"], t["zone_id"],
-                            t["price_cents"], stamp))
+                           [(t["id"], order_id, line_id, t["performance_id"], t["seat_id"], t["zone_id"],
+                             t["price_cents"], stamp) for t in tickets])
     except sqlite3.IntegrityError as exc:
-        raise holds.seat_conflict(db, t["performance_id"], t["seat_id"], exc) from None
+        raise holds.refused(db, [(t["performance_id"], t["seat_id"]) for t in tickets], None, exc) from None

@@ -1,9 +1,17 @@
-"""Reading seat availability from SQLite, for the pure seat logic in `seats`: read only, no writes.
+"""Reading seat availability from the database, for the pure seat logic in `seats`: read only, no writes.
 
-A plan's index is built once and kept per database file and plan, until the plan changes
-(its header, a seat, a variant: see `_fingerprint`). Taken seats are the sold tickets plus
-whatever *holds* returns: the seat holds of a checkout plug in there (a function from
-performance ids to the held seat ids of each), so this module needs no hold table.
+A plan's index is built once and kept per database and plan, until the plan changes (its
+header, a seat, a variant: see `_fingerprint`, read again at every load, so a plan changed by
+another hub process on the same PostgreSQL database is read afresh). The state of the dates
+(seats sold, held, in other pools) is read in ONE statement for all of them, each date's
+seats as one text (`core.base.sql.joined`): a full house is thousands of seats, and a row per
+seat would cost most of the time (on PostgreSQL every row crosses the socket).
+
+Taken seats are the sold tickets plus the held ones: `Holds` (what `holds.held_by_others`
+gives) is read in the same statement; any other *holds* source is a function from
+performance ids to the held seat ids of each. With *seats*, only those seats are looked at
+(a few index lookups per date instead of the house): every other seat counts as taken, so a
+check of the named seats answers exactly as with the whole house, and nothing else is free.
 """
 
 from __future__ import annotations
@@ -11,13 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from core.base.clock import iso, utcnow
 from core.base.errors import NotFound
-from core.base.sql import json_values
+from core.base.sql import is_postgresql, joined, json_values
 from core.sales.contingents import HUB
-from core.subscriptions.seats import PerformanceSeats, Plan, Seat, availability
+from core.subscriptions.seats import PerformanceSeats, Plan, Seat
 
 TakenSeats = Callable[[sqlite3.Connection, Sequence[str]], dict[str, set[str]]]
 """A source of taken seats: performance ids -> {performance id: seat ids}."""
@@ -25,51 +34,95 @@ TakenSeats = Callable[[sqlite3.Connection, Sequence[str]], dict[str, set[str]]]
 _CACHE: dict[tuple[str, str], tuple[tuple, Plan]] = {}
 _CACHE_LIMIT = 64
 RECENT_S = 2  # a plan changed this recently is not served from the cache (see `_just_changed`)
+SOLD, HELD, ELSEWHERE, IN_POOL = "sold", "held", "elsewhere", "in_pool"
+
+
+@dataclass(frozen=True)
+class Holds:
+    """The seat holds that take seats, as a *holds* source the loader reads with the rest: held by
+    anybody but *holder* (whose own holds are free for them), and with *live_at* (ISO time) only
+    the holds not expired then (a dry run that deletes nothing)."""
+
+    holder: str | None = None
+    live_at: str | None = None
+
+    def __call__(self, db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[str, set[str]]:
+        return seat_state(db, performance_ids, holds=self)[HELD]
+
+
+def seat_state(db: sqlite3.Connection, performance_ids: Sequence[str], *, pool: str | None = None,
+               holds: Holds | None = None, seats: Collection[str] | None = None) -> dict[str, dict[str, set[str]]]:
+    """One statement for all *performance_ids*: {SOLD: {performance: seat ids}, HELD: ... (with
+    *holds*), ELSEWHERE: seats in a pool other than the hub's (*pool* the hub's) or IN_POOL: the
+    seats of *pool* (another pool)}; with *seats*, only those seats (indexed lookups)."""
+    # the ids as placeholders, not a JSON array: the planner then knows them and answers from the
+    # (performance, seat) indexes (json_each's rows are a guess to PostgreSQL's planner)
+    perfs = list(dict.fromkeys(performance_ids))
+    in_perfs = f"performance_id IN ({', '.join('?' * len(perfs))})" if perfs else "0 = 1"
+    only, only_args = "", []
+    if seats is not None:
+        only_args = sorted(set(seats))
+        only = f" AND seat_id IN ({', '.join('?' * len(only_args))})" if only_args else " AND 0 = 1"
+    agg = joined("seat_id", ",", db)
+    parts = [f"SELECT performance_id, '{SOLD}' AS kind, {agg} AS seats FROM tickets WHERE {in_perfs} "
+             f"AND status = 'sold'{only} GROUP BY performance_id"]
+    args: list = [*perfs, *only_args]
+    if holds is not None:
+        live = "" if holds.live_at is None else " AND expires_at > ?"
+        parts.append(f"SELECT performance_id, '{HELD}', {agg} FROM seat_holds WHERE {in_perfs} "
+                     f"AND holder IS NOT ?{live}{only} GROUP BY performance_id")
+        args += [*perfs, holds.holder, *(() if holds.live_at is None else (holds.live_at,)), *only_args]
+    if pool is not None:
+        kind, test = (ELSEWHERE, "<>") if pool == HUB else (IN_POOL, "=")
+        parts.append(f"SELECT performance_id, '{kind}', {agg} FROM seat_pools WHERE {in_perfs} "
+                     f"AND pool {test} ?{only} GROUP BY performance_id")
+        args += [*perfs, pool, *only_args]
+    out: dict[str, dict[str, set[str]]] = {SOLD: {}, HELD: {}, ELSEWHERE: {}, IN_POOL: {}}
+    if not perfs or (seats is not None and not only_args):
+        return out  # nothing to look at
+    cursor = db.cursor()
+    cursor.row_factory = None  # plain tuples
+    for perf, kind, text in cursor.execute(" UNION ALL ".join(parts), args):
+        out[kind][perf] = set(text.split(",")) if text else set()
+    return out
 
 
 def sold_seats(db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[str, set[str]]:
-    """Seats with a sold ticket, per performance: one indexed read each, rows as plain tuples
-    (a full house is thousands of rows, and building a dict per row would cost most of the time)."""
-    cursor = db.cursor()
-    cursor.row_factory = None
-    return {perf: {seat for (seat,) in cursor.execute(
-        "SELECT seat_id FROM tickets WHERE performance_id = ? AND status = 'sold'", (perf,))}
-        for perf in performance_ids}
-
-
-def pool_seats(db: sqlite3.Connection, plan: Plan, variant_id: str, performance_id: str, pool: str) -> set[str]:
-    """The seats of the performance in *pool* (a seat without a `seat_pools` row is the hub's).
-    Rows as plain tuples, as in `sold_seats`: a desk selling a ring reads its pool in every date."""
-    cursor = db.cursor()
-    cursor.row_factory = None
-    if pool != HUB:
-        return {seat for (seat,) in cursor.execute(
-            "SELECT seat_id FROM seat_pools WHERE performance_id = ? AND pool = ?", (performance_id, pool))}
-    elsewhere = {seat for (seat,) in cursor.execute(
-        "SELECT seat_id FROM seat_pools WHERE performance_id = ? AND pool <> ?", (performance_id, HUB))}
-    return set(plan.ids(plan.offered(variant_id) & ~plan.mask(elsewhere)))
+    """Seats with a sold ticket, per performance (only those with one)."""
+    return seat_state(db, performance_ids)[SOLD]
 
 
 def load_performances(db: sqlite3.Connection, performance_ids: Sequence[str], *, pool: str | None = None,
-                      holds: TakenSeats | None = None) -> list[PerformanceSeats]:
+                      holds: TakenSeats | None = None, seats: Collection[str] | None = None) -> list[PerformanceSeats]:
     """The seats of each performance (in the order asked): taken = sold + held (if *holds*), and,
-    with *pool*, only that pool's seats count as free."""
+    with *pool*, only that pool's seats count as free. With *seats* only those seats are looked
+    at and every other seat counts as taken (module docstring): for checking named seats."""
     rows = {r["id"]: r for r in db.execute(
         "SELECT p.id, p.variant_id, v.plan_id FROM performances p JOIN plan_variants v ON v.id = p.variant_id "
         f"WHERE p.id IN ({json_values()})", (json.dumps(list(performance_ids)),))}
     missing = [p for p in performance_ids if p not in rows]
     if missing:
         raise NotFound(f"performance {missing[0]} does not exist")
-    taken = sold_seats(db, performance_ids)
-    if holds is not None:
-        for perf_id, seat_ids in holds(db, performance_ids).items():
-            taken.setdefault(perf_id, set()).update(seat_ids)
+    state = seat_state(db, performance_ids, pool=pool, holds=holds if isinstance(holds, Holds) else None,
+                       seats=None if seats is None else set(seats))
+    taken = state[SOLD]
+    held = state[HELD] if holds is None or isinstance(holds, Holds) else holds(db, performance_ids)
+    for perf_id, seat_ids in held.items():
+        taken[perf_id] = taken.get(perf_id, set()) | seat_ids
     out, plans = [], {}
     for perf_id in performance_ids:
         row = rows[perf_id]
         plan = plans.get(row["plan_id"]) or plans.setdefault(row["plan_id"], load_plan(db, row["plan_id"]))
-        in_pool = None if pool is None else pool_seats(db, plan, row["variant_id"], perf_id, pool)
-        out.append(availability(plan, perf_id, row["variant_id"], taken.get(perf_id, ()), in_pool))
+        offered = plan.offered(row["variant_id"])
+        taken_mask = plan.mask(taken.get(perf_id, ())) & offered
+        if seats is not None:  # the seats not looked at count as taken
+            taken_mask |= offered & ~plan.mask(seats)
+        other = 0
+        if pool == HUB:  # the hub's pool: every offered seat without a row elsewhere
+            other = offered & plan.mask(state[ELSEWHERE].get(perf_id, ()))
+        elif pool is not None:
+            other = offered & ~plan.mask(state[IN_POOL].get(perf_id, ()))
+        out.append(PerformanceSeats(perf_id, plan, row["variant_id"], offered, taken_mask, other))
     return out
 
 
@@ -95,7 +148,9 @@ def _just_changed(updated_at: str) -> bool:
 def _database_file(db: sqlite3.Connection) -> str:
     """Which database the plan cache's entry belongs to: the file on SQLite; on PostgreSQL
     (core.base.pg, no PRAGMA) the database's name on its server."""
-    if not isinstance(db, sqlite3.Connection):
+    if is_postgresql(db):
+        if getattr(db, "url", None):  # opened by core.base.pg (or its pool): no round trip
+            return db.url
         row = db.execute("SELECT current_database() AS name, inet_server_port() AS port").fetchone()
         return f"postgresql:{row['name']}:{row['port']}"
     for row in db.execute("PRAGMA database_list"):
