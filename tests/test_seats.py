@@ -18,7 +18,7 @@ from core.catalog.seating.inputs import SeatPatchIn
 from core.catalog.seating.plans import update_seat
 from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
-from core.subscriptions import seat_loader
+from core.subscriptions import holds, seat_loader
 from core.subscriptions.best import best_available
 from core.subscriptions.seats import (
     NEIGHBOUR_GAP,
@@ -443,6 +443,36 @@ def test_sample_theatre_ring_across_two_variants_from_sqlite(sample_hub):
     chosen = [group.plan.seats[i] for i in block]
     assert {(s.section, s.row) for s in chosen} == {("Parkett", "1")}
     assert [s.label for s in chosen] == ["9", "10", "11", "12"]
+
+
+def test_a_check_of_named_seats_reads_only_those_and_still_sees_them_sold_held_or_elsewhere(sample_hub):
+    """A sale or a hold checks its own seats, not the house (issue 18): with `seats` the loader
+    reads the state of just those (every other seat counts as taken), and a sold, held or
+    blocked seat among them is what the whole house says; a hold still refuses each."""
+    db, ids = sample_hub.db, sample_hub.ids
+    house, ring, now = ids["plans"]["Großes Haus"], ids["rings"]["B"], utcnow()
+    free, sold, held, blocked, other = (seat_id(db, house, "Parkett", "5", str(n)) for n in (1, 2, 3, 4, 5))
+    for chair in (sold, other):
+        sell(db, this_node(db), SaleIn(performance_id=ring[2], seat_ids=[chair], payment_method="transfer"),
+             pool=contingents.HUB, channel="phone", now=now)
+    holds.hold(db, "token:other", [(p, held) for p in ring], now=now)
+    contingents.move_seats(db, ring[5], [blocked], contingents.BLOCKED, now)
+    named = [free, sold, held, blocked]
+    assert seat_loader.seat_state(db, ring, seats=named)[seat_loader.SOLD] == {ring[2]: {sold}}  # not `other`
+    taken = holds.held_by_others("token:me")
+    whole = seat_loader.load_performances(db, ring, pool=contingents.HUB, holds=taken)
+    only = seat_loader.load_performances(db, ring, pool=contingents.HUB, holds=taken, seats=named)
+    for house_wide, looked_at in zip(whole, only, strict=True):
+        assert looked_at.free == house_wide.free & house_wide.plan.mask(named)
+    [group] = ring_groups(only)
+    assert group.plan.ids(group.choosable()) == [free]
+    mine = seat_loader.load_performances(db, ring, holds=holds.held_by_others("token:other"), seats=[held])
+    assert all(p.plan.ids(p.free) == [held] for p in mine)  # the holder's own hold is free for them
+    for chair, perf, why in ((sold, ring[2], "already sold"), (held, ring[0], "held by another buyer"),
+                             (blocked, ring[5], "not in this pool")):
+        with pytest.raises(Conflict, match=why):
+            holds.hold(db, "token:me", [(p, free) for p in ring[:2]] + [(perf, chair)], now=now)
+    assert db.execute("SELECT count(*) AS n FROM seat_holds WHERE holder = 'token:me'").fetchone()["n"] == 0
 
 
 def test_loader_pool_filter_and_plan_changes(sample_hub):
