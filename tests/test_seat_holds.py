@@ -92,6 +92,8 @@ def test_an_expired_hold_no_longer_takes_its_seat_for_a_look_a_hold_or_a_sale(sa
 
 async def test_the_hubs_worker_sweeps_expired_holds(api):
     hub, db = api.hub, api.hub.db
+    # its first round runs as the app starts (on PostgreSQL in a thread, maybe after the holds below)
+    await async_wait_until(lambda: api.app[SWEEPER].rounds >= 1, what="the sweeper's first round")
     chair = seat(db, house(hub), "Parkett", "6", "11")
     long_ago = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     holds.hold(db, "token:gone", [(hub.ids["rings"]["B"][0], chair["id"])], now=long_ago)

@@ -23,6 +23,7 @@ class Worker:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self.rounds = 0  # rounds finished (tests wait for the first, which runs as the app starts)
 
     async def round(self) -> float:
         """Do one round of work; the seconds to wait before the next (unless woken)."""
@@ -83,6 +84,7 @@ class Worker:
             except Exception:
                 log.exception("%s: round failed", self.name)
                 delay = self.after_failure_s()
+            self.rounds += 1
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
