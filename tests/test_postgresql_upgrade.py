@@ -25,7 +25,7 @@ import pytest
 from core.base import pg as postgresql
 from core.base import storage
 from core.base.node import init_node
-from core.base.pg import connection, schema, upgrade
+from core.base.pg import connection, install, schema, upgrade
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL fixtures: pg_cluster, pg_url, pg_empty_url
 NOW = "2026-12-03T07:00:00.000Z"
@@ -39,7 +39,7 @@ def lite_at(path, level: int | None) -> sqlite3.Connection:
 
 def pg_at(url: str, level: int) -> connection.Connection:
     db = connection.connect(url)
-    schema.apply(db, level)
+    install.apply(db, level)
     return db
 
 
@@ -146,7 +146,7 @@ def test_an_older_hub_is_upgraded_to_a_new_hubs_schema_keeping_every_row(pg_empt
             db.execute("INSERT INTO operators (id, name, pin_hash, created_at, updated_at) "
                        "VALUES ('op', 'Anna', 'scrypt$hash', ?, ?)", (NOW, NOW))
     lite_at(tmp_path / "hub.sqlite", MIDDLE)
-    schema.apply(pg, MIDDLE)  # 0015 moved the PIN hash and dropped its column, 0021 rebuilt payments
+    install.apply(pg, MIDDLE)  # 0015 moved the PIN hash and dropped its column, 0021 rebuilt payments
     assert storage.schema_version(pg) == MIDDLE
     assert pg.execute("SELECT operator_id, pin_hash FROM operator_pins").fetchall() == [
         {"operator_id": "op", "pin_hash": "scrypt$hash"}]

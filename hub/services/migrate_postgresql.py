@@ -17,7 +17,7 @@ The order of things, and why:
    whole copy. That is refused while any other connection has the file open (a running hub,
    a `tessera hub token`), and while the copy runs nobody else can open it: a hub started
    meanwhile fails with "database is locked" instead of writing rows the copy misses.
-3. One PostgreSQL transaction makes the schema (`core.base.pg.schema.apply`) and copies
+3. One PostgreSQL transaction makes the schema (`core.base.pg.install.apply`) and copies
    every table (`core.base.pg.copy.copy_all`: triggers off per table, counts compared,
    identity sequences set). Any failure, a kill -9 included, leaves the target empty.
 4. After the commit: the SQLite file is moved aside (`hub.sqlite.migrated-<UTC time>`, with a
@@ -190,7 +190,7 @@ def migrate(data_dir: Path, url: str, progress: Callable[[str], None], now: date
     """Move the SQLite hub in *data_dir* into the empty PostgreSQL database at *url* (module docstring)."""
     import psycopg
 
-    from core.base.pg import copy, schema
+    from core.base.pg import copy, install
 
     data_dir = Path(data_dir)
     if not settings.is_postgresql_url(url):
@@ -205,7 +205,7 @@ def migrate(data_dir: Path, url: str, progress: Callable[[str], None], now: date
         try:
             progress(f"copying {data_dir / DB_NAME} into {shown_url(url)}")
             with target.raw.transaction():
-                schema.apply(target)
+                install.apply(target)
                 counts, skipped = copy.copy_all(src, target.raw, progress, floors={"changes": floor})
                 position = target.raw.execute("SELECT coalesce(max(seq), 0) AS n FROM changes").fetchone()["n"]
         except copy.CopyError as exc:

@@ -1,6 +1,7 @@
 """The hub on PostgreSQL (DESIGN §11, issue 18): `connect()`, a psycopg 3 connection that behaves like
 the hub's sqlite3 connections (`connection`), the schema generated from the SQLite
-migrations (`schema`), and the small SQL scanner both need (`tokens`).
+migrations (`schema`, made or upgraded at every open by `install`), and the small SQL
+scanner both need (`tokens`).
 
 Edges stay on SQLite and never import this package; psycopg is the optional extra
 `tessera[postgresql]`. What works and what does not yet: docs/postgresql.md.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.base.pg import connection, schema
+from core.base.pg import connection, install
 
 
 def connect(url: str, *, data_dir: Path | None = None, migrate: bool = True) -> connection.Connection:
@@ -21,7 +22,7 @@ def connect(url: str, *, data_dir: Path | None = None, migrate: bool = True) -> 
     db = connection.connect(url, data_dir)
     if migrate:
         try:
-            schema.apply(db)
+            install.apply(db)
         except BaseException:
             db.close()
             raise

@@ -52,14 +52,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
 
 from core.base import storage
 from core.base.clock import LOCAL_TZ
-from core.base.pg.connection import WRITER_LOCK, Connection
+from core.base.pg.connection import WRITER_LOCK
 from core.base.pg.tokens import Token, significant, unquoted
 from core.migrations import feed_triggers
 
@@ -434,34 +433,3 @@ def at_level(level: int) -> Schema:
 def current() -> Schema:
     """The schema of the migrations this Tessera ships."""
     return at_level(len(storage.migrations()))
-
-
-def apply(db: Connection, level: int | None = None) -> str:
-    """Create the hub's schema in an empty database, or bring one made from older migrations
-    up to date (`core.base.pg.upgrade`), or check that it was made from the same migrations;
-    returns the schema digest. One transaction, which holds `tessera_schema` locked: of several
-    processes opening the database at once, one upgrades and the others wait, then find it
-    done. *level* (tests): the schema of the migrations up to that one instead of all."""
-    from core.base.pg import upgrade  # it builds on this module
-
-    level = len(storage.migrations()) if level is None else level
-    schema = at_level(level)
-    with db.raw.transaction():
-        db.raw.execute("CREATE TABLE IF NOT EXISTS tessera_schema (digest text NOT NULL, version integer NOT NULL, "
-                       "created_at timestamptz NOT NULL DEFAULT now(), sqlite_schema text)")
-        db.raw.execute("LOCK TABLE tessera_schema")
-        found = db.raw.execute("SELECT * FROM tessera_schema LIMIT 0")
-        if "sqlite_schema" not in [column.name for column in found.description or ()]:
-            # made before upgrades existed: `upgrade` rebuilds its SQLite schema from its level
-            db.raw.execute("ALTER TABLE tessera_schema ADD COLUMN sqlite_schema text")
-        row = db.raw.execute("SELECT digest, version FROM tessera_schema").fetchone()
-        if row is not None:
-            if row["digest"] != schema.digest or row["version"] != level:  # a migration may change rows only
-                upgrade.run(db.raw, db.raw.execute("SELECT digest, version, sqlite_schema FROM tessera_schema")
-                            .fetchone(), level)
-            return schema.digest
-        for statement in schema.all():
-            db.raw.execute(statement)
-        db.raw.execute("INSERT INTO tessera_schema (digest, version, sqlite_schema) VALUES (%s, %s, %s)",
-                       (schema.digest, level, json.dumps(schema.objects)))
-    return schema.digest

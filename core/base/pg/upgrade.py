@@ -1,7 +1,7 @@
 """Upgrading a PostgreSQL hub made from older migrations to the ones this Tessera ships.
 
 A SQLite hub runs each new migration when it is opened (`core.base.storage.apply_migrations`).
-A PostgreSQL hub does the same in `core.base.pg.schema.apply`, without a PostgreSQL twin of
+A PostgreSQL hub does the same in `core.base.pg.install.apply`, without a PostgreSQL twin of
 any migration: the database records the SQLite schema it stands for (`tessera_schema`: its
 objects, their digest and the migration level), and `run` replays each pending migration
 statement by statement on two databases at once:
