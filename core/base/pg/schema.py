@@ -8,7 +8,7 @@ fresh in-memory SQLite database, and its final schema (`sqlite_master`, which ho
 object's CREATE statement as it stands after every rebuild) is translated. That is equally
 correct for a new database, and it covers a new migration without any change here, as
 long as it uses only the constructs below; anything else fails loudly (`Untranslatable`).
-A database made from older migrations is upgraded when it is opened (`apply`, then
+A database made from older migrations is upgraded when it is opened (`core.base.pg.install.apply`, then
 `core.base.pg.upgrade`): each pending migration runs statement by statement on an in-memory
 SQLite copy of the database's schema and on PostgreSQL, translated as below; the database
 records the SQLite schema it stands for (`tessera_schema`).
