@@ -108,6 +108,14 @@ def json_values(expression: str = "?") -> str:
     return f"SELECT value FROM json_each({expression})"
 
 
+def json_tuples(*columns: str) -> str:
+    """A derived table of the next parameter, a JSON array of arrays, one row per inner array
+    with its elements as *columns* (text): many keys looked up in one statement, e.g.
+    `FROM {json_tuples('performance_id', 'seat_id')} k JOIN ...`."""
+    picked = ", ".join(f"value ->> {i} AS {_name(c)}" for i, c in enumerate(columns))
+    return f"(SELECT {picked} FROM json_each(?))"
+
+
 def json_field(column: str, field: str) -> str:
     """The text of one field of a JSON object stored in *column*."""
     return f"{_name(column)} ->> '$.{_name(field)}'"

@@ -28,7 +28,7 @@ from core.base import outbox
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
-from core.base.sql import json_field, json_values
+from core.base.sql import json_field, json_tuples, json_values
 from core.base.storage import transaction
 from core.catalog.common import Id
 from core.catalog.seating.variants import variant_seats
@@ -90,8 +90,9 @@ def booked_seats(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]]) ->
     `seat_pools` row is the hub's): one statement for a ring's dates, not one per date and seat."""
     rows = db.execute(
         "SELECT p.id AS performance_id, s.id, c.name AS section, s.row_label, s.label, s.zone_id, "
-        "coalesce(sp.pool, ?) AS pool FROM json_each(?) k JOIN performances p ON p.id = k.value ->> 0 "
-        "JOIN plan_variants v ON v.id = p.variant_id JOIN seats s ON s.id = k.value ->> 1 "
+        "coalesce(sp.pool, ?) AS pool FROM " + json_tuples("performance_id", "seat_id") + " k "
+        "JOIN performances p ON p.id = k.performance_id "
+        "JOIN plan_variants v ON v.id = p.variant_id JOIN seats s ON s.id = k.seat_id "
         "AND s.plan_id = v.plan_id AND (s.variant_id IS NULL OR s.variant_id = v.id) AND s.active = 1 "
         "JOIN plan_sections c ON c.id = s.section_id "
         "LEFT JOIN seat_pools sp ON sp.performance_id = p.id AND sp.seat_id = s.id "
