@@ -158,10 +158,11 @@ def move_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str],
             f"({','.join('?' * len(seat_ids))})", (performance_id, *seat_ids))}
         if sold:
             raise Conflict(f"{len(sold)} seat(s) are sold and stay where they are, e.g. {_label(offered, sold)}")
+        explicit = {r["seat_id"]: r for r in db.execute(  # one read, not one per seat (a block of a house)
+            "SELECT seat_id, pool, recall_id FROM seat_pools WHERE performance_id = ?", (performance_id,))}
         moved, recall_seats = [], {}
         for seat_id in seat_ids:
-            row = db.execute("SELECT pool, recall_id FROM seat_pools WHERE performance_id = ? AND seat_id = ?",
-                             (performance_id, seat_id)).fetchone()
+            row = explicit.get(seat_id)
             current = row["pool"] if row else HUB
             if row and row["recall_id"]:
                 raise Conflict(f"seat {_label(offered, [seat_id])} is already being recalled")
