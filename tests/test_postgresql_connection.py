@@ -119,6 +119,57 @@ def test_a_refused_pipelined_write_is_reported_by_commit_and_undone(pg):
     assert [r["id"] for r in pg.execute("SELECT id FROM operators")] == ["c"]
 
 
+@pytest.mark.parametrize("threshold", [0, 2])
+def test_a_refused_pipelined_write_leaves_no_statement_wrongly_taken_for_prepared(pg, threshold):
+    """Prepared statements on, the pipeline hazard: psycopg takes a statement that reaches its
+    threshold as prepared when it sends the PREPARE, and without the threshold 0 it never
+    checks that answer; an earlier write refused in the same pipeline makes the server skip
+    the PREPARE. The rollback that follows every refusal clears psycopg's cache (and the
+    server's: DEALLOCATE ALL), so the same statements run again, prepared, and work."""
+    pg.raw.prepare_threshold = threshold
+    update = "UPDATE operators SET active = 1 WHERE id = ?"
+    add_operator(pg, "c", "Carl")
+    for _ in range(threshold):  # counted, not prepared yet: the next use sends the PREPARE
+        pg.execute(update, ("c",))
+    for _ in range(2):
+        with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
+            add_operator(pg, "a", "Carl")  # refused, its answer not waited for
+            pg.execute(update, ("a",))  # PREPAREd in the same pipeline: skipped by the server
+            add_operator(pg, "b", "Bert")
+        assert not pg.in_transaction
+    with storage.transaction(pg):
+        add_operator(pg, "a", "Anna")
+        pg.execute(update, ("a",))
+        add_operator(pg, "b", "Bert")
+        assert pg.execute("SELECT count(*) AS n FROM operators WHERE id = ?", ("b",)).fetchone()["n"] == 1
+    for _ in range(threshold + 1):
+        pg.execute(update, ("b",))
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "b", "c"]
+    prepared = [r["statement"] for r in pg.execute("SELECT statement FROM pg_prepared_statements")]
+    assert "UPDATE operators SET active = 1 WHERE id = $1" in prepared
+
+
+def test_statements_prepared_after_a_rollback_in_the_pipeline_stay_prepared(pg):
+    """psycopg forgets its prepared statements after a ROLLBACK and sends DEALLOCATE ALL after
+    the next statement; the pipeline collects the ROLLBACK's answer late, so that next
+    statement was prepared and then deallocated while psycopg took it for prepared (its
+    next use: 'prepared statement "_pg3_N" does not exist'). The adapter deallocates at once."""
+    add_operator(pg, "c", "Carl")
+    count = "SELECT count(*) AS n FROM operators WHERE name = ?"
+    with storage.transaction(pg):
+        with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
+            add_operator(pg, "a", "Carl")  # refused in its savepoint: ROLLBACK TO
+        for _ in range(3):
+            assert pg.execute(count, ("Carl",)).fetchone()["n"] == 1
+            add_operator(pg, f"x{_}")
+    with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
+        add_operator(pg, "b", "Carl")  # refused at COMMIT: the transaction rolled back
+    for _ in range(3):
+        assert pg.execute(count, ("Anna",)).fetchone()["n"] == 0
+        with storage.transaction(pg):
+            assert pg.execute(count, ("Carl",)).fetchone()["n"] == 1
+
+
 def test_inside_a_savepoint_a_refused_write_is_raised_by_its_own_statement(pg):
     """Pipelined writes report a refusal later; inside a savepoint (where a rule catches it)
     each write is answered at once, so a loop of inserts knows which one was refused."""

@@ -23,9 +23,17 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
   the seat to say why it was refused) wrap that statement in `with transaction(db):`, a
   savepoint on both backends. (Until issue 18's rush step every write ran under its own
   savepoint here: two more statements per write, the biggest part of the gap to SQLite.)
-  Statements are not prepared on the server (`prepare_threshold=None`): psycopg counts a
-  PREPARE that an error in the same pipeline skipped as done, and measured, preparing
-  gained nothing here.
+  Statements are prepared on the server at their first use (`prepare_threshold=0`, up to
+  `PREPARED_MAX` per session): parse and plan once per session instead of per statement,
+  measured ~40% less server CPU per shop checkout (docs/rush.md). The pipeline hazard: psycopg
+  takes a statement as prepared when it sends the PREPARE, and an earlier write refused in
+  the same pipeline makes the server skip it. At threshold 0 psycopg checks every new
+  statement's answer and forgets a skipped one; at any threshold the ROLLBACK that follows a
+  refusal clears its cache and the server's (DEALLOCATE ALL). Transaction control (BEGIN,
+  the lock, SAVEPOINT, RELEASE, COMMIT, ROLLBACK) is never prepared: savepoint names are
+  unique, and a cache of them would push out the statements worth keeping. Schema changes:
+  the hub upgrades its schema when it opens, before it serves; psycopg clears its cache
+  after an ALTER or DROP on the session that ran it (tests/test_postgresql_connection.py).
 - Errors: a constraint violation is raised as `IntegrityError`, a subclass of
   `sqlite3.IntegrityError` (which is what the rules catch) whose text is shaped like SQLite's
   (`UNIQUE constraint failed: tickets.performance_id, tickets.seat_id`), so
@@ -73,8 +81,11 @@ _PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 # How every session is opened (here and by core.base.pg.pool): autocommit like our sqlite3
-# connections, dict rows, nothing prepared on the server (module docstring).
-SESSION: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
+# connections, dict rows, statements prepared on the server at their first use (module
+# docstring); a session keeps up to PREPARED_MAX of them (psycopg's default is 100: the hub
+# sends a few hundred distinct statements, with one per count of placeholders in an IN list).
+SESSION: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0}
+PREPARED_MAX = 500
 _translate = functools.lru_cache(maxsize=4096)(translate)  # the hub sends a few hundred distinct statements
 
 
@@ -205,6 +216,7 @@ class Connection:
         self.data_dir = data_dir  # the hub's folder (keys, hub.toml): a SQLite hub finds it from its file
         raw.adapters.register_dumper(bool, _BoolAsInteger)
         raw.adapters.register_loader("numeric", _NumericAsNumber)
+        raw.prepared_max = PREPARED_MAX
         self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         self._unanswered = False  # writes sent in the pipeline whose results were not collected yet
         self._savepoints = 0  # open savepoints: inside one, each write is answered at once (class docstring)
@@ -231,7 +243,7 @@ class Connection:
             self._end(sql)
         elif _CONTROL.match(sql):
             opens = bool(_SAVEPOINT.match(sql))
-            self._run(cursor, sql, parameters, answer=not opens)
+            self._run(cursor, sql, parameters, answer=not opens, prepare=False)
             self._savepoints = max(0, self._savepoints + (1 if opens else -1 if _RELEASE.match(sql) else 0))
         elif _WRITE.match(sql) and not _RETURNING.search(sql):
             self._write(lambda: self._run(cursor, sql, parameters, answer=self._savepoints > 0))
@@ -250,14 +262,14 @@ class Connection:
             self._own_transaction(run)
 
     def _run(self, cursor: psycopg.Cursor, sql: str, parameters: Any, *, many: bool = False,
-             answer: bool = True) -> None:
+             answer: bool = True, prepare: bool | None = None) -> None:
         """Send one statement; in the pipeline, wait for its answer (and all before it) unless
-        *answer* is False."""
+        *answer* is False. *prepare* False: never prepared (transaction control)."""
         try:
             if many:
                 cursor.executemany(_translate(sql), parameters)
             else:
-                cursor.execute(_translate(sql), parameters)
+                cursor.execute(_translate(sql), parameters, prepare=prepare)
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
         if self._pipeline is not None:
@@ -273,6 +285,19 @@ class Connection:
                 self.raw._pipeline.sync()  # type: ignore[union-attr]
             except psycopg.Error as exc:
                 raise _mapped(exc) from exc
+            self._deallocate_now()
+
+    def _deallocate_now(self) -> None:
+        """psycopg forgets its prepared statements when it reads the answer of a ROLLBACK (also
+        ROLLBACK TO), DROP or ALTER, and sends DEALLOCATE ALL after the next statement it runs.
+        In the pipeline that answer is read late, so the next statement would be prepared first
+        and then deallocated with the rest while psycopg still takes it for prepared ('prepared
+        statement "_pg3_N" does not exist' at its next use; psycopg 3.3). Send the DEALLOCATE
+        ALL now, behind a statement that is never prepared."""
+        if getattr(self.raw._prepared, "_to_flush", None):
+            self.raw.execute("SELECT 1", prepare=False)
+            if self._pipeline is not None:
+                self._unanswered = True
 
     def _begin(self) -> None:
         """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring), in
@@ -288,7 +313,7 @@ class Connection:
         pipeline: a COMMIT first collects what is unanswered (a refused write raises, and
         the caller rolls back); a ROLLBACK first clears an error the pipeline still holds."""
         if self._pipeline is None:
-            self._run(self.raw.cursor(), sql, ())
+            self._run(self.raw.cursor(), sql, (), prepare=False)
             return
         if _COMMIT.match(sql):
             self.settle()
@@ -304,6 +329,7 @@ class Connection:
             pipeline.__exit__(None, None, None)
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
+        self._deallocate_now()
 
     def _clear(self) -> None:
         """An error already reported leaves the pipeline skipping everything up to its next
