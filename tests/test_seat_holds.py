@@ -145,3 +145,18 @@ async def test_hostile_holds_over_http_are_4xx_and_store_nothing(api):
                   status=404, slug="not-found")
     await problem(api, "DELETE", f"/seat-holds/{uuid7()}", status=404, slug="not-found")
     assert rows(db) == 0
+
+
+def test_the_nodes_id_and_role_are_read_once_per_connection_and_its_key_each_time(empty_hub, monkeypatch):
+    """`identity` (what a sale and a customer's number use) reads the node row once per
+    connection: id and role never change. `this_node` (the signer's key, which may) still
+    reads it each time."""
+    from core.base import node
+
+    db = empty_hub.db
+    row = node.this_node(db)
+    assert node.identity(db) == {"id": row["id"], "role": "hub"} and node.node_id(db) == row["id"]
+    db.execute("UPDATE node SET key_id = ?", (4711,))
+    assert node.this_node(db)["key_id"] == 4711
+    monkeypatch.setattr(node, "this_node", lambda _db: pytest.fail("read again"))
+    assert node.identity(db) == {"id": row["id"], "role": "hub"}

@@ -22,6 +22,27 @@ def this_node(db: sqlite3.Connection) -> dict:
     return row
 
 
+def identity(db: sqlite3.Connection) -> dict:
+    """This node's id and role, read once per connection: both are written when the folder is
+    initialised and never change (its key may: `this_node` reads the whole row each time). A
+    restore replaces the folder of a stopped node, never the database under an open connection."""
+    session = getattr(db, "raw", db)  # PostgreSQL: the pooled session under the adapter's wrapper
+    known = getattr(session, "_tessera_node", None)
+    if known is None:
+        row = this_node(db)
+        known = {"id": row["id"], "role": row["role"]}
+        try:
+            session._tessera_node = known
+        except AttributeError:  # a plain sqlite3 connection (tools, tests): read each time
+            pass
+    return dict(known)
+
+
+def node_id(db: sqlite3.Connection) -> str:
+    """This node's id (`identity`: read once per connection)."""
+    return identity(db)["id"]
+
+
 def init_node(db: sqlite3.Connection, role: str, name: str, node_id: str | None = None) -> dict:
     """Create the node identity; idempotent for the same role. *node_id* is given when the
     id was chosen before the folder existed (enrollment)."""

@@ -13,7 +13,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from core.base.clock import utcnow
-from core.base.node import this_node
+from core.base.node import node_id
 from core.base.numbering import next_number
 from core.catalog.common import Address, Body, Name, ShortText, check_address
 from core.catalog.resource import Resource
@@ -47,7 +47,7 @@ class Customers(Resource):
         check_address(data.address)
 
     def before_insert(self, db: sqlite3.Connection, row: dict) -> None:
-        row["number"] = next_number(db, CUSTOMER_SERIES, utcnow().year, this_node(db)["id"])
+        row["number"] = next_number(db, CUSTOMER_SERIES, utcnow().year, node_id(db))
 
     def to_outs(self, db: sqlite3.Connection, rows: list[dict]) -> list[dict]:
         return [{"id": out.pop("id"), "number": row["number"], **out}

@@ -395,7 +395,8 @@ def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now:
         with transaction(db):
             bookings = _bookings(db, prod, body, seller, now)
             held = holds.hold(db, seller.new_holder(), bookings, now=now,
-                              ttl=dt.timedelta(seconds=body.ttl_seconds), pool=seller.pool)
+                              ttl=dt.timedelta(seconds=body.ttl_seconds), pool=seller.pool,
+                              expired=True)  # _bookings read the seats in this transaction
     except Conflict as exc:
         raise lost(exc, db, prod["id"], seller, now, zone_id=body.zone_id, performance_ids=body.performance_ids,
                    count=len(body.members) or body.count) from None

@@ -103,17 +103,20 @@ def describe(seat: dict) -> str:
 
 @retried  # a deadlock or serialization failure on PostgreSQL: run again
 def hold(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking], *, now: dt.datetime,
-         ttl: dt.timedelta = DEFAULT_TTL, pool: str = HUB) -> dict:
+         ttl: dt.timedelta = DEFAULT_TTL, pool: str = HUB, expired: bool = False) -> dict:
     """Hold *bookings* ((performance, seat) pairs, e.g. all of a ring's) for *holder* until
     now + *ttl*: all of them in one transaction, or none (a Conflict naming the first seat
-    sold or held by someone else). Seats the holder holds already are taken over into the new hold."""
+    sold or held by someone else). Seats the holder holds already are taken over into the new hold.
+    *expired*: the caller has deleted the expired holds of these performances at *now* in the
+    same transaction (`offers.performances`, which chose the seats): not looked for again."""
     check_holder(holder)
     if not dt.timedelta(seconds=1) <= ttl <= MAX_TTL:
         raise ValidationError(f"a hold lasts between 1 second and {MAX_TTL}", field="ttl_seconds")
     hold_id, expires = uuid7(), iso(now + ttl)
     with transaction(db):
         _check_bookings(db, bookings, pool)
-        expire(db, now, list({p for p, _ in bookings}))
+        if not expired:
+            expire(db, now, list({p for p, _ in bookings}))
         try:
             with transaction(db):  # a savepoint: a refused insert undoes only these (PostgreSQL aborts otherwise)
                 release_seats(db, holder, bookings)  # the holder's own holds of these seats: taken over

@@ -172,8 +172,9 @@ def shop_order(db, order_id: str, now: dt.datetime) -> ShopOrder:
     return msgspec.convert(view, ShopOrder)
 
 
-def _customer(db, body: ShopOrderIn) -> dict:
-    """The order's customer: an existing one (must have an e-mail address) or a new one."""
+def _customer(db, body: ShopOrderIn, *, stored: bool = True) -> dict:
+    """The order's customer: an existing one (must have an e-mail address) or a new one; a new
+    one as stored (the row) or, not *stored*, as created (its id without reading it again)."""
     if (body.customer_id is None) == (body.customer is None):
         raise ValidationError("give either customer_id or customer", field="customer")
     if body.customer_id is not None:
@@ -193,7 +194,7 @@ def _customer(db, body: ShopOrderIn) -> dict:
     except ValidationError as exc:  # address rules name address.*; the shop sent them flat
         field = "customer." + (exc.field or "").removeprefix("address.") if exc.field else "customer"
         raise ValidationError(exc.detail, field=field) from None
-    return checkout.customer(db, created["id"])
+    return checkout.customer(db, created["id"]) if stored else created
 
 
 def _check_address(email: str) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from core.base.node import this_node
+from core.base.node import identity
 from core.base.storage import retried, transaction
 from core.cards import cards
 from core.catalog.common import Body, Id, Name
@@ -190,7 +190,7 @@ def _customer_of(ctx: Ctx, body: ShopSubscriptionOrderIn) -> tuple[str, bool]:
             raise ApiError(422, "validation-failed", "Invalid input",
                            "give one of customer_id, customer or subscriber", field="subscriber")
         return checkout.subscriber(ctx.db, body.subscriber.customer_number, body.subscriber.postcode), True
-    return _customer(ctx.db, body)["id"], False
+    return _customer(ctx.db, body, stored=False)["id"], False
 
 
 def _issue_cards(ctx: Ctx, subscription_id: str, at) -> None:
@@ -244,7 +244,7 @@ def create_subscription_order(ctx: Ctx):
                               holder_name=body.holder_name, delivery=body.delivery,
                               payment_reference=body.payment_reference.strip(), operator=ctx.token["name"][:100],
                               zone_id=body.zone_id, members=tuple(body.members))
-        sold = checkout.sell_checkout(db, this_node(db), who, order, at)
+        sold = checkout.sell_checkout(db, identity(db), who, order, at)  # id and role: all a sale uses
         for sub in sold["subscriptions"]:
             _issue_cards(ctx, sub["id"], at)
         subscription_mail.confirm_order(ctx.app, db, sold["order_id"], at)
