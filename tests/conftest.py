@@ -235,7 +235,7 @@ async def empty_api(aiohttp_client, empty_hub: Hub):
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Files with slow tests first (in their usual order), the quick ones after: with `--dist
-    loadfile` the two workers then finish on short files together, instead of one of them
+    loadfile` the workers then finish on short files together, instead of one of them
     waiting alone on a 30-second kill test that happened to sort last."""
     if config.getoption("backend") == "postgresql":
         for item in items:
