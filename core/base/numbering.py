@@ -32,14 +32,10 @@ def next_number(db: sqlite3.Connection, prefix: str, year: int, node_id: str) ->
         raise RuntimeError("next_number() must run inside the transaction that uses the number")
     if not PREFIX.match(prefix):
         raise ValidationError(f"number prefix {prefix!r} must be 1-8 upper-case letters/digits")
-    db.execute(
-        "INSERT INTO number_series (prefix, year, owner_node) VALUES (?, ?, ?) "
-        "ON CONFLICT (prefix, year) DO NOTHING",
-        (prefix, year, node_id),
-    )
-    row = db.execute(
-        "UPDATE number_series SET last_value = last_value + 1 "
-        "WHERE prefix = ? AND year = ? AND owner_node = ? RETURNING last_value",
+    row = db.execute(  # one statement: the series' first number, or the next if the node owns it
+        "INSERT INTO number_series (prefix, year, owner_node, last_value) VALUES (?, ?, ?, 1) "
+        "ON CONFLICT (prefix, year) DO UPDATE SET last_value = number_series.last_value + 1 "
+        "WHERE number_series.owner_node = excluded.owner_node RETURNING last_value",
         (prefix, year, node_id),
     ).fetchone()
     if row is None:
