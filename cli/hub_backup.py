@@ -12,8 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from hub.app import db_path
-from hub.services import backup
+# hub.app and hub.services.backup are imported by the commands: `tessera hub --help` stays fast
 
 BACKUP_HELP = """\
 Write an encrypted backup of a hub to FILE while the hub may be serving: a consistent snapshot
@@ -63,6 +62,8 @@ def _passphrase_options(parser: argparse.ArgumentParser) -> None:
 
 def passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
     """The passphrase from --passphrase-file, --passphrase-env or a prompt (twice for a new backup)."""
+    from hub.services import backup
+
     if args.passphrase_file is not None:
         path: Path = args.passphrase_file
         try:
@@ -108,6 +109,9 @@ class ProgressLine:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    from hub.app import db_path
+    from hub.services import backup
+
     backup.refuse_postgresql(args.data, db_path(args.data))  # before asking for a passphrase
     secret = passphrase(args, confirm=True)
     manifest = backup.backup(args.data, db_path(args.data), args.out, secret, progress=ProgressLine())
@@ -118,6 +122,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from hub.services import backup
+
     secret = passphrase(args, confirm=False)
     manifest = backup.restore(args.source, args.data, secret, progress=ProgressLine())
     print(f"hub restored into {args.data} from the backup made {manifest.created_at}; start it with "

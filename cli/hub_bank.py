@@ -6,11 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.base.clock import utcnow
-from core.base.node import this_node
-from core.payments import bank, camt
-from hub.app import open_hub
-
 IMPORT_HELP = """\
 Import a camt.053 bank statement (001.02 to 001.13, as the bank's portal gives it). Each booked
 transaction is stored once (by the account and the bank's reference: importing a file again adds
@@ -33,6 +28,11 @@ def register(cmds: argparse._SubParsersAction) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from core.base.node import this_node
+    from core.payments import bank, camt
+    from hub.app import open_hub
+
     if not args.file.is_file():
         raise ValueError(f"{args.file}: no such file")
     if args.file.stat().st_size > camt.MAX_FILE_BYTES:

@@ -11,21 +11,22 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import msgspec
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from cli import hub_backup, hub_bank, hub_datev, hub_rollover, hub_sepa
 from cli.listening import bind
-from core.base.clock import utcnow
-from core.base.node import this_node
-from core.catalog import operators
-from edge.notify import Heartbeat, SdNotify, feed_watchdog, watchdog_interval
 from hub import sample
-from hub.app import init_hub, make_app, open_hub
-from hub.client import LocalClient
-from hub.services import staff, tokens
-from hub.sync.advertise import HubAdvertiser, root_fingerprint
+from hub.services import tokens
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from edge.notify import Heartbeat, SdNotify
+    from hub.sync.advertise import HubAdvertiser
+
+# The hub (hub.app, aiohttp, the services) is imported by the commands that use it, not here:
+# `tessera hub --help` and a usage error stay fast (tests/test_cli.py measures the imports).
+STAFF_ROLES = ("admin", "office")  # hub.services.staff.ROLES (tests/test_cli.py checks)
 
 
 def register(areas: argparse._SubParsersAction) -> None:
@@ -144,7 +145,7 @@ def register(areas: argparse._SubParsersAction) -> None:
                                                      "open it on the hub's address to set the password.")
     staff_add.add_argument("--data", required=True, type=Path, metavar="DIR", help="hub data folder")
     staff_add.add_argument("--user", required=True, metavar="NAME", help="user name to log in with")
-    staff_add.add_argument("--role", required=True, choices=staff.ROLES)
+    staff_add.add_argument("--role", required=True, choices=STAFF_ROLES)
     staff_add.set_defaults(run=cmd_staff_add)
     staff_link = staff_actions.add_parser("link", help="a new password setup link for an existing account",
                                           description="For a forgotten password or a locked account: print a new "
@@ -190,6 +191,10 @@ def _positive(text: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from hub.app import init_hub
+    from hub.services import staff
+
     db, secret = init_hub(args.data, args.name, args.database)
     _, setup = staff.add(db, "admin", "admin", utcnow())
     db.close()
@@ -202,12 +207,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_staff_link(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from hub.app import open_hub
+    from hub.services import staff
+
     setup = staff.setup_link(open_hub(args.data), args.user, utcnow())
     print(f"set the password of {args.user!r} once within 24 hours at {staff.SETUP_PATH}{setup} (on the hub's address)")
     return 0
 
 
 def cmd_staff_add(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from hub.app import open_hub
+    from hub.services import staff
+
     db = open_hub(args.data)
     row, setup = staff.add(db, args.user, args.role, utcnow())
     print(f"{row['role']} account {row['user_name']!r} added; set its password once within 24 hours at "
@@ -216,6 +229,9 @@ def cmd_staff_add(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from hub.app import make_app, open_hub
+    from hub.client import LocalClient
+
     db = open_hub(args.data)
     if db.execute("SELECT 1 FROM organizers LIMIT 1").fetchone():
         raise RuntimeError(f"{args.data} already holds a catalog; load sample data into a new hub")
@@ -227,11 +243,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from core.catalog.organizers import venue_id
+    from hub.app import open_hub
     from hub.sync import enrollment
 
     db = open_hub(args.data)
-    from core.catalog.organizers import venue_id
-
     venue_ids = [venue_id(db, venue) for venue in args.venue]
     code = enrollment.create_code(db, name=args.node, role=args.role, venue_ids=venue_ids, now=utcnow())
     print(f"one-time code for {args.role} {args.node!r} (valid 24 hours, single use, {enrollment.ATTEMPTS} attempts):")
@@ -250,6 +267,10 @@ def _print_qr(code: str) -> None:
 
 
 def cmd_enrollments(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from core.base.clock import utcnow
+    from hub.app import open_hub
     from hub.sync import enrollment
 
     rows = enrollment.list_codes(open_hub(args.data), utcnow())
@@ -266,6 +287,8 @@ def cmd_enrollments(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from hub.app import open_hub
+
     db = open_hub(args.data)
     secret, row = tokens.create_token(db, args.name, args.role)
     print(f"{row['role']} token for {row['name']} (shown once): {secret}")
@@ -273,6 +296,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from hub.app import open_hub
     from hub.services.nodes import rotate_hub_key
 
     db = open_hub(args.data)
@@ -285,6 +309,12 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 def cmd_operator_add(args: argparse.Namespace) -> int:
     """The same rules as POST /api/v1/operators: `core.catalog.operators.OperatorIn` checks name and PIN."""
+    import msgspec
+
+    from core.base.clock import utcnow
+    from core.catalog import operators
+    from hub.app import open_hub
+
     pin = sys.stdin.readline().strip() if args.pin == "-" else args.pin
     try:
         data = msgspec.convert({"name": args.name, "pin": pin, "active": not args.inactive}, operators.OperatorIn)
@@ -299,6 +329,9 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
 
 
 def cmd_operator_list(args: argparse.Namespace) -> int:
+    from core.catalog import operators
+    from hub.app import open_hub
+
     db = open_hub(args.data)
     rows = operators.listed(db, active_only=args.active)
     for row in rows:
@@ -328,6 +361,11 @@ def cmd_migrate_to_postgresql(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from core.base.node import this_node
+    from edge.notify import SdNotify
+    from hub.app import make_app, open_hub
+    from hub.sync.advertise import HubAdvertiser, root_fingerprint
+
     db = open_hub(args.data)
     app = make_app(db, read_cache=not args.no_read_cache)
     advertise = None
@@ -378,6 +416,10 @@ async def serve(app: web.Application, host: str, port: int, ready: Callable[[str
     With *advertise* (given the bound port): announce the hub in the background; a failure
     is one warning line on stderr and the hub serves on.
     """
+    from aiohttp import web
+
+    from edge.notify import Heartbeat, feed_watchdog, watchdog_interval
+
     sock = bind(host, port)  # before the app's workers start: a busy port is the only message
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -11,11 +11,6 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from core.base.clock import utcnow
-from core.payments import datev
-from hub.app import open_hub, read_settings
-from hub.web.areas.accounting import SECTION
-
 EXPORT_HELP = """\
 Write the DATEV-Format Buchungsstapel (EXTF, format version 13) of the paid payments from
 --from to --to (days at the venues, within one fiscal year) to FILE: Windows-1252, CRLF,
@@ -47,6 +42,11 @@ def register(cmds: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from core.payments import datev
+    from hub.app import open_hub, read_settings
+    from hub.web.areas.accounting import SECTION
+
     config = read_settings(args.data).get(SECTION)
     db = open_hub(args.data)
     try:

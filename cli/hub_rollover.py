@@ -13,16 +13,16 @@ import datetime as dt
 import shutil
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from core.base.clock import LOCAL_TZ, utcnow
-from core.base.money import format_eur
-from core.base.node import this_node
-from core.cards import cards
-from core.subscriptions import rollover_map, rollover_run
-from core.subscriptions.rollover_map import MappingIn, ProductPairIn
-from hub.app import open_hub
-from hub.services import rollover_confirm
+from core.base.clock import LOCAL_TZ
+
+if TYPE_CHECKING:
+    from core.subscriptions.rollover_map import ProductPairIn
+
+# The rollover's modules (core.subscriptions, hub.app) are imported by the commands, not here:
+# `tessera hub --help` stays fast.
+CHUNK = 500  # subscriptions per transaction by default: rollover_run.CHUNK (tests/test_cli.py checks)
 
 REASON_TEXT = {"product_missing": "product missing", "tier_missing": "discount tier missing",
                "seat_gone": "seat gone or blocked", "zone_changed": "price zone changed",
@@ -93,11 +93,13 @@ def _plan_options(cmd: argparse.ArgumentParser, *, dry_flag: bool) -> None:
                      help="the renewal deadline: seats are held until the end of this day (default: 6 weeks)")
     cmd.add_argument("--cancel-deadline", type=_date, metavar="YYYY-MM-DD",
                      help="cancellations recorded after the end of this day do not count")
-    cmd.add_argument("--chunk", type=int, default=rollover_run.CHUNK, metavar="N",
-                     help=f"subscriptions stored per transaction (default {rollover_run.CHUNK})")
+    cmd.add_argument("--chunk", type=int, default=CHUNK, metavar="N",
+                     help=f"subscriptions stored per transaction (default {CHUNK})")
 
 
 def _pair(text: str) -> ProductPairIn:
+    from core.subscriptions.rollover_map import ProductPairIn
+
     old, sep, new = text.partition("=")
     if not sep or not old.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not OLD=NEW (product ids)")
@@ -116,6 +118,11 @@ def _end_of(day: dt.date | None) -> dt.datetime | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from core.subscriptions import rollover_run
+    from core.subscriptions.rollover_map import MappingIn
+    from hub.app import open_hub
+
     if args.chunk < 1:
         raise ValueError("--chunk must be at least 1")
     db = open_hub(args.data)
@@ -133,6 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from core.base.money import format_eur
+    from core.base.node import this_node
+    from core.cards import cards
+    from core.subscriptions import rollover_run
+    from hub.app import open_hub
+    from hub.services import rollover_confirm
+
     db = open_hub(args.data)
     try:
         found = rollover_run.find(db, *_seasons(db, args))
@@ -152,6 +167,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def _seasons(db, args: argparse.Namespace) -> tuple[str, str]:
+    from core.subscriptions import rollover_map
+
     return (rollover_map.season_by_name_or_id(db, args.from_season, "--from"),
             rollover_map.season_by_name_or_id(db, args.to_season, "--to"))
 

@@ -8,11 +8,6 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from core.base.clock import utcnow
-from core.base.money import format_eur
-from core.payments import mandates, sepa
-from hub.app import open_hub
-
 EXPORT_HELP = """\
 Write the pain.008.001.08 file (SEPA core direct debit, validated against its XSD) of an
 organizer's due debits and mark them submitted; the file is also kept in the hub (GET
@@ -46,6 +41,11 @@ def _date(text: str) -> dt.date:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from core.base.clock import utcnow
+    from core.base.money import format_eur
+    from core.payments import sepa
+    from hub.app import open_hub
+
     db = open_hub(args.data)
     try:
         organizer = args.organizer or _only_creditor(db)
@@ -63,6 +63,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _only_creditor(db) -> str:
+    from core.payments import mandates
+
     rows = mandates.creditor_accounts(db)
     if len(rows) != 1:
         raise ValueError("no organizer has a SEPA creditor account yet (PUT /api/v1/organizers/ID/sepa-account)"

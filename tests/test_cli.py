@@ -73,6 +73,28 @@ def test_every_command_has_help(args):
     assert out.startswith("usage: tessera") and "--help" in out
 
 
+@pytest.mark.parametrize("args", [[], ["hub"], ["hub", "serve"], ["demo"]])
+def test_help_does_not_load_the_hub_or_aiohttp(args):
+    """`tessera --help` and `tessera hub --help` build the parser only: the hub's web app, aiohttp,
+    the demo's edges and the PDF layouts load inside the commands that use them (~1.5 s of imports)."""
+    probe = ("import sys; from cli.main import build_parser; build_parser(sys.argv[1:]); "
+             "print(' '.join(sorted(m for m in sys.modules if m in ('hub.app', 'aiohttp', 'reportlab', 'jinja2', "
+             "'edge.desk.server', 'edge.gate.loop', 'hub.services.staff', 'core.subscriptions.rollover_run'))))")
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60, check=True).stdout
+    assert out.strip() == ""
+
+
+def test_the_parsers_constants_are_the_services_ones():
+    """The hub's parser names these without importing their (heavy) modules."""
+    from cli import hub_commands, hub_rollover
+    from core.subscriptions import rollover_run
+    from hub.services import staff
+
+    assert hub_commands.STAFF_ROLES == staff.ROLES
+    assert hub_rollover.CHUNK == rollover_run.CHUNK
+
+
 def test_init_prints_an_admin_token_once_and_refuses_a_second_init(tmp_path):
     first = run("hub", "init", "--data", str(tmp_path / "hub"))
     assert re.search(r"admin token .*: tsr_\S+", first.stdout)
@@ -166,8 +188,8 @@ def test_the_full_sample_catalog_is_set_up_over_http(tmp_path):
 
 def test_sample_scale_makes_larger_data_sets(tmp_path):
     run("hub", "init", "--data", str(tmp_path / "hub"))
-    out = run("hub", "sample", "--data", str(tmp_path / "hub"), "--scale", "3", "--performances", "40").stdout
-    assert "40 performances" in out and "750 customers" in out
+    out = run("hub", "sample", "--data", str(tmp_path / "hub"), "--scale", "2", "--performances", "34").stdout
+    assert "34 performances" in out and "500 customers" in out
     again = run("hub", "sample", "--data", str(tmp_path / "hub"), check=False)
     assert again.returncode == 1 and "already holds a catalog" in again.stderr
 
