@@ -17,7 +17,7 @@ from core.base.node import init_node
 from core.base.storage import connect
 from core.catalog import pins
 from hub import settings
-from hub.services import hold_sweeper, mail, nodes, print_batches, tokens
+from hub.services import backup, hold_sweeper, mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
 from hub.web import client_address, office, offload, personalize, routes
 from hub.web.api import API, CACHE, DB, OPENAPI
@@ -66,6 +66,7 @@ def _init_postgresql(data_dir: Path, url: str) -> sqlite3.Connection:
         db.close()
         raise FileExistsError("that PostgreSQL database already holds a hub")
     (data_dir / settings.SETTINGS_FILE).write_text(f"[storage]\ndatabase = {json.dumps(url)}\n", encoding="utf-8")
+    backup.epoch(db)  # the hub's epoch from the start, as migration 0014 gives a SQLite hub (not at its first sync)
     return db
 
 

@@ -139,7 +139,8 @@ class Manifest:
 def epoch(db: sqlite3.Connection) -> str:
     """This hub's epoch: random, new at every restore (migration 0014 gives every SQLite
     database one). A PostgreSQL schema is made from the migrations' tables, not their rows, so
-    there the first caller makes it (`ON CONFLICT`: one epoch however many hub processes ask)."""
+    there `hub init` makes it (hub.app), or for a database made before that, the first caller
+    (`ON CONFLICT`: one epoch however many hub processes ask)."""
     row = db.execute("SELECT epoch FROM hub_epoch WHERE id = 1").fetchone()
     if row is None:
         with transaction(db):
