@@ -7,6 +7,7 @@ workers take it from there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -20,7 +21,7 @@ from hub import settings
 from hub.services import backup, hold_sweeper, mail, nodes, print_batches, tokens
 from hub.sync import routes as sync_routes
 from hub.web import client_address, office, offload, personalize, routes
-from hub.web.api import API, CACHE, DB, OPENAPI
+from hub.web.api import API, CACHE, DB, OPENAPI, Operation
 from hub.web.areas import accounting, shop
 from hub.web.cache import ReadCache
 from hub.web.openapi import build_document
@@ -103,6 +104,23 @@ def read_settings(data_dir: Path) -> settings.HubSettings:
     return settings.read(data_dir, SECTIONS)
 
 
+_OPERATION_FIELDS = [f for f in dataclasses.fields(Operation) if f.name != "handler"]
+_DOCUMENTS: dict[tuple, dict] = {}  # what the document is written from -> the document
+
+
+def _document(api) -> dict:
+    """The OpenAPI document of *api*, written once per process for the same routes (~50 ms each:
+    a test process makes thousands of apps). Keyed by the version and every field of every
+    operation, the handler by its name and the rest by their repr: a type by its qualified name
+    (`routes.build` makes some, such as a list's page, anew each time, from the same code). The
+    document is only ever served, never changed."""
+    key = (routes.VERSION, tuple((op.operation_id, *(repr(getattr(op, f.name)) for f in _OPERATION_FIELDS))
+                                 for op in api.operations))
+    if key not in _DOCUMENTS:
+        _DOCUMENTS[key] = build_document(api, routes.VERSION)
+    return _DOCUMENTS[key]
+
+
 def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Application:
     """The hub's app; reads hub.toml now (a file the hub does not understand: SettingsError)."""
     data_dir = settings.data_dir_of(db)
@@ -115,7 +133,7 @@ def make_app(db: sqlite3.Connection, *, read_cache: bool = True) -> web.Applicat
     app[settings.CONTEXT] = hub
     app[DB] = db
     app[API] = api
-    app[OPENAPI] = build_document(api, routes.VERSION)
+    app[OPENAPI] = _document(api)
     if read_cache:
         app[CACHE] = ReadCache()
     sync_routes.install(app)
