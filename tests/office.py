@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from core.base.storage import connect
 from hub.app import DB_NAME, make_app
 from hub.services import staff
 from hub.web import office
+from hub.web.office import views
 
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,14 +78,30 @@ async def ready(client, user: str = "admin", role: str = "admin") -> None:
     assert (await set_password(client, new_staff(client, user, role))).status == 303
 
 
+def staff_session(user: str, role: str) -> Callable[[Any], str]:
+    """A `prepare` for tests.conftest.prepared_sample_hub: staff *user* of *role* with PASSWORD,
+    logged in (by the services the office views call); returns the session's cookie secret, for
+    `signed_in(..., session=)`. The Argon2id hashes of a setup and a login (~0.3-0.5 s) are then
+    paid once per test process, not per test; tests/test_office_login.py walks both over HTTP."""
+    def prepare(hub) -> str:
+        now = utcnow()
+        staff.set_password(hub.db, staff.add(hub.db, user, role, now)[1], PASSWORD, now)
+        return staff.login(hub.db, user, PASSWORD, now)[0]
+    return prepare
+
+
 async def signed_in(aiohttp_client, hub, role: str = "admin", user: str | None = None,
-                    clock: Callable[[], dt.datetime] | None = None, served: bool = False):
+                    clock: Callable[[], dt.datetime] | None = None, served: bool = False,
+                    session: str | None = None):
     """A browser-like client of *hub* with staff *user* (default: the role's name) logged in.
 
     `served=True` uses the hub's running server (`hub.server`, as the sync tests serve it);
     otherwise a fresh app on *hub.db* with the office clock *clock* (default: a `Clock` at the
     real time, so that codes and mails dated by the real clock agree). The client carries
-    `hub`, `clock` and `url` (its address)."""
+    `hub`, `clock` and `url` (its address). With *session* (the cookie secret of a login on a
+    prepared copy of the hub, `staff_session`) the account is not made and the login form not
+    posted: the client carries the cookie, and the start page greets *user* (which marks the
+    session seen at the client's clock, as a login at that time would have)."""
     if served:
         client = await aiohttp_client(hub.server)
         client.clock = utcnow
@@ -95,6 +113,15 @@ async def signed_in(aiohttp_client, hub, role: str = "admin", user: str | None =
     client.hub = hub
     client.url = str(client.make_url("")).rstrip("/")
     name = user or role
+    if session:
+        cookie = SimpleCookie()
+        cookie[views.COOKIE] = session
+        cookie[views.COOKIE]["path"] = "/office"
+        client.session.cookie_jar.update_cookies(cookie, client.make_url("/office/"))
+        response = await client.get("/office/", allow_redirects=False)
+        assert response.status == 200, response.status
+        assert name in re.search(r'id="me"[^>]*>([^<]*)<', await response.text()).group(1)
+        return client
     await ready(client, name, role)
     assert (await log_in(client, name)).status == 303
     return client

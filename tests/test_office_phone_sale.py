@@ -15,8 +15,9 @@ from core.base.node import this_node
 from core.cards import cards
 from core.sales import orders
 from core.sales.orders import LineIn, OrderIn
+from tests.conftest import prepared_sample_hub
 from tests.helpers import call, table_counts
-from tests.office import SHOTS, form_token, office_in_chromium, post_form, signed_in
+from tests.office import SHOTS, form_token, office_in_chromium, post_form, signed_in, staff_session
 
 VERBUND, STADTMUSEUM_ONLY, ERMAESSIGT = 0, 1, 2  # sample products: 0 and 2 sold by phone, 1 not
 NEW = "/office/orders/new"
@@ -29,8 +30,16 @@ def counts(db) -> dict[str, int]:
 
 
 @pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """A private copy of the sample hub with staff `office` logged in (made once per test process)."""
+    hub, session = prepared_sample_hub(request, tmp_path, backend, "phone-sale", staff_session("office", "office"))
+    hub.office_session = session
+    return hub
+
+
+@pytest.fixture
 async def office(aiohttp_client, sample_hub):
-    return await signed_in(aiohttp_client, sample_hub, role="office")
+    return await signed_in(aiohttp_client, sample_hub, role="office", session=sample_hub.office_session)
 
 
 def customer_of(db) -> dict:
