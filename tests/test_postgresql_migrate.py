@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg.rows import tuple_row
 
+from cli.main import main as cli_main
 from core.base import storage
 from core.base.clock import utcnow
 from core.base.pg.copy import source_columns, source_tables
@@ -73,6 +74,16 @@ def pg_tables(url: str) -> list[str]:
 
 def migrate(folder: Path, url: str) -> subprocess.CompletedProcess:
     return run("hub", "migrate-to-postgresql", "--from", str(folder), "--to", url, check=False)
+
+
+def migrate_here(folder: Path, url: str, capsys: pytest.CaptureFixture) -> subprocess.CompletedProcess:
+    """The same command run by `cli.main.main` in this process: its exit code, stdout and stderr,
+    without a Python start-up and the hub's imports per call (~1.5 s each, more under load). A real
+    process runs it in each test below too."""
+    capsys.readouterr()
+    code = cli_main(["hub", "migrate-to-postgresql", "--from", str(folder), "--to", url])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["tessera", "hub", "migrate-to-postgresql"], code, out.out, out.err)
 
 
 def printed_counts(stdout: str) -> dict[str, tuple[int, int]]:
@@ -232,29 +243,30 @@ def test_a_database_owner_without_superuser_can_migrate(sample_hub, pg_cluster):
 
 
 @pytest.mark.slow
-def test_refusals_are_one_line_and_change_nothing(sample_hub, tmp_path, pg_url, pg_empty_url):
+def test_refusals_are_one_line_and_change_nothing(sample_hub, tmp_path, pg_url, pg_empty_url, capsys):
     sample_hub.db.close()
     folder = sample_hub.dir
     before = sqlite_rows(folder / "hub.sqlite")
     manual = run("hub", "migrate-to-postgresql", "--help").stdout
     assert "--from DIR" in manual and "--to URL" in manual and "empty" in manual
-    refused(migrate(folder, pg_url), "is not empty")  # holds the hub schema already
-    refused(migrate(tmp_path / "nowhere", pg_empty_url), "holds no SQLite hub")
-    refused(migrate(folder, "mysql://hub@localhost/hub"), "must be a postgresql:// URL")
-    refused(migrate(folder, "postgresql://hub:secret@/nodb?host=/nonexistent&port=1"), "cannot connect")
-    assert "secret" not in migrate(folder, "postgresql://hub:secret@/nodb?host=/nonexistent&port=1").stderr
+    refused(migrate(folder, pg_url), "is not empty")  # holds the hub schema already (a real process)
+    refused(migrate_here(tmp_path / "nowhere", pg_empty_url, capsys), "holds no SQLite hub")
+    refused(migrate_here(folder, "mysql://hub@localhost/hub", capsys), "must be a postgresql:// URL")
+    no_server = migrate_here(folder, "postgresql://hub:secret@/nodb?host=/nonexistent&port=1", capsys)
+    refused(no_server, "cannot connect")
+    assert "secret" not in no_server.stderr
     server = Server("hub", "serve", "--data", str(folder), "--no-advertise")  # a running hub
     try:
-        refused(migrate(folder, pg_empty_url), "is in use")
+        refused(migrate_here(folder, pg_empty_url, capsys), "is in use")
     finally:
         assert server.stop() == 0
     (folder / "hub.toml").write_text('[storage]\ndatabase = "postgresql://x@/y"\n')
-    refused(migrate(folder, pg_empty_url), "already names a database")
+    refused(migrate_here(folder, pg_empty_url, capsys), "already names a database")
     (folder / "hub.toml").unlink()
     old = sqlite3.connect(folder / "hub.sqlite")
     old.execute(f"PRAGMA user_version = {len(storage.migrations()) - 1}")
     old.close()
-    refused(migrate(folder, pg_empty_url), "open it once with this version")
+    refused(migrate_here(folder, pg_empty_url, capsys), "open it once with this version")
     old = sqlite3.connect(folder / "hub.sqlite")
     old.execute(f"PRAGMA user_version = {len(storage.migrations())}")
     old.close()
@@ -276,7 +288,7 @@ BAD_ROWS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bad", list(BAD_ROWS))
-def test_a_bad_row_mid_copy_leaves_the_target_empty(sample_hub, pg_empty_url, bad):
+def test_a_bad_row_mid_copy_leaves_the_target_empty(sample_hub, pg_empty_url, bad, capsys):
     """A NUL character (which PostgreSQL text cannot hold) or bytes that are not UTF-8 in the
     last customer: the copy fails after many tables were sent; text in a number column:
     refused before its table is sent."""
@@ -285,7 +297,7 @@ def test_a_bad_row_mid_copy_leaves_the_target_empty(sample_hub, pg_empty_url, ba
     sample_hub.db.close()
     (sample_hub.dir / "hub.toml").write_text('[mail]\n# kept\n')
     before = sqlite_rows(sample_hub.dir / "hub.sqlite", bytes)
-    failed = migrate(sample_hub.dir, pg_empty_url)
+    failed = migrate_here(sample_hub.dir, pg_empty_url, capsys)
     refused(failed, "nothing was written")
     assert words in failed.stderr
     assert pg_tables(pg_empty_url) == []
