@@ -29,6 +29,7 @@ from core.subscriptions.passes import issue_subscription_cards
 from core.subscriptions.sale import SubscriptionSaleIn, sell_subscription
 from hub.app import make_app
 from hub.services import tokens
+from tests.conftest import prepared_sample_hub
 from tests.helpers import table_counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,10 +93,17 @@ def build(hub) -> dict:
 
 
 @pytest.fixture
-async def reports(aiohttp_client, sample_hub):
-    data = build(sample_hub)
-    client = await aiohttp_client(make_app(sample_hub.db))
-    client.hub, client.data = sample_hub, data
+def dataset_hub(request, tmp_path, backend):
+    """A private copy of the sample hub with the dataset on it (built once per test process)."""
+    hub, data = prepared_sample_hub(request, tmp_path, backend, "reports", build)
+    hub.data = data
+    return hub
+
+
+@pytest.fixture
+async def reports(aiohttp_client, dataset_hub):
+    client = await aiohttp_client(make_app(dataset_hub.db))
+    client.hub, client.data = dataset_hub, dataset_hub.data
     return client
 
 
@@ -357,18 +365,17 @@ async def test_pdf_is_a4_landscape_with_page_numbers(reports):
 # --- the command line ------------------------------------------------------------------------------------
 
 
-def test_cli_writes_a_report_and_refuses_an_unknown_column(sample_hub, tmp_path):
-    build(sample_hub)
+def test_cli_writes_a_report_and_refuses_an_unknown_column(dataset_hub, tmp_path):
     target = tmp_path / "revenue.xlsx"
-    done = subprocess.run([sys.executable, "-m", "cli.main", "report", "revenue", "--data", str(sample_hub.dir),
+    done = subprocess.run([sys.executable, "-m", "cli.main", "report", "revenue", "--data", str(dataset_hub.dir),
                            "--format", "xlsx", "--sort=-revenue_cents", "-o", str(target)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert zipfile.ZipFile(target).namelist() and "6 rows" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "cli.main", "report", "revenue", "--data", str(sample_hub.dir),
+    done = subprocess.run([sys.executable, "-m", "cli.main", "report", "revenue", "--data", str(dataset_hub.dir),
                            "--filter", "product~ring", "--format", "csv"], capture_output=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0 and len(done.stdout.decode().strip().split("\r\n")) == 1 + 3
-    done = subprocess.run([sys.executable, "-m", "cli.main", "report", "revenue", "--data", str(sample_hub.dir),
+    done = subprocess.run([sys.executable, "-m", "cli.main", "report", "revenue", "--data", str(dataset_hub.dir),
                            "--sort", "nope"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 1 and done.stderr.startswith("tessera: error: report revenue has no column 'nope'")
     assert "Traceback" not in done.stderr
