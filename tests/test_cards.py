@@ -21,12 +21,12 @@ from core.cards.access import MESSAGES, REASONS
 from core.cards.trust import BadRecord, TrustStore, sign
 from core.catalog.annual import add_months
 from hub.services import nodes, provisioning
-from tests.cardkit import KUNSTHALLE, STADTMUSEUM, make_kit
+from tests.cardkit import KUNSTHALLE, STADTMUSEUM, make_kit, prepared_kits
 
 
 @pytest.fixture
-def kit(sample_hub, tmp_path):
-    return make_kit(sample_hub, tmp_path)
+def kit(request, tmp_path, backend):
+    return prepared_kits(request, tmp_path, backend, "gate-1")[0]
 
 
 def test_code_is_100_bytes_in_32_symbols_without_IOYZ(kit):
