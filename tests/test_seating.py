@@ -2,10 +2,10 @@
 
 import pytest
 
-from core.base.errors import ValidationError
+from core.base.errors import NotFound, ValidationError
 from core.catalog.seating.csv_import import plan_from_csv
 from core.catalog.seating.geometry import Place, check_places
-from core.catalog.seating.variants import variant_seats
+from core.catalog.seating.variants import variant_seats, variant_zone_ids
 from tests.helpers import call, problem, table_counts
 
 
@@ -35,6 +35,25 @@ def test_the_main_house_has_800_seats_and_its_variants_add_and_remove_rows(sampl
     assert {s["id"] for s in base} < {s["id"] for s in pit}
     assert sum(s["wheelchair"] for s in base) == 2 and sum(s["companion"] for s in base) == 2
 
+
+
+def test_a_variants_zones_are_those_of_its_seats(sample_hub):
+    """variant_zone_ids reads distinct zones, not seats: the same set as the seats' zones, also after
+    a variant's own seat is made inactive (and the only seat of a zone: the zone goes too)."""
+    db = sample_hub.db
+    variants = [r["id"] for r in db.execute("SELECT id FROM plan_variants")]
+    assert len(variants) >= 4
+    for variant in variants:
+        assert variant_zone_ids(db, variant) == {s["zone_id"] for s in variant_seats(db, variant)}
+    own = db.execute("SELECT id, variant_id, zone_id FROM seats WHERE variant_id IS NOT NULL LIMIT 1").fetchone()
+    others = db.execute("SELECT id FROM seats WHERE id <> ? AND zone_id = ? AND active = 1",
+                        (own["id"], own["zone_id"])).fetchall()
+    db.execute("UPDATE seats SET active = 0 WHERE id IN ({})".format(", ".join("?" * (len(others) + 1))),
+               (own["id"], *(r["id"] for r in others)))
+    assert own["zone_id"] not in variant_zone_ids(db, own["variant_id"])
+    assert variant_zone_ids(db, own["variant_id"]) == {s["zone_id"] for s in variant_seats(db, own["variant_id"])}
+    with pytest.raises(NotFound):
+        variant_zone_ids(db, "0" * 8 + "-0000-7000-8000-" + "0" * 12)
 
 def csv_plan(*lines):
     return "section,row,seat,x,y,zone,wheelchair,companion,variant,removed_in\n" + "\n".join(lines) + "\n"
