@@ -35,7 +35,7 @@ from edge.peers.client import signed_headers
 from edge.peers.door import CERT
 from hub.app import make_app
 from hub.services import nodes, provisioning
-from tests.cardkit import make_kit
+from tests.cardkit import make_kit, prepared_kits
 from tests.helpers import async_wait_until
 from tests.test_desk_api import enrolled_edge, login, sale_body
 
@@ -65,10 +65,22 @@ async def until(predicate, timeout: float = 8.0) -> float:
 
 
 @pytest.fixture
-async def two_gates(sample_hub, tmp_path):
-    kit1 = make_kit(sample_hub, tmp_path, "gate-1")
-    make_kit(sample_hub, tmp_path, "gate-2")  # gate 1 has never heard of gate 2's key
-    g1, g2 = await start(kit1.gate_dir), await start(tmp_path / "gate-2")
+def kits(request, tmp_path, backend):
+    """Gate 1 and gate 2 set up from a copy of the sample hub (once per test process, copied per
+    test), in that order: gate 1 has never heard of gate 2's key."""
+    return prepared_kits(request, tmp_path, backend, "gate-1", "gate-2")
+
+
+@pytest.fixture
+async def two_gates(kits):
+    kit1, kit2 = kits
+    # side by side: each start waits ~1.2 s on its zeroconf registration
+    g1, g2 = started = await asyncio.gather(start(kit1.gate_dir), start(kit2.gate_dir), return_exceptions=True)
+    if failed := [g for g in started if isinstance(g, BaseException)]:
+        for gate in started:
+            if not isinstance(gate, BaseException):
+                await gate.close()
+        raise failed[0]
     try:
         await until(lambda: g1.peers.peers and g2.peers.peers)
         yield kit1, g1, g2
@@ -92,14 +104,13 @@ async def test_passback_reaches_the_other_gate_within_a_second(two_gates):
     assert g2.peers_stats.received == 1 and g1.peers_stats.refused == 0
 
 
-async def test_a_gate_that_comes_up_later_pulls_what_it_missed(sample_hub, tmp_path):
-    kit1 = make_kit(sample_hub, tmp_path, "gate-1")
-    make_kit(sample_hub, tmp_path, "gate-2")
+async def test_a_gate_that_comes_up_later_pulls_what_it_missed(kits):
+    kit1, kit2 = kits
     card = kit1.issue(0)
     g1 = await start(kit1.gate_dir)
     try:
         assert (await g1.handle(card["code"])).admitted
-        g2 = await start(tmp_path / "gate-2")
+        g2 = await start(kit2.gate_dir)
         try:
             await until(lambda: g2.access.decide(card["code"]).reason == "PASSBACK")
         finally:
