@@ -31,7 +31,7 @@ from core.base.storage import connect
 from core.sales import contingents
 from core.subscriptions import ring_pools
 from hub.app import DB_NAME
-from tests.test_sync_kill import PIN, Process, call, log_in, run
+from tests.test_sync_kill import PIN, Process, call, log_in, run_here
 
 pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 
@@ -164,13 +164,13 @@ def test_kill_9_mid_ring_sales_loses_no_acknowledged_ring_and_half_stores_nothin
     shutil.copytree(sample_template[0], hub_dir)
     ids = sample_template[2]
     ring, product = ids["rings"]["A"], ids["subscriptions"][RING]
-    run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
+    run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
                   ready=r"hub API on (http://127\.0\.0\.1:\d+)/api/v1")
     edge: Process | None = None
     try:
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse R", "--role", "cashdesk").split()[-1]
-        out = run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse R", "--role", "cashdesk").split()[-1]
+        out = run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         node_id = re.search(r"\(([0-9a-f-]{36})\)", out).group(1)
         office = connect(hub_dir / DB_NAME)  # the office moves the ring seats into the desk's pool
         try:

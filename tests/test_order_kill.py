@@ -22,7 +22,7 @@ import pytest
 
 from core.base.node import NODE_DB
 from hub.app import DB_NAME
-from tests.test_sync_kill import Process, run
+from tests.test_sync_kill import Process, run_here
 
 pytestmark = pytest.mark.slow  # kill -9 rounds of a real tessera edge
 
@@ -100,14 +100,14 @@ def test_kill_9_mid_sale_loses_no_acknowledged_sale(tmp_path, sample_template):
     rng = random.Random(SEED)
     hub_dir, desk_dir, log = tmp_path / "hub", tmp_path / "desk", tmp_path / "log.txt"
     shutil.copytree(sample_template[0], hub_dir)
-    run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
+    run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise",
                   ready=r"hub API on (http://127\.0\.0\.1:\d+)/api/v1")
     edge: Process | None = None
     acked: dict[str, dict] = {}
     try:
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse K", "--role", "cashdesk").split()[-1]
-        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse K", "--role", "cashdesk").split()[-1]
+        run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         serve = ("edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1")
         ready = r"on (http://127\.0\.0\.1:\d+)/api/status"
         for round_no in range(ROUNDS):

@@ -55,6 +55,22 @@ def run(*args: str) -> str:
     return proc.stdout
 
 
+def run_here(*args: str) -> str:
+    """`tessera ARGS` run by cli.main.main in this process, its stdout: for setup steps (enroll,
+    add an operator), without a Python start-up and the hub's imports (~1.5 s each, more under
+    load). The processes under test (hub and edge serve) stay real processes."""
+    import contextlib
+    import io
+
+    from cli.main import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(list(args))
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
 class Process:
     """A `tessera ... serve` in the background; its stdout is read by a thread (so it never
     blocks), its stderr goes to a log file."""
@@ -160,10 +176,10 @@ def test_kill_9_during_sales_and_sync_loses_nothing_and_doubles_nothing(tmp_path
                   ready=r"hub API on (http://127\.0\.0\.1:\d+)/api/v1")
     edge: Process | None = None
     try:
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse K", "--role", "cashdesk").split()[-1]
-        out = run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse K", "--role", "cashdesk").split()[-1]
+        out = run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         node_id = re.search(r"\(([0-9a-f-]{36})\)", out).group(1)
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Kim", "--pin", PIN)
         sessions: dict[str, str] = {}  # desk URL (one per life) -> the cashier's session cookie
 
         def session(url: str) -> str:
