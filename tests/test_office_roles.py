@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from core.base import sql
 from hub.services import staff
 from tests.office import Clock, csrf_of, signed_in
 
@@ -41,8 +42,7 @@ def post_routes(app) -> list[str]:
 
 def snapshot(db) -> dict[str, list[tuple]]:
     """Every table's rows (the sessions' last-seen marks aside)."""
-    tables = [r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                            "AND name NOT LIKE 'sqlite_%' AND name != 'staff_sessions'")]
+    tables = [t for t in sql.table_names(db) if not t.startswith("sqlite_") and t != "staff_sessions"]
     return {t: sorted(tuple(map(str, row.values())) for row in db.execute(f'SELECT * FROM "{t}"')) for t in tables}
 
 
