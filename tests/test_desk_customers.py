@@ -159,6 +159,7 @@ ATTACKS = {
     "bad-postcode": (lambda b: b["customer"]["address"].update(postcode="123"), "postcode"),
     "no-address": (lambda b: b["customer"].pop("address"), "malformed customer.created"),
     "unknown-field": (lambda b: b["customer"].update(iban="DE02120300000000202051"), "malformed customer.created"),
+    "nul-in-name": (lambda b: b["customer"].update(last_name="Abonnentin\x00"), "holds a NUL character"),
     "created-ahead": (lambda b: b.update(created_at="2099-01-01T00:00:00Z"), "after the hub's time"),
     "id-not-uuid7": (lambda b: b.update(id=str(uuid.uuid4())), "not a UUIDv7"),
 }

@@ -126,7 +126,22 @@ def decode(kind: str, role: str, body: object) -> tuple[OpKind, msgspec.Struct]:
         raise BadOp(f"unknown operation {kind}")
     if role not in entry.roles:
         raise BadOp(f"a {role} node may not send {kind}")
+    if _holds_nul(body):  # before the decoder, whose message would quote it
+        raise BadOp(f"malformed {kind}: a text holds a NUL character")
     try:
         return entry, msgspec.convert(body, entry.body, strict=True)
     except msgspec.ValidationError as exc:
         raise BadOp(f"malformed {kind}: {exc}") from None
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a text in *value* (a key or a value, at any depth) holds U+0000. No field of any
+    op may: PostgreSQL's text refuses it (SQLite would store it), so both backends refuse the op
+    the same way, as malformed, and the reason does not quote it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
