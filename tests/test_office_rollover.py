@@ -5,12 +5,14 @@ without rights change nothing. Screenshots in test-output/office/."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from core.base.storage import connect
 from hub.app import DB_NAME
+from hub.services import rollover_jobs
 from tests.conftest import Hub
 from tests.office import SHOTS, office_in_chromium, post_form, signed_in
 from tests.rollover_scene import build
@@ -120,3 +122,9 @@ async def test_a_forged_post_and_a_foreign_origin_change_nothing(sample_hub, aio
     assert same.status == 422 and "in eine andere übernommen" in await same.text()
     ok = await post_form(client, PAGE, PAGE, fields)
     assert ok.status == 303 and "?run=" in ok.headers["Location"]
+    run_id = ok.headers["Location"].split("?run=")[1].split("&")[0]
+    assert sample_hub.db.execute("SELECT id FROM rollover_runs WHERE id = ?", (run_id,)).fetchone()
+    deadline = time.monotonic() + 60  # the step runs on in its thread: let it end before the hub's database goes
+    while rollover_jobs.running(run_id) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not rollover_jobs.running(run_id)
