@@ -1,4 +1,4 @@
-"""Smoke test for `python -m bench rush` at a tiny size (8 clients, 12 seats left in each
+"""Smoke test for `python -m bench rush` at a tiny size (6 clients, 8 seats left in each
 date; SQLite, and PostgreSQL with one and two hub processes): real `tessera hub serve`
 processes sell the ring out over HTTP (round robin over two processes), every order has its
 eight tickets, no seat is sold twice, and the figures are well-formed. No timing assertions:
@@ -15,15 +15,15 @@ from bench.__main__ import BENCHMARKS
 
 
 @pytest.mark.slow  # three hubs built and served, two on a throwaway PostgreSQL cluster: about 45 s
-def test_rush_benchmark_sells_out_on_every_setup_and_never_a_seat_twice(tmp_path, capsys):
-    results = rush.measure(tmp_path, rush.Size.tiny())
+def test_rush_benchmark_sells_out_on_every_setup_and_never_a_seat_twice(tmp_path, capsys, pg_cluster):
+    results = rush.measure(tmp_path, rush.Size.tiny(), pg_cluster)  # the worker's cluster, not one more
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert lines == results
     by_name = {r["figure"]: r for r in results}
     for setup in ("sqlite_1", "postgresql_1", "postgresql_2"):
         assert by_name[f"rush_{setup}_seats_double_sold"]["value"] == 0
         assert by_name[f"rush_{setup}_seats_double_sold"]["ratio"] == 0
-        assert by_name[f"rush_{setup}_subscriptions_sold"]["value"] == 12  # the 12 seats left, then sold out
+        assert by_name[f"rush_{setup}_subscriptions_sold"]["value"] == 8  # the 8 seats left, then sold out
         assert by_name[f"rush_{setup}_seats_left"]["value"] == 0
         assert by_name[f"rush_{setup}_orders_per_s"]["value"] > 0
         assert by_name[f"rush_{setup}_cpu_ms_per_order"]["value"] > 0
