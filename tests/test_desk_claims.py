@@ -18,6 +18,7 @@ import json
 import time
 
 import pytest
+from aiohttp import web
 
 from core.base.errors import Conflict, ValidationError
 from core.base.ids import uuid7
@@ -27,9 +28,12 @@ from core.cards.trust import sign
 from core.sales import orders
 from core.sales import redemption_claims as rc
 from edge.desk import claims
+from edge.desk.server import Edge
 from edge.peers.announce import root_id
 from edge.peers.browse import Peer
 from edge.peers.client import signed_headers
+from hub.app import make_app
+from tests.conftest import prepared_sample_hub
 from tests.helpers import async_wait_until
 from tests.test_desk_api import enrolled_edge, expect, login, sale_body
 
@@ -37,10 +41,46 @@ LOOPBACK = ("127.0.0.1",)
 HOLDER = {"name": "Erika Mustermann", "birth_date": "1980-02-29"}
 
 
+DESKS = ("Kasse 1", "Kasse 2")
+
+
+async def _enroll_desks(hub) -> None:
+    """Kasse 1, then Kasse 2, enrolled over real HTTP (the hub's app on a loopback port for the
+    while), each with the catalog pulled and two operators, into the hub's folder (`<hub>/Kasse-1`,
+    so a copy of the hub copies them): Kasse 1 pulled before Kasse 2 was enrolled."""
+    runner = web.AppRunner(make_app(hub.db), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hub.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        for name in DESKS:
+            edge = await enrolled_edge(hub, hub.dir, name=name)
+            edge.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await edge.close()
+    finally:
+        await runner.cleanup()
+
+
+def _with_desks(hub) -> None:
+    loop = asyncio.new_event_loop()  # not the test's: this runs once, from a plain fixture
+    try:
+        loop.run_until_complete(_enroll_desks(hub))
+    finally:
+        loop.close()
+
+
+@pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """A private copy of the sample hub with Kasse 1 and Kasse 2 enrolled (`_enroll_desks`), made
+    once per test process (two desks' databases, keys, enrollments and pulls cost seconds)."""
+    return prepared_sample_hub(request, tmp_path, backend, "desks-1-2-enrolled", _with_desks)[0]
+
+
 async def serve_desk(hub, tmp_path, aiohttp_client, name: str, *, announce: bool = True):
-    """A cash desk enrolled now (real HTTP), served on loopback with Anna logged in, announced
-    in the test's own peer group (tests running in parallel share one root key)."""
-    edge = await enrolled_edge(hub, tmp_path, name=name)
+    """A cash desk enrolled at the hub (real HTTP, `_enroll_desks`), served on loopback with Anna
+    logged in, announced in the test's own peer group (tests running in parallel share one root
+    key)."""
+    edge = Edge(hub.dir / name.replace(" ", "-"), hub_url=hub.url)  # this test's hub, not the one it enrolled at
     client = await aiohttp_client(edge.app())
     client.edge = edge
     await login(client)
