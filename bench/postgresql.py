@@ -17,6 +17,7 @@ is a later step of issue 18.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from bench.report import figure
 from core.base import pg, storage
 from core.base.clock import utcnow
 from core.base.node import init_node, this_node
-from core.base.pg.cluster import running_cluster
+from core.base.pg.cluster import Cluster, running_cluster
 from core.cards import cards
 from core.catalog import resource
 from core.catalog.annual import AnnualProductIn, AnnualProducts
@@ -42,7 +43,9 @@ WARM_UP = 20
 BUDGET_FACTOR = 2.0
 
 
-def run(count: int = ORDERS) -> list[dict]:
+def run(count: int = ORDERS, cluster: Cluster | None = None) -> list[dict]:
+    """Per-order figures on both backends; PostgreSQL on *cluster* if given (the smoke test passes
+    the test session's), else on a cluster started for the run."""
     work = Path(tempfile.mkdtemp(prefix="tessera-bench-postgresql-"))
     try:
         (work / "sqlite").mkdir()
@@ -52,12 +55,14 @@ def run(count: int = ORDERS) -> list[dict]:
             lite_wall, lite_cpu = per_order(lite, work / "sqlite", count)
         finally:
             lite.close()
-        with running_cluster() as cluster:
-            db = pg.connect(cluster.create_database())
+        with contextlib.nullcontext(cluster) if cluster is not None else running_cluster() as cluster:
+            url = cluster.create_database(cluster.hub_template())  # the schema copied, not generated
+            db = pg.connect(url)
             try:
                 pg_wall, pg_cpu = per_order(db, work / "postgresql", count)
             finally:
                 db.close()
+                cluster.drop_database(url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return [

@@ -10,9 +10,9 @@ from bench import postgresql
 from bench.__main__ import BENCHMARKS
 
 
-def test_the_postgresql_benchmark_reports_both_backends(capsys):
+def test_the_postgresql_benchmark_reports_both_backends(capsys, pg_cluster):
     assert BENCHMARKS["postgresql"] is postgresql
-    results = postgresql.run(count=3)
+    results = postgresql.run(count=3, cluster=pg_cluster)  # the worker's cluster, not one more
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert lines == results
     by_name = {r["figure"]: r for r in results}
