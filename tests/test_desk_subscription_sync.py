@@ -8,7 +8,6 @@ nothing (a refused sale's cards are kept revoked, so gates refuse them); a re-pu
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -16,22 +15,19 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiohttp import web
 
 from core.base.clock import day_end, iso, parse_iso, utcnow
-from core.base.node import NODE_DB, this_node
-from core.base.storage import connect, transaction
+from core.base.node import this_node
+from core.base.storage import transaction
 from core.cards import cards
 from core.sales import contingents
 from core.sales.tickets import SaleIn
 from core.sales.tickets import sell as sell_seats
 from core.subscriptions import passes, ring_pools
 from core.subscriptions.sale import SubscriptionSaleIn, sell_subscriptions
-from edge.sync.client import SyncClient
-from hub.app import make_app
 from tests.conftest import prepared_sample_hub
 from tests.test_subscription_sale import house, pit_and_parkett, product, seat, tier, variant_of
-from tests.test_sync import enrolled
+from tests.test_sync import enrolled, kasse_1, with_kasse_1
 from tests.test_trust_no_device import conflicts, digest, inject, results, tamper
 
 RING_A = "Abo-Ring A"
@@ -60,42 +56,16 @@ class Desk:
                 for c in passes.issue_subscription_cards(self.db, signer, sub["id"], utcnow())]
 
 
-async def _enroll_kasse_1(hub) -> None:
-    """Kasse 1 enrolled over real HTTP (the hub's app on a loopback port for the while) into the
-    hub's folder (`<hub>/Kasse-1`, so a copy of the hub copies it), nothing pulled yet."""
-    runner = web.AppRunner(make_app(hub.db), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    hub.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        _, db, client = await enrolled(hub, hub.dir)
-        await client.close()
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.close()
-    finally:
-        await runner.cleanup()
-
-
-def _with_desk(hub) -> None:
-    loop = asyncio.new_event_loop()  # not the test's: this runs once, from a plain fixture
-    try:
-        loop.run_until_complete(_enroll_kasse_1(hub))
-    finally:
-        loop.close()
-
-
 @pytest.fixture
 def sample_hub(request, tmp_path, backend):
     """A private copy of the sample hub with Kasse 1 enrolled (made once per test process: a
     desk's database, key and enrollment cost about a second), served by `hub`."""
-    return prepared_sample_hub(request, tmp_path, backend, "kasse-1-enrolled", _with_desk)[0]
+    return prepared_sample_hub(request, tmp_path, backend, "kasse-1-enrolled", with_kasse_1)[0]
 
 
 @pytest.fixture
 async def desk(hub):
-    folder = hub.dir / "Kasse-1"
-    db = connect(folder / NODE_DB, edge=True)
-    client = SyncClient(db, folder, hub_url=hub.url)  # this test's server, not the one it enrolled at
+    folder, db, client = kasse_1(hub)
     node = this_node(db)
     try:
         yield Desk(folder, db, client, node)

@@ -20,11 +20,19 @@ from core.sales.seat_states import seat_states
 from core.sales.tickets import SaleIn, sell
 from core.subscriptions import offers, ring_pools
 from hub.app import make_app
+from tests.conftest import prepared_sample_hub
 from tests.helpers import call, problem, table_counts
 from tests.test_subscription_sale import pit_and_parkett, product, variant_of
-from tests.test_sync import enrolled
+from tests.test_sync import enrolled, kasse_1, with_kasse_1
 
 RING = "Abo-Ring B"
+
+
+@pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """A private copy of the sample hub with Kasse 1 enrolled (`with_kasse_1`, made once per test
+    process and backend: a desk's database, key and enrollment cost about a second)."""
+    return prepared_sample_hub(request, tmp_path, backend, "kasse-1-enrolled", with_kasse_1)[0]
 
 
 def pools_of(hub, seat_id: str, ring: str = "B") -> list[str]:
@@ -37,7 +45,7 @@ def moves(db) -> dict[str, int]:
 
 
 async def test_a_ring_seat_moves_to_a_desk_in_every_performance_and_the_desk_receives_it(hub, tmp_path):
-    _, db, client = await enrolled(hub, tmp_path)
+    _, db, client = kasse_1(hub)
     desk = contingents.node_pool(db.execute("SELECT id FROM node").fetchone()["id"])
     pit, parkett = pit_and_parkett(hub)
     try:
@@ -68,7 +76,7 @@ async def test_a_ring_seat_moves_to_a_desk_in_every_performance_and_the_desk_rec
 
 
 async def test_a_move_is_refused_when_one_performance_is_sold_or_held_and_nothing_moves(hub, tmp_path):
-    _, db, client = await enrolled(hub, tmp_path)
+    _, db, client = kasse_1(hub)
     await client.close()
     desk = contingents.node_pool(db.execute("SELECT id FROM node").fetchone()["id"])
     _, parkett = pit_and_parkett(hub)
@@ -96,7 +104,7 @@ async def test_a_move_is_refused_when_one_performance_is_sold_or_held_and_nothin
 
 
 async def test_recall_is_two_steps_and_the_ring_seat_comes_back_in_every_performance(hub, tmp_path):
-    _, db, client = await enrolled(hub, tmp_path)
+    _, db, client = kasse_1(hub)
     desk = contingents.node_pool(db.execute("SELECT id FROM node").fetchone()["id"])
     _, parkett = pit_and_parkett(hub)
     prod, ring = product(hub, RING), hub.ids["rings"]["B"]
@@ -121,7 +129,7 @@ async def test_recall_is_two_steps_and_the_ring_seat_comes_back_in_every_perform
 
 
 async def test_a_recall_after_an_offline_sale_is_reported_partial_and_nothing_is_half_moved(hub, tmp_path):
-    _, db, client = await enrolled(hub, tmp_path)
+    _, db, client = kasse_1(hub)
     node = db.execute("SELECT * FROM node").fetchone()
     desk = contingents.node_pool(node["id"])
     _, parkett = pit_and_parkett(hub)
@@ -154,7 +162,7 @@ async def test_a_recall_after_an_offline_sale_is_reported_partial_and_nothing_is
 
 
 async def test_office_api_moves_reads_and_refuses_hostile_input(hub, tmp_path, aiohttp_client):
-    _, db, client = await enrolled(hub, tmp_path)
+    _, db, client = kasse_1(hub)
     await client.close()
     node_id = db.execute("SELECT id FROM node").fetchone()["id"]
     api = await aiohttp_client(make_app(hub.db))
@@ -205,7 +213,7 @@ async def test_office_api_moves_reads_and_refuses_hostile_input(hub, tmp_path, a
 
 
 async def test_answers_in_separate_pulls_move_nothing_until_the_last_performance_is_answered(hub, tmp_path):
-    _, edge, client = await enrolled(hub, tmp_path)
+    _, edge, client = kasse_1(hub)
     await client.close()
     db, node_id = hub.db, edge.execute("SELECT id FROM node").fetchone()["id"]
     desk = contingents.node_pool(node_id)

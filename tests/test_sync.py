@@ -4,10 +4,12 @@ database; the edge is a real data folder driven by the real sync client."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
 import pytest
+from aiohttp import web
 
 from core.base import sql
 from core.base.clock import utcnow
@@ -33,6 +35,41 @@ async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1",
     await enrolling.enroll(folder, code_for(hub, role, name, venues), [hub.url])
     db = connect(folder / NODE_DB, edge=True)
     return folder, db, SyncClient(db, folder)
+
+
+async def _enroll_kasse_1(hub) -> None:
+    """Kasse 1 enrolled over real HTTP (the hub's app on a loopback port for the while) into the
+    hub's folder (`<hub>/Kasse-1`, so a copy of the hub copies it), nothing pulled yet."""
+    runner = web.AppRunner(make_app(hub.db), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hub.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        _, db, client = await enrolled(hub, hub.dir)
+        await client.close()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+    finally:
+        await runner.cleanup()
+
+
+def with_kasse_1(hub) -> None:
+    """A `prepare` for tests.conftest.prepared_sample_hub (name "kasse-1-enrolled"): what
+    `enrolled(hub, ...)` makes, once per test process instead of per test (a desk's migrated
+    database, key and enrollment cost about a second); `kasse_1` opens the copy's desk."""
+    loop = asyncio.new_event_loop()  # not the test's: this runs once, from a plain fixture
+    try:
+        loop.run_until_complete(_enroll_kasse_1(hub))
+    finally:
+        loop.close()
+
+
+def kasse_1(hub):
+    """Kasse 1 of a hub prepared `with_kasse_1`, as `enrolled` returns it: its folder, database and
+    sync client, sent to this test's served hub (`hub.url`), not the one it enrolled at."""
+    folder = hub.dir / "Kasse-1"
+    db = connect(folder / NODE_DB, edge=True)
+    return folder, db, SyncClient(db, folder, hub_url=hub.url)
 
 
 def first_performance_seats(hub, n: int) -> tuple[str, list[str]]:
