@@ -167,9 +167,10 @@ class Size:
 
     @classmethod
     def tiny(cls) -> Size:
-        """For the smoke test."""
-        return cls(push_ops=2_000, catchup_ops=300, cards=500, direct_rounds=2, outage_s=0.5, sync_ops=200,
-                   single_ops=20, sync_rounds=1)
+        """For the smoke test: every phase and figure, each push still one batch and each pull
+        several pages (halved in Dec 2026 from 2,000 / 300 / 500 / 200 / 20)."""
+        return cls(push_ops=1_000, catchup_ops=150, cards=250, direct_rounds=2, outage_s=0.5, sync_ops=100,
+                   single_ops=10, sync_rounds=1)
 
 
 @dataclass

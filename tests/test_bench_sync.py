@@ -1,5 +1,5 @@
-"""Smoke test for `python -m bench sync` at a tiny size (2,000 pushed ops, a few thousand pulled
-changes, 300 ops caught up after an outage) against a real `tessera hub serve` process: the figures
+"""Smoke test for `python -m bench sync` at a tiny size (1,000 pushed ops, a few thousand pulled
+changes, 150 ops caught up after an outage) against a real `tessera hub serve` process: the figures
 are well-formed, and every op reached the hub exactly once. No timing assertions: absolute times
 on shared machines mean nothing here."""
 
