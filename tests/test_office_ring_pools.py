@@ -17,10 +17,11 @@ from core.sales import contingents
 from core.sales.tickets import SaleIn, sell
 from hub.app import DB_NAME, make_app
 from hub.services import tokens
+from tests.conftest import prepared_sample_hub
 from tests.helpers import table_counts
-from tests.office import SHOTS, form_token, office_in_chromium, post_form, signed_in
+from tests.office import SHOTS, form_token, office_in_chromium, post_form, signed_in, staff_session
 from tests.test_subscription_sale import product
-from tests.test_sync import enrolled
+from tests.test_sync import enroll_into, kasse_1
 
 RING = "Abo-Ring A"
 
@@ -49,15 +50,36 @@ def legend(html: str) -> dict[str, tuple[str, str]]:
     return {key: (ring, seats) for key, ring, seats in rows}
 
 
+def _foyer_and_staff(hub) -> dict[str, str]:
+    enroll_into(hub, "Kasse Foyer")
+    return {role: staff_session(role, role)(hub) for role in ("office", "admin")}
+
+
+@pytest.fixture
+def sample_hub(request, tmp_path, backend):
+    """A private copy of the sample hub with the cash desk Kasse Foyer enrolled over HTTP and staff
+    `office` and `admin` logged in (`hub.sessions`), made once per test process."""
+    hub, sessions = prepared_sample_hub(request, tmp_path, backend, "kasse-foyer-and-staff", _foyer_and_staff)
+    hub.sessions = sessions
+    return hub
+
+
+async def clerk_of(aiohttp_client, hub, role: str):
+    return await signed_in(aiohttp_client, hub, role=role, session=hub.sessions[role])
+
+
 async def desk_of(hub, tmp_path, name: str = "Kasse Foyer") -> str:
-    _, db, client = await enrolled(hub, tmp_path, name=name)
+    _, db, client = kasse_1(hub, name)
     await client.close()
-    return "node:" + db.execute("SELECT id FROM node").fetchone()["id"]
+    try:
+        return "node:" + db.execute("SELECT id FROM node").fetchone()["id"]
+    finally:
+        db.close()
 
 
 async def test_a_move_and_a_recall_through_the_screen_as_the_office_role(hub, tmp_path, aiohttp_client):
     desk = await desk_of(hub, tmp_path)
-    clerk = await signed_in(aiohttp_client, hub, role="office")
+    clerk = await clerk_of(aiohttp_client, hub, "office")
     prod = product(hub, RING)
     page = f"/office/ring-pools/{prod}"
     html = await (await clerk.get(page)).text()
@@ -83,7 +105,7 @@ async def test_a_move_and_a_recall_through_the_screen_as_the_office_role(hub, tm
 
 async def test_a_refused_move_names_the_seat_and_moves_nothing(hub, tmp_path, aiohttp_client):
     desk = await desk_of(hub, tmp_path)
-    clerk = await signed_in(aiohttp_client, hub, role="admin")
+    clerk = await clerk_of(aiohttp_client, hub, "admin")
     prod = product(hub, RING)
     sold = seat_id(hub.db, "Parkett", "3", "5")
     sell_at_hub(hub.db, hub.ids["rings"]["A"][2], sold)
@@ -105,10 +127,10 @@ async def test_a_refused_move_names_the_seat_and_moves_nothing(hub, tmp_path, ai
 
 
 async def test_the_desk_answers_a_recall_done_and_partial_and_a_mixed_seat_is_shown(hub, tmp_path, aiohttp_client):
-    _, edge, desk_client = await enrolled(hub, tmp_path, name="Kasse Foyer")
+    _, edge, desk_client = kasse_1(hub, "Kasse Foyer")
     node = edge.execute("SELECT * FROM node").fetchone()
     desk = "node:" + node["id"]
-    clerk = await signed_in(aiohttp_client, hub, role="office")
+    clerk = await clerk_of(aiohttp_client, hub, "office")
     prod, dates = product(hub, RING), hub.ids["rings"]["A"]
     page = f"/office/ring-pools/{prod}"
     plan = re.search(r'name="sel_([0-9a-f-]+)"', await (await clerk.get(page)).text()).group(1)
@@ -135,7 +157,7 @@ async def test_the_desk_answers_a_recall_done_and_partial_and_a_mixed_seat_is_sh
 
 async def test_a_forged_post_without_the_form_token_changes_nothing(hub, tmp_path, aiohttp_client):
     desk = await desk_of(hub, tmp_path)
-    clerk = await signed_in(aiohttp_client, hub, role="admin")
+    clerk = await clerk_of(aiohttp_client, hub, "admin")
     prod = product(hub, RING)
     page = f"/office/ring-pools/{prod}"
     html = await (await clerk.get(page)).text()
@@ -159,7 +181,7 @@ async def test_a_forged_post_without_the_form_token_changes_nothing(hub, tmp_pat
 
 async def test_hostile_or_wrong_input_is_refused_with_nothing_moved(hub, tmp_path, aiohttp_client):
     desk = await desk_of(hub, tmp_path)
-    clerk = await signed_in(aiohttp_client, hub, role="admin")
+    clerk = await clerk_of(aiohttp_client, hub, "admin")
     prod = product(hub, RING)
     page = f"/office/ring-pools/{prod}"
     html = await (await clerk.get(page)).text()

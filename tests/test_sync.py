@@ -37,15 +37,15 @@ async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1",
     return folder, db, SyncClient(db, folder)
 
 
-async def _enroll_kasse_1(hub) -> None:
-    """Kasse 1 enrolled over real HTTP (the hub's app on a loopback port for the while) into the
-    hub's folder (`<hub>/Kasse-1`, so a copy of the hub copies it), nothing pulled yet."""
+async def _enroll_into(hub, name: str) -> None:
+    """Cash desk *name* enrolled over real HTTP (the hub's app on a loopback port for the while)
+    into the hub's folder (`<hub>/Kasse-1`, so a copy of the hub copies it), nothing pulled yet."""
     runner = web.AppRunner(make_app(hub.db), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     hub.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
-        _, db, client = await enrolled(hub, hub.dir)
+        _, db, client = await enrolled(hub, hub.dir, name=name)
         await client.close()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
@@ -53,21 +53,26 @@ async def _enroll_kasse_1(hub) -> None:
         await runner.cleanup()
 
 
-def with_kasse_1(hub) -> None:
-    """A `prepare` for tests.conftest.prepared_sample_hub (name "kasse-1-enrolled"): what
-    `enrolled(hub, ...)` makes, once per test process instead of per test (a desk's migrated
-    database, key and enrollment cost about a second); `kasse_1` opens the copy's desk."""
+def enroll_into(hub, name: str) -> None:
+    """For a `prepare` of tests.conftest.prepared_sample_hub: what `enrolled(hub, ..., name=name)`
+    makes, once per test process instead of per test (a desk's migrated database, key and
+    enrollment cost about a second); `kasse_1` opens the copy's desk."""
     loop = asyncio.new_event_loop()  # not the test's: this runs once, from a plain fixture
     try:
-        loop.run_until_complete(_enroll_kasse_1(hub))
+        loop.run_until_complete(_enroll_into(hub, name))
     finally:
         loop.close()
 
 
-def kasse_1(hub):
-    """Kasse 1 of a hub prepared `with_kasse_1`, as `enrolled` returns it: its folder, database and
-    sync client, sent to this test's served hub (`hub.url`), not the one it enrolled at."""
-    folder = hub.dir / "Kasse-1"
+def with_kasse_1(hub) -> None:
+    """A `prepare` (name "kasse-1-enrolled"): Kasse 1 enrolled (`enroll_into`)."""
+    enroll_into(hub, "Kasse 1")
+
+
+def kasse_1(hub, name: str = "Kasse 1"):
+    """Desk *name* of a prepared hub (`enroll_into`), as `enrolled` returns it: its folder, database
+    and sync client, sent to this test's served hub (`hub.url`), not the one it enrolled at."""
+    folder = hub.dir / name.replace(" ", "-")
     db = connect(folder / NODE_DB, edge=True)
     return folder, db, SyncClient(db, folder, hub_url=hub.url)
 
