@@ -170,19 +170,43 @@ def test_statements_prepared_after_a_rollback_in_the_pipeline_stay_prepared(pg):
             assert pg.execute(count, ("Carl",)).fetchone()["n"] == 1
 
 
-def test_inside_a_savepoint_a_refused_write_is_raised_by_its_own_statement(pg):
-    """Pipelined writes report a refusal later; inside a savepoint (where a rule catches it)
-    each write is answered at once, so a loop of inserts knows which one was refused."""
+def test_a_refused_write_inside_a_savepoint_is_raised_before_the_savepoint_ends(pg):
+    """Inside a savepoint writes are pipelined too (a round trip per write cost most of a
+    checkout's round trips); the RELEASE that ends it is answered, so the refusal is raised
+    inside the `with` block, the savepoint undone alone (the writes after the refused one
+    too), and the transaction goes on: what every rule that catches a refusal relies on."""
     add_operator(pg, "c", "Carl")
     tried = []
     with storage.transaction(pg):
-        with pytest.raises(sqlite3.IntegrityError), storage.transaction(pg):
+        with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
             for id_, name in (("a", "Anna"), ("b", "Carl"), ("d", "Dora")):
                 tried.append(id_)
                 add_operator(pg, id_, name)
-        assert tried == ["a", "b"]  # raised by the second insert, the third never sent
+        assert tried == ["a", "b", "d"]  # reported by the RELEASE, not by the second insert
+        assert pg.execute("SELECT count(*) AS n FROM operators WHERE id IN ('a', 'd')").fetchone()["n"] == 0
         add_operator(pg, "e", "Emil")
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["c", "e"]
+
+
+@pytest.mark.parametrize("rows", [2, 13, 300])
+def test_executemany_inserts_rows_in_multi_row_batches_in_order(pg, rows):
+    """A plain INSERT of many rows goes as multi-row INSERTs (batches of 256, 128, ..., 1): every
+    row stored, in order for the change feed's triggers; a refused row refuses the batch and,
+    as any refusal, the transaction (its savepoint)."""
+    names = [(f"o{i:03}", f"Name {i}") for i in range(rows)]
+    with storage.transaction(pg):
+        pg.executemany("INSERT INTO operators (id, name, active, created_at, updated_at) "
+                       "VALUES (?, ?, 1, '2026-01-01', '2026-01-01')", names)
+    stored = pg.execute("SELECT id, name FROM operators ORDER BY id").fetchall()
+    assert [(r["id"], r["name"]) for r in stored] == names
+    fed = [r["key"] for r in pg.execute("SELECT key FROM changes WHERE tbl = 'operators' ORDER BY seq")]
+    assert fed == [f'["{i}"]' for i, _ in names]
+    with storage.transaction(pg):
+        with pytest.raises(sqlite3.IntegrityError, match="operators"), storage.transaction(pg):
+            pg.executemany("INSERT INTO operators (id, name, active, created_at, updated_at) "
+                           "VALUES (?, ?, 1, '2026-01-01', '2026-01-01')", [("new1", "New"), names[-1]])
+        add_operator(pg, "x", "Xaver")
+    assert pg.execute("SELECT count(*) AS n FROM operators").fetchone()["n"] == rows + 1
 
 
 def test_refusals_repeated_in_one_transaction_leave_it_usable(pg):

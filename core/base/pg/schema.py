@@ -91,9 +91,11 @@ FUNCTIONS = (
     # SQLite's JSON as the seam (core.base.sql) writes it: `SELECT value FROM json_each(x)`
     # (scalars as text, arrays and objects as JSON text) and `x ->> '$.field'` / `x ->> 0`
     # on JSON kept in a text column
-    "CREATE OR REPLACE FUNCTION json_each(doc text) RETURNS TABLE (value text) LANGUAGE sql IMMUTABLE STRICT "
-    "AS $$ SELECT CASE json_typeof(e) WHEN 'string' THEN e #>> '{}' WHEN 'null' THEN NULL ELSE e::text END "
-    "FROM json_array_elements(doc::json) AS e $$",
+    # (json_array_elements_text gives exactly that; not STRICT, so that the planner inlines it
+    # into the statement: a STRICT set-returning SQL function is run as a separate function
+    # call per statement, ~0.6 ms of the database's CPU per rush order)
+    "CREATE OR REPLACE FUNCTION json_each(doc text) RETURNS TABLE (value text) LANGUAGE sql IMMUTABLE "
+    "AS $$ SELECT e FROM json_array_elements_text(doc::json) AS e $$",
     "CREATE OR REPLACE FUNCTION tessera_json_field(doc text, path text) RETURNS text LANGUAGE sql IMMUTABLE STRICT "
     "RETURN doc::json ->> CASE WHEN path LIKE '$.%' THEN substr(path, 3) ELSE path END",
     "CREATE OR REPLACE FUNCTION tessera_json_item(doc text, item integer) RETURNS text LANGUAGE sql "
