@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sqlite3
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +34,13 @@ from hub import sample
 from hub.app import DB_NAME, init_hub, make_app
 from hub.client import LocalClient
 from hub.settings import SETTINGS_FILE
+
+# Every `tessera` and `hub serve` the tests start compiles the whole project afresh when the
+# environment says PYTHONDONTWRITEBYTECODE (this machine's does): ~0.35 s of CPU per process,
+# hundreds of processes per run. The tests let Python keep its bytecode (__pycache__/, ignored
+# by git); set when this file loads, before the workers and any subprocess start.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 pytest_plugins = ("tests.pg",)  # the PostgreSQL cluster fixtures (started only when a test asks)
 BACKENDS = ("sqlite", "postgresql")
