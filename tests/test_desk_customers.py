@@ -181,6 +181,28 @@ async def test_a_forged_customer_op_is_a_conflict_that_changes_nothing(hub, tmp_
         await client.close()
 
 
+@pytest.mark.parametrize("column", ["id", "wall_time", "boot_id"])
+async def test_a_nul_in_an_ops_envelope_refuses_the_push_and_changes_nothing(hub, tmp_path, column):
+    """The op's own fields (not its body) with U+0000: the whole push is refused as malformed on
+    both backends (PostgreSQL's text cannot hold it: it was a 500 there), the hub unchanged, the
+    op still waiting at the desk; the desk's next honest push goes through."""
+    _, db, client = await enrolled(hub, tmp_path)
+    try:
+        customer = create_at_desk(db, node_of(db), customer_in(), utcnow())
+        honest = db.execute(f"SELECT {column} AS v FROM outbox WHERE kind = 'customer.created'").fetchone()["v"]
+        db.execute(f"UPDATE outbox SET {column} = ? WHERE kind = 'customer.created'", (honest + "\x00",))
+        before = digest(hub.db)
+        with pytest.raises(SyncError, match="400"):
+            await client.push()
+        assert digest(hub.db) == before and row(hub.db, customer["id"]) is None
+        assert results(db) == [None]
+        db.execute(f"UPDATE outbox SET {column} = ? WHERE kind = 'customer.created'", (honest,))
+        await client.push()
+        assert results(db) == ["applied"] and row(hub.db, customer["id"]) == row(db, customer["id"])
+    finally:
+        await client.close()
+
+
 async def test_another_desks_customer_replayed_or_renumbered_is_refused(hub, tmp_path):
     """Desk 2 pushes desk 1's op as it is (node id of desk 1), or with its own node id but
     desk 1's number: both refused; desk 1's own push then applies."""

@@ -22,6 +22,9 @@ MAX_OPS_PER_PUSH = 5000
 MAX_PAGE = 5000
 
 Kind = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z]+(\.[a-z_]+)+$")]
+# No text of the envelope may hold U+0000: PostgreSQL's text refuses it (a 500 for the whole push
+# where SQLite stored it), so both backends refuse such a push as malformed (op bodies: core.sync.ops)
+NO_NUL = r"^[^\x00]*$"
 
 
 class Message(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -32,22 +35,22 @@ class Op(Message):
     """One state change on a node, as it sits in the node's outbox."""
 
     node_seq: Annotated[int, Meta(ge=1, le=2**63 - 1)]  # a SQLite integer
-    id: Annotated[str, Meta(max_length=40)]
+    id: Annotated[str, Meta(max_length=40, pattern=NO_NUL)]
     kind: Kind
     body: object  # checked per op against its kind (core/sync/ops.py): one bad body is one conflict,
     #               not a refused push that would hold back every op behind it
-    wall_time: Annotated[str, Meta(max_length=40)]
+    wall_time: Annotated[str, Meta(max_length=40, pattern=NO_NUL)]
     mono_ns: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
-    boot_id: Annotated[str, Meta(max_length=64)]
+    boot_id: Annotated[str, Meta(max_length=64, pattern=NO_NUL)]
 
 
 class PushRequest(Message):
     protocol: int
-    node_id: str
+    node_id: Annotated[str, Meta(pattern=NO_NUL)]
     ops: Annotated[list[Op], Meta(max_length=MAX_OPS_PER_PUSH)]
     # the hub epoch the edge last saw (docs/sync.md "Backups and restore"): a hub restored since
     # applies nothing and answers with its new epoch, so the edge first pushes what it kept
-    hub_epoch: Annotated[str, Meta(max_length=64)] | None = None
+    hub_epoch: Annotated[str, Meta(max_length=64, pattern=NO_NUL)] | None = None
 
 
 class OpResult(Message):
