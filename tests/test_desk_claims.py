@@ -18,7 +18,6 @@ import json
 import time
 
 import pytest
-from aiohttp import web
 
 from core.base.errors import Conflict, ValidationError
 from core.base.ids import uuid7
@@ -32,10 +31,10 @@ from edge.desk.server import Edge
 from edge.peers.announce import root_id
 from edge.peers.browse import Peer
 from edge.peers.client import signed_headers
-from hub.app import make_app
 from tests.conftest import prepared_sample_hub
 from tests.helpers import async_wait_until
 from tests.test_desk_api import enrolled_edge, expect, login, sale_body
+from tests.test_sync import run_apart, served_for_a_while
 
 LOOPBACK = ("127.0.0.1",)
 HOLDER = {"name": "Erika Mustermann", "birth_date": "1980-02-29"}
@@ -45,28 +44,18 @@ DESKS = ("Kasse 1", "Kasse 2")
 
 
 async def _enroll_desks(hub) -> None:
-    """Kasse 1, then Kasse 2, enrolled over real HTTP (the hub's app on a loopback port for the
-    while), each with the catalog pulled and two operators, into the hub's folder (`<hub>/Kasse-1`,
-    so a copy of the hub copies them): Kasse 1 pulled before Kasse 2 was enrolled."""
-    runner = web.AppRunner(make_app(hub.db), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    hub.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    """Kasse 1, then Kasse 2, enrolled over real HTTP, each with the catalog pulled and two
+    operators, into the hub's folder (`<hub>/Kasse-1`, so a copy of the hub copies them): Kasse 1
+    pulled before Kasse 2 was enrolled."""
+    async with served_for_a_while(hub):
         for name in DESKS:
             edge = await enrolled_edge(hub, hub.dir, name=name)
             edge.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             await edge.close()
-    finally:
-        await runner.cleanup()
 
 
 def _with_desks(hub) -> None:
-    loop = asyncio.new_event_loop()  # not the test's: this runs once, from a plain fixture
-    try:
-        loop.run_until_complete(_enroll_desks(hub))
-    finally:
-        loop.close()
+    run_apart(_enroll_desks(hub))
 
 
 @pytest.fixture

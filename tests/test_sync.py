@@ -5,8 +5,10 @@ database; the edge is a real data folder driven by the real sync client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncIterator, Coroutine
 
 import pytest
 from aiohttp import web
@@ -37,31 +39,44 @@ async def enrolled(hub, tmp_path, role: str = "cashdesk", name: str = "Kasse 1",
     return folder, db, SyncClient(db, folder)
 
 
-async def _enroll_into(hub, name: str) -> None:
-    """Cash desk *name* enrolled over real HTTP (the hub's app on a loopback port for the while)
-    into the hub's folder (`<hub>/Kasse-1`, so a copy of the hub copies it), nothing pulled yet."""
+@contextlib.asynccontextmanager
+async def served_for_a_while(hub) -> AsyncIterator[None]:
+    """The hub's app on a loopback port (`hub.url`) while the block runs: for enrolling desks
+    over real HTTP into a hub that a test process prepares once."""
     runner = web.AppRunner(make_app(hub.db), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     hub.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def run_apart(work: Coroutine) -> None:
+    """Run *work* on an event loop of its own, not the test's: preparing runs once, from a plain fixture."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(work)
+    finally:
+        loop.close()
+
+
+async def _enroll_into(hub, name: str) -> None:
+    """Cash desk *name* enrolled over real HTTP into the hub's folder (`<hub>/Kasse-1`, so a copy
+    of the hub copies it), nothing pulled yet."""
+    async with served_for_a_while(hub):
         _, db, client = await enrolled(hub, hub.dir, name=name)
         await client.close()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
-    finally:
-        await runner.cleanup()
 
 
 def enroll_into(hub, name: str) -> None:
     """For a `prepare` of tests.conftest.prepared_sample_hub: what `enrolled(hub, ..., name=name)`
     makes, once per test process instead of per test (a desk's migrated database, key and
     enrollment cost about a second); `kasse_1` opens the copy's desk."""
-    loop = asyncio.new_event_loop()  # not the test's: this runs once, from a plain fixture
-    try:
-        loop.run_until_complete(_enroll_into(hub, name))
-    finally:
-        loop.close()
+    run_apart(_enroll_into(hub, name))
 
 
 def with_kasse_1(hub) -> None:
