@@ -12,6 +12,18 @@ gives) is read in the same statement; any other *holds* source is a function fro
 performance ids to the held seat ids of each. With *seats*, only those seats are looked at
 (a few index lookups per date instead of the house): every other seat counts as taken, so a
 check of the named seats answers exactly as with the whole house, and nothing else is free.
+
+The sold seats of each date are kept per process and database (`_SOLD`), as of a position in
+the seats' sale log (`seat_sales`, migration 0032: a row each time a seat becomes sold or
+stops being sold, numbered in commit order, written by triggers on tickets). Each read asks,
+in the same one statement, only for the log rows from that position on: in a presale rush a
+seat choice reads the few seats sold since the last one instead of the whole house's sold
+tickets (thousands of rows; on PostgreSQL the largest cost of a checkout). The first row
+returned must be the row the cache last saw (same position, same ticket): a sale the cache saw
+inside a transaction that then rolled back, or a database that is not the one it saw, fails
+that check and the dates are read afresh, as they are when more than `DELTA_LIMIT` rows came
+since. A date read for the first time is read whole, with the log's last row, in the same
+statement (one snapshot).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +48,24 @@ _CACHE: dict[tuple[str, str], tuple[tuple, Plan]] = {}
 _CACHE_LIMIT = 64
 RECENT_S = 2  # a plan changed this recently is not served from the cache (see `_just_changed`)
 SOLD, HELD, ELSEWHERE, IN_POOL = "sold", "held", "elsewhere", "in_pool"
+_LOG, _TAIL = "log", "tail"
+_LOG0, _LOG1 = _LOG + "0", _LOG + "1"  # a log row's kind: the seat stopped being sold / became sold
+DELTA_LIMIT = 2048  # more sale-log rows than this since the cache's position: the dates are read afresh
+_SOLD_LIMIT = 512  # dates kept per database
+
+
+@dataclass(frozen=True)
+class _Sold:
+    """What the process knows of one date's sold seats: its sold seat ids as of sale-log row
+    *pos* (0: the log was empty) of ticket *ticket*."""
+
+    pos: int
+    ticket: str | None
+    seats: frozenset[str]
+
+
+_SOLD: dict[str, dict[str, _Sold]] = {}  # database -> performance -> sold seats
+_SOLD_LOCK = threading.Lock()  # the hub's executor threads share the cache
 
 
 @dataclass(frozen=True)
@@ -54,37 +85,116 @@ def seat_state(db: sqlite3.Connection, performance_ids: Sequence[str], *, pool: 
                holds: Holds | None = None, seats: Collection[str] | None = None) -> dict[str, dict[str, set[str]]]:
     """One statement for all *performance_ids*: {SOLD: {performance: seat ids}, HELD: ... (with
     *holds*), ELSEWHERE: seats in a pool other than the hub's (*pool* the hub's) or IN_POOL: the
-    seats of *pool* (another pool)}; with *seats*, only those seats (indexed lookups)."""
+    seats of *pool* (another pool)}; with *seats*, only those seats (indexed lookups). The sold
+    seats come from the process's cache and the sale log's rows since (module docstring)."""
+    perfs = list(dict.fromkeys(performance_ids))
+    out: dict[str, dict[str, set[str]]] = {SOLD: {}, HELD: {}, ELSEWHERE: {}, IN_POOL: {}}
+    if not perfs or (seats is not None and not seats):
+        return out  # nothing to look at
+    if seats is not None:
+        rows = _read(db, perfs, pool, holds, sorted(set(seats)), None)
+        for perf, kind, text, _, _ in rows:
+            out[kind][perf] = set(text.split(",")) if text else set()
+        return out
+    key = _database_file(db)
+    known = {p: sold for p in perfs if (sold := _SOLD.get(key, {}).get(p)) is not None}
+    rows = _read(db, perfs, pool, holds, None, known)
+    sold = _caught_up(known, perfs, rows)
+    if sold is None:  # a row the cache saw is gone, or too much came since: read the dates afresh
+        rows = _read(db, perfs, pool, holds, None, {})
+        sold = _caught_up({}, perfs, rows)
+        assert sold is not None  # a fresh read never needs the cache
+    _remember(key, sold)
+    for perf in perfs:
+        if sold[perf].seats:
+            out[SOLD][perf] = sold[perf].seats  # type: ignore[assignment]  # frozen: shared, never changed
+    for perf, kind, text, _, _ in rows:
+        if kind not in (SOLD, _LOG0, _LOG1, _TAIL):
+            out[kind][perf] = set(text.split(",")) if text else set()
+    return out
+
+
+def _read(db: sqlite3.Connection, perfs: list[str], pool: str | None, holds: Holds | None,
+          seats: list[str] | None, known: dict[str, _Sold] | None) -> list[tuple]:
+    """The one statement: rows (performance, kind, seat ids as text, log position, ticket).
+    With *known* (None: no cache, as for named *seats*) the dates in it come from the sale log
+    from their positions on, the others whole, and the log's last row comes too."""
     # the ids as placeholders, not a JSON array: the planner then knows them and answers from the
     # (performance, seat) indexes (json_each's rows are a guess to PostgreSQL's planner)
-    perfs = list(dict.fromkeys(performance_ids))
-    in_perfs = f"performance_id IN ({', '.join('?' * len(perfs))})" if perfs else "0 = 1"
+    def within(ids: list[str]) -> str:
+        return f"performance_id IN ({', '.join('?' * len(ids))})"
+
     only, only_args = "", []
     if seats is not None:
-        only_args = sorted(set(seats))
-        only = f" AND seat_id IN ({', '.join('?' * len(only_args))})" if only_args else " AND 0 = 1"
+        only_args = seats
+        only = f" AND seat_id IN ({', '.join('?' * len(only_args))})"
     agg = joined("seat_id", ",", db)
-    parts = [f"SELECT performance_id, '{SOLD}' AS kind, {agg} AS seats FROM tickets WHERE {in_perfs} "
-             f"AND status = 'sold'{only} GROUP BY performance_id"]
-    args: list = [*perfs, *only_args]
+    cached = [p for p in perfs if known and p in known]
+    whole = [p for p in perfs if p not in cached]
+    parts, args = [], []
+    if cached:
+        assert known is not None
+        seen = sorted({known[p].pos for p in cached})
+        parts.append(f"SELECT * FROM (SELECT performance_id, '{_LOG}' || sold, seat_id, pos, ticket_id FROM seat_sales "
+                     f"WHERE pos >= ? AND (pos IN ({', '.join('?' * len(seen))}) OR {within(cached)}) "
+                     "ORDER BY pos LIMIT ?) AS delta")
+        args += [seen[0], *seen, *cached, DELTA_LIMIT]
+    if whole:
+        parts.append(f"SELECT performance_id, '{SOLD}', {agg}, NULL, NULL FROM tickets WHERE {within(whole)} "
+                     f"AND status = 'sold'{only} GROUP BY performance_id")
+        args += [*whole, *only_args]
+    if known is not None:
+        parts.append(f"SELECT NULL, '{_TAIL}', NULL, pos, ticket_id FROM "
+                     "(SELECT pos, ticket_id FROM seat_sales ORDER BY pos DESC LIMIT 1) AS tail")
     if holds is not None:
         live = "" if holds.live_at is None else " AND expires_at > ?"
-        parts.append(f"SELECT performance_id, '{HELD}', {agg} FROM seat_holds WHERE {in_perfs} "
+        parts.append(f"SELECT performance_id, '{HELD}', {agg}, NULL, NULL FROM seat_holds WHERE {within(perfs)} "
                      f"AND holder IS NOT ?{live}{only} GROUP BY performance_id")
         args += [*perfs, holds.holder, *(() if holds.live_at is None else (holds.live_at,)), *only_args]
     if pool is not None:
         kind, test = (ELSEWHERE, "<>") if pool == HUB else (IN_POOL, "=")
-        parts.append(f"SELECT performance_id, '{kind}', {agg} FROM seat_pools WHERE {in_perfs} "
+        parts.append(f"SELECT performance_id, '{kind}', {agg}, NULL, NULL FROM seat_pools WHERE {within(perfs)} "
                      f"AND pool {test} ?{only} GROUP BY performance_id")
         args += [*perfs, pool, *only_args]
-    out: dict[str, dict[str, set[str]]] = {SOLD: {}, HELD: {}, ELSEWHERE: {}, IN_POOL: {}}
-    if not perfs or (seats is not None and not only_args):
-        return out  # nothing to look at
     cursor = db.cursor()
     cursor.row_factory = None  # plain tuples
-    for perf, kind, text in cursor.execute(" UNION ALL ".join(parts), args):
-        out[kind][perf] = set(text.split(",")) if text else set()
+    return list(cursor.execute(" UNION ALL ".join(parts), args))
+
+
+def _caught_up(known: dict[str, _Sold], perfs: list[str], rows: list[tuple]) -> dict[str, _Sold] | None:
+    """The sold seats of *perfs* as of the log's last row, from *known* and *rows* (what `_read`
+    gave for *known*); None when they cannot be trusted: a row the cache saw is not there (rolled
+    back, another database), or DELTA_LIMIT rows or more came (the rest were cut off)."""
+    log = sorted((r for r in rows if r[1] in (_LOG0, _LOG1)), key=lambda r: r[3])
+    if known and len(log) >= DELTA_LIMIT:
+        return None
+    there = {(pos, ticket) for _, _, _, pos, ticket in log}
+    if any(k.pos and (k.pos, k.ticket) not in there for k in known.values()):
+        return None
+    tail = next((r for r in rows if r[1] == _TAIL), None)
+    pos, ticket = (int(tail[3]), tail[4]) if tail is not None else (0, None)
+    out = {}
+    for perf in perfs:
+        if perf in known:
+            now = set(known[perf].seats)
+            for row_perf, kind, seat, row_pos, _ in log:
+                if row_perf == perf and row_pos > known[perf].pos:
+                    (now.add if kind == _LOG1 else now.discard)(seat)
+            out[perf] = _Sold(pos, ticket, known[perf].seats if now == known[perf].seats else frozenset(now))
+        else:
+            text = next((r[2] for r in rows if r[0] == perf and r[1] == SOLD), None)
+            out[perf] = _Sold(pos, ticket, frozenset(text.split(",")) if text else frozenset())
     return out
+
+
+def _remember(key: str, sold: dict[str, _Sold]) -> None:
+    with _SOLD_LOCK:
+        dates = _SOLD.setdefault(key, {})
+        dates.update(sold)
+        while len(dates) > _SOLD_LIMIT:
+            dates.pop(next(iter(dates)))
+        while len(_SOLD) > _CACHE_LIMIT:
+            _SOLD.pop(next(iter(_SOLD)))
 
 
 def sold_seats(db: sqlite3.Connection, performance_ids: Sequence[str]) -> dict[str, set[str]]:

@@ -32,7 +32,9 @@ What is translated, exactly the constructs our migrations use:
   sequences hand out numbers in call order but commit in any order; under the lock, the
   transaction that takes a number commits before the next one can take one, so a pull that
   has seen `seq = n` committed has seen every smaller number that will ever commit, and
-  never skips a row (gaps are rolled-back numbers and stay empty).
+  never skips a row (gaps are rolled-back numbers and stay empty). The seats' sale log
+  (`seat_sales.pos`, read by `core.subscriptions.seat_loader` as "every row after n") is
+  numbered the same way, and its triggers take the lock too.
 - an FTS5 trigram index (`customers_search`, its shadow tables and triggers) becomes one
   pg_trgm GIN index per column on its content table, over `casefold(column)`: the search
   (`core.base.sql.word_search`) asks `casefold(column) LIKE casefold('%word%')` there, a
@@ -401,15 +403,20 @@ def _statement(tokens: list[Token]) -> str:
     return text + ";"
 
 
-def _writes_changes(statement: list[Token]) -> bool:
+# Tables whose rows are numbered in commit order (an identity `seq`/`pos` read as "everything
+# after n"): a trigger writing to one takes the write lock first (module docstring).
+_LOGS = frozenset({"CHANGES", "SEAT_SALES"})
+
+
+def _writes_a_log(statement: list[Token]) -> bool:
     uppers = [t.upper for t in statement]
-    return uppers[:3] == ["INSERT", "INTO", "CHANGES"]
+    return uppers[:2] == ["INSERT", "INTO"] and len(uppers) > 2 and uppers[2] in _LOGS
 
 
 def _trigger(sql: str) -> list[str]:
     trigger = _parse_trigger(sql)
     body = []
-    if any(_writes_changes(s) for s in trigger.body):
+    if any(_writes_a_log(s) for s in trigger.body):
         body.append(f"PERFORM pg_advisory_xact_lock({WRITER_LOCK});")
     body.extend(_statement(s) for s in trigger.body)
     # what a row trigger returns: AFTER ignores it; BEFORE goes on with the row
