@@ -158,8 +158,8 @@ def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, k
         valid_from, valid_until = valid_from or default_from, valid_until or default_until
         if valid_until < valid_from:
             raise ValidationError("valid_until is before valid_from", field="valid_until")
-        if signer.role == "hub" and (problem := validity_beyond_product(db, product_id, kind, now, valid_from,
-                                                                        valid_until)):
+        if signer.role == "hub" and (problem := validity_beyond_product(
+                db, product_id, kind, now, valid_from, valid_until, own=(default_from, default_until))):
             raise ValidationError(problem, field="valid_until")  # staff typed it; every gate would refuse the card
         card_id = uuid7(int(now.timestamp() * 1000))
         text = sign_card(signer, card_id=card_id, code=code, kind=kind, valid_from=valid_from,
@@ -326,13 +326,15 @@ def signed_by_pusher(db: sqlite3.Connection, trust, node_id: str, op: CardOp) ->
 
 
 def product_windows(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
-                    valid_from: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+                    valid_from: dt.datetime, own: tuple[dt.datetime, dt.datetime] | None = None,
+                    ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The validity windows a card of *product_id* sold at *sold_at* may carry: the product's
     own window, and for an N-months-from-purchase product also the N months from a start day
     the buyer chose (the day of *valid_from*, today .. START_AHEAD_DAYS ahead). The one rule
     for what a product allows: the hub checks pushed cards against it exactly, issuing and
-    the gates check that a card stays inside it."""
-    windows = [default_validity(db, product_id, kind, sold_at)]
+    the gates check that a card stays inside it. *own*: the product's own window, when the
+    caller has just read it (`default_validity` for the same product and *sold_at*)."""
+    windows = [own or default_validity(db, product_id, kind, sold_at)]
     if kind == "annual":
         product = db.execute("SELECT validity_mode, months FROM annual_products WHERE id = ?",
                              (product_id,)).fetchone()
@@ -356,13 +358,15 @@ def expected_validity(db: sqlite3.Connection, product_id: str, kind: str, sold_a
 
 
 def validity_beyond_product(db: sqlite3.Connection, product_id: str, kind: str, sold_at: dt.datetime,
-                            valid_from: dt.datetime, valid_until: dt.datetime) -> str | None:
+                            valid_from: dt.datetime, valid_until: dt.datetime,
+                            own: tuple[dt.datetime, dt.datetime] | None = None) -> str | None:
     """Why a card sold at *sold_at* with this validity is valid longer (or earlier) than its
     product allows, or None. A shorter window is the issuer's choice; a longer one is what
-    a stolen key would sign. NotFound when this database does not know the product."""
+    a stolen key would sign. NotFound when this database does not know the product. *own*:
+    as for `product_windows`."""
     start, end = _minutes(valid_from), _minutes(valid_until)
     if any(_minutes(a) <= start and end <= _minutes(b) for a, b in product_windows(db, product_id, kind, sold_at,
-                                                                                    valid_from)):
+                                                                                    valid_from, own)):
         return None
     return (f"validity {iso(valid_from)}..{iso(valid_until)} is longer than the product allows a card "
             f"sold at {iso(sold_at)}")
