@@ -11,7 +11,8 @@ adapter for the hub can give its own answer without touching a rule:
 - `replace_rows`: the edge replica's delete-and-insert of a pulled row (edges stay on SQLite)
 - `word_search`: one word of a substring search, through the FTS5 trigram index (on
   PostgreSQL: pg_trgm indexes on the same columns, made by core/base/pg/schema.py)
-- `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`)
+- `json_values`, `json_field`, `rows_by_json_keys`: JSON in SQL (`json_each`, `->>`); `listed`
+  and `keyed_rows`: many values or keys as placeholders instead (PostgreSQL's planner counts them)
 - `overwriting_deleted`, `drop_old_page_copies`: rewritten text leaves no copy behind (in a
   page's free space, in the write-ahead log), for secrets a row must stop holding
 - `database_file`: the file behind a connection (`PRAGMA database_list`); `table_names`,
@@ -108,12 +109,38 @@ def json_values(expression: str = "?") -> str:
     return f"SELECT value FROM json_each({expression})"
 
 
-def json_tuples(*columns: str) -> str:
-    """A derived table of the next parameter, a JSON array of arrays, one row per inner array
-    with its elements as *columns* (text): many keys looked up in one statement, e.g.
-    `FROM {json_tuples('performance_id', 'seat_id')} k JOIN ...`."""
-    picked = ", ".join(f"value ->> {i} AS {_name(c)}" for i, c in enumerate(columns))
-    return f"(SELECT {picked} FROM json_each(?))"
+def listed(values: Sequence) -> tuple[str, list]:
+    """An IN list of *values* as placeholders (`?, ?, ?`) and its parameters, e.g.
+    `f"performance_id IN ({marks})"`. PostgreSQL's planner then knows how many values there are
+    (`json_each`'s rows are a guess to it: 100), also in a generic plan, which a prepared
+    statement keeps until an ANALYZE of its tables (core/base/pg/connection.py). The list is
+    padded to a power of two by repeating the last value (no difference to IN), so a
+    connection prepares few distinct statements. At least one value."""
+    params = _padded(list(values))
+    return ", ".join("?" * len(params)), params
+
+
+def keyed_rows(rows: Sequence[Sequence], *columns: str) -> tuple[str, list]:
+    """A derived table of *rows* (tuples of the values of *columns*) as placeholders, and its
+    parameters: `(SELECT column1 AS a, column2 AS b FROM (VALUES (?, ?), ...) AS key_rows)`, to look
+    up many keys in one statement (`FROM {table} k JOIN seats s ON s.id = k.seat_id ...`).
+    Unlike a JSON array through `json_each`, PostgreSQL's planner knows the row count and joins
+    each row through the tables' keys. Padded to a power of two rows like `listed`, by repeating
+    the last row: the caller's answer must not mind a row twice (a dict by key, DISTINCT)."""
+    names = [_name(c) for c in columns]
+    padded = _padded([tuple(row) for row in rows])
+    if any(len(row) != len(names) for row in padded):
+        raise ValueError(f"every row has {len(names)} values")
+    picked = ", ".join(f"column{i + 1} AS {name}" for i, name in enumerate(names))
+    row = "(" + ", ".join("?" * len(names)) + ")"
+    return (f"(SELECT {picked} FROM (VALUES {', '.join([row] * len(padded))}) AS key_rows)",
+            [value for row_values in padded for value in row_values])
+
+
+def _padded(values: list) -> list:
+    if not values:
+        raise ValueError("at least one value")
+    return values + [values[-1]] * ((1 << (len(values) - 1).bit_length()) - len(values))
 
 
 def json_field(column: str, field: str) -> str:

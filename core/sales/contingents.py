@@ -28,7 +28,7 @@ from core.base import outbox
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
-from core.base.sql import json_field, json_tuples, json_values
+from core.base.sql import json_field, json_values, keyed_rows
 from core.base.storage import transaction
 from core.catalog.common import Id
 from core.catalog.seating.variants import variant_seats
@@ -87,18 +87,33 @@ def some_seats(db: sqlite3.Connection, performance_id: str, seat_ids: list[str])
 def booked_seats(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict]:
     """Those (performance, seat) pairs whose performance offers the seat (the rule of
     `some_seats`), each with its section, row, label, zone and `pool` (a seat without a
-    `seat_pools` row is the hub's): one statement for a ring's dates, not one per date and seat."""
+    `seat_pools` row is the hub's): one statement for a ring's dates, not one per date and seat.
+
+    Every table is reached from the pairs through its key, and which seats the performance
+    offers (active, of its plan, in its variant) is checked here rather than in SQL: so the
+    only plan PostgreSQL has is a lookup per pair (or, for many pairs, one pass over the
+    tables), whatever its statistics. A join on `seats.plan_id` (index seats_plan) or
+    `active = 1` (0.5% of the rows to a planner without statistics) let a generic plan made on
+    a new hub read every seat of the plan, or of all plans, for each checkout."""
+    pairs = list(dict.fromkeys(bookings))
+    if not pairs:
+        return {}
+    keys, args = keyed_rows(pairs, "performance_id", "seat_id")
     rows = db.execute(
-        "SELECT p.id AS performance_id, s.id, c.name AS section, s.row_label, s.label, s.zone_id, "
-        "coalesce(sp.pool, ?) AS pool FROM " + json_tuples("performance_id", "seat_id") + " k "
-        "JOIN performances p ON p.id = k.performance_id "
-        "JOIN plan_variants v ON v.id = p.variant_id JOIN seats s ON s.id = k.seat_id "
-        "AND s.plan_id = v.plan_id AND (s.variant_id IS NULL OR s.variant_id = v.id) AND s.active = 1 "
+        "SELECT k.performance_id, s.id, c.name AS section, s.row_label, s.label, s.zone_id, "
+        "coalesce(sp.pool, ?) AS pool, s.active, s.plan_id, s.variant_id, v.plan_id AS offered_plan, "
+        "v.id AS offered_variant FROM " + keys + " k JOIN seats s ON s.id = k.seat_id "
+        "JOIN performances p ON p.id = k.performance_id JOIN plan_variants v ON v.id = p.variant_id "
         "JOIN plan_sections c ON c.id = s.section_id "
-        "LEFT JOIN seat_pools sp ON sp.performance_id = p.id AND sp.seat_id = s.id "
-        "WHERE NOT EXISTS (SELECT 1 FROM variant_removed_seats r WHERE r.variant_id = v.id AND r.seat_id = s.id)",
-        (HUB, json.dumps([[perf, seat] for perf, seat in dict.fromkeys(bookings)]))).fetchall()
-    return {(r["performance_id"], r["id"]): r for r in rows}
+        "LEFT JOIN seat_pools sp ON sp.performance_id = k.performance_id AND sp.seat_id = k.seat_id "
+        "WHERE NOT EXISTS (SELECT 1 FROM variant_removed_seats r WHERE r.variant_id = p.variant_id "
+        "AND r.seat_id = k.seat_id)", (HUB, *args)).fetchall()
+    return {(r["performance_id"], r["id"]): {name: r[name] for name in BOOKED}
+            for r in rows if r["active"] == 1 and r["plan_id"] == r["offered_plan"]
+            and r["variant_id"] in (None, r["offered_variant"])}
+
+
+BOOKED = ("performance_id", "id", "section", "row_label", "label", "zone_id", "pool")
 
 
 def pools(db: sqlite3.Connection, performance_id: str) -> dict[str, str]:
