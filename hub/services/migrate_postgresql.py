@@ -19,7 +19,8 @@ The order of things, and why:
    meanwhile fails with "database is locked" instead of writing rows the copy misses.
 3. One PostgreSQL transaction makes the schema (`core.base.pg.install.apply`) and copies
    every table (`core.base.pg.copy.copy_all`: triggers off per table, counts compared,
-   identity sequences set). Any failure, a kill -9 included, leaves the target empty.
+   identity sequences set). Any failure, a kill -9 included, leaves the target empty. After
+   its commit, ANALYZE gives the planner its statistics (`analyze`).
 4. After the commit: the SQLite file is moved aside (`hub.sqlite.migrated-<UTC time>`, with a
    `-wal`/`-shm` if any) because `open_hub` prefers the file when present; then hub.toml
    gets `[storage] database = URL`, its other sections kept. If the process dies between
@@ -204,17 +205,19 @@ def migrate(data_dir: Path, url: str, progress: Callable[[str], None], now: date
         target = open_target(url, data_dir)
         try:
             progress(f"copying {data_dir / DB_NAME} into {shown_url(url)}")
-            with target.raw.transaction():
-                install.apply(target)
-                counts, skipped = copy.copy_all(src, target.raw, progress, floors={"changes": floor})
-                position = target.raw.execute("SELECT coalesce(max(seq), 0) AS n FROM changes").fetchone()["n"]
-        except copy.CopyError as exc:
-            raise MigrationError(f"{exc}; nothing was written to PostgreSQL") from None
-        except psycopg.Error as exc:
-            raise MigrationError(f"PostgreSQL refused the copy: {copy.one_line(exc)}; nothing was written to "
-                                 "it") from None
-        except sqlite3.Error as exc:  # e.g. text that is not UTF-8
-            raise MigrationError(f"reading {DB_NAME} failed: {exc}; nothing was written to PostgreSQL") from None
+            try:
+                with target.raw.transaction():
+                    install.apply(target)
+                    counts, skipped = copy.copy_all(src, target.raw, progress, floors={"changes": floor})
+                    position = target.raw.execute("SELECT coalesce(max(seq), 0) AS n FROM changes").fetchone()["n"]
+            except copy.CopyError as exc:
+                raise MigrationError(f"{exc}; nothing was written to PostgreSQL") from None
+            except psycopg.Error as exc:
+                raise MigrationError(f"PostgreSQL refused the copy: {copy.one_line(exc)}; nothing was written to "
+                                     "it") from None
+            except sqlite3.Error as exc:  # e.g. text that is not UTF-8
+                raise MigrationError(f"reading {DB_NAME} failed: {exc}; nothing was written to PostgreSQL") from None
+            analyze(target, progress)
         finally:
             target.close()
         src.execute("ROLLBACK")  # nothing was written
@@ -233,6 +236,25 @@ def migrate(data_dir: Path, url: str, progress: Callable[[str], None], now: date
                              f"{toml_path} could not be written ({exc.strerror or exc}): add [storage] database "
                              "by hand") from None
     return Migrated(counts, skipped, moved, max(position, floor))
+
+
+def analyze(target: Connection, progress: Callable[[str], None]) -> None:
+    """Planner statistics for every table (ANALYZE), after the copy's commit: a new database has
+    none until autovacuum's first round, and the statements the hub prepares keep the plans
+    made without them (core/base/pg/connection.py). Not fatal: the data is in already, and
+    autovacuum gathers them later."""
+    import psycopg
+    from psycopg import sql
+
+    from core.base.pg import copy
+    from core.base.sql import table_names
+
+    progress("gathering the planner's statistics (ANALYZE)")
+    try:
+        target.raw.execute(sql.SQL("ANALYZE {}").format(
+            sql.SQL(", ").join(sql.Identifier(name) for name in table_names(target))), prepare=False)
+    except psycopg.Error as exc:
+        progress(f"ANALYZE failed ({copy.one_line(exc)}); autovacuum gathers the statistics later")
 
 
 def move_aside(data_dir: Path, now: datetime) -> Path:
