@@ -171,6 +171,10 @@ def test_any_mix_of_changes_and_reads_from_two_connections_answers_as_the_ticket
             asked = rng.sample(ring[:4], rng.randint(1, 4))
             reader = rng.choice((db, other))
             assert cached(reader, asked) == sold_now(reader, asked), f"step {step}"
+            named = set(rng.sample(seats[perf], 3))  # a check of named seats: the same answer for those
+            truth = {p: s & named for p, s in sold_now(reader, asked).items() if s & named}
+            state = seat_loader.seat_state(rng.choice((db, other)), asked, seats=named)[seat_loader.SOLD]
+            assert {p: set(s) for p, s in state.items()} == truth, f"step {step}"
     finally:
         other.close()
 

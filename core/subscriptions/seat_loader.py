@@ -10,8 +10,9 @@ seat would cost most of the time (on PostgreSQL every row crosses the socket).
 Taken seats are the sold tickets plus the held ones: `Holds` (what `holds.held_by_others`
 gives) is read in the same statement; any other *holds* source is a function from
 performance ids to the held seat ids of each. With *seats*, only those seats are looked at
-(a few index lookups per date instead of the house): every other seat counts as taken, so a
-check of the named seats answers exactly as with the whole house, and nothing else is free.
+(their holds and pools by index lookups, their sold state from the kept sold seats below):
+every other seat counts as taken, so a check of the named seats answers exactly as with the
+whole house, and nothing else is free.
 
 The sold seats of each date are kept per process and database (`_SOLD`), as of a position in
 the seats' sale log (`seat_sales`, migration 0032: a row each time a seat becomes sold or
@@ -85,29 +86,26 @@ def seat_state(db: sqlite3.Connection, performance_ids: Sequence[str], *, pool: 
                holds: Holds | None = None, seats: Collection[str] | None = None) -> dict[str, dict[str, set[str]]]:
     """One statement for all *performance_ids*: {SOLD: {performance: seat ids}, HELD: ... (with
     *holds*), ELSEWHERE: seats in a pool other than the hub's (*pool* the hub's) or IN_POOL: the
-    seats of *pool* (another pool)}; with *seats*, only those seats (indexed lookups). The sold
-    seats come from the process's cache and the sale log's rows since (module docstring)."""
+    seats of *pool* (another pool)}; with *seats*, only those seats. The sold seats come from the
+    process's cache and the sale log's rows since (module docstring)."""
     perfs = list(dict.fromkeys(performance_ids))
     out: dict[str, dict[str, set[str]]] = {SOLD: {}, HELD: {}, ELSEWHERE: {}, IN_POOL: {}}
     if not perfs or (seats is not None and not seats):
         return out  # nothing to look at
-    if seats is not None:
-        rows = _read(db, perfs, pool, holds, sorted(set(seats)), None)
-        for perf, kind, text, _, _ in rows:
-            out[kind][perf] = set(text.split(",")) if text else set()
-        return out
+    named = None if seats is None else sorted(set(seats))
     key = _database_file(db)
     known = {p: sold for p in perfs if (sold := _SOLD.get(key, {}).get(p)) is not None}
-    rows = _read(db, perfs, pool, holds, None, known)
+    rows = _read(db, perfs, pool, holds, named, known)
     sold = _caught_up(known, perfs, rows)
     if sold is None:  # a row the cache saw is gone, or too much came since: read the dates afresh
-        rows = _read(db, perfs, pool, holds, None, {})
+        rows = _read(db, perfs, pool, holds, named, {})
         sold = _caught_up({}, perfs, rows)
         assert sold is not None  # a fresh read never needs the cache
     _remember(key, sold)
     for perf in perfs:
-        if sold[perf].seats:
-            out[SOLD][perf] = sold[perf].seats  # type: ignore[assignment]  # frozen: shared, never changed
+        taken = sold[perf].seats if named is None else sold[perf].seats.intersection(named)
+        if taken:
+            out[SOLD][perf] = taken  # type: ignore[assignment]  # frozen: shared, never changed
     for perf, kind, text, _, _ in rows:
         if kind not in (SOLD, _LOG0, _LOG1, _TAIL):
             out[kind][perf] = set(text.split(",")) if text else set()
@@ -115,10 +113,10 @@ def seat_state(db: sqlite3.Connection, performance_ids: Sequence[str], *, pool: 
 
 
 def _read(db: sqlite3.Connection, perfs: list[str], pool: str | None, holds: Holds | None,
-          seats: list[str] | None, known: dict[str, _Sold] | None) -> list[tuple]:
-    """The one statement: rows (performance, kind, seat ids as text, log position, ticket).
-    With *known* (None: no cache, as for named *seats*) the dates in it come from the sale log
-    from their positions on, the others whole, and the log's last row comes too."""
+          seats: list[str] | None, known: dict[str, _Sold]) -> list[tuple]:
+    """The one statement: rows (performance, kind, seat ids as text, log position, ticket). The
+    dates in *known* come from the sale log from their positions on, the others whole, with the
+    log's last row; the holds and pools of only *seats* when given."""
     # the ids as placeholders, not a JSON array: the planner then knows them and answers from the
     # (performance, seat) indexes (json_each's rows are a guess to PostgreSQL's planner)
     def within(ids: list[str]) -> str:
@@ -129,11 +127,10 @@ def _read(db: sqlite3.Connection, perfs: list[str], pool: str | None, holds: Hol
         only_args = seats
         only = f" AND seat_id IN ({', '.join('?' * len(only_args))})"
     agg = joined("seat_id", ",", db)
-    cached = [p for p in perfs if known and p in known]
+    cached = [p for p in perfs if p in known]
     whole = [p for p in perfs if p not in cached]
     parts, args = [], []
     if cached:
-        assert known is not None
         seen = sorted({known[p].pos for p in cached})
         parts.append(f"SELECT * FROM (SELECT performance_id, '{_LOG}' || sold, seat_id, pos, ticket_id FROM seat_sales "
                      f"WHERE pos >= ? AND (pos IN ({', '.join('?' * len(seen))}) OR {within(cached)}) "
@@ -141,11 +138,11 @@ def _read(db: sqlite3.Connection, perfs: list[str], pool: str | None, holds: Hol
         args += [seen[0], *seen, *cached, DELTA_LIMIT]
     if whole:
         parts.append(f"SELECT performance_id, '{SOLD}', {agg}, NULL, NULL FROM tickets WHERE {within(whole)} "
-                     f"AND status = 'sold'{only} GROUP BY performance_id")
-        args += [*whole, *only_args]
-    if known is not None:
-        parts.append(f"SELECT NULL, '{_TAIL}', NULL, pos, ticket_id FROM "
-                     "(SELECT pos, ticket_id FROM seat_sales ORDER BY pos DESC LIMIT 1) AS tail")
+                     "AND status = 'sold' GROUP BY performance_id")  # the whole date: it is kept
+        args += whole
+    # the log's last row: where the dates read now stand
+    parts.append(f"SELECT NULL, '{_TAIL}', NULL, pos, ticket_id FROM "
+                 "(SELECT pos, ticket_id FROM seat_sales ORDER BY pos DESC LIMIT 1) AS tail")
     if holds is not None:
         live = "" if holds.live_at is None else " AND expires_at > ?"
         parts.append(f"SELECT performance_id, '{HELD}', {agg}, NULL, NULL FROM seat_holds WHERE {within(perfs)} "
