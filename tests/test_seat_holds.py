@@ -160,3 +160,20 @@ def test_the_nodes_id_and_role_are_read_once_per_connection_and_its_key_each_tim
     assert node.this_node(db)["key_id"] == 4711
     monkeypatch.setattr(node, "this_node", lambda _db: pytest.fail("read again"))
     assert node.identity(db) == {"id": row["id"], "role": "hub"}
+
+
+def test_releasing_seats_takes_exactly_those_pairs_of_that_holder(sample_hub):
+    """`release_seats` is one statement over (performance, seat) pairs: a holder's hold of the
+    same seat at another date, or of another seat at the same date, stays; so does another
+    holder's."""
+    db, ring = sample_hub.db, sample_hub.ids["rings"]["B"]
+    a, b = (seat(db, house(sample_hub), "Parkett", "6", n)["id"] for n in ("1", "2"))
+    now = dt.datetime.now(dt.UTC)
+    holds.hold(db, "token:me", [(ring[0], a), (ring[1], b), (ring[0], b), (ring[1], a)], now=now)
+    holds.hold(db, "token:other", [(ring[2], a)], now=now)
+    holds.release_seats(db, "token:me", [(ring[0], a), (ring[1], b)])
+    left = {(r["holder"], r["performance_id"], r["seat_id"]) for r in db.execute(
+        "SELECT holder, performance_id, seat_id FROM seat_holds").fetchall()}
+    assert left == {("token:me", ring[0], b), ("token:me", ring[1], a), ("token:other", ring[2], a)}
+    holds.release_seats(db, "token:other", [])
+    assert rows(db) == 3

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
-from core.base.sql import json_values, listed
+from core.base.sql import json_values, keyed_rows, listed
 from core.base.storage import retried, transaction
 from core.sales import contingents
 from core.sales.contingents import HUB
@@ -178,8 +178,11 @@ def release(db: sqlite3.Connection, hold_id: str, holder: str) -> int:
 def release_seats(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking]) -> None:
     """These seats' hold rows of *holder* go: bought (in the sale's transaction), or taken
     over into the holder's new hold."""
-    db.executemany("DELETE FROM seat_holds WHERE performance_id = ? AND seat_id = ? AND holder = ?",
-                   [(p, s, holder) for p, s in bookings])
+    if not bookings:
+        return
+    keys, params = keyed_rows(bookings, "performance_id", "seat_id")  # one statement, not one per seat
+    db.execute(f"DELETE FROM seat_holds WHERE holder = ? AND (performance_id, seat_id) IN "
+               f"(SELECT performance_id, seat_id FROM {keys} AS k)", (holder, *params))
 
 
 def of_holder(db: sqlite3.Connection, holder: str, now: dt.datetime) -> list[dict]:
