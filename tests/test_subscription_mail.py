@@ -7,6 +7,7 @@ names neither inject headers nor HTML. The real hub app on a copy of the sample 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -263,3 +264,18 @@ async def test_hostile_names_inject_no_header_and_no_html(bed):
     assert "Eve &lt;b onclick=&quot;x()&quot;&gt;Boss&lt;/b&gt;" in page and "<b " not in page
     text = body(msg, "plain")  # plain text shows the names as typed; they are not markup there
     assert "<script>alert(1)</script>" in text and "Bcc: mallory@evil.example" in text
+
+
+def test_the_once_per_order_check_asks_an_index_not_every_mail_ever_sent(empty_hub):
+    """Mail rows are never deleted; the question "is this order's confirmation queued already",
+    asked at every sale, is answered from an index on the subject (migration 0033)."""
+    db = empty_hub.db
+    if not isinstance(db, sqlite3.Connection):
+        db.execute("SET enable_seqscan = off")  # an empty table: only whether the index can answer
+        plan = " ".join(r["QUERY PLAN"] for r in db.execute(
+            "EXPLAIN SELECT 1 FROM mail_queue WHERE subject = 'x' LIMIT 1").fetchall())
+        db.execute("RESET enable_seqscan")
+    else:
+        plan = " ".join(r["detail"] for r in db.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM mail_queue WHERE subject = 'x' LIMIT 1").fetchall())
+    assert "mail_queue_subject" in plan
