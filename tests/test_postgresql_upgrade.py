@@ -320,3 +320,22 @@ def test_of_two_processes_starting_at_once_one_upgrades_and_the_other_waits(pg_e
     assert all(at > upgrades[0] for _, at, _ in opened)  # the other one waited for the upgrade's commit
     with psycopg.connect(pg_empty_url) as db:
         assert db.execute("SELECT count(*) FROM tessera_schema WHERE sqlite_schema IS NOT NULL").fetchone()[0] == 1
+
+
+def test_an_upgrade_brings_the_schemas_functions_to_this_tesseras_definitions(pg_empty_url):
+    """A hub made before 3 December has a STRICT json_each (run as a separate function call per
+    statement, not inlined); its upgrade replaces it with today's definition: same values."""
+    db = pg_at(pg_empty_url, len(storage.migrations()) - 1)
+    db.execute("CREATE OR REPLACE FUNCTION json_each(doc text) RETURNS TABLE (value text) LANGUAGE sql "
+               "IMMUTABLE STRICT AS $$ SELECT e FROM json_array_elements_text(doc::json) AS e $$")
+    strict = "SELECT proisstrict AS strict FROM pg_proc WHERE proname = 'json_each'"
+    assert db.execute(strict).fetchone()["strict"] is True
+    db.close()
+    db = postgresql.connect(pg_empty_url)
+    try:
+        assert storage.schema_version(db) == len(storage.migrations())
+        assert db.execute(strict).fetchone()["strict"] is False
+        assert [r["value"] for r in db.execute("SELECT value FROM json_each(?)", ('["a", 1, null, [2]]',))] == [
+            "a", "1", None, "[2]"]
+    finally:
+        db.close()

@@ -157,6 +157,7 @@ def run(db: psycopg.Connection, row: dict[str, Any], level: int) -> None:
     mirror = mirror_of(stored_objects(row), version)
     try:
         db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+        _functions(db)
         state = _State()
         for _number, name, text in available[version:level]:
             _migration(db, mirror, state, name, text)
@@ -174,6 +175,16 @@ def run(db: psycopg.Connection, row: dict[str, Any], level: int) -> None:
     db.execute("UPDATE tessera_schema SET digest = %s, version = %s, sqlite_schema = %s",
                (target.digest, level, json.dumps(target.objects)))
     log.info("PostgreSQL hub schema upgraded from migration %s to %s", version, level)
+
+
+def _functions(db: psycopg.Connection) -> None:
+    """The schema's SQL functions as this Tessera defines them (`schema.FUNCTIONS`): a database
+    made by an older one keeps its definitions otherwise (json_each was STRICT until
+    3 December, which kept PostgreSQL from inlining it). Operators, the aggregate and the
+    collation are made once and never changed."""
+    for statement in schema.FUNCTIONS:
+        if statement.startswith("CREATE OR REPLACE FUNCTION"):
+            db.execute(statement)
 
 
 def _migration(db: psycopg.Connection, mirror: sqlite3.Connection, state: _State, name: str, text: str) -> None:
