@@ -166,3 +166,26 @@ async def test_a_body_that_is_not_utf8(api):
 async def test_a_token_that_is_not_ascii_is_just_unknown(api):
     await problem(api, "GET", "/venues", status=401, slug="unauthorized",
                   headers={"Authorization": "Bearer tsr_äöü"})
+
+
+@pytest.mark.both_backends
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("name", ["Thea\\u0000ter", "\\u0000", "Theater\\\\\\u0000"])
+async def test_a_nul_character_in_a_text_is_refused_on_both_backends(api, name):
+    """PostgreSQL's text cannot hold U+0000 (it would answer 500) and SQLite would store it: the
+    API refuses it in any body, whatever the field, before anything is decoded or stored."""
+    body = await raw(api, "POST", "/organizers", ('{"name": "' + name + '", "address": {"street": "Weg 1", '
+                                                  '"postcode": "10115", "town": "Berlin", "country": "DE"}}').encode())
+    assert "NUL" in body["detail"]
+
+
+@pytest.mark.both_backends
+async def test_an_escaped_backslash_before_u0000_is_just_text(api):
+    made = await call(api, "POST", "/organizers", {"name": "Theater \\u0000", "address": ADDRESS}, status=201)
+    assert made["name"] == "Theater \\u0000"
+
+
+@pytest.mark.both_backends
+async def test_a_nul_character_in_a_query_parameter_is_refused(api):
+    err = await problem(api, "GET", "/customers?q=M%00ller", status=400, slug="invalid-parameter")
+    assert "NUL" in err["detail"] and err["field"] == "q"

@@ -202,6 +202,15 @@ def _authenticate(request: web.Request, op: Operation, db: Any = None) -> dict |
     return token
 
 
+# U+0000 in a JSON text is written `\u0000` (after an even number of backslashes: an odd one
+# would escape the backslash itself); a raw NUL is no JSON at all. PostgreSQL's text refuses
+# it (a 500) and SQLite would store it, so the API refuses every body and query parameter
+# holding one, the same on both backends, before anything is decoded (as the sync ops are:
+# core/sync/ops.py).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL = "a text in the request holds a NUL character (U+0000), which no field may"
+
+
 async def _read_body(request: web.Request, op: Operation) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "body-too-large", "Body too large",
@@ -213,11 +222,16 @@ async def _read_body(request: web.Request, op: Operation) -> Any:
     raw = await request.read()
     if op.body_media != "application/json":
         try:
-            return raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError(400, "malformed-body", "Malformed body", "the body is not UTF-8 text") from None
+        if "\x00" in text:
+            raise ApiError(400, "malformed-body", "Malformed body", _NUL)
+        return text
     if not raw.strip():
         raise ApiError(400, "malformed-json", "Malformed JSON", "this request needs a JSON body")
+    if _NUL_ESCAPE.search(raw):
+        raise ApiError(400, "malformed-json", "Malformed JSON", _NUL)
     try:
         return msgspec.json.decode(raw, type=op.body)
     except UnicodeDecodeError:
@@ -236,6 +250,8 @@ def _parse_query(request: web.Request, op: Operation) -> dict[str, Any]:
         if name in values:
             raise ApiError(400, "invalid-parameter", "Invalid query parameter",
                            f"query parameter {name!r} is given twice", field=name)
+        if "\x00" in raw:
+            raise ApiError(400, "invalid-parameter", "Invalid query parameter", _NUL, field=name)
         values[name] = param.parse(raw)
     for param in op.query:
         if param.required and param.name not in values:
