@@ -187,5 +187,7 @@ async def test_an_escaped_backslash_before_u0000_is_just_text(api):
 
 @pytest.mark.both_backends
 async def test_a_nul_character_in_a_query_parameter_is_refused(api):
-    err = await problem(api, "GET", "/customers?q=M%00ller", status=400, slug="invalid-parameter")
+    err = await problem(api, "GET", "/customers?q=M%00ller", status=422, slug="validation-failed")
     assert "NUL" in err["detail"] and err["field"] == "q"
+    err = await problem(api, "GET", "/customers?sort=na%00me", status=422, slug="validation-failed")
+    assert err["field"] == "sort"

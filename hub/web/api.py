@@ -250,8 +250,8 @@ def _parse_query(request: web.Request, op: Operation) -> dict[str, Any]:
         if name in values:
             raise ApiError(400, "invalid-parameter", "Invalid query parameter",
                            f"query parameter {name!r} is given twice", field=name)
-        if "\x00" in raw:
-            raise ApiError(400, "invalid-parameter", "Invalid query parameter", _NUL, field=name)
+        if "\x00" in raw:  # as a search's `q` always was (core/catalog/resource.py): invalid input
+            raise ApiError(422, "validation-failed", "Invalid input", f"{name}: {_NUL}", field=name)
         values[name] = param.parse(raw)
     for param in op.query:
         if param.required and param.name not in values:
