@@ -24,7 +24,11 @@ Setups: `sqlite_1` (the SQLite hub, synchronous=FULL), `postgresql_1`, `postgres
 
 And `rush_postgresql_cost_ratio`: `cpu_ms_per_order` of `postgresql_1` over `sqlite_1`
 against the issue's budget of 2 (the per-order cost on PostgreSQL within 2x of SQLite);
-`bench postgresql` measures the same on one connection without HTTP.
+`bench postgresql` measures the same on one connection without HTTP. This machine's speed
+drifts by a quarter between runs minutes apart, so the ratio is the median of `pairs` (3)
+pairs of runs, `sqlite_1` then `postgresql_1` back to back: the setups' own runs, then
+`pairs - 1` more pairs after them; each pair's ratio is reported too
+(`rush_postgresql_cost_ratio_pair_<n>`, no budget), the per-setup figures are the first runs'.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -66,11 +71,12 @@ class Size:
     clients: int = 100
     leave_free: int | None = None  # as in bench presale: None sells the whole house
     setups: tuple[tuple[str, int], ...] = SETUPS
+    pairs: int = 3  # sqlite_1 + postgresql_1 pairs whose median ratio is the cost ratio (module docstring)
 
     @classmethod
     def tiny(cls) -> Size:
         """For the smoke test: 6 clients racing for 8 seats (12 until Dec 2026), sold out on every setup."""
-        return cls(clients=6, leave_free=8, setups=(("sqlite", 1), ("postgresql", 1), ("postgresql", 2)))
+        return cls(clients=6, leave_free=8, setups=(("sqlite", 1), ("postgresql", 1), ("postgresql", 2)), pairs=1)
 
 
 @dataclass
@@ -109,9 +115,9 @@ def prepare(work: Path, size: Size, cluster: Cluster | None) -> Prepared:
     return Prepared(folder, token, ring, dates, database=urllib.parse.urlsplit(url).path.lstrip("/"))
 
 
-def hub_folder(prepared: Prepared, cluster: Cluster | None, setup: str) -> tuple[Path, str | None]:
-    """A copy of the prepared hub for one setup: (its folder, its database URL on PostgreSQL)."""
-    folder = prepared.folder.parent / setup
+def hub_folder(prepared: Prepared, cluster: Cluster | None, setup: str, run: int = 1) -> tuple[Path, str | None]:
+    """A copy of the prepared hub for one setup's *run*: (its folder, its database URL on PostgreSQL)."""
+    folder = prepared.folder.parent / (setup if run == 1 else f"{setup}-{run}")
     shutil.copytree(prepared.folder, folder)
     if cluster is None:
         return folder, None
@@ -167,15 +173,16 @@ async def round_robin_rush(ports: list[int], token: str, ring: str, clients: int
     return rush
 
 
-def run_setup(prepared: Prepared, cluster: Cluster | None, backend: str, processes: int, clients: int) -> Outcome:
+def run_setup(prepared: Prepared, cluster: Cluster | None, backend: str, processes: int, clients: int,
+              run: int = 1) -> Outcome:
     setup = f"{backend}_{processes}"
-    folder, url = hub_folder(prepared, cluster, setup)
+    folder, url = hub_folder(prepared, cluster, setup, run)
     command = [str(venv_command("tessera")), "hub", "serve", "--data", str(folder), "--host", HOST,
                "--port", "0", "--no-advertise"]
     with Servers() as servers:
         hubs = [servers.start(command, presale.HUB_READY) for _ in range(processes)]
-        say(f"{setup}: {clients} shop clients buying {presale.RING} until sold out, "
-            f"{processes} hub process(es)")
+        say(f"{setup}{'' if run == 1 else f' (pair {run})'}: {clients} shop clients buying {presale.RING} "
+            f"until sold out, {processes} hub process(es)")
         hub_cpu, db_cpu = hubs_cpu_s(hubs), cluster_cpu_s(cluster) if cluster else 0.0
         rush = asyncio.run(round_robin_rush([int(h.match.group(1)) for h in hubs], prepared.token, prepared.ring,
                                             clients))
@@ -217,11 +224,17 @@ def none_allowed(name: str, value: int, unit: str) -> dict:
     return line
 
 
-def report(outcomes: list[Outcome]) -> list[dict]:
+def cpu_ms_per_order(o: Outcome) -> float:
+    return (o.hub_cpu_s + o.db_cpu_s) / len(o.rush.orders) * 1000
+
+
+def report(outcomes: list[Outcome], pairs: list[tuple[Outcome, Outcome]] = ()) -> list[dict]:
+    """The figures of the setups' *outcomes*, and the cost ratio: the median over their
+    sqlite_1/postgresql_1 pair and the further *pairs* (sqlite_1, postgresql_1) run after them."""
     results, cost = [], {}
     for o in outcomes:
         orders = len(o.rush.orders)
-        per_order = (o.hub_cpu_s + o.db_cpu_s) / orders * 1000
+        per_order = cpu_ms_per_order(o)
         cost[o.setup] = per_order
         prefix = f"rush_{o.setup}_"
         results += [
@@ -235,29 +248,38 @@ def report(outcomes: list[Outcome]) -> list[dict]:
             none_allowed(prefix + "seats_double_sold", o.twice, "seats"),
         ]
     if "sqlite_1" in cost and "postgresql_1" in cost:
-        results.append(figure(NAME, "rush_postgresql_cost_ratio", cost["postgresql_1"] / cost["sqlite_1"], "x",
-                              COST_BUDGET_FACTOR))
+        ratios = [cost["postgresql_1"] / cost["sqlite_1"],
+                  *(cpu_ms_per_order(pg_run) / cpu_ms_per_order(lite_run) for lite_run, pg_run in pairs)]
+        if len(ratios) > 1:
+            results += [figure(NAME, f"rush_postgresql_cost_ratio_pair_{n}", ratio, "x")
+                        for n, ratio in enumerate(ratios, 1)]
+        results.append(figure(NAME, "rush_postgresql_cost_ratio", statistics.median(ratios), "x", COST_BUDGET_FACTOR))
     return results
 
 
 def measure(work: Path, size: Size, cluster: Cluster | None = None) -> list[dict]:
-    """The rush on each setup of *size*; PostgreSQL on *cluster* if given (the smoke test passes
-    the test session's), else on a cluster started for the run."""
-    outcomes = []
+    """The rush on each setup of *size*, then the further pairs of the cost ratio; PostgreSQL on
+    *cluster* if given (the smoke test passes the test session's), else on a cluster started
+    for the run."""
+    outcomes, pairs = [], []
     say("building the sample hub and the ring on SQLite")
     lite = prepare(work, size, None)
-    for backend, processes in size.setups:
-        if backend == "sqlite":
-            outcomes.append(run_setup(lite, None, backend, processes, size.clients))
-    if any(backend == "postgresql" for backend, _ in size.setups):
-        with contextlib.nullcontext(cluster) if cluster is not None else running_cluster() as cluster:
+    wanted = any(backend == "postgresql" for backend, _ in size.setups)
+    with contextlib.nullcontext(cluster) if cluster is not None or not wanted else running_cluster() as cluster:
+        prepared = None
+        if wanted:
             say("building the sample hub and the ring on PostgreSQL")
             prepared = prepare(work, size, cluster)
-            for backend, processes in size.setups:
-                if backend == "postgresql":
-                    outcomes.append(run_setup(prepared, cluster, backend, processes, size.clients))
-    results = report(outcomes)
-    doubled = [o.setup for o in outcomes if o.twice]
+        for backend, processes in size.setups:
+            on_pg = backend == "postgresql"
+            outcomes.append(run_setup(prepared if on_pg else lite, cluster if on_pg else None, backend, processes,
+                                      size.clients))
+        if {("sqlite", 1), ("postgresql", 1)} <= set(size.setups):
+            for run in range(2, size.pairs + 1):
+                pairs.append((run_setup(lite, None, "sqlite", 1, size.clients, run),
+                              run_setup(prepared, cluster, "postgresql", 1, size.clients, run)))
+    results = report(outcomes, pairs)
+    doubled = sorted({o.setup for o in [*outcomes, *(o for pair in pairs for o in pair)] if o.twice})
     if doubled:
         raise BenchError(f"seats were sold twice in {', '.join(doubled)}")
     return results
