@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from core.base.clock import iso, utcnow
 from core.base.errors import NotFound
-from core.base.sql import is_postgresql, joined, json_values
+from core.base.sql import is_postgresql, joined, json_values, listed
 from core.sales.contingents import HUB
 from core.subscriptions.seats import PerformanceSeats, Plan, Seat
 
@@ -117,42 +117,45 @@ def _read(db: sqlite3.Connection, perfs: list[str], pool: str | None, holds: Hol
     """The one statement: rows (performance, kind, seat ids as text, log position, ticket). The
     dates in *known* come from the sale log from their positions on, the others whole, with the
     log's last row; the holds and pools of only *seats* when given."""
-    # the ids as placeholders, not a JSON array: the planner then knows them and answers from the
-    # (performance, seat) indexes (json_each's rows are a guess to PostgreSQL's planner)
-    def within(ids: list[str]) -> str:
-        return f"performance_id IN ({', '.join('?' * len(ids))})"
+    # the ids as placeholders (`listed`), not a JSON array: the planner then knows them and
+    # answers from the (performance, seat) indexes (json_each's rows are a guess to PostgreSQL's)
+    def within(ids: list) -> tuple[str, list]:
+        marks, values = listed(ids)
+        return f"performance_id IN ({marks})", values
 
     only, only_args = "", []
     if seats is not None:
-        only_args = seats
-        only = f" AND seat_id IN ({', '.join('?' * len(only_args))})"
+        marks, only_args = listed(seats)
+        only = f" AND seat_id IN ({marks})"
     agg = joined("seat_id", ",", db)
     cached = [p for p in perfs if p in known]
     whole = [p for p in perfs if p not in cached]
     parts, args = [], []
     if cached:
-        seen = sorted({known[p].pos for p in cached})
+        seen_marks, seen = listed(sorted({known[p].pos for p in cached}))
+        dates, date_args = within(cached)
         parts.append(f"SELECT * FROM (SELECT performance_id, '{_LOG}' || sold, seat_id, pos, ticket_id FROM seat_sales "
-                     f"WHERE pos >= ? AND (pos IN ({', '.join('?' * len(seen))}) OR {within(cached)}) "
-                     "ORDER BY pos LIMIT ?) AS delta")
-        args += [seen[0], *seen, *cached, DELTA_LIMIT]
+                     f"WHERE pos >= ? AND (pos IN ({seen_marks}) OR {dates}) ORDER BY pos LIMIT ?) AS delta")
+        args += [seen[0], *seen, *date_args, DELTA_LIMIT]
     if whole:
-        parts.append(f"SELECT performance_id, '{SOLD}', {agg}, NULL, NULL FROM tickets WHERE {within(whole)} "
+        dates, date_args = within(whole)
+        parts.append(f"SELECT performance_id, '{SOLD}', {agg}, NULL, NULL FROM tickets WHERE {dates} "
                      "AND status = 'sold' GROUP BY performance_id")  # the whole date: it is kept
-        args += whole
+        args += date_args
     # the log's last row: where the dates read now stand
     parts.append(f"SELECT NULL, '{_TAIL}', NULL, pos, ticket_id FROM "
                  "(SELECT pos, ticket_id FROM seat_sales ORDER BY pos DESC LIMIT 1) AS tail")
+    dates, date_args = within(perfs)
     if holds is not None:
         live = "" if holds.live_at is None else " AND expires_at > ?"
-        parts.append(f"SELECT performance_id, '{HELD}', {agg}, NULL, NULL FROM seat_holds WHERE {within(perfs)} "
+        parts.append(f"SELECT performance_id, '{HELD}', {agg}, NULL, NULL FROM seat_holds WHERE {dates} "
                      f"AND holder IS NOT ?{live}{only} GROUP BY performance_id")
-        args += [*perfs, holds.holder, *(() if holds.live_at is None else (holds.live_at,)), *only_args]
+        args += [*date_args, holds.holder, *(() if holds.live_at is None else (holds.live_at,)), *only_args]
     if pool is not None:
         kind, test = (ELSEWHERE, "<>") if pool == HUB else (IN_POOL, "=")
-        parts.append(f"SELECT performance_id, '{kind}', {agg}, NULL, NULL FROM seat_pools WHERE {within(perfs)} "
+        parts.append(f"SELECT performance_id, '{kind}', {agg}, NULL, NULL FROM seat_pools WHERE {dates} "
                      f"AND pool {test} ?{only} GROUP BY performance_id")
-        args += [*perfs, pool, *only_args]
+        args += [*date_args, pool, *only_args]
     cursor = db.cursor()
     cursor.row_factory = None  # plain tuples
     return list(cursor.execute(" UNION ALL ".join(parts), args))
