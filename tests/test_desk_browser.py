@@ -36,7 +36,7 @@ from playwright.sync_api import Page, expect
 
 from hub.app import DB_NAME
 from tests.browsers import chromium
-from tests.test_sync_kill import Process, run
+from tests.test_sync_kill import Process, run_here
 
 pytestmark = pytest.mark.slow  # Chromium and real tessera hub/edge processes, about 40 s
 
@@ -133,11 +133,11 @@ def test_desk_and_counter_in_a_browser_while_the_hub_is_down(tmp_path, sample_te
     processes = [hub]
     try:
         # the office: two operators, then one-time codes for a desk and a counter, enrolled over the network
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN_ANNA)
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Ben", "--pin", PIN_BEN)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN_ANNA)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Ben", "--pin", PIN_BEN)
         for folder, node, role in ((desk_dir, "Kasse 1", "cashdesk"), (counter_dir, "Theke 1", "counter")):
-            code = run("hub", "enroll", "--data", str(hub_dir), "--node", node, "--role", role).split()[-1]
-            run("edge", "enroll", "--data", str(folder), "--code", code, "--hub", hub.url)
+            code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", node, "--role", role).split()[-1]
+            run_here("edge", "enroll", "--data", str(folder), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1",
                        ready=EDGE_READY)
         processes.append(desk)

@@ -45,7 +45,7 @@ from tests.test_desk_browser import (
     qr_payloads,
     wait_until_synced,
 )
-from tests.test_sync_kill import Process, run
+from tests.test_sync_kill import Process, run_here
 
 pytestmark = pytest.mark.slow  # Chromium and real tessera hub/edge processes
 
@@ -186,9 +186,9 @@ def test_a_ring_across_two_plan_variants_sold_at_the_desk_while_the_hub_is_down(
     hub_port = hub.url.rsplit(":", 1)[1]
     processes = [hub]
     try:
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
-        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
+        run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1",
                        ready=EDGE_READY)
         processes.append(desk)
@@ -404,10 +404,10 @@ def test_a_choice_with_a_seat_sold_meanwhile_and_a_combi(tmp_path, sample_templa
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
     processes = [hub]
     try:
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Ben", "--pin", "2580")
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 2", "--role", "cashdesk").split()[-1]
-        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Ben", "--pin", "2580")
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 2", "--role", "cashdesk").split()[-1]
+        run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1",
                        ready=EDGE_READY)
         processes.append(desk)

@@ -50,7 +50,7 @@ from tests.test_desk_browser import (
 )
 from tests.test_desk_subscriptions_browser import Shots, assert_touch_sized, desk_cookie, post_json
 from tests.test_desk_subscriptions_browser import both_languages as both_languages_of_sale
-from tests.test_sync_kill import Process, run
+from tests.test_sync_kill import Process, run_here
 
 pytestmark = pytest.mark.slow  # Chromium and real tessera hub/edge processes
 
@@ -165,9 +165,9 @@ def test_two_vouchers_for_a_dearer_seat_paid_the_difference_in_cash_while_the_hu
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
     processes = [hub]
     try:
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
-        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
+        run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1",
                        ready=EDGE_READY)
         processes.append(desk)
@@ -286,9 +286,9 @@ def test_six_vouchers_sold_at_the_disabled_tier_for_cash_print_six_slips_while_t
     hub = Process(log, "hub", "serve", "--data", str(hub_dir), "--port", "0", "--no-advertise", ready=HUB_READY)
     processes = [hub]
     try:
-        run("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
-        code = run("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
-        run("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1", "--role", "cashdesk").split()[-1]
+        run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", "--sync-seconds", "1",
                        ready=EDGE_READY)
         processes.append(desk)

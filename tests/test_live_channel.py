@@ -15,8 +15,6 @@ it back. The deadlines are the issue's budgets plus a margin for a loaded test m
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import time
 
 import aiohttp
@@ -228,18 +226,6 @@ async def test_a_replayed_long_poll_is_refused_and_holds_nothing(hub, tmp_path):
 
 # -- the desk's status bar, in a browser ------------------------------------------------------------
 
-def tessera_here(*args: str) -> str:
-    """`tessera ARGS` run by cli.main.main in this process, its stdout: a setup step without a
-    Python start-up and the hub's imports (~1.5 s each, more under load)."""
-    from cli.main import main as cli_main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli_main(list(args))
-    assert code == 0, err.getvalue()
-    return out.getvalue()
-
-
 @pytest.mark.slow  # Chromium and real tessera hub/edge processes, about 20 s
 def test_the_desk_status_bar_flips_within_3_s_in_a_browser(tmp_path, sample_template):
     """`tessera hub serve` and `tessera edge serve` processes, the desk's page in Chromium: the
@@ -251,7 +237,7 @@ def test_the_desk_status_bar_flips_within_3_s_in_a_browser(tmp_path, sample_temp
 
     from tests.browsers import chromium
     from tests.test_desk_browser import EDGE_READY, HUB_READY, PIN_ANNA, ROOT, log_in
-    from tests.test_sync_kill import Process
+    from tests.test_sync_kill import Process, run_here
 
     shots = ROOT / "test-output" / "live-channel"
     shutil.rmtree(shots, ignore_errors=True)
@@ -263,10 +249,10 @@ def test_the_desk_status_bar_flips_within_3_s_in_a_browser(tmp_path, sample_temp
     processes = [hub]
     try:
         # the setup commands in this process (the served hub and desk are real processes)
-        tessera_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN_ANNA)
-        code = tessera_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1",
+        run_here("hub", "operator", "add", "--data", str(hub_dir), "--name", "Anna", "--pin", PIN_ANNA)
+        code = run_here("hub", "enroll", "--data", str(hub_dir), "--node", "Kasse 1",
                             "--role", "cashdesk").split()[-1]
-        tessera_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
+        run_here("edge", "enroll", "--data", str(desk_dir), "--code", code, "--hub", hub.url)
         desk = Process(log, "edge", "serve", "--data", str(desk_dir), "--port", "0", ready=EDGE_READY)
         processes.append(desk)
         with chromium() as browser:
