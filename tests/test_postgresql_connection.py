@@ -17,7 +17,7 @@ from core.base.errors import Conflict
 from core.base.node import this_node
 from core.base.numbering import next_number
 from core.base.pg import connection
-from core.base.pg.placeholders import translate
+from core.base.pg.placeholders import numbered
 from core.cards import cardcode
 from core.catalog import resource
 from core.catalog.annual import AnnualProducts
@@ -38,13 +38,19 @@ def add_operator(db, id_: str, name: str | None = None) -> None:
                (id_, name or id_, NOW, NOW))
 
 
-def test_placeholders_are_translated_outside_literals_only():
-    assert translate("SELECT '?', \"a?\", ? -- ?\n") == "SELECT '?', \"a?\", %s -- ?\n"
-    assert translate("WHERE pool LIKE 'node:%' AND x = :state") == "WHERE pool ILIKE 'node:%%' AND x = %(state)s"
-    assert translate("SELECT 'it''s ?' || ?") == "SELECT 'it''s ?' || %s"
-    assert translate("WHERE a LIKE ? AND b NOT like 'LIKE'") == "WHERE a ILIKE %s AND b NOT ILIKE 'LIKE'"
+def test_placeholders_are_numbered_outside_literals_only():
+    assert numbered("SELECT '?', \"a?\", ? -- ?\n") == (b"SELECT '?', \"a?\", $1 -- ?\n", None)
+    assert numbered("WHERE pool LIKE 'node:%' AND x = :state") == (b"WHERE pool ILIKE 'node:%' AND x = $1", ("state",))
+    assert numbered("SELECT 'it''s ?' || ? || ?") == (b"SELECT 'it''s ?' || $1 || $2", None)
+    assert numbered("WHERE a LIKE ? AND b NOT like 'LIKE'") == (b"WHERE a ILIKE $1 AND b NOT ILIKE 'LIKE'", None)
+    assert numbered("WHERE a = :x AND b = :y OR c = :x AND d IS :y") == (
+        b"WHERE a = $1 AND b = $2 OR c = $1 AND d IS NOT DISTINCT FROM $2", ("x", "y"))
+    assert numbered("SELECT a::text, b -> 'k' FROM t WHERE c = ?") == (
+        b"SELECT a::text, b -> 'k' FROM t WHERE c = $1", None)
     with pytest.raises(ValueError, match="unterminated"):
-        translate("SELECT 'open")
+        numbered("SELECT 'open")
+    with pytest.raises(ValueError, match="both"):
+        numbered("SELECT ? WHERE a = :x")
 
 
 def test_literals_reach_postgresql_unchanged(pg):
@@ -119,22 +125,17 @@ def test_a_refused_pipelined_write_is_reported_by_commit_and_undone(pg):
     assert [r["id"] for r in pg.execute("SELECT id FROM operators")] == ["c"]
 
 
-@pytest.mark.parametrize("threshold", [0, 2])
-def test_a_refused_pipelined_write_leaves_no_statement_wrongly_taken_for_prepared(pg, threshold):
-    """Prepared statements on, the pipeline hazard: psycopg takes a statement that reaches its
-    threshold as prepared when it sends the PREPARE, and without the threshold 0 it never
-    checks that answer; an earlier write refused in the same pipeline makes the server skip
-    the PREPARE. The rollback that follows every refusal clears psycopg's cache (and the
-    server's: DEALLOCATE ALL), so the same statements run again, prepared, and work."""
-    pg.raw.prepare_threshold = threshold
+def test_a_refused_pipelined_write_leaves_no_statement_wrongly_taken_for_prepared(pg):
+    """The pipeline hazard of prepared statements: a statement is prepared (Parse) in the same
+    pipeline as its first use, and an earlier write refused in that pipeline makes the server
+    skip the Parse. The wire counts a statement as prepared only when its Parse came back OK,
+    so the same statement, used again after the refusal, is prepared again and works."""
     update = "UPDATE operators SET active = 1 WHERE id = ?"
     add_operator(pg, "c", "Carl")
-    for _ in range(threshold):  # counted, not prepared yet: the next use sends the PREPARE
-        pg.execute(update, ("c",))
     for _ in range(2):
         with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
             add_operator(pg, "a", "Carl")  # refused, its answer not waited for
-            pg.execute(update, ("a",))  # PREPAREd in the same pipeline: skipped by the server
+            pg.execute(update, ("a",))  # its Parse in the same pipeline: skipped by the server
             add_operator(pg, "b", "Bert")
         assert not pg.in_transaction
     with storage.transaction(pg):
@@ -142,18 +143,17 @@ def test_a_refused_pipelined_write_leaves_no_statement_wrongly_taken_for_prepare
         pg.execute(update, ("a",))
         add_operator(pg, "b", "Bert")
         assert pg.execute("SELECT count(*) AS n FROM operators WHERE id = ?", ("b",)).fetchone()["n"] == 1
-    for _ in range(threshold + 1):
-        pg.execute(update, ("b",))
+    pg.execute(update, ("b",))
     assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a", "b", "c"]
     prepared = [r["statement"] for r in pg.execute("SELECT statement FROM pg_prepared_statements")]
-    assert "UPDATE operators SET active = 1 WHERE id = $1" in prepared
+    assert prepared.count("UPDATE operators SET active = 1 WHERE id = $1") == 1
 
 
 def test_statements_prepared_after_a_rollback_in_the_pipeline_stay_prepared(pg):
-    """psycopg forgets its prepared statements after a ROLLBACK and sends DEALLOCATE ALL after
-    the next statement; the pipeline collects the ROLLBACK's answer late, so that next
-    statement was prepared and then deallocated while psycopg took it for prepared (its
-    next use: 'prepared statement "_pg3_N" does not exist'). The adapter deallocates at once."""
+    """Prepared statements are not transactional: those prepared before a ROLLBACK (of a
+    savepoint or of the transaction) stay, and go on being used. (psycopg forgot its own after
+    a ROLLBACK and deallocated them late, behind the pipeline: 'prepared statement "_pg3_N"
+    does not exist' at the next use; the wire has no such step.)"""
     add_operator(pg, "c", "Carl")
     count = "SELECT count(*) AS n FROM operators WHERE name = ?"
     with storage.transaction(pg):
@@ -425,3 +425,80 @@ def test_a_taken_seat_is_a_conflict_naming_it_not_an_error(pg):
     taken = holds.held_by_others("token:b")(pg, ["perf"])  # json_each and `holder IS NOT ?`
     assert taken == {"perf": {"seat2"}}
     assert holds.held_by_others("token:a")(pg, ["perf"]) == {}
+
+
+def test_values_go_in_and_come_out_as_through_a_psycopg_cursor(pg):
+    """The wire dumps and loads with psycopg's adapters: None, bools as 0/1, big integers,
+    floats, text with any character, bytes, and numeric sums as int or float."""
+    row = pg.execute("SELECT ? AS none, ? AS yes, ? AS big, ? AS f, ? AS t, ? AS b, "
+                     "(SELECT sum(x) FROM (VALUES (2::bigint), (3)) v(x)) AS total, 1.5::numeric AS half",
+                     (None, True, 2**62, 0.25, "Grüße ✓ '?'", b"\x00\xff")).fetchone()
+    assert row == {"none": None, "yes": 1, "big": 2**62, "f": 0.25, "t": "Grüße ✓ '?'", "b": b"\x00\xff",
+                   "total": 5, "half": 1.5}
+    assert type(row["total"]) is int
+
+
+def test_a_cursor_reads_rows_one_by_one_in_chunks_and_all_at_once(pg):
+    """fetchone, fetchmany, fetchall and iteration read the same result from where the last read
+    stopped; iteration loads a chunk at a time (a long result is not turned into Python at once)."""
+    query = "SELECT g AS n FROM generate_series(1, ?) g ORDER BY g"
+    cursor = pg.execute(query, (1200,))
+    assert cursor.fetchone() == {"n": 1}
+    assert [r["n"] for r in cursor.fetchmany(3)] == [2, 3, 4]
+    assert [r["n"] for r in cursor][:2] == [5, 6]
+    assert cursor.fetchall() == [] and cursor.fetchone() is None
+    cursor = pg.cursor()
+    cursor.row_factory = None
+    assert cursor.execute(query, (3,)).fetchall() == [(1,), (2,), (3,)]
+    assert [column[0] for column in cursor.description] == ["n"]
+    assert sum(1 for _ in pg.execute(query, (1200,))) == 1200
+
+
+def test_a_ddl_command_makes_the_session_forget_its_prepared_statements(pg):
+    """A table that changes changes what `SELECT *` returns: after an ALTER the wire ran, the
+    statements are prepared anew (no 'cached plan must not change result type')."""
+    add_operator(pg, "a", "Anna")
+    read = "SELECT * FROM operators WHERE id = ?"
+    assert "nickname" not in pg.execute(read, ("a",)).fetchone()
+    pg.execute("ALTER TABLE operators ADD COLUMN nickname text DEFAULT 'Annie'")
+    assert pg.execute(read, ("a",)).fetchone()["nickname"] == "Annie"
+    with storage.transaction(pg):
+        assert pg.execute(read, ("a",)).fetchone()["nickname"] == "Annie"
+
+
+def test_the_sessions_prepared_statements_are_kept_within_their_capacity(pg):
+    """Past its capacity the wire closes the statement used longest ago: the server never holds
+    more, and a closed statement used again is simply prepared again."""
+    wire = connection._wire_of(pg.raw)
+    wire.capacity, wire.prepared = 5, type(wire.prepared)()
+    pg.raw.execute("DEALLOCATE ALL")
+    for round_ in range(2):
+        for k in range(12):
+            assert pg.execute(f"SELECT {k} + ? AS n", (round_,)).fetchone() == {"n": k + round_}
+    held = pg.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone()["n"]
+    assert held <= 5 + 1  # the count's own statement may be the sixth before it closes another
+
+
+def test_a_long_pipeline_of_unanswered_writes_is_sent_and_answered(pg):
+    """Thousands of writes without an answer, a few MB in all: the wire sends while it reads,
+    so neither side waits on a full buffer."""
+    wide = "x" * 2000
+    with storage.transaction(pg):
+        for k in range(3000):
+            pg.execute("INSERT INTO operators (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                       (f"o{k:04}", f"{wide}{k}", NOW, NOW))
+    assert pg.execute("SELECT count(*) AS n FROM operators").fetchone()["n"] == 3000
+
+
+def test_a_session_lost_mid_transaction_raises_and_is_not_reused(pg, pg_url):
+    """The server ends the session (a restart, an administrator) while a transaction waits: the
+    statement raises at once (no hang), and the session says it is broken, so a pool drops it."""
+    import psycopg
+
+    add_operator(pg, "a")
+    with pytest.raises(psycopg.OperationalError), storage.transaction(pg):
+        add_operator(pg, "b")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pg.raw.info.backend_pid,))
+        pg.execute("SELECT count(*) AS n FROM operators").fetchone()
+    assert pg.raw.broken or pg.raw.closed

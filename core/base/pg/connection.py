@@ -4,8 +4,12 @@ The hub's rules are written against sqlite3 (`db.execute(sql, params)` with `?`,
 dicts, `db.in_transaction`, `core.base.storage.transaction()`), and they stay so: this
 adapter gives the same interface on PostgreSQL instead of a second copy of every rule.
 
-- Placeholders: `?` and `:name` become psycopg's (`core.base.pg.placeholders`), never inside
-  a literal.
+- Statements go through `core.base.pg.wire`: libpq's pipeline and psycopg's C adapters,
+  not psycopg's cursors (their Python was half of the hub's CPU per order in a rush). `?` and
+  `:name` become `$1`, `$2`, ... (`core.base.pg.placeholders`), never inside a literal.
+  Sessions are still opened and pooled by psycopg (`SESSION`), and the few paths that speak
+  psycopg directly (`db.raw`: the schema install and upgrade, the migration's COPY) do so
+  outside the wire's transactions.
 - Rows are dicts; a statement without a result fetches None / [] as on sqlite3.
 - Transactions: the connection runs in autocommit mode like ours on SQLite. SQLite has one
   writer at a time (`BEGIN IMMEDIATE` takes the write lock), and rules rely on it: a number
@@ -23,17 +27,17 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
   the seat to say why it was refused) wrap that statement in `with transaction(db):`, a
   savepoint on both backends. (Until issue 18's rush step every write ran under its own
   savepoint here: two more statements per write, the biggest part of the gap to SQLite.)
-  Statements are prepared on the server at their first use (`prepare_threshold=0`, up to
-  `PREPARED_MAX` per session): parse and plan once per session instead of per statement,
-  measured ~40% less server CPU per shop checkout (docs/rush.md). The pipeline hazard: psycopg
-  takes a statement as prepared when it sends the PREPARE, and an earlier write refused in
-  the same pipeline makes the server skip it. At threshold 0 psycopg checks every new
-  statement's answer and forgets a skipped one; at any threshold the ROLLBACK that follows a
-  refusal clears its cache and the server's (DEALLOCATE ALL). Transaction control (BEGIN,
-  the lock, SAVEPOINT, RELEASE, COMMIT, ROLLBACK) is never prepared: savepoint names are
-  unique, and a cache of them would push out the statements worth keeping. Schema changes:
-  the hub upgrades its schema when it opens, before it serves; psycopg clears its cache
-  after an ALTER or DROP on the session that ran it (tests/test_postgresql_connection.py).
+  Statements are prepared on the server at their first use (up to `PREPARED_MAX` per
+  session, kept by the wire for the session's life): parse and plan once per session instead
+  of per statement, measured ~40% less server CPU per shop checkout (docs/rush.md). A Parse
+  skipped because an earlier write of the same pipeline was refused is never taken for done
+  (the wire reads every Parse's answer). Transaction control (BEGIN, SAVEPOINT, RELEASE,
+  COMMIT, ROLLBACK) is never prepared: savepoint names are unique, and a cache of them would
+  push out the statements worth keeping. psycopg itself prepares nothing here
+  (`prepare_threshold=None`): a psycopg that prepared would send DEALLOCATE ALL after a DDL
+  command on `db.raw` (the schema upgrade), under the wire's feet. Schema changes: the hub
+  upgrades its schema when it opens, before it serves; the wire forgets its statements after
+  a CREATE, ALTER or DROP it ran itself (tests/test_postgresql_connection.py).
 - Errors: a constraint violation is raised as `IntegrityError`, a subclass of
   `sqlite3.IntegrityError` (which is what the rules catch) whose text is shaped like SQLite's
   (`UNIQUE constraint failed: tickets.performance_id, tickets.seat_id`), so
@@ -44,10 +48,9 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import re
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,10 +58,10 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
-from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg.rows import dict_row, tuple_row
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
 
-from core.base.pg.placeholders import translate
+from core.base.pg.wire import Answer, Wire
 
 # The key of the hub's one write lock (pg_advisory_xact_lock); also taken by the change-feed
 # triggers (core.base.pg.schema), so no row reaches `changes` outside it.
@@ -77,7 +80,6 @@ _SAVEPOINT = re.compile(r"^\s*SAVEPOINT\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _KEY_COLUMNS = re.compile(r"^Key \((?P<columns>.*?)\)=\(", re.DOTALL)
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
-_TUPLES_OK = ExecStatus.TUPLES_OK
 # `INSERT INTO t (a, b) VALUES (?, ?)` and nothing after it (no ON CONFLICT, no RETURNING): what
 # executemany may send as one multi-row INSERT per batch
 _VALUES_INSERT = re.compile(r"^\s*(?P<head>INSERT\s+INTO\s+\w+\s*\([\w\s,]+\)\s*VALUES)\s*"
@@ -86,12 +88,12 @@ BATCH_ROWS = 256  # rows per multi-row INSERT at most; batches are powers of two
 
 
 # How every session is opened (here and by core.base.pg.pool): autocommit like our sqlite3
-# connections, dict rows, statements prepared on the server at their first use (module
-# docstring); a session keeps up to PREPARED_MAX of them (psycopg's default is 100: the hub
-# sends a few hundred distinct statements, with one per count of placeholders in an IN list).
-SESSION: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0}
+# connections, dict rows for psycopg's own use of it (`db.raw`), and nothing prepared by psycopg
+# (the wire prepares: module docstring); the wire keeps up to PREPARED_MAX statements per
+# session (the hub sends a few hundred distinct statements, one per count of placeholders in
+# an IN list).
+SESSION: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
 PREPARED_MAX = 500
-_translate = functools.lru_cache(maxsize=4096)(translate)  # the hub sends a few hundred distinct statements
 
 
 class IntegrityError(sqlite3.IntegrityError):
@@ -170,73 +172,93 @@ def _mapped(exc: psycopg.Error) -> Exception:
 
 class Cursor:
     """The result of one statement, read like a sqlite3 cursor (`row_factory = None` gives
-    plain tuples, as our hot paths ask of sqlite3). Reading it first collects the results
-    of the writes still on their way (the transaction's pipeline)."""
+    plain tuples, as our hot paths ask of sqlite3). Reading it first collects the answers of
+    everything still on its way (the transaction's pipeline). Rows are loaded as they are
+    read, a chunk at a time when iterated."""
 
-    def __init__(self, connection: Connection, cursor: psycopg.Cursor) -> None:
-        self._connection, self._cursor = connection, cursor
+    _CHUNK = 512
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._answer: Answer | None = None
+        self._dicts = True
+        self._taken = 0
 
     @property
     def row_factory(self) -> Any:
-        return self._cursor.row_factory
+        return dict_row if self._dicts else None
 
     @row_factory.setter
     def row_factory(self, factory: Any) -> None:
-        self._cursor.row_factory = tuple_row if factory is None else dict_row
+        self._dicts = factory is not None
 
     def execute(self, sql: str, parameters: Sequence | Mapping = ()) -> Cursor:
-        self._connection._execute(self._cursor, sql, parameters)
+        self._answer, self._taken = self._connection._execute(sql, parameters), 0
         return self
+
+    def _result(self) -> Any:
+        self._connection.settle()
+        return None if self._answer is None else self._answer.result
 
     @property
     def rowcount(self) -> int:
-        self._connection.settle()
-        return self._cursor.rowcount
+        result = self._result()
+        count = None if result is None else result.command_tuples
+        return -1 if count is None else count
 
     @property
-    def description(self) -> Any:
-        self._connection.settle()
-        return self._cursor.description
+    def description(self) -> list[tuple] | None:
+        result = self._result()
+        if result is None or not result.nfields:
+            return None
+        encoding = self._connection._wire.encoding
+        return [(result.fname(i).decode(encoding), result.ftype(i), None, None, None, None, None)
+                for i in range(result.nfields)]
 
-    def _has_rows(self) -> bool:
-        """Whether the statement gave a result set (sqlite3 fetches None / [] otherwise):
-        `description` would build a Column per field on every fetch, a measurable part of
-        the client's CPU per checkout."""
-        self._connection.settle()
-        result = self._cursor.pgresult
-        return result is not None and (result.nfields > 0 or result.status == _TUPLES_OK)
+    def _take(self, count: int | None) -> list:
+        if self._result() is None:
+            return []
+        last = None if count is None else self._taken + count
+        rows = self._connection._wire.rows(self._answer, self._dicts, self._taken, last)  # type: ignore[arg-type]
+        self._taken += len(rows)
+        return rows
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._has_rows() else None
+        rows = self._take(1)
+        return rows[0] if rows else None
 
     def fetchall(self) -> list:
-        return self._cursor.fetchall() if self._has_rows() else []
+        return self._take(None)
 
     def fetchmany(self, size: int = 1) -> list:
-        return self._cursor.fetchmany(size) if self._has_rows() else []
+        return self._take(size)
 
     def __iter__(self) -> Iterator:
-        return iter(self._cursor) if self._has_rows() else iter(())
+        while rows := self._take(self._CHUNK):
+            yield from rows
 
     def close(self) -> None:
-        self._cursor.close()
+        self._answer = None
+
+
+_EMPTY = Answer()  # what a transaction-control statement answers to its cursor
 
 
 class Connection:
     """One PostgreSQL session with the sqlite3 connection interface the hub uses.
 
-    Inside a transaction the session is in psycopg's pipeline mode: a write whose answer
-    nobody reads (no RETURNING) is sent without waiting for it, and the next statement that
-    needs an answer (a read, RELEASE, COMMIT, a cursor's rowcount) collects all of them in
-    the same round trip. An order's ~25 statements cost ~10 round trips instead of ~25. A
-    refused write is reported there, after the rule has gone on a few statements: harmless,
-    since an error ends the transaction anyway. A rule that catches a refusal wraps the
-    statements in `with transaction(db):` (a savepoint) and catches around that block: the
-    RELEASE that ends the block is always answered, so the refusal is raised before the block
-    ends and the savepoint is undone alone, as on SQLite. Inside the block writes are
-    pipelined too (until issue 18's rush step each was answered at once, a round trip per
-    write): no rule catches a single statement inside a savepoint, and none may rely on it
-    (the refusal can surface at a later statement of the same block)."""
+    Statements go through `core.base.pg.wire` (libpq's pipeline, prepared at first use).
+    Inside a transaction a write whose answer nobody reads (no RETURNING) is sent without
+    waiting for it, and the next statement that needs an answer (a read, RELEASE, COMMIT, a
+    cursor's rowcount) collects all of them in the same round trip: an order's ~25
+    statements cost ~10 round trips instead of ~25. A refused write is reported there, after
+    the rule has gone on a few statements: harmless, since an error ends the transaction
+    anyway. A rule that catches a refusal wraps the statements in `with transaction(db):` (a
+    savepoint) and catches around that block: the RELEASE that ends the block is always
+    answered, so the refusal is raised before the block ends and the savepoint is undone
+    alone, as on SQLite. Inside the block writes are pipelined too: no rule catches a single
+    statement inside a savepoint, and none may rely on it (the refusal can surface at a later
+    statement of the same block)."""
 
     dialect = "postgresql"
     url: str | None = None  # where it was opened (a pool of the same hub opens more there)
@@ -244,167 +266,176 @@ class Connection:
     def __init__(self, raw: psycopg.Connection, data_dir: Path | None = None) -> None:
         self.raw = raw
         self.data_dir = data_dir  # the hub's folder (keys, hub.toml): a SQLite hub finds it from its file
-        raw.adapters.register_dumper(bool, _BoolAsInteger)
-        raw.adapters.register_loader("numeric", _NumericAsNumber)
-        raw.prepared_max = PREPARED_MAX
-        self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
-        self._unanswered = False  # writes sent in the pipeline whose results were not collected yet
+        self._wire = _wire_of(raw)
+        self._open = False  # inside a transaction begun here (pipeline mode until its end)
 
     @property
     def in_transaction(self) -> bool:
-        return self._pipeline is not None or self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self._open or self.raw.info.transaction_status != TransactionStatus.IDLE
 
     def cursor(self) -> Cursor:
-        return Cursor(self, self.raw.cursor())
+        return Cursor(self)
 
     def execute(self, sql: str, parameters: Sequence | Mapping = ()) -> Cursor:
-        return self.cursor().execute(sql, parameters)
+        return Cursor(self).execute(sql, parameters)
 
     def executemany(self, sql: str, seq: Iterable[Sequence | Mapping]) -> Cursor:
         """As sqlite3's. A plain `INSERT ... VALUES (?, ...)` of several rows is sent as
-        multi-row INSERTs (`_batches`): per row, psycopg's executemany costs the hub ~40 us of
-        Python and the server a Bind/Execute round; a checkout inserts ~30 rows this way."""
-        cursor, rows = self.cursor(), list(seq)
+        multi-row INSERTs (`_batches`): per row, a statement costs the hub its Python and
+        the server a Bind/Execute round; a checkout inserts ~30 rows this way."""
+        rows = list(seq)
         values = _VALUES_INSERT.match(sql)
         if values and len(rows) > 1 and all(isinstance(row, Sequence) for row in rows):
-            for statement, params in _batches(values, rows):
-                self._write(lambda statement=statement, params=params: self._run(
-                    cursor._cursor, statement, params, answer=False))
-            return cursor
+            statements = list(_batches(values, rows))
+        else:
+            statements = [(sql, row) for row in rows]
         answer = not (_WRITE.match(sql) and not _RETURNING.search(sql))  # as execute(): a write is pipelined
-        self._write(lambda: self._run(cursor._cursor, sql, rows, many=True, answer=answer))
+        cursor = Cursor(self)
+        if statements:
+            self._write(lambda: [self._send(statement, params) for statement, params in statements], answer)
+            cursor._answer = _EMPTY
         return cursor
 
-    def _execute(self, cursor: psycopg.Cursor, sql: str, parameters: Sequence | Mapping) -> None:
+    def _execute(self, sql: str, parameters: Sequence | Mapping) -> Answer:
         if _BEGIN.match(sql):
             self._begin()
         elif _ENDS.match(sql):
             self._end(sql)
-        elif _CONTROL.match(sql):
-            self._run(cursor, sql, parameters, answer=not _SAVEPOINT.match(sql), prepare=False)
+        elif _CONTROL.match(sql):  # SAVEPOINT (sent with what follows), RELEASE (answered)
+            self._control(sql)
+            if not _SAVEPOINT.match(sql):
+                self.settle()
         elif _WRITE.match(sql) and not _RETURNING.search(sql):
-            self._write(lambda: self._run(cursor, sql, parameters, answer=False))
+            return self._write(lambda: self._send(sql, parameters), answer=False)
         else:
-            self._run(cursor, sql, parameters)
+            return self._read(sql, parameters)
+        return _EMPTY
 
-    def _write(self, run: Callable[[], None]) -> None:
-        """A write: sent in the transaction's pipeline (the transaction holds the write lock),
-        else in a transaction of its own that holds the write lock."""
-        if self._pipeline is not None:
-            run()
-        elif self.in_transaction:
-            run()
-            self.settle()
-        else:
-            self._own_transaction(run)
-
-    def _run(self, cursor: psycopg.Cursor, sql: str, parameters: Any, *, many: bool = False,
-             answer: bool = True, prepare: bool | None = None) -> None:
-        """Send one statement; in the pipeline, wait for its answer (and all before it) unless
-        *answer* is False. *prepare* False: never prepared (transaction control)."""
+    def _send(self, sql: str, parameters: Sequence | Mapping, *, prepare: bool = True) -> Answer:
         try:
-            if many:
-                cursor.executemany(_translate(sql), parameters)
-            else:
-                cursor.execute(_translate(sql), parameters, prepare=prepare)
+            return self._wire.send(sql, parameters, prepare=prepare)
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
-        if self._pipeline is not None:
-            self._unanswered = True
+
+    def _read(self, sql: str, parameters: Sequence | Mapping) -> Answer:
+        """A statement whose answer is read: in the transaction's pipeline, collected now with
+        everything before it; outside one, a pipeline of its own (an implicit transaction)."""
+        if self._open:
+            answer = self._send(sql, parameters)
+            self.settle()
+            return answer
+        self._wire.enter()
+        try:
+            answer = self._send(sql, parameters)
+            self.settle()
+        finally:
+            self._leave()
+        return answer
+
+    def _write(self, run: Callable[[], Any], answer: bool = False) -> Any:
+        """A write: sent in the transaction's pipeline (the transaction holds the write lock),
+        else in a transaction of its own that holds the write lock (one round trip)."""
+        if self._open:
+            sent = run()
             if answer:
                 self.settle()
+            return sent
+        if self.in_transaction:  # a transaction begun on `raw` (psycopg's own), not here
+            raise psycopg.ProgrammingError("a write inside a psycopg transaction: use raw directly")
+        self._wire.enter()
+        try:
+            self._control("BEGIN")
+            self._lock()
+            sent = run()
+            self._control("COMMIT")
+            self.settle()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self._leave()
+        return sent
+
+    def _abandon(self) -> None:
+        """After a failure in a pipeline: collect what was sent and roll back the server's
+        transaction if one is open (nothing to do on a lost session: the pool drops it)."""
+        if self.raw.broken or self.raw.closed:
+            self._wire.expected.clear()
+            return
+        self._sync_quietly()
+        if self.raw.info.transaction_status != TransactionStatus.IDLE:
+            self._control("ROLLBACK")
+            self._sync_quietly()
 
     def settle(self) -> None:
-        """Collect the answers of everything sent in the pipeline; a refused write raises here."""
-        if self._pipeline is not None and self._unanswered:
-            self._unanswered = False
-            try:
-                self.raw._pipeline.sync()  # type: ignore[union-attr]
-            except psycopg.Error as exc:
-                raise _mapped(exc) from exc
-            self._deallocate_now()
+        """Collect the answers of everything sent; a refused write raises here."""
+        try:
+            self._wire.sync()
+        except psycopg.Error as exc:
+            raise _mapped(exc) from exc
 
-    def _deallocate_now(self) -> None:
-        """psycopg forgets its prepared statements when it reads the answer of a ROLLBACK (also
-        ROLLBACK TO), DROP or ALTER, and sends DEALLOCATE ALL after the next statement it runs.
-        In the pipeline that answer is read late, so the next statement would be prepared first
-        and then deallocated with the rest while psycopg still takes it for prepared ('prepared
-        statement "_pg3_N" does not exist' at its next use; psycopg 3.3). Send the DEALLOCATE
-        ALL now, behind a statement that is never prepared."""
-        if getattr(self.raw._prepared, "_to_flush", None):
-            self.raw.execute("SELECT 1", prepare=False)
-            if self._pipeline is not None:
-                self._unanswered = True
+    def _sync_quietly(self) -> None:
+        """Collect what was sent, ignoring a refusal (one already reported, or one whose
+        transaction is being rolled back anyway)."""
+        try:
+            self._wire.sync()
+        except psycopg.DatabaseError:
+            pass
+
+    def _leave(self) -> None:
+        if self._wire.piped and not self._wire.expected:
+            self._wire.leave()
 
     def _begin(self) -> None:
         """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring), in
         pipeline mode; BEGIN and the lock go with the first statement that needs an answer."""
-        pipeline = self.raw.pipeline()
-        pipeline.__enter__()
-        self._pipeline = pipeline
-        self._send_begin()
-        self._unanswered = True
+        if self._open:
+            raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+        self._wire.enter()
+        self._control("BEGIN")
+        self._lock()
+        self._open = True
+
+    def _lock(self) -> None:
+        self._send("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
 
     def _end(self, sql: str) -> None:
-        """COMMIT or ROLLBACK (also the ROLLBACK TO of a savepoint after a refusal). In the
-        pipeline: a COMMIT first collects what is unanswered (a refused write raises, and
-        the caller rolls back); a ROLLBACK first clears an error the pipeline still holds."""
-        if self._pipeline is None:
-            self._run(self.raw.cursor(), sql, (), prepare=False)
+        """COMMIT (with whatever is unanswered, one round trip: a refused write raises, the
+        COMMIT is skipped, and the caller rolls back), ROLLBACK, or the ROLLBACK TO of a
+        savepoint (after the pipeline's unanswered statements are collected, an error among
+        them ignored: it was raised before, or its block is being undone)."""
+        if not self._open:
+            self._read(sql, ())  # as sqlite3: COMMIT / ROLLBACK outside a transaction fails
+            return
+        if (self.raw.broken or self.raw.closed) and not _COMMIT.match(sql):
+            self._open, self._wire.piped = False, False  # nothing left to undo: the server ended it
+            self._wire.expected.clear()
             return
         if _COMMIT.match(sql):
+            self._control(sql)
             self.settle()
         else:
-            self._clear()
-        self._control(sql)
-        if _ROLLBACK_TO.match(sql):
-            self._unanswered = True
+            self._sync_quietly()
+            self._control(sql)
             self.settle()
-            return
-        pipeline, self._pipeline, self._unanswered = self._pipeline, None, False
-        try:
-            pipeline.__exit__(None, None, None)
-        except psycopg.Error as exc:
-            raise _mapped(exc) from exc
-        self._deallocate_now()
-
-    def _clear(self) -> None:
-        """An error already reported leaves the pipeline skipping everything up to its next
-        sync: sync once, ignoring what it reports (it was raised before)."""
-        try:
-            self.raw._pipeline.sync()  # type: ignore[union-attr]
-        except psycopg.Error:
-            pass
-        self._unanswered = False
-
-    def _send_begin(self) -> None:
-        self._control("BEGIN")
-        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,), prepare=False)
+            if _ROLLBACK_TO.match(sql):
+                return
+        self._open = False
+        self._leave()
 
     def _control(self, sql: str) -> None:
-        """A transaction-control statement, never prepared: in a pipeline that an error cut
-        short, psycopg would count a skipped PREPARE as done."""
-        self.raw.execute(sql, prepare=False)
-
-    def _own_transaction(self, run: Callable[[], None]) -> None:
-        """A write outside a transaction: BEGIN, the lock, the write and COMMIT in one round trip."""
-        try:
-            with self.raw.pipeline():
-                self._send_begin()
-                run()
-                self._control("COMMIT")
-        except BaseException as exc:
-            if self.in_transaction:
-                self._control("ROLLBACK")
-            raise (_mapped(exc) if isinstance(exc, psycopg.Error) else exc) from None
+        """A transaction-control statement, never prepared (savepoint names are unique)."""
+        self._send(sql, (), prepare=False)
 
     def commit(self) -> None:
-        if self.in_transaction:
+        if self._open:
             self._end("COMMIT")
 
     def rollback(self) -> None:
-        if self.in_transaction:
+        if self._open:
             self._end("ROLLBACK")
+        elif self.in_transaction:
+            self.raw.rollback()
 
     def close(self) -> None:
         self.raw.close()
@@ -418,7 +449,7 @@ class Connection:
         """Changes whenever any transaction that wrote has ended since the last look: the
         snapshot's upper bound and its in-progress list (conservative: any database of the
         cluster counts)."""
-        return self.raw.execute("SELECT pg_current_snapshot()::text AS s").fetchone()["s"]
+        return self.execute("SELECT pg_current_snapshot()::text AS s").fetchone()["s"]
 
     def __enter__(self) -> Connection:
         return self
@@ -431,6 +462,20 @@ class Connection:
         else:
             self.rollback()
         return False
+
+
+_wires: weakref.WeakKeyDictionary[psycopg.Connection, Wire] = weakref.WeakKeyDictionary()
+
+
+def _wire_of(raw: psycopg.Connection) -> Wire:
+    """The session's wire, made at its first use: its prepared statements live as long as the
+    session (a pool hands the same session out again and again)."""
+    wire = _wires.get(raw)
+    if wire is None:
+        raw.adapters.register_dumper(bool, _BoolAsInteger)
+        raw.adapters.register_loader("numeric", _NumericAsNumber)
+        wire = _wires[raw] = Wire(raw, PREPARED_MAX)
+    return wire
 
 
 def connect(url: str, data_dir: Path | None = None) -> Connection:
