@@ -502,3 +502,23 @@ def test_a_session_lost_mid_transaction_raises_and_is_not_reused(pg, pg_url):
             admin.execute("SELECT pg_terminate_backend(%s)", (pg.raw.info.backend_pid,))
         pg.execute("SELECT count(*) AS n FROM operators").fetchone()
     assert pg.raw.broken or pg.raw.closed
+
+
+def test_a_second_thread_on_the_same_session_waits_for_the_transaction_to_end(pg):
+    """Two threads on one session (a test beside a served hub): the second one's read waits
+    until the first one's transaction has ended, instead of landing in its pipeline, and then
+    sees the commit."""
+    import threading
+
+    began, read = threading.Event(), []
+    reader = threading.Thread(target=lambda: (began.wait(DEADLINE_S), read.append(
+        pg.execute("SELECT count(*) AS n FROM operators").fetchone()["n"])))
+    reader.start()
+    with storage.transaction(pg):
+        add_operator(pg, "a")
+        began.set()
+        reader.join(0.3)  # the reader is blocked meanwhile (a real wait: the session is ours)
+        assert reader.is_alive() and read == []
+        add_operator(pg, "b")
+    reader.join(DEADLINE_S)
+    assert read == [2]

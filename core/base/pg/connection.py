@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -268,10 +269,13 @@ class Connection:
         self.data_dir = data_dir  # the hub's folder (keys, hub.toml): a SQLite hub finds it from its file
         self._wire = _wire_of(raw)
         self._open = False  # inside a transaction begun here (pipeline mode until its end)
+        self._owner: int | None = None  # the thread that began it
 
     @property
     def in_transaction(self) -> bool:
-        return self._open or self.raw.info.transaction_status != TransactionStatus.IDLE
+        if self._open:  # begun here: in it for the thread that began it (another one waits for it)
+            return self._mine()
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
 
     def cursor(self) -> Cursor:
         return Cursor(self)
@@ -301,6 +305,8 @@ class Connection:
             self._begin()
         elif _ENDS.match(sql):
             self._end(sql)
+        elif _CONTROL.match(sql) and not self._mine():  # outside a transaction: as any statement
+            return self._read(sql, parameters)
         elif _CONTROL.match(sql):  # SAVEPOINT (sent with what follows), RELEASE (answered)
             self._control(sql)
             if not _SAVEPOINT.match(sql):
@@ -320,40 +326,42 @@ class Connection:
     def _read(self, sql: str, parameters: Sequence | Mapping) -> Answer:
         """A statement whose answer is read: in the transaction's pipeline, collected now with
         everything before it; outside one, a pipeline of its own (an implicit transaction)."""
-        if self._open:
+        if self._mine():
             answer = self._send(sql, parameters)
             self.settle()
             return answer
-        self._wire.enter()
-        try:
-            answer = self._send(sql, parameters)
-            self.settle()
-        finally:
-            self._leave()
+        with self._wire.lock:
+            self._wire.enter()
+            try:
+                answer = self._send(sql, parameters)
+                self.settle()
+            finally:
+                self._leave()
         return answer
 
     def _write(self, run: Callable[[], Any], answer: bool = False) -> Any:
         """A write: sent in the transaction's pipeline (the transaction holds the write lock),
         else in a transaction of its own that holds the write lock (one round trip)."""
-        if self._open:
+        if self._mine():
             sent = run()
             if answer:
                 self.settle()
             return sent
-        if self.in_transaction:  # a transaction begun on `raw` (psycopg's own), not here
-            raise psycopg.ProgrammingError("a write inside a psycopg transaction: use raw directly")
-        self._wire.enter()
-        try:
-            self._control("BEGIN")
-            self._lock()
-            sent = run()
-            self._control("COMMIT")
-            self.settle()
-        except BaseException:
-            self._abandon()
-            raise
-        finally:
-            self._leave()
+        with self._wire.lock:
+            if self.in_transaction:  # a transaction begun on `raw` (psycopg's own), not here
+                raise psycopg.ProgrammingError("a write inside a psycopg transaction: use raw directly")
+            self._wire.enter()
+            try:
+                self._control("BEGIN")
+                self._lock()
+                sent = run()
+                self._control("COMMIT")
+                self.settle()
+            except BaseException:
+                self._abandon()
+                raise
+            finally:
+                self._leave()
         return sent
 
     def _abandon(self) -> None:
@@ -389,11 +397,19 @@ class Connection:
     def _begin(self) -> None:
         """`BEGIN IMMEDIATE`: a transaction that holds the write lock (module docstring), in
         pipeline mode; BEGIN and the lock go with the first statement that needs an answer."""
-        if self._open:
+        if self._mine():
             raise sqlite3.OperationalError("cannot start a transaction within a transaction")
-        self._wire.enter()
-        self._control("BEGIN")
-        self._lock()
+        self._wire.lock.acquire()  # held until the transaction ends (`_close`); another thread's first
+        self._owner = threading.get_ident()
+        try:
+            self._wire.enter()
+            self._control("BEGIN")
+            self._lock()
+        except BaseException:
+            self._abandon()
+            self._leave()
+            self._wire.lock.release()
+            raise
         self._open = True
 
     def _lock(self) -> None:
@@ -404,12 +420,13 @@ class Connection:
         COMMIT is skipped, and the caller rolls back), ROLLBACK, or the ROLLBACK TO of a
         savepoint (after the pipeline's unanswered statements are collected, an error among
         them ignored: it was raised before, or its block is being undone)."""
-        if not self._open:
+        if not self._mine():
             self._read(sql, ())  # as sqlite3: COMMIT / ROLLBACK outside a transaction fails
             return
         if (self.raw.broken or self.raw.closed) and not _COMMIT.match(sql):
-            self._open, self._wire.piped = False, False  # nothing left to undo: the server ended it
+            self._wire.piped = False  # nothing left to undo: the server ended it
             self._wire.expected.clear()
+            self._close()
             return
         if _COMMIT.match(sql):
             self._control(sql)
@@ -420,21 +437,31 @@ class Connection:
             self.settle()
             if _ROLLBACK_TO.match(sql):
                 return
-        self._open = False
         self._leave()
+        self._close()
+
+    def _close(self) -> None:
+        """The transaction begun here has ended: the session is free for another thread."""
+        self._open, self._owner = False, None
+        self._wire.lock.release()
+
+    def _mine(self) -> bool:
+        """Inside the transaction begun here, by this thread (another thread using the same
+        connection object waits for the lock instead)."""
+        return self._open and self._owner == threading.get_ident()
 
     def _control(self, sql: str) -> None:
         """A transaction-control statement, never prepared (savepoint names are unique)."""
         self._send(sql, (), prepare=False)
 
     def commit(self) -> None:
-        if self._open:
+        if self._mine():
             self._end("COMMIT")
 
     def rollback(self) -> None:
-        if self._open:
+        if self._mine():
             self._end("ROLLBACK")
-        elif self.in_transaction:
+        elif not self._open and self.in_transaction:
             self.raw.rollback()
 
     def close(self) -> None:

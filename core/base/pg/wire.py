@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import itertools
 import select
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,8 +67,11 @@ _SYNC = object()
 
 
 class Wire:
-    """One session's statements (see the module docstring). Not thread-safe: a session is
-    used by one thread at a time, as the pool hands it out."""
+    """One session's statements (see the module docstring). A session is used by one thread
+    at a time: `lock` (re-entrant) is held for one statement outside a transaction and from
+    BEGIN to its end inside one (core.base.pg.connection), so a second thread on the same
+    session (a test beside a served hub, say) waits instead of mixing its statements into
+    the first one's pipeline (psycopg's cursors serialized per statement the same way)."""
 
     def __init__(self, raw: psycopg.Connection, capacity: int) -> None:
         self.pgconn = raw.pgconn
@@ -81,6 +85,7 @@ class Wire:
         self._poll = select.poll()
         self._poll.register(self.pgconn.socket, select.POLLIN)
         self._formats: dict[int, list[PyFormat]] = {}
+        self.lock = threading.RLock()
 
     # -- sending
 
@@ -98,7 +103,10 @@ class Wire:
 
     def send(self, sql: str, parameters: Sequence | Mapping = (), *, prepare: bool = True) -> Answer:
         """Queue one statement (in pipeline mode; `sync` sends and answers it)."""
-        query, names = numbered(sql)
+        if not prepare and not parameters:  # transaction control: its own text (a savepoint's is unique)
+            query, names = sql.encode(), None
+        else:
+            query, names = numbered(sql)
         values = [parameters[name] for name in names] if names is not None else parameters  # type: ignore[call-overload,index]
         if self._stale:
             self._send_ignored(b"DEALLOCATE ALL")
