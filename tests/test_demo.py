@@ -51,7 +51,7 @@ def test_a_card_sold_at_the_demo_desk_is_admitted_at_the_demo_gate_within_second
     gate_url = re.search(r"gate\s+(http://\S+)", demo.text).group(1)
     started = time.monotonic()
     verdict = wait_until(lambda: (v := scan(gate_url, code))["reason"] != "UNKNOWN_SIGNER" and v, timeout=30,
-                         interval=0.2, what="the desk's card reaching the gate")
+                         interval=0.05, what="the desk's card reaching the gate")
     print(f"desk sale admitted at the gate after {time.monotonic() - started:.1f} s")
     assert verdict["reason"] == "ADMITTED", verdict
     assert scan(gate_url, code)["reason"] == "PASSBACK"
@@ -104,7 +104,7 @@ def test_the_desk_takes_raw_utf8_in_its_customer_search(demo):
     opener.open(req, timeout=10).close()
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar.cookiejar)
     found = wait_until(lambda: raw_get(desk_url, "/api/customers?q=Müller".encode(), "-", cookie=cookie)[2],
-                       timeout=20, interval=0.2, what="customers on the desk's replica")
+                       timeout=20, interval=0.05, what="customers on the desk's replica")
     assert {c["last_name"] for c in found} == {"Müller"}
 
 
@@ -143,7 +143,7 @@ def test_the_reopened_personalization_link_shows_the_card_in_a_browser(demo, tmp
     assert abs(drawn - (box["x"] + box["width"] / 2)) < 4, (drawn, box)  # the drawing itself is centred
     gate_url = re.search(r"gate\s+(http://\S+)", demo.text).group(1)
     assert wait_until(lambda: (v := scan(gate_url, codes[0]))["reason"] != "UNKNOWN_SIGNER" and v,
-                      timeout=20, interval=0.2)["reason"] == "ADMITTED"  # the QR on the page gets in
+                      timeout=20, interval=0.05)["reason"] == "ADMITTED"  # the QR on the page gets in
 
 
 def test_the_gate_status_page_names_its_venue_and_shows_local_times(demo):
@@ -194,7 +194,7 @@ def test_an_older_demo_folder_gets_a_gate_that_syncs(tmp_path):
         code = sell_at_demo_desk(text)["order"]["items"][0]["card"]["code"]
         gate_url = re.search(r"gate\s+(http://\S+)", text).group(1)
         verdict = wait_until(lambda: (v := scan(gate_url, code))["reason"] != "UNKNOWN_SIGNER" and v, timeout=30,
-                             interval=0.2, what="the desk's card reaching the re-enrolled gate")
+                             interval=0.05, what="the desk's card reaching the re-enrolled gate")
         assert verdict["reason"] == "ADMITTED"
     finally:
         assert second.stop() == 0

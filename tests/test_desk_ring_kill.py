@@ -154,7 +154,7 @@ def wait_synced(url: str, deadline: float) -> None:
         status, body = call(url, "GET", "/api/status")
         if status == 200 and body.get("ops_waiting") == 0 and body.get("conflicts", 0) == 0:
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"the desk did not sync: {body}")
 
 

@@ -146,7 +146,7 @@ def wait_for_desk(desk_url: str, cookie: str, performance_id: str, seats: int, n
         if found == seats and known:
             return
         assert time.monotonic() < deadline, (found, known)
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def scan_anywhere(page: Page, code: str) -> None:

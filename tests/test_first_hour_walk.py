@@ -120,7 +120,7 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
             # 3. the office sees the desk's sale within seconds: the orders list, then the order
             office.goto(office_url + "orders?channel=cashdesk")
             wait_until(lambda: sale_number in reloaded_text(office, "#rows"),
-                       timeout=30, interval=0.5, what="the desk's sale in the office's orders list")
+                       timeout=30, interval=0.1, what="the desk's sale in the office's orders list")
             office.locator("#rows tbody a", has_text=sale_number).first.click()
             expect(office.locator("#lines")).to_contain_text(card_number)
             expect(office.locator("#lines")).to_contain_text(HOLDER)
@@ -131,14 +131,14 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
             pdf_text, codes = pdf_text_and_codes(pdfs[-1])
             assert card_number in pdf_text and len(codes) == 1
             verdict = wait_until(lambda: (v := scan(gate_url, codes[0]))["reason"] != "UNKNOWN_SIGNER" and v,
-                                 timeout=30, interval=0.3, what="the desk's card reaching the gate")
+                                 timeout=30, interval=0.05, what="the desk's card reaching the gate")
             assert verdict["reason"] == "ADMITTED", verdict
 
             # 5. the office follows the card: its page (from the order) shows the gate's entry
             office.locator("#lines a", has_text=card_number).click()
             expect(office.locator("#title")).to_contain_text(HOLDER)
             history = "section[aria-labelledby=h-history]"
-            wait_until(lambda: "Stadtmuseum" in reloaded_text(office, history), timeout=30, interval=0.5,
+            wait_until(lambda: "Stadtmuseum" in reloaded_text(office, history), timeout=30, interval=0.1,
                        what="the gate's entry in the office's card page")
             shot(office, "office-card-entered")
 
@@ -147,7 +147,7 @@ def test_a_new_users_first_hour_from_the_demo_to_the_gate_and_the_mail(tmp_path)
             order = shop_order(hub_url, printed(text, r"shop token\s+(tsr_\S+)"), product_id)
             office.goto(office_url + "mail?state=sent")
             wait_until(lambda: "eva@example.org" in reloaded_text(office, "#rows"),
-                       timeout=30, interval=0.5, what="the shop's mail sent, in the office outbox")
+                       timeout=30, interval=0.1, what="the shop's mail sent, in the office outbox")
             office.locator("#rows tbody a").first.click()
             expect(office.locator("#to")).to_have_text("eva@example.org")
             expect(office.locator("#inbox-link")).to_have_text(inbox_url)

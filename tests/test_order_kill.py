@@ -135,7 +135,7 @@ def test_kill_9_mid_sale_loses_no_acknowledged_sale(tmp_path, sample_template):
         desk = Desk(edge.url)
         deadline = time.monotonic() + 60
         while not settled(desk.call("GET", "/api/status")[1]) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert settled(desk.call("GET", "/api/status")[1])
         office = sqlite3.connect(hub_dir / DB_NAME)
         try:

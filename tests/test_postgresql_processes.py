@@ -319,7 +319,7 @@ async def test_four_hub_processes_sell_the_same_ring_seats_once_and_print_and_ma
                 assert set(states) == {"held"}  # a hold made on one process is seen on every other
             orders = len(outcome["orders"])
             assert orders >= 30 and len(outcome["losses"]) >= 47
-            wait_until(lambda: _all_printed_and_sent(db), 90, interval=0.2, what=lambda: _left(db, hubs))
+            wait_until(lambda: _all_printed_and_sent(db), 90, interval=0.05, what=lambda: _left(db, hubs))
             for hub in hubs.processes:
                 assert "Traceback" not in hub.output(), hub.output()
     finally:
@@ -392,7 +392,7 @@ async def test_holds_and_rate_limits_are_the_same_on_every_hub_process(served, t
             deadline = time.monotonic() + 30
             while await staff.seat_state(d, performance, chair) != "free":  # the hold's clock, not ours
                 assert time.monotonic() < deadline, "the hold never expired on another process"
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
             status, again = await other.call("POST", b, "/seat-holds", {
                 "seats": [{"performance_id": performance, "seat_id": chair}]})
             assert status == 201, again
