@@ -31,7 +31,7 @@ from core.base.pg.connection import WRITER_LOCK
 from core.subscriptions import holds
 from hub.app import make_app, open_hub
 from hub.services import mail, tokens
-from hub.services.hold_sweeper import SWEEP_EVERY_S, SWEEPER
+from hub.services.hold_sweeper import SWEEPER, VACUUM_EVERY_S
 from hub.services.print_batches import PRINTING
 from hub.web.offload import OFFLOAD
 from tests.test_postgresql_schema import seed_sale
@@ -270,7 +270,7 @@ async def test_writes_waiting_for_the_write_lock_leave_the_hubs_loop_free(pg_sho
         assert not any(task.done() for task in waiting)  # answered while the writes still wait
         other.rollback()
         swept, mailed, printed, created, page = await asyncio.gather(*waiting)
-        assert swept == SWEEP_EVERY_S and mailed > 0 and printed["jobs"] == 0
+        assert swept == VACUUM_EVERY_S and mailed > 0 and printed["jobs"] == 0
         assert created.status == 201, await created.text()
         assert page.status == 404, await page.text()  # counted, then no such link
     finally:
