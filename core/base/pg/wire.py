@@ -232,8 +232,11 @@ class Wire:
         last = count if last is None else min(last, count)
         if first >= last:
             return []
-        self.tx.set_pgresult(result)
         if not as_dicts:
-            return self.tx.load_rows(first, last, tuple)
-        names = [result.fname(i).decode(self.encoding) for i in range(result.nfields)]
-        return self.tx.load_rows(first, last, lambda values: dict(zip(names, values, strict=False)))
+            make_row: Any = tuple
+        else:
+            names = [result.fname(i).decode(self.encoding) for i in range(result.nfields)]
+            make_row = lambda values: dict(zip(names, values, strict=False))  # noqa: E731
+        with self.lock:  # the transformer is the session's: another thread may be sending
+            self.tx.set_pgresult(result)
+            return self.tx.load_rows(first, last, make_row)
