@@ -19,6 +19,11 @@ CLOCK = web.AppKey("api_clock", Callable[[], dt.datetime])
 
 def now(ctx) -> dt.datetime:
     """The app's clock if one is set, else the system clock (UTC)."""
-    app = getattr(ctx, "app", None)
+    return app_now(getattr(ctx, "app", None))
+
+
+def app_now(app: web.Application | None) -> dt.datetime:
+    """*app*'s clock if one is set, else the system clock (UTC): for the app's workers (the hold
+    sweeper judges a hold expired by the clock that made it)."""
     clock = app.get(CLOCK) if app is not None and hasattr(app, "get") else None
     return clock() if clock is not None else utcnow()
