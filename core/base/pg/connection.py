@@ -48,6 +48,7 @@ adapter gives the same interface on PostgreSQL instead of a second copy of every
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import threading
@@ -73,7 +74,7 @@ PROVIDED_FUNCTIONS = frozenset({"casefold", "tessera_local_day"})
 
 _BEGIN = re.compile(r"^\s*BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
-_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK|COMMIT|END)\b", re.IGNORECASE)
+_RELEASE = re.compile(r"^\s*RELEASE\b", re.IGNORECASE)
 _ENDS = re.compile(r"^\s*(ROLLBACK|COMMIT|END)\b", re.IGNORECASE)  # a transaction, or (ROLLBACK TO) a savepoint
 _COMMIT = re.compile(r"^\s*(COMMIT|END)\b", re.IGNORECASE)
 _ROLLBACK_TO = re.compile(r"^\s*ROLLBACK\s+(TRANSACTION\s+)?TO\b", re.IGNORECASE)
@@ -95,6 +96,25 @@ BATCH_ROWS = 256  # rows per multi-row INSERT at most; batches are powers of two
 # an IN list).
 SESSION: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
 PREPARED_MAX = 500
+
+
+@functools.lru_cache(maxsize=2048)
+def _kind(sql: str) -> str:
+    """What a statement is to the adapter, worked out once per text (every statement is
+    classified; the hub sends a few hundred distinct texts): begin, end (COMMIT, ROLLBACK, also
+    ROLLBACK TO), savepoint, release, write (INSERT/UPDATE/DELETE without RETURNING: pipelined),
+    or read (anything answered)."""
+    if _BEGIN.match(sql):
+        return "begin"
+    if _ENDS.match(sql):
+        return "end"
+    if _SAVEPOINT.match(sql):
+        return "savepoint"
+    if _RELEASE.match(sql):
+        return "release"
+    if _WRITE.match(sql) and not _RETURNING.search(sql):
+        return "write"
+    return "read"
 
 
 class IntegrityError(sqlite3.IntegrityError):
@@ -293,7 +313,7 @@ class Connection:
             statements = list(_batches(values, rows))
         else:
             statements = [(sql, row) for row in rows]
-        answer = not (_WRITE.match(sql) and not _RETURNING.search(sql))  # as execute(): a write is pipelined
+        answer = _kind(sql) != "write"  # as execute(): a write without RETURNING is pipelined
         cursor = Cursor(self)
         if statements:
             self._write(lambda: [self._send(statement, params) for statement, params in statements], answer)
@@ -301,17 +321,19 @@ class Connection:
         return cursor
 
     def _execute(self, sql: str, parameters: Sequence | Mapping) -> Answer:
-        if _BEGIN.match(sql):
+        kind = _kind(sql)
+        if kind == "begin":
             self._begin()
-        elif _ENDS.match(sql):
+        elif kind == "end":
             self._end(sql)
-        elif _CONTROL.match(sql) and not self._mine():  # outside a transaction: as any statement
+        elif kind in ("savepoint", "release") and not self._mine():  # outside a transaction: as any statement
             return self._read(sql, parameters)
-        elif _CONTROL.match(sql):  # SAVEPOINT (sent with what follows), RELEASE (answered)
+        elif kind == "savepoint":  # sent with what follows
             self._control(sql)
-            if not _SAVEPOINT.match(sql):
-                self.settle()
-        elif _WRITE.match(sql) and not _RETURNING.search(sql):
+        elif kind == "release":  # answered: a refusal inside the block is raised before it ends
+            self._control(sql)
+            self.settle()
+        elif kind == "write":
             return self._write(lambda: self._send(sql, parameters), answer=False)
         else:
             return self._read(sql, parameters)
