@@ -522,3 +522,79 @@ def test_a_second_thread_on_the_same_session_waits_for_the_transaction_to_end(pg
         add_operator(pg, "b")
     reader.join(DEADLINE_S)
     assert read == [2]
+
+
+class RoundTrips:
+    """Counts the session's round trips (syncs that had something to collect)."""
+
+    def __init__(self, db, monkeypatch) -> None:
+        self.count = 0
+        wire, sync = db._wire, db._wire.sync
+
+        def counting() -> None:
+            self.count += bool(wire.expected)
+            sync()
+
+        monkeypatch.setattr(wire, "sync", counting)
+
+
+def test_reads_in_a_transaction_are_answered_together_when_the_first_is_read(pg, monkeypatch):
+    """Inside a transaction a read is sent and collected when its cursor is first read, with
+    everything sent before it: a rule that asks three questions before reading any answer costs
+    one round trip (order_view, a pass's dates), and each cursor gets its own answer."""
+    add_operator(pg, "a", "Anna")
+    add_operator(pg, "b", "Bert")
+    trips = RoundTrips(pg, monkeypatch)
+    with storage.transaction(pg):
+        anna = pg.execute("SELECT name FROM operators WHERE id = ?", ("a",))
+        add_operator(pg, "c", "Carl")  # a write between the questions: seen by the later ones only
+        both = pg.execute("SELECT count(*) AS n FROM operators")
+        bert = pg.execute("SELECT name FROM operators WHERE id = ?", ("b",))
+        assert trips.count == 0  # BEGIN, the lock, three reads and a write: all still on their way
+        assert anna.fetchone() == {"name": "Anna"}
+        assert trips.count == 1
+        assert bert.fetchone() == {"name": "Bert"} and both.fetchone() == {"n": 3}
+        assert trips.count == 1
+    assert trips.count == 2  # the COMMIT
+
+
+def test_a_refused_read_is_raised_when_it_is_read_or_by_the_end_of_its_savepoint(pg):
+    """A read sent and not read yet that the server refuses (an INSERT ... RETURNING of a taken
+    name) raises when its cursor is read; never read, it is raised by the RELEASE of its
+    savepoint (inside the `with` block, so the savepoint is undone alone) or by the COMMIT."""
+    add_operator(pg, "c", "Carl")
+    insert = "INSERT INTO operators (id, name, created_at, updated_at) VALUES (?, ?, ?, ?) RETURNING id"
+    with storage.transaction(pg):
+        with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
+            refused = pg.execute(insert, ("a", "Carl", NOW, NOW))
+            refused.fetchone()
+        with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
+            pg.execute(insert, ("b", "Carl", NOW, NOW))  # never read
+        add_operator(pg, "d", "Dora")
+    with pytest.raises(sqlite3.IntegrityError, match="operators.name"), storage.transaction(pg):
+        pg.execute(insert, ("e", "Carl", NOW, NOW))  # never read: the COMMIT fails
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["c", "d"]
+
+
+def test_a_release_waits_for_an_answer_only_when_its_block_has_one_outstanding(pg, monkeypatch):
+    """A savepoint's RELEASE is answered only while a statement of its block is unanswered
+    (the refusal must come out inside the block); a block whose last statement was read, or an
+    empty one, is released with the next round trip. Savepoints still nest and undo as on SQLite."""
+    trips = RoundTrips(pg, monkeypatch)
+    with storage.transaction(pg):
+        with storage.transaction(pg):
+            assert pg.execute("SELECT count(*) AS n FROM operators").fetchone() == {"n": 0}
+        with storage.transaction(pg):
+            pass
+        assert trips.count == 1  # the read; both RELEASEs go with what follows
+        with storage.transaction(pg):
+            add_operator(pg, "a", "Anna")
+            with storage.transaction(pg):
+                pass  # empty, inside a block with an unanswered write: goes on
+        assert trips.count == 2  # the outer block's RELEASE waits for its write
+        with pytest.raises(Conflict), storage.transaction(pg):
+            add_operator(pg, "b", "Bert")
+            with storage.transaction(pg):
+                assert pg.execute("SELECT count(*) AS n FROM operators").fetchone() == {"n": 2}
+            raise Conflict("undo Bert")  # a rule refusing after an inner block was released unanswered
+    assert [r["id"] for r in pg.execute("SELECT id FROM operators ORDER BY id")] == ["a"]

@@ -117,6 +117,11 @@ def _kind(sql: str) -> str:
     return "read"
 
 
+def _savepoint_name(sql: str) -> str:
+    """The savepoint's name in SAVEPOINT x, RELEASE [SAVEPOINT] x, ROLLBACK TO [SAVEPOINT] x."""
+    return sql.split()[-1].rstrip(";").casefold()
+
+
 class IntegrityError(sqlite3.IntegrityError):
     """A constraint violation on PostgreSQL, worded like SQLite's (see the module docstring)."""
 
@@ -218,8 +223,11 @@ class Cursor:
         return self
 
     def _result(self) -> Any:
-        self._connection.settle()
-        return None if self._answer is None else self._answer.result
+        if self._answer is None:
+            return None
+        if self._answer.result is None:  # not collected yet (a read sent in the transaction's pipeline)
+            self._connection.settle()
+        return self._answer.result
 
     @property
     def rowcount(self) -> int:
@@ -269,17 +277,18 @@ class Connection:
     """One PostgreSQL session with the sqlite3 connection interface the hub uses.
 
     Statements go through `core.base.pg.wire` (libpq's pipeline, prepared at first use).
-    Inside a transaction a write whose answer nobody reads (no RETURNING) is sent without
-    waiting for it, and the next statement that needs an answer (a read, RELEASE, COMMIT, a
-    cursor's rowcount) collects all of them in the same round trip: an order's ~25
-    statements cost ~10 round trips instead of ~25. A refused write is reported there, after
-    the rule has gone on a few statements: harmless, since an error ends the transaction
-    anyway. A rule that catches a refusal wraps the statements in `with transaction(db):` (a
-    savepoint) and catches around that block: the RELEASE that ends the block is always
-    answered, so the refusal is raised before the block ends and the savepoint is undone
-    alone, as on SQLite. Inside the block writes are pipelined too: no rule catches a single
-    statement inside a savepoint, and none may rely on it (the refusal can surface at a later
-    statement of the same block)."""
+    Inside a transaction nothing waits for its answer until someone needs it: a write whose
+    answer nobody reads (no RETURNING) is sent, a read is sent and collected when its cursor
+    is first read (rows, rowcount, description), and that collects everything sent before it in
+    the same round trip. A shop checkout (hold and order) costs 35 round trips (57 when every
+    read and every RELEASE waited: docs/rush.md). A refused write is reported there, after the
+    rule has gone on a few statements: harmless, since an error ends the transaction anyway. A
+    rule that catches a refusal wraps the statements in `with transaction(db):` (a savepoint)
+    and catches around that block: the RELEASE that ends the block is answered whenever a
+    statement of the block is still unanswered (`_release`), so the refusal is raised before
+    the block ends and the savepoint is undone alone, as on SQLite. Inside the block
+    statements are pipelined too: no rule catches a single statement inside a savepoint, and
+    none may rely on it (the refusal can surface at a later statement of the same block)."""
 
     dialect = "postgresql"
     url: str | None = None  # where it was opened (a pool of the same hub opens more there)
@@ -290,6 +299,7 @@ class Connection:
         self._wire = _wire_of(raw)
         self._open = False  # inside a transaction begun here (pipeline mode until its end)
         self._owner: int | None = None  # the thread that began it
+        self._marks: dict[str, int] = {}  # open savepoints: the wire's `sent` after their SAVEPOINT
 
     @property
     def in_transaction(self) -> bool:
@@ -330,14 +340,25 @@ class Connection:
             return self._read(sql, parameters)
         elif kind == "savepoint":  # sent with what follows
             self._control(sql)
-        elif kind == "release":  # answered: a refusal inside the block is raised before it ends
-            self._control(sql)
-            self.settle()
+            self._marks[_savepoint_name(sql)] = self._wire.sent
+        elif kind == "release":
+            self._release(sql)
         elif kind == "write":
             return self._write(lambda: self._send(sql, parameters), answer=False)
         else:
             return self._read(sql, parameters)
         return _EMPTY
+
+    def _release(self, sql: str) -> None:
+        """The end of a savepoint's block: answered when a statement sent inside the block is
+        still unanswered (a refusal inside the block must be raised before it ends, so that the
+        rule catching around it undoes the block alone); else it can no longer fail on account
+        of the block and goes with the next round trip, like a write (a block whose last
+        statement was a read, or an empty one: 4 round trips of a shop checkout)."""
+        mark = self._marks.pop(_savepoint_name(sql), None)
+        self._control(sql)
+        if mark is None or self._wire.sent - 1 > max(mark, self._wire.synced):
+            self.settle()
 
     def _send(self, sql: str, parameters: Sequence | Mapping, *, prepare: bool = True) -> Answer:
         try:
@@ -346,12 +367,12 @@ class Connection:
             raise _mapped(exc) from exc
 
     def _read(self, sql: str, parameters: Sequence | Mapping) -> Answer:
-        """A statement whose answer is read: in the transaction's pipeline, collected now with
-        everything before it; outside one, a pipeline of its own (an implicit transaction)."""
+        """A statement whose answer is read: in the transaction's pipeline, sent now and
+        collected (with everything before it) when its cursor is first read, so a rule that
+        sends several reads before reading any costs one round trip; outside a transaction, a
+        pipeline of its own (an implicit transaction), answered at once."""
         if self._mine():
-            answer = self._send(sql, parameters)
-            self.settle()
-            return answer
+            return self._send(sql, parameters)
         with self._wire.lock:
             self._wire.enter()
             try:
@@ -465,6 +486,7 @@ class Connection:
     def _close(self) -> None:
         """The transaction begun here has ended: the session is free for another thread."""
         self._open, self._owner = False, None
+        self._marks.clear()
         self._wire.lock.release()
 
     def _mine(self) -> bool:

@@ -86,6 +86,8 @@ class Wire:
         self._poll.register(self.pgconn.socket, select.POLLIN)
         self._formats: dict[int, list[PyFormat]] = {}
         self.lock = threading.RLock()
+        self.sent = 0  # statements sent so far (a count that only grows)
+        self.synced = 0  # `sent` at the last sync: statements up to it are answered (or skipped)
 
     # -- sending
 
@@ -121,6 +123,7 @@ class Wire:
             dumped = self.tx.dump_sequence(values, formats)
             types, formats = self.tx.types, self.tx.formats
         answer = Answer()
+        self.sent += 1
         if prepare:
             self.pgconn.send_query_prepared(self._name(query, types), dumped, param_formats=formats)
         else:
@@ -157,6 +160,7 @@ class Wire:
         error (the rest of the pipeline was skipped by the server)."""
         if not self.expected:
             return
+        self.synced = self.sent
         self.pgconn.pipeline_sync()
         self.expected.append(_SYNC)
         error: psycopg.Error | None = None
