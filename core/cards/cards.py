@@ -94,8 +94,10 @@ def default_validity(db: sqlite3.Connection, product_id: str, kind: str,
     if kind == "voucher":
         return sold_at, day_end(sold_at.date().replace(year=sold_at.year + VOUCHER_YEARS))
     if kind == "subscription":
-        product = _require(db, "subscription_products", product_id, "subscription product")
-        season = db.execute("SELECT starts_on, ends_on FROM seasons WHERE id = ?", (product["season_id"],)).fetchone()
+        season = db.execute("SELECT s.starts_on, s.ends_on FROM subscription_products p "
+                            "JOIN seasons s ON s.id = p.season_id WHERE p.id = ?", (product_id,)).fetchone()
+        if season is None:
+            raise NotFound(f"subscription product {product_id} does not exist", field="product_id")
         return (day_start(dt.date.fromisoformat(season["starts_on"])),
                 day_end(dt.date.fromisoformat(season["ends_on"])))
     performance = _require(db, "performances", product_id, "performance")

@@ -271,12 +271,16 @@ def order_view(db: sqlite3.Connection, order_id: str) -> dict:
     """An order with its lines (`items`, each with its card or seat ticket) and payments, as
     the API and the desk show it. `payment_method`, `payment_reference` and `given_cents`
     are the first payment's, as before payments were rows."""
-    order = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+    # the order's questions are sent before any answer is read: inside a transaction on
+    # PostgreSQL one round trip for all (core.base.pg.connection)
+    found = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,))
+    cancelled = db.execute("SELECT line_id, credit_cents FROM cancelled_lines WHERE order_id = ?", (order_id,))
+    paid_rows = payments.of_order_sent(db, order_id)
+    items = lines_of(db, order_id)
+    order = found.fetchone()
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
-    items = lines_of(db, order_id)
-    credits = {r["line_id"]: r["credit_cents"] for r in db.execute(
-        "SELECT line_id, credit_cents FROM cancelled_lines WHERE order_id = ?", (order_id,))}
+    credits = {r["line_id"]: r["credit_cents"] for r in cancelled}
     for item in items:
         item["cancelled"] = item["id"] in credits  # core/payments/cancellations.py
         item["credit_cents"] = credits.get(item["id"])
@@ -284,7 +288,7 @@ def order_view(db: sqlite3.Connection, order_id: str) -> dict:
             if item["card_id"] else None
         item["ticket"] = db.execute("SELECT id, performance_id, seat_id, zone_id, status FROM tickets "
                                     "WHERE line_id = ?", (item["id"],)).fetchone() if item["kind"] == "ticket" else None
-    paid = payments.of_order(db, order_id)
+    paid = paid_rows.fetchall()
     first = paid[0] if paid else {}
     return {**order, "payment_method": first.get("method"), "payment_reference": first.get("reference"),
             "given_cents": first.get("given_cents"), "items": items, "payments": paid}

@@ -71,5 +71,10 @@ def record(db: sqlite3.Connection, order_id: str, *, method: str, amount_cents: 
 
 
 def of_order(db: sqlite3.Connection, order_id: str) -> list[dict]:
-    return db.execute("SELECT * FROM payments WHERE order_id = ? ORDER BY created_at, id", (order_id,)).fetchall()
+    return of_order_sent(db, order_id).fetchall()
+
+
+def of_order_sent(db: sqlite3.Connection, order_id: str) -> sqlite3.Cursor:
+    """`of_order`'s question, sent and not read yet (to go with others: `orders.order_view`)."""
+    return db.execute("SELECT * FROM payments WHERE order_id = ? ORDER BY created_at, id", (order_id,))
 

@@ -409,8 +409,17 @@ def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now:
 def held_seats(db: sqlite3.Connection, hold_id: str, seller: Seller, now: dt.datetime) -> tuple[str, list]:
     """(holder, bookings) of a live hold of the seller's; NotFound for a hold that is unknown,
     expired or someone else's (the same answer, so hold ids of others tell nothing)."""
-    rows = db.execute("SELECT performance_id, seat_id, holder FROM seat_holds WHERE hold_id = ? AND expires_at > ?",
-                      (hold_id, iso(now))).fetchall()
+    return held_of(held_sent(db, hold_id, now), hold_id, seller)
+
+
+def held_sent(db: sqlite3.Connection, hold_id: str, now: dt.datetime) -> sqlite3.Cursor:
+    """`held_seats`' question, sent and not read yet (`held_of` reads it)."""
+    return db.execute("SELECT performance_id, seat_id, holder FROM seat_holds WHERE hold_id = ? AND expires_at > ?",
+                      (hold_id, iso(now)))
+
+
+def held_of(sent: sqlite3.Cursor, hold_id: str, seller: Seller) -> tuple[str, list]:
+    rows = sent.fetchall()
     if not rows or not all(seller.owns(r["holder"]) for r in rows):
         raise NotFound(f"no live hold {hold_id} of yours: it expired or was never yours", field="hold_id")
     return rows[0]["holder"], [(r["performance_id"], r["seat_id"]) for r in rows]
@@ -497,13 +506,14 @@ def sell_checkout(db: sqlite3.Connection, node: dict, seller: Seller, order: Che
     if order.hold_id is None:
         raise ValidationError(f"{prod['name']} is sold with seats: hold them first (POST /shop/seat-holds) and "
                               "give hold_id", field="hold_id")
+    held = held_sent(db, order.hold_id, now)  # answered with the plans' questions (one round trip on PostgreSQL)
+    # the plans and variants, no seat state (the sale checks the seats)
+    perfs = load_performances(db, prod["performance_ids"], seats=())
     try:
-        holder, bookings = held_seats(db, order.hold_id, seller, now)
+        holder, bookings = held_of(held, order.hold_id, seller)
     except NotFound as exc:
         raise lost(Conflict(exc.detail, field="hold_id"), db, prod["id"], seller, now, zone_id=order.zone_id,
                    performance_ids=None, count=len(party)) from None
-    # the plans and variants, no seat state (the sale checks the seats)
-    perfs = load_performances(db, prod["performance_ids"], seats=())
     seats, chosen = party_fields(prod, perfs, bookings, len(party))
     body = SubscriptionSaleIn(
         product_id=prod["id"], customer_id=order.customer_id, form=order.form, delivery=order.delivery,

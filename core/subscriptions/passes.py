@@ -45,11 +45,12 @@ def issue_subscription_cards(db: sqlite3.Connection, signer: cards.NodeSigner, s
         if sub["product_kind"] == "voucher":  # its cards are its choice vouchers (issued once)
             choice_vouchers.issue_for_subscription(db, signer, subscription_id, now)
             return []
+        cards_now = db.execute("SELECT * FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
+                               (sub["line_id"],))  # asked with the seats (one round trip on PostgreSQL)
         held = seats(db, sub["line_id"])
         if not held:
             raise Conflict(f"subscription {sub['number']} holds no seats; there is nothing to print")
-        existing = db.execute("SELECT * FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
-                              (sub["line_id"],)).fetchall()
+        existing = cards_now.fetchall()
         wanted_pass = sub["form"] in ("pass", "both")
         wanted_tickets = {s.performance_id: s for s in held} if sub["form"] in ("single_tickets", "both") else {}
         _revoke_surplus(db, signer, sub, existing, wanted_pass, wanted_tickets, now)
@@ -161,11 +162,13 @@ def record_pass_dates(db: sqlite3.Connection, card_id: str, line_id: str) -> lis
     whenever a pass is issued or re-issued, the seats change or the subscription is cancelled;
     safe to call again (the rows are replaced, unchanged rows are not rewritten). Returns the
     performance ids recorded."""
-    card = db.execute("SELECT revoked_at FROM cards WHERE id = ?", (card_id,)).fetchone()
-    wanted = set() if card is None or card["revoked_at"] else {r["performance_id"] for r in db.execute(
-        "SELECT performance_id FROM tickets WHERE line_id = ? AND status = 'sold'", (line_id,))}
-    have = {r["performance_id"] for r in db.execute(
-        "SELECT performance_id FROM pass_performances WHERE card_id = ?", (card_id,))}
+    # three questions asked before any answer is read (one round trip on PostgreSQL)
+    revoked = db.execute("SELECT revoked_at FROM cards WHERE id = ?", (card_id,))
+    sold = db.execute("SELECT performance_id FROM tickets WHERE line_id = ? AND status = 'sold'", (line_id,))
+    recorded = db.execute("SELECT performance_id FROM pass_performances WHERE card_id = ?", (card_id,))
+    card = revoked.fetchone()
+    wanted = set() if card is None or card["revoked_at"] else {r["performance_id"] for r in sold}
+    have = {r["performance_id"] for r in recorded}
     db.executemany("DELETE FROM pass_performances WHERE card_id = ? AND performance_id = ?",
                    [(card_id, p) for p in sorted(have - wanted)])
     db.executemany("INSERT INTO pass_performances (card_id, performance_id) VALUES (?, ?)",

@@ -65,14 +65,23 @@ def subscription_row(db: sqlite3.Connection, subscription_id: str) -> dict:
 
 def seats(db: sqlite3.Connection, line_id: str) -> list[Seat]:
     """The subscription's sold seats, in date order."""
-    rows = db.execute(
+    return seats_of(seats_sent(db, line_id))
+
+
+def seats_sent(db: sqlite3.Connection, line_id: str) -> sqlite3.Cursor:
+    """`seats`' question, sent and not read yet: a caller that asks something else meanwhile
+    gets both answers in one round trip on PostgreSQL (inside a transaction); `seats_of` reads it."""
+    return db.execute(
         "SELECT t.id, t.performance_id, pf.title, pf.starts_at, v.name AS venue, sec.name AS section, "
         "st.row_label, st.label FROM tickets t JOIN performances pf ON pf.id = t.performance_id "
         "JOIN venues v ON v.id = pf.venue_id JOIN seats st ON st.id = t.seat_id "
         "JOIN plan_sections sec ON sec.id = st.section_id "
-        "WHERE t.line_id = ? AND t.status = 'sold' ORDER BY pf.starts_at, pf.id", (line_id,)).fetchall()
+        "WHERE t.line_id = ? AND t.status = 'sold' ORDER BY pf.starts_at, pf.id", (line_id,))
+
+
+def seats_of(sent: sqlite3.Cursor) -> list[Seat]:
     return [Seat(r["id"], r["performance_id"], r["title"], parse_iso(r["starts_at"]).astimezone(LOCAL_TZ),
-                 r["venue"], r["section"], r["row_label"], r["label"]) for r in rows]
+                 r["venue"], r["section"], r["row_label"], r["label"]) for r in sent.fetchall()]
 
 
 def holder_name(sub: dict) -> str:

@@ -113,14 +113,14 @@ def row(db: sqlite3.Connection, subscription_id: str) -> dict:
 
 def get(db: sqlite3.Connection, subscription_id: str) -> dict:
     """One subscription with its seats, one per performance in date order."""
-    sub = row(db, subscription_id)
-    seats = db.execute(
+    seats = db.execute(  # asked before the subscription's row is read: one round trip for both on PostgreSQL
         "SELECT t.id AS ticket_id, t.performance_id, p.title, p.starts_at, p.variant_id, t.seat_id, "
         "c.name AS section, s.row_label, s.label, t.zone_id, t.price_cents FROM tickets t "
         "JOIN performances p ON p.id = t.performance_id JOIN seats s ON s.id = t.seat_id "
-        "JOIN plan_sections c ON c.id = s.section_id WHERE t.line_id = ? AND t.status = 'sold' "
-        "ORDER BY p.starts_at, p.id", (sub["line_id"],)).fetchall()
-    return {**sub, "seats": seats}
+        "JOIN plan_sections c ON c.id = s.section_id WHERE t.line_id = (SELECT line_id FROM subscriptions "
+        "WHERE id = ?) AND t.status = 'sold' ORDER BY p.starts_at, p.id", (subscription_id,))
+    sub = row(db, subscription_id)
+    return {**sub, "seats": seats.fetchall()}
 
 
 def _current(db: sqlite3.Connection, subscription_id: str) -> dict:

@@ -14,7 +14,16 @@ from core.base.errors import NotFound
 
 def customer(db: sqlite3.Connection, customer_id: str) -> dict:
     """The stored customer row (names, e-mail address, structured address)."""
-    row = db.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
+    return customer_of(customer_sent(db, customer_id), customer_id)
+
+
+def customer_sent(db: sqlite3.Connection, customer_id: str) -> sqlite3.Cursor:
+    """`customer`'s question, sent and not read yet (so that it goes with the caller's next one)."""
+    return db.execute("SELECT * FROM customers WHERE id = ?", (customer_id,))
+
+
+def customer_of(sent: sqlite3.Cursor, customer_id: str) -> dict:
+    row = sent.fetchone()
     if row is None:
         raise NotFound(f"customer {customer_id} does not exist")
     return row

@@ -79,6 +79,7 @@ class Confirmation:
     subject: str
     text: str
     html: str
+    queued: bool = False  # this order's confirmation is in the mail queue already
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -86,13 +87,14 @@ class Confirmation:
 
 def items_of(db: sqlite3.Connection, order_id: str) -> list[Item]:
     """The order's subscriptions in number order, each with its sold seats in date order."""
-    ids = [r["id"] for r in db.execute("SELECT id FROM subscriptions WHERE order_id = ? ORDER BY number, id",
-                                       (order_id,))]
+    subs = db.execute("SELECT id, line_id FROM subscriptions WHERE order_id = ? ORDER BY number, id",
+                      (order_id,)).fetchall()
     out = []
-    for sub_id in ids:
-        sub = print_data.subscription_row(db, sub_id)
+    for found in subs:
+        seats = print_data.seats_sent(db, found["line_id"])  # goes with the next question
+        sub = print_data.subscription_row(db, found["id"])
         out.append(Item(sub["number"], print_data.product_label(sub), sub["organizer"], print_data.holder_name(sub),
-                        sub["tier_name"], sub["form"], sub["price_cents"], print_data.seats(db, sub["line_id"]),
+                        sub["tier_name"], sub["form"], sub["price_cents"], print_data.seats_of(seats),
                         _agency_name(db, sub["agency_token"])))
     return out
 
@@ -106,17 +108,24 @@ def _agency_name(db: sqlite3.Connection, token_id: str | None) -> str | None:
 
 def compose(db: sqlite3.Connection, order_id: str) -> Confirmation | None:
     """The order's confirmation, or None when there is nobody to mail it to (no subscription in
-    the order, or a customer without an e-mail address)."""
+    the order, or a customer without an e-mail address); `queued` (and no bodies) when it is in
+    the mail queue already."""
     order = orders.order_view(db, order_id)
-    items = items_of(db, order_id)
-    if not items or not order["customer_id"]:
+    if not order["customer_id"]:
         return None
-    customer = checkout.customer(db, order["customer_id"])
+    asked = checkout.customer_sent(db, order["customer_id"])  # these two go with items_of's first question
+    queued = _queued_sent(db, subject_of(order))
+    items = items_of(db, order_id)
+    if not items:
+        return None
+    customer = checkout.customer_of(asked, order["customer_id"])
     if not (customer["email"] or "").strip():
         return None
     organizer = items[0].organizer
     name = f"{customer['first_name']} {customer['last_name']}".strip()
-    subject = f"Ihre Abo-Bestellung {order['number']} / Your subscription order {order['number']}"
+    subject = subject_of(order)
+    if queued.fetchone() is not None:
+        return Confirmation(customer["email"], subject, "", "", queued=True)
     return Confirmation(customer["email"], subject, text_body(name, organizer, order, items),
                         html_body(name, organizer, order, items))
 
@@ -257,6 +266,10 @@ def html_body(name: str, organizer: str, order: dict, items: list[Item]) -> str:
 # --- queueing ------------------------------------------------------------------------------------------
 
 
+def subject_of(order: dict) -> str:
+    return f"Ihre Abo-Bestellung {order['number']} / Your subscription order {order['number']}"
+
+
 def queue_confirmation(db: sqlite3.Connection, order_id: str, now: dt.datetime) -> str | None:
     """Queue the order's confirmation in the caller's transaction (the sale's); the mail's id, or
     None when nothing is mailed (no address, an address the mail queue refuses: logged, or the
@@ -264,7 +277,7 @@ def queue_confirmation(db: sqlite3.Connection, order_id: str, now: dt.datetime) 
     if not db.in_transaction:
         raise RuntimeError("subscription_mail.queue_confirmation() must run inside the sale's transaction")
     found = compose(db, order_id)
-    if found is None or _already_queued(db, found.subject):
+    if found is None or found.queued:
         return None
     try:
         return mail.enqueue(db, to=found.to, subject=found.subject, text=found.text, html=found.html, now=now)
@@ -273,10 +286,11 @@ def queue_confirmation(db: sqlite3.Connection, order_id: str, now: dt.datetime) 
         return None
 
 
-def _already_queued(db: sqlite3.Connection, subject: str) -> bool:
-    """An order is confirmed once, even if a sale path calls twice (once per subscription of a
+def _queued_sent(db: sqlite3.Connection, subject: str) -> sqlite3.Cursor:
+    """Whether the order's confirmation is queued already (a row, or none), asked and not read yet.
+    An order is confirmed once, even if a sale path calls twice (once per subscription of a
     party): the subject holds the order's number, unique in the ledger."""
-    return db.execute("SELECT 1 FROM mail_queue WHERE subject = ? LIMIT 1", (subject,)).fetchone() is not None
+    return db.execute("SELECT 1 FROM mail_queue WHERE subject = ? LIMIT 1", (subject,))
 
 
 def confirm_order(app: web.Application, db: sqlite3.Connection, order_id: str, now: dt.datetime) -> str | None:
