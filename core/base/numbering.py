@@ -28,16 +28,29 @@ def next_number(db: sqlite3.Connection, prefix: str, year: int, node_id: str) ->
 
     Must run inside the transaction that stores the numbered row.
     """
+    return next_numbers(db, [prefix], year, node_id)[0]
+
+
+def next_numbers(db: sqlite3.Connection, prefixes: list[str], year: int, node_id: str) -> list[str]:
+    """`next_number` of each of *prefixes* in turn (a prefix may come more than once), all
+    asked before any answer is read: one round trip on PostgreSQL (a sale's order number and
+    its subscriptions' numbers)."""
     if not db.in_transaction:
         raise RuntimeError("next_number() must run inside the transaction that uses the number")
-    if not PREFIX.match(prefix):
-        raise ValidationError(f"number prefix {prefix!r} must be 1-8 upper-case letters/digits")
-    row = db.execute(  # one statement: the series' first number, or the next if the node owns it
+    for prefix in prefixes:
+        if not PREFIX.match(prefix):
+            raise ValidationError(f"number prefix {prefix!r} must be 1-8 upper-case letters/digits")
+    asked = [db.execute(  # one statement: the series' first number, or the next if the node owns it
         "INSERT INTO number_series (prefix, year, owner_node, last_value) VALUES (?, ?, ?, 1) "
         "ON CONFLICT (prefix, year) DO UPDATE SET last_value = number_series.last_value + 1 "
         "WHERE number_series.owner_node = excluded.owner_node RETURNING last_value",
         (prefix, year, node_id),
-    ).fetchone()
+    ) for prefix in prefixes]
+    return [_taken(db, cursor.fetchone(), prefix, year, node_id)
+            for cursor, prefix in zip(asked, prefixes, strict=True)]
+
+
+def _taken(db: sqlite3.Connection, row: dict | None, prefix: str, year: int, node_id: str) -> str:
     if row is None:
         owner = db.execute(
             "SELECT owner_node FROM number_series WHERE prefix = ? AND year = ?", (prefix, year)

@@ -67,10 +67,11 @@ def load_signer(db: sqlite3.Connection, data_dir: Path) -> NodeSigner:
     return NodeSigner(node["id"], node["role"], node["key_id"], private)
 
 
-def product_code(db: sqlite3.Connection, product_id: str, kind: str) -> int:
+def product_code(db: sqlite3.Connection, product_id: str, kind: str, sent: sqlite3.Cursor | None = None) -> int:
     """The small number that stands for a product inside card codes. Only the hub gives
-    new ones out, so all replicas agree; an edge asks its replica."""
-    row = db.execute("SELECT code FROM card_products WHERE product_id = ?", (product_id,)).fetchone()
+    new ones out, so all replicas agree; an edge asks its replica. (*sent*: `_code_sent`, if
+    the caller asked it already.)"""
+    row = (sent or _code_sent(db, product_id)).fetchone()
     if row:
         return row["code"]
     if this_node(db)["role"] != "hub":
@@ -80,6 +81,10 @@ def product_code(db: sqlite3.Connection, product_id: str, kind: str) -> int:
                          "SELECT coalesce(max(code), 0) + 1, ?, ? FROM card_products RETURNING code",
                          (product_id, kind)).fetchone()
     return row["code"]
+
+
+def _code_sent(db: sqlite3.Connection, product_id: str) -> sqlite3.Cursor:
+    return db.execute("SELECT code FROM card_products WHERE product_id = ?", (product_id,))
 
 
 def default_validity(db: sqlite3.Connection, product_id: str, kind: str,
@@ -155,8 +160,9 @@ def issue_card(db: sqlite3.Connection, signer: NodeSigner, *, product_id: str, k
     if signer.role not in ("hub", "cashdesk", "counter"):
         raise Conflict(f"a {signer.role} node does not issue cards")
     with transaction(db):  # a refused card leaves nothing behind, not even a product code
-        code = product_code(db, product_id, kind)
+        asked = _code_sent(db, product_id)  # goes with default_validity's question
         default_from, default_until = default_validity(db, product_id, kind, now)
+        code = product_code(db, product_id, kind, asked)
         valid_from, valid_until = valid_from or default_from, valid_until or default_until
         if valid_until < valid_from:
             raise ValidationError("valid_until is before valid_from", field="valid_until")

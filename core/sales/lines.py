@@ -20,16 +20,18 @@ from core.base.errors import ValidationError
 class LineKind:
     name: str
     delivers: str  # "card", "voucher", "seat" or "seats" (a subscription: a seat per performance)
-    product_name_sql: str  # `product_id` -> the product's name, for receipts and lists
+    product_name: str  # the product's name (for receipts and lists), of the line `l`: a scalar subquery
 
 
 LINE_KINDS: dict[str, LineKind] = {k.name: k for k in (
-    LineKind("annual", "card", "SELECT name FROM annual_products WHERE id = ?"),
-    LineKind("voucher", "voucher", "SELECT name FROM annual_products WHERE id = ?"),
-    LineKind("ticket", "seat", "SELECT title AS name FROM performances WHERE id = ?"),
+    LineKind("annual", "card", "(SELECT name FROM annual_products WHERE id = l.product_id)"),
+    LineKind("voucher", "voucher", "(SELECT name FROM annual_products WHERE id = l.product_id)"),
+    LineKind("ticket", "seat", "(SELECT title FROM performances WHERE id = l.product_id)"),
     # a subscription (core/subscriptions/sale.py): its seat tickets (one per performance) carry the line's id
-    LineKind("subscription", "seats", "SELECT name FROM subscription_products WHERE id = ?"),
+    LineKind("subscription", "seats", "(SELECT name FROM subscription_products WHERE id = l.product_id)"),
 )}
+# each line's product name by its kind, in the lines' one statement (kinds and subqueries: the registry's)
+_PRODUCT = "CASE l.kind " + " ".join(f"WHEN '{k.name}' THEN {k.product_name}" for k in LINE_KINDS.values()) + " END"
 COLUMNS = ("id", "order_id", "position", "kind", "product_id", "price_cents", "vat_code", "card_id")
 
 
@@ -43,10 +45,7 @@ def store(db: sqlite3.Connection, order_id: str, lines: list[dict]) -> None:
 
 
 def of_order(db: sqlite3.Connection, order_id: str) -> list[dict]:
-    """An order's lines in position order, each with its product's name (`product`)."""
-    lines = db.execute("SELECT * FROM order_lines WHERE order_id = ? ORDER BY position", (order_id,)).fetchall()
-    for line in lines:
-        kind = LINE_KINDS.get(line["kind"])
-        row = db.execute(kind.product_name_sql, (line["product_id"],)).fetchone() if kind else None
-        line["product"] = row["name"] if row else None
-    return lines
+    """An order's lines in position order, each with its product's name (`product`; None for a
+    kind the registry does not know)."""
+    return db.execute(f"SELECT l.*, {_PRODUCT} AS product FROM order_lines l WHERE l.order_id = ? "
+                      "ORDER BY l.position", (order_id,)).fetchall()

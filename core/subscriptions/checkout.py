@@ -210,9 +210,11 @@ def _performances(db: sqlite3.Connection, performance_ids: Sequence[str]) -> lis
 # --- seats --------------------------------------------------------------------------------------------
 
 
-def labelled(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]]) -> list[dict]:
-    """(performance, seat) pairs with the seat's section, row, label and zone, in the given order."""
-    named = booked_seats(db, bookings)
+def labelled(db: sqlite3.Connection, bookings: Sequence[tuple[str, str]],
+             named: dict[tuple[str, str], dict] | None = None) -> list[dict]:
+    """(performance, seat) pairs with the seat's section, row, label and zone, in the given order
+    (from *named*, what `contingents.booked_seats` gave for them, if the caller has it)."""
+    named = booked_seats(db, bookings) if named is None else named
     out = []
     for perf, seat in bookings:
         s = named.get((perf, seat)) or {"section": "", "row_label": "", "label": "", "zone_id": None}
@@ -391,16 +393,17 @@ def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now:
     prod = offers.product(db, body.product_id, seller.audience)
     if phase_now(prod, seller, now) is None:
         raise Conflict(f"{prod['name']} is not on sale through the {seller.channel} channel now", field="product_id")
+    booked: dict = {}  # the seats' labels, as the hold's check read them
     try:
         with transaction(db):
             bookings = _bookings(db, prod, body, seller, now)
             held = holds.hold(db, seller.new_holder(), bookings, now=now,
                               ttl=dt.timedelta(seconds=body.ttl_seconds), pool=seller.pool,
-                              expired=True)  # _bookings read the seats in this transaction
+                              expired=True, booked=booked)  # _bookings read the seats in this transaction
     except Conflict as exc:
         raise lost(exc, db, prod["id"], seller, now, zone_id=body.zone_id, performance_ids=body.performance_ids,
                    count=len(body.members) or body.count) from None
-    seats = labelled(db, bookings)
+    seats = labelled(db, bookings, booked)
     zones = {s["zone_id"] for s in seats}
     return {"id": held["id"], "product_id": prod["id"], "expires_at": held["expires_at"],
             "zone_id": zones.pop() if len(zones) == 1 else None, "seats": seats}

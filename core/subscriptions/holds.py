@@ -83,8 +83,9 @@ def held_by_others(holder: str | None) -> Holds:
     return Holds(holder)
 
 
-def _check_bookings(db: sqlite3.Connection, bookings: Sequence[Booking], pool: str) -> None:
-    """Every seat exists in its performance's plan variant and is in *pool*; none twice."""
+def _check_bookings(db: sqlite3.Connection, bookings: Sequence[Booking], pool: str) -> dict[Booking, dict]:
+    """Every seat exists in its performance's plan variant and is in *pool*; none twice. Returns
+    what it read of each seat (`contingents.booked_seats`)."""
     if not bookings:
         raise ValidationError("name at least one seat to hold", field="seats")
     if len(bookings) > MAX_SEATS:
@@ -104,6 +105,7 @@ def _check_bookings(db: sqlite3.Connection, bookings: Sequence[Booking], pool: s
             if found["pool"] != pool:
                 raise Conflict(f"{describe(found)} is not in this pool ({pool}) at performance {perf}",
                                field="seats")
+    return offered
 
 
 def describe(seat: dict) -> str:
@@ -112,18 +114,23 @@ def describe(seat: dict) -> str:
 
 @retried  # a deadlock or serialization failure on PostgreSQL: run again
 def hold(db: sqlite3.Connection, holder: str, bookings: Sequence[Booking], *, now: dt.datetime,
-         ttl: dt.timedelta = DEFAULT_TTL, pool: str = HUB, expired: bool = False) -> dict:
+         ttl: dt.timedelta = DEFAULT_TTL, pool: str = HUB, expired: bool = False,
+         booked: dict[Booking, dict] | None = None) -> dict:
     """Hold *bookings* ((performance, seat) pairs, e.g. all of a ring's) for *holder* until
     now + *ttl*: all of them in one transaction, or none (a Conflict naming the first seat
     sold or held by someone else). Seats the holder holds already are taken over into the new hold.
     *expired*: the caller has deleted the expired holds of these performances at *now* in the
-    same transaction (`offers.performances`, which chose the seats): not looked for again."""
+    same transaction (`offers.performances`, which chose the seats): not looked for again.
+    *booked*, if given, is filled with each seat's section, row, label, zone and pool as the
+    check read them (`contingents.booked_seats`): a caller that shows them asks nothing more."""
     check_holder(holder)
     if not dt.timedelta(seconds=1) <= ttl <= MAX_TTL:
         raise ValidationError(f"a hold lasts between 1 second and {MAX_TTL}", field="ttl_seconds")
     hold_id, expires = uuid7(), iso(now + ttl)
     with transaction(db):
-        _check_bookings(db, bookings, pool)
+        offered = _check_bookings(db, bookings, pool)
+        if booked is not None:
+            booked.update(offered)
         if not expired:
             expire(db, now, list({p for p, _ in bookings}))
         try:

@@ -29,7 +29,15 @@ from core.base.storage import transaction
 from core.cards import cards
 from core.printing import print_queue
 from core.subscriptions import choice_vouchers
-from core.subscriptions.print_data import Seat, holder_name, seats, subscription_row
+from core.subscriptions.print_data import (
+    LINE_OF_SUBSCRIPTION,
+    Seat,
+    holder_name,
+    seats,
+    seats_of,
+    subscription_row,
+    subscription_seats_sent,
+)
 
 FORMS = {"pass": ("pass",), "single_tickets": ("single_tickets",), "both": ("pass", "single_tickets", "both")}
 DEFAULT_DELIVERY = "pickup"  # an order without a delivery (a seat sale) keeps the cards at the box office
@@ -40,14 +48,16 @@ def issue_subscription_cards(db: sqlite3.Connection, signer: cards.NodeSigner, s
     """Issue what the subscription's form and seats call for and is not issued yet; revoke what
     it no longer calls for. Returns the cards issued now (none on a repeated call)."""
     with transaction(db):
+        # the seats and cards are asked with the subscription's row (one round trip on PostgreSQL)
+        held_now = subscription_seats_sent(db, subscription_id)
+        cards_now = db.execute(f"SELECT * FROM cards WHERE order_item_id = {LINE_OF_SUBSCRIPTION} "
+                               "AND revoked_at IS NULL", (subscription_id,))
         sub = subscription_row(db, subscription_id)
         _check(sub)
         if sub["product_kind"] == "voucher":  # its cards are its choice vouchers (issued once)
             choice_vouchers.issue_for_subscription(db, signer, subscription_id, now)
             return []
-        cards_now = db.execute("SELECT * FROM cards WHERE order_item_id = ? AND revoked_at IS NULL",
-                               (sub["line_id"],))  # asked with the seats (one round trip on PostgreSQL)
-        held = seats(db, sub["line_id"])
+        held = seats_of(held_now)
         if not held:
             raise Conflict(f"subscription {sub['number']} holds no seats; there is nothing to print")
         existing = cards_now.fetchall()

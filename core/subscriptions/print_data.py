@@ -68,15 +68,23 @@ def seats(db: sqlite3.Connection, line_id: str) -> list[Seat]:
     return seats_of(seats_sent(db, line_id))
 
 
+_SEATS = ("SELECT t.id, t.performance_id, pf.title, pf.starts_at, v.name AS venue, sec.name AS section, "
+          "st.row_label, st.label FROM tickets t JOIN performances pf ON pf.id = t.performance_id "
+          "JOIN venues v ON v.id = pf.venue_id JOIN seats st ON st.id = t.seat_id "
+          "JOIN plan_sections sec ON sec.id = st.section_id "
+          "WHERE t.line_id = {line} AND t.status = 'sold' ORDER BY pf.starts_at, pf.id")
+LINE_OF_SUBSCRIPTION = "(SELECT line_id FROM subscriptions WHERE id = ?)"
+
+
 def seats_sent(db: sqlite3.Connection, line_id: str) -> sqlite3.Cursor:
     """`seats`' question, sent and not read yet: a caller that asks something else meanwhile
     gets both answers in one round trip on PostgreSQL (inside a transaction); `seats_of` reads it."""
-    return db.execute(
-        "SELECT t.id, t.performance_id, pf.title, pf.starts_at, v.name AS venue, sec.name AS section, "
-        "st.row_label, st.label FROM tickets t JOIN performances pf ON pf.id = t.performance_id "
-        "JOIN venues v ON v.id = pf.venue_id JOIN seats st ON st.id = t.seat_id "
-        "JOIN plan_sections sec ON sec.id = st.section_id "
-        "WHERE t.line_id = ? AND t.status = 'sold' ORDER BY pf.starts_at, pf.id", (line_id,))
+    return db.execute(_SEATS.format(line="?"), (line_id,))
+
+
+def subscription_seats_sent(db: sqlite3.Connection, subscription_id: str) -> sqlite3.Cursor:
+    """`seats_sent` by the subscription's id: asked before its row is read."""
+    return db.execute(_SEATS.format(line=LINE_OF_SUBSCRIPTION), (subscription_id,))
 
 
 def seats_of(sent: sqlite3.Cursor) -> list[Seat]:

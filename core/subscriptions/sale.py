@@ -41,7 +41,7 @@ from core.base import outbox
 from core.base.clock import iso
 from core.base.errors import Conflict, NotFound, ValidationError
 from core.base.ids import uuid7
-from core.base.numbering import next_number
+from core.base.numbering import next_numbers
 from core.base.storage import retried, transaction
 from core.cards.cards import NodeSigner
 from core.catalog import pricing
@@ -557,10 +557,11 @@ def abo_series(node: dict) -> str:
 def fresh_ids(db: sqlite3.Connection, node: dict, party: list[Sold], now: dt.datetime) -> SaleIds:
     """New ids, the order number from the node's order series and one subscription number per member
     from its own series (caller's transaction: a rolled-back sale takes no number)."""
-    number = next_number(db, order_series(node["id"]), now.year, node["id"])
+    number, *subscriptions = next_numbers(db, [order_series(node["id"]), *[abo_series(node)] * len(party)],
+                                          now.year, node["id"])
     return SaleIds(uuid7(), number, [
-        MemberIds(uuid7(), uuid7(), next_number(db, abo_series(node), now.year, node["id"]),
-                  {b.performance_id: uuid7() for b in booked}) for _, booked, _ in party])
+        MemberIds(uuid7(), uuid7(), sub_number, {b.performance_id: uuid7() for b in booked})
+        for (_, booked, _), sub_number in zip(party, subscriptions, strict=True)])
 
 
 def store_sale(db: sqlite3.Connection, node: dict, prod: dict, body: SubscriptionSaleIn, party: list[Sold],

@@ -85,10 +85,10 @@ class Confirmation:
 # --- reading -------------------------------------------------------------------------------------------
 
 
-def items_of(db: sqlite3.Connection, order_id: str) -> list[Item]:
-    """The order's subscriptions in number order, each with its sold seats in date order."""
-    subs = db.execute("SELECT id, line_id FROM subscriptions WHERE order_id = ? ORDER BY number, id",
-                      (order_id,)).fetchall()
+def items_of(db: sqlite3.Connection, order_id: str, sent: sqlite3.Cursor | None = None) -> list[Item]:
+    """The order's subscriptions in number order, each with its sold seats in date order (*sent*:
+    `_subscriptions_sent`, if the caller asked it already)."""
+    subs = (sent or _subscriptions_sent(db, order_id)).fetchall()
     out = []
     for found in subs:
         seats = print_data.seats_sent(db, found["line_id"])  # goes with the next question
@@ -97,6 +97,10 @@ def items_of(db: sqlite3.Connection, order_id: str) -> list[Item]:
                         sub["tier_name"], sub["form"], sub["price_cents"], print_data.seats_of(seats),
                         _agency_name(db, sub["agency_token"])))
     return out
+
+
+def _subscriptions_sent(db: sqlite3.Connection, order_id: str) -> sqlite3.Cursor:
+    return db.execute("SELECT id, line_id FROM subscriptions WHERE order_id = ? ORDER BY number, id", (order_id,))
 
 
 def _agency_name(db: sqlite3.Connection, token_id: str | None) -> str | None:
@@ -110,12 +114,13 @@ def compose(db: sqlite3.Connection, order_id: str) -> Confirmation | None:
     """The order's confirmation, or None when there is nobody to mail it to (no subscription in
     the order, or a customer without an e-mail address); `queued` (and no bodies) when it is in
     the mail queue already."""
+    subs = _subscriptions_sent(db, order_id)  # goes with the order's questions
     order = orders.order_view(db, order_id)
     if not order["customer_id"]:
         return None
-    asked = checkout.customer_sent(db, order["customer_id"])  # these two go with items_of's first question
+    asked = checkout.customer_sent(db, order["customer_id"])  # these two go with the items' seats
     queued = _queued_sent(db, subject_of(order))
-    items = items_of(db, order_id)
+    items = items_of(db, order_id, subs)
     if not items:
         return None
     customer = checkout.customer_of(asked, order["customer_id"])
