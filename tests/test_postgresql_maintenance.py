@@ -36,3 +36,41 @@ def test_only_the_churned_tables_are_vacuumed_and_never_inside_a_transaction(pg)
         maintenance.vacuum(pg, "seat_holds")
     maintenance.vacuum(pg, "seat_holds")
     assert pg.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+
+
+def analyses(db, table: str) -> int:
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    return db.execute("SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relname = ?", (table,)).fetchone()["n"]
+
+
+def grow(db, table_rows: int) -> None:
+    """*table_rows* new operators, their counts flushed to the server's statistics at once."""
+    with storage.transaction(db):
+        db.executemany("INSERT INTO operators (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                       [(f"op{k}-{table_rows}", f"Op {k} {table_rows}", "2026-12-03T10:00:00Z",
+                         "2026-12-03T10:00:00Z") for k in range(table_rows)])
+    db.execute("SELECT pg_stat_force_next_flush()")
+    db.execute("SELECT 1")  # a transaction's end: the counts go out now
+
+
+async def test_tables_a_presale_fills_are_analyzed_as_they_grow_and_others_are_left(pg):
+    """Every session keeps the plans it made while a table was nearly empty (reading it whole)
+    until the table's statistics change, and autovacuum's next ANALYZE may be a minute away: the
+    sweeper's round analyzes each table that changed by MIN_CHANGES plus GROWTH times its rows
+    since its last ANALYZE, and no other (core/base/pg/maintenance.py)."""
+    maintenance.analyze_grown(pg)  # whatever the new schema's own rows left
+    before, holds_before = analyses(pg, "operators"), analyses(pg, "seat_holds")
+    grow(pg, maintenance.MIN_CHANGES - 5)  # not enough
+    assert "operators" not in maintenance.analyze_grown(pg) and analyses(pg, "operators") == before
+    grow(pg, 10)
+    sweeper = HoldSweeper(web.Application(), pg)
+    assert await sweeper.round() == VACUUM_EVERY_S  # the round analyzes it
+    assert analyses(pg, "operators") == before + 1
+    assert maintenance.analyze_grown(pg) == []  # nothing changed since
+    grow(pg, 40)  # 40 more on 55: less than MIN_CHANGES + GROWTH x 55 rows
+    assert "operators" not in maintenance.analyze_grown(pg)
+    grow(pg, 80)  # 120 changes since the last ANALYZE: more than 50 + 55 (the change feed grew too)
+    assert maintenance.analyze_grown(pg) == ["changes", "operators"]
+    assert analyses(pg, "operators") == before + 2 and analyses(pg, "seat_holds") == holds_before
+    with pytest.raises(RuntimeError, match="outside a transaction"), storage.transaction(pg):
+        maintenance.analyze_grown(pg)

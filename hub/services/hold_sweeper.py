@@ -3,8 +3,9 @@
 Expired holds never block a seat anyway: every look at or claim of a performance's seats
 deletes that performance's expired holds first (`core.subscriptions.holds.expire`). This
 worker sweeps the rest, once a minute; on PostgreSQL every VACUUM_EVERY_S, each time followed
-by a VACUUM of the holds (core/base/pg/maintenance.py: a rush leaves thousands of dead hold
-rows that every look at the seats walks, and autovacuum naps a minute). The delete is a
+by a VACUUM of the holds and an ANALYZE of the tables that grew (core/base/pg/maintenance.py:
+a rush leaves thousands of dead hold rows that every look at the seats walks, its sessions
+keep plans made while `tickets` or `orders` were empty, and autovacuum naps a minute). The delete is a
 write: on PostgreSQL it may wait for the hub's write lock (another process writing), so it
 runs in the hub's executor on a pooled session (`hub.web.offload.off_loop`), not on the event loop; on SQLite inline.
 """
@@ -41,6 +42,7 @@ class HoldSweeper(Worker):
         from core.base.pg import maintenance  # psycopg: a PostgreSQL hub only
 
         await off_loop(self.app, self.db, lambda db: maintenance.vacuum(db, "seat_holds"))
+        await off_loop(self.app, self.db, maintenance.analyze_grown)
         return VACUUM_EVERY_S
 
 
