@@ -279,3 +279,17 @@ def test_the_once_per_order_check_asks_an_index_not_every_mail_ever_sent(empty_h
         plan = " ".join(r["detail"] for r in db.execute(
             "EXPLAIN QUERY PLAN SELECT 1 FROM mail_queue WHERE subject = 'x' LIMIT 1").fetchall())
     assert "mail_queue_subject" in plan
+
+
+def test_an_orders_subscriptions_are_found_by_an_index_not_by_reading_them_all(empty_hub):
+    """The mail (and the office's order pages) read an order's subscriptions by the order's id,
+    at every sale: answered from an index (migration 0034), not by reading every subscription."""
+    db = empty_hub.db
+    question = "SELECT id, line_id FROM subscriptions WHERE order_id = 'x' ORDER BY number, id"
+    if not isinstance(db, sqlite3.Connection):
+        db.execute("SET enable_seqscan = off")  # an empty table: only whether the index can answer
+        plan = " ".join(r["QUERY PLAN"] for r in db.execute(f"EXPLAIN {question}").fetchall())
+        db.execute("RESET enable_seqscan")
+    else:
+        plan = " ".join(r["detail"] for r in db.execute(f"EXPLAIN QUERY PLAN {question}").fetchall())
+    assert "subscriptions_order" in plan
