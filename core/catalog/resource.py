@@ -218,9 +218,12 @@ def create(db: sqlite3.Connection, res: Resource, data: Any) -> dict:
             db.execute(f"INSERT INTO {res.table} ({cols}) VALUES ({marks})", tuple(row.values()))
             res.write_children(db, id_, data)
             res.after_write(db, id_)
+            # read back inside the block: on PostgreSQL the read goes with the block's writes (one
+            # round trip), a refused write is raised here, inside the `try` that maps it, and the
+            # block's RELEASE waits for nothing more (core.base.pg.connection)
+            return get(db, res, id_)
     except sqlite3.IntegrityError as exc:
         raise _integrity(res, exc) from None
-    return get(db, res, id_)
 
 
 def current_input(db: sqlite3.Connection, res: Resource, id_: str) -> tuple[dict, Any]:
@@ -245,9 +248,9 @@ def update(db: sqlite3.Connection, res: Resource, id_: str, patch: Any) -> dict:
             if any(name in changes for name in res.children):
                 res.write_children(db, id_, merged)
             res.after_write(db, id_)
+            return get(db, res, id_)  # inside the block, as in create()
     except sqlite3.IntegrityError as exc:
         raise _integrity(res, exc) from None
-    return get(db, res, id_)
 
 
 def list_(db: sqlite3.Connection, res: Resource, query: ListQuery, audience: Audience = "internal") -> dict:
