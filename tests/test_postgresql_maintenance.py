@@ -3,6 +3,8 @@ core/base/pg/maintenance.py, the hold sweeper on PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from aiohttp import web
 
@@ -43,12 +45,15 @@ def analyses(db, table: str) -> int:
     return db.execute("SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relname = ?", (table,)).fetchone()["n"]
 
 
+_operators = itertools.count()
+
+
 def grow(db, table_rows: int) -> None:
     """*table_rows* new operators, their counts flushed to the server's statistics at once."""
     with storage.transaction(db):
         db.executemany("INSERT INTO operators (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                       [(f"op{k}-{table_rows}", f"Op {k} {table_rows}", "2026-12-03T10:00:00Z",
-                         "2026-12-03T10:00:00Z") for k in range(table_rows)])
+                       [(f"op{k}", f"Op {k}", "2026-12-03T10:00:00Z", "2026-12-03T10:00:00Z")
+                        for k in itertools.islice(_operators, table_rows)])
     db.execute("SELECT pg_stat_force_next_flush()")
     db.execute("SELECT 1")  # a transaction's end: the counts go out now
 
@@ -60,16 +65,19 @@ async def test_tables_a_presale_fills_are_analyzed_as_they_grow_and_others_are_l
     since its last ANALYZE, and no other (core/base/pg/maintenance.py)."""
     maintenance.analyze_grown(pg)  # whatever the new schema's own rows left
     before, holds_before = analyses(pg, "operators"), analyses(pg, "seat_holds")
-    grow(pg, maintenance.MIN_CHANGES - 5)  # not enough
+    first = maintenance.MIN_CHANGES - 5
+    grow(pg, first)  # not enough
     assert "operators" not in maintenance.analyze_grown(pg) and analyses(pg, "operators") == before
     grow(pg, 10)
     sweeper = HoldSweeper(web.Application(), pg)
     assert await sweeper.round() == VACUUM_EVERY_S  # the round analyzes it
     assert analyses(pg, "operators") == before + 1
     assert maintenance.analyze_grown(pg) == []  # nothing changed since
-    grow(pg, 40)  # 40 more on 55: less than MIN_CHANGES + GROWTH x 55 rows
+    rows = first + 10  # what the ANALYZE saw
+    needed = maintenance.MIN_CHANGES + int(maintenance.GROWTH * rows)
+    grow(pg, needed - 10)  # not yet
     assert "operators" not in maintenance.analyze_grown(pg)
-    grow(pg, 80)  # 120 changes since the last ANALYZE: more than 50 + 55 (the change feed grew too)
+    grow(pg, 10)  # now as many changes since the last ANALYZE as it takes (the change feed grew as much)
     assert maintenance.analyze_grown(pg) == ["changes", "operators"]
     assert analyses(pg, "operators") == before + 2 and analyses(pg, "seat_holds") == holds_before
     with pytest.raises(RuntimeError, match="outside a transaction"), storage.transaction(pg):
