@@ -71,7 +71,7 @@ def product_code(db: sqlite3.Connection, product_id: str, kind: str, sent: sqlit
     """The small number that stands for a product inside card codes. Only the hub gives
     new ones out, so all replicas agree; an edge asks its replica. (*sent*: `_code_sent`, if
     the caller asked it already.)"""
-    row = (sent or _code_sent(db, product_id)).fetchone()
+    row = (sent if sent is not None else _code_sent(db, product_id)).fetchone()
     if row:
         return row["code"]
     if this_node(db)["role"] != "hub":

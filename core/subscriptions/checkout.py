@@ -409,19 +409,15 @@ def hold_checkout(db: sqlite3.Connection, seller: Seller, body: ShopHoldIn, now:
             "zone_id": zones.pop() if len(zones) == 1 else None, "seats": seats}
 
 
-def held_seats(db: sqlite3.Connection, hold_id: str, seller: Seller, now: dt.datetime) -> tuple[str, list]:
-    """(holder, bookings) of a live hold of the seller's; NotFound for a hold that is unknown,
-    expired or someone else's (the same answer, so hold ids of others tell nothing)."""
-    return held_of(held_sent(db, hold_id, now), hold_id, seller)
-
-
 def held_sent(db: sqlite3.Connection, hold_id: str, now: dt.datetime) -> sqlite3.Cursor:
-    """`held_seats`' question, sent and not read yet (`held_of` reads it)."""
+    """The question for a live hold's seats, sent and not read yet (`held_of` reads it)."""
     return db.execute("SELECT performance_id, seat_id, holder FROM seat_holds WHERE hold_id = ? AND expires_at > ?",
                       (hold_id, iso(now)))
 
 
 def held_of(sent: sqlite3.Cursor, hold_id: str, seller: Seller) -> tuple[str, list]:
+    """(holder, bookings) of a live hold of the seller's; NotFound for a hold that is unknown,
+    expired or someone else's (the same answer, so hold ids of others tell nothing)."""
     rows = sent.fetchall()
     if not rows or not all(seller.owns(r["holder"]) for r in rows):
         raise NotFound(f"no live hold {hold_id} of yours: it expired or was never yours", field="hold_id")

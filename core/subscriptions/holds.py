@@ -57,17 +57,14 @@ def expire(db: sqlite3.Connection, now: dt.datetime, performance_ids: Sequence[s
         return
     marks, perfs = listed(dict.fromkeys(performance_ids))
     where, args = f"WHERE performance_id IN ({marks}) AND expires_at <= ?", (*perfs, iso(now))
-    if db.in_transaction:
-        db.execute(f"DELETE FROM seat_holds {where}", args)
-        return
-    # the earliest expiry first: PostgreSQL answers from the index seat_holds_expiry (few
-    # entries before *now*), also in the generic plan a prepared statement makes on a new hub
-    # (no statistics yet), which it keeps; without ORDER BY that plan read the whole table,
-    # whose dead rows pile up in a rush
-    if not db.execute(f"SELECT 1 FROM seat_holds {where} ORDER BY expires_at LIMIT 1", args).fetchone():
+    # alone, a look first (the earliest expiry first: PostgreSQL answers from the index
+    # seat_holds_expiry, few entries before *now*, also in the generic plan a prepared statement
+    # makes on a new hub, which it keeps; without ORDER BY that plan read the whole table, whose
+    # dead rows pile up in a rush)
+    if not db.in_transaction and not db.execute(
+            f"SELECT 1 FROM seat_holds {where} ORDER BY expires_at LIMIT 1", args).fetchone():
         return  # a plain look writes nothing
-    with transaction(db):
-        db.execute(f"DELETE FROM seat_holds {where}", args)
+    db.execute(f"DELETE FROM seat_holds {where}", args)  # alone: one statement, a write of its own
 
 
 def expire_all(db: sqlite3.Connection, now: dt.datetime) -> int:

@@ -79,7 +79,6 @@ class Confirmation:
     subject: str
     text: str
     html: str
-    queued: bool = False  # this order's confirmation is in the mail queue already
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -88,7 +87,7 @@ class Confirmation:
 def items_of(db: sqlite3.Connection, order_id: str, sent: sqlite3.Cursor | None = None) -> list[Item]:
     """The order's subscriptions in number order, each with its sold seats in date order (*sent*:
     `_subscriptions_sent`, if the caller asked it already)."""
-    subs = (sent or _subscriptions_sent(db, order_id)).fetchall()
+    subs = (sent if sent is not None else _subscriptions_sent(db, order_id)).fetchall()
     out = []
     for found in subs:
         seats = print_data.seats_sent(db, found["line_id"])  # goes with the next question
@@ -112,8 +111,8 @@ def _agency_name(db: sqlite3.Connection, token_id: str | None) -> str | None:
 
 def compose(db: sqlite3.Connection, order_id: str) -> Confirmation | None:
     """The order's confirmation, or None when there is nobody to mail it to (no subscription in
-    the order, or a customer without an e-mail address); `queued` (and no bodies) when it is in
-    the mail queue already."""
+    the order, a customer without an e-mail address, or the order's confirmation is in the mail
+    queue already)."""
     subs = _subscriptions_sent(db, order_id)  # goes with the order's questions
     order = orders.order_view(db, order_id)
     if not order["customer_id"]:
@@ -128,10 +127,9 @@ def compose(db: sqlite3.Connection, order_id: str) -> Confirmation | None:
         return None
     organizer = items[0].organizer
     name = f"{customer['first_name']} {customer['last_name']}".strip()
-    subject = subject_of(order)
     if queued.fetchone() is not None:
-        return Confirmation(customer["email"], subject, "", "", queued=True)
-    return Confirmation(customer["email"], subject, text_body(name, organizer, order, items),
+        return None
+    return Confirmation(customer["email"], subject_of(order), text_body(name, organizer, order, items),
                         html_body(name, organizer, order, items))
 
 
@@ -282,7 +280,7 @@ def queue_confirmation(db: sqlite3.Connection, order_id: str, now: dt.datetime) 
     if not db.in_transaction:
         raise RuntimeError("subscription_mail.queue_confirmation() must run inside the sale's transaction")
     found = compose(db, order_id)
-    if found is None or found.queued:
+    if found is None:
         return None
     try:
         return mail.enqueue(db, to=found.to, subject=found.subject, text=found.text, html=found.html, now=now)

@@ -280,7 +280,7 @@ class Connection:
     Inside a transaction nothing waits for its answer until someone needs it: a write whose
     answer nobody reads (no RETURNING) is sent, a read is sent and collected when its cursor
     is first read (rows, rowcount, description), and that collects everything sent before it in
-    the same round trip. A shop checkout (hold and order) costs 35 round trips (57 when every
+    the same round trip. A shop checkout (hold and order) costs 28 round trips (57 when every
     read and every RELEASE waited: docs/rush.md). A refused write is reported there, after the
     rule has gone on a few statements: harmless, since an error ends the transaction anyway. A
     rule that catches a refusal wraps the statements in `with transaction(db):` (a savepoint)
